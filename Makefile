@@ -1,0 +1,51 @@
+# stormguard — see README.md. Targets: build test bench demo lint fuzz.
+GO        ?= go
+BIN       := bin/stormguard
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+# Integration tests need root (network namespaces) and valkey-server.
+# STORMGUARD_REQUIRE_INTEGRATION=1 turns their skips into failures (CI).
+TESTFLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: build test unit deps bench demo lint fuzz clean
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stormguard
+
+deps:
+	./scripts/install-deps.sh
+
+## test: install what is missing, then unit, integration and fuzz-seed tests with -race
+test: deps build
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	GOOS=darwin $(GO) build ./...
+	$(GO) test $(TESTFLAGS) ./...
+
+## unit: tests that need neither root nor valkey-server
+unit:
+	$(GO) test -short -count=1 ./...
+
+## bench: benchmarks and soaks (long); results go to docs/benchmarks.md by hand
+bench: deps build
+	./bench/run.sh
+
+## demo: a throwaway Valkey in a private namespace, sampled by stormguard
+demo: deps build
+	./scripts/demo.sh
+
+lint:
+	$(GO) vet ./...
+	gofmt -l .
+
+## fuzz: run each fuzz target for FUZZTIME (default 20s)
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sample"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+type sampleOpts struct {
+	valkey       string
+	passwordFile string
+	netns        string
+	count        int
+	interval     time.Duration
+	json         bool
+	procRoot     string
+}
+
+func newSampleCmd() *cobra.Command {
+	var o sampleOpts
+	cmd := &cobra.Command{
+		Use:   "sample --valkey ADDR [--count N] [--interval D] [--json]",
+		Short: "Take N raw samples of every storm signal and print them",
+		Long: `Take N samples of one Valkey listener and print them: accept-queue depth,
+peak and limit, SYN_RECV and established sockets for the port, the
+namespace's TCP counters, conntrack, NIC allowance counters and Valkey's
+INFO fields read over one reserved connection.
+
+A signal that cannot be read is shown as null (JSON) or "-" (table), and the
+reason is given under "errors"; the other signals are still printed.`,
+		Example: `  stormguard sample --valkey 127.0.0.1:6379
+  stormguard sample --valkey valkey://default:secret@10.0.0.5:6379 --count 10 --interval 200ms --json
+  VALKEY_PASSWORD=secret stormguard sample --valkey 127.0.0.1:6379 --netns /var/run/netns/blue --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := resolveTarget(o.valkey, o.passwordFile, o.netns)
+			if err != nil {
+				return usageErr(err)
+			}
+			t.ProcRoot = o.procRoot
+			if o.count < 1 {
+				return usageErr(fmt.Errorf("--count must be at least 1, got %d", o.count))
+			}
+			if o.interval <= 0 {
+				return usageErr(fmt.Errorf("--interval must be positive, got %s", o.interval))
+			}
+			return runSample(cmd.Context(), cmd.OutOrStdout(), t, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.valkey, "valkey", "", "Valkey address: HOST:PORT, valkey://[user:pass@]host:port[/db] or valkeys://… (TLS)")
+	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	f.StringVar(&o.netns, "netns", "", "network namespace of the target, e.g. /var/run/netns/NAME or /proc/PID/ns/net")
+	f.IntVar(&o.count, "count", 1, "number of samples to take")
+	f.DurationVar(&o.interval, "interval", 500*time.Millisecond, "time between samples")
+	f.BoolVar(&o.json, "json", false, "print one JSON object per line")
+	f.StringVar(&o.procRoot, "proc-root", "/proc", "procfs mount to read kernel files from")
+	_ = f.MarkHidden("proc-root")
+	_ = cmd.MarkFlagRequired("valkey")
+	return cmd
+}
+
+// resolveTarget parses the address flags shared by every command.
+func resolveTarget(valkey, passwordFile, ns string) (signal.Target, error) {
+	a, err := addr.Parse(valkey)
+	if err != nil {
+		return signal.Target{}, err
+	}
+	if err := a.ApplyPassword(passwordFile, os.Getenv); err != nil {
+		return signal.Target{}, err
+	}
+	if ns != "" {
+		if err := netns.Check(ns); err != nil {
+			return signal.Target{}, err
+		}
+	}
+	return signal.Target{Addr: a, NetNS: ns}, nil
+}
+
+// errValkeyUnreachable reports that the Valkey connection could not be made.
+var errValkeyUnreachable = errors.New("cannot reach Valkey")
+
+func runSample(ctx context.Context, out io.Writer, t signal.Target, o sampleOpts) error {
+	set := signal.Open(ctx, signal.Options{Target: t, Interval: o.interval})
+	defer set.Close()
+	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: o.interval}
+
+	var tw *tabwriter.Writer
+	if !o.json {
+		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tTARGET\tACCEPTQ\tPEAK\tLIMIT\tSYN_RECV\tESTAB\tOVERFLOWS\tCT\tCLIENTS\tMAXCLIENTS\tREJECTED\tPING_MS")
+	}
+	enc := json.NewEncoder(out)
+	tick := time.NewTicker(o.interval)
+	defer tick.Stop()
+	var first *sample.Sample
+	for i := 0; i < o.count; i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				i = o.count
+				continue
+			case <-tick.C:
+			}
+		}
+		s := sm.Once(ctx)
+		if first == nil {
+			first = s
+		}
+		if o.json {
+			if err := enc.Encode(s); err != nil {
+				return err
+			}
+			continue
+		}
+		writeRow(tw, s)
+		tw.Flush()
+	}
+	if tw != nil && first != nil && len(first.Errors) > 0 {
+		keys := make([]string, 0, len(first.Errors))
+		for k := range first.Errors {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintln(out, "\nunavailable signals:")
+		for _, k := range keys {
+			fmt.Fprintf(out, "  %s: %s\n", k, first.Errors[k])
+		}
+	}
+	// The contract: an unreachable Valkey is a connection error (exit 2),
+	// though the kernel signals were printed.
+	if first != nil && first.Valkey == nil {
+		if reason, ok := first.Errors["valkey"]; ok {
+			return usageErr(fmt.Errorf("%w at %s: %s", errValkeyUnreachable, t.Addr, reason))
+		}
+	}
+	return nil
+}
+
+func writeRow(w io.Writer, s *sample.Sample) {
+	d := func(p *uint64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprint(*p)
+	}
+	var depth, peak, limit, ov, ct, cl, mc, rej, ping = "-", "-", "-", "-", "-", "-", "-", "-", "-"
+	if s.Listen != nil {
+		depth, peak, limit = d(s.Listen.Depth), d(s.Listen.DepthMax), d(s.Listen.Limit)
+	}
+	if s.TCP != nil {
+		ov = d(s.TCP.ListenOverflows)
+	}
+	if s.Conntrack != nil {
+		ct = d(s.Conntrack.Count) + "/" + d(s.Conntrack.Max)
+	}
+	if s.Valkey != nil {
+		cl, mc, rej = d(s.Valkey.ConnectedClients), d(s.Valkey.MaxClients), d(s.Valkey.RejectedConnections)
+		if s.Valkey.PingMS != nil {
+			ping = fmt.Sprintf("%.2f", *s.Valkey.PingMS)
+		}
+	}
+	fmt.Fprintln(w, strings.Join([]string{s.Time.Format("15:04:05.000"), s.Target, depth, peak, limit,
+		d(s.SynRecv), d(s.Established), ov, ct, cl, mc, rej, ping}, "\t"))
+}

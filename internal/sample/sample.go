@@ -1,0 +1,119 @@
+package sample
+
+import "time"
+
+// Sample is one instant of every signal for one target. Its JSON encoding is
+// the stable contract of `stormguard sample --json` (see docs/sample.md):
+// every key is always present; unavailable signals are null.
+type Sample struct {
+	Time   time.Time `json:"time"`
+	Target string    `json:"target"`
+	Port   int       `json:"port"`
+	// NetNS is the network namespace the kernel signals come from
+	// ("" = the namespace stormguard runs in).
+	NetNS string `json:"netns"`
+	// IntervalMS is the sampling interval this sample closes.
+	IntervalMS float64 `json:"interval_ms"`
+
+	Listen *Listen `json:"listen"`
+	// SynRecv counts request sockets (SYN_RECV) for the target port.
+	SynRecv *uint64 `json:"syn_recv"`
+	// Established counts ESTABLISHED sockets whose local port is the target port.
+	Established *uint64 `json:"established"`
+
+	TCP       *TCP       `json:"tcp"`
+	Conntrack *Conntrack `json:"conntrack"`
+	Valkey    *Valkey    `json:"valkey"`
+	NIC       *NIC       `json:"nic"`
+
+	// Errors maps a source name to the reason its part is missing or stale.
+	// Always present (an empty object when every source answered).
+	Errors map[string]string `json:"errors"`
+	// SourceDurations holds how long each source took, in milliseconds.
+	SourceDurations map[string]float64 `json:"source_ms,omitempty"`
+}
+
+// Listen is the accept queue of the target's listening socket(s). With
+// several sockets on the port (IPv4 and IPv6, SO_REUSEPORT) depth values are
+// summed and the limit is the sum of the limits.
+type Listen struct {
+	// Depth is the accept-queue length at the sample instant.
+	Depth *uint64 `json:"depth"`
+	// DepthMax is the largest depth seen by the fast poller during the interval.
+	DepthMax *uint64 `json:"depth_max"`
+	// Limit is the accept-queue limit: min(backlog, somaxconn).
+	Limit *uint64 `json:"limit"`
+	// Sockets is how many listening sockets matched the port.
+	Sockets int `json:"sockets"`
+	// Polls is how many fast polls the interval's DepthMax is based on.
+	Polls uint64 `json:"polls"`
+}
+
+// TCP holds the namespace-wide TCP counters (/proc/net/netstat and snmp).
+// These are per network namespace, not per port.
+type TCP struct {
+	ListenOverflows   *uint64 `json:"listen_overflows"`
+	ListenDrops       *uint64 `json:"listen_drops"`
+	ReqQFullDrop      *uint64 `json:"reqq_full_drop"`
+	ReqQFullDoCookies *uint64 `json:"reqq_full_do_cookies"`
+	SyncookiesSent    *uint64 `json:"syncookies_sent"`
+	SyncookiesRecv    *uint64 `json:"syncookies_recv"`
+	SyncookiesFailed  *uint64 `json:"syncookies_failed"`
+	SynRetrans        *uint64 `json:"syn_retrans"`
+	PassiveOpens      *uint64 `json:"passive_opens"`
+	ActiveOpens       *uint64 `json:"active_opens"`
+	AttemptFails      *uint64 `json:"attempt_fails"`
+	EstabResets       *uint64 `json:"estab_resets"`
+	CurrEstab         *uint64 `json:"curr_estab"`
+}
+
+// Conntrack holds the connection-tracking table state of the namespace.
+type Conntrack struct {
+	Count        *uint64 `json:"count"`
+	Max          *uint64 `json:"max"`
+	Drop         *uint64 `json:"drop"`
+	EarlyDrop    *uint64 `json:"early_drop"`
+	InsertFailed *uint64 `json:"insert_failed"`
+	// Via says where the numbers came from: "netlink" or "proc".
+	Via string `json:"via"`
+}
+
+// Valkey holds fields read over the reserved connection.
+type Valkey struct {
+	ConnectedClients         *uint64  `json:"connected_clients"`
+	MaxClients               *uint64  `json:"maxclients"`
+	TotalConnectionsReceived *uint64  `json:"total_connections_received"`
+	RejectedConnections      *uint64  `json:"rejected_connections"`
+	PingMS                   *float64 `json:"ping_ms"`
+	ClusterConnections       *uint64  `json:"cluster_connections"`
+	BlockedClients           *uint64  `json:"blocked_clients"`
+	EvictedClients           *uint64  `json:"evicted_clients"`
+	TotalErrorReplies        *uint64  `json:"total_error_replies"`
+	ACLAccessDeniedAuth      *uint64  `json:"acl_access_denied_auth"`
+	UsedCPUSys               *float64 `json:"used_cpu_sys"`
+	UsedCPUUser              *float64 `json:"used_cpu_user"`
+	UsedMemory               *uint64  `json:"used_memory"`
+	Role                     string   `json:"role,omitempty"`
+	Version                  string   `json:"version,omitempty"`
+	TCPBacklog               *uint64  `json:"tcp_backlog,omitempty"`
+	// Reconnects counts how often the reserved connection had to be re-opened.
+	Reconnects uint64 `json:"reconnects"`
+}
+
+// NIC holds cloud NIC allowance counters (AWS ENA) summed over the
+// interfaces that carry the target's traffic.
+type NIC struct {
+	Interfaces                  []string `json:"interfaces"`
+	BwInAllowanceExceeded       *uint64  `json:"bw_in_allowance_exceeded"`
+	BwOutAllowanceExceeded      *uint64  `json:"bw_out_allowance_exceeded"`
+	PPSAllowanceExceeded        *uint64  `json:"pps_allowance_exceeded"`
+	ConntrackAllowanceExceeded  *uint64  `json:"conntrack_allowance_exceeded"`
+	LinklocalAllowanceExceeded  *uint64  `json:"linklocal_allowance_exceeded"`
+	ConntrackAllowanceAvailable *uint64  `json:"conntrack_allowance_available"`
+}
+
+// U64 returns a pointer to v; a convenience for filling optional fields.
+func U64(v uint64) *uint64 { return &v }
+
+// F64 returns a pointer to v.
+func F64(v float64) *float64 { return &v }

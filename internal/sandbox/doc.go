@@ -1,0 +1,13 @@
+// Package sandbox builds throwaway storm labs: a fresh network namespace with
+// loopback up, per-namespace sysctls (a tiny somaxconn, syncookies off, …)
+// and a real valkey-server running inside it. Integration tests, `make demo`
+// and `stormguard storm --spawn` all use it, so a storm is reproducible on
+// any Linux machine without touching the host's own network.
+//
+// Everything a Sandbox creates is removed by Close: the valkey-server
+// process group, the namespace and the scratch directory. Namespaces are
+// named sg-<pid>-<n>, so New also removes leftovers of processes that died
+// without cleaning up.
+//
+// Creating namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
+package sandbox

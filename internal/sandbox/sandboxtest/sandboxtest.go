@@ -1,0 +1,50 @@
+// Package sandboxtest gives integration tests a sandbox (a network namespace
+// with a real valkey-server) with the project's skip rule: without root or
+// valkey-server the test is skipped with the reason, unless
+// STORMGUARD_REQUIRE_INTEGRATION=1 (set by .ci/run), which turns the skip
+// into a failure so CI can never pass by skipping.
+package sandboxtest
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/stormguard/stormguard/internal/sandbox"
+)
+
+// RequireEnv is the variable that turns skips into failures.
+const RequireEnv = "STORMGUARD_REQUIRE_INTEGRATION"
+
+// Require skips (or fails, under RequireEnv=1) when sandboxes cannot be made
+// here, and also when -short is given.
+func Require(t testing.TB) {
+	t.Helper()
+	required := os.Getenv(RequireEnv) == "1"
+	if err := sandbox.Available(); err != nil {
+		if required {
+			t.Fatalf("integration test cannot run: %v (%s=1)", err, RequireEnv)
+		}
+		t.Skipf("integration test skipped: %v (set %s=1 to make this a failure)", err, RequireEnv)
+	}
+	if testing.Short() && !required {
+		t.Skip("integration test skipped in -short mode")
+	}
+}
+
+// New makes a sandbox that is removed when the test ends, even if it fails
+// or panics.
+func New(t testing.TB, opts sandbox.Options) *sandbox.Sandbox {
+	t.Helper()
+	Require(t)
+	sb, err := sandbox.New(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			t.Errorf("sandbox cleanup: %v", err)
+		}
+	})
+	return sb
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what stormguard's tests, demo and benchmarks need on a fresh
+# Debian (bookworm) machine. Idempotent: does nothing when all is present.
+set -euo pipefail
+
+need=()
+command -v valkey-server >/dev/null || need+=(valkey-server)
+command -v valkey-benchmark >/dev/null || need+=(valkey-tools)
+command -v ip >/dev/null || need+=(iproute2)
+command -v ss >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v ethtool >/dev/null || need+=(ethtool)
+command -v promtool >/dev/null || need+=(prometheus)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${need[*]}; run as root (or: sudo $0)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# valkey-server and valkey-tools come from bookworm-backports.
+if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/stormguard-backports.list
+fi
+apt-get update -qq
+backports=() ; others=()
+for p in "${need[@]}"; do
+  case "$p" in valkey-*) backports+=("$p") ;; *) others+=("$p") ;; esac
+done
+if [ ${#backports[@]} -gt 0 ]; then
+  apt-get install -y -qq -t bookworm-backports "${backports[@]}" >/dev/null
+fi
+if [ ${#others[@]} -gt 0 ]; then
+  apt-get install -y -qq $(printf '%s\n' "${others[@]}" | sort -u) >/dev/null
+fi
+# The Debian package may start a system valkey-server on 6379; the tests use
+# their own namespaces and do not need it.
+echo "install-deps: installed ${need[*]}"
