@@ -164,7 +164,7 @@ func (s *Sandbox) StartValkey(ctx context.Context) error {
 	args = append(args, s.opts.ValkeyArgs...)
 	cmd := exec.Command("ip", args...)
 	// Own process group, so Close and Kill reach the server itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start valkey-server in %s: %w", s.Name, err)
 	}
