@@ -96,7 +96,9 @@ kill-idle (see docs/defuse.md).
 Exit codes: 0 success, 1 the mitigation was refused as unsafe or useless here
 (the message says why), 2 usage or connection error.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return usageErr(errors.New("defuse needs a subcommand: plan, apply, list or revert")) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageErr(errors.New("defuse needs a subcommand: plan, apply, list or revert"))
+		},
 	}
 	cmd.AddCommand(newDefusePlanCmd(), newDefuseApplyCmd(), newDefuseListCmd(), newDefuseRevertCmd())
 	return cmd

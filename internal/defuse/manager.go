@@ -68,6 +68,16 @@ type Manager struct {
 	Now func() time.Time
 	// Logger gets warnings about restores that failed (discarded if nil).
 	Logger *slog.Logger
+
+	// kernelFn replaces openKernel in tests.
+	kernelFn func(ns string) (kernel, error)
+}
+
+func (m *Manager) kernel(ns string) (kernel, error) {
+	if m.kernelFn != nil {
+		return m.kernelFn(ns)
+	}
+	return openKernel(ns)
 }
 
 func (m *Manager) now() time.Time {
@@ -133,7 +143,7 @@ func (m *Manager) expire(ctx context.Context, st *stateFile) ([]Mitigation, bool
 			return ks
 		}
 		var ks *kernelState
-		if k, err := openKernel(ns); err == nil {
+		if k, err := m.kernel(ns); err == nil {
 			if s, err := k.state(); err == nil {
 				ks = &s
 			}
@@ -190,7 +200,7 @@ func (m *Manager) expire(ctx context.Context, st *stateFile) ([]Mitigation, bool
 			}
 		}
 		if len(dead) > 0 {
-			if k, err := openKernel(m.NetNS); err == nil {
+			if k, err := m.kernel(m.NetNS); err == nil {
 				if err := k.remove(dead); err != nil {
 					m.log().Warn("defuse: removing lapsed nftables objects failed", "err", err)
 				}
@@ -213,7 +223,7 @@ func (m *Manager) List(ctx context.Context) ([]Mitigation, error) {
 		for _, mt := range st.Mitigations {
 			known[mt.ID] = true
 		}
-		k, err := openKernel(m.NetNS)
+		k, err := m.kernel(m.NetNS)
 		if err != nil {
 			return false, nil
 		}
@@ -254,7 +264,7 @@ func (m *Manager) Revert(ctx context.Context, id string) (Mitigation, error) {
 			got = mt
 			return true, nil
 		}
-		if k, err := openKernel(m.NetNS); err == nil {
+		if k, err := m.kernel(m.NetNS); err == nil {
 			defer k.Close()
 			if ks, err := k.state(); err == nil && ks.Present[id] {
 				if err := k.remove(map[string]bool{id: true}); err != nil {
@@ -273,7 +283,7 @@ func (m *Manager) Revert(ctx context.Context, id string) (Mitigation, error) {
 func (m *Manager) undo(ctx context.Context, mt Mitigation) error {
 	switch mt.Action {
 	case RatelimitSYN, RatelimitGlobal, Notrack:
-		k, err := openKernel(mt.NetNS)
+		k, err := m.kernel(mt.NetNS)
 		if err != nil {
 			return err
 		}
@@ -403,7 +413,7 @@ func (m *Manager) applyNFT(mt *Mitigation, p Params) error {
 			"packets of the port are untracked both ways: rules matching ct state see 'untracked'",
 			"when the TTL lapses, connections are picked up by conntrack again mid-stream")
 	}
-	k, err := openKernel(m.NetNS)
+	k, err := m.kernel(m.NetNS)
 	if err != nil {
 		return fmt.Errorf("open nftables: %w", err)
 	}

@@ -89,8 +89,10 @@ func (n *nftClient) queue(spec nftSpec) error {
 		chains[chainOutput] = n.c.AddChain(baseChain(t, chainOutput))
 	}
 	sets := map[string]*nftables.Set{}
-	for _, s := range spec.Sets {
-		set := &nftables.Set{Table: t, Name: s.Name, KeyType: setTypes[s.Type], HasTimeout: true}
+	for i, s := range spec.Sets {
+		// Set IDs name sets within one transaction; fixing them (instead of
+		// the library's process-wide counter) keeps the batch reproducible.
+		set := &nftables.Set{Table: t, ID: uint32(i + 1), Name: s.Name, KeyType: setTypes[s.Type], HasTimeout: true}
 		var elems []nftables.SetElement
 		if s.Dynamic {
 			set.Dynamic, set.Timeout, set.Size = true, s.Timeout, s.Size

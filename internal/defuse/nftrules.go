@@ -64,7 +64,7 @@ type nftSpec struct {
 	Output bool // needs the output chain
 }
 
-func armSetName(id string) string { return "arm-" + id }
+func armSetName(id string) string  { return "arm-" + id }
 func src4SetName(id string) string { return "src4-" + id }
 func src6SetName(id string) string { return "src6-" + id }
 

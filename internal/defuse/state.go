@@ -96,6 +96,8 @@ func loadState(path string) (stateFile, error) {
 // crash never leaves half a file.
 func saveState(path string, st stateFile) error {
 	st.Version = 1
+	// Sort a copy: the caller's slice stays as it was.
+	st.Mitigations = append([]Mitigation(nil), st.Mitigations...)
 	sort.Slice(st.Mitigations, func(i, j int) bool { return st.Mitigations[i].Applied.Before(st.Mitigations[j].Applied) })
 	if st.Mitigations == nil {
 		st.Mitigations = []Mitigation{}
