@@ -413,6 +413,9 @@ func (m *Manager) applyNFT(mt *Mitigation, p Params) error {
 			"packets of the port are untracked both ways: rules matching ct state see 'untracked'",
 			"when the TTL lapses, connections are picked up by conntrack again mid-stream")
 	}
+	if p.DryRun && mt.Action != Notrack {
+		return nil // rendering needs no kernel
+	}
 	k, err := m.kernel(m.NetNS)
 	if err != nil {
 		return fmt.Errorf("open nftables: %w", err)

@@ -65,11 +65,11 @@ const procTCPFixture = `  sl  local_address rem_address   st tx_queue rx_queue t
 `
 
 func TestParseProcTCPListen(t *testing.T) {
-	d, l, ok := parseProcTCPListen([]byte(procTCPFixture), 6379)
-	if !ok || d != 0x81 || l != 0x80 {
-		t.Fatalf("6379: depth %d limit %d ok %v; want 129/128", d, l, ok)
+	d, ok := parseProcTCPListen([]byte(procTCPFixture), 6379)
+	if !ok || d != 0x81 {
+		t.Fatalf("6379: depth %d ok %v; want 129", d, ok)
 	}
-	if _, _, ok := parseProcTCPListen([]byte(procTCPFixture), 7000); ok {
+	if _, ok := parseProcTCPListen([]byte(procTCPFixture), 7000); ok {
 		t.Error("found a listener on 7000")
 	}
 }
@@ -109,9 +109,9 @@ func FuzzParseProcTCPListen(f *testing.F) {
 	f.Add([]byte(procTCPFixture), 6379)
 	f.Add([]byte("0: 0:18EB 0 0A -1:-1"), 6379)
 	f.Fuzz(func(t *testing.T, b []byte, port int) {
-		d, l, ok := parseProcTCPListen(b, port)
-		if ok && (d < 0 || l < 0) {
-			t.Fatalf("negative depth/limit %d/%d", d, l)
+		d, ok := parseProcTCPListen(b, port)
+		if ok && d < 0 {
+			t.Fatalf("negative depth %d", d)
 		}
 	})
 }

@@ -12,8 +12,8 @@ type Snapshot struct {
 	Port int `json:"port"`
 	// ListenOverflowsPerSec is the namespace's TcpExt ListenOverflows rate.
 	ListenOverflowsPerSec *float64 `json:"listen_overflows_per_sec"`
-	// AcceptDepth and AcceptLimit are the port's accept queue now and its
-	// limit, min(backlog, somaxconn).
+	// AcceptDepth is the port's accept queue now; AcceptLimit its limit,
+	// estimated as min(Valkey tcp-backlog, somaxconn).
 	AcceptDepth *int64 `json:"accept_depth"`
 	AcceptLimit *int64 `json:"accept_limit"`
 	Somaxconn   *int64 `json:"somaxconn"`

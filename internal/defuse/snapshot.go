@@ -34,7 +34,7 @@ func ReadSnapshot(ctx context.Context, ns string, a addr.Addr, window time.Durat
 	s.Somaxconn, s.SynBacklog = sysctl(sysctlSomaxconn), sysctl(sysctlSynBacklog)
 	s.ConntrackCount, s.ConntrackMax = sysctl("net.netfilter.nf_conntrack_count"), sysctl("net.netfilter.nf_conntrack_max")
 
-	var depth, limit int64
+	var depth int64
 	found := false
 	for _, f := range []string{"tcp", "tcp6"} {
 		b, err := readNetFile(ns, f)
@@ -42,12 +42,12 @@ func ReadSnapshot(ctx context.Context, ns string, a addr.Addr, window time.Durat
 			s.Errors["listen"] = fmt.Sprintf("read /proc/net/%s: %v", f, err)
 			continue
 		}
-		if d, l, ok := parseProcTCPListen(b, a.Port); ok {
-			depth, limit, found = max(depth, d), max(limit, l), true
+		if d, ok := parseProcTCPListen(b, a.Port); ok {
+			depth, found = max(depth, d), true
 		}
 	}
 	if found {
-		s.AcceptDepth, s.AcceptLimit = i64(depth), i64(limit)
+		s.AcceptDepth = i64(depth)
 		delete(s.Errors, "listen")
 	} else if _, ok := s.Errors["listen"]; !ok {
 		s.Errors["listen"] = fmt.Sprintf("no TCP listener on port %d in the namespace", a.Port)
@@ -111,6 +111,11 @@ func ReadSnapshot(ctx context.Context, ns string, a addr.Addr, window time.Durat
 			}
 		}
 	}
+	// The limit is min(tcp-backlog, somaxconn) as of Valkey's listen();
+	// with today's somaxconn it is an estimate if somaxconn changed since.
+	if s.TCPBacklog != nil && s.Somaxconn != nil && s.AcceptDepth != nil {
+		s.AcceptLimit = i64(min(*s.TCPBacklog, *s.Somaxconn))
+	}
 	return s
 }
 
@@ -147,10 +152,10 @@ func parseNetstat(b []byte) map[string]int64 {
 }
 
 // parseProcTCPListen finds LISTEN sockets (st 0A) on port in /proc/net/tcp
-// or tcp6 and returns the largest accept-queue depth (rx_queue) and limit
-// (tx_queue), which the kernel reports as sk_ack_backlog and
-// sk_max_ack_backlog for listeners.
-func parseProcTCPListen(b []byte, port int) (depth, limit int64, ok bool) {
+// or tcp6 and returns the largest accept-queue depth: for listeners the
+// kernel reports sk_ack_backlog as rx_queue. (tx_queue is not the limit
+// there, unlike sock_diag's idiag_wqueue.)
+func parseProcTCPListen(b []byte, port int) (depth int64, ok bool) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
@@ -166,16 +171,15 @@ func parseProcTCPListen(b []byte, port int) (depth, limit int64, ok bool) {
 		if err != nil || int(p) != port {
 			continue
 		}
-		tx, rx, found := strings.Cut(f[4], ":")
+		_, rx, found := strings.Cut(f[4], ":")
 		if !found {
 			continue
 		}
-		l, err1 := strconv.ParseInt(tx, 16, 64)
-		d, err2 := strconv.ParseInt(rx, 16, 64)
-		if err1 != nil || err2 != nil || l < 0 || d < 0 {
+		d, err := strconv.ParseInt(rx, 16, 64)
+		if err != nil || d < 0 {
 			continue
 		}
-		depth, limit, ok = max(depth, d), max(limit, l), true
+		depth, ok = max(depth, d), true
 	}
-	return depth, limit, ok
+	return depth, ok
 }
