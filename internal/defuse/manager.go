@@ -183,6 +183,7 @@ func (m *Manager) expire(ctx context.Context, st *stateFile) ([]Mitigation, bool
 		}
 		changed = true
 		expired = append(expired, mt)
+		delete(states, mt.NetNS) // the kernel changed; read it afresh
 	}
 	st.Mitigations = keep
 	// Orphans in our namespace: objects whose arm element lapsed but that
