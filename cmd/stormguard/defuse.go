@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -326,7 +327,7 @@ func newDefusePlanCmd() *cobra.Command {
 				return json.NewEncoder(out).Encode(plan)
 			}
 			fmt.Fprintf(out, "port %d: %s\n", snap.Port, plan.Verdict)
-			for _, k := range sortedKeys(snap.Errors) {
+			for _, k := range slices.Sorted(maps.Keys(snap.Errors)) {
 				fmt.Fprintf(out, "  unavailable %s: %s\n", k, snap.Errors[k])
 			}
 			if len(plan.Proposals) == 0 {
@@ -343,13 +344,4 @@ func newDefusePlanCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&window, "window", time.Second, "how long to watch counters for rates")
 	cmd.Flags().DurationVar(&ttl, "ttl", 300*time.Second, "TTL to put in the proposed commands")
 	return cmd
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -328,10 +328,6 @@ func (n *nftClient) remove(ids map[string]bool) error {
 // conntrack for the port (NAT chains, ct state matches, iptables-nft
 // conntrack/state matches). Empty means notrack is safe.
 func (n *nftClient) trackingDependents() ([]string, error) {
-	tables, err := n.c.ListTables()
-	if err != nil {
-		return nil, fmt.Errorf("list nftables tables: %w", err)
-	}
 	chains, err := n.c.ListChains()
 	if err != nil {
 		return nil, fmt.Errorf("list nftables chains: %w", err)
@@ -357,7 +353,6 @@ func (n *nftClient) trackingDependents() ([]string, error) {
 			}
 		}
 	}
-	_ = tables
 	return why, nil
 }
 
