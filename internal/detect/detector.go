@@ -302,7 +302,7 @@ func (d *Detector) transition(now time.Time, v *View, e evaluation) *Event {
 		d.lastSurge = now
 	}
 	if d.state == Storm || d.state == Recovering {
-		d.ep.observe(now, v)
+		d.ep.observe(now, v, e.storm)
 	}
 	from, to := d.state, d.state
 	var why string
@@ -349,14 +349,14 @@ func (d *Detector) transition(now time.Time, v *View, e evaluation) *Event {
 	}
 	if to == Storm && from != Recovering {
 		d.ep = Episode{Start: now}
-		d.ep.observe(now, v)
+		d.ep.observe(now, v, true)
 	}
+	d.ep.End, d.ep.Relapses = now, d.relapses
 	ev.Reason = reasonFor(e.signals, to, why)
 	ev.Verdict = verdictFor(d.target, from, to, v, e.signals, &d.ep, why)
 	ev.Evidence = newEvidence(e.signals)
 	if from == Storm || from == Recovering || to == Storm {
 		ep := d.ep
-		ep.End, ep.Relapses = now, d.relapses
 		ev.Evidence.Episode = &ep
 	}
 	if to == Calm {
