@@ -17,7 +17,7 @@ type builder struct {
 
 	// Cumulative counters (floats so fractional rates accumulate).
 	passive, vconns, overflows, drops, cookies, rejected float64
-	ctDrop, ctEarly, ctInsertFailed, nicConntrack       float64
+	ctDrop, ctEarly, ctInsertFailed, nicConntrack        float64
 
 	// Gauges.
 	depthMax, limit, synRecv uint64

@@ -399,7 +399,7 @@ func TestCounterReset(t *testing.T) {
 	d := New(Config{})
 	warm(t, d, b, 50, time.Minute)
 	b.vconns, b.rejected = 0, 0 // Valkey restarted
-	b.passive = 3                 // and the netns counters reset too
+	b.passive = 3               // and the netns counters reset too
 	st, evs := d.Observe(b.tick(50, 0))
 	v := d.View()
 	if st != Calm || len(evs) != 0 || len(v.Signals) != 0 {
