@@ -258,7 +258,10 @@ func (d *Detector) derive(s *sample.Sample) View {
 		}
 	}
 	if k := s.Valkey; k != nil {
-		v.ConnectedClients, v.MaxClients, v.PingMS = k.ConnectedClients, k.MaxClients, k.PingMS
+		v.ConnectedClients, v.MaxClients = k.ConnectedClients, k.MaxClients
+		if p := k.PingMS; p != nil && !math.IsNaN(*p) && !math.IsInf(*p, 0) && *p >= 0 {
+			v.PingMS = p
+		}
 		if k.ConnectedClients != nil {
 			d.clientsHist.add(s.Time, float64(*k.ConnectedClients))
 			if k.MaxClients != nil && *k.MaxClients > 0 {
@@ -396,7 +399,7 @@ func (d *Detector) learn(now time.Time, v *View, e evaluation) {
 	if r := v.Rates.ValkeyConnections; r != nil {
 		d.valkeyBase.add(now, *r)
 	}
-	if p := v.PingMS; p != nil && *p >= 0 && !math.IsNaN(*p) && !math.IsInf(*p, 0) {
+	if p := v.PingMS; p != nil {
 		d.pingBase.add(now, *p)
 	}
 }

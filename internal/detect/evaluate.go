@@ -179,7 +179,7 @@ func evaluate(d *Detector, s *sample.Sample, v *View) evaluation {
 	forecast("forecast_accept_queue_full", "accept queue", v.Forecasts.AcceptFullS, v.AcceptOccupancy, ScopePort, v.AcceptDepthMax, v.AcceptLimit)
 	forecast("forecast_maxclients", "maxclients", v.Forecasts.MaxclientsFullS, v.ClientsOccupancy, ScopeInstance, v.ConnectedClients, v.MaxClients)
 
-	if p := v.PingMS; p != nil && !math.IsNaN(*p) {
+	if p := v.PingMS; p != nil {
 		thr := cfg.PingFloorMS
 		if v.PingBaselineMS != nil {
 			thr = max(thr, cfg.PingFactor**v.PingBaselineMS)
