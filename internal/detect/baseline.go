@@ -107,31 +107,28 @@ func (g *gaugeHist) add(at time.Time, v float64) {
 	}
 }
 
-// slope returns the growth per second between the oldest reading inside
-// window and the newest, and false with fewer than two readings there.
-func (g *gaugeHist) slope(window time.Duration) (float64, bool) {
+// slope returns the growth per second from the newest reading back to the
+// newest reading at least window older (or the oldest one kept, if none is
+// that old), and false with fewer than two readings or a span above maxSpan.
+func (g *gaugeHist) slope(window, maxSpan time.Duration) (float64, bool) {
 	if g.n < 2 {
 		return 0, false
 	}
 	size := len(g.t)
 	newest := (g.head + size - 1) % size
 	from := g.t[newest] - int64(window)
-	oldest := -1
-	// Walk back from the newest; the last reading still inside the window
-	// is the oldest one.
+	j := newest
 	for i := 1; i < g.n; i++ {
-		j := (newest - i + size) % size
-		if g.t[j] < from {
+		j = (newest - i + size) % size
+		if g.t[j] <= from {
 			break
 		}
-		oldest = j
 	}
-	if oldest < 0 {
+	span := g.t[newest] - g.t[j]
+	if span <= 0 || span > int64(maxSpan) {
 		return 0, false
 	}
-	dt := float64(g.t[newest]-g.t[oldest]) / 1e9
-	if dt <= 0 {
-		return 0, false
-	}
-	return (g.v[newest] - g.v[oldest]) / dt, true
+	return (g.v[newest] - g.v[j]) / (float64(span) / 1e9), true
 }
+
+func (g *gaugeHist) clear() { g.n = 0 }

@@ -20,6 +20,11 @@ type Config struct {
 	// connections per second, whatever the baseline. Default 400.
 	NewConnFloor float64
 
+	// RateWindow: the new-connection rate is averaged over this trailing
+	// window, so a 100 ms sample holding one pool's burst does not read as
+	// a storm. Default 1s.
+	RateWindow time.Duration
+
 	// BaselineBucket: baselines average calm samples over buckets of this
 	// length. Default 10s.
 	BaselineBucket time.Duration
@@ -104,6 +109,7 @@ func (c Config) withDefaults() Config {
 	}
 	setF(&c.NewConnFactor, 4)
 	setF(&c.NewConnFloor, 400)
+	setD(&c.RateWindow, time.Second)
 	setD(&c.BaselineBucket, 10*time.Second)
 	if c.BaselineBuckets == 0 {
 		c.BaselineBuckets = 30
@@ -148,7 +154,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("detector config: NewConnFactor %v must be >= 1", c.NewConnFactor)
 	case d.NewConnFloor < 0:
 		return fmt.Errorf("detector config: NewConnFloor %v must be >= 0", c.NewConnFloor)
-	case d.BaselineBucket < 0, d.RelearnAfter < 0, d.ForecastHorizon < 0, d.ForecastWindow < 0,
+	case d.RateWindow < 0, d.BaselineBucket < 0, d.RelearnAfter < 0, d.ForecastHorizon < 0, d.ForecastWindow < 0,
 		d.StormQuiet < 0, d.CalmQuiet < 0, d.SurgeQuiet < 0, d.MaxGap < 0:
 		return fmt.Errorf("detector config: durations must not be negative")
 	case d.BaselineBuckets < 1 || d.BaselineMinBuckets < 1 || d.BaselineMinBuckets > d.BaselineBuckets:

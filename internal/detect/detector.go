@@ -87,6 +87,11 @@ type Detector struct {
 
 	passiveBase, valkeyBase, pingBase *baseline
 	ctHist, clientsHist, acceptHist   gaugeHist
+	// passiveHist and valkeyHist hold the cumulative new-connection
+	// counters; their slope over RateWindow is the smoothed rate the surge
+	// rule and the baselines use.
+	passiveHist, valkeyHist     gaugeHist
+	smoothPassive, smoothValkey *float64
 
 	pingHigh      int
 	lastStorm     time.Time
@@ -194,6 +199,8 @@ func (d *Detector) derive(s *sample.Sample) View {
 		}
 	}
 	d.deltas = deltas
+	d.smoothPassive = d.smoothRate(&d.passiveHist, readings[cPassive], deltas[cPassive], s.Time)
+	d.smoothValkey = d.smoothRate(&d.valkeyHist, readings[cValkeyConns], deltas[cValkeyConns], s.Time)
 	r := &v.Rates
 	dst := [nCounters]**float64{
 		&r.PassiveOpens, &r.ValkeyConnections, &r.ListenOverflows, &r.ListenDrops,
@@ -239,7 +246,7 @@ func (d *Detector) derive(s *sample.Sample) View {
 		if peak != nil && l.Limit != nil && *l.Limit > 0 {
 			v.AcceptOccupancy = f64(float64(*peak) / float64(*l.Limit))
 			d.acceptHist.add(s.Time, float64(*peak))
-			if sl, ok := d.acceptHist.slope(d.cfg.ForecastWindow); ok {
+			if sl, ok := d.acceptHist.slope(d.cfg.ForecastWindow, d.cfg.MaxGap); ok {
 				v.Forecasts.AcceptFullS = timeToFull(float64(*peak), float64(*l.Limit), sl)
 			}
 		}
@@ -251,7 +258,7 @@ func (d *Detector) derive(s *sample.Sample) View {
 			d.ctHist.add(s.Time, float64(*c.Count))
 			if c.Max != nil && *c.Max > 0 {
 				v.ConntrackOccupancy = f64(float64(*c.Count) / float64(*c.Max))
-				if sl, ok := d.ctHist.slope(d.cfg.ForecastWindow); ok {
+				if sl, ok := d.ctHist.slope(d.cfg.ForecastWindow, d.cfg.MaxGap); ok {
 					v.Forecasts.ConntrackFullS = timeToFull(float64(*c.Count), float64(*c.Max), sl)
 				}
 			}
@@ -266,7 +273,7 @@ func (d *Detector) derive(s *sample.Sample) View {
 			d.clientsHist.add(s.Time, float64(*k.ConnectedClients))
 			if k.MaxClients != nil && *k.MaxClients > 0 {
 				v.ClientsOccupancy = f64(float64(*k.ConnectedClients) / float64(*k.MaxClients))
-				if sl, ok := d.clientsHist.slope(d.cfg.ForecastWindow); ok {
+				if sl, ok := d.clientsHist.slope(d.cfg.ForecastWindow, d.cfg.MaxGap); ok {
 					v.Forecasts.MaxclientsFullS = timeToFull(float64(*k.ConnectedClients), float64(*k.MaxClients), sl)
 				}
 			}
@@ -276,6 +283,23 @@ func (d *Detector) derive(s *sample.Sample) View {
 		v.PingBaselineMS = f64(b)
 	}
 	return v
+}
+
+// smoothRate feeds a cumulative counter into its history and returns its
+// rate over RateWindow. A reset (or a gap: no interval rate although there
+// is a reading) clears the history so no rate spans it.
+func (d *Detector) smoothRate(h *gaugeHist, cur *uint64, dl delta, t time.Time) *float64 {
+	if cur == nil {
+		return nil
+	}
+	if !dl.ok {
+		h.clear()
+	}
+	h.add(t, float64(*cur))
+	if r, ok := h.slope(d.cfg.RateWindow, d.cfg.MaxGap); ok && r >= 0 {
+		return f64(r)
+	}
+	return nil
 }
 
 // timeToFull returns the seconds until cur reaches max at slope per second,
@@ -393,10 +417,10 @@ func (d *Detector) learn(now time.Time, v *View, e evaluation) {
 		d.pingBase.discard()
 		return
 	}
-	if r := v.Rates.PassiveOpens; r != nil {
+	if r := d.smoothPassive; r != nil {
 		d.passiveBase.add(now, *r)
 	}
-	if r := v.Rates.ValkeyConnections; r != nil {
+	if r := d.smoothValkey; r != nil {
 		d.valkeyBase.add(now, *r)
 	}
 	if p := v.PingMS; p != nil {

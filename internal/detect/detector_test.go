@@ -57,6 +57,12 @@ func TestQuietStreams(t *testing.T) {
 			}
 			return b.tick(r, 0)
 		}},
+		{"150 conn/s at 100ms sampling with pool bursts of 80 in 100ms", 100 * time.Millisecond, 5 * time.Minute, func(b *builder, i int) *sample.Sample {
+			if i%50 == 0 {
+				return b.tick(800, 0) // one app instance fills its pool at once
+			}
+			return b.tick(150*(0.5+rng.Float64()), 0)
+		}},
 		{"heavy keepalive, no new connections", time.Second, 10 * time.Minute, func(b *builder, i int) *sample.Sample {
 			b.clients, b.ping = 5000, 0.3+0.2*rng.Float64()
 			return b.tick(0, 0)

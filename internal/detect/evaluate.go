@@ -215,7 +215,8 @@ func newConnSignal(d *Detector, v *View, pressure bool, e *evaluation) {
 		}
 		return t, nil
 	}
-	pr, vr := v.Rates.PassiveOpens, v.Rates.ValkeyConnections
+	pr, vr := d.smoothPassive, d.smoothValkey
+	v.NewConnRateInstance = vr
 	pThr, pBase := thr(d.passiveBase)
 	vThr, vBase := thr(d.valkeyBase)
 	switch {
@@ -260,10 +261,10 @@ func relearn(d *Detector, now time.Time, v *View, e *evaluation) {
 	if now.Sub(d.rateOnlySince) < d.cfg.RelearnAfter {
 		return
 	}
-	if r := v.Rates.PassiveOpens; r != nil {
+	if r := d.smoothPassive; r != nil {
 		d.passiveBase.reset(*r)
 	}
-	if r := v.Rates.ValkeyConnections; r != nil {
+	if r := d.smoothValkey; r != nil {
 		d.valkeyBase.reset(*r)
 	}
 	d.rateOnlySince = time.Time{}

@@ -87,14 +87,17 @@ type View struct {
 
 	Rates Rates `json:"rates"`
 
-	// NewConnRate is the new-connection rate the surge rule watches:
-	// tcp.passive_opens (namespace-wide) when available, else
-	// valkey.total_connections_received (this instance).
-	NewConnRate      *float64 `json:"new_conn_rate"`
-	NewConnSource    string   `json:"new_conn_source,omitempty"`
-	NewConnScope     Scope    `json:"new_conn_scope,omitempty"`
-	NewConnBaseline  *float64 `json:"new_conn_baseline"`
-	NewConnThreshold *float64 `json:"new_conn_threshold"`
+	// NewConnRate is the new-connection rate the surge rule watches,
+	// averaged over Config.RateWindow: tcp.passive_opens (namespace-wide)
+	// when available, else valkey.total_connections_received (this
+	// instance).
+	NewConnRate *float64 `json:"new_conn_rate"`
+	// NewConnRateInstance is Valkey's own accept rate over RateWindow.
+	NewConnRateInstance *float64 `json:"new_conn_rate_instance"`
+	NewConnSource       string   `json:"new_conn_source,omitempty"`
+	NewConnScope        Scope    `json:"new_conn_scope,omitempty"`
+	NewConnBaseline     *float64 `json:"new_conn_baseline"`
+	NewConnThreshold    *float64 `json:"new_conn_threshold"`
 	// DroppedRate sums the available drop/refusal rates: kernel listen
 	// drops, conntrack drops, NIC conntrack allowance, Valkey rejections.
 	DroppedRate *float64 `json:"dropped_rate"`
