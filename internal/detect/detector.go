@@ -325,6 +325,15 @@ func (d *Detector) transition(now time.Time, v *View, e evaluation) *Event {
 	if e.storm {
 		d.lastStorm = now
 	}
+	if !e.sighted && (d.state == Storm || d.state == Recovering) && v.IntervalS > 0 {
+		// Every drop signal is unreadable (sources timing out mid-storm):
+		// a blind interval does not count towards the quiet period.
+		if t := d.lastStorm.Add(time.Duration(v.IntervalS * float64(time.Second))); t.Before(now) {
+			d.lastStorm = t
+		} else {
+			d.lastStorm = now
+		}
+	}
 	if e.surge {
 		d.lastSurge = now
 	}

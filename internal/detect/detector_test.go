@@ -622,3 +622,24 @@ func TestFmtN(t *testing.T) {
 		}
 	}
 }
+
+// TestBlindnessIsNotQuiet: when every drop source stops answering mid-storm,
+// the detector must not declare recovery.
+func TestBlindnessIsNotQuiet(t *testing.T) {
+	b := newBuilder(time.Second)
+	d := New(Config{})
+	warm(t, d, b, 20, time.Minute)
+	run(t, d, 3, func(int) *sample.Sample { b.depthMax = b.limit; return b.tick(3000, 500) })
+	b.noTCP, b.noValkey, b.noListen = true, true, true
+	if evs := run(t, d, 60, func(int) *sample.Sample { return b.tick(0, 0) }); len(evs) != 0 {
+		t.Fatalf("blind samples changed state: %v", transitions(evs))
+	}
+	b.noTCP, b.noValkey, b.noListen = false, false, false
+	b.depthMax = 0
+	evs := run(t, d, 7, func(int) *sample.Sample { return b.tick(20, 0) })
+	// First sighted sample has no counter deltas yet (the counters were
+	// missing): it is blind too; then 5 quiet seconds.
+	if got := transitions(evs); !slices.Equal(got, []string{"storm->recovering"}) {
+		t.Fatalf("after sight returns: %v", got)
+	}
+}

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/stormguard/stormguard/internal/sample"
@@ -14,6 +13,9 @@ type evaluation struct {
 	storm     bool
 	surge     bool
 	relearned bool
+	// sighted is false when no drop or refusal signal could be read this
+	// sample: silence then is blindness, not quiet.
+	sighted bool
 }
 
 func (e *evaluation) add(s Signal) {
@@ -39,7 +41,11 @@ func evaluate(d *Detector, s *sample.Sample, v *View) evaluation {
 	var peak, limit uint64
 	if perPortKnown {
 		limit = *v.AcceptLimit
-		peak = uint64(math.Round(*v.AcceptOccupancy * float64(limit)))
+		if v.AcceptDepthMax != nil {
+			peak = *v.AcceptDepthMax
+		} else {
+			peak = *v.AcceptDepth
+		}
 	}
 	queueText := ""
 	if perPortKnown {
@@ -66,6 +72,10 @@ func evaluate(d *Detector, s *sample.Sample, v *View) evaluation {
 				listenOK = true
 			}
 		}
+	}
+	e.sighted = perPortKnown
+	for _, i := range []int{cOverflows, cDrops, cReqQDrop, cReqQCookies, cCtDrop, cNICConntrack, cNICPPS, cRejected} {
+		e.sighted = e.sighted || dl[i].ok
 	}
 	rateOf := func(n uint64) float64 {
 		if v.IntervalS <= 0 {
