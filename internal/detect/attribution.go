@@ -59,8 +59,8 @@ func Attribute(addrs []netip.Addr, k int) Attribution {
 	if k <= 0 {
 		k = DefaultTopK
 	}
-	ips := make(map[netip.Addr]int)
-	prefixes := make(map[netip.Prefix]int)
+	ips := make(map[netip.Addr]int, min(len(addrs), 4096))
+	prefixes := make(map[netip.Prefix]int, min(len(addrs), 1024))
 	a := Attribution{TopIPs: []Source{}, TopPrefixes: []Source{}}
 	for _, ip := range addrs {
 		if !ip.IsValid() {
