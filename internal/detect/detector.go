@@ -370,6 +370,10 @@ func (d *Detector) transition(now time.Time, v *View, e evaluation) *Event {
 			d.relapses++
 		case !e.storm && !e.surge && now.Sub(later(d.lastStorm, d.lastSurge)) >= d.cfg.CalmQuiet:
 			to, why = Calm, fmt.Sprintf("no storm or surge signal for %s", d.cfg.CalmQuiet)
+		case !e.storm && e.surge && now.Sub(d.lastStorm) >= d.cfg.CalmQuiet:
+			// The storm is over but a warning persists (queue still half
+			// full, a forecast): say so rather than "recovering" forever.
+			to, why = Surge, fmt.Sprintf("no dropped connections for %s, but early-warning signals persist", d.cfg.CalmQuiet)
 		}
 	}
 	if to == from {

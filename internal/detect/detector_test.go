@@ -643,3 +643,24 @@ func TestBlindnessIsNotQuiet(t *testing.T) {
 		t.Fatalf("after sight returns: %v", got)
 	}
 }
+
+// TestRecoveringToSurge: drops stop but the queue stays half full: after
+// CalmQuiet the state says surge, not recovering forever.
+func TestRecoveringToSurge(t *testing.T) {
+	b := newBuilder(time.Second)
+	d := New(Config{})
+	warm(t, d, b, 20, time.Minute)
+	var evs []Event
+	evs = append(evs, run(t, d, 3, func(int) *sample.Sample { b.depthMax = b.limit; return b.tick(3000, 100) })...)
+	evs = append(evs, run(t, d, 40, func(int) *sample.Sample { b.depthMax = b.limit * 7 / 10; return b.tick(20, 0) })...)
+	want := []string{"calm->storm", "storm->recovering", "recovering->surge"}
+	if got := transitions(evs); !slices.Equal(got, want) {
+		t.Fatalf("%v, want %v", got, want)
+	}
+	if v := evs[2].Verdict; !strings.Contains(v, "over") || !strings.Contains(v, "accept queue peaked at") {
+		t.Errorf("verdict %q", v)
+	}
+	if evs[2].Evidence.Episode == nil {
+		t.Error("no episode summary when leaving recovering")
+	}
+}

@@ -178,6 +178,16 @@ func verdictFor(target string, from, to State, v *View, signals []Signal, ep *Ep
 		}
 		return sentence(head, parts)
 	case Surge:
+		if from == Recovering {
+			head := "Storm on " + target + " over (" + why + ")"
+			for _, s := range signals {
+				if len(parts) == 3 {
+					break
+				}
+				parts = append(parts, s.Text)
+			}
+			return sentence(head, parts)
+		}
 		for _, s := range signals {
 			if len(parts) == 3 {
 				break
