@@ -258,7 +258,10 @@ func (d *Detector) derive(s *sample.Sample) View {
 		}
 	}
 	if k := s.Valkey; k != nil {
-		v.ConnectedClients, v.MaxClients, v.PingMS = k.ConnectedClients, k.MaxClients, k.PingMS
+		v.ConnectedClients, v.MaxClients = k.ConnectedClients, k.MaxClients
+		if p := k.PingMS; p != nil && !math.IsNaN(*p) && !math.IsInf(*p, 0) && *p >= 0 {
+			v.PingMS = p
+		}
 		if k.ConnectedClients != nil {
 			d.clientsHist.add(s.Time, float64(*k.ConnectedClients))
 			if k.MaxClients != nil && *k.MaxClients > 0 {
@@ -302,7 +305,7 @@ func (d *Detector) transition(now time.Time, v *View, e evaluation) *Event {
 		d.lastSurge = now
 	}
 	if d.state == Storm || d.state == Recovering {
-		d.ep.observe(now, v)
+		d.ep.observe(now, v, e.storm)
 	}
 	from, to := d.state, d.state
 	var why string
@@ -349,14 +352,14 @@ func (d *Detector) transition(now time.Time, v *View, e evaluation) *Event {
 	}
 	if to == Storm && from != Recovering {
 		d.ep = Episode{Start: now}
-		d.ep.observe(now, v)
+		d.ep.observe(now, v, true)
 	}
+	d.ep.End, d.ep.Relapses = now, d.relapses
 	ev.Reason = reasonFor(e.signals, to, why)
 	ev.Verdict = verdictFor(d.target, from, to, v, e.signals, &d.ep, why)
 	ev.Evidence = newEvidence(e.signals)
 	if from == Storm || from == Recovering || to == Storm {
 		ep := d.ep
-		ep.End, ep.Relapses = now, d.relapses
 		ev.Evidence.Episode = &ep
 	}
 	if to == Calm {
@@ -396,7 +399,7 @@ func (d *Detector) learn(now time.Time, v *View, e evaluation) {
 	if r := v.Rates.ValkeyConnections; r != nil {
 		d.valkeyBase.add(now, *r)
 	}
-	if p := v.PingMS; p != nil && *p >= 0 && !math.IsNaN(*p) && !math.IsInf(*p, 0) {
+	if p := v.PingMS; p != nil {
 		d.pingBase.add(now, *p)
 	}
 }

@@ -173,13 +173,13 @@ func evaluate(d *Detector, s *sample.Sample, v *View) evaluation {
 		}
 		e.add(Signal{Name: name, Level: LevelSurge, Scope: scope, Value: *secs, Threshold: horizon, Unit: "s",
 			PerPortEvidence: scope == ScopePort || scope == ScopeInstance,
-			Text: fmt.Sprintf("%s full in %s s at the current growth%s", what, fmtN(*secs), ratioText(cur, max))})
+			Text:            fmt.Sprintf("%s full in %s s at the current growth%s", what, fmtN(*secs), ratioText(cur, max))})
 	}
 	forecast("forecast_conntrack_full", "conntrack table (namespace-wide)", v.Forecasts.ConntrackFullS, v.ConntrackOccupancy, ScopeNamespace, v.ConntrackCount, v.ConntrackMax)
 	forecast("forecast_accept_queue_full", "accept queue", v.Forecasts.AcceptFullS, v.AcceptOccupancy, ScopePort, v.AcceptDepthMax, v.AcceptLimit)
 	forecast("forecast_maxclients", "maxclients", v.Forecasts.MaxclientsFullS, v.ClientsOccupancy, ScopeInstance, v.ConnectedClients, v.MaxClients)
 
-	if p := v.PingMS; p != nil && !math.IsNaN(*p) {
+	if p := v.PingMS; p != nil {
 		thr := cfg.PingFloorMS
 		if v.PingBaselineMS != nil {
 			thr = max(thr, cfg.PingFactor**v.PingBaselineMS)

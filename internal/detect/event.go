@@ -77,11 +77,29 @@ type Episode struct {
 	PeakAcceptOccupancy float64   `json:"peak_accept_occupancy"`
 	// Dropped estimates connections dropped or refused so far (sum of
 	// DroppedRate × interval).
-	Dropped  float64 `json:"dropped"`
-	Relapses int     `json:"relapses"`
+	Dropped float64 `json:"dropped"`
+	// LastStormSignal is the last sample with a storm signal.
+	LastStormSignal time.Time `json:"last_storm_signal"`
+	Relapses        int       `json:"relapses"`
+	interval        float64
 }
 
-func (ep *Episode) observe(now time.Time, v *View) {
+// dropDuration is how long drops went on: first to last storm sample plus
+// the interval the first one closed.
+func (ep *Episode) dropDuration() time.Duration {
+	if ep.LastStormSignal.IsZero() {
+		return 0
+	}
+	return ep.LastStormSignal.Sub(ep.Start) + time.Duration(ep.interval*float64(time.Second))
+}
+
+func (ep *Episode) observe(now time.Time, v *View, storm bool) {
+	if storm {
+		ep.LastStormSignal = now
+	}
+	if ep.interval == 0 {
+		ep.interval = v.IntervalS
+	}
 	if r := v.DroppedRate; r != nil {
 		ep.PeakDroppedRate = max(ep.PeakDroppedRate, *r)
 		ep.Dropped += *r * v.IntervalS
@@ -166,16 +184,22 @@ func verdictFor(target string, from, to State, v *View, signals []Signal, ep *Ep
 			}
 			parts = append(parts, s.Text)
 		}
-		return sentence("Early warning on "+target, parts) + " No connections dropped yet."
+		tail := " No connections dropped yet."
+		if _, ok := has["namespace_listen_drops"]; ok {
+			tail = " Drops are elsewhere in the namespace, not confirmed on this port."
+		} else if _, ok := has["namespace_syn_queue_full"]; ok {
+			tail = " SYN-queue overflow is elsewhere in the namespace, not confirmed on this port."
+		}
+		return sentence("Early warning on "+target, parts) + tail
 	case Recovering:
-		return fmt.Sprintf("Storm on %s easing: %s (peak %s dropped connections/s, about %s dropped in %s).",
-			target, why, fmtN(ep.PeakDroppedRate), fmtN(ep.Dropped), fmtDur(ep.End.Sub(ep.Start)))
+		return fmt.Sprintf("Storm on %s easing: %s (peak %s dropped connections/s, about %s dropped over %s).",
+			target, why, fmtN(ep.PeakDroppedRate), fmtN(ep.Dropped), fmtDur(ep.dropDuration()))
 	case Calm:
 		if from == Surge {
 			return fmt.Sprintf("Surge on %s passed without dropped connections (%s).", target, why)
 		}
-		return fmt.Sprintf("%s is calm again (%s); the storm lasted %s, peak %s dropped connections/s, about %s dropped.",
-			target, why, fmtDur(v.Time.Sub(ep.Start)), fmtN(ep.PeakDroppedRate), fmtN(ep.Dropped))
+		return fmt.Sprintf("%s is calm again (%s); drops lasted %s, peak %s dropped connections/s, about %s dropped.",
+			target, why, fmtDur(ep.dropDuration()), fmtN(ep.PeakDroppedRate), fmtN(ep.Dropped))
 	}
 	return fmt.Sprintf("%s: %s → %s.", target, from, to)
 }
