@@ -25,6 +25,7 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 	root.AddCommand(
 		newSampleCmd(),
 		newWatchCmd(),
+		newReportCmd(),
 	)
 	return root
 }
