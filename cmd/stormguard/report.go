@@ -30,6 +30,9 @@ that needs no network to view.`,
   stormguard report --journal /var/lib/stormguard --capture capture-20260301T020230.000Z-127.0.0.1_6379.jsonl --out storm.md`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" && !strings.ContainsRune(capture, os.PathSeparator) {
+				return usageErr(fmt.Errorf("--journal DIR is required (the directory given to watch --journal)"))
+			}
 			path := capture
 			if path == "" {
 				var err error
