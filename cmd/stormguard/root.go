@@ -26,6 +26,7 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 		newSampleCmd(),
 		newWatchCmd(),
 		newReportCmd(),
+		newTopCmd(),
 	)
 	return root
 }
