@@ -25,6 +25,9 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 	root.AddCommand(
 		newSampleCmd(),
 		newDefuseCmd(),
+		newWatchCmd(),
+		newReportCmd(),
+		newTopCmd(),
 	)
 	return root
 }

@@ -240,3 +240,13 @@ func ReadCapture(path string) ([]Line, error) {
 	}
 	return out, nil
 }
+
+// Reopen closes the events file so the next write reopens it (after
+// logrotate moved it away).
+func (j *Journal) Reopen() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.events != nil {
+		j.events.Close()
+	}
+}

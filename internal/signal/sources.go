@@ -82,3 +82,12 @@ type failed struct {
 
 func (f failed) Name() string                                  { return f.name }
 func (f failed) Collect(context.Context, *sample.Sample) error { return f.err }
+
+// SourceNames lists every source in table order.
+func SourceNames() []string {
+	out := make([]string, 0, len(openers))
+	for _, op := range openers {
+		out = append(out, op.name)
+	}
+	return out
+}
