@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -612,6 +613,9 @@ func (s *valkeySource) dial() (valkey.Client, *trackedConn, *connectError) {
 	tc := sock.Load()
 	if err != nil {
 		if tc != nil {
+			if line := tc.serverError(); line != "" && connectionLost(err) {
+				err = &serverSaid{line: line, err: err}
+			}
 			tc.Close()
 		}
 		if client != nil {
@@ -699,11 +703,39 @@ func (s *valkeySource) dialSocket(ctx context.Context, d *net.Dialer) (net.Conn,
 	return c, err
 }
 
-// trackedConn counts the source's open sockets.
+// trackedConn counts the source's open sockets and keeps the first bytes
+// the server sent: a server at maxclients writes its error and closes at
+// once, and valkey-go then reports only the EOF that ends its handshake.
 type trackedConn struct {
 	net.Conn
 	once    sync.Once
 	onClose func()
+
+	mu    sync.Mutex
+	first []byte
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		if room := 256 - len(c.first); room > 0 {
+			c.first = append(c.first, p[:min(n, room)]...)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// serverError returns the error line the server sent first, if it did.
+func (c *trackedConn) serverError() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.first) < 2 || c.first[0] != '-' {
+		return ""
+	}
+	line, _, _ := strings.Cut(string(c.first[1:]), "\r")
+	return line
 }
 
 func (c *trackedConn) Close() error {

@@ -36,6 +36,16 @@ type connectError struct {
 func (e *connectError) Error() string { return e.msg }
 func (e *connectError) Unwrap() error { return e.cause }
 
+// serverSaid is a handshake failure after which the connection's first
+// bytes turned out to be an error line from the server.
+type serverSaid struct {
+	line string
+	err  error
+}
+
+func (e *serverSaid) Error() string { return e.err.Error() + " (server said: " + e.line + ")" }
+func (e *serverSaid) Unwrap() error { return e.err }
+
 // ErrValkeyAuth is matched (errors.Is) by connection errors caused by a
 // wrong or missing password.
 var ErrValkeyAuth = errors.New("authentication failed")
@@ -63,6 +73,13 @@ func describeConnectErr(hostport, user string, timeout time.Duration, err error)
 		default:
 			ce.msg = fmt.Sprintf("connect %s: handshake refused: %s", hostport, reply)
 		}
+		return ce
+	}
+	var said *serverSaid
+	if errors.As(err, &said) {
+		// The server wrote an error and hung up before the handshake
+		// finished (maxclients, protected mode): that line is the reason.
+		ce.msg = fmt.Sprintf("connect %s: refused by Valkey: %s", hostport, said.line)
 		return ce
 	}
 	ce.msg = "connect " + hostport + ": " + describeNetErr(err, timeout)

@@ -77,6 +77,7 @@ func TestDescribeConnectErr(t *testing.T) {
 		{"handshake timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, "connect 10.0.0.1:6379: no answer within 2s"},
 		{"dns", &net.DNSError{Err: "no such host", Name: "nope"}, "connect 10.0.0.1:6379: cannot resolve host: no such host"},
 		{"eof in handshake", io.EOF, "connect 10.0.0.1:6379: connection closed by the server during the handshake"},
+		{"server error line then EOF", &serverSaid{line: "ERR max number of clients reached", err: io.EOF}, "connect 10.0.0.1:6379: refused by Valkey: ERR max number of clients reached"},
 		{"tls", fmt.Errorf("TLS handshake: %w", errors.New("x509: certificate signed by unknown authority")), "connect 10.0.0.1:6379: TLS handshake: x509: certificate signed by unknown authority"},
 	}
 	for _, tt := range tests {
