@@ -104,9 +104,11 @@ func describeNetErr(err error, timeout time.Duration) string {
 		return "cannot resolve host: " + dnsErr.Err
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		if timeout > 0 {
-			return "connection closed by the server during the handshake (a TLS port reached without valkeys://, or a TLS Valkey at maxclients)"
+			return "connection closed by the server during the handshake" + handshakeHint
 		}
 		return "connection closed by the server (EOF)"
+	case timeout > 0 && errors.Is(err, syscall.ECONNRESET) && !(errors.As(err, &opErr) && opErr.Op == "dial"):
+		return "connection reset by the server during the handshake" + handshakeHint
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		if timeout > 0 {
 			return fmt.Sprintf("no answer within %s", timeout)
@@ -119,6 +121,8 @@ func describeNetErr(err error, timeout time.Duration) string {
 	}
 	return err.Error()
 }
+
+const handshakeHint = " (a TLS port reached without valkeys://, or a TLS Valkey at maxclients)"
 
 // firstSentence trims Valkey's long NOAUTH explanation.
 func firstSentence(s string) string {

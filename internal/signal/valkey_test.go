@@ -77,6 +77,8 @@ func TestDescribeConnectErr(t *testing.T) {
 		{"handshake timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, "connect 10.0.0.1:6379: no answer within 2s"},
 		{"dns", &net.DNSError{Err: "no such host", Name: "nope"}, "connect 10.0.0.1:6379: cannot resolve host: no such host"},
 		{"eof in handshake", io.EOF, "connect 10.0.0.1:6379: connection closed by the server during the handshake"},
+		{"reset in handshake", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "connect 10.0.0.1:6379: connection reset by the server during the handshake (a TLS port"},
+		{"reset at connect", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNRESET)}, "connect 10.0.0.1:6379: connection reset by peer"},
 		{"server error line then EOF", &serverSaid{line: "ERR max number of clients reached", err: io.EOF}, "connect 10.0.0.1:6379: refused by Valkey: ERR max number of clients reached"},
 		{"tls", fmt.Errorf("TLS handshake: %w", errors.New("x509: certificate signed by unknown authority")), "connect 10.0.0.1:6379: TLS handshake: x509: certificate signed by unknown authority"},
 	}
