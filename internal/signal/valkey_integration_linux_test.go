@@ -343,6 +343,7 @@ func TestIntegrationValkeyACL(t *testing.T) {
 		if strings.Contains(err.Error(), "wrong-pw-123") {
 			t.Fatalf("the password leaked into %q", err)
 		}
+		t.Logf("wrong password: %v", err)
 	})
 	t.Run("requirepass", func(t *testing.T) {
 		cli(t, sb, "CONFIG", "SET", "requirepass", "def-pass-9")
@@ -352,6 +353,7 @@ func TestIntegrationValkeyACL(t *testing.T) {
 		if !errors.Is(err, ErrValkeyAuth) || !strings.Contains(err.Error(), "requires a password") {
 			t.Fatalf("no password: %v; want 'requires a password'", err)
 		}
+		t.Logf("no password: %v", err)
 		s2 := openTest(t, withAuth("", "def-pass-9"), defaultValkeyConfig())
 		mustCollect(t, s2, 5*time.Second)
 	})
