@@ -106,7 +106,7 @@ func TestIntegrationValkeyOneConnection(t *testing.T) {
 		if err != nil || v == nil {
 			t.Fatalf("collect %d: %v", i, err)
 		}
-		if took > 500*time.Millisecond {
+		if took > 1500*time.Millisecond {
 			t.Fatalf("collect %d took %s", i, took)
 		}
 		if v.ConnectedClients == nil || v.MaxClients == nil || v.RejectedConnections == nil || v.PingMS == nil ||
@@ -357,4 +357,45 @@ func TestIntegrationValkeyACL(t *testing.T) {
 		s2 := openTest(t, withAuth("", "def-pass-9"), defaultValkeyConfig())
 		mustCollect(t, s2, 5*time.Second)
 	})
+}
+
+// TestIntegrationValkeyLongSilenceDrops shortens the silence limit to check
+// the other half of the policy: a connection that stays totally silent past
+// KeepAlive + SilenceLimit is dropped and later redialled.
+func TestIntegrationValkeyLongSilenceDrops(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	cfg := defaultValkeyConfig()
+	cfg.KeepAlive, cfg.SilenceLimit, cfg.DialTimeout = 500*time.Millisecond, time.Second, time.Second
+	s := openTest(t, sbTarget(sb), cfg)
+	mustCollect(t, s, 5*time.Second)
+
+	if err := sb.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
+	dropped := false
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && !dropped; {
+		_, err, took := collect(s, 300*time.Millisecond)
+		if err == nil {
+			t.Fatal("collect succeeded on a frozen Valkey")
+		}
+		if took > 1300*time.Millisecond {
+			t.Fatalf("collect took %s with a 300ms deadline", took)
+		}
+		dropped = errors.Is(err, ErrUnavailable)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !dropped {
+		t.Fatal("connection never dropped after a long total silence")
+	}
+	if err := sb.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	v := mustCollect(t, s, 15*time.Second)
+	if v.Reconnects < 1 {
+		t.Fatalf("reconnects = %d, want >= 1", v.Reconnects)
+	}
+	if cl := clientList(t, sb, clientName); len(cl) != 1 {
+		t.Fatalf("%d stormguard connections, want 1", len(cl))
+	}
 }

@@ -167,7 +167,7 @@ func TestValkeyUnreachableBacksOff(t *testing.T) {
 		if !strings.Contains(err.Error(), "connection refused") {
 			t.Fatalf("collect %d: %q does not name the cause", i, err)
 		}
-		if d := time.Since(t0); d > 250*time.Millisecond {
+		if d := time.Since(t0); d > time.Second {
 			t.Fatalf("collect %d took %s; must answer within its deadline", i, d)
 		}
 		time.Sleep(10 * time.Millisecond)
