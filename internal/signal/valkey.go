@@ -568,7 +568,7 @@ func (c *valkeyConn) readConfig(ctx context.Context, v *sample.Valkey, log *slog
 
 func isPermissionErr(err error) bool {
 	var ve *valkey.ValkeyError
-	return errors.As(err, &ve) && len(ve.Error()) >= 6 && ve.Error()[:6] == "NOPERM"
+	return errors.As(err, &ve) && strings.HasPrefix(ve.Error(), "NOPERM")
 }
 
 // dial opens one connection: TCP (inside the target's namespace), TLS,
