@@ -95,7 +95,7 @@ func resolveTarget(valkey, passwordFile, ns string) (signal.Target, error) {
 var errValkeyUnreachable = errors.New("cannot reach Valkey")
 
 func runSample(ctx context.Context, out io.Writer, t signal.Target, o sampleOpts) error {
-	set := signal.Open(ctx, signal.Options{Target: t, Interval: o.interval})
+	set := signal.Open(ctx, signal.Options{Target: t, Interval: o.interval, Version: version})
 	defer set.Close()
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: o.interval}
 

@@ -19,6 +19,9 @@ type Options struct {
 	ListenPoll time.Duration
 	// Logger receives debug and warning messages; nil discards them.
 	Logger *slog.Logger
+	// Version is stormguard's version, sent to Valkey as CLIENT SETINFO
+	// lib-ver on the reserved connection ("" = "dev").
+	Version string
 }
 
 func (o Options) logger() *slog.Logger {
@@ -37,7 +40,9 @@ type opener struct {
 }
 
 // openers is the explicit table of sources, in display order.
-var openers = []opener{}
+var openers = []opener{
+	{name: "valkey", open: openValkey},
+}
 
 // Set is the open sources of one target.
 type Set struct {
