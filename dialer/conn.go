@@ -3,6 +3,7 @@ package dialer
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -32,6 +33,8 @@ type Conn struct {
 
 	mu        sync.Mutex
 	sniff     bool
+	decided   bool   // the first bytes were classified
+	pending   []byte // bytes read while deciding, not yet returned
 	buf       []byte
 	handshook bool
 	stable    bool
@@ -71,20 +74,78 @@ func sniffReplies(buf []byte) (verdict, string, []byte) {
 	}
 }
 
-// Read reads from the connection, sniffing the first reply line.
+// Read reads from the connection, sniffing the first reply line. While
+// the first bytes could still be a maxclients rejection they are held
+// back; a rejection is returned as an error wrapping ErrOverloaded instead
+// of as data. Valkey writes that rejection as soon as it accepts, before
+// the client's HELLO, and an unsolicited reply crashes valkey-go v1.0.79's
+// reader ("protocol bug, message handled out of order").
 func (c *Conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
 	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	first := c.sniff && !c.handshook && !c.done && !c.decided
 	watching := !c.stable && !c.done
 	c.mu.Unlock()
+	if first {
+		return c.readFirst(p)
+	}
+	n, err := c.Conn.Read(p)
 	if !watching {
 		return n, err
 	}
-	c.observe(p[:n], err)
+	if line := c.observe(p[:n], err); line != "" {
+		return 0, fmt.Errorf("%w: %s", ErrOverloaded, line)
+	}
 	return n, err
 }
 
-func (c *Conn) observe(p []byte, err error) {
+// readFirst reads until the stream can no longer be a maxclients line.
+func (c *Conn) readFirst(p []byte) (int, error) {
+	var acc []byte
+	buf := make([]byte, max(len(p), 512))
+	for {
+		n, err := c.Conn.Read(buf)
+		acc = append(acc, buf[:n]...)
+		if err == nil && len(acc) < sniffLimit && mayBeMaxClients(acc) {
+			continue
+		}
+		c.mu.Lock()
+		c.decided = true
+		c.mu.Unlock()
+		if line := c.observe(acc, err); line != "" {
+			return 0, fmt.Errorf("%w: %s", ErrOverloaded, line)
+		}
+		k := copy(p, acc)
+		if k < len(acc) {
+			c.mu.Lock()
+			c.pending = append(c.pending, acc[k:]...)
+			c.mu.Unlock()
+			return k, nil // the error, if any, comes again on a later Read
+		}
+		return k, err
+	}
+}
+
+// mayBeMaxClients reports whether b, with no complete line yet, could
+// still turn out to be the maxclients rejection.
+func mayBeMaxClients(b []byte) bool {
+	if bytes.IndexByte(b, '\n') >= 0 {
+		return false
+	}
+	if len(b) <= len(maxClientsPrefix) {
+		return bytes.HasPrefix(maxClientsPrefix, b)
+	}
+	return bytes.HasPrefix(b, maxClientsPrefix)
+}
+
+// observe classifies bytes read and read errors; it returns the
+// maxclients line when the server rejected the connection.
+func (c *Conn) observe(p []byte, err error) string {
 	c.mu.Lock()
 	if c.sniff && !c.handshook && len(p) > 0 {
 		c.buf = append(c.buf, p...)
@@ -95,7 +156,7 @@ func (c *Conn) observe(p []byte, err error) {
 			c.buf = nil
 			c.mu.Unlock()
 			c.overload(errors.New(line))
-			return
+			return line
 		case verdictAdmitted:
 			c.buf = nil
 			c.mu.Unlock()
@@ -111,13 +172,14 @@ func (c *Conn) observe(p []byte, err error) {
 	handshook := c.handshook
 	c.mu.Unlock()
 	if err == nil || errors.Is(err, net.ErrClosed) {
-		return
+		return ""
 	}
 	if !handshook {
 		c.lostBeforeHandshake(err)
-		return
+		return ""
 	}
 	c.lost(err)
+	return ""
 }
 
 // lostBeforeHandshake: EOF, reset or timeout before any reply is how an

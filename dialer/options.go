@@ -57,6 +57,9 @@ var (
 	// ErrRateLimited: the target's new-connection rate is exhausted until
 	// after the context's deadline.
 	ErrRateLimited = errors.New("dialer: new-connection rate limit")
+	// ErrOverloaded: returned by Conn.Read in place of the server's
+	// "-ERR max number of clients reached" rejection.
+	ErrOverloaded = errors.New("dialer: server overloaded")
 )
 
 // Options configure a Dialer. Pass by value; zero fields mean the documented
