@@ -302,16 +302,22 @@ func orDur(d, def time.Duration) time.Duration {
 
 // writeArrivals prints the arrival curve; runs of empty buckets are folded.
 func writeArrivals(out io.Writer, buckets []int, o backoffOpts) {
-	peak, peakAt, total := 0, 0, 0
+	peak, peakAt, later, laterAt, total := 0, 0, 0, 0, 0
 	for i, n := range buckets {
 		total += n
 		if n > peak {
 			peak, peakAt = n, i
 		}
+		// Bucket 0 holds the immediate first reconnect of every
+		// strategy; the policy shows in the buckets after it.
+		if i > 0 && n > later {
+			later, laterAt = n, i
+		}
 	}
 	fmt.Fprintf(out, "\nfleet: %d clients disconnected at t=0, every attempt fails until %s\n", o.clients, o.outage)
-	fmt.Fprintf(out, "%d connect attempts; peak %d in one 100ms bucket (at %dms, %d/s); last attempt in the bucket at %dms\n\n",
+	fmt.Fprintf(out, "%d connect attempts; peak %d in one 100ms bucket (at %dms, %d/s); last attempt in the bucket at %dms\n",
 		total, peak, int64(peakAt)*fleetBucket.Milliseconds(), peak*int(time.Second/fleetBucket), int64(len(buckets)-1)*fleetBucket.Milliseconds())
+	fmt.Fprintf(out, "after the first bucket: peak %d at %dms\n\n", later, int64(laterAt)*fleetBucket.Milliseconds())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUCKET_MS\tATTEMPTS\t")
 	empty := 0
