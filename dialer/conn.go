@@ -78,8 +78,9 @@ func sniffReplies(buf []byte) (verdict, string, []byte) {
 // the first bytes could still be a maxclients rejection they are held
 // back; a rejection is returned as an error wrapping ErrOverloaded instead
 // of as data. Valkey writes that rejection as soon as it accepts, before
-// the client's HELLO, and an unsolicited reply crashes valkey-go v1.0.79's
-// reader ("protocol bug, message handled out of order").
+// the client's HELLO, so a client library would otherwise parse a reply it
+// never asked for (valkey-go v1.0.79 once panicked in exactly this
+// scenario in our tests: "protocol bug, message handled out of order").
 func (c *Conn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	if len(c.pending) > 0 {

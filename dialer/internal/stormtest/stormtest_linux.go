@@ -18,14 +18,6 @@ import (
 // connections, so a test can cut them (a network blip) and hold new dials
 // back while it refills the server.
 type Net struct {
-	// FirstReadDelay, if set, delays each connection's first Read. Plain
-	// valkey-go v1.0.79 panics ("protocol bug, message handled out of
-	// order", valkey-go #79) when Valkey's maxclients rejection, written
-	// at accept, is read before HELLO is queued; the delay lets the
-	// baseline run without crashing the test binary. It does not change
-	// how often valkey-go redials.
-	FirstReadDelay time.Duration
-
 	sb    *sandbox.Sandbox
 	dials atomic.Int64
 
@@ -63,21 +55,7 @@ func (n *Net) Dial(ctx context.Context, network, addr string) (net.Conn, error) 
 	n.mu.Lock()
 	n.conns = append(n.conns, c)
 	n.mu.Unlock()
-	if n.FirstReadDelay > 0 {
-		return &slowFirstRead{Conn: c, delay: n.FirstReadDelay}, nil
-	}
 	return c, nil
-}
-
-type slowFirstRead struct {
-	net.Conn
-	delay time.Duration
-	once  sync.Once
-}
-
-func (s *slowFirstRead) Read(p []byte) (int, error) {
-	s.once.Do(func() { time.Sleep(s.delay) })
-	return s.Conn.Read(p)
 }
 
 // Dials is the number of network dials made so far.
