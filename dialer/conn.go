@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
 
 // maxClientsPrefix is what Valkey writes before closing a connection over
 // maxclients (acceptCommonHandler); the cluster variant shares the prefix.
-var maxClientsPrefix = []byte("-ERR max number of clients")
+const maxClientsPrefix = "-ERR max number of clients"
 
 // sniffLimit bounds how many bytes are buffered looking for the first
 // non-error reply line.
@@ -64,7 +65,7 @@ func sniffReplies(buf []byte) (verdict, string, []byte) {
 		line := bytes.TrimRight(buf[:i], "\r")
 		buf = buf[i+1:]
 		switch {
-		case bytes.HasPrefix(line, maxClientsPrefix):
+		case bytes.HasPrefix(line, []byte(maxClientsPrefix)):
 			return verdictOverload, string(line), buf
 		case len(line) > 0 && line[0] == '-':
 			continue
@@ -108,7 +109,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 // readFirst reads until the stream can no longer be a maxclients line.
 func (c *Conn) readFirst(p []byte) (int, error) {
 	var acc []byte
-	buf := make([]byte, max(len(p), 512))
+	// Small reads: the decision needs at most a line, and the caller's
+	// buffer may be large (valkey-go reads into 0.5 MiB).
+	buf := make([]byte, 512)
 	for {
 		n, err := c.Conn.Read(buf)
 		acc = append(acc, buf[:n]...)
@@ -139,9 +142,9 @@ func mayBeMaxClients(b []byte) bool {
 		return false
 	}
 	if len(b) <= len(maxClientsPrefix) {
-		return bytes.HasPrefix(maxClientsPrefix, b)
+		return strings.HasPrefix(maxClientsPrefix, string(b))
 	}
-	return bytes.HasPrefix(b, maxClientsPrefix)
+	return bytes.HasPrefix(b, []byte(maxClientsPrefix))
 }
 
 // observe classifies bytes read and read errors; it returns the

@@ -42,13 +42,16 @@ type backoffOpts struct {
 	outage        time.Duration
 }
 
-// strategyFlags lists which policy flags each strategy takes.
-var strategyFlags = map[string][]string{
-	"glide":        {"retries", "factor", "exponent-base", "jitter-percent"},
-	"full-jitter":  {"base", "cap"},
-	"equal-jitter": {"base", "cap"},
-	"decorrelated": {"base", "cap"},
-	"grpc":         {"base", "cap"},
+// strategyFlags lists which policy flags a strategy takes; false for an
+// unknown strategy.
+func strategyFlags(strategy string) ([]string, bool) {
+	switch strategy {
+	case "glide":
+		return []string{"retries", "factor", "exponent-base", "jitter-percent"}, true
+	case "full-jitter", "equal-jitter", "decorrelated", "grpc":
+		return []string{"base", "cap"}, true
+	}
+	return nil, false
 }
 
 func newBackoffCmd() *cobra.Command {
@@ -115,7 +118,7 @@ the last attempt, empty ones included). Tell them apart by the "attempt" key.`,
 
 // policy validates the flags and builds the policy.
 func (o backoffOpts) policy(cmd *cobra.Command) (backoff.Policy, error) {
-	allowed, ok := strategyFlags[o.strategy]
+	allowed, ok := strategyFlags(o.strategy)
 	if !ok {
 		return nil, fmt.Errorf("unknown --strategy %q (want glide, full-jitter, equal-jitter, decorrelated or grpc)", o.strategy)
 	}
