@@ -1,27 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// runCLI runs the root command in-process and returns exit code, stdout
-// and the one-line message main would print.
-func runCLI(t *testing.T, args ...string) (int, string, string) {
+// runDefuseCLI returns exit code, stdout and the one-line message.
+func runDefuseCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.SetArgs(args)
-	err := root.Execute()
-	msg := ""
-	if err != nil {
-		msg = oneLine(err.Error())
-	}
-	return exitCode(err), out.String(), msg
+	r := execCLI(t, args...)
+	return r.Code, r.Stdout, r.Msg
 }
 
 func TestDefuseBadInput(t *testing.T) {
@@ -43,9 +32,9 @@ func TestDefuseBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, out, msg := runCLI(t, append(tt.args, "--state", state)...)
+			code, out, msg := runDefuseCLI(t, append(tt.args, "--state", state)...)
 			if tt.name == "bare defuse" {
-				code, out, msg = runCLI(t, tt.args...)
+				code, out, msg = runDefuseCLI(t, tt.args...)
 			}
 			if code != exitUsage {
 				t.Errorf("exit %d, want %d (msg %q)", code, exitUsage, msg)
@@ -64,7 +53,7 @@ func TestDefuseRateAccepted(t *testing.T) {
 	// Accepted rates get past validation; a dry run of a rate limit
 	// renders the rules without touching the kernel.
 	for _, r := range []string{"20/s", "100/m"} {
-		code, out, msg := runCLI(t, "defuse", "apply", "--action", "ratelimit-global", "--port", "6379", "--rate", r, "--ttl", "60s",
+		code, out, msg := runDefuseCLI(t, "defuse", "apply", "--action", "ratelimit-global", "--port", "6379", "--rate", r, "--ttl", "60s",
 			"--dry-run", "--state", filepath.Join(t.TempDir(), "s.json"))
 		if code != exitOK {
 			t.Fatalf("rate %s: exit %d: %s", r, code, msg)

@@ -28,6 +28,7 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 		newWatchCmd(),
 		newReportCmd(),
 		newTopCmd(),
+		newBackoffCmd(),
 	)
 	return root
 }

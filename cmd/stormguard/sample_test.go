@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"net"
 	"os/exec"
 	"strconv"
@@ -15,20 +13,8 @@ import (
 // would print (one line) and the exit code.
 func runCLI(t *testing.T, args ...string) (stdout, msg string, code int, took time.Duration) {
 	t.Helper()
-	cmd := newRootCmd()
-	var out, errb bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errb)
-	cmd.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	t0 := time.Now()
-	err := cmd.ExecuteContext(ctx)
-	took = time.Since(t0)
-	if err != nil {
-		msg = oneLine(err.Error())
-	}
-	return out.String(), msg, exitCode(err), took
+	r := execCLI(t, args...)
+	return r.Stdout, r.Msg, r.Code, r.Took
 }
 
 func freePort(t *testing.T) int {

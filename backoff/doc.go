@@ -1,0 +1,55 @@
+// Package backoff computes reconnect delays that do not start connection
+// storms, and bounds retries with a budget.
+//
+// A connection storm is usually a whole fleet reacting to one event (a
+// failover, a restart, a network blip) in the same millisecond. What each
+// client does next decides whether the server recovers: clients that redial
+// at once, or on the same unjittered schedule, arrive in waves that keep the
+// accept queue full. The policies here spread those arrivals out.
+//
+// # Policies
+//
+// A [Policy] maps the number of consecutive failures n to the delay before
+// the next attempt. n = 0 is the first connect after a disconnect; every
+// policy here returns 0 for it (connect at once, sleep only after a
+// failure). n = 1 is the delay after the first failure, and so on.
+//
+//   - [GLIDE] reproduces valkey-glide's reconnect strategy with the
+//     semantics of its code (glide-core retry_strategies.rs), not of its
+//     docs: factor·base^n ms × U(1−j, 1+j) for n = 1..retries, then
+//     factor·base^retries ms, unjittered, forever. The unjittered tail keeps
+//     a fleet in lock-step, which is why it is here: to preview and compare.
+//   - [FullJitter], [EqualJitter] and [DecorrelatedJitter] are the three
+//     schedules from Marc Brooker's "Exponential Backoff and Jitter" (AWS
+//     Architecture Blog, 2015). Full jitter does the least work.
+//   - [GRPC] is gRPC's connection backoff (doc/connection-backoff.md):
+//     1 s initial, ×1.6, ±20% jitter, 120 s max, 20 s minimum connect
+//     timeout.
+//
+// Policies are plain values whose zero fields mean documented defaults.
+// Validate reports a bad configuration as an error wrapping
+// [ErrInvalidConfig].
+//
+// # Randomness
+//
+// Every random draw goes through the small [Rand] interface, so tests and
+// previews can pass a seeded *math/rand/v2.Rand and get reproducible
+// schedules. A nil Rand means the process-wide math/rand/v2 source, which is
+// safe for concurrent use. A *rand.Rand is not: guard it yourself or give
+// each goroutine its own.
+//
+// # Schedules
+//
+// A [Schedule] is the stateful side: it counts failures, remembers the
+// previous delay (which DecorrelatedJitter needs), and resets. Reset it only
+// after the connection proved healthy (handshake done and a stability window
+// passed), not when TCP connect succeeds: resetting on connect turns an
+// accept-then-drop server into hundreds of attempts per second per client.
+//
+// # Retry budgets
+//
+// [Budget] is Finagle's RetryBudget: retries may add at most a percentage of
+// the requests seen in the last TTL (default 20% over 10 s), plus a small
+// per-second floor for clients with little traffic. Deposit on every
+// request, TryWithdraw before every retry.
+package backoff

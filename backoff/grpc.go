@@ -1,0 +1,93 @@
+package backoff
+
+import (
+	"fmt"
+	"time"
+)
+
+// gRPC connection backoff defaults (grpc/grpc doc/connection-backoff.md).
+const (
+	GRPCInitialBackoff    = 1 * time.Second
+	GRPCMultiplier        = 1.6
+	GRPCJitter            = 0.2
+	GRPCMaxBackoff        = 120 * time.Second
+	GRPCMinConnectTimeout = 20 * time.Second
+)
+
+// GRPC is gRPC's connection backoff. Unlike the other policies its delays
+// are measured from the start of the failed attempt (gRPC sleeps until a
+// deadline set when the attempt began):
+//
+//   - n = 1: Initial, unjittered (the first deadline is start+Initial);
+//   - n ≥ 2: min(Initial·Multiplier^(n−1), Max) × U(1−Jitter, 1+Jitter).
+//
+// gRPC resets the backoff only when the HTTP/2 SETTINGS frame arrives, i.e.
+// after the handshake, not on TCP connect. Each attempt may run for
+// ConnectTimeout(n) = max(delay, MinConnectTimeout).
+type GRPC struct {
+	// Initial is the first delay (1s).
+	Initial time.Duration
+	// Multiplier is the growth per failure (1.6).
+	Multiplier float64
+	// Jitter is the ± fraction applied from the second delay on (0.2).
+	Jitter float64
+	// Max caps the delay before jitter (120s).
+	Max time.Duration
+	// MinConnectTimeout is the smallest time one attempt may take (20s).
+	MinConnectTimeout time.Duration
+}
+
+func (p GRPC) normalized() GRPC {
+	if p.Initial == 0 {
+		p.Initial = GRPCInitialBackoff
+	}
+	if p.Multiplier == 0 {
+		p.Multiplier = GRPCMultiplier
+	}
+	if p.Jitter == 0 {
+		p.Jitter = GRPCJitter
+	}
+	if p.Max == 0 {
+		p.Max = GRPCMaxBackoff
+	}
+	if p.MinConnectTimeout == 0 {
+		p.MinConnectTimeout = GRPCMinConnectTimeout
+	}
+	return p
+}
+
+// Validate implements Policy.
+func (p GRPC) Validate() error {
+	switch {
+	case p.Initial < 0 || p.Max < 0 || p.MinConnectTimeout < 0:
+		return fmt.Errorf("%w: grpc durations must not be negative", ErrInvalidConfig)
+	case p.Multiplier < 0 || (p.Multiplier > 0 && p.Multiplier < 1):
+		return fmt.Errorf("%w: grpc multiplier %g must be at least 1", ErrInvalidConfig, p.Multiplier)
+	case p.Jitter < 0 || p.Jitter > 1:
+		return fmt.Errorf("%w: grpc jitter %g must be within 0..1", ErrInvalidConfig, p.Jitter)
+	}
+	q := p.normalized()
+	if q.Initial > q.Max {
+		return fmt.Errorf("%w: grpc initial backoff %s exceeds max %s", ErrInvalidConfig, q.Initial, q.Max)
+	}
+	return nil
+}
+
+// Delay implements Policy.
+func (p GRPC) Delay(n int, _ time.Duration, r Rand) time.Duration {
+	if n <= 0 || p.Validate() != nil {
+		return 0
+	}
+	p = p.normalized()
+	if n == 1 {
+		return p.Initial
+	}
+	e := expo(p.Initial, p.Max, p.Multiplier, n-1)
+	return floatToDur(e * uniform(orDefault(r), 1-p.Jitter, 1+p.Jitter))
+}
+
+// ConnectTimeout is how long attempt n+1 may take after n failures:
+// max(Delay, MinConnectTimeout).
+func (p GRPC) ConnectTimeout(delay time.Duration) time.Duration {
+	return max(delay, p.normalized().MinConnectTimeout)
+}

@@ -1,0 +1,313 @@
+package dialer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Dialer dials with per-target rate limits, backoff and circuit breaking
+// shared by everything in the process that uses it. Make one with New and
+// share it; it is safe for concurrent use.
+type Dialer struct {
+	o Options
+
+	mu      sync.Mutex
+	targets map[string]*target
+}
+
+// breakerState of a target.
+type breakerState int
+
+const (
+	breakerClosed breakerState = iota
+	breakerOpen
+	breakerHalfOpen
+)
+
+func (s breakerState) String() string {
+	return [...]string{"closed", "open", "half-open"}[s]
+}
+
+// target is the per-address state. Guarded by Dialer.mu.
+type target struct {
+	addr      string
+	limiter   *rate.Limiter // nil = unlimited
+	firstSeen time.Time
+	handshook bool // some connection ever completed a handshake
+
+	failures  int // consecutive failures since proven health (backoff)
+	prevDelay time.Duration
+	nextDial  time.Time
+
+	breaker    breakerState
+	brFailures int // consecutive failures since the last handshake (breaker)
+	openUntil  time.Time
+	probes     int
+
+	stats Stats
+}
+
+// Stats are a target's counters, for tests, logs and metrics.
+type Stats struct {
+	// Dials is the number of network dials started.
+	Dials int
+	// DialFailures is the number of those that failed.
+	DialFailures int
+	// Overloads counts maxclients replies, handshake EOF/reset/timeout
+	// and ReportOverload calls.
+	Overloads int
+	// Refused counts dials refused without network I/O (breaker, backoff
+	// or rate limit past the context deadline).
+	Refused int
+	// Healthy counts connections that proved healthy (backoff resets).
+	Healthy int
+	// Failures is the current consecutive-failure count.
+	Failures int
+	// Breaker is "closed", "open" or "half-open".
+	Breaker string
+	// NextDial is the earliest time the backoff allows a new dial.
+	NextDial time.Time
+}
+
+// New returns a Dialer, or an error wrapping one of the option sentinel
+// errors.
+func New(o Options) (*Dialer, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if o.Rand == nil {
+		o.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return &Dialer{o: o, targets: make(map[string]*target)}, nil
+}
+
+// target returns addr's state, creating it. Called with mu held.
+func (d *Dialer) target(addr string) *target {
+	t, ok := d.targets[addr]
+	if !ok {
+		t = &target{addr: addr, firstSeen: d.o.Now()}
+		if d.o.Rate != -1 {
+			t.limiter = rate.NewLimiter(rate.Limit(d.o.Rate), d.o.Burst)
+		}
+		d.targets[addr] = t
+	}
+	return t
+}
+
+// emit calls OnEvent. Called with mu held.
+func (d *Dialer) emit(t *target, kind EventKind, delay time.Duration, err error) {
+	if d.o.OnEvent == nil {
+		return
+	}
+	d.o.OnEvent(Event{Time: d.o.Now(), Target: t.addr, Kind: kind, Delay: delay, Failures: t.failures, Err: err})
+}
+
+// Stats returns a snapshot of addr's counters (zero if never dialled).
+func (d *Dialer) Stats(addr string) Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.targets[addr]
+	if !ok {
+		return Stats{Breaker: breakerClosed.String()}
+	}
+	s := t.stats
+	s.Failures, s.Breaker, s.NextDial = t.failures, t.breaker.String(), t.nextDial
+	return s
+}
+
+// DialContext dials addr on network, subject to the target's breaker,
+// backoff, first-connect jitter and rate limit. The returned net.Conn is a
+// *Conn.
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return d.dial(ctx, network, addr, nil)
+}
+
+// DialTLSContext is DialContext followed by a TLS handshake with cfg. A
+// handshake that ends in EOF, reset or timeout is reported as overload:
+// Valkey at maxclients closes TLS connections without a reply.
+func (d *Dialer) DialTLSContext(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+	return d.dial(ctx, network, addr, cfg)
+}
+
+func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Config) (net.Conn, error) {
+	t, probe, wait, err := d.admit(addr)
+	if err != nil {
+		return nil, err
+	}
+	release := func() {
+		if probe {
+			d.mu.Lock()
+			t.probes--
+			d.mu.Unlock()
+		}
+	}
+	if wait > 0 {
+		if err := sleep(ctx, wait, d.o.Now); err != nil {
+			release()
+			d.refuse(t)
+			return nil, fmt.Errorf("%w: %s: next dial in %s: %w", ErrBackingOff, addr, wait.Round(time.Millisecond), err)
+		}
+	}
+	if t.limiter != nil {
+		r := t.limiter.ReserveN(d.o.Now(), 1)
+		if dl := r.Delay(); dl > 0 {
+			if err := sleep(ctx, dl, d.o.Now); err != nil {
+				r.Cancel()
+				release()
+				d.refuse(t)
+				return nil, fmt.Errorf("%w: %s: %w", ErrRateLimited, addr, err)
+			}
+		}
+	}
+
+	d.mu.Lock()
+	t.stats.Dials++
+	d.emit(t, EventDial, 0, nil)
+	d.mu.Unlock()
+	dctx := ctx
+	if d.o.DialTimeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, d.o.DialTimeout)
+		defer cancel()
+	}
+	raw, err := d.o.Dial(dctx, network, addr)
+	if err != nil {
+		d.mu.Lock()
+		t.stats.DialFailures++
+		d.failLocked(t, EventDialFailed, err, probe)
+		d.mu.Unlock()
+		return nil, fmt.Errorf("dialer: dial %s: %w", addr, err)
+	}
+	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff}
+	d.mu.Lock()
+	d.emit(t, EventConnected, 0, nil)
+	d.mu.Unlock()
+	if tlsCfg == nil {
+		return c, nil
+	}
+	// Sniff inside TLS: the wrapper must see plaintext replies.
+	c.sniff = false
+	tc := tls.Client(c.Conn, tlsCfg)
+	if err := tc.HandshakeContext(dctx); err != nil {
+		c.lostBeforeHandshake(err)
+		_ = c.Close()
+		return nil, fmt.Errorf("dialer: TLS handshake with %s: %w", addr, err)
+	}
+	c.Conn, c.sniff = tc, !d.o.DisableSniff
+	return c, nil
+}
+
+// admit applies the breaker and computes how long the dial must wait.
+func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t = d.target(addr)
+	now := d.o.Now()
+	if d.o.BreakerThreshold != -1 {
+		if t.breaker == breakerOpen {
+			if now.Before(t.openUntil) {
+				t.stats.Refused++
+				err := fmt.Errorf("%w: %s for another %s", ErrCircuitOpen, addr, t.openUntil.Sub(now).Round(time.Millisecond))
+				d.emit(t, EventRefused, 0, err)
+				return nil, false, 0, err
+			}
+			t.breaker = breakerHalfOpen
+			d.emit(t, EventBreakerHalf, 0, nil)
+		}
+		if t.breaker == breakerHalfOpen {
+			if t.probes >= d.o.HalfOpenProbes {
+				t.stats.Refused++
+				err := fmt.Errorf("%w: %s: half-open, %d probe(s) in flight", ErrCircuitOpen, addr, t.probes)
+				d.emit(t, EventRefused, 0, err)
+				return nil, false, 0, err
+			}
+			// A probe ignores the backoff: the open period was its wait.
+			t.probes++
+			return t, true, 0, nil
+		}
+	}
+	if now.Before(t.nextDial) {
+		wait = t.nextDial.Sub(now)
+	}
+	if w := d.o.FirstConnectWindow; w > 0 && !t.handshook && now.Before(t.firstSeen.Add(w)) {
+		at := t.firstSeen.Add(time.Duration(d.o.Rand.Float64() * float64(w)))
+		wait = max(wait, at.Sub(now))
+	}
+	return t, false, wait, nil
+}
+
+func (d *Dialer) refuse(t *target) {
+	d.mu.Lock()
+	t.stats.Refused++
+	d.emit(t, EventRefused, 0, nil)
+	d.mu.Unlock()
+}
+
+// failLocked records one failure of target t: the whole target backs off
+// and the breaker counts it. Called with mu held.
+func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
+	now := d.o.Now()
+	t.failures++
+	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
+	t.prevDelay = delay
+	if next := now.Add(delay); next.After(t.nextDial) {
+		t.nextDial = next
+	}
+	d.emit(t, kind, 0, err)
+	d.emit(t, EventBackoff, delay, nil)
+	if d.o.BreakerThreshold == -1 {
+		return
+	}
+	if probe {
+		t.probes--
+		t.breaker = breakerOpen
+		t.openUntil = now.Add(d.o.BreakerOpenFor)
+		d.emit(t, EventBreakerOpen, d.o.BreakerOpenFor, err)
+		return
+	}
+	t.brFailures++
+	if t.breaker == breakerClosed && t.brFailures >= d.o.BreakerThreshold {
+		t.breaker = breakerOpen
+		t.openUntil = now.Add(d.o.BreakerOpenFor)
+		d.emit(t, EventBreakerOpen, d.o.BreakerOpenFor, err)
+	}
+}
+
+// ReportOverload tells the dialer that target addr is overloaded (a
+// maxclients reply, a handshake EOF) as seen by code outside the dialer.
+// The whole target backs off and the breaker counts a failure.
+func (d *Dialer) ReportOverload(addr string, err error) {
+	if err == nil {
+		err = errors.New("overload reported")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.target(addr)
+	t.stats.Overloads++
+	d.failLocked(t, EventOverload, err, false)
+}
+
+// sleep waits for d, or fails at once if ctx's deadline comes first, or
+// when ctx is done.
+func sleep(ctx context.Context, d time.Duration, now func() time.Time) error {
+	if dl, ok := ctx.Deadline(); ok && dl.Before(now().Add(d)) {
+		return context.DeadlineExceeded
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}

@@ -1,0 +1,216 @@
+package dialer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/stormguard/stormguard/backoff"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultRate               = 20 // new connections per second per target
+	DefaultBurst              = 10
+	DefaultFirstConnectWindow = time.Second
+	DefaultStableAfter        = 5 * time.Second
+	DefaultBreakerThreshold   = 5
+	DefaultBreakerOpenFor     = 5 * time.Second
+	DefaultHalfOpenProbes     = 1
+	DefaultDialTimeout        = 5 * time.Second
+)
+
+// DefaultBackoff returns the target-wide backoff used when Options.Backoff
+// is nil: full jitter from 100 ms up to 10 s.
+func DefaultBackoff() backoff.Policy {
+	return backoff.FullJitter{Base: 100 * time.Millisecond, Cap: 10 * time.Second}
+}
+
+// Errors returned by New for option combinations that cannot work.
+var (
+	// ErrInvalidRate: Rate is negative (other than -1) or Burst is
+	// negative.
+	ErrInvalidRate = errors.New("dialer: rate and burst must be positive, or -1 for unlimited rate")
+	// ErrBurstWithoutRate: Burst is set while Rate is -1 (unlimited).
+	ErrBurstWithoutRate = errors.New("dialer: Burst set with unlimited Rate")
+	// ErrInvalidDuration: a duration field is negative (other than -1
+	// where documented).
+	ErrInvalidDuration = errors.New("dialer: negative duration")
+	// ErrBreakerDisabled: BreakerOpenFor or HalfOpenProbes set while
+	// BreakerThreshold is -1 (breaker off).
+	ErrBreakerDisabled = errors.New("dialer: breaker settings given with BreakerThreshold -1 (disabled)")
+	// ErrInvalidBreaker: BreakerThreshold or HalfOpenProbes out of range.
+	ErrInvalidBreaker = errors.New("dialer: BreakerThreshold must be ≥ 1 or -1, HalfOpenProbes ≥ 0")
+	// ErrInvalidBackoff wraps the Backoff policy's Validate error.
+	ErrInvalidBackoff = errors.New("dialer: invalid backoff policy")
+)
+
+// Errors returned by dials that were not attempted. Each is wrapped with
+// the target address.
+var (
+	// ErrCircuitOpen: the target's breaker is open (or half-open with
+	// every probe slot taken); no dial was made.
+	ErrCircuitOpen = errors.New("dialer: circuit open")
+	// ErrBackingOff: the target is backing off and the context's deadline
+	// comes before the next allowed dial.
+	ErrBackingOff = errors.New("dialer: target backing off")
+	// ErrRateLimited: the target's new-connection rate is exhausted until
+	// after the context's deadline.
+	ErrRateLimited = errors.New("dialer: new-connection rate limit")
+	// ErrOverloaded: returned by Conn.Read in place of the server's
+	// "-ERR max number of clients reached" rejection.
+	ErrOverloaded = errors.New("dialer: server overloaded")
+)
+
+// Options configure a Dialer. Pass by value; zero fields mean the documented
+// default.
+type Options struct {
+	// Rate is the number of new connections per second allowed per target
+	// across the process (20). -1 means unlimited.
+	Rate float64
+	// Burst is how many new connections may start at once per target (10).
+	Burst int
+	// FirstConnectWindow spreads dials made during this long after a
+	// target is first seen uniformly over the window (1s); -1 disables.
+	FirstConnectWindow time.Duration
+	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
+	// jitter 100ms..10s).
+	Backoff backoff.Policy
+	// StableAfter is how long a connection must stay up after its
+	// handshake before the target's backoff resets (5s); -1 resets at the
+	// handshake.
+	StableAfter time.Duration
+	// BreakerThreshold is the number of consecutive failures that opens
+	// the target's circuit (5); -1 disables the breaker.
+	BreakerThreshold int
+	// BreakerOpenFor is how long an open circuit refuses dials before it
+	// lets probes through (5s).
+	BreakerOpenFor time.Duration
+	// HalfOpenProbes is how many probe dials may be in flight while half
+	// open (1).
+	HalfOpenProbes int
+	// DialTimeout bounds one dial, TCP connect only (5s); -1 means only
+	// the context bounds it.
+	DialTimeout time.Duration
+	// Dial makes the underlying connection (a net.Dialer with
+	// DialTimeout). Tests replace it, e.g. to dial inside a network
+	// namespace.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// DisableSniff turns off reading the first reply line for overload
+	// and handshake detection; callers must then call MarkHealthy and
+	// ReportOverload themselves.
+	DisableSniff bool
+	// OnEvent, if set, is called for every decision the dialer makes.
+	// It runs synchronously and must not block or call the Dialer.
+	OnEvent func(Event)
+	// Rand is the jitter source (math/rand/v2's process-wide source). It
+	// is only called with the Dialer's lock held.
+	Rand backoff.Rand
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+// withDefaults validates o and fills defaults.
+func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.Rate == -1:
+		if o.Burst != 0 {
+			return o, ErrBurstWithoutRate
+		}
+	case o.Rate < 0 || o.Burst < 0:
+		return o, ErrInvalidRate
+	}
+	if o.Rate == 0 {
+		o.Rate = DefaultRate
+	}
+	if o.Burst == 0 && o.Rate != -1 {
+		o.Burst = DefaultBurst
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		off  bool // -1 allowed
+	}{
+		{"FirstConnectWindow", o.FirstConnectWindow, true},
+		{"StableAfter", o.StableAfter, true},
+		{"BreakerOpenFor", o.BreakerOpenFor, false},
+		{"DialTimeout", o.DialTimeout, true},
+	} {
+		if d.v < 0 && !(d.off && d.v == -1) {
+			return o, fmt.Errorf("%w: %s %s", ErrInvalidDuration, d.name, d.v)
+		}
+	}
+	switch {
+	case o.BreakerThreshold == -1:
+		if o.BreakerOpenFor != 0 || o.HalfOpenProbes != 0 {
+			return o, ErrBreakerDisabled
+		}
+	case o.BreakerThreshold < 0 || o.HalfOpenProbes < 0:
+		return o, ErrInvalidBreaker
+	}
+	if o.BreakerThreshold == 0 {
+		o.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if o.BreakerOpenFor == 0 {
+		o.BreakerOpenFor = DefaultBreakerOpenFor
+	}
+	if o.HalfOpenProbes == 0 {
+		o.HalfOpenProbes = DefaultHalfOpenProbes
+	}
+	if o.FirstConnectWindow == 0 {
+		o.FirstConnectWindow = DefaultFirstConnectWindow
+	}
+	if o.StableAfter == 0 {
+		o.StableAfter = DefaultStableAfter
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.Backoff == nil {
+		o.Backoff = DefaultBackoff()
+	}
+	if err := o.Backoff.Validate(); err != nil {
+		return o, fmt.Errorf("%w: %w", ErrInvalidBackoff, err)
+	}
+	if o.Dial == nil {
+		nd := &net.Dialer{}
+		o.Dial = nd.DialContext
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o, nil
+}
+
+// EventKind names a dialer decision.
+type EventKind string
+
+// Event kinds.
+const (
+	EventDial          EventKind = "dial"           // a network dial starts
+	EventDialFailed    EventKind = "dial_failed"    // it failed (Err)
+	EventConnected     EventKind = "connected"      // TCP connected
+	EventHandshake     EventKind = "handshake"      // first non-error reply read
+	EventHealthy       EventKind = "healthy"        // stable: backoff reset
+	EventOverload      EventKind = "overload"       // maxclients / handshake EOF (Err)
+	EventConnLost      EventKind = "conn_lost"      // read error before stable (Err)
+	EventBackoff       EventKind = "backoff"        // next dial pushed back by Delay
+	EventBreakerOpen   EventKind = "breaker_open"   // breaker opened
+	EventBreakerHalf   EventKind = "breaker_half"   // breaker lets probes through
+	EventBreakerClosed EventKind = "breaker_closed" // probe succeeded
+	EventRefused       EventKind = "refused"        // dial refused without I/O (Err)
+)
+
+// Event is one dialer decision, for logging and metrics.
+type Event struct {
+	Time   time.Time
+	Target string
+	Kind   EventKind
+	// Delay is the backoff delay (EventBackoff) or the wait before a dial.
+	Delay time.Duration
+	// Failures is the target's consecutive-failure count after the event.
+	Failures int
+	Err      error
+}
