@@ -82,7 +82,7 @@ running 'stormguard watch'. With neither, it uses the local agent at
 					return usageErr(err)
 				}
 				hub := serve.NewHub(sgsignal.SourceNames(), 10, 200)
-				ag, err := agent.New(agent.Options{Targets: targets, Interval: interval, Hub: hub, User: a.User, Password: a.Password})
+				ag, err := agent.New(agent.Options{Targets: targets, Interval: interval, Version: version, Hub: hub, User: a.User, Password: a.Password})
 				if err != nil {
 					return usageErr(err)
 				}

@@ -146,7 +146,7 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	nt := notify.New(nctx, notify.Options{WebhookURL: o.webhook, AlertmanagerURL: o.alertmanager, Logger: log})
 	defer func() { ncancel(); <-nt.Done() }()
 
-	ag, err := agent.New(agent.Options{Targets: targets, Interval: o.interval, DiscoverEvery: o.discoverEvery,
+	ag, err := agent.New(agent.Options{Targets: targets, Interval: o.interval, Version: version, DiscoverEvery: o.discoverEvery,
 		User: user, Password: password, Hub: hub, Journal: jr, Notifier: nt, Logger: log})
 	if err != nil {
 		return usageErr(err)

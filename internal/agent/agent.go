@@ -32,6 +32,8 @@ type Options struct {
 	// VALKEY_PASSWORD); explicit addresses carry their own.
 	Password string
 	User     string
+	// Version is sent to Valkey with CLIENT SETINFO lib-ver.
+	Version  string
 	Detector detect.Config
 	Hub      *serve.Hub
 	Journal  *journal.Journal
@@ -215,7 +217,7 @@ func (a *Agent) stopAll() {
 }
 
 func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target) {
-	set := signal.Open(ctx, signal.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger})
+	set := signal.Open(ctx, signal.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version})
 	defer set.Close()
 	cfg := a.o.Detector
 	cfg.Target = t.Name()
