@@ -18,6 +18,7 @@ import (
 
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/agent"
+	"github.com/stormguard/stormguard/internal/defuse"
 	"github.com/stormguard/stormguard/internal/journal"
 	"github.com/stormguard/stormguard/internal/notify"
 	"github.com/stormguard/stormguard/internal/serve"
@@ -38,6 +39,12 @@ type watchOpts struct {
 	discoverEvery   time.Duration
 	logLevel        string
 	logFormat       string
+	defuseMode      string
+	defuseActions   []string
+	defuseTTL       time.Duration
+	defuseMax       time.Duration
+	defuseRate      string
+	defuseState     string
 }
 
 func newWatchCmd() *cobra.Command {
@@ -61,6 +68,11 @@ HTTP (default 127.0.0.1:9877, localhost only): /metrics (Prometheus),
 /api/v1/state, /api/v1/samples, /api/v1/events, /api/v1/stream (server-sent
 events), /healthz, and the live dashboard at /.
 
+With --defuse auto, a storm arms the chosen mitigations (default: a
+per-source SYN rate limit on the port) for --defuse-ttl, re-armed while the
+storm lasts up to --defuse-max, and reverted once the target is calm. Every
+arming and revert is an event and an alert. kill-idle is never automatic.
+
 SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
 		Example: `  stormguard watch
   stormguard watch --valkey 127.0.0.1:6379 --events /var/log/stormguard/events.jsonl --journal /var/lib/stormguard
@@ -83,6 +95,12 @@ SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
 	f.StringVar(&o.alertmanager, "alertmanager", "", "Alertmanager base URL; alerts fire on surge/storm and resolve on calm")
 	f.StringVar(&o.bearerTokenFile, "bearer-token-file", "", "require this bearer token on HTTP (all paths but /healthz)")
 	f.DurationVar(&o.discoverEvery, "discover-interval", 5*time.Second, "how often to rescan for local servers")
+	f.StringVar(&o.defuseMode, "defuse", "off", "off, or auto: arm --defuse-actions when a storm is detected, revert after calm")
+	f.StringSliceVar(&o.defuseActions, "defuse-actions", []string{"ratelimit-syn"}, "actions auto mode may arm: ratelimit-syn, ratelimit-global, notrack, accept-cap, backlog")
+	f.DurationVar(&o.defuseTTL, "defuse-ttl", time.Minute, "auto mode: each arming expires after this (re-armed while the storm lasts)")
+	f.DurationVar(&o.defuseMax, "defuse-max", 10*time.Minute, "auto mode: longest one storm keeps mitigations armed")
+	f.StringVar(&o.defuseRate, "defuse-rate", "20/s", "auto mode: SYN rate admitted per source (ratelimit-syn) or in all (ratelimit-global); at least 5/s")
+	f.StringVar(&o.defuseState, "defuse-state", "", "defuse state file (default "+defuse.DefaultStatePath+")")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -139,6 +157,26 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 		}
 	}
 
+	var auto *agent.AutoDefuse
+	switch o.defuseMode {
+	case "off", "":
+	case "auto":
+		rate, err := defuse.ParseRate(o.defuseRate)
+		if err != nil {
+			return usageErr(fmt.Errorf("--defuse-rate: %w", err))
+		}
+		auto = &agent.AutoDefuse{TTL: o.defuseTTL, Max: o.defuseMax, Rate: rate, StatePath: o.defuseState}
+		for _, a := range o.defuseActions {
+			act, err := defuse.ParseAction(a)
+			if err != nil {
+				return usageErr(fmt.Errorf("--defuse-actions: %w", err))
+			}
+			auto.Actions = append(auto.Actions, act)
+		}
+	default:
+		return usageErr(fmt.Errorf("--defuse %q: want off or auto", o.defuseMode))
+	}
+
 	hub := serve.NewHub(sgsignal.SourceNames(), int(10*time.Minute/o.interval), 1000)
 	jr := journal.Open(journal.Options{Dir: o.journalDir, EventsPath: o.events, Interval: o.interval, Logger: log})
 	defer jr.Close()
@@ -147,7 +185,7 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	defer func() { ncancel(); <-nt.Done() }()
 
 	ag, err := agent.New(agent.Options{Targets: targets, Interval: o.interval, Version: version, DiscoverEvery: o.discoverEvery,
-		User: user, Password: password, Hub: hub, Journal: jr, Notifier: nt, Logger: log})
+		User: user, Password: password, Hub: hub, AutoDefuse: auto, Journal: jr, Notifier: nt, Logger: log})
 	if err != nil {
 		return usageErr(err)
 	}

@@ -39,6 +39,8 @@ type Options struct {
 	Journal  *journal.Journal
 	Notifier *notify.Notifier
 	Logger   *slog.Logger
+	// AutoDefuse, when set, arms mitigations on storm and reverts on calm.
+	AutoDefuse *AutoDefuse
 	// OnSample, when set, is called after each sample is processed (tests).
 	OnSample func(*sample.Sample, detect.State)
 }
@@ -53,6 +55,7 @@ type Agent struct {
 }
 
 type runner struct {
+	auto   *autoState
 	target signal.Target
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -72,6 +75,11 @@ func New(o Options) (*Agent, error) {
 	if o.Hub == nil {
 		return nil, errors.New("agent: no hub")
 	}
+	if o.AutoDefuse != nil {
+		if err := o.AutoDefuse.normalize(); err != nil {
+			return nil, err
+		}
+	}
 	if err := o.Detector.Validate(); err != nil {
 		return nil, fmt.Errorf("detector config: %w", err)
 	}
@@ -87,6 +95,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-ctx.Done()
 	} else {
 		a.discoverLoop(ctx)
+	}
+	if a.o.AutoDefuse != nil {
+		// Take back what auto mode armed; the kernel would expire it
+		// anyway, but a clean stop leaves nothing behind.
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.disarmAll(dctx)
+		cancel()
 	}
 	a.stopAll()
 	return nil
@@ -190,7 +205,7 @@ func (a *Agent) start(ctx context.Context, k string, t signal.Target, why string
 		return
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	r := &runner{target: t, cancel: cancel, done: make(chan struct{})}
+	r := &runner{target: t, cancel: cancel, done: make(chan struct{}), auto: &autoState{}}
 	a.runners[k] = r
 	a.mu.Unlock()
 	if why != "" {
@@ -199,7 +214,7 @@ func (a *Agent) start(ctx context.Context, k string, t signal.Target, why string
 	a.o.Logger.Info("watching target", "target", t.Addr.String(), "netns", t.NetNS)
 	go func() {
 		defer close(r.done)
-		a.runTarget(rctx, k, t)
+		a.runTarget(rctx, k, t, r.auto)
 	}()
 }
 
@@ -216,7 +231,7 @@ func (a *Agent) stopAll() {
 	}
 }
 
-func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target) {
+func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *autoState) {
 	set := signal.Open(ctx, signal.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version})
 	defer set.Close()
 	cfg := a.o.Detector
@@ -242,6 +257,7 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target) {
 		for _, ev := range events {
 			a.stateEvent(ctx, ev)
 		}
+		a.autoDefuse(ctx, t, auto, st, s.Time)
 		a.mu.Lock()
 		a.last[k] = s.Time
 		a.mu.Unlock()

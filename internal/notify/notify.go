@@ -16,6 +16,9 @@ import (
 
 // Alert is one state change to deliver.
 type Alert struct {
+	// Kind is "state" (a detector state change; the default) or "defuse"
+	// (a mitigation applied or reverted: To is "applied" or "reverted").
+	Kind    string    `json:"kind"`
 	Time    time.Time `json:"time"`
 	Target  string    `json:"target"`
 	From    string    `json:"from"`
@@ -216,6 +219,18 @@ type amAlert struct {
 // storm fires that alert (and resolves the other); calm or recovering
 // resolves both, recovering keeping nothing firing.
 func amAlerts(a Alert, gen string) []amAlert {
+	if a.Kind == "defuse" {
+		al := amAlert{
+			Labels:       map[string]string{"alertname": "StormguardMitigationActive", "target": a.Target, "severity": "warning", "source": "stormguard"},
+			Annotations:  map[string]string{"summary": a.Verdict},
+			StartsAt:     a.Time,
+			GeneratorURL: gen,
+		}
+		if a.To != "applied" {
+			al.EndsAt = a.Time
+		}
+		return []amAlert{al}
+	}
 	mk := func(name, severity string, firing bool) amAlert {
 		al := amAlert{
 			Labels:       map[string]string{"alertname": name, "target": a.Target, "severity": severity, "source": "stormguard"},
