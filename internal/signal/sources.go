@@ -37,7 +37,11 @@ type opener struct {
 }
 
 // openers is the explicit table of sources, in display order.
-var openers = []opener{}
+var openers = []opener{
+	{name: "tcp", open: openTCPStat},
+	{name: "conntrack", open: openConntrack},
+	{name: "nic", open: openNIC},
+}
 
 // Set is the open sources of one target.
 type Set struct {
