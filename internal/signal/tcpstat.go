@@ -93,7 +93,7 @@ type ProcNetStats map[string]map[string]uint64
 func ParseProcNetStats(r io.Reader) (ProcNetStats, error) {
 	out := ProcNetStats{}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	sc.Buffer(make([]byte, 0, 8*1024), 1<<20)
 	line := 0
 	for sc.Scan() {
 		line++
