@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
@@ -156,6 +157,39 @@ func TestIntegrationTCPStatNamespaceGone(t *testing.T) {
 	err := src.Collect(context.Background(), &sample.Sample{})
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), sb.NetNS) {
 		t.Fatalf("after the namespace was deleted: %v, want unavailable naming %s", err, sb.NetNS)
+	}
+}
+
+// TestIntegrationTCPStatNamespaceReplaced re-creates the namespace under
+// the same path: the kept-open files would still show the old namespace,
+// so the source must notice the new inode and reopen.
+func TestIntegrationTCPStatNamespaceReplaced(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{NoValkey: true})
+	src := NewTCPStat(TCPStatConfig{NetNS: sb.NetNS})
+	t.Cleanup(func() { src.Close() })
+	// A refused dial inside the namespace: ActiveOpens and AttemptFails +1.
+	err := netns.Do(sb.NetNS, func() error {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:1", time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := collectTCP(t, src)
+	if *old.ActiveOpens == 0 || *old.AttemptFails == 0 {
+		t.Fatalf("refused dial not counted in the namespace: %+v", *old)
+	}
+	for _, args := range [][]string{{"netns", "del", sb.Name}, {"netns", "add", sb.Name}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	fresh := collectTCP(t, src)
+	if *fresh.ActiveOpens != 0 || *fresh.AttemptFails != 0 {
+		t.Fatalf("after re-creating %s the source still reads the old namespace: %+v", sb.Name, *fresh)
 	}
 }
 
