@@ -42,6 +42,9 @@ type opener struct {
 // openers is the explicit table of sources, in display order.
 var openers = []opener{
 	{name: "valkey", open: openValkey},
+	{name: "tcp", open: openTCPStat},
+	{name: "conntrack", open: openConntrack},
+	{name: "nic", open: openNIC},
 }
 
 // Set is the open sources of one target.
