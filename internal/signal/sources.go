@@ -37,7 +37,9 @@ type opener struct {
 }
 
 // openers is the explicit table of sources, in display order.
-var openers = []opener{}
+var openers = []opener{
+	{name: "listenq", open: openListenq},
+}
 
 // Set is the open sources of one target.
 type Set struct {
