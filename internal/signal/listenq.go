@@ -88,6 +88,9 @@ type diagTally struct {
 	// FullDepth and FullLimit are the depth and limit of the fullest
 	// socket (highest depth/limit), meaningful when Sockets > 0.
 	FullDepth, FullLimit uint64
+	// States counts matching sockets by idiag_state (request sockets
+	// report TCP_SYN_RECV), so one dump can count several states.
+	States [16]int
 	// Skipped counts replies for another port or that were not sockets.
 	Skipped int
 	// Interrupted is set when the kernel flagged the dump as
@@ -97,7 +100,10 @@ type diagTally struct {
 }
 
 // add records one socket.
-func (t *diagTally) add(depth, limit uint64) {
+func (t *diagTally) add(state uint8, depth, limit uint64) {
+	if int(state) < len(t.States) {
+		t.States[state]++
+	}
 	if t.Sockets == 0 || fuller(depth, limit, t.FullDepth, t.FullLimit) {
 		t.FullDepth, t.FullLimit = depth, limit
 	}
@@ -192,7 +198,7 @@ func decodeDiagDump(b []byte, seq uint32, t *diagTally) (done bool, err error) {
 				t.Skipped++
 				continue
 			}
-			t.add(uint64(ne.Uint32(body[56:])), uint64(ne.Uint32(body[60:])))
+			t.add(body[1], uint64(ne.Uint32(body[56:])), uint64(ne.Uint32(body[60:])))
 		default:
 			// NLMSG_NOOP and anything unknown carry no socket.
 			t.Skipped++
