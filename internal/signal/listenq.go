@@ -75,6 +75,53 @@ func appendDiagRequest(b []byte, family uint8, states uint32, port uint16, seq u
 	return append(b, m[:]...)
 }
 
+// listenerID identifies one listening socket for an exact sock_diag lookup:
+// the kernel finds it through the listening hash in O(1) instead of walking
+// every bucket, and the cookie makes it answer ESTALE if the address now
+// belongs to another socket (the server restarted).
+type listenerID struct {
+	Family uint8
+	Src    [16]byte // inet_diag_sockid.idiag_src as sent by the kernel
+	If     uint32
+	Cookie [8]byte
+}
+
+// appendExactRequest appends one non-dump SOCK_DIAG_BY_FAMILY request for
+// the listening socket id on port. The kernel looks it up as if a packet
+// came from (dst 0, dport 0) to (src, sport): the established lookup
+// misses and the listener lookup hits.
+func appendExactRequest(b []byte, id listenerID, port uint16, seq uint32) []byte {
+	var m [diagRequestLen]byte
+	ne := binary.NativeEndian
+	ne.PutUint32(m[0:], diagRequestLen)
+	ne.PutUint16(m[4:], sockDiagByFamily)
+	ne.PutUint16(m[6:], nlmFRequest)
+	ne.PutUint32(m[8:], seq)
+	r := m[nlmsgHdrLen:]
+	r[0] = id.Family
+	r[1] = ipprotoTCP
+	ne.PutUint32(r[4:], statesListen)
+	binary.BigEndian.PutUint16(r[8:], port)
+	copy(r[12:28], id.Src[:])
+	ne.PutUint32(r[44:], id.If)
+	copy(r[48:56], id.Cookie[:])
+	return append(b, m[:]...)
+}
+
+// uniqueIDs reports whether no two listeners share family, address and
+// device. SO_REUSEPORT groups do; an exact lookup reaches only one socket of
+// a group, so they must be polled with a dump.
+func uniqueIDs(ids []listenerID) bool {
+	for i := range ids {
+		for j := i + 1; j < len(ids); j++ {
+			if ids[i].Family == ids[j].Family && ids[i].Src == ids[j].Src && ids[i].If == ids[j].If {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // diagTally accumulates the replies of one dump without keeping any
 // per-socket data, so a dump over 20,000 sockets costs no memory.
 type diagTally struct {
@@ -97,6 +144,11 @@ type diagTally struct {
 	// inconsistent (NLM_F_DUMP_INTR: the table changed while it was
 	// walked); counts are then approximate.
 	Interrupted bool
+	// KeepIDs makes the decoder append each matching socket's identity
+	// to IDs (the fast poller reuses the slice, so this allocates only
+	// when the number of listeners grows).
+	KeepIDs bool
+	IDs     []listenerID
 }
 
 // add records one socket.
@@ -199,6 +251,12 @@ func decodeDiagDump(b []byte, seq uint32, t *diagTally) (done bool, err error) {
 				continue
 			}
 			t.add(body[1], uint64(ne.Uint32(body[56:])), uint64(ne.Uint32(body[60:])))
+			if t.KeepIDs {
+				id := listenerID{Family: body[0], If: ne.Uint32(body[40:])}
+				copy(id.Src[:], body[8:24])
+				copy(id.Cookie[:], body[44:52])
+				t.IDs = append(t.IDs, id)
+			}
 		default:
 			// NLMSG_NOOP and anything unknown carry no socket.
 			t.Skipped++

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -30,6 +31,10 @@ const (
 	// redialEvery bounds how often a broken or missing socket is re-made
 	// (a namespace that is gone must not be reopened at 100 Hz).
 	redialEvery = time.Second
+	// relearnEvery is how often the fast poller dumps the listening
+	// sockets again instead of looking up the ones it knows, so a
+	// listener added next to the known ones is picked up.
+	relearnEvery = time.Second
 	// pollTimeout bounds one fast poll.
 	pollTimeout = time.Second
 )
@@ -99,16 +104,21 @@ func (d *diagConn) read(fd uintptr) bool {
 	return e != unix.EAGAIN
 }
 
+// setDeadline bounds the socket's next reads and writes.
+func (d *diagConn) setDeadline(t time.Time) error {
+	if err := d.nl.SetDeadline(t); err != nil {
+		return fmt.Errorf("set sock_diag deadline: %w", err)
+	}
+	return nil
+}
+
 // dump runs one SOCK_DIAG_BY_FAMILY dump and adds each reply to t. The
 // replies are decoded datagram by datagram straight from the buffer, never
 // retained. After an error the socket may hold the rest of the dump, so the
 // caller must close it.
-func (d *diagConn) dump(deadline time.Time, family uint8, states uint32, t *diagTally) error {
+func (d *diagConn) dump(family uint8, states uint32, t *diagTally) error {
 	d.seq++
 	d.req = appendDiagRequest(d.req[:0], family, states, t.Port, d.seq)
-	if err := d.nl.SetDeadline(deadline); err != nil {
-		return fmt.Errorf("set deadline: %w", err)
-	}
 	if err := d.rc.Write(d.writeFn); err != nil {
 		return fmt.Errorf("send dump request: %w", err)
 	}
@@ -135,14 +145,52 @@ func (d *diagConn) dump(deadline time.Time, family uint8, states uint32, t *diag
 	}
 }
 
+// exact looks up each listener of ids with one batched request (one
+// sendmsg, one datagram back per listener) and adds them to t. Every reply is
+// read even after an error, so the socket is clean for the next request. An
+// error unwrapping to ENOENT or ESTALE means a listener went away or was
+// replaced: the caller should learn the listeners again with a dump.
+func (d *diagConn) exact(ids []listenerID, t *diagTally) error {
+	d.req = d.req[:0]
+	first := d.seq + 1
+	for _, id := range ids {
+		d.seq++
+		d.req = appendExactRequest(d.req, id, t.Port, d.seq)
+	}
+	if err := d.rc.Write(d.writeFn); err != nil {
+		return fmt.Errorf("send lookup: %w", err)
+	}
+	if d.errno != nil {
+		return fmt.Errorf("send lookup: %w", d.errno)
+	}
+	var firstErr error
+	for i := range ids {
+		if err := d.rc.Read(d.readFn); err != nil {
+			return fmt.Errorf("receive lookup: %w", err)
+		}
+		if d.errno != nil {
+			return fmt.Errorf("receive lookup: %w", d.errno)
+		}
+		before := t.Sockets
+		_, err := decodeDiagDump(d.buf[:min(d.n, len(d.buf))], first+uint32(i), t)
+		if err == nil && t.Sockets != before+1 {
+			err = fmt.Errorf("%w: lookup reply without a socket", errDiagMalformed)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("look up listener %d: %w", i, err)
+		}
+	}
+	return firstErr
+}
+
 // dumpBoth runs the dump for IPv4 and IPv6. A kernel without IPv6 answers
 // the AF_INET6 request with ENOENT (no inet6_diag handler); that is no IPv6
 // socket, not a failure.
-func (d *diagConn) dumpBoth(deadline time.Time, states uint32, t *diagTally) error {
-	if err := d.dump(deadline, afInet, states, t); err != nil {
+func (d *diagConn) dumpBoth(states uint32, t *diagTally) error {
+	if err := d.dump(afInet, states, t); err != nil {
 		return fmt.Errorf("IPv4: %w", err)
 	}
-	if err := d.dump(deadline, afInet6, states, t); err != nil {
+	if err := d.dump(afInet6, states, t); err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EAFNOSUPPORT) {
 			return nil
 		}
@@ -165,6 +213,13 @@ type listenq struct {
 	// poll is owned by the poller goroutine.
 	poll       *diagConn
 	pollDialed time.Time
+	// known is how many listeners the poller looks up; Collect sets
+	// relearn when its own dump finds a different number.
+	known   atomic.Int64
+	relearn atomic.Bool
+	// lookups and dumps count the poller's polls by kind (tests and
+	// benchmarks check that lookups do the bulk of the work).
+	lookups, dumps atomic.Uint64
 
 	mu         sync.Mutex // guards coll and collDialed (Collect)
 	coll       *diagConn
@@ -230,12 +285,32 @@ func (l *listenq) Close() error {
 // runPoller reads the accept queue every l.every until ctx ends and keeps the
 // interval's peak in l.peak. A time.Ticker drops ticks it could not deliver,
 // so a descheduled poller catches up with one poll, not a burst.
+//
+// Polls are as cheap as the kernel allows: a LISTEN dump (which still scans
+// every bucket of the listening hash) learns the listeners once a second,
+// and the polls in between look each one up directly by address and cookie,
+// all in one request. SO_REUSEPORT groups, which a lookup cannot tell apart,
+// are always dumped.
 func (l *listenq) runPoller(ctx context.Context) {
 	defer close(l.done)
 	tk := time.NewTicker(l.every)
 	defer tk.Stop()
-	var t diagTally
+	var (
+		t         diagTally
+		ids       []listenerID // reused: no allocation per poll
+		useExact  bool
+		learnedAt time.Time
+		deadline  time.Time
+	)
 	failing := false // log transitions only, not 100 lines a second
+	fail := func(err error) {
+		if !failing {
+			l.log.Warn("accept-queue poll failed", "err", err)
+		}
+		failing = true
+		useExact = false
+		l.peak.fail(err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,22 +324,46 @@ func (l *listenq) runPoller(ctx context.Context) {
 			l.pollDialed = time.Now()
 			c, err := dialDiag(l.netns)
 			if err != nil {
-				if !failing {
-					l.log.Warn("accept-queue poller cannot open sock_diag socket", "err", err)
-				}
-				failing = true
-				l.peak.fail(err)
+				fail(err)
 				continue
 			}
 			l.poll = c
+			deadline = time.Time{}
 		}
-		t = diagTally{Port: l.port}
-		if err := l.poll.dumpBoth(time.Now().Add(pollTimeout), statesListen, &t); err != nil {
-			if !failing {
-				l.log.Warn("accept-queue poll failed", "err", err)
+		now := time.Now()
+		// Re-arming the deadline timers costs about as much as a lookup,
+		// so a poll's deadline is renewed only twice a second.
+		if deadline.Sub(now) < pollTimeout/2 {
+			deadline = now.Add(pollTimeout)
+			if err := l.poll.setDeadline(deadline); err != nil {
+				fail(err)
+				l.poll.close()
+				l.poll = nil
+				continue
 			}
-			failing = true
-			l.peak.fail(err)
+		}
+		if l.relearn.Swap(false) || now.Sub(learnedAt) >= relearnEvery {
+			useExact = false
+		}
+		var err error
+		if useExact {
+			t = diagTally{Port: l.port}
+			err = l.poll.exact(ids, &t)
+			l.lookups.Add(1)
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESTALE) {
+				useExact = false // a listener went or was replaced
+			}
+		}
+		if !useExact {
+			t = diagTally{Port: l.port, KeepIDs: true, IDs: ids[:0]}
+			err = l.poll.dumpBoth(statesListen, &t)
+			l.dumps.Add(1)
+			ids, learnedAt = t.IDs, now
+			useExact = err == nil && len(ids) > 0 && uniqueIDs(ids)
+			l.known.Store(int64(len(ids)))
+		}
+		if err != nil {
+			fail(err)
 			l.poll.close()
 			l.poll = nil
 			continue
@@ -322,9 +421,15 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 		return Classify("listen queue: "+what, err)
 	}
 
+	if err := c.setDeadline(deadline); err != nil {
+		return fail("sock_diag", err)
+	}
 	lt := diagTally{Port: l.port}
-	if err := c.dumpBoth(deadline, statesListen, &lt); err != nil {
+	if err := c.dumpBoth(statesListen, &lt); err != nil {
 		return fail("LISTEN dump", err)
+	}
+	if l.known.Load() != int64(lt.Sockets) {
+		l.relearn.Store(true)
 	}
 	pk := l.peak.take()
 	ls := &sample.Listen{Sockets: lt.Sockets, Polls: pk.Polls + 1}
@@ -342,7 +447,7 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 	// host, empty or not), so asking once for both states halves the
 	// cost. Request sockets report TCP_SYN_RECV.
 	et := diagTally{Port: l.port}
-	if err := c.dumpBoth(deadline, statesSynRecv|statesEstablished, &et); err != nil {
+	if err := c.dumpBoth(statesSynRecv|statesEstablished, &et); err != nil {
 		return fail("SYN_RECV/ESTABLISHED dump", err)
 	}
 	s.SynRecv = sample.U64(uint64(et.States[tcpSynRecv] + et.States[tcpNewSynRecv]))

@@ -322,6 +322,10 @@ func TestIntegrationListenQueue(t *testing.T) {
 			if s.Listen.Polls < 2 {
 				t.Errorf("polls = %d; the 100 Hz poller should have run between samples", s.Listen.Polls)
 			}
+			// Most polls are direct lookups of the known listeners, not dumps.
+			if lk, dp := l.lookups.Load(), l.dumps.Load(); lk <= dp {
+				t.Errorf("poller made %d lookups and %d dumps; want mostly lookups", lk, dp)
+			}
 
 			// The peak survives the drain: the poller sees the full queues
 			// after this sample, Valkey then drains them, and the next

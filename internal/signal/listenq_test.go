@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"syscall"
 	"testing"
 
@@ -228,7 +229,7 @@ func TestDecodeDiagDump(t *testing.T) {
 			if err == nil && done != tc.wantDone {
 				t.Errorf("done = %v, want %v", done, tc.wantDone)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("tally\n got %+v\nwant %+v", got, tc.want)
 			}
 		})
