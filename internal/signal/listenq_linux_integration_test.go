@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -398,5 +399,52 @@ func TestIntegrationListenQueueNamespaceGone(t *testing.T) {
 	err = src.Collect(context.Background(), s)
 	if !errors.Is(err, ErrUnavailable) || s.Listen != nil {
 		t.Fatalf("err = %v, listen = %+v; want unavailable and no listen part", err, s.Listen)
+	}
+}
+
+// TestIntegrationListenQueueReusePort: two SO_REUSEPORT listeners share the
+// port, each with its own queue. Both are counted, and the poller, which
+// cannot tell them apart by address, keeps dumping instead of looking up.
+func TestIntegrationListenQueueReusePort(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{NoValkey: true})
+	const addrPort = "127.0.0.1:7000"
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	err := netns.Do(sb.NetNS, func() error {
+		for i := 0; i < 2; i++ {
+			ln, err := lc.Listen(context.Background(), "tcp4", addrPort)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { ln.Close() })
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reuseport listeners: %v", err)
+	}
+	a, _ := addr.Parse(addrPort)
+	src, err := openListenq(context.Background(), Options{Target: Target{Addr: a, NetNS: sb.NetNS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := src.(*listenq)
+	defer l.Close()
+	closeAll := burstDial(t, sb.NetNS, netip.MustParseAddrPort(addrPort), 20, 2)
+	defer closeAll()
+	s := waitSample(t, l, "20 queued connections", func(s *sample.Sample) bool {
+		return s.Listen.DepthTotal != nil && *s.Listen.DepthTotal == 20
+	})
+	if s.Listen.Sockets != 2 || *s.Established != 20 || *s.Listen.Depth > 20 || *s.Listen.Depth < 10 {
+		t.Fatalf("sample %s; want 2 sockets, 20 established, fullest queue holding 10..20", describe(s))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if lk, dp := l.lookups.Load(), l.dumps.Load(); lk != 0 || dp == 0 {
+		t.Fatalf("poller made %d lookups and %d dumps; want dumps only for a reuseport group", lk, dp)
 	}
 }

@@ -247,6 +247,65 @@ func TestDecodeDiagDumpUnpaddedLast(t *testing.T) {
 	}
 }
 
+func TestListenerIDRoundTrip(t *testing.T) {
+	// A dumped socket's identity, sent back in an exact request, must
+	// land in the request's inet_diag_sockid at the same fields.
+	msg := diagData(diagMsg{family: afInet6, state: tcpListen, sport: 6379, rqueue: 1, wqueue: 511})
+	copy(msg[8:24], []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}) // src ::1
+	binary.NativeEndian.PutUint32(msg[40:], 3)                              // if
+	copy(msg[44:52], []byte{1, 2, 3, 4, 5, 6, 7, 8})                        // cookie
+	tally := diagTally{Port: 6379, KeepIDs: true}
+	if _, err := decodeDiagDump(encodeMsg(t, sockDiagByFamily, netlink.Multi, 5, msg), 5, &tally); err != nil {
+		t.Fatal(err)
+	}
+	if len(tally.IDs) != 1 {
+		t.Fatalf("ids = %+v", tally.IDs)
+	}
+	id := tally.IDs[0]
+	want := listenerID{Family: afInet6, If: 3, Cookie: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}}
+	want.Src[15] = 1
+	if id != want {
+		t.Fatalf("id = %+v, want %+v", id, want)
+	}
+	req := appendExactRequest(nil, id, 6379, 42)
+	ne := binary.NativeEndian
+	if len(req) != diagRequestLen || ne.Uint16(req[6:]) != nlmFRequest || ne.Uint32(req[8:]) != 42 {
+		t.Fatalf("exact request header %x", req[:nlmsgHdrLen])
+	}
+	r := req[nlmsgHdrLen:]
+	switch {
+	case r[0] != afInet6 || r[1] != ipprotoTCP:
+		t.Errorf("family/protocol %d/%d", r[0], r[1])
+	case binary.BigEndian.Uint16(r[8:]) != 6379 || binary.BigEndian.Uint16(r[10:]) != 0:
+		t.Errorf("ports %x", r[8:12])
+	case !bytes.Equal(r[12:28], msg[8:24]) || !bytes.Equal(r[28:44], make([]byte, 16)):
+		t.Errorf("addresses src %x dst %x", r[12:28], r[28:44])
+	case ne.Uint32(r[44:]) != 3 || !bytes.Equal(r[48:56], msg[44:52]):
+		t.Errorf("if %d cookie %x", ne.Uint32(r[44:]), r[48:56])
+	}
+}
+
+func TestUniqueIDs(t *testing.T) {
+	a := listenerID{Family: afInet, Cookie: [8]byte{1}}
+	b := listenerID{Family: afInet6, Cookie: [8]byte{2}}
+	reuse := a
+	reuse.Cookie = [8]byte{3} // same address, another socket: SO_REUSEPORT
+	tests := []struct {
+		ids  []listenerID
+		want bool
+	}{
+		{nil, true},
+		{[]listenerID{a}, true},
+		{[]listenerID{a, b}, true},
+		{[]listenerID{a, b, reuse}, false},
+	}
+	for i, tc := range tests {
+		if got := uniqueIDs(tc.ids); got != tc.want {
+			t.Errorf("case %d: uniqueIDs = %v, want %v", i, got, tc.want)
+		}
+	}
+}
+
 func TestFuller(t *testing.T) {
 	tests := []struct {
 		name           string
