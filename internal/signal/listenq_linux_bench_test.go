@@ -213,7 +213,7 @@ func benchCollectVsTalk(b *testing.B, n int) {
 	if lines, err := talkCommands(sb); err != nil || lines != 2 {
 		b.Fatalf("talk commands: %v, %d listen lines (want 2: IPv4 and IPv6)", err, lines)
 	}
-	const rounds = 20
+	const rounds = 50
 	var collectCPU, talkCPU, talkParentCPU time.Duration
 	b.ResetTimer()
 	for b.Loop() {
