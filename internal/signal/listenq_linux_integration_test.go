@@ -448,3 +448,39 @@ func TestIntegrationListenQueueReusePort(t *testing.T) {
 		t.Fatalf("poller made %d lookups and %d dumps; want dumps only for a reuseport group", lk, dp)
 	}
 }
+
+// TestIntegrationListenQueuePollAllocs guards the fast poller's promise: at
+// 100 Hz it must not feed the garbage collector, so neither a direct lookup
+// nor a relearning dump may allocate.
+func TestIntegrationListenQueuePollAllocs(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	l := openTestListenq(t, sb, -1)
+	c, err := l.collConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.setDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	tally := diagTally{Port: l.port, KeepIDs: true}
+	if err := c.dumpBoth(statesListen, &tally); err != nil || len(tally.IDs) != 2 {
+		t.Fatalf("learn listeners: %v, %d ids", err, len(tally.IDs))
+	}
+	ids := tally.IDs
+	lookup := testing.AllocsPerRun(100, func() {
+		tally = diagTally{Port: l.port}
+		if err := c.exact(ids, &tally); err != nil || tally.Sockets != 2 {
+			t.Fatalf("lookup: %v, %d sockets", err, tally.Sockets)
+		}
+	})
+	dump := testing.AllocsPerRun(100, func() {
+		tally = diagTally{Port: l.port, KeepIDs: true, IDs: ids[:0]}
+		if err := c.dumpBoth(statesListen, &tally); err != nil || tally.Sockets != 2 {
+			t.Fatalf("dump: %v, %d sockets", err, tally.Sockets)
+		}
+		ids = tally.IDs
+	})
+	if lookup != 0 || dump != 0 {
+		t.Fatalf("allocations per poll: lookup %v, dump %v; want 0", lookup, dump)
+	}
+}
