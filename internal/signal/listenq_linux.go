@@ -221,9 +221,10 @@ type listenq struct {
 	// benchmarks check that lookups do the bulk of the work).
 	lookups, dumps atomic.Uint64
 
-	mu         sync.Mutex // guards coll and collDialed (Collect)
+	mu         sync.Mutex // guards coll, collDialed and collErr (Collect)
 	coll       *diagConn
 	collDialed time.Time
+	collErr    error // why the last dial failed, repeated until the next try
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -381,11 +382,12 @@ func (l *listenq) collConn() (*diagConn, error) {
 	if l.coll != nil {
 		return l.coll, nil
 	}
-	if time.Since(l.collDialed) < redialEvery {
-		return nil, errors.New("sock_diag socket failed recently; retrying within 1s")
+	if l.collErr != nil && time.Since(l.collDialed) < redialEvery {
+		return nil, l.collErr
 	}
 	l.collDialed = time.Now()
 	c, err := dialDiag(l.netns)
+	l.collErr = err
 	if err != nil {
 		return nil, err
 	}
