@@ -219,7 +219,7 @@ type listenq struct {
 	relearn atomic.Bool
 	// lookups and dumps count the poller's polls by kind (tests and
 	// benchmarks check that lookups do the bulk of the work).
-	lookups, dumps atomic.Uint64
+	lookups, dumps, failures atomic.Uint64
 
 	mu         sync.Mutex // guards coll, collDialed and collErr (Collect)
 	coll       *diagConn
@@ -310,6 +310,7 @@ func (l *listenq) runPoller(ctx context.Context) {
 		}
 		failing = true
 		useExact = false
+		l.failures.Add(1)
 		l.peak.fail(err)
 	}
 	for {

@@ -484,3 +484,59 @@ func TestIntegrationListenQueuePollAllocs(t *testing.T) {
 		t.Fatalf("allocations per poll: lookup %v, dump %v; want 0", lookup, dump)
 	}
 }
+
+// TestIntegrationListenQueueRestart opens the source through the sources
+// table, restarts Valkey under it (new listening sockets, new cookies), and
+// checks the poller follows without failed polls and Close stops it.
+func TestIntegrationListenQueueRestart(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{"net.core.somaxconn": "64"}})
+	a, err := addr.Parse(sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := Open(context.Background(), Options{Target: Target{Addr: a, NetNS: sb.NetNS}})
+	var l *listenq
+	for _, src := range set.Sources {
+		if src.Name() == "listenq" {
+			l, _ = src.(*listenq)
+		}
+	}
+	if l == nil {
+		t.Fatalf("sources table has no working listenq source: %v", set.Sources)
+	}
+	s := waitSample(t, l, "listener", func(s *sample.Sample) bool { return s.Listen.Sockets == 2 })
+	lookupsBefore := l.lookups.Load()
+
+	if err := sb.StopValkey(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = collect(t, l)
+	if err == nil || !strings.Contains(err.Error(), "no listening socket") || s.Listen.Sockets != 0 {
+		t.Fatalf("with Valkey stopped: err=%v %s; want no listening socket", err, describe(s))
+	}
+	if err := sb.StartValkey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s = waitSample(t, l, "listener back", func(s *sample.Sample) bool { return s.Listen.Sockets == 2 && *s.Listen.Limit == 64 })
+	deadline := time.Now().Add(10 * time.Second)
+	for l.lookups.Load() < lookupsBefore+20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("poller did not go back to direct lookups after the restart (%d lookups, %d dumps)", l.lookups.Load(), l.dumps.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := l.failures.Load(); n != 0 {
+		t.Errorf("%d polls failed across the restart", n)
+	}
+	if err := set.Close(); err != nil {
+		t.Fatalf("close sources: %v", err)
+	}
+	select {
+	case <-l.done:
+	default:
+		t.Fatal("poller still running after Close")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
