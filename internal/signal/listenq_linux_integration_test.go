@@ -299,8 +299,11 @@ func TestIntegrationListenQueue(t *testing.T) {
 			if !agreed {
 				t.Fatalf("syn_recv never agreed with ss state syn-recv: %s", describe(s))
 			}
-			if *s.SynRecv > tc.limit+1 {
-				t.Errorf("syn_recv %d above the listen backlog %d+1 with SYN cookies on", *s.SynRecv, tc.limit)
+			// The kernel checks the queue length without a lock, so SYNs
+			// racing on different CPUs may each add one past the limit;
+			// allow a few, but 300 would mean cookies never kicked in.
+			if *s.SynRecv > tc.limit+8 {
+				t.Errorf("syn_recv %d far above the listen backlog %d with SYN cookies on", *s.SynRecv, tc.limit)
 			}
 
 			// Phase 2: ACKs flow again (the SYN-ACK retransmit completes
@@ -320,9 +323,9 @@ func TestIntegrationListenQueue(t *testing.T) {
 			if *s.Established != *s.Listen.DepthTotal {
 				t.Errorf("established %d, want the %d connections waiting in the accept queues", *s.Established, *s.Listen.DepthTotal)
 			}
-			if s.Listen.Polls < 2 {
-				t.Errorf("polls = %d; the 100 Hz poller should have run between samples", s.Listen.Polls)
-			}
+			// The 100 Hz poller runs between samples (waitSample leaves
+			// 100ms between them).
+			waitSample(t, l, "polls between samples", func(s *sample.Sample) bool { return s.Listen.Polls >= 2 })
 			// Most polls are direct lookups of the known listeners, not dumps.
 			if lk, dp := l.lookups.Load(), l.dumps.Load(); lk <= dp {
 				t.Errorf("poller made %d lookups and %d dumps; want mostly lookups", lk, dp)
