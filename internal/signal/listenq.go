@@ -55,7 +55,10 @@ const (
 // appendDiagRequest appends one SOCK_DIAG_BY_FAMILY dump request for TCP
 // sockets of family in the given state mask whose local port is port. The
 // kernel checks idiag_sport before anything else, and a LISTEN-only mask
-// never walks the established hash, so the LISTEN dump costs O(listeners).
+// never walks the established hash: the LISTEN dump scans the buckets of the
+// listening hash (16,384 on a typical host; ~30 µs) and fills only the
+// listeners of the port. Any other state walks the whole established hash,
+// shared by all namespaces, and costs milliseconds with many sockets.
 // No extensions are requested (idiag_ext 0): depth and limit come in the
 // fixed part of the reply, and every attribute left out is work the kernel
 // does not do per socket.
