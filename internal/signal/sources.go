@@ -41,6 +41,7 @@ type opener struct {
 
 // openers is the explicit table of sources, in display order.
 var openers = []opener{
+	{name: "listenq", open: openListenq},
 	{name: "valkey", open: openValkey},
 	{name: "tcp", open: openTCPStat},
 	{name: "conntrack", open: openConntrack},
