@@ -83,6 +83,9 @@ type ValkeyFacts struct {
 	// read Window later (nil when not made).
 	Info      map[string]string
 	InfoLater map[string]string
+	// ConfigErr is why CONFIG GET failed (renamed or forbidden on managed
+	// services); maxclients then comes from INFO.
+	ConfigErr string
 }
 
 // ProcessFacts describe the valkey-server process.

@@ -37,6 +37,11 @@ func valkeyRules() []Rule {
 func ruleValkeyChecked(f *Facts) []Finding {
 	const id = "valkey-not-checked"
 	if f.Valkey != nil {
+		if f.Valkey.ConfigErr != "" {
+			return []Finding{newFinding(AreaValkey, "valkey-config-not-read", Info, "Valkey's configuration was not read",
+				f.Valkey.ConfigErr+"; maxclients comes from INFO, other configuration rules were skipped",
+				"allow CONFIG GET for the audit user (ACL: +config|get)")}
+		}
 		return nil
 	}
 	why := f.ValkeyErr
