@@ -59,8 +59,9 @@ func ruleConntrackFull(f *Facts) []Finding {
 	return []Finding{fd}
 }
 
-// connRate is the namespace's new-connection rate over the window
-// (PassiveOpens + ActiveOpens per second).
+// connRate is the namespace's new-connection rate over the window: the
+// larger of PassiveOpens and ActiveOpens per second (a connection with both
+// ends in the namespace counts once in each, and takes one entry).
 func connRate(f *Facts) (float64, bool) {
 	if f.Window <= 0 {
 		return 0, false
@@ -70,7 +71,7 @@ func connRate(f *Facts) (float64, bool) {
 	if !ok1 || !ok2 {
 		return 0, false
 	}
-	return float64(p+a) / f.Window.Seconds(), true
+	return float64(max(p, a)) / f.Window.Seconds(), true
 }
 
 func ruleConntrackProjected(f *Facts) []Finding {
@@ -117,7 +118,7 @@ func ruleConntrackPort(f *Facts) []Finding {
 	}
 	if !*c.PortTracked {
 		return []Finding{newFinding(AreaConntrack, id, OK, "the Valkey port is not tracked",
-			fmt.Sprintf("this audit's connection to port %d has no conntrack entry (NOTRACK in place)", f.Port), "")}
+			fmt.Sprintf("this audit's connection to port %d has no conntrack entry (a NOTRACK rule, or nothing in this namespace needs connection tracking)", f.Port), "")}
 	}
 	p := strconv.Itoa(f.Port)
 	return []Finding{newFinding(AreaConntrack, id, Info, "Valkey connections take conntrack entries",

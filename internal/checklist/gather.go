@@ -68,21 +68,20 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 	if o.Valkey != nil {
 		f.Port = o.Valkey.Port
 	}
-	readSysctls(o.NetNS, f)
-	readConntrack(o.NetNS, f)
-	var err error
-	if f.Counters, err = o.ReadCounters(ctx, o.NetNS); err != nil {
-		f.CountersErr = "read TCP counters: " + err.Error()
-		f.Counters = nil
-	}
-
+	// Valkey first, so the audit's own connection is made before the
+	// counters are read (it would otherwise count as churn) and is in
+	// the conntrack count.
 	var vc *valkeyConn
+	var err error
 	if o.Valkey == nil {
 		f.ValkeyErr = "no --valkey address given"
 	} else {
 		vc, err = dialValkey(o)
 		if err != nil {
 			f.ValkeyErr = fmt.Sprintf("cannot connect to %s: %v", o.Valkey, err)
+			if msg := probeRefusal(ctx, o); msg != "" {
+				f.ValkeyErr += fmt.Sprintf(" (the server greets new connections with %q)", msg)
+			}
 		} else {
 			defer vc.client.Close()
 			f.Valkey = vc.read(ctx, o)
@@ -90,6 +89,12 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 				f.ValkeyErr = vc.err
 			}
 		}
+	}
+	readSysctls(o.NetNS, f)
+	readConntrack(o.NetNS, f)
+	if f.Counters, err = o.ReadCounters(ctx, o.NetNS); err != nil {
+		f.CountersErr = "read TCP counters: " + err.Error()
+		f.Counters = nil
 	}
 
 	select {
@@ -116,6 +121,8 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 			}
 		}
 		f.Process = findProcess(o.NetNS, f)
+	} else if f.Conntrack.Loaded {
+		f.Conntrack.PortTrackedErr = "no Valkey connection to look up"
 	}
 	readNIC(f)
 	return f, nil
@@ -296,6 +303,35 @@ func (vc *valkeyConn) read(ctx context.Context, o Options) *ValkeyFacts {
 		}
 	}
 	return v
+}
+
+// probeRefusal reads what a plain-TCP Valkey sends unasked on a new
+// connection: at maxclients it writes "-ERR max number of clients
+// reached" and closes, which the client library reports only as EOF. Over
+// TLS the server closes without a word, so there is nothing to read.
+func probeRefusal(ctx context.Context, o Options) string {
+	if o.Valkey.TLS {
+		return ""
+	}
+	var c net.Conn
+	err := netns.Do(o.NetNS, func() error {
+		d := net.Dialer{Timeout: o.Timeout}
+		var err error
+		c, err = d.DialContext(ctx, "tcp", o.Valkey.HostPort())
+		return err
+	})
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(min(o.Timeout, time.Second)))
+	buf := make([]byte, 256)
+	n, _ := c.Read(buf)
+	line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
+	if strings.HasPrefix(line, "-") {
+		return strings.TrimPrefix(line, "-")
+	}
+	return ""
 }
 
 // clientListSafe says whether CLIENT LIST is cheap and calm enough now.
