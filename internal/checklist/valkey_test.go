@@ -16,7 +16,7 @@ func TestRuleValkeyChecked(t *testing.T) {
 func TestRuleValkeyVersion(t *testing.T) {
 	runRuleCases(t, ruleValkeyVersion, []ruleCase{
 		{name: "valkey 8", id: "valkey-version", sev: OK,
-			facts: Facts{Valkey: valkeyFacts(nil, sysctls("server_name", "valkey", "valkey_version", "8.0.1", "redis_version", "7.2.4"))},
+			facts:    Facts{Valkey: valkeyFacts(nil, sysctls("server_name", "valkey", "valkey_version", "8.0.1", "redis_version", "7.2.4"))},
 			evidence: []string{"Valkey 8.0.1"}},
 		{name: "valkey 7.2", id: "valkey-version", sev: Info,
 			facts:    Facts{Valkey: valkeyFacts(nil, sysctls("server_name", "valkey", "redis_version", "7.2.5"))},
@@ -60,7 +60,9 @@ func TestRuleClientsNearMax(t *testing.T) {
 func TestRuleFDLimit(t *testing.T) {
 	vk := valkeyFacts(sysctls("maxclients", "10000"), nil)
 	reduced := valkeyFacts(sysctls("maxclients", "96"), nil)
-	proc := func(n uint64) ProcessFacts { return ProcessFacts{PID: 42, Via: "listening socket", MaxOpenFiles: u64(n)} }
+	proc := func(n uint64) ProcessFacts {
+		return ProcessFacts{PID: 42, Via: "listening socket", MaxOpenFiles: u64(n)}
+	}
 	runRuleCases(t, ruleFDLimit, []ruleCase{
 		{name: "enough", id: "fd-limit-below-maxclients", sev: OK, facts: Facts{Valkey: vk, Process: proc(65536)},
 			evidence: []string{"Max open files 65536 for pid 42"}},
