@@ -394,7 +394,7 @@ func findProcess(ns string, f *Facts) ProcessFacts {
 	}
 	if p.PID == 0 {
 		if pid, ok := f.Valkey.infoInt("process_id"); ok && pid > 0 {
-			if err := sameNetNS(int(pid), ns); err != nil {
+			if err := holdsListener(int(pid), f.Port, inodes, ns); err != nil {
 				why = append(why, fmt.Sprintf("INFO process_id %d: %v", pid, err))
 			} else {
 				p.PID, p.Via = int(pid), "INFO process_id"
@@ -417,6 +417,31 @@ func findProcess(ns string, f *Facts) ProcessFacts {
 	}
 	p.MaxOpenFiles = &n
 	return p
+}
+
+// holdsListener checks that pid (from INFO process_id) is the server we
+// talk to: its /proc/PID/net/tcp{,6} (world-readable) shows the same
+// listening socket inode as the target namespace, or, failing that, its
+// network namespace is the target's (needs privileges to stat).
+func holdsListener(pid, port int, inodes []uint64, ns string) error {
+	if len(inodes) > 0 {
+		want := map[uint64]bool{}
+		for _, i := range inodes {
+			want[i] = true
+		}
+		for _, file := range []string{"tcp", "tcp6"} {
+			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "net", file))
+			if err != nil {
+				continue
+			}
+			for _, i := range ListenInodes(string(b), port) {
+				if want[i] {
+					return nil
+				}
+			}
+		}
+	}
+	return sameNetNS(pid, ns)
 }
 
 func listenInodes(ns string, port int) ([]uint64, error) {

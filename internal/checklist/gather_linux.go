@@ -135,7 +135,7 @@ func parseCTReply(b []byte, seq uint32) (tracked, done bool, err error) {
 			case unix.Errno(errno) == unix.ENOENT:
 				return false, true, nil
 			}
-			return false, true, unix.Errno(errno)
+			return false, true, fmt.Errorf("kernel refused the conntrack lookup: %w", unix.Errno(errno))
 		case netlink.Done:
 			return false, true, nil
 		default:
