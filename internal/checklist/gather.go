@@ -120,7 +120,10 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 				f.Conntrack.PortTracked = &tracked
 			}
 		}
-		f.Process = findProcess(o.NetNS, f)
+		if o.Role == RoleServer {
+			// On a client host Valkey runs elsewhere: no process to find.
+			f.Process = findProcess(o.NetNS, f)
+		}
 	} else if f.Conntrack.Loaded {
 		f.Conntrack.PortTrackedErr = "no Valkey connection to look up"
 	}
