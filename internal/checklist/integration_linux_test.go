@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -78,6 +79,15 @@ func wantOneOf(t *testing.T, fs []checklist.Finding, id string, sevs ...checklis
 	}
 	t.Errorf("%s: severity %s, want one of %v (evidence: %s)", id, f.Severity, sevs, f.Evidence)
 	return f
+}
+
+// skipOrFail skips, or fails when integration tests are required.
+func skipOrFail(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv(sandboxtest.RequireEnv) == "1" {
+		t.Fatalf("%s (%s=1)", why, sandboxtest.RequireEnv)
+	}
+	t.Skip(why)
 }
 
 // dialNS opens a TCP connection to sb's Valkey from inside its namespace.
@@ -185,13 +195,13 @@ func TestIntegrationKernelMisconfigured(t *testing.T) {
 func TestIntegrationConntrackTracked(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft not installed")
+		skipOrFail(t, "nft not installed")
 	}
 	rules := "add table inet sgtest\nadd chain inet sgtest in { type filter hook input priority 0; }\nadd rule inet sgtest in ct state established accept\n"
 	cmd := sb.Command(context.Background(), "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Skipf("cannot add a stateful nft rule (conntrack unavailable?): %v %s", err, out)
+		skipOrFail(t, fmt.Sprintf("cannot add a stateful nft rule (conntrack unavailable?): %v %s", err, out))
 	}
 	f, fs := audit(t, sb, true)
 	if !f.Conntrack.Loaded {
@@ -411,5 +421,4 @@ func TestIntegrationKernelOnly(t *testing.T) {
 			t.Errorf("Valkey rule %s ran without Valkey", fd.ID)
 		}
 	}
-	_ = fmt.Sprint()
 }
