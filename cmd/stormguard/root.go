@@ -29,6 +29,7 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 		newReportCmd(),
 		newTopCmd(),
 		newBackoffCmd(),
+		newCheckCmd(),
 	)
 	return root
 }
