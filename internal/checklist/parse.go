@@ -1,9 +1,9 @@
 package checklist
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"github.com/stormguard/stormguard/internal/signal"
 	"io"
 	"strconv"
 	"strings"
@@ -55,42 +55,20 @@ func ParseLimitsNoFile(s string) (uint64, error) {
 // Values that are not unsigned numbers (snmp's negative MaxConn) are left
 // out. Only names in want are kept when want is non-empty.
 func ParseNetstat(r io.Reader, want []string) (map[string]uint64, error) {
-	keep := map[string]bool{}
+	// One parser of these files for the whole project: the tcp source's.
+	st, err := signal.ParseProcNetStats(r)
+	if err != nil {
+		return nil, err
+	}
+	all := st.Flat()
+	if len(want) == 0 {
+		return all, nil
+	}
+	out := make(map[string]uint64, len(want))
 	for _, w := range want {
-		keep[w] = true
-	}
-	out := map[string]uint64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	var names []string
-	var prefix string
-	for sc.Scan() {
-		p, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			names = nil
-			continue
+		if v, ok := all[w]; ok {
+			out[w] = v
 		}
-		fs := strings.Fields(rest)
-		if names == nil || p != prefix {
-			prefix, names = p, fs
-			continue
-		}
-		if len(fs) != len(names) {
-			return nil, fmt.Errorf("%s: %d values for %d names", p, len(fs), len(names))
-		}
-		for i, n := range names {
-			k := p + "." + n
-			if len(keep) > 0 && !keep[k] {
-				continue
-			}
-			if v, err := strconv.ParseUint(fs[i], 10, 64); err == nil {
-				out[k] = v
-			}
-		}
-		names = nil
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read counters: %w", err)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/stormguard/stormguard/internal/signal"
 	"strconv"
 	"strings"
 	"time"
@@ -123,30 +124,12 @@ func ReadSnapshot(ctx context.Context, ns string, a addr.Addr, window time.Durat
 // "Prefix: Name Name…" / "Prefix: value value…", keyed "Prefix.Name".
 func parseNetstat(b []byte) map[string]int64 {
 	out := map[string]int64{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	var names []string
-	var prefix string
-	for sc.Scan() {
-		p, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			names = nil
-			continue
-		}
-		fields := strings.Fields(rest)
-		if names == nil || p != prefix {
-			names, prefix = fields, p
-			continue
-		}
-		for i, f := range fields {
-			if i >= len(names) {
-				break
-			}
-			if n, err := strconv.ParseInt(f, 10, 64); err == nil {
-				out[p+"."+names[i]] = n
-			}
-		}
-		names = nil
+	st, err := signal.ParseProcNetStats(bytes.NewReader(b))
+	if err != nil {
+		return out
+	}
+	for k, v := range st.Flat() {
+		out[k] = int64(v)
 	}
 	return out
 }

@@ -84,6 +84,17 @@ func (s *TCPStat) Close() error { return s.files.Close() }
 // ("TcpExt", "Tcp", …) → counter name → value.
 type ProcNetStats map[string]map[string]uint64
 
+// Flat returns the counters keyed "Section.Name" (e.g. "TcpExt.ListenOverflows").
+func (p ProcNetStats) Flat() map[string]uint64 {
+	out := map[string]uint64{}
+	for sec, m := range p {
+		for name, v := range m {
+			out[sec+"."+name] = v
+		}
+	}
+	return out
+}
+
 // ParseProcNetStats parses the "Section: Name Name…" / "Section: value
 // value…" line pairs of /proc/net/netstat and /proc/net/snmp by name, so the
 // set and order of counters may differ between kernels. Values that are not
