@@ -3,28 +3,16 @@ package checklist
 import (
 	"errors"
 	"fmt"
-	"github.com/stormguard/stormguard/internal/signal"
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/valkeyreply"
 )
 
-// ParseInfo parses INFO output (key:value lines, # section headers).
-func ParseInfo(s string) map[string]string {
-	m := map[string]string{}
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || k == "" {
-			continue
-		}
-		m[k] = v
-	}
-	return m
-}
+// ParseInfo parses INFO output (valkeyreply.ParseInfo).
+func ParseInfo(s string) map[string]string { return valkeyreply.ParseInfo(s) }
 
 // ParseLimitsNoFile returns the soft "Max open files" limit from the
 // contents of /proc/PID/limits (Unlimited for "unlimited").
@@ -100,60 +88,24 @@ func ListenInodes(s string, port int) []uint64 {
 	return out
 }
 
-// ParseClientList parses CLIENT LIST output. Lines without an addr field
-// are skipped.
+// ParseClientList parses CLIENT LIST output (valkeyreply.ParseClientList)
+// into the fields the client rules use. Lines without an addr field are
+// skipped.
 func ParseClientList(s string) []ClientConn {
 	out := []ClientConn{}
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
+	for _, m := range valkeyreply.ParseClientList(s) {
+		a, ok := m["addr"]
+		if !ok {
 			continue
 		}
-		c := ClientConn{TotCmds: -1}
-		seen := false
-		for _, kv := range strings.Fields(line) {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				continue
-			}
-			switch k {
-			case "id":
-				c.ID = v
-			case "addr":
-				c.IP, seen = hostOf(v), true
-			case "name":
-				c.Name = v
-			case "lib-name":
-				c.LibName = v
-			case "lib-ver":
-				c.LibVer = v
-			case "user":
-				c.User = v
-			case "flags":
-				c.Flags = v
-			case "age":
-				c.Age, _ = strconv.ParseInt(v, 10, 64)
-			case "idle":
-				c.Idle, _ = strconv.ParseInt(v, 10, 64)
-			case "tot-cmds":
-				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-					c.TotCmds = n
-				}
-			}
+		c := ClientConn{ID: m["id"], IP: valkeyreply.Host(a), Name: m["name"], LibName: m["lib-name"],
+			LibVer: m["lib-ver"], User: m["user"], Flags: m["flags"], TotCmds: -1}
+		c.Age, _ = strconv.ParseInt(m["age"], 10, 64)
+		c.Idle, _ = strconv.ParseInt(m["idle"], 10, 64)
+		if n, err := strconv.ParseInt(m["tot-cmds"], 10, 64); err == nil {
+			c.TotCmds = n
 		}
-		if seen {
-			out = append(out, c)
-		}
+		out = append(out, c)
 	}
 	return out
-}
-
-// hostOf strips the port from a CLIENT LIST addr (ip:port, [v6]:port,
-// v6:port or a unix socket path).
-func hostOf(a string) string {
-	i := strings.LastIndex(a, ":")
-	if i <= 0 {
-		return a
-	}
-	return strings.Trim(a[:i], "[]")
 }

@@ -5,10 +5,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/stormguard/stormguard/internal/signal"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/signal"
 
 	"github.com/stormguard/stormguard/internal/addr"
 )

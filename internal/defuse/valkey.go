@@ -1,7 +1,6 @@
 package defuse
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/valkeyreply"
 
 	"github.com/valkey-io/valkey-go"
 
@@ -114,54 +115,11 @@ func (v *valkeyAdmin) ClientKill(ctx context.Context, id string) error {
 	return nil
 }
 
-// parseInfo parses INFO output ("key:value" lines, "# Section" headers).
-func parseInfo(s string) map[string]string {
-	out := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || k == "" {
-			continue
-		}
-		out[k] = v
-	}
-	return out
-}
+// parseInfo parses INFO output (valkeyreply.ParseInfo).
+func parseInfo(s string) map[string]string { return valkeyreply.ParseInfo(s) }
 
-// parseClientList parses CLIENT LIST output: one client per line, fields
-// "k=v" separated by spaces. Values with spaces (name is restricted, but
-// cmd/argv may not be) end at the next " k=" boundary.
-func parseClientList(s string) []map[string]string {
-	var out []map[string]string
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		m := map[string]string{}
-		var last string
-		for _, f := range strings.Split(line, " ") {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok || k == "" {
-				if last != "" {
-					m[last] += " " + f
-				}
-				continue
-			}
-			m[k] = v
-			last = k
-		}
-		if len(m) > 0 {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+// parseClientList parses CLIENT LIST output (valkeyreply.ParseClientList).
+func parseClientList(s string) []map[string]string { return valkeyreply.ParseClientList(s) }
 
 // atoi parses an INFO number; ok is false when missing or malformed.
 func atoi(m map[string]string, k string) (int64, bool) {

@@ -2,9 +2,9 @@ package signal
 
 import (
 	"strconv"
-	"strings"
 
 	"github.com/stormguard/stormguard/internal/sample"
+	"github.com/stormguard/stormguard/internal/valkeyreply"
 )
 
 // infoSections are the INFO sections read on every collect. All are cheap
@@ -13,36 +13,8 @@ import (
 // and errorstats grow with use) are left out on purpose.
 var infoSections = []string{"clients", "stats", "memory", "server", "replication", "cpu"}
 
-// parseInfo parses the text of an INFO reply into key → value. Lines are
-// "key:value" (split at the first colon, as values such as executable paths
-// may hold more); "# Section" headers, blank lines and lines without a colon
-// are skipped. Both CRLF and LF line ends are accepted, as is the "txt:"
-// prefix of a RESP3 verbatim string. When a key repeats, the first value
-// wins.
-func parseInfo(text string) map[string]string {
-	text = strings.TrimPrefix(text, "txt:")
-	m := make(map[string]string, 128)
-	for len(text) > 0 {
-		var line string
-		if i := strings.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			line, text = text, ""
-		}
-		line = strings.TrimRight(line, "\r")
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || k == "" {
-			continue
-		}
-		if _, dup := m[k]; !dup {
-			m[k] = v
-		}
-	}
-	return m
-}
+// parseInfo parses an INFO reply (valkeyreply.ParseInfo).
+func parseInfo(text string) map[string]string { return valkeyreply.ParseInfo(text) }
 
 // valkeyFromInfo picks the storm-relevant fields out of a parsed INFO reply.
 // A field that is missing or not a number stays nil: nil never means zero.
