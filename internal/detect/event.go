@@ -144,9 +144,11 @@ func verdictFor(target string, from, to State, v *View, signals []Signal, ep *Ep
 			parts = append(parts, fmt.Sprintf("accept queue full (%s/%s)", fmtN(s.Value), fmtN(s.Threshold)))
 		}
 		if _, ok := has["maxclients_rejections"]; ok {
-			p := "maxclients reached"
+			// Clients can already be below the limit when the sample is
+			// read (rejected clients give up fast), so say what was seen.
+			p := "Valkey refusing connections at maxclients"
 			if v.ConnectedClients != nil && v.MaxClients != nil {
-				p += fmt.Sprintf(" (%s/%s clients)", fmtN(float64(*v.ConnectedClients)), fmtN(float64(*v.MaxClients)))
+				p += fmt.Sprintf(" (clients now %s/%s)", fmtN(float64(*v.ConnectedClients)), fmtN(float64(*v.MaxClients)))
 			}
 			parts = append(parts, p)
 		}
