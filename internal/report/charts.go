@@ -84,6 +84,9 @@ func (a *Analysis) Charts() ([]Chart, error) {
 	}
 	var out []Chart
 	for _, sp := range specs {
+		if sp.title == "Conntrack table" && a.Peaks.ConntrackCount == 0 {
+			continue // nothing tracked: a flat line at 0 against the limit says nothing
+		}
 		svg, ok, err := a.render(sp.title, sp.unit, sp.lines)
 		if err != nil {
 			return nil, fmt.Errorf("chart %q: %w", sp.title, err)
@@ -97,7 +100,7 @@ func (a *Analysis) Charts() ([]Chart, error) {
 
 func (a *Analysis) render(title, unit string, lines []series) (string, bool, error) {
 	p := plot.New()
-	p.Title.Text = title
+	// The figure caption carries the title.
 	p.X.Label.Text = "seconds from onset"
 	p.Y.Label.Text = unit
 	p.Legend.Top = true
@@ -174,9 +177,9 @@ func (a *Analysis) bands() []band {
 		var c color.Color
 		switch st {
 		case detect.Storm:
-			c = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0x30}
+			c = color.NRGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0x40}
 		case detect.Surge:
-			c = color.RGBA{R: 0xe0, G: 0xb0, B: 0x00, A: 0x30}
+			c = color.NRGBA{R: 0xe0, G: 0xb0, B: 0x00, A: 0x40}
 		}
 		if c != nil {
 			end := a.Points[j].Time
