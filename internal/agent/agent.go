@@ -256,6 +256,9 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *
 		}
 		for _, ev := range events {
 			a.stateEvent(ctx, ev)
+			if ev.From == detect.Calm && (ev.To == detect.Surge || ev.To == detect.Storm) {
+				go a.auditAtOnset(ctx, t)
+			}
 		}
 		a.autoDefuse(ctx, t, auto, st, s.Time)
 		a.mu.Lock()

@@ -24,19 +24,23 @@ type Point struct {
 
 // Analysis is what a report shows.
 type Analysis struct {
-	Capture  string
-	Target   string
-	Onset    time.Time
-	End      time.Time
-	Points   []Point
-	Events   []detect.Event
-	Other    []json.RawMessage // non-state events (targets, defuse)
-	Worst    detect.State
-	Verdict  string
-	Evidence *detect.Evidence
-	Peaks    Peaks
-	Advice   []Advice
-	Complete bool // the capture reached calm
+	Capture string
+	Target  string
+	Onset   time.Time
+	End     time.Time
+	Points  []Point
+	Events  []detect.Event
+	Other   []json.RawMessage // non-state events (targets, defuse)
+	// Findings are the checklist findings the agent recorded at onset.
+	Findings []Finding
+	// Mitigations are defuse events (applied, reverted, failed).
+	Mitigations []Mitigation
+	Worst       detect.State
+	Verdict     string
+	Evidence    *detect.Evidence
+	Peaks       Peaks
+	Advice      []Advice
+	Complete    bool // the capture reached calm
 }
 
 // Peaks summarise the storm's extremes.
@@ -54,6 +58,48 @@ type Peaks struct {
 	ConntrackCount   uint64
 	ConntrackMax     uint64
 	PingMS           float64
+}
+
+// Finding is a checklist finding as recorded in a capture.
+type Finding struct {
+	ID       string `json:"id"`
+	Severity string `json:"severity"`
+	Title    string `json:"title"`
+	Evidence string `json:"evidence"`
+	Fix      string `json:"fix"`
+}
+
+// Mitigation is a defuse event as recorded in a capture.
+type Mitigation struct {
+	Time       time.Time `json:"time"`
+	Action     string    `json:"action"` // applied, reverted, failed
+	Reason     string    `json:"reason"`
+	Mitigation struct {
+		Action  string   `json:"action"`
+		Rate    string   `json:"rate"`
+		TTL     string   `json:"ttl"`
+		Changes []string `json:"changes"`
+	} `json:"mitigation"`
+}
+
+// other picks the checklist and defuse events out of a capture.
+func (a *Analysis) other(raw json.RawMessage) {
+	var head struct{ Type string }
+	if json.Unmarshal(raw, &head) != nil {
+		return
+	}
+	switch head.Type {
+	case "checklist":
+		var ev struct{ Findings []Finding }
+		if json.Unmarshal(raw, &ev) == nil {
+			a.Findings = append(a.Findings, ev.Findings...)
+		}
+	case "defuse":
+		var m Mitigation
+		if json.Unmarshal(raw, &m) == nil {
+			a.Mitigations = append(a.Mitigations, m)
+		}
+	}
 }
 
 // Latest returns the newest capture file in dir.
@@ -94,6 +140,7 @@ func Analyze(path string, cfg detect.Config) (*Analysis, error) {
 				a.Events = append(a.Events, ev)
 			} else {
 				a.Other = append(a.Other, l.Event)
+				a.other(l.Event)
 			}
 		case "end":
 			a.End = l.Time

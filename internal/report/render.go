@@ -52,6 +52,18 @@ func (a *Analysis) Markdown(w io.Writer) error {
 	for _, ev := range a.Events {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", rel(a, ev.Time), ev.From, ev.To, strings.ReplaceAll(ev.Reason, "|", "\\|"))
 	}
+	if len(a.Mitigations) > 0 {
+		b.WriteString("\n## Mitigations\n\n| time | what | action | reason |\n|---|---|---|---|\n")
+		for _, m := range a.Mitigations {
+			fmt.Fprintf(&b, "| %s | %s | %s %s | %s |\n", rel(a, m.Time), m.Action, m.Mitigation.Action, m.Mitigation.Rate, strings.ReplaceAll(m.Reason, "|", "\\|"))
+		}
+	}
+	if len(a.Findings) > 0 {
+		b.WriteString("\n## Checklist findings at onset\n\n| severity | finding | evidence | fix |\n|---|---|---|---|\n")
+		for _, f := range a.Findings {
+			fmt.Fprintf(&b, "| %s | %s (`%s`) | %s | %s |\n", f.Severity, f.Title, f.ID, strings.ReplaceAll(f.Evidence, "|", "\\|"), strings.ReplaceAll(f.Fix, "|", "\\|"))
+		}
+	}
 	b.WriteString("\n## Recommended next steps\n\n")
 	for i, ad := range a.Advice {
 		fmt.Fprintf(&b, "%d. **%s.** %s %s\n", i+1, ad.Title, ad.Why, ad.Do)
@@ -155,6 +167,14 @@ onset {{rfc .A.Onset}} · span {{round .A.Duration}} ({{len .A.Points}} samples)
 <table id="timeline"><tr><th>time</th><th>from</th><th>to</th><th>reason</th></tr>
 {{range .A.Events}}<tr><td>{{rel $.A .Time}}</td><td class="{{state .From}}">{{state .From}}</td><td class="{{state .To}}">{{state .To}}</td><td>{{.Reason}}</td></tr>{{end}}
 </table>
+{{if .A.Mitigations}}<h2>Mitigations</h2>
+<table id="mitigations"><tr><th>time</th><th>what</th><th>action</th><th>reason</th></tr>
+{{range .A.Mitigations}}<tr><td>{{rel $.A .Time}}</td><td>{{.Action}}</td><td>{{.Mitigation.Action}} {{.Mitigation.Rate}}</td><td>{{.Reason}}</td></tr>{{end}}
+</table>{{end}}
+{{if .A.Findings}}<h2>Checklist findings at onset</h2>
+<table id="findings"><tr><th>severity</th><th>finding</th><th>evidence</th><th>fix</th></tr>
+{{range .A.Findings}}<tr><td>{{.Severity}}</td><td>{{.Title}} <code>{{.ID}}</code></td><td>{{.Evidence}}</td><td><code>{{.Fix}}</code></td></tr>{{end}}
+</table>{{end}}
 <h2>Recommended next steps</h2><ol>
 {{range .A.Advice}}<li><b>{{.Title}}.</b> {{.Why}} {{.Do}}</li>{{end}}
 </ol>

@@ -46,6 +46,14 @@ func writeStormCapture(t *testing.T) string {
 		_, evs := det.Observe(s)
 		for _, ev := range evs {
 			j.Event(ev.Target, ev.Time, ev.To.String(), ev)
+			if ev.To == detect.Storm {
+				// What the agent adds at onset: kernel findings and an
+				// armed mitigation.
+				j.Event(ev.Target, ev.Time, "", map[string]any{"time": ev.Time, "type": "checklist", "target": ev.Target,
+					"findings": []map[string]string{{"id": "somaxconn-truncates-backlog", "severity": "warning", "title": "somaxconn truncates tcp-backlog", "evidence": "somaxconn=128 < tcp-backlog=511", "fix": "sysctl -w net.core.somaxconn=511"}}})
+				j.Event(ev.Target, ev.Time, "", map[string]any{"time": ev.Time, "type": "defuse", "target": ev.Target, "action": "applied",
+					"reason": "storm detected", "mitigation": map[string]any{"action": "ratelimit-syn", "rate": "20/second"}})
+			}
 		}
 	}
 	j.Close()
@@ -103,6 +111,14 @@ func TestAnalyzeAndRender(t *testing.T) {
 	}
 	if strings.Contains(h, "http://") && !strings.Contains(h, "http://www.w3.org") {
 		t.Error("HTML references an external resource")
+	}
+	if len(a.Findings) != 1 || a.Findings[0].ID != "somaxconn-truncates-backlog" || len(a.Mitigations) != 1 {
+		t.Fatalf("findings %+v mitigations %+v", a.Findings, a.Mitigations)
+	}
+	for _, want := range []string{`id="findings"`, "somaxconn-truncates-backlog", `id="mitigations"`, "ratelimit-syn"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("HTML lacks %q", want)
+		}
 	}
 	var md bytes.Buffer
 	if err := a.Markdown(&md); err != nil {
