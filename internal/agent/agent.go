@@ -238,14 +238,21 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *
 	cfg.Target = t.Name()
 	det := detect.New(cfg)
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: a.o.Interval}
+	attr := newAttributor(set, a.o.Interval, a.o.Logger.With("target", t.Name()))
 	sm.Run(ctx, func(s *sample.Sample) {
 		st, events := det.Observe(s)
 		_, since := det.State()
 		view := det.View()
-		role := ""
+		// CLIENT LIST only while calm (DESIGN.md principle 1).
+		set.AllowHeavy(st == detect.Calm)
+		now := time.Now()
+		attr.step(ctx, st, now)
+		role, x := "", serve.Extras{Sources: attr.current(now), Clients: clientGroups(set, st, now)}
 		if s.Valkey != nil {
-			role = s.Valkey.Role
+			role = signal.RoleName(s.Valkey.Role)
+			x.ClusterNodeID = s.Valkey.ClusterNodeID
 		}
+		a.o.Hub.SetExtras(s.Target, x)
 		verdict := ""
 		if len(events) > 0 {
 			verdict = events[len(events)-1].Verdict
@@ -255,6 +262,9 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *
 			a.o.Journal.Sample(s)
 		}
 		for _, ev := range events {
+			if ev.To == detect.Surge || ev.To == detect.Storm {
+				ev.Evidence.Attribution = attr.fresh(now)
+			}
 			a.stateEvent(ctx, ev)
 		}
 		a.autoDefuse(ctx, t, auto, st, s.Time)

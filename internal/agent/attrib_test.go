@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+// fakePeers serves scripted dumps and counts calls.
+type fakePeers struct {
+	peers []signal.Peer
+	err   error
+	calls int
+}
+
+func (f *fakePeers) Peers(_ context.Context, limit int) (signal.PeerDump, error) {
+	f.calls++
+	if f.err != nil {
+		return signal.PeerDump{}, f.err
+	}
+	return signal.PeerDump{Peers: append([]signal.Peer(nil), f.peers...)}, nil
+}
+
+func conns(ip string, from, n int) []signal.Peer {
+	var out []signal.Peer
+	for i := range n {
+		out = append(out, signal.Peer{State: 1, Local: netip.MustParseAddrPort("10.0.0.1:6379"),
+			Remote: netip.MustParseAddrPort(fmt.Sprintf("%s:%d", ip, from+i))})
+	}
+	return out
+}
+
+func TestAttributor(t *testing.T) {
+	f := &fakePeers{peers: conns("10.0.9.1", 1000, 50)} // the calm pool
+	a := newAttributor(f, 500*time.Millisecond, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	t0 := time.Now()
+
+	// Calm: a reference dump, then none until refEvery has passed.
+	if a.step(ctx, detect.Calm, t0) || f.calls != 1 || a.report != nil {
+		t.Fatalf("first calm step: calls %d report %v", f.calls, a.report)
+	}
+	a.step(ctx, detect.Calm, t0.Add(time.Second))
+	if f.calls != 1 {
+		t.Fatalf("calm dumps must wait %s: %d calls", attribRefEvery, f.calls)
+	}
+
+	// Surge 2 s later: 30 new connections from 10.0.3.7, 10 from
+	// 10.0.4.2; leaving calm dumps at once although the gap is not over.
+	f.peers = append(f.peers, conns("10.0.3.7", 2000, 30)...)
+	f.peers = append(f.peers, conns("10.0.4.2", 3000, 10)...)
+	if !a.step(ctx, detect.Surge, t0.Add(2*time.Second)) {
+		t.Fatal("leaving calm did not dump")
+	}
+	r := a.fresh(t0.Add(2 * time.Second))
+	if r == nil || r.Basis != "new_sockets" || r.Total != 40 || r.NewEstablished != 40 || r.Scanned != 90 || r.Since == nil {
+		t.Fatalf("report: %+v", r)
+	}
+	if top := r.TopIPs[0]; top.IP != "10.0.3.7" || top.Count != 30 || top.Share != 0.75 || top.Prefix != "10.0.3.0/24" {
+		t.Errorf("top source %+v, want 10.0.3.7 with 30 (75%%)", top)
+	}
+
+	// Within the gap: no dump. After it: a dump with only what is new.
+	if a.step(ctx, detect.Storm, t0.Add(2200*time.Millisecond)) || f.calls != 2 {
+		t.Fatalf("dumped within the %s gap (%d calls)", a.minGap, f.calls)
+	}
+	f.peers = append(f.peers, conns("10.0.5.5", 4000, 5)...)
+	if !a.step(ctx, detect.Storm, t0.Add(3*time.Second)) {
+		t.Fatal("no dump after the gap")
+	}
+	if r := a.current(t0.Add(3 * time.Second)); r.Total != 5 || r.TopIPs[0].IP != "10.0.5.5" {
+		t.Errorf("second storm report: %+v", r)
+	}
+
+	// A failed dump forgets the reference: the next one counts only
+	// half-open sockets.
+	f.err = errors.New("boom")
+	a.step(ctx, detect.Storm, t0.Add(4*time.Second))
+	f.err = nil
+	a.step(ctx, detect.Storm, t0.Add(5*time.Second))
+	if r := a.current(t0.Add(5 * time.Second)); r.Basis != "syn_recv_only" || r.Total != 0 || r.Since != nil {
+		t.Errorf("after a failure: %+v", r)
+	}
+	// An old report is not fresh for an event.
+	if a.fresh(t0.Add(time.Minute)) != nil {
+		t.Error("a minute-old report was offered as fresh")
+	}
+	if got := a.current(t0.Add(time.Minute)).AgeS; got < 50 {
+		t.Errorf("age %v, want about 55 s", got)
+	}
+}
