@@ -77,7 +77,10 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 
 	// Calm first: the reference dump and a CLIENT LIST are taken.
 	var view serve.TargetView
-	waitView(t, hub, func(v serve.TargetView) bool { view = v; return v.State.Name == "calm" && v.Clients != nil && v.Clients.Clients >= 40 })
+	waitView(t, hub, func(v serve.TargetView) bool {
+		view = v
+		return v.State.Name == "calm" && v.Clients != nil && v.Clients.Clients >= 40
+	})
 	if view.Role != "primary" {
 		t.Errorf("role %q, want primary", view.Role)
 	}
