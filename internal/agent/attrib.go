@@ -144,7 +144,7 @@ func clientGroups(set *signal.Set, st detect.State, now time.Time) *serve.Client
 		}
 		return &serve.ClientGroups{Note: note}
 	}
-	g := &serve.ClientGroups{AgeS: max(now.Sub(snap.Time).Seconds(), 0), Note: note, Snapshot: *snap}
+	g := &serve.ClientGroups{AgeS: max(now.Sub(snap.Time).Seconds(), 0), Note: note, Snapshot: snap}
 	if st != detect.Calm && g.Note == "" {
 		g.Note = "taken while calm, " + now.Sub(snap.Time).Round(time.Second).String() + " ago; CLIENT LIST is not sent during " + st.String() + " (see sources for the kernel-side attribution)"
 	}

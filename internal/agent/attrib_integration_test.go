@@ -79,7 +79,7 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 	var view serve.TargetView
 	waitView(t, hub, func(v serve.TargetView) bool {
 		view = v
-		return v.State.Name == "calm" && v.Clients != nil && v.Clients.Clients >= 40
+		return v.State.Name == "calm" && v.Clients != nil && v.Clients.Snapshot != nil && v.Clients.Clients >= 40
 	})
 	if view.Role != "primary" {
 		t.Errorf("role %q, want primary", view.Role)

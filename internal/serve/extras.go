@@ -26,7 +26,9 @@ type Extras struct {
 type ClientGroups struct {
 	AgeS float64 `json:"age_s"`
 	Note string  `json:"note,omitempty"`
-	clientlist.Snapshot
+	// Snapshot is nil when only a note exists (CLIENT LIST refused);
+	// its fields are then absent from the JSON.
+	*clientlist.Snapshot
 }
 
 // SetExtras replaces a target's extras; they are kept across Publish calls

@@ -193,6 +193,20 @@ func TestIntegrationClientGroups(t *testing.T) {
 			t.Errorf("stormguard's own connection was grouped: %+v", g)
 		}
 	}
+	// An ACL without +client|list: refused once, remembered, explained.
+	cli(t, sb, "ACL", "SETUSER", "mon", "on", ">s3cret-mon", "-@all", "+ping", "+info", "+hello", "+config|get", "+client|setname", "+client|setinfo")
+	tg := sbTarget(sb)
+	tg.Addr.User, tg.Addr.Password = "mon", "s3cret-mon"
+	s3 := openTest(t, tg, cfg)
+	set3 := &Set{Sources: []sample.Source{s3}}
+	set3.AllowHeavy(true)
+	for range 2 {
+		mustCollect(t, s3, 5*time.Second)
+	}
+	if snap, note := set3.ClientGroups(); snap != nil || !strings.Contains(note, "NOPERM") {
+		t.Errorf("CLIENT LIST without permission: snapshot %v, note %q", snap, note)
+	}
+
 	// Too many clients for the rule: never sent.
 	cfg2 := defaultValkeyConfig()
 	cfg2.ClientListMaxClients = 5
