@@ -253,6 +253,14 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *
 			x.ClusterNodeID = s.Valkey.ClusterNodeID
 		}
 		a.o.Hub.SetExtras(s.Target, x)
+		for i := range events {
+			if events[i].To == detect.Surge || events[i].To == detect.Storm {
+				if src := attr.fresh(now); src != nil {
+					events[i].Evidence.Attribution = src
+					events[i].Verdict = appendSentence(events[i].Verdict, sourcesSentence(src, x.Clients))
+				}
+			}
+		}
 		verdict := ""
 		if len(events) > 0 {
 			verdict = events[len(events)-1].Verdict
@@ -262,9 +270,6 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *
 			a.o.Journal.Sample(s)
 		}
 		for _, ev := range events {
-			if ev.To == detect.Surge || ev.To == detect.Storm {
-				ev.Evidence.Attribution = attr.fresh(now)
-			}
 			a.stateEvent(ctx, ev)
 		}
 		a.autoDefuse(ctx, t, auto, st, s.Time)

@@ -2,7 +2,11 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stormguard/stormguard/internal/detect"
@@ -149,4 +153,40 @@ func clientGroups(set *signal.Set, st detect.State, now time.Time) *serve.Client
 		g.Note = "taken while calm, " + now.Sub(snap.Time).Round(time.Second).String() + " ago; CLIENT LIST is not sent during " + st.String() + " (see sources for the kernel-side attribution)"
 	}
 	return g
+}
+
+// sourcesSentence says in one sentence where the new connections come from,
+// for the verdict: "New connections: 67% from 10.0.3.0/24 (top IP 10.0.3.7,
+// 40%; valkey-py 6.1 at the last calm CLIENT LIST)." It is empty when the
+// dump found nothing new.
+func sourcesSentence(a *detect.SourceAttribution, g *serve.ClientGroups) string {
+	if a == nil || a.Total == 0 || len(a.TopPrefixes) == 0 || len(a.TopIPs) == 0 {
+		return ""
+	}
+	p, ip := a.TopPrefixes[0], a.TopIPs[0]
+	var b strings.Builder
+	fmt.Fprintf(&b, "New connections: %s from %s (top IP %s, %s", pct(p.Share), p.Prefix, ip.IP, pct(ip.Share))
+	if g != nil && g.Snapshot != nil {
+		for _, grp := range g.IPs {
+			if grp.IP == ip.IP && grp.TopLibrary != "" {
+				fmt.Fprintf(&b, "; %s at the last calm CLIENT LIST", grp.TopLibrary)
+				break
+			}
+		}
+	}
+	b.WriteString(").")
+	return b.String()
+}
+
+func pct(share float64) string { return strconv.FormatFloat(math.Round(share*100), 'f', 0, 64) + "%" }
+
+// appendSentence joins a verdict and one more sentence.
+func appendSentence(verdict, s string) string {
+	switch {
+	case s == "":
+		return verdict
+	case verdict == "":
+		return s
+	}
+	return verdict + " " + s
 }

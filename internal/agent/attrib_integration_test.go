@@ -105,7 +105,7 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 	}
 	at := ev.Evidence.Attribution
 	raw, _ := json.Marshal(at)
-	t.Logf("event %s→%s: %s; attribution %s", ev.From, ev.To, ev.Reason, raw)
+	t.Logf("event %s→%s: %s; verdict %q; attribution %s", ev.From, ev.To, ev.Reason, ev.Verdict, raw)
 	if at.Basis != "new_sockets" || len(at.TopIPs) == 0 {
 		t.Fatalf("attribution: %s", raw)
 	}
@@ -114,6 +114,9 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 	// heaviest source is its share of what was new at that dump.
 	if top.IP != "127.0.0.2" || top.Share < 0.5 {
 		t.Errorf("heaviest source %+v, want 127.0.0.2 with about 2/3", top)
+	}
+	if !strings.Contains(ev.Verdict, "New connections: 100% from 127.0.0.0/24 (top IP 127.0.0.2, ") {
+		t.Errorf("verdict does not name the sources: %q", ev.Verdict)
 	}
 	for _, s := range at.TopIPs {
 		if s.IP == "127.0.0.9" {

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/serve"
 	"github.com/stormguard/stormguard/internal/signal"
 )
 
@@ -94,5 +96,43 @@ func TestAttributor(t *testing.T) {
 	}
 	if got := a.current(t0.Add(time.Minute)).AgeS; got < 50 {
 		t.Errorf("age %v, want about 55 s", got)
+	}
+}
+
+func TestSourcesSentence(t *testing.T) {
+	addrs := []netip.Addr{}
+	for range 6 {
+		addrs = append(addrs, netip.MustParseAddr("10.0.3.7"))
+	}
+	for range 3 {
+		addrs = append(addrs, netip.MustParseAddr("10.0.3.8"))
+	}
+	addrs = append(addrs, netip.MustParseAddr("10.9.0.1"))
+	src := &detect.SourceAttribution{Attribution: detect.Attribute(addrs, 5)}
+	snap := clientlist.GroupClients([]clientlist.Client{
+		{IP: netip.MustParseAddr("10.0.3.7"), LibName: "valkey-py", LibVer: "6.1", Age: 100},
+	}, time.Now(), 10*time.Second, 10)
+	tests := []struct {
+		name   string
+		src    *detect.SourceAttribution
+		groups *serve.ClientGroups
+		want   string
+	}{
+		{"with library", src, &serve.ClientGroups{Snapshot: &snap}, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%; valkey-py 6.1 at the last calm CLIENT LIST)."},
+		{"no client groups", src, nil, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%)."},
+		{"note only", src, &serve.ClientGroups{Note: "refused"}, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%)."},
+		{"nothing new", &detect.SourceAttribution{Attribution: detect.Attribute(nil, 5)}, nil, ""},
+		{"no attribution", nil, nil, ""},
+	}
+	for _, tt := range tests {
+		if got := sourcesSentence(tt.src, tt.groups); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	if got := appendSentence("Storm.", ""); got != "Storm." {
+		t.Errorf("appendSentence with nothing: %q", got)
+	}
+	if got := appendSentence("Storm.", "X."); got != "Storm. X." {
+		t.Errorf("appendSentence: %q", got)
 	}
 }

@@ -133,6 +133,9 @@ type Group struct {
 	// (null when no client reported them).
 	MedianAgeS  *int64 `json:"median_age_s"`
 	MedianIdleS *int64 `json:"median_idle_s"`
+	// TopLibrary is, on IP groups, the library most of the IP's clients
+	// use (ties by name), so a source address can be named by library.
+	TopLibrary string `json:"top_library,omitempty"`
 }
 
 // Snapshot is one grouped CLIENT LIST.
@@ -195,7 +198,10 @@ func GroupClients(clients []Client, at time.Time, youngAge time.Duration, topK i
 	s.DistinctLibs, s.DistinctIPs = len(libs), len(ips)
 	var otherL, otherI int
 	s.Libraries, otherL = top(libs, clients, ys, topK, func(g *Group, k string) { g.Library = k })
-	s.IPs, otherI = top(ips, clients, ys, topK, func(g *Group, k string) { g.IP = k })
+	s.IPs, otherI = top(ips, clients, ys, topK, func(g *Group, k string) {
+		g.IP = k
+		g.TopLibrary = mostCommonLibrary(clients, ips[k])
+	})
 	s.OtherLibraries, s.OtherIPs = otherL, otherI
 	return s
 }
@@ -250,4 +256,18 @@ func median(v []int64) *int64 {
 	slices.Sort(v)
 	m := v[len(v)/2]
 	return &m
+}
+
+// mostCommonLibrary returns the library most of the given clients use.
+func mostCommonLibrary(clients []Client, idx []int) string {
+	n := map[string]int{}
+	best, bestN := "", 0
+	for _, j := range idx {
+		l := LibraryOf(clients[j])
+		n[l]++
+		if c := n[l]; c > bestN || c == bestN && l < best {
+			best, bestN = l, c
+		}
+	}
+	return best
 }
