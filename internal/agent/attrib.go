@@ -50,6 +50,7 @@ type attributor struct {
 	tracker signal.PeerTracker
 	last    time.Time // last dump attempt
 	prev    detect.State
+	episode time.Time // when the target last left calm
 	report  *detect.SourceAttribution
 	failing bool
 }
@@ -79,6 +80,9 @@ func (a *attributor) step(ctx context.Context, st detect.State, now time.Time) b
 	}
 	leaving := a.prev == detect.Calm && st != detect.Calm
 	a.prev = st
+	if leaving {
+		a.episode = now
+	}
 	if !leaving && !a.last.IsZero() && now.Sub(a.last) < gap {
 		return false
 	}
@@ -113,6 +117,12 @@ func (a *attributor) step(ctx context.Context, st detect.State, now time.Time) b
 	} else {
 		since := n.Since
 		r.Since = &since
+	}
+	// A dump that finds nothing new (the burst is over, the queue is
+	// drained) does not hide the sources this episode already named:
+	// they stay on display with their growing age.
+	if r.Total == 0 && a.report != nil && a.report.Total > 0 && !a.report.Time.Before(a.episode) {
+		return false
 	}
 	a.report = r
 	return true
@@ -157,8 +167,10 @@ func clientGroups(set *signal.Set, st detect.State, now time.Time) *serve.Client
 
 // sourcesSentence says in one sentence where the new connections come from,
 // for the verdict: "New connections: 67% from 10.0.3.0/24 (top IP 10.0.3.7,
-// 40%; valkey-py 6.1 at the last calm CLIENT LIST)." It is empty when the
-// dump found nothing new.
+// 40%; at the last calm CLIENT LIST 18 of its 20 clients were valkey-py
+// 6.1)." The library is only a hint (the storm's clients may not have been
+// there when calm), so the counts are given. It is empty when the dump
+// found nothing new.
 func sourcesSentence(a *detect.SourceAttribution, g *serve.ClientGroups) string {
 	if a == nil || a.Total == 0 || len(a.TopPrefixes) == 0 || len(a.TopIPs) == 0 {
 		return ""
@@ -169,7 +181,7 @@ func sourcesSentence(a *detect.SourceAttribution, g *serve.ClientGroups) string 
 	if g != nil && g.Snapshot != nil {
 		for _, grp := range g.IPs {
 			if grp.IP == ip.IP && grp.TopLibrary != "" {
-				fmt.Fprintf(&b, "; %s at the last calm CLIENT LIST", grp.TopLibrary)
+				fmt.Fprintf(&b, "; at the last calm CLIENT LIST %d of its %d clients were %s", grp.TopLibraryCount, grp.Count, grp.TopLibrary)
 				break
 			}
 		}

@@ -81,21 +81,43 @@ func TestAttributor(t *testing.T) {
 		t.Errorf("second storm report: %+v", r)
 	}
 
+	// A dump with nothing new keeps this episode's sources on display.
+	if a.step(ctx, detect.Storm, t0.Add(3600*time.Millisecond)) {
+		t.Error("an empty dump replaced the episode's sources")
+	}
+	if r := a.current(t0.Add(3600 * time.Millisecond)); r.Total != 5 || r.AgeS < 0.5 {
+		t.Errorf("kept report: %+v", r)
+	}
+
 	// A failed dump forgets the reference: the next one counts only
-	// half-open sockets.
+	// half-open sockets (here a new SYN_RECV from 10.0.7.7).
 	f.err = errors.New("boom")
-	a.step(ctx, detect.Storm, t0.Add(4*time.Second))
+	a.step(ctx, detect.Storm, t0.Add(4200*time.Millisecond))
+	if f.calls != 5 {
+		t.Fatalf("%d dumps, want 5", f.calls)
+	}
 	f.err = nil
+	f.peers = append(f.peers, signal.Peer{State: 12, Local: netip.MustParseAddrPort("10.0.0.1:6379"), Remote: netip.MustParseAddrPort("10.0.7.7:1")})
 	a.step(ctx, detect.Storm, t0.Add(5*time.Second))
-	if r := a.current(t0.Add(5 * time.Second)); r.Basis != "syn_recv_only" || r.Total != 0 || r.Since != nil {
+	if r := a.current(t0.Add(5 * time.Second)); r.Basis != "syn_recv_only" || r.Total != 1 || r.SynRecv != 1 || r.Since != nil {
 		t.Errorf("after a failure: %+v", r)
+	}
+
+	// A new episode: an empty dump is shown (the old episode's sources
+	// are not this episode's).
+	f.peers = f.peers[:len(f.peers)-1]
+	a.step(ctx, detect.Calm, t0.Add(20*time.Second))
+	a.step(ctx, detect.Calm, t0.Add(31*time.Second))
+	a.step(ctx, detect.Surge, t0.Add(32*time.Second))
+	if r := a.current(t0.Add(32 * time.Second)); r.Total != 0 || !r.Time.Equal(t0.Add(32*time.Second)) {
+		t.Errorf("new episode with nothing new: %+v", r)
 	}
 	// An old report is not fresh for an event.
 	if a.fresh(t0.Add(time.Minute)) != nil {
 		t.Error("a minute-old report was offered as fresh")
 	}
-	if got := a.current(t0.Add(time.Minute)).AgeS; got < 50 {
-		t.Errorf("age %v, want about 55 s", got)
+	if got := a.current(t0.Add(time.Minute)).AgeS; got != 28 {
+		t.Errorf("age %v, want 28 s", got)
 	}
 }
 
@@ -118,7 +140,7 @@ func TestSourcesSentence(t *testing.T) {
 		groups *serve.ClientGroups
 		want   string
 	}{
-		{"with library", src, &serve.ClientGroups{Snapshot: &snap}, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%; valkey-py 6.1 at the last calm CLIENT LIST)."},
+		{"with library", src, &serve.ClientGroups{Snapshot: &snap}, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%; at the last calm CLIENT LIST 1 of its 1 clients were valkey-py 6.1)."},
 		{"no client groups", src, nil, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%)."},
 		{"note only", src, &serve.ClientGroups{Note: "refused"}, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%)."},
 		{"nothing new", &detect.SourceAttribution{Attribution: detect.Attribute(nil, 5)}, nil, ""},

@@ -134,8 +134,10 @@ type Group struct {
 	MedianAgeS  *int64 `json:"median_age_s"`
 	MedianIdleS *int64 `json:"median_idle_s"`
 	// TopLibrary is, on IP groups, the library most of the IP's clients
-	// use (ties by name), so a source address can be named by library.
-	TopLibrary string `json:"top_library,omitempty"`
+	// use (ties by name), and TopLibraryCount how many of them, so a
+	// source address can be named by library.
+	TopLibrary      string `json:"top_library,omitempty"`
+	TopLibraryCount int    `json:"top_library_count,omitempty"`
 }
 
 // Snapshot is one grouped CLIENT LIST.
@@ -200,7 +202,7 @@ func GroupClients(clients []Client, at time.Time, youngAge time.Duration, topK i
 	s.Libraries, otherL = top(libs, clients, ys, topK, func(g *Group, k string) { g.Library = k })
 	s.IPs, otherI = top(ips, clients, ys, topK, func(g *Group, k string) {
 		g.IP = k
-		g.TopLibrary = mostCommonLibrary(clients, ips[k])
+		g.TopLibrary, g.TopLibraryCount = mostCommonLibrary(clients, ips[k])
 	})
 	s.OtherLibraries, s.OtherIPs = otherL, otherI
 	return s
@@ -258,8 +260,9 @@ func median(v []int64) *int64 {
 	return &m
 }
 
-// mostCommonLibrary returns the library most of the given clients use.
-func mostCommonLibrary(clients []Client, idx []int) string {
+// mostCommonLibrary returns the library most of the given clients use and
+// how many use it.
+func mostCommonLibrary(clients []Client, idx []int) (string, int) {
 	n := map[string]int{}
 	best, bestN := "", 0
 	for _, j := range idx {
@@ -269,5 +272,5 @@ func mostCommonLibrary(clients []Client, idx []int) string {
 			best, bestN = l, c
 		}
 	}
-	return best
+	return best, bestN
 }

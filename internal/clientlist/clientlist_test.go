@@ -132,7 +132,7 @@ func TestGroupClients(t *testing.T) {
 	if s.OtherLibraries != 1 || s.OtherIPs != 1 {
 		t.Errorf("others: libs %d ips %d, want 1 and 1", s.OtherLibraries, s.OtherIPs)
 	}
-	if s.IPs[0].IP != "10.0.3.7" || s.IPs[0].Share != 0.6 || s.IPs[0].YoungShare != 1 || s.IPs[0].TopLibrary != "redis-py 5.0.1" {
+	if s.IPs[0].IP != "10.0.3.7" || s.IPs[0].Share != 0.6 || s.IPs[0].YoungShare != 1 || s.IPs[0].TopLibrary != "redis-py 5.0.1" || s.IPs[0].TopLibraryCount != 6 {
 		t.Errorf("top IP group: %+v", s.IPs[0])
 	}
 	if _, err := json.Marshal(s); err != nil {

@@ -48,8 +48,8 @@ func (h *Hub) SetExtras(target string, x Extras) {
 // Metrics of the extras. Their help texts are shared with docs/metrics.md.
 var (
 	targetInfoHelp = "Always 1; labels say the target's replication role (primary, replica) and cluster node id (empty outside cluster mode)."
-	topCountHelp   = "New connections from one source prefix (/24, /64) in the latest socket-dump attribution; top 5 prefixes, exported only while the target is not calm. Labels: target, prefix."
-	topShareHelp   = "Share (0–1) of new connections from one source prefix in the latest socket-dump attribution; top 5 prefixes, only while the target is not calm. Labels: target, prefix."
+	topCountHelp   = "New connections from one source prefix (/24, /64) in the episode's latest socket-dump attribution that found any; top 5 prefixes, exported only while the target is not calm. Labels: target, prefix."
+	topShareHelp   = "Share (0–1) of new connections from one source prefix in the episode's latest socket-dump attribution that found any; top 5 prefixes, only while the target is not calm. Labels: target, prefix."
 )
 
 // topSourcesExported bounds the prefixes exported per target.
