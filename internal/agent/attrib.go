@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/serve"
 	"github.com/stormguard/stormguard/internal/signal"
@@ -180,10 +181,15 @@ func sourcesSentence(a *detect.SourceAttribution, g *serve.ClientGroups) string 
 	fmt.Fprintf(&b, "New connections: %s from %s (top IP %s, %s", pct(p.Share), p.Prefix, ip.IP, pct(ip.Share))
 	if g != nil && g.Snapshot != nil {
 		for _, grp := range g.IPs {
-			if grp.IP == ip.IP && grp.TopLibrary != "" {
-				fmt.Fprintf(&b, "; at the last calm CLIENT LIST %d of its %d clients were %s", grp.TopLibraryCount, grp.Count, grp.TopLibrary)
-				break
+			if grp.IP != ip.IP || grp.TopLibrary == "" {
+				continue
 			}
+			if grp.TopLibrary == clientlist.Unset {
+				fmt.Fprintf(&b, "; at the last calm CLIENT LIST %d of its %d clients had sent no CLIENT SETINFO", grp.TopLibraryCount, grp.Count)
+			} else {
+				fmt.Fprintf(&b, "; at the last calm CLIENT LIST %d of its %d clients were %s", grp.TopLibraryCount, grp.Count, grp.TopLibrary)
+			}
+			break
 		}
 	}
 	b.WriteString(").")

@@ -134,6 +134,7 @@ func TestSourcesSentence(t *testing.T) {
 	snap := clientlist.GroupClients([]clientlist.Client{
 		{IP: netip.MustParseAddr("10.0.3.7"), LibName: "valkey-py", LibVer: "6.1", Age: 100},
 	}, time.Now(), 10*time.Second, 10)
+	unset := clientlist.GroupClients([]clientlist.Client{{IP: netip.MustParseAddr("10.0.3.7"), Age: 100}}, time.Now(), 10*time.Second, 10)
 	tests := []struct {
 		name   string
 		src    *detect.SourceAttribution
@@ -141,6 +142,7 @@ func TestSourcesSentence(t *testing.T) {
 		want   string
 	}{
 		{"with library", src, &serve.ClientGroups{Snapshot: &snap}, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%; at the last calm CLIENT LIST 1 of its 1 clients were valkey-py 6.1)."},
+		{"unset library", src, &serve.ClientGroups{Snapshot: &unset}, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%; at the last calm CLIENT LIST 1 of its 1 clients had sent no CLIENT SETINFO)."},
 		{"no client groups", src, nil, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%)."},
 		{"note only", src, &serve.ClientGroups{Note: "refused"}, "New connections: 90% from 10.0.3.0/24 (top IP 10.0.3.7, 60%)."},
 		{"nothing new", &detect.SourceAttribution{Attribution: detect.Attribute(nil, 5)}, nil, ""},

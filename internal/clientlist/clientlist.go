@@ -274,3 +274,10 @@ func mostCommonLibrary(clients []Client, idx []int) (string, int) {
 	}
 	return best, bestN
 }
+
+// ReplicationLink reports whether the client is a replication connection:
+// flags S (a replica connected to this server) or M (this replica's link to
+// its primary). They are not application clients.
+func (c Client) ReplicationLink() bool {
+	return strings.ContainsAny(c.Flags, "SM")
+}

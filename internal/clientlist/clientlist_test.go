@@ -80,6 +80,14 @@ func TestParseEdge(t *testing.T) {
 	}
 }
 
+func TestReplicationLink(t *testing.T) {
+	for flags, want := range map[string]bool{"N": false, "S": true, "M": true, "Mb": true, "x": false, "": false} {
+		if got := (Client{Flags: flags}).ReplicationLink(); got != want {
+			t.Errorf("flags %q: ReplicationLink %v, want %v", flags, got, want)
+		}
+	}
+}
+
 func TestLibraryOf(t *testing.T) {
 	tests := []struct{ name, ver, want string }{
 		{"", "", Unset},

@@ -239,6 +239,34 @@ func TestIntegrationRoles(t *testing.T) {
 		t.Cleanup(func() { cancel(); cmd.Wait() })
 	}
 	start(sb.Port+1, "--replicaof", "127.0.0.1", strconv.Itoa(sb.Port))
+	defer func() {
+		// The replica's link to the primary is not an application
+		// client: CLIENT LIST groups on the primary leave it out.
+		cfg := defaultValkeyConfig()
+		s := openTest(t, sbTarget(sb), cfg)
+		s.heavyOK.Store(true)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mustCollect(t, s, 5*time.Second)
+			links := 0
+			for _, e := range clientList(t, sb, "") {
+				if strings.Contains(e["flags"], "S") {
+					links++
+				}
+			}
+			snap, _ := (&Set{Sources: []sample.Source{s}}).ClientGroups()
+			if links == 1 && snap != nil {
+				if snap.Clients != 0 {
+					t.Errorf("replication link grouped as a client: %+v", snap)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica never connected (links %d) or no CLIENT LIST taken", links)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
 	start(sb.Port+2, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-test.conf")
 
 	at := func(port int) Target {

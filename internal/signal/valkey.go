@@ -869,8 +869,10 @@ func (s *valkeySource) readClientList(ctx context.Context, c *valkeyConn) error 
 	}
 	others := all[:0]
 	for _, cli := range all {
-		// stormguard's own reserved connection is not a client.
-		if cli.Name == clientName && cli.Cmd == "client|list" {
+		// stormguard's own reserved connection and replication links
+		// (flags S: a replica's link here, M: this replica's link to its
+		// primary) are not application clients.
+		if cli.Name == clientName && cli.Cmd == "client|list" || cli.ReplicationLink() {
 			continue
 		}
 		others = append(others, cli)
