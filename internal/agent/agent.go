@@ -238,13 +238,28 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *
 	cfg.Target = t.Name()
 	det := detect.New(cfg)
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: a.o.Interval}
+	attr := newAttributor(set, a.o.Interval, a.o.Logger.With("target", t.Name()))
 	sm.Run(ctx, func(s *sample.Sample) {
 		st, events := det.Observe(s)
 		_, since := det.State()
 		view := det.View()
-		role := ""
+		// CLIENT LIST only while calm (DESIGN.md principle 1).
+		set.AllowHeavy(st == detect.Calm)
+		now := time.Now()
+		attr.step(ctx, st, now)
+		role, x := "", serve.Extras{Sources: attr.current(now), Clients: clientGroups(set, st, now)}
 		if s.Valkey != nil {
-			role = s.Valkey.Role
+			role = signal.RoleName(s.Valkey.Role)
+			x.ClusterNodeID = s.Valkey.ClusterNodeID
+		}
+		a.o.Hub.SetExtras(s.Target, x)
+		for i := range events {
+			if events[i].To == detect.Surge || events[i].To == detect.Storm {
+				if src := attr.fresh(now); src != nil {
+					events[i].Evidence.Attribution = src
+					events[i].Verdict = appendSentence(events[i].Verdict, sourcesSentence(src, x.Clients))
+				}
+			}
 		}
 		verdict := ""
 		if len(events) > 0 {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // DefaultTopK is how many sources Attribute keeps when k <= 0.
@@ -117,4 +118,30 @@ func Attribute(addrs []netip.Addr, k int) Attribution {
 		a.TopPrefixes = append(a.TopPrefixes, Source{Prefix: e.p.String(), Count: e.n, Share: share(e.n)})
 	}
 	return a
+}
+
+// SourceAttribution is an Attribution of the new connections of one socket
+// dump, with where it came from. The agent builds it (docs/detector.md,
+// "Attribution"); the detector only defines the shape.
+type SourceAttribution struct {
+	// Time is when the socket dump was taken; AgeS how old it was when
+	// this copy was published.
+	Time time.Time `json:"time"`
+	AgeS float64   `json:"age_s"`
+	// Since is the previous dump: ESTABLISHED connections counted were
+	// opened after it. Null when there was no previous dump; then only
+	// half-open (SYN_RECV) sockets are counted.
+	Since *time.Time `json:"since"`
+	// Basis says what was counted: "new_sockets" (SYN_RECV plus
+	// ESTABLISHED sockets not in the previous dump) or "syn_recv_only".
+	Basis string `json:"basis"`
+	// Scanned is the number of sockets the dump looked at; SynRecv and
+	// NewEstablished split Total by kind.
+	Scanned        int `json:"scanned"`
+	SynRecv        int `json:"syn_recv"`
+	NewEstablished int `json:"new_established"`
+	// Truncated is set when the dump stopped at its socket limit (this
+	// one or the previous one): shares are then those of a sample.
+	Truncated bool `json:"truncated"`
+	Attribution
 }

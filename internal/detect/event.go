@@ -43,6 +43,10 @@ type Evidence struct {
 	// View holds every derived number of the sample: rates, baselines,
 	// occupancy, forecasts.
 	View View `json:"view"`
+	// Attribution names the sources of the new connections. The detector
+	// never fills it (it does no I/O); the agent adds it from a socket
+	// dump on transitions into surge and storm.
+	Attribution *SourceAttribution `json:"attribution,omitempty"`
 }
 
 func newEvidence(signals []Signal) Evidence {

@@ -101,9 +101,14 @@ type Valkey struct {
 	UsedCPUSys               *float64 `json:"used_cpu_sys"`
 	UsedCPUUser              *float64 `json:"used_cpu_user"`
 	UsedMemory               *uint64  `json:"used_memory"`
-	Role                     string   `json:"role,omitempty"`
-	Version                  string   `json:"version,omitempty"`
-	TCPBacklog               *uint64  `json:"tcp_backlog,omitempty"`
+	// Role is INFO replication's role as Valkey says it ("master",
+	// "slave"); the API maps it to primary/replica (signal.RoleName).
+	Role string `json:"role,omitempty"`
+	// ClusterNodeID is CLUSTER MYID when cluster mode is on (read once
+	// per connection, when calm).
+	ClusterNodeID string  `json:"cluster_node_id,omitempty"`
+	Version       string  `json:"version,omitempty"`
+	TCPBacklog    *uint64 `json:"tcp_backlog,omitempty"`
 	// Reconnects counts how often the reserved connection had to be re-opened.
 	Reconnects uint64 `json:"reconnects"`
 }

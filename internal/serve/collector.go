@@ -18,6 +18,7 @@ type collector struct {
 	sampleTS  *prometheus.Desc
 	samples   *prometheus.Desc
 	info      *prometheus.Desc
+	extras    extraDescs
 }
 
 func newCollector(h *Hub, version string) *collector {
@@ -31,6 +32,7 @@ func newCollector(h *Hub, version string) *collector {
 	c.sampleTS = prometheus.NewDesc("stormguard_last_sample_timestamp_seconds", "Unix time of the target's latest sample.", []string{"target"}, nil)
 	c.samples = prometheus.NewDesc("stormguard_samples_total", "Samples taken of the target since the agent started.", []string{"target"}, nil)
 	c.info = prometheus.NewDesc("stormguard_build_info", "Always 1; labelled with the agent's version.", []string{"version"}, nil)
+	c.extras = newExtraDescs()
 	return c
 }
 
@@ -38,7 +40,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.state, c.sourceUp, c.sourceDur, c.sampleTS, c.samples, c.info} {
+	for _, d := range []*prometheus.Desc{c.state, c.sourceUp, c.sourceDur, c.sampleTS, c.samples, c.info, c.extras.info, c.extras.topCount, c.extras.topShare} {
 		ch <- d
 	}
 }
@@ -51,6 +53,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		s := e.view.Sample
 		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, float64(e.view.Code), name)
 		ch <- prometheus.MustNewConstMetric(c.samples, prometheus.CounterValue, float64(e.samples), name)
+		c.extras.collect(ch, name, &e.view)
 		if s == nil {
 			continue
 		}

@@ -33,5 +33,8 @@ func MetricsMarkdown() string {
 	row("stormguard_last_sample_timestamp_seconds", "gauge", "agent", "Unix time of the target's latest sample.")
 	row("stormguard_samples_total", "counter", "agent", "Samples taken of the target since the agent started.")
 	row("stormguard_build_info", "gauge", "agent", "Always 1; labelled with the agent's version.")
+	row("stormguard_target_info", "gauge", "valkey", targetInfoHelp+" Labels: target, role, cluster_node_id.")
+	row("stormguard_top_source_new_connections", "gauge", "agent", topCountHelp)
+	row("stormguard_top_source_share", "gauge", "agent", topShareHelp)
 	return b.String()
 }

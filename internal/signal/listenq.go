@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"syscall"
 )
@@ -152,6 +153,18 @@ type diagTally struct {
 	// when the number of listeners grows).
 	KeepIDs bool
 	IDs     []listenerID
+	// KeepPeers makes the decoder append each matching socket's
+	// addresses and state to Peers, at most MaxPeers of them (0 = no
+	// limit); the dump loop stops once the limit is reached. Only the
+	// attribution dump sets it, never the poller or Collect.
+	KeepPeers bool
+	MaxPeers  int
+	Peers     []Peer
+}
+
+// peersFull reports whether the attribution dump has all it may keep.
+func (t *diagTally) peersFull() bool {
+	return t.KeepPeers && t.MaxPeers > 0 && len(t.Peers) >= t.MaxPeers
 }
 
 // add records one socket.
@@ -260,6 +273,9 @@ func decodeDiagDump(b []byte, seq uint32, t *diagTally) (done bool, err error) {
 				copy(id.Cookie[:], body[44:52])
 				t.IDs = append(t.IDs, id)
 			}
+			if t.KeepPeers && !t.peersFull() {
+				t.Peers = append(t.Peers, peerOf(body))
+			}
 		default:
 			// NLMSG_NOOP and anything unknown carry no socket.
 			t.Skipped++
@@ -319,4 +335,36 @@ func (p *listenPeak) take() peakReading {
 	r := peakReading{Depth: p.depth, Limit: p.limit, Seen: p.seen, Polls: p.polls, Failures: p.failures, LastErr: p.lastErr}
 	p.depth, p.limit, p.seen, p.polls, p.failures, p.lastErr = 0, 0, false, 0, 0, nil
 	return r
+}
+
+// Peer is one socket on the target's port as sock_diag reports it: the
+// server side of a connection, so Remote is the client.
+type Peer struct {
+	// State is the kernel's TCP state: 1 ESTABLISHED, 3 SYN_RECV (request
+	// sockets report SYN_RECV too).
+	State  uint8
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+}
+
+// HalfOpen reports whether the socket is a request socket (SYN received,
+// handshake not completed): by definition a new connection attempt.
+func (p Peer) HalfOpen() bool { return p.State == tcpSynRecv || p.State == tcpNewSynRecv }
+
+// peerOf decodes the addresses of one inet_diag_msg (at least
+// inetDiagMsgLen bytes): idiag_src at 8, idiag_dst at 24, ports at 4 and 6
+// in network order. IPv4 sockets carry the address in the first 4 bytes.
+func peerOf(body []byte) Peer {
+	p := Peer{State: body[1]}
+	sport, dport := binary.BigEndian.Uint16(body[4:]), binary.BigEndian.Uint16(body[6:])
+	var src, dst netip.Addr
+	if body[0] == afInet {
+		src = netip.AddrFrom4([4]byte(body[8:12]))
+		dst = netip.AddrFrom4([4]byte(body[24:28]))
+	} else {
+		src = netip.AddrFrom16([16]byte(body[8:24])).Unmap()
+		dst = netip.AddrFrom16([16]byte(body[24:40])).Unmap()
+	}
+	p.Local, p.Remote = netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)
+	return p
 }

@@ -142,7 +142,66 @@ func (d *diagConn) dump(family uint8, states uint32, t *diagTally) error {
 		if done {
 			return nil
 		}
+		if t.peersFull() {
+			return errPeerLimit
+		}
 	}
+}
+
+// errPeerLimit ends an attribution dump that reached its limit; the rest
+// of the reply is left in the socket, which the caller closes.
+var errPeerLimit = errors.New("peer limit reached")
+
+// dumpPeers implements peerDumper: one dump per family of the port's
+// SYN_RECV and ESTABLISHED sockets, keeping their addresses, stopping after
+// limit sockets (≤ 0: 20,000). It takes as long as the kernel's walk of the
+// established hash plus ~50 ns per socket kept.
+func (l *listenq) dumpPeers(ctx context.Context, limit int) (PeerDump, error) {
+	if limit <= 0 {
+		limit = 20000
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(pollTimeout)
+	}
+	l.attrMu.Lock()
+	defer l.attrMu.Unlock()
+	if l.attr == nil {
+		c, err := dialDiag(l.netns)
+		if err != nil {
+			return PeerDump{}, Classify("socket dump: sock_diag", err)
+		}
+		l.attr = c
+	}
+	c := l.attr
+	start := time.Now()
+	d := PeerDump{Time: start}
+	reset := func() {
+		c.close()
+		l.attr = nil
+	}
+	if err := c.setDeadline(deadline); err != nil {
+		reset()
+		return d, Classify("socket dump", err)
+	}
+	t := diagTally{Port: l.port, KeepPeers: true, MaxPeers: limit}
+	err := c.dump(afInet, statesSynRecv|statesEstablished, &t)
+	if err == nil {
+		err = c.dump(afInet6, statesSynRecv|statesEstablished, &t)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EAFNOSUPPORT) {
+			err = nil
+		}
+	}
+	if errors.Is(err, errPeerLimit) {
+		d.Truncated, err = true, nil
+		reset() // the abandoned rest of the dump is still queued
+	}
+	if err != nil {
+		reset()
+		return d, Classify("socket dump", err)
+	}
+	d.Peers, d.Took = t.Peers, time.Since(start)
+	return d, nil
 }
 
 // exact looks up each listener of ids with one batched request (one
@@ -226,6 +285,12 @@ type listenq struct {
 	collDialed time.Time
 	collErr    error // why the last dial failed, repeated until the next try
 
+	// attr is the attribution dump's socket (dumpPeers), dialled on first
+	// use: a dump abandoned at its limit leaves the rest of the reply in
+	// the socket, so it must never be Collect's or the poller's.
+	attrMu sync.Mutex
+	attr   *diagConn
+
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
@@ -279,6 +344,12 @@ func (l *listenq) Close() error {
 			l.coll = nil
 		}
 		l.mu.Unlock()
+		l.attrMu.Lock()
+		if l.attr != nil {
+			l.attr.close()
+			l.attr = nil
+		}
+		l.attrMu.Unlock()
 	})
 	return err
 }

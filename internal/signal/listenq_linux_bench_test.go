@@ -294,3 +294,30 @@ func BenchmarkListenqPoller100Hz(b *testing.B) {
 		b.Run(fmt.Sprintf("established=%d", n), func(b *testing.B) { benchPoller(b, n) })
 	}
 }
+
+// BenchmarkPeersDump measures (in CPU time, like the benchmarks above) one
+// attribution dump (SYN_RECV+ESTABLISHED
+// with addresses) plus the new-socket diff, at 1,000 and 10,000
+// established connections, and with the 20,000 default limit vs a 2,000
+// limit (the dump stops early).
+func BenchmarkPeersDump(b *testing.B) {
+	for _, tc := range []struct{ conns, limit int }{{1000, 0}, {10000, 0}, {10000, 2000}} {
+		b.Run(fmt.Sprintf("conns=%d/limit=%d", tc.conns, tc.limit), func(b *testing.B) {
+			sb := benchSandbox(b, tc.conns)
+			l := benchListenq(b, sb, -1)
+			var tr PeerTracker
+			var n int
+			cpu0 := cpuTime(b, unix.RUSAGE_SELF)
+			for b.Loop() {
+				d, err := l.dumpPeers(context.Background(), tc.limit)
+				if err != nil {
+					b.Fatal(err)
+				}
+				tr.Next(d)
+				n = len(d.Peers)
+			}
+			b.ReportMetric(float64(n), "sockets")
+			b.ReportMetric(float64((cpuTime(b, unix.RUSAGE_SELF)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+}

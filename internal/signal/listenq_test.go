@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"reflect"
 	"syscall"
 	"testing"
@@ -16,6 +17,10 @@ type diagMsg struct {
 	family, state  uint8
 	sport          uint16
 	rqueue, wqueue uint32
+	// src/dst and dport are the connection's addresses (zero for a
+	// listener).
+	src, dst netip.Addr
+	dport    uint16
 	// attrs is appended after the fixed part, as the kernel appends
 	// INET_DIAG_SHUTDOWN, INET_DIAG_SOCKOPT and friends.
 	attrs []byte
@@ -42,7 +47,25 @@ func diagData(m diagMsg) []byte {
 	b := make([]byte, inetDiagMsgLen, inetDiagMsgLen+len(m.attrs))
 	b[0], b[1] = m.family, m.state
 	binary.BigEndian.PutUint16(b[4:], m.sport)
-	binary.BigEndian.PutUint16(b[6:], 0)
+	binary.BigEndian.PutUint16(b[6:], m.dport)
+	if m.src.IsValid() {
+		a := m.src.As16()
+		if m.src.Is4() {
+			a4 := m.src.As4()
+			a = [16]byte{}
+			copy(a[:], a4[:])
+		}
+		copy(b[8:24], a[:])
+	}
+	if m.dst.IsValid() {
+		a := m.dst.As16()
+		if m.dst.Is4() {
+			a4 := m.dst.As4()
+			a = [16]byte{}
+			copy(a[:], a4[:])
+		}
+		copy(b[24:40], a[:])
+	}
 	binary.NativeEndian.PutUint32(b[56:], m.rqueue)
 	binary.NativeEndian.PutUint32(b[60:], m.wqueue)
 	binary.NativeEndian.PutUint32(b[68:], 12345) // inode
@@ -370,8 +393,11 @@ func FuzzDecodeDiagDump(f *testing.F) {
 	f.Add(encodeMsg(f, netlink.Noop, 0, 1, []byte{1, 2, 3}), uint32(1), uint16(0))
 	f.Add([]byte{}, uint32(0), uint16(0))
 	f.Fuzz(func(t *testing.T, b []byte, seq uint32, port uint16) {
-		tally := diagTally{Port: port}
+		tally := diagTally{Port: port, KeepPeers: true}
 		_, err := decodeDiagDump(b, seq, &tally)
+		if len(tally.Peers) != tally.Sockets {
+			t.Fatalf("%d peers kept for %d sockets", len(tally.Peers), tally.Sockets)
+		}
 		if tally.Sockets > len(b)/(nlmsgHdrLen+inetDiagMsgLen) {
 			t.Fatalf("%d sockets from %d bytes", tally.Sockets, len(b))
 		}

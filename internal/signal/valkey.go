@@ -16,6 +16,7 @@ import (
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sample"
 )
@@ -69,6 +70,16 @@ type valkeyConfig struct {
 	StableAfter time.Duration
 	// CollectTimeout bounds a Collect whose context has no deadline.
 	CollectTimeout time.Duration
+	// ClientListEvery, ClientListMaxClients and ClientListMaxPing are the
+	// safety rules of CLIENT LIST (DESIGN.md principle 1): at most once
+	// per ClientListEvery, only with at most ClientListMaxClients clients
+	// and a PING under ClientListMaxPing, and only while the agent says
+	// the target is calm. YoungAge is the age under which a client counts
+	// as young in the groups.
+	ClientListEvery      time.Duration
+	ClientListMaxClients uint64
+	ClientListMaxPing    time.Duration
+	YoungAge             time.Duration
 }
 
 func defaultValkeyConfig() valkeyConfig {
@@ -83,6 +94,11 @@ func defaultValkeyConfig() valkeyConfig {
 		AuthRetry:      30 * time.Second,
 		StableAfter:    10 * time.Second,
 		CollectTimeout: 2 * time.Second,
+
+		ClientListEvery:      30 * time.Second,
+		ClientListMaxClients: 5000,
+		ClientListMaxPing:    20 * time.Millisecond,
+		YoungAge:             10 * time.Second,
 	}
 }
 
@@ -120,6 +136,15 @@ type valkeySource struct {
 	live      int    // sockets open now; never more than 1
 	dials     uint64 // sockets dialled so far (tests check the gate)
 	closed    bool
+
+	// heavyOK is set by the agent while the target is calm (Set.AllowHeavy).
+	heavyOK atomic.Bool
+	// clients is the last grouped CLIENT LIST, clientsAt when the last
+	// one was attempted, clientsNote why the latest was not taken (ACL);
+	// guarded by mu.
+	clients     *clientlist.Snapshot
+	clientsAt   time.Time
+	clientsNote string
 }
 
 // valkeyConn is one established connection and what was learnt on it.
@@ -139,6 +164,9 @@ type valkeyConn struct {
 	maxclients   *uint64 // CONFIG GET maxclients when INFO lacks it
 	configDenied bool    // CONFIG GET refused (ACL); don't ask again
 	prevRejected *uint64
+	nodeID       string // CLUSTER MYID, once per connection
+	myidDenied   bool   // CLUSTER MYID refused; don't ask again
+	clientsDeny  bool   // CLIENT LIST refused (ACL); don't ask again
 }
 
 // request is one PING+INFO exchange. done is closed when it has finished;
@@ -477,8 +505,22 @@ func (s *valkeySource) query(ctx context.Context, c *valkeyConn) (*sample.Valkey
 	}
 	v := valkeyFromInfo(m)
 	v.PingMS = sample.F64(float64(ping.Microseconds()) / 1000)
-	if c.calm(v, ping) {
+	calm := c.calm(v, ping)
+	if calm {
 		if err := c.readConfig(ctx, v, s.log); err != nil {
+			return nil, err
+		}
+	}
+	if m["cluster_enabled"] == "1" {
+		if calm && c.nodeID == "" && !c.myidDenied {
+			if err := c.readNodeID(ctx, s.log); err != nil {
+				return nil, err
+			}
+		}
+		v.ClusterNodeID = c.nodeID
+	}
+	if calm && s.clientListDue(c, v, ping) {
+		if err := s.readClientList(ctx, c); err != nil {
 			return nil, err
 		}
 	}
@@ -766,4 +808,81 @@ func roundDur(d time.Duration) time.Duration {
 		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// readNodeID reads CLUSTER MYID once per connection (the id of a node never
+// changes while it runs). A refusal (ACL) is remembered, not an error.
+func (c *valkeyConn) readNodeID(ctx context.Context, log *slog.Logger) error {
+	cl := c.client
+	id, err := cl.Do(ctx, cl.B().ClusterMyid().Build()).ToString()
+	if err != nil {
+		if connectionLost(err) {
+			return fmt.Errorf("CLUSTER MYID: %w", err)
+		}
+		log.Debug("CLUSTER MYID refused; cluster_node_id stays unknown", "err", err.Error())
+		c.myidDenied = true
+		return nil
+	}
+	c.nodeID = strings.TrimSpace(id)
+	return nil
+}
+
+// clientListDue applies the CLIENT LIST safety rules: the agent says calm,
+// few enough clients, a quick PING, and the last list is old enough. The
+// caller has already checked the connection-level calm (no rejections,
+// clients below 90% of maxclients).
+func (s *valkeySource) clientListDue(c *valkeyConn, v *sample.Valkey, ping time.Duration) bool {
+	if !s.heavyOK.Load() || c.clientsDeny || v.ConnectedClients == nil {
+		return false
+	}
+	if *v.ConnectedClients > s.cfg.ClientListMaxClients || ping >= s.cfg.ClientListMaxPing {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clientsAt.IsZero() || time.Since(s.clientsAt) >= s.cfg.ClientListEvery
+}
+
+// readClientList takes CLIENT LIST and keeps it grouped. Only a lost
+// connection is an error; a refusal is remembered for the connection and
+// shown as the note.
+func (s *valkeySource) readClientList(ctx context.Context, c *valkeyConn) error {
+	s.mu.Lock()
+	s.clientsAt = time.Now()
+	s.mu.Unlock()
+	cl := c.client
+	text, err := cl.Do(ctx, cl.B().ClientList().Build()).ToString()
+	if err != nil {
+		if connectionLost(err) {
+			return fmt.Errorf("CLIENT LIST: %w", err)
+		}
+		c.clientsDeny = true
+		s.mu.Lock()
+		s.clientsNote = "CLIENT LIST refused: " + err.Error()
+		s.mu.Unlock()
+		return nil
+	}
+	all, err := clientlist.Parse(text)
+	note := ""
+	if err != nil {
+		note = "CLIENT LIST reply not understood: " + err.Error()
+	}
+	others := all[:0]
+	for _, cli := range all {
+		// stormguard's own reserved connection and replication links
+		// (flags S: a replica's link here, M: this replica's link to its
+		// primary) are not application clients.
+		if cli.Name == clientName && cli.Cmd == "client|list" || cli.ReplicationLink() {
+			continue
+		}
+		others = append(others, cli)
+	}
+	snap := clientlist.GroupClients(others, time.Now(), s.cfg.YoungAge, 10)
+	s.mu.Lock()
+	if err == nil {
+		s.clients = &snap
+	}
+	s.clientsNote = note
+	s.mu.Unlock()
+	return nil
 }

@@ -11,7 +11,8 @@ import (
 // on Valkey's main thread: counters and gauges it keeps anyway. Sections
 // that walk data (keyspace per db is small, but commandstats, latencystats
 // and errorstats grow with use) are left out on purpose.
-var infoSections = []string{"clients", "stats", "memory", "server", "replication", "cpu"}
+// "cluster" is two short lines (cluster_enabled) on every server.
+var infoSections = []string{"clients", "stats", "memory", "server", "replication", "cpu", "cluster"}
 
 // parseInfo parses an INFO reply (valkeyreply.ParseInfo).
 func parseInfo(text string) map[string]string { return valkeyreply.ParseInfo(text) }

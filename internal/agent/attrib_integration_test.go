@@ -1,0 +1,173 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/agent"
+	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/serve"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+// dialFrom opens n connections from source address src (any 127/8 address
+// is local on lo) inside the namespace, closed at cleanup.
+func dialFrom(t *testing.T, sb *sandbox.Sandbox, src string, n int) {
+	t.Helper()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	err := netns.Do(sb.NetNS, func() error {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		for i := range n {
+			c, err := d.Dial("tcp", sb.Addr())
+			if err != nil {
+				return fmt.Errorf("dial %d from %s: %w", i, src, err)
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIntegrationSurgeAttribution: a pool of 40 old connections, then a
+// burst of 60 new connections from 127.0.0.2, 20 from 127.0.0.3 and 10 from
+// 127.0.0.4 → the surge event's evidence, /api/v1/state and /metrics name
+// 127.0.0.2 with two thirds of the new connections; the pool is not blamed.
+func TestIntegrationSurgeAttribution(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	dialFrom(t, sb, "127.0.0.9", 40) // the calm pool, before the agent starts
+
+	a, err := addr.Parse(sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorded{}
+	hub := serve.NewHub(signal.SourceNames(), 100, 100)
+	ag, err := agent.New(agent.Options{
+		Targets:  []signal.Target{{Addr: a, NetNS: sb.NetNS}},
+		Interval: 250 * time.Millisecond, Hub: hub, OnSample: rec.add,
+		// A low floor so 90 connections in a second are a surge.
+		Detector: detect.Config{NewConnFloor: 30},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ag.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// Calm first: the reference dump and a CLIENT LIST are taken.
+	var view serve.TargetView
+	waitView(t, hub, func(v serve.TargetView) bool {
+		view = v
+		return v.State.Name == "calm" && v.Clients != nil && v.Clients.Snapshot != nil && v.Clients.Clients >= 40
+	})
+	if view.Role != "primary" {
+		t.Errorf("role %q, want primary", view.Role)
+	}
+
+	dialFrom(t, sb, "127.0.0.2", 60)
+	dialFrom(t, sb, "127.0.0.3", 20)
+	dialFrom(t, sb, "127.0.0.4", 10)
+
+	var ev detect.Event
+	deadline := time.Now().Add(20 * time.Second)
+	for ev.Evidence.Attribution == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no state event with an attribution within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+		for _, raw := range hub.Events() {
+			var e detect.Event
+			if json.Unmarshal(raw, &e) == nil && e.Type == "state" && (e.To == detect.Surge || e.To == detect.Storm) {
+				ev = e
+			}
+		}
+	}
+	at := ev.Evidence.Attribution
+	raw, _ := json.Marshal(at)
+	t.Logf("event %s→%s: %s; verdict %q; attribution %s", ev.From, ev.To, ev.Reason, ev.Verdict, raw)
+	if at.Basis != "new_sockets" || len(at.TopIPs) == 0 {
+		t.Fatalf("attribution: %s", raw)
+	}
+	top := at.TopIPs[0]
+	// The event may fire after part of the burst: the share of the
+	// heaviest source is its share of what was new at that dump.
+	if top.IP != "127.0.0.2" || top.Share < 0.5 {
+		t.Errorf("heaviest source %+v, want 127.0.0.2 with about 2/3", top)
+	}
+	if !strings.Contains(ev.Verdict, "New connections: 100% from 127.0.0.0/24 (top IP 127.0.0.2, ") {
+		t.Errorf("verdict does not name the sources: %q", ev.Verdict)
+	}
+	for _, s := range at.TopIPs {
+		if s.IP == "127.0.0.9" {
+			t.Errorf("the old pool was blamed: %+v", s)
+		}
+	}
+
+	// /api/v1/state carries the sources and the labelled client groups.
+	waitView(t, hub, func(v serve.TargetView) bool {
+		view = v
+		return v.Sources != nil && v.Sources.Total == 90 && v.State.Name != "calm"
+	})
+	if s := view.Sources.TopIPs[0]; s.IP != "127.0.0.2" || s.Count != 60 {
+		t.Errorf("state sources top %+v, want 127.0.0.2 ×60", s)
+	}
+	if view.Clients == nil || !strings.Contains(view.Clients.Note, "taken while calm") {
+		t.Errorf("client groups during %s: %+v", view.State.Name, view.Clients)
+	}
+
+	// /metrics: the role and the top prefix.
+	srv := httptest.NewServer(serve.Handler(hub, serve.Options{}))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`stormguard_target_info{cluster_node_id="",role="primary",target="` + sb.Addr() + `"} 1`,
+		`stormguard_top_source_new_connections{prefix="127.0.0.0/24",target="` + sb.Addr() + `"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func waitView(t *testing.T, hub *serve.Hub, ok func(serve.TargetView) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var last serve.TargetView
+	for time.Now().Before(deadline) {
+		for _, v := range hub.Views() {
+			last = v
+			if ok(v) {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	raw, _ := json.Marshal(last)
+	t.Fatalf("condition not met within 20s; last view %.2000s", raw)
+}
