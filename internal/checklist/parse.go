@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/signal"
 	"github.com/stormguard/stormguard/internal/valkeyreply"
 )
@@ -93,7 +94,8 @@ func ListenInodes(s string, port int) []uint64 {
 // skipped.
 func ParseClientList(s string) []ClientConn {
 	out := []ClientConn{}
-	for _, m := range valkeyreply.ParseClientList(s) {
+	rows, _ := clientlist.Fields(s)
+	for _, m := range rows {
 		a, ok := m["addr"]
 		if !ok {
 			continue

@@ -28,14 +28,19 @@ type Client struct {
 // and a reply that is not CLIENT LIST must not cost unbounded work.
 const MaxLineFields = 128
 
-// Parse parses a CLIENT LIST reply: one client per line, space-separated
-// key=value fields (Valkey refuses spaces in names and lib-name/lib-ver, so
-// a space always separates fields). Unknown fields are ignored; a missing
-// age or idle is -1. Lines without any key=value field are an error, since
-// the reply is then not CLIENT LIST at all.
-func Parse(text string) ([]Client, error) {
+// Fields splits a CLIENT LIST reply into one key → value map per client:
+// space-separated key=value fields (Valkey refuses spaces in names and
+// lib-name/lib-ver, so a space always separates fields; a multi-word cmd
+// keeps only its first word). At most MaxLineFields fields are read per
+// line. A line without any key=value field is skipped and reported as the
+// error (the first one), with the other lines still returned: the reply may
+// not be CLIENT LIST at all, which strict callers (Parse) refuse and
+// tolerant ones (check, defuse) survive. This is the project's one CLIENT
+// LIST tokenizer.
+func Fields(text string) ([]map[string]string, error) {
 	text = strings.TrimPrefix(text, "txt:")
-	var out []Client
+	var out []map[string]string
+	var first error
 	lineNo := 0
 	for len(text) > 0 {
 		var line string
@@ -49,41 +54,48 @@ func Parse(text string) ([]Client, error) {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
-		c := Client{Age: -1, Idle: -1}
-		seen := 0
+		m := make(map[string]string, 32)
 		for f := range strings.FieldsSeq(line) {
-			if seen >= MaxLineFields {
+			if len(m) >= MaxLineFields {
 				break
 			}
 			k, v, ok := strings.Cut(f, "=")
-			if !ok {
+			if !ok || k == "" {
 				continue
 			}
-			seen++
-			switch k {
-			case "id":
-				c.ID, _ = strconv.ParseUint(v, 10, 64)
-			case "addr":
-				c.Addr = v
-				c.IP = hostIP(v)
-			case "name":
-				c.Name = v
-			case "lib-name":
-				c.LibName = v
-			case "lib-ver":
-				c.LibVer = v
-			case "flags":
-				c.Flags = v
-			case "cmd":
-				c.Cmd = v
-			case "age":
-				c.Age = seconds(v)
-			case "idle":
-				c.Idle = seconds(v)
-			}
+			m[k] = v
 		}
-		if seen == 0 {
-			return nil, fmt.Errorf("CLIENT LIST line %d: no key=value field: %.40q", lineNo, line)
+		if len(m) == 0 {
+			if first == nil {
+				first = fmt.Errorf("CLIENT LIST line %d: no key=value field: %.40q", lineNo, line)
+			}
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, first
+}
+
+// Parse parses a CLIENT LIST reply into Clients. Unknown fields are
+// ignored; a missing age or idle is -1.
+func Parse(text string) ([]Client, error) {
+	rows, err := Fields(text)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Client, 0, len(rows))
+	for _, m := range rows {
+		c := Client{Age: -1, Idle: -1, Addr: m["addr"], Name: m["name"], LibName: m["lib-name"],
+			LibVer: m["lib-ver"], Flags: m["flags"], Cmd: m["cmd"]}
+		c.ID, _ = strconv.ParseUint(m["id"], 10, 64)
+		if c.Addr != "" {
+			c.IP = hostIP(c.Addr)
+		}
+		if v, ok := m["age"]; ok {
+			c.Age = seconds(v)
+		}
+		if v, ok := m["idle"]; ok {
+			c.Idle = seconds(v)
 		}
 		out = append(out, c)
 	}

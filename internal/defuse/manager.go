@@ -38,10 +38,12 @@ type kernelState struct {
 	Present map[string]bool
 	// Actions maps an id to the action named in its rule comments.
 	Actions map[string]Action
+	// Packets maps an id to the packets its rules' counters have matched.
+	Packets map[string]uint64
 }
 
 func newKernelState() kernelState {
-	return kernelState{Armed: map[string]time.Duration{}, Present: map[string]bool{}, Actions: map[string]Action{}}
+	return kernelState{Armed: map[string]time.Duration{}, Present: map[string]bool{}, Actions: map[string]Action{}, Packets: map[string]uint64{}}
 }
 
 func actionFromComment(c string) Action {
@@ -218,8 +220,16 @@ func (m *Manager) expire(ctx context.Context, st *stateFile) ([]Mitigation, bool
 // a note, so the list matches the kernel.
 func (m *Manager) List(ctx context.Context) ([]Mitigation, error) {
 	var out []Mitigation
+	packets := map[string]uint64{}
 	_, err := m.locked(ctx, func(st *stateFile) (bool, error) {
 		out = append(out, st.Mitigations...)
+		defer func() {
+			for i := range out {
+				if d, ok := packets[out[i].ID]; ok {
+					out[i].Packets = &d
+				}
+			}
+		}()
 		known := map[string]bool{}
 		for _, mt := range st.Mitigations {
 			known[mt.ID] = true
@@ -232,6 +242,9 @@ func (m *Manager) List(ctx context.Context) ([]Mitigation, error) {
 		ks, err := k.state()
 		if err != nil {
 			return false, nil
+		}
+		for id, d := range ks.Packets {
+			packets[id] = d
 		}
 		now := m.now()
 		for _, id := range keys(ks.Armed) {

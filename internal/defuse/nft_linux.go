@@ -245,6 +245,11 @@ func (n *nftClient) state() (kernelState, error) {
 		if id := idFromComment(c); id != "" {
 			ks.Present[id] = true
 			ks.Actions[id] = actionFromComment(c)
+			for _, e := range r.Exprs {
+				if ctr, ok := e.(*expr.Counter); ok {
+					ks.Packets[id] += ctr.Packets
+				}
+			}
 		}
 	}
 	return ks, nil

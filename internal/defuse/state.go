@@ -39,9 +39,13 @@ type Mitigation struct {
 	// even if stormguard is not running.
 	KernelExpiry bool `json:"kernel_expiry"`
 	// Reversible is false only for kill-idle.
-	Reversible bool     `json:"reversible"`
-	DryRun     bool     `json:"dry_run,omitempty"`
-	Notes      []string `json:"notes,omitempty"`
+	Reversible bool `json:"reversible"`
+	// Packets is how many packets the mitigation's rules have matched so
+	// far: for the rate limits, SYNs dropped (nftables counters; List fills
+	// it for kernel rules).
+	Packets *uint64  `json:"packets,omitempty"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+	Notes   []string `json:"notes,omitempty"`
 }
 
 // Restore records the values a mitigation replaced.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/valkeyreply"
 
 	"github.com/valkey-io/valkey-go"
@@ -118,8 +119,11 @@ func (v *valkeyAdmin) ClientKill(ctx context.Context, id string) error {
 // parseInfo parses INFO output (valkeyreply.ParseInfo).
 func parseInfo(s string) map[string]string { return valkeyreply.ParseInfo(s) }
 
-// parseClientList parses CLIENT LIST output (valkeyreply.ParseClientList).
-func parseClientList(s string) []map[string]string { return valkeyreply.ParseClientList(s) }
+// parseClientList parses CLIENT LIST output (clientlist.Fields).
+func parseClientList(s string) []map[string]string {
+	rows, _ := clientlist.Fields(s)
+	return rows
+}
 
 // atoi parses an INFO number; ok is false when missing or malformed.
 func atoi(m map[string]string, k string) (int64, bool) {

@@ -1,4 +1,5 @@
-// Package valkeyreply parses Valkey's text replies that stormguard reads:
-// INFO and CLIENT LIST. One parser each for the whole project (the signal
-// source, check, defuse and the lab all use these), fuzzed once.
+// Package valkeyreply parses Valkey's INFO reply (and CLIENT LIST
+// addresses). One INFO parser for the whole project — the signal source,
+// check and defuse use it — fuzzed once. CLIENT LIST is tokenized by
+// package clientlist.
 package valkeyreply

@@ -33,36 +33,6 @@ func ParseInfo(text string) map[string]string {
 	return m
 }
 
-// ParseClientList parses CLIENT LIST output: one client per line, fields
-// "k=v" separated by spaces. A value containing spaces (cmd, argv on some
-// versions) runs until the next " k=" field. Blank lines are skipped.
-func ParseClientList(s string) []map[string]string {
-	var out []map[string]string
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		m := map[string]string{}
-		var last string
-		for _, f := range strings.Split(line, " ") {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok || k == "" {
-				if last != "" {
-					m[last] += " " + f
-				}
-				continue
-			}
-			m[k] = v
-			last = k
-		}
-		if len(m) > 0 {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // Host strips the port from a CLIENT LIST addr (ip:port, [v6]:port, v6:port
 // or a unix socket path).
 func Host(addr string) string {
