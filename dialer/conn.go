@@ -40,7 +40,9 @@ type Conn struct {
 	handshook bool
 	stable    bool
 	done      bool // failure recorded, or closed
-	timer     *time.Timer
+	// lostReported: the loss of this stable connection was recorded.
+	lostReported bool
+	timer        *time.Timer
 }
 
 // verdict of the first reply lines.
@@ -98,6 +100,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	if !watching {
+		if err != nil {
+			c.lostStable(err)
+		}
 		return n, err
 	}
 	if line := c.observe(p[:n], err); line != "" {
@@ -294,6 +299,43 @@ func (c *Conn) markStable() {
 	t.failures, t.prevDelay, t.nextDial = 0, 0, time.Time{}
 	t.stats.Healthy++
 	d.emit(t, EventHealthy, 0, nil)
+	d.mu.Unlock()
+}
+
+// Write writes to the connection; a healthy connection's write failing
+// (reset, broken pipe) counts as its loss like a read EOF does.
+func (c *Conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.lostStable(err)
+	}
+	return n, err
+}
+
+// lostStable records that a connection which had proved healthy was lost
+// (the server closed or reset it: a restart, a failover, CLIENT KILL). It
+// is not a failure, so the backoff stays reset — but every client of the
+// server loses its connection in the same instant, so the target's next
+// dials are spread over ReconnectWindow instead of all going at once.
+func (c *Conn) lostStable(err error) {
+	if errors.Is(err, net.ErrClosed) {
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return // a deadline the caller set, not a loss
+	}
+	c.mu.Lock()
+	if !c.stable || c.lostReported {
+		c.mu.Unlock()
+		return
+	}
+	c.lostReported = true
+	c.mu.Unlock()
+	d, t := c.d, c.t
+	d.mu.Lock()
+	t.lostAt = d.o.Now()
+	d.emit(t, EventConnLost, 0, err)
 	d.mu.Unlock()
 }
 

@@ -42,6 +42,9 @@ type target struct {
 	limiter   *rate.Limiter // nil = unlimited
 	firstSeen time.Time
 	handshook bool // some connection ever completed a handshake
+	// lostAt is when a healthy connection was last lost; dials in the
+	// ReconnectWindow after it are spread over the window.
+	lostAt time.Time
 
 	failures  int // consecutive failures since proven health (backoff)
 	prevDelay time.Duration
@@ -240,6 +243,12 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 	}
 	if w := d.o.FirstConnectWindow; w > 0 && !t.handshook && now.Before(t.firstSeen.Add(w)) {
 		at := t.firstSeen.Add(time.Duration(d.o.Rand.Float64() * float64(w)))
+		wait = max(wait, at.Sub(now))
+	}
+	if w := d.o.ReconnectWindow; w > 0 && !t.lostAt.IsZero() && now.Before(t.lostAt.Add(w)) {
+		// A whole fleet lost its connections at lostAt (restart, failover,
+		// CLIENT KILL): land somewhere in the window, not all at once.
+		at := t.lostAt.Add(time.Duration(d.o.Rand.Float64() * float64(w)))
 		wait = max(wait, at.Sub(now))
 	}
 	return t, false, wait, nil

@@ -58,7 +58,7 @@ func answerOK(c net.Conn) {
 // quick are options with tiny waits, for logic tests.
 func quick() Options {
 	return Options{
-		Rate: -1, FirstConnectWindow: -1,
+		Rate: -1, FirstConnectWindow: -1, ReconnectWindow: -1,
 		Backoff:     backoff.FullJitter{Base: time.Millisecond, Cap: 2 * time.Millisecond},
 		StableAfter: 50 * time.Millisecond,
 	}
@@ -488,6 +488,83 @@ func TestFirstConnectSpread(t *testing.T) {
 	}
 	if late := last.Sub(start); late > 400*time.Millisecond+2*time.Second {
 		t.Errorf("last first dial after %s, want within the window (+slack)", late)
+	}
+}
+
+// TestReconnectSpreadAfterStableLoss: losing a healthy connection (server
+// restart, CLIENT KILL) is no failure — the backoff stays reset — but the
+// redials that follow are spread over ReconnectWindow, since every client
+// of the server lost its connection in the same instant.
+func TestReconnectSpreadAfterStableLoss(t *testing.T) {
+	var mu sync.Mutex
+	var srv []net.Conn
+	addr := server(t, func(c net.Conn) {
+		mu.Lock()
+		srv = append(srv, c)
+		mu.Unlock()
+		answerOK(c)
+	})
+	var at []time.Time
+	o := quick()
+	o.StableAfter = 50 * time.Millisecond
+	o.ReconnectWindow = 400 * time.Millisecond
+	o.OnEvent = func(e Event) {
+		if e.Kind == EventDial {
+			mu.Lock()
+			at = append(at, time.Now())
+			mu.Unlock()
+		}
+	}
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := handshake(t, c); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "connection stable", func() bool { return d.Stats(addr).Healthy == 1 })
+	mu.Lock()
+	srv[0].Close() // the server drops the healthy connection
+	at = nil
+	mu.Unlock()
+	buf := make([]byte, 1)
+	if _, err := c.Read(buf); err == nil {
+		t.Fatal("read after server close succeeded")
+	}
+	lost := time.Now()
+	c.Close()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := d.DialContext(context.Background(), "tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	if st := d.Stats(addr); st.Failures != 0 {
+		t.Errorf("losing a healthy connection counted as a failure: %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	first, last := at[0], at[0]
+	for _, x := range at {
+		first, last = minT(first, x), maxT(last, x)
+	}
+	if spread := last.Sub(first); spread < 100*time.Millisecond {
+		t.Errorf("20 redials spread over %s, want most of the 400ms window", spread)
+	}
+	if late := last.Sub(lost); late > 400*time.Millisecond+2*time.Second {
+		t.Errorf("last redial %s after the loss, want within the window (+slack)", late)
 	}
 }
 

@@ -15,6 +15,7 @@ const (
 	DefaultRate               = 20 // new connections per second per target
 	DefaultBurst              = 10
 	DefaultFirstConnectWindow = time.Second
+	DefaultReconnectWindow    = time.Second
 	DefaultStableAfter        = 5 * time.Second
 	DefaultBreakerThreshold   = 5
 	DefaultBreakerOpenFor     = 5 * time.Second
@@ -75,6 +76,12 @@ type Options struct {
 	// FirstConnectWindow spreads dials made during this long after a
 	// target is first seen uniformly over the window (1s); -1 disables.
 	FirstConnectWindow time.Duration
+	// ReconnectWindow spreads the dials made after a healthy connection
+	// to the target was lost (server restart, failover, CLIENT KILL: every
+	// client loses its connection at once) uniformly over this long (1s);
+	// -1 disables. Independent processes each draw their own point in the
+	// window, so a fleet's reconnects arrive spread out, not in lock-step.
+	ReconnectWindow time.Duration
 	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
 	// jitter 100ms..10s).
 	Backoff backoff.Policy
@@ -134,6 +141,7 @@ func (o Options) withDefaults() (Options, error) {
 		off  bool // -1 allowed
 	}{
 		{"FirstConnectWindow", o.FirstConnectWindow, true},
+		{"ReconnectWindow", o.ReconnectWindow, true},
 		{"StableAfter", o.StableAfter, true},
 		{"BreakerOpenFor", o.BreakerOpenFor, false},
 		{"DialTimeout", o.DialTimeout, true},
@@ -161,6 +169,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.FirstConnectWindow == 0 {
 		o.FirstConnectWindow = DefaultFirstConnectWindow
+	}
+	if o.ReconnectWindow == 0 {
+		o.ReconnectWindow = DefaultReconnectWindow
 	}
 	if o.StableAfter == 0 {
 		o.StableAfter = DefaultStableAfter
