@@ -24,6 +24,7 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(
 		newSampleCmd(),
+		newStormCmd(),
 	)
 	return root
 }

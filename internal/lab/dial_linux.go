@@ -1,0 +1,190 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// socketFactory creates sockets inside one network namespace on a single
+// OS thread that stays there for the factory's life. Only socket(2) needs
+// the namespace; connect and I/O happen on any thread.
+type socketFactory struct {
+	reqs chan sockReq
+	done chan struct{}
+}
+
+type sockReq struct {
+	domain int
+	reply  chan sockReply
+}
+
+type sockReply struct {
+	fd  int
+	err error
+}
+
+func newSocketFactory(nsPath string) (*socketFactory, error) {
+	ns, err := os.Open(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %s: %w", nsPath, err)
+	}
+	f := &socketFactory{reqs: make(chan sockReq), done: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		// Locked and never unlocked: when this goroutine returns the
+		// runtime terminates the thread instead of reusing a thread
+		// that sits in another namespace.
+		runtime.LockOSThread()
+		err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
+		ns.Close()
+		if err != nil {
+			errc <- fmt.Errorf("enter network namespace %s: %w", nsPath, err)
+			return
+		}
+		errc <- nil
+		for {
+			select {
+			case <-f.done:
+				return
+			case r := <-f.reqs:
+				fd, err := unix.Socket(r.domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				r.reply <- sockReply{fd, err}
+			}
+		}
+	}()
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *socketFactory) close() { close(f.done) }
+
+func (f *socketFactory) socket(ctx context.Context, domain int) (int, error) {
+	reply := make(chan sockReply, 1)
+	select {
+	case f.reqs <- sockReq{domain, reply}:
+	case <-f.done:
+		return -1, errors.New("socket factory closed")
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+	r := <-reply
+	if r.err != nil {
+		return -1, os.NewSyscallError("socket", r.err)
+	}
+	return r.fd, nil
+}
+
+// dial connects to addr (an IP literal and port; names are resolved in
+// the caller's namespace) with a socket made inside the namespace.
+func (f *socketFactory) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	ap, err := resolve(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	var sa unix.Sockaddr
+	domain := unix.AF_INET
+	if ap.Addr().Is4() || ap.Addr().Is4In6() {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
+	} else {
+		domain = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	fd, err := f.socket(ctx, domain)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+	}
+	cerr := unix.Connect(fd, sa)
+	if cerr != nil && cerr != unix.EINPROGRESS && cerr != unix.EINTR {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: os.NewSyscallError("connect", cerr)}
+	}
+	// A non-blocking fd handed to os.NewFile joins Go's poller, so the
+	// wait for the connect below parks the goroutine, not a thread.
+	file := os.NewFile(uintptr(fd), "tcp")
+	defer file.Close()
+	if cerr != nil {
+		if err := waitConnect(ctx, file); err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+		}
+	}
+	c, err := net.FileConn(file) // dups the fd; the deferred Close drops ours
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+	}
+	return c, nil
+}
+
+// waitConnect waits for a non-blocking connect to finish and returns its
+// result (SO_ERROR), honouring ctx.
+func waitConnect(ctx context.Context, file *os.File) error {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = file.SetWriteDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = file.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	first := true
+	var soErr error
+	werr := rc.Write(func(fd uintptr) bool {
+		if first {
+			// Wait for writability first: SO_ERROR is 0 while the
+			// handshake is still in flight.
+			first = false
+			return false
+		}
+		v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		switch {
+		case err != nil:
+			soErr = os.NewSyscallError("getsockopt", err)
+		case v != 0:
+			soErr = os.NewSyscallError("connect", unix.Errno(v))
+		}
+		return true
+	})
+	if werr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(werr, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("connect: %w", os.ErrDeadlineExceeded)
+		}
+		return werr
+	}
+	return soErr
+}
+
+// resolve turns addr into an address and port, resolving a name in the
+// caller's namespace.
+func resolve(ctx context.Context, network, addr string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return ap, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	pa, err := net.DefaultResolver.LookupPort(ctx, network, port)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("resolve port %s: %w", port, err)
+	}
+	return netip.AddrPortFrom(ips[0], uint16(pa)), nil
+}
