@@ -32,11 +32,11 @@ type stormOpts struct {
 	restartCmd   string
 	down         time.Duration
 
-	spawn       bool
-	somaxconn   int
-	tcpBacklog  int
-	maxclients  int
-	syncookies  int
+	spawn      bool
+	somaxconn  int
+	tcpBacklog int
+	maxclients int
+	syncookies int
 
 	cfg lab.Config
 }

@@ -6,6 +6,13 @@ import (
 	"time"
 )
 
+// Prefetch sizes of the namespace socket factory: it holds up to prefetch
+// sockets and is refilled when fewer than lowWater remain.
+const (
+	prefetch = 1024
+	lowWater = 768
+)
+
 // DialFunc makes a TCP connection; it has the shape of
 // net.Dialer.DialContext, go-redis's Options.Dialer and dialer.Options.Dial.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -53,7 +53,7 @@ func FDsNeeded(cfg Config) int {
 	if cfg.Strategy == "pool-unbounded" {
 		per = cfg.PoolSize
 	}
-	return cfg.Clients*per + 2*cfg.Instances + 256
+	return cfg.Clients*per + 2*cfg.Instances + 256 + prefetch
 }
 
 // Run replays one storm and measures it. ctx cancellation stops it early
