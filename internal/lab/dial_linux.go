@@ -29,7 +29,6 @@ type socketFactory struct {
 	low   chan struct{}
 }
 
-
 type sockReq struct {
 	domain int
 	reply  chan sockReply
@@ -154,19 +153,13 @@ func (f *socketFactory) dial(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
 	}
-	cerr := unix.Connect(fd, sa)
-	if cerr != nil && cerr != unix.EINPROGRESS && cerr != unix.EINTR {
-		unix.Close(fd)
-		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: os.NewSyscallError("connect", cerr)}
-	}
-	// A non-blocking fd handed to os.NewFile joins Go's poller, so the
-	// wait for the connect below parks the goroutine, not a thread.
+	// Register with Go's poller (a non-blocking fd handed to os.NewFile
+	// joins it) before connect(2): an edge-triggered readiness that
+	// arrived between connect and registration would be lost.
 	file := os.NewFile(uintptr(fd), "tcp")
 	defer file.Close()
-	if cerr != nil {
-		if err := waitConnect(ctx, file); err != nil {
-			return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
-		}
+	if err := connectWait(ctx, file, sa); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
 	}
 	c, err := net.FileConn(file) // dups the fd; the deferred Close drops ours
 	if err != nil {
@@ -175,9 +168,9 @@ func (f *socketFactory) dial(ctx context.Context, network, addr string) (net.Con
 	return c, nil
 }
 
-// waitConnect waits for a non-blocking connect to finish and returns its
-// result (SO_ERROR), honouring ctx.
-func waitConnect(ctx context.Context, file *os.File) error {
+// connectWait starts a non-blocking connect on file and waits for its
+// outcome, parking the goroutine (not a thread), honouring ctx.
+func connectWait(ctx context.Context, file *os.File, sa unix.Sockaddr) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = file.SetWriteDeadline(dl)
 	}
@@ -187,23 +180,40 @@ func waitConnect(ctx context.Context, file *os.File) error {
 	if err != nil {
 		return err
 	}
-	first := true
-	var soErr error
+	started := false
+	var result error
 	werr := rc.Write(func(fd uintptr) bool {
-		if first {
-			// Wait for writability first: SO_ERROR is 0 while the
-			// handshake is still in flight.
-			first = false
-			return false
+		if !started {
+			// First call: the poller was reset just before it, so
+			// the completion event cannot be missed.
+			started = true
+			switch err := unix.Connect(int(fd), sa); err {
+			case nil:
+				return true
+			case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+				return false
+			default:
+				result = os.NewSyscallError("connect", err)
+				return true
+			}
 		}
 		v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-		switch {
-		case err != nil:
-			soErr = os.NewSyscallError("getsockopt", err)
-		case v != 0:
-			soErr = os.NewSyscallError("connect", unix.Errno(v))
+		if err != nil {
+			result = os.NewSyscallError("getsockopt", err)
+			return true
 		}
-		return true
+		switch e := unix.Errno(v); e {
+		case 0:
+			// Writable with no error: connected, unless the wake-up
+			// was spurious (net's connect makes the same check).
+			_, err := unix.Getpeername(int(fd))
+			return err == nil
+		case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+			return false
+		default:
+			result = os.NewSyscallError("connect", e)
+			return true
+		}
 	})
 	if werr != nil {
 		if ctx.Err() != nil {
@@ -214,7 +224,7 @@ func waitConnect(ctx context.Context, file *os.File) error {
 		}
 		return werr
 	}
-	return soErr
+	return result
 }
 
 // resolve turns addr into an address and port, resolving a name in the
