@@ -118,7 +118,7 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 			if ctx.Err() != nil {
 				return
 			}
-			r.rec.failedCommand()
+			r.rec.failedCommand(err)
 			proven := cc.proven
 			cc.c.Close()
 			cc = nil
@@ -189,7 +189,7 @@ func (r *run) poolClient(ctx context.Context, id int, dial DialFunc) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.rec.failedCommand()
+			r.rec.failedCommand(err)
 			closeAll()
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,10 +18,19 @@ import (
 
 func newServer(t *testing.T, somaxconn int) *sandbox.Sandbox {
 	t.Helper()
-	return sandboxtest.New(t, sandbox.Options{
+	sb := sandboxtest.New(t, sandbox.Options{
 		Sysctls:    map[string]string{"net.core.somaxconn": strconv.Itoa(somaxconn)},
 		ValkeyArgs: []string{"--maxclients", "4000"},
 	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(sb.LogPath())
+			ss, _ := sb.Command(context.Background(), "ss", "-ltnp").CombinedOutput()
+			t.Logf("valkey-server pid %d alive=%v ping=%v\nlisteners:\n%s\nlog:\n%s", sb.ValkeyPID(),
+				syscall.Kill(sb.ValkeyPID(), 0) == nil, sb.Ping(context.Background()), ss, b)
+		}
+	})
+	return sb
 }
 
 func runLab(t *testing.T, c Config) *Result {
@@ -108,7 +118,8 @@ func TestIntegrationEveryStrategy(t *testing.T) {
 	const clients = 20
 	for _, s := range Strategies {
 		c := Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: clients, Strategy: s, Scenario: "kill",
-			Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second}
+			Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second,
+			WarmupTimeout: 20 * time.Second}
 		if s == "go-redis" || s == "valkey-go" {
 			c.Instances = 2 // two processes, ten goroutines sharing each client
 		}

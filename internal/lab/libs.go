@@ -88,7 +88,7 @@ func (r *run) libClient(ctx context.Context, id int, p pinger) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.rec.failedCommand()
+			r.rec.failedCommand(err)
 		} else {
 			r.rec.pingOK(id, sent)
 		}

@@ -27,6 +27,8 @@ type recorder struct {
 	warm      []atomic.Bool // client completed a PING at least once
 	warmCount atomic.Int64
 
+	lastErr atomic.Value // string: the latest dial or command error, for messages
+
 	t0          atomic.Int64   // disruption time (ns since start), 0 = not yet
 	recoveredAt []atomic.Int64 // per client, ns since start of first PING sent ≥ t0 that succeeded
 	recovered   atomic.Int64
@@ -53,8 +55,21 @@ func (r *recorder) dial() {
 	r.timeline[i].Add(1)
 }
 
-func (r *recorder) dialFailed()    { r.dialFails.Add(1) }
-func (r *recorder) failedCommand() { r.failedCmds.Add(1) }
+func (r *recorder) dialFailed(err error) {
+	r.dialFails.Add(1)
+	r.lastErr.Store(err.Error())
+}
+
+func (r *recorder) failedCommand(err error) {
+	r.failedCmds.Add(1)
+	r.lastErr.Store(err.Error())
+}
+
+// lastError is the latest dial or command error ("" if none).
+func (r *recorder) lastError() string {
+	s, _ := r.lastErr.Load().(string)
+	return s
+}
 
 // pingOK records that client id's PING sent at sent succeeded now.
 func (r *recorder) pingOK(id int, sent time.Time) {

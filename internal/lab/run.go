@@ -28,7 +28,7 @@ func (r *run) countedDial(ctx context.Context, network, addr string) (net.Conn, 
 	r.rec.dial()
 	c, err := r.base(ctx, network, addr)
 	if err != nil {
-		r.rec.dialFailed()
+		r.rec.dialFailed(err)
 	}
 	return c, err
 }
@@ -156,7 +156,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	lastTick := time.Now()
 	for r.rec.warmCount.Load() < int64(cfg.Clients) {
 		if time.Now().After(warmDeadline) {
-			return nil, fmt.Errorf("warm-up: only %d of %d clients completed a PING within %s", r.rec.warmCount.Load(), cfg.Clients, cfg.WarmupTimeout)
+			return nil, fmt.Errorf("warm-up: only %d of %d clients completed a PING within %s (last error: %s)",
+				r.rec.warmCount.Load(), cfg.Clients, cfg.WarmupTimeout, r.rec.lastError())
 		}
 		select {
 		case err := <-launchErr:
