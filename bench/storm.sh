@@ -74,3 +74,21 @@ if "immediate" in by and "stormguard" in by:
     print(f"\nimmediate/stormguard listen overflows: {ov:.1f}x (target >= 10x); "
           f"stormguard recovery {sg['time_to_recover_ms']} ms vs fastest {min(ttrs) if ttrs else None} ms (target <= 2x)")
 PY
+
+# 3. The same storm with the clients grouped into application instances
+# that share one dialer / client each (--instances).
+INSTANCES=${STORM_INSTANCES:-20}
+echo
+echo "== storm: $STORM_CLIENTS clients in $INSTANCES instances, kill, somaxconn $STORM_SOMAXCONN"
+"$SG" storm --spawn --somaxconn "$STORM_SOMAXCONN" --clients "$STORM_CLIENTS" --instances "$INSTANCES" \
+	--scenario kill --compare immediate,stormguard,go-redis,valkey-go --json >"$OUT/storm-kill-instances.json"
+python3 - "$OUT/storm-kill-instances.json" <<'PY'
+import json, sys
+rs = json.load(open(sys.argv[1]))
+cols = ["strategy", "instances", "connect_attempts", "connect_failures", "peak_connects_per_sec", "time_to_recover_ms",
+        "recover_p50_ms", "failed_commands", "listen_overflows"]
+print("| " + " | ".join(cols) + " |")
+print("|" + "---|" * len(cols))
+for r in rs:
+    print("| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |")
+PY

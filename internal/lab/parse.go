@@ -108,9 +108,9 @@ func appendCommand(dst []byte, args ...string) []byte {
 // Section headers, blank lines and non-numeric values are skipped.
 func parseInfo(b []byte) map[string]uint64 {
 	out := make(map[string]uint64)
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimRight(line, "\r")
-		if line == "" || line[0] == '#' {
+	lines := strings.FieldsFunc(string(b), func(r rune) bool { return r == '\r' || r == '\n' })
+	for _, line := range lines {
+		if line[0] == '#' {
 			continue
 		}
 		k, v, ok := strings.Cut(line, ":")
