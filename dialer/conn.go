@@ -3,14 +3,16 @@ package dialer
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
 
 // maxClientsPrefix is what Valkey writes before closing a connection over
 // maxclients (acceptCommonHandler); the cluster variant shares the prefix.
-var maxClientsPrefix = []byte("-ERR max number of clients")
+const maxClientsPrefix = "-ERR max number of clients"
 
 // sniffLimit bounds how many bytes are buffered looking for the first
 // non-error reply line.
@@ -32,6 +34,8 @@ type Conn struct {
 
 	mu        sync.Mutex
 	sniff     bool
+	decided   bool   // the first bytes were classified
+	pending   []byte // bytes read while deciding, not yet returned
 	buf       []byte
 	handshook bool
 	stable    bool
@@ -61,7 +65,7 @@ func sniffReplies(buf []byte) (verdict, string, []byte) {
 		line := bytes.TrimRight(buf[:i], "\r")
 		buf = buf[i+1:]
 		switch {
-		case bytes.HasPrefix(line, maxClientsPrefix):
+		case bytes.HasPrefix(line, []byte(maxClientsPrefix)):
 			return verdictOverload, string(line), buf
 		case len(line) > 0 && line[0] == '-':
 			continue
@@ -71,20 +75,81 @@ func sniffReplies(buf []byte) (verdict, string, []byte) {
 	}
 }
 
-// Read reads from the connection, sniffing the first reply line.
+// Read reads from the connection, sniffing the first reply line. While
+// the first bytes could still be a maxclients rejection they are held
+// back; a rejection is returned as an error wrapping ErrOverloaded instead
+// of as data. Valkey writes that rejection as soon as it accepts, before
+// the client's HELLO, so a client library would otherwise parse a reply it
+// never asked for (valkey-go v1.0.79 once panicked in exactly this
+// scenario in our tests: "protocol bug, message handled out of order").
 func (c *Conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
 	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	first := c.sniff && !c.handshook && !c.done && !c.decided
 	watching := !c.stable && !c.done
 	c.mu.Unlock()
+	if first {
+		return c.readFirst(p)
+	}
+	n, err := c.Conn.Read(p)
 	if !watching {
 		return n, err
 	}
-	c.observe(p[:n], err)
+	if line := c.observe(p[:n], err); line != "" {
+		return 0, fmt.Errorf("%w: %s", ErrOverloaded, line)
+	}
 	return n, err
 }
 
-func (c *Conn) observe(p []byte, err error) {
+// readFirst reads until the stream can no longer be a maxclients line.
+func (c *Conn) readFirst(p []byte) (int, error) {
+	var acc []byte
+	// Small reads: the decision needs at most a line, and the caller's
+	// buffer may be large (valkey-go reads into 0.5 MiB).
+	buf := make([]byte, 512)
+	for {
+		n, err := c.Conn.Read(buf)
+		acc = append(acc, buf[:n]...)
+		if err == nil && len(acc) < sniffLimit && mayBeMaxClients(acc) {
+			continue
+		}
+		c.mu.Lock()
+		c.decided = true
+		c.mu.Unlock()
+		if line := c.observe(acc, err); line != "" {
+			return 0, fmt.Errorf("%w: %s", ErrOverloaded, line)
+		}
+		k := copy(p, acc)
+		if k < len(acc) {
+			c.mu.Lock()
+			c.pending = append(c.pending, acc[k:]...)
+			c.mu.Unlock()
+			return k, nil // the error, if any, comes again on a later Read
+		}
+		return k, err
+	}
+}
+
+// mayBeMaxClients reports whether b, with no complete line yet, could
+// still turn out to be the maxclients rejection.
+func mayBeMaxClients(b []byte) bool {
+	if bytes.IndexByte(b, '\n') >= 0 {
+		return false
+	}
+	if len(b) <= len(maxClientsPrefix) {
+		return strings.HasPrefix(maxClientsPrefix, string(b))
+	}
+	return bytes.HasPrefix(b, []byte(maxClientsPrefix))
+}
+
+// observe classifies bytes read and read errors; it returns the
+// maxclients line when the server rejected the connection.
+func (c *Conn) observe(p []byte, err error) string {
 	c.mu.Lock()
 	if c.sniff && !c.handshook && len(p) > 0 {
 		c.buf = append(c.buf, p...)
@@ -95,7 +160,7 @@ func (c *Conn) observe(p []byte, err error) {
 			c.buf = nil
 			c.mu.Unlock()
 			c.overload(errors.New(line))
-			return
+			return line
 		case verdictAdmitted:
 			c.buf = nil
 			c.mu.Unlock()
@@ -111,13 +176,14 @@ func (c *Conn) observe(p []byte, err error) {
 	handshook := c.handshook
 	c.mu.Unlock()
 	if err == nil || errors.Is(err, net.ErrClosed) {
-		return
+		return ""
 	}
 	if !handshook {
 		c.lostBeforeHandshake(err)
-		return
+		return ""
 	}
 	c.lost(err)
+	return ""
 }
 
 // lostBeforeHandshake: EOF, reset or timeout before any reply is how an

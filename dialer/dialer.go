@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/stormguard/stormguard/backoff"
 )
 
 // Dialer dials with per-target rate limits, backoff and circuit breaking
@@ -313,5 +311,3 @@ func sleep(ctx context.Context, d time.Duration, now func() time.Time) error {
 		return nil
 	}
 }
-
-var _ backoff.Policy = DefaultBackoff

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,8 +174,8 @@ func TestMaxClientsBacksOffTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if line, _ := handshake(t, c); line != "-ERR max number of clients reached\r\n" {
-		t.Fatalf("reply %q", line)
+	if line, err := handshake(t, c); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("reply %q, %v; want ErrOverloaded in place of the rejection", line, err)
 	}
 	c.Close()
 	st := d.Stats(addr)
@@ -501,4 +502,63 @@ func maxT(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// TestFirstReplyHeldBack: a rejection split across TCP segments is still
+// recognised, and ordinary replies pass through intact, whatever the
+// segmenting.
+func TestFirstReplyHeldBack(t *testing.T) {
+	tests := []struct {
+		name     string
+		segments []string
+		overload bool
+	}{
+		{"split rejection", []string{"-ERR max num", "ber of clients reached\r\n"}, true},
+		{"byte by byte", strings.Split("-ERR max number of clients reached\r\n", ""), true},
+		{"split OK", []string{"+O", "K\r\n+PONG\r\n"}, false},
+		{"error lookalike", []string{"-ERR max", "imum\r\n", "+OK\r\n"}, false},
+		{"big first reply", []string{"$3000\r\n" + strings.Repeat("x", 3000) + "\r\n"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := server(t, func(c net.Conn) {
+				defer c.Close()
+				for _, s := range tt.segments {
+					if _, err := c.Write([]byte(s)); err != nil {
+						return
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				time.Sleep(100 * time.Millisecond)
+			})
+			o := quick()
+			o.BreakerThreshold = -1
+			d, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := d.DialContext(context.Background(), "tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(c)
+			if tt.overload {
+				if !errors.Is(err, ErrOverloaded) || len(got) != 0 {
+					t.Fatalf("read %q, %v; want no data and ErrOverloaded", got, err)
+				}
+				if st := d.Stats(addr); st.Overloads != 1 {
+					t.Fatalf("stats %+v, want 1 overload", st)
+				}
+				return
+			}
+			if want := strings.Join(tt.segments, ""); string(got) != want || err != nil {
+				t.Fatalf("read %q, %v; want %q intact", got, err, want)
+			}
+			if st := d.Stats(addr); st.Overloads != 0 {
+				t.Fatalf("stats %+v, want no overload", st)
+			}
+		})
+	}
 }

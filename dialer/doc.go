@@ -24,8 +24,10 @@
 //   - Overload detection: the returned net.Conn sniffs the first reply
 //     line. "-ERR max number of clients reached", and EOF or reset before
 //     any reply (what TLS clients see at maxclients), are reported as
-//     overload of the whole target. Adapters can also call
-//     [Dialer.ReportOverload].
+//     overload of the whole target. The rejection itself is held back
+//     and Read returns an error wrapping [ErrOverloaded] instead, so the
+//     client library never parses a reply it did not ask for. Adapters
+//     can also call [Dialer.ReportOverload].
 //   - Circuit breaker: after BreakerThreshold consecutive failures the
 //     target is open for BreakerOpenFor; dials fail at once with
 //     [ErrCircuitOpen] without touching the network. Then up to

@@ -22,9 +22,11 @@ const (
 	DefaultDialTimeout        = 5 * time.Second
 )
 
-// DefaultBackoff is the target-wide backoff used when Options.Backoff is
-// nil: full jitter from 100 ms up to 10 s.
-var DefaultBackoff = backoff.FullJitter{Base: 100 * time.Millisecond, Cap: 10 * time.Second}
+// DefaultBackoff returns the target-wide backoff used when Options.Backoff
+// is nil: full jitter from 100 ms up to 10 s.
+func DefaultBackoff() backoff.Policy {
+	return backoff.FullJitter{Base: 100 * time.Millisecond, Cap: 10 * time.Second}
+}
 
 // Errors returned by New for option combinations that cannot work.
 var (
@@ -57,6 +59,9 @@ var (
 	// ErrRateLimited: the target's new-connection rate is exhausted until
 	// after the context's deadline.
 	ErrRateLimited = errors.New("dialer: new-connection rate limit")
+	// ErrOverloaded: returned by Conn.Read in place of the server's
+	// "-ERR max number of clients reached" rejection.
+	ErrOverloaded = errors.New("dialer: server overloaded")
 )
 
 // Options configure a Dialer. Pass by value; zero fields mean the documented
@@ -70,7 +75,7 @@ type Options struct {
 	// FirstConnectWindow spreads dials made during this long after a
 	// target is first seen uniformly over the window (1s); -1 disables.
 	FirstConnectWindow time.Duration
-	// Backoff is the target-wide reconnect policy (DefaultBackoff: full
+	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
 	// jitter 100ms..10s).
 	Backoff backoff.Policy
 	// StableAfter is how long a connection must stay up after its
@@ -164,7 +169,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.DialTimeout = DefaultDialTimeout
 	}
 	if o.Backoff == nil {
-		o.Backoff = DefaultBackoff
+		o.Backoff = DefaultBackoff()
 	}
 	if err := o.Backoff.Validate(); err != nil {
 		return o, fmt.Errorf("%w: %w", ErrInvalidBackoff, err)

@@ -24,6 +24,12 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(
 		newSampleCmd(),
+		newDefuseCmd(),
+		newWatchCmd(),
+		newReportCmd(),
+		newTopCmd(),
+		newBackoffCmd(),
+		newCheckCmd(),
 		newStormCmd(),
 	)
 	return root

@@ -8,8 +8,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -95,14 +93,14 @@ func resolveTarget(valkey, passwordFile, ns string) (signal.Target, error) {
 var errValkeyUnreachable = errors.New("cannot reach Valkey")
 
 func runSample(ctx context.Context, out io.Writer, t signal.Target, o sampleOpts) error {
-	set := signal.Open(ctx, signal.Options{Target: t, Interval: o.interval})
+	set := signal.Open(ctx, signal.Options{Target: t, Interval: o.interval, Version: version})
 	defer set.Close()
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: o.interval}
 
-	var tw *tabwriter.Writer
-	if !o.json {
-		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tTARGET\tACCEPTQ\tPEAK\tLIMIT\tSYN_RECV\tESTAB\tOVERFLOWS\tCT\tCLIENTS\tMAXCLIENTS\tREJECTED\tPING_MS")
+	table := !o.json
+	if table {
+		// Fixed widths, not a tabwriter: rows stream as they are taken.
+		fmt.Fprintf(out, rowFormat, "TIME", "TARGET", "ACCEPTQ", "PEAK", "LIMIT", "SYN_RECV", "ESTAB", "OVERFLOWS", "CONNTRACK", "CLIENTS", "MAXCLI", "REJECTED", "PING_MS")
 	}
 	enc := json.NewEncoder(out)
 	tick := time.NewTicker(o.interval)
@@ -127,10 +125,9 @@ func runSample(ctx context.Context, out io.Writer, t signal.Target, o sampleOpts
 			}
 			continue
 		}
-		writeRow(tw, s)
-		tw.Flush()
+		writeRow(out, s)
 	}
-	if tw != nil && first != nil && len(first.Errors) > 0 {
+	if table && first != nil && len(first.Errors) > 0 {
 		keys := make([]string, 0, len(first.Errors))
 		for k := range first.Errors {
 			keys = append(keys, k)
@@ -150,6 +147,8 @@ func runSample(ctx context.Context, out io.Writer, t signal.Target, o sampleOpts
 	}
 	return nil
 }
+
+const rowFormat = "%-12s  %-21s %7s %5s %5s %8s %6s %9s %13s %7s %6s %8s %7s\n"
 
 func writeRow(w io.Writer, s *sample.Sample) {
 	d := func(p *uint64) string {
@@ -174,6 +173,6 @@ func writeRow(w io.Writer, s *sample.Sample) {
 			ping = fmt.Sprintf("%.2f", *s.Valkey.PingMS)
 		}
 	}
-	fmt.Fprintln(w, strings.Join([]string{s.Time.Format("15:04:05.000"), s.Target, depth, peak, limit,
-		d(s.SynRecv), d(s.Established), ov, ct, cl, mc, rej, ping}, "\t"))
+	fmt.Fprintf(w, rowFormat, s.Time.Format("15:04:05.000"), s.Target, depth, peak, limit,
+		d(s.SynRecv), d(s.Established), ov, ct, cl, mc, rej, ping)
 }

@@ -81,7 +81,7 @@ See docs/lab.md.`,
 				o.cfg.Policy.GlideSet["jitter-percent"] = true
 			}
 			var errOut io.Writer
-			if o.progress || isTerminal(os.Stderr) {
+			if o.progress || stderrIsTTY() {
 				errOut = cmd.ErrOrStderr()
 			}
 			return runStorm(cmd.Context(), cmd.OutOrStdout(), errOut, o)
@@ -140,7 +140,8 @@ func backoffDefault(name string) int {
 	return 0
 }
 
-func isTerminal(f *os.File) bool {
+func stderrIsTTY() bool {
+	f := os.Stderr
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -15,7 +15,7 @@ import (
 // client comes back, and recovery cannot be faster than the downtime.
 func TestIntegrationStormRestartSpawn(t *testing.T) {
 	sandboxtest.Require(t)
-	code, msg, out := runCLI(t, "storm", "--spawn", "--clients", "50", "--strategy", "full-jitter",
+	code, msg, out := runStormCLI(t, "storm", "--spawn", "--clients", "50", "--strategy", "full-jitter",
 		"--scenario", "restart", "--down", "500ms", "--hold", "500ms", "--duration", "20s", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, msg)
@@ -53,7 +53,7 @@ func TestIntegrationStormRestartSpawn(t *testing.T) {
 // object per strategy in order, each with a fresh server.
 func TestIntegrationStormCompareJSON(t *testing.T) {
 	sandboxtest.Require(t)
-	code, msg, out := runCLI(t, "storm", "--spawn", "--clients", "20", "--compare", "immediate,glide",
+	code, msg, out := runStormCLI(t, "storm", "--spawn", "--clients", "20", "--compare", "immediate,glide",
 		"--scenario", "kill", "--hold", "300ms", "--settle", "200ms", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, msg)

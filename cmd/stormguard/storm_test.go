@@ -9,7 +9,7 @@ import (
 
 // runCLI runs the root command in-process and returns the exit code and
 // the one line main would print.
-func runCLI(t *testing.T, args ...string) (int, string, string) {
+func runStormCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	root := newRootCmd()
 	var out, errOut bytes.Buffer
@@ -55,7 +55,7 @@ func TestStormBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, msg, out := runCLI(t, append([]string{"storm"}, tt.args...)...)
+			code, msg, out := runStormCLI(t, append([]string{"storm"}, tt.args...)...)
 			if code != exitUsage {
 				t.Fatalf("exit %d, want %d (msg %q)", code, exitUsage, msg)
 			}
@@ -70,7 +70,7 @@ func TestStormBadInput(t *testing.T) {
 }
 
 func TestStormPasswordNotLeaked(t *testing.T) {
-	_, msg, _ := runCLI(t, "storm", "--target", "valkey://u:hunter2@127.0.0.1:1", "--clients", "1", "--strategy", "immediate")
+	_, msg, _ := runStormCLI(t, "storm", "--target", "valkey://u:hunter2@127.0.0.1:1", "--clients", "1", "--strategy", "immediate")
 	if strings.Contains(msg, "hunter2") {
 		t.Fatalf("password in error: %q", msg)
 	}

@@ -113,5 +113,5 @@ func (a *admin) stats(ctx context.Context, timeout time.Duration) (map[string]ui
 	if err != nil {
 		return nil, fmt.Errorf("INFO stats: %w", err)
 	}
-	return parseInfo(rp.bulk), nil
+	return infoCounters(rp.bulk), nil
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/signal"
 )
 
 // readNetstat reads /proc/thread-self/net/netstat on a thread inside the
@@ -27,7 +28,7 @@ func readNetstat(nsPath string) (map[string]map[string]uint64, error) {
 			return fmt.Errorf("read netstat: %w", err)
 		}
 		defer f.Close()
-		out, err = parseNetstat(f)
+		out, err = signal.ParseProcNetStats(f)
 		return err
 	})
 	return out, err

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
+
+	"github.com/stormguard/stormguard/internal/valkeyreply"
 )
 
 // reply is one RESP reply as the lab needs it: its type byte and either
@@ -104,67 +105,14 @@ func appendCommand(dst []byte, args ...string) []byte {
 	return dst
 }
 
-// parseInfo reads the numeric "key:value" fields of an INFO reply.
-// Section headers, blank lines and non-numeric values are skipped.
-func parseInfo(b []byte) map[string]uint64 {
+// infoCounters reads the numeric fields of an INFO reply with the
+// project's one INFO parser.
+func infoCounters(b []byte) map[string]uint64 {
 	out := make(map[string]uint64)
-	lines := strings.FieldsFunc(string(b), func(r rune) bool { return r == '\r' || r == '\n' })
-	for _, line := range lines {
-		if line[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
+	for k, v := range valkeyreply.ParseInfo(string(b)) {
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
 			out[k] = n
 		}
 	}
 	return out
-}
-
-// parseNetstat parses /proc/net/netstat (and /proc/net/snmp): pairs of
-// lines "Prefix: Name1 Name2 …" and "Prefix: v1 v2 …". It returns
-// prefix → name → value, matching fields by name so kernels that add
-// columns parse the same.
-func parseNetstat(r io.Reader) (map[string]map[string]uint64, error) {
-	out := make(map[string]map[string]uint64)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		names := strings.Fields(sc.Text())
-		if !sc.Scan() {
-			return nil, fmt.Errorf("netstat: header %q without values", firstField(names))
-		}
-		values := strings.Fields(sc.Text())
-		if len(names) == 0 || len(names) != len(values) || names[0] != values[0] || !strings.HasSuffix(names[0], ":") {
-			return nil, fmt.Errorf("netstat: malformed pair for %q", firstField(names))
-		}
-		prefix := strings.TrimSuffix(names[0], ":")
-		m := out[prefix]
-		if m == nil {
-			m = make(map[string]uint64, len(names)-1)
-			out[prefix] = m
-		}
-		for i := 1; i < len(names); i++ {
-			v, err := strconv.ParseUint(values[i], 10, 64)
-			if err != nil {
-				// Tcp: MaxConn is -1 in /proc/net/snmp: not a counter.
-				continue
-			}
-			m[names[i]] = v
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("netstat: %w", err)
-	}
-	return out, nil
-}
-
-func firstField(f []string) string {
-	if len(f) == 0 {
-		return ""
-	}
-	return f[0]
 }

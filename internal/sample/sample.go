@@ -33,16 +33,24 @@ type Sample struct {
 	SourceDurations map[string]float64 `json:"source_ms,omitempty"`
 }
 
-// Listen is the accept queue of the target's listening socket(s). With
-// several sockets on the port (IPv4 and IPv6, SO_REUSEPORT) depth values are
-// summed and the limit is the sum of the limits.
+// Listen is the accept queue of the target's listening socket(s). Every
+// listening socket has its own queue (IPv4 and IPv6 sockets, SO_REUSEPORT
+// groups), and one full queue drops connections even while the others are
+// empty, so Depth, DepthMax and Limit describe the fullest socket (highest
+// depth/limit): depth >= limit means that port is overflowing now. The sums
+// over all matching sockets are in DepthTotal and LimitTotal.
 type Listen struct {
-	// Depth is the accept-queue length at the sample instant.
+	// Depth is the fullest socket's accept-queue length at the sample instant.
 	Depth *uint64 `json:"depth"`
-	// DepthMax is the largest depth seen by the fast poller during the interval.
+	// DepthMax is the largest Depth seen by the fast poller (and the
+	// sample's own read) during the interval.
 	DepthMax *uint64 `json:"depth_max"`
-	// Limit is the accept-queue limit: min(backlog, somaxconn).
+	// Limit is the fullest socket's accept-queue limit: min(backlog, somaxconn).
 	Limit *uint64 `json:"limit"`
+	// DepthTotal and LimitTotal sum depth and limit over all matching
+	// sockets at the sample instant.
+	DepthTotal *uint64 `json:"depth_total"`
+	LimitTotal *uint64 `json:"limit_total"`
 	// Sockets is how many listening sockets matched the port.
 	Sockets int `json:"sockets"`
 	// Polls is how many fast polls the interval's DepthMax is based on.

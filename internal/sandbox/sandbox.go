@@ -35,6 +35,10 @@ type Options struct {
 	ValkeyBinary string
 	// StartTimeout bounds waiting for Valkey to answer PING (10s).
 	StartTimeout time.Duration
+	// ValkeyPrefix is a command that execs valkey-server, run inside the
+	// namespace, e.g. []string{"prlimit", "--nofile=128"} for a low fd
+	// limit. It must exec (not fork) so ValkeyPID stays the server's PID.
+	ValkeyPrefix []string
 }
 
 // Sandbox is a network namespace with an optional valkey-server inside.
@@ -157,10 +161,11 @@ func (s *Sandbox) StartValkey(ctx context.Context) error {
 			return err
 		}
 	}
-	args := []string{"netns", "exec", s.Name, bin,
+	args := append([]string{"netns", "exec", s.Name}, s.opts.ValkeyPrefix...)
+	args = append(args, bin,
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1 -::1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
-		"--protected-mode", "no", "--dir", s.Dir, "--logfile", s.LogPath()}
+		"--protected-mode", "no", "--dir", s.Dir, "--logfile", s.LogPath())
 	args = append(args, s.opts.ValkeyArgs...)
 	cmd := exec.Command("ip", args...)
 	// Own process group, so Close and Kill reach the server itself.

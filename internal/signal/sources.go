@@ -19,6 +19,9 @@ type Options struct {
 	ListenPoll time.Duration
 	// Logger receives debug and warning messages; nil discards them.
 	Logger *slog.Logger
+	// Version is stormguard's version, sent to Valkey as CLIENT SETINFO
+	// lib-ver on the reserved connection ("" = "dev").
+	Version string
 }
 
 func (o Options) logger() *slog.Logger {
@@ -37,7 +40,13 @@ type opener struct {
 }
 
 // openers is the explicit table of sources, in display order.
-var openers = []opener{}
+var openers = []opener{
+	{name: "listenq", open: openListenq},
+	{name: "valkey", open: openValkey},
+	{name: "tcp", open: openTCPStat},
+	{name: "conntrack", open: openConntrack},
+	{name: "nic", open: openNIC},
+}
 
 // Set is the open sources of one target.
 type Set struct {
@@ -82,3 +91,12 @@ type failed struct {
 
 func (f failed) Name() string                                  { return f.name }
 func (f failed) Collect(context.Context, *sample.Sample) error { return f.err }
+
+// SourceNames lists every source in table order.
+func SourceNames() []string {
+	out := make([]string, 0, len(openers))
+	for _, op := range openers {
+		out = append(out, op.name)
+	}
+	return out
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// runBackoffCLI returns stdout, the exit code and the error.
+func runBackoffCLI(t *testing.T, args ...string) (string, int, error) {
+	t.Helper()
+	r := execCLI(t, args...)
+	return r.Stdout, r.Code, r.Err
+}
+
+type lines struct {
+	attempts []attemptStats
+	buckets  []bucketCount
+}
+
+func parseJSONLines(t *testing.T, s string) lines {
+	t.Helper()
+	var l lines
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", sc.Text(), err)
+		}
+		if _, ok := m["attempt"]; ok {
+			for _, k := range []string{"attempt", "min_ms", "mean_ms", "max_ms", "p50_ms", "p99_ms"} {
+				if _, ok := m[k]; !ok {
+					t.Fatalf("attempt line %q lacks %q", sc.Text(), k)
+				}
+			}
+			var a attemptStats
+			_ = json.Unmarshal(sc.Bytes(), &a)
+			l.attempts = append(l.attempts, a)
+			continue
+		}
+		var b bucketCount
+		if err := json.Unmarshal(sc.Bytes(), &b); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m["bucket_start_ms"]; !ok {
+			t.Fatalf("line %q is neither an attempt nor a bucket", sc.Text())
+		}
+		l.buckets = append(l.buckets, b)
+	}
+	return l
+}
+
+func TestBackoffGLIDEJSON(t *testing.T) {
+	out, code, err := runBackoffCLI(t, "backoff", "--strategy", "glide", "--attempts", "7", "--samples", "5000", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	l := parseJSONLines(t, out)
+	if len(l.attempts) != 7 || len(l.buckets) != 0 {
+		t.Fatalf("%d attempt lines, %d bucket lines; want 7, 0", len(l.attempts), len(l.buckets))
+	}
+	for _, a := range l.attempts {
+		step := 100.0 * float64(int(1)<<min(a.Attempt, 5))
+		j := 0.2
+		if a.Attempt > 5 {
+			j = 0
+		}
+		if a.MinMS < step*(1-j) || a.MaxMS > step*(1+j) || a.MinMS > a.P50MS || a.P50MS > a.P99MS || a.P99MS > a.MaxMS {
+			t.Errorf("attempt %d: %+v outside %.0f ±%.0f%% or out of order", a.Attempt, a, step, j*100)
+		}
+		if d := a.MeanMS/step - 1; d > 0.02 || d < -0.02 {
+			t.Errorf("attempt %d: mean %.1f, want %.0f ±2%%", a.Attempt, a.MeanMS, step)
+		}
+	}
+}
+
+func TestBackoffEdgeCases(t *testing.T) {
+	// retries 0: constant factor·base^1, unjittered.
+	out, code, _ := runBackoffCLI(t, "backoff", "--retries", "0", "--attempts", "3", "--samples", "100", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, a := range parseJSONLines(t, out).attempts {
+		if a.MinMS != 200 || a.MaxMS != 200 {
+			t.Errorf("retries 0, attempt %d: %+v, want 200ms flat", a.Attempt, a)
+		}
+	}
+	// jitter 100: U(0, 2)×.
+	out, code, _ = runBackoffCLI(t, "backoff", "--jitter-percent", "100", "--attempts", "1", "--samples", "20000", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	a := parseJSONLines(t, out).attempts[0]
+	if a.MinMS < 0 || a.MinMS > 2 || a.MaxMS > 400 || a.MaxMS < 398 {
+		t.Errorf("jitter 100, attempt 1: %+v, want spread over [0, 400)", a)
+	}
+}
+
+func TestBackoffDeterministic(t *testing.T) {
+	args := []string{"backoff", "--strategy", "decorrelated", "--base", "20ms", "--cap", "1s", "--attempts", "5", "--samples", "300", "--seed", "9", "--clients", "50", "--outage", "2s"}
+	a, _, _ := runBackoffCLI(t, args...)
+	b, _, _ := runBackoffCLI(t, args...)
+	if a != b || a == "" {
+		t.Fatal("same seed gave different output")
+	}
+	c, _, _ := runBackoffCLI(t, append(args[:len(args)-6:len(args)-6], "--seed", "10", "--clients", "50", "--outage", "2s")...)
+	if c == a {
+		t.Fatal("a different seed gave the same output")
+	}
+}
+
+// TestBackoffFleet: GLIDE's immediate first reconnect puts the whole fleet
+// in bucket 0; with a 1s outage each client needs exactly 4 attempts
+// (t=0, ≈200ms, ≈600ms, ≥1120ms).
+func TestBackoffFleet(t *testing.T) {
+	out, code, err := runBackoffCLI(t, "backoff", "--clients", "1000", "--outage", "1s", "--attempts", "1", "--samples", "10", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	l := parseJSONLines(t, out)
+	if len(l.buckets) == 0 || l.buckets[0].Attempts != 1000 {
+		t.Fatalf("bucket 0 = %+v, want all 1000 clients", l.buckets)
+	}
+	total := 0
+	for i, b := range l.buckets {
+		if b.StartMS != int64(i)*100 {
+			t.Fatalf("bucket %d starts at %d ms", i, b.StartMS)
+		}
+		total += b.Attempts
+	}
+	if total != 4000 {
+		t.Errorf("total attempts %d, want 4000", total)
+	}
+	if last := l.buckets[len(l.buckets)-1].StartMS; last < 1100 || last > 2000 {
+		t.Errorf("last attempt in bucket %d ms, want just after the 1s outage", last)
+	}
+	// Full jitter: every client still ends with an attempt at or after the
+	// outage, and the first jittered retries land within the first base.
+	out, _, _ = runBackoffCLI(t, "backoff", "--strategy", "full-jitter", "--clients", "1000", "--outage", "1s", "--attempts", "1", "--samples", "10", "--json")
+	fj := parseJSONLines(t, out).buckets
+	if fj[0].Attempts < 2000 || fj[0].Attempts > 2000+500 {
+		t.Errorf("full jitter bucket 0 = %d, want 1000 immediate + 1000 retries within U(0,100ms) (+ a few third attempts)", fj[0].Attempts)
+	}
+	if last := fj[len(fj)-1].StartMS; last < 1000 {
+		t.Errorf("full jitter last bucket %d ms, before the outage ends", last)
+	}
+}
+
+func TestBackoffTable(t *testing.T) {
+	out, code, _ := runBackoffCLI(t, "backoff", "--strategy", "grpc", "--attempts", "3", "--samples", "100", "--clients", "10", "--outage", "3s")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"ATTEMPT", "MIN_MS", "MEAN_MS", "MAX_MS", "1000.0", "BUCKET_MS", "fleet: 10 clients"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBackoffUsageErrors(t *testing.T) {
+	tests := [][]string{
+		{"backoff", "--strategy", "nope"},
+		{"backoff", "--jitter-percent", "101"},
+		{"backoff", "--retries", "-1"},
+		{"backoff", "--attempts", "-3"},
+		{"backoff", "--attempts", "0"},
+		{"backoff", "--samples", "-1"},
+		{"backoff", "--clients", "-5"},
+		{"backoff", "--outage", "2s"},
+		{"backoff", "--clients", "5", "--outage", "-1s"},
+		{"backoff", "--base", "1s"},
+		{"backoff", "--strategy", "full-jitter", "--retries", "3"},
+		{"backoff", "--strategy", "full-jitter", "--base", "2s", "--cap", "1s"},
+		{"backoff", "--strategy", "grpc", "--base", "-1s"},
+		{"backoff", "--attempts", "x"},
+		{"backoff", "extra-arg"},
+	}
+	for _, args := range tests {
+		_, code, err := runBackoffCLI(t, args...)
+		if code != 2 || err == nil {
+			t.Errorf("%v: exit %d (%v), want 2", args, code, err)
+			continue
+		}
+		if msg := oneLine(err.Error()); msg == "" || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error %q is not one line", args, err)
+		}
+	}
+}
+
+func TestBackoffHelp(t *testing.T) {
+	out, code, _ := runBackoffCLI(t, "backoff", "--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"Examples:", "stormguard backoff --strategy glide", "--clients", "bucket_start_ms", "min_ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+)
+
+// cliResult is what one in-process run of the CLI produced.
+type cliResult struct {
+	Stdout string
+	// Msg is the one-line message main would print on stderr.
+	Msg  string
+	Code int
+	Err  error
+	Took time.Duration
+}
+
+// execCLI runs the root command in-process, as main does, with a 30 s
+// bound.
+func execCLI(t *testing.T, args ...string) cliResult {
+	t.Helper()
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	err := root.ExecuteContext(ctx)
+	r := cliResult{Stdout: out.String(), Code: exitCode(err), Err: err, Took: time.Since(t0)}
+	if err != nil {
+		r.Msg = oneLine(err.Error())
+	}
+	return r
+}

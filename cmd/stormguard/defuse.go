@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/defuse"
+	"github.com/stormguard/stormguard/internal/netns"
+)
+
+// defuseOpts are the flags shared by the defuse subcommands.
+type defuseOpts struct {
+	state        string
+	netns        string
+	valkey       string
+	passwordFile string
+	json         bool
+}
+
+func (o *defuseOpts) flags(c *cobra.Command, withValkey bool) {
+	f := c.Flags()
+	f.StringVar(&o.state, "state", defuse.DefaultStatePath, "state file recording applied mitigations")
+	f.StringVar(&o.netns, "netns", "", "network namespace of the target, e.g. /var/run/netns/NAME or /proc/PID/ns/net")
+	f.BoolVar(&o.json, "json", false, "print JSON")
+	if withValkey {
+		f.StringVar(&o.valkey, "valkey", "", "Valkey address (default 127.0.0.1:PORT): HOST:PORT or valkey://[user:pass@]host:port")
+		f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	}
+}
+
+// manager builds the defuse.Manager; port fills a missing --valkey.
+func (o *defuseOpts) manager(cmd *cobra.Command, port int) (*defuse.Manager, error) {
+	if o.netns != "" {
+		if err := netns.Check(o.netns); err != nil {
+			return nil, err
+		}
+	}
+	v := o.valkey
+	if v == "" {
+		if port == 0 {
+			port = addr.DefaultPort
+		}
+		v = "127.0.0.1:" + strconv.Itoa(port)
+	}
+	a, err := addr.Parse(v)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
+		return nil, err
+	}
+	return &defuse.Manager{
+		StatePath: o.state, NetNS: o.netns, Valkey: a,
+		Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}, nil
+}
+
+// defuseErr maps defuse errors to the exit codes: bad input 2, a refused
+// mitigation 1 (a documented condition), anything else 2.
+func defuseErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, defuse.ErrRefused):
+		return &exitError{code: exitFindings, err: err}
+	default:
+		return usageErr(err)
+	}
+}
+
+func newDefuseCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "defuse plan|apply|list|revert",
+		Short: "Plan, apply, list and revert reversible, time-limited mitigations",
+		Long: `Mitigations against a connection storm on one Valkey listener. Each one is
+tagged, time-limited (--ttl is mandatory), listed, and removed on revert or
+expiry. nftables rules (table inet stormguard) stop matching at their TTL by
+themselves, even if stormguard is not running; Valkey config and sysctls are
+restored by the first stormguard defuse command after the TTL.
+
+Actions: ratelimit-syn, ratelimit-global, notrack, accept-cap, backlog,
+kill-idle (see docs/defuse.md).
+
+Exit codes: 0 success, 1 the mitigation was refused as unsafe or useless here
+(the message says why), 2 usage or connection error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageErr(errors.New("defuse needs a subcommand: plan, apply, list or revert"))
+		},
+	}
+	cmd.AddCommand(newDefusePlanCmd(), newDefuseApplyCmd(), newDefuseListCmd(), newDefuseRevertCmd())
+	return cmd
+}
+
+func newDefuseApplyCmd() *cobra.Command {
+	var o defuseOpts
+	var p defuse.Params
+	var action, rate string
+	var burst uint32
+	cmd := &cobra.Command{
+		Use:   "apply --action A --ttl D [action flags]",
+		Short: "Apply one mitigation for a limited time (--dry-run shows the exact changes)",
+		Example: `  stormguard defuse apply --action ratelimit-syn --port 6379 --rate 20/s --ttl 60s
+  stormguard defuse apply --action ratelimit-global --port 6379 --rate 500/s --ttl 2m --dry-run
+  stormguard defuse apply --action notrack --port 6379 --ttl 10m
+  stormguard defuse apply --action accept-cap --valkey 127.0.0.1:6379 --value 100 --ttl 5m
+  stormguard defuse apply --action backlog --somaxconn 8192 --syn-backlog 8192 --ttl 1h
+  stormguard defuse apply --action kill-idle --valkey 127.0.0.1:6379 --min-idle 300s --yes-kill --ttl 1s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if action == "" {
+				return usageErr(errors.New("--action is required (ratelimit-syn, ratelimit-global, notrack, accept-cap, backlog, kill-idle)"))
+			}
+			a, err := defuse.ParseAction(action)
+			if err != nil {
+				return usageErr(err)
+			}
+			if p.TTL <= 0 {
+				return usageErr(errors.New("--ttl is required (e.g. --ttl 60s): every mitigation must expire"))
+			}
+			if rate != "" {
+				if p.Rate, err = defuse.ParseRate(rate); err != nil {
+					return usageErr(err)
+				}
+			}
+			p.Burst = burst
+			if err := p.Validate(a); err != nil {
+				return usageErr(err)
+			}
+			m, err := o.manager(cmd, p.Port)
+			if err != nil {
+				return usageErr(err)
+			}
+			mt, err := m.Apply(cmd.Context(), a, p)
+			if err != nil {
+				return defuseErr(fmt.Errorf("%s: %w", a, err))
+			}
+			return printMitigation(cmd.OutOrStdout(), mt, o.json)
+		},
+	}
+	o.flags(cmd, true)
+	f := cmd.Flags()
+	f.StringVar(&action, "action", "", "ratelimit-syn, ratelimit-global, notrack, accept-cap, backlog or kill-idle")
+	f.DurationVar(&p.TTL, "ttl", 0, "how long the mitigation lasts (required)")
+	f.IntVar(&p.Port, "port", 0, "Valkey's TCP port (required for the nftables actions)")
+	f.StringVar(&rate, "rate", "", "SYN rate for ratelimit-*: N/s, N/m (e.g. 20/s)")
+	f.Uint32Var(&burst, "burst", 0, "limit burst in packets (default: the rate, at least 5)")
+	f.IntVar(&p.Value, "value", 0, "accept-cap: new max-new-connections-per-cycle (1-1000)")
+	f.IntVar(&p.Somaxconn, "somaxconn", 0, "backlog: new net.core.somaxconn (default 4096)")
+	f.IntVar(&p.SynBacklog, "syn-backlog", 0, "backlog: new net.ipv4.tcp_max_syn_backlog (default 4096)")
+	f.DurationVar(&p.MinIdle, "min-idle", 0, "kill-idle: only clients idle at least this long (default 60s)")
+	f.Float64Var(&p.NearFraction, "near", 0, "kill-idle: act only when connected_clients >= this fraction of maxclients (default 0.9)")
+	f.BoolVar(&p.ConfirmKill, "yes-kill", false, "kill-idle: confirm disconnecting idle clients (irreversible)")
+	f.BoolVar(&p.DryRun, "dry-run", false, "show exactly what would change, change nothing")
+	return cmd
+}
+
+func printMitigation(w io.Writer, mt defuse.Mitigation, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(mt)
+	}
+	verb := "applied"
+	if mt.DryRun {
+		verb = "would apply (dry run)"
+	}
+	fmt.Fprintf(w, "%s %s id %s", verb, mt.Action, mt.ID)
+	if mt.Port != 0 {
+		fmt.Fprintf(w, " on port %d", mt.Port)
+	}
+	switch {
+	case !mt.Reversible:
+		fmt.Fprintln(w, " (irreversible; not listed)")
+	case mt.KernelExpiry:
+		fmt.Fprintf(w, " until %s (the kernel ends it by itself)\n", mt.Expires.Format(time.RFC3339))
+	default:
+		fmt.Fprintf(w, " until %s (restored by the next stormguard defuse run after that)\n", mt.Expires.Format(time.RFC3339))
+	}
+	fmt.Fprintln(w, "changes:")
+	for _, c := range mt.Changes {
+		fmt.Fprintln(w, "  "+c)
+	}
+	for _, n := range mt.Notes {
+		fmt.Fprintln(w, "note: "+n)
+	}
+	if mt.Reversible && !mt.DryRun {
+		fmt.Fprintf(w, "revert now: stormguard defuse revert %s\n", mt.ID)
+	}
+	return nil
+}
+
+func newDefuseListCmd() *cobra.Command {
+	var o defuseOpts
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List active mitigations (expired ones are restored and removed first)",
+		Long: `List the active mitigations. With --json, one JSON object per line, each with
+an "expires" timestamp; nothing at all when none is active.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := o.manager(cmd, 0)
+			if err != nil {
+				return usageErr(err)
+			}
+			ms, err := m.List(cmd.Context())
+			if err != nil {
+				return defuseErr(err)
+			}
+			out := cmd.OutOrStdout()
+			if o.json {
+				enc := json.NewEncoder(out)
+				for _, mt := range ms {
+					if err := enc.Encode(mt); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if len(ms) == 0 {
+				fmt.Fprintln(out, "no active mitigations")
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tACTION\tPORT\tEXPIRES\tLEFT\tKERNEL-EXPIRY\tNETNS")
+			for _, mt := range ms {
+				ns := mt.NetNS
+				if ns == "" {
+					ns = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%v\t%s\n", mt.ID, mt.Action, mt.Port, mt.Expires.Format(time.RFC3339),
+					time.Until(mt.Expires).Round(time.Second), mt.KernelExpiry, ns)
+			}
+			return tw.Flush()
+		},
+	}
+	o.flags(cmd, true)
+	return cmd
+}
+
+func newDefuseRevertCmd() *cobra.Command {
+	var o defuseOpts
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "revert ID... | --all",
+		Short: "Revert mitigations now (restores Valkey config and sysctls, deletes rules)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !all && len(args) == 0 {
+				return usageErr(errors.New("revert needs mitigation ids (see stormguard defuse list) or --all"))
+			}
+			if all && len(args) > 0 {
+				return usageErr(errors.New("give ids or --all, not both"))
+			}
+			m, err := o.manager(cmd, 0)
+			if err != nil {
+				return usageErr(err)
+			}
+			ctx := cmd.Context()
+			if all {
+				ms, err := m.List(ctx)
+				if err != nil {
+					return defuseErr(err)
+				}
+				for _, mt := range ms {
+					args = append(args, mt.ID)
+				}
+			}
+			return revertIDs(ctx, cmd.OutOrStdout(), m, args)
+		},
+	}
+	o.flags(cmd, true)
+	cmd.Flags().BoolVar(&all, "all", false, "revert every active mitigation")
+	return cmd
+}
+
+func revertIDs(ctx context.Context, out io.Writer, m *defuse.Manager, ids []string) error {
+	var errs []error
+	for _, id := range ids {
+		mt, err := m.Revert(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(out, "reverted %s (%s)\n", mt.ID, mt.Action)
+	}
+	return defuseErr(errors.Join(errs...))
+}
+
+func newDefusePlanCmd() *cobra.Command {
+	var o defuseOpts
+	var port int
+	var window, ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "plan [--valkey ADDR] [--netns PATH] [--json]",
+		Short: "Read the target once and propose mitigations, in order, with why, effect, risk and command",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if window <= 0 || ttl <= 0 {
+				return usageErr(errors.New("--window and --ttl must be positive"))
+			}
+			m, err := o.manager(cmd, port)
+			if err != nil {
+				return usageErr(err)
+			}
+			if _, err := m.Expire(cmd.Context()); err != nil {
+				return defuseErr(err)
+			}
+			snap := defuse.ReadSnapshot(cmd.Context(), m.NetNS, m.Valkey, window)
+			target := defuse.PlanTarget{NetNS: o.netns, TTL: ttl.String()}
+			if o.valkey != "" {
+				target.Valkey = m.Valkey.HostPort()
+			}
+			plan := defuse.Propose(snap, target)
+			out := cmd.OutOrStdout()
+			if o.json {
+				return json.NewEncoder(out).Encode(plan)
+			}
+			fmt.Fprintf(out, "port %d: %s\n", snap.Port, plan.Verdict)
+			for _, k := range slices.Sorted(maps.Keys(snap.Errors)) {
+				fmt.Fprintf(out, "  unavailable %s: %s\n", k, snap.Errors[k])
+			}
+			if len(plan.Proposals) == 0 {
+				fmt.Fprintln(out, "no mitigation proposed")
+			}
+			for _, p := range plan.Proposals {
+				fmt.Fprintf(out, "\n%d. %s\n   why:    %s\n   effect: %s\n   risk:   %s\n   run:    %s\n", p.Order, p.Action, p.Why, p.Effect, p.Risk, p.Command)
+			}
+			return nil
+		},
+	}
+	o.flags(cmd, true)
+	cmd.Flags().IntVar(&port, "port", 0, "Valkey's port (default: from --valkey, else 6379)")
+	cmd.Flags().DurationVar(&window, "window", time.Second, "how long to watch counters for rates")
+	cmd.Flags().DurationVar(&ttl, "ttl", 300*time.Second, "TTL to put in the proposed commands")
+	return cmd
+}

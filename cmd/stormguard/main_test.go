@@ -1,0 +1,17 @@
+package main
+
+import (
+	"os"
+	"testing"
+)
+
+// TestMain lets tests re-run this binary as the stormguard command (for
+// example as an unprivileged user): with STORMGUARD_TEST_MAIN=1 it runs
+// main instead of the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("STORMGUARD_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}

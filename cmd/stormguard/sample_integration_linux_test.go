@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+func TestIntegrationSampleValkeyAuth(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := sb.Command(ctx, "valkey-cli", "-p", strconv.Itoa(sb.Port), "CONFIG", "SET", "requirepass", "right-pw-1").CombinedOutput(); err != nil {
+		t.Fatalf("requirepass: %v %s", err, out)
+	}
+	target := "127.0.0.1:" + strconv.Itoa(sb.Port)
+
+	t.Run("wrong password", func(t *testing.T) {
+		_, msg, code, took := runCLI(t, "sample", "--valkey", "valkey://:wrong-pw-7@"+target, "--netns", sb.NetNS)
+		if code != exitUsage || !strings.Contains(msg, "authentication failed") || strings.Contains(msg, "\n") {
+			t.Fatalf("exit %d, %q; want exit 2 and one line saying authentication failed", code, msg)
+		}
+		if strings.Contains(msg, "wrong-pw-7") {
+			t.Fatalf("password leaked: %q", msg)
+		}
+		if took > 5*time.Second {
+			t.Fatalf("took %s", took)
+		}
+	})
+	t.Run("no password", func(t *testing.T) {
+		_, msg, code, _ := runCLI(t, "sample", "--valkey", target, "--netns", sb.NetNS)
+		if code != exitUsage || !strings.Contains(msg, "requires a password") {
+			t.Fatalf("exit %d, %q; want exit 2 and 'requires a password'", code, msg)
+		}
+	})
+	t.Run("unroutable", func(t *testing.T) {
+		// The sandbox has only loopback: no route to 10.0.0.0/8.
+		_, msg, code, took := runCLI(t, "sample", "--valkey", "10.200.0.1:6379", "--netns", sb.NetNS)
+		if code != exitUsage || !strings.Contains(msg, "network is unreachable") || took > 5*time.Second {
+			t.Fatalf("exit %d after %s, %q; want exit 2 naming the unreachable network", code, took, msg)
+		}
+	})
+	t.Run("right password", func(t *testing.T) {
+		t.Setenv("VALKEY_PASSWORD", "right-pw-1")
+		out, msg, code, _ := runCLI(t, "sample", "--valkey", target, "--netns", sb.NetNS, "--count", "3", "--interval", "100ms", "--json")
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, msg)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 3 {
+			t.Fatalf("%d lines, want 3:\n%s", len(lines), out)
+		}
+		for i, l := range lines {
+			var s struct {
+				Valkey *struct {
+					ConnectedClients *uint64  `json:"connected_clients"`
+					MaxClients       *uint64  `json:"maxclients"`
+					PingMS           *float64 `json:"ping_ms"`
+				} `json:"valkey"`
+				Errors map[string]string `json:"errors"`
+			}
+			if err := json.Unmarshal([]byte(l), &s); err != nil {
+				t.Fatalf("line %d: %v", i, err)
+			}
+			if s.Valkey == nil || s.Valkey.ConnectedClients == nil || s.Valkey.MaxClients == nil || s.Valkey.PingMS == nil {
+				t.Fatalf("line %d lacks Valkey fields: %s", i, l)
+			}
+			if _, bad := s.Errors["valkey"]; bad {
+				t.Fatalf("line %d: errors.valkey = %q", i, s.Errors["valkey"])
+			}
+		}
+	})
+}

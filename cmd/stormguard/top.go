@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/spf13/cobra"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/agent"
+	"github.com/stormguard/stormguard/internal/serve"
+	sgsignal "github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/tui"
+)
+
+const defaultAgentURL = "http://127.0.0.1:9877"
+
+func newTopCmd() *cobra.Command {
+	var (
+		valkey                     []string
+		agentURL, passwordFile, ns string
+		tokenFile                  string
+		interval                   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "top [--valkey ADDR | --agent URL]",
+		Short: "Live terminal view of every target's storm state and signals",
+		Long: `Show each target's address, state and live signals until q or Ctrl-C:
+new connections/s (sparkline) against the learned baseline, accept-queue peak
+vs limit, SYN_RECV, drops, clients vs maxclients, conntrack fill, PING, and
+the latest events.
+
+With --valkey, top samples the targets itself. With --agent, it reads a
+running 'stormguard watch'. With neither, it uses the local agent at
+` + defaultAgentURL + ` if one answers, else discovers local Valkey servers.`,
+		Example: `  stormguard top
+  stormguard top --valkey 127.0.0.1:6379
+  stormguard top --agent http://10.0.0.5:9877 --bearer-token-file token`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(valkey) > 0 && agentURL != "" {
+				return usageErr(fmt.Errorf("give --valkey or --agent, not both"))
+			}
+			if interval < 50*time.Millisecond {
+				return usageErr(fmt.Errorf("--interval %s is too short (minimum 50ms)", interval))
+			}
+			token := ""
+			if tokenFile != "" {
+				var err error
+				if token, err = serve.ReadTokenFile(tokenFile); err != nil {
+					return usageErr(err)
+				}
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			if agentURL == "" && len(valkey) == 0 && agentAnswers(defaultAgentURL, token) {
+				agentURL = defaultAgentURL
+			}
+			var feed tui.Feed
+			source := ""
+			if agentURL != "" {
+				if !strings.HasPrefix(agentURL, "http://") && !strings.HasPrefix(agentURL, "https://") {
+					return usageErr(fmt.Errorf("--agent %q: want an http:// or https:// URL", agentURL))
+				}
+				feed, source = tui.AgentFeed(agentURL, token), "agent "+agentURL
+			} else {
+				var targets []sgsignal.Target
+				for _, v := range valkey {
+					t, err := resolveTarget(v, passwordFile, ns)
+					if err != nil {
+						return usageErr(err)
+					}
+					targets = append(targets, t)
+				}
+				var a addr.Addr
+				if err := a.ApplyPassword(passwordFile, os.Getenv); err != nil {
+					return usageErr(err)
+				}
+				hub := serve.NewHub(sgsignal.SourceNames(), 10, 200)
+				ag, err := agent.New(agent.Options{Targets: targets, Interval: interval, Version: version, Hub: hub, User: a.User, Password: a.Password})
+				if err != nil {
+					return usageErr(err)
+				}
+				go ag.Run(ctx)
+				feed, source = tui.HubFeed(hub), "local"
+			}
+			p := tea.NewProgram(tui.New(feed, interval, source), tea.WithAltScreen(), tea.WithContext(ctx),
+				tea.WithInput(cmd.InOrStdin()), tea.WithOutput(cmd.OutOrStdout()))
+			_, err := p.Run()
+			if err != nil && ctx.Err() == nil && !strings.Contains(err.Error(), "context canceled") {
+				return fmt.Errorf("terminal UI: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&valkey, "valkey", nil, "Valkey address to sample directly (repeatable)")
+	f.StringVar(&agentURL, "agent", "", "URL of a running stormguard watch, e.g. "+defaultAgentURL)
+	f.StringVar(&passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	f.StringVar(&ns, "netns", "", "network namespace of the --valkey targets")
+	f.StringVar(&tokenFile, "bearer-token-file", "", "bearer token for --agent")
+	f.DurationVar(&interval, "interval", 500*time.Millisecond, "refresh interval")
+	return cmd
+}
+
+func agentAnswers(url, token string) bool {
+	req, err := http.NewRequest(http.MethodGet, url+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	c := &http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusServiceUnavailable
+}

@@ -1,0 +1,318 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/discover"
+	"github.com/stormguard/stormguard/internal/journal"
+	"github.com/stormguard/stormguard/internal/notify"
+	"github.com/stormguard/stormguard/internal/sample"
+	"github.com/stormguard/stormguard/internal/serve"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+// Options configure the agent.
+type Options struct {
+	// Targets are explicit targets; empty means discover local servers.
+	Targets []signal.Target
+	// Interval between samples (500ms).
+	Interval time.Duration
+	// DiscoverEvery is how often discovery rescans (5s).
+	DiscoverEvery time.Duration
+	// Password applies to discovered targets (from --password-file or
+	// VALKEY_PASSWORD); explicit addresses carry their own.
+	Password string
+	User     string
+	// Version is sent to Valkey with CLIENT SETINFO lib-ver.
+	Version  string
+	Detector detect.Config
+	Hub      *serve.Hub
+	Journal  *journal.Journal
+	Notifier *notify.Notifier
+	Logger   *slog.Logger
+	// AutoDefuse, when set, arms mitigations on storm and reverts on calm.
+	AutoDefuse *AutoDefuse
+	// OnSample, when set, is called after each sample is processed (tests).
+	OnSample func(*sample.Sample, detect.State)
+}
+
+// Agent is a running watch.
+type Agent struct {
+	o        Options
+	mu       sync.Mutex
+	runners  map[string]*runner
+	last     map[string]time.Time
+	verdicts map[string]string
+}
+
+type runner struct {
+	auto   *autoState
+	target signal.Target
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New validates options and returns an agent.
+func New(o Options) (*Agent, error) {
+	if o.Interval <= 0 {
+		o.Interval = 500 * time.Millisecond
+	}
+	if o.DiscoverEvery <= 0 {
+		o.DiscoverEvery = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Hub == nil {
+		return nil, errors.New("agent: no hub")
+	}
+	if o.AutoDefuse != nil {
+		if err := o.AutoDefuse.normalize(); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.Detector.Validate(); err != nil {
+		return nil, fmt.Errorf("detector config: %w", err)
+	}
+	return &Agent{o: o, runners: map[string]*runner{}, last: map[string]time.Time{}}, nil
+}
+
+// Run samples until ctx is done, then stops every target and returns.
+func (a *Agent) Run(ctx context.Context) error {
+	if len(a.o.Targets) > 0 {
+		for _, t := range a.o.Targets {
+			a.start(ctx, key(t), t, "")
+		}
+		<-ctx.Done()
+	} else {
+		a.discoverLoop(ctx)
+	}
+	if a.o.AutoDefuse != nil {
+		// Take back what auto mode armed; the kernel would expire it
+		// anyway, but a clean stop leaves nothing behind.
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.disarmAll(dctx)
+		cancel()
+	}
+	a.stopAll()
+	return nil
+}
+
+// Rescan triggers discovery now (SIGHUP).
+func (a *Agent) Rescan(ctx context.Context) {
+	if len(a.o.Targets) == 0 {
+		a.discoverOnce(ctx)
+	}
+}
+
+// Healthy reports an error when a target has not produced a sample for
+// three intervals (the sampler is stuck), or there is nothing to watch.
+func (a *Agent) Healthy() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.runners) == 0 {
+		return errors.New("no targets: no Valkey server given or discovered")
+	}
+	for k := range a.runners {
+		if t, ok := a.last[k]; ok && time.Since(t) > 3*a.o.Interval+time.Second {
+			return fmt.Errorf("target %s: no sample for %s", k, time.Since(t).Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// Targets lists the targets being watched.
+func (a *Agent) Targets() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.runners))
+	for _, r := range a.runners {
+		out = append(out, r.target.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func key(t signal.Target) string { return t.NetNS + "|" + t.Name() }
+
+func (a *Agent) discoverLoop(ctx context.Context) {
+	a.discoverOnce(ctx)
+	tick := time.NewTicker(a.o.DiscoverEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.discoverOnce(ctx)
+		}
+	}
+}
+
+func (a *Agent) discoverOnce(ctx context.Context) {
+	servers, err := discover.Scanner{}.Scan()
+	if err != nil {
+		a.o.Logger.Warn("discovery failed", "err", err)
+		return
+	}
+	seen := map[string]bool{}
+	for _, s := range servers {
+		for _, hp := range s.Addrs {
+			ad, err := addr.Parse(hp)
+			if err != nil {
+				continue
+			}
+			ad.User, ad.Password = a.o.User, a.o.Password
+			t := signal.Target{Addr: ad, NetNS: s.NetNS}
+			// Namespaces are keyed by inode: /proc/PID/ns/net changes with
+			// the PID, the namespace does not.
+			k := fmt.Sprintf("%d|%s", s.NetNSInode, hp)
+			seen[k] = true
+			a.start(ctx, k, t, fmt.Sprintf("discovered %s pid %d", s.Comm, s.PID))
+		}
+	}
+	a.mu.Lock()
+	var gone []*runner
+	for k, r := range a.runners {
+		if !seen[k] {
+			gone = append(gone, r)
+			delete(a.runners, k)
+			delete(a.last, k)
+		}
+	}
+	a.mu.Unlock()
+	for _, r := range gone {
+		r.cancel()
+		<-r.done
+		a.o.Hub.Remove(r.target.Name())
+		a.event(ctx, map[string]any{"time": time.Now(), "type": "target", "target": r.target.Name(), "action": "removed", "reason": "server no longer running"})
+	}
+}
+
+func (a *Agent) start(ctx context.Context, k string, t signal.Target, why string) {
+	a.mu.Lock()
+	if _, ok := a.runners[k]; ok {
+		a.mu.Unlock()
+		return
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	r := &runner{target: t, cancel: cancel, done: make(chan struct{}), auto: &autoState{}}
+	a.runners[k] = r
+	a.mu.Unlock()
+	if why != "" {
+		a.event(ctx, map[string]any{"time": time.Now(), "type": "target", "target": t.Name(), "action": "added", "reason": why, "netns": t.NetNS})
+	}
+	a.o.Logger.Info("watching target", "target", t.Addr.String(), "netns", t.NetNS)
+	go func() {
+		defer close(r.done)
+		a.runTarget(rctx, k, t, r.auto)
+	}()
+}
+
+func (a *Agent) stopAll() {
+	a.mu.Lock()
+	rs := make([]*runner, 0, len(a.runners))
+	for _, r := range a.runners {
+		rs = append(rs, r)
+	}
+	a.mu.Unlock()
+	for _, r := range rs {
+		r.cancel()
+		<-r.done
+	}
+}
+
+func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *autoState) {
+	set := signal.Open(ctx, signal.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version})
+	defer set.Close()
+	cfg := a.o.Detector
+	cfg.Target = t.Name()
+	det := detect.New(cfg)
+	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: a.o.Interval}
+	sm.Run(ctx, func(s *sample.Sample) {
+		st, events := det.Observe(s)
+		_, since := det.State()
+		view := det.View()
+		role := ""
+		if s.Valkey != nil {
+			role = s.Valkey.Role
+		}
+		verdict := ""
+		if len(events) > 0 {
+			verdict = events[len(events)-1].Verdict
+		}
+		a.o.Hub.Publish(s, serve.State{Name: st.String(), Code: st.Code(), Since: since, Verdict: a.verdict(k, st, verdict)}, role, view)
+		if a.o.Journal != nil {
+			a.o.Journal.Sample(s)
+		}
+		for _, ev := range events {
+			a.stateEvent(ctx, ev)
+			if ev.From == detect.Calm && (ev.To == detect.Surge || ev.To == detect.Storm) {
+				go a.auditAtOnset(ctx, t)
+			}
+		}
+		a.autoDefuse(ctx, t, auto, st, s.Time)
+		a.mu.Lock()
+		a.last[k] = s.Time
+		a.mu.Unlock()
+		if a.o.OnSample != nil {
+			a.o.OnSample(s, st)
+		}
+	})
+}
+
+// verdict keeps the last transition's verdict on display while the state
+// lasts.
+func (a *Agent) verdict(k string, st detect.State, fresh string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.verdicts == nil {
+		a.verdicts = map[string]string{}
+	}
+	if fresh != "" {
+		a.verdicts[k] = fresh
+	}
+	if st == detect.Calm && fresh == "" {
+		delete(a.verdicts, k)
+	}
+	return a.verdicts[k]
+}
+
+func (a *Agent) stateEvent(ctx context.Context, ev detect.Event) {
+	raw, _ := json.Marshal(ev)
+	lvl := slog.LevelInfo
+	switch ev.To {
+	case detect.Storm:
+		lvl = slog.LevelError
+	case detect.Surge:
+		lvl = slog.LevelWarn
+	}
+	a.o.Logger.Log(ctx, lvl, "storm state changed", "target", ev.Target, "from", ev.From.String(), "to", ev.To.String(), "verdict", ev.Verdict)
+	a.o.Hub.PublishEvent(json.RawMessage(raw))
+	if a.o.Journal != nil {
+		a.o.Journal.Event(ev.Target, ev.Time, ev.To.String(), json.RawMessage(raw))
+	}
+	if a.o.Notifier != nil && ev.Type == "state" {
+		a.o.Notifier.Notify(notify.Alert{Time: ev.Time, Target: ev.Target, From: ev.From.String(), To: ev.To.String(), Verdict: ev.Verdict, Event: raw})
+	}
+}
+
+// event records a non-state event (targets added or removed).
+func (a *Agent) event(ctx context.Context, ev map[string]any) {
+	a.o.Logger.Info("agent event", "type", ev["type"], "target", ev["target"], "action", ev["action"])
+	a.o.Hub.PublishEvent(ev)
+	if a.o.Journal != nil {
+		t, _ := ev["time"].(time.Time)
+		tg, _ := ev["target"].(string)
+		a.o.Journal.Event(tg, t, "", ev)
+	}
+}

@@ -1,0 +1,228 @@
+package agent_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/agent"
+	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/sample"
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/serve"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+type recorded struct {
+	mu      sync.Mutex
+	samples []*sample.Sample
+	states  []detect.State
+}
+
+func (r *recorded) add(s *sample.Sample, st detect.State) {
+	r.mu.Lock()
+	r.samples = append(r.samples, s)
+	r.states = append(r.states, st)
+	r.mu.Unlock()
+}
+
+func (r *recorded) since(t time.Time) ([]*sample.Sample, []detect.State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ss []*sample.Sample
+	var st []detect.State
+	for i, s := range r.samples {
+		if !s.Time.Before(t) {
+			ss = append(ss, s)
+			st = append(st, r.states[i])
+		}
+	}
+	return ss, st
+}
+
+func startAgent(t *testing.T, sb *sandbox.Sandbox, interval time.Duration) (*recorded, *serve.Hub, context.CancelFunc) {
+	t.Helper()
+	a, err := addr.Parse(sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorded{}
+	hub := serve.NewHub(signal.SourceNames(), 100, 100)
+	ag, err := agent.New(agent.Options{
+		Targets:  []signal.Target{{Addr: a, NetNS: sb.NetNS}},
+		Interval: interval, Hub: hub, OnSample: rec.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ag.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// Wait for the reserved connection to be up.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ss, _ := rec.since(time.Time{})
+		if len(ss) > 0 && ss[len(ss)-1].Valkey != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent produced no sample with Valkey fields: %+v", ss)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return rec, hub, cancel
+}
+
+// holdIdle opens n idle client connections inside the namespace.
+func holdIdle(t *testing.T, sb *sandbox.Sandbox, n int) {
+	t.Helper()
+	var conns []net.Conn
+	for i := 0; i < n; i++ {
+		c, err := sb.Dial(context.Background())
+		if err != nil {
+			t.Fatalf("idle client %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+}
+
+// TestIntegrationNoGapsDuringStorm: a storm that overflows the accept queue
+// and exhausts maxclients; a sample with Valkey's fields is published every
+// interval and every /metrics scrape answers.
+func TestIntegrationNoGapsDuringStorm(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{
+		Sysctls:    map[string]string{"net.core.somaxconn": "64"},
+		ValkeyArgs: []string{"--maxclients", "200"},
+	})
+	const interval = 250 * time.Millisecond
+	rec, hub, _ := startAgent(t, sb, interval)
+	srv := httptest.NewServer(serve.Handler(hub, serve.Options{}))
+	defer srv.Close()
+	holdIdle(t, sb, 195)
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
+	defer cancel()
+	// The storm: 600 clients reconnecting for every request.
+	bench := sb.Command(ctx, "valkey-benchmark", "-h", "127.0.0.1", "-p", "6379", "-c", "600", "-n", "40000", "-k", "0", "-t", "ping", "-q")
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var scrapes, failed int
+	scrapeDone := make(chan struct{})
+	go func() {
+		defer close(scrapeDone)
+		c := &http.Client{Timeout: time.Second}
+		for time.Since(start) < 8*time.Second {
+			resp, err := c.Get(srv.URL + "/metrics")
+			scrapes++
+			if err != nil || resp.StatusCode != 200 {
+				failed++
+			} else {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	<-scrapeDone
+	_ = bench.Process.Kill()
+	_ = bench.Wait()
+
+	ss, states := rec.since(start)
+	if len(ss) < int(7*time.Second/interval) {
+		t.Fatalf("only %d samples in 8s at %s", len(ss), interval)
+	}
+	var first, last sample.Sample
+	first, last = *ss[0], *ss[len(ss)-1]
+	missingValkey := 0
+	for i, s := range ss {
+		if s.Valkey == nil {
+			missingValkey++
+			t.Logf("sample %d without valkey: %v", i, s.Errors)
+		}
+		if i > 0 {
+			if gap := s.Time.Sub(ss[i-1].Time); gap > 3*interval {
+				t.Errorf("gap of %s between samples %d and %d", gap, i-1, i)
+			}
+		}
+	}
+	if missingValkey > 0 {
+		t.Errorf("%d of %d samples lack Valkey's fields during the storm", missingValkey, len(ss))
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d /metrics scrapes failed during the storm", failed, scrapes)
+	}
+	// The storm was real: the queue overflowed or Valkey refused.
+	overflowed := first.TCP != nil && last.TCP != nil && *last.TCP.ListenOverflows > *first.TCP.ListenOverflows
+	rejected := first.Valkey != nil && last.Valkey != nil && *last.Valkey.RejectedConnections > *first.Valkey.RejectedConnections
+	if !overflowed && !rejected {
+		t.Fatalf("no overflow and no rejection: the test did not make a storm")
+	}
+	sawStorm := false
+	for _, st := range states {
+		if st == detect.Storm {
+			sawStorm = true
+		}
+	}
+	if !sawStorm {
+		t.Errorf("the detector never said storm (overflowed=%v rejected=%v)", overflowed, rejected)
+	}
+	t.Logf("%d samples, %d scrapes, overflowed=%v rejected=%v", len(ss), scrapes, overflowed, rejected)
+}
+
+// TestIntegrationSurvivesValkeyRestart: Valkey killed → samples keep coming
+// with kernel fields and errors.valkey; Valkey back → fields return.
+func TestIntegrationSurvivesValkeyRestart(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	const interval = 200 * time.Millisecond
+	rec, _, _ := startAgent(t, sb, interval)
+	if err := sb.StopValkey(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	waitFor(t, rec, down, func(s *sample.Sample) bool { return s.Valkey == nil && s.Errors["valkey"] != "" && s.TCP != nil })
+	if err := sb.StartValkey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	waitFor(t, rec, up, func(s *sample.Sample) bool { return s.Valkey != nil && s.Valkey.Reconnects >= 1 })
+	ss, _ := rec.since(down)
+	for i := 1; i < len(ss); i++ {
+		if gap := ss[i].Time.Sub(ss[i-1].Time); gap > 3*interval {
+			t.Errorf("gap of %s across the restart", gap)
+		}
+	}
+}
+
+func waitFor(t *testing.T, rec *recorded, since time.Time, ok func(*sample.Sample) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ss, _ := rec.since(since)
+		for _, s := range ss {
+			if ok(s) {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ss, _ := rec.since(since)
+	if len(ss) > 0 {
+		t.Fatalf("condition not met within 20s; last sample errors %v", ss[len(ss)-1].Errors)
+	}
+	t.Fatal("condition not met within 20s; no samples")
+}

@@ -1,0 +1,31 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/checklist"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+// auditAtOnset runs the kernel part of the checklist when a storm begins
+// and records the findings as an event, so the capture (and the
+// postmortem) shows the host's configuration at the time. Kernel only:
+// principle 1, no extra connection or command to Valkey during a storm.
+func (a *Agent) auditAtOnset(ctx context.Context, t signal.Target) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	f, err := checklist.Gather(ctx, checklist.Options{NetNS: t.NetNS, Window: time.Second, NoClientList: true})
+	if err != nil {
+		a.o.Logger.Warn("checklist at storm onset failed", "target", t.Name(), "err", err)
+		return
+	}
+	var notable []checklist.Finding
+	for _, fd := range checklist.Evaluate(f) {
+		if fd.Severity != checklist.OK {
+			notable = append(notable, fd)
+		}
+	}
+	a.event(ctx, map[string]any{"time": time.Now().UTC(), "type": "checklist", "target": t.Name(),
+		"reason": "kernel checklist at storm onset", "findings": notable})
+}

@@ -1,0 +1,203 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/defuse"
+	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/notify"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+// AutoDefuse arms mitigations when a target enters storm and reverts them
+// when it is calm again. Zero values mean the documented defaults.
+type AutoDefuse struct {
+	// Actions to arm, in order (default ratelimit-syn). kill-idle is never
+	// armed automatically: it cannot be reverted.
+	Actions []defuse.Action
+	// TTL of each arming (60s). Every mitigation expires by itself; while
+	// the storm lasts it is re-armed, up to Max in all.
+	TTL time.Duration
+	// Max bounds how long one storm keeps mitigations armed (10m).
+	Max time.Duration
+	// Rate for ratelimit-syn (per source) and ratelimit-global (20/s).
+	Rate defuse.Rate
+	// MinRate is the smallest Rate accepted: connections are throttled,
+	// never stopped (5/s).
+	MinRate defuse.Rate
+	// AcceptCapValue for accept-cap (100).
+	AcceptCapValue int
+	// StatePath is the defuse state file (defuse.DefaultStatePath).
+	StatePath string
+}
+
+// ErrAutoKill is returned for kill-idle in auto mode.
+var ErrAutoKill = errors.New("kill-idle cannot be armed automatically: killed clients cannot be restored (use stormguard defuse apply --action kill-idle --yes-kill by hand)")
+
+func (o *AutoDefuse) normalize() error {
+	if len(o.Actions) == 0 {
+		o.Actions = []defuse.Action{defuse.RatelimitSYN}
+	}
+	for _, a := range o.Actions {
+		if _, err := defuse.ParseAction(string(a)); err != nil {
+			return err
+		}
+		if a == defuse.KillIdle {
+			return ErrAutoKill
+		}
+	}
+	if o.TTL <= 0 {
+		o.TTL = time.Minute
+	}
+	if o.Max <= 0 {
+		o.Max = 10 * time.Minute
+	}
+	if o.Max < o.TTL {
+		return fmt.Errorf("auto defuse: maximum duration %s is shorter than the TTL %s", o.Max, o.TTL)
+	}
+	if o.MinRate.N == 0 {
+		o.MinRate = defuse.Rate{N: 5, Unit: "second"}
+	}
+	if o.Rate.N == 0 {
+		o.Rate = defuse.Rate{N: 20, Unit: "second"}
+	}
+	if o.Rate.PerSecond() < o.MinRate.PerSecond() {
+		return fmt.Errorf("auto defuse: rate %s is below the minimum admitted rate %s", o.Rate, o.MinRate)
+	}
+	if o.AcceptCapValue == 0 {
+		o.AcceptCapValue = 100
+	}
+	return nil
+}
+
+// autoState is one target's armed mitigations.
+type autoState struct {
+	mu     sync.Mutex
+	busy   bool
+	armed  []defuse.Mitigation
+	first  time.Time // when this storm's first arming happened
+	stormy bool
+}
+
+// autoDefuse is called after every sample of a target.
+func (a *Agent) autoDefuse(ctx context.Context, t signal.Target, st *autoState, state detect.State, now time.Time) {
+	o := a.o.AutoDefuse
+	if o == nil {
+		return
+	}
+	st.mu.Lock()
+	if st.busy {
+		st.mu.Unlock()
+		return
+	}
+	var work func()
+	switch state {
+	case detect.Storm:
+		if st.first.IsZero() {
+			st.first = now
+		}
+		live := false
+		for _, m := range st.armed {
+			if m.Expires.After(now.Add(time.Second)) {
+				live = true
+			}
+		}
+		if !live && now.Sub(st.first) < o.Max {
+			ttl := o.TTL
+			if left := o.Max - now.Sub(st.first); left < ttl {
+				ttl = left
+			}
+			work = func() { a.arm(ctx, t, st, ttl) }
+		}
+	case detect.Calm:
+		if len(st.armed) > 0 {
+			work = func() { a.disarm(ctx, t, st, "target is calm again") }
+		}
+		st.first = time.Time{}
+	}
+	if work == nil {
+		st.mu.Unlock()
+		return
+	}
+	st.busy = true
+	st.mu.Unlock()
+	// Netlink and CONFIG SET take milliseconds: never on the sampling path.
+	go func() {
+		work()
+		st.mu.Lock()
+		st.busy = false
+		st.mu.Unlock()
+	}()
+}
+
+func (a *Agent) manager(t signal.Target) *defuse.Manager {
+	return &defuse.Manager{StatePath: a.o.AutoDefuse.StatePath, NetNS: t.NetNS, Valkey: t.Addr, Logger: a.o.Logger}
+}
+
+func (a *Agent) arm(ctx context.Context, t signal.Target, st *autoState, ttl time.Duration) {
+	o := a.o.AutoDefuse
+	m := a.manager(t)
+	var armed []defuse.Mitigation
+	for _, act := range o.Actions {
+		p := defuse.Params{Port: t.Port(), TTL: ttl}
+		switch act {
+		case defuse.RatelimitSYN, defuse.RatelimitGlobal:
+			p.Rate = o.Rate
+		case defuse.AcceptCap:
+			p.Value = o.AcceptCapValue
+		}
+		mt, err := m.Apply(ctx, act, p)
+		if err != nil {
+			a.defuseEvent(ctx, t, "failed", defuse.Mitigation{Action: act, Port: t.Port()}, err.Error())
+			continue
+		}
+		armed = append(armed, mt)
+		a.defuseEvent(ctx, t, "applied", mt, fmt.Sprintf("storm detected: %s armed for %s", act, ttl))
+	}
+	st.mu.Lock()
+	// Re-arming replaces expired entries.
+	st.armed = armed
+	st.mu.Unlock()
+}
+
+func (a *Agent) disarm(ctx context.Context, t signal.Target, st *autoState, why string) {
+	st.mu.Lock()
+	armed := st.armed
+	st.armed = nil
+	st.mu.Unlock()
+	m := a.manager(t)
+	for _, mt := range armed {
+		if _, err := m.Revert(ctx, mt.ID); err != nil && !errors.Is(err, defuse.ErrNotFound) {
+			a.defuseEvent(ctx, t, "failed", mt, "revert: "+err.Error())
+			continue
+		}
+		a.defuseEvent(ctx, t, "reverted", mt, why)
+	}
+}
+
+// DisarmAll reverts whatever auto mode armed (agent shutdown).
+func (a *Agent) disarmAll(ctx context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.runners {
+		if r.auto != nil {
+			a.mu.Unlock()
+			a.disarm(ctx, r.target, r.auto, "agent stopping")
+			a.mu.Lock()
+		}
+	}
+}
+
+func (a *Agent) defuseEvent(ctx context.Context, t signal.Target, what string, mt defuse.Mitigation, reason string) {
+	ev := map[string]any{"time": time.Now().UTC(), "type": "defuse", "target": t.Name(), "action": what,
+		"mitigation": mt, "reason": reason}
+	a.event(ctx, ev)
+	if a.o.Notifier != nil {
+		a.o.Notifier.Notify(notify.Alert{Kind: "defuse", Time: time.Now().UTC(), Target: t.Name(), To: what,
+			Verdict: fmt.Sprintf("stormguard %s %s on %s: %s", what, mt.Action, t.Name(), reason)})
+	}
+}

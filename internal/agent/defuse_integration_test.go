@@ -1,0 +1,169 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/agent"
+	"github.com/stormguard/stormguard/internal/defuse"
+	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sample"
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/serve"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+// flood dials the target from inside the namespace as fast as workers
+// allow, closing each connection, until ctx ends. Bounded by ctx and by
+// maxDials.
+func flood(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, workers int, maxDials int64) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && n.Add(1) <= maxDials {
+				var c net.Conn
+				_ = netns.Do(sb.NetNS, func() error {
+					d := net.Dialer{Timeout: 300 * time.Millisecond}
+					var err error
+					c, err = d.DialContext(ctx, "tcp", sb.Addr())
+					return err
+				})
+				if c != nil {
+					c.Close()
+				}
+			}
+		}()
+	}
+	t.Cleanup(wg.Wait)
+	return &n
+}
+
+// TestIntegrationAutoDefuse: storm → mitigation armed within about one
+// detector interval → overflows stop → calm → reverted.
+func TestIntegrationAutoDefuse(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{"net.core.somaxconn": "32"}})
+	a, _ := addr.Parse(sb.Addr())
+	state := filepath.Join(t.TempDir(), "defuse.json")
+	const interval = 250 * time.Millisecond
+	hub := serve.NewHub(signal.SourceNames(), 100, 100)
+	var mu sync.Mutex
+	var stormAt time.Time
+	var last *sample.Sample
+	ag, err := agent.New(agent.Options{
+		Targets: []signal.Target{{Addr: a, NetNS: sb.NetNS}}, Interval: interval, Hub: hub,
+		Detector:   detect.Config{StormQuiet: time.Second, CalmQuiet: 2 * time.Second, SurgeQuiet: 2 * time.Second},
+		AutoDefuse: &agent.AutoDefuse{Actions: []defuse.Action{defuse.RatelimitSYN}, TTL: 30 * time.Second, Rate: defuse.Rate{N: 5, Unit: "second"}, StatePath: state},
+		OnSample: func(s *sample.Sample, st detect.State) {
+			mu.Lock()
+			defer mu.Unlock()
+			last = s
+			if st == detect.Storm && stormAt.IsZero() {
+				stormAt = s.Time
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ag.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(2 * time.Second) // reserved connection up, baselines primed
+
+	// Storm: Valkey frozen, one source dialling flat out.
+	if err := sb.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			sb.Signal(syscall.SIGCONT)
+		}
+	}()
+	fctx, fcancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer fcancel()
+	dials := flood(fctx, t, sb, 32, 400000)
+
+	applied := waitEvent(t, hub, "defuse", "applied", 15*time.Second)
+	mu.Lock()
+	st := stormAt
+	mu.Unlock()
+	if st.IsZero() {
+		t.Fatal("mitigation applied without a storm")
+	}
+	var at struct{ Time time.Time }
+	json.Unmarshal(applied, &at)
+	if lag := at.Time.Sub(st); lag > 2*interval+time.Second {
+		t.Errorf("mitigation armed %s after the storm was detected; want about one interval", lag)
+	}
+	if err := sb.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+
+	// With the limit armed and Valkey draining, overflows stop while the
+	// flood goes on.
+	time.Sleep(2 * time.Second)
+	o1 := overflows(t, &mu, &last)
+	time.Sleep(2 * time.Second)
+	o2 := overflows(t, &mu, &last)
+	if o2 != o1 {
+		t.Errorf("listen overflows still rising under the limit: %d → %d", o1, o2)
+	}
+	fcancel()
+	t.Logf("flood made %d dial attempts", dials.Load())
+
+	waitEvent(t, hub, "defuse", "reverted", 30*time.Second)
+	m := &defuse.Manager{StatePath: state, NetNS: sb.NetNS, Valkey: a}
+	left, err := m.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Fatalf("mitigations still listed after calm: %+v", left)
+	}
+}
+
+func overflows(t *testing.T, mu *sync.Mutex, last **sample.Sample) uint64 {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if *last == nil || (*last).TCP == nil || (*last).TCP.ListenOverflows == nil {
+		t.Fatal("no TCP counters in the latest sample")
+	}
+	return *(*last).TCP.ListenOverflows
+}
+
+func waitEvent(t *testing.T, hub *serve.Hub, typ, action string, within time.Duration) json.RawMessage {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		for _, raw := range hub.Events() {
+			var e struct{ Type, Action, Reason string }
+			if json.Unmarshal(raw, &e) == nil && e.Type == typ && e.Action == action {
+				return raw
+			}
+			if e.Type == typ && e.Action == "failed" {
+				t.Fatalf("defuse failed: %s", raw)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no %s/%s event within %s; events: %d", typ, action, within, len(hub.Events()))
+	return nil
+}

@@ -1,0 +1,134 @@
+package detect
+
+import (
+	"slices"
+	"time"
+)
+
+// baseline is a robust "normal level" of a rate: samples (only calm ones;
+// the detector decides) are averaged over fixed buckets, and the baseline is
+// the median of the last n bucket means. The median ignores a few odd
+// buckets (a deploy, a batch job), and buckets keep the cost per sample O(1):
+// the median of at most n values is recomputed once per bucket.
+type baseline struct {
+	bucket time.Duration
+	n, min int
+
+	curStart time.Time
+	curSum   float64
+	curN     int
+
+	means   []float64 // ring of bucket means, len <= n
+	next    int       // ring write position once full
+	scratch []float64
+	val     float64
+}
+
+func newBaseline(bucket time.Duration, n, min int) *baseline {
+	return &baseline{bucket: bucket, n: n, min: min, means: make([]float64, 0, n), scratch: make([]float64, 0, n)}
+}
+
+// add feeds one calm sample taken at t.
+func (b *baseline) add(t time.Time, v float64) {
+	if b.curN > 0 && (t.Sub(b.curStart) >= b.bucket || t.Before(b.curStart)) {
+		b.closeBucket()
+	}
+	if b.curN == 0 {
+		b.curStart = t
+	}
+	b.curSum += v
+	b.curN++
+}
+
+// discard drops the bucket in progress: called when the target leaves calm,
+// so the lead-in of a surge is not learned as normal.
+func (b *baseline) discard() { b.curSum, b.curN = 0, 0 }
+
+func (b *baseline) closeBucket() {
+	m := b.curSum / float64(b.curN)
+	b.curSum, b.curN = 0, 0
+	if len(b.means) < b.n {
+		b.means = append(b.means, m)
+	} else {
+		b.means[b.next] = m
+		b.next = (b.next + 1) % b.n
+	}
+	b.scratch = append(b.scratch[:0], b.means...)
+	slices.Sort(b.scratch)
+	k := len(b.scratch)
+	if k%2 == 1 {
+		b.val = b.scratch[k/2]
+	} else {
+		b.val = (b.scratch[k/2-1] + b.scratch[k/2]) / 2
+	}
+}
+
+// value returns the baseline and whether enough buckets back it.
+func (b *baseline) value() (float64, bool) {
+	if len(b.means) < b.min {
+		return 0, false
+	}
+	return b.val, true
+}
+
+// reset makes v the learned level at once (after a sustained, harmless
+// change of load).
+func (b *baseline) reset(v float64) {
+	b.means = b.means[:0]
+	b.next = 0
+	b.discard()
+	for i := 0; i < b.min; i++ {
+		b.means = append(b.means, v)
+	}
+	b.val = v
+}
+
+// gaugeHist keeps the recent readings of one gauge to measure its growth
+// rate over a trailing window (for forecasts). Fixed size, times as Unix
+// nanoseconds: no allocation and little work per sample.
+type gaugeHist struct {
+	t    [64]int64
+	v    [64]float64
+	head int // next write
+	n    int
+}
+
+func (g *gaugeHist) add(at time.Time, v float64) {
+	t := at.UnixNano()
+	if g.n > 0 && t <= g.t[(g.head+len(g.t)-1)%len(g.t)] {
+		// Time went backwards or stood still: start over rather than
+		// divide by zero or a negative span.
+		g.n = 0
+	}
+	g.t[g.head], g.v[g.head] = t, v
+	g.head = (g.head + 1) % len(g.t)
+	if g.n < len(g.t) {
+		g.n++
+	}
+}
+
+// slope returns the growth per second from the newest reading back to the
+// newest reading at least window older (or the oldest one kept, if none is
+// that old), and false with fewer than two readings or a span above maxSpan.
+func (g *gaugeHist) slope(window, maxSpan time.Duration) (float64, bool) {
+	if g.n < 2 {
+		return 0, false
+	}
+	size := len(g.t)
+	newest := (g.head + size - 1) % size
+	from := g.t[newest] - int64(window)
+	j := newest
+	for i := 1; i < g.n; i++ {
+		j = (newest - i + size) % size
+		if g.t[j] <= from {
+			break
+		}
+	}
+	span := g.t[newest] - g.t[j]
+	if span <= 0 || span > int64(maxSpan) {
+		return 0, false
+	}
+	return (g.v[newest] - g.v[j]) / (float64(span) / 1e9), true
+}
+
+func (g *gaugeHist) clear() { g.n = 0 }

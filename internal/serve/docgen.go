@@ -1,0 +1,37 @@
+package serve
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MetricsMarkdown renders the metrics reference (docs/metrics.md) from the
+// same table /metrics is built from, so the two cannot drift.
+func MetricsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("# Metrics reference\n\n")
+	b.WriteString("Generated from `internal/serve/metrics.go` by `go test ./internal/serve -run TestMetricsDoc -update`; do not edit by hand.\n\n")
+	b.WriteString("Every series carries the label `target` (the Valkey listener, `host:port`). ")
+	b.WriteString("TCP and conntrack counters are per **network namespace**, not per port: two listeners in one namespace report the same values. ")
+	b.WriteString("A signal that is unavailable is absent (never 0); `stormguard_source_up` says which source failed.\n\n")
+	b.WriteString("| metric | type | source | meaning |\n|---|---|---|---|\n")
+	row := func(name, typ, src, help string) {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", name, typ, src, strings.ReplaceAll(help, "|", "\\|"))
+	}
+	row("stormguard_storm_state", "gauge", "detector", "Detector state per target: 0 calm, 1 surge (early warning), 2 storm (connections dropped or refused now), 3 recovering.")
+	for _, m := range sampleMetrics {
+		typ := "gauge"
+		if m.Type == prometheus.CounterValue {
+			typ = "counter"
+		}
+		row(m.Name, typ, m.Source, m.Help)
+	}
+	row("stormguard_source_up", "gauge", "agent", "1 if the signal source answered in the last sample, 0 if it was unavailable or timed out. Labels: target, source.")
+	row("stormguard_source_duration_seconds", "gauge", "agent", "How long the signal source took in the last sample. Labels: target, source.")
+	row("stormguard_last_sample_timestamp_seconds", "gauge", "agent", "Unix time of the target's latest sample.")
+	row("stormguard_samples_total", "counter", "agent", "Samples taken of the target since the agent started.")
+	row("stormguard_build_info", "gauge", "agent", "Always 1; labelled with the agent's version.")
+	return b.String()
+}

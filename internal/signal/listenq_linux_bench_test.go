@@ -1,0 +1,296 @@
+//go:build linux
+
+package signal
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sample"
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+// The benchmarks here need root and valkey-server (they build a sandbox);
+// bench/listenq.sh runs them and docs/benchmarks.md records the results.
+//
+// Everything is measured in CPU time (getrusage: user+system), not wall
+// time, so a loaded machine changes the numbers little; kernel time spent
+// producing the sock_diag dumps is charged to the process that reads them,
+// so it is included.
+
+// cpuTime returns the CPU time used by who (RUSAGE_SELF or RUSAGE_CHILDREN).
+func cpuTime(tb testing.TB, who int) time.Duration {
+	tb.Helper()
+	var ru unix.Rusage
+	if err := unix.Getrusage(who, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// holderEnv switches the test binary into a connection holder (see
+// TestListenqConnHolder): the process fd limit here is a hard 20,000 without
+// CAP_SYS_RESOURCE, so 20,000 client sockets need more than one process.
+const holderEnv = "STORMGUARD_LISTENQ_HOLDER"
+
+// TestListenqConnHolder is not a test: the benchmarks run the test binary
+// again with holderEnv=NETNS,ADDR,N and this function then opens N TCP
+// connections to ADDR from inside NETNS, prints "ready", and holds them
+// until its stdin closes (the os/exec TestHelperProcess pattern).
+func TestListenqConnHolder(t *testing.T) {
+	spec := os.Getenv(holderEnv)
+	if spec == "" {
+		t.Skip("helper process for the listenq benchmarks")
+	}
+	f := strings.Split(spec, ",")
+	n, err := strconv.Atoi(f[2])
+	if len(f) != 3 || err != nil {
+		t.Fatalf("bad %s=%q", holderEnv, spec)
+	}
+	var conns []net.Conn
+	err = netns.Do(f[0], func() error {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		for len(conns) < n {
+			c, err := d.Dial("tcp", f[1])
+			if err != nil {
+				return fmt.Errorf("connection %d of %d: %w", len(conns)+1, n, err)
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// holdConns starts a holder process with n connections and waits until
+// they are open. The process ends at cleanup.
+func holdConns(b *testing.B, sb *sandbox.Sandbox, n int) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestListenqConnHolder$", "-test.bench=^$", "-test.v")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", holderEnv, sb.NetNS, sb.Addr(), n))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start connection holder: %v", err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		if lines.Text() == "ready" {
+			go io.Copy(io.Discard, out)
+			return
+		}
+	}
+	b.Fatalf("connection holder for %d connections exited before it was ready", n)
+}
+
+// benchSandbox makes a sandbox with n established connections to Valkey's
+// port. Valkey (maxclients 16000) accepts and serves the first 15,000, held
+// by one holder process; for n > 15,000 Valkey is then frozen (SIGSTOP) and
+// the rest complete their handshake into its accept queue (tcp-backlog
+// 8192), held by a second process. Every one of them is an ESTABLISHED
+// socket on the port, which is what the kernel walks and reports. Valkey
+// cannot hold all 20,000 itself: its fd limit, inherited from this process,
+// is a hard 20,000, so maxclients tops out at 19,968.
+func benchSandbox(b *testing.B, n int) *sandbox.Sandbox {
+	b.Helper()
+	sb := sandboxtest.New(b, sandbox.Options{
+		Sysctls:    map[string]string{"net.core.somaxconn": "8192"},
+		ValkeyArgs: []string{"--maxclients", "16000", "--tcp-backlog", "8192"},
+	})
+	const served = 15000
+	if n == 0 {
+		return sb
+	}
+	holdConns(b, sb, min(n, served))
+	if n > served {
+		if err := sb.Signal(syscall.SIGSTOP); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { sb.Signal(syscall.SIGCONT) })
+		holdConns(b, sb, n-served)
+	}
+	return sb
+}
+
+func benchListenq(b *testing.B, sb *sandbox.Sandbox, poll time.Duration) *listenq {
+	b.Helper()
+	a, err := addr.Parse(sb.Addr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := openListenq(context.Background(), Options{Target: Target{Addr: a, NetNS: sb.NetNS}, ListenPoll: poll})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := src.(*listenq)
+	b.Cleanup(func() { l.Close() })
+	return l
+}
+
+// talkCommands runs the talk's two commands once inside the namespace,
+// without a shell: `ss -Hln sport = :PORT` and `ss -anH state syn-recv | wc -l`.
+// The children fork from a thread inside the namespace, so they see it.
+func talkCommands(sb *sandbox.Sandbox) (listenLines int, err error) {
+	err = netns.Do(sb.NetNS, func() error {
+		out, err := exec.Command("ss", "-Hln", "sport", "=", ":"+strconv.Itoa(sb.Port)).Output()
+		if err != nil {
+			return fmt.Errorf("ss -Hln: %w", err)
+		}
+		listenLines = strings.Count(string(out), "\n")
+		ss := exec.Command("ss", "-anH", "state", "syn-recv")
+		wc := exec.Command("wc", "-l")
+		pipe, err := ss.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		wc.Stdin = pipe
+		wc.Stdout = io.Discard
+		if err := wc.Start(); err != nil {
+			return fmt.Errorf("wc: %w", err)
+		}
+		if err := ss.Run(); err != nil {
+			return fmt.Errorf("ss state syn-recv: %w", err)
+		}
+		return wc.Wait()
+	})
+	return listenLines, err
+}
+
+// benchCollectVsTalk measures one full Collect (LISTEN dump, SYN_RECV and
+// ESTABLISHED counts, both families) against one run of the talk's two
+// commands, alternating rounds so both see the same machine state.
+func benchCollectVsTalk(b *testing.B, n int) {
+	sb := benchSandbox(b, n)
+	l := benchListenq(b, sb, -1) // poller off: measure Collect alone
+	ctx := context.Background()
+	s := &sample.Sample{}
+	if err := l.Collect(ctx, s); err != nil {
+		b.Fatal(err)
+	}
+	if *s.Established < uint64(n) || s.Listen.Sockets != 2 {
+		b.Fatalf("setup: established %d (want >= %d), sockets %d", *s.Established, n, s.Listen.Sockets)
+	}
+	if lines, err := talkCommands(sb); err != nil || lines != 2 {
+		b.Fatalf("talk commands: %v, %d listen lines (want 2: IPv4 and IPv6)", err, lines)
+	}
+	const rounds = 50
+	var collectCPU, talkCPU, talkParentCPU time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		for r := 0; r < rounds; r++ {
+			c0 := cpuTime(b, unix.RUSAGE_SELF)
+			s := &sample.Sample{}
+			if err := l.Collect(ctx, s); err != nil {
+				b.Fatal(err)
+			}
+			c1 := cpuTime(b, unix.RUSAGE_SELF)
+			k0 := cpuTime(b, unix.RUSAGE_CHILDREN)
+			if _, err := talkCommands(sb); err != nil {
+				b.Fatal(err)
+			}
+			k1 := cpuTime(b, unix.RUSAGE_CHILDREN)
+			c2 := cpuTime(b, unix.RUSAGE_SELF)
+			collectCPU += c1 - c0
+			talkCPU += k1 - k0
+			talkParentCPU += c2 - c1
+		}
+	}
+	total := float64(b.N * rounds)
+	b.ReportMetric(float64(collectCPU.Microseconds())/total, "collect-cpu-µs/op")
+	b.ReportMetric(float64(talkCPU.Microseconds())/total, "ss-cpu-µs/op")
+	b.ReportMetric(float64(talkParentCPU.Microseconds())/total, "ss-spawn-cpu-µs/op")
+	b.ReportMetric(float64(collectCPU)/float64(talkCPU), "collect/ss")
+}
+
+// benchPoller runs the 100 Hz accept-queue poller for 10 s and reports the
+// process CPU it used as a share of one core.
+func benchPoller(b *testing.B, n int) {
+	sb := benchSandbox(b, n)
+	const window = 10 * time.Second
+	for b.Loop() {
+		c0 := cpuTime(b, unix.RUSAGE_SELF)
+		t0 := time.Now()
+		l := benchListenq(b, sb, defaultListenPoll)
+		time.Sleep(window)
+		r := l.peak.take()
+		l.Close()
+		wall := time.Since(t0)
+		cpu := cpuTime(b, unix.RUSAGE_SELF) - c0
+		if r.Failures > 0 {
+			b.Fatalf("%d polls failed: %v", r.Failures, r.LastErr)
+		}
+		b.ReportMetric(100*float64(cpu)/float64(wall), "core-%")
+		b.ReportMetric(float64(r.Polls)/wall.Seconds(), "polls/s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(max(r.Polls, 1)), "cpu-µs/poll")
+		b.ReportMetric(float64(l.lookups.Load())/float64(max(l.lookups.Load()+l.dumps.Load(), 1)), "lookup-share")
+	}
+}
+
+func BenchmarkListenqCollectVsTalk(b *testing.B) {
+	for _, n := range []int{0, 20000} {
+		b.Run(fmt.Sprintf("established=%d", n), func(b *testing.B) { benchCollectVsTalk(b, n) })
+	}
+}
+
+// BenchmarkTicker100Hz is the floor the poller cannot go below: the CPU a
+// Go program spends waking up 100 times a second and doing nothing.
+func BenchmarkTicker100Hz(b *testing.B) {
+	const window = 10 * time.Second
+	for b.Loop() {
+		c0 := cpuTime(b, unix.RUSAGE_SELF)
+		t0 := time.Now()
+		tk := time.NewTicker(defaultListenPoll)
+		for time.Since(t0) < window {
+			<-tk.C
+		}
+		tk.Stop()
+		wall := time.Since(t0)
+		b.ReportMetric(100*float64(cpuTime(b, unix.RUSAGE_SELF)-c0)/float64(wall), "core-%")
+	}
+}
+
+func BenchmarkListenqPoller100Hz(b *testing.B) {
+	for _, n := range []int{0, 20000} {
+		b.Run(fmt.Sprintf("established=%d", n), func(b *testing.B) { benchPoller(b, n) })
+	}
+}
