@@ -30,6 +30,7 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 		newTopCmd(),
 		newBackoffCmd(),
 		newCheckCmd(),
+		newStormCmd(),
 	)
 	return root
 }

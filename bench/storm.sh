@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Storm lab benchmarks (docs/benchmarks.md, "storm lab"):
+#  1. generator connection rate vs valkey-benchmark -k 0, same spawned
+#     server, same number of parallel clients, alternating runs;
+#  2. 2,000 clients, kill, somaxconn 128: every strategy.
+# Needs root, valkey-server and valkey-benchmark. Knobs (environment):
+#   STORM_CLIENTS (2000) STORM_SOMAXCONN (128) RATE_CLIENTS (50)
+#   RATE_REQUESTS (30000) RATE_ROUNDS (3) STORM_STRATEGIES (all) OUT (bench/out)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "storm.sh: needs root (network namespaces)"; exit 0; }
+command -v valkey-server >/dev/null && command -v valkey-benchmark >/dev/null ||
+	{ echo "storm.sh: needs valkey-server and valkey-benchmark"; exit 0; }
+
+STORM_CLIENTS=${STORM_CLIENTS:-2000}
+STORM_SOMAXCONN=${STORM_SOMAXCONN:-128}
+RATE_CLIENTS=${RATE_CLIENTS:-50}
+RATE_REQUESTS=${RATE_REQUESTS:-30000}
+RATE_ROUNDS=${RATE_ROUNDS:-3}
+STORM_STRATEGIES=${STORM_STRATEGIES:-all}
+OUT=${OUT:-bench/out}
+mkdir -p "$OUT"
+go build -o "$OUT/stormguard" ./cmd/stormguard
+SG="$OUT/stormguard"
+
+# 1. Generator rate. One namespace, one server, both tools inside it.
+NS="sg-bench-storm-$$"
+PORT=6399
+cleanup() {
+	[ -n "${VPID:-}" ] && kill "$VPID" 2>/dev/null || true
+	ip netns del "$NS" 2>/dev/null || true
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip netns exec "$NS" valkey-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \
+	--protected-mode no --maxclients 10000 --logfile "$OUT/rate-valkey.log" &
+VPID=$!
+for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "== generator rate: $RATE_CLIENTS parallel clients, connection per PING (valkey-benchmark -k 0 vs stormguard storm --scenario churn)"
+printf '%-6s %-22s %-22s %s\n' round valkey-benchmark_conn/s stormguard_conn/s ratio
+for r in $(seq "$RATE_ROUNDS"); do
+	vb=$(ip netns exec "$NS" valkey-benchmark -p "$PORT" -k 0 -c "$RATE_CLIENTS" -n "$RATE_REQUESTS" -t ping_inline -q 2>/dev/null |
+		tr '\r' '\n' | sed -n 's/^PING_INLINE: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
+	sg=$("$SG" storm --target "127.0.0.1:$PORT" --netns "/var/run/netns/$NS" --clients "$RATE_CLIENTS" \
+		--strategy immediate --scenario churn --duration 5s --json |
+		python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["connects_per_sec"])')
+	ratio=$(python3 -c "print('%.2f' % ($sg / $vb))")
+	printf '%-6s %-22s %-22s %s\n' "$r" "$vb" "$sg" "$ratio"
+done
+cleanup
+VPID=
+
+# 2. The storm: every strategy, a fresh server each.
+echo
+echo "== storm: $STORM_CLIENTS clients, kill, somaxconn $STORM_SOMAXCONN, strategies: $STORM_STRATEGIES"
+"$SG" storm --spawn --somaxconn "$STORM_SOMAXCONN" --clients "$STORM_CLIENTS" --scenario kill \
+	--compare "$STORM_STRATEGIES" --json >"$OUT/storm-kill.json"
+python3 - "$OUT/storm-kill.json" <<'PY'
+import json, sys
+rs = json.load(open(sys.argv[1]))
+cols = ["strategy", "connect_attempts", "connect_failures", "peak_connects_per_sec", "time_to_recover_ms",
+        "recover_p50_ms", "failed_commands", "listen_overflows", "rejected_connections"]
+print("| " + " | ".join(cols) + " |")
+print("|" + "---|" * len(cols))
+for r in rs:
+    print("| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |")
+by = {r["strategy"]: r for r in rs}
+if "immediate" in by and "stormguard" in by:
+    im, sg = by["immediate"], by["stormguard"]
+    ttrs = [r["time_to_recover_ms"] for r in rs if r["time_to_recover_ms"] is not None]
+    ov = (im["listen_overflows"] or 0) / max(sg["listen_overflows"] or 0, 1)
+    print(f"\nimmediate/stormguard listen overflows: {ov:.1f}x (target >= 10x); "
+          f"stormguard recovery {sg['time_to_recover_ms']} ms vs fastest {min(ttrs) if ttrs else None} ms (target <= 2x)")
+PY
+
+# 3. The same storm with the clients grouped into application instances
+# that share one dialer / client each (--instances).
+INSTANCES=${STORM_INSTANCES:-20}
+echo
+echo "== storm: $STORM_CLIENTS clients in $INSTANCES instances, kill, somaxconn $STORM_SOMAXCONN"
+"$SG" storm --spawn --somaxconn "$STORM_SOMAXCONN" --clients "$STORM_CLIENTS" --instances "$INSTANCES" \
+	--scenario kill --compare immediate,stormguard,go-redis,valkey-go --json >"$OUT/storm-kill-instances.json"
+python3 - "$OUT/storm-kill-instances.json" <<'PY'
+import json, sys
+rs = json.load(open(sys.argv[1]))
+cols = ["strategy", "instances", "connect_attempts", "connect_failures", "peak_connects_per_sec", "time_to_recover_ms",
+        "recover_p50_ms", "failed_commands", "listen_overflows"]
+print("| " + " | ".join(cols) + " |")
+print("|" + "---|" * len(cols))
+for r in rs:
+    print("| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |")
+PY

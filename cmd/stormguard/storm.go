@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/lab"
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sandbox"
+)
+
+type stormOpts struct {
+	target       string
+	passwordFile string
+	netns        string
+	compare      string
+	json         bool
+	progress     bool
+	restartCmd   string
+	down         time.Duration
+
+	spawn      bool
+	somaxconn  int
+	tcpBacklog int
+	maxclients int
+	syncookies int
+
+	cfg lab.Config
+}
+
+func newStormCmd() *cobra.Command {
+	var o stormOpts
+	cmd := &cobra.Command{
+		Use:   "storm --target ADDR --clients N --strategy S --scenario kill|restart|blip [--json]",
+		Short: "Replay a connection storm against a real Valkey and measure it",
+		Long: `Start N simulated clients against a Valkey, let them PING every --period, then
+disrupt the server and measure how the fleet reconnects with the chosen
+strategy: every connect attempt, failed connects and commands, the peak
+connect rate (per 100ms bucket, scaled to per second), the time until 99% of
+clients completed a PING again, the namespace's ListenOverflows delta and
+Valkey's rejected_connections and total_connections_received deltas.
+
+Scenarios: kill (CLIENT KILL TYPE normal SKIPME yes over a separate admin
+connection), restart (--spawn restarts the lab's own valkey-server, or
+--restart-cmd runs a command), blip (an nftables rule in the server's network
+namespace drops packets to the port for --blip), churn (no disruption: every
+client reconnects per PING, like valkey-benchmark -k 0).
+
+Strategies: ` + strings.Join(lab.Strategies, ", ") + `.
+By default every client is its own application instance (own dialer, own
+backoff); --instances K splits the clients over K instances that each share
+one dialer (stormguard) or one client library object (go-redis, valkey-go).
+
+--spawn runs a throwaway valkey-server in a private network namespace (with
+--somaxconn, --tcp-backlog, --maxclients, --syncookies) and removes it
+afterwards. --compare a,b,c runs several strategies in turn (a fresh server
+per strategy with --spawn) and prints a table, or a JSON array with --json.
+See docs/lab.md.`,
+		Example: `  stormguard storm --spawn --somaxconn 128 --clients 2000 --strategy immediate --scenario kill --json
+  stormguard storm --spawn --clients 500 --scenario restart --compare immediate,glide,stormguard
+  stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("retries") {
+				o.cfg.Policy.GlideSet["retries"] = true
+			}
+			if cmd.Flags().Changed("jitter-percent") {
+				o.cfg.Policy.GlideSet["jitter-percent"] = true
+			}
+			var errOut io.Writer
+			if o.progress || stderrIsTTY() {
+				errOut = cmd.ErrOrStderr()
+			}
+			return runStorm(cmd.Context(), cmd.OutOrStdout(), errOut, o)
+		},
+	}
+	o.cfg.Policy.GlideSet = map[string]bool{}
+	f := cmd.Flags()
+	f.StringVar(&o.target, "target", "", "Valkey address HOST:PORT or valkey://[user:pass@]host:port (default with --spawn: the spawned server)")
+	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	f.StringVar(&o.netns, "netns", "", "network namespace of the server: every client socket is created there and kernel counters are read there")
+	f.IntVar(&o.cfg.Clients, "clients", 0, "number of simulated clients")
+	f.IntVar(&o.cfg.Instances, "instances", 0, "application instances the clients are split over, each sharing one dialer (default: one per client)")
+	f.StringVar(&o.cfg.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(lab.Strategies, ", "))
+	f.StringVar(&o.compare, "compare", "", "comma-separated strategies to run in turn (or \"all\")")
+	f.StringVar(&o.cfg.Scenario, "scenario", "kill", "disruption: kill, restart, blip, churn")
+	f.BoolVar(&o.json, "json", false, "print one JSON object (an array with --compare)")
+	f.BoolVar(&o.progress, "progress", false, "print progress on stderr even when it is not a terminal")
+	f.DurationVar(&o.cfg.Period, "period", 100*time.Millisecond, "time between one client's PINGs")
+	f.DurationVar(&o.cfg.ConnectTimeout, "connect-timeout", 2*time.Second, "connect timeout of the lab's own strategies (libraries keep theirs)")
+	f.DurationVar(&o.cfg.CommandTimeout, "command-timeout", time.Second, "timeout of each PING")
+	f.IntVar(&o.cfg.PoolSize, "pool-size", 4, "connections per client of pool-unbounded")
+	f.Float64Var(&o.cfg.Ramp, "ramp", 1000, "clients started per second during warm-up")
+	f.DurationVar(&o.cfg.WarmupTimeout, "warmup-timeout", 60*time.Second, "how long every client may take to complete its first PING")
+	f.DurationVar(&o.cfg.Hold, "hold", 6*time.Second, "how long the warmed-up fleet runs before the disruption")
+	f.DurationVar(&o.cfg.Duration, "duration", 30*time.Second, "longest observation after the disruption (churn: its length, default 5s)")
+	f.DurationVar(&o.cfg.Settle, "settle", time.Second, "observation after every client recovered")
+	f.DurationVar(&o.cfg.Blip, "blip", 2*time.Second, "blip: how long packets to the port are dropped")
+	f.DurationVar(&o.down, "down", time.Second, "restart with --spawn: how long the server stays down")
+	f.StringVar(&o.restartCmd, "restart-cmd", "", "restart scenario: shell command that restarts the server (clock starts when it starts)")
+	f.DurationVar(&o.cfg.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")
+	f.IntVar(&o.cfg.Policy.Retries, "retries", backoffDefault("retries"), "glide: number of growing, jittered steps")
+	f.IntVar(&o.cfg.Policy.Factor, "factor", backoffDefault("factor"), "glide: step factor in milliseconds")
+	f.IntVar(&o.cfg.Policy.ExponentBase, "exponent-base", backoffDefault("exponent-base"), "glide: growth base")
+	f.IntVar(&o.cfg.Policy.JitterPercent, "jitter-percent", backoffDefault("jitter-percent"), "glide: ± jitter in percent (0-100)")
+	f.DurationVar(&o.cfg.Policy.Base, "base", 100*time.Millisecond, "full-jitter, equal-jitter, decorrelated: base delay")
+	f.DurationVar(&o.cfg.Policy.Cap, "cap", 10*time.Second, "full-jitter, equal-jitter, decorrelated: largest delay")
+	f.BoolVar(&o.spawn, "spawn", false, "run a throwaway valkey-server in a private network namespace")
+	f.IntVar(&o.somaxconn, "somaxconn", 0, "--spawn: net.core.somaxconn in the namespace (kernel default)")
+	f.IntVar(&o.tcpBacklog, "tcp-backlog", 0, "--spawn: valkey tcp-backlog (Valkey default 511)")
+	f.IntVar(&o.maxclients, "maxclients", 0, "--spawn: valkey maxclients (default: enough for the run)")
+	f.IntVar(&o.syncookies, "syncookies", -1, "--spawn: net.ipv4.tcp_syncookies 0/1/2 (kernel default)")
+	return cmd
+}
+
+func backoffDefault(name string) int {
+	switch name {
+	case "retries":
+		return 5
+	case "factor":
+		return 100
+	case "exponent-base":
+		return 2
+	case "jitter-percent":
+		return 20
+	}
+	return 0
+}
+
+func stderrIsTTY() bool {
+	f := os.Stderr
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// stormStrategies returns the strategies to run.
+func stormStrategies(o stormOpts) ([]string, error) {
+	if o.compare == "" {
+		if o.cfg.Strategy == "" {
+			return nil, errors.New("give --strategy or --compare")
+		}
+		return []string{o.cfg.Strategy}, nil
+	}
+	if o.cfg.Strategy != "" {
+		return nil, errors.New("--strategy and --compare are mutually exclusive")
+	}
+	if o.compare == "all" {
+		return lab.Strategies, nil
+	}
+	var out []string
+	for _, s := range strings.Split(o.compare, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(lab.Strategies, s) {
+			return nil, fmt.Errorf("--compare: unknown strategy %q (want %s)", s, strings.Join(lab.Strategies, ", "))
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func runStorm(ctx context.Context, out, progress io.Writer, o stormOpts) error {
+	strategies, err := stormStrategies(o)
+	if err != nil {
+		return usageErr(err)
+	}
+	switch {
+	case o.spawn && o.target != "":
+		return usageErr(errors.New("--spawn starts its own server: do not also give --target"))
+	case o.spawn && o.netns != "":
+		return usageErr(errors.New("--spawn makes its own namespace: do not also give --netns"))
+	case !o.spawn && o.target == "":
+		return usageErr(errors.New("give --target ADDR or --spawn"))
+	case o.down < 0:
+		return usageErr(fmt.Errorf("--down must not be negative, got %s", o.down))
+	case o.somaxconn < 0, o.tcpBacklog < 0, o.maxclients < 0:
+		return usageErr(errors.New("--somaxconn, --tcp-backlog and --maxclients must not be negative"))
+	case o.syncookies > 2 || o.syncookies < -1:
+		return usageErr(fmt.Errorf("--syncookies must be 0, 1 or 2, got %d", o.syncookies))
+	case !o.spawn && (o.somaxconn != 0 || o.tcpBacklog != 0 || o.maxclients != 0 || o.syncookies != -1):
+		return usageErr(errors.New("--somaxconn, --tcp-backlog, --maxclients and --syncookies configure the server --spawn starts"))
+	case o.spawn && o.restartCmd != "":
+		return usageErr(errors.New("--restart-cmd is for an existing server; --spawn restarts its own"))
+	}
+	cfg := o.cfg
+	if !o.spawn {
+		a, err := addr.Parse(o.target)
+		if err != nil {
+			return usageErr(err)
+		}
+		if a.TLS {
+			return usageErr(errors.New("the storm lab does not speak TLS yet: use a plain valkey:// or HOST:PORT target"))
+		}
+		if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
+			return usageErr(err)
+		}
+		if o.netns != "" {
+			if err := netns.Check(o.netns); err != nil {
+				return usageErr(err)
+			}
+		}
+		cfg.Target, cfg.User, cfg.Password, cfg.NetNS = a.HostPort(), a.User, a.Password, o.netns
+		if o.restartCmd != "" {
+			cmdline := o.restartCmd
+			cfg.Restart = func(ctx context.Context, down func()) error {
+				down()
+				if out, err := exec.CommandContext(ctx, "sh", "-c", cmdline).CombinedOutput(); err != nil {
+					return fmt.Errorf("--restart-cmd: %v: %s", err, oneLine(string(out)))
+				}
+				return nil
+			}
+		}
+	} else {
+		// Placeholders so Validate can check everything before a
+		// server is started; each run gets the real ones.
+		cfg.Target, cfg.NetNS = "127.0.0.1:6379", "/spawn"
+		cfg.Restart = func(context.Context, func()) error { return nil }
+	}
+	for _, s := range strategies {
+		c := cfg
+		c.Strategy = s
+		if err := c.Validate(); err != nil {
+			return usageErr(err)
+		}
+	}
+	need := 0
+	for _, s := range strategies {
+		c := cfg
+		c.Strategy = s
+		need = max(need, lab.FDsNeeded(c))
+	}
+	if err := lab.RaiseFDLimit(need); err != nil {
+		return usageErr(err)
+	}
+	if o.spawn {
+		if err := sandbox.Available(); err != nil {
+			return usageErr(fmt.Errorf("--spawn: %w", err))
+		}
+	}
+
+	var results []*lab.Result
+	for _, s := range strategies {
+		c := cfg
+		c.Strategy = s
+		c.Progress = progress
+		res, err := stormOne(ctx, c, o, need)
+		if err != nil {
+			if errors.Is(err, lab.ErrConfig) || errors.Is(err, lab.ErrUnreachable) {
+				return usageErr(err)
+			}
+			return fmt.Errorf("storm %s: %w", s, err)
+		}
+		results = append(results, res)
+	}
+	if o.json {
+		enc := json.NewEncoder(out)
+		if o.compare == "" {
+			return enc.Encode(results[0])
+		}
+		return enc.Encode(results)
+	}
+	writeStormTable(out, results)
+	return nil
+}
+
+// stormOne runs one strategy, in a fresh sandbox when --spawn.
+func stormOne(ctx context.Context, c lab.Config, o stormOpts, fds int) (*lab.Result, error) {
+	if !o.spawn {
+		return lab.Run(ctx, c)
+	}
+	opts := sandbox.Options{Sysctls: map[string]string{}}
+	if o.somaxconn > 0 {
+		opts.Sysctls["net.core.somaxconn"] = strconv.Itoa(o.somaxconn)
+	}
+	if o.syncookies >= 0 {
+		opts.Sysctls["net.ipv4.tcp_syncookies"] = strconv.Itoa(o.syncookies)
+	}
+	if o.tcpBacklog > 0 {
+		opts.ValkeyArgs = append(opts.ValkeyArgs, "--tcp-backlog", strconv.Itoa(o.tcpBacklog))
+	}
+	mc := o.maxclients
+	if mc == 0 {
+		mc = max(fds, 10000)
+	}
+	opts.ValkeyArgs = append(opts.ValkeyArgs, "--maxclients", strconv.Itoa(mc))
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, "storm %s/%s: spawning valkey-server (somaxconn %s, tcp-backlog %s, maxclients %d)\n",
+			c.Strategy, c.Scenario, orDefault(o.somaxconn), orDefault(o.tcpBacklog), mc)
+	}
+	sb, err := sandbox.New(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("--spawn: %w", err)
+	}
+	defer sb.Close()
+	c.Target, c.NetNS = sb.Addr(), sb.NetNS
+	down := o.down
+	c.Restart = func(ctx context.Context, markDown func()) error {
+		if err := sb.StopValkey(); err != nil {
+			return err
+		}
+		markDown()
+		if down > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(down):
+			}
+		}
+		return sb.StartValkey(ctx)
+	}
+	res, err := lab.Run(ctx, c)
+	if res != nil {
+		res.Target = "spawned " + sb.Addr() + " in " + sb.NetNS
+	}
+	return res, err
+}
+
+func orDefault(v int) string {
+	if v == 0 {
+		return "default"
+	}
+	return strconv.Itoa(v)
+}
+
+func writeStormTable(out io.Writer, rs []*lab.Result) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "STRATEGY\tCLIENTS\tCONNECTS\tCONN_FAIL\tPEAK/S\tRECOVER_MS\tP50_MS\tFAILED_CMDS\tOVERFLOWS\tREJECTED\t")
+	i64 := func(p *int64) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatInt(*p, 10)
+	}
+	u64 := func(p *uint64) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatUint(*p, 10)
+	}
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t\n", r.Strategy, r.Clients, r.ConnectAttempts,
+			r.ConnectFailures, r.PeakConnectsPerSec, i64(r.TimeToRecoverMS), i64(r.RecoverP50MS),
+			r.FailedCommands, u64(r.ListenOverflows), u64(r.RejectedConnections))
+	}
+	tw.Flush()
+	for _, r := range rs {
+		for k, v := range r.Errors {
+			fmt.Fprintf(out, "%s: %s unavailable: %s\n", r.Strategy, k, v)
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/backoff"
+)
+
+var pingCmd = []byte("*1\r\n$4\r\nPING\r\n")
+
+// rawConn is one connection of the lab's own strategies.
+type rawConn struct {
+	c      net.Conn
+	r      *bufio.Reader
+	proven bool // a PING succeeded on it
+}
+
+func (r *run) open(ctx context.Context, dial DialFunc) (*rawConn, error) {
+	c, err := dial(ctx, "tcp", r.cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	rc := &rawConn{c: c, r: bufio.NewReaderSize(c, 512)}
+	if r.cfg.Password != "" {
+		args := []string{"AUTH", r.cfg.Password}
+		if r.cfg.User != "" {
+			args = []string{"AUTH", r.cfg.User, r.cfg.Password}
+		}
+		_ = c.SetDeadline(time.Now().Add(r.cfg.CommandTimeout))
+		if _, err := c.Write(appendCommand(nil, args...)); err != nil {
+			c.Close()
+			return nil, err
+		}
+		rp, err := readReply(rc.r)
+		if err == nil && rp.kind == '-' {
+			err = errors.New(rp.line)
+		}
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	return rc, nil
+}
+
+// ping sends one PING and waits for +PONG.
+func (rc *rawConn) ping(timeout time.Duration) error {
+	_ = rc.c.SetDeadline(time.Now().Add(timeout))
+	if _, err := rc.c.Write(pingCmd); err != nil {
+		return err
+	}
+	line, err := rc.r.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(line, []byte("+PONG")) {
+		return fmt.Errorf("PING: %q", bytes.TrimSpace(truncate(line)))
+	}
+	return nil
+}
+
+// sleepCtx waits d or until ctx is done; false if ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// rawClient is one client of a lab-owned strategy: connect, PING every
+// Period, reconnect on error. A lost connection that had proven itself
+// is redialled at once (Delay(0) = 0, as every policy starts); each
+// failed dial or failed first PING is a consecutive failure and waits the
+// policy's delay; a successful PING resets the schedule. When
+// paceDialErrors is set (the stormguard dialer, which waits inside
+// DialContext) a refused dial waits one Period, like the next command of
+// an application would.
+func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial DialFunc, paceDialErrors bool) {
+	sched, _ := backoff.NewSchedule(pol, nil) // validated in Config.Validate
+	churn := r.cfg.Scenario == "churn"
+	var cc *rawConn
+	defer func() {
+		if cc != nil {
+			cc.c.Close()
+		}
+	}()
+	for ctx.Err() == nil {
+		if cc == nil {
+			c, err := r.open(ctx, dial)
+			if err != nil {
+				d := sched.Failure()
+				if paceDialErrors {
+					d = max(d, r.cfg.Period)
+				}
+				if !sleepCtx(ctx, d) {
+					return
+				}
+				continue
+			}
+			cc = c
+		}
+		sent := time.Now()
+		if err := cc.ping(r.cfg.CommandTimeout); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.rec.failedCommand(err)
+			proven := cc.proven
+			cc.c.Close()
+			cc = nil
+			if !proven && !sleepCtx(ctx, sched.Failure()) {
+				return
+			}
+			continue
+		}
+		cc.proven = true
+		sched.Reset()
+		r.rec.pingOK(id, sent)
+		if churn {
+			// valkey-benchmark -k 0: a new connection per request.
+			cc.c.Close()
+			cc = nil
+			continue
+		}
+		if !sleepCtx(ctx, r.cfg.Period) {
+			return
+		}
+	}
+}
+
+// poolClient emulates an unbounded connection pool: PoolSize connections
+// used in turn; on any error the whole pool is dropped and every
+// connection is redialled at once, in parallel, with no backoff.
+func (r *run) poolClient(ctx context.Context, id int, dial DialFunc) {
+	conns := make([]*rawConn, r.cfg.PoolSize)
+	closeAll := func() {
+		for i, c := range conns {
+			if c != nil {
+				c.c.Close()
+				conns[i] = nil
+			}
+		}
+	}
+	defer closeAll()
+	next := 0
+	var wg sync.WaitGroup
+	for ctx.Err() == nil {
+		failed := false
+		var mu sync.Mutex
+		for i := range conns {
+			if conns[i] != nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := r.open(ctx, dial)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed = true
+					return
+				}
+				conns[i] = c
+			}()
+		}
+		wg.Wait()
+		if failed {
+			continue // at once, forever
+		}
+		cc := conns[next%len(conns)]
+		next++
+		sent := time.Now()
+		if err := cc.ping(r.cfg.CommandTimeout); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.rec.failedCommand(err)
+			closeAll()
+			continue
+		}
+		r.rec.pingOK(id, sent)
+		if !sleepCtx(ctx, r.cfg.Period) {
+			return
+		}
+	}
+}

@@ -1,0 +1,35 @@
+// Package lab replays a connection storm against a real Valkey and measures
+// it: the engine behind `stormguard storm`.
+//
+// A run starts N simulated clients (each an independent application
+// instance with its own dial and backoff state, or K instances sharing one
+// dialer each), brings them all up at a bounded rate, lets them PING every
+// Period, then disrupts the server with a scenario:
+//
+//   - kill: CLIENT KILL TYPE normal SKIPME yes over a separate admin
+//     connection that is not one of the clients;
+//   - restart: the caller's Restart hook (a lab-owned valkey-server in a
+//     sandbox, or a --restart-cmd);
+//   - blip: an nftables rule in the server's network namespace drops every
+//     packet to the port for Config.Blip, then is removed;
+//   - churn: no disruption; every client reconnects after every PING, like
+//     valkey-benchmark -k 0 (used to measure the generator's own rate).
+//
+// Each client then reconnects according to its strategy, and the run
+// records every network dial (connect attempt), failed dials, failed
+// commands, a per-100ms dial timeline, the time until 99% of clients have
+// completed a PING started after the disruption, the namespace's TcpExt
+// ListenOverflows delta and Valkey's rejected_connections and
+// total_connections_received deltas.
+//
+// # Network namespaces
+//
+// When Config.NetNS is set every socket (clients, admin connection) is
+// created inside that namespace. Creating a socket through setns per dial
+// costs two setns calls and a thread handoff, and dialing inside the
+// namespace would pin an OS thread for the whole (possibly second-long)
+// connect. Instead one OS thread is locked into the namespace for the whole
+// run and only creates sockets (socket(2) is what binds a socket to a
+// namespace); the non-blocking connect and all I/O then run on ordinary
+// goroutines through Go's poller. See socketFactory.
+package lab

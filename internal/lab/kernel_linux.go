@@ -1,0 +1,77 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+// readNetstat reads /proc/thread-self/net/netstat on a thread inside the
+// namespace: /proc/self/net follows the thread's namespace only on the
+// thread that entered it.
+func readNetstat(nsPath string) (map[string]map[string]uint64, error) {
+	var out map[string]map[string]uint64
+	err := netns.Do(nsPath, func() error {
+		f, err := os.Open("/proc/thread-self/net/netstat")
+		if err != nil {
+			return fmt.Errorf("read netstat: %w", err)
+		}
+		defer f.Close()
+		out, err = signal.ParseProcNetStats(f)
+		return err
+	})
+	return out, err
+}
+
+// labTable is the nftables table the blip scenario uses; it is separate
+// from stormguard's mitigation table (inet stormguard).
+const labTable = "stormguard_lab"
+
+// blackhole drops every TCP packet to port in the namespace until the
+// returned function is called. It uses an input-hook chain, which sees
+// loopback traffic too.
+func blackhole(ctx context.Context, nsPath string, port int) (func() error, error) {
+	ns, err := os.Open(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("blip: open network namespace %s: %w", nsPath, err)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("blip: nftables: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: labTable}
+	c.AddTable(t)
+	ch := c.AddChain(&nftables.Chain{Name: "blip", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(uint16(port))},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
+	if err := c.Flush(); err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("blip: add drop rule for port %s: %w", strconv.Itoa(port), err)
+	}
+	return func() error {
+		defer ns.Close()
+		c.DelTable(t)
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("blip: remove table %s: %w", labTable, err)
+		}
+		return nil
+	}, nil
+}

@@ -1,0 +1,206 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+func newServer(t *testing.T, somaxconn int) *sandbox.Sandbox {
+	t.Helper()
+	sb := sandboxtest.New(t, sandbox.Options{
+		Sysctls:    map[string]string{"net.core.somaxconn": strconv.Itoa(somaxconn)},
+		ValkeyArgs: []string{"--maxclients", "4000"},
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(sb.LogPath())
+			ss, _ := sb.Command(context.Background(), "ss", "-ltnp").CombinedOutput()
+			t.Logf("valkey-server pid %d alive=%v ping=%v\nlisteners:\n%s\nlog:\n%s", sb.ValkeyPID(),
+				syscall.Kill(sb.ValkeyPID(), 0) == nil, sb.Ping(context.Background()), ss, b)
+		}
+	})
+	return sb
+}
+
+func runLab(t *testing.T, c Config) *Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := RaiseFDLimit(FDsNeeded(c)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(ctx, c)
+	if err != nil {
+		t.Fatalf("%s/%s: %v", c.Strategy, c.Scenario, err)
+	}
+	t.Logf("%s/%s: attempts %d failures %d peak %d/s ttr %v overflows %v failed cmds %d rejected %v",
+		res.Strategy, res.Scenario, res.ConnectAttempts, res.ConnectFailures, res.PeakConnectsPerSec,
+		deref(res.TimeToRecoverMS), derefU(res.ListenOverflows), res.FailedCommands, derefU(res.RejectedConnections))
+	return res
+}
+
+func deref(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func derefU(p *uint64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// checkRecovered asserts what every disruption must produce.
+func checkRecovered(t *testing.T, res *Result, clients int) {
+	t.Helper()
+	conns := clients
+	if res.Strategy == "go-redis" || res.Strategy == "valkey-go" {
+		// An instance's goroutines share the library's connections
+		// (valkey-go multiplexes all of them over one).
+		conns = res.Instances
+	}
+	if res.ConnectAttempts < int64(conns) {
+		t.Errorf("%s: %d connect attempts for %d lost connections", res.Strategy, res.ConnectAttempts, conns)
+	}
+	if res.RecoveredClients != clients {
+		t.Errorf("%s: %d of %d clients recovered", res.Strategy, res.RecoveredClients, clients)
+	}
+	if res.TimeToRecoverMS == nil || *res.TimeToRecoverMS <= 0 {
+		t.Errorf("%s: time_to_recover_ms = %v, want > 0", res.Strategy, deref(res.TimeToRecoverMS))
+	}
+	if res.ListenOverflows == nil {
+		t.Errorf("%s: listen_overflows unavailable: %v", res.Strategy, res.Errors)
+	}
+	if res.ConnectionsReceived == nil || *res.ConnectionsReceived < uint64(conns) {
+		t.Errorf("%s: Valkey saw %v new connections, want ≥ %d", res.Strategy, derefU(res.ConnectionsReceived), conns)
+	}
+	if res.PeakConnectsPerSec <= 0 || len(res.Timeline) == 0 {
+		t.Errorf("%s: empty connect timeline", res.Strategy)
+	}
+}
+
+// TestIntegrationKill: ~200 clients killed at somaxconn 128, immediate vs
+// the stormguard dialer.
+func TestIntegrationKill(t *testing.T) {
+	sb := newServer(t, 128)
+	const clients = 200
+	for _, s := range []string{"immediate", "stormguard"} {
+		res := runLab(t, Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: clients, Strategy: s,
+			Scenario: "kill", Hold: time.Second, Duration: 20 * time.Second})
+		checkRecovered(t, res, clients)
+		if res.KilledClients == nil || *res.KilledClients < clients {
+			t.Errorf("%s: CLIENT KILL killed %v, want ≥ %d (the admin connection must survive)", s, deref(res.KilledClients), clients)
+		}
+		if res.FailedCommands < clients {
+			t.Errorf("%s: %d failed commands; every killed client's next PING fails", s, res.FailedCommands)
+		}
+	}
+}
+
+// TestIntegrationEveryStrategy runs each strategy once through a small
+// kill, so every reconnect path (and both client libraries) is exercised.
+func TestIntegrationEveryStrategy(t *testing.T) {
+	sb := newServer(t, 4096)
+	const clients = 20
+	for _, s := range Strategies {
+		c := Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: clients, Strategy: s, Scenario: "kill",
+			Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second,
+			WarmupTimeout: 20 * time.Second}
+		if s == "go-redis" || s == "valkey-go" {
+			c.Instances = 2 // two processes, ten goroutines sharing each client
+		}
+		res := runLab(t, c)
+		checkRecovered(t, res, clients)
+	}
+}
+
+// TestIntegrationBlip drops packets to the port for a second: no PING
+// sent after the rule went in can finish before it is removed, so
+// recovery takes at least the blip, and the rule must be gone afterwards.
+func TestIntegrationBlip(t *testing.T) {
+	sb := newServer(t, 4096)
+	const clients = 50
+	blip := time.Second
+	res := runLab(t, Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: clients, Strategy: "glide",
+		Scenario: "blip", Blip: blip, Hold: 500 * time.Millisecond, CommandTimeout: 500 * time.Millisecond, Duration: 20 * time.Second})
+	if res.RecoveredClients != clients {
+		t.Errorf("%d of %d clients recovered", res.RecoveredClients, clients)
+	}
+	if res.TimeToRecoverMS == nil || *res.TimeToRecoverMS < blip.Milliseconds() {
+		t.Errorf("time_to_recover_ms = %v, want ≥ the %s blip", deref(res.TimeToRecoverMS), blip)
+	}
+	if res.FailedCommands == 0 {
+		t.Error("no PING failed during a blip longer than the command timeout")
+	}
+	ns, err := os.Open(sb.NetNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tables {
+		if tb.Name == labTable {
+			t.Errorf("nftables table %s left behind after the blip", labTable)
+		}
+	}
+}
+
+// TestIntegrationChurn measures the generator's own connection rate.
+func TestIntegrationChurn(t *testing.T) {
+	sb := newServer(t, 4096)
+	res := runLab(t, Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: 10, Strategy: "immediate",
+		Scenario: "churn", Duration: time.Second})
+	if res.ConnectAttempts < 10 || res.ConnectsPerSec <= 0 {
+		t.Errorf("churn made %d connections (%.0f/s)", res.ConnectAttempts, res.ConnectsPerSec)
+	}
+	if res.TimeToRecoverMS != nil {
+		t.Errorf("churn has no disruption, yet time_to_recover_ms = %d", *res.TimeToRecoverMS)
+	}
+}
+
+// TestIntegrationSocketsInNamespace: the server listens only inside its
+// namespace, so a dial made outside it would be refused.
+func TestIntegrationSocketsInNamespace(t *testing.T) {
+	sb := newServer(t, 4096)
+	dial, release, err := NewDialer(sb.NetNS, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for i := 0; i < 2*prefetch+10; i++ { // past the prefetched batch twice
+		c, err := dial(context.Background(), "tcp", sb.Addr())
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		if c.RemoteAddr() == nil || c.RemoteAddr().String() != sb.Addr() {
+			t.Fatalf("remote address %v", c.RemoteAddr())
+		}
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := dial(ctx, "tcp", "127.0.0.1:1"); err == nil {
+		t.Error("dial to a closed port in the namespace succeeded")
+	}
+}

@@ -1,0 +1,99 @@
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/valkey-io/valkey-go"
+)
+
+// silentLogger drops go-redis's pool logging, which would print a line per
+// failed dial to stderr during a storm.
+type silentLogger struct{}
+
+func (silentLogger) Printf(context.Context, string, ...any) {}
+
+// pinger is one application instance's client library: the clients of the
+// instance share it, as goroutines of one process share its client.
+type pinger interface {
+	ping(ctx context.Context) error
+	close()
+}
+
+type goRedis struct{ c *redis.Client }
+
+func (g goRedis) ping(ctx context.Context) error { return g.c.Ping(ctx).Err() }
+func (g goRedis) close()                         { g.c.Close() }
+
+// newGoRedis returns a go-redis client with default options; only the
+// dialer is replaced so that dials are counted (and made in the
+// namespace). go-redis applies its own DialTimeout (5s) through ctx.
+func (r *run) newGoRedis() (pinger, error) {
+	redis.SetLogger(silentLogger{})
+	c := redis.NewClient(&redis.Options{
+		Addr:     r.cfg.Target,
+		Username: r.cfg.User,
+		Password: r.cfg.Password,
+		Dialer:   r.countedDial,
+	})
+	return goRedis{c}, nil
+}
+
+type valkeyGo struct{ c valkey.Client }
+
+func (v valkeyGo) ping(ctx context.Context) error {
+	return v.c.Do(ctx, v.c.B().Ping().Build()).Error()
+}
+func (v valkeyGo) close() { v.c.Close() }
+
+// newValkeyGo returns a valkey-go client with default options but a
+// counting dialer that honours valkey-go's dial timeout (5s by default).
+// valkey-go connects in NewClient, so it retries until ctx ends.
+func (r *run) newValkeyGo(ctx context.Context) (pinger, error) {
+	opt := valkey.ClientOption{
+		InitAddress: []string{r.cfg.Target},
+		Username:    r.cfg.User,
+		Password:    r.cfg.Password,
+		DialCtxFn: func(ctx context.Context, addr string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+			if d != nil && d.Timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+				defer cancel()
+			}
+			return r.countedDial(ctx, "tcp", addr)
+		},
+	}
+	for {
+		c, err := valkey.NewClient(opt)
+		if err == nil {
+			return valkeyGo{c}, nil
+		}
+		if !sleepCtx(ctx, r.cfg.Period) {
+			return nil, err
+		}
+	}
+}
+
+// libClient PINGs through an instance's shared library client.
+func (r *run) libClient(ctx context.Context, id int, p pinger) {
+	for ctx.Err() == nil {
+		sent := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.CommandTimeout)
+		err := p.ping(cctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.rec.failedCommand(err)
+		} else {
+			r.rec.pingOK(id, sent)
+		}
+		if !sleepCtx(ctx, r.cfg.Period) {
+			return
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package lab
+
+import (
+	"testing"
+	"time"
+)
+
+func ms(v ...int) []time.Duration {
+	out := make([]time.Duration, len(v))
+	for i, x := range v {
+		out[i] = time.Duration(x) * time.Millisecond
+	}
+	return out
+}
+
+func TestTimeToRecover(t *testing.T) {
+	tests := []struct {
+		name    string
+		times   []time.Duration
+		clients int
+		want    time.Duration
+		ok      bool
+	}{
+		{"all recovered: the 99th of 100", append(ms(make([]int, 98)...), ms(500, 9000)...), 100, 500 * time.Millisecond, true},
+		{"unsorted input", ms(300, 100, 200), 3, 300 * time.Millisecond, true},
+		{"one short of 99%", ms(make([]int, 98)...), 100, 0, false},
+		{"single client", ms(42), 1, 42 * time.Millisecond, true},
+		{"nobody", nil, 5, 0, false},
+		{"1000 clients need 990", ms(make([]int, 990)...), 1000, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := timeToRecover(tt.times, tt.clients, RecoverQuantile)
+			if ok != tt.ok || got != tt.want {
+				t.Fatalf("got %s %v, want %s %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	times := ms(50, 10, 40, 20, 30)
+	for _, tt := range []struct {
+		q    float64
+		want int
+	}{{0.5, 30}, {1, 50}, {0, 10}, {0.2, 10}, {0.21, 20}} {
+		if got := quantile(times, tt.q); got != time.Duration(tt.want)*time.Millisecond {
+			t.Errorf("q%.2f = %s, want %dms", tt.q, got, tt.want)
+		}
+	}
+	if quantile(nil, 0.5) != 0 {
+		t.Error("quantile of nothing should be 0")
+	}
+}
+
+func TestPeakRates(t *testing.T) {
+	tests := []struct {
+		name           string
+		tl             []int64
+		bucket, persec int64
+	}{
+		{"empty", nil, 0, 0},
+		{"one burst", []int64{0, 30, 0}, 300, 30},
+		{"window slides", []int64{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5, 0}, 50, 14},
+		{"steady", []int64{2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, 20, 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, s := peakRates(tt.tl)
+			if b != tt.bucket || s != tt.persec {
+				t.Fatalf("got %d/%d, want %d/%d", b, s, tt.bucket, tt.persec)
+			}
+		})
+	}
+}
+
+func TestRecorderRecovery(t *testing.T) {
+	r := newRecorder(3, time.Second)
+	before := time.Now()
+	r.pingOK(0, before) // warm-up
+	if r.warmCount.Load() != 1 || r.recovered.Load() != 0 {
+		t.Fatalf("warm %d recovered %d", r.warmCount.Load(), r.recovered.Load())
+	}
+	r.disrupted()
+	r.pingOK(1, before) // sent before the disruption: does not count
+	if r.recovered.Load() != 0 {
+		t.Fatal("a PING sent before the disruption counted as recovery")
+	}
+	r.pingOK(1, time.Now())
+	r.pingOK(1, time.Now()) // only the first counts
+	if r.recovered.Load() != 1 || len(r.recoveryTimes()) != 1 {
+		t.Fatalf("recovered %d, times %v", r.recovered.Load(), r.recoveryTimes())
+	}
+	r.dial()
+	r.dial()
+	if got := r.timelineFrom(0, r.since(time.Now())); sum(got) != 2 {
+		t.Fatalf("timeline %v, want 2 dials", got)
+	}
+}
+
+func sum(v []int64) (s int64) {
+	for _, x := range v {
+		s += x
+	}
+	return s
+}
