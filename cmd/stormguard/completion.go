@@ -62,7 +62,6 @@ bash needs the bash-completion package (Debian: apt-get install bash-completion)
 	}
 }
 
-
 // genCompletion writes one shell's completion script for root.
 func genCompletion(root *cobra.Command, w io.Writer, shell string, desc bool) error {
 	switch shell {
