@@ -251,6 +251,42 @@ func TestIntegrationDashboard(t *testing.T) {
 	}
 }
 
+// TestIntegrationDashboardStale: when the agent stops streaming after the
+// page loaded, the page must say so rather than keep showing old numbers as
+// if they were current.
+func TestIntegrationDashboardStale(t *testing.T) {
+	bin := findChromium(t)
+	h := dashboardHub(time.Now().Add(-20 * time.Second))
+	api := Handler(h, Options{Version: "test"})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/stream" {
+			http.Error(w, "agent going away", http.StatusServiceUnavailable)
+			return
+		}
+		api.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	dom := runChromium(t, bin, "--dump-dom", "--virtual-time-budget=15000", srv.URL+"/")
+	storm := cardHTML(t, dom, dashTarget)
+	for _, want := range []string{
+		`<span id="conn" class="down">agent unreachable – retrying…</span>`,
+		`<span class="stale">NO DATA for 1`, // 10-15 s of virtual time
+		`data-stale="1"`,
+		`<div class="value">64 / 64</div>`, // the last numbers stay, dimmed
+	} {
+		html := storm
+		if strings.HasPrefix(want, `<span id="conn"`) {
+			html = dom
+		}
+		if !strings.Contains(html, want) {
+			t.Errorf("stale page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("rendered DOM:\n%s", dom)
+	}
+}
+
 // cardHTML returns the markup of one target's card in the dumped DOM.
 func cardHTML(t *testing.T, dom, target string) string {
 	t.Helper()
