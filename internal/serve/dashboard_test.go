@@ -154,7 +154,7 @@ func liveAfterFirstFlush(next http.Handler, live func()) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 1500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		next.ServeHTTP(&flushHook{ResponseWriter: w, fn: func() { once.Do(live) }}, r.WithContext(ctx))
 	})
@@ -196,7 +196,7 @@ func TestIntegrationDashboard(t *testing.T) {
 	}
 	srv := httptest.NewServer(liveAfterFirstFlush(Handler(h, Options{Version: "test"}), live))
 	t.Cleanup(srv.Close)
-	dom := runChromium(t, bin, "--dump-dom", "--virtual-time-budget=10000", srv.URL+"/")
+	dom := runChromium(t, bin, "--dump-dom", "--virtual-time-budget=5000", srv.URL+"/")
 
 	storm, calm := cardHTML(t, dom, dashTarget), cardHTML(t, dom, dashCalm)
 	if strings.Index(dom, `data-target="`+dashTarget) > strings.Index(dom, `data-target="`+dashCalm) {
