@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -251,9 +252,32 @@ func TestIntegrationDashboard(t *testing.T) {
 	}
 }
 
+// withSources adds an attribution list to the storm target of a
+// /api/v1/state reply, as an agent with source attribution sends it.
+func withSources(t *testing.T, api http.Handler, w http.ResponseWriter, r *http.Request) {
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, r)
+	var st struct {
+		Targets []map[string]any `json:"targets"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		t.Errorf("decode /api/v1/state: %v", err)
+	}
+	for _, v := range st.Targets {
+		if v["target"] == dashTarget {
+			v["sources"] = []map[string]any{
+				{"prefix": "10.0.3.0/24", "count": 11500, "share": 0.9},
+				{"ip": "10.0.4.7", "count": 640, "share": 0.05},
+			}
+		}
+	}
+	writeJSON(w, st)
+}
+
 // TestIntegrationDashboardStale: when the agent stops streaming after the
 // page loaded, the page must say so rather than keep showing old numbers as
-// if they were current.
+// if they were current. (Its /api/v1/state also carries attribution
+// sources, which the page shows when present.)
 func TestIntegrationDashboardStale(t *testing.T) {
 	bin := findChromium(t)
 	h := dashboardHub(time.Now().Add(-20 * time.Second))
@@ -261,6 +285,10 @@ func TestIntegrationDashboardStale(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/v1/stream" {
 			http.Error(w, "agent going away", http.StatusServiceUnavailable)
+			return
+		}
+		if r.URL.Path == "/api/v1/state" {
+			withSources(t, api, w, r)
 			return
 		}
 		api.ServeHTTP(w, r)
@@ -273,6 +301,7 @@ func TestIntegrationDashboardStale(t *testing.T) {
 		`<span class="stale">NO DATA for 1`, // 10-15 s of virtual time
 		`data-stale="1"`,
 		`<div class="value">64 / 64</div>`, // the last numbers stay, dimmed
+		`<div class="attr"><h3>Top sources of new connections</h3><div class="body"><table class="attr"><tr><td>10.0.3.0/24</td><td>11,500</td><td>90%</td></tr><tr><td>10.0.4.7</td><td>640</td><td>5%</td></tr></table>`,
 	} {
 		html := storm
 		if strings.HasPrefix(want, `<span id="conn"`) {
