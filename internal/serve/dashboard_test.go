@@ -220,6 +220,9 @@ func TestIntegrationDashboard(t *testing.T) {
 			t.Errorf("%s: rendered page lacks %q", c.name, c.want)
 		}
 	}
+	if live, st := strings.Index(dom, "live event: ratelimit-syn"), strings.Index(dom, `title="`+dashReason); live < 0 || st < 0 || live > st {
+		t.Errorf("event timeline is not newest first (live event at %d, state event at %d)", live, st)
+	}
 	tiles := []struct {
 		target, html, tile, value, class string
 	}{
