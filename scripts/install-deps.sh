@@ -12,6 +12,8 @@ command -v nft >/dev/null || need+=(nftables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v promtool >/dev/null || need+=(prometheus)
+# Headless browser for the dashboard test (internal/serve TestIntegrationDashboard).
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

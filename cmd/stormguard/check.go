@@ -58,7 +58,7 @@ Exit codes: 0 no finding at or above --fail-on; 1 a finding at or above
   stormguard check --role client        # kernel audit of an application host`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCheck(cmd.Context(), cmd.OutOrStdout(), o)
+			return runCheck(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -117,12 +117,18 @@ func (o checkOpts) validate() (checklist.Options, checklist.Format, checklist.Se
 	return co, format, failOn, nil
 }
 
-func runCheck(ctx context.Context, out io.Writer, o checkOpts) error {
+// runCheck audits, prints the findings on out, and shows a progress line on
+// errOut only when that is a terminal (never in pipes or with --format json
+// redirected).
+func runCheck(ctx context.Context, out, errOut io.Writer, o checkOpts) error {
 	co, format, failOn, err := o.validate()
 	if err != nil {
 		return usageErr(err)
 	}
+	pr := newProgress(errOut, "stormguard check", isTTY(errOut))
+	co.Progress = pr.Step
 	facts, err := checklist.Gather(ctx, co)
+	pr.Done()
 	if err != nil {
 		return usageErr(fmt.Errorf("check interrupted: %w", err))
 	}
@@ -150,12 +156,14 @@ func runCheck(ctx context.Context, out io.Writer, o checkOpts) error {
 	return nil
 }
 
-// isTerminal reports whether w is a character device (a terminal) and
-// NO_COLOR is unset: piped output stays plain.
+// isTerminal reports whether w is a terminal and NO_COLOR is unset: piped
+// output stays plain.
 func isTerminal(w io.Writer) bool {
-	if os.Getenv("NO_COLOR") != "" {
-		return false
-	}
+	return os.Getenv("NO_COLOR") == "" && isTTY(w)
+}
+
+// isTTY reports whether w is a character device (a terminal).
+func isTTY(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

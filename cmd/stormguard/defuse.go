@@ -96,6 +96,10 @@ kill-idle (see docs/defuse.md).
 
 Exit codes: 0 success, 1 the mitigation was refused as unsafe or useless here
 (the message says why), 2 usage or connection error.`,
+		Example: `  stormguard defuse plan --valkey 127.0.0.1:6379
+  stormguard defuse apply --action ratelimit-syn --port 6379 --rate 20/s --ttl 60s
+  stormguard defuse list --json
+  stormguard defuse revert --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usageErr(errors.New("defuse needs a subcommand: plan, apply, list or revert"))
@@ -113,6 +117,18 @@ func newDefuseApplyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply --action A --ttl D [action flags]",
 		Short: "Apply one mitigation for a limited time (--dry-run shows the exact changes)",
+		Long: `Apply one mitigation for --ttl (required) and record it in the state file.
+
+nftables actions (ratelimit-syn, ratelimit-global, notrack) need --port and
+live in the table inet stormguard; their rules stop matching at the TTL even
+if stormguard is not running. accept-cap changes Valkey's
+max-new-connections-per-cycle and backlog raises somaxconn and
+tcp_max_syn_backlog; both are restored by revert or by the first stormguard
+defuse command after the TTL. kill-idle disconnects idle clients once and
+needs --yes-kill (it cannot be undone). Established connections are never
+cut by the other actions.
+
+--dry-run prints exactly what would change and changes nothing.`,
 		Example: `  stormguard defuse apply --action ratelimit-syn --port 6379 --rate 20/s --ttl 60s
   stormguard defuse apply --action ratelimit-global --port 6379 --rate 500/s --ttl 2m --dry-run
   stormguard defuse apply --action notrack --port 6379 --ttl 10m
@@ -208,6 +224,9 @@ func newDefuseListCmd() *cobra.Command {
 		Short: "List active mitigations (expired ones are restored and removed first)",
 		Long: `List the active mitigations. With --json, one JSON object per line, each with
 an "expires" timestamp; nothing at all when none is active.`,
+		Example: `  stormguard defuse list
+  stormguard defuse list --json
+  stormguard defuse list --netns /var/run/netns/blue`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := o.manager(cmd, 0)
@@ -255,6 +274,12 @@ func newDefuseRevertCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "revert ID... | --all",
 		Short: "Revert mitigations now (restores Valkey config and sysctls, deletes rules)",
+		Long: `Revert the given mitigations (ids from 'stormguard defuse list'), or every
+active one with --all: nftables rules are deleted, Valkey config and sysctls
+are put back to the values recorded when the mitigation was applied.`,
+		Example: `  stormguard defuse revert --all
+  stormguard defuse revert 3f2a9c1d
+  stormguard defuse revert --all --netns /var/run/netns/blue`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !all && len(args) == 0 {
 				return usageErr(errors.New("revert needs mitigation ids (see stormguard defuse list) or --all"))
@@ -304,7 +329,17 @@ func newDefusePlanCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan [--valkey ADDR] [--netns PATH] [--json]",
 		Short: "Read the target once and propose mitigations, in order, with why, effect, risk and command",
-		Args:  cobra.NoArgs,
+		Long: `Read the target once (accept queue, ListenOverflows rate over --window,
+somaxconn, conntrack fill, Valkey's clients, maxclients and rejections) and
+propose mitigations, least risky first, each with why, the expected effect,
+the risk and the exact 'stormguard defuse apply' command. Nothing is changed.
+
+--json prints {"verdict","snapshot","proposals":[{"order","action","why",
+"effect","risk","command"}]}; see docs/defuse.md.`,
+		Example: `  stormguard defuse plan --valkey 127.0.0.1:6379
+  stormguard defuse plan --valkey 127.0.0.1:6379 --ttl 2m --json
+  stormguard defuse plan --netns /var/run/netns/blue --port 6379`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if window <= 0 || ttl <= 0 {
 				return usageErr(errors.New("--window and --ttl must be positive"))

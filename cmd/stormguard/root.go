@@ -16,7 +16,14 @@ they take Valkey down: sub-second, gap-free telemetry of the kernel's accept
 and SYN queues, conntrack, NIC allowances and Valkey's own counters.
 
 Exit codes: 0 success, 1 a finding or condition (documented per command),
-2 usage or connection error.`,
+2 usage or connection error.
+
+Shell completion: see 'stormguard completion --help'.`,
+		Example: `  stormguard sample --valkey 127.0.0.1:6379 --count 5
+  stormguard watch                      # the agent; dashboard on http://127.0.0.1:9877/
+  stormguard top
+  stormguard check --valkey 127.0.0.1:6379
+  stormguard defuse plan --valkey 127.0.0.1:6379`,
 		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -32,5 +39,6 @@ Exit codes: 0 success, 1 a finding or condition (documented per command),
 		newCheckCmd(),
 		newStormCmd(),
 	)
+	addCompletionAndHelp(root)
 	return root
 }

@@ -42,6 +42,9 @@ type Options struct {
 	ReadCounters CounterReader
 	// NoClientList skips CLIENT LIST even when it would be safe.
 	NoClientList bool
+	// Progress, when set, is told each step as it starts ("counting over
+	// the 1s window"), for a progress line on a terminal.
+	Progress func(step string)
 }
 
 func (o Options) withDefaults() Options {
@@ -64,6 +67,11 @@ func (o Options) withDefaults() Options {
 // reason. It fails only if ctx is cancelled.
 func Gather(ctx context.Context, o Options) (*Facts, error) {
 	o = o.withDefaults()
+	step := func(s string) {
+		if o.Progress != nil {
+			o.Progress(s)
+		}
+	}
 	f := &Facts{Role: o.Role, NetNS: o.NetNS, Window: o.Window}
 	if o.Valkey != nil {
 		f.Port = o.Valkey.Port
@@ -76,6 +84,7 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 	if o.Valkey == nil {
 		f.ValkeyErr = "no --valkey address given"
 	} else {
+		step("connecting to Valkey " + o.Valkey.String())
 		vc, err = dialValkey(o)
 		if err != nil {
 			f.ValkeyErr = fmt.Sprintf("cannot connect to %s: %v", o.Valkey, err)
@@ -90,6 +99,7 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 			}
 		}
 	}
+	step("reading sysctls, conntrack and TCP counters")
 	readSysctls(o.NetNS, f)
 	readConntrack(o.NetNS, f)
 	if f.Counters, err = o.ReadCounters(ctx, o.NetNS); err != nil {
@@ -97,11 +107,13 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 		f.Counters = nil
 	}
 
+	step(fmt.Sprintf("counting connections and drops over the %s window", o.Window))
 	select {
 	case <-ctx.Done():
 		return f, ctx.Err()
 	case <-time.After(o.Window):
 	}
+	step("reading counters again, clients and NIC")
 	if f.Counters != nil {
 		if later, err := o.ReadCounters(ctx, o.NetNS); err == nil {
 			f.CountersLater = later

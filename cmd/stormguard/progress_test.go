@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the progress goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestProgressLine(t *testing.T) {
+	var buf syncBuffer
+	p := newProgress(&buf, "stormguard check", true)
+	p.Step("counting over the 1s window")
+	// The ticker redraws with the elapsed time; wait for a redraw.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(buf.String(), "\r") < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.Done()
+	p.Done() // idempotent
+	got := buf.String()
+	if strings.Count(got, "\r") < 3 {
+		t.Errorf("no redraws and erase: %q", got)
+	}
+	if !strings.Contains(got, "stormguard check: counting over the 1s window … ") {
+		t.Errorf("progress line %q", got)
+	}
+	if strings.Contains(got, "\n") {
+		t.Errorf("progress line wrote a newline: %q", got)
+	}
+	if !strings.HasSuffix(got, "\r\033[K") {
+		t.Errorf("line not erased at the end: %q", got)
+	}
+}
+
+func TestProgressDisabled(t *testing.T) {
+	var buf syncBuffer
+	p := newProgress(&buf, "x", false)
+	p.Step("a")
+	p.Done()
+	if buf.String() != "" {
+		t.Errorf("disabled progress wrote %q", buf.String())
+	}
+}
+
+// TestCheckNoProgressInPipes: with stderr not a terminal (a buffer here, a
+// pipe in scripts), check writes nothing to stderr.
+func TestCheckNoProgressInPipes(t *testing.T) {
+	var out, errb bytes.Buffer
+	o := checkOpts{format: "json", failOn: "critical", role: "server", window: 200 * time.Millisecond, timeout: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := runCheck(ctx, &out, &errb, o)
+	if c := exitCode(err); c == exitUsage {
+		t.Fatalf("check: %v", err)
+	}
+	if errb.Len() != 0 {
+		t.Errorf("check wrote to a non-terminal stderr: %q", errb.String())
+	}
+	if !strings.HasPrefix(strings.TrimSpace(out.String()), "{") {
+		t.Errorf("stdout is not the JSON document: %q", out.String())
+	}
+}
