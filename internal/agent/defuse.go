@@ -76,11 +76,14 @@ func (o *AutoDefuse) normalize() error {
 
 // autoState is one target's armed mitigations.
 type autoState struct {
-	mu     sync.Mutex
-	busy   bool
-	armed  []defuse.Mitigation
-	first  time.Time // when this storm's first arming happened
-	stormy bool
+	mu    sync.Mutex
+	busy  bool
+	armed []defuse.Mitigation
+	first time.Time // when this storm's first arming happened
+	// packets and quietSince track the armed rules' counters: a limit that
+	// is still dropping SYNs is what keeps the target calm, so it stays.
+	packets    uint64
+	quietSince time.Time
 }
 
 // autoDefuse is called after every sample of a target.
@@ -115,9 +118,10 @@ func (a *Agent) autoDefuse(ctx context.Context, t signal.Target, st *autoState, 
 		}
 	case detect.Calm:
 		if len(st.armed) > 0 {
-			work = func() { a.disarm(ctx, t, st, "target is calm again") }
+			work = func() { a.maybeDisarm(ctx, t, st, now) }
+		} else {
+			st.first = time.Time{}
 		}
-		st.first = time.Time{}
 	}
 	if work == nil {
 		st.mu.Unlock()
@@ -160,14 +164,50 @@ func (a *Agent) arm(ctx context.Context, t signal.Target, st *autoState, ttl tim
 	}
 	st.mu.Lock()
 	// Re-arming replaces expired entries.
-	st.armed = armed
+	st.armed, st.packets, st.quietSince = armed, 0, time.Time{}
 	st.mu.Unlock()
+}
+
+// holdQuiet is how long an armed limit must have dropped nothing before a
+// calm target's mitigations are reverted.
+const holdQuiet = 5 * time.Second
+
+// maybeDisarm reverts a calm target's mitigations unless they are still
+// dropping: the detector cannot see SYNs the limit drops before TCP, so a
+// storm held back by the limit looks calm. Reverting then would let it
+// straight back in.
+func (a *Agent) maybeDisarm(ctx context.Context, t signal.Target, st *autoState, now time.Time) {
+	list, err := a.manager(t).List(ctx)
+	if err != nil {
+		a.disarm(ctx, t, st, "target is calm again")
+		return
+	}
+	st.mu.Lock()
+	mine := map[string]bool{}
+	for _, m := range st.armed {
+		mine[m.ID] = true
+	}
+	var packets uint64
+	for _, m := range list {
+		if mine[m.ID] && m.Packets != nil {
+			packets += *m.Packets
+		}
+	}
+	if packets != st.packets || st.quietSince.IsZero() {
+		st.packets, st.quietSince = packets, now
+	}
+	quiet := now.Sub(st.quietSince)
+	st.mu.Unlock()
+	if quiet < holdQuiet {
+		return
+	}
+	a.disarm(ctx, t, st, fmt.Sprintf("target is calm again and the mitigation dropped nothing for %s", quiet.Round(time.Second)))
 }
 
 func (a *Agent) disarm(ctx context.Context, t signal.Target, st *autoState, why string) {
 	st.mu.Lock()
 	armed := st.armed
-	st.armed = nil
+	st.armed, st.first, st.packets, st.quietSince = nil, time.Time{}, 0, time.Time{}
 	st.mu.Unlock()
 	m := a.manager(t)
 	for _, mt := range armed {

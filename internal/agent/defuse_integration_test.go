@@ -125,6 +125,19 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	if o2 != o1 {
 		t.Errorf("listen overflows still rising under the limit: %d → %d", o1, o2)
 	}
+	// The limit is what keeps the target calm now: it must stay armed
+	// while it is still dropping the flood's SYNs.
+	time.Sleep(3 * time.Second)
+	for _, raw := range hub.Events() {
+		var e struct{ Type, Action string }
+		if json.Unmarshal(raw, &e) == nil && e.Type == "defuse" && e.Action == "reverted" {
+			t.Fatalf("reverted while the flood was still being dropped: %s", raw)
+		}
+	}
+	m0 := &defuse.Manager{StatePath: state, NetNS: sb.NetNS, Valkey: a}
+	if cur, err := m0.List(context.Background()); err != nil || len(cur) != 1 || cur[0].Packets == nil || *cur[0].Packets == 0 {
+		t.Fatalf("armed limit while flooding: %+v %v; want one mitigation with dropped packets", cur, err)
+	}
 	fcancel()
 	t.Logf("flood made %d dial attempts", dials.Load())
 
