@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -242,8 +243,8 @@ type listenq struct {
 	// poll is owned by the poller goroutine.
 	poll       *diagConn
 	pollDialed time.Time
-	// stop is an eventfd that Close signals to wake and end the poller.
-	stop int
+	// tick is the poller's timerfd; Close closes it to end the poller.
+	tick *os.File
 	// known is how many listeners the poller looks up; Collect sets
 	// relearn when its own dump finds a different number.
 	known   atomic.Int64
@@ -282,7 +283,7 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 	if every == 0 {
 		every = defaultListenPoll
 	}
-	l := &listenq{port: uint16(p), netns: o.Target.NetNS, every: every, budget: countBudget, stop: -1,
+	l := &listenq{port: uint16(p), netns: o.Target.NetNS, every: every, budget: countBudget,
 		log: o.logger().With("source", "listenq", "target", o.Target.Name()), done: make(chan struct{})}
 	// The first dial happens here so a permission problem shows at once
 	// in the log; a failure is not fatal (the namespace may come later):
@@ -296,14 +297,14 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 		close(l.done) // fast poller disabled: Collect's own reads only
 		return l, nil
 	}
-	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	tick, err := newTickFile(every)
 	if err != nil {
 		if l.coll != nil {
 			l.coll.close()
 		}
-		return nil, fmt.Errorf("listen queue: poller wake-up eventfd: %w", err)
+		return nil, fmt.Errorf("listen queue: poller clock: %w", err)
 	}
-	l.stop = stop
+	l.tick = tick
 	go l.runPoller()
 	return l, nil
 }
@@ -314,17 +315,13 @@ func (l *listenq) Name() string { return "listenq" }
 func (l *listenq) Close() error {
 	var err error
 	l.once.Do(func() {
-		if l.stop >= 0 {
-			var one [8]byte
-			one[0] = 1 // eventfd counters are host-endian u64; any non-zero value wakes
-			if _, werr := unix.Write(l.stop, one[:]); werr != nil {
-				err = fmt.Errorf("stop accept-queue poller: %w", werr)
+		if l.tick != nil {
+			// The poller's pending read returns os.ErrClosed.
+			if e := l.tick.Close(); e != nil {
+				err = fmt.Errorf("stop accept-queue poller: %w", e)
 			}
 		}
 		<-l.done
-		if l.stop >= 0 {
-			unix.Close(l.stop)
-		}
 		if l.poll != nil {
 			if e := l.poll.close(); e != nil && err == nil {
 				err = e
@@ -343,39 +340,31 @@ func (l *listenq) Close() error {
 	return err
 }
 
-// sleepUntil blocks the calling thread until next or until Close signals
-// l.stop, and reports whether the poller should go on. It is one ppoll on
-// the eventfd with a timeout: no Go timer, channel or goroutine switch.
-func (l *listenq) sleepUntil(next time.Time, fds []unix.PollFd) bool {
-	for {
-		wait := time.Until(next)
-		ts := unix.NsecToTimespec(int64(max(wait, 0)))
-		n, err := unix.Ppoll(fds, &ts, nil)
-		switch {
-		case n > 0:
-			return false // Close wrote to the eventfd
-		case err == unix.EINTR:
-			continue // a signal for the Go runtime; sleep on
-		case err != nil:
-			// Cannot happen with a valid eventfd; never spin.
-			l.log.Error("accept-queue poller cannot sleep; stopping it", "err", err)
-			return false
-		case wait <= 0 || !time.Now().Before(next):
-			return true
-		}
+// newTickFile returns a timerfd that becomes readable every period, as an
+// *os.File so that reading it parks the goroutine in Go's network poller.
+// A kernel timer, unlike a Go timer, does not make the runtime's sysmon
+// thread wake up for it as well (docs/benchmarks.md measures both), and a
+// read returns however many periods passed, so a poller that fell behind
+// polls once, not in a burst.
+func newTickFile(period time.Duration) (*os.File, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("create timerfd: %w", err)
 	}
+	ts := unix.NsecToTimespec(int64(period))
+	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("arm timerfd: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "listenq-timerfd"), nil
 }
 
 // runPoller reads the accept queue every l.every until Close and keeps the
 // interval's peak in l.peak.
 //
-// Waking up 100 times a second is most of the poller's cost, so it is kept
-// to one thread and one system call: the poller owns a locked OS thread and
-// sleeps in ppoll until the next period (or Close). Go's timers would wake
-// the runtime's scheduler on another thread, hand the goroutine over, and
-// spin looking for work before sleeping again (docs/benchmarks.md measures
-// both). A poller that falls behind (CPU starvation) skips the missed
-// periods, like time.Ticker, so it catches up with one poll, not a burst.
+// Waking up 100 times a second is most of the poller's cost, so it waits on
+// a timerfd (see newTickFile) rather than a time.Ticker, and polls with
+// plain non-blocking system calls (see diagConn).
 //
 // Polls are as cheap as the kernel allows: a LISTEN dump (which still scans
 // every bucket of the listening hash) learns the listeners once a second,
@@ -384,14 +373,12 @@ func (l *listenq) sleepUntil(next time.Time, fds []unix.PollFd) bool {
 // are always dumped.
 func (l *listenq) runPoller() {
 	defer close(l.done)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	fds := []unix.PollFd{{Fd: int32(l.stop), Events: unix.POLLIN}}
 	var (
-		t         diagTally
-		ids       []listenerID // reused: no allocation per poll
-		useExact  bool
-		learnedAt time.Time
+		expirations [8]byte
+		t           diagTally
+		ids         []listenerID // reused: no allocation per poll
+		useExact    bool
+		learnedAt   time.Time
 	)
 	failing := false // log transitions only, not 100 lines a second
 	fail := func(err error) {
@@ -403,13 +390,11 @@ func (l *listenq) runPoller() {
 		l.failures.Add(1)
 		l.peak.fail(err)
 	}
-	next := time.Now()
 	for {
-		next = next.Add(l.every)
-		if now := time.Now(); next.Before(now) {
-			next = now.Add(l.every - now.Sub(next)%l.every)
-		}
-		if !l.sleepUntil(next, fds) {
+		if _, err := l.tick.Read(expirations[:]); err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				l.log.Error("accept-queue poller clock failed; poller stopped", "err", err)
+			}
 			return
 		}
 		now := time.Now()
