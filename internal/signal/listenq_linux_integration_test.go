@@ -542,3 +542,89 @@ func TestIntegrationListenQueueRestart(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// dialHold opens n TCP connections to dst from inside the namespace and
+// closes them at cleanup.
+func dialHold(t testing.TB, nsPath, dst string, n int) {
+	t.Helper()
+	err := netns.Do(nsPath, func() error {
+		for i := 0; i < n; i++ {
+			c, err := net.DialTimeout("tcp", dst, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("dial %s: %v", dst, err)
+	}
+}
+
+// TestIntegrationListenQueueCompatDump checks that the one-walk
+// TCPDIAG_GETSOCK dump sees exactly what the two SOCK_DIAG_BY_FAMILY dumps
+// see, for listeners and for established connections of both families.
+func TestIntegrationListenQueueCompatDump(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	dialHold(t, sb.NetNS, sb.Addr(), 5)
+	dialHold(t, sb.NetNS, net.JoinHostPort("::1", strconv.Itoa(sb.Port)), 3)
+	l := openTestListenq(t, sb, -1)
+	c, err := l.collConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, states := range []uint32{statesListen, statesSynRecv | statesEstablished} {
+		c.compat = true
+		one := diagTally{Port: l.port}
+		if err := c.dump(states, &one, time.Now().Add(5*time.Second)); err != nil {
+			t.Fatalf("states %#x, one walk: %v", states, err)
+		}
+		if !c.compat {
+			t.Logf("kernel refused TCPDIAG_GETSOCK; both sides used per-family dumps")
+		}
+		c.compat = false
+		two := diagTally{Port: l.port}
+		if err := c.dump(states, &two, time.Now().Add(5*time.Second)); err != nil {
+			t.Fatalf("states %#x, per family: %v", states, err)
+		}
+		if one.Sockets != two.Sockets || one.States != two.States || one.DepthSum != two.DepthSum || one.LimitSum != two.LimitSum {
+			t.Fatalf("states %#x: one walk %+v, per family %+v", states, one, two)
+		}
+		if states == statesListen && one.Sockets != 2 || states != statesListen && one.States[tcpEstablished] != 8 {
+			t.Fatalf("states %#x: %+v; want 2 listeners or 8 established (5 IPv4 + 3 IPv6)", states, one)
+		}
+	}
+}
+
+// TestIntegrationListenQueueCountBudget checks the counting budget against
+// the kernel: while the last count is fresh enough, samples repeat it (even
+// though new connections arrived), and once it is due they count again.
+func TestIntegrationListenQueueCountBudget(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	l := openTestListenq(t, sb, -1)
+	l.budget = 1e-9 // any count is over budget: spaced by countMaxAge
+
+	s, err := collectListenq(t, l)
+	if err != nil || l.counts != 1 {
+		t.Fatalf("first sample: err=%v, %d counts; want one count", err, l.counts)
+	}
+	before := *s.Established
+	if l.nextCount.Sub(time.Now()) < countMaxAge-5*time.Second {
+		t.Fatalf("next count in %v; want about countMaxAge (%v)", time.Until(l.nextCount), countMaxAge)
+	}
+
+	dialHold(t, sb.NetNS, sb.Addr(), 4)
+	s, err = collectListenq(t, l)
+	if err != nil || l.counts != 1 || *s.Established != before {
+		t.Fatalf("second sample: err=%v, %d counts, established %s; want the first count (%d) repeated", err, l.counts, u(s.Established), before)
+	}
+
+	l.mu.Lock()
+	l.nextCount = time.Time{} // due now
+	l.mu.Unlock()
+	s, err = collectListenq(t, l)
+	if err != nil || l.counts != 2 || *s.Established != before+4 {
+		t.Fatalf("third sample: err=%v, %d counts, established %s; want a new count of %d", err, l.counts, u(s.Established), before+4)
+	}
+}
