@@ -70,6 +70,17 @@ type diagConn struct {
 	// compat is set while the kernel serves TCPDIAG_GETSOCK dumps (one
 	// walk for both families); cleared for good on the first refusal.
 	compat bool
+	// raw makes the socket's system calls raw (RawSyscall): the Go
+	// runtime is not told about them. Any ordinary system call made
+	// while every P is idle wakes the runtime's sysmon thread, so at
+	// 100 Hz that doubles the poller's wake-ups; a raw call does not.
+	// Only for the poller, whose calls return at once: a lookup or a
+	// LISTEN dump is answered in microseconds and reads never wait
+	// (kernels before 6.10 serialise sock_diag requests on a mutex, so
+	// a send may wait there for another reader's dump datagram). Never
+	// for Collect, whose counting dumps can spend milliseconds in one
+	// call.
+	raw bool
 }
 
 // dialDiag opens a sock_diag socket inside the namespace at nsPath ("" =
@@ -94,12 +105,28 @@ func (d *diagConn) close() error {
 	return nil
 }
 
+// syscall makes one system call on the socket: a raw one for the poller
+// (see diagConn.raw), an ordinary one otherwise.
+func (d *diagConn) syscall(trap, a1, a2, a3, a4 uintptr) (uintptr, unix.Errno) {
+	var r uintptr
+	var e unix.Errno
+	if d.raw {
+		r, _, e = unix.RawSyscall6(trap, uintptr(d.fd), a1, a2, a3, a4, 0)
+	} else {
+		r, _, e = unix.Syscall6(trap, uintptr(d.fd), a1, a2, a3, a4, 0)
+	}
+	return r, e
+}
+
 // send writes d.req, which holds one or more requests.
 func (d *diagConn) send() error {
 	for {
-		_, err := unix.Write(d.fd, d.req)
-		if err != unix.EINTR {
-			return err
+		_, e := d.syscall(unix.SYS_SENDTO, uintptr(unsafe.Pointer(&d.req[0])), uintptr(len(d.req)), 0, 0)
+		if e == 0 {
+			return nil
+		}
+		if e != unix.EINTR {
+			return e
 		}
 	}
 }
@@ -111,7 +138,7 @@ func (d *diagConn) send() error {
 // instead of a hang.
 func (d *diagConn) recv() (int, error) {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(d.fd), uintptr(unsafe.Pointer(&d.buf[0])), uintptr(len(d.buf)), unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		n, e := d.syscall(unix.SYS_RECVFROM, uintptr(unsafe.Pointer(&d.buf[0])), uintptr(len(d.buf)), unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0)
 		switch {
 		case e == unix.EINTR:
 			continue
@@ -341,11 +368,10 @@ func (l *listenq) Close() error {
 }
 
 // newTickFile returns a timerfd that becomes readable every period, as an
-// *os.File so that reading it parks the goroutine in Go's network poller.
-// A kernel timer, unlike a Go timer, does not make the runtime's sysmon
-// thread wake up for it as well (docs/benchmarks.md measures both), and a
-// read returns however many periods passed, so a poller that fell behind
-// polls once, not in a burst.
+// *os.File so that waiting for it parks the goroutine in Go's network
+// poller. A kernel timer, unlike a Go timer, does not make the runtime's
+// sysmon thread wake up for it as well, and a read returns however many
+// periods passed, so a poller that fell behind polls once, not in a burst.
 func newTickFile(period time.Duration) (*os.File, error) {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
@@ -359,12 +385,30 @@ func newTickFile(period time.Duration) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "listenq-timerfd"), nil
 }
 
+// tickReader returns the function that reads a timerfd for RawConn.Read:
+// one raw read(2) (see diagConn.raw), false when nothing is due yet so that
+// the goroutine parks in the network poller.
+func tickReader() func(fd uintptr) bool {
+	var expirations [8]byte
+	return func(fd uintptr) bool {
+		for {
+			_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&expirations[0])), uintptr(len(expirations)))
+			if e != unix.EINTR {
+				return e != unix.EAGAIN
+			}
+		}
+	}
+}
+
 // runPoller reads the accept queue every l.every until Close and keeps the
 // interval's peak in l.peak.
 //
-// Waking up 100 times a second is most of the poller's cost, so it waits on
-// a timerfd (see newTickFile) rather than a time.Ticker, and polls with
-// plain non-blocking system calls (see diagConn).
+// Waking up 100 times a second is most of the poller's cost, so each period
+// wakes one thread only: the poller waits on a timerfd (see newTickFile)
+// rather than a time.Ticker, and makes nothing but raw system calls, which
+// return at once (see diagConn.raw). Go timers and ordinary system calls
+// each also wake the runtime's sysmon thread (docs/benchmarks.md counts the
+// wake-ups).
 //
 // Polls are as cheap as the kernel allows: a LISTEN dump (which still scans
 // every bucket of the listening hash) learns the listeners once a second,
@@ -373,12 +417,20 @@ func newTickFile(period time.Duration) (*os.File, error) {
 // are always dumped.
 func (l *listenq) runPoller() {
 	defer close(l.done)
+	// The timerfd is read with a raw system call for the same reason as
+	// the poller's socket (diagConn.raw); RawConn.Read parks the goroutine
+	// in the network poller when it would block.
+	tick, err := l.tick.SyscallConn()
+	if err != nil {
+		l.log.Error("accept-queue poller clock failed; poller stopped", "err", err)
+		return
+	}
+	readTick := tickReader()
 	var (
-		expirations [8]byte
-		t           diagTally
-		ids         []listenerID // reused: no allocation per poll
-		useExact    bool
-		learnedAt   time.Time
+		t         diagTally
+		ids       []listenerID // reused: no allocation per poll
+		useExact  bool
+		learnedAt time.Time
 	)
 	failing := false // log transitions only, not 100 lines a second
 	fail := func(err error) {
@@ -391,7 +443,7 @@ func (l *listenq) runPoller() {
 		l.peak.fail(err)
 	}
 	for {
-		if _, err := l.tick.Read(expirations[:]); err != nil {
+		if err := tick.Read(readTick); err != nil {
 			if !errors.Is(err, os.ErrClosed) {
 				l.log.Error("accept-queue poller clock failed; poller stopped", "err", err)
 			}
@@ -408,6 +460,7 @@ func (l *listenq) runPoller() {
 				fail(err)
 				continue
 			}
+			c.raw = true
 			l.poll = c
 		}
 		if l.relearn.Swap(false) || now.Sub(learnedAt) >= relearnEvery {
