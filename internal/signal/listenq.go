@@ -10,6 +10,8 @@ package signal
 //	nlmsghdr         len u32, type u16, flags u16, seq u32, pid u32      (16 B)
 //	inet_diag_req_v2 family u8, protocol u8, ext u8, pad u8, states u32,
 //	                 inet_diag_sockid                                   (56 B)
+//	inet_diag_req    family u8, src_len u8, dst_len u8, ext u8,
+//	                 inet_diag_sockid, states u32, dbs u32              (60 B)
 //	inet_diag_sockid sport be16, dport be16, src [4]u32, dst [4]u32,
 //	                 if u32, cookie [2]u32                              (48 B)
 //	inet_diag_msg    family u8, state u8, timer u8, retrans u8,
@@ -23,6 +25,7 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Netlink and sock_diag constants. They are fixed by the kernel ABI, so they
@@ -37,10 +40,13 @@ const (
 	nlmFMulti         = 0x2
 	nlmFDumpIntr      = 0x10
 	nlmFDump          = 0x300 // NLM_F_ROOT|NLM_F_MATCH
+	tcpDiagGetSock    = 18
 	sockDiagByFamily  = 20
+	inetDiagReqLen    = 60
 	inetDiagReqV2Len  = 56
 	inetDiagMsgLen    = 72
 	diagRequestLen    = nlmsgHdrLen + inetDiagReqV2Len
+	compatRequestLen  = nlmsgHdrLen + inetDiagReqLen
 	ipprotoTCP        = 6
 	afInet            = 2
 	afInet6           = 10
@@ -76,6 +82,29 @@ func appendDiagRequest(b []byte, family uint8, states uint32, port uint16, seq u
 	r[1] = ipprotoTCP
 	ne.PutUint32(r[4:], states)
 	binary.BigEndian.PutUint16(r[8:], port) // id.idiag_sport, network order
+	return append(b, m[:]...)
+}
+
+// appendCompatRequest appends one TCPDIAG_GETSOCK dump request (the
+// original inet_diag interface, still served for TCP) for sockets in the
+// given state mask whose local port is port. The kernel answers it with
+// family AF_UNSPEC: one walk of the hash tables returns IPv4 and IPv6
+// sockets, where SOCK_DIAG_BY_FAMILY needs one walk per family. For the
+// established hash (262,144 buckets, shared by all namespaces, every socket
+// in it touched) that halves the cost of a SYN_RECV/ESTABLISHED count.
+// Replies carry the request's type (18) instead of SOCK_DIAG_BY_FAMILY.
+func appendCompatRequest(b []byte, states uint32, port uint16, seq uint32) []byte {
+	var m [compatRequestLen]byte
+	ne := binary.NativeEndian
+	ne.PutUint32(m[0:], compatRequestLen)
+	ne.PutUint16(m[4:], tcpDiagGetSock)
+	ne.PutUint16(m[6:], nlmFRequest|nlmFDump)
+	ne.PutUint32(m[8:], seq)
+	r := m[nlmsgHdrLen:]
+	// idiag_family is ignored: the dump always uses AF_UNSPEC.
+	r[0] = afInet
+	binary.BigEndian.PutUint16(r[4:], port) // id.idiag_sport, network order
+	ne.PutUint32(r[52:], states)
 	return append(b, m[:]...)
 }
 
@@ -257,7 +286,7 @@ func decodeDiagDump(b []byte, seq uint32, t *diagTally) (done bool, err error) {
 			return true, syscall.Errno(e)
 		case nlmsgOverrun:
 			return false, fmt.Errorf("%w: NLMSG_OVERRUN", errDiagMalformed)
-		case sockDiagByFamily:
+		case sockDiagByFamily, tcpDiagGetSock:
 			if len(body) < inetDiagMsgLen {
 				return false, fmt.Errorf("%w: inet_diag_msg of %d bytes, want %d", errDiagMalformed, len(body), inetDiagMsgLen)
 			}
@@ -367,4 +396,16 @@ func peerOf(body []byte) Peer {
 	}
 	p.Local, p.Remote = netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)
 	return p
+}
+
+// countSpacing is how long after the start of a SYN_RECV/ESTABLISHED count
+// that used cost of CPU the next one may start, so that counting uses at
+// most budget (a share of one core) on average: cost/budget, but never more
+// than maxAge, which bounds how old the reported counts get. A budget
+// outside (0, 1) means no budget: count every time.
+func countSpacing(cost time.Duration, budget float64, maxAge time.Duration) time.Duration {
+	if budget <= 0 || budget >= 1 {
+		return 0
+	}
+	return min(time.Duration(float64(cost)/budget), maxAge)
 }

@@ -8,15 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sample"
 )
 
@@ -35,115 +35,99 @@ const (
 	// sockets again instead of looking up the ones it knows, so a
 	// listener added next to the known ones is picked up.
 	relearnEvery = time.Second
-	// pollTimeout bounds one fast poll.
-	pollTimeout = time.Second
+	// collectTimeout bounds a Collect whose context has no deadline.
+	collectTimeout = time.Second
+	// countBudget is the share of one core the SYN_RECV/ESTABLISHED
+	// counts may use on average. Each count walks the kernel's whole
+	// established hash and costs ~0.3 ms on a quiet host but ~20 ms with
+	// 20,000 connections on the port (docs/benchmarks.md): counting at
+	// every sample would then cost nearly as much as the talk's `ss`
+	// commands.
+	// Within the budget a cheap count still runs at every sample (0.3 ms
+	// allows one every 150 ms); an expensive one is spaced out and the
+	// samples in between repeat its result.
+	countBudget = 0.002
+	// countMaxAge bounds how old repeated counts get: past it, the next
+	// sample counts again even if that exceeds the budget (only a count
+	// costing over 60 ms, i.e. far more than 20,000 sockets, gets there).
+	countMaxAge = 30 * time.Second
 )
 
 // diagConn is one NETLINK_SOCK_DIAG socket in the target's namespace with
 // its own reusable buffers: a dump allocates nothing, so polling at 100 Hz
 // puts no load on the garbage collector.
+//
+// The socket is used with plain system calls, outside Go's network poller:
+// sock_diag answers inside the sending system call (a lookup's reply, or a
+// dump's first datagram, is queued before sendmsg returns) and makes each
+// further dump datagram inside the recvmsg that asks for it, so a read with
+// MSG_DONTWAIT never has to wait. That spares every poll the poller's
+// epoll registration, deadline timers and goroutine parking.
 type diagConn struct {
-	nl  *netlink.Conn
-	rc  syscall.RawConn
+	fd  int
 	req []byte
 	buf []byte
 	seq uint32
-
-	// Results of the last raw read/write, set by the method values
-	// below (kept in fields so the hot path builds no closures).
-	n       int
-	errno   error
-	readFn  func(fd uintptr) bool
-	writeFn func(fd uintptr) bool
+	// compat is set while the kernel serves TCPDIAG_GETSOCK dumps (one
+	// walk for both families); cleared for good on the first refusal.
+	compat bool
+	// raw makes the socket's system calls raw (RawSyscall): the Go
+	// runtime is not told about them. Any ordinary system call made
+	// while every P is idle wakes the runtime's sysmon thread, so at
+	// 100 Hz that doubles the poller's wake-ups; a raw call does not.
+	// Only for the poller, whose calls return at once: a lookup or a
+	// LISTEN dump is answered in microseconds and reads never wait
+	// (kernels before 6.10 serialise sock_diag requests on a mutex, so
+	// a send may wait there for another reader's dump datagram). Never
+	// for Collect, whose counting dumps can spend milliseconds in one
+	// call.
+	raw bool
 }
 
 // dialDiag opens a sock_diag socket inside the namespace at nsPath ("" =
 // stormguard's own). The socket stays bound to that namespace for its life.
 func dialDiag(nsPath string) (*diagConn, error) {
-	cfg := &netlink.Config{}
-	if nsPath != "" {
-		f, err := os.Open(nsPath)
-		if err != nil {
-			return nil, fmt.Errorf("open network namespace: %w", err)
-		}
-		defer f.Close()
-		cfg.NetNS = int(f.Fd())
-	}
-	nl, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, cfg)
+	fd := -1
+	err := netns.Do(nsPath, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open sock_diag socket: %w", err)
 	}
-	rc, err := nl.SyscallConn()
-	if err != nil {
-		nl.Close()
-		return nil, fmt.Errorf("sock_diag socket: %w", err)
-	}
-	d := &diagConn{nl: nl, rc: rc, req: make([]byte, 0, diagRequestLen), buf: make([]byte, diagBufLen)}
-	d.readFn = d.read
-	d.writeFn = d.write
-	return d, nil
+	return &diagConn{fd: fd, req: make([]byte, 0, compatRequestLen), buf: make([]byte, diagBufLen), compat: true}, nil
 }
 
-func (d *diagConn) close() error { return d.nl.Close() }
-
-// write sends d.req; it runs under RawConn.Write.
-func (d *diagConn) write(fd uintptr) bool {
-	_, d.errno = unix.Write(int(fd), d.req)
-	return d.errno != unix.EAGAIN
-}
-
-// read receives one datagram into d.buf; it runs under RawConn.Read.
-// MSG_TRUNC makes the kernel report the datagram's real length, so a too
-// small buffer is detected instead of silently cutting a message.
-func (d *diagConn) read(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&d.buf[0])), uintptr(len(d.buf)), unix.MSG_TRUNC, 0, 0)
-	d.n, d.errno = int(n), nil
-	if e != 0 {
-		d.errno = e
-	}
-	return e != unix.EAGAIN
-}
-
-// setDeadline bounds the socket's next reads and writes.
-func (d *diagConn) setDeadline(t time.Time) error {
-	if err := d.nl.SetDeadline(t); err != nil {
-		return fmt.Errorf("set sock_diag deadline: %w", err)
+func (d *diagConn) close() error {
+	if err := unix.Close(d.fd); err != nil {
+		return fmt.Errorf("close sock_diag socket: %w", err)
 	}
 	return nil
 }
 
-// dump runs one SOCK_DIAG_BY_FAMILY dump and adds each reply to t. The
-// replies are decoded datagram by datagram straight from the buffer, never
-// retained. After an error the socket may hold the rest of the dump, so the
-// caller must close it.
-func (d *diagConn) dump(family uint8, states uint32, t *diagTally) error {
-	d.seq++
-	d.req = appendDiagRequest(d.req[:0], family, states, t.Port, d.seq)
-	if err := d.rc.Write(d.writeFn); err != nil {
-		return fmt.Errorf("send dump request: %w", err)
+// syscall makes one system call on the socket: a raw one for the poller
+// (see diagConn.raw), an ordinary one otherwise.
+func (d *diagConn) syscall(trap, a1, a2, a3, a4 uintptr) (uintptr, unix.Errno) {
+	var r uintptr
+	var e unix.Errno
+	if d.raw {
+		r, _, e = unix.RawSyscall6(trap, uintptr(d.fd), a1, a2, a3, a4, 0)
+	} else {
+		r, _, e = unix.Syscall6(trap, uintptr(d.fd), a1, a2, a3, a4, 0)
 	}
-	if d.errno != nil {
-		return fmt.Errorf("send dump request: %w", d.errno)
-	}
+	return r, e
+}
+
+// send writes d.req, which holds one or more requests.
+func (d *diagConn) send() error {
 	for {
-		if err := d.rc.Read(d.readFn); err != nil {
-			return fmt.Errorf("receive dump: %w", err)
-		}
-		if d.errno != nil {
-			return fmt.Errorf("receive dump: %w", d.errno)
-		}
-		if d.n > len(d.buf) {
-			return fmt.Errorf("receive dump: datagram of %d bytes exceeds %d-byte buffer", d.n, len(d.buf))
-		}
-		done, err := decodeDiagDump(d.buf[:d.n], d.seq, t)
-		if err != nil {
-			return err
-		}
-		if done {
+		_, e := d.syscall(unix.SYS_SENDTO, uintptr(unsafe.Pointer(&d.req[0])), uintptr(len(d.req)), 0, 0)
+		if e == 0 {
 			return nil
 		}
-		if t.peersFull() {
-			return errPeerLimit
+		if e != unix.EINTR {
+			return e
 		}
 	}
 }
@@ -152,17 +136,17 @@ func (d *diagConn) dump(family uint8, states uint32, t *diagTally) error {
 // of the reply is left in the socket, which the caller closes.
 var errPeerLimit = errors.New("peer limit reached")
 
-// dumpPeers implements peerDumper: one dump per family of the port's
-// SYN_RECV and ESTABLISHED sockets, keeping their addresses, stopping after
-// limit sockets (≤ 0: 20,000). It takes as long as the kernel's walk of the
-// established hash plus ~50 ns per socket kept.
+// dumpPeers implements peerDumper: one dump of the port's SYN_RECV and
+// ESTABLISHED sockets (both families), keeping their addresses, stopping
+// after limit sockets (≤ 0: 20,000). It takes as long as the kernel's walk
+// of the established hash plus ~50 ns per socket kept.
 func (l *listenq) dumpPeers(ctx context.Context, limit int) (PeerDump, error) {
 	if limit <= 0 {
 		limit = 20000
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = time.Now().Add(pollTimeout)
+		deadline = time.Now().Add(collectTimeout)
 	}
 	l.attrMu.Lock()
 	defer l.attrMu.Unlock()
@@ -180,18 +164,8 @@ func (l *listenq) dumpPeers(ctx context.Context, limit int) (PeerDump, error) {
 		c.close()
 		l.attr = nil
 	}
-	if err := c.setDeadline(deadline); err != nil {
-		reset()
-		return d, Classify("socket dump", err)
-	}
 	t := diagTally{Port: l.port, KeepPeers: true, MaxPeers: limit}
-	err := c.dump(afInet, statesSynRecv|statesEstablished, &t)
-	if err == nil {
-		err = c.dump(afInet6, statesSynRecv|statesEstablished, &t)
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EAFNOSUPPORT) {
-			err = nil
-		}
-	}
+	err := c.dump(statesSynRecv|statesEstablished, &t, deadline)
 	if errors.Is(err, errPeerLimit) {
 		d.Truncated, err = true, nil
 		reset() // the abandoned rest of the dump is still queued
@@ -202,6 +176,90 @@ func (l *listenq) dumpPeers(ctx context.Context, limit int) (PeerDump, error) {
 	}
 	d.Peers, d.Took = t.Peers, time.Since(start)
 	return d, nil
+}
+
+// recv reads one datagram into d.buf and returns its length. MSG_TRUNC
+// makes the kernel report the datagram's real length, so a too small buffer
+// is detected instead of silently cutting a message; MSG_DONTWAIT turns a
+// reply that is not there (which sock_diag never does) into an error
+// instead of a hang.
+func (d *diagConn) recv() (int, error) {
+	for {
+		n, e := d.syscall(unix.SYS_RECVFROM, uintptr(unsafe.Pointer(&d.buf[0])), uintptr(len(d.buf)), unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e == unix.EAGAIN:
+			return 0, fmt.Errorf("%w: reply missing", errDiagMalformed)
+		case e != 0:
+			return 0, e
+		case int(n) > len(d.buf):
+			return 0, fmt.Errorf("datagram of %d bytes exceeds %d-byte buffer", n, len(d.buf))
+		}
+		return int(n), nil
+	}
+}
+
+// run sends d.req (one dump request with sequence number d.seq) and adds
+// every reply to t. The replies are decoded datagram by datagram straight
+// from the buffer, never retained. A zero deadline means none; it is
+// checked between datagrams (each is at most 32 KiB of work). After an
+// error the socket may hold the rest of the dump, so the caller must close
+// it.
+func (d *diagConn) run(t *diagTally, deadline time.Time) error {
+	if err := d.send(); err != nil {
+		return fmt.Errorf("send dump request: %w", err)
+	}
+	for {
+		n, err := d.recv()
+		if err != nil {
+			return fmt.Errorf("receive dump: %w", err)
+		}
+		done, err := decodeDiagDump(d.buf[:n], d.seq, t)
+		if err != nil || done {
+			return err
+		}
+		if t.peersFull() {
+			return errPeerLimit
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return fmt.Errorf("receive dump: %w", context.DeadlineExceeded)
+		}
+	}
+}
+
+// dump adds to t every TCP socket in the state mask states whose local port
+// is t.Port, IPv4 and IPv6. It asks with one TCPDIAG_GETSOCK dump (one walk
+// of the tables) and falls back to one SOCK_DIAG_BY_FAMILY dump per family
+// if the kernel refuses that request. A kernel without IPv6 answers the
+// AF_INET6 request with ENOENT (no inet6_diag handler); that is no IPv6
+// socket, not a failure.
+func (d *diagConn) dump(states uint32, t *diagTally, deadline time.Time) error {
+	if d.compat {
+		d.seq++
+		d.req = appendCompatRequest(d.req[:0], states, t.Port, d.seq)
+		before := *t
+		err := d.run(t, deadline)
+		refused := errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
+		if !refused || t.Sockets != before.Sockets || t.Skipped != before.Skipped {
+			return err
+		}
+		// Refused before any reply (EINVAL, EOPNOTSUPP: a kernel that
+		// dropped the old interface): ask per family from now on.
+		d.compat = false
+		*t = before
+	}
+	for _, fam := range [...]uint8{afInet, afInet6} {
+		d.seq++
+		d.req = appendDiagRequest(d.req[:0], fam, states, t.Port, d.seq)
+		if err := d.run(t, deadline); err != nil {
+			if fam == afInet6 && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EAFNOSUPPORT)) {
+				return nil
+			}
+			return fmt.Errorf("family %d: %w", fam, err)
+		}
+	}
+	return nil
 }
 
 // exact looks up each listener of ids with one batched request (one
@@ -216,22 +274,17 @@ func (d *diagConn) exact(ids []listenerID, t *diagTally) error {
 		d.seq++
 		d.req = appendExactRequest(d.req, id, t.Port, d.seq)
 	}
-	if err := d.rc.Write(d.writeFn); err != nil {
+	if err := d.send(); err != nil {
 		return fmt.Errorf("send lookup: %w", err)
-	}
-	if d.errno != nil {
-		return fmt.Errorf("send lookup: %w", d.errno)
 	}
 	var firstErr error
 	for i := range ids {
-		if err := d.rc.Read(d.readFn); err != nil {
+		n, err := d.recv()
+		if err != nil {
 			return fmt.Errorf("receive lookup: %w", err)
 		}
-		if d.errno != nil {
-			return fmt.Errorf("receive lookup: %w", d.errno)
-		}
 		before := t.Sockets
-		_, err := decodeDiagDump(d.buf[:min(d.n, len(d.buf))], first+uint32(i), t)
+		_, err = decodeDiagDump(d.buf[:n], first+uint32(i), t)
 		if err == nil && t.Sockets != before+1 {
 			err = fmt.Errorf("%w: lookup reply without a socket", errDiagMalformed)
 		}
@@ -242,20 +295,15 @@ func (d *diagConn) exact(ids []listenerID, t *diagTally) error {
 	return firstErr
 }
 
-// dumpBoth runs the dump for IPv4 and IPv6. A kernel without IPv6 answers
-// the AF_INET6 request with ENOENT (no inet6_diag handler); that is no IPv6
-// socket, not a failure.
-func (d *diagConn) dumpBoth(states uint32, t *diagTally) error {
-	if err := d.dump(afInet, states, t); err != nil {
-		return fmt.Errorf("IPv4: %w", err)
+// threadCPU returns the CPU time the calling OS thread has used. The kernel
+// does a dump's work inside the reading thread's system calls, so two
+// readings around a dump on a locked thread give its full cost.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
 	}
-	if err := d.dump(afInet6, states, t); err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EAFNOSUPPORT) {
-			return nil
-		}
-		return fmt.Errorf("IPv6: %w", err)
-	}
-	return nil
+	return time.Duration(ts.Nano())
 }
 
 // listenq is the accept-queue source of one target. It keeps two sock_diag
@@ -272,6 +320,8 @@ type listenq struct {
 	// poll is owned by the poller goroutine.
 	poll       *diagConn
 	pollDialed time.Time
+	// tick is the poller's timerfd; Close closes it to end the poller.
+	tick *os.File
 	// known is how many listeners the poller looks up; Collect sets
 	// relearn when its own dump finds a different number.
 	known   atomic.Int64
@@ -280,7 +330,7 @@ type listenq struct {
 	// benchmarks check that lookups do the bulk of the work).
 	lookups, dumps, failures atomic.Uint64
 
-	mu         sync.Mutex // guards coll, collDialed and collErr (Collect)
+	mu         sync.Mutex // guards everything below (Collect)
 	coll       *diagConn
 	collDialed time.Time
 	collErr    error // why the last dial failed, repeated until the next try
@@ -291,9 +341,20 @@ type listenq struct {
 	attrMu sync.Mutex
 	attr   *diagConn
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	// The last SYN_RECV/ESTABLISHED count, repeated by the samples until
+	// nextCount (see countBudget).
+	counted              bool
+	synRecv, established uint64
+	nextCount            time.Time
+	// budget is countBudget; tests set 0 to count at every sample.
+	budget float64
+	// counts is how many counts ran and countCPU their total CPU time
+	// (benchmarks report them).
+	counts   int
+	countCPU time.Duration
+
+	done chan struct{}
+	once sync.Once
 }
 
 func openListenq(ctx context.Context, o Options) (sample.Source, error) {
@@ -305,7 +366,8 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 	if every == 0 {
 		every = defaultListenPoll
 	}
-	l := &listenq{port: uint16(p), netns: o.Target.NetNS, every: every, log: o.logger().With("source", "listenq", "target", o.Target.Name()), done: make(chan struct{})}
+	l := &listenq{port: uint16(p), netns: o.Target.NetNS, every: every, budget: countBudget,
+		log: o.logger().With("source", "listenq", "target", o.Target.Name()), done: make(chan struct{})}
 	// The first dial happens here so a permission problem shows at once
 	// in the log; a failure is not fatal (the namespace may come later):
 	// Collect and the poller redial.
@@ -314,13 +376,19 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 	} else {
 		l.coll, l.collDialed = c, time.Now()
 	}
-	pctx, cancel := context.WithCancel(context.Background())
-	l.cancel = cancel
 	if every < 0 {
 		close(l.done) // fast poller disabled: Collect's own reads only
 		return l, nil
 	}
-	go l.runPoller(pctx)
+	tick, err := newTickFile(every)
+	if err != nil {
+		if l.coll != nil {
+			l.coll.close()
+		}
+		return nil, fmt.Errorf("listen queue: poller clock: %w", err)
+	}
+	l.tick = tick
+	go l.runPoller()
 	return l, nil
 }
 
@@ -330,10 +398,17 @@ func (l *listenq) Name() string { return "listenq" }
 func (l *listenq) Close() error {
 	var err error
 	l.once.Do(func() {
-		l.cancel()
+		if l.tick != nil {
+			// The poller's pending read returns os.ErrClosed.
+			if e := l.tick.Close(); e != nil {
+				err = fmt.Errorf("stop accept-queue poller: %w", e)
+			}
+		}
 		<-l.done
 		if l.poll != nil {
-			err = l.poll.close()
+			if e := l.poll.close(); e != nil && err == nil {
+				err = e
+			}
 			l.poll = nil
 		}
 		l.mu.Lock()
@@ -354,25 +429,70 @@ func (l *listenq) Close() error {
 	return err
 }
 
-// runPoller reads the accept queue every l.every until ctx ends and keeps the
-// interval's peak in l.peak. A time.Ticker drops ticks it could not deliver,
-// so a descheduled poller catches up with one poll, not a burst.
+// newTickFile returns a timerfd that becomes readable every period, as an
+// *os.File so that waiting for it parks the goroutine in Go's network
+// poller. A kernel timer, unlike a Go timer, does not make the runtime's
+// sysmon thread wake up for it as well, and a read returns however many
+// periods passed, so a poller that fell behind polls once, not in a burst.
+func newTickFile(period time.Duration) (*os.File, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("create timerfd: %w", err)
+	}
+	ts := unix.NsecToTimespec(int64(period))
+	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("arm timerfd: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "listenq-timerfd"), nil
+}
+
+// tickReader returns the function that reads a timerfd for RawConn.Read:
+// one raw read(2) (see diagConn.raw), false when nothing is due yet so that
+// the goroutine parks in the network poller.
+func tickReader() func(fd uintptr) bool {
+	var expirations [8]byte
+	return func(fd uintptr) bool {
+		for {
+			_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&expirations[0])), uintptr(len(expirations)))
+			if e != unix.EINTR {
+				return e != unix.EAGAIN
+			}
+		}
+	}
+}
+
+// runPoller reads the accept queue every l.every until Close and keeps the
+// interval's peak in l.peak.
+//
+// Waking up 100 times a second is most of the poller's cost, so each period
+// wakes one thread only: the poller waits on a timerfd (see newTickFile)
+// rather than a time.Ticker, and makes nothing but raw system calls, which
+// return at once (see diagConn.raw). Go timers and ordinary system calls
+// each also wake the runtime's sysmon thread (docs/benchmarks.md counts the
+// wake-ups).
 //
 // Polls are as cheap as the kernel allows: a LISTEN dump (which still scans
 // every bucket of the listening hash) learns the listeners once a second,
 // and the polls in between look each one up directly by address and cookie,
 // all in one request. SO_REUSEPORT groups, which a lookup cannot tell apart,
 // are always dumped.
-func (l *listenq) runPoller(ctx context.Context) {
+func (l *listenq) runPoller() {
 	defer close(l.done)
-	tk := time.NewTicker(l.every)
-	defer tk.Stop()
+	// The timerfd is read with a raw system call for the same reason as
+	// the poller's socket (diagConn.raw); RawConn.Read parks the goroutine
+	// in the network poller when it would block.
+	tick, err := l.tick.SyscallConn()
+	if err != nil {
+		l.log.Error("accept-queue poller clock failed; poller stopped", "err", err)
+		return
+	}
+	readTick := tickReader()
 	var (
 		t         diagTally
 		ids       []listenerID // reused: no allocation per poll
 		useExact  bool
 		learnedAt time.Time
-		deadline  time.Time
 	)
 	failing := false // log transitions only, not 100 lines a second
 	fail := func(err error) {
@@ -385,35 +505,25 @@ func (l *listenq) runPoller(ctx context.Context) {
 		l.peak.fail(err)
 	}
 	for {
-		select {
-		case <-ctx.Done():
+		if err := tick.Read(readTick); err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				l.log.Error("accept-queue poller clock failed; poller stopped", "err", err)
+			}
 			return
-		case <-tk.C:
 		}
+		now := time.Now()
 		if l.poll == nil {
-			if time.Since(l.pollDialed) < redialEvery {
+			if now.Sub(l.pollDialed) < redialEvery {
 				continue
 			}
-			l.pollDialed = time.Now()
+			l.pollDialed = now
 			c, err := dialDiag(l.netns)
 			if err != nil {
 				fail(err)
 				continue
 			}
+			c.raw = true
 			l.poll = c
-			deadline = time.Time{}
-		}
-		now := time.Now()
-		// Re-arming the deadline timers costs about as much as a lookup,
-		// so a poll's deadline is renewed only twice a second.
-		if deadline.Sub(now) < pollTimeout/2 {
-			deadline = now.Add(pollTimeout)
-			if err := l.poll.setDeadline(deadline); err != nil {
-				fail(err)
-				l.poll.close()
-				l.poll = nil
-				continue
-			}
 		}
 		if l.relearn.Swap(false) || now.Sub(learnedAt) >= relearnEvery {
 			useExact = false
@@ -429,7 +539,7 @@ func (l *listenq) runPoller(ctx context.Context) {
 		}
 		if !useExact {
 			t = diagTally{Port: l.port, KeepIDs: true, IDs: ids[:0]}
-			err = l.poll.dumpBoth(statesListen, &t)
+			err = l.poll.dump(statesListen, &t, time.Time{})
 			l.dumps.Add(1)
 			ids, learnedAt = t.IDs, now
 			useExact = err == nil && len(ids) > 0 && uniqueIDs(ids)
@@ -467,20 +577,34 @@ func (l *listenq) collConn() (*diagConn, error) {
 	return c, nil
 }
 
+// count runs the SYN_RECV/ESTABLISHED dump on a locked thread and returns
+// the tally and the CPU time it cost.
+func (l *listenq) count(c *diagConn, deadline time.Time) (diagTally, time.Duration, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	t := diagTally{Port: l.port}
+	c0 := threadCPU()
+	err := c.dump(statesSynRecv|statesEstablished, &t, deadline)
+	return t, threadCPU() - c0, err
+}
+
 // Collect reads the accept queue now, takes the poller's interval peak, and
-// counts SYN_RECV and ESTABLISHED sockets on the port. The last two walk the
-// whole established hash, so they run here, once per sample, never in the
-// fast poller.
+// reports the SYN_RECV and ESTABLISHED counts for the port.
+//
+// The counts walk the kernel's whole established hash, so they never run in
+// the fast poller, and they run in Collect only as often as countBudget
+// allows: a sample that does not count repeats the last count (at most
+// countMaxAge old). With few sockets on the host that is every sample.
 //
 // No listening socket on the port (Valkey restarting, wrong port) is reported
 // as unavailable with reason "no listening socket on port N": Listen is still
 // filled with Sockets 0 and nil depth and limit (DepthMax keeps a peak the
 // poller saw before the socket went), and SynRecv and Established are still
-// counted, since connections outlive their listener.
+// reported, since connections outlive their listener.
 func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = time.Now().Add(pollTimeout)
+		deadline = time.Now().Add(collectTimeout)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -495,11 +619,8 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 		return Classify("listen queue: "+what, err)
 	}
 
-	if err := c.setDeadline(deadline); err != nil {
-		return fail("sock_diag", err)
-	}
 	lt := diagTally{Port: l.port}
-	if err := c.dumpBoth(statesListen, &lt); err != nil {
+	if err := c.dump(statesListen, &lt, deadline); err != nil {
 		return fail("LISTEN dump", err)
 	}
 	if l.known.Load() != int64(lt.Sockets) {
@@ -516,16 +637,22 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 	}
 	s.Listen = ls
 
-	// SYN_RECV and ESTABLISHED come from one dump per family: each dump
-	// walks the whole established hash (262,144 buckets on an ordinary
-	// host, empty or not), so asking once for both states halves the
-	// cost. Request sockets report TCP_SYN_RECV.
-	et := diagTally{Port: l.port}
-	if err := c.dumpBoth(statesSynRecv|statesEstablished, &et); err != nil {
-		return fail("SYN_RECV/ESTABLISHED dump", err)
+	// SYN_RECV and ESTABLISHED come from one dump (request sockets report
+	// TCP_SYN_RECV), counted by state while streaming.
+	if now := time.Now(); !l.counted || !now.Before(l.nextCount) {
+		l.counted = false
+		et, cost, err := l.count(c, deadline)
+		if err != nil {
+			return fail("SYN_RECV/ESTABLISHED dump", err)
+		}
+		l.counted = true
+		l.synRecv = uint64(et.States[tcpSynRecv] + et.States[tcpNewSynRecv])
+		l.established = uint64(et.States[tcpEstablished])
+		l.nextCount = now.Add(countSpacing(cost, l.budget, countMaxAge))
+		l.counts++
+		l.countCPU += cost
 	}
-	s.SynRecv = sample.U64(uint64(et.States[tcpSynRecv] + et.States[tcpNewSynRecv]))
-	s.Established = sample.U64(uint64(et.States[tcpEstablished]))
+	s.SynRecv, s.Established = sample.U64(l.synRecv), sample.U64(l.established)
 
 	if lt.Sockets == 0 {
 		return Unavailablef("no listening socket on port %d", l.port)

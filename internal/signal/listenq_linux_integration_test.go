@@ -129,6 +129,7 @@ func openTestListenq(t testing.TB, sb *sandbox.Sandbox, poll time.Duration) *lis
 		t.Fatalf("open listenq: %v", err)
 	}
 	l := src.(*listenq)
+	l.budget = 0 // count at every sample: the tests compare with ss at once
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
 			t.Errorf("close listenq: %v", err)
@@ -437,6 +438,7 @@ func TestIntegrationListenQueueReusePort(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := src.(*listenq)
+	l.budget = 0
 	defer l.Close()
 	closeAll := burstDial(t, sb.NetNS, netip.MustParseAddrPort(addrPort), 20, 2)
 	defer closeAll()
@@ -462,11 +464,8 @@ func TestIntegrationListenQueuePollAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.setDeadline(time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
 	tally := diagTally{Port: l.port, KeepIDs: true}
-	if err := c.dumpBoth(statesListen, &tally); err != nil || len(tally.IDs) != 2 {
+	if err := c.dump(statesListen, &tally, time.Time{}); err != nil || len(tally.IDs) != 2 {
 		t.Fatalf("learn listeners: %v, %d ids", err, len(tally.IDs))
 	}
 	ids := tally.IDs
@@ -478,7 +477,7 @@ func TestIntegrationListenQueuePollAllocs(t *testing.T) {
 	})
 	dump := testing.AllocsPerRun(100, func() {
 		tally = diagTally{Port: l.port, KeepIDs: true, IDs: ids[:0]}
-		if err := c.dumpBoth(statesListen, &tally); err != nil || tally.Sockets != 2 {
+		if err := c.dump(statesListen, &tally, time.Time{}); err != nil || tally.Sockets != 2 {
 			t.Fatalf("dump: %v, %d sockets", err, tally.Sockets)
 		}
 		ids = tally.IDs
@@ -541,5 +540,91 @@ func TestIntegrationListenQueueRestart(t *testing.T) {
 	}
 	if err := l.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// dialHold opens n TCP connections to dst from inside the namespace and
+// closes them at cleanup.
+func dialHold(t testing.TB, nsPath, dst string, n int) {
+	t.Helper()
+	err := netns.Do(nsPath, func() error {
+		for i := 0; i < n; i++ {
+			c, err := net.DialTimeout("tcp", dst, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("dial %s: %v", dst, err)
+	}
+}
+
+// TestIntegrationListenQueueCompatDump checks that the one-walk
+// TCPDIAG_GETSOCK dump sees exactly what the two SOCK_DIAG_BY_FAMILY dumps
+// see, for listeners and for established connections of both families.
+func TestIntegrationListenQueueCompatDump(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	dialHold(t, sb.NetNS, sb.Addr(), 5)
+	dialHold(t, sb.NetNS, net.JoinHostPort("::1", strconv.Itoa(sb.Port)), 3)
+	l := openTestListenq(t, sb, -1)
+	c, err := l.collConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, states := range []uint32{statesListen, statesSynRecv | statesEstablished} {
+		c.compat = true
+		one := diagTally{Port: l.port}
+		if err := c.dump(states, &one, time.Now().Add(5*time.Second)); err != nil {
+			t.Fatalf("states %#x, one walk: %v", states, err)
+		}
+		if !c.compat {
+			t.Logf("kernel refused TCPDIAG_GETSOCK; both sides used per-family dumps")
+		}
+		c.compat = false
+		two := diagTally{Port: l.port}
+		if err := c.dump(states, &two, time.Now().Add(5*time.Second)); err != nil {
+			t.Fatalf("states %#x, per family: %v", states, err)
+		}
+		if one.Sockets != two.Sockets || one.States != two.States || one.DepthSum != two.DepthSum || one.LimitSum != two.LimitSum {
+			t.Fatalf("states %#x: one walk %+v, per family %+v", states, one, two)
+		}
+		if states == statesListen && one.Sockets != 2 || states != statesListen && one.States[tcpEstablished] != 8 {
+			t.Fatalf("states %#x: %+v; want 2 listeners or 8 established (5 IPv4 + 3 IPv6)", states, one)
+		}
+	}
+}
+
+// TestIntegrationListenQueueCountBudget checks the counting budget against
+// the kernel: while the last count is fresh enough, samples repeat it (even
+// though new connections arrived), and once it is due they count again.
+func TestIntegrationListenQueueCountBudget(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	l := openTestListenq(t, sb, -1)
+	l.budget = 1e-9 // any count is over budget: spaced by countMaxAge
+
+	s, err := collectListenq(t, l)
+	if err != nil || l.counts != 1 {
+		t.Fatalf("first sample: err=%v, %d counts; want one count", err, l.counts)
+	}
+	before := *s.Established
+	if l.nextCount.Sub(time.Now()) < countMaxAge-5*time.Second {
+		t.Fatalf("next count in %v; want about countMaxAge (%v)", time.Until(l.nextCount), countMaxAge)
+	}
+
+	dialHold(t, sb.NetNS, sb.Addr(), 4)
+	s, err = collectListenq(t, l)
+	if err != nil || l.counts != 1 || *s.Established != before {
+		t.Fatalf("second sample: err=%v, %d counts, established %s; want the first count (%d) repeated", err, l.counts, u(s.Established), before)
+	}
+
+	l.mu.Lock()
+	l.nextCount = time.Time{} // due now
+	l.mu.Unlock()
+	s, err = collectListenq(t, l)
+	if err != nil || l.counts != 2 || *s.Established != before+4 {
+		t.Fatalf("third sample: err=%v, %d counts, established %s; want a new count of %d", err, l.counts, u(s.Established), before+4)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mdlayher/netlink"
 )
@@ -128,6 +129,55 @@ func TestAppendDiagRequest(t *testing.T) {
 	}
 }
 
+func TestAppendCompatRequest(t *testing.T) {
+	got := appendCompatRequest([]byte{0xee}, statesSynRecv|statesEstablished, 6379, 78)
+	if len(got) != 1+compatRequestLen {
+		t.Fatalf("len = %d, want %d", len(got), 1+compatRequestLen)
+	}
+	want := make([]byte, compatRequestLen)
+	ne := binary.NativeEndian
+	ne.PutUint32(want[0:], 76)
+	ne.PutUint16(want[4:], 18)      // TCPDIAG_GETSOCK
+	ne.PutUint16(want[6:], 0x301)   // NLM_F_REQUEST|NLM_F_DUMP
+	ne.PutUint32(want[8:], 78)      // seq
+	want[16] = 2                    // idiag_family (ignored by the kernel)
+	want[20], want[21] = 0x18, 0xeb // id.idiag_sport = htons(6379)
+	ne.PutUint32(want[68:], 0x100a) // idiag_states: 1<<1 | 1<<3 | 1<<12
+	if !bytes.Equal(got[1:], want) {
+		t.Fatalf("request\n got %x\nwant %x", got[1:], want)
+	}
+	var m netlink.Message
+	if err := m.UnmarshalBinary(got[1:]); err != nil {
+		t.Fatalf("mdlayher/netlink cannot parse the request: %v", err)
+	}
+	if m.Header.Flags != netlink.Request|netlink.Dump || len(m.Data) != inetDiagReqLen {
+		t.Fatalf("parsed header %+v, data %d bytes", m.Header, len(m.Data))
+	}
+}
+
+func TestCountSpacing(t *testing.T) {
+	tests := []struct {
+		name   string
+		cost   time.Duration
+		budget float64
+		want   time.Duration
+	}{
+		{"quiet host: a 0.3 ms count may run every 150 ms", 300 * time.Microsecond, 0.002, 150 * time.Millisecond},
+		{"20,000 connections: a 15 ms count every 7.5 s", 15 * time.Millisecond, 0.002, 7500 * time.Millisecond},
+		{"huge table: capped at the maximum age", 200 * time.Millisecond, 0.002, 30 * time.Second},
+		{"no budget: count every time", 15 * time.Millisecond, 0, 0},
+		{"a budget of a whole core is no budget", 15 * time.Millisecond, 1, 0},
+		{"free count", 0, 0.002, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := countSpacing(tc.cost, tc.budget, 30*time.Second); got != tc.want {
+				t.Fatalf("countSpacing(%v, %v) = %v, want %v", tc.cost, tc.budget, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestDecodeDiagDump(t *testing.T) {
 	const seq = 9
 	v4 := diagMsg{family: afInet, state: tcpListen, sport: 6379, rqueue: 3, wqueue: 64, attrs: shutdownAttr}
@@ -160,6 +210,15 @@ func TestDecodeDiagDump(t *testing.T) {
 			wantDone: true,
 			want: diagTally{Port: 6379, Sockets: 4, DepthSum: 7, LimitSum: 100, FullDepth: 7, FullLimit: 100,
 				States: func() (s [16]int) { s[tcpEstablished], s[tcpSynRecv] = 2, 1; return }()},
+		},
+		{
+			name: "TCPDIAG_GETSOCK replies: both families from one dump",
+			b: cat(encodeMsg(t, tcpDiagGetSock, netlink.Multi, seq, diagData(diagMsg{family: afInet, state: tcpEstablished, sport: 6379})),
+				encodeMsg(t, tcpDiagGetSock, netlink.Multi, seq, diagData(diagMsg{family: afInet6, state: tcpNewSynRecv, sport: 6379})),
+				doneMsg(t, seq, 0)),
+			wantDone: true,
+			want: diagTally{Port: 6379, Sockets: 2,
+				States: func() (s [16]int) { s[tcpEstablished], s[tcpNewSynRecv] = 1, 1; return }()},
 		},
 		{
 			name:     "empty dump",
@@ -392,6 +451,7 @@ func FuzzDecodeDiagDump(f *testing.F) {
 	f.Add(sockMsg(f, 3, v4)[:50], uint32(3), uint16(6379))
 	f.Add(encodeMsg(f, netlink.Noop, 0, 1, []byte{1, 2, 3}), uint32(1), uint16(0))
 	f.Add([]byte{}, uint32(0), uint16(0))
+	f.Add(cat(encodeMsg(f, tcpDiagGetSock, netlink.Multi, 4, diagData(v4)), doneMsg(f, 4, 0)), uint32(4), uint16(6379))
 	f.Fuzz(func(t *testing.T, b []byte, seq uint32, port uint16) {
 		tally := diagTally{Port: port, KeepPeers: true}
 		_, err := decodeDiagDump(b, seq, &tally)
