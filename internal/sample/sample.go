@@ -20,6 +20,10 @@ type Sample struct {
 	SynRecv *uint64 `json:"syn_recv"`
 	// Established counts ESTABLISHED sockets whose local port is the target port.
 	Established *uint64 `json:"established"`
+	// CountsAgeMS is how old SynRecv and Established are: counting walks
+	// the kernel's whole established hash, so with many connections on the
+	// host it is done less often than every sample (docs/signals.md).
+	CountsAgeMS *float64 `json:"counts_age_ms"`
 
 	TCP       *TCP       `json:"tcp"`
 	Conntrack *Conntrack `json:"conntrack"`

@@ -183,6 +183,9 @@ func (s *Sample) merge(o *Sample) {
 	if o.Established != nil {
 		s.Established = o.Established
 	}
+	if o.CountsAgeMS != nil {
+		s.CountsAgeMS = o.CountsAgeMS
+	}
 	if o.TCP != nil {
 		s.TCP = o.TCP
 	}

@@ -346,6 +346,7 @@ type listenq struct {
 	counted              bool
 	synRecv, established uint64
 	nextCount            time.Time
+	countedAt            time.Time
 	// budget is countBudget; tests set 0 to count at every sample.
 	budget float64
 	// counts is how many counts ran and countCPU their total CPU time
@@ -645,7 +646,7 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 		if err != nil {
 			return fail("SYN_RECV/ESTABLISHED dump", err)
 		}
-		l.counted = true
+		l.counted, l.countedAt = true, now
 		l.synRecv = uint64(et.States[tcpSynRecv] + et.States[tcpNewSynRecv])
 		l.established = uint64(et.States[tcpEstablished])
 		l.nextCount = now.Add(countSpacing(cost, l.budget, countMaxAge))
@@ -653,6 +654,7 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 		l.countCPU += cost
 	}
 	s.SynRecv, s.Established = sample.U64(l.synRecv), sample.U64(l.established)
+	s.CountsAgeMS = sample.F64(float64(time.Since(l.countedAt).Microseconds()) / 1000)
 
 	if lt.Sockets == 0 {
 		return Unavailablef("no listening socket on port %d", l.port)
