@@ -30,7 +30,7 @@ unit:
 bench: deps build
 	./bench/run.sh
 
-## demo: a throwaway Valkey in a private namespace, sampled by stormguard
+## demo: a throwaway Valkey in a private namespace, a storm, and stormguard watch catching it (≤ 60 s)
 demo: deps build
 	./scripts/demo.sh
 

@@ -36,14 +36,20 @@ func (r *RotatingFile) WriteLine(b []byte) error {
 	}
 	line := append(append(make([]byte, 0, len(b)+1), b...), '\n')
 	n, err := r.f.Write(line)
-	r.size += int64(n)
 	if err != nil {
+		// A short write (disk full) leaves a torn line that would make
+		// the whole file unreadable as JSON lines once later writes
+		// append after it: cut it off again, best effort.
+		if n > 0 {
+			_ = r.f.Truncate(r.size)
+		}
 		// Drop the handle so a later write reopens (disk freed, file
 		// removed by an operator).
 		r.f.Close()
 		r.f = nil
 		return fmt.Errorf("write %s: %w", r.Path, err)
 	}
+	r.size += int64(n)
 	return nil
 }
 

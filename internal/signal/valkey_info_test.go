@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // grepInfo finds "key:value" in raw INFO text the naive way, as a check on
@@ -228,4 +229,22 @@ func FuzzParseInfo(f *testing.F) {
 		check("total_connections_received", v.TotalConnectionsReceived)
 		check("acl_access_denied_auth", v.ACLAccessDeniedAuth)
 	})
+}
+
+// TestValkeyFromInfoDoesNotPinReply: the strings kept in a Sample must not
+// be substrings of the INFO reply, or every sample the agent keeps (15
+// minutes of them) pins its whole reply.
+func TestValkeyFromInfoDoesNotPinReply(t *testing.T) {
+	text := "# Server\r\nredis_version:7.2.4\r\nvalkey_version:8.0.1\r\n" + strings.Repeat("x_pad:1\r\n", 500) + "# Replication\r\nrole:master\r\n"
+	v := valkeyFromInfo(parseInfo(text))
+	lo := uintptr(unsafe.Pointer(unsafe.StringData(text)))
+	hi := lo + uintptr(len(text))
+	for name, s := range map[string]string{"role": v.Role, "version": v.Version} {
+		if s == "" {
+			t.Fatalf("%s empty", name)
+		}
+		if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); p >= lo && p < hi {
+			t.Errorf("%s %q points into the INFO reply", name, s)
+		}
+	}
 }

@@ -1,0 +1,620 @@
+//go:build linux
+
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/agent"
+	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+// The watch agent's benchmarks (bench/watch.sh; figures in
+// docs/benchmarks.md, "watch agent"). They take minutes, so they run only
+// with STORMGUARD_BENCH=1, never in `make test`.
+
+const benchEnv = "STORMGUARD_BENCH"
+
+func requireBench(t *testing.T) {
+	t.Helper()
+	if os.Getenv(benchEnv) != "1" {
+		t.Skipf("benchmark: set %s=1 (bench/watch.sh)", benchEnv)
+	}
+	sandboxtest.Require(t)
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+func load() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// TestBenchWatchDetectionLatency: time from the first kernel listen
+// overflow, seen by an independent 2 ms poller of the namespace's netstat,
+// to the agent's storm state change, at the default 500 ms interval
+// (STORMGUARD_BENCH_INTERVAL overrides), over
+// STORMGUARD_BENCH_STORMS (12) storms. The detector's quiet periods are
+// shortened (StormQuiet 2s, SurgeQuiet 3s, CalmQuiet 5s) only so that it
+// returns to calm between storms quickly; onset detection does not use them.
+func TestBenchWatchDetectionLatency(t *testing.T) {
+	requireBench(t)
+	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{"net.core.somaxconn": "16"}})
+	interval := 500 * time.Millisecond
+	if v, err := time.ParseDuration(os.Getenv("STORMGUARD_BENCH_INTERVAL")); err == nil && v > 0 {
+		interval = v
+	}
+	rec, _ := runAgent(t, sb, interval, func(o *agent.Options) {
+		o.Detector = detect.Config{StormQuiet: 2 * time.Second, SurgeQuiet: 3 * time.Second, CalmQuiet: 5 * time.Second}
+	})
+	poll := startOverflowPoller(t, sb.NetNS, 2*time.Millisecond)
+	storms := envInt("STORMGUARD_BENCH_STORMS", 12)
+	var lat []time.Duration
+	var fromSurge int
+	for i := 0; i < storms; i++ {
+		rec.waitState(t, detect.Calm, 90*time.Second)
+		// Vary the phase against the sampler's ticks.
+		time.Sleep(time.Second + time.Duration(i*37)*time.Millisecond%interval)
+		t0 := time.Now()
+		freezeStorm(t, sb, 80, 800*time.Millisecond, 3*time.Second, func() bool {
+			_, ok := rec.firstTo(detect.Storm, t0)
+			return ok
+		})
+		ov, ok1 := poll.first(t0)
+		st, ok2 := rec.firstTo(detect.Storm, t0)
+		if !ok1 || !ok2 {
+			t.Errorf("storm %d: overflow seen %v, storm reported %v", i+1, ok1, ok2)
+			continue
+		}
+		if st.from == detect.Surge {
+			fromSurge++
+		}
+		lat = append(lat, st.at.Sub(ov))
+		t.Logf("storm %2d: first overflow → storm %6.1f ms (from %s)", i+1, float64(st.at.Sub(ov).Microseconds())/1000, st.from)
+	}
+	if len(lat) == 0 {
+		t.Fatal("no storm measured")
+	}
+	p50, p95 := percentile(lat, 0.5), percentile(lat, 0.95)
+	t.Logf("RESULT detection latency over %d storms at %s: p50 %.0f ms, p95 %.0f ms, max %.0f ms (targets 200 / 500); %d of them via surge; load %s",
+		len(lat), interval, ms(p50), ms(p95), ms(percentile(lat, 1)), fromSurge, load())
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// TestBenchWatchEarlyWarning: a connection rate that ramps up over 8 s
+// against a Valkey that stalls for 100 ms every 300 ms (a client running
+// DEBUG SLEEP 0.1, standing in for slow commands). The accept queue (128)
+// overflows on its own once rate × stall exceeds it (≈1,300 conn/s); the
+// surge must come ≥ 1 s before that first overflow. Default detector.
+func TestBenchWatchEarlyWarning(t *testing.T) {
+	requireBench(t)
+	runs := envInt("STORMGUARD_BENCH_RAMPS", 5)
+	var leads, lats []time.Duration
+	for i := 0; i < runs; i++ {
+		lead, lat, ok := rampOnce(t, i+1)
+		if ok {
+			leads = append(leads, lead)
+		}
+		if lat > 0 {
+			lats = append(lats, lat)
+		}
+	}
+	if len(leads) == 0 {
+		t.Fatal("no ramp measured")
+	}
+	var ss []string
+	met := 0
+	for _, l := range leads {
+		ss = append(ss, fmt.Sprintf("%.2f", l.Seconds()))
+		if l >= time.Second {
+			met++
+		}
+	}
+	t.Logf("RESULT early warning lead (surge → first overflow) over %d ramps: %s s; ≥1 s in %d of %d; load %s",
+		len(leads), strings.Join(ss, ", "), met, len(leads), load())
+	var ls []string
+	for _, l := range lats {
+		ls = append(ls, fmt.Sprintf("%.0f", ms(l)))
+	}
+	t.Logf("RESULT the same ramps, first overflow → storm (Valkey responsive, not frozen): %s ms", strings.Join(ls, ", "))
+}
+
+// rampOnce returns the surge's lead over the first overflow, and the
+// overflow → storm latency (0 if there was no storm).
+func rampOnce(t *testing.T, run int) (lead, latency time.Duration, ok bool) {
+	sb, err := sandbox.New(context.Background(), sandbox.Options{
+		Sysctls:    map[string]string{"net.core.somaxconn": "128"},
+		ValkeyArgs: []string{"--enable-debug-command", "yes", "--tcp-backlog", "128"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	rec := &watchRec{}
+	_, stopAgent := startAgent2(t, sb, rec, 500*time.Millisecond, nil)
+	defer stopAgent()
+	poll := startOverflowPoller(t, sb.NetNS, 2*time.Millisecond)
+	defer poll.stop()
+	time.Sleep(2 * time.Second)
+	if rec.current() != detect.Calm {
+		t.Errorf("ramp %d: not calm before the ramp (%s)", run, rec.current())
+		return 0, 0, false
+	}
+
+	// The slow client: DEBUG SLEEP 0.1 every 300 ms.
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Second)
+	defer cancel()
+	slow, err := sb.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	go func() {
+		r := bufio.NewReader(slow)
+		for ctx.Err() == nil {
+			if _, err := slow.Write([]byte("DEBUG SLEEP 0.1\r\n")); err != nil {
+				return
+			}
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	t0 := time.Now()
+	const ramp = 8 * time.Second
+	rate := func(el time.Duration) float64 {
+		if el > ramp+4*time.Second {
+			return 0
+		}
+		if ov, ok := poll.first(t0); ok && time.Since(ov) > 500*time.Millisecond {
+			return 0 // the storm has started; enough
+		}
+		f := min(el.Seconds()/ramp.Seconds(), 1)
+		return (100 + 2400*f) / 2 // two dialers
+	}
+	results := make(chan int, 2)
+	for d := 0; d < 2; d++ {
+		go func() { n, _ := dialLoop(ctx, sb, rate); results <- n }()
+	}
+	opened := <-results + <-results
+	cancel()
+	elapsed := time.Since(t0)
+	ov, okOv := poll.first(t0)
+	su, okSu := rec.firstTo(detect.Surge, t0)
+	st, okSt := rec.firstTo(detect.Storm, t0)
+	t.Logf("ramp %d: %d connections in %.1fs; overflow %v at +%.2fs; surge %v at +%.2fs; storm %v at +%.2fs",
+		run, opened, elapsed.Seconds(), okOv, ov.Sub(t0).Seconds(), okSu, su.at.Sub(t0).Seconds(), okSt, st.at.Sub(t0).Seconds())
+	if !okOv {
+		t.Errorf("ramp %d: the accept queue never overflowed (the dialers reached %.0f conn/s on average)", run, float64(opened)/elapsed.Seconds())
+		return 0, 0, false
+	}
+	if okSt && st.at.After(ov) {
+		latency = st.at.Sub(ov)
+	}
+	if !okSu || su.at.After(ov) {
+		t.Errorf("ramp %d: no surge before the first overflow", run)
+		if okSu {
+			return ov.Sub(su.at), latency, true
+		}
+		return 0, latency, false
+	}
+	lead = ov.Sub(su.at)
+	t.Logf("ramp %d: lead %.2fs", run, lead.Seconds())
+	return lead, latency, true
+}
+
+// TestBenchWatchNoFalseAlarm: 60 s of heavy keepalive load (valkey-benchmark
+// -k 1 -c 50) and 60 s of steady churn (100–200 short connections/s) must
+// produce no surge or storm at the default interval and detector config.
+func TestBenchWatchNoFalseAlarm(t *testing.T) {
+	requireBench(t)
+	secs := envInt("STORMGUARD_BENCH_CALM_SECONDS", 60)
+	dur := time.Duration(secs) * time.Second
+	t.Run("keepalive", func(t *testing.T) {
+		sb := sandboxtest.New(t, sandbox.Options{})
+		rec, _ := runAgent(t, sb, 500*time.Millisecond, nil)
+		time.Sleep(2 * time.Second)
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), dur)
+		defer cancel()
+		bench := sb.Command(ctx, "valkey-benchmark", "-h", "127.0.0.1", "-p", "6379", "-k", "1", "-c", "50",
+			"-n", "100000000", "-t", "ping,set,get", "-q")
+		out, _ := bench.CombinedOutput()
+		time.Sleep(2 * time.Second)
+		ss := rec.samplesSince(t0)
+		tr := rec.transitionsSince(t0)
+		ops := lastLine(string(out))
+		t.Logf("RESULT keepalive %s: %d samples, %d state changes %v; benchmark: %s; load %s", dur, len(ss), len(tr), tr, ops, load())
+		if len(tr) > 0 {
+			t.Errorf("false alarm under keepalive load: %v", tr)
+		}
+	})
+	t.Run("churn", func(t *testing.T) {
+		sb := sandboxtest.New(t, sandbox.Options{})
+		rec, _ := runAgent(t, sb, 500*time.Millisecond, nil)
+		time.Sleep(2 * time.Second)
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), dur)
+		defer cancel()
+		// 100–200/s: 150 ± 50, one cycle every 10 s.
+		n, err := dialLoop(ctx, sb, func(el time.Duration) float64 { return 150 + 50*math.Sin(el.Seconds()*2*math.Pi/10) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		tr := rec.transitionsSince(t0)
+		t.Logf("RESULT churn %s: %d connections (%.0f/s), %d state changes %v; load %s", dur, n, float64(n)/dur.Seconds(), len(tr), tr, load())
+		if len(tr) > 0 {
+			t.Errorf("false alarm under steady churn: %v", tr)
+		}
+	})
+}
+
+func lastLine(s string) string {
+	s = strings.ReplaceAll(s, "\r", "\n")
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		// Final lines ("requests per second") or, when the run was cut
+		// off by its timeout, the progress lines ("rps=…").
+		if l = strings.TrimSpace(l); strings.Contains(l, "requests per second") || strings.Contains(l, "rps=") {
+			out = append(out, l)
+		}
+	}
+	if len(out) > 1 {
+		out = out[len(out)-1:]
+	}
+	return strings.Join(out, "; ")
+}
+
+func (tr transition) String() string {
+	return fmt.Sprintf("%s→%s@%s", tr.from, tr.to, tr.at.Format("15:04:05.000"))
+}
+
+// procStats reads a process's CPU time (user+system) and RSS.
+func procStats(pid int) (cpu time.Duration, rssKiB, hwmKiB int, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	cpu = time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	sb, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, l := range strings.Split(string(sb), "\n") {
+		fs := strings.Fields(l)
+		if len(fs) < 2 {
+			continue
+		}
+		switch fs[0] {
+		case "VmRSS:":
+			rssKiB, _ = strconv.Atoi(fs[1])
+		case "VmHWM:":
+			hwmKiB, _ = strconv.Atoi(fs[1])
+		}
+	}
+	return cpu, rssKiB, hwmKiB, nil
+}
+
+// watchProc is the built binary running `stormguard watch`.
+type watchProc struct {
+	cmd    *exec.Cmd
+	http   string
+	stderr *strings.Builder
+}
+
+func startWatch(t *testing.T, bin string, sb *sandbox.Sandbox, extra ...string) *watchProc {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := ln.Addr().String()
+	ln.Close()
+	args := append([]string{"watch", "--valkey", sb.Addr(), "--netns", sb.NetNS, "--http", httpAddr}, extra...)
+	cmd := exec.Command(bin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &watchProc{cmd: cmd, http: httpAddr, stderr: &stderr}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if v, err := w.state(); err == nil && v != "" {
+			return w
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stormguard watch not serving a state within 20s; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// state returns the first target's state from /api/v1/state.
+func (w *watchProc) state() (string, error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + w.http + "/api/v1/state")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Targets []struct {
+			State string `json:"state"`
+		} `json:"targets"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return "", err
+	}
+	if len(v.Targets) == 0 {
+		return "", nil
+	}
+	return v.Targets[0].State, nil
+}
+
+// goroutines reads go_goroutines from /metrics.
+func (w *watchProc) goroutines() int {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + w.http + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return -1
+}
+
+// holderEnv switches the test binary into a connection holder (see
+// TestWatchConnHolder), as in the listenq benchmarks: the process fd limit
+// here is a hard 20,000, so 20,000 client sockets need more than one process.
+const holderEnv = "STORMGUARD_WATCH_HOLDER"
+
+// TestWatchConnHolder is not a test: the cost benchmark re-runs the test
+// binary with holderEnv=NETNS,ADDR,N, and this opens N connections to ADDR
+// from inside NETNS, prints "ready" and holds them until stdin closes.
+func TestWatchConnHolder(t *testing.T) {
+	spec := os.Getenv(holderEnv)
+	if spec == "" {
+		t.Skip("helper process for the watch cost benchmark")
+	}
+	f := strings.Split(spec, ",")
+	n, err := strconv.Atoi(f[len(f)-1])
+	if len(f) != 3 || err != nil {
+		t.Fatalf("bad %s=%q", holderEnv, spec)
+	}
+	var conns []net.Conn
+	err = netns.Do(f[0], func() error {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		for len(conns) < n {
+			c, err := d.Dial("tcp", f[1])
+			if err != nil {
+				return fmt.Errorf("connection %d of %d: %w", len(conns)+1, n, err)
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func holdConns(t *testing.T, sb *sandbox.Sandbox, n int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWatchConnHolder$", "-test.v")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", holderEnv, sb.NetNS, sb.Addr(), n))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start connection holder: %v", err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		if lines.Text() == "ready" {
+			go io.Copy(io.Discard, out)
+			return
+		}
+	}
+	t.Fatalf("connection holder for %d connections exited before it was ready", n)
+}
+
+// TestBenchWatchCost: CPU and RSS of the built `stormguard watch` at the
+// default interval (500 ms, 100 Hz accept-queue poller) over
+// STORMGUARD_BENCH_COST_SECONDS (60) after a 15 s warm-up, with 0 and with
+// ~20,000 connections on the port. Valkey serves all of them itself
+// (maxclients 19,968 is the most its inherited hard fd limit of 20,000
+// allows): two holder processes open 15,000 + 4,960, the agent adds its
+// reserved connection.
+func TestBenchWatchCost(t *testing.T) {
+	requireBench(t)
+	bin := buildBinary(t)
+	secs := envInt("STORMGUARD_BENCH_COST_SECONDS", 60)
+	for _, n := range []int{0, 19960} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			sb := sandboxtest.New(t, sandbox.Options{
+				Sysctls:    map[string]string{"net.core.somaxconn": "8192"},
+				ValkeyArgs: []string{"--maxclients", "19968", "--tcp-backlog", "8192"},
+			})
+			if n > 0 {
+				holdConns(t, sb, 15000)
+				holdConns(t, sb, n-15000)
+			}
+			w := startWatch(t, bin, sb)
+			time.Sleep(15 * time.Second)
+			pid := w.cmd.Process.Pid
+			c0, _, _, err := procStats(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			maxRSS := 0
+			for time.Since(t0) < time.Duration(secs)*time.Second {
+				time.Sleep(5 * time.Second)
+				_, rss, _, err := procStats(pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				maxRSS = max(maxRSS, rss)
+			}
+			c1, rss, hwm, _ := procStats(pid)
+			wall := time.Since(t0)
+			st, _ := w.state()
+			est := countEstablished(t, sb)
+			pct := 100*c1.Seconds() - 100*c0.Seconds()
+			pct /= wall.Seconds()
+			t.Logf("RESULT cost with %d held connections (%d ESTABLISHED server sockets on :%d): CPU %.2f%% of one core over %.0fs, RSS %.1f MiB (max sampled %.1f, peak VmHWM %.1f); state %s; load %s",
+				n, est, sb.Port, pct, wall.Seconds(), float64(rss)/1024, float64(maxRSS)/1024, float64(hwm)/1024, st, load())
+		})
+	}
+}
+
+// countEstablished counts server-side ESTABLISHED sockets on Valkey's port
+// with ss inside the namespace (for the record, once).
+func countEstablished(t *testing.T, sb *sandbox.Sandbox) int {
+	out, err := sb.Command(context.Background(), "ss", "-Htn", "state", "established", fmt.Sprintf("( sport = :%d )", sb.Port)).Output()
+	if err != nil {
+		t.Logf("ss: %v", err)
+		return -1
+	}
+	return strings.Count(string(out), "\n")
+}
+
+// TestBenchWatchSoak: the built binary at a 100 ms interval for
+// STORMGUARD_BENCH_SOAK_MINUTES (10) with --journal and --events, light
+// churn and a storm every 2 minutes; RSS and goroutines sampled every 10 s.
+func TestBenchWatchSoak(t *testing.T) {
+	requireBench(t)
+	bin := buildBinary(t)
+	mins := envInt("STORMGUARD_BENCH_SOAK_MINUTES", 10)
+	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{"net.core.somaxconn": "16"}})
+	dir := t.TempDir()
+	w := startWatch(t, bin, sb, "--interval", "100ms", "--journal", filepath.Join(dir, "journal"), "--events", filepath.Join(dir, "events.jsonl"))
+	pid := w.cmd.Process.Pid
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(mins)*time.Minute)
+	defer cancel()
+	go dialLoop(ctx, sb, func(time.Duration) float64 { return 30 })
+	t0 := time.Now()
+	var rows []string
+	var first, maxRSS, last int
+	storms := 0
+	nextStorm := t0.Add(30 * time.Second)
+	c0, _, _, _ := procStats(pid)
+	for ctx.Err() == nil {
+		if time.Now().After(nextStorm) {
+			freezeStorm(t, sb, 80, time.Second, time.Second, nil)
+			storms++
+			nextStorm = nextStorm.Add(2 * time.Minute)
+		}
+		_, rss, _, err := procStats(pid)
+		if err != nil {
+			t.Fatalf("agent gone: %v; stderr:\n%s", err, w.stderr.String())
+		}
+		if first == 0 {
+			first = rss
+		}
+		maxRSS, last = max(maxRSS, rss), rss
+		g := w.goroutines()
+		rows = append(rows, fmt.Sprintf("%4.0fs rss %.1f MiB goroutines %d", time.Since(t0).Seconds(), float64(rss)/1024, g))
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+		}
+	}
+	c1, _, hwm, _ := procStats(pid)
+	for i, r := range rows {
+		if i%6 == 0 || i == len(rows)-1 {
+			t.Log(r)
+		}
+	}
+	ev, _ := os.ReadFile(filepath.Join(dir, "events.jsonl"))
+	caps, _ := filepath.Glob(filepath.Join(dir, "journal", "capture-*.jsonl"))
+	t.Logf("RESULT soak %d min at 100ms: RSS first %.1f MiB, max %.1f, last %.1f, VmHWM %.1f MiB; CPU %.2f%% of one core; %d storms, %d event lines, %d captures; load %s",
+		mins, float64(first)/1024, float64(maxRSS)/1024, float64(last)/1024, float64(hwm)/1024,
+		100*(c1-c0).Seconds()/time.Since(t0).Seconds(), storms, strings.Count(string(ev), "\n"), len(caps), load())
+}
