@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stormguard/stormguard/internal/addr"
@@ -26,6 +27,10 @@ type Options struct {
 	Targets []signal.Target
 	// Interval between samples (500ms).
 	Interval time.Duration
+	// FastInterval is the interval while a target is not calm, and the
+	// shortest spacing when the accept-queue poller asks for an early
+	// sample (100ms, or Interval if that is shorter).
+	FastInterval time.Duration
 	// DiscoverEvery is how often discovery rescans (5s).
 	DiscoverEvery time.Duration
 	// Password applies to discovered targets (from --password-file or
@@ -65,6 +70,12 @@ type runner struct {
 func New(o Options) (*Agent, error) {
 	if o.Interval <= 0 {
 		o.Interval = 500 * time.Millisecond
+	}
+	if o.FastInterval <= 0 {
+		o.FastInterval = 100 * time.Millisecond
+	}
+	if o.FastInterval > o.Interval {
+		o.FastInterval = o.Interval
 	}
 	if o.DiscoverEvery <= 0 {
 		o.DiscoverEvery = 5 * time.Second
@@ -237,12 +248,17 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *
 	cfg := a.o.Detector
 	cfg.Target = t.Name()
 	det := detect.New(cfg)
-	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: a.o.Interval}
+	var fast atomic.Bool
+	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources,
+		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: fast.Load}
 	attr := newAttributor(set, a.o.Interval, a.o.Logger.With("target", t.Name()))
 	sm.Run(ctx, func(s *sample.Sample) {
 		st, events := det.Observe(s)
-		_, since := det.State()
+		// Finer resolution while anything is unusual: a surge or storm,
+		// or an accept queue filling up.
 		view := det.View()
+		fast.Store(st != detect.Calm || view.AcceptOccupancy != nil && *view.AcceptOccupancy >= 0.5)
+		_, since := det.State()
 		// CLIENT LIST only while calm (DESIGN.md principle 1).
 		set.AllowHeavy(st == detect.Calm)
 		now := time.Now()

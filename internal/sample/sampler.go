@@ -27,7 +27,16 @@ type Sampler struct {
 	NetNS    string
 	Sources  []Source
 	Interval time.Duration
-	// Deadline bounds each source's Collect. Zero means 80% of Interval.
+	// FastInterval is used instead of Interval while Fast reports true
+	// (a surge or storm: the minute that matters gets finer resolution),
+	// and is the shortest spacing of samples a source's wake-up can cause.
+	// Zero means Interval.
+	FastInterval time.Duration
+	// Fast, when set, is asked after every sample whether the next one
+	// should come after FastInterval.
+	Fast func() bool
+	// Deadline bounds each source's Collect. Zero means 80% of the
+	// interval the sample closes.
 	Deadline time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -37,12 +46,23 @@ type Sampler struct {
 	last    time.Time
 }
 
+// Waker is implemented by sources that can ask for a sample before the
+// interval ends: the accept-queue poller does when it sees the queue
+// saturate, so a storm is sampled within milliseconds, not at the next tick.
+type Waker interface {
+	Wake() <-chan struct{}
+}
+
 // deadline returns the per-source deadline.
 func (sm *Sampler) deadline() time.Duration {
+	return sm.deadlineFor(sm.Interval)
+}
+
+func (sm *Sampler) deadlineFor(interval time.Duration) time.Duration {
 	if sm.Deadline > 0 {
 		return sm.Deadline
 	}
-	d := sm.Interval * 8 / 10
+	d := interval * 8 / 10
 	if d <= 0 {
 		d = 800 * time.Millisecond
 	}
@@ -58,6 +78,10 @@ func (sm *Sampler) now() time.Time {
 
 // Once takes one sample now.
 func (sm *Sampler) Once(ctx context.Context) *Sample {
+	return sm.once(ctx, sm.deadline())
+}
+
+func (sm *Sampler) once(ctx context.Context, deadline time.Duration) *Sample {
 	start := sm.now()
 	s := &Sample{
 		Time:            start,
@@ -83,7 +107,7 @@ func (sm *Sampler) Once(ctx context.Context) *Sample {
 		err  error
 		took time.Duration
 	}
-	ctx, cancel := context.WithTimeout(ctx, sm.deadline())
+	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	results := make(chan result, len(sm.Sources))
 	launched := 0
@@ -147,7 +171,7 @@ func (sm *Sampler) Once(ctx context.Context) *Sample {
 				break
 			}
 			for name := range pending {
-				s.Errors[name] = fmt.Sprintf("timeout: no answer within %s", sm.deadline())
+				s.Errors[name] = fmt.Sprintf("timeout: no answer within %s", deadline)
 			}
 			return s
 		}
@@ -155,18 +179,61 @@ func (sm *Sampler) Once(ctx context.Context) *Sample {
 	return s
 }
 
-// Run publishes a sample every Interval until ctx is done. Ticks are aligned
-// to the interval; when a tick is missed (the process was descheduled) the
-// next sample reports the longer IntervalMS instead of bunching up.
+// Run publishes a sample every Interval (FastInterval while Fast says so)
+// until ctx is done, and early when a source wakes it, but never closer
+// than FastInterval. When a tick is missed (the process was descheduled)
+// the next sample reports the longer IntervalMS instead of bunching up.
 func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
-	t := time.NewTicker(sm.Interval)
-	defer t.Stop()
+	fast := sm.FastInterval
+	if fast <= 0 || fast > sm.Interval {
+		fast = sm.Interval
+	}
+	wake := make(chan struct{}, 1)
+	for _, src := range sm.Sources {
+		w, ok := src.(Waker)
+		if !ok {
+			continue
+		}
+		go func(c <-chan struct{}) {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-c:
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}(w.Wake())
+	}
+	next := sm.Interval
 	for {
-		publish(sm.Once(ctx))
+		start := time.Now()
+		publish(sm.once(ctx, sm.deadlineFor(next)))
+		next = sm.Interval
+		if sm.Fast != nil && sm.Fast() {
+			next = fast
+		}
+		timer := time.NewTimer(time.Until(start.Add(next)))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
-		case <-t.C:
+		case <-timer.C:
+		case <-wake:
+			timer.Stop()
+			// Woken: sample at once, but keep at least FastInterval
+			// between samples.
+			if wait := time.Until(start.Add(fast)); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+			next = fast
 		}
 	}
 }

@@ -324,6 +324,9 @@ type listenPeak struct {
 	polls    uint64 // successful polls (with or without a socket)
 	failures uint64 // polls that failed
 	lastErr  error  // the most recent failure
+	// wake is signalled (without blocking) when a poll finds the accept
+	// queue at least half full: the sampler then samples at once.
+	wake chan struct{}
 }
 
 // observe records one successful poll.
@@ -338,6 +341,12 @@ func (p *listenPeak) observe(t *diagTally) {
 		p.depth, p.limit = t.FullDepth, t.FullLimit
 	}
 	p.seen = true
+	if p.wake != nil && t.FullLimit > 0 && t.FullDepth >= 4 && 2*t.FullDepth >= t.FullLimit {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // fail records one failed poll.

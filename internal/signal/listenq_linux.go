@@ -369,6 +369,7 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 	}
 	l := &listenq{port: uint16(p), netns: o.Target.NetNS, every: every, budget: countBudget,
 		log: o.logger().With("source", "listenq", "target", o.Target.Name()), done: make(chan struct{})}
+	l.peak.wake = make(chan struct{}, 1)
 	// The first dial happens here so a permission problem shows at once
 	// in the log; a failure is not fatal (the namespace may come later):
 	// Collect and the poller redial.
@@ -559,6 +560,10 @@ func (l *listenq) runPoller() {
 		l.peak.observe(&t)
 	}
 }
+
+// Wake implements sample.Waker: it fires when the poller sees the accept
+// queue at least half full, so the sampler samples at once.
+func (l *listenq) Wake() <-chan struct{} { return l.peak.wake }
 
 // collConn returns Collect's socket, dialling it if needed.
 func (l *listenq) collConn() (*diagConn, error) {
