@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -81,5 +82,49 @@ func TestSamplerRunPublishesEveryInterval(t *testing.T) {
 	// A source slower than the interval never stops samples from coming.
 	if n < 5 {
 		t.Fatalf("%d samples in 300ms at 20ms with a 1s source", n)
+	}
+}
+
+type wakingSource struct {
+	fakeSource
+	wake chan struct{}
+}
+
+func (w *wakingSource) Wake() <-chan struct{} { return w.wake }
+
+func TestSamplerWakeAndFast(t *testing.T) {
+	src := &wakingSource{fakeSource: fakeSource{name: "listenq"}, wake: make(chan struct{}, 1)}
+	var fast atomic.Bool
+	times := make(chan time.Time, 100)
+	sm := &Sampler{Target: "t:1", Interval: 2 * time.Second, FastInterval: 20 * time.Millisecond,
+		Sources: []Source{src}, Fast: fast.Load}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go sm.Run(ctx, func(s *Sample) { times <- s.Time })
+	<-times // the first sample comes at once
+	woke := time.Now()
+	src.wake <- struct{}{}
+	select {
+	case at := <-times:
+		if d := at.Sub(woke); d > time.Second {
+			t.Fatalf("woken sample came after %s; the interval is 2s", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("a wake-up did not produce a sample")
+	}
+	// While Fast says so, samples come every FastInterval.
+	fast.Store(true)
+	src.wake <- struct{}{}
+	<-times
+	start := time.Now()
+	for i := 0; i < 5; i++ {
+		select {
+		case <-times:
+		case <-ctx.Done():
+			t.Fatal("fast mode produced too few samples")
+		}
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("5 fast samples took %s at a 20ms fast interval", d)
 	}
 }
