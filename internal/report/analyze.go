@@ -267,6 +267,20 @@ func advise(a *Analysis) []Advice {
 	return out
 }
 
+// Attribution is the source attribution of the worst state change, or
+// of any state change that carries one.
+func (a *Analysis) Attribution() *detect.SourceAttribution {
+	if a.Evidence != nil && a.Evidence.Attribution != nil {
+		return a.Evidence.Attribution
+	}
+	for _, ev := range a.Events {
+		if ev.Evidence.Attribution != nil {
+			return ev.Evidence.Attribution
+		}
+	}
+	return nil
+}
+
 // Duration is the capture's span.
 func (a *Analysis) Duration() time.Duration {
 	if len(a.Points) == 0 {

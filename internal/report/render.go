@@ -44,6 +44,16 @@ func (a *Analysis) Markdown(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
+	if at := a.Attribution(); at != nil && len(at.TopPrefixes) > 0 {
+		fmt.Fprintf(&b, "## Who was connecting\n\nFrom the kernel's socket dump (%s, %d connections):\n\n| source | connections | share |\n|---|---|---|\n", at.Basis, at.Total)
+		for _, src := range at.TopPrefixes {
+			fmt.Fprintf(&b, "| %s | %d | %.0f%% |\n", src.Prefix, src.Count, 100*src.Share)
+		}
+		for _, src := range at.TopIPs {
+			fmt.Fprintf(&b, "| %s | %d | %.0f%% |\n", src.IP, src.Count, 100*src.Share)
+		}
+		b.WriteString("\n")
+	}
 	b.WriteString("## Peaks\n\n")
 	for _, kv := range a.PeakRows() {
 		fmt.Fprintf(&b, "- %s: %s\n", kv[0], kv[1])
@@ -139,6 +149,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"rfc":        func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 	"round":      func(d time.Duration) time.Duration { return d.Round(time.Millisecond) },
 	"incomplete": incomplete,
+	"pct":        func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Connection storm postmortem: {{.A.Target}}</title>
@@ -158,6 +169,12 @@ onset {{rfc .A.Onset}} · span {{round .A.Duration}} ({{len .A.Points}} samples)
 {{with .A.Evidence}}{{if .Signals}}<h2>Evidence</h2>
 <table><tr><th>signal</th><th>scope</th><th>value</th><th>threshold</th><th>per-port evidence</th></tr>
 {{range .Signals}}<tr><td>{{.Text}}</td><td>{{.Scope}}</td><td>{{printf "%.4g" .Value}} {{.Unit}}</td><td>{{printf "%.4g" .Threshold}}</td><td>{{.PerPortEvidence}}</td></tr>{{end}}
+</table>{{end}}{{end}}
+{{with .A.Attribution}}{{if .TopPrefixes}}<h2>Who was connecting</h2>
+<p class="meta">From the kernel's socket dump ({{.Basis}}, {{.Total}} connections).</p>
+<table id="attribution"><tr><th>source</th><th>connections</th><th>share</th></tr>
+{{range .TopPrefixes}}<tr><td>{{.Prefix}}</td><td>{{.Count}}</td><td>{{pct .Share}}</td></tr>{{end}}
+{{range .TopIPs}}<tr><td>{{.IP}}</td><td>{{.Count}}</td><td>{{pct .Share}}</td></tr>{{end}}
 </table>{{end}}{{end}}
 <h2>Peaks</h2><table id="peaks">{{range .A.PeakRows}}<tr><th>{{index . 0}}</th><td>{{index . 1}}</td></tr>{{end}}</table>
 <h2>Charts</h2>

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,6 +46,11 @@ func writeStormCapture(t *testing.T) string {
 		j.Sample(s)
 		_, evs := det.Observe(s)
 		for _, ev := range evs {
+			if ev.To == detect.Storm {
+				// What the agent adds: the kernel-side attribution.
+				at := detect.Attribute([]netip.Addr{netip.MustParseAddr("10.0.3.7"), netip.MustParseAddr("10.0.3.7"), netip.MustParseAddr("10.0.3.9"), netip.MustParseAddr("10.9.0.1")}, 3)
+				ev.Evidence.Attribution = &detect.SourceAttribution{Time: ev.Time, Basis: "new_sockets", Attribution: at}
+			}
 			j.Event(ev.Target, ev.Time, ev.To.String(), ev)
 			if ev.To == detect.Storm {
 				// What the agent adds at onset: kernel findings and an
@@ -115,7 +121,7 @@ func TestAnalyzeAndRender(t *testing.T) {
 	if len(a.Findings) != 1 || a.Findings[0].ID != "somaxconn-truncates-backlog" || len(a.Mitigations) != 1 {
 		t.Fatalf("findings %+v mitigations %+v", a.Findings, a.Mitigations)
 	}
-	for _, want := range []string{`id="findings"`, "somaxconn-truncates-backlog", `id="mitigations"`, "ratelimit-syn"} {
+	for _, want := range []string{`id="findings"`, "somaxconn-truncates-backlog", `id="mitigations"`, "ratelimit-syn", `id="attribution"`, "10.0.3.0/24", "75%"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("HTML lacks %q", want)
 		}
