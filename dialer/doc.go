@@ -15,6 +15,14 @@
 //   - Jittered first connect: dials during the first FirstConnectWindow
 //     after a target is first seen are spread uniformly over that window,
 //     so a fleet started together does not arrive together.
+//   - Jittered reconnect: when a connection that had proven healthy is
+//     lost (server restart, failover, CLIENT KILL — every client loses its
+//     connection in the same instant), dials in the ReconnectWindow after
+//     the loss are spread uniformly over it. The loss is not a failure:
+//     the backoff stays reset. Each process draws its own point, so a
+//     fleet of independent instances reconnects spread out, not in
+//     lock-step (docs/benchmarks.md: 0 listen overflows where immediate
+//     redialling caused 542–1,659, with the same 1 s recovery).
 //   - Target-wide backoff (package backoff): every failure of any
 //     connection to a target pushes back the next dial to that target.
 //     The backoff resets only after proven health: the first non-error
