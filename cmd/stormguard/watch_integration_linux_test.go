@@ -141,6 +141,9 @@ func TestIntegrationWatchSignals(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("watch did not exit within 10s of SIGTERM; stderr:\n%s", stderr.String())
 	}
+	// Every line is one complete JSON event (state changes, and the
+	// agent's own: targets, checklist at onset, defuse); nothing torn.
+	states := 0
 	for _, p := range []string{events + ".1", events} {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -148,10 +151,20 @@ func TestIntegrationWatchSignals(t *testing.T) {
 		}
 		for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			var ev map[string]any
-			if err := json.Unmarshal([]byte(l), &ev); err != nil || ev["type"] != "state" {
-				t.Errorf("%s line %d: %q (%v), want a state event", p, i+1, l, err)
+			if err := json.Unmarshal([]byte(l), &ev); err != nil || ev["type"] == nil || ev["time"] == nil {
+				t.Errorf("%s line %d: %q (%v), want a JSON event with type and time", p, i+1, l, err)
+				continue
+			}
+			if ev["type"] == "state" {
+				states++
+				if ev["from"] == nil || ev["to"] == nil || ev["target"] == nil {
+					t.Errorf("%s line %d: state event without from/to/target: %q", p, i+1, l)
+				}
 			}
 		}
+	}
+	if states == 0 {
+		t.Error("no state event in the events files")
 	}
 	if !strings.Contains(stderr.String(), "stopped") {
 		t.Errorf("no 'stopped' line in the log:\n%s", stderr.String())
