@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
@@ -106,7 +105,7 @@ func TestIntegrationWatchSignals(t *testing.T) {
 	if err := sb.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	fds, err := synBurst(sb, 80)
+	fds, err := sb.SYNBurst(80)
 	if err != nil {
 		sb.Signal(syscall.SIGCONT)
 		t.Fatal(err)
@@ -169,25 +168,4 @@ func TestIntegrationWatchSignals(t *testing.T) {
 	if !strings.Contains(stderr.String(), "stopped") {
 		t.Errorf("no 'stopped' line in the log:\n%s", stderr.String())
 	}
-}
-
-// synBurst starts n non-blocking connects to sb's Valkey from inside its
-// namespace at once; the caller closes the fds.
-func synBurst(sb *sandbox.Sandbox, n int) ([]int, error) {
-	var fds []int
-	err := netns.Do(sb.NetNS, func() error {
-		sa := &unix.SockaddrInet4{Port: sb.Port, Addr: [4]byte{127, 0, 0, 1}}
-		for i := 0; i < n; i++ {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("socket: %w", err)
-			}
-			fds = append(fds, fd)
-			if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-				return fmt.Errorf("connect: %w", err)
-			}
-		}
-		return nil
-	})
-	return fds, err
 }

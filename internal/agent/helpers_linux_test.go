@@ -276,7 +276,7 @@ func freezeStorm(tb testing.TB, sb *sandbox.Sandbox, clients int, minHold, hold 
 		tb.Fatal(err)
 	}
 	defer sb.Signal(syscall.SIGCONT)
-	fds, err := synBurst(sb, clients)
+	fds, err := sb.SYNBurst(clients)
 	defer func() {
 		for _, fd := range fds {
 			unix.Close(fd)
@@ -292,27 +292,6 @@ func freezeStorm(tb testing.TB, sb *sandbox.Sandbox, clients int, minHold, hold 
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// synBurst starts n non-blocking connects to sb's Valkey from inside its
-// namespace, all within a millisecond or so; the caller closes the fds.
-func synBurst(sb *sandbox.Sandbox, n int) ([]int, error) {
-	var fds []int
-	err := netns.Do(sb.NetNS, func() error {
-		sa := &unix.SockaddrInet4{Port: sb.Port, Addr: [4]byte{127, 0, 0, 1}}
-		for i := 0; i < n; i++ {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("socket: %w", err)
-			}
-			fds = append(fds, fd)
-			if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-				return fmt.Errorf("connect: %w", err)
-			}
-		}
-		return nil
-	})
-	return fds, err
 }
 
 // dialLoop opens and closes short connections to sb's Valkey from inside
