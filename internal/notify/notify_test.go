@@ -59,6 +59,8 @@ func TestWebhookRetries(t *testing.T) {
 	if err := json.Unmarshal(rec.bodies[0], &a); err != nil || a.To != "storm" || a.Target != "t:1" {
 		t.Fatalf("webhook body %s: %v", rec.bodies[0], err)
 	}
+	// The receiver has the body before the sender has its answer.
+	waitFor(t, func() bool { sent, _, _ := n.Stats(); return sent == 1 })
 	if sent, failed, _ := n.Stats(); sent != 1 || failed != 0 {
 		t.Fatalf("sent %d failed %d", sent, failed)
 	}
