@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/http"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/stormguard/stormguard/internal/agent"
 	"github.com/stormguard/stormguard/internal/detect"
-	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
@@ -427,81 +425,14 @@ func (w *watchProc) goroutines() int {
 	return -1
 }
 
-// holderEnv switches the test binary into a connection holder (see
-// TestWatchConnHolder), as in the listenq benchmarks: the process fd limit
-// here is a hard 20,000, so 20,000 client sockets need more than one process.
-const holderEnv = "STORMGUARD_WATCH_HOLDER"
-
-// TestWatchConnHolder is not a test: the cost benchmark re-runs the test
-// binary with holderEnv=NETNS,ADDR,N, and this opens N connections to ADDR
-// from inside NETNS, prints "ready" and holds them until stdin closes.
-func TestWatchConnHolder(t *testing.T) {
-	spec := os.Getenv(holderEnv)
-	if spec == "" {
-		t.Skip("helper process for the watch cost benchmark")
-	}
-	f := strings.Split(spec, ",")
-	n, err := strconv.Atoi(f[len(f)-1])
-	if len(f) != 3 || err != nil {
-		t.Fatalf("bad %s=%q", holderEnv, spec)
-	}
-	var conns []net.Conn
-	err = netns.Do(f[0], func() error {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		for len(conns) < n {
-			c, err := d.Dial("tcp", f[1])
-			if err != nil {
-				return fmt.Errorf("connection %d of %d: %w", len(conns)+1, n, err)
-			}
-			conns = append(conns, c)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin)
-	for _, c := range conns {
-		c.Close()
-	}
-}
+// TestWatchConnHolder is not a test: the benchmarks re-run the test binary as a
+// connection holder (sandboxtest.RunConnHolder); the process fd limit here
+// is a hard 20,000, so 20,000 client sockets need more than one process.
+func TestWatchConnHolder(t *testing.T) { sandboxtest.RunConnHolder(t) }
 
 func holdConns(t *testing.T, sb *sandbox.Sandbox, n int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWatchConnHolder$", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", holderEnv, sb.NetNS, sb.Addr(), n))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start connection holder: %v", err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		if lines.Text() == "ready" {
-			go io.Copy(io.Discard, out)
-			return
-		}
-	}
-	t.Fatalf("connection holder for %d connections exited before it was ready", n)
+	sandboxtest.HoldConns(t, sb, n, "TestWatchConnHolder")
 }
 
 // TestBenchWatchCost: CPU and RSS of the built `stormguard watch` at the

@@ -3,12 +3,9 @@
 package signal
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -44,84 +41,14 @@ func cpuTime(tb testing.TB, who int) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// holderEnv switches the test binary into a connection holder (see
-// TestListenqConnHolder): the process fd limit here is a hard 20,000 without
-// CAP_SYS_RESOURCE, so 20,000 client sockets need more than one process.
-const holderEnv = "STORMGUARD_LISTENQ_HOLDER"
+// TestListenqConnHolder is not a test: the benchmarks re-run the test binary as a
+// connection holder (sandboxtest.RunConnHolder); the process fd limit here
+// is a hard 20,000, so 20,000 client sockets need more than one process.
+func TestListenqConnHolder(t *testing.T) { sandboxtest.RunConnHolder(t) }
 
-// TestListenqConnHolder is not a test: the benchmarks run the test binary
-// again with holderEnv=NETNS,ADDR,N and this function then opens N TCP
-// connections to ADDR from inside NETNS, prints "ready", and holds them
-// until its stdin closes (the os/exec TestHelperProcess pattern).
-func TestListenqConnHolder(t *testing.T) {
-	spec := os.Getenv(holderEnv)
-	if spec == "" {
-		t.Skip("helper process for the listenq benchmarks")
-	}
-	f := strings.Split(spec, ",")
-	n, err := strconv.Atoi(f[2])
-	if len(f) != 3 || err != nil {
-		t.Fatalf("bad %s=%q", holderEnv, spec)
-	}
-	var conns []net.Conn
-	err = netns.Do(f[0], func() error {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		for len(conns) < n {
-			c, err := d.Dial("tcp", f[1])
-			if err != nil {
-				return fmt.Errorf("connection %d of %d: %w", len(conns)+1, n, err)
-			}
-			conns = append(conns, c)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin)
-	for _, c := range conns {
-		c.Close()
-	}
-}
-
-// holdConns starts a holder process with n connections and waits until
-// they are open. The process ends at cleanup.
 func holdConns(b *testing.B, sb *sandbox.Sandbox, n int) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestListenqConnHolder$", "-test.bench=^$", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", holderEnv, sb.NetNS, sb.Addr(), n))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start connection holder: %v", err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		if lines.Text() == "ready" {
-			go io.Copy(io.Discard, out)
-			return
-		}
-	}
-	b.Fatalf("connection holder for %d connections exited before it was ready", n)
+	sandboxtest.HoldConns(b, sb, n, "TestListenqConnHolder")
 }
 
 // benchSandbox makes a sandbox with n established connections to Valkey's

@@ -1,0 +1,101 @@
+package sandboxtest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sandbox"
+)
+
+// HolderEnv tells a re-run test binary to act as a connection holder.
+const HolderEnv = "STORMGUARD_CONN_HOLDER"
+
+// RunConnHolder is the body of a package's holder "test" (the os/exec
+// TestHelperProcess pattern). Run again by HoldConns with
+// HolderEnv=NETNS,ADDR,N, it opens N connections to ADDR from inside NETNS,
+// prints "ready" and holds them until stdin closes. Without HolderEnv it
+// skips. Holding thousands of connections in a second process keeps them
+// outside the benchmarked process's fd limit and CPU accounting.
+func RunConnHolder(t *testing.T) {
+	spec := os.Getenv(HolderEnv)
+	if spec == "" {
+		t.Skip("helper process for benchmarks that hold many connections")
+	}
+	f := strings.Split(spec, ",")
+	if len(f) != 3 {
+		t.Fatalf("bad %s=%q", HolderEnv, spec)
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil {
+		t.Fatalf("bad %s=%q", HolderEnv, spec)
+	}
+	var conns []net.Conn
+	err = netns.Do(f[0], func() error {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		for len(conns) < n {
+			c, err := d.Dial("tcp", f[1])
+			if err != nil {
+				return fmt.Errorf("connection %d of %d: %w", len(conns)+1, n, err)
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// HoldConns re-runs the test binary as holderTest (a test that calls
+// RunConnHolder) with n connections to sb's Valkey and waits until they are
+// open. The holder exits when the test ends.
+func HoldConns(tb testing.TB, sb *sandbox.Sandbox, n int, holderTest string) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+holderTest+"$", "-test.bench=^$", "-test.v")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", HolderEnv, sb.NetNS, sb.Addr(), n))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start connection holder: %v", err)
+	}
+	tb.Cleanup(func() {
+		stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		if lines.Text() == "ready" {
+			go io.Copy(io.Discard, out)
+			return
+		}
+	}
+	tb.Fatalf("connection holder for %d connections exited before it was ready", n)
+}
