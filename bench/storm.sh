@@ -5,7 +5,8 @@
 #  2. 2,000 clients, kill, somaxconn 128: every strategy.
 # Needs root, valkey-server and valkey-benchmark. Knobs (environment):
 #   STORM_CLIENTS (2000) STORM_SOMAXCONN (128) RATE_CLIENTS (50)
-#   RATE_REQUESTS (30000) RATE_ROUNDS (3) STORM_STRATEGIES (all) OUT (bench/out)
+#   RATE_REQUESTS (70000, ~5 s) RATE_DURATION (5s) RATE_ROUNDS (4) STORM_STRATEGIES (all) OUT (bench/out)
+#   ONLY=rate: just part 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "storm.sh: needs root (network namespaces)"; exit 0; }
@@ -15,42 +16,66 @@ command -v valkey-server >/dev/null && command -v valkey-benchmark >/dev/null ||
 STORM_CLIENTS=${STORM_CLIENTS:-2000}
 STORM_SOMAXCONN=${STORM_SOMAXCONN:-128}
 RATE_CLIENTS=${RATE_CLIENTS:-50}
-RATE_REQUESTS=${RATE_REQUESTS:-30000}
-RATE_ROUNDS=${RATE_ROUNDS:-3}
+RATE_REQUESTS=${RATE_REQUESTS:-70000}
+RATE_DURATION=${RATE_DURATION:-5s}
+RATE_ROUNDS=${RATE_ROUNDS:-4}
 STORM_STRATEGIES=${STORM_STRATEGIES:-all}
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
 go build -o "$OUT/stormguard" ./cmd/stormguard
 SG="$OUT/stormguard"
 
-# 1. Generator rate. One namespace, one server, both tools inside it.
+# 1. Generator rate. Each measurement gets a fresh namespace and a fresh
+# server with the same configuration: the client side's TIME_WAIT sockets
+# (tens of thousands after a few seconds) would otherwise carry over into
+# the next measurement's ephemeral-port search and decide the result.
 NS="sg-bench-storm-$$"
 PORT=6399
 cleanup() {
-	[ -n "${VPID:-}" ] && kill "$VPID" 2>/dev/null || true
+	[ -n "${VPID:-}" ] && kill "$VPID" 2>/dev/null && wait "$VPID" 2>/dev/null || true
+	VPID=
 	ip netns del "$NS" 2>/dev/null || true
 }
 trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip netns exec "$NS" valkey-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \
-	--protected-mode no --maxclients 10000 --logfile "$OUT/rate-valkey.log" &
-VPID=$!
-for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+fresh() {
+	cleanup
+	ip netns add "$NS"
+	ip -n "$NS" link set lo up
+	ip netns exec "$NS" valkey-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \
+		--protected-mode no --maxclients 10000 --logfile "$OUT/rate-valkey.log" &
+	VPID=$!
+	for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+# Each runs in a command substitution (a subshell): it cleans up itself.
+vbrate() {
+	fresh
+	ip netns exec "$NS" valkey-benchmark -p "$PORT" -k 0 -c "$RATE_CLIENTS" -n "$RATE_REQUESTS" -t ping_inline -q 2>/dev/null |
+		tr '\r' '\n' | sed -n 's/^PING_INLINE: \([0-9.]*\) requests per second.*/\1/p' | tail -1
+	cleanup
+}
+sgrate() {
+	fresh
+	"$SG" storm --target "127.0.0.1:$PORT" --netns "/var/run/netns/$NS" --clients "$RATE_CLIENTS" \
+		--strategy immediate --scenario churn --duration "$RATE_DURATION" "$@" --json |
+		python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["connects_per_sec"])'
+	cleanup
+}
 
-echo "== generator rate: $RATE_CLIENTS parallel clients, connection per PING (valkey-benchmark -k 0 vs stormguard storm --scenario churn)"
-printf '%-6s %-22s %-22s %s\n' round valkey-benchmark_conn/s stormguard_conn/s ratio
+echo "== generator rate: $RATE_CLIENTS parallel clients, a connection per PING: valkey-benchmark -k 0 -n $RATE_REQUESTS"
+echo "   vs stormguard storm --scenario churn --duration $RATE_DURATION, default (a source address per client, as a"
+echo "   fleet) and --source-addrs 1 (one address, as valkey-benchmark); a fresh namespace and server for each"
+printf '%-6s %-18s %-18s %-7s %-18s %s\n' round valkey-benchmark/s stormguard/s ratio one-source/s ratio
 for r in $(seq "$RATE_ROUNDS"); do
-	vb=$(ip netns exec "$NS" valkey-benchmark -p "$PORT" -k 0 -c "$RATE_CLIENTS" -n "$RATE_REQUESTS" -t ping_inline -q 2>/dev/null |
-		tr '\r' '\n' | sed -n 's/^PING_INLINE: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
-	sg=$("$SG" storm --target "127.0.0.1:$PORT" --netns "/var/run/netns/$NS" --clients "$RATE_CLIENTS" \
-		--strategy immediate --scenario churn --duration 5s --json |
-		python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["connects_per_sec"])')
-	ratio=$(python3 -c "print('%.2f' % ($sg / $vb))")
-	printf '%-6s %-22s %-22s %s\n' "$r" "$vb" "$sg" "$ratio"
+	if [ $((r % 2)) = 1 ]; then
+		vb=$(vbrate); sg=$(sgrate); one=$(sgrate --source-addrs 1)
+	else
+		one=$(sgrate --source-addrs 1); sg=$(sgrate); vb=$(vbrate)
+	fi
+	printf '%-6s %-18s %-18s %-7s %-18s %s\n' "$r" "$vb" "$sg" "$(python3 -c "print('%.2f' % ($sg / $vb))")" \
+		"$one" "$(python3 -c "print('%.2f' % ($one / $vb))")"
 done
 cleanup
-VPID=
+[ "${ONLY:-}" = rate ] && exit 0
 
 # 2. The storm: every strategy, a fresh server each.
 echo

@@ -63,6 +63,10 @@ Strategies: ` + strings.Join(lab.Strategies, ", ") + `.
 By default every client is its own application instance (own dialer, own
 backoff); --instances K splits the clients over K instances that each share
 one dialer (stormguard) or one client library object (go-redis, valkey-go).
+On a loopback target each instance connects from its own source address
+(127.0.0.1, 127.0.0.2, …), as instances on different hosts would; the server
+and a per-source SYN limit then see a fleet. --source-addrs 1 sends every
+connection from one address, like valkey-benchmark or a fleet behind NAT.
 
 --spawn runs a throwaway valkey-server in a private network namespace (with
 --somaxconn, --tcp-backlog, --maxclients, --syncookies) and removes it
@@ -94,6 +98,7 @@ See docs/lab.md.`,
 	f.StringVar(&o.netns, "netns", "", "network namespace of the server: every client socket is created there and kernel counters are read there")
 	f.IntVar(&o.cfg.Clients, "clients", 0, "number of simulated clients")
 	f.IntVar(&o.cfg.Instances, "instances", 0, "application instances the clients are split over, each sharing one dialer (default: one per client)")
+	f.IntVar(&o.cfg.SourceAddrs, "source-addrs", 0, "loopback targets: source addresses 127.0.0.1… the instances are spread over (default: one per instance; 1: one for all)")
 	f.StringVar(&o.cfg.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(lab.Strategies, ", "))
 	f.StringVar(&o.compare, "compare", "", "comma-separated strategies to run in turn (or \"all\")")
 	f.StringVar(&o.cfg.Scenario, "scenario", "kill", "disruption: kill, restart, blip, churn")

@@ -53,6 +53,13 @@ type Config struct {
 	// Instances is the number of application instances the clients are
 	// split over (Clients: every client is its own instance).
 	Instances int
+	// SourceAddrs spreads the instances over that many source addresses
+	// when the target is a loopback IPv4 address: instance k connects
+	// from 127.0.0.1+(k mod SourceAddrs), as if the instances ran on
+	// different hosts. 0: one address per instance; 1: every connection
+	// from the address the kernel picks, as valkey-benchmark does. Other
+	// targets always get the kernel's choice.
+	SourceAddrs int
 	// Strategy is one of Strategies.
 	Strategy string
 	Policy   PolicyParams
@@ -144,6 +151,10 @@ func (c Config) Validate() error {
 		return bad("the restart scenario needs --spawn or --restart-cmd")
 	case c.Scenario == "blip" && c.NetNS == "":
 		return bad("the blip scenario changes the firewall of the server's network namespace: give --netns or --spawn")
+	case c.SourceAddrs < 0:
+		return bad("--source-addrs must not be negative, got %d", c.SourceAddrs)
+	case c.SourceAddrs > maxSourceAddrs:
+		return bad("--source-addrs %d is more than the %d loopback addresses the lab uses", c.SourceAddrs, maxSourceAddrs)
 	case c.PoolSize < 0:
 		return bad("--pool-size must not be negative, got %d", c.PoolSize)
 	case c.Ramp < 0:
@@ -236,6 +247,7 @@ type Result struct {
 
 	Scenario              string  `json:"scenario"`
 	Instances             int     `json:"instances"`
+	SourceAddrs           int     `json:"source_addrs"`
 	Target                string  `json:"target"`
 	RecoveredClients      int     `json:"recovered_clients"`
 	RecoverP50MS          *int64  `json:"recover_p50_ms"`

@@ -25,6 +25,8 @@ func TestValidate(t *testing.T) {
 		{"negative instances", func(c *Config) { c.Instances = -1 }, "--instances"},
 		{"more instances than clients", func(c *Config) { c.Instances = 11 }, "exceeds"},
 		{"unknown strategy", func(c *Config) { c.Strategy = "yolo" }, "unknown strategy"},
+		{"negative source addresses", func(c *Config) { c.SourceAddrs = -1 }, "--source-addrs"},
+		{"too many source addresses", func(c *Config) { c.SourceAddrs = maxSourceAddrs + 1 }, "--source-addrs"},
 		{"unknown scenario", func(c *Config) { c.Scenario = "flood" }, "unknown scenario"},
 		{"churn needs immediate", func(c *Config) { c.Scenario, c.Strategy = "churn", "glide" }, "churn"},
 		{"restart needs a hook", func(c *Config) { c.Scenario = "restart" }, "--spawn or --restart-cmd"},

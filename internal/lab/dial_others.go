@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
+	"syscall"
 )
 
 var errUnsupported = fmt.Errorf("network namespaces not supported on %s/%s: %w", runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
@@ -18,6 +20,9 @@ func newSocketFactory(string) (*socketFactory, error) { return nil, errUnsupport
 
 func (*socketFactory) close() {}
 
-func (*socketFactory) dial(context.Context, string, string) (net.Conn, error) {
+func (*socketFactory) dial(context.Context, string, string, netip.Addr) (net.Conn, error) {
 	return nil, errUnsupported
 }
+
+// bindNoPort has nothing to add where IP_BIND_ADDRESS_NO_PORT does not exist.
+func bindNoPort(context.Context, string, string, syscall.RawConn) error { return nil }

@@ -3,9 +3,12 @@
 package lab
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -202,5 +205,49 @@ func TestIntegrationSocketsInNamespace(t *testing.T) {
 	defer cancel()
 	if _, err := dial(ctx, "tcp", "127.0.0.1:1"); err == nil {
 		t.Error("dial to a closed port in the namespace succeeded")
+	}
+}
+
+// TestIntegrationSourceAddrs: inside the server's namespace, a client of
+// instance k connects from 127.0.0.(k+1), and the server sees it so.
+func TestIntegrationSourceAddrs(t *testing.T) {
+	sb := newServer(t, 4096)
+	d, err := newSourceDialer(sb.NetNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	src := sourceAddr(9)
+	c, err := d.from(src)(ctx, "tcp", sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr(); got != src {
+		t.Errorf("local address %v, want %v", got, src)
+	}
+	rc := &rawConn{c: c, r: bufio.NewReader(c)}
+	if err := rc.ping(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out, err := sb.Command(ctx, "valkey-cli", "-p", strconv.Itoa(sb.Port), "CLIENT", "LIST").CombinedOutput()
+	if err != nil {
+		t.Fatalf("CLIENT LIST: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "addr="+src.String()+":") {
+		t.Errorf("the server does not list a client from %v:\n%s", src, out)
+	}
+
+	for _, tt := range []struct{ asked, want int }{{0, 6}, {1, 1}, {3, 3}} {
+		res := runLab(t, Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: 6, SourceAddrs: tt.asked,
+			Strategy: "immediate", Scenario: "churn", Duration: 500 * time.Millisecond})
+		if res.SourceAddrs != tt.want {
+			t.Errorf("--source-addrs %d: the run used %d addresses, want %d", tt.asked, res.SourceAddrs, tt.want)
+		}
+		if res.ConnectAttempts < 6 || res.ConnectFailures != 0 {
+			t.Errorf("--source-addrs %d: %d connects, %d failed", tt.asked, res.ConnectAttempts, res.ConnectFailures)
+		}
 	}
 }

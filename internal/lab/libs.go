@@ -31,13 +31,13 @@ func (g goRedis) close()                         { g.c.Close() }
 // newGoRedis returns a go-redis client with default options; only the
 // dialer is replaced so that dials are counted (and made in the
 // namespace). go-redis applies its own DialTimeout (5s) through ctx.
-func (r *run) newGoRedis() (pinger, error) {
+func (r *run) newGoRedis(dial DialFunc) (pinger, error) {
 	redis.SetLogger(silentLogger{})
 	c := redis.NewClient(&redis.Options{
 		Addr:     r.cfg.Target,
 		Username: r.cfg.User,
 		Password: r.cfg.Password,
-		Dialer:   r.countedDial,
+		Dialer:   dial,
 	})
 	return goRedis{c}, nil
 }
@@ -52,7 +52,7 @@ func (v valkeyGo) close() { v.c.Close() }
 // newValkeyGo returns a valkey-go client with default options but a
 // counting dialer that honours valkey-go's dial timeout (5s by default).
 // valkey-go connects in NewClient, so it retries until ctx ends.
-func (r *run) newValkeyGo(ctx context.Context) (pinger, error) {
+func (r *run) newValkeyGo(ctx context.Context, dial DialFunc) (pinger, error) {
 	opt := valkey.ClientOption{
 		InitAddress: []string{r.cfg.Target},
 		Username:    r.cfg.User,
@@ -63,7 +63,7 @@ func (r *run) newValkeyGo(ctx context.Context) (pinger, error) {
 				ctx, cancel = context.WithTimeout(ctx, d.Timeout)
 				defer cancel()
 			}
-			return r.countedDial(ctx, "tcp", addr)
+			return dial(ctx, "tcp", addr)
 		},
 	}
 	for {

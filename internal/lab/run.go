@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -18,26 +19,34 @@ var ErrUnreachable = errors.New("cannot reach Valkey")
 
 // run is one storm in progress.
 type run struct {
-	cfg  Config
-	base DialFunc
-	rec  *recorder
+	cfg     Config
+	dialer  *sourceDialer
+	sources int // source addresses the instances are spread over (≤1: the kernel's choice)
+	rec     *recorder
 }
 
-// countedDial is the one place every client's network dial goes through.
-func (r *run) countedDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	r.rec.dial()
-	c, err := r.base(ctx, network, addr)
-	if err != nil {
-		r.rec.dialFailed(err)
+// countedDial returns the DialFunc of one instance: its connections come
+// from the instance's source address, and every dial is counted.
+func (r *run) countedDial(instance int) DialFunc {
+	var src netip.Addr
+	if r.sources > 1 {
+		src = sourceAddr(instance % r.sources)
 	}
-	return c, err
+	base := r.dialer.from(src)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		r.rec.dial()
+		c, err := base(ctx, network, addr)
+		if err != nil {
+			r.rec.dialFailed(err)
+		}
+		return c, err
+	}
 }
 
-// timedDial bounds countedDial by the lab strategies' connect timeout.
-func (r *run) timedDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
-	defer cancel()
-	return r.countedDial(ctx, network, addr)
+// timedDial bounds an instance's countedDial by the lab strategies'
+// connect timeout.
+func (r *run) timedDial(instance int) DialFunc {
+	return withTimeout(r.countedDial(instance), r.cfg.ConnectTimeout)
 }
 
 func (r *run) progress(format string, a ...any) {
@@ -64,17 +73,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	pol, _ := cfg.policy()
-	base, release, err := NewDialer(cfg.NetNS, 0)
+	sources, err := sourceCount(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	sd, err := newSourceDialer(cfg.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	defer sd.close()
 	horizon := cfg.WarmupTimeout + cfg.Hold + cfg.Duration + cfg.Settle + cfg.Blip + time.Minute
-	r := &run{cfg: cfg, base: base, rec: newRecorder(cfg.Clients, horizon)}
+	r := &run{cfg: cfg, dialer: sd, sources: sources, rec: newRecorder(cfg.Clients, horizon)}
 	res := &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
-		Instances: cfg.Instances, Target: cfg.Target, Errors: map[string]string{}}
+		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{}}
 
-	adm := &admin{dial: base, addr: cfg.Target, user: cfg.User, pass: cfg.Password}
+	// The admin connection comes from the kernel's choice of address.
+	adm := &admin{dial: sd.from(netip.Addr{}), addr: cfg.Target, user: cfg.User, pass: cfg.Password}
 	defer adm.close()
 	if _, err := adm.do(ctx, "PING"); err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
@@ -103,21 +117,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		id := 0
 		for k := 0; k < cfg.Instances && cctx.Err() == nil; k++ {
 			hi := (k + 1) * cfg.Clients / cfg.Instances
-			var dial DialFunc = r.timedDial
+			dial := r.timedDial(k)
 			var p pinger
 			switch cfg.Strategy {
 			case "stormguard":
-				d, err := dialer.New(dialer.Options{Dial: r.countedDial})
+				d, err := dialer.New(dialer.Options{Dial: r.countedDial(k)})
 				if err != nil {
 					launchErr <- fmt.Errorf("stormguard dialer: %w", err)
 					return
 				}
 				dial = d.DialContext
 			case "go-redis":
-				p, _ = r.newGoRedis()
+				p, _ = r.newGoRedis(r.countedDial(k))
 			case "valkey-go":
 				var err error
-				if p, err = r.newValkeyGo(cctx); err != nil {
+				if p, err = r.newValkeyGo(cctx, r.countedDial(k)); err != nil {
 					launchErr <- fmt.Errorf("valkey-go client: %w", err)
 					return
 				}
@@ -151,7 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}()
 
 	// Warm-up: every client must have completed a PING.
-	r.progress("warm-up: starting %d clients in %d instances at %g/s", cfg.Clients, cfg.Instances, cfg.Ramp)
+	r.progress("warm-up: starting %d clients in %d instances from %d source addresses at %g/s", cfg.Clients, cfg.Instances, res.SourceAddrs, cfg.Ramp)
 	warmDeadline := time.Now().Add(cfg.WarmupTimeout)
 	lastTick := time.Now()
 	for r.rec.warmCount.Load() < int64(cfg.Clients) {
