@@ -46,13 +46,20 @@ func newRecorder(clients int, horizon time.Duration) *recorder {
 func (r *recorder) since(t time.Time) int64 { return max(int64(t.Sub(r.start)), 1) }
 
 // dial records one network dial starting now.
-func (r *recorder) dial() {
-	r.dials.Add(1)
+func (r *recorder) dial() { r.addDials(1) }
+
+// addDials records n network dials seen since the last call (a kernel
+// counter's delta, for a client library whose dials the lab cannot hook).
+func (r *recorder) addDials(n int64) {
+	if n <= 0 {
+		return
+	}
+	r.dials.Add(n)
 	i := int(time.Since(r.start) / Bucket)
 	if i >= len(r.timeline) {
 		i = len(r.timeline) - 1
 	}
-	r.timeline[i].Add(1)
+	r.timeline[i].Add(n)
 }
 
 func (r *recorder) dialFailed(err error) {

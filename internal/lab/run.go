@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stormguard/stormguard/dialer"
@@ -21,6 +22,15 @@ type run struct {
 	cfg  Config
 	base DialFunc
 	rec  *recorder
+	// adminDials counts the admin connection's dials, which the kernel
+	// counters (valkey-glide) see and the lab subtracts.
+	adminDials atomic.Int64
+}
+
+// adminDial is the admin connection's dial: never a client's.
+func (r *run) adminDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.adminDials.Add(1)
+	return r.base(ctx, network, addr)
 }
 
 // countedDial is the one place every client's network dial goes through.
@@ -53,7 +63,11 @@ func FDsNeeded(cfg Config) int {
 	if cfg.Strategy == "pool-unbounded" {
 		per = cfg.PoolSize
 	}
-	return cfg.Clients*per + 2*cfg.Instances + 256 + prefetch
+	inst := 2
+	if cfg.Strategy == GLIDEStrategy {
+		inst = glideFDsPerClient
+	}
+	return cfg.Clients*per + inst*cfg.Instances + 256 + prefetch
 }
 
 // Run replays one storm and measures it. ctx cancellation stops it early
@@ -74,7 +88,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
 		Instances: cfg.Instances, Target: cfg.Target, Errors: map[string]string{}}
 
-	adm := &admin{dial: base, addr: cfg.Target, user: cfg.User, pass: cfg.Password}
+	adm := &admin{dial: r.adminDial, addr: cfg.Target, user: cfg.User, pass: cfg.Password}
 	defer adm.close()
 	if _, err := adm.do(ctx, "PING"); err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
@@ -83,6 +97,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	// valkey-glide dials from its Rust core: count its connects in the
+	// kernel (see kernelDials), from before its first client on.
+	var kd *kernelDials
+	if cfg.Strategy == GLIDEStrategy {
+		snmp, err := openTCPSNMP(cfg.NetNS)
+		if err != nil {
+			return nil, err
+		}
+		defer snmp.close()
+		if kd, err = newKernelDials(snmp, r.rec, r.adminDials.Load); err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kd.run(cctx)
+		}()
+	}
 	var libs []pinger
 	var libMu sync.Mutex
 	launchErr := make(chan error, 1)
@@ -119,6 +151,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				var err error
 				if p, err = r.newValkeyGo(cctx); err != nil {
 					launchErr <- fmt.Errorf("valkey-go client: %w", err)
+					return
+				}
+			case GLIDEStrategy:
+				var err error
+				if p, err = r.newValkeyGlide(cctx); err != nil {
+					launchErr <- fmt.Errorf("valkey-glide client: %w", err)
 					return
 				}
 			}
@@ -172,6 +210,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r.progress("warm-up: %d/%d clients up", r.rec.warmCount.Load(), cfg.Clients)
 		}
 	}
+	if kd != nil {
+		kd.sample()
+	}
 	res.WarmupConnectAttempts = r.rec.dials.Load()
 	if cfg.Scenario != "churn" {
 		r.progress("all %d clients up; holding %s", cfg.Clients, cfg.Hold)
@@ -183,6 +224,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// Baselines just before the disruption.
 	ext0, extErr := tcpExt(cfg.NetNS)
 	info0, infoErr := adm.stats(ctx, 5*time.Second)
+	if kd != nil {
+		kd.sample()
+	}
 	dials0, fails0, cmds0 := r.rec.dials.Load(), r.rec.dialFails.Load(), r.rec.failedCmds.Load()
 
 	disrupted := make(chan time.Time, 1)
@@ -255,6 +299,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	tEnd := time.Now()
+	if kd != nil {
+		kd.sample()
+	}
 	<-done
 	if err := <-disruptErr; err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Scenario, err)
@@ -263,6 +310,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cancel()
 
 	// Measurements.
+	res.ConnectsSource = ConnectsFromHook
+	if kd != nil {
+		res.ConnectsSource = ConnectsFromKernel + " (netns " + cfg.NetNS + ")"
+		if err := kd.failure(); err != nil {
+			res.Errors["connect_attempts"] = err.Error()
+		}
+	}
 	res.ConnectAttempts = dials1 - dials0
 	res.ConnectFailures = fails1 - fails0
 	res.FailedCommands = cmds1 - cmds0
