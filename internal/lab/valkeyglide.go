@@ -68,6 +68,11 @@ func (r *run) newValkeyGlide(ctx context.Context) (pinger, error) {
 	// reconnect in a storm) are switched off; a failure to do so only
 	// costs noise.
 	C.glideLogOff()
+	// GLIDE v2.5.3 creates its OpenTelemetry singleton lazily, without
+	// synchronisation, on every command (GetOtelInstance): concurrent
+	// first PINGs race (go test -race reports it). Creating it here, before
+	// this instance's clients start, leaves them only reading it.
+	glide.GetOtelInstance()
 	cfg := config.NewClientConfiguration().WithAddress(&config.NodeAddress{Host: host, Port: port})
 	if r.cfg.Password != "" {
 		cfg = cfg.WithCredentials(config.NewServerCredentials(r.cfg.User, r.cfg.Password))
