@@ -86,7 +86,8 @@ per strategy with --spawn) and prints a table, or a JSON array with --json.
 See docs/lab.md.`,
 		Example: `  stormguard storm --spawn --somaxconn 128 --clients 2000 --strategy immediate --scenario kill --json
   stormguard storm --spawn --clients 500 --scenario restart --compare immediate,glide,stormguard
-  stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s`,
+  stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s
+  stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("retries") {

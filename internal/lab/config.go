@@ -260,7 +260,8 @@ type Result struct {
 	// the timeline come from: the lab's dial hook, or (valkey-glide) the
 	// kernel's Tcp counters of the namespace.
 	ConnectsSource string `json:"connects_source"`
-	// Timeline is dials per 100ms from the disruption to the end.
+	// Timeline is dials per 100ms from the baselines just before the
+	// disruption to the end.
 	Timeline []int64           `json:"timeline_100ms"`
 	Errors   map[string]string `json:"errors,omitempty"`
 }

@@ -228,6 +228,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		kd.sample()
 	}
 	dials0, fails0, cmds0 := r.rec.dials.Load(), r.rec.dialFails.Load(), r.rec.failedCmds.Load()
+	// The timeline starts here too, not at t0: clients can react before
+	// the lab marks t0 (GLIDE reconnects on EOF while the CLIENT KILL is
+	// still running), and their dials belong in the chart and the peak.
+	tBase := time.Now()
 
 	disrupted := make(chan time.Time, 1)
 	disruptErr := make(chan error, 1)
@@ -324,7 +328,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if s := tEnd.Sub(t0).Seconds(); s > 0 {
 		res.ConnectsPerSec = float64(res.ConnectAttempts) / s
 	}
-	res.Timeline = r.rec.timelineFrom(r.rec.since(t0), r.rec.since(tEnd))
+	res.Timeline = r.rec.timelineFrom(r.rec.since(tBase), r.rec.since(tEnd))
 	res.PeakConnectsPerSec, res.PeakConnects1s = peakRates(res.Timeline)
 	times := r.rec.recoveryTimes()
 	res.RecoveredClients = len(times)
