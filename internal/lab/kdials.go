@@ -90,9 +90,15 @@ type kernelDials struct {
 	rec   *recorder
 	admin func() int64 // the admin connection's dials so far
 
-	mu                   sync.Mutex
-	opens, fails, admins int64 // last sample
-	err                  error
+	mu sync.Mutex
+	// At the start: ActiveOpens, AttemptFails, admin dials.
+	opens0, fails0, admins0 int64
+	// Added to the recorder so far. Dials are emitted as the running
+	// total, so an admin dial counted before its SYN reached the kernel
+	// cannot push one sample below zero and be lost.
+	dials, fails int64
+	at           time.Time // the last sample
+	err          error
 }
 
 func newKernelDials(snmp *tcpSNMP, rec *recorder, admin func() int64) (*kernelDials, error) {
@@ -101,12 +107,13 @@ func newKernelDials(snmp *tcpSNMP, rec *recorder, admin func() int64) (*kernelDi
 	if err != nil {
 		return nil, err
 	}
-	k.opens, k.fails, k.admins = int64(tcp["ActiveOpens"]), int64(tcp["AttemptFails"]), admin()
+	k.opens0, k.fails0, k.admins0 = int64(tcp["ActiveOpens"]), int64(tcp["AttemptFails"]), admin()
+	k.at = time.Now()
 	return k, nil
 }
 
 // sample adds the counters' growth since the last sample to the recorder,
-// in the current timeline bucket.
+// spread over the timeline buckets since the last sample.
 func (k *kernelDials) sample() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -117,15 +124,18 @@ func (k *kernelDials) sample() {
 		}
 		return
 	}
-	opens, fails, admins := int64(tcp["ActiveOpens"]), int64(tcp["AttemptFails"]), k.admin()
-	// Counters are per namespace and only grow; a smaller value would
-	// mean another namespace, which cannot happen with one open file.
-	d := max(opens-k.opens, 0) - (admins - k.admins)
-	k.rec.addDials(d)
+	dials := int64(tcp["ActiveOpens"]) - k.opens0 - (k.admin() - k.admins0)
+	fails := int64(tcp["AttemptFails"]) - k.fails0
+	now := time.Now()
+	if d := dials - k.dials; d > 0 {
+		k.rec.addDialsOver(d, k.at, now)
+		k.dials = dials
+	}
+	k.at = now
 	if f := fails - k.fails; f > 0 {
 		k.rec.dialFails.Add(f)
+		k.fails = fails
 	}
-	k.opens, k.fails, k.admins = opens, fails, admins
 }
 
 // run samples every Bucket until ctx ends.
