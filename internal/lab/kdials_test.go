@@ -125,7 +125,7 @@ func TestKernelDialsBadFile(t *testing.T) {
 	}
 }
 
-func TestAvailableStrategies(t *testing.T) {
+func TestGlideAvailableStrategies(t *testing.T) {
 	got := AvailableStrategies()
 	if GLIDEBuiltIn() {
 		if len(got) != len(Strategies) {
@@ -143,9 +143,9 @@ func TestAvailableStrategies(t *testing.T) {
 	}
 }
 
-// TestValidateGLIDE: without the build tag the strategy is refused with
+// TestGlideValidate: without the build tag the strategy is refused with
 // ErrNotBuiltIn naming make build-glide; with it, it needs a namespace.
-func TestValidateGLIDE(t *testing.T) {
+func TestGlideValidate(t *testing.T) {
 	c := Config{Target: "127.0.0.1:6379", Clients: 10, Strategy: GLIDEStrategy, Scenario: "kill"}.withDefaults()
 	err := c.Validate()
 	if !errors.Is(err, ErrConfig) {
