@@ -1,4 +1,4 @@
-# stormguard — see README.md. Targets: build test bench demo lint fuzz.
+# stormguard — see README.md. Targets: build build-glide test bench demo lint fuzz.
 GO        ?= go
 BIN       := bin/stormguard
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -7,10 +7,15 @@ LDFLAGS   := -X main.version=$(VERSION)
 # STORMGUARD_REQUIRE_INTEGRATION=1 turns their skips into failures (CI).
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: build test unit deps bench demo lint fuzz clean
+.PHONY: build build-glide test unit deps bench demo lint fuzz clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stormguard
+
+## build-glide: bin/stormguard with the valkey-glide storm strategy (GLIDE's Go
+## client links its Rust core through cgo: needs a C compiler)
+build-glide:
+	CGO_ENABLED=1 $(GO) build -tags glide -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stormguard
 
 deps:
 	./scripts/install-deps.sh
@@ -18,9 +23,12 @@ deps:
 ## test: install what is missing, then unit, integration and fuzz-seed tests with -race
 test: deps build
 	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) vet -tags glide ./internal/lab/... ./cmd/stormguard/...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	GOOS=darwin $(GO) build ./...
 	$(GO) test $(TESTFLAGS) ./...
+	# the valkey-glide strategy (build tag glide, cgo): its own tests only
+	CGO_ENABLED=1 $(GO) test $(TESTFLAGS) -tags glide -run Glide ./internal/lab/... ./cmd/stormguard/...
 
 ## unit: tests that need neither root nor valkey-server
 unit:
@@ -36,6 +44,7 @@ demo: deps build
 
 lint:
 	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) vet -tags glide ./internal/lab/... ./cmd/stormguard/...
 	gofmt -l .
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s)

@@ -2,7 +2,8 @@
 # Storm lab benchmarks (docs/benchmarks.md, "storm lab"):
 #  1. generator connection rate vs valkey-benchmark -k 0, same spawned
 #     server, same number of parallel clients, alternating runs;
-#  2. 2,000 clients, kill, somaxconn 128: every strategy.
+#  2. 2,000 clients, kill, somaxconn 128: every strategy (valkey-glide too
+#     when cgo can build it: make build-glide).
 # Needs root, valkey-server and valkey-benchmark. Knobs (environment):
 #   STORM_CLIENTS (2000) STORM_SOMAXCONN (128) RATE_CLIENTS (50)
 #   RATE_REQUESTS (70000, ~5 s) RATE_DURATION (5s) RATE_ROUNDS (4) STORM_STRATEGIES (all) OUT (bench/out)
@@ -22,7 +23,15 @@ RATE_ROUNDS=${RATE_ROUNDS:-4}
 STORM_STRATEGIES=${STORM_STRATEGIES:-all}
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
-go build -o "$OUT/stormguard" ./cmd/stormguard
+# The full comparison includes the real valkey-glide client when cgo can
+# build it (make build-glide); otherwise --compare all says so and runs the
+# rest.
+GLIDE=,valkey-glide
+if ! CGO_ENABLED=1 go build -tags glide -o "$OUT/stormguard" ./cmd/stormguard; then
+	echo "storm.sh: no cgo build (gcc?): valkey-glide left out"
+	go build -o "$OUT/stormguard" ./cmd/stormguard
+	GLIDE=
+fi
 SG="$OUT/stormguard"
 
 # 1. Generator rate. Each measurement gets a fresh namespace and a fresh
@@ -106,7 +115,8 @@ INSTANCES=${STORM_INSTANCES:-20}
 echo
 echo "== storm: $STORM_CLIENTS clients in $INSTANCES instances, kill, somaxconn $STORM_SOMAXCONN"
 "$SG" storm --spawn --somaxconn "$STORM_SOMAXCONN" --clients "$STORM_CLIENTS" --instances "$INSTANCES" \
-	--scenario kill --compare immediate,stormguard,go-redis,valkey-go --json >"$OUT/storm-kill-instances.json"
+	--scenario kill --compare "immediate,stormguard,go-redis,valkey-go$GLIDE" \
+	--json >"$OUT/storm-kill-instances.json"
 python3 - "$OUT/storm-kill-instances.json" <<'PY'
 import json, sys
 rs = json.load(open(sys.argv[1]))

@@ -12,6 +12,9 @@ command -v nft >/dev/null || need+=(nftables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v promtool >/dev/null || need+=(prometheus)
+# cgo (make build-glide, the valkey-glide storm strategy's tests) needs a C
+# compiler and the C library headers.
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
 # Headless browser for the dashboard test (internal/serve TestIntegrationDashboard).
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -39,6 +39,17 @@ type stormOpts struct {
 	syncookies int
 
 	cfg lab.Config
+	// notice receives one-line notes about the run that are not progress
+	// (stderr).
+	notice io.Writer
+}
+
+// glideNote says whether this binary has the valkey-glide strategy.
+func glideNote() string {
+	if lab.GLIDEBuiltIn() {
+		return "built in"
+	}
+	return "not built in"
 }
 
 func newStormCmd() *cobra.Command {
@@ -62,7 +73,11 @@ client reconnects per PING, like valkey-benchmark -k 0).
 Strategies: ` + strings.Join(lab.Strategies, ", ") + `.
 By default every client is its own application instance (own dialer, own
 backoff); --instances K splits the clients over K instances that each share
-one dialer (stormguard) or one client library object (go-redis, valkey-go).
+one dialer (stormguard) or one client library object (go-redis, valkey-go,
+valkey-glide). valkey-glide links GLIDE's Rust core through cgo and is only in
+binaries built with "make build-glide" (this one: ` + glideNote() + `); it
+needs --netns or --spawn, because its connects are counted from the kernel's
+Tcp counters of the server's namespace.
 On a loopback target each instance connects from its own source address
 (127.0.0.1, 127.0.0.2, …), as instances on different hosts would; the server
 and a per-source SYN limit then see a fleet. --source-addrs 1 sends every
@@ -75,7 +90,8 @@ per strategy with --spawn) and prints a table, or a JSON array with --json.
 See docs/lab.md.`,
 		Example: `  stormguard storm --spawn --somaxconn 128 --clients 2000 --strategy immediate --scenario kill --json
   stormguard storm --spawn --clients 500 --scenario restart --compare immediate,glide,stormguard
-  stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s`,
+  stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s
+  stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("retries") {
@@ -84,6 +100,7 @@ See docs/lab.md.`,
 			if cmd.Flags().Changed("jitter-percent") {
 				o.cfg.Policy.GlideSet["jitter-percent"] = true
 			}
+			o.notice = cmd.ErrOrStderr()
 			var errOut io.Writer
 			if o.progress || stderrIsTTY() {
 				errOut = cmd.ErrOrStderr()
@@ -163,7 +180,10 @@ func stormStrategies(o stormOpts) ([]string, error) {
 		return nil, errors.New("--strategy and --compare are mutually exclusive")
 	}
 	if o.compare == "all" {
-		return lab.Strategies, nil
+		if !lab.GLIDEBuiltIn() && o.notice != nil {
+			fmt.Fprintf(o.notice, "storm: --compare all: %s is not built into this binary (make build-glide); comparing the others\n", lab.GLIDEStrategy)
+		}
+		return lab.AvailableStrategies(), nil
 	}
 	var out []string
 	for _, s := range strings.Split(o.compare, ",") {

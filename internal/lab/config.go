@@ -15,7 +15,7 @@ import (
 // Strategies the lab can replay, in the order of a full comparison.
 var Strategies = []string{
 	"immediate", "fixed", "glide", "full-jitter", "equal-jitter", "decorrelated",
-	"stormguard", "pool-unbounded", "go-redis", "valkey-go",
+	"stormguard", "pool-unbounded", "go-redis", "valkey-go", GLIDEStrategy,
 }
 
 // Scenarios the lab can run.
@@ -143,6 +143,12 @@ func (c Config) Validate() error {
 		return bad("--instances %d exceeds --clients %d", c.Instances, c.Clients)
 	case !slices.Contains(Strategies, c.Strategy):
 		return bad("unknown strategy %q (want one of %s)", c.Strategy, strings.Join(Strategies, ", "))
+	case c.Strategy == GLIDEStrategy && !glideBuiltIn:
+		return fmt.Errorf("%w: %w", ErrConfig, ErrNotBuiltIn)
+	case c.Strategy == GLIDEStrategy && c.NetNS == "":
+		return bad("valkey-glide dials from its Rust core, where the lab cannot count dials; it counts them in the " +
+			"kernel counters of the server's network namespace instead: give --netns (the server's, e.g. " +
+			"/proc/PID/ns/net) or --spawn")
 	case !slices.Contains(Scenarios, c.Scenario):
 		return bad("unknown scenario %q (want one of %s)", c.Scenario, strings.Join(Scenarios, ", "))
 	case c.Scenario == "churn" && c.Strategy != "immediate":
@@ -262,7 +268,12 @@ type Result struct {
 	ValkeyCountersReset   bool    `json:"valkey_counters_reset,omitempty"`
 	KilledClients         *int64  `json:"killed_clients,omitempty"`
 	WarmupConnectAttempts int64   `json:"warmup_connect_attempts"`
-	// Timeline is dials per 100ms from the disruption to the end.
+	// ConnectsSource says where connect_attempts, connect_failures and
+	// the timeline come from: the lab's dial hook, or (valkey-glide) the
+	// kernel's Tcp counters of the namespace.
+	ConnectsSource string `json:"connects_source"`
+	// Timeline is dials per 100ms from the baselines just before the
+	// disruption to the end.
 	Timeline []int64           `json:"timeline_100ms"`
 	Errors   map[string]string `json:"errors,omitempty"`
 }

@@ -96,10 +96,19 @@ func sourceAddr(k int) netip.Addr {
 
 // sourceCount is how many source addresses cfg's instances are spread
 // over: cfg.SourceAddrs (0: one per instance, at most Instances) when the
-// target is a loopback IPv4 address, else 1 (the kernel's choice), and an
-// error when more than one was asked for a target that cannot have them.
+// target is a loopback IPv4 address, else 1 (the kernel's choice, also
+// for valkey-glide), and an error when more than one was asked for a
+// target or strategy that cannot have them.
 func sourceCount(ctx context.Context, cfg Config) (int, error) {
 	if cfg.SourceAddrs == 1 {
+		return 1, nil
+	}
+	if cfg.Strategy == GLIDEStrategy {
+		// GLIDE's Rust core dials by itself: no source can be chosen.
+		if cfg.SourceAddrs > 1 {
+			return 0, fmt.Errorf("%w: --source-addrs %d: valkey-glide dials from its own core, always from the address the kernel picks",
+				ErrConfig, cfg.SourceAddrs)
+		}
 		return 1, nil
 	}
 	ap, err := resolve(ctx, "tcp", cfg.Target)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -52,10 +53,15 @@ func TestSourceCount(t *testing.T) {
 		{"remote: one is fine", "10.0.0.5:6379", 1, 10, 1, false},
 		{"remote: more is an error", "10.0.0.5:6379", 8, 10, 0, true},
 		{"bad address", "nonsense", 0, 10, 0, true},
+		{"valkey-glide dials itself", "127.0.0.1:6379", 0, 10, 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := sourceCount(context.Background(), Config{Target: tt.target, SourceAddrs: tt.sources, Instances: tt.instances})
+			c := Config{Target: tt.target, SourceAddrs: tt.sources, Instances: tt.instances, Strategy: "immediate"}
+			if strings.HasPrefix(tt.name, "valkey-glide") {
+				c.Strategy = GLIDEStrategy
+			}
+			got, err := sourceCount(context.Background(), c)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}

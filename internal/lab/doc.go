@@ -32,4 +32,15 @@
 // run and only creates sockets (socket(2) is what binds a socket to a
 // namespace); the non-blocking connect and all I/O then run on ordinary
 // goroutines through Go's poller. See socketFactory.
+//
+// # valkey-glide
+//
+// The valkey-glide strategy runs GLIDE's Go client, which links GLIDE's
+// Rust core through cgo; it is built only with the glide build tag (make
+// build-glide), see valkeyglide.go and GLIDEBuiltIn. The Rust core dials by
+// itself on a runtime thread each client starts, so the lab creates each
+// client on a thread inside the namespace (the runtime thread inherits it)
+// and counts its connects from the kernel: the namespace's Tcp ActiveOpens
+// and AttemptFails (kernelDials), which is why the strategy needs a
+// namespace. Result.ConnectsSource says which way a run was counted.
 package lab

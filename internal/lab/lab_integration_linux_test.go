@@ -71,7 +71,7 @@ func derefU(p *uint64) any {
 func checkRecovered(t *testing.T, res *Result, clients int) {
 	t.Helper()
 	conns := clients
-	if res.Strategy == "go-redis" || res.Strategy == "valkey-go" {
+	if res.Strategy == "go-redis" || res.Strategy == "valkey-go" || res.Strategy == GLIDEStrategy {
 		// An instance's goroutines share the library's connections
 		// (valkey-go multiplexes all of them over one).
 		conns = res.Instances
@@ -119,11 +119,11 @@ func TestIntegrationKill(t *testing.T) {
 func TestIntegrationEveryStrategy(t *testing.T) {
 	sb := newServer(t, 4096)
 	const clients = 20
-	for _, s := range Strategies {
+	for _, s := range AvailableStrategies() {
 		c := Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: clients, Strategy: s, Scenario: "kill",
 			Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second,
 			WarmupTimeout: 20 * time.Second}
-		if s == "go-redis" || s == "valkey-go" {
+		if s == "go-redis" || s == "valkey-go" || s == GLIDEStrategy {
 			c.Instances = 2 // two processes, ten goroutines sharing each client
 		}
 		res := runLab(t, c)

@@ -46,13 +46,50 @@ func newRecorder(clients int, horizon time.Duration) *recorder {
 func (r *recorder) since(t time.Time) int64 { return max(int64(t.Sub(r.start)), 1) }
 
 // dial records one network dial starting now.
-func (r *recorder) dial() {
-	r.dials.Add(1)
+func (r *recorder) dial() { r.addDials(1) }
+
+// addDialsOver records n dials known only to have happened between from
+// and to (two samples of a kernel counter). They are spread over the
+// buckets in proportion to each bucket's share of the interval: a sample
+// that came late (the sampler starved by the storm it measures) must not
+// show its whole interval as one bucket's burst.
+func (r *recorder) addDialsOver(n int64, from, to time.Time) {
+	if n <= 0 {
+		return
+	}
+	lo, hi := max(from.Sub(r.start), 0), max(to.Sub(r.start), 0)
+	last := len(r.timeline) - 1
+	r.dials.Add(n)
+	if hi <= lo {
+		r.timeline[min(int(hi/Bucket), last)].Add(n)
+		return
+	}
+	left := n
+	for b := lo / Bucket; left > 0; b++ {
+		i := min(int(b), last)
+		end := min((b+1)*Bucket, hi)
+		share := int64(math.Round(float64(n) * float64(end-max(b*Bucket, lo)) / float64(hi-lo)))
+		if end >= hi || i == last {
+			share = left
+		}
+		share = min(share, left)
+		r.timeline[i].Add(share)
+		left -= share
+	}
+}
+
+// addDials records n network dials seen since the last call (a kernel
+// counter's delta, for a client library whose dials the lab cannot hook).
+func (r *recorder) addDials(n int64) {
+	if n <= 0 {
+		return
+	}
+	r.dials.Add(n)
 	i := int(time.Since(r.start) / Bucket)
 	if i >= len(r.timeline) {
 		i = len(r.timeline) - 1
 	}
-	r.timeline[i].Add(1)
+	r.timeline[i].Add(n)
 }
 
 func (r *recorder) dialFailed(err error) {

@@ -104,3 +104,41 @@ func sum(v []int64) (s int64) {
 	}
 	return s
 }
+
+// TestAddDialsOver: dials known only to fall between two samples are
+// spread over the buckets by each bucket's share of the interval, and
+// every one of them is counted once.
+func TestAddDialsOver(t *testing.T) {
+	d := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	tests := []struct {
+		name     string
+		n        int64
+		from, to time.Duration // since the recorder's start
+		want     []int64       // buckets 0..len-1
+	}{
+		{"one bucket", 7, d(110), d(190), []int64{0, 7, 0}},
+		{"three whole buckets", 30, d(0), d(300), []int64{10, 10, 10, 0}},
+		{"late sample: 700ms lumped", 700, d(100), d(800), []int64{0, 100, 100, 100, 100, 100, 100, 100, 0}},
+		{"uneven edges", 10, d(50), d(250), []int64{3, 5, 2}},
+		{"empty interval: the current bucket", 4, d(120), d(120), []int64{0, 4}},
+		{"past the horizon: the last bucket", 6, d(900), d(5000), []int64{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6}},
+		{"nothing", 0, d(0), d(300), []int64{0, 0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRecorder(1, time.Second) // 11 buckets
+			r.addDialsOver(tt.n, r.start.Add(tt.from), r.start.Add(tt.to))
+			var sum int64
+			for i := range r.timeline {
+				v := r.timeline[i].Load()
+				sum += v
+				if i < len(tt.want) && v != tt.want[i] {
+					t.Errorf("bucket %d = %d, want %d (timeline %v)", i, v, tt.want[i], r.timelineFrom(0, int64(time.Hour)))
+				}
+			}
+			if sum != tt.n || r.dials.Load() != tt.n {
+				t.Errorf("timeline holds %d, dials %d; want %d", sum, r.dials.Load(), tt.n)
+			}
+		})
+	}
+}

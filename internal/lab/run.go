@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stormguard/stormguard/dialer"
@@ -23,6 +24,16 @@ type run struct {
 	dialer  *sourceDialer
 	sources int // source addresses the instances are spread over (≤1: the kernel's choice)
 	rec     *recorder
+	// adminDials counts the admin connection's dials, which the kernel
+	// counters (valkey-glide) see and the lab subtracts.
+	adminDials atomic.Int64
+}
+
+// adminDial is the admin connection's dial: never a client's. It comes
+// from the kernel's choice of source address.
+func (r *run) adminDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.adminDials.Add(1)
+	return r.dialer.from(netip.Addr{})(ctx, network, addr)
 }
 
 // countedDial returns the DialFunc of one instance: its connections come
@@ -62,7 +73,11 @@ func FDsNeeded(cfg Config) int {
 	if cfg.Strategy == "pool-unbounded" {
 		per = cfg.PoolSize
 	}
-	return cfg.Clients*per + 2*cfg.Instances + 256 + prefetch
+	inst := 2
+	if cfg.Strategy == GLIDEStrategy {
+		inst = glideFDsPerClient
+	}
+	return cfg.Clients*per + inst*cfg.Instances + 256 + prefetch
 }
 
 // Run replays one storm and measures it. ctx cancellation stops it early
@@ -87,8 +102,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
 		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{}}
 
-	// The admin connection comes from the kernel's choice of address.
-	adm := &admin{dial: sd.from(netip.Addr{}), addr: cfg.Target, user: cfg.User, pass: cfg.Password}
+	adm := &admin{dial: r.adminDial, addr: cfg.Target, user: cfg.User, pass: cfg.Password}
 	defer adm.close()
 	if _, err := adm.do(ctx, "PING"); err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
@@ -97,6 +111,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	// valkey-glide dials from its Rust core: count its connects in the
+	// kernel (see kernelDials), from before its first client on.
+	var kd *kernelDials
+	if cfg.Strategy == GLIDEStrategy {
+		snmp, err := openTCPSNMP(cfg.NetNS)
+		if err != nil {
+			return nil, err
+		}
+		defer snmp.close()
+		if kd, err = newKernelDials(snmp, r.rec, r.adminDials.Load); err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kd.run(cctx)
+		}()
+	}
 	var libs []pinger
 	var libMu sync.Mutex
 	launchErr := make(chan error, 1)
@@ -133,6 +165,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				var err error
 				if p, err = r.newValkeyGo(cctx, r.countedDial(k)); err != nil {
 					launchErr <- fmt.Errorf("valkey-go client: %w", err)
+					return
+				}
+			case GLIDEStrategy:
+				var err error
+				if p, err = r.newValkeyGlide(cctx); err != nil {
+					launchErr <- fmt.Errorf("valkey-glide client: %w", err)
 					return
 				}
 			}
@@ -186,6 +224,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r.progress("warm-up: %d/%d clients up", r.rec.warmCount.Load(), cfg.Clients)
 		}
 	}
+	if kd != nil {
+		kd.sample()
+	}
 	res.WarmupConnectAttempts = r.rec.dials.Load()
 	if cfg.Scenario != "churn" {
 		r.progress("all %d clients up; holding %s", cfg.Clients, cfg.Hold)
@@ -197,7 +238,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// Baselines just before the disruption.
 	ext0, extErr := tcpExt(cfg.NetNS)
 	info0, infoErr := adm.stats(ctx, 5*time.Second)
+	if kd != nil {
+		kd.sample()
+	}
 	dials0, fails0, cmds0 := r.rec.dials.Load(), r.rec.dialFails.Load(), r.rec.failedCmds.Load()
+	// The timeline starts here too, not at t0: clients can react before
+	// the lab marks t0 (GLIDE reconnects on EOF while the CLIENT KILL is
+	// still running), and their dials belong in the chart and the peak.
+	tBase := time.Now()
 
 	disrupted := make(chan time.Time, 1)
 	disruptErr := make(chan error, 1)
@@ -269,6 +317,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	tEnd := time.Now()
+	if kd != nil {
+		kd.sample()
+	}
 	<-done
 	if err := <-disruptErr; err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Scenario, err)
@@ -277,6 +328,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cancel()
 
 	// Measurements.
+	res.ConnectsSource = ConnectsFromHook
+	if kd != nil {
+		res.ConnectsSource = ConnectsFromKernel + " (netns " + cfg.NetNS + ")"
+		if err := kd.failure(); err != nil {
+			res.Errors["connect_attempts"] = err.Error()
+		}
+	}
 	res.ConnectAttempts = dials1 - dials0
 	res.ConnectFailures = fails1 - fails0
 	res.FailedCommands = cmds1 - cmds0
@@ -284,7 +342,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if s := tEnd.Sub(t0).Seconds(); s > 0 {
 		res.ConnectsPerSec = float64(res.ConnectAttempts) / s
 	}
-	res.Timeline = r.rec.timelineFrom(r.rec.since(t0), r.rec.since(tEnd))
+	res.Timeline = r.rec.timelineFrom(r.rec.since(tBase), r.rec.since(tEnd))
 	res.PeakConnectsPerSec, res.PeakConnects1s = peakRates(res.Timeline)
 	times := r.rec.recoveryTimes()
 	res.RecoveredClients = len(times)

@@ -1,0 +1,160 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/signal"
+)
+
+// ConnectsFromKernel says where connect_attempts and connect_failures come
+// from for a strategy whose client library dials by itself (valkey-glide:
+// its Rust core opens the sockets, there is no dial hook to count through).
+const ConnectsFromKernel = "kernel: delta of Tcp ActiveOpens (attempts) and Tcp AttemptFails (failures) " +
+	"from /proc/net/snmp of the client's network namespace, sampled every 100ms, minus the lab's admin connects"
+
+// ConnectsFromHook is the source of the figures for every other strategy.
+const ConnectsFromHook = "dial hook: every network dial of the clients goes through the lab's counting dialer"
+
+// tcpSNMP reads the Tcp section of /proc/net/snmp of one network namespace.
+// The file is opened once on a thread inside the namespace (an open
+// /proc/net file stays bound to the namespace of the thread that opened
+// it) and read again from the start for every sample.
+type tcpSNMP struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func openTCPSNMP(nsPath string) (*tcpSNMP, error) {
+	var f *os.File
+	err := netns.Do(nsPath, func() error {
+		var err error
+		f, err = os.Open("/proc/thread-self/net/snmp")
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open /proc/net/snmp of netns %s: %w", nsPath, err)
+	}
+	return &tcpSNMP{f: f}, nil
+}
+
+// read returns the current Tcp counters (ActiveOpens, AttemptFails, …).
+func (s *tcpSNMP) read() (map[string]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil, errors.New("read /proc/net/snmp: closed")
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("read /proc/net/snmp: %w", err)
+	}
+	all, err := signal.ParseProcNetStats(s.f)
+	if err != nil {
+		return nil, fmt.Errorf("parse /proc/net/snmp: %w", err)
+	}
+	tcp := all["Tcp"]
+	for _, k := range []string{"ActiveOpens", "AttemptFails"} {
+		if _, ok := tcp[k]; !ok {
+			return nil, fmt.Errorf("/proc/net/snmp has no Tcp %s", k)
+		}
+	}
+	return tcp, nil
+}
+
+func (s *tcpSNMP) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
+// kernelDials feeds the recorder's dial counters and timeline from the
+// kernel's Tcp ActiveOpens and AttemptFails of the clients' namespace, for
+// a client library that dials by itself. ActiveOpens counts every
+// connect(2) that sent a SYN; AttemptFails counts connections that died in
+// SYN-SENT or SYN-RECV (a refused or timed-out connect, and on the server
+// side of the same namespace an embryonic connection reset by its client).
+// Every connect in the namespace counts, so the lab subtracts its own admin
+// connects; anything else connecting in that namespace (another process,
+// the sandbox's readiness PINGs after a restart) is counted too.
+type kernelDials struct {
+	snmp  *tcpSNMP
+	rec   *recorder
+	admin func() int64 // the admin connection's dials so far
+
+	mu sync.Mutex
+	// At the start: ActiveOpens, AttemptFails, admin dials.
+	opens0, fails0, admins0 int64
+	// Added to the recorder so far. Dials are emitted as the running
+	// total, so an admin dial counted before its SYN reached the kernel
+	// cannot push one sample below zero and be lost.
+	dials, fails int64
+	at           time.Time // the last sample
+	err          error
+}
+
+func newKernelDials(snmp *tcpSNMP, rec *recorder, admin func() int64) (*kernelDials, error) {
+	k := &kernelDials{snmp: snmp, rec: rec, admin: admin}
+	tcp, err := snmp.read()
+	if err != nil {
+		return nil, err
+	}
+	k.opens0, k.fails0, k.admins0 = int64(tcp["ActiveOpens"]), int64(tcp["AttemptFails"]), admin()
+	k.at = time.Now()
+	return k, nil
+}
+
+// sample adds the counters' growth since the last sample to the recorder,
+// spread over the timeline buckets since the last sample.
+func (k *kernelDials) sample() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	tcp, err := k.snmp.read()
+	if err != nil {
+		if k.err == nil {
+			k.err = err
+		}
+		return
+	}
+	dials := int64(tcp["ActiveOpens"]) - k.opens0 - (k.admin() - k.admins0)
+	fails := int64(tcp["AttemptFails"]) - k.fails0
+	now := time.Now()
+	if d := dials - k.dials; d > 0 {
+		k.rec.addDialsOver(d, k.at, now)
+		k.dials = dials
+	}
+	k.at = now
+	if f := fails - k.fails; f > 0 {
+		k.rec.dialFails.Add(f)
+		k.fails = fails
+	}
+}
+
+// run samples every Bucket until ctx ends.
+func (k *kernelDials) run(ctx context.Context) {
+	t := time.NewTicker(Bucket)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			k.sample()
+		}
+	}
+}
+
+// failure is the first read error, if any (nil if every sample worked).
+func (k *kernelDials) failure() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.err
+}
