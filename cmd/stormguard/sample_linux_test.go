@@ -46,8 +46,10 @@ func TestSampleUnansweredConnectIsPrompt(t *testing.T) {
 	if code != exitUsage {
 		t.Fatalf("exit %d (%q), want %d", code, msg, exitUsage)
 	}
-	if !strings.Contains(msg, "no answer within") || strings.Contains(msg, "\n") {
-		t.Fatalf("message %q; want one line naming the timeout", msg)
+	// Either the connect attempt's own timeout or the sample's deadline
+	// ends the wait (a race under load); both must say the same thing.
+	if !strings.Contains(msg, "no answer within") || !strings.Contains(msg, strconv.Itoa(port)) || strings.Contains(msg, "\n") {
+		t.Fatalf("message %q; want one line naming the address and the timeout", msg)
 	}
 	if took > 5*time.Second {
 		t.Fatalf("took %s; an unanswered connect must not hang past 5s", took)

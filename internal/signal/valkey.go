@@ -330,7 +330,9 @@ func (s *valkeySource) connection(ctx context.Context) (*valkeyConn, error) {
 	select {
 	case <-wait:
 	case <-ctx.Done():
-		return nil, &valkeyDown{reason: fmt.Sprintf("connecting to %s: no answer yet after %s",
+		// Same words as the attempt's own timeout (describeNetErr), so
+		// which of the two deadlines fires first never changes the message.
+		return nil, &valkeyDown{reason: fmt.Sprintf("connecting to %s: no answer within %s (still trying)",
 			s.t.Addr.HostPort(), roundDur(time.Since(started)))}
 	}
 	s.mu.Lock()
