@@ -20,5 +20,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== listenq benchmarks ($(date -u +%FT%TZ), $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 go test -run '^$' -bench 'BenchmarkListenqCollectVsTalk|BenchmarkListenqPoller100Hz' \
-	-benchtime 1x -count "${COUNT:-1}" -timeout 20m ./internal/signal/
+	-benchtime 1x -count "${COUNT:-1}" -timeout 20m ./internal/source/
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"

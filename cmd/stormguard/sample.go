@@ -15,7 +15,7 @@ import (
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sample"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 type sampleOpts struct {
@@ -73,27 +73,27 @@ reason is given under "errors"; the other signals are still printed.`,
 }
 
 // resolveTarget parses the address flags shared by every command.
-func resolveTarget(valkey, passwordFile, ns string) (signal.Target, error) {
+func resolveTarget(valkey, passwordFile, ns string) (source.Target, error) {
 	a, err := addr.Parse(valkey)
 	if err != nil {
-		return signal.Target{}, err
+		return source.Target{}, err
 	}
 	if err := a.ApplyPassword(passwordFile, os.Getenv); err != nil {
-		return signal.Target{}, err
+		return source.Target{}, err
 	}
 	if ns != "" {
 		if err := netns.Check(ns); err != nil {
-			return signal.Target{}, err
+			return source.Target{}, err
 		}
 	}
-	return signal.Target{Addr: a, NetNS: ns}, nil
+	return source.Target{Addr: a, NetNS: ns}, nil
 }
 
 // errValkeyUnreachable reports that the Valkey connection could not be made.
 var errValkeyUnreachable = errors.New("cannot reach Valkey")
 
-func runSample(ctx context.Context, out io.Writer, t signal.Target, o sampleOpts) error {
-	set := signal.Open(ctx, signal.Options{Target: t, Interval: o.interval, Version: version})
+func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts) error {
+	set := source.Open(ctx, source.Options{Target: t, Interval: o.interval, Version: version})
 	defer set.Close()
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: o.interval}
 

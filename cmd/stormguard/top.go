@@ -14,7 +14,7 @@ import (
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/agent"
 	"github.com/stormguard/stormguard/internal/serve"
-	sgsignal "github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 	"github.com/stormguard/stormguard/internal/tui"
 )
 
@@ -62,14 +62,14 @@ running 'stormguard watch'. With neither, it uses the local agent at
 				agentURL = defaultAgentURL
 			}
 			var feed tui.Feed
-			source := ""
+			from := ""
 			if agentURL != "" {
 				if !strings.HasPrefix(agentURL, "http://") && !strings.HasPrefix(agentURL, "https://") {
 					return usageErr(fmt.Errorf("--agent %q: want an http:// or https:// URL", agentURL))
 				}
-				feed, source = tui.AgentFeed(agentURL, token), "agent "+agentURL
+				feed, from = tui.AgentFeed(agentURL, token), "agent "+agentURL
 			} else {
-				var targets []sgsignal.Target
+				var targets []source.Target
 				for _, v := range valkey {
 					t, err := resolveTarget(v, passwordFile, ns)
 					if err != nil {
@@ -81,15 +81,15 @@ running 'stormguard watch'. With neither, it uses the local agent at
 				if err := a.ApplyPassword(passwordFile, os.Getenv); err != nil {
 					return usageErr(err)
 				}
-				hub := serve.NewHub(sgsignal.SourceNames(), 10, 200)
+				hub := serve.NewHub(source.Names(), 10, 200)
 				ag, err := agent.New(agent.Options{Targets: targets, Interval: interval, Version: version, Hub: hub, User: a.User, Password: a.Password})
 				if err != nil {
 					return usageErr(err)
 				}
 				go ag.Run(ctx)
-				feed, source = tui.HubFeed(hub), "local"
+				feed, from = tui.HubFeed(hub), "local"
 			}
-			p := tea.NewProgram(tui.New(feed, interval, source), tea.WithAltScreen(), tea.WithContext(ctx),
+			p := tea.NewProgram(tui.New(feed, interval, from), tea.WithAltScreen(), tea.WithContext(ctx),
 				tea.WithInput(cmd.InOrStdin()), tea.WithOutput(cmd.OutOrStdout()))
 			_, err := p.Run()
 			if err != nil && ctx.Err() == nil && !strings.Contains(err.Error(), "context canceled") {

@@ -22,7 +22,7 @@ import (
 	"github.com/stormguard/stormguard/internal/journal"
 	"github.com/stormguard/stormguard/internal/notify"
 	"github.com/stormguard/stormguard/internal/serve"
-	sgsignal "github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 type watchOpts struct {
@@ -129,7 +129,7 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	if o.interval < 10*time.Millisecond {
 		return usageErr(fmt.Errorf("--interval %s is too short (minimum 10ms)", o.interval))
 	}
-	var targets []sgsignal.Target
+	var targets []source.Target
 	for _, v := range o.valkey {
 		t, err := resolveTarget(v, o.passwordFile, o.netns)
 		if err != nil {
@@ -177,7 +177,7 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 		return usageErr(fmt.Errorf("--defuse %q: want off or auto", o.defuseMode))
 	}
 
-	hub := serve.NewHub(sgsignal.SourceNames(), int(10*time.Minute/o.interval), 1000)
+	hub := serve.NewHub(source.Names(), int(10*time.Minute/o.interval), 1000)
 	jr := journal.Open(journal.Options{Dir: o.journalDir, EventsPath: o.events, Interval: o.interval, Logger: log})
 	defer jr.Close()
 	nctx, ncancel := context.WithCancel(context.Background())

@@ -18,13 +18,13 @@ import (
 	"github.com/stormguard/stormguard/internal/notify"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // Options configure the agent.
 type Options struct {
 	// Targets are explicit targets; empty means discover local servers.
-	Targets []signal.Target
+	Targets []source.Target
 	// Interval between samples (500ms).
 	Interval time.Duration
 	// FastInterval is the interval while a target is not calm, and the
@@ -61,7 +61,7 @@ type Agent struct {
 
 type runner struct {
 	auto   *autoState
-	target signal.Target
+	target source.Target
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -153,7 +153,7 @@ func (a *Agent) Targets() []string {
 	return out
 }
 
-func key(t signal.Target) string { return t.NetNS + "|" + t.Name() }
+func key(t source.Target) string { return t.NetNS + "|" + t.Name() }
 
 func (a *Agent) discoverLoop(ctx context.Context) {
 	a.discoverOnce(ctx)
@@ -183,7 +183,7 @@ func (a *Agent) discoverOnce(ctx context.Context) {
 				continue
 			}
 			ad.User, ad.Password = a.o.User, a.o.Password
-			t := signal.Target{Addr: ad, NetNS: s.NetNS}
+			t := source.Target{Addr: ad, NetNS: s.NetNS}
 			// Namespaces are keyed by inode: /proc/PID/ns/net changes with
 			// the PID, the namespace does not.
 			k := fmt.Sprintf("%d|%s", s.NetNSInode, hp)
@@ -209,7 +209,7 @@ func (a *Agent) discoverOnce(ctx context.Context) {
 	}
 }
 
-func (a *Agent) start(ctx context.Context, k string, t signal.Target, why string) {
+func (a *Agent) start(ctx context.Context, k string, t source.Target, why string) {
 	a.mu.Lock()
 	if _, ok := a.runners[k]; ok {
 		a.mu.Unlock()
@@ -242,8 +242,8 @@ func (a *Agent) stopAll() {
 	}
 }
 
-func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *autoState) {
-	set := signal.Open(ctx, signal.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version})
+func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, auto *autoState) {
+	set := source.Open(ctx, source.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version})
 	defer set.Close()
 	cfg := a.o.Detector
 	cfg.Target = t.Name()
@@ -265,7 +265,7 @@ func (a *Agent) runTarget(ctx context.Context, k string, t signal.Target, auto *
 		attr.step(ctx, st, now)
 		role, x := "", serve.Extras{Sources: attr.current(now), Clients: clientGroups(set, st, now)}
 		if s.Valkey != nil {
-			role = signal.RoleName(s.Valkey.Role)
+			role = source.RoleName(s.Valkey.Role)
 			x.ClusterNodeID = s.Valkey.ClusterNodeID
 		}
 		a.o.Hub.SetExtras(s.Target, x)

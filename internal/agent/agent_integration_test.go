@@ -17,7 +17,7 @@ import (
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 type recorded struct {
@@ -54,9 +54,9 @@ func startAgent(t *testing.T, sb *sandbox.Sandbox, interval time.Duration) (*rec
 		t.Fatal(err)
 	}
 	rec := &recorded{}
-	hub := serve.NewHub(signal.SourceNames(), 100, 100)
+	hub := serve.NewHub(source.Names(), 100, 100)
 	ag, err := agent.New(agent.Options{
-		Targets:  []signal.Target{{Addr: a, NetNS: sb.NetNS}},
+		Targets:  []source.Target{{Addr: a, NetNS: sb.NetNS}},
 		Interval: interval, Hub: hub, OnSample: rec.add,
 	})
 	if err != nil {

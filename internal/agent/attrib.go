@@ -12,7 +12,7 @@ import (
 	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // Attribution policy (docs/design.md, "Attribution"). Socket dumps cost
@@ -35,7 +35,7 @@ const (
 // peerSource is what the attributor needs from the signal set (tests give
 // it a fake).
 type peerSource interface {
-	Peers(ctx context.Context, limit int) (signal.PeerDump, error)
+	Peers(ctx context.Context, limit int) (source.PeerDump, error)
 }
 
 // attributor owns one target's socket-dump attribution. It is used from the
@@ -48,7 +48,7 @@ type attributor struct {
 	timeout  time.Duration
 	limit    int
 
-	tracker signal.PeerTracker
+	tracker source.PeerTracker
 	last    time.Time // last dump attempt
 	prev    detect.State
 	episode time.Time // when the target last left calm
@@ -151,7 +151,7 @@ func (a *attributor) current(now time.Time) *detect.SourceAttribution {
 
 // clientGroups returns the latest grouped CLIENT LIST with its age and a
 // note when it was taken before the current episode.
-func clientGroups(set *signal.Set, st detect.State, now time.Time) *serve.ClientGroups {
+func clientGroups(set *source.Set, st detect.State, now time.Time) *serve.ClientGroups {
 	snap, note := set.ClientGroups()
 	if snap == nil {
 		if note == "" {

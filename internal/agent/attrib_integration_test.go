@@ -18,7 +18,7 @@ import (
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // dialFrom opens n connections from source address src (any 127/8 address
@@ -60,9 +60,9 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorded{}
-	hub := serve.NewHub(signal.SourceNames(), 100, 100)
+	hub := serve.NewHub(source.Names(), 100, 100)
 	ag, err := agent.New(agent.Options{
-		Targets:  []signal.Target{{Addr: a, NetNS: sb.NetNS}},
+		Targets:  []source.Target{{Addr: a, NetNS: sb.NetNS}},
 		Interval: 250 * time.Millisecond, Hub: hub, OnSample: rec.add,
 		// A low floor so 90 connections in a second are a surge.
 		Detector: detect.Config{NewConnFloor: 30},

@@ -12,28 +12,28 @@ import (
 	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // fakePeers serves scripted dumps and counts calls.
 type fakePeers struct {
-	peers []signal.Peer
+	peers []source.Peer
 	err   error
 	calls int
 }
 
-func (f *fakePeers) Peers(_ context.Context, limit int) (signal.PeerDump, error) {
+func (f *fakePeers) Peers(_ context.Context, limit int) (source.PeerDump, error) {
 	f.calls++
 	if f.err != nil {
-		return signal.PeerDump{}, f.err
+		return source.PeerDump{}, f.err
 	}
-	return signal.PeerDump{Peers: append([]signal.Peer(nil), f.peers...)}, nil
+	return source.PeerDump{Peers: append([]source.Peer(nil), f.peers...)}, nil
 }
 
-func conns(ip string, from, n int) []signal.Peer {
-	var out []signal.Peer
+func conns(ip string, from, n int) []source.Peer {
+	var out []source.Peer
 	for i := range n {
-		out = append(out, signal.Peer{State: 1, Local: netip.MustParseAddrPort("10.0.0.1:6379"),
+		out = append(out, source.Peer{State: 1, Local: netip.MustParseAddrPort("10.0.0.1:6379"),
 			Remote: netip.MustParseAddrPort(fmt.Sprintf("%s:%d", ip, from+i))})
 	}
 	return out
@@ -97,7 +97,7 @@ func TestAttributor(t *testing.T) {
 		t.Fatalf("%d dumps, want 5", f.calls)
 	}
 	f.err = nil
-	f.peers = append(f.peers, signal.Peer{State: 12, Local: netip.MustParseAddrPort("10.0.0.1:6379"), Remote: netip.MustParseAddrPort("10.0.7.7:1")})
+	f.peers = append(f.peers, source.Peer{State: 12, Local: netip.MustParseAddrPort("10.0.0.1:6379"), Remote: netip.MustParseAddrPort("10.0.7.7:1")})
 	a.step(ctx, detect.Storm, t0.Add(5*time.Second))
 	if r := a.current(t0.Add(5 * time.Second)); r.Basis != "syn_recv_only" || r.Total != 1 || r.SynRecv != 1 || r.Since != nil {
 		t.Errorf("after a failure: %+v", r)

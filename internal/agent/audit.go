@@ -5,14 +5,14 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/checklist"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // auditAtOnset runs the kernel part of the checklist when a storm begins
 // and records the findings as an event, so the capture (and the
 // postmortem) shows the host's configuration at the time. Kernel only:
 // principle 1, no extra connection or command to Valkey during a storm.
-func (a *Agent) auditAtOnset(ctx context.Context, t signal.Target) {
+func (a *Agent) auditAtOnset(ctx context.Context, t source.Target) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	f, err := checklist.Gather(ctx, checklist.Options{NetNS: t.NetNS, Window: time.Second, NoClientList: true})

@@ -10,7 +10,7 @@ import (
 	"github.com/stormguard/stormguard/internal/defuse"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/notify"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // AutoDefuse arms mitigations when a target enters storm and reverts them
@@ -87,7 +87,7 @@ type autoState struct {
 }
 
 // autoDefuse is called after every sample of a target.
-func (a *Agent) autoDefuse(ctx context.Context, t signal.Target, st *autoState, state detect.State, now time.Time) {
+func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, state detect.State, now time.Time) {
 	o := a.o.AutoDefuse
 	if o == nil {
 		return
@@ -138,11 +138,11 @@ func (a *Agent) autoDefuse(ctx context.Context, t signal.Target, st *autoState, 
 	}()
 }
 
-func (a *Agent) manager(t signal.Target) *defuse.Manager {
+func (a *Agent) manager(t source.Target) *defuse.Manager {
 	return &defuse.Manager{StatePath: a.o.AutoDefuse.StatePath, NetNS: t.NetNS, Valkey: t.Addr, Logger: a.o.Logger}
 }
 
-func (a *Agent) arm(ctx context.Context, t signal.Target, st *autoState, ttl time.Duration) {
+func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl time.Duration) {
 	o := a.o.AutoDefuse
 	m := a.manager(t)
 	var armed []defuse.Mitigation
@@ -176,7 +176,7 @@ const holdQuiet = 5 * time.Second
 // dropping: the detector cannot see SYNs the limit drops before TCP, so a
 // storm held back by the limit looks calm. Reverting then would let it
 // straight back in.
-func (a *Agent) maybeDisarm(ctx context.Context, t signal.Target, st *autoState, now time.Time) {
+func (a *Agent) maybeDisarm(ctx context.Context, t source.Target, st *autoState, now time.Time) {
 	list, err := a.manager(t).List(ctx)
 	if err != nil {
 		a.disarm(ctx, t, st, "target is calm again")
@@ -204,7 +204,7 @@ func (a *Agent) maybeDisarm(ctx context.Context, t signal.Target, st *autoState,
 	a.disarm(ctx, t, st, fmt.Sprintf("target is calm again and the mitigation dropped nothing for %s", quiet.Round(time.Second)))
 }
 
-func (a *Agent) disarm(ctx context.Context, t signal.Target, st *autoState, why string) {
+func (a *Agent) disarm(ctx context.Context, t source.Target, st *autoState, why string) {
 	st.mu.Lock()
 	armed := st.armed
 	st.armed, st.first, st.packets, st.quietSince = nil, time.Time{}, 0, time.Time{}
@@ -232,7 +232,7 @@ func (a *Agent) disarmAll(ctx context.Context) {
 	}
 }
 
-func (a *Agent) defuseEvent(ctx context.Context, t signal.Target, what string, mt defuse.Mitigation, reason string) {
+func (a *Agent) defuseEvent(ctx context.Context, t source.Target, what string, mt defuse.Mitigation, reason string) {
 	ev := map[string]any{"time": time.Now().UTC(), "type": "defuse", "target": t.Name(), "action": what,
 		"mitigation": mt, "reason": reason}
 	a.event(ctx, ev)

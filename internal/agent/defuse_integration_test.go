@@ -20,7 +20,7 @@ import (
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // flood dials the target from inside the namespace as fast as workers
@@ -59,12 +59,12 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	a, _ := addr.Parse(sb.Addr())
 	state := filepath.Join(t.TempDir(), "defuse.json")
 	const interval = 250 * time.Millisecond
-	hub := serve.NewHub(signal.SourceNames(), 100, 100)
+	hub := serve.NewHub(source.Names(), 100, 100)
 	var mu sync.Mutex
 	var stormAt time.Time
 	var last *sample.Sample
 	ag, err := agent.New(agent.Options{
-		Targets: []signal.Target{{Addr: a, NetNS: sb.NetNS}}, Interval: interval, Hub: hub,
+		Targets: []source.Target{{Addr: a, NetNS: sb.NetNS}}, Interval: interval, Hub: hub,
 		Detector:   detect.Config{StormQuiet: time.Second, CalmQuiet: 2 * time.Second, SurgeQuiet: 2 * time.Second},
 		AutoDefuse: &agent.AutoDefuse{Actions: []defuse.Action{defuse.RatelimitSYN}, TTL: 30 * time.Second, Rate: defuse.Rate{N: 5, Unit: "second"}, StatePath: state},
 		OnSample: func(s *sample.Sample, st detect.State) {

@@ -25,7 +25,7 @@ import (
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // Helpers shared by the reliability tests and the watch benchmarks.
@@ -102,7 +102,7 @@ func readOverflows(f *os.File, buf []byte) (uint64, error) {
 	if n == 0 && err != nil {
 		return 0, fmt.Errorf("read netstat: %w", err)
 	}
-	st, err := signal.ParseProcNetStats(bytes.NewReader(buf[:n]))
+	st, err := source.ParseProcNetStats(bytes.NewReader(buf[:n]))
 	if err != nil {
 		return 0, err
 	}
@@ -233,9 +233,9 @@ func startAgent2(tb testing.TB, sb *sandbox.Sandbox, rec *watchRec, interval tim
 	if err != nil {
 		tb.Fatal(err)
 	}
-	hub = serve.NewHub(signal.SourceNames(), 100, 100)
+	hub = serve.NewHub(source.Names(), 100, 100)
 	o := agent.Options{
-		Targets:  []signal.Target{{Addr: a, NetNS: sb.NetNS}},
+		Targets:  []source.Target{{Addr: a, NetNS: sb.NetNS}},
 		Interval: interval, Hub: hub, OnSample: rec.onSample,
 	}
 	if adjust != nil {

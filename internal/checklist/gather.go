@@ -21,7 +21,7 @@ import (
 
 // CounterReader reads the TCP counters (CounterNames) of the network
 // namespace at nsPath ("" = stormguard's own). It is a field of Options so
-// the checklist can later read them through internal/signal's tcpstat
+// the checklist can later read them through internal/source's tcpstat
 // source instead of its own minimal parser.
 type CounterReader func(ctx context.Context, nsPath string) (map[string]uint64, error)
 

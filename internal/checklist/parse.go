@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/stormguard/stormguard/internal/clientlist"
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 	"github.com/stormguard/stormguard/internal/valkeyreply"
 )
 
@@ -45,7 +45,7 @@ func ParseLimitsNoFile(s string) (uint64, error) {
 // out. Only names in want are kept when want is non-empty.
 func ParseNetstat(r io.Reader, want []string) (map[string]uint64, error) {
 	// One parser of these files for the whole project: the tcp source's.
-	st, err := signal.ParseProcNetStats(r)
+	st, err := source.ParseProcNetStats(r)
 	if err != nil {
 		return nil, err
 	}

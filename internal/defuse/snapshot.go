@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/signal"
+	"github.com/stormguard/stormguard/internal/source"
 
 	"github.com/stormguard/stormguard/internal/addr"
 )
@@ -125,7 +125,7 @@ func ReadSnapshot(ctx context.Context, ns string, a addr.Addr, window time.Durat
 // "Prefix: Name Name…" / "Prefix: value value…", keyed "Prefix.Name".
 func parseNetstat(b []byte) map[string]int64 {
 	out := map[string]int64{}
-	st, err := signal.ParseProcNetStats(bytes.NewReader(b))
+	st, err := source.ParseProcNetStats(bytes.NewReader(b))
 	if err != nil {
 		return out
 	}

@@ -23,7 +23,7 @@ import (
 
 // readSNMP reads one "Prefix: names / Prefix: values" pair file into a map.
 // A deliberately small reader for this test; the real source lives in
-// internal/signal.
+// internal/source.
 func readSNMP(t *testing.T, path string, out map[string]uint64) {
 	t.Helper()
 	f, err := os.Open(path)

@@ -1,0 +1,163 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"net/netip"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/clientlist"
+)
+
+// Attribution support: the sources can answer two questions beyond the
+// sample, both asked by the agent only when it needs them.
+//
+//   - Peers: a bounded sock_diag dump of the port's SYN_RECV and
+//     ESTABLISHED sockets (kernel side, no load on Valkey), for "who opens
+//     the new connections".
+//   - ClientGroups: the last CLIENT LIST taken over the reserved connection,
+//     grouped; it is taken only while the agent says the target is calm and
+//     Valkey itself looks calm (valkey.go: clientListDue).
+
+// PeerDump is one bounded dump of the connections on a target's port.
+type PeerDump struct {
+	Time  time.Time
+	Peers []Peer
+	// Truncated is set when the dump stopped at its limit: Peers is then
+	// the first sockets of the kernel's hash walk, a sample in hash order
+	// (not age order) of the whole set.
+	Truncated bool
+	// Took is how long the dump took.
+	Took time.Duration
+}
+
+// peerDumper is implemented by the listenq source on Linux.
+type peerDumper interface {
+	dumpPeers(ctx context.Context, limit int) (PeerDump, error)
+}
+
+// Peers dumps up to limit sockets (SYN_RECV and ESTABLISHED) on the
+// target's port, in the target's network namespace, through a sock_diag
+// socket of its own (so it never delays the accept-queue poller or Collect).
+// It is unavailable where sock_diag is (not Linux, not permitted).
+func (s *Set) Peers(ctx context.Context, limit int) (PeerDump, error) {
+	for _, src := range s.Sources {
+		if d, ok := src.(peerDumper); ok {
+			return d.dumpPeers(ctx, limit)
+		}
+	}
+	return PeerDump{}, &Unavailable{Reason: "socket dump: no sock_diag source for this target", Err: errors.ErrUnsupported}
+}
+
+// valkeySourceOf returns the set's valkey source, if it opened.
+func (s *Set) valkeySourceOf() *valkeySource {
+	for _, src := range s.Sources {
+		if v, ok := src.(*valkeySource); ok {
+			return v
+		}
+	}
+	return nil
+}
+
+// AllowHeavy tells the valkey source whether the agent considers the target
+// calm, which CLIENT LIST (and CLUSTER MYID) additionally require. It is off
+// until the agent turns it on, so one-shot commands never send them.
+func (s *Set) AllowHeavy(calm bool) {
+	if v := s.valkeySourceOf(); v != nil {
+		v.heavyOK.Store(calm)
+	}
+}
+
+// ClientGroups returns the last grouped CLIENT LIST (nil before the first)
+// and, when the latest attempt was refused, why.
+func (s *Set) ClientGroups() (*clientlist.Snapshot, string) {
+	v := s.valkeySourceOf()
+	if v == nil {
+		return nil, "valkey source not open"
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.clients, v.clientsNote
+}
+
+// RoleName maps INFO replication's role to the words the API uses:
+// master → primary, slave → replica (Valkey 8 still says master/slave in
+// INFO). Anything else is returned as is; "" stays "".
+func RoleName(role string) string {
+	switch role {
+	case "master":
+		return "primary"
+	case "slave":
+		return "replica"
+	}
+	return role
+}
+
+// PeerTracker remembers the connections of the previous dump so the next
+// one yields only what is new. It keeps 8 bytes per connection (a keyed
+// hash of the 4-tuple), so tracking 20,000 connections costs ~0.5 MB.
+// Its zero value is ready to use; it is not safe for concurrent use.
+type PeerTracker struct {
+	seed      maphash.Seed
+	seeded    bool
+	prev      map[uint64]struct{}
+	prevTime  time.Time
+	prevOK    bool
+	prevTrunc bool
+}
+
+// NewPeers is what one dump adds over the previous one.
+type NewPeers struct {
+	// Since is the previous dump's time: every ESTABLISHED connection
+	// counted opened after it. Zero when there was no previous dump, in
+	// which case only half-open (SYN_RECV) sockets are counted.
+	Since time.Time
+	// Addrs are the remote addresses of the new connections: every
+	// SYN_RECV socket, and every ESTABLISHED socket whose 4-tuple was not
+	// in the previous dump.
+	Addrs []netip.Addr
+	// SynRecv and Established split Addrs by state; Scanned is the dump
+	// size; Approximate is set when this dump or the previous one was
+	// truncated (a connection missed by the previous dump reads as new).
+	SynRecv, Established, Scanned int
+	Approximate                   bool
+}
+
+// Next diffs d against the previous dump and remembers d for the next call.
+// A request socket (SYN_RECV) always counts: it is at most one handshake
+// timeout old. An ESTABLISHED socket counts when its 4-tuple is new, so a
+// request socket that completed between two dumps counts in both: once as
+// an attempt, once as an admitted connection.
+func (t *PeerTracker) Next(d PeerDump) NewPeers {
+	if !t.seeded {
+		t.seed, t.seeded = maphash.MakeSeed(), true
+	}
+	out := NewPeers{Scanned: len(d.Peers), Approximate: d.Truncated || t.prevTrunc}
+	if t.prevOK {
+		out.Since = t.prevTime
+	}
+	cur := make(map[uint64]struct{}, len(d.Peers))
+	for _, p := range d.Peers {
+		if p.HalfOpen() {
+			out.SynRecv++
+			out.Addrs = append(out.Addrs, p.Remote.Addr())
+			continue
+		}
+		k := maphash.Comparable(t.seed, [2]netip.AddrPort{p.Local, p.Remote})
+		cur[k] = struct{}{}
+		if !t.prevOK {
+			continue
+		}
+		if _, old := t.prev[k]; !old {
+			out.Established++
+			out.Addrs = append(out.Addrs, p.Remote.Addr())
+		}
+	}
+	t.prev, t.prevTime, t.prevOK, t.prevTrunc = cur, d.Time, true, d.Truncated
+	return out
+}
+
+// Reset forgets the previous dump (the target restarted, or a dump failed
+// and the next diff would span an unknown gap).
+func (t *PeerTracker) Reset() { t.prev, t.prevOK = nil, false }

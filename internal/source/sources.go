@@ -1,0 +1,102 @@
+package source
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/sample"
+)
+
+// Options configure the sources of one target.
+type Options struct {
+	Target Target
+	// Interval is the sampling interval; sources that keep their own
+	// faster pollers (the accept queue) report the interval's peak.
+	Interval time.Duration
+	// ListenPoll is how often the accept queue is polled between samples
+	// (default 10ms = 100 Hz).
+	ListenPoll time.Duration
+	// Logger receives debug and warning messages; nil discards them.
+	Logger *slog.Logger
+	// Version is stormguard's version, sent to Valkey as CLIENT SETINFO
+	// lib-ver on the reserved connection ("" = "dev").
+	Version string
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// opener opens one source for a target. Opening must not fail for reasons
+// that may pass (a server that is down, a namespace not there yet): such a
+// source opens and reports unavailable per sample until it recovers.
+type opener struct {
+	name string
+	open func(ctx context.Context, o Options) (sample.Source, error)
+}
+
+// openers is the explicit table of sources, in display order.
+var openers = []opener{
+	{name: "listenq", open: openListenq},
+	{name: "valkey", open: openValkey},
+	{name: "tcp", open: openTCPStat},
+	{name: "conntrack", open: openConntrack},
+	{name: "nic", open: openNIC},
+}
+
+// Set is the open sources of one target.
+type Set struct {
+	Sources []sample.Source
+	closers []func() error
+}
+
+// Open opens every source for o.Target. A source that cannot be opened at
+// all is replaced by one that reports why on every sample.
+func Open(ctx context.Context, o Options) *Set {
+	set := &Set{}
+	for _, op := range openers {
+		src, err := op.open(ctx, o)
+		if err != nil {
+			o.logger().Warn("signal source unavailable", "source", op.name, "target", o.Target.Name(), "err", err)
+			src = failed{name: op.name, err: Classify("open "+op.name, err)}
+		}
+		set.Sources = append(set.Sources, src)
+		if c, ok := src.(interface{ Close() error }); ok {
+			set.closers = append(set.closers, c.Close)
+		}
+	}
+	return set
+}
+
+// Close releases every source's sockets and files.
+func (s *Set) Close() error {
+	var first error
+	for _, c := range s.closers {
+		if err := c(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// failed is a source that could not be opened.
+type failed struct {
+	name string
+	err  error
+}
+
+func (f failed) Name() string                                  { return f.name }
+func (f failed) Collect(context.Context, *sample.Sample) error { return f.err }
+
+// Names lists every source in table order.
+func Names() []string {
+	out := make([]string, 0, len(openers))
+	for _, op := range openers {
+		out = append(out, op.name)
+	}
+	return out
+}
