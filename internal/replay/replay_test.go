@@ -35,7 +35,7 @@ func synth(target string, t0 time.Time, dt time.Duration, n, stormAt int) []byte
 			conns += 50 * dt.Seconds()
 		}
 		s := &sample.Sample{Time: t, Target: target, Port: 6379, IntervalMS: float64(dt.Milliseconds()),
-			Listen: &sample.Listen{Depth: sample.U64(depth), DepthMax: sample.U64(depth), Limit: sample.U64(128), Sockets: 1},
+			Listen:  &sample.Listen{Depth: sample.U64(depth), DepthMax: sample.U64(depth), Limit: sample.U64(128), Sockets: 1},
 			SynRecv: sample.U64(0), Established: sample.U64(60),
 			TCP: &sample.TCP{ListenOverflows: sample.U64(uint64(drops)), ListenDrops: sample.U64(uint64(drops)),
 				ReqQFullDrop: sample.U64(0), ReqQFullDoCookies: sample.U64(0), PassiveOpens: sample.U64(uint64(passive))},
