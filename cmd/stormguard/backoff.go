@@ -149,20 +149,11 @@ func (o backoffOpts) policy(cmd *cobra.Command) (backoff.Policy, error) {
 			return nil, errors.New("--retries, --factor, --exponent-base and --jitter-percent must not be negative")
 		}
 	}
-	var p backoff.Policy
-	switch o.strategy {
-	case "glide":
-		p = backoff.GLIDE{Retries: o.retries, Factor: o.factor, ExponentBase: o.exponentBase, JitterPercent: o.jitterPercent}
-	case "full-jitter":
-		p = backoff.FullJitter{Base: o.base, Cap: o.cap}
-	case "equal-jitter":
-		p = backoff.EqualJitter{Base: o.base, Cap: o.cap}
-	case "decorrelated":
-		p = backoff.DecorrelatedJitter{Base: o.base, Cap: o.cap}
-	case "grpc":
-		p = backoff.GRPC{Initial: o.base, Max: o.cap}
-	}
-	if err := p.Validate(); err != nil {
+	p, err := backoff.ByName(o.strategy, backoff.Params{
+		GLIDE: backoff.GLIDE{Retries: o.retries, Factor: o.factor, ExponentBase: o.exponentBase, JitterPercent: o.jitterPercent},
+		Base:  o.base, Cap: o.cap,
+	})
+	if err != nil {
 		// Drop the package prefix: the flag names say what was wrong.
 		return nil, errors.New(strings.TrimPrefix(err.Error(), backoff.ErrInvalidConfig.Error()+": "))
 	}
