@@ -70,7 +70,14 @@ func ByName(name string, p Params) (Policy, error) {
 	case "decorrelated":
 		pol = DecorrelatedJitter{Base: p.Base, Cap: p.Cap}
 	case "grpc":
-		pol = GRPC{Initial: p.Base, Max: p.Cap}
+		g := DefaultGRPC()
+		if p.Base != 0 {
+			g.Initial = p.Base
+		}
+		if p.Cap != 0 {
+			g.Max = p.Cap
+		}
+		pol = g
 	default:
 		return nil, fmt.Errorf("%w: unknown policy %q", ErrInvalidConfig, name)
 	}

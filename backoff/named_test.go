@@ -19,7 +19,8 @@ func TestByName(t *testing.T) {
 		{"full-jitter", Params{Base: time.Millisecond, Cap: time.Second}, FullJitter{Base: time.Millisecond, Cap: time.Second}, false},
 		{"equal-jitter", Params{}, EqualJitter{}, false},
 		{"decorrelated", Params{Base: time.Second}, DecorrelatedJitter{Base: time.Second}, false},
-		{"grpc", Params{Base: 2 * time.Second}, GRPC{Initial: 2 * time.Second}, false},
+		{"grpc", Params{Base: 2 * time.Second}, func() GRPC { g := DefaultGRPC(); g.Initial = 2 * time.Second; return g }(), false},
+		{"glide", Params{GLIDE: GLIDE{Factor: 100}}, nil, true}, // 0 retries
 		{"full-jitter", Params{Base: time.Minute, Cap: time.Second}, nil, true},
 		{"glide", Params{GLIDE: GLIDE{JitterPercent: 101}}, nil, true},
 		{"fixed", Params{Delay: -time.Second}, nil, true},

@@ -17,6 +17,14 @@ type cliResult struct {
 	Took time.Duration
 }
 
+// hangBound tells a command that fails promptly from one that hangs: the
+// failures these tests provoke end within a second on an idle machine,
+// while a hang would last until a kernel timeout (an unanswered connect
+// retries its SYN for about two minutes). It is generous so that a loaded
+// CI machine never fails a test for being slow; it is below execCLI's own
+// 30 s bound so that a hang is reported as such.
+const hangBound = 20 * time.Second
+
 // execCLI runs the root command in-process, as main does, with a 30 s
 // bound.
 func execCLI(t *testing.T, args ...string) cliResult {

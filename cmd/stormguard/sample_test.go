@@ -59,7 +59,7 @@ func TestSampleErrors(t *testing.T) {
 			if tt.secret != "" && strings.Contains(msg, tt.secret) {
 				t.Fatalf("password leaked: %q", msg)
 			}
-			if took > 5*time.Second {
+			if took > hangBound {
 				t.Fatalf("took %s; must fail promptly", took)
 			}
 		})

@@ -108,7 +108,10 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	}
 	var at struct{ Time time.Time }
 	json.Unmarshal(applied, &at)
-	if lag := at.Time.Sub(st); lag > 2*interval+time.Second {
+	// About one interval is expected; the bound is generous so that a
+	// loaded machine does not fail it, while a mitigation that waits for
+	// the storm to end (tens of seconds here) still does.
+	if lag := at.Time.Sub(st); lag > 2*interval+5*time.Second {
 		t.Errorf("mitigation armed %s after the storm was detected; want about one interval", lag)
 	}
 	if err := sb.Signal(syscall.SIGCONT); err != nil {

@@ -65,13 +65,13 @@ func TestValidate(t *testing.T) {
 }
 
 // TestDefaultGLIDE: a zero Policy.GLIDE is GLIDE's defaults; a set one is
-// kept, explicit 0 retries included.
+// kept, explicit 0% jitter included.
 func TestDefaultGLIDE(t *testing.T) {
 	c := Config{Strategy: "glide"}.withDefaults()
 	if c.Policy.GLIDE != backoff.DefaultGLIDE() {
 		t.Errorf("zero GLIDE -> %+v", c.Policy.GLIDE)
 	}
-	set := backoff.GLIDE{Retries: 0, Factor: 100, ExponentBase: 2, JitterPercent: 20}
+	set := backoff.GLIDE{Retries: 5, Factor: 100, ExponentBase: 2, JitterPercent: 0}
 	c = Config{Strategy: "glide", Policy: backoff.Params{GLIDE: set}}.withDefaults()
 	if c.Policy.GLIDE != set {
 		t.Errorf("explicit GLIDE %+v -> %+v", set, c.Policy.GLIDE)

@@ -11,7 +11,6 @@ import (
 
 type fakeSource struct {
 	name  string
-	delay time.Duration
 	block chan struct{} // when set, Collect waits for it (ignoring ctx)
 	err   error
 	fill  func(*Sample)
@@ -21,9 +20,6 @@ func (f *fakeSource) Name() string { return f.name }
 func (f *fakeSource) Collect(ctx context.Context, s *Sample) error {
 	if f.block != nil {
 		<-f.block
-	}
-	if f.delay > 0 {
-		time.Sleep(f.delay)
 	}
 	if f.fill != nil {
 		f.fill(s)
@@ -42,10 +38,16 @@ func TestSamplerDeadlineAndStale(t *testing.T) {
 			&fakeSource{name: "conntrack", err: errors.New("unavailable: module not loaded")},
 		},
 	}
-	start := time.Now()
-	s := sm.Once(context.Background())
-	if took := time.Since(start); took > time.Second {
-		t.Fatalf("a stuck source delayed the sample by %s", took)
+	// The valkey source blocks until the test ends, so Once returning at
+	// all proves the stuck source did not hold the sample back. The bound
+	// only turns a hang into a failure.
+	got := make(chan *Sample, 1)
+	go func() { got <- sm.Once(context.Background()) }()
+	var s *Sample
+	select {
+	case s = <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a stuck source held the sample back")
 	}
 	if s.TCP == nil || *s.TCP.ListenOverflows != 7 {
 		t.Errorf("fast source's part missing: %+v", s.TCP)
@@ -73,15 +75,22 @@ func TestSamplerDeadlineAndStale(t *testing.T) {
 }
 
 func TestSamplerRunPublishesEveryInterval(t *testing.T) {
+	// The source never answers until the test ends: every sample after
+	// the first proves a stuck source does not stop samples from coming.
+	stuck := make(chan struct{})
+	defer close(stuck)
 	sm := &Sampler{Target: "t:1", Interval: 20 * time.Millisecond,
-		Sources: []Source{&fakeSource{name: "slow", delay: time.Second}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		Sources: []Source{&fakeSource{name: "slow", block: stuck}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var n int
-	sm.Run(ctx, func(*Sample) { n++ })
-	// A source slower than the interval never stops samples from coming.
+	sm.Run(ctx, func(*Sample) {
+		if n++; n == 5 {
+			cancel()
+		}
+	})
 	if n < 5 {
-		t.Fatalf("%d samples in 300ms at 20ms with a 1s source", n)
+		t.Fatalf("%d samples before the 30s bound with a stuck source; want 5", n)
 	}
 }
 
@@ -96,19 +105,17 @@ func TestSamplerWakeAndFast(t *testing.T) {
 	src := &wakingSource{fakeSource: fakeSource{name: "listenq"}, wake: make(chan struct{}, 1)}
 	var fast atomic.Bool
 	times := make(chan time.Time, 100)
-	sm := &Sampler{Target: "t:1", Interval: 2 * time.Second, FastInterval: 20 * time.Millisecond,
+	// The interval is far longer than the test's bound, so every sample
+	// after the first one comes from a wake-up or from fast mode.
+	sm := &Sampler{Target: "t:1", Interval: time.Hour, FastInterval: 20 * time.Millisecond,
 		Sources: []Source{src}, Fast: fast.Load}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go sm.Run(ctx, func(s *Sample) { times <- s.Time })
 	<-times // the first sample comes at once
-	woke := time.Now()
 	src.wake <- struct{}{}
 	select {
-	case at := <-times:
-		if d := at.Sub(woke); d > time.Second {
-			t.Fatalf("woken sample came after %s; the interval is 2s", d)
-		}
+	case <-times:
 	case <-ctx.Done():
 		t.Fatal("a wake-up did not produce a sample")
 	}
@@ -116,15 +123,11 @@ func TestSamplerWakeAndFast(t *testing.T) {
 	fast.Store(true)
 	src.wake <- struct{}{}
 	<-times
-	start := time.Now()
 	for i := 0; i < 5; i++ {
 		select {
 		case <-times:
 		case <-ctx.Done():
-			t.Fatal("fast mode produced too few samples")
+			t.Fatalf("fast mode produced %d samples; want 5", i)
 		}
-	}
-	if d := time.Since(start); d > 1500*time.Millisecond {
-		t.Fatalf("5 fast samples took %s at a 20ms fast interval", d)
 	}
 }

@@ -339,7 +339,7 @@ func TestIntegrationListenQueue(t *testing.T) {
 			collectListenq(t, l)
 			closeV4()
 			closeV6()
-			time.Sleep(300 * time.Millisecond) // ~30 polls of full queues
+			waitPolls(t, l, 5) // polls of the full queues, before the thaw
 			thaw()
 			deadline := time.Now().Add(20 * time.Second)
 			for {
@@ -448,7 +448,7 @@ func TestIntegrationListenQueueReusePort(t *testing.T) {
 	if s.Listen.Sockets != 2 || *s.Established != 20 || *s.Listen.Depth > 20 || *s.Listen.Depth < 10 {
 		t.Fatalf("sample %s; want 2 sockets, 20 established, fullest queue holding 10..20", describe(s))
 	}
-	time.Sleep(100 * time.Millisecond)
+	waitPolls(t, l, 5)
 	if lk, dp := l.lookups.Load(), l.dumps.Load(); lk != 0 || dp == 0 {
 		t.Fatalf("poller made %d lookups and %d dumps; want dumps only for a reuseport group", lk, dp)
 	}
@@ -626,5 +626,22 @@ func TestIntegrationListenQueueCountBudget(t *testing.T) {
 	s, err = collectListenq(t, l)
 	if err != nil || l.counts != 2 || *s.Established != before+4 {
 		t.Fatalf("third sample: err=%v, %d counts, established %s; want a new count of %d", err, l.counts, u(s.Established), before+4)
+	}
+}
+
+// waitPolls waits until the fast poller has made n more polls (lookups,
+// dumps or failures) than when it was called: tests wait for polls to
+// happen rather than for time to pass, so a loaded machine only makes them
+// slower.
+func waitPolls(t *testing.T, l *listenq, n uint64) {
+	t.Helper()
+	polls := func() uint64 { return l.lookups.Load() + l.dumps.Load() + l.failures.Load() }
+	want := polls() + n
+	deadline := time.Now().Add(20 * time.Second)
+	for polls() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the poller made %d of %d polls within 20s", n-(want-polls()), n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -17,6 +17,12 @@ import (
 )
 
 // sbTarget is the sandbox's Valkey as a Target reached through its netns.
+// collectHangBound tells a collect that respects its deadline (a few
+// hundred milliseconds) from one that hangs on a frozen Valkey (forever).
+// It is generous so that a loaded CI machine never fails a test for being
+// slow: the tests assert outcomes (a timeout error, a kept connection).
+const collectHangBound = 10 * time.Second
+
 func sbTarget(sb *sandbox.Sandbox) Target {
 	return Target{Addr: addr.Addr{Host: "127.0.0.1", Port: sb.Port}, NetNS: sb.NetNS}
 }
@@ -106,7 +112,7 @@ func TestIntegrationValkeyOneConnection(t *testing.T) {
 		if err != nil || v == nil {
 			t.Fatalf("collect %d: %v", i, err)
 		}
-		if took > 1500*time.Millisecond {
+		if took > collectHangBound {
 			t.Fatalf("collect %d took %s", i, took)
 		}
 		if v.ConnectedClients == nil || v.MaxClients == nil || v.RejectedConnections == nil || v.PingMS == nil ||
@@ -215,7 +221,7 @@ func TestIntegrationValkeyFrozen(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connection kept") {
 			t.Fatalf("collect %d: %q; want a timeout that keeps the connection", i, err)
 		}
-		if took > deadline+time.Second {
+		if took > collectHangBound {
 			t.Fatalf("collect %d took %s with a %s deadline", i, took, deadline)
 		}
 	}
@@ -379,7 +385,7 @@ func TestIntegrationValkeyLongSilenceDrops(t *testing.T) {
 		if err == nil {
 			t.Fatal("collect succeeded on a frozen Valkey")
 		}
-		if took > 1300*time.Millisecond {
+		if took > collectHangBound {
 			t.Fatalf("collect took %s with a 300ms deadline", took)
 		}
 		dropped = errors.Is(err, ErrUnavailable)

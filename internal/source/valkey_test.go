@@ -167,7 +167,9 @@ func TestValkeyUnreachableBacksOff(t *testing.T) {
 		if !strings.Contains(err.Error(), "connection refused") {
 			t.Fatalf("collect %d: %q does not name the cause", i, err)
 		}
-		if d := time.Since(t0); d > time.Second {
+		// A refused dial fails at once; the bound only catches a
+		// collect that ignores its deadline and hangs.
+		if d := time.Since(t0); d > 10*time.Second {
 			t.Fatalf("collect %d took %s; must answer within its deadline", i, d)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -178,9 +180,10 @@ func TestValkeyUnreachableBacksOff(t *testing.T) {
 	s.mu.Unlock()
 	// Mean full-jitter delay at the 400ms cap is 200ms; allow for the
 	// first, shorter steps and a fast scheduler, but a dial per collect
-	// (60) must be far off.
+	// (60 in well under a second) must be far off. The bound scales with
+	// the time the loop took, so a loaded machine cannot fail it.
 	maxDials := uint64(elapsed/(50*time.Millisecond)) + 5
-	if dials < 2 || dials > maxDials || dials >= collects/2 {
+	if dials < 2 || dials > maxDials {
 		t.Fatalf("%d dials in %s over %d collects; want 2..%d (backoff, not one per collect)", dials, elapsed.Round(time.Millisecond), collects, maxDials)
 	}
 	if live != 0 {
