@@ -17,19 +17,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/backoff"
-	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/lab"
 	"github.com/stormguard/stormguard/internal/netns"
 )
 
 type stormOpts struct {
-	target       string
-	passwordFile string
-	netns        string
-	compare      string
-	json         bool
-	progress     bool
-	restartCmd   string
+	target     string
+	conn       valkeyConnFlags
+	netns      string
+	compare    string
+	json       bool
+	progress   bool
+	restartCmd string
 
 	spawn      bool
 	syncookies int
@@ -101,7 +100,7 @@ See docs/lab.md.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.target, "target", "", "Valkey address HOST:PORT or valkey://[user:pass@]host:port (default with --spawn: the spawned server)")
-	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the server: every client socket is created there and kernel counters are read there")
 	f.IntVar(&o.cfg.Clients, "clients", 0, "number of simulated clients")
 	f.IntVar(&o.cfg.Instances, "instances", 0, "application instances the clients are split over, each sharing one dialer (default: one per client)")
@@ -219,20 +218,20 @@ func stormConfig(o stormOpts) (lab.Config, error) {
 			sp.Syncookies = &v
 		}
 		cfg.Spawn = &sp
+		if o.conn.needValkey() != nil {
+			return cfg, errors.New("--password-file, --cacert, --cert, --key and --sni are for --target; --spawn makes its own server")
+		}
 	} else if o.spawnOpts != (lab.Spawn{Down: o.spawnOpts.Down}) || o.syncookies != -1 {
 		return cfg, errors.New("--somaxconn, --tcp-backlog, --maxclients and --syncookies configure the server --spawn starts")
 	}
 	cfg.NetNS = o.netns
 	if o.target != "" {
-		a, err := addr.Parse(o.target)
+		a, err := o.conn.address(o.target)
 		if err != nil {
 			return cfg, err
 		}
 		if a.TLS {
 			return cfg, errors.New("the storm lab does not speak TLS yet: use a plain valkey:// or HOST:PORT target")
-		}
-		if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
-			return cfg, err
 		}
 		if o.netns != "" {
 			if err := netns.Check(o.netns); err != nil {

@@ -1,11 +1,11 @@
 package lab
 
 import (
-	"slices"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
