@@ -25,6 +25,7 @@ type checkJSON struct {
 		Title    string `json:"title"`
 		Evidence string `json:"evidence"`
 		Fix      string `json:"fix"`
+		Target   string `json:"target"`
 	} `json:"findings"`
 }
 
@@ -60,7 +61,7 @@ func TestCheckUsageErrors(t *testing.T) {
 		{"bad role", []string{"check", "--role", "proxy"}, "--role"},
 		{"bad window", []string{"check", "--window", "0s"}, "--window"},
 		{"bad netns", []string{"check", "--netns", "/nonexistent"}, "network namespace"},
-		{"password file without valkey", []string{"check", "--password-file", "/etc/hostname"}, "needs --valkey"},
+		{"password file on a client host", []string{"check", "--role", "client", "--password-file", "/etc/hostname"}, "needs --valkey"},
 		{"unknown flag", []string{"check", "--frobnicate"}, "unknown flag"},
 	}
 	for _, c := range cases {
