@@ -15,8 +15,8 @@
 // failure). n = 1 is the delay after the first failure, and so on.
 //
 //   - [GLIDE] reproduces valkey-glide's reconnect strategy with the
-//     semantics of its code (glide-core retry_strategies.rs), not of its
-//     docs: factor·base^n ms × U(1−j, 1+j) for n = 1..retries, then
+//     semantics of its code in the released tag v2.5.1 (glide-core
+//     retry_strategies.rs), not of its docs: factor·base^n ms × U(1−j, 1+j) for n = 1..retries, then
 //     factor·base^retries ms, unjittered, forever. The unjittered tail keeps
 //     a fleet in lock-step, which is why it is here: to preview and compare.
 //   - [FullJitter], [EqualJitter] and [DecorrelatedJitter] are the three
@@ -26,9 +26,13 @@
 //     1 s initial, ×1.6, ±20% jitter, 120 s max, 20 s minimum connect
 //     timeout.
 //
-// Policies are plain values whose zero fields mean documented defaults.
+// Policies are plain values whose zero fields mean documented defaults,
+// except jitter amounts, which are literal: a jitter of 0 means no jitter
+// ([DefaultGLIDE] and [DefaultGRPC] give the libraries' defaults).
 // Validate reports a bad configuration as an error wrapping
-// [ErrInvalidConfig].
+// [ErrInvalidConfig], and [NewSchedule] refuses it. Policies fail safe: a
+// Delay called on an invalid policy anyway returns [FailSafe]'s delay,
+// never 0.
 //
 // # Randomness
 //

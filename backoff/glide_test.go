@@ -12,9 +12,12 @@ type fixedRand float64
 
 func (f fixedRand) Float64() float64 { return float64(f) }
 
-// TestGLIDEParity checks the behaviours documented for glide-core's
-// retry_strategies.rs (DOMAIN.md §5) at the extremes of the jitter draw:
-// draw 0 gives the low end of U(1−j, 1+j), draw →1 the high end.
+// TestGLIDEParity checks the behaviours of released valkey-glide v2.5.1
+// (tag commit 6070e0796ba1), glide-core/redis-rs/redis/src/retry_strategies.rs
+// get_infinite_backoff_dur_iterator (lines 73-92) as reconnect() in
+// glide-core/src/client/reconnecting_connection.rs (lines 459-527) uses
+// it, at the extremes of the jitter draw: draw 0 gives the low end of
+// U(1−j, 1+j), draw →1 the high end.
 func TestGLIDEParity(t *testing.T) {
 	const almost1 = 0.999999999
 	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
@@ -36,9 +39,6 @@ func TestGLIDEParity(t *testing.T) {
 		{"talk's tail 32s", GLIDE{5, 1000, 2, 20}, 7, 32 * time.Second, 32 * time.Second},
 		{"factor 0 means 100", GLIDE{5, 0, 2, 0}, 1, ms(200), ms(200)},
 		{"base 0 means 2", GLIDE{5, 100, 0, 0}, 3, ms(800), ms(800)},
-		{"zero retries: constant factor·base^1", GLIDE{0, 100, 2, 20}, 1, ms(200), ms(200)},
-		{"zero retries: still constant later", GLIDE{0, 100, 3, 50}, 9, ms(300), ms(300)},
-		{"zero retries: attempt 0 immediate", GLIDE{0, 100, 2, 20}, 0, 0, 0},
 		{"jitter 100 is U(0,2) low", GLIDE{5, 100, 2, 100}, 1, 0, ms(400)},
 		{"jitter 100 tail still unjittered", GLIDE{5, 100, 2, 100}, 6, ms(3200), ms(3200)},
 		{"jitter 0 exact", GLIDE{3, 10, 10, 0}, 3, ms(10000), ms(10000)},
@@ -65,9 +65,13 @@ func TestGLIDEValidate(t *testing.T) {
 		ok bool
 	}{
 		{DefaultGLIDE(), true},
-		{GLIDE{}, true},
-		{GLIDE{JitterPercent: 100}, true},
-		{GLIDE{JitterPercent: 101}, false},
+		{GLIDE{Retries: 1}, true},
+		{GLIDE{Retries: 5, JitterPercent: 100}, true},
+		{GLIDE{Retries: 5, JitterPercent: 101}, false},
+		// Released GLIDE (v2.5.1 retry_strategies.rs line 82) computes
+		// number_of_retries as usize - 1: 0 underflows.
+		{GLIDE{}, false},
+		{GLIDE{Retries: 0, Factor: 100, ExponentBase: 2, JitterPercent: 20}, false},
 		{GLIDE{Retries: -1}, false},
 		{GLIDE{Factor: -5}, false},
 	}
@@ -80,8 +84,24 @@ func TestGLIDEValidate(t *testing.T) {
 			t.Errorf("%+v error %v does not wrap ErrInvalidConfig", tt.p, err)
 		}
 	}
-	if _, err := NewSchedule(GLIDE{JitterPercent: 150}, nil); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewSchedule(GLIDE{Retries: 5, JitterPercent: 150}, nil); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("NewSchedule with jitter 150%% = %v, want ErrInvalidConfig", err)
+	}
+	if _, err := NewSchedule(GLIDE{}, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("NewSchedule with 0 retries = %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestGLIDEJitterZeroIsExact: a jitter of 0 means no jitter, whatever the
+// draw.
+func TestGLIDEJitterZeroIsExact(t *testing.T) {
+	p := GLIDE{Retries: 3, Factor: 100, ExponentBase: 2}
+	for _, draw := range []float64{0, 0.3, 0.999} {
+		for n, want := range []time.Duration{0, 200, 400, 800, 800} {
+			if got := p.Delay(n, 0, fixedRand(draw)); got != want*time.Millisecond {
+				t.Errorf("draw %g: Delay(%d) = %s, want %s", draw, n, got, want*time.Millisecond)
+			}
+		}
 	}
 }
 

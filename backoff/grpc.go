@@ -14,6 +14,13 @@ const (
 	GRPCMinConnectTimeout = 20 * time.Second
 )
 
+// DefaultGRPC returns gRPC's documented connection backoff: 1 s, ×1.6,
+// ±20%, 120 s max, 20 s minimum connect timeout.
+func DefaultGRPC() GRPC {
+	return GRPC{Initial: GRPCInitialBackoff, Multiplier: GRPCMultiplier, Jitter: GRPCJitter,
+		Max: GRPCMaxBackoff, MinConnectTimeout: GRPCMinConnectTimeout}
+}
+
 // GRPC is gRPC's connection backoff. Unlike the other policies its delays
 // are measured from the start of the failed attempt (gRPC sleeps until a
 // deadline set when the attempt began):
@@ -29,7 +36,9 @@ type GRPC struct {
 	Initial time.Duration
 	// Multiplier is the growth per failure (1.6).
 	Multiplier float64
-	// Jitter is the ± fraction applied from the second delay on (0.2).
+	// Jitter is the ± fraction applied from the second delay on (0.2 in
+	// DefaultGRPC). Unlike the other fields it is taken literally: 0
+	// means no jitter.
 	Jitter float64
 	// Max caps the delay before jitter (120s).
 	Max time.Duration
@@ -43,9 +52,6 @@ func (p GRPC) normalized() GRPC {
 	}
 	if p.Multiplier == 0 {
 		p.Multiplier = GRPCMultiplier
-	}
-	if p.Jitter == 0 {
-		p.Jitter = GRPCJitter
 	}
 	if p.Max == 0 {
 		p.Max = GRPCMaxBackoff
@@ -74,15 +80,21 @@ func (p GRPC) Validate() error {
 }
 
 // Delay implements Policy.
-func (p GRPC) Delay(n int, _ time.Duration, r Rand) time.Duration {
-	if n <= 0 || p.Validate() != nil {
+func (p GRPC) Delay(n int, prev time.Duration, r Rand) time.Duration {
+	if n <= 0 {
 		return 0
+	}
+	if p.Validate() != nil {
+		return FailSafe.Delay(n, prev, r)
 	}
 	p = p.normalized()
 	if n == 1 {
 		return p.Initial
 	}
 	e := expo(p.Initial, p.Max, p.Multiplier, n-1)
+	if p.Jitter == 0 {
+		return floatToDur(e)
+	}
 	return floatToDur(e * uniform(orDefault(r), 1-p.Jitter, 1+p.Jitter))
 }
 

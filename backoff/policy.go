@@ -100,6 +100,13 @@ const (
 	DefaultJitterCap  = 10 * time.Second
 )
 
+// FailSafe is what a policy whose configuration is invalid returns from
+// Delay when called anyway: full jitter with the default base and cap.
+// NewSchedule and dialer.New reject invalid policies, so this is only
+// reached by direct Delay calls; it exists so that a mistake slows a
+// client down instead of making it redial in a tight loop.
+var FailSafe Policy = FullJitter{Base: DefaultJitterBase, Cap: DefaultJitterCap}
+
 // jitterBounds fills defaults and checks base ≤ cap.
 func jitterBounds(name string, base, cap time.Duration) (time.Duration, time.Duration, error) {
 	if base < 0 || cap < 0 {
@@ -134,7 +141,7 @@ func (p FullJitter) Delay(n int, _ time.Duration, r Rand) time.Duration {
 	}
 	base, cap, err := jitterBounds("full-jitter", p.Base, p.Cap)
 	if err != nil {
-		return 0
+		base, cap = DefaultJitterBase, DefaultJitterCap
 	}
 	return floatToDur(uniform(orDefault(r), 0, expo(base, cap, 2, n-1)))
 }
@@ -156,13 +163,13 @@ type EqualJitter struct {
 }
 
 // Delay implements Policy.
-func (p EqualJitter) Delay(n int, _ time.Duration, r Rand) time.Duration {
+func (p EqualJitter) Delay(n int, prev time.Duration, r Rand) time.Duration {
 	if n <= 0 {
 		return 0
 	}
 	base, cap, err := jitterBounds("equal-jitter", p.Base, p.Cap)
 	if err != nil {
-		return 0
+		return FailSafe.Delay(n, prev, r)
 	}
 	e := expo(base, cap, 2, n-1)
 	return floatToDur(e/2 + uniform(orDefault(r), 0, e/2))
@@ -191,7 +198,7 @@ func (p DecorrelatedJitter) Delay(n int, prev time.Duration, r Rand) time.Durati
 	}
 	base, cap, err := jitterBounds("decorrelated", p.Base, p.Cap)
 	if err != nil {
-		return 0
+		return FailSafe.Delay(n, prev, r)
 	}
 	if prev < base {
 		prev = base

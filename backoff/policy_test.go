@@ -32,7 +32,7 @@ func TestJitterStats(t *testing.T) {
 			func(int) float64 { return 0 }, func(n int) float64 { return expoMS(n) / 2 }, expoMS, false},
 		{"equal", EqualJitter{base, cap},
 			func(n int) float64 { return expoMS(n) / 2 }, func(n int) float64 { return expoMS(n) * 3 / 4 }, expoMS, false},
-		{"grpc", GRPC{},
+		{"grpc", DefaultGRPC(),
 			func(n int) float64 {
 				if n == 1 {
 					return 1000
@@ -116,11 +116,49 @@ func TestPolicyValidate(t *testing.T) {
 			t.Errorf("%T%+v Validate() = %v, want ErrInvalidConfig", p, p, err)
 		}
 	}
-	good := []Policy{FullJitter{}, EqualJitter{}, DecorrelatedJitter{}, GRPC{}, DefaultGLIDE(), Immediate{}}
+	good := []Policy{FullJitter{}, EqualJitter{}, DecorrelatedJitter{}, GRPC{}, DefaultGRPC(), DefaultGLIDE(), Immediate{}}
 	for _, p := range good {
 		if err := p.Validate(); err != nil {
 			t.Errorf("%T%+v Validate() = %v, want nil", p, p, err)
 		}
+	}
+}
+
+// TestInvalidPolicyFailsSafe: an invalid policy is an error at
+// construction, and a Delay called on one anyway is never 0 (a client
+// that ignored the error must not redial in a tight loop).
+func TestInvalidPolicyFailsSafe(t *testing.T) {
+	bad := []Policy{
+		FullJitter{Base: time.Second, Cap: time.Millisecond},
+		EqualJitter{Base: -1},
+		DecorrelatedJitter{Cap: -1},
+		GRPC{Multiplier: 0.5},
+		GLIDE{},
+		GLIDE{Retries: 5, JitterPercent: 150},
+	}
+	for _, p := range bad {
+		if _, err := NewSchedule(p, nil); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%T%+v: NewSchedule error %v, want ErrInvalidConfig", p, p, err)
+		}
+		for n := 1; n <= 5; n++ {
+			if d := p.Delay(n, 0, fixedRand(0.5)); d <= 0 {
+				t.Errorf("%T%+v: Delay(%d) = %s, want > 0 (fail safe)", p, p, n, d)
+			}
+		}
+	}
+}
+
+// TestGRPCJitterZeroIsExact: GRPC{Jitter: 0} has no jitter (only the
+// other zero fields mean defaults).
+func TestGRPCJitterZeroIsExact(t *testing.T) {
+	p := GRPC{}
+	for _, draw := range []float64{0, 0.999} {
+		if got, want := p.Delay(2, 0, fixedRand(draw)), 1600*time.Millisecond; got != want {
+			t.Errorf("draw %g: Delay(2) = %s, want %s", draw, got, want)
+		}
+	}
+	if got := DefaultGRPC().Delay(2, 0, fixedRand(0)); got != 1280*time.Millisecond {
+		t.Errorf("DefaultGRPC().Delay(2) at draw 0 = %s, want 1.28s", got)
 	}
 }
 
@@ -155,7 +193,7 @@ func TestScheduleReset(t *testing.T) {
 }
 
 func TestHugeAttemptsSaturate(t *testing.T) {
-	for _, p := range []Policy{GLIDE{Retries: 10000, Factor: 1000, ExponentBase: 10}, FullJitter{}, GRPC{}} {
+	for _, p := range []Policy{GLIDE{Retries: 10000, Factor: 1000, ExponentBase: 10}, FullJitter{}, DefaultGRPC()} {
 		if d := p.Delay(1<<30, 0, fixedRand(0.5)); d < 0 {
 			t.Errorf("%T Delay(huge) = %s, negative", p, d)
 		}

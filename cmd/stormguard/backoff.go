@@ -144,9 +144,11 @@ func (o backoffOpts) policy(cmd *cobra.Command) (backoff.Policy, error) {
 	if o.strategy == "glide" {
 		switch {
 		case o.jitterPercent > backoff.GLIDEMaxJitterPercent:
-			return nil, fmt.Errorf("--jitter-percent %d exceeds %d (GLIDE rejects it as InvalidClientConfig)", o.jitterPercent, backoff.GLIDEMaxJitterPercent)
+			return nil, fmt.Errorf("--jitter-percent %d exceeds %d (it would make delays negative)", o.jitterPercent, backoff.GLIDEMaxJitterPercent)
 		case o.jitterPercent < 0 || o.retries < 0 || o.factor < 0 || o.exponentBase < 0:
 			return nil, errors.New("--retries, --factor, --exponent-base and --jitter-percent must not be negative")
+		case o.retries == 0:
+			return nil, errors.New("--retries must be at least 1 (released GLIDE underflows on 0)")
 		}
 	}
 	var p backoff.Policy
@@ -160,7 +162,9 @@ func (o backoffOpts) policy(cmd *cobra.Command) (backoff.Policy, error) {
 	case "decorrelated":
 		p = backoff.DecorrelatedJitter{Base: o.base, Cap: o.cap}
 	case "grpc":
-		p = backoff.GRPC{Initial: o.base, Max: o.cap}
+		g := backoff.DefaultGRPC()
+		g.Initial, g.Max = orDur(o.base, g.Initial), orDur(o.cap, g.Max)
+		p = g
 	}
 	if err := p.Validate(); err != nil {
 		// Drop the package prefix: the flag names say what was wrong.
@@ -291,7 +295,7 @@ func describe(p backoff.Policy) string {
 		return fmt.Sprintf("base %s, cap %s", orDur(p.Base, backoff.DefaultJitterBase), orDur(p.Cap, backoff.DefaultJitterCap))
 	case backoff.GRPC:
 		return fmt.Sprintf("initial %s, ×%g, ±%g%%, max %s", orDur(p.Initial, backoff.GRPCInitialBackoff),
-			backoff.GRPCMultiplier, backoff.GRPCJitter*100, orDur(p.Max, backoff.GRPCMaxBackoff))
+			p.Multiplier, p.Jitter*100, orDur(p.Max, backoff.GRPCMaxBackoff))
 	}
 	return ""
 }

@@ -76,14 +76,18 @@ func TestBackoffGLIDEJSON(t *testing.T) {
 }
 
 func TestBackoffEdgeCases(t *testing.T) {
-	// retries 0: constant factor·base^1, unjittered.
-	out, code, _ := runBackoffCLI(t, "backoff", "--retries", "0", "--attempts", "3", "--samples", "100", "--json")
+	// retries 0 underflows in released GLIDE: rejected, exit 2.
+	if r := execCLI(t, "backoff", "--retries", "0"); r.Code != 2 || !strings.Contains(r.Msg, "--retries") {
+		t.Errorf("--retries 0: exit %d, %q; want 2 naming --retries", r.Code, r.Msg)
+	}
+	// jitter 0: no jitter at all.
+	out, code, _ := runBackoffCLI(t, "backoff", "--jitter-percent", "0", "--attempts", "3", "--samples", "100", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	for _, a := range parseJSONLines(t, out).attempts {
-		if a.MinMS != 200 || a.MaxMS != 200 {
-			t.Errorf("retries 0, attempt %d: %+v, want 200ms flat", a.Attempt, a)
+		if want := 100.0 * float64(int(1)<<a.Attempt); a.MinMS != want || a.MaxMS != want {
+			t.Errorf("jitter 0, attempt %d: %+v, want %.0fms flat", a.Attempt, a, want)
 		}
 	}
 	// jitter 100: U(0, 2)×.

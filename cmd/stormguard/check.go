@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/checklist"
 	"github.com/stormguard/stormguard/internal/discover"
 	"github.com/stormguard/stormguard/internal/netns"
@@ -22,7 +21,7 @@ import (
 
 type checkOpts struct {
 	valkey       string
-	passwordFile string
+	conn         valkeyConnFlags
 	netns        string
 	format       string
 	failOn       string
@@ -31,6 +30,7 @@ type checkOpts struct {
 	window       time.Duration
 	timeout      time.Duration
 	noClientList bool
+	noDiscover   bool
 }
 
 func newCheckCmd() *cobra.Command {
@@ -49,16 +49,17 @@ Each finding has a stable id, a severity (ok, info, warning, critical), the
 evidence and the exact fix; docs/checklist.md explains each id. Without
 --valkey, check discovers the local valkey-server and redis-server processes
 as watch does (only those in --netns when it is given) and audits each of
-their client ports in its own namespace; finding none, or with --role client,
-only kernel, conntrack and NIC rules run. Facts that cannot be read (not
+their client ports in its own namespace; finding none, with --no-discover or
+with --role client, only kernel, conntrack and NIC rules run. Facts that cannot be read (not
 root, module not loaded, no ENA NIC) become info findings saying why.
 
 check opens one short-lived Valkey connection and reads the counters twice,
 --window apart, to see whether overflows or rejections are happening now.
 
 Exit codes: 0 no finding at or above --fail-on; 1 a finding at or above
---fail-on (default critical); 2 usage error, or Valkey could not be reached
-(the other findings are still printed).`,
+--fail-on (default critical); 2 usage error, or the --valkey server could not
+be reached (the other findings are still printed; a discovered server that
+cannot be reached is its valkey-not-checked finding).`,
 		Example: `  stormguard check --valkey 127.0.0.1:6379
   stormguard check --valkey valkey://default:secret@10.0.0.5:6379 --format json --fail-on warning
   stormguard check --netns /var/run/netns/blue --valkey 127.0.0.1:6379 --write-sysctl 90-stormguard.conf
@@ -71,7 +72,7 @@ Exit codes: 0 no finding at or above --fail-on; 1 a finding at or above
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.valkey, "valkey", "", "Valkey address: HOST:PORT, valkey://[user:pass@]host:port[/db] or valkeys://… (TLS); omit to audit every local server discovered")
-	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the target, e.g. /var/run/netns/NAME or /proc/PID/ns/net")
 	f.StringVar(&o.format, "format", "table", "output format: table, json or markdown")
 	f.StringVar(&o.failOn, "fail-on", "critical", "exit 1 when a finding is at or above this severity: warning or critical")
@@ -80,6 +81,7 @@ Exit codes: 0 no finding at or above --fail-on; 1 a finding at or above
 	f.DurationVar(&o.window, "window", time.Second, "time between the two counter reads")
 	f.DurationVar(&o.timeout, "timeout", 3*time.Second, "bound on the Valkey dial and each command")
 	f.BoolVar(&o.noClientList, "no-client-list", false, "never run CLIENT LIST")
+	f.BoolVar(&o.noDiscover, "no-discover", false, "without --valkey: audit the kernel only, do not look for local servers")
 	return cmd
 }
 
@@ -111,16 +113,16 @@ func (o checkOpts) validate() (checklist.Options, checklist.Format, checklist.Se
 		}
 	}
 	if o.valkey != "" {
-		a, err := addr.Parse(o.valkey)
+		a, err := o.conn.address(o.valkey)
 		if err != nil {
 			return co, "", 0, err
 		}
-		if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
+		co.Valkey = &a
+	} else if co.Role != checklist.RoleServer || o.noDiscover {
+		// A server-role check discovers servers to use them with.
+		if err := o.conn.needValkey(); err != nil {
 			return co, "", 0, err
 		}
-		co.Valkey = &a
-	} else if o.passwordFile != "" && co.Role != checklist.RoleServer {
-		return co, "", 0, fmt.Errorf("--password-file needs --valkey or --role server (discovered servers)")
 	}
 	return co, format, failOn, nil
 }
@@ -145,6 +147,9 @@ func (o checkOpts) checkTargets(co checklist.Options) ([]*checkTarget, string, e
 	if co.Valkey != nil || co.Role != checklist.RoleServer {
 		return []*checkTarget{{co: co}}, "", nil
 	}
+	if o.noDiscover {
+		return []*checkTarget{{co: co}}, "no --valkey given (--no-discover)", nil
+	}
 	servers, err := discover.Scanner{}.Scan()
 	if err != nil {
 		return nil, "", fmt.Errorf("discover local servers: %w", err)
@@ -161,11 +166,8 @@ func (o checkOpts) checkTargets(co checklist.Options) ([]*checkTarget, string, e
 			continue
 		}
 		for _, hp := range srv.Addrs {
-			a, err := addr.Parse(hp)
+			a, err := o.conn.address(hp)
 			if err != nil {
-				continue // a listener discovery reports is always host:port
-			}
-			if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
 				return nil, "", err
 			}
 			c := co
@@ -293,10 +295,12 @@ func runCheck(ctx context.Context, out, errOut io.Writer, o checkOpts) error {
 			return usageErr(fmt.Errorf("write sysctl snippet: %w", err))
 		}
 	}
-	// A Valkey that refuses the audit at maxclients is a finding; one that
-	// cannot be reached at all is a connection error (exit 2).
+	// A Valkey that refuses the audit at maxclients is a finding; one given
+	// with --valkey that cannot be reached at all is a connection error
+	// (exit 2). A discovered server that cannot be reached (it exited since
+	// the scan, or needs a password) is only its valkey-not-checked finding.
 	for _, t := range ts {
-		if t.co.Valkey != nil && t.facts.Valkey == nil && !strings.Contains(t.facts.ValkeyErr, "max number of clients") {
+		if t.label == "" && t.co.Valkey != nil && t.facts.Valkey == nil && !strings.Contains(t.facts.ValkeyErr, "max number of clients") {
 			return usageErr(fmt.Errorf("%w: %s", errValkeyUnreachable, t.facts.ValkeyErr))
 		}
 	}

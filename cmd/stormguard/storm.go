@@ -16,21 +16,20 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/lab"
 	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sandbox"
 )
 
 type stormOpts struct {
-	target       string
-	passwordFile string
-	netns        string
-	compare      string
-	json         bool
-	progress     bool
-	restartCmd   string
-	down         time.Duration
+	target     string
+	conn       valkeyConnFlags
+	netns      string
+	compare    string
+	json       bool
+	progress   bool
+	restartCmd string
+	down       time.Duration
 
 	spawn      bool
 	somaxconn  int
@@ -111,7 +110,7 @@ See docs/lab.md.`,
 	o.cfg.Policy.GlideSet = map[string]bool{}
 	f := cmd.Flags()
 	f.StringVar(&o.target, "target", "", "Valkey address HOST:PORT or valkey://[user:pass@]host:port (default with --spawn: the spawned server)")
-	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the server: every client socket is created there and kernel counters are read there")
 	f.IntVar(&o.cfg.Clients, "clients", 0, "number of simulated clients")
 	f.IntVar(&o.cfg.Instances, "instances", 0, "application instances the clients are split over, each sharing one dialer (default: one per client)")
@@ -221,15 +220,12 @@ func runStorm(ctx context.Context, out, progress io.Writer, o stormOpts) error {
 	}
 	cfg := o.cfg
 	if !o.spawn {
-		a, err := addr.Parse(o.target)
+		a, err := o.conn.address(o.target)
 		if err != nil {
 			return usageErr(err)
 		}
 		if a.TLS {
 			return usageErr(errors.New("the storm lab does not speak TLS yet: use a plain valkey:// or HOST:PORT target"))
-		}
-		if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
-			return usageErr(err)
 		}
 		if o.netns != "" {
 			if err := netns.Check(o.netns); err != nil {

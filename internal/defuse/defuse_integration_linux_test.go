@@ -19,6 +19,7 @@ import (
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 func sandboxManager(t *testing.T, sb *sandbox.Sandbox) *Manager {
@@ -50,7 +51,7 @@ func cli(t *testing.T, sb *sandbox.Sandbox, args ...string) string {
 
 func infoField(t *testing.T, sb *sandbox.Sandbox, field string) int64 {
 	t.Helper()
-	n, ok := atoi(parseInfo(cli(t, sb, "INFO")), field)
+	n, ok := atoi(valkeyconn.ParseInfo(cli(t, sb, "INFO")), field)
 	if !ok {
 		t.Fatalf("INFO has no %s", field)
 	}

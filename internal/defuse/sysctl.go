@@ -8,12 +8,6 @@ import (
 	"github.com/stormguard/stormguard/internal/netns"
 )
 
-// Sysctls backlog raises. Both are per network namespace.
-const (
-	sysctlSomaxconn  = "net.core.somaxconn"
-	sysctlSynBacklog = "net.ipv4.tcp_max_syn_backlog"
-)
-
 func sysctlPath(key string) string { return "/proc/sys/" + strings.ReplaceAll(key, ".", "/") }
 
 // readSysctl reads a sysctl of the namespace ns ("" = ours). /proc/sys/net

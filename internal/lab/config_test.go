@@ -67,8 +67,8 @@ func TestPolicy(t *testing.T) {
 		{"stormguard paces in its dialer", Config{Strategy: "stormguard"}, backoff.Immediate{}},
 		{"fixed default", Config{Strategy: "fixed"}, fixed{100 * time.Millisecond}},
 		{"glide defaults", Config{Strategy: "glide"}, backoff.DefaultGLIDE()},
-		{"glide explicit zero retries kept", Config{Strategy: "glide", Policy: PolicyParams{GlideSet: map[string]bool{"retries": true}}},
-			backoff.GLIDE{Retries: 0, Factor: 100, ExponentBase: 2, JitterPercent: 20}},
+		{"glide explicit zero jitter kept", Config{Strategy: "glide", Policy: PolicyParams{GlideSet: map[string]bool{"jitter-percent": true}}},
+			backoff.GLIDE{Retries: 5, Factor: 100, ExponentBase: 2, JitterPercent: 0}},
 		{"decorrelated", Config{Strategy: "decorrelated", Policy: PolicyParams{Base: time.Second, Cap: time.Minute}},
 			backoff.DecorrelatedJitter{Base: time.Second, Cap: time.Minute}},
 	}
