@@ -118,8 +118,9 @@ func (o checkOpts) validate() (checklist.Options, checklist.Format, checklist.Se
 			return co, "", 0, err
 		}
 		co.Valkey = &a
-	} else if co.Role != checklist.RoleServer || o.noDiscover {
-		// A server-role check discovers servers to use them with.
+	} else if co.Role != checklist.RoleServer || o.noDiscover || o.conn.tlsSet() {
+		// A server-role check discovers servers to use a password with;
+		// discovered ports are plain (a TLS port needs valkeys://).
 		if err := o.conn.needValkey(); err != nil {
 			return co, "", 0, err
 		}
