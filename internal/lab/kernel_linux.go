@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormguard/stormguard/internal/netns"
-	"github.com/stormguard/stormguard/internal/source"
+	"github.com/stormguard/stormguard/internal/procnet"
 )
 
 // readNetstat reads /proc/thread-self/net/netstat on a thread inside the
@@ -28,7 +28,7 @@ func readNetstat(nsPath string) (map[string]map[string]uint64, error) {
 			return fmt.Errorf("read netstat: %w", err)
 		}
 		defer f.Close()
-		out, err = source.ParseProcNetStats(f)
+		out, err = procnet.ParseStats(f)
 		return err
 	})
 	return out, err
