@@ -139,8 +139,8 @@ type valkeySource struct {
 	dials     uint64 // sockets dialled so far (tests check the gate)
 	closed    bool
 
-	// heavyOK is set by the agent while the target is calm (Set.AllowHeavy).
-	heavyOK atomic.Bool
+	// detectorCalm is set by the agent while the target is calm (Set.SetDetectorCalm).
+	detectorCalm atomic.Bool
 	// clients is the last grouped CLIENT LIST, clientsAt when the last
 	// one was attempted, clientsNote why the latest was not taken (ACL);
 	// guarded by mu.
@@ -766,7 +766,7 @@ func (c *valkeyConn) readNodeID(ctx context.Context, log *slog.Logger) error {
 // caller has already checked the connection-level calm (no rejections,
 // clients below 90% of maxclients).
 func (s *valkeySource) clientListDue(c *valkeyConn, v *sample.Valkey, ping time.Duration) bool {
-	if !s.heavyOK.Load() || c.clientsDeny || v.ConnectedClients == nil {
+	if !s.detectorCalm.Load() || c.clientsDeny || v.ConnectedClients == nil {
 		return false
 	}
 	if *v.ConnectedClients > s.cfg.ClientListMaxClients || ping >= s.cfg.ClientListMaxPing {
