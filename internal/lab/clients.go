@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/dialer"
 )
 
 var pingCmd = []byte("*1\r\n$4\r\nPING\r\n")
@@ -88,8 +89,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // policy's delay; a successful PING resets the schedule. When
 // paceDialErrors is set (the stormguard dialer, which waits inside
 // DialContext) a refused dial waits one Period, like the next command of
-// an application would.
-func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial DialFunc, paceDialErrors bool) {
+// an application would. observe, if set, is called on every connection
+// once it proved itself (the stormguard instance reads connected_clients
+// there).
+func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial DialFunc, paceDialErrors bool, observe func(*rawConn)) {
 	sched, _ := backoff.NewSchedule(pol, nil) // validated in Config.Validate
 	churn := r.cfg.Scenario == "churn"
 	var cc *rawConn
@@ -126,6 +129,9 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 				return
 			}
 			continue
+		}
+		if !cc.proven && observe != nil {
+			observe(cc)
 		}
 		cc.proven = true
 		sched.Reset()
@@ -197,5 +203,29 @@ func (r *run) poolClient(ctx context.Context, id int, dial DialFunc) {
 		if !sleepCtx(ctx, r.cfg.Period) {
 			return
 		}
+	}
+}
+
+// observeOnce returns an observe hook for one stormguard instance: the
+// first time one of its connections proves itself it asks the server
+// INFO clients and tells the dialer connected_clients, which sizes the
+// reconnect window for the next loss ("what the server tells"). Once per
+// instance: a real application would refresh it now and then.
+func observeOnce(d *dialer.Dialer, target string, timeout time.Duration) func(*rawConn) {
+	var once sync.Once
+	return func(rc *rawConn) {
+		once.Do(func() {
+			_ = rc.c.SetDeadline(time.Now().Add(timeout))
+			if _, err := rc.c.Write(appendCommand(nil, "INFO", "clients")); err != nil {
+				return
+			}
+			rp, err := readReply(rc.r)
+			if err != nil || rp.kind != '$' {
+				return
+			}
+			if n, ok := infoCounters(rp.bulk)["connected_clients"]; ok {
+				d.ObserveClients(target, int(n))
+			}
+		})
 	}
 }

@@ -151,14 +151,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			hi := (k + 1) * cfg.Clients / cfg.Instances
 			dial := r.timedDial(k)
 			var p pinger
+			var observe func(*rawConn)
 			switch cfg.Strategy {
 			case "stormguard":
-				d, err := dialer.New(dialer.Options{Dial: r.countedDial(k)})
+				// The same connect timeout as every lab strategy (the
+				// dialer's own default is 5s).
+				d, err := dialer.New(dialer.Options{Dial: r.countedDial(k), DialTimeout: cfg.ConnectTimeout})
 				if err != nil {
 					launchErr <- fmt.Errorf("stormguard dialer: %w", err)
 					return
 				}
 				dial = d.DialContext
+				observe = observeOnce(d, cfg.Target, cfg.CommandTimeout)
 			case "go-redis":
 				p, _ = r.newGoRedis(r.countedDial(k))
 			case "valkey-go":
@@ -195,7 +199,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					case cfg.Strategy == "pool-unbounded":
 						r.poolClient(cctx, id, dial)
 					default:
-						r.rawClient(cctx, id, pol, dial, cfg.Strategy == "stormguard")
+						r.rawClient(cctx, id, pol, dial, cfg.Strategy == "stormguard", observe)
 					}
 				}(id)
 			}
