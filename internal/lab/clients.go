@@ -89,9 +89,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // policy's delay; a successful PING resets the schedule. When
 // paceDialErrors is set (the stormguard dialer, which waits inside
 // DialContext) a refused dial waits one Period, like the next command of
-// an application would. observe, if set, is called on every connection
-// once it proved itself (the stormguard instance reads connected_clients
-// there).
+// an application would. observe, if set, is called after every
+// successful PING (the stormguard instance reads connected_clients there
+// now and then).
 func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial DialFunc, paceDialErrors bool, observe func(*rawConn)) {
 	sched, _ := backoff.NewSchedule(pol, nil) // validated in Config.Validate
 	churn := r.cfg.Scenario == "churn"
@@ -130,12 +130,12 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 			}
 			continue
 		}
-		if !cc.proven && observe != nil {
-			observe(cc)
-		}
 		cc.proven = true
 		sched.Reset()
 		r.rec.pingOK(id, sent)
+		if observe != nil {
+			observe(cc)
+		}
 		if churn {
 			// valkey-benchmark -k 0: a new connection per request.
 			cc.c.Close()
@@ -206,26 +206,36 @@ func (r *run) poolClient(ctx context.Context, id int, dial DialFunc) {
 	}
 }
 
-// observeOnce returns an observe hook for one stormguard instance: the
-// first time one of its connections proves itself it asks the server
-// INFO clients and tells the dialer connected_clients, which sizes the
-// reconnect window for the next loss ("what the server tells"). Once per
-// instance: a real application would refresh it now and then.
-func observeOnce(d *dialer.Dialer, target string, timeout time.Duration) func(*rawConn) {
-	var once sync.Once
+// observeEvery is how often a stormguard instance re-reads
+// connected_clients.
+const observeEvery = 2 * time.Second
+
+// observer returns an observe hook for one stormguard instance: at most
+// every observeEvery, after a successful PING, it asks the server INFO
+// clients on that connection and tells the dialer connected_clients,
+// which sizes the reconnect window for the next loss ("what the server
+// tells"), as an application that reads INFO now and then would.
+func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawConn) {
+	var mu sync.Mutex
+	var last time.Time
 	return func(rc *rawConn) {
-		once.Do(func() {
-			_ = rc.c.SetDeadline(time.Now().Add(timeout))
-			if _, err := rc.c.Write(appendCommand(nil, "INFO", "clients")); err != nil {
-				return
-			}
-			rp, err := readReply(rc.r)
-			if err != nil || rp.kind != '$' {
-				return
-			}
-			if n, ok := infoCounters(rp.bulk)["connected_clients"]; ok {
-				d.ObserveClients(target, int(n))
-			}
-		})
+		mu.Lock()
+		if time.Since(last) < observeEvery {
+			mu.Unlock()
+			return
+		}
+		last = time.Now()
+		mu.Unlock()
+		_ = rc.c.SetDeadline(time.Now().Add(timeout))
+		if _, err := rc.c.Write(appendCommand(nil, "INFO", "clients")); err != nil {
+			return
+		}
+		rp, err := readReply(rc.r)
+		if err != nil || rp.kind != '$' {
+			return
+		}
+		if n, ok := infoCounters(rp.bulk)["connected_clients"]; ok {
+			d.ObserveClients(target, int(n))
+		}
 	}
 }

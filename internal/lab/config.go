@@ -277,3 +277,11 @@ type Result struct {
 	Timeline []int64           `json:"timeline_100ms"`
 	Errors   map[string]string `json:"errors,omitempty"`
 }
+
+// PolicyFor is the per-client reconnect policy the lab gives strategy with
+// the policy flags p (Immediate for stormguard and the libraries, which
+// pace themselves). `stormguard simulate` uses it so that a simulated
+// client runs exactly the lab's policy.
+func PolicyFor(strategy string, p PolicyParams) (backoff.Policy, error) {
+	return Config{Strategy: strategy, Policy: p}.policy()
+}

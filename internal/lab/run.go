@@ -73,9 +73,14 @@ func FDsNeeded(cfg Config) int {
 	if cfg.Strategy == "pool-unbounded" {
 		per = cfg.PoolSize
 	}
-	inst := 2
-	if cfg.Strategy == GLIDEStrategy {
+	// The lab's own strategies hold one socket per client (the old one
+	// is closed before a redial); the libraries keep a few per instance.
+	inst := 0
+	switch cfg.Strategy {
+	case GLIDEStrategy:
 		inst = glideFDsPerClient
+	case "go-redis", "valkey-go":
+		inst = 2
 	}
 	return cfg.Clients*per + inst*cfg.Instances + 256 + prefetch
 }
@@ -162,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					return
 				}
 				dial = d.DialContext
-				observe = observeOnce(d, cfg.Target, cfg.CommandTimeout)
+				observe = observer(d, cfg.Target, cfg.CommandTimeout)
 			case "go-redis":
 				p, _ = r.newGoRedis(r.countedDial(k))
 			case "valkey-go":
