@@ -39,6 +39,7 @@ Shell completion: see 'stormguard completion --help'.`,
 		newCheckCmd(),
 		newStormCmd(),
 		newSimulateCmd(),
+		newReplayCmd(),
 	)
 	addCompletionAndHelp(root)
 	return root

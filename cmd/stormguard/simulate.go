@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/dialer"
 	"github.com/stormguard/stormguard/internal/simulate"
 )
@@ -70,19 +71,12 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
   stormguard simulate --calibrate lab.json --clients 15000 --strategy stormguard --scenario kill`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("retries") {
-				o.fleet.Policy.GlideSet["retries"] = true
-			}
-			if cmd.Flags().Changed("jitter-percent") {
-				o.fleet.Policy.GlideSet["jitter-percent"] = true
-			}
 			if cmd.Flags().Changed("accept-rate") && o.calibrate != "" {
 				return usageErr(errors.New("--accept-rate and --calibrate are mutually exclusive"))
 			}
 			return runSimulate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
-	o.fleet.Policy.GlideSet = map[string]bool{}
 	f := cmd.Flags()
 	f.IntVar(&o.fleet.Clients, "clients", 0, "number of clients (each its own instance), up to 1,000,000")
 	f.StringVar(&o.fleet.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(simulate.Strategies, ", "))
@@ -116,10 +110,10 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.IntVar(&o.fleetHint, "fleet-hint", 0, "stormguard: dialer.Options.FleetSize")
 	f.Float64Var(&o.dialerRate, "dialer-accept-rate", 0, "stormguard: dialer.Options.AcceptRate (default 2000)")
 	f.DurationVar(&o.fleet.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")
-	f.IntVar(&o.fleet.Policy.Retries, "retries", backoffDefault("retries"), "glide: number of growing, jittered steps")
-	f.IntVar(&o.fleet.Policy.Factor, "factor", backoffDefault("factor"), "glide: step factor in milliseconds")
-	f.IntVar(&o.fleet.Policy.ExponentBase, "exponent-base", backoffDefault("exponent-base"), "glide: growth base")
-	f.IntVar(&o.fleet.Policy.JitterPercent, "jitter-percent", backoffDefault("jitter-percent"), "glide: ± jitter in percent (0-100)")
+	f.IntVar(&o.fleet.Policy.GLIDE.Retries, "retries", backoff.GLIDEDefaultRetries, "glide: number of growing, jittered steps")
+	f.IntVar(&o.fleet.Policy.GLIDE.Factor, "factor", backoff.GLIDEDefaultFactor, "glide: step factor in milliseconds")
+	f.IntVar(&o.fleet.Policy.GLIDE.ExponentBase, "exponent-base", backoff.GLIDEDefaultExponentBase, "glide: growth base")
+	f.IntVar(&o.fleet.Policy.GLIDE.JitterPercent, "jitter-percent", backoff.GLIDEDefaultJitterPercent, "glide: ± jitter in percent (0-100)")
 	f.DurationVar(&o.fleet.Policy.Base, "base", 100*time.Millisecond, "full-jitter, equal-jitter, decorrelated: base delay")
 	f.DurationVar(&o.fleet.Policy.Cap, "cap", 10*time.Second, "full-jitter, equal-jitter, decorrelated: largest delay")
 	return cmd

@@ -42,7 +42,10 @@ func ParseAction(s string) (Action, error) {
 }
 
 // nft reports whether the action installs nftables rules.
-func (a Action) nft() bool { return a == RatelimitSYN || a == RatelimitGlobal || a == Notrack }
+func (a Action) nft() bool {
+	_, ok := actuators[a].(nftActuator)
+	return ok
+}
 
 // Rate is a packet rate as nftables' limit expression takes it.
 type Rate struct {
@@ -127,50 +130,9 @@ func (p *Params) Validate(a Action) error {
 	if p.Port < 0 || p.Port > 65535 {
 		return fmt.Errorf("%w: port %d out of range 1-65535", ErrBadInput, p.Port)
 	}
-	if a.nft() && p.Port == 0 {
-		return fmt.Errorf("%w: %s needs --port", ErrBadInput, a)
+	act, err := actuatorOf(a)
+	if err != nil {
+		return err
 	}
-	switch a {
-	case RatelimitSYN, RatelimitGlobal:
-		if p.Rate.N == 0 {
-			return fmt.Errorf("%w: %s needs --rate (e.g. 20/s)", ErrBadInput, a)
-		}
-		if p.Burst == 0 {
-			p.Burst = uint32(max(p.Rate.N, 5))
-		}
-	case AcceptCap:
-		if p.Value < 1 || p.Value > 1000 {
-			return fmt.Errorf("%w: accept-cap needs --value between 1 and 1000 (max-new-connections-per-cycle), got %d", ErrBadInput, p.Value)
-		}
-	case Backlog:
-		if p.Somaxconn == 0 {
-			p.Somaxconn = 4096
-		}
-		if p.SynBacklog == 0 {
-			p.SynBacklog = 4096
-		}
-		if p.Somaxconn < 1 || p.SynBacklog < 1 {
-			return fmt.Errorf("%w: backlog values must be positive", ErrBadInput)
-		}
-	case KillIdle:
-		if !p.ConfirmKill {
-			return fmt.Errorf("%w: kill-idle disconnects clients and cannot be reverted; add --yes-kill to confirm", ErrBadInput)
-		}
-		if p.MinIdle == 0 {
-			p.MinIdle = 60 * time.Second
-		}
-		if p.MinIdle < time.Second {
-			return fmt.Errorf("%w: --min-idle must be at least 1s", ErrBadInput)
-		}
-		if p.NearFraction == 0 {
-			p.NearFraction = 0.9
-		}
-		if p.NearFraction < 0 || p.NearFraction > 1 {
-			return fmt.Errorf("%w: --near must be between 0 and 1", ErrBadInput)
-		}
-	case Notrack:
-	default:
-		return fmt.Errorf("%w: unknown action %q", ErrBadInput, a)
-	}
-	return nil
+	return act.validate(p)
 }

@@ -138,3 +138,25 @@ func FuzzParseRate(f *testing.F) {
 		}
 	})
 }
+
+// Every action has exactly one actuator, and the table names no others.
+func TestActuatorTable(t *testing.T) {
+	if len(actuators) != len(Actions) {
+		t.Fatalf("%d actuators for %d actions", len(actuators), len(Actions))
+	}
+	for _, a := range Actions {
+		act, ok := actuators[a]
+		if !ok {
+			t.Fatalf("no actuator for %s", a)
+		}
+		if a.Describe() == "" {
+			t.Errorf("%s: empty description", a)
+		}
+		if act.kernelExpiry() != a.nft() {
+			t.Errorf("%s: kernelExpiry %v but nft %v", a, act.kernelExpiry(), a.nft())
+		}
+	}
+	if Action("nope").Describe() != "" {
+		t.Error("unknown action has a description")
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -293,49 +292,26 @@ func (m *Manager) Revert(ctx context.Context, id string) (Mitigation, error) {
 	return got, err
 }
 
-// undo reverses one mitigation.
-func (m *Manager) undo(ctx context.Context, mt Mitigation) error {
-	switch mt.Action {
-	case RatelimitSYN, RatelimitGlobal, Notrack:
-		k, err := m.kernel(mt.NetNS)
-		if err != nil {
-			return err
-		}
-		defer k.Close()
-		return k.remove(map[string]bool{mt.ID: true})
-	case AcceptCap:
-		if mt.Restore == nil || len(mt.Restore.Config) == 0 {
-			return nil
-		}
-		a, err := m.restoreAddr(mt)
-		if err != nil {
-			return err
-		}
-		v, err := dialValkey(ctx, a, mt.NetNS)
-		if err != nil {
-			return err
-		}
-		defer v.Close()
-		for _, k := range keys(mt.Restore.Config) {
-			if err := v.ConfigSet(ctx, k, mt.Restore.Config[k]); err != nil {
-				return err
-			}
-		}
-		return nil
-	case Backlog:
-		if mt.Restore == nil {
-			return nil
-		}
-		var errs []error
-		for _, k := range keys(mt.Restore.Sysctls) {
-			errs = append(errs, writeSysctl(mt.NetNS, k, mt.Restore.Sysctls[k]))
-		}
-		return errors.Join(errs...)
-	}
-	return nil
+// env is where the manager's own mitigations act.
+func (m *Manager) env() actEnv {
+	return actEnv{NetNS: m.NetNS, Valkey: m.Valkey, kernel: m.kernel}
 }
 
-// restoreAddr rebuilds the Valkey address of a recorded mitigation. The
+// undo reverses one recorded mitigation with its actuator.
+func (m *Manager) undo(ctx context.Context, mt Mitigation) error {
+	act, err := actuatorOf(mt.Action)
+	if err != nil {
+		return err
+	}
+	env := actEnv{NetNS: mt.NetNS, kernel: m.kernel}
+	if mt.Valkey != "" {
+		if env.Valkey, err = m.restoreAddr(mt); err != nil {
+			return err
+		}
+	}
+	return act.undo(ctx, env, mt)
+}
+
 // password is the manager's (current flags / environment), never stored.
 func (m *Manager) restoreAddr(mt Mitigation) (addr.Addr, error) {
 	a, err := addr.Parse(mt.Valkey)
@@ -355,7 +331,8 @@ func (m *Manager) restoreAddr(mt Mitigation) (addr.Addr, error) {
 // Apply validates p and applies action a (or, with p.DryRun, reports what
 // it would change without changing anything).
 func (m *Manager) Apply(ctx context.Context, a Action, p Params) (Mitigation, error) {
-	if _, err := ParseAction(string(a)); err != nil {
+	act, err := actuatorOf(a)
+	if err != nil {
 		return Mitigation{}, err
 	}
 	if p.Port == 0 && !a.nft() {
@@ -372,12 +349,13 @@ func (m *Manager) Apply(ctx context.Context, a Action, p Params) (Mitigation, er
 	mt := Mitigation{
 		ID: id, Action: a, Port: p.Port, NetNS: m.NetNS, Applied: now, Expires: now.Add(p.TTL),
 		TTL: p.TTL.String(), Reversible: a != KillIdle, DryRun: p.DryRun, Changes: []string{},
+		KernelExpiry: act.kernelExpiry(),
 	}
-	if a == RatelimitSYN || a == RatelimitGlobal {
-		mt.Rate, mt.Burst = p.Rate.String(), p.Burst
+	if !mt.Reversible {
+		mt.Expires = mt.Applied
 	}
 	_, err = m.locked(ctx, func(st *stateFile) (bool, error) {
-		if err := m.apply(ctx, &mt, p); err != nil {
+		if err := act.apply(ctx, m.env(), &mt, p); err != nil {
 			return false, err
 		}
 		if p.DryRun || !mt.Reversible {
@@ -390,250 +368,4 @@ func (m *Manager) Apply(ctx context.Context, a Action, p Params) (Mitigation, er
 		return Mitigation{}, err
 	}
 	return mt, nil
-}
-
-func (m *Manager) apply(ctx context.Context, mt *Mitigation, p Params) error {
-	switch mt.Action {
-	case RatelimitSYN, RatelimitGlobal, Notrack:
-		return m.applyNFT(mt, p)
-	case AcceptCap:
-		return m.applyAcceptCap(ctx, mt, p)
-	case Backlog:
-		return m.applyBacklog(ctx, mt, p)
-	case KillIdle:
-		return m.applyKillIdle(ctx, mt, p)
-	}
-	return fmt.Errorf("%w: unknown action %q", ErrBadInput, mt.Action)
-}
-
-func (m *Manager) applyNFT(mt *Mitigation, p Params) error {
-	spec, err := buildNFT(mt.ID, mt.Action, p)
-	if err != nil {
-		return err
-	}
-	mt.Changes = spec.render()
-	mt.KernelExpiry = true
-	switch mt.Action {
-	case RatelimitSYN:
-		mt.Notes = append(mt.Notes,
-			"only connection-opening SYNs are matched; established connections are never cut",
-			"clients behind one NAT address share one bucket")
-	case RatelimitGlobal:
-		mt.Notes = append(mt.Notes,
-			"one bucket for all sources: well-behaved clients compete with the storm for the rate",
-			"only connection-opening SYNs are matched; established connections are never cut")
-	case Notrack:
-		mt.Notes = append(mt.Notes,
-			"packets of the port are untracked both ways: rules matching ct state see 'untracked'",
-			"when the TTL lapses, connections are picked up by conntrack again mid-stream")
-	}
-	if p.DryRun && mt.Action != Notrack {
-		return nil // rendering needs no kernel
-	}
-	k, err := m.kernel(m.NetNS)
-	if err != nil {
-		return fmt.Errorf("open nftables: %w", err)
-	}
-	defer k.Close()
-	if mt.Action == Notrack {
-		why, err := notrackBlockers(k, m.NetNS)
-		if err != nil {
-			return err
-		}
-		if len(why) > 0 {
-			return fmt.Errorf("%w: notrack would break rules that depend on connection tracking: %s", ErrRefused, strings.Join(why, "; "))
-		}
-	}
-	if p.DryRun {
-		return nil
-	}
-	return k.install(spec)
-}
-
-// notrackBlockers lists why untracking is unsafe or useless here.
-func notrackBlockers(k kernel, ns string) ([]string, error) {
-	why, err := k.trackingDependents()
-	if err != nil {
-		return nil, err
-	}
-	// Legacy iptables tables are invisible to nftables; their presence
-	// is listed per namespace in /proc/net/ip_tables_names.
-	for _, f := range []string{"ip_tables_names", "ip6_tables_names"} {
-		b, err := readNetFile(ns, f)
-		if err != nil {
-			continue
-		}
-		for _, t := range strings.Fields(string(b)) {
-			if t == "nat" {
-				why = append(why, "legacy iptables has a nat table ("+f+")")
-			}
-		}
-	}
-	if _, err := readSysctl(ns, "net.netfilter.nf_conntrack_count"); err != nil {
-		why = append(why, "conntrack is not active in this namespace: there is nothing to bypass, and a notrack rule would load it")
-	}
-	return why, nil
-}
-
-const configAcceptCap = "max-new-connections-per-cycle"
-
-func (m *Manager) applyAcceptCap(ctx context.Context, mt *Mitigation, p Params) error {
-	mt.Valkey = m.Valkey.HostPort()
-	v, err := dialValkey(ctx, m.Valkey, m.NetNS)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	orig, ok, err := v.ConfigGet(ctx, configAcceptCap)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: this server has no %s (Valkey >= 8.0 has it; 7.2 hard-codes 1000 accepts per call)", ErrRefused, configAcceptCap)
-	}
-	val := strconv.Itoa(p.Value)
-	mt.Changes = append(mt.Changes, fmt.Sprintf("CONFIG SET %s %s   # was %s", configAcceptCap, val, orig))
-	mt.Restore = &Restore{Config: map[string]string{configAcceptCap: orig}, ValkeyUser: m.Valkey.User, ValkeyTLS: m.Valkey.TLS}
-	if n, _ := strconv.Atoi(orig); p.Value < n {
-		mt.Notes = append(mt.Notes, "lowering the cap protects established clients' latency but moves the queue into the kernel's accept queue")
-	} else {
-		mt.Notes = append(mt.Notes, "raising the cap drains the accept queue faster at the cost of main-thread time per event-loop turn")
-	}
-	mt.Notes = append(mt.Notes, "restored at revert, or at the first stormguard run after the TTL (not by the kernel)")
-	if p.DryRun {
-		return nil
-	}
-	return v.ConfigSet(ctx, configAcceptCap, val)
-}
-
-func (m *Manager) applyBacklog(ctx context.Context, mt *Mitigation, p Params) error {
-	want := map[string]int{sysctlSomaxconn: p.Somaxconn, sysctlSynBacklog: p.SynBacklog}
-	restore := map[string]string{}
-	for _, k := range keys(want) {
-		cur, err := readSysctl(m.NetNS, k)
-		if err != nil {
-			return err
-		}
-		n, err := strconv.Atoi(cur)
-		if err != nil {
-			return fmt.Errorf("sysctl %s: unexpected value %q", k, cur)
-		}
-		if want[k] < n {
-			return fmt.Errorf("%w: %s is %d; backlog only raises it (asked %d)", ErrRefused, k, n, want[k])
-		}
-		if want[k] == n {
-			continue
-		}
-		restore[k] = cur
-		mt.Changes = append(mt.Changes, fmt.Sprintf("sysctl -w %s=%d   # was %s", k, want[k], cur))
-	}
-	if len(restore) == 0 {
-		return fmt.Errorf("%w: %s and %s already have the asked values", ErrRefused, sysctlSomaxconn, sysctlSynBacklog)
-	}
-	mt.Restore = &Restore{Sysctls: restore}
-	mt.Notes = append(mt.Notes,
-		"Valkey's accept queue is min(tcp-backlog, somaxconn) taken when it calls listen(): it grows only after a Valkey restart, and tcp-backlog (valkey.conf, immutable at runtime) must be raised too",
-		"tcp_max_syn_backlog matters only with tcp_syncookies=0; with cookies the listen backlog bounds the SYN queue",
-		"restored at revert, or at the first stormguard run after the TTL (not by the kernel)")
-	if v, err := dialValkey(ctx, m.Valkey, m.NetNS); err == nil {
-		if tb, ok, err := v.ConfigGet(ctx, "tcp-backlog"); err == nil && ok {
-			mt.Notes = append(mt.Notes, "Valkey tcp-backlog is "+tb)
-		}
-		v.Close()
-	}
-	if p.DryRun {
-		return nil
-	}
-	for _, k := range keys(restore) {
-		if err := writeSysctl(m.NetNS, k, strconv.Itoa(want[k])); err != nil {
-			// Put back what we already changed.
-			for _, r := range keys(restore) {
-				_ = writeSysctl(m.NetNS, r, restore[r])
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-func (m *Manager) applyKillIdle(ctx context.Context, mt *Mitigation, p Params) error {
-	mt.Valkey = m.Valkey.HostPort()
-	mt.Expires = mt.Applied
-	mt.Notes = append(mt.Notes,
-		"cannot be reverted: killed clients are gone (well-behaved ones reconnect, which is itself new connections)",
-		fmt.Sprintf("only normal clients idle for at least %s with no blocking, pub/sub or MULTI state are killed", p.MinIdle))
-	v, err := dialValkey(ctx, m.Valkey, m.NetNS)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	info, err := v.Info(ctx, "clients")
-	if err != nil {
-		return err
-	}
-	connected, ok := atoi(info, "connected_clients")
-	if !ok {
-		return errors.New("INFO clients has no connected_clients")
-	}
-	mc, ok := atoi(info, "maxclients")
-	if !ok {
-		s, found, err := v.ConfigGet(ctx, "maxclients")
-		if err != nil || !found {
-			return fmt.Errorf("read maxclients: %w", err)
-		}
-		mc, _ = strconv.ParseInt(s, 10, 64)
-	}
-	if mc <= 0 || float64(connected) < p.NearFraction*float64(mc) {
-		return fmt.Errorf("%w: %d of maxclients %d connected, below %.0f%%: killing clients would not help", ErrRefused, connected, mc, p.NearFraction*100)
-	}
-	self, err := v.ClientID(ctx)
-	if err != nil {
-		return err
-	}
-	clients, err := v.ClientList(ctx)
-	if err != nil {
-		return err
-	}
-	victims := idleVictims(clients, self, p.MinIdle)
-	if len(victims) == 0 {
-		return fmt.Errorf("%w: no normal client idle for %s or more", ErrRefused, p.MinIdle)
-	}
-	for _, c := range victims {
-		mt.Changes = append(mt.Changes, fmt.Sprintf("CLIENT KILL ID %s   # %s idle %ss", c["id"], c["addr"], c["idle"]))
-	}
-	if p.DryRun {
-		return nil
-	}
-	for _, c := range victims {
-		if err := v.ClientKill(ctx, c["id"]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// idleVictims picks clients kill-idle may disconnect: idle at least minIdle,
-// not ourselves, not blocked, subscribed, in MULTI, or a replica/master.
-func idleVictims(clients []map[string]string, self string, minIdle time.Duration) []map[string]string {
-	var out []map[string]string
-	for _, c := range clients {
-		if c["id"] == "" || c["id"] == self {
-			continue
-		}
-		idle, err := strconv.ParseInt(c["idle"], 10, 64)
-		if err != nil || time.Duration(idle)*time.Second < minIdle {
-			continue
-		}
-		if strings.ContainsAny(c["flags"], "bPxSMut") {
-			continue
-		}
-		if v := c["sub"] + c["psub"] + c["ssub"]; strings.Trim(v, "0") != "" {
-			continue
-		}
-		if m := c["multi"]; m != "" && m != "-1" {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
 }

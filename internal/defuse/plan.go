@@ -55,6 +55,34 @@ type PlanTarget struct {
 	TTL    string // proposed TTL, e.g. "300s"
 }
 
+// planFacts is what Propose derived from a snapshot; each actuator's
+// propose decides from it whether it would help.
+type planFacts struct {
+	s           Snapshot
+	overflowing bool   // ListenOverflows > 0
+	queueFull   bool   // accept queue depth >= its limit
+	nearMax     bool   // connected_clients >= 90% of maxclients
+	rejecting   bool   // rejected_connections rising
+	ctFull      bool   // conntrack >= 80% full
+	evidence    string // the overflow evidence, for Why
+	// cmd renders the exact apply command line for an action.
+	cmd func(a Action, extra string) string
+}
+
+func val(x *int64) int64 {
+	if x == nil {
+		return 0
+	}
+	return *x
+}
+
+func fval(x *float64) float64 {
+	if x == nil {
+		return 0
+	}
+	return *x
+}
+
 // Propose turns a snapshot into an ordered list of actions: the least
 // risky that addresses what the snapshot shows first. It is pure.
 func Propose(s Snapshot, t PlanTarget) Plan {
@@ -62,27 +90,18 @@ func Propose(s Snapshot, t PlanTarget) Plan {
 		t.TTL = "300s"
 	}
 	p := Plan{Verdict: "calm", Snapshot: s, Proposals: []Proposal{}}
-	val := func(x *int64) int64 {
-		if x == nil {
-			return 0
-		}
-		return *x
+	f := planFacts{
+		s:           s,
+		overflowing: fval(s.ListenOverflowsPerSec) > 0,
+		queueFull:   s.AcceptLimit != nil && s.AcceptDepth != nil && val(s.AcceptLimit) > 0 && val(s.AcceptDepth) >= val(s.AcceptLimit),
+		nearMax:     val(s.MaxClients) > 0 && float64(val(s.ConnectedClients)) >= 0.9*float64(val(s.MaxClients)),
+		rejecting:   fval(s.RejectedPerSec) > 0,
+		ctFull:      val(s.ConntrackMax) > 0 && float64(val(s.ConntrackCount)) >= 0.8*float64(val(s.ConntrackMax)),
 	}
-	fval := func(x *float64) float64 {
-		if x == nil {
-			return 0
-		}
-		return *x
-	}
-	overflowing := fval(s.ListenOverflowsPerSec) > 0
-	queueFull := s.AcceptLimit != nil && s.AcceptDepth != nil && val(s.AcceptLimit) > 0 && val(s.AcceptDepth) >= val(s.AcceptLimit)
-	nearMax := val(s.MaxClients) > 0 && float64(val(s.ConnectedClients)) >= 0.9*float64(val(s.MaxClients))
-	rejecting := fval(s.RejectedPerSec) > 0
-	ctFull := val(s.ConntrackMax) > 0 && float64(val(s.ConntrackCount)) >= 0.8*float64(val(s.ConntrackMax))
-	if overflowing || queueFull || rejecting || ctFull {
+	if f.overflowing || f.queueFull || f.rejecting || f.ctFull {
 		p.Verdict = "storm"
 	}
-	cmd := func(a Action, extra string) string {
+	f.cmd = func(a Action, extra string) string {
 		c := "stormguard defuse apply --action " + string(a)
 		if t.Valkey != "" && !a.nft() {
 			c += " --valkey " + t.Valkey
@@ -98,60 +117,23 @@ func Propose(s Snapshot, t PlanTarget) Plan {
 		}
 		return c + " --ttl " + t.TTL
 	}
-	evidence := []string{}
-	if overflowing {
+	var evidence []string
+	if f.overflowing {
 		evidence = append(evidence, fmt.Sprintf("ListenOverflows %.0f/s", fval(s.ListenOverflowsPerSec)))
 	}
-	if queueFull {
+	if f.queueFull {
 		evidence = append(evidence, fmt.Sprintf("accept queue %d/%d", val(s.AcceptDepth), val(s.AcceptLimit)))
 	}
-	ev := strings.Join(evidence, ", ")
+	f.evidence = strings.Join(evidence, ", ")
 	type cand struct {
 		rank int
 		p    Proposal
 	}
 	var cs []cand
-	if overflowing || queueFull {
-		cs = append(cs, cand{10, Proposal{Action: RatelimitSYN,
-			Why:     "the accept queue is overflowing (" + ev + "): new connections arrive faster than Valkey accepts them",
-			Effect:  "each source may open at most 20 connections/s (burst 40); excess SYNs are dropped before conntrack and the clients retry later, so Valkey accepts the rest in order",
-			Risk:    "low: established connections are untouched; clients behind one NAT address share a bucket and connect slower",
-			Command: cmd(RatelimitSYN, "--rate 20/s --burst 40")}})
-		if s.AcceptCap != nil && val(s.AcceptCap) < 100 {
-			cs = append(cs, cand{20, Proposal{Action: AcceptCap,
-				Why:     fmt.Sprintf("Valkey accepts at most %d connections per event-loop turn (max-new-connections-per-cycle) while its accept queue is full", val(s.AcceptCap)),
-				Effect:  "Valkey drains the accept queue up to 10x faster per turn",
-				Risk:    "medium: more main-thread time per turn goes to accepting, so established clients' latency rises; restored at revert/expiry",
-				Command: cmd(AcceptCap, "--value 100")}})
+	for _, a := range Actions {
+		if rank, pr, ok := actuators[a].propose(f); ok {
+			cs = append(cs, cand{rank, pr})
 		}
-		limit := max(val(s.AcceptLimit), 100)
-		cs = append(cs, cand{30, Proposal{Action: RatelimitGlobal,
-			Why:     "if the storm comes from many sources (a large fleet), per-source limits do not bound the total",
-			Effect:  fmt.Sprintf("at most %d new connections/s reach the port in total", limit),
-			Risk:    "medium: well-behaved new clients compete with the storm for the same budget; established connections are untouched",
-			Command: cmd(RatelimitGlobal, fmt.Sprintf("--rate %d/s", limit))}})
-	}
-	if ctFull {
-		cs = append(cs, cand{40, Proposal{Action: Notrack,
-			Why:     fmt.Sprintf("conntrack is %d/%d: when full, new SYNs are dropped before TCP sees them", val(s.ConntrackCount), val(s.ConntrackMax)),
-			Effect:  "the port's packets bypass conntrack both ways, freeing table entries",
-			Risk:    "high: breaks NAT and ct state rules for the port (apply refuses when it finds them)",
-			Command: cmd(Notrack, "")}})
-	}
-	if s.AcceptLimit != nil && (overflowing || queueFull) && val(s.AcceptLimit) < 4096 {
-		target := max(int64(4096), val(s.TCPBacklog))
-		cs = append(cs, cand{50, Proposal{Action: Backlog,
-			Why:     fmt.Sprintf("the accept queue limit is only %d", val(s.AcceptLimit)),
-			Effect:  fmt.Sprintf("somaxconn %d lets a restarted Valkey listen with a larger backlog", target),
-			Risk:    "low, but no effect until Valkey restarts (and tcp-backlog is raised in valkey.conf)",
-			Command: cmd(Backlog, fmt.Sprintf("--somaxconn %d --syn-backlog %d", target, target))}})
-	}
-	if nearMax {
-		cs = append(cs, cand{60, Proposal{Action: KillIdle,
-			Why:     fmt.Sprintf("%d of maxclients %d connected; rejected_connections rising: %v", val(s.ConnectedClients), val(s.MaxClients), rejecting),
-			Effect:  "frees slots held by clients idle for 5 minutes or more",
-			Risk:    "high and irreversible: killed clients may reconnect at once and add to the storm",
-			Command: cmd(KillIdle, "--min-idle 300s --yes-kill")}})
 	}
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].rank < cs[j].rank })
 	for i, c := range cs {

@@ -1,7 +1,10 @@
 package simulate
 
-import "github.com/stormguard/stormguard/internal/lab"
+import "github.com/stormguard/stormguard/backoff"
 
-func labGlide(retries int) lab.PolicyParams {
-	return lab.PolicyParams{Retries: retries, GlideSet: map[string]bool{"retries": true}}
+// labGlide is GLIDE's defaults with retries replaced.
+func labGlide(retries int) backoff.Params {
+	g := backoff.DefaultGLIDE()
+	g.Retries = retries
+	return backoff.Params{GLIDE: g}
 }

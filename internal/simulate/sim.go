@@ -32,7 +32,9 @@ const (
 type Fleet struct {
 	Clients  int
 	Strategy string
-	Policy   lab.PolicyParams
+	// Policy holds the policy settings (backoff.ByName); a zero GLIDE
+	// means GLIDE's defaults, as in the lab.
+	Policy   backoff.Params
 	Scenario string
 	// Dialer configures the stormguard strategy's dialer (Now, Rand and
 	// DialTimeout are set by the simulator). Zero: the defaults, as the
@@ -87,10 +89,24 @@ func (f Fleet) Validate() error {
 	if f.Duration > 10*time.Minute {
 		return fmt.Errorf("%w: --duration must be at most 10m", ErrConfig)
 	}
-	if _, err := lab.PolicyFor(f.Strategy, f.Policy); err != nil {
+	if _, err := f.policy(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	return nil
+}
+
+// policy is the per-client policy, as the lab gives it: the backoff
+// policy of the strategy's name, Immediate for stormguard (its dialer
+// paces).
+func (f Fleet) policy() (backoff.Policy, error) {
+	if f.Strategy == "stormguard" {
+		return backoff.Immediate{}, nil
+	}
+	p := f.Policy
+	if f.Strategy == "glide" && p.GLIDE == (backoff.GLIDE{}) {
+		p.GLIDE = backoff.DefaultGLIDE()
+	}
+	return backoff.ByName(f.Strategy, p)
 }
 
 // Result is a simulated storm: the keys of `stormguard storm --json` that
@@ -239,7 +255,7 @@ func Run(ctx context.Context, m Model, f Fleet) (*Result, error) {
 		return nil, err
 	}
 	m = m.withDefaults()
-	pol, _ := lab.PolicyFor(f.Strategy, f.Policy)
+	pol, _ := f.policy()
 	s := &sim{ctx: ctx, m: m, f: f, rng: rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15)),
 		epoch: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), pol: pol, sg: f.Strategy == "stormguard", up: true}
 	s.res = Result{Strategy: f.Strategy, Clients: f.Clients, Scenario: f.Scenario, Model: m}
