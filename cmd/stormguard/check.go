@@ -11,14 +11,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/checklist"
 	"github.com/stormguard/stormguard/internal/netns"
 )
 
 type checkOpts struct {
 	valkey       string
-	passwordFile string
+	conn         valkeyConnFlags
 	netns        string
 	format       string
 	failOn       string
@@ -63,7 +62,7 @@ Exit codes: 0 no finding at or above --fail-on; 1 a finding at or above
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.valkey, "valkey", "", "Valkey address: HOST:PORT, valkey://[user:pass@]host:port[/db] or valkeys://… (TLS); omit for a kernel-only audit")
-	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the target, e.g. /var/run/netns/NAME or /proc/PID/ns/net")
 	f.StringVar(&o.format, "format", "table", "output format: table, json or markdown")
 	f.StringVar(&o.failOn, "fail-on", "critical", "exit 1 when a finding is at or above this severity: warning or critical")
@@ -103,16 +102,13 @@ func (o checkOpts) validate() (checklist.Options, checklist.Format, checklist.Se
 		}
 	}
 	if o.valkey != "" {
-		a, err := addr.Parse(o.valkey)
+		a, err := o.conn.address(o.valkey)
 		if err != nil {
 			return co, "", 0, err
 		}
-		if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
-			return co, "", 0, err
-		}
 		co.Valkey = &a
-	} else if o.passwordFile != "" {
-		return co, "", 0, fmt.Errorf("--password-file needs --valkey")
+	} else if err := o.conn.needValkey(); err != nil {
+		return co, "", 0, err
 	}
 	return co, format, failOn, nil
 }

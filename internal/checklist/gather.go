@@ -3,7 +3,6 @@ package checklist
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // CounterReader reads the TCP counters (CounterNames) of the network
@@ -121,7 +121,7 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 	}
 	if f.Valkey != nil {
 		if s, err := vc.client.Do(ctx, vc.client.B().Info().Build()).ToString(); err == nil {
-			f.Valkey.InfoLater = ParseInfo(s)
+			f.Valkey.InfoLater = valkeyconn.ParseInfo(s)
 		}
 		readClients(ctx, o, f, vc)
 		if f.Conntrack.Loaded {
@@ -243,48 +243,12 @@ type valkeyConn struct {
 }
 
 func dialValkey(o Options) (*valkeyConn, error) {
-	a := o.Valkey
 	vc := &valkeyConn{}
-	opt := valkey.ClientOption{
-		InitAddress:       []string{a.HostPort()},
-		Username:          a.User,
-		Password:          a.Password,
-		SelectDB:          a.DB,
-		ClientName:        AuditClientName,
-		DisableCache:      true,
-		DisableRetry:      true,
-		ForceSingleClient: true,
-		PipelineMultiplex: -1, // one connection
-		BlockingPoolSize:  1,
-		ConnWriteTimeout:  o.Timeout,
-		Dialer:            net.Dialer{Timeout: o.Timeout},
-		DialCtxFn: func(ctx context.Context, dst string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
-			var c net.Conn
-			err := netns.Do(o.NetNS, func() error {
-				var err error
-				c, err = d.DialContext(ctx, "tcp", dst)
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
-			vc.local, vc.remote = c.LocalAddr(), c.RemoteAddr()
-			if tc != nil {
-				tcn := tls.Client(c, tc)
-				if err := tcn.HandshakeContext(ctx); err != nil {
-					c.Close()
-					return nil, err
-				}
-				return tcn, nil
-			}
-			return c, nil
-		},
-	}
-	if a.TLS {
-		opt.TLSConfig = &tls.Config{ServerName: a.Host, InsecureSkipVerify: a.TLSInsecure, MinVersion: tls.VersionTLS12}
-	}
-	// NewClient dials at once, bounded by opt.Dialer.Timeout.
-	c, err := valkey.NewClient(opt)
+	// valkeyconn.Connect dials at once, bounded by the timeout.
+	c, err := valkeyconn.Connect(*o.Valkey, o.NetNS, valkeyconn.Options{
+		Name: AuditClientName, DialTimeout: o.Timeout, WriteTimeout: o.Timeout,
+		OnConn: func(c net.Conn) { vc.local, vc.remote = c.LocalAddr(), c.RemoteAddr() },
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +266,7 @@ func (vc *valkeyConn) read(ctx context.Context, o Options) *ValkeyFacts {
 		vc.err = fmt.Sprintf("INFO on %s failed: %v", o.Valkey, err)
 		return nil
 	}
-	v := &ValkeyFacts{Addr: o.Valkey.String(), TLS: o.Valkey.TLS, Info: ParseInfo(s), Config: map[string]string{}}
+	v := &ValkeyFacts{Addr: o.Valkey.String(), TLS: o.Valkey.TLS, Info: valkeyconn.ParseInfo(s), Config: map[string]string{}}
 	cfg, err := c.Do(cctx, c.B().ConfigGet().Parameter(ValkeyConfigParams...).Build()).AsStrMap()
 	if err != nil {
 		v.ConfigErr = "CONFIG GET failed: " + err.Error()

@@ -9,11 +9,8 @@ import (
 
 	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/source"
-	"github.com/stormguard/stormguard/internal/valkeyreply"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
-
-// ParseInfo parses INFO output (valkeyreply.ParseInfo).
-func ParseInfo(s string) map[string]string { return valkeyreply.ParseInfo(s) }
 
 // ParseLimitsNoFile returns the soft "Max open files" limit from the
 // contents of /proc/PID/limits (Unlimited for "unlimited").
@@ -89,7 +86,7 @@ func ListenInodes(s string, port int) []uint64 {
 	return out
 }
 
-// ParseClientList parses CLIENT LIST output (valkeyreply.ParseClientList)
+// ParseClientList parses CLIENT LIST output (clientlist.Fields)
 // into the fields the client rules use. Lines without an addr field are
 // skipped.
 func ParseClientList(s string) []ClientConn {
@@ -100,7 +97,7 @@ func ParseClientList(s string) []ClientConn {
 		if !ok {
 			continue
 		}
-		c := ClientConn{ID: m["id"], IP: valkeyreply.Host(a), Name: m["name"], LibName: m["lib-name"],
+		c := ClientConn{ID: m["id"], IP: valkeyconn.Host(a), Name: m["name"], LibName: m["lib-name"],
 			LibVer: m["lib-ver"], User: m["user"], Flags: m["flags"], TotCmds: -1}
 		c.Age, _ = strconv.ParseInt(m["age"], 10, 64)
 		c.Idle, _ = strconv.ParseInt(m["idle"], 10, 64)

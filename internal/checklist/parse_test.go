@@ -5,11 +5,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
-func TestParseInfo(t *testing.T) {
+func TestInfoVersion(t *testing.T) {
 	in := "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n\r\n# Clients\r\nconnected_clients:3\r\nbad line\r\n:novalue\r\nmaxclients:10000\r\n"
-	got := ParseInfo(in)
+	got := valkeyconn.ParseInfo(in)
 	want := map[string]string{"redis_version": "7.2.4", "server_name": "valkey", "valkey_version": "8.0.1", "connected_clients": "3", "maxclients": "10000"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("ParseInfo = %v, want %v", got, want)
@@ -124,11 +126,13 @@ func TestParseClientList(t *testing.T) {
 	}
 }
 
-func FuzzParseInfo(f *testing.F) {
+// FuzzInfoVersion fuzzes the version logic on parsed INFO (the parser
+// itself is fuzzed in valkeyconn).
+func FuzzInfoVersion(f *testing.F) {
 	f.Add("# Server\r\nredis_version:7.2.4\r\nvalkey_version:8.0.1\r\n")
 	f.Add(":\n::\nk:v:w\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		m := ParseInfo(s)
+		m := valkeyconn.ParseInfo(s)
 		for k := range m {
 			if k == "" || strings.ContainsAny(k, "\n:") {
 				t.Fatalf("bad key %q", k)
