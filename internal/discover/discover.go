@@ -110,7 +110,7 @@ func (sc Scanner) inspect(proc string, pid int, comm string, self uint64) (Serve
 }
 
 // otherPorts counts the distinct ports of listeners that are not own.
-func otherPorts(ls []Listener, own map[uint64]bool) int {
+func otherPorts(ls []procnet.Listener, own map[uint64]bool) int {
 	ports := map[int]bool{}
 	for _, l := range ls {
 		if !own[l.Inode] {
