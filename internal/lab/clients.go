@@ -29,23 +29,26 @@ func (r *run) open(ctx context.Context, dial DialFunc) (*rawConn, error) {
 		return nil, err
 	}
 	rc := &rawConn{c: c, r: bufio.NewReaderSize(c, 512)}
-	if r.cfg.Password != "" {
-		args := []string{"AUTH", r.cfg.Password}
-		if r.cfg.User != "" {
-			args = []string{"AUTH", r.cfg.User, r.cfg.Password}
+	if hs := r.handshake(); len(hs) > 0 {
+		// Pipelined, as client libraries send their handshake.
+		var buf []byte
+		for _, args := range hs {
+			buf = appendCommand(buf, args...)
 		}
 		_ = c.SetDeadline(time.Now().Add(r.cfg.CommandTimeout))
-		if _, err := c.Write(appendCommand(nil, args...)); err != nil {
+		if _, err := c.Write(buf); err != nil {
 			c.Close()
 			return nil, err
 		}
-		rp, err := readReply(rc.r)
-		if err == nil && rp.kind == '-' {
-			err = errors.New(rp.line)
-		}
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("AUTH: %w", err)
+		for _, args := range hs {
+			rp, err := readReply(rc.r)
+			if err == nil && rp.kind == '-' {
+				err = errors.New(rp.line)
+			}
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("%s: %w", args[0], err)
+			}
 		}
 	}
 	return rc, nil
