@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -53,15 +54,17 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 	dialFrom(t, sb, "127.0.0.9", 40) // the calm pool, before the agent starts
 
 	_, hub := runAgent(t, sb, 250*time.Millisecond, func(o *agent.Options) {
-		// A low floor so 90 connections in a second are a surge.
-		o.Detector = detect.Config{NewConnFloor: 30}
+		// A low floor, and no client headroom counted as enough, so 90
+		// connections in a second are a surge (a rate alone never is).
+		o.Detector = detect.Config{NewConnFloor: 30, HeadroomOccupancy: 0.000001}
 	})
 
 	// Calm first: the reference dump and a CLIENT LIST are taken.
 	var view serve.TargetView
 	waitView(t, hub, func(v serve.TargetView) bool {
 		view = v
-		return v.State.Name == "calm" && v.Clients != nil && v.Clients.Snapshot != nil && v.Clients.Clients >= 40
+		return v.State.Name == "calm" && v.Clients != nil && v.Clients.Snapshot != nil && v.Clients.Clients >= 40 &&
+			bytes.Contains(v.Detail, []byte(`"new_conn_baseline":`)) && !bytes.Contains(v.Detail, []byte(`"new_conn_baseline":null`))
 	})
 	if view.Role != "primary" {
 		t.Errorf("role %q, want primary", view.Role)
