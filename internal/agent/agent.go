@@ -275,7 +275,7 @@ func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, r *run
 		view := det.View()
 		fast.Store(st != detect.Calm || view.AcceptOccupancy != nil && *view.AcceptOccupancy >= 0.5)
 		_, since := det.State()
-		// CLIENT LIST only while calm (DESIGN.md principle 1).
+		// CLIENT LIST only while calm (principle 1 in docs/design.md).
 		set.SetDetectorCalm(st == detect.Calm)
 		now := time.Now()
 		attr.step(ctx, st, now)

@@ -22,7 +22,7 @@ import (
 )
 
 // The valkey source reads INFO and PING over ONE long-lived connection per
-// target (DESIGN.md principle 1). valkey-go is used for the protocol, but
+// target (principle 1 in docs/design.md). valkey-go is used for the protocol, but
 // stormguard owns the connection's life cycle:
 //
 //   - One valkey.Client per TCP connection. Its DialCtxFn admits exactly one
@@ -71,7 +71,7 @@ type valkeyConfig struct {
 	// CollectTimeout bounds a Collect whose context has no deadline.
 	CollectTimeout time.Duration
 	// ClientListEvery, ClientListMaxClients and ClientListMaxPing are the
-	// safety rules of CLIENT LIST (DESIGN.md principle 1): at most once
+	// safety rules of CLIENT LIST (principle 1 in docs/design.md): at most once
 	// per ClientListEvery, only with at most ClientListMaxClients clients
 	// and a PING under ClientListMaxPing, and only while the agent says
 	// the target is calm. YoungAge is the age under which a client counts
