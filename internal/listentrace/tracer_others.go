@@ -1,0 +1,32 @@
+//go:build !linux || !(amd64 || arm64)
+
+package listentrace
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+)
+
+// ErrUnsupported is returned off Linux and on CPUs the programs are not built for.
+var ErrUnsupported = errors.New("eBPF is only built for Linux on amd64 and arm64")
+
+// Supported reports whether this build has the programs.
+const Supported = false
+
+// Tracer is not available on this platform.
+type Tracer struct{}
+
+// Open always fails here.
+func Open(context.Context, string, uint16, *slog.Logger) (*Tracer, error) {
+	return nil, ErrUnsupported
+}
+
+// Wake never fires.
+func (*Tracer) Wake() <-chan struct{} { return nil }
+
+// Read fails.
+func (*Tracer) Read() (Counters, error) { return Counters{}, ErrUnsupported }
+
+// Close does nothing.
+func (*Tracer) Close() error { return nil }
