@@ -51,6 +51,9 @@ func TestStormBadInput(t *testing.T) {
 		{"bad netns", []string{"--target", "127.0.0.1:6379", "--netns", "/nonexistent/ns", "--clients", "5", "--strategy", "immediate"}, "/nonexistent/ns"},
 		{"glide jitter out of range", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "glide", "--jitter-percent", "150"}, "jitter"},
 		{"unreachable target", []string{"--target", "127.0.0.1:1", "--clients", "5", "--strategy", "immediate"}, "cannot reach Valkey"},
+		{"instances over clients names both flags", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--instances", "6", "--strategy", "immediate"}, "--instances 6 exceeds --clients 5"},
+		{"negative down", []string{"--spawn", "--clients", "5", "--strategy", "immediate", "--scenario", "restart", "--down", "-1s"}, "--down must not be negative"},
+		{"spawn and restart-cmd", []string{"--spawn", "--clients", "5", "--strategy", "immediate", "--restart-cmd", "true"}, "--restart-cmd is for"},
 		{"stray argument", []string{"now", "--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate"}, "now"},
 	}
 	for _, tt := range tests {

@@ -99,16 +99,10 @@ func sourceAddr(k int) netip.Addr {
 // target is a loopback IPv4 address, else 1 (the kernel's choice, also
 // for valkey-glide), and an error when more than one was asked for a
 // target or strategy that cannot have them.
-func sourceCount(ctx context.Context, cfg Config) (int, error) {
-	if cfg.SourceAddrs == 1 {
-		return 1, nil
-	}
-	if cfg.Strategy == GLIDEStrategy {
-		// GLIDE's Rust core dials by itself: no source can be chosen.
-		if cfg.SourceAddrs > 1 {
-			return 0, fmt.Errorf("%w: --source-addrs %d: valkey-glide dials from its own core, always from the address the kernel picks",
-				ErrConfig, cfg.SourceAddrs)
-		}
+func sourceCount(ctx context.Context, cfg Config, ownSource bool) (int, error) {
+	if cfg.SourceAddrs == 1 || ownSource {
+		// A strategy that dials by itself (valkey-glide's Rust core)
+		// cannot be given a source; its check refuses SourceAddrs > 1.
 		return 1, nil
 	}
 	ap, err := resolve(ctx, "tcp", cfg.Target)
@@ -117,8 +111,8 @@ func sourceCount(ctx context.Context, cfg Config) (int, error) {
 	}
 	if a := ap.Addr().Unmap(); !a.Is4() || !a.IsLoopback() {
 		if cfg.SourceAddrs > 1 {
-			return 0, fmt.Errorf("%w: --source-addrs %d needs a loopback IPv4 target (127.0.0.0/8); %s is not, so its clients connect from the address the kernel picks",
-				ErrConfig, cfg.SourceAddrs, cfg.Target)
+			return 0, bad("SourceAddrs", "{SourceAddrs} %d needs a loopback IPv4 target (127.0.0.0/8); %s is not, so its clients connect from the address the kernel picks",
+				cfg.SourceAddrs, cfg.Target)
 		}
 		return 1, nil
 	}
