@@ -23,8 +23,17 @@ const (
 // Counters is one read of a watched port's maps, summed over CPUs. All
 // counts are cumulative since the programs were loaded.
 type Counters struct {
-	SYNs      uint64
-	Overflows uint64
+	// SYNs counts SYNs to the port (sk_lookup; see bpf/listentrace.c).
+	SYNs uint64
+	// SYNsFull counts SYNs that arrived while an accept queue of the
+	// port was full: each was dropped as a listen overflow.
+	SYNsFull uint64
+	// Drops is the summed drop counter (sk_drops) of the port's
+	// listening sockets seen so far, counted by the kernel since each
+	// socket was created; Listeners is how many that is (0 until the
+	// first connection after Open shows them).
+	Drops     uint64
+	Listeners uint64
 	Accepts   uint64
 	WaitSumUS uint64
 	Hist      [NBuckets]uint64
@@ -73,7 +82,9 @@ func Delta(prev, cur Counters) Counters {
 		return b - a
 	}
 	d.SYNs = sub(prev.SYNs, cur.SYNs)
-	d.Overflows = sub(prev.Overflows, cur.Overflows)
+	d.SYNsFull = sub(prev.SYNsFull, cur.SYNsFull)
+	d.Drops = sub(prev.Drops, cur.Drops)
+	d.Listeners = cur.Listeners
 	d.Accepts = sub(prev.Accepts, cur.Accepts)
 	d.WaitSumUS = sub(prev.WaitSumUS, cur.WaitSumUS)
 	for i := range d.Hist {

@@ -76,12 +76,12 @@ func TestQuantile(t *testing.T) {
 }
 
 func TestDelta(t *testing.T) {
-	prev := Counters{SYNs: 10, Overflows: 2, Accepts: 5, WaitSumUS: 100}
+	prev := Counters{SYNs: 10, Drops: 2, Accepts: 5, WaitSumUS: 100}
 	prev.Hist[3] = 4
-	cur := Counters{SYNs: 15, Overflows: 2, Accepts: 9, WaitSumUS: 180, MaxWait: time.Second}
+	cur := Counters{SYNs: 15, Drops: 2, Accepts: 9, WaitSumUS: 180, MaxWait: time.Second}
 	cur.Hist[3] = 6
 	d := Delta(prev, cur)
-	if d.SYNs != 5 || d.Overflows != 0 || d.Accepts != 4 || d.WaitSumUS != 80 || d.Hist[3] != 2 || d.MaxWait != time.Second {
+	if d.SYNs != 5 || d.Drops != 0 || d.Accepts != 4 || d.WaitSumUS != 80 || d.Hist[3] != 2 || d.MaxWait != time.Second {
 		t.Fatalf("delta = %+v", d)
 	}
 	// Counters that went backwards (programs reloaded) restart.

@@ -20,10 +20,16 @@ type listentraceEvent struct {
 	Kind uint32
 }
 
+type listentraceListenerDrops struct {
+	_         structs.HostLayout
+	Drops     uint64
+	Listeners uint64
+}
+
 type listentracePortStats struct {
 	_         structs.HostLayout
 	Syns      uint64
-	Overflows uint64
+	SynsFull  uint64
 	Accepts   uint64
 	WaitSumUs uint64
 	Hist      [400]uint64
@@ -33,16 +39,21 @@ type listentracePortStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	listentraceMapDrops              = "drops"
 	listentraceMapEvents             = "events"
+	listentraceMapFull               = "full"
 	listentraceMapLastEvent          = "last_event"
+	listentraceMapListeners          = "listeners"
 	listentraceMapQueued             = "queued"
 	listentraceMapStats              = "stats"
 	listentraceMapWaitMax            = "wait_max"
 	listentraceProgOnAccept4Exit     = "on_accept4_exit"
 	listentraceProgOnAcceptExitPlain = "on_accept_exit_plain"
-	listentraceProgOnKfreeSkb        = "on_kfree_skb"
+	listentraceProgOnDataReady       = "on_data_ready"
 	listentraceProgOnSetState        = "on_set_state"
 	listentraceProgOnSkLookup        = "on_sk_lookup"
+	listentraceProgReadDrops         = "read_drops"
+	listentraceVarUnusedDrops        = "unused_drops"
 	listentraceVarUnusedEvent        = "unused_event"
 	listentraceVarUnusedStats        = "unused_stats"
 	listentraceVarWatchNetns         = "watch_netns"
@@ -93,17 +104,21 @@ type listentraceSpecs struct {
 type listentraceProgramSpecs struct {
 	OnAccept4Exit     *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
 	OnAcceptExitPlain *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
-	OnKfreeSkb        *ebpf.ProgramSpec `ebpf:"on_kfree_skb"`
+	OnDataReady       *ebpf.ProgramSpec `ebpf:"on_data_ready"`
 	OnSetState        *ebpf.ProgramSpec `ebpf:"on_set_state"`
 	OnSkLookup        *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
+	ReadDrops         *ebpf.ProgramSpec `ebpf:"read_drops"`
 }
 
 // listentraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceMapSpecs struct {
+	Drops     *ebpf.MapSpec `ebpf:"drops"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
+	Full      *ebpf.MapSpec `ebpf:"full"`
 	LastEvent *ebpf.MapSpec `ebpf:"last_event"`
+	Listeners *ebpf.MapSpec `ebpf:"listeners"`
 	Queued    *ebpf.MapSpec `ebpf:"queued"`
 	Stats     *ebpf.MapSpec `ebpf:"stats"`
 	WaitMax   *ebpf.MapSpec `ebpf:"wait_max"`
@@ -113,6 +128,7 @@ type listentraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceVariableSpecs struct {
+	UnusedDrops *ebpf.VariableSpec `ebpf:"unused_drops"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedStats *ebpf.VariableSpec `ebpf:"unused_stats"`
 	WatchNetns  *ebpf.VariableSpec `ebpf:"watch_netns"`
@@ -139,8 +155,11 @@ func (o *listentraceObjects) Close() error {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentraceMaps struct {
+	Drops     *ebpf.Map `ebpf:"drops"`
 	Events    *ebpf.Map `ebpf:"events"`
+	Full      *ebpf.Map `ebpf:"full"`
 	LastEvent *ebpf.Map `ebpf:"last_event"`
+	Listeners *ebpf.Map `ebpf:"listeners"`
 	Queued    *ebpf.Map `ebpf:"queued"`
 	Stats     *ebpf.Map `ebpf:"stats"`
 	WaitMax   *ebpf.Map `ebpf:"wait_max"`
@@ -148,8 +167,11 @@ type listentraceMaps struct {
 
 func (m *listentraceMaps) Close() error {
 	return _ListentraceClose(
+		m.Drops,
 		m.Events,
+		m.Full,
 		m.LastEvent,
+		m.Listeners,
 		m.Queued,
 		m.Stats,
 		m.WaitMax,
@@ -160,6 +182,7 @@ func (m *listentraceMaps) Close() error {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentraceVariables struct {
+	UnusedDrops *ebpf.Variable `ebpf:"unused_drops"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	UnusedStats *ebpf.Variable `ebpf:"unused_stats"`
 	WatchNetns  *ebpf.Variable `ebpf:"watch_netns"`
@@ -172,18 +195,20 @@ type listentraceVariables struct {
 type listentracePrograms struct {
 	OnAccept4Exit     *ebpf.Program `ebpf:"on_accept4_exit"`
 	OnAcceptExitPlain *ebpf.Program `ebpf:"on_accept_exit_plain"`
-	OnKfreeSkb        *ebpf.Program `ebpf:"on_kfree_skb"`
+	OnDataReady       *ebpf.Program `ebpf:"on_data_ready"`
 	OnSetState        *ebpf.Program `ebpf:"on_set_state"`
 	OnSkLookup        *ebpf.Program `ebpf:"on_sk_lookup"`
+	ReadDrops         *ebpf.Program `ebpf:"read_drops"`
 }
 
 func (p *listentracePrograms) Close() error {
 	return _ListentraceClose(
 		p.OnAccept4Exit,
 		p.OnAcceptExitPlain,
-		p.OnKfreeSkb,
+		p.OnDataReady,
 		p.OnSetState,
 		p.OnSkLookup,
+		p.ReadDrops,
 	)
 }
 

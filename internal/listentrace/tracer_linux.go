@@ -31,13 +31,6 @@ type Tracer struct {
 	log     *slog.Logger
 }
 
-// ErrNoBTF means the kernel exposes no BTF, which the programs' CO-RE
-// relocations need.
-var ErrNoBTF = errors.New("kernel has no BTF (/sys/kernel/btf/vmlinux missing; needs CONFIG_DEBUG_INFO_BTF)")
-
-// ErrPermission means the process may not load BPF programs.
-var ErrPermission = errors.New("not permitted to load BPF programs (needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)")
-
 // Supported reports whether this build has the programs (linux, amd64 or arm64).
 const Supported = true
 
@@ -104,8 +97,8 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 		{"raw tracepoint inet_sock_set_state", func() (link.Link, error) {
 			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: objs.OnSetState})
 		}},
-		{"raw tracepoint kfree_skb", func() (link.Link, error) {
-			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "kfree_skb", Program: objs.OnKfreeSkb})
+		{"raw tracepoint sk_data_ready", func() (link.Link, error) {
+			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sk_data_ready", Program: objs.OnDataReady})
 		}},
 		{"tracepoint syscalls:sys_exit_accept4", func() (link.Link, error) {
 			return link.Tracepoint("syscalls", "sys_exit_accept4", objs.OnAccept4Exit, nil)
@@ -200,13 +193,24 @@ func (t *Tracer) Read() (Counters, error) {
 	}
 	for i := range per {
 		c.SYNs += per[i].Syns
-		c.Overflows += per[i].Overflows
+		c.SYNsFull += per[i].SynsFull
 		c.Accepts += per[i].Accepts
 		c.WaitSumUS += per[i].WaitSumUs
 		for b := range c.Hist {
 			c.Hist[b] += per[i].Hist[b]
 		}
 	}
+	// read_drops reads the learned listeners' drop counters inside the
+	// kernel (kernel memory is not readable from here) into the drops map.
+	if _, err := t.objs.ReadDrops.Run(&ebpf.RunOptions{Context: make([]byte, 8)}); err != nil {
+		return c, fmt.Errorf("run read_drops: %w", err)
+	}
+	var d listentraceListenerDrops
+	if err := t.objs.Drops.Lookup(uint32(0), &d); err != nil {
+		return c, fmt.Errorf("read listener drops: %w", err)
+	}
+	c.Listeners = d.Listeners
+	c.Drops = d.Drops
 	var mx []uint64
 	if err := t.objs.WaitMax.Lookup(uint32(0), &mx); err != nil {
 		return c, fmt.Errorf("read longest wait: %w", err)

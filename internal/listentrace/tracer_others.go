@@ -4,12 +4,8 @@ package listentrace
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 )
-
-// ErrUnsupported is returned off Linux and on CPUs the programs are not built for.
-var ErrUnsupported = errors.New("eBPF is only built for Linux on amd64 and arm64")
 
 // Supported reports whether this build has the programs.
 const Supported = false

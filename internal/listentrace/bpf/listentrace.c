@@ -16,10 +16,16 @@
  *        Any socket's move to CLOSE forgets it.
  *   syscalls:sys_exit_accept{,4}    accept() returned an fd: its socket's
  *        timestamp gives the accept wait.
- *   skb:kfree_skb (raw)             drop reason TCP_LISTEN_OVERFLOW with
- *        the receiving socket: this listener overflowed.
+ *   sock:sk_data_ready (raw)        a child was queued on the watched
+ *        listener: learn the listener's address, and whether its accept
+ *        queue is now full.
  *   sk_lookup (per netns)           a packet looked for a listener on the
- *        port: a SYN (or, under SYN cookies, a cookie ACK).
+ *        port: a SYN (or, under SYN cookies, a cookie ACK). sock_diag
+ *        lookups (no remote port) are not counted. A SYN that arrives
+ *        while the queue is full is about to be dropped: the wake event.
+ *   read_drops (run by user space through BPF_PROG_TEST_RUN at each
+ *        sample) sums the learned listeners' drop counters (sk_drops:
+ *        the kernel's per-listener count of what ListenDrops counts).
  */
 #include "listentrace.h"
 #include <bpf/bpf_helpers.h>
@@ -32,6 +38,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
+#define AF_INET_ 2
+#define AF_INET6_ 10
 #define IPPROTO_TCP_ 6
 
 /* Histogram of the accept wait in microseconds: values below 16 us have a
@@ -49,7 +57,8 @@ volatile const __u16 watch_port = 0;
 
 struct port_stats {
 	__u64 syns;
-	__u64 overflows;
+	/* SYNs that arrived while an accept queue of the port was full. */
+	__u64 syns_full;
 	__u64 accepts;
 	__u64 wait_sum_us;
 	__u64 hist[NBUCKETS];
@@ -93,6 +102,40 @@ struct {
 	__type(value, __u64);
 } last_event SEC(".maps");
 
+/* The watched port's listening sockets (v4, v6, SO_REUSEPORT groups) by
+ * address, learned when they queue a child; value: 1 while that
+ * listener's accept queue is full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u64);
+	__type(value, __u32);
+} listeners SEC(".maps");
+
+/* Per address family (0 = IPv4, 1 = IPv6): how many of its listeners are
+ * full. sk_lookup cannot read kernel memory, so the tracepoints mirror
+ * this for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} full SEC(".maps");
+
+/* read_drops' answer: the summed sk_drops of the live listeners, and how
+ * many there were. */
+struct listener_drops {
+	__u64 drops;
+	__u64 listeners;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct listener_drops);
+} drops SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4096);
@@ -101,6 +144,7 @@ struct {
 /* Force BTF for the types user space decodes. */
 const struct port_stats *unused_stats __attribute__((unused));
 const struct event *unused_event __attribute__((unused));
+const struct listener_drops *unused_drops __attribute__((unused));
 
 static __always_inline int watched(const struct sock *sk)
 {
@@ -114,6 +158,115 @@ static __always_inline struct port_stats *port_stats(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&stats, &zero);
+}
+
+static __always_inline void emit(__u32 kind)
+{
+	struct event *e;
+	__u64 now, *last;
+	__u32 zero = 0;
+
+	last = bpf_map_lookup_elem(&last_event, &zero);
+	if (!last)
+		return;
+	now = bpf_ktime_get_ns();
+	if (*last && now - *last < EVENT_GAP_NS)
+		return;
+	*last = now;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->ts = now;
+	e->slot = 0;
+	e->kind = kind;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline __u32 family_index(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6_ ? 1 : 0;
+}
+
+/* live tells whether the address still holds the watched listener (it may
+ * have been closed, and the memory reused, since it was learned). */
+static __always_inline int live(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN && watched(sk);
+}
+
+/* refresh records whether listener sk's accept queue is full now. */
+static __always_inline void refresh(const struct sock *sk, __u32 *was)
+{
+	/* sk_acceptq_is_full(): the kernel's own test. */
+	__u32 now = BPF_CORE_READ(sk, sk_ack_backlog) > BPF_CORE_READ(sk, sk_max_ack_backlog);
+	__u32 fam = family_index(sk), *n;
+
+	if (now == *was)
+		return;
+	*was = now;
+	n = bpf_map_lookup_elem(&full, &fam);
+	if (!n)
+		return;
+	if (now)
+		__sync_fetch_and_add(n, 1);
+	else if (*n > 0)
+		__sync_fetch_and_add(n, (__u32)-1);
+}
+
+SEC("raw_tracepoint/sk_data_ready")
+int on_data_ready(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx->args[0];
+	__u64 key = (__u64)sk;
+	__u32 zero = 0, *was;
+
+	/* An MPTCP listener is two sockets; the TCP one queues and drops. */
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN ||
+	    BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || !watched(sk))
+		return 0;
+	was = bpf_map_lookup_elem(&listeners, &key);
+	if (!was) {
+		bpf_map_update_elem(&listeners, &key, &zero, BPF_NOEXIST);
+		was = bpf_map_lookup_elem(&listeners, &key);
+		if (!was)
+			return 0;
+	}
+	refresh(sk, was);
+	return 0;
+}
+
+static long refresh_one(void *map, __u64 *key, __u32 *was, void *unused)
+{
+	const struct sock *sk = (const struct sock *)*key;
+
+	if (live(sk))
+		refresh(sk, was);
+	return 0;
+}
+
+static long sum_one(void *map, __u64 *key, __u32 *was, struct listener_drops *d)
+{
+	const struct sock *sk = (const struct sock *)*key;
+
+	if (!live(sk))
+		return 0;
+	d->drops += (__u32)BPF_CORE_READ(sk, sk_drops.counter);
+	d->listeners++;
+	return 0;
+}
+
+/* Run by user space (BPF_PROG_TEST_RUN) at each sample; never attached. */
+SEC("raw_tracepoint")
+int read_drops(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct listener_drops d = {}, *out;
+	__u32 zero = 0;
+
+	bpf_for_each_map_elem(&listeners, sum_one, &d, 0);
+	out = bpf_map_lookup_elem(&drops, &zero);
+	if (out)
+		*out = d;
+	return 0;
 }
 
 SEC("raw_tracepoint/inet_sock_set_state")
@@ -197,6 +350,8 @@ static __always_inline int on_accept_exit(struct sys_exit_args *ctx)
 		return 0;
 	wait = bpf_ktime_get_ns() - *ts;
 	bpf_map_delete_elem(&queued, &key);
+	/* accept() took one from a queue: it may no longer be full. */
+	bpf_for_each_map_elem(&listeners, refresh_one, 0, 0);
 	st = port_stats();
 	if (!st)
 		return 0;
@@ -226,41 +381,6 @@ int on_accept_exit_plain(struct sys_exit_args *ctx)
 	return on_accept_exit(ctx);
 }
 
-SEC("raw_tracepoint/kfree_skb")
-int on_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
-{
-	const struct sock *sk = (const struct sock *)ctx->args[3];
-	struct port_stats *st;
-	struct event *e;
-	__u64 now, *last;
-	__u32 zero = 0;
-
-	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW))
-		return 0;
-	if (ctx->args[2] != bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW))
-		return 0;
-	if (!sk || !watched(sk))
-		return 0;
-	st = port_stats();
-	if (st)
-		st->overflows++;
-	last = bpf_map_lookup_elem(&last_event, &zero);
-	if (!last)
-		return 0;
-	now = bpf_ktime_get_ns();
-	if (*last && now - *last < EVENT_GAP_NS)
-		return 0;
-	*last = now;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
-		return 0;
-	e->ts = now;
-	e->slot = 0;
-	e->kind = 1;
-	bpf_ringbuf_submit(e, 0);
-	return 0;
-}
-
 /* Attached to the watched namespace only. Returning SK_PASS without
  * selecting a socket lets the kernel's own lookup run as usual. */
 SEC("sk_lookup")
@@ -268,10 +388,22 @@ int on_sk_lookup(struct bpf_sk_lookup *ctx)
 {
 	struct port_stats *st;
 
-	if (ctx->protocol != IPPROTO_TCP_ || ctx->local_port != watch_port)
+	/* sock_diag's lookups of a listener (stormguard's own accept-queue
+	 * poller among them) run this program too, with no remote port. */
+	if (ctx->protocol != IPPROTO_TCP_ || ctx->local_port != watch_port || ctx->remote_port == 0)
 		return SK_PASS;
+	__u32 fam = ctx->family == AF_INET6_ ? 1 : 0, *n;
+
 	st = port_stats();
 	if (st)
 		st->syns++;
+	/* A SYN to a full accept queue is dropped (ListenOverflows): wake
+	 * user space at the first one. */
+	n = bpf_map_lookup_elem(&full, &fam);
+	if (n && *n > 0) {
+		if (st)
+			st->syns_full++;
+		emit(1);
+	}
 	return SK_PASS;
 }

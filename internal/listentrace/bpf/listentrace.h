@@ -28,13 +28,31 @@ typedef struct {
 
 struct sock_common {
 	unsigned short skc_family;
+	volatile unsigned char skc_state;
 	__u16 skc_num;
 	possible_net_t skc_net;
 } __attribute__((preserve_access_index));
 
+typedef struct {
+	int counter;
+} atomic_t;
+
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
+	atomic_t sk_drops;
+	__u32 sk_ack_backlog;
+	__u32 sk_max_ack_backlog;
+} __attribute__((preserve_access_index));
+
+struct net_device {
+	possible_net_t nd_net;
+} __attribute__((preserve_access_index));
+
+struct sk_buff {
+	struct net_device *dev;
+	__u16 transport_header;
+	unsigned char *head;
 } __attribute__((preserve_access_index));
 
 struct socket {
