@@ -1,6 +1,9 @@
 package listentrace
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // ErrNoBTF means the kernel exposes no BTF, which the programs' CO-RE
 // relocations need.
@@ -11,3 +14,16 @@ var ErrPermission = errors.New("not permitted to load BPF programs (needs root, 
 
 // ErrUnsupported is returned off Linux and on CPUs the programs are not built for.
 var ErrUnsupported = errors.New("eBPF is only built for Linux on amd64 and arm64")
+
+// Env turns eBPF off when set to 0, false, off or no (`make test` runs
+// both ways with it; --ebpf=false does the same per command).
+const Env = "STORMGUARD_EBPF"
+
+// Off reports whether the environment turns eBPF off.
+func Off() bool {
+	switch os.Getenv(Env) {
+	case "0", "false", "off", "no":
+		return true
+	}
+	return false
+}

@@ -29,6 +29,9 @@ type Tracer struct {
 	// zeroMax is the per-CPU zero value written to wait_max after a read.
 	zeroMax []uint64
 	log     *slog.Logger
+	// NoListeners says why the listening sockets cannot be learned
+	// ("" = they can): no per-listener overflows or wake-up then.
+	NoListeners string
 }
 
 // Supported reports whether this build has the programs (linux, amd64 or arm64).
@@ -93,25 +96,33 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 	attachments := []struct {
 		what string
 		do   func() (link.Link, error)
+		// optional: sock:sk_data_ready is new in Linux 6.7; without
+		// it the listeners stay unknown (no overflows, no wake-up).
+		optional bool
 	}{
 		{"raw tracepoint inet_sock_set_state", func() (link.Link, error) {
 			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: objs.OnSetState})
-		}},
+		}, false},
 		{"raw tracepoint sk_data_ready", func() (link.Link, error) {
 			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sk_data_ready", Program: objs.OnDataReady})
-		}},
+		}, true},
 		{"tracepoint syscalls:sys_exit_accept4", func() (link.Link, error) {
 			return link.Tracepoint("syscalls", "sys_exit_accept4", objs.OnAccept4Exit, nil)
-		}},
+		}, false},
 		{"tracepoint syscalls:sys_exit_accept", func() (link.Link, error) {
 			return link.Tracepoint("syscalls", "sys_exit_accept", objs.OnAcceptExitPlain, nil)
-		}},
+		}, false},
 		{"sk_lookup in the namespace", func() (link.Link, error) {
 			return link.AttachNetNs(int(ns.Fd()), objs.OnSkLookup)
-		}},
+		}, false},
 	}
 	for _, a := range attachments {
 		l, err := a.do()
+		if err != nil && a.optional {
+			t.NoListeners = fmt.Sprintf("attach %s: %v (needs Linux 6.7)", a.what, err)
+			log.Info("ebpf: per-listener overflows and the overflow wake-up are unavailable", "err", t.NoListeners)
+			continue
+		}
 		if err != nil {
 			t.Close()
 			if isPerm(err) {

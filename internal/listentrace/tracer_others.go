@@ -11,7 +11,10 @@ import (
 const Supported = false
 
 // Tracer is not available on this platform.
-type Tracer struct{}
+type Tracer struct {
+	// NoListeners is unused here.
+	NoListeners string
+}
 
 // Open always fails here.
 func Open(context.Context, string, uint16, *slog.Logger) (*Tracer, error) {

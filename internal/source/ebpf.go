@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -12,21 +11,8 @@ import (
 	"github.com/stormguard/stormguard/internal/sample"
 )
 
-// EBPFEnv turns the eBPF source off when set to 0, false or off (tests run
-// `make test` both ways with it; --ebpf=false does the same per command).
-const EBPFEnv = "STORMGUARD_EBPF"
-
 // errEBPFOff is the reason recorded when eBPF was turned off.
-var errEBPFOff = errors.New("turned off (--ebpf=false or " + EBPFEnv + ")")
-
-// EBPFOff reports whether the environment turns the eBPF source off.
-func EBPFOff() bool {
-	switch os.Getenv(EBPFEnv) {
-	case "0", "false", "off", "no":
-		return true
-	}
-	return false
-}
+var errEBPFOff = errors.New("turned off (--ebpf=false or " + listentrace.Env + "=0)")
 
 // ebpfSource reads the in-kernel counters of listentrace: accept wait,
 // SYN rate and this listener's overflows. It wakes the sampler on the
@@ -40,7 +26,7 @@ type ebpfSource struct {
 }
 
 func openEBPF(ctx context.Context, o Options) (sample.Source, error) {
-	if o.NoEBPF || EBPFOff() {
+	if o.NoEBPF || listentrace.Off() {
 		return nil, &Unavailable{Reason: errEBPFOff.Error(), Err: errEBPFOff}
 	}
 	tr, err := listentrace.Open(ctx, o.Target.NetNS, uint16(o.Target.Port()), o.logger())
@@ -79,6 +65,9 @@ func (e *ebpfSource) Collect(_ context.Context, s *sample.Sample) error {
 	e.prev, e.prevT = cur, now
 	e.mu.Unlock()
 	fillEBPF(s, cur, d, elapsed)
+	if e.tr.NoListeners != "" {
+		return &Unavailable{Reason: "listen.overflows_port: " + e.tr.NoListeners}
+	}
 	return nil
 }
 
