@@ -34,6 +34,9 @@ test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	GOOS=darwin $(GO) build ./...
 	$(GO) test $(TESTFLAGS) ./...
+	# the Prometheus rules and their unit tests (deploys, per-request churn, fleet storms)
+	promtool check rules deploy/prometheus/stormguard-rules.yml
+	promtool test rules deploy/prometheus/*.test.yml
 	# the valkey-glide strategy (build tag glide, cgo): its own tests only
 	CGO_ENABLED=1 $(GO) test $(TESTFLAGS) -tags glide -run Glide ./internal/lab/... ./cmd/stormguard/...
 
