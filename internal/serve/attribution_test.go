@@ -65,7 +65,7 @@ stormguard_target_info{cluster_node_id="abc123",role="replica",target="127.0.0.1
 	var got map[string]any
 	json.Unmarshal(raw, &got)
 	if got["cluster_node_id"] != "abc123" || got["sources"] == nil || got["clients"] == nil || got["role"] != "replica" {
-		t.Fatalf("state view lacks the extras: %s", raw)
+		t.Fatalf("state view lacks the attribution: %s", raw)
 	}
 	// A note without a snapshot has no group fields.
 	only, _ := json.Marshal(ClientGroups{Note: "CLIENT LIST refused: NOPERM"})
