@@ -268,7 +268,7 @@ func TestIntegrationAcceptCap(t *testing.T) {
 	if got := cli(t, sb, "CONFIG", "GET", configAcceptCap); got != orig {
 		t.Fatalf("after revert: %q, want %q", got, orig)
 	}
-	// Expiry restores too (at the next run after the TTL).
+	// Expiry restores too (the scheduled restore process, at the TTL).
 	mt, err = m.Apply(ctx, AcceptCap, Params{TTL: time.Second, Value: 3})
 	if err != nil {
 		t.Fatalf("apply: %v", err)
