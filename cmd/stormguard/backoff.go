@@ -151,22 +151,11 @@ func (o backoffOpts) policy(cmd *cobra.Command) (backoff.Policy, error) {
 			return nil, errors.New("--retries must be at least 1 (released GLIDE underflows on 0)")
 		}
 	}
-	var p backoff.Policy
-	switch o.strategy {
-	case "glide":
-		p = backoff.GLIDE{Retries: o.retries, Factor: o.factor, ExponentBase: o.exponentBase, JitterPercent: o.jitterPercent}
-	case "full-jitter":
-		p = backoff.FullJitter{Base: o.base, Cap: o.cap}
-	case "equal-jitter":
-		p = backoff.EqualJitter{Base: o.base, Cap: o.cap}
-	case "decorrelated":
-		p = backoff.DecorrelatedJitter{Base: o.base, Cap: o.cap}
-	case "grpc":
-		g := backoff.DefaultGRPC()
-		g.Initial, g.Max = orDur(o.base, g.Initial), orDur(o.cap, g.Max)
-		p = g
-	}
-	if err := p.Validate(); err != nil {
+	p, err := backoff.ByName(o.strategy, backoff.Params{
+		GLIDE: backoff.GLIDE{Retries: o.retries, Factor: o.factor, ExponentBase: o.exponentBase, JitterPercent: o.jitterPercent},
+		Base:  o.base, Cap: o.cap,
+	})
+	if err != nil {
 		// Drop the package prefix: the flag names say what was wrong.
 		return nil, errors.New(strings.TrimPrefix(err.Error(), backoff.ErrInvalidConfig.Error()+": "))
 	}

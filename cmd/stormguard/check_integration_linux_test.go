@@ -66,3 +66,57 @@ func TestIntegrationCheckAtMaxclients(t *testing.T) {
 		t.Errorf("clients-near-maxclients = %q, want critical", s)
 	}
 }
+
+// TestIntegrationCheckDiscovers: without --valkey, check finds the
+// valkey-server of the namespace (--netns keeps the shared machine's other
+// servers out) and audits it like --valkey would; a namespace without a
+// server gets a kernel-only audit that says no server was found.
+func TestIntegrationCheckDiscovers(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{
+		Sysctls:    map[string]string{"net.core.somaxconn": "64"},
+		ValkeyArgs: []string{"--tcp-backlog", "511"},
+	})
+	for _, format := range []string{"json", "table"} {
+		out, msg, code := runCheckCLI(t, "check", "--netns", sb.NetNS, "--format", format, "--window", "100ms", "--fail-on", "critical")
+		if code != exitOK {
+			t.Fatalf("%s: exit %d (%s)\n%s", format, code, msg, out)
+		}
+		if format == "table" {
+			if !strings.Contains(out, "== "+sb.Addr()+" (valkey-server pid ") || strings.Contains(out, "valkey-not-checked") {
+				t.Errorf("table does not name the discovered server or did not audit it:\n%s", out)
+			}
+			continue
+		}
+		doc := parseCheck(t, out)
+		if s := doc.severity("somaxconn-truncates-backlog"); s != "warning" {
+			t.Errorf("somaxconn-truncates-backlog = %q, want warning (the discovered server's tcp-backlog 511 > somaxconn 64)", s)
+		}
+		if s := doc.severity("valkey-not-checked"); s != "" {
+			t.Errorf("valkey-not-checked is %s: discovery did not audit the server\n%s", s, out)
+		}
+		for _, f := range doc.Findings {
+			if f.Target != sb.Addr()+" in "+sb.NetNS {
+				t.Fatalf("finding %s has target %q, want %q", f.ID, f.Target, sb.Addr()+" in "+sb.NetNS)
+			}
+		}
+	}
+
+	// The same namespace with its server stopped: nothing to discover.
+	if err := sb.StopValkey(); err != nil {
+		t.Fatal(err)
+	}
+	out, msg, code := runCheckCLI(t, "check", "--netns", sb.NetNS, "--format", "json", "--window", "100ms")
+	if code != exitOK {
+		t.Fatalf("no server: exit %d (%s)\n%s", code, msg, out)
+	}
+	doc := parseCheck(t, out)
+	found := false
+	for _, f := range doc.Findings {
+		if f.ID == "valkey-not-checked" {
+			found = strings.Contains(f.Evidence, "no local valkey-server or redis-server process found")
+		}
+	}
+	if !found {
+		t.Errorf("no valkey-not-checked finding saying nothing was discovered:\n%s", out)
+	}
+}

@@ -25,6 +25,7 @@ type checkJSON struct {
 		Title    string `json:"title"`
 		Evidence string `json:"evidence"`
 		Fix      string `json:"fix"`
+		Target   string `json:"target"`
 	} `json:"findings"`
 }
 
@@ -60,7 +61,8 @@ func TestCheckUsageErrors(t *testing.T) {
 		{"bad role", []string{"check", "--role", "proxy"}, "--role"},
 		{"bad window", []string{"check", "--window", "0s"}, "--window"},
 		{"bad netns", []string{"check", "--netns", "/nonexistent"}, "network namespace"},
-		{"password file without valkey", []string{"check", "--password-file", "/etc/hostname"}, "needs --valkey"},
+		{"password file without a server", []string{"check", "--no-discover", "--password-file", "/etc/hostname"}, "needs --valkey"},
+		{"password file on a client host", []string{"check", "--role", "client", "--password-file", "/etc/hostname"}, "needs --valkey"},
 		{"unknown flag", []string{"check", "--frobnicate"}, "unknown flag"},
 	}
 	for _, c := range cases {
@@ -83,7 +85,7 @@ func TestCheckUsageErrors(t *testing.T) {
 // agree with the findings printed.
 func TestCheckKernelOnly(t *testing.T) {
 	for _, failOn := range []string{"warning", "critical"} {
-		out, msg, code := runCheckCLI(t, "check", "--format", "json", "--fail-on", failOn, "--window", "100ms")
+		out, msg, code := runCheckCLI(t, "check", "--no-discover", "--format", "json", "--fail-on", failOn, "--window", "100ms")
 		doc := parseCheck(t, out)
 		if doc.severity("valkey-not-checked") != "info" {
 			t.Errorf("valkey-not-checked = %q", doc.severity("valkey-not-checked"))
@@ -129,14 +131,14 @@ func TestCheckValkeyUnreachable(t *testing.T) {
 }
 
 func TestCheckTableAndMarkdown(t *testing.T) {
-	out, _, _ := runCheckCLI(t, "check", "--window", "50ms")
+	out, _, _ := runCheckCLI(t, "check", "--no-discover", "--window", "50ms")
 	if strings.Contains(out, "\x1b[") {
 		t.Error("table to a buffer is coloured")
 	}
 	if !strings.Contains(out, "valkey-not-checked") || !strings.Contains(out, " critical, ") {
 		t.Errorf("table:\n%s", out)
 	}
-	out, _, _ = runCheckCLI(t, "check", "--window", "50ms", "--format", "markdown")
+	out, _, _ = runCheckCLI(t, "check", "--no-discover", "--window", "50ms", "--format", "markdown")
 	if !strings.HasPrefix(out, "# stormguard check") || !strings.Contains(out, "(docs/checklist.md#valkey-not-checked)") {
 		t.Errorf("markdown:\n%s", out)
 	}

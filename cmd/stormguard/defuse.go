@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"text/tabwriter"
@@ -23,11 +22,11 @@ import (
 
 // defuseOpts are the flags shared by the defuse subcommands.
 type defuseOpts struct {
-	state        string
-	netns        string
-	valkey       string
-	passwordFile string
-	json         bool
+	state  string
+	netns  string
+	valkey string
+	conn   valkeyConnFlags
+	json   bool
 }
 
 func (o *defuseOpts) flags(c *cobra.Command, withValkey bool) {
@@ -37,7 +36,7 @@ func (o *defuseOpts) flags(c *cobra.Command, withValkey bool) {
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	if withValkey {
 		f.StringVar(&o.valkey, "valkey", "", "Valkey address (default 127.0.0.1:PORT): HOST:PORT or valkey://[user:pass@]host:port")
-		f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+		o.conn.register(f)
 	}
 }
 
@@ -55,11 +54,8 @@ func (o *defuseOpts) manager(cmd *cobra.Command, port int) (*defuse.Manager, err
 		}
 		v = "127.0.0.1:" + strconv.Itoa(port)
 	}
-	a, err := addr.Parse(v)
+	a, err := o.conn.address(v)
 	if err != nil {
-		return nil, err
-	}
-	if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
 		return nil, err
 	}
 	return &defuse.Manager{

@@ -59,7 +59,9 @@ func TestCheckProgressOnTerminal(t *testing.T) {
 	if isTTY(outW) {
 		t.Fatal("a pipe is seen as a terminal")
 	}
-	o := checkOpts{format: "json", failOn: "critical", role: "server", window: 600 * time.Millisecond, timeout: time.Second}
+	// role client: a kernel-only audit, whatever servers run on this host
+	// (a server-role check would discover and audit them).
+	o := checkOpts{format: "json", failOn: "critical", role: "client", window: 600 * time.Millisecond, timeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stdout := make(chan string, 1)

@@ -67,7 +67,7 @@ func TestProgressDisabled(t *testing.T) {
 // pipe in scripts), check writes nothing to stderr.
 func TestCheckNoProgressInPipes(t *testing.T) {
 	var out, errb bytes.Buffer
-	o := checkOpts{format: "json", failOn: "critical", role: "server", window: 200 * time.Millisecond, timeout: time.Second}
+	o := checkOpts{format: "json", failOn: "critical", role: "server", noDiscover: true, window: 200 * time.Millisecond, timeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := runCheck(ctx, &out, &errb, o)

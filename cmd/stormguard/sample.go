@@ -6,26 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/source"
 )
 
 type sampleOpts struct {
-	valkey       string
-	passwordFile string
-	netns        string
-	count        int
-	interval     time.Duration
-	json         bool
-	procRoot     string
+	valkey   string
+	conn     valkeyConnFlags
+	netns    string
+	count    int
+	interval time.Duration
+	json     bool
+	procRoot string
 }
 
 func newSampleCmd() *cobra.Command {
@@ -45,7 +43,7 @@ reason is given under "errors"; the other signals are still printed.`,
   VALKEY_PASSWORD=secret stormguard sample --valkey 127.0.0.1:6379 --netns /var/run/netns/blue --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := resolveTarget(o.valkey, o.passwordFile, o.netns)
+			t, err := resolveTarget(o.valkey, o.conn, o.netns)
 			if err != nil {
 				return usageErr(err)
 			}
@@ -61,7 +59,7 @@ reason is given under "errors"; the other signals are still printed.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.valkey, "valkey", "", "Valkey address: HOST:PORT, valkey://[user:pass@]host:port[/db] or valkeys://… (TLS)")
-	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the target, e.g. /var/run/netns/NAME or /proc/PID/ns/net")
 	f.IntVar(&o.count, "count", 1, "number of samples to take")
 	f.DurationVar(&o.interval, "interval", 500*time.Millisecond, "time between samples")
@@ -73,12 +71,9 @@ reason is given under "errors"; the other signals are still printed.`,
 }
 
 // resolveTarget parses the address flags shared by every command.
-func resolveTarget(valkey, passwordFile, ns string) (source.Target, error) {
-	a, err := addr.Parse(valkey)
+func resolveTarget(valkey string, conn valkeyConnFlags, ns string) (source.Target, error) {
+	a, err := conn.address(valkey)
 	if err != nil {
-		return source.Target{}, err
-	}
-	if err := a.ApplyPassword(passwordFile, os.Getenv); err != nil {
 		return source.Target{}, err
 	}
 	if ns != "" {

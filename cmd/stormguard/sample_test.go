@@ -43,6 +43,11 @@ func TestSampleErrors(t *testing.T) {
 		{"missing netns", []string{"sample", "--valkey", "127.0.0.1:6379", "--netns", "/nonexistent/netns/blue"}, "open network namespace /nonexistent/netns/blue", ""},
 		{"not a netns", []string{"sample", "--valkey", "127.0.0.1:6379", "--netns", "/etc/hostname"}, "not a namespace file", ""},
 		{"connection refused", []string{"sample", "--valkey", "valkey://u:hunter2@" + refused}, "connection refused", "hunter2"},
+		{"TLS files on a plain address", []string{"sample", "--valkey", "127.0.0.1:6379", "--cacert", "/etc/hostname"}, "need a TLS address", ""},
+		{"missing CA file", []string{"sample", "--valkey", "valkeys://127.0.0.1:6379", "--cacert", "/nonexistent/ca.pem"}, "--cacert", ""},
+		{"cert without key", []string{"sample", "--valkey", "valkeys://127.0.0.1:6379", "--cert", "/etc/hostname"}, "--cert needs --key", ""},
+		{"TLS files without an address", []string{"check", "--sni", "x"}, "need --valkey", ""},
+		{"TLS files for discovery", []string{"watch", "--cacert", "/etc/hostname"}, "need --valkey", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

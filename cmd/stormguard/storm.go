@@ -16,27 +16,23 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/internal/lab"
 	"github.com/stormguard/stormguard/internal/netns"
-	"github.com/stormguard/stormguard/internal/sandbox"
 )
 
 type stormOpts struct {
-	target       string
-	passwordFile string
-	netns        string
-	compare      string
-	json         bool
-	progress     bool
-	restartCmd   string
-	down         time.Duration
+	target     string
+	conn       valkeyConnFlags
+	netns      string
+	compare    string
+	json       bool
+	progress   bool
+	restartCmd string
 
 	spawn      bool
-	somaxconn  int
-	tcpBacklog int
-	maxclients int
 	syncookies int
+	spawnOpts  lab.Spawn
 
 	cfg lab.Config
 	// notice receives one-line notes about the run that are not progress
@@ -70,7 +66,7 @@ connection), restart (--spawn restarts the lab's own valkey-server, or
 namespace drops packets to the port for --blip), churn (no disruption: every
 client reconnects per PING, like valkey-benchmark -k 0).
 
-Strategies: ` + strings.Join(lab.Strategies, ", ") + `.
+Strategies: ` + strings.Join(lab.Strategies(), ", ") + `.
 By default every client is its own application instance (own dialer, own
 backoff); --instances K splits the clients over K instances that each share
 one dialer (stormguard) or one client library object (go-redis, valkey-go,
@@ -85,20 +81,20 @@ connection from one address, like valkey-benchmark or a fleet behind NAT.
 
 --spawn runs a throwaway valkey-server in a private network namespace (with
 --somaxconn, --tcp-backlog, --maxclients, --syncookies) and removes it
-afterwards. --compare a,b,c runs several strategies in turn (a fresh server
+afterwards. --hosts N puts the clients on N client hosts: namespaces joined
+to the server's by veth pairs on a bridge, private addresses 10.77.k.1 that
+exist only there; --rtt and --loss shape that link. --compare a,b,c runs several strategies in turn (a fresh server
 per strategy with --spawn) and prints a table, or a JSON array with --json.
 See docs/lab.md.`,
 		Example: `  stormguard storm --spawn --somaxconn 128 --clients 2000 --strategy immediate --scenario kill --json
   stormguard storm --spawn --clients 500 --scenario restart --compare immediate,glide,stormguard
+  stormguard storm --spawn --hosts 4 --loss 1 --clients 2000 --strategy go-redis --scenario kill
   stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s
   stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("retries") {
-				o.cfg.Policy.GlideSet["retries"] = true
-			}
-			if cmd.Flags().Changed("jitter-percent") {
-				o.cfg.Policy.GlideSet["jitter-percent"] = true
+			if cmd.Flags().Changed("hosts") && o.cfg.Hosts < 1 {
+				return usageErr(fmt.Errorf("--hosts must be at least 1, got %d", o.cfg.Hosts))
 			}
 			o.notice = cmd.ErrOrStderr()
 			var errOut io.Writer
@@ -108,15 +104,14 @@ See docs/lab.md.`,
 			return runStorm(cmd.Context(), cmd.OutOrStdout(), errOut, o)
 		},
 	}
-	o.cfg.Policy.GlideSet = map[string]bool{}
 	f := cmd.Flags()
 	f.StringVar(&o.target, "target", "", "Valkey address HOST:PORT or valkey://[user:pass@]host:port (default with --spawn: the spawned server)")
-	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the server: every client socket is created there and kernel counters are read there")
 	f.IntVar(&o.cfg.Clients, "clients", 0, "number of simulated clients")
 	f.IntVar(&o.cfg.Instances, "instances", 0, "application instances the clients are split over, each sharing one dialer (default: one per client)")
 	f.IntVar(&o.cfg.SourceAddrs, "source-addrs", 0, "loopback targets: source addresses 127.0.0.1… the instances are spread over (default: one per instance; 1: one for all)")
-	f.StringVar(&o.cfg.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(lab.Strategies, ", "))
+	f.StringVar(&o.cfg.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(lab.Strategies(), ", "))
 	f.StringVar(&o.compare, "compare", "", "comma-separated strategies to run in turn (or \"all\")")
 	f.StringVar(&o.cfg.Scenario, "scenario", "kill", "disruption: kill, restart, blip, churn")
 	f.BoolVar(&o.json, "json", false, "print one JSON object (an array with --compare)")
@@ -131,35 +126,24 @@ See docs/lab.md.`,
 	f.DurationVar(&o.cfg.Duration, "duration", 30*time.Second, "longest observation after the disruption (churn: its length, default 5s)")
 	f.DurationVar(&o.cfg.Settle, "settle", time.Second, "observation after every client recovered")
 	f.DurationVar(&o.cfg.Blip, "blip", 2*time.Second, "blip: how long packets to the port are dropped")
-	f.DurationVar(&o.down, "down", time.Second, "restart with --spawn: how long the server stays down")
+	f.DurationVar(&o.spawnOpts.Down, "down", time.Second, "restart with --spawn: how long the server stays down")
 	f.StringVar(&o.restartCmd, "restart-cmd", "", "restart scenario: shell command that restarts the server (clock starts when it starts)")
 	f.DurationVar(&o.cfg.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")
-	f.IntVar(&o.cfg.Policy.Retries, "retries", backoffDefault("retries"), "glide: number of growing, jittered steps")
-	f.IntVar(&o.cfg.Policy.Factor, "factor", backoffDefault("factor"), "glide: step factor in milliseconds")
-	f.IntVar(&o.cfg.Policy.ExponentBase, "exponent-base", backoffDefault("exponent-base"), "glide: growth base")
-	f.IntVar(&o.cfg.Policy.JitterPercent, "jitter-percent", backoffDefault("jitter-percent"), "glide: ± jitter in percent (0-100)")
+	f.IntVar(&o.cfg.Policy.GLIDE.Retries, "retries", backoff.GLIDEDefaultRetries, "glide: number of growing, jittered steps")
+	f.IntVar(&o.cfg.Policy.GLIDE.Factor, "factor", backoff.GLIDEDefaultFactor, "glide: step factor in milliseconds")
+	f.IntVar(&o.cfg.Policy.GLIDE.ExponentBase, "exponent-base", backoff.GLIDEDefaultExponentBase, "glide: growth base")
+	f.IntVar(&o.cfg.Policy.GLIDE.JitterPercent, "jitter-percent", backoff.GLIDEDefaultJitterPercent, "glide: ± jitter in percent (0-100)")
 	f.DurationVar(&o.cfg.Policy.Base, "base", 100*time.Millisecond, "full-jitter, equal-jitter, decorrelated: base delay")
 	f.DurationVar(&o.cfg.Policy.Cap, "cap", 10*time.Second, "full-jitter, equal-jitter, decorrelated: largest delay")
+	f.IntVar(&o.cfg.Hosts, "hosts", 0, "--spawn: run the clients on N client hosts (namespaces on a bridge to the server's, 10.77.k.1)")
+	f.DurationVar(&o.cfg.RTT, "rtt", 0, "--hosts: round trip added to every host's link (netem)")
+	f.Float64Var(&o.cfg.Loss, "loss", 0, "--hosts: percent of packets dropped each way on every host's link")
 	f.BoolVar(&o.spawn, "spawn", false, "run a throwaway valkey-server in a private network namespace")
-	f.IntVar(&o.somaxconn, "somaxconn", 0, "--spawn: net.core.somaxconn in the namespace (kernel default)")
-	f.IntVar(&o.tcpBacklog, "tcp-backlog", 0, "--spawn: valkey tcp-backlog (Valkey default 511)")
-	f.IntVar(&o.maxclients, "maxclients", 0, "--spawn: valkey maxclients (default: enough for the run)")
+	f.IntVar(&o.spawnOpts.Somaxconn, "somaxconn", 0, "--spawn: net.core.somaxconn in the namespace (kernel default)")
+	f.IntVar(&o.spawnOpts.TCPBacklog, "tcp-backlog", 0, "--spawn: valkey tcp-backlog (Valkey default 511)")
+	f.IntVar(&o.spawnOpts.Maxclients, "maxclients", 0, "--spawn: valkey maxclients (default: enough for the run)")
 	f.IntVar(&o.syncookies, "syncookies", -1, "--spawn: net.ipv4.tcp_syncookies 0/1/2 (kernel default)")
 	return cmd
-}
-
-func backoffDefault(name string) int {
-	switch name {
-	case "retries":
-		return 5
-	case "factor":
-		return 100
-	case "exponent-base":
-		return 2
-	case "jitter-percent":
-		return 20
-	}
-	return 0
 }
 
 func stderrIsTTY() bool {
@@ -188,12 +172,94 @@ func stormStrategies(o stormOpts) ([]string, error) {
 	var out []string
 	for _, s := range strings.Split(o.compare, ",") {
 		s = strings.TrimSpace(s)
-		if !slices.Contains(lab.Strategies, s) {
-			return nil, fmt.Errorf("--compare: unknown strategy %q (want %s)", s, strings.Join(lab.Strategies, ", "))
+		if !slices.Contains(lab.Strategies(), s) {
+			return nil, fmt.Errorf("--compare: unknown strategy %q (want %s)", s, strings.Join(lab.Strategies(), ", "))
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// stormFlags names the flag of each lab.Config field, for errors.
+var stormFlags = map[string]string{
+	"Target": "--target", "NetNS": "--netns", "Spawn": "--spawn", "Restart": "--restart-cmd",
+	"Clients": "--clients", "Instances": "--instances", "SourceAddrs": "--source-addrs",
+	"Strategy": "--strategy", "Scenario": "--scenario", "Period": "--period",
+	"ConnectTimeout": "--connect-timeout", "CommandTimeout": "--command-timeout",
+	"PoolSize": "--pool-size", "Ramp": "--ramp", "WarmupTimeout": "--warmup-timeout",
+	"Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
+	"Policy": "policy flags", "Policy.Delay": "--delay", "Policy.Base": "--base", "Policy.Cap": "--cap",
+	"Spawn.Somaxconn": "--somaxconn", "Spawn.TCPBacklog": "--tcp-backlog",
+	"Spawn.Maxclients": "--maxclients", "Spawn.Syncookies": "--syncookies", "Spawn.Down": "--down",
+}
+
+// stormUsageErr turns a lab error into a usage error (exit 2) that names
+// flags rather than Config fields.
+func stormUsageErr(err error) error {
+	var ce *lab.ConfigError
+	if errors.As(err, &ce) {
+		return usageErr(errors.New(ce.Render(func(field string) string {
+			if f, ok := stormFlags[field]; ok {
+				return f
+			}
+			return field
+		})))
+	}
+	return usageErr(err)
+}
+
+// stormConfig maps the flags onto a lab.Config.
+func stormConfig(o stormOpts) (lab.Config, error) {
+	cfg := o.cfg
+	// GLIDE treats factor and base 0 as its defaults; say so here, so
+	// that an all-zero GLIDE given on the command line is not taken for
+	// "unset".
+	if cfg.Policy.GLIDE.Factor == 0 {
+		cfg.Policy.GLIDE.Factor = backoff.GLIDEDefaultFactor
+	}
+	if cfg.Policy.GLIDE.ExponentBase == 0 {
+		cfg.Policy.GLIDE.ExponentBase = backoff.GLIDEDefaultExponentBase
+	}
+	if o.spawn {
+		sp := o.spawnOpts
+		if o.syncookies != -1 {
+			v := o.syncookies
+			sp.Syncookies = &v
+		}
+		cfg.Spawn = &sp
+		if o.conn.needValkey() != nil {
+			return cfg, errors.New("--password-file, --cacert, --cert, --key and --sni are for --target; --spawn makes its own server")
+		}
+	} else if o.spawnOpts != (lab.Spawn{Down: o.spawnOpts.Down}) || o.syncookies != -1 {
+		return cfg, errors.New("--somaxconn, --tcp-backlog, --maxclients and --syncookies configure the server --spawn starts")
+	}
+	cfg.NetNS = o.netns
+	if o.target != "" {
+		a, err := o.conn.address(o.target)
+		if err != nil {
+			return cfg, err
+		}
+		if a.TLS {
+			return cfg, errors.New("the storm lab does not speak TLS yet: use a plain valkey:// or HOST:PORT target")
+		}
+		if o.netns != "" {
+			if err := netns.Check(o.netns); err != nil {
+				return cfg, err
+			}
+		}
+		cfg.Target, cfg.User, cfg.Password = a.HostPort(), a.User, a.Password
+	}
+	if o.restartCmd != "" {
+		cmdline := o.restartCmd
+		cfg.Restart = func(ctx context.Context, down func()) error {
+			down()
+			if out, err := exec.CommandContext(ctx, "sh", "-c", cmdline).CombinedOutput(); err != nil {
+				return fmt.Errorf("--restart-cmd: %v: %s", err, oneLine(string(out)))
+			}
+			return nil
+		}
+	}
+	return cfg, nil
 }
 
 func runStorm(ctx context.Context, out, progress io.Writer, o stormOpts) error {
@@ -201,89 +267,31 @@ func runStorm(ctx context.Context, out, progress io.Writer, o stormOpts) error {
 	if err != nil {
 		return usageErr(err)
 	}
-	switch {
-	case o.spawn && o.target != "":
-		return usageErr(errors.New("--spawn starts its own server: do not also give --target"))
-	case o.spawn && o.netns != "":
-		return usageErr(errors.New("--spawn makes its own namespace: do not also give --netns"))
-	case !o.spawn && o.target == "":
-		return usageErr(errors.New("give --target ADDR or --spawn"))
-	case o.down < 0:
-		return usageErr(fmt.Errorf("--down must not be negative, got %s", o.down))
-	case o.somaxconn < 0, o.tcpBacklog < 0, o.maxclients < 0:
-		return usageErr(errors.New("--somaxconn, --tcp-backlog and --maxclients must not be negative"))
-	case o.syncookies > 2 || o.syncookies < -1:
-		return usageErr(fmt.Errorf("--syncookies must be 0, 1 or 2, got %d", o.syncookies))
-	case !o.spawn && (o.somaxconn != 0 || o.tcpBacklog != 0 || o.maxclients != 0 || o.syncookies != -1):
-		return usageErr(errors.New("--somaxconn, --tcp-backlog, --maxclients and --syncookies configure the server --spawn starts"))
-	case o.spawn && o.restartCmd != "":
-		return usageErr(errors.New("--restart-cmd is for an existing server; --spawn restarts its own"))
-	}
-	cfg := o.cfg
-	if !o.spawn {
-		a, err := addr.Parse(o.target)
-		if err != nil {
-			return usageErr(err)
-		}
-		if a.TLS {
-			return usageErr(errors.New("the storm lab does not speak TLS yet: use a plain valkey:// or HOST:PORT target"))
-		}
-		if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
-			return usageErr(err)
-		}
-		if o.netns != "" {
-			if err := netns.Check(o.netns); err != nil {
-				return usageErr(err)
-			}
-		}
-		cfg.Target, cfg.User, cfg.Password, cfg.NetNS = a.HostPort(), a.User, a.Password, o.netns
-		if o.restartCmd != "" {
-			cmdline := o.restartCmd
-			cfg.Restart = func(ctx context.Context, down func()) error {
-				down()
-				if out, err := exec.CommandContext(ctx, "sh", "-c", cmdline).CombinedOutput(); err != nil {
-					return fmt.Errorf("--restart-cmd: %v: %s", err, oneLine(string(out)))
-				}
-				return nil
-			}
-		}
-	} else {
-		// Placeholders so Validate can check everything before a
-		// server is started; each run gets the real ones.
-		cfg.Target, cfg.NetNS = "127.0.0.1:6379", "/spawn"
-		cfg.Restart = func(context.Context, func()) error { return nil }
-	}
-	for _, s := range strategies {
-		c := cfg
-		c.Strategy = s
-		if err := c.Validate(); err != nil {
-			return usageErr(err)
-		}
+	cfg, err := stormConfig(o)
+	if err != nil {
+		return usageErr(err)
 	}
 	need := 0
 	for _, s := range strategies {
 		c := cfg
 		c.Strategy = s
+		if err := c.Validate(); err != nil {
+			return stormUsageErr(err)
+		}
 		need = max(need, lab.FDsNeeded(c))
 	}
 	if err := lab.RaiseFDLimit(need); err != nil {
 		return usageErr(err)
 	}
-	if o.spawn {
-		if err := sandbox.Available(); err != nil {
-			return usageErr(fmt.Errorf("--spawn: %w", err))
-		}
-	}
-
 	var results []*lab.Result
 	for _, s := range strategies {
 		c := cfg
 		c.Strategy = s
 		c.Progress = progress
-		res, err := stormOne(ctx, c, o, need)
+		res, err := lab.Run(ctx, c)
 		if err != nil {
 			if errors.Is(err, lab.ErrConfig) || errors.Is(err, lab.ErrUnreachable) {
-				return usageErr(err)
+				return stormUsageErr(err)
 			}
 			return fmt.Errorf("storm %s: %w", s, err)
 		}
@@ -298,65 +306,6 @@ func runStorm(ctx context.Context, out, progress io.Writer, o stormOpts) error {
 	}
 	writeStormTable(out, results)
 	return nil
-}
-
-// stormOne runs one strategy, in a fresh sandbox when --spawn.
-func stormOne(ctx context.Context, c lab.Config, o stormOpts, fds int) (*lab.Result, error) {
-	if !o.spawn {
-		return lab.Run(ctx, c)
-	}
-	opts := sandbox.Options{Sysctls: map[string]string{}}
-	if o.somaxconn > 0 {
-		opts.Sysctls["net.core.somaxconn"] = strconv.Itoa(o.somaxconn)
-	}
-	if o.syncookies >= 0 {
-		opts.Sysctls["net.ipv4.tcp_syncookies"] = strconv.Itoa(o.syncookies)
-	}
-	if o.tcpBacklog > 0 {
-		opts.ValkeyArgs = append(opts.ValkeyArgs, "--tcp-backlog", strconv.Itoa(o.tcpBacklog))
-	}
-	mc := o.maxclients
-	if mc == 0 {
-		mc = max(fds, 10000)
-	}
-	opts.ValkeyArgs = append(opts.ValkeyArgs, "--maxclients", strconv.Itoa(mc))
-	if c.Progress != nil {
-		fmt.Fprintf(c.Progress, "storm %s/%s: spawning valkey-server (somaxconn %s, tcp-backlog %s, maxclients %d)\n",
-			c.Strategy, c.Scenario, orDefault(o.somaxconn), orDefault(o.tcpBacklog), mc)
-	}
-	sb, err := sandbox.New(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("--spawn: %w", err)
-	}
-	defer sb.Close()
-	c.Target, c.NetNS = sb.Addr(), sb.NetNS
-	down := o.down
-	c.Restart = func(ctx context.Context, markDown func()) error {
-		if err := sb.StopValkey(); err != nil {
-			return err
-		}
-		markDown()
-		if down > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(down):
-			}
-		}
-		return sb.StartValkey(ctx)
-	}
-	res, err := lab.Run(ctx, c)
-	if res != nil {
-		res.Target = "spawned " + sb.Addr() + " in " + sb.NetNS
-	}
-	return res, err
-}
-
-func orDefault(v int) string {
-	if v == 0 {
-		return "default"
-	}
-	return strconv.Itoa(v)
 }
 
 func writeStormTable(out io.Writer, rs []*lab.Result) {

@@ -21,7 +21,7 @@ func TestGlideNeedsNamespace(t *testing.T) {
 	}
 	var notice bytes.Buffer
 	got, err := stormStrategies(stormOpts{compare: "all", notice: &notice})
-	if err != nil || len(got) != len(lab.Strategies) || got[len(got)-1] != lab.GLIDEStrategy || notice.Len() != 0 {
+	if err != nil || len(got) != len(lab.Strategies()) || got[len(got)-1] != lab.GLIDEStrategy || notice.Len() != 0 {
 		t.Fatalf("--compare all with GLIDE built in: %v %v, notice %q", got, err, notice.String())
 	}
 }

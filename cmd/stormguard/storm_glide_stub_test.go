@@ -38,7 +38,7 @@ func TestGlideCompareAllWithout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(got, lab.GLIDEStrategy) || len(got) != len(lab.Strategies)-1 {
+	if slices.Contains(got, lab.GLIDEStrategy) || len(got) != len(lab.Strategies())-1 {
 		t.Errorf("--compare all gave %v", got)
 	}
 	if !strings.Contains(notice.String(), "valkey-glide is not built into this binary") ||

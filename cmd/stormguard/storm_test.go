@@ -51,6 +51,14 @@ func TestStormBadInput(t *testing.T) {
 		{"bad netns", []string{"--target", "127.0.0.1:6379", "--netns", "/nonexistent/ns", "--clients", "5", "--strategy", "immediate"}, "/nonexistent/ns"},
 		{"glide jitter out of range", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "glide", "--jitter-percent", "150"}, "jitter"},
 		{"unreachable target", []string{"--target", "127.0.0.1:1", "--clients", "5", "--strategy", "immediate"}, "cannot reach Valkey"},
+		{"instances over clients names both flags", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--instances", "6", "--strategy", "immediate"}, "--instances 6 exceeds --clients 5"},
+		{"negative down", []string{"--spawn", "--clients", "5", "--strategy", "immediate", "--scenario", "restart", "--down", "-1s"}, "--down must not be negative"},
+		{"spawn and restart-cmd", []string{"--spawn", "--clients", "5", "--strategy", "immediate", "--restart-cmd", "true"}, "--restart-cmd is for"},
+		{"zero hosts", []string{"--spawn", "--hosts", "0", "--clients", "5", "--strategy", "immediate"}, "--hosts must be at least 1"},
+		{"negative rtt", []string{"--spawn", "--hosts", "2", "--rtt", "-1s", "--clients", "5", "--strategy", "immediate"}, "--rtt must not be negative"},
+		{"loss of everything", []string{"--spawn", "--hosts", "2", "--loss", "100", "--clients", "5", "--strategy", "immediate"}, "--loss"},
+		{"hosts without spawn", []string{"--target", "127.0.0.1:6379", "--hosts", "2", "--clients", "5", "--strategy", "immediate"}, "--hosts builds client hosts around the lab's own server: give --spawn"},
+		{"rtt without hosts", []string{"--spawn", "--rtt", "1ms", "--clients", "5", "--strategy", "immediate"}, "give --hosts"},
 		{"stray argument", []string{"now", "--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate"}, "now"},
 	}
 	for _, tt := range tests {

@@ -22,10 +22,11 @@ const defaultAgentURL = "http://127.0.0.1:9877"
 
 func newTopCmd() *cobra.Command {
 	var (
-		valkey                     []string
-		agentURL, passwordFile, ns string
-		tokenFile                  string
-		interval                   time.Duration
+		valkey       []string
+		agentURL, ns string
+		conn         valkeyConnFlags
+		tokenFile    string
+		interval     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "top [--valkey ADDR | --agent URL]",
@@ -71,14 +72,14 @@ running 'stormguard watch'. With neither, it uses the local agent at
 			} else {
 				var targets []source.Target
 				for _, v := range valkey {
-					t, err := resolveTarget(v, passwordFile, ns)
+					t, err := resolveTarget(v, conn, ns)
 					if err != nil {
 						return usageErr(err)
 					}
 					targets = append(targets, t)
 				}
 				var a addr.Addr
-				if err := a.ApplyPassword(passwordFile, os.Getenv); err != nil {
+				if err := a.ApplyPassword(conn.passwordFile, os.Getenv); err != nil {
 					return usageErr(err)
 				}
 				hub := serve.NewHub(source.Names(), 10, 200)
@@ -101,7 +102,7 @@ running 'stormguard watch'. With neither, it uses the local agent at
 	f := cmd.Flags()
 	f.StringArrayVar(&valkey, "valkey", nil, "Valkey address to sample directly (repeatable)")
 	f.StringVar(&agentURL, "agent", "", "URL of a running stormguard watch, e.g. "+defaultAgentURL)
-	f.StringVar(&passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	conn.register(f)
 	f.StringVar(&ns, "netns", "", "network namespace of the --valkey targets")
 	f.StringVar(&tokenFile, "bearer-token-file", "", "bearer token for --agent")
 	f.DurationVar(&interval, "interval", 500*time.Millisecond, "refresh interval")

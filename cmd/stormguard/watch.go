@@ -27,7 +27,7 @@ import (
 
 type watchOpts struct {
 	valkey          []string
-	passwordFile    string
+	conn            valkeyConnFlags
 	netns           string
 	interval        time.Duration
 	httpAddr        string
@@ -85,7 +85,7 @@ SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.valkey, "valkey", nil, "Valkey address to watch (repeatable); none = discover local servers")
-	f.StringVar(&o.passwordFile, "password-file", "", "read the Valkey password from this file (else $VALKEY_PASSWORD)")
+	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the --valkey targets (e.g. /var/run/netns/NAME)")
 	f.DurationVar(&o.interval, "interval", 500*time.Millisecond, "sampling interval")
 	f.StringVar(&o.httpAddr, "http", "127.0.0.1:9877", "HTTP listen address (empty disables)")
@@ -131,7 +131,7 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	}
 	var targets []source.Target
 	for _, v := range o.valkey {
-		t, err := resolveTarget(v, o.passwordFile, o.netns)
+		t, err := resolveTarget(v, o.conn, o.netns)
 		if err != nil {
 			return usageErr(err)
 		}
@@ -139,8 +139,12 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	}
 	var user, password string
 	if len(targets) == 0 {
+		if o.conn.tlsSet() {
+			// Discovery finds plain-TCP listeners only.
+			return usageErr(errors.New("--cacert, --cert, --key and --sni need --valkey valkeys://…"))
+		}
 		var a addr.Addr
-		if err := a.ApplyPassword(o.passwordFile, os.Getenv); err != nil {
+		if err := a.ApplyPassword(o.conn.passwordFile, os.Getenv); err != nil {
 			return usageErr(err)
 		}
 		user, password = a.User, a.Password

@@ -10,6 +10,12 @@
 // hook every redial goes through the Dialer's breaker, backoff and rate
 // limit, so commands fail fast (dialer.ErrBackingOff, dialer.ErrCircuitOpen)
 // instead of adding connection attempts while the server is overloaded.
+//
+// This package is for applications, so it imports only the public dialer
+// package; stormguard's own connections (namespaces, valkey-cli's TLS
+// options) are built by its internal valkeyconn package, which applications
+// cannot import. TLS here is whatever the application sets in
+// valkey.ClientOption.TLSConfig.
 package valkeygo
 
 import (

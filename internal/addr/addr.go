@@ -23,6 +23,17 @@ type Addr struct {
 	TLS      bool
 	// TLSInsecure skips certificate verification (lab use only).
 	TLSInsecure bool
+	// TLSFiles are the TLS options that are not part of the address
+	// (valkey-cli's --cacert, --cert, --key, --sni); flags set them.
+	TLSFiles TLSFiles
+}
+
+// TLSFiles are a TLS connection's CA bundle, client certificate and key
+// (PEM file paths) and the server name to send and verify (SNI). Empty
+// fields mean the defaults: system roots, no client certificate, the
+// address's host.
+type TLSFiles struct {
+	CACert, Cert, Key, SNI string
 }
 
 // ErrBadAddress is wrapped by every parse error.

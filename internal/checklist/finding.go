@@ -81,6 +81,10 @@ type Finding struct {
 	Fix string `json:"fix"`
 	// Doc links the finding's section in docs/checklist.md.
 	Doc string `json:"doc"`
+	// Target is the audited Valkey address (with its namespace when it is
+	// not stormguard's own), so the findings of several audited servers
+	// can be told apart; empty for a kernel-only audit.
+	Target string `json:"target,omitempty"`
 	// Sysctls are kernel settings this finding recommends (dotted name →
 	// value); --write-sysctl collects them. Not part of the JSON.
 	Sysctls map[string]string `json:"-"`

@@ -3,7 +3,6 @@ package checklist
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/procnet"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // CounterReader reads the TCP counters (CounterNames) of the network
@@ -121,7 +122,7 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 	}
 	if f.Valkey != nil {
 		if s, err := vc.client.Do(ctx, vc.client.B().Info().Build()).ToString(); err == nil {
-			f.Valkey.InfoLater = ParseInfo(s)
+			f.Valkey.InfoLater = valkeyconn.ParseInfo(s)
 		}
 		readClients(ctx, o, f, vc)
 		if f.Conntrack.Loaded {
@@ -164,7 +165,7 @@ func readSysctls(ns string, f *Facts) {
 	}
 }
 
-func sysctlPath(name string) string { return "/proc/sys/" + strings.ReplaceAll(name, ".", "/") }
+func sysctlPath(name string) string { return procnet.SysctlPath(name) }
 
 // describe turns an I/O error into a reason a reader can act on.
 func describe(err error) string {
@@ -213,24 +214,18 @@ func readConntrack(ns string, f *Facts) {
 // namespace, not the one this thread entered.)
 func ReadProcCounters(_ context.Context, nsPath string) (map[string]uint64, error) {
 	out := map[string]uint64{}
-	err := netns.Do(nsPath, func() error {
-		for _, file := range []string{"netstat", "snmp"} {
-			b, err := os.ReadFile("/proc/thread-self/net/" + file)
-			if err != nil {
-				return err
-			}
-			m, err := ParseNetstat(bytes.NewReader(b), CounterNames)
-			if err != nil {
-				return fmt.Errorf("parse /proc/net/%s: %w", file, err)
-			}
-			for k, v := range m {
-				out[k] = v
-			}
+	for _, file := range []string{"netstat", "snmp"} {
+		b, err := procnet.ReadFile(nsPath, file)
+		if err != nil {
+			return nil, errors.New(describe(err))
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, errors.New(describe(err))
+		m, err := ParseNetstat(bytes.NewReader(b), CounterNames)
+		if err != nil {
+			return nil, fmt.Errorf("parse /proc/net/%s: %w", file, err)
+		}
+		for k, v := range m {
+			out[k] = v
+		}
 	}
 	return out, nil
 }
@@ -243,48 +238,12 @@ type valkeyConn struct {
 }
 
 func dialValkey(o Options) (*valkeyConn, error) {
-	a := o.Valkey
 	vc := &valkeyConn{}
-	opt := valkey.ClientOption{
-		InitAddress:       []string{a.HostPort()},
-		Username:          a.User,
-		Password:          a.Password,
-		SelectDB:          a.DB,
-		ClientName:        AuditClientName,
-		DisableCache:      true,
-		DisableRetry:      true,
-		ForceSingleClient: true,
-		PipelineMultiplex: -1, // one connection
-		BlockingPoolSize:  1,
-		ConnWriteTimeout:  o.Timeout,
-		Dialer:            net.Dialer{Timeout: o.Timeout},
-		DialCtxFn: func(ctx context.Context, dst string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
-			var c net.Conn
-			err := netns.Do(o.NetNS, func() error {
-				var err error
-				c, err = d.DialContext(ctx, "tcp", dst)
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
-			vc.local, vc.remote = c.LocalAddr(), c.RemoteAddr()
-			if tc != nil {
-				tcn := tls.Client(c, tc)
-				if err := tcn.HandshakeContext(ctx); err != nil {
-					c.Close()
-					return nil, err
-				}
-				return tcn, nil
-			}
-			return c, nil
-		},
-	}
-	if a.TLS {
-		opt.TLSConfig = &tls.Config{ServerName: a.Host, InsecureSkipVerify: a.TLSInsecure, MinVersion: tls.VersionTLS12}
-	}
-	// NewClient dials at once, bounded by opt.Dialer.Timeout.
-	c, err := valkey.NewClient(opt)
+	// valkeyconn.Connect dials at once, bounded by the timeout.
+	c, err := valkeyconn.Connect(*o.Valkey, o.NetNS, valkeyconn.Options{
+		Name: AuditClientName, DialTimeout: o.Timeout, WriteTimeout: o.Timeout,
+		OnConn: func(c net.Conn) { vc.local, vc.remote = c.LocalAddr(), c.RemoteAddr() },
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +261,7 @@ func (vc *valkeyConn) read(ctx context.Context, o Options) *ValkeyFacts {
 		vc.err = fmt.Sprintf("INFO on %s failed: %v", o.Valkey, err)
 		return nil
 	}
-	v := &ValkeyFacts{Addr: o.Valkey.String(), TLS: o.Valkey.TLS, Info: ParseInfo(s), Config: map[string]string{}}
+	v := &ValkeyFacts{Addr: o.Valkey.String(), TLS: o.Valkey.TLS, Info: valkeyconn.ParseInfo(s), Config: map[string]string{}}
 	cfg, err := c.Do(cctx, c.B().ConfigGet().Parameter(ValkeyConfigParams...).Build()).AsStrMap()
 	if err != nil {
 		v.ConfigErr = "CONFIG GET failed: " + err.Error()
@@ -444,15 +403,11 @@ func holdsListener(pid, port int, inodes []uint64, ns string) error {
 		for _, i := range inodes {
 			want[i] = true
 		}
-		for _, file := range []string{"tcp", "tcp6"} {
-			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "net", file))
-			if err != nil {
-				continue
-			}
-			for _, i := range ListenInodes(string(b), port) {
-				if want[i] {
-					return nil
-				}
+		// A read error leaves the namespace check below to decide.
+		ls, _ := procnet.ProcListeners(filepath.Join("/proc", strconv.Itoa(pid)), port)
+		for _, l := range ls {
+			if want[l.Inode] {
+				return nil
 			}
 		}
 	}
@@ -460,22 +415,15 @@ func holdsListener(pid, port int, inodes []uint64, ns string) error {
 }
 
 func listenInodes(ns string, port int) ([]uint64, error) {
-	var out []uint64
-	err := netns.Do(ns, func() error {
-		for _, file := range []string{"tcp", "tcp6"} {
-			b, err := os.ReadFile("/proc/thread-self/net/" + file)
-			if err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					continue
-				}
-				return err
-			}
-			out = append(out, ListenInodes(string(b), port)...)
-		}
-		return nil
-	})
+	ls, err := procnet.Listeners(ns, port)
 	if err != nil {
 		return nil, errors.New(describe(err))
+	}
+	var out []uint64
+	for _, l := range ls {
+		if l.Inode != 0 {
+			out = append(out, l.Inode)
+		}
 	}
 	return out, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 func sandboxManager(t *testing.T, sb *sandbox.Sandbox) *Manager {
@@ -50,7 +51,7 @@ func cli(t *testing.T, sb *sandbox.Sandbox, args ...string) string {
 
 func infoField(t *testing.T, sb *sandbox.Sandbox, field string) int64 {
 	t.Helper()
-	n, ok := atoi(parseInfo(cli(t, sb, "INFO")), field)
+	n, ok := atoi(valkeyconn.ParseInfo(cli(t, sb, "INFO")), field)
 	if !ok {
 		t.Fatalf("INFO has no %s", field)
 	}
@@ -90,6 +91,36 @@ type pingers struct {
 	pings  atomic.Int64
 	errs   atomic.Int64
 	errMsg atomic.Value
+}
+
+// waitIdle waits until at least n clients have been idle for minIdle by
+// Valkey's own count (CLIENT LIST idle=, whole seconds).
+func waitIdle(t *testing.T, sb *sandbox.Sandbox, n int, minIdle time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(minIdle + 20*time.Second)
+	for {
+		out, err := sb.Command(context.Background(), "valkey-cli", "-p", strconv.Itoa(sb.Port), "CLIENT", "LIST").Output()
+		if err != nil {
+			t.Fatalf("CLIENT LIST: %v", err)
+		}
+		idle := 0
+		for _, line := range strings.Split(string(out), "\n") {
+			for _, f := range strings.Fields(line) {
+				if v, ok := strings.CutPrefix(f, "idle="); ok {
+					if sec, err := strconv.Atoi(v); err == nil && time.Duration(sec)*time.Second >= minIdle {
+						idle++
+					}
+				}
+			}
+		}
+		if idle >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d clients idle for %s", idle, n, minIdle)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func startPingers(t *testing.T, sb *sandbox.Sandbox, n int) *pingers {
@@ -360,7 +391,10 @@ func TestIntegrationKillIdle(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{ValkeyArgs: []string{"--maxclients", "50"}})
 	ctx := context.Background()
 	m := sandboxManager(t, sb)
-	p := Params{TTL: time.Second, ConfirmKill: true, MinIdle: time.Second, NearFraction: 0.9}
+	// Valkey reports idle in whole seconds; 3s keeps the active pingers
+	// (a PING every 20ms) far from the threshold even when a loaded
+	// machine starves their goroutines for a second.
+	p := Params{TTL: time.Second, ConfirmKill: true, MinIdle: 3 * time.Second, NearFraction: 0.9}
 	if _, err := m.Apply(ctx, KillIdle, p); !errors.Is(err, ErrRefused) {
 		t.Fatalf("far from maxclients: %v, want ErrRefused", err)
 	}
@@ -378,7 +412,7 @@ func TestIntegrationKillIdle(t *testing.T) {
 		}
 	}()
 	pg := startPingers(t, sb, 2) // active: never idle, never killed
-	time.Sleep(1500 * time.Millisecond)
+	waitIdle(t, sb, 44, p.MinIdle)
 	mt, err := m.Apply(ctx, KillIdle, p)
 	if err != nil {
 		t.Fatalf("apply: %v", err)

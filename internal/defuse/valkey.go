@@ -2,20 +2,16 @@ package defuse
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/clientlist"
-	"github.com/stormguard/stormguard/internal/valkeyreply"
-
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/stormguard/stormguard/internal/addr"
-	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/clientlist"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // valkeyAdmin is the small set of admin commands defuse needs.
@@ -23,37 +19,11 @@ type valkeyAdmin struct {
 	c valkey.Client
 }
 
-// dialValkey opens one admin connection to a in the namespace ns. The
-// socket is created inside the namespace and stays bound to it.
-func dialValkey(ctx context.Context, a addr.Addr, ns string) (*valkeyAdmin, error) {
-	opt := valkey.ClientOption{
-		InitAddress:       []string{a.HostPort()},
-		Username:          a.User,
-		Password:          a.Password,
-		SelectDB:          a.DB,
-		DisableCache:      true,
-		ForceSingleClient: true,
-		DisableRetry:      true,
-		ConnWriteTimeout:  5 * time.Second,
-		Dialer:            net.Dialer{Timeout: 3 * time.Second},
-		DialCtxFn: func(ctx context.Context, hostport string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
-			var c net.Conn
-			err := netns.Do(ns, func() error {
-				var err error
-				if tc != nil {
-					c, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", hostport)
-				} else {
-					c, err = d.DialContext(ctx, "tcp", hostport)
-				}
-				return err
-			})
-			return c, err
-		},
-	}
-	if a.TLS {
-		opt.TLSConfig = &tls.Config{ServerName: a.Host, InsecureSkipVerify: a.TLSInsecure} //nolint:gosec // lab opt-in only
-	}
-	c, err := valkey.NewClient(opt)
+// dialValkey opens one admin connection to a in the namespace ns through
+// valkeyconn: the socket is created inside the namespace and stays bound
+// to it, the TLS handshake runs outside, with TLS 1.2 as the minimum.
+func dialValkey(_ context.Context, a addr.Addr, ns string) (*valkeyAdmin, error) {
+	c, err := valkeyconn.Connect(a, ns, valkeyconn.Options{DialTimeout: 3 * time.Second, WriteTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("connect to Valkey %s: %w", a, err)
 	}
@@ -65,9 +35,9 @@ func (v *valkeyAdmin) Close() { v.c.Close() }
 // ConfigGet returns one config parameter; ok is false when the server does
 // not know it (e.g. max-new-connections-per-cycle before Valkey 8.0).
 func (v *valkeyAdmin) ConfigGet(ctx context.Context, name string) (string, bool, error) {
-	m, err := v.c.Do(ctx, v.c.B().ConfigGet().Parameter(name).Build()).AsStrMap()
+	m, err := valkeyconn.ConfigGet(ctx, v.c, name)
 	if err != nil {
-		return "", false, fmt.Errorf("CONFIG GET %s: %w", name, err)
+		return "", false, err
 	}
 	val, ok := m[name]
 	return val, ok, nil
@@ -75,19 +45,12 @@ func (v *valkeyAdmin) ConfigGet(ctx context.Context, name string) (string, bool,
 
 // ConfigSet sets one config parameter.
 func (v *valkeyAdmin) ConfigSet(ctx context.Context, name, value string) error {
-	if err := v.c.Do(ctx, v.c.B().ConfigSet().ParameterValue().ParameterValue(name, value).Build()).Error(); err != nil {
-		return fmt.Errorf("CONFIG SET %s %s: %w", name, value, err)
-	}
-	return nil
+	return valkeyconn.ConfigSet(ctx, v.c, name, value)
 }
 
 // Info returns INFO sections as fields.
 func (v *valkeyAdmin) Info(ctx context.Context, sections ...string) (map[string]string, error) {
-	s, err := v.c.Do(ctx, v.c.B().Info().Section(sections...).Build()).ToString()
-	if err != nil {
-		return nil, fmt.Errorf("INFO %s: %w", strings.Join(sections, " "), err)
-	}
-	return parseInfo(s), nil
+	return valkeyconn.Info(ctx, v.c, sections...)
 }
 
 // ClientList returns CLIENT LIST TYPE normal, parsed.
@@ -115,9 +78,6 @@ func (v *valkeyAdmin) ClientKill(ctx context.Context, id string) error {
 	}
 	return nil
 }
-
-// parseInfo parses INFO output (valkeyreply.ParseInfo).
-func parseInfo(s string) map[string]string { return valkeyreply.ParseInfo(s) }
 
 // parseClientList parses CLIENT LIST output (clientlist.Fields).
 func parseClientList(s string) []map[string]string {

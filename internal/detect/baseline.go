@@ -132,3 +132,80 @@ func (g *gaugeHist) slope(window, maxSpan time.Duration) (float64, bool) {
 }
 
 func (g *gaugeHist) clear() { g.n = 0 }
+
+// baselines are the learned normal levels of one target: the two
+// new-connection rates and PING latency.
+type baselines struct {
+	passive, valkey, ping *baseline
+}
+
+func newBaselines(cfg *Config) baselines {
+	nb := func() *baseline { return newBaseline(cfg.BaselineBucket, cfg.BaselineBuckets, cfg.BaselineMinBuckets) }
+	return baselines{passive: nb(), valkey: nb(), ping: nb()}
+}
+
+// levels returns the smoothed new-connection rates with their surge
+// thresholds: max(NewConnFloor, NewConnFactor × baseline), the floor alone
+// while no baseline is learned.
+func (b *baselines) levels(cfg *Config, d *derived) newConnLevels {
+	thr := func(bl *baseline) (float64, *float64) {
+		t := cfg.NewConnFloor
+		if bv, ok := bl.value(); ok {
+			return max(t, cfg.NewConnFactor*bv), f64(bv)
+		}
+		return t, nil
+	}
+	l := newConnLevels{pRate: d.smoothPassive, vRate: d.smoothValkey}
+	l.pThr, l.pBase = thr(b.passive)
+	l.vThr, l.vBase = thr(b.valkey)
+	return l
+}
+
+// annotate writes the baselines and the watched new-connection rate into
+// the view: PassiveOpens when available (it sees connections Valkey has
+// not accepted yet), else Valkey's own counter.
+func (b *baselines) annotate(v *View, l *newConnLevels) {
+	if p, ok := b.ping.value(); ok {
+		v.PingBaselineMS = f64(p)
+	}
+	v.NewConnRateInstance = l.vRate
+	switch {
+	case l.pRate != nil:
+		v.NewConnRate, v.NewConnSource, v.NewConnScope = l.pRate, counterTable[cPassive].name, ScopeNamespace
+		v.NewConnBaseline, v.NewConnThreshold = l.pBase, f64(l.pThr)
+	case l.vRate != nil:
+		v.NewConnRate, v.NewConnSource, v.NewConnScope = l.vRate, counterTable[cValkeyConns].name, ScopeInstance
+		v.NewConnBaseline, v.NewConnThreshold = l.vBase, f64(l.vThr)
+	}
+}
+
+// learn feeds one sample: only samples taken in calm with no signal are
+// learned; anything else discards the bucket in progress, so the lead-in
+// of a surge is not learned as normal.
+func (b *baselines) learn(now time.Time, quiet bool, v *View, d *derived) {
+	if !quiet {
+		b.passive.discard()
+		b.valkey.discard()
+		b.ping.discard()
+		return
+	}
+	if r := d.smoothPassive; r != nil {
+		b.passive.add(now, *r)
+	}
+	if r := d.smoothValkey; r != nil {
+		b.valkey.add(now, *r)
+	}
+	if p := v.PingMS; p != nil {
+		b.ping.add(now, *p)
+	}
+}
+
+// relearn makes the current new-connection rates the learned normal.
+func (b *baselines) relearn(d *derived) {
+	if r := d.smoothPassive; r != nil {
+		b.passive.reset(*r)
+	}
+	if r := d.smoothValkey; r != nil {
+		b.valkey.reset(*r)
+	}
+}

@@ -664,3 +664,35 @@ func TestRecoveringToSurge(t *testing.T) {
 		t.Error("no episode summary when leaving recovering")
 	}
 }
+
+// TestCounterTableComplete: every counter constant has a table entry with
+// a unique name, a reader and a rate slot, and the reader finds the
+// counter in a full sample.
+func TestCounterTableComplete(t *testing.T) {
+	b := newBuilder(time.Second)
+	b.noConntrack = false
+	s := b.tick(1, 1)
+	s.TCP.SynRetrans, s.TCP.AttemptFails = sample.U64(1), sample.U64(1)
+	s.NIC.PPSAllowanceExceeded = sample.U64(1)
+	seen := map[string]bool{}
+	for i, c := range counterTable {
+		if c.name == "" || c.read == nil || c.rate == nil {
+			t.Fatalf("counter %d has an empty table entry: %+v", i, c)
+		}
+		if seen[c.name] {
+			t.Errorf("counter name %q listed twice", c.name)
+		}
+		seen[c.name] = true
+		if c.read(s) == nil {
+			t.Errorf("%s: not read from a full sample", c.name)
+		}
+		if c.read(&sample.Sample{}) != nil {
+			t.Errorf("%s: read from an empty sample", c.name)
+		}
+		var r Rates
+		*c.rate(&r) = f64(1)
+		if raw, _ := json.Marshal(r); strings.Count(string(raw), ":1") != 1 {
+			t.Errorf("%s: rate slot is not exactly one Rates field: %s", c.name, raw)
+		}
+	}
+}

@@ -15,7 +15,7 @@
 // signal is skipped.
 //
 // TCP counters (ListenOverflows, PassiveOpens, SYN cookies…) are per network
-// namespace, not per port (DESIGN.md Principle 0). Every Signal therefore
+// namespace, not per port (Principle 0 in docs/detector.md). Every Signal therefore
 // carries a Scope: "port" (this listener's accept queue or SYN_RECV),
 // "instance" (this Valkey's INFO), "namespace" (shared by every listener in
 // the namespace) or "nic" (the host's network interface). Namespace-wide drop

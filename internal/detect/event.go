@@ -49,6 +49,30 @@ type Evidence struct {
 	Attribution *SourceAttribution `json:"attribution,omitempty"`
 }
 
+// newEvent renders the event for one state change: reason, verdict and
+// evidence from the signals and the view of the sample that caused it.
+func newEvent(target string, now time.Time, ch change, v *View, signals []Signal) Event {
+	ep := ch.episode
+	if ep == nil {
+		ep = &Episode{}
+	}
+	ev := Event{
+		Time:      now,
+		Type:      "state",
+		Target:    target,
+		From:      ch.from,
+		To:        ch.to,
+		StateCode: ch.to.Code(),
+		Reason:    reasonFor(signals, ch.to, ch.why),
+		Verdict:   verdictFor(target, ch.from, ch.to, v, signals, ep, ch.why),
+		Evidence:  newEvidence(signals),
+	}
+	ev.Evidence.Episode = ch.episode
+	ev.Evidence.View = *v
+	ev.Evidence.View.Signals = nil // already in Evidence.Signals
+	return ev
+}
+
 func newEvidence(signals []Signal) Evidence {
 	ev := Evidence{Signals: append([]Signal{}, signals...), PerPort: []string{}, NamespaceWide: []string{}}
 	for _, s := range signals {

@@ -2,7 +2,7 @@ package detect
 
 import "time"
 
-// Scope says how far a signal's number reaches (DESIGN.md Principle 0).
+// Scope says how far a signal's number reaches (Principle 0 in docs/detector.md).
 type Scope string
 
 const (
@@ -42,8 +42,13 @@ type Signal struct {
 	// (its scope is port, or a namespace-wide counter was corroborated by
 	// this port's accept queue or SYN_RECV).
 	PerPortEvidence bool `json:"per_port_evidence"`
-	// Text is a short phrase for humans: "accept queue full (64/64)".
+	// Text is a short phrase for humans: "accept queue full (64/64)",
+	// rendered from the values after evaluation (see text.go).
 	Text string `json:"text"`
+
+	// What the rule saw beyond Value and Threshold, for the text only.
+	detail detail
+	base   *float64 // the baseline Value was compared with
 }
 
 // Rates are per-second rates derived from consecutive cumulative counters.

@@ -2,52 +2,37 @@ package lab
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
 )
 
-// Strategies the lab can replay, in the order of a full comparison.
-var Strategies = []string{
-	"immediate", "fixed", "glide", "full-jitter", "equal-jitter", "decorrelated",
-	"stormguard", "pool-unbounded", "go-redis", "valkey-go", GLIDEStrategy,
-}
-
-// Scenarios the lab can run.
-var Scenarios = []string{"kill", "restart", "blip", "churn"}
-
-// ErrConfig is wrapped by every Config.Validate error.
-var ErrConfig = errors.New("bad storm configuration")
-
-// PolicyParams are the reconnect policy flags. Zero means the strategy's
-// default.
-type PolicyParams struct {
-	Delay         time.Duration // fixed (100ms)
-	Retries       int           // glide (5)
-	Factor        int           // glide (100)
-	ExponentBase  int           // glide (2)
-	JitterPercent int           // glide (20)
-	Base          time.Duration // full/equal-jitter, decorrelated (100ms)
-	Cap           time.Duration // full/equal-jitter, decorrelated (10s)
-	// GlideSet records which glide fields were given, so that an
-	// explicit 0 retries or 0% jitter is kept.
-	GlideSet map[string]bool
-}
-
 // Config describes one storm run. Zero fields mean the documented default.
 type Config struct {
-	// Target is the host:port the clients dial.
+	// Target is the host:port the clients dial. Empty with Spawn.
 	Target string
 	// User and Password authenticate every connection (AUTH).
 	User, Password string
 	// NetNS makes every socket in the run be created in that namespace;
-	// kernel counters are read there too.
+	// kernel counters are read there too. Empty with Spawn.
 	NetNS string
+	// Spawn, when set, makes the run start its own valkey-server in a
+	// fresh network namespace and remove both afterwards; Target and
+	// NetNS then come from it.
+	Spawn *Spawn
+	// Hosts runs the clients on that many client hosts (needs Spawn):
+	// network namespaces joined to the server's by veth pairs on a
+	// bridge, host k at 10.77.(k+1).1, Valkey at 10.77.0.1; instance k
+	// runs on host k mod Hosts. 0: clients in the server's namespace.
+	Hosts int
+	// RTT adds this round trip to every host's link (netem, RTT/2 each
+	// way); needs Hosts.
+	RTT time.Duration
+	// Loss drops this percentage of packets each way on every host's
+	// link; needs Hosts.
+	Loss float64
 	// Clients is the number of simulated clients (required).
 	Clients int
 	// Instances is the number of application instances the clients are
@@ -60,10 +45,13 @@ type Config struct {
 	// from the address the kernel picks, as valkey-benchmark does. Other
 	// targets always get the kernel's choice.
 	SourceAddrs int
-	// Strategy is one of Strategies.
+	// Strategy is one of Strategies().
 	Strategy string
-	Policy   PolicyParams
-	// Scenario is one of Scenarios.
+	// Policy holds the reconnect policy settings of the strategies that
+	// are a backoff policy (fixed, glide, the jitter ones). A zero
+	// Policy.GLIDE means GLIDE's defaults.
+	Policy backoff.Params
+	// Scenario is one of Scenarios().
 	Scenario string
 	// Period between one client's PINGs (100ms).
 	Period time.Duration
@@ -90,12 +78,30 @@ type Config struct {
 	Settle time.Duration
 	// Blip is how long the blip scenario drops packets (2s).
 	Blip time.Duration
-	// Restart restarts the server for the restart scenario. It must
-	// call down() once the server is gone (or the restart command
-	// starts), which starts the recovery clock.
+	// Restart restarts an outside server for the restart scenario (with
+	// Spawn the lab restarts its own). It must call down() once the
+	// server is gone (or the restart command starts), which starts the
+	// recovery clock.
 	Restart func(ctx context.Context, down func()) error
 	// Progress, if set, receives a line per phase and per second.
 	Progress io.Writer
+}
+
+// Spawn configures the valkey-server a run starts for itself. Zero fields
+// mean the kernel's or Valkey's default.
+type Spawn struct {
+	// Somaxconn is net.core.somaxconn in the server's namespace.
+	Somaxconn int
+	// Syncookies is net.ipv4.tcp_syncookies (0, 1 or 2) when set.
+	Syncookies *int
+	// TCPBacklog is Valkey's tcp-backlog.
+	TCPBacklog int
+	// Maxclients is Valkey's maxclients (0: enough for the run, at least
+	// 10000).
+	Maxclients int
+	// Down is how long the restart scenario keeps the server down
+	// (the CLI's default is 1s).
+	Down time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -106,6 +112,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Instances == 0 {
 		c.Instances = c.Clients
+	}
+	if c.Strategy == "glide" && c.Policy.GLIDE == (backoff.GLIDE{}) {
+		c.Policy.GLIDE = backoff.DefaultGLIDE()
 	}
 	def(&c.Period, 100*time.Millisecond)
 	def(&c.ConnectTimeout, 2*time.Second)
@@ -127,153 +136,97 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first thing wrong with c, wrapping ErrConfig.
+// netnsKnown reports whether the run will have a server namespace: given,
+// or its own.
+func (c Config) netnsKnown() bool { return c.NetNS != "" || c.Spawn != nil }
+
+// Validate reports the first thing wrong with c as a *ConfigError (which
+// wraps ErrConfig). Call it on a Config with defaults applied, as Run does.
 func (c Config) Validate() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
+	if err := c.validateServer(); err != nil {
+		return err
 	}
 	switch {
-	case c.Target == "":
-		return bad("no target address")
 	case c.Clients < 1:
-		return bad("--clients must be at least 1, got %d", c.Clients)
+		return bad("Clients", "{Clients} must be at least 1, got %d", c.Clients)
 	case c.Instances < 0:
-		return bad("--instances must not be negative, got %d", c.Instances)
+		return bad("Instances", "{Instances} must not be negative, got %d", c.Instances)
 	case c.Instances > c.Clients:
-		return bad("--instances %d exceeds --clients %d", c.Instances, c.Clients)
-	case !slices.Contains(Strategies, c.Strategy):
-		return bad("unknown strategy %q (want one of %s)", c.Strategy, strings.Join(Strategies, ", "))
-	case c.Strategy == GLIDEStrategy && !glideBuiltIn:
-		return fmt.Errorf("%w: %w", ErrConfig, ErrNotBuiltIn)
-	case c.Strategy == GLIDEStrategy && c.NetNS == "":
-		return bad("valkey-glide dials from its Rust core, where the lab cannot count dials; it counts them in the " +
-			"kernel counters of the server's network namespace instead: give --netns (the server's, e.g. " +
-			"/proc/PID/ns/net) or --spawn")
-	case !slices.Contains(Scenarios, c.Scenario):
-		return bad("unknown scenario %q (want one of %s)", c.Scenario, strings.Join(Scenarios, ", "))
-	case c.Scenario == "churn" && c.Strategy != "immediate":
-		return bad("the churn scenario measures the generator itself and runs only with --strategy immediate")
-	case c.Scenario == "restart" && c.Restart == nil:
-		return bad("the restart scenario needs --spawn or --restart-cmd")
-	case c.Scenario == "blip" && c.NetNS == "":
-		return bad("the blip scenario changes the firewall of the server's network namespace: give --netns or --spawn")
+		return bad("Instances", "{Instances} %d exceeds {Clients} %d", c.Instances, c.Clients)
+	case c.Hosts < 0 || c.Hosts > MaxHosts:
+		return bad("Hosts", "{Hosts} must be within 1..%d, got %d", MaxHosts, c.Hosts)
+	case c.Hosts > 0 && c.Spawn == nil:
+		return bad("Hosts", "{Hosts} builds client hosts around the lab's own server: give {Spawn}")
+	case c.RTT < 0:
+		return bad("RTT", "{RTT} must not be negative, got %s", c.RTT)
+	case c.Loss < 0 || c.Loss >= 100:
+		return bad("Loss", "{Loss} is a percentage below 100, got %g", c.Loss)
+	case (c.RTT > 0 || c.Loss > 0) && c.Hosts == 0:
+		return bad("Hosts", "{RTT} and {Loss} shape the client hosts' link: give {Hosts}")
+	case c.Hosts > 0 && c.SourceAddrs > 1:
+		return bad("SourceAddrs", "{SourceAddrs} spreads clients over loopback addresses; with {Hosts} each host has its own")
 	case c.SourceAddrs < 0:
-		return bad("--source-addrs must not be negative, got %d", c.SourceAddrs)
+		return bad("SourceAddrs", "{SourceAddrs} must not be negative, got %d", c.SourceAddrs)
 	case c.SourceAddrs > maxSourceAddrs:
-		return bad("--source-addrs %d is more than the %d loopback addresses the lab uses", c.SourceAddrs, maxSourceAddrs)
+		return bad("SourceAddrs", "{SourceAddrs} %d is more than the %d loopback addresses the lab uses", c.SourceAddrs, maxSourceAddrs)
 	case c.PoolSize < 0:
-		return bad("--pool-size must not be negative, got %d", c.PoolSize)
+		return bad("PoolSize", "{PoolSize} must not be negative, got %d", c.PoolSize)
 	case c.Ramp < 0:
-		return bad("--ramp must not be negative, got %g", c.Ramp)
+		return bad("Ramp", "{Ramp} must not be negative, got %g", c.Ramp)
 	}
 	for _, d := range []struct {
-		name string
-		v    time.Duration
+		field string
+		v     time.Duration
 	}{
-		{"--period", c.Period}, {"--connect-timeout", c.ConnectTimeout}, {"--command-timeout", c.CommandTimeout},
-		{"--warmup-timeout", c.WarmupTimeout}, {"--hold", c.Hold}, {"--duration", c.Duration},
-		{"--settle", c.Settle}, {"--blip", c.Blip}, {"--delay", c.Policy.Delay},
-		{"--base", c.Policy.Base}, {"--cap", c.Policy.Cap},
+		{"Period", c.Period}, {"ConnectTimeout", c.ConnectTimeout}, {"CommandTimeout", c.CommandTimeout},
+		{"WarmupTimeout", c.WarmupTimeout}, {"Hold", c.Hold}, {"Duration", c.Duration},
+		{"Settle", c.Settle}, {"Blip", c.Blip}, {"Policy.Delay", c.Policy.Delay},
+		{"Policy.Base", c.Policy.Base}, {"Policy.Cap", c.Policy.Cap},
 	} {
 		if d.v < 0 {
-			return bad("%s must not be negative, got %s", d.name, d.v)
+			return bad(d.field, "{%s} must not be negative, got %s", d.field, d.v)
 		}
 	}
-	if _, err := c.policy(); err != nil {
-		return bad("%v", err)
+	st, ok := strategies.get(c.Strategy)
+	if !ok {
+		return bad("Strategy", "{Strategy}: unknown strategy %q (want one of %s)", c.Strategy, strings.Join(Strategies(), ", "))
+	}
+	if err := st.check(c); err != nil {
+		return err
+	}
+	sc, ok := scenarios.get(c.Scenario)
+	if !ok {
+		return bad("Scenario", "{Scenario}: unknown scenario %q (want one of %s)", c.Scenario, strings.Join(Scenarios(), ", "))
+	}
+	return sc.check(c)
+}
+
+// validateServer checks the fields that say which server the run uses.
+func (c Config) validateServer() error {
+	if c.Spawn == nil {
+		if c.Target == "" {
+			return bad("Target", "no {Target} address (give one, or {Spawn})")
+		}
+		return nil
+	}
+	s := c.Spawn
+	switch {
+	case c.Target != "":
+		return bad("Target", "{Spawn} starts its own server: do not also give {Target}")
+	case c.NetNS != "":
+		return bad("NetNS", "{Spawn} makes its own namespace: do not also give {NetNS}")
+	case c.Restart != nil:
+		return bad("Restart", "{Restart} is for an outside server; {Spawn} restarts its own")
+	case s.Somaxconn < 0:
+		return bad("Spawn.Somaxconn", "{Spawn.Somaxconn} must not be negative, got %d", s.Somaxconn)
+	case s.TCPBacklog < 0:
+		return bad("Spawn.TCPBacklog", "{Spawn.TCPBacklog} must not be negative, got %d", s.TCPBacklog)
+	case s.Maxclients < 0:
+		return bad("Spawn.Maxclients", "{Spawn.Maxclients} must not be negative, got %d", s.Maxclients)
+	case s.Down < 0:
+		return bad("Spawn.Down", "{Spawn.Down} must not be negative, got %s", s.Down)
+	case s.Syncookies != nil && (*s.Syncookies < 0 || *s.Syncookies > 2):
+		return bad("Spawn.Syncookies", "{Spawn.Syncookies} must be 0, 1 or 2, got %d", *s.Syncookies)
 	}
 	return nil
-}
-
-// policy is the per-client reconnect policy of the lab's own strategies
-// (Immediate for stormguard, whose dialer paces, and for the libraries,
-// which pace themselves).
-func (c Config) policy() (backoff.Policy, error) {
-	p := c.Policy
-	var pol backoff.Policy
-	switch c.Strategy {
-	case "fixed":
-		d := p.Delay
-		if d == 0 {
-			d = 100 * time.Millisecond
-		}
-		pol = fixed{d}
-	case "glide":
-		g := backoff.DefaultGLIDE()
-		set := func(name string, dst *int, v int) {
-			if p.GlideSet[name] || v != 0 {
-				*dst = v
-			}
-		}
-		set("retries", &g.Retries, p.Retries)
-		set("factor", &g.Factor, p.Factor)
-		set("exponent-base", &g.ExponentBase, p.ExponentBase)
-		set("jitter-percent", &g.JitterPercent, p.JitterPercent)
-		pol = g
-	case "full-jitter":
-		pol = backoff.FullJitter{Base: p.Base, Cap: p.Cap}
-	case "equal-jitter":
-		pol = backoff.EqualJitter{Base: p.Base, Cap: p.Cap}
-	case "decorrelated":
-		pol = backoff.DecorrelatedJitter{Base: p.Base, Cap: p.Cap}
-	default:
-		pol = backoff.Immediate{}
-	}
-	if err := pol.Validate(); err != nil {
-		return nil, err
-	}
-	return pol, nil
-}
-
-// fixed waits the same delay after every failure.
-type fixed struct{ d time.Duration }
-
-func (f fixed) Delay(n int, _ time.Duration, _ backoff.Rand) time.Duration {
-	if n <= 0 {
-		return 0
-	}
-	return f.d
-}
-
-func (fixed) Validate() error { return nil }
-
-// Result is what one run measured. The first eight fields are the
-// contract of `stormguard storm --json`.
-type Result struct {
-	Strategy           string `json:"strategy"`
-	Clients            int    `json:"clients"`
-	ConnectAttempts    int64  `json:"connect_attempts"`
-	ConnectFailures    int64  `json:"connect_failures"`
-	PeakConnectsPerSec int64  `json:"peak_connects_per_sec"`
-	// TimeToRecoverMS is null when fewer than 99% of clients recovered.
-	TimeToRecoverMS *int64 `json:"time_to_recover_ms"`
-	FailedCommands  int64  `json:"failed_commands"`
-	// ListenOverflows is null when the counter could not be read.
-	ListenOverflows *uint64 `json:"listen_overflows"`
-
-	Scenario              string  `json:"scenario"`
-	Instances             int     `json:"instances"`
-	SourceAddrs           int     `json:"source_addrs"`
-	Target                string  `json:"target"`
-	RecoveredClients      int     `json:"recovered_clients"`
-	RecoverP50MS          *int64  `json:"recover_p50_ms"`
-	RecoverMaxMS          *int64  `json:"recover_max_ms"`
-	PeakConnects1s        int64   `json:"peak_connects_1s"`
-	ConnectsPerSec        float64 `json:"connects_per_sec"`
-	DurationMS            int64   `json:"duration_ms"`
-	ListenOverflowsSource string  `json:"listen_overflows_source"`
-	ListenDrops           *uint64 `json:"listen_drops"`
-	RejectedConnections   *uint64 `json:"rejected_connections"`
-	ConnectionsReceived   *uint64 `json:"total_connections_received"`
-	ValkeyCountersReset   bool    `json:"valkey_counters_reset,omitempty"`
-	KilledClients         *int64  `json:"killed_clients,omitempty"`
-	WarmupConnectAttempts int64   `json:"warmup_connect_attempts"`
-	// ConnectsSource says where connect_attempts, connect_failures and
-	// the timeline come from: the lab's dial hook, or (valkey-glide) the
-	// kernel's Tcp counters of the namespace.
-	ConnectsSource string `json:"connects_source"`
-	// Timeline is dials per 100ms from the baselines just before the
-	// disruption to the end.
-	Timeline []int64           `json:"timeline_100ms"`
-	Errors   map[string]string `json:"errors,omitempty"`
 }

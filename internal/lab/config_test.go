@@ -19,22 +19,29 @@ func TestValidate(t *testing.T) {
 		want string // substring of the error; "" = valid
 	}{
 		{"valid", func(*Config) {}, ""},
-		{"no target", func(c *Config) { c.Target = "" }, "no target"},
-		{"zero clients", func(c *Config) { c.Clients = 0 }, "--clients"},
-		{"negative clients", func(c *Config) { c.Clients = -5 }, "--clients"},
-		{"negative instances", func(c *Config) { c.Instances = -1 }, "--instances"},
+		{"no target", func(c *Config) { c.Target = "" }, "no Target"},
+		{"zero clients", func(c *Config) { c.Clients = 0 }, "Clients must"},
+		{"negative clients", func(c *Config) { c.Clients = -5 }, "Clients"},
+		{"negative instances", func(c *Config) { c.Instances = -1 }, "Instances"},
 		{"more instances than clients", func(c *Config) { c.Instances = 11 }, "exceeds"},
 		{"unknown strategy", func(c *Config) { c.Strategy = "yolo" }, "unknown strategy"},
-		{"negative source addresses", func(c *Config) { c.SourceAddrs = -1 }, "--source-addrs"},
-		{"too many source addresses", func(c *Config) { c.SourceAddrs = maxSourceAddrs + 1 }, "--source-addrs"},
+		{"negative source addresses", func(c *Config) { c.SourceAddrs = -1 }, "SourceAddrs"},
+		{"too many source addresses", func(c *Config) { c.SourceAddrs = maxSourceAddrs + 1 }, "SourceAddrs"},
 		{"unknown scenario", func(c *Config) { c.Scenario = "flood" }, "unknown scenario"},
 		{"churn needs immediate", func(c *Config) { c.Scenario, c.Strategy = "churn", "glide" }, "churn"},
-		{"restart needs a hook", func(c *Config) { c.Scenario = "restart" }, "--spawn or --restart-cmd"},
+		{"restart needs a hook", func(c *Config) { c.Scenario = "restart" }, "Spawn or Restart"},
 		{"restart with hook", func(c *Config) { c.Scenario, c.Restart = "restart", restart }, ""},
-		{"blip needs netns", func(c *Config) { c.Scenario = "blip" }, "--netns"},
-		{"negative period", func(c *Config) { c.Period = -time.Second }, "--period"},
-		{"negative blip", func(c *Config) { c.Blip = -time.Second }, "--blip"},
-		{"glide jitter over 100", func(c *Config) { c.Strategy, c.Policy.JitterPercent = "glide", 101 }, "jitter"},
+		{"blip needs netns", func(c *Config) { c.Scenario = "blip" }, "NetNS or Spawn"},
+		{"negative period", func(c *Config) { c.Period = -time.Second }, "Period"},
+		{"negative blip", func(c *Config) { c.Blip = -time.Second }, "Blip"},
+		{"glide jitter over 100", func(c *Config) { c.Strategy, c.Policy.GLIDE.JitterPercent = "glide", 101 }, "jitter"},
+		{"spawn and target", func(c *Config) { c.Spawn = &Spawn{} }, "do not also give Target"},
+		{"spawn without target", func(c *Config) { c.Target, c.Spawn = "", &Spawn{} }, ""},
+		{"spawn allows blip", func(c *Config) { c.Target, c.Spawn, c.Scenario = "", &Spawn{}, "blip" }, ""},
+		{"spawn allows restart", func(c *Config) { c.Target, c.Spawn, c.Scenario = "", &Spawn{}, "restart" }, ""},
+		{"spawn and restart hook", func(c *Config) { c.Target, c.Spawn, c.Restart = "", &Spawn{}, restart }, "Restart is for"},
+		{"negative down", func(c *Config) { c.Target, c.Spawn = "", &Spawn{Down: -time.Second} }, "Spawn.Down"},
+		{"bad syncookies", func(c *Config) { v := 3; c.Target, c.Spawn = "", &Spawn{Syncookies: &v} }, "Spawn.Syncookies"},
 		{"jitter base over cap", func(c *Config) {
 			c.Strategy, c.Policy.Base, c.Policy.Cap = "full-jitter", time.Minute, time.Second
 		}, "exceeds cap"},
@@ -57,33 +64,16 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestPolicy(t *testing.T) {
-	tests := []struct {
-		name string
-		c    Config
-		want backoff.Policy
-	}{
-		{"immediate", Config{Strategy: "immediate"}, backoff.Immediate{}},
-		{"stormguard paces in its dialer", Config{Strategy: "stormguard"}, backoff.Immediate{}},
-		{"fixed default", Config{Strategy: "fixed"}, fixed{100 * time.Millisecond}},
-		{"glide defaults", Config{Strategy: "glide"}, backoff.DefaultGLIDE()},
-		{"glide explicit zero jitter kept", Config{Strategy: "glide", Policy: PolicyParams{GlideSet: map[string]bool{"jitter-percent": true}}},
-			backoff.GLIDE{Retries: 5, Factor: 100, ExponentBase: 2, JitterPercent: 0}},
-		{"decorrelated", Config{Strategy: "decorrelated", Policy: PolicyParams{Base: time.Second, Cap: time.Minute}},
-			backoff.DecorrelatedJitter{Base: time.Second, Cap: time.Minute}},
+// TestDefaultGLIDE: a zero Policy.GLIDE is GLIDE's defaults; a set one is
+// kept, explicit 0% jitter included.
+func TestDefaultGLIDE(t *testing.T) {
+	c := Config{Strategy: "glide"}.withDefaults()
+	if c.Policy.GLIDE != backoff.DefaultGLIDE() {
+		t.Errorf("zero GLIDE -> %+v", c.Policy.GLIDE)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.c.policy()
-			if err != nil || got != tt.want {
-				t.Fatalf("got %#v, %v; want %#v", got, err, tt.want)
-			}
-		})
-	}
-	if d := (fixed{time.Second}).Delay(0, 0, nil); d != 0 {
-		t.Errorf("fixed must reconnect at once after a disconnect, got %s", d)
-	}
-	if d := (fixed{time.Second}).Delay(3, 0, nil); d != time.Second {
-		t.Errorf("fixed Delay(3) = %s", d)
+	set := backoff.GLIDE{Retries: 5, Factor: 100, ExponentBase: 2, JitterPercent: 0}
+	c = Config{Strategy: "glide", Policy: backoff.Params{GLIDE: set}}.withDefaults()
+	if c.Policy.GLIDE != set {
+		t.Errorf("explicit GLIDE %+v -> %+v", set, c.Policy.GLIDE)
 	}
 }

@@ -8,12 +8,9 @@ import (
 	"time"
 )
 
-// Prefetch sizes of the namespace socket factory: it holds up to prefetch
-// sockets and is refilled when fewer than lowWater remain.
-const (
-	prefetch = 1024
-	lowWater = 768
-)
+// prefetch is how many sockets a namespace's socket factory holds ready
+// (refilled below three quarters); the client hosts' factories share it.
+const prefetch = 1024
 
 // DialFunc makes a TCP connection; it has the shape of
 // net.Dialer.DialContext, go-redis's Options.Dialer and dialer.Options.Dial.
@@ -23,7 +20,7 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // namespace at nsPath (the current namespace when empty), and a function
 // that releases it. timeout bounds each connect (0: only the context).
 func NewDialer(nsPath string, timeout time.Duration) (DialFunc, func(), error) {
-	d, err := newSourceDialer(nsPath)
+	d, err := newSourceDialer(nsPath, prefetch)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -47,11 +44,11 @@ type sourceDialer struct {
 	f *socketFactory // nil: the current namespace, through net.Dialer
 }
 
-func newSourceDialer(nsPath string) (*sourceDialer, error) {
+func newSourceDialer(nsPath string, batch int) (*sourceDialer, error) {
 	if nsPath == "" {
 		return &sourceDialer{}, nil
 	}
-	f, err := newSocketFactory(nsPath)
+	f, err := newSocketFactory(nsPath, batch)
 	if err != nil {
 		return nil, err
 	}
@@ -99,16 +96,10 @@ func sourceAddr(k int) netip.Addr {
 // target is a loopback IPv4 address, else 1 (the kernel's choice, also
 // for valkey-glide), and an error when more than one was asked for a
 // target or strategy that cannot have them.
-func sourceCount(ctx context.Context, cfg Config) (int, error) {
-	if cfg.SourceAddrs == 1 {
-		return 1, nil
-	}
-	if cfg.Strategy == GLIDEStrategy {
-		// GLIDE's Rust core dials by itself: no source can be chosen.
-		if cfg.SourceAddrs > 1 {
-			return 0, fmt.Errorf("%w: --source-addrs %d: valkey-glide dials from its own core, always from the address the kernel picks",
-				ErrConfig, cfg.SourceAddrs)
-		}
+func sourceCount(ctx context.Context, cfg Config, ownSource bool) (int, error) {
+	if cfg.SourceAddrs == 1 || ownSource {
+		// A strategy that dials by itself (valkey-glide's Rust core)
+		// cannot be given a source; its check refuses SourceAddrs > 1.
 		return 1, nil
 	}
 	ap, err := resolve(ctx, "tcp", cfg.Target)
@@ -117,8 +108,8 @@ func sourceCount(ctx context.Context, cfg Config) (int, error) {
 	}
 	if a := ap.Addr().Unmap(); !a.Is4() || !a.IsLoopback() {
 		if cfg.SourceAddrs > 1 {
-			return 0, fmt.Errorf("%w: --source-addrs %d needs a loopback IPv4 target (127.0.0.0/8); %s is not, so its clients connect from the address the kernel picks",
-				ErrConfig, cfg.SourceAddrs, cfg.Target)
+			return 0, bad("SourceAddrs", "{SourceAddrs} %d needs a loopback IPv4 target (127.0.0.0/8); %s is not, so its clients connect from the address the kernel picks",
+				cfg.SourceAddrs, cfg.Target)
 		}
 		return 1, nil
 	}

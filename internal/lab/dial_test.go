@@ -58,10 +58,8 @@ func TestSourceCount(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Config{Target: tt.target, SourceAddrs: tt.sources, Instances: tt.instances, Strategy: "immediate"}
-			if strings.HasPrefix(tt.name, "valkey-glide") {
-				c.Strategy = GLIDEStrategy
-			}
-			got, err := sourceCount(context.Background(), c)
+			ownSource := strings.HasPrefix(tt.name, "valkey-glide")
+			got, err := sourceCount(context.Background(), c, ownSource)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
@@ -83,7 +81,7 @@ func TestDialFromSource(t *testing.T) {
 		t.Skip("no IPv4 loopback:", err)
 	}
 	defer ln.Close()
-	d, err := newSourceDialer("")
+	d, err := newSourceDialer("", prefetch)
 	if err != nil {
 		t.Fatal(err)
 	}

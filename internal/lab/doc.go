@@ -22,6 +22,18 @@
 // ListenOverflows delta and Valkey's rejected_connections and
 // total_connections_received deltas.
 //
+// # Layout
+//
+// A strategy (strategy.go: the lab's own clients, one per backoff policy
+// name through backoff.ByName, plus stormguard and pool-unbounded;
+// libs.go: go-redis and valkey-go; glide.go: valkey-glide) and a scenario
+// (scenario.go) are small interfaces registered by name from init
+// functions, database/sql.Register style: a new one is one type in one
+// file. Run (run.go) drives the phases — prepare (Spawn: the run's own
+// server, spawn.go), launch, warm-up, hold, baseline, disrupt, observe,
+// measure. Config.Validate reports a *ConfigError naming Config fields;
+// callers render them in their own terms (the CLI names its flags).
+//
 // # Network namespaces
 //
 // When Config.NetNS is set every socket (clients, admin connection) is

@@ -1,8 +1,8 @@
 package lab
 
 import (
+	"context"
 	"errors"
-	"slices"
 )
 
 // GLIDEStrategy is the strategy that runs the valkey-glide Go client. It
@@ -18,16 +18,40 @@ var ErrNotBuiltIn = errors.New(`strategy valkey-glide is not built into this bin
 // GLIDEBuiltIn reports whether this binary has the valkey-glide strategy.
 func GLIDEBuiltIn() bool { return glideBuiltIn }
 
-// AvailableStrategies returns the strategies this binary can run, in the
-// order of a full comparison: Strategies without the ones it was built
-// without.
-func AvailableStrategies() []string {
-	return slices.DeleteFunc(slices.Clone(Strategies), func(s string) bool {
-		return s == GLIDEStrategy && !glideBuiltIn
-	})
-}
-
 // glideFDsPerClient bounds the file descriptors one GLIDE client holds:
 // its TCP connection plus its own Tokio runtime's epoll, eventfd and
 // wake-up sockets (5-6 measured with v2.5.3), with room to spare.
 const glideFDsPerClient = 8
+
+func init() { strategies.register(40, GLIDEStrategy, glideStrategy{}) }
+
+// glideStrategy runs GLIDE's Go client, one per instance (valkeyglide.go).
+type glideStrategy struct{}
+
+func (glideStrategy) check(c Config) error {
+	switch {
+	case !glideBuiltIn:
+		return &ConfigError{Field: "Strategy", Msg: ErrNotBuiltIn.Error(), Err: ErrNotBuiltIn}
+	case !c.netnsKnown():
+		return bad("NetNS", "valkey-glide dials from its Rust core, where the lab cannot count dials; it counts them in the "+
+			"kernel counters of the server's network namespace instead: give {NetNS} (the server's, e.g. "+
+			"/proc/PID/ns/net) or {Spawn}")
+	case c.Hosts > 0:
+		return bad("Hosts", "valkey-glide does not run on client hosts yet (its connects are counted in one namespace's kernel counters): leave out {Hosts}")
+	case c.SourceAddrs > 1:
+		return bad("SourceAddrs", "{SourceAddrs} %d: valkey-glide dials from its own core, always from the address the kernel picks", c.SourceAddrs)
+	}
+	return nil
+}
+
+func (glideStrategy) traits(Config) traits {
+	return traits{connsPerClient: 1, fdsPerInstance: glideFDsPerClient, kernelDials: true, ownSource: true}
+}
+
+func (glideStrategy) instance(ctx context.Context, r *run, _ int) (instance, error) {
+	p, err := newValkeyGlide(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return libInstance{r, p}, nil
+}

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"time"
 
@@ -23,6 +24,39 @@ type pinger interface {
 	close()
 }
 
+func init() {
+	strategies.register(30, "go-redis", libStrategy{newGoRedis})
+	strategies.register(31, "valkey-go", libStrategy{newValkeyGo})
+}
+
+// libStrategy runs a real client library, one client object per instance,
+// made by open with the instance's counting dialer.
+type libStrategy struct {
+	open func(ctx context.Context, r *run, dial DialFunc) (pinger, error)
+}
+
+func (libStrategy) check(Config) error { return nil }
+func (libStrategy) traits(Config) traits {
+	return traits{connsPerClient: 1, fdsPerInstance: 2}
+}
+
+func (s libStrategy) instance(ctx context.Context, r *run, k int) (instance, error) {
+	p, err := s.open(ctx, r, r.countedDial(k))
+	if err != nil {
+		return nil, err
+	}
+	return libInstance{r, p}, nil
+}
+
+// libInstance runs libClients over one shared pinger.
+type libInstance struct {
+	r *run
+	p pinger
+}
+
+func (i libInstance) client(ctx context.Context, id int) { i.r.libClient(ctx, id, i.p) }
+func (i libInstance) close()                             { i.p.close() }
+
 type goRedis struct{ c *redis.Client }
 
 func (g goRedis) ping(ctx context.Context) error { return g.c.Ping(ctx).Err() }
@@ -31,7 +65,7 @@ func (g goRedis) close()                         { g.c.Close() }
 // newGoRedis returns a go-redis client with default options; only the
 // dialer is replaced so that dials are counted (and made in the
 // namespace). go-redis applies its own DialTimeout (5s) through ctx.
-func (r *run) newGoRedis(dial DialFunc) (pinger, error) {
+func newGoRedis(_ context.Context, r *run, dial DialFunc) (pinger, error) {
 	redis.SetLogger(silentLogger{})
 	c := redis.NewClient(&redis.Options{
 		Addr:     r.cfg.Target,
@@ -52,7 +86,7 @@ func (v valkeyGo) close() { v.c.Close() }
 // newValkeyGo returns a valkey-go client with default options but a
 // counting dialer that honours valkey-go's dial timeout (5s by default).
 // valkey-go connects in NewClient, so it retries until ctx ends.
-func (r *run) newValkeyGo(ctx context.Context, dial DialFunc) (pinger, error) {
+func newValkeyGo(ctx context.Context, r *run, dial DialFunc) (pinger, error) {
 	opt := valkey.ClientOption{
 		InitAddress: []string{r.cfg.Target},
 		Username:    r.cfg.User,
@@ -72,7 +106,7 @@ func (r *run) newValkeyGo(ctx context.Context, dial DialFunc) (pinger, error) {
 			return valkeyGo{c}, nil
 		}
 		if !sleepCtx(ctx, r.cfg.Period) {
-			return nil, err
+			return nil, fmt.Errorf("valkey-go client: %w", err)
 		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/stormguard/stormguard/internal/valkeyreply"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // reply is one RESP reply as the lab needs it: its type byte and either
@@ -109,7 +109,7 @@ func appendCommand(dst []byte, args ...string) []byte {
 // project's one INFO parser.
 func infoCounters(b []byte) map[string]uint64 {
 	out := make(map[string]uint64)
-	for k, v := range valkeyreply.ParseInfo(string(b)) {
+	for k, v := range valkeyconn.ParseInfo(string(b)) {
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
 			out[k] = n
 		}

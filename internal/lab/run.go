@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,23 +9,29 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/stormguard/stormguard/dialer"
 )
-
-// ErrUnreachable is returned when the target does not answer the admin
-// connection's PING before the run starts.
-var ErrUnreachable = errors.New("cannot reach Valkey")
 
 // run is one storm in progress.
 type run struct {
-	cfg     Config
-	dialer  *sourceDialer
-	sources int // source addresses the instances are spread over (≤1: the kernel's choice)
-	rec     *recorder
+	cfg      Config // with defaults, Target and NetNS resolved
+	strategy strategy
+	scenario scenario
+	dialer   *sourceDialer
+	sources  int // source addresses the instances are spread over (≤1: the kernel's choice)
+	rec      *recorder
+	adm      *admin
+	res      *Result
+	// restart restarts the server (restart scenario).
+	restart func(ctx context.Context, down func()) error
 	// adminDials counts the admin connection's dials, which the kernel
 	// counters (valkey-glide) see and the lab subtracts.
 	adminDials atomic.Int64
+	kd         *kernelDials // valkey-glide's connects, from the kernel
+	// hostDialers dial from the client hosts (Config.Hosts): instance k
+	// runs on host k mod Hosts.
+	hostDialers []*sourceDialer
+	hostAddrs   []string
+	cleanup     []func() // run in reverse by close
 }
 
 // adminDial is the admin connection's dial: never a client's. It comes
@@ -40,10 +45,14 @@ func (r *run) adminDial(ctx context.Context, network, addr string) (net.Conn, er
 // from the instance's source address, and every dial is counted.
 func (r *run) countedDial(instance int) DialFunc {
 	var src netip.Addr
-	if r.sources > 1 {
+	if r.sources > 1 && len(r.hostDialers) == 0 {
 		src = sourceAddr(instance % r.sources)
 	}
 	base := r.dialer.from(src)
+	if len(r.hostDialers) > 0 {
+		// The host's own address, the kernel's choice there.
+		base = r.hostDialers[instance%len(r.hostDialers)].from(netip.Addr{})
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		r.rec.dial()
 		c, err := base(ctx, network, addr)
@@ -66,249 +75,306 @@ func (r *run) progress(format string, a ...any) {
 	}
 }
 
+func (r *run) onClose(f func()) { r.cleanup = append(r.cleanup, f) }
+
+func (r *run) close() {
+	for i := len(r.cleanup) - 1; i >= 0; i-- {
+		r.cleanup[i]()
+	}
+}
+
 // FDsNeeded estimates the file descriptors a run with cfg holds at once.
 func FDsNeeded(cfg Config) int {
 	cfg = cfg.withDefaults()
-	per := 1
-	if cfg.Strategy == "pool-unbounded" {
-		per = cfg.PoolSize
+	t := traits{connsPerClient: 1, fdsPerInstance: 2}
+	if st, ok := strategies.get(cfg.Strategy); ok {
+		t = st.traits(cfg)
 	}
-	inst := 2
-	if cfg.Strategy == GLIDEStrategy {
-		inst = glideFDsPerClient
-	}
-	return cfg.Clients*per + inst*cfg.Instances + 256 + prefetch
+	return cfg.Clients*t.connsPerClient + t.fdsPerInstance*cfg.Instances + 256 + 2*prefetch + 32*cfg.Hosts
 }
 
 // Run replays one storm and measures it. ctx cancellation stops it early
-// (an error).
+// (an error); everything the run made (clients, a spawned server and its
+// namespace, firewall rules) is removed before it returns.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	pol, _ := cfg.policy()
-	sources, err := sourceCount(ctx, cfg)
-	if err != nil {
+	r := &run{cfg: cfg}
+	r.strategy, _ = strategies.get(cfg.Strategy)
+	r.scenario, _ = scenarios.get(cfg.Scenario)
+	defer r.close()
+	if err := r.prepare(ctx); err != nil {
 		return nil, err
 	}
-	sd, err := newSourceDialer(cfg.NetNS)
-	if err != nil {
-		return nil, err
+	return r.run(ctx)
+}
+
+// prepare starts the server (Spawn), the dialer and the admin connection,
+// and checks that the server answers.
+func (r *run) prepare(ctx context.Context) error {
+	cfg := &r.cfg
+	r.restart = cfg.Restart
+	if cfg.Spawn != nil {
+		if err := r.spawn(ctx); err != nil {
+			return err
+		}
 	}
-	defer sd.close()
+	sources, err := sourceCount(ctx, *cfg, r.strategy.traits(*cfg).ownSource || cfg.Hosts > 0)
+	if err != nil {
+		return err
+	}
+	if cfg.Hosts > 0 {
+		sources = len(r.hostDialers)
+	}
+	r.sources = sources
+	if r.dialer, err = newSourceDialer(cfg.NetNS, prefetch); err != nil {
+		return err
+	}
+	r.onClose(r.dialer.close)
 	horizon := cfg.WarmupTimeout + cfg.Hold + cfg.Duration + cfg.Settle + cfg.Blip + time.Minute
-	r := &run{cfg: cfg, dialer: sd, sources: sources, rec: newRecorder(cfg.Clients, horizon)}
-	res := &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
-		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{}}
-
-	adm := &admin{dial: r.adminDial, addr: cfg.Target, user: cfg.User, pass: cfg.Password}
-	defer adm.close()
-	if _, err := adm.do(ctx, "PING"); err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
+	r.rec = newRecorder(cfg.Clients, horizon)
+	r.res = &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
+		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{},
+		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss}
+	if cfg.RTT > 0 {
+		ms := float64(cfg.RTT) / float64(time.Millisecond)
+		r.res.RTTMS = &ms
 	}
+	if cfg.Spawn != nil {
+		r.res.Target = "spawned " + cfg.Target + " in " + cfg.NetNS
+	}
+	r.adm = &admin{dial: r.adminDial, addr: cfg.Target, user: cfg.User, pass: cfg.Password}
+	r.onClose(r.adm.close)
+	if _, err := r.adm.do(ctx, "PING"); err != nil {
+		return fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
+	}
+	return nil
+}
 
+// baseline is what the run read just before the disruption.
+type baseline struct {
+	ext                map[string]uint64
+	extErr             error
+	info               map[string]uint64
+	infoErr            error
+	dials, fails, cmds int64
+	at                 time.Time // the timeline starts here
+}
+
+// run drives the phases: launch and warm-up, hold, baseline, disruption,
+// observation, measurement.
+func (r *run) run(ctx context.Context) (*Result, error) {
 	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	// valkey-glide dials from its Rust core: count its connects in the
-	// kernel (see kernelDials), from before its first client on.
-	var kd *kernelDials
-	if cfg.Strategy == GLIDEStrategy {
-		snmp, err := openTCPSNMP(cfg.NetNS)
-		if err != nil {
-			return nil, err
-		}
-		defer snmp.close()
-		if kd, err = newKernelDials(snmp, r.rec, r.adminDials.Load); err != nil {
-			return nil, err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			kd.run(cctx)
-		}()
-	}
-	var libs []pinger
-	var libMu sync.Mutex
-	launchErr := make(chan error, 1)
+	var insts []instance
+	var instMu sync.Mutex
 	defer func() {
 		cancel()
 		wg.Wait()
-		for _, p := range libs {
-			p.close()
+		for _, in := range insts {
+			in.close()
 		}
 	}()
-
-	// Launch: instance k owns clients [k·N/K, (k+1)·N/K); clients start
-	// at cfg.Ramp per second.
+	if r.strategy.traits(r.cfg).kernelDials {
+		if err := r.countKernelDials(cctx, &wg); err != nil {
+			return nil, err
+		}
+	}
+	launchErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		start := time.Now()
-		id := 0
-		for k := 0; k < cfg.Instances && cctx.Err() == nil; k++ {
-			hi := (k + 1) * cfg.Clients / cfg.Instances
-			dial := r.timedDial(k)
-			var p pinger
-			switch cfg.Strategy {
-			case "stormguard":
-				d, err := dialer.New(dialer.Options{Dial: r.countedDial(k)})
-				if err != nil {
-					launchErr <- fmt.Errorf("stormguard dialer: %w", err)
-					return
-				}
-				dial = d.DialContext
-			case "go-redis":
-				p, _ = r.newGoRedis(r.countedDial(k))
-			case "valkey-go":
-				var err error
-				if p, err = r.newValkeyGo(cctx, r.countedDial(k)); err != nil {
-					launchErr <- fmt.Errorf("valkey-go client: %w", err)
-					return
-				}
-			case GLIDEStrategy:
-				var err error
-				if p, err = r.newValkeyGlide(cctx); err != nil {
-					launchErr <- fmt.Errorf("valkey-glide client: %w", err)
-					return
-				}
-			}
-			if p != nil {
-				libMu.Lock()
-				libs = append(libs, p)
-				libMu.Unlock()
-			}
-			for ; id < hi; id++ {
-				if cfg.Ramp > 0 {
-					at := start.Add(time.Duration(float64(id) / cfg.Ramp * float64(time.Second)))
-					if !sleepCtx(cctx, time.Until(at)) {
-						return
-					}
-				}
-				wg.Add(1)
-				go func(id int) {
-					defer wg.Done()
-					switch {
-					case p != nil:
-						r.libClient(cctx, id, p)
-					case cfg.Strategy == "pool-unbounded":
-						r.poolClient(cctx, id, dial)
-					default:
-						r.rawClient(cctx, id, pol, dial, cfg.Strategy == "stormguard")
-					}
-				}(id)
-			}
-		}
+		r.launch(cctx, &wg, func(in instance) {
+			instMu.Lock()
+			insts = append(insts, in)
+			instMu.Unlock()
+		}, launchErr)
 	}()
+	if err := r.warmUp(ctx, launchErr); err != nil {
+		return nil, err
+	}
+	if !r.scenario.traits().churn {
+		r.progress("all %d clients up; holding %s", r.cfg.Clients, r.cfg.Hold)
+		if !sleepCtx(ctx, r.cfg.Hold) {
+			return nil, ctx.Err()
+		}
+	}
+	base := r.baseline(ctx)
+	t0, wait, err := r.disrupt(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.cfg.Scenario, err)
+	}
+	r.progress("disrupted (%s)", r.cfg.Scenario)
+	tEnd, err := r.observe(ctx, t0)
+	if err != nil {
+		return nil, err
+	}
+	if r.kd != nil {
+		r.kd.sample()
+	}
+	if err := wait(); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.cfg.Scenario, err)
+	}
+	dials, fails, cmds := r.rec.dials.Load(), r.rec.dialFails.Load(), r.rec.failedCmds.Load()
+	cancel()
+	r.measure(ctx, base, t0, tEnd, dials-base.dials, fails-base.fails, cmds-base.cmds)
+	return r.res, nil
+}
 
-	// Warm-up: every client must have completed a PING.
-	r.progress("warm-up: starting %d clients in %d instances from %d source addresses at %g/s", cfg.Clients, cfg.Instances, res.SourceAddrs, cfg.Ramp)
-	warmDeadline := time.Now().Add(cfg.WarmupTimeout)
+// countKernelDials starts counting the strategy's connects in the kernel
+// (see kernelDials), from before its first client on.
+func (r *run) countKernelDials(ctx context.Context, wg *sync.WaitGroup) error {
+	snmp, err := openTCPSNMP(r.cfg.NetNS)
+	if err != nil {
+		return err
+	}
+	r.onClose(snmp.close)
+	if r.kd, err = newKernelDials(snmp, r.rec, r.adminDials.Load); err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.kd.run(ctx)
+	}()
+	return nil
+}
+
+// launch starts the instances and their clients: instance k owns clients
+// [k·N/K, (k+1)·N/K); clients start at Ramp per second.
+func (r *run) launch(ctx context.Context, wg *sync.WaitGroup, started func(instance), errc chan<- error) {
+	cfg := r.cfg
+	start := time.Now()
+	id := 0
+	for k := 0; k < cfg.Instances && ctx.Err() == nil; k++ {
+		hi := (k + 1) * cfg.Clients / cfg.Instances
+		in, err := r.strategy.instance(ctx, r, k)
+		if err != nil {
+			errc <- err
+			return
+		}
+		started(in)
+		for ; id < hi; id++ {
+			if cfg.Ramp > 0 {
+				at := start.Add(time.Duration(float64(id) / cfg.Ramp * float64(time.Second)))
+				if !sleepCtx(ctx, time.Until(at)) {
+					return
+				}
+			}
+			wg.Add(1)
+			go func(id int) {
+				defer wg.Done()
+				in.client(ctx, id)
+			}(id)
+		}
+	}
+}
+
+// warmUp waits until every client has completed a PING.
+func (r *run) warmUp(ctx context.Context, launchErr <-chan error) error {
+	cfg := r.cfg
+	r.progress("warm-up: starting %d clients in %d instances from %d source addresses at %g/s", cfg.Clients, cfg.Instances, r.res.SourceAddrs, cfg.Ramp)
+	deadline := time.Now().Add(cfg.WarmupTimeout)
 	lastTick := time.Now()
 	for r.rec.warmCount.Load() < int64(cfg.Clients) {
-		if time.Now().After(warmDeadline) {
-			return nil, fmt.Errorf("warm-up: only %d of %d clients completed a PING within %s (last error: %s)",
+		if time.Now().After(deadline) {
+			return fmt.Errorf("warm-up: only %d of %d clients completed a PING within %s (last error: %s)",
 				r.rec.warmCount.Load(), cfg.Clients, cfg.WarmupTimeout, r.rec.lastError())
 		}
 		select {
 		case err := <-launchErr:
-			return nil, err
+			return err
 		default:
 		}
 		if !sleepCtx(ctx, 20*time.Millisecond) {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		if time.Since(lastTick) >= time.Second {
 			lastTick = time.Now()
 			r.progress("warm-up: %d/%d clients up", r.rec.warmCount.Load(), cfg.Clients)
 		}
 	}
-	if kd != nil {
-		kd.sample()
+	if r.kd != nil {
+		r.kd.sample()
 	}
-	res.WarmupConnectAttempts = r.rec.dials.Load()
-	if cfg.Scenario != "churn" {
-		r.progress("all %d clients up; holding %s", cfg.Clients, cfg.Hold)
-		if !sleepCtx(ctx, cfg.Hold) {
-			return nil, ctx.Err()
-		}
-	}
+	r.res.WarmupConnectAttempts = r.rec.dials.Load()
+	return nil
+}
 
-	// Baselines just before the disruption.
-	ext0, extErr := tcpExt(cfg.NetNS)
-	info0, infoErr := adm.stats(ctx, 5*time.Second)
-	if kd != nil {
-		kd.sample()
+// baseline reads the counters just before the disruption.
+func (r *run) baseline(ctx context.Context) baseline {
+	var b baseline
+	b.ext, b.extErr = tcpExt(r.cfg.NetNS)
+	b.info, b.infoErr = r.adm.stats(ctx, 5*time.Second)
+	if r.kd != nil {
+		r.kd.sample()
 	}
-	dials0, fails0, cmds0 := r.rec.dials.Load(), r.rec.dialFails.Load(), r.rec.failedCmds.Load()
+	b.dials, b.fails, b.cmds = r.rec.dials.Load(), r.rec.dialFails.Load(), r.rec.failedCmds.Load()
 	// The timeline starts here too, not at t0: clients can react before
 	// the lab marks t0 (GLIDE reconnects on EOF while the CLIENT KILL is
 	// still running), and their dials belong in the chart and the peak.
-	tBase := time.Now()
+	b.at = time.Now()
+	return b
+}
 
-	disrupted := make(chan time.Time, 1)
-	disruptErr := make(chan error, 1)
-	done := make(chan struct{})
-	var restarted bool
-	switch cfg.Scenario {
-	case "kill":
-		n, err := adm.killNormal(ctx)
-		if err != nil {
-			return nil, err
+// disrupt starts the scenario and returns t0 and a function that waits
+// for the disruption to end and returns its error. A scenario that fails
+// before marking t0 fails the run at once.
+func (r *run) disrupt(ctx context.Context) (time.Time, func() error, error) {
+	marked := make(chan time.Time, 1)
+	var once sync.Once
+	var byScenario atomic.Bool
+	mark := func() { once.Do(func() { marked <- r.rec.disrupted() }) }
+	early := make(chan error, 1)
+	errc := make(chan error, 1)
+	go func() {
+		err := r.scenario.disrupt(ctx, r, func() { byScenario.Store(true); mark() })
+		if err != nil && !byScenario.Load() {
+			early <- err
+			return
 		}
-		res.KilledClients = &n
-		disrupted <- r.rec.disrupted()
-		close(done)
-		disruptErr <- nil
-	case "churn":
-		disrupted <- r.rec.disrupted()
-		close(done)
-		disruptErr <- nil
-	case "restart":
-		restarted = true
-		go func() {
-			defer close(done)
-			var once sync.Once
-			err := cfg.Restart(ctx, func() { once.Do(func() { disrupted <- r.rec.disrupted() }) })
-			once.Do(func() { disrupted <- r.rec.disrupted() })
-			disruptErr <- err
-		}()
-	case "blip":
-		port, err := portOf(cfg.Target)
-		if err != nil {
-			return nil, err
-		}
-		remove, err := blackhole(ctx, cfg.NetNS, port)
-		if err != nil {
-			return nil, err
-		}
-		disrupted <- r.rec.disrupted()
-		go func() {
-			defer close(done)
-			sleepCtx(ctx, cfg.Blip)
-			disruptErr <- remove()
-		}()
-		defer func() { <-done }()
+		mark()
+		errc <- err
+	}()
+	var t0 time.Time
+	select {
+	case t0 = <-marked:
+	case err := <-early:
+		return time.Time{}, nil, err
 	}
-	t0 := <-disrupted
-	r.progress("disrupted (%s)", cfg.Scenario)
+	var err error
+	waited := false
+	wait := func() error {
+		if !waited {
+			err, waited = <-errc, true
+		}
+		return err
+	}
+	// Every path out of the run waits for the scenario (a blip's rule
+	// must be removed before the namespace goes).
+	r.onClose(func() { _ = wait() })
+	return t0, wait, nil
+}
 
-	// Observe until every client recovered (plus Settle) or Duration.
+// observe waits until every client recovered (plus Settle) or Duration
+// after t0, and returns when it stopped.
+func (r *run) observe(ctx context.Context, t0 time.Time) (time.Time, error) {
+	cfg := r.cfg
+	churn := r.scenario.traits().churn
 	end := t0.Add(cfg.Duration)
 	var allAt time.Time
 	lastTick, lastDials := time.Now(), r.rec.dials.Load()
 	for time.Now().Before(end) {
-		if cfg.Scenario != "churn" && r.rec.recovered.Load() >= int64(cfg.Clients) {
-			if allAt.IsZero() {
-				allAt = time.Now()
-				if e := allAt.Add(cfg.Settle); e.Before(end) {
-					end = e
-				}
+		if !churn && allAt.IsZero() && r.rec.recovered.Load() >= int64(cfg.Clients) {
+			allAt = time.Now()
+			if e := allAt.Add(cfg.Settle); e.Before(end) {
+				end = e
 			}
 		}
 		if !sleepCtx(ctx, 20*time.Millisecond) {
-			return nil, ctx.Err()
+			return time.Time{}, ctx.Err()
 		}
 		if time.Since(lastTick) >= time.Second {
 			d := r.rec.dials.Load()
@@ -316,37 +382,29 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			lastTick, lastDials = time.Now(), d
 		}
 	}
-	tEnd := time.Now()
-	if kd != nil {
-		kd.sample()
-	}
-	<-done
-	if err := <-disruptErr; err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.Scenario, err)
-	}
-	dials1, fails1, cmds1 := r.rec.dials.Load(), r.rec.dialFails.Load(), r.rec.failedCmds.Load()
-	cancel()
+	return time.Now(), nil
+}
 
-	// Measurements.
+// measure fills the result from the recorder and the counters.
+func (r *run) measure(ctx context.Context, base baseline, t0, tEnd time.Time, dials, fails, cmds int64) {
+	cfg, res := r.cfg, r.res
 	res.ConnectsSource = ConnectsFromHook
-	if kd != nil {
+	if r.kd != nil {
 		res.ConnectsSource = ConnectsFromKernel + " (netns " + cfg.NetNS + ")"
-		if err := kd.failure(); err != nil {
+		if err := r.kd.failure(); err != nil {
 			res.Errors["connect_attempts"] = err.Error()
 		}
 	}
-	res.ConnectAttempts = dials1 - dials0
-	res.ConnectFailures = fails1 - fails0
-	res.FailedCommands = cmds1 - cmds0
+	res.ConnectAttempts, res.ConnectFailures, res.FailedCommands = dials, fails, cmds
 	res.DurationMS = tEnd.Sub(t0).Milliseconds()
 	if s := tEnd.Sub(t0).Seconds(); s > 0 {
 		res.ConnectsPerSec = float64(res.ConnectAttempts) / s
 	}
-	res.Timeline = r.rec.timelineFrom(r.rec.since(tBase), r.rec.since(tEnd))
+	res.Timeline = r.rec.timelineFrom(r.rec.since(base.at), r.rec.since(tEnd))
 	res.PeakConnectsPerSec, res.PeakConnects1s = peakRates(res.Timeline)
 	times := r.rec.recoveryTimes()
 	res.RecoveredClients = len(times)
-	if cfg.Scenario != "churn" {
+	if !r.scenario.traits().churn {
 		if ttr, ok := timeToRecover(times, cfg.Clients, RecoverQuantile); ok {
 			ms := max(ttr.Milliseconds(), 1)
 			res.TimeToRecoverMS = &ms
@@ -356,15 +414,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.RecoverP50MS, res.RecoverMaxMS = &p50, &mx
 		}
 	}
-	res.ListenOverflowsSource = "netns " + cfg.NetNS
-	if cfg.NetNS == "" {
+	r.measureCounters(ctx, base)
+	if len(res.Errors) == 0 {
+		res.Errors = nil
+	}
+	r.progress("done: %d dials, recovered %d/%d", res.ConnectAttempts, res.RecoveredClients, cfg.Clients)
+}
+
+// measureCounters fills the kernel's and Valkey's counter deltas.
+func (r *run) measureCounters(ctx context.Context, base baseline) {
+	res := r.res
+	res.ListenOverflowsSource = "netns " + r.cfg.NetNS
+	if r.cfg.NetNS == "" {
 		res.ListenOverflowsSource = "current netns (the target must be local for this to mean anything)"
 	}
+	extErr := base.extErr
 	if extErr == nil {
-		ext1, err := tcpExt(cfg.NetNS)
+		ext1, err := tcpExt(r.cfg.NetNS)
 		if err == nil {
-			res.ListenOverflows = delta(ext0, ext1, "ListenOverflows")
-			res.ListenDrops = delta(ext0, ext1, "ListenDrops")
+			res.ListenOverflows = delta(base.ext, ext1, "ListenOverflows")
+			res.ListenDrops = delta(base.ext, ext1, "ListenDrops")
 		} else {
 			extErr = err
 		}
@@ -372,11 +441,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if extErr != nil {
 		res.Errors["listen_overflows"] = extErr.Error()
 	}
+	infoErr := base.infoErr
 	if infoErr == nil {
-		info1, err := adm.stats(ctx, 10*time.Second)
+		info1, err := r.adm.stats(ctx, 10*time.Second)
 		if err == nil {
-			res.RejectedConnections = counterDelta(info0, info1, "rejected_connections", &res.ValkeyCountersReset, restarted)
-			res.ConnectionsReceived = counterDelta(info0, info1, "total_connections_received", &res.ValkeyCountersReset, restarted)
+			restarted := r.scenario.traits().restarts
+			res.RejectedConnections = counterDelta(base.info, info1, "rejected_connections", &res.ValkeyCountersReset, restarted)
+			res.ConnectionsReceived = counterDelta(base.info, info1, "total_connections_received", &res.ValkeyCountersReset, restarted)
 		} else {
 			infoErr = err
 		}
@@ -384,11 +455,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if infoErr != nil {
 		res.Errors["valkey"] = infoErr.Error()
 	}
-	if len(res.Errors) == 0 {
-		res.Errors = nil
-	}
-	r.progress("done: %d dials, recovered %d/%d", res.ConnectAttempts, res.RecoveredClients, cfg.Clients)
-	return res, nil
 }
 
 func delta(a, b map[string]uint64, k string) *uint64 {
@@ -427,7 +493,7 @@ func counterDelta(a, b map[string]uint64, k string, reset *bool, restarted bool)
 func portOf(hostport string) (int, error) {
 	_, p, err := net.SplitHostPort(hostport)
 	if err != nil {
-		return 0, fmt.Errorf("%w: target %q: %v", ErrConfig, hostport, err)
+		return 0, bad("Target", "{Target} %q: %v", hostport, err)
 	}
 	return strconv.Atoi(p)
 }

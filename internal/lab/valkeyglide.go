@@ -55,7 +55,7 @@ func (v valkeyGlide) close() { v.c.Close() }
 // (netns.Do) and the runtime thread, with every connect and reconnect it
 // makes later, stays there. GLIDE connects in NewClient; like valkey-go's,
 // a failed creation is retried every Period until ctx ends.
-func (r *run) newValkeyGlide(ctx context.Context) (pinger, error) {
+func newValkeyGlide(ctx context.Context, r *run) (pinger, error) {
 	host, p, err := net.SplitHostPort(r.cfg.Target)
 	if err != nil {
 		return nil, fmt.Errorf("%w: target %q: %v", ErrConfig, r.cfg.Target, err)
@@ -88,7 +88,7 @@ func (r *run) newValkeyGlide(ctx context.Context) (pinger, error) {
 			return valkeyGlide{c}, nil
 		}
 		if !sleepCtx(ctx, r.cfg.Period) {
-			return nil, err
+			return nil, fmt.Errorf("valkey-glide client: %w", err)
 		}
 	}
 }

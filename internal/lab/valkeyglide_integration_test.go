@@ -111,7 +111,7 @@ func TestIntegrationGlideSocketsInNamespace(t *testing.T) {
 	before := glideThreads(t)
 	o0 := opens()
 	r := &run{cfg: Config{Target: sb.Addr(), NetNS: sb.NetNS}.withDefaults()}
-	p, err := r.newValkeyGlide(ctx)
+	p, err := newValkeyGlide(ctx, r)
 	if err != nil {
 		t.Fatalf("GLIDE client in %s: %v", sb.NetNS, err)
 	}

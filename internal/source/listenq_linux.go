@@ -320,8 +320,12 @@ type listenq struct {
 	// poll is owned by the poller goroutine.
 	poll       *diagConn
 	pollDialed time.Time
-	// tick is the poller's timerfd; Close closes it to end the poller.
-	tick *os.File
+	// tick is the poller's timerfd; Close closes it to end the poller,
+	// setting stopping first so the poller knows the error it then gets
+	// (os.ErrClosed, or poll's "use of closed file" from a RawConn read)
+	// is a shutdown, not a failure.
+	tick     *os.File
+	stopping atomic.Bool
 	// known is how many listeners the poller looks up; Collect sets
 	// relearn when its own dump finds a different number.
 	known   atomic.Int64
@@ -401,7 +405,8 @@ func (l *listenq) Close() error {
 	var err error
 	l.once.Do(func() {
 		if l.tick != nil {
-			// The poller's pending read returns os.ErrClosed.
+			// The poller's pending read returns an error.
+			l.stopping.Store(true)
 			if e := l.tick.Close(); e != nil {
 				err = fmt.Errorf("stop accept-queue poller: %w", e)
 			}
@@ -486,7 +491,9 @@ func (l *listenq) runPoller() {
 	// in the network poller when it would block.
 	tick, err := l.tick.SyscallConn()
 	if err != nil {
-		l.log.Error("accept-queue poller clock failed; poller stopped", "err", err)
+		if !l.stopping.Load() {
+			l.log.Error("accept-queue poller clock failed; poller stopped", "err", err)
+		}
 		return
 	}
 	readTick := tickReader()
@@ -508,7 +515,7 @@ func (l *listenq) runPoller() {
 	}
 	for {
 		if err := tick.Read(readTick); err != nil {
-			if !errors.Is(err, os.ErrClosed) {
+			if !l.stopping.Load() && !errors.Is(err, os.ErrClosed) {
 				l.log.Error("accept-queue poller clock failed; poller stopped", "err", err)
 			}
 			return

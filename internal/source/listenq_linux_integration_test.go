@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -643,5 +644,54 @@ func waitPolls(t *testing.T, l *listenq, n uint64) {
 			t.Fatalf("the poller made %d of %d polls within 20s", n-(want-polls()), n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockedLog is a log sink the poller goroutine and the test share.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestListenqCloseLogsNoError: closing the source while its poller waits on
+// the clock (what every SIGTERM of watch does) is a shutdown, not an error.
+// It runs in the test's own namespace on a loopback listener.
+func TestListenqCloseLogsNoError(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := addr.Parse(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedLog
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for i := 0; i < 10; i++ {
+		src, err := openListenq(context.Background(), Options{Target: Target{Addr: a}, Logger: log})
+		if err != nil {
+			t.Skipf("sock_diag unavailable here: %v", err)
+		}
+		l := src.(*listenq)
+		waitPolls(t, l, 2)
+		if err := l.Close(); err != nil {
+			t.Fatalf("close %d: %v", i, err)
+		}
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("closing the source logged an error:\n%s", logs.String())
 	}
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/stormguard/stormguard/internal/clientlist"
-	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sample"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // The valkey source reads INFO and PING over ONE long-lived connection per
@@ -483,10 +483,7 @@ func (s *valkeySource) startRequest(c *valkeyConn) *request {
 
 // connectionLost tells a dead connection (socket error, EOF, redial
 // refused, stall backstop) from an error reply Valkey sent on a live one.
-func connectionLost(err error) bool {
-	var ve *valkey.ValkeyError
-	return !errors.As(err, &ve)
-}
+func connectionLost(err error) bool { return valkeyconn.ConnectionLost(err) }
 
 // query runs one collect's exchange: PING for the round trip, then INFO,
 // and the CONFIG reads that are done once per connection when calm.
@@ -501,7 +498,7 @@ func (s *valkeySource) query(ctx context.Context, c *valkeyConn) (*sample.Valkey
 	if err != nil {
 		return nil, err
 	}
-	m := parseInfo(text)
+	m := valkeyconn.ParseInfo(text)
 	if len(m) == 0 {
 		return nil, errors.New("INFO: empty reply")
 	}
@@ -546,7 +543,7 @@ func (c *valkeyConn) info(ctx context.Context) (string, error) {
 		if err == nil {
 			return text, nil
 		}
-		if connectionLost(err) || isPermissionErr(err) {
+		if connectionLost(err) || valkeyconn.IsPermission(err) {
 			return "", fmt.Errorf("INFO: %w", err)
 		}
 		c.plainInfo = true
@@ -610,49 +607,30 @@ func (c *valkeyConn) readConfig(ctx context.Context, v *sample.Valkey, log *slog
 	return nil
 }
 
-func isPermissionErr(err error) bool {
-	var ve *valkey.ValkeyError
-	return errors.As(err, &ve) && strings.HasPrefix(ve.Error(), "NOPERM")
-}
-
 // dial opens one connection: TCP (inside the target's namespace), TLS,
 // then valkey-go's handshake HELLO 3 [AUTH] SETNAME, SELECT, CLIENT SETINFO.
 func (s *valkeySource) dial() (valkey.Client, *trackedConn, *connectError) {
 	a := s.t.Addr
 	var sock atomic.Pointer[trackedConn]
-	opt := valkey.ClientOption{
-		InitAddress: []string{a.HostPort()},
-		Username:    a.User,
-		Password:    a.Password,
-		SelectDB:    a.DB,
-		ClientName:  clientName,
+	opt, err := valkeyconn.ClientOption(a, s.t.NetNS, valkeyconn.Options{
+		Name: clientName,
 		// CLIENT SETINFO lib-name/lib-ver: stormguard, not the library.
-		ClientSetInfo: []string{clientName, s.libVer},
-		Dialer:        net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: s.cfg.KeepAlive},
-		DialCtxFn:     s.gate(&sock),
-		// No CLUSTER SLOTS/SHARDS discovery: one node, one connection.
-		ForceSingleClient: true,
-		// 2^0 = 1 pipelined connection (0 would mean 2^min(2, log2 GOMAXPROCS)).
-		PipelineMultiplex: -1,
-		// Blocking commands, DoStream and Dedicated are never used, so
-		// the pools never dial; bound them anyway.
-		BlockingPoolSize: 1,
-		// No CLIENT TRACKING and no per-connection cache memory.
-		DisableCache: true,
-		// INFO is retryable in valkey-go; a retry would redial.
-		DisableRetry: true,
-		// Background mode from the start: a collect deadline abandons
-		// the wait, never the connection.
-		AlwaysPipelining: true,
-		ConnWriteTimeout: s.cfg.SilenceLimit,
-		// INFO replies are a few KiB; the 512 KiB default buffers are
-		// waste for a monitoring connection.
-		ReadBufferEachConn:  64 << 10,
-		WriteBufferEachConn: 16 << 10,
+		SetInfo:      []string{clientName, s.libVer},
+		DialTimeout:  s.cfg.DialTimeout,
+		KeepAlive:    s.cfg.KeepAlive,
+		WriteTimeout: s.cfg.SilenceLimit,
+	})
+	if err != nil {
+		return nil, nil, &connectError{msg: "connect " + a.HostPort() + ": " + err.Error(), cause: err}
 	}
-	if a.TLS {
-		opt.TLSConfig = &tls.Config{ServerName: a.Host, InsecureSkipVerify: a.TLSInsecure, MinVersion: tls.VersionTLS12} //nolint:gosec // insecure only when asked (lab)
-	}
+	opt.DialCtxFn = s.gate(&sock)
+	// Background mode from the start: a collect deadline abandons the
+	// wait, never the connection.
+	opt.AlwaysPipelining = true
+	// INFO replies are a few KiB; the 512 KiB default buffers are waste
+	// for a monitoring connection.
+	opt.ReadBufferEachConn = 64 << 10
+	opt.WriteBufferEachConn = 16 << 10
 	client, err := valkey.NewClient(opt)
 	tc := sock.Load()
 	if err != nil {
@@ -665,7 +643,7 @@ func (s *valkeySource) dial() (valkey.Client, *trackedConn, *connectError) {
 		if client != nil {
 			client.Close()
 		}
-		return nil, nil, describeConnectErr(a.HostPort(), a.User, s.cfg.DialTimeout, err)
+		return nil, nil, describeConnectErr(a.HostPort(), a.User, a.TLS, s.cfg.DialTimeout, err)
 	}
 	if tc == nil {
 		client.Close()
@@ -702,7 +680,7 @@ func (s *valkeySource) gate(out *atomic.Pointer[trackedConn]) func(context.Conte
 		}
 		ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 		defer cancel()
-		raw, err := s.dialSocket(ctx, d)
+		raw, err := valkeyconn.DialTCP(ctx, d, s.t.Addr, s.t.NetNS)
 		if err != nil {
 			released()
 			return nil, err
@@ -712,39 +690,8 @@ func (s *valkeySource) gate(out *atomic.Pointer[trackedConn]) func(context.Conte
 		if tlsCfg == nil {
 			return tc, nil
 		}
-		conn := tls.Client(tc, tlsCfg)
-		if err := conn.HandshakeContext(ctx); err != nil {
-			tc.Close()
-			return nil, fmt.Errorf("TLS handshake: %w", err)
-		}
-		return conn, nil
+		return valkeyconn.HandshakeTLS(ctx, tc, tlsCfg)
 	}
-}
-
-// dialSocket makes the TCP connection from the target's network namespace.
-// A host name is resolved first, outside: Go's resolver may run on other
-// threads, which are not in the namespace.
-func (s *valkeySource) dialSocket(ctx context.Context, d *net.Dialer) (net.Conn, error) {
-	host := s.t.Addr.Host
-	if s.t.NetNS != "" && net.ParseIP(host) == nil {
-		ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
-		if err != nil {
-			return nil, err
-		}
-		if len(ips) == 0 {
-			return nil, &net.DNSError{Err: "no addresses", Name: host}
-		}
-		host = ips[0].IP.String()
-	}
-	target := net.JoinHostPort(host, strconv.Itoa(s.t.Addr.Port))
-	dialer := *d
-	var c net.Conn
-	err := netns.Do(s.t.NetNS, func() error {
-		var err error
-		c, err = dialer.DialContext(ctx, "tcp", target)
-		return err
-	})
-	return c, err
 }
 
 // trackedConn counts the source's open sockets and keeps the first bytes

@@ -53,7 +53,7 @@ var ErrValkeyAuth = errors.New("authentication failed")
 func (e *connectError) Is(target error) bool { return e.auth && target == ErrValkeyAuth }
 
 // describeConnectErr turns a failed connect or handshake into one line.
-func describeConnectErr(hostport, user string, timeout time.Duration, err error) *connectError {
+func describeConnectErr(hostport, user string, tlsOn bool, timeout time.Duration, err error) *connectError {
 	ce := &connectError{cause: err}
 	var ve *valkey.ValkeyError
 	if errors.As(err, &ve) {
@@ -83,6 +83,12 @@ func describeConnectErr(hostport, user string, timeout time.Duration, err error)
 		return ce
 	}
 	ce.msg = "connect " + hostport + ": " + describeNetErr(err, timeout)
+	if tlsOn {
+		// Over TLS a refused client certificate looks the same: with TLS
+		// 1.3 the server checks it after our side of the handshake is
+		// done, and its alert may or may not arrive before the reset.
+		ce.msg = strings.Replace(ce.msg, handshakeHint, tlsHandshakeHint, 1)
+	}
 	return ce
 }
 
@@ -122,7 +128,10 @@ func describeNetErr(err error, timeout time.Duration) string {
 	return err.Error()
 }
 
-const handshakeHint = " (a TLS port reached without valkeys://, or a TLS Valkey at maxclients)"
+const (
+	handshakeHint    = " (a TLS port reached without valkeys://, or a TLS Valkey at maxclients)"
+	tlsHandshakeHint = " (the server refused our client certificate: give --cert and --key signed by a CA it trusts; or a TLS Valkey at maxclients)"
+)
 
 // firstSentence trims Valkey's long NOAUTH explanation.
 func firstSentence(s string) string {

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/stormguard/stormguard/internal/sample"
-	"github.com/stormguard/stormguard/internal/valkeyreply"
 )
 
 // infoSections are the INFO sections read on every collect. All are cheap
@@ -14,9 +13,6 @@ import (
 // and errorstats grow with use) are left out on purpose.
 // "cluster" is two short lines (cluster_enabled) on every server.
 var infoSections = []string{"clients", "stats", "memory", "server", "replication", "cpu", "cluster"}
-
-// parseInfo parses an INFO reply (valkeyreply.ParseInfo).
-func parseInfo(text string) map[string]string { return valkeyreply.ParseInfo(text) }
 
 // valkeyFromInfo picks the storm-relevant fields out of a parsed INFO reply.
 // A field that is missing or not a number stays nil: nil never means zero.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // grepInfo finds "key:value" in raw INFO text the naive way, as a check on
@@ -42,7 +44,7 @@ func TestParseInfoFixtures(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := string(b)
-			m := parseInfo(text)
+			m := valkeyconn.ParseInfo(text)
 			v := valkeyFromInfo(m)
 			if v.Role != tt.role {
 				t.Errorf("role = %q, want %q", v.Role, tt.role)
@@ -112,10 +114,10 @@ func TestParseInfoEdgeCases(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := parseInfo(tt.in)
+			m := valkeyconn.ParseInfo(tt.in)
 			got, ok := m[tt.key]
 			if ok != tt.has || got != tt.want {
-				t.Fatalf("parseInfo(%q)[%q] = %q, %v; want %q, %v", tt.in, tt.key, got, ok, tt.want, tt.has)
+				t.Fatalf("valkeyconn.ParseInfo(%q)[%q] = %q, %v; want %q, %v", tt.in, tt.key, got, ok, tt.want, tt.has)
 			}
 		})
 	}
@@ -123,13 +125,13 @@ func TestParseInfoEdgeCases(t *testing.T) {
 
 func TestValkeyFromInfo(t *testing.T) {
 	t.Run("missing and malformed stay nil", func(t *testing.T) {
-		v := valkeyFromInfo(parseInfo("connected_clients:abc\r\nrejected_connections:-1\r\nused_cpu_sys:x\r\n"))
+		v := valkeyFromInfo(valkeyconn.ParseInfo("connected_clients:abc\r\nrejected_connections:-1\r\nused_cpu_sys:x\r\n"))
 		if v.ConnectedClients != nil || v.RejectedConnections != nil || v.UsedCPUSys != nil || v.MaxClients != nil {
 			t.Fatalf("malformed or missing fields must be nil, got %+v", v)
 		}
 	})
 	t.Run("redis_version when there is no valkey_version", func(t *testing.T) {
-		v := valkeyFromInfo(parseInfo("redis_version:7.2.4\r\n"))
+		v := valkeyFromInfo(valkeyconn.ParseInfo("redis_version:7.2.4\r\n"))
 		if v.Version != "7.2.4" {
 			t.Fatalf("version = %q, want 7.2.4", v.Version)
 		}
@@ -145,7 +147,7 @@ func TestValkeyFromInfo(t *testing.T) {
 				kept = append(kept, l)
 			}
 		}
-		v := valkeyFromInfo(parseInfo(strings.Join(kept, "\r\n")))
+		v := valkeyFromInfo(valkeyconn.ParseInfo(strings.Join(kept, "\r\n")))
 		if v.MaxClients != nil {
 			t.Fatalf("maxclients = %d, want nil (the source then asks CONFIG GET)", *v.MaxClients)
 		}
@@ -183,7 +185,7 @@ func FuzzParseInfo(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		m := parseInfo(in)
+		m := valkeyconn.ParseInfo(in)
 		for k, v := range m {
 			if k == "" || strings.ContainsAny(k, ":\n") || k[0] == '#' {
 				t.Fatalf("bad key %q", k)
@@ -195,7 +197,7 @@ func FuzzParseInfo(f *testing.F) {
 		// Writing the map back out and parsing it again gives the same
 		// map, unless a key or value has a stray CR that line parsing
 		// legitimately changes.
-		again := parseInfo(formatInfo(m))
+		again := valkeyconn.ParseInfo(formatInfo(m))
 		clean := true
 		for k, v := range m {
 			if strings.ContainsRune(k+v, '\r') || strings.HasPrefix(k, "txt:") {
@@ -236,7 +238,7 @@ func FuzzParseInfo(f *testing.F) {
 // minutes of them) pins its whole reply.
 func TestValkeyFromInfoDoesNotPinReply(t *testing.T) {
 	text := "# Server\r\nredis_version:7.2.4\r\nvalkey_version:8.0.1\r\n" + strings.Repeat("x_pad:1\r\n", 500) + "# Replication\r\nrole:master\r\n"
-	v := valkeyFromInfo(parseInfo(text))
+	v := valkeyFromInfo(valkeyconn.ParseInfo(text))
 	lo := uintptr(unsafe.Pointer(unsafe.StringData(text)))
 	hi := lo + uintptr(len(text))
 	for name, s := range map[string]string{"role": v.Role, "version": v.Version} {

@@ -84,7 +84,7 @@ func TestDescribeConnectErr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := describeConnectErr("10.0.0.1:6379", "", 2*time.Second, tt.err)
+			got := describeConnectErr("10.0.0.1:6379", "", false, 2*time.Second, tt.err)
 			if !strings.HasPrefix(got.Error(), tt.want) {
 				t.Fatalf("got %q, want prefix %q", got.Error(), tt.want)
 			}

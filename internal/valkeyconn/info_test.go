@@ -1,4 +1,4 @@
-package valkeyreply
+package valkeyconn
 
 import (
 	"reflect"

@@ -1,0 +1,166 @@
+package detect
+
+import (
+	"math"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/sample"
+)
+
+// deriver turns cumulative counters and gauges into per-interval deltas,
+// per-second rates, occupancies and forecasts. It knows nothing of states
+// or signals.
+type deriver struct {
+	cfg *Config
+
+	counters [nCounters]counter
+	lastTime time.Time
+	hasLast  bool
+
+	ctHist, clientsHist, acceptHist gaugeHist
+	// passiveHist and valkeyHist hold the cumulative new-connection
+	// counters; their slope over RateWindow is the smoothed rate the
+	// new-connection rule and the baselines use.
+	passiveHist, valkeyHist gaugeHist
+}
+
+// derived is what the rules read besides the View: the raw interval
+// deltas and the smoothed new-connection rates.
+type derived struct {
+	deltas [nCounters]delta
+	// smoothPassive and smoothValkey are the new-connection rates over
+	// RateWindow (nil: unavailable).
+	smoothPassive, smoothValkey *float64
+}
+
+// derive computes rates, occupancies and forecasts for s.
+func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
+	cfg := r.cfg
+	v := View{Time: s.Time, Target: target, Signals: []Signal{}}
+	var dv derived
+	if r.hasLast {
+		if dt := s.Time.Sub(r.lastTime).Seconds(); dt > 0 {
+			v.IntervalS = dt
+		}
+	}
+	r.lastTime, r.hasLast = s.Time, true
+
+	var readings [nCounters]*uint64
+	for i, c := range counterTable {
+		readings[i] = c.read(s)
+		var reset bool
+		dv.deltas[i], reset = r.counters[i].step(readings[i], s.Time, cfg.MaxGap)
+		if reset {
+			v.Resets = append(v.Resets, c.name)
+		}
+		if dv.deltas[i].ok {
+			*c.rate(&v.Rates) = f64(dv.deltas[i].rate)
+		}
+	}
+	dv.smoothPassive = r.smoothRate(&r.passiveHist, readings[cPassive], dv.deltas[cPassive], s.Time)
+	dv.smoothValkey = r.smoothRate(&r.valkeyHist, readings[cValkeyConns], dv.deltas[cValkeyConns], s.Time)
+	v.DroppedRate = droppedRate(&v.Rates)
+
+	// Gauges.
+	if l := s.Listen; l != nil {
+		v.AcceptDepth, v.AcceptDepthMax, v.AcceptLimit = l.Depth, l.DepthMax, l.Limit
+		peak := l.DepthMax
+		if peak == nil {
+			peak = l.Depth
+		}
+		if peak != nil && l.Limit != nil && *l.Limit > 0 {
+			v.AcceptOccupancy = f64(float64(*peak) / float64(*l.Limit))
+			r.acceptHist.add(s.Time, float64(*peak))
+			if sl, ok := r.acceptHist.slope(cfg.ForecastWindow, cfg.MaxGap); ok {
+				v.Forecasts.AcceptFullS = timeToFull(float64(*peak), float64(*l.Limit), sl)
+			}
+		}
+	}
+	v.SynRecv = s.SynRecv
+	if c := s.Conntrack; c != nil {
+		v.ConntrackCount, v.ConntrackMax = c.Count, c.Max
+		if c.Count != nil {
+			r.ctHist.add(s.Time, float64(*c.Count))
+			if c.Max != nil && *c.Max > 0 {
+				v.ConntrackOccupancy = f64(float64(*c.Count) / float64(*c.Max))
+				if sl, ok := r.ctHist.slope(cfg.ForecastWindow, cfg.MaxGap); ok {
+					v.Forecasts.ConntrackFullS = timeToFull(float64(*c.Count), float64(*c.Max), sl)
+				}
+			}
+		}
+	}
+	if k := s.Valkey; k != nil {
+		v.ConnectedClients, v.MaxClients = k.ConnectedClients, k.MaxClients
+		if p := k.PingMS; p != nil && !math.IsNaN(*p) && !math.IsInf(*p, 0) && *p >= 0 {
+			v.PingMS = p
+		}
+		if k.ConnectedClients != nil {
+			r.clientsHist.add(s.Time, float64(*k.ConnectedClients))
+			if k.MaxClients != nil && *k.MaxClients > 0 {
+				v.ClientsOccupancy = f64(float64(*k.ConnectedClients) / float64(*k.MaxClients))
+				if sl, ok := r.clientsHist.slope(cfg.ForecastWindow, cfg.MaxGap); ok {
+					v.Forecasts.MaxclientsFullS = timeToFull(float64(*k.ConnectedClients), float64(*k.MaxClients), sl)
+				}
+			}
+		}
+	}
+	return v, dv
+}
+
+// droppedRate sums the dropped or refused connections per second from
+// every layer that reports them, nil when none does. ListenDrops already
+// includes ListenOverflows and ReqQFullDrop; their sum stands in when it
+// is missing.
+func droppedRate(r *Rates) *float64 {
+	var dropped float64
+	var any bool
+	if r.ListenDrops != nil {
+		dropped, any = dropped+*r.ListenDrops, true
+	} else {
+		for _, p := range []*float64{r.ListenOverflows, r.ReqQFullDrop} {
+			if p != nil {
+				dropped, any = dropped+*p, true
+			}
+		}
+	}
+	for _, p := range []*float64{r.ConntrackDrop, r.NICConntrackAllowance, r.ValkeyRejectedConnections} {
+		if p != nil {
+			dropped, any = dropped+*p, true
+		}
+	}
+	if !any {
+		return nil
+	}
+	return f64(dropped)
+}
+
+// smoothRate feeds a cumulative counter into its history and returns its
+// rate over RateWindow. A reset (or a gap: no interval rate although there
+// is a reading) clears the history so no rate spans it.
+func (r *deriver) smoothRate(h *gaugeHist, cur *uint64, dl delta, t time.Time) *float64 {
+	if cur == nil {
+		return nil
+	}
+	if !dl.ok {
+		h.clear()
+	}
+	h.add(t, float64(*cur))
+	if rt, ok := h.slope(r.cfg.RateWindow, r.cfg.MaxGap); ok && rt >= 0 {
+		return f64(rt)
+	}
+	return nil
+}
+
+// timeToFull returns the seconds until cur reaches max at slope per second,
+// or nil when it is not growing. Already full is 0.
+func timeToFull(cur, max, slope float64) *float64 {
+	if cur >= max {
+		return f64(0)
+	}
+	if slope <= 0 || math.IsNaN(slope) || math.IsInf(slope, 0) {
+		return nil
+	}
+	return f64((max - cur) / slope)
+}
+
+func f64(v float64) *float64 { return &v }

@@ -1,0 +1,49 @@
+package lab
+
+// Result is what one run measured. The first eight fields are the
+// contract of `stormguard storm --json`.
+type Result struct {
+	Strategy           string `json:"strategy"`
+	Clients            int    `json:"clients"`
+	ConnectAttempts    int64  `json:"connect_attempts"`
+	ConnectFailures    int64  `json:"connect_failures"`
+	PeakConnectsPerSec int64  `json:"peak_connects_per_sec"`
+	// TimeToRecoverMS is null when fewer than 99% of clients recovered.
+	TimeToRecoverMS *int64 `json:"time_to_recover_ms"`
+	FailedCommands  int64  `json:"failed_commands"`
+	// ListenOverflows is null when the counter could not be read.
+	ListenOverflows *uint64 `json:"listen_overflows"`
+
+	Scenario              string  `json:"scenario"`
+	Instances             int     `json:"instances"`
+	SourceAddrs           int     `json:"source_addrs"`
+	Target                string  `json:"target"`
+	RecoveredClients      int     `json:"recovered_clients"`
+	RecoverP50MS          *int64  `json:"recover_p50_ms"`
+	RecoverMaxMS          *int64  `json:"recover_max_ms"`
+	PeakConnects1s        int64   `json:"peak_connects_1s"`
+	ConnectsPerSec        float64 `json:"connects_per_sec"`
+	DurationMS            int64   `json:"duration_ms"`
+	ListenOverflowsSource string  `json:"listen_overflows_source"`
+	ListenDrops           *uint64 `json:"listen_drops"`
+	RejectedConnections   *uint64 `json:"rejected_connections"`
+	ConnectionsReceived   *uint64 `json:"total_connections_received"`
+	ValkeyCountersReset   bool    `json:"valkey_counters_reset,omitempty"`
+	KilledClients         *int64  `json:"killed_clients,omitempty"`
+	WarmupConnectAttempts int64   `json:"warmup_connect_attempts"`
+	// ConnectsSource says where connect_attempts, connect_failures and
+	// the timeline come from: the lab's dial hook, or (valkey-glide) the
+	// kernel's Tcp counters of the namespace.
+	ConnectsSource string `json:"connects_source"`
+	// Timeline is dials per 100ms from the baselines just before the
+	// disruption to the end.
+	Timeline []int64 `json:"timeline_100ms"`
+	// Hosts is the number of client hosts (0: clients in the server's
+	// namespace), HostAddrs their addresses, RTTMS and LossPercent the
+	// shaping of their link.
+	Hosts       int               `json:"hosts"`
+	HostAddrs   []string          `json:"host_addrs,omitempty"`
+	RTTMS       *float64          `json:"rtt_ms"`
+	LossPercent float64           `json:"loss_percent"`
+	Errors      map[string]string `json:"errors,omitempty"`
+}

@@ -1,0 +1,70 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/stormguard/stormguard/internal/sandbox"
+)
+
+// spawn starts the run's own valkey-server in a fresh network namespace
+// (removed by close) and points the run at it.
+func (r *run) spawn(ctx context.Context) error {
+	if err := sandbox.Available(); err != nil {
+		return bad("Spawn", "{Spawn}: %v", err)
+	}
+	sp := r.cfg.Spawn
+	// With client hosts Valkey starts once their link exists, so that
+	// it can listen on it.
+	opts := sandbox.Options{Sysctls: map[string]string{}, NoValkey: r.cfg.Hosts > 0}
+	if sp.Somaxconn > 0 {
+		opts.Sysctls["net.core.somaxconn"] = strconv.Itoa(sp.Somaxconn)
+	}
+	if sp.Syncookies != nil {
+		opts.Sysctls["net.ipv4.tcp_syncookies"] = strconv.Itoa(*sp.Syncookies)
+	}
+	if sp.TCPBacklog > 0 {
+		opts.ValkeyArgs = append(opts.ValkeyArgs, "--tcp-backlog", strconv.Itoa(sp.TCPBacklog))
+	}
+	mc := sp.Maxclients
+	if mc == 0 {
+		mc = max(FDsNeeded(r.cfg), 10000)
+	}
+	opts.ValkeyArgs = append(opts.ValkeyArgs, "--maxclients", strconv.Itoa(mc))
+	r.progress("spawning valkey-server (somaxconn %s, tcp-backlog %s, maxclients %d)",
+		orDefault(sp.Somaxconn), orDefault(sp.TCPBacklog), mc)
+	sb, err := sandbox.New(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("spawn: %w", err)
+	}
+	r.onClose(func() { _ = sb.Close() })
+	r.cfg.Target, r.cfg.NetNS = sb.Addr(), sb.NetNS
+	if r.cfg.Hosts > 0 {
+		if err := r.addHosts(ctx, sb); err != nil {
+			return err
+		}
+		if err := sb.StartValkey(ctx); err != nil {
+			return fmt.Errorf("spawn: %w", err)
+		}
+	}
+	down := sp.Down
+	r.restart = func(ctx context.Context, markDown func()) error {
+		if err := sb.StopValkey(); err != nil {
+			return err
+		}
+		markDown()
+		if !sleepCtx(ctx, down) {
+			return ctx.Err()
+		}
+		return sb.StartValkey(ctx)
+	}
+	return nil
+}
+
+func orDefault(v int) string {
+	if v == 0 {
+		return "default"
+	}
+	return strconv.Itoa(v)
+}

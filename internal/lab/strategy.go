@@ -1,0 +1,138 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/dialer"
+)
+
+// A strategy is one way a fleet's clients connect and reconnect.
+type strategy interface {
+	// check reports what the strategy cannot run with in cfg (nil: fine).
+	check(cfg Config) error
+	// traits describes the strategy for sizing and counting.
+	traits(cfg Config) traits
+	// instance starts application instance k of run r, whose clients
+	// then call its client method.
+	instance(ctx context.Context, r *run, k int) (instance, error)
+}
+
+// traits are what a run needs to know about a strategy.
+type traits struct {
+	// connsPerClient is the connections one client holds (1).
+	connsPerClient int
+	// fdsPerInstance is the file descriptors an instance holds besides
+	// its clients' connections (2).
+	fdsPerInstance int
+	// kernelDials: the strategy dials where the lab cannot hook, so its
+	// connects are counted from the namespace's kernel counters.
+	kernelDials bool
+	// ownSource: the strategy picks its own source address.
+	ownSource bool
+}
+
+// An instance is one application instance: the clients of an instance
+// share its dialer or client library object, as goroutines of one process
+// do.
+type instance interface {
+	// client runs client id until ctx ends.
+	client(ctx context.Context, id int)
+	close()
+}
+
+func init() {
+	// The lab's own strategies, each a backoff policy by the same name
+	// (backoff.ByName is the one mapping).
+	for i, name := range []string{"immediate", "fixed", "glide", "full-jitter", "equal-jitter", "decorrelated"} {
+		strategies.register(10+i, name, policyStrategy{name})
+	}
+	strategies.register(20, "stormguard", stormguardStrategy{})
+	strategies.register(21, "pool-unbounded", poolStrategy{})
+}
+
+// AvailableStrategies returns the strategies this binary can run, in the
+// order of a full comparison: Strategies() without the ones it was built
+// without.
+func AvailableStrategies() []string {
+	return slices.DeleteFunc(Strategies(), func(s string) bool {
+		st, _ := strategies.get(s)
+		return errors.Is(st.check(Config{Spawn: &Spawn{}}), ErrNotBuiltIn)
+	})
+}
+
+// policyStrategy is a lab-owned client whose reconnects follow the backoff
+// policy of the same name.
+type policyStrategy struct{ name string }
+
+func (s policyStrategy) check(cfg Config) error {
+	if _, err := backoff.ByName(s.name, cfg.Policy); err != nil {
+		return bad("Policy", "{Policy}: %v", err)
+	}
+	return nil
+}
+
+func (policyStrategy) traits(Config) traits { return traits{connsPerClient: 1, fdsPerInstance: 2} }
+
+func (s policyStrategy) instance(_ context.Context, r *run, k int) (instance, error) {
+	pol, err := backoff.ByName(s.name, r.cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	return rawInstance{r: r, pol: pol, dial: r.timedDial(k)}, nil
+}
+
+// rawInstance runs rawClients.
+type rawInstance struct {
+	r    *run
+	pol  backoff.Policy
+	dial DialFunc
+	// paceDialErrors: a refused dial waits one Period (the stormguard
+	// dialer, which waits inside DialContext).
+	paceDialErrors bool
+}
+
+func (i rawInstance) client(ctx context.Context, id int) {
+	i.r.rawClient(ctx, id, i.pol, i.dial, i.paceDialErrors)
+}
+func (rawInstance) close() {}
+
+// stormguardStrategy: one dialer.Dialer per instance with its defaults.
+type stormguardStrategy struct{}
+
+func (stormguardStrategy) check(Config) error { return nil }
+func (stormguardStrategy) traits(Config) traits {
+	return traits{connsPerClient: 1, fdsPerInstance: 2}
+}
+
+func (stormguardStrategy) instance(_ context.Context, r *run, k int) (instance, error) {
+	d, err := dialer.New(dialer.Options{Dial: r.countedDial(k)})
+	if err != nil {
+		return nil, fmt.Errorf("stormguard dialer: %w", err)
+	}
+	// The dialer paces; the client itself redials at once.
+	return rawInstance{r: r, pol: backoff.Immediate{}, dial: d.DialContext, paceDialErrors: true}, nil
+}
+
+// poolStrategy emulates an unbounded connection pool (see poolClient).
+type poolStrategy struct{}
+
+func (poolStrategy) check(Config) error { return nil }
+func (poolStrategy) traits(cfg Config) traits {
+	return traits{connsPerClient: cfg.PoolSize, fdsPerInstance: 2}
+}
+
+func (poolStrategy) instance(_ context.Context, r *run, k int) (instance, error) {
+	return poolInstance{r: r, dial: r.timedDial(k)}, nil
+}
+
+type poolInstance struct {
+	r    *run
+	dial DialFunc
+}
+
+func (i poolInstance) client(ctx context.Context, id int) { i.r.poolClient(ctx, id, i.dial) }
+func (poolInstance) close()                               {}

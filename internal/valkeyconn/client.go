@@ -1,0 +1,134 @@
+package valkeyconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/stormguard/stormguard/internal/addr"
+)
+
+// Options are the handshake and timeouts of one connection.
+type Options struct {
+	// Name is sent as CLIENT SETNAME, so operators can tell stormguard's
+	// connection apart in CLIENT LIST ("" sends none).
+	Name string
+	// SetInfo is CLIENT SETINFO lib-name and lib-ver (nil = valkey-go's).
+	SetInfo []string
+	// DialTimeout bounds the TCP connect plus TLS handshake, and
+	// separately the HELLO/AUTH/SETNAME handshake that follows.
+	DialTimeout time.Duration
+	// KeepAlive is the TCP keepalive period and the idle gap after which
+	// valkey-go sends a PING (0 = Go's and valkey-go's defaults).
+	KeepAlive time.Duration
+	// WriteTimeout is valkey-go's ConnWriteTimeout: a connection that
+	// stays silent this long after a write is closed.
+	WriteTimeout time.Duration
+	// OnConn, when set, sees each raw TCP connection (DialCtxFn).
+	OnConn func(net.Conn)
+}
+
+// ClientOption returns the valkey-go options for ONE connection to a from
+// the namespace ns: credentials and database from the address, TLS from
+// TLSConfig, the handshake from o, no cluster discovery, one pipelined
+// connection, no client-side cache and no retries (a retry would redial).
+// Callers adjust the rest (the agent's source keeps valkey-go in
+// pipelining mode and installs its own gated dial).
+func ClientOption(a addr.Addr, ns string, o Options) (valkey.ClientOption, error) {
+	tc, err := TLSConfig(a)
+	if err != nil {
+		return valkey.ClientOption{}, err
+	}
+	return valkey.ClientOption{
+		InitAddress:   []string{a.HostPort()},
+		Username:      a.User,
+		Password:      a.Password,
+		SelectDB:      a.DB,
+		ClientName:    o.Name,
+		ClientSetInfo: o.SetInfo,
+		TLSConfig:     tc,
+		Dialer:        net.Dialer{Timeout: o.DialTimeout, KeepAlive: o.KeepAlive},
+		DialCtxFn:     DialCtxFn(a, ns, o.OnConn),
+		// No CLUSTER SLOTS/SHARDS discovery: one node, one connection.
+		ForceSingleClient: true,
+		// 2^0 = 1 pipelined connection (0 would mean 2^min(2, log2 GOMAXPROCS)).
+		PipelineMultiplex: -1,
+		// Blocking commands, DoStream and Dedicated are never used; bound
+		// the pool anyway.
+		BlockingPoolSize: 1,
+		// No CLIENT TRACKING and no per-connection cache memory.
+		DisableCache:     true,
+		DisableRetry:     true,
+		ConnWriteTimeout: o.WriteTimeout,
+	}, nil
+}
+
+// Connect opens one connection (valkey-go dials and handshakes at once,
+// each bounded by o.DialTimeout). Callers say what they were connecting
+// for; the error never holds the password.
+func Connect(a addr.Addr, ns string, o Options) (valkey.Client, error) {
+	opt, err := ClientOption(a, ns, o)
+	if err != nil {
+		return nil, err
+	}
+	return valkey.NewClient(opt)
+}
+
+// InfoText returns the raw INFO reply for sections (none = the default
+// sections).
+func InfoText(ctx context.Context, c valkey.Client, sections ...string) (string, error) {
+	cmd := c.B().Info().Build()
+	if len(sections) > 0 {
+		cmd = c.B().Info().Section(sections...).Build()
+	}
+	s, err := c.Do(ctx, cmd).ToString()
+	if err != nil {
+		return "", fmt.Errorf("INFO %s: %w", strings.Join(sections, " "), err)
+	}
+	return s, nil
+}
+
+// Info returns the INFO sections as fields (ParseInfo).
+func Info(ctx context.Context, c valkey.Client, sections ...string) (map[string]string, error) {
+	s, err := InfoText(ctx, c, sections...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseInfo(s), nil
+}
+
+// ConfigGet returns the config parameters the server knows of params
+// (patterns allowed); unknown ones are absent from the map.
+func ConfigGet(ctx context.Context, c valkey.Client, params ...string) (map[string]string, error) {
+	m, err := c.Do(ctx, c.B().ConfigGet().Parameter(params...).Build()).AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("CONFIG GET %s: %w", strings.Join(params, " "), err)
+	}
+	return m, nil
+}
+
+// ConfigSet sets one config parameter.
+func ConfigSet(ctx context.Context, c valkey.Client, name, value string) error {
+	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue(name, value).Build()).Error(); err != nil {
+		return fmt.Errorf("CONFIG SET %s %s: %w", name, value, err)
+	}
+	return nil
+}
+
+// ConnectionLost tells a dead connection (socket error, EOF, refused
+// redial) from an error reply Valkey sent on a live one.
+func ConnectionLost(err error) bool {
+	var ve *valkey.ValkeyError
+	return !errors.As(err, &ve)
+}
+
+// IsPermission reports an ACL refusal (NOPERM).
+func IsPermission(err error) bool {
+	var ve *valkey.ValkeyError
+	return errors.As(err, &ve) && strings.HasPrefix(ve.Error(), "NOPERM")
+}
