@@ -135,6 +135,7 @@ See docs/lab.md.`,
 	f.IntVar(&o.cfg.Policy.GLIDE.JitterPercent, "jitter-percent", backoff.GLIDEDefaultJitterPercent, "glide: ± jitter in percent (0-100)")
 	f.DurationVar(&o.cfg.Policy.Base, "base", 100*time.Millisecond, "full-jitter, equal-jitter, decorrelated: base delay")
 	f.DurationVar(&o.cfg.Policy.Cap, "cap", 10*time.Second, "full-jitter, equal-jitter, decorrelated: largest delay")
+	f.StringVar(&o.cfg.Setup, "setup", "none", "what each new connection sends before its first PING: none, hello (HELLO 3 + CLIENT SETINFO), auth (HELLO 3 AUTH + CLIENT SETNAME as an ACL user made for the run)")
 	f.IntVar(&o.cfg.Hosts, "hosts", 0, "--spawn: run the clients on N client hosts (namespaces on a bridge to the server's, 10.77.k.1)")
 	f.DurationVar(&o.cfg.RTT, "rtt", 0, "--hosts: round trip added to every host's link (netem)")
 	f.Float64Var(&o.cfg.Loss, "loss", 0, "--hosts: percent of packets dropped each way on every host's link")
@@ -187,7 +188,7 @@ var stormFlags = map[string]string{
 	"Strategy": "--strategy", "Scenario": "--scenario", "Period": "--period",
 	"ConnectTimeout": "--connect-timeout", "CommandTimeout": "--command-timeout",
 	"PoolSize": "--pool-size", "Ramp": "--ramp", "WarmupTimeout": "--warmup-timeout",
-	"Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
+	"Setup": "--setup", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
 	"Policy": "policy flags", "Policy.Delay": "--delay", "Policy.Base": "--base", "Policy.Cap": "--cap",
 	"Spawn.Somaxconn": "--somaxconn", "Spawn.TCPBacklog": "--tcp-backlog",
 	"Spawn.Maxclients": "--maxclients", "Spawn.Syncookies": "--syncookies", "Spawn.Down": "--down",

@@ -59,6 +59,8 @@ func TestStormBadInput(t *testing.T) {
 		{"loss of everything", []string{"--spawn", "--hosts", "2", "--loss", "100", "--clients", "5", "--strategy", "immediate"}, "--loss"},
 		{"hosts without spawn", []string{"--target", "127.0.0.1:6379", "--hosts", "2", "--clients", "5", "--strategy", "immediate"}, "--hosts builds client hosts around the lab's own server: give --spawn"},
 		{"rtt without hosts", []string{"--spawn", "--rtt", "1ms", "--clients", "5", "--strategy", "immediate"}, "give --hosts"},
+		{"unknown setup", []string{"--spawn", "--setup", "tls", "--clients", "5", "--strategy", "immediate"}, "--setup: unknown setup"},
+		{"auth without a user", []string{"--target", "127.0.0.1:6379", "--setup", "auth", "--clients", "5", "--strategy", "immediate"}, "--setup auth needs an ACL user"},
 		{"stray argument", []string{"now", "--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate"}, "now"},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,11 @@ type Server struct {
 	// Addrs are host:port addresses to reach the server from inside its
 	// namespace, one per client port (cluster-bus ports left out).
 	Addrs []string
+	// OtherListeners counts the TCP ports listened on in the namespace by
+	// sockets that are not this process's; 0 means this server is the
+	// namespace's only listener, so the namespace-wide listen-queue
+	// counters are its own.
+	OtherListeners int
 }
 
 // Key identifies a target across scans.
@@ -100,7 +105,19 @@ func (sc Scanner) inspect(proc string, pid int, comm string, self uint64) (Serve
 	// table that cannot be read leaves the server without addresses.
 	ls, _ := procnet.ProcListeners(dir, 0)
 	srv.Addrs = clientAddrs(ls, inodes)
+	srv.OtherListeners = otherPorts(ls, inodes)
 	return srv, nil
+}
+
+// otherPorts counts the distinct ports of listeners that are not own.
+func otherPorts(ls []procnet.Listener, own map[uint64]bool) int {
+	ports := map[int]bool{}
+	for _, l := range ls {
+		if !own[l.Inode] {
+			ports[l.Port] = true
+		}
+	}
+	return len(ports)
 }
 
 // clientAddrs picks the process's listeners, one address per port,

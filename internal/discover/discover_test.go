@@ -25,4 +25,10 @@ func TestClientAddrs(t *testing.T) {
 	if got := clientAddrs(bus, map[uint64]bool{1: true, 2: true}); !reflect.DeepEqual(got, []string{"127.0.0.1:7000"}) {
 		t.Fatalf("cluster bus not left out: %v", got)
 	}
+	if n := otherPorts(ls, map[uint64]bool{1001: true, 1002: true, 1004: true}); n != 1 {
+		t.Errorf("other listeners %d, want 1 (ssh)", n)
+	}
+	if n := otherPorts(bus, map[uint64]bool{1: true, 2: true}); n != 0 {
+		t.Errorf("other listeners %d, want 0: the bus port is the server's own", n)
+	}
 }

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,10 @@ type Config struct {
 	// Loss drops this percentage of packets each way on every host's
 	// link; needs Hosts.
 	Loss float64
+	// Setup is what each new connection sends before its first PING:
+	// one of Setups ("none" when empty). auth with Spawn makes an ACL
+	// user for the run; otherwise it needs User and Password.
+	Setup string
 	// Clients is the number of simulated clients (required).
 	Clients int
 	// Instances is the number of application instances the clients are
@@ -113,6 +118,9 @@ func (c Config) withDefaults() Config {
 	if c.Instances == 0 {
 		c.Instances = c.Clients
 	}
+	if c.Setup == "" {
+		c.Setup = "none"
+	}
 	if c.Strategy == "glide" && c.Policy.GLIDE == (backoff.GLIDE{}) {
 		c.Policy.GLIDE = backoff.DefaultGLIDE()
 	}
@@ -165,6 +173,10 @@ func (c Config) Validate() error {
 		return bad("Hosts", "{RTT} and {Loss} shape the client hosts' link: give {Hosts}")
 	case c.Hosts > 0 && c.SourceAddrs > 1:
 		return bad("SourceAddrs", "{SourceAddrs} spreads clients over loopback addresses; with {Hosts} each host has its own")
+	case !slices.Contains(Setups, c.Setup):
+		return bad("Setup", "{Setup}: unknown setup %q (want one of %s)", c.Setup, strings.Join(Setups, ", "))
+	case c.Setup == "auth" && c.Spawn == nil && c.Password == "":
+		return bad("Setup", "{Setup} auth needs an ACL user: {Spawn} makes one for the run, or give a user and password in {Target}")
 	case c.SourceAddrs < 0:
 		return bad("SourceAddrs", "{SourceAddrs} must not be negative, got %d", c.SourceAddrs)
 	case c.SourceAddrs > maxSourceAddrs:

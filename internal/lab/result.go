@@ -41,9 +41,12 @@ type Result struct {
 	// Hosts is the number of client hosts (0: clients in the server's
 	// namespace), HostAddrs their addresses, RTTMS and LossPercent the
 	// shaping of their link.
-	Hosts       int               `json:"hosts"`
-	HostAddrs   []string          `json:"host_addrs,omitempty"`
-	RTTMS       *float64          `json:"rtt_ms"`
-	LossPercent float64           `json:"loss_percent"`
-	Errors      map[string]string `json:"errors,omitempty"`
+	Hosts       int      `json:"hosts"`
+	HostAddrs   []string `json:"host_addrs,omitempty"`
+	RTTMS       *float64 `json:"rtt_ms"`
+	LossPercent float64  `json:"loss_percent"`
+	// Setup is what each new connection sent before its first PING
+	// (valkey-glide always sends HELLO 3 and CLIENT SETINFO).
+	Setup  string            `json:"setup"`
+	Errors map[string]string `json:"errors,omitempty"`
 }

@@ -137,7 +137,10 @@ func (r *run) prepare(ctx context.Context) error {
 	r.rec = newRecorder(cfg.Clients, horizon)
 	r.res = &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
 		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{},
-		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss}
+		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss, Setup: cfg.Setup}
+	if cfg.Strategy == GLIDEStrategy && cfg.Setup == "none" {
+		r.res.Setup = "hello (valkey-glide always sends HELLO 3 and CLIENT SETINFO)"
+	}
 	if cfg.RTT > 0 {
 		ms := float64(cfg.RTT) / float64(time.Millisecond)
 		r.res.RTTMS = &ms

@@ -27,6 +27,13 @@ func (r *run) spawn(ctx context.Context) error {
 	if sp.TCPBacklog > 0 {
 		opts.ValkeyArgs = append(opts.ValkeyArgs, "--tcp-backlog", strconv.Itoa(sp.TCPBacklog))
 	}
+	if r.cfg.Setup == "auth" {
+		path, err := r.aclFile()
+		if err != nil {
+			return err
+		}
+		opts.ValkeyArgs = append(opts.ValkeyArgs, "--aclfile", path)
+	}
 	mc := sp.Maxclients
 	if mc == 0 {
 		mc = max(FDsNeeded(r.cfg), 10000)
