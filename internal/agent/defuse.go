@@ -175,7 +175,7 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 		} else if live {
 			work = st.pollWork(ctx, a, t, now)
 		}
-	case detect.Recovering, detect.Surge:
+	case state == detect.Recovering || state == detect.Surge:
 		if len(st.armed) > 0 {
 			work = st.pollWork(ctx, a, t, now)
 		}
