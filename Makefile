@@ -1,4 +1,4 @@
-# stormguard — see README.md. Targets: build build-glide test bench demo lint fuzz corpus.
+# stormguard — see README.md. Targets: build build-glide test generate bench demo lint fuzz corpus.
 GO        ?= go
 BIN       := bin/stormguard
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 # STORMGUARD_REQUIRE_INTEGRATION=1 turns their skips into failures (CI).
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: build build-glide test unit deps bench demo lint fuzz corpus clean
+.PHONY: build build-glide test unit deps generate bench demo lint fuzz corpus clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stormguard
@@ -19,6 +19,13 @@ build-glide:
 
 deps:
 	./scripts/install-deps.sh
+
+## generate: rebuild the committed BPF objects and their Go bindings
+## (internal/listentrace) with bpf2go; needs clang and libbpf headers, which
+## only this target installs
+generate:
+	./scripts/install-deps.sh generate
+	$(GO) generate ./internal/listentrace/...
 
 ## test: install what is missing, then unit, integration and fuzz-seed tests with -race
 test: deps build
