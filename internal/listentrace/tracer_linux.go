@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -29,6 +30,9 @@ type Tracer struct {
 	// zeroMax is the per-CPU zero value written to wait_max after a read.
 	zeroMax []uint64
 	log     *slog.Logger
+	// lastEvent is the kernel time (CLOCK_MONOTONIC ns) of the latest
+	// overflow record read.
+	lastEvent atomic.Uint64
 	// NoListeners says why the listening sockets cannot be learned
 	// ("" = they can): no per-listener overflows or wake-up then.
 	NoListeners string
@@ -183,15 +187,32 @@ func (t *Tracer) readEvents() {
 			}
 			continue
 		}
-		if _, err := decodeEvent(rec.RawSample); err != nil {
+		ev, err := decodeEvent(rec.RawSample)
+		if err != nil {
 			t.log.Debug("ebpf: bad event", "err", err)
 			continue
 		}
+		t.lastEvent.Store(ev.KernelNS)
 		select {
 		case t.wake <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// WakeDelay is how long after the latest overflow record was written in
+// the kernel now is (both CLOCK_MONOTONIC): right after Wake fires, the
+// kernel-to-user-space delay of the wake-up. ok is false before any record.
+func (t *Tracer) WakeDelay() (d time.Duration, ok bool) {
+	k := t.lastEvent.Load()
+	if k == 0 {
+		return 0, false
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, false
+	}
+	return time.Duration(ts.Nano() - int64(k)), true
 }
 
 // Read returns the port's counters summed over CPUs, and the longest wait

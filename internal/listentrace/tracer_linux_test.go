@@ -14,6 +14,9 @@ import (
 // stormguard's own namespace: SYNs, accepts and the wait of connections
 // left in the accept queue for a known time.
 func TestTracerLoopback(t *testing.T) {
+	if Off() {
+		t.Skipf("%s turns eBPF off", Env)
+	}
 	if os.Geteuid() != 0 {
 		if os.Getenv("STORMGUARD_REQUIRE_INTEGRATION") == "1" {
 			t.Fatal("needs root to load BPF programs")

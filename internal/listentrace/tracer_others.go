@@ -5,6 +5,7 @@ package listentrace
 import (
 	"context"
 	"log/slog"
+	"time"
 )
 
 // Supported reports whether this build has the programs.
@@ -29,3 +30,6 @@ func (*Tracer) Read() (Counters, error) { return Counters{}, ErrUnsupported }
 
 // Close does nothing.
 func (*Tracer) Close() error { return nil }
+
+// WakeDelay is never known here.
+func (*Tracer) WakeDelay() (time.Duration, bool) { return 0, false }

@@ -214,11 +214,12 @@ func TestIntegrationEBPFOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
-	woke := make(chan time.Time, 1)
+	woke := make(chan time.Duration, 1)
 	go func() {
 		select {
 		case <-e.Wake():
-			woke <- time.Now()
+			d, _ := e.tr.WakeDelay()
+			woke <- d
 		case <-time.After(20 * time.Second):
 		}
 	}()
@@ -247,7 +248,9 @@ func TestIntegrationEBPFOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-woke:
+	case d := <-woke:
+		// Reported, not asserted: timing on a loaded machine.
+		t.Logf("first SYN at a full queue -> wake-up in user space: %v", d)
 	case <-time.After(20 * time.Second):
 		t.Fatal("no wake-up from the overflow")
 	}
