@@ -215,7 +215,7 @@ func (a *Agent) discoverOnce(ctx context.Context) {
 		r.cancel()
 		<-r.done
 		a.o.Hub.Remove(r.target.Name())
-		a.event(ctx, map[string]any{"time": time.Now(), "type": "target", "target": r.target.Name(), "action": "removed", "reason": "server no longer running"})
+		a.event(ctx, TargetEvent{Time: time.Now(), Type: "target", Target: r.target.Name(), Action: "removed", Reason: "server no longer running"})
 	}
 }
 
@@ -231,7 +231,8 @@ func (a *Agent) start(ctx context.Context, k string, t source.Target, why string
 	a.runners[k] = r
 	a.mu.Unlock()
 	if why != "" {
-		a.event(ctx, map[string]any{"time": time.Now(), "type": "target", "target": t.Name(), "action": "added", "reason": why, "netns": t.NetNS})
+		netns := t.NetNS
+		a.event(ctx, TargetEvent{Time: time.Now(), Type: "target", Target: t.Name(), Action: "added", Reason: why, NetNS: &netns})
 	}
 	a.o.Logger.Info("watching target", "target", t.Addr.String(), "netns", t.NetNS)
 	go func() {
@@ -355,13 +356,17 @@ func (a *Agent) stateEvent(ctx context.Context, ev detect.Event) {
 	}
 }
 
-// event records a non-state event (targets added or removed).
-func (a *Agent) event(ctx context.Context, ev map[string]any) {
-	a.o.Logger.Info("agent event", "type", ev["type"], "target", ev["target"], "action", ev["action"])
+// event records a non-state event (targets added or removed, defuse
+// actions, the onset checklist).
+func (a *Agent) event(ctx context.Context, ev event) {
+	// The map-based events logged a missing action as <nil>; keep that.
+	var action any
+	if act := ev.eventAction(); act != "" || ev.eventType() != "checklist" {
+		action = act
+	}
+	a.o.Logger.Info("agent event", "type", ev.eventType(), "target", ev.eventTarget(), "action", action)
 	a.o.Hub.PublishEvent(ev)
 	if a.o.Journal != nil {
-		t, _ := ev["time"].(time.Time)
-		tg, _ := ev["target"].(string)
-		a.o.Journal.Event(tg, t, "", ev)
+		a.o.Journal.Event(ev.eventTarget(), ev.eventTime(), "", ev)
 	}
 }
