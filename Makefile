@@ -1,4 +1,4 @@
-# stormguard — see README.md. Targets: build build-glide test bench demo lint fuzz.
+# stormguard — see README.md. Targets: build build-glide test bench demo lint fuzz corpus.
 GO        ?= go
 BIN       := bin/stormguard
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 # STORMGUARD_REQUIRE_INTEGRATION=1 turns their skips into failures (CI).
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: build build-glide test unit deps bench demo lint fuzz clean
+.PHONY: build build-glide test unit deps bench demo lint fuzz corpus clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stormguard
@@ -41,6 +41,11 @@ bench: deps build
 ## demo: a throwaway Valkey in a private namespace, a storm, and stormguard watch catching it (≤ 60 s)
 demo: deps build
 	./scripts/demo.sh
+
+## corpus: re-record the detector's scenario corpus into internal/corpus/testdata
+## (root and valkey-server; about 15 minutes; make test replays the committed recordings)
+corpus:
+	$(GO) run ./internal/corpus/record -out internal/corpus/testdata
 
 lint:
 	$(GO) vet ./...

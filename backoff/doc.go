@@ -7,6 +7,26 @@
 // at once, or on the same unjittered schedule, arrive in waves that keep the
 // accept queue full. The policies here spread those arrivals out.
 //
+// # Fleet behaviour
+//
+// A policy only sees one client's failures, so what it does to a fleet of N
+// clients that lost their connections together follows from its shape.
+// Every policy here redials at once after the loss (n = 0), so the first
+// wave is all N clients in the same instant whatever the policy; only the
+// retries differ. Full jitter after the n-th failure spreads the survivors
+// uniformly over min(Cap, Base·2^(n−1)), so the retry rate falls by half per
+// round until it fits what the server admits: the fleet recovers in a few
+// rounds more than log2(N/(rate·Base)), at most about twice the time an
+// ideal schedule would take. GLIDE's ±j% around the same step keeps the
+// fleet in narrow waves, and its unjittered tail in exact lock-step.
+//
+// That first wave is why package dialer adds a reconnect window before the
+// first redial, sized from the fleet's connection count, and doubles it on
+// every congestion signal: the policies here then act on the retries only.
+// `stormguard simulate` shows what a policy does to a fleet of a given size
+// against a given server, and `stormguard backoff --clients N` the offered
+// load alone.
+//
 // # Policies
 //
 // A [Policy] maps the number of consecutive failures n to the delay before

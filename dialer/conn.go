@@ -32,6 +32,13 @@ type Conn struct {
 	t     *target
 	probe bool // holds a half-open probe slot until the handshake
 
+	// slow: the connect took at least SlowConnect. Set once before the
+	// Conn is shared.
+	slow bool
+	// manual: the caller (a Reservation) reports stability itself; no
+	// timer.
+	manual bool
+
 	mu        sync.Mutex
 	sniff     bool
 	decided   bool   // the first bytes were classified
@@ -266,6 +273,9 @@ func (c *Conn) MarkHandshake() {
 	d.mu.Lock()
 	t.handshook = true
 	t.brFailures = 0
+	if !c.slow {
+		d.clean(t)
+	}
 	d.emit(t, EventHandshake, 0, nil)
 	if c.takeProbe() {
 		t.probes--
@@ -276,6 +286,9 @@ func (c *Conn) MarkHandshake() {
 
 	if d.o.StableAfter == -1 {
 		c.markStable()
+		return
+	}
+	if c.manual {
 		return
 	}
 	c.mu.Lock()
@@ -313,17 +326,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // lostStable records that a connection which had proved healthy was lost
-// (the server closed or reset it: a restart, a failover, CLIENT KILL). It
-// is not a failure, so the backoff stays reset — but every client of the
-// server loses its connection in the same instant, so the target's next
-// dials are spread over ReconnectWindow instead of all going at once.
+// (the server closed or reset it: a restart, a failover, CLIENT KILL; or
+// a read or write timed out: a blip, a stalled server). It is not a
+// failure, so the backoff stays reset — but every client of the server
+// loses its connection in the same instant, so the target's next dials
+// are spread over the reconnect window instead of all going at once.
+// However old the connection was, the window applies.
 func (c *Conn) lostStable(err error) {
 	if errors.Is(err, net.ErrClosed) {
 		return
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return // a deadline the caller set, not a loss
 	}
 	c.mu.Lock()
 	if !c.stable || c.lostReported {
@@ -341,6 +352,15 @@ func (c *Conn) lostStable(err error) {
 
 // Close closes the connection. Closing by the caller is not a failure.
 func (c *Conn) Close() error {
+	c.release()
+	if c.Conn == nil {
+		return nil
+	}
+	return c.Conn.Close()
+}
+
+// release marks c done and gives up its probe slot.
+func (c *Conn) release() {
 	c.mu.Lock()
 	c.done = true
 	if c.timer != nil {
@@ -354,7 +374,6 @@ func (c *Conn) Close() error {
 		c.t.probes--
 		c.d.mu.Unlock()
 	}
-	return c.Conn.Close()
 }
 
 // MarkHandshake calls (*Conn).MarkHandshake if conn came from a Dialer

@@ -42,9 +42,15 @@ type target struct {
 	limiter   *rate.Limiter // nil = unlimited
 	firstSeen time.Time
 	handshook bool // some connection ever completed a handshake
-	// lostAt is when a healthy connection was last lost; dials in the
-	// ReconnectWindow after it are spread over the window.
+	// lostAt is when a connection to the target was last lost or failed;
+	// dials in the reconnect window after it are spread over the window.
 	lostAt time.Time
+	// observed is the server's connected_clients last reported through
+	// ObserveClients (0 = none).
+	observed int
+	// learned is the window grown from congestion signals (failures,
+	// overloads, slow connects); it decays on clean connects.
+	learned time.Duration
 
 	failures  int // consecutive failures since proven health (backoff)
 	prevDelay time.Duration
@@ -78,6 +84,10 @@ type Stats struct {
 	Breaker string
 	// NextDial is the earliest time the backoff allows a new dial.
 	NextDial time.Time
+	// Window is the current reconnect window (0 when disabled).
+	Window time.Duration
+	// SlowConnects counts connects that took at least SlowConnect.
+	SlowConnects int
 }
 
 // New returns a Dialer, or an error wrapping one of the option sentinel
@@ -91,6 +101,63 @@ func New(o Options) (*Dialer, error) {
 		o.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	return &Dialer{o: o, targets: make(map[string]*target)}, nil
+}
+
+// minGrowth is the smallest window a congestion signal grows to: a tiny
+// window computed for a small fleet must not take many doublings to
+// matter.
+const minGrowth = 100 * time.Millisecond
+
+// window is t's reconnect window: FleetSize (or the observed
+// connected_clients) divided by AcceptRate when known, else
+// ReconnectWindow, raised to what congestion taught (learned), capped
+// at MaxReconnectWindow. Called with mu held.
+func (d *Dialer) window(t *target) time.Duration {
+	if d.o.ReconnectWindow == -1 {
+		return 0
+	}
+	base := d.o.ReconnectWindow
+	fleet := t.observed
+	if fleet == 0 {
+		fleet = d.o.FleetSize
+	}
+	if fleet > 0 {
+		base = time.Duration(float64(fleet) / d.o.AcceptRate * float64(time.Second))
+	}
+	return min(max(base, t.learned), d.o.MaxReconnectWindow)
+}
+
+// congestion doubles t's window: a failure, an overload or a slow
+// connect says the fleet arrives faster than the server admits. Called
+// with mu held.
+func (d *Dialer) congestion(t *target) {
+	if d.o.ReconnectWindow == -1 {
+		return
+	}
+	w := d.window(t)
+	t.learned = min(max(2*w, minGrowth), d.o.MaxReconnectWindow)
+	d.emit(t, EventWindow, d.window(t), nil)
+}
+
+// clean shrinks what t's window learned by a quarter: a connect that was
+// fast and got its handshake says the server keeps up. Called with mu
+// held.
+func (d *Dialer) clean(t *target) {
+	t.learned -= t.learned / 4
+	if t.learned < minGrowth {
+		t.learned = 0
+	}
+}
+
+// ObserveClients reports the server's connected_clients (INFO clients)
+// as seen by the application while the target was healthy. The count
+// sizes the reconnect window for the next loss: connected_clients /
+// AcceptRate, so that a fleet of unknown size still reconnects at a rate
+// the server admits. 0 forgets the observation.
+func (d *Dialer) ObserveClients(addr string, clients int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.target(addr).observed = max(clients, 0)
 }
 
 // target returns addr's state, creating it. Called with mu held.
@@ -123,7 +190,7 @@ func (d *Dialer) Stats(addr string) Stats {
 		return Stats{Breaker: breakerClosed.String()}
 	}
 	s := t.stats
-	s.Failures, s.Breaker, s.NextDial = t.failures, t.breaker.String(), t.nextDial
+	s.Failures, s.Breaker, s.NextDial, s.Window = t.failures, t.breaker.String(), t.nextDial, d.window(t)
 	return s
 }
 
@@ -173,7 +240,6 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 	}
 
 	d.mu.Lock()
-	t.stats.Dials++
 	d.emit(t, EventDial, 0, nil)
 	d.mu.Unlock()
 	dctx := ctx
@@ -182,18 +248,12 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 		dctx, cancel = context.WithTimeout(ctx, d.o.DialTimeout)
 		defer cancel()
 	}
+	start := d.o.Now()
 	raw, err := d.o.Dial(dctx, network, addr)
-	if err != nil {
-		d.mu.Lock()
-		t.stats.DialFailures++
-		d.failLocked(t, EventDialFailed, err, probe)
-		d.mu.Unlock()
+	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff}
+	if err := c.dialed(d.o.Now().Sub(start), err); err != nil {
 		return nil, fmt.Errorf("dialer: dial %s: %w", addr, err)
 	}
-	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff}
-	d.mu.Lock()
-	d.emit(t, EventConnected, 0, nil)
-	d.mu.Unlock()
 	if tlsCfg == nil {
 		return c, nil
 	}
@@ -245,13 +305,39 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 		at := t.firstSeen.Add(time.Duration(d.o.Rand.Float64() * float64(w)))
 		wait = max(wait, at.Sub(now))
 	}
-	if w := d.o.ReconnectWindow; w > 0 && !t.lostAt.IsZero() && now.Before(t.lostAt.Add(w)) {
+	if w := d.window(t); w > 0 && !t.lostAt.IsZero() && now.Before(t.lostAt.Add(w)) {
 		// A whole fleet lost its connections at lostAt (restart, failover,
-		// CLIENT KILL): land somewhere in the window, not all at once.
+		// CLIENT KILL, a blip): land somewhere in the window, not all at
+		// once.
 		at := t.lostAt.Add(time.Duration(d.o.Rand.Float64() * float64(w)))
 		wait = max(wait, at.Sub(now))
 	}
 	return t, false, wait, nil
+}
+
+// dialed records the outcome of c's TCP connect, which took took: a
+// failure backs the target off; a slow connect (its SYN was dropped and
+// retransmitted) grows the window.
+func (c *Conn) dialed(took time.Duration, err error) error {
+	d, t := c.d, c.t
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t.stats.Dials++
+	if err != nil {
+		t.stats.DialFailures++
+		c.done = true
+		d.failLocked(t, EventDialFailed, err, c.probe)
+		c.probe = false
+		return err
+	}
+	d.emit(t, EventConnected, took, nil)
+	if d.o.SlowConnect > 0 && took >= d.o.SlowConnect {
+		c.slow = true
+		t.stats.SlowConnects++
+		d.emit(t, EventSlowConnect, took, nil)
+		d.congestion(t)
+	}
+	return nil
 }
 
 func (d *Dialer) refuse(t *target) {
@@ -266,6 +352,8 @@ func (d *Dialer) refuse(t *target) {
 func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
 	now := d.o.Now()
 	t.failures++
+	t.lostAt = now
+	d.congestion(t)
 	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
 	t.prevDelay = delay
 	if next := now.Add(delay); next.After(t.nextDial) {

@@ -15,16 +15,15 @@
 //   - Jittered first connect: dials during the first FirstConnectWindow
 //     after a target is first seen are spread uniformly over that window,
 //     so a fleet started together does not arrive together.
-//   - Jittered reconnect: when a connection that had proven healthy is
-//     lost (server restart, failover, CLIENT KILL — every client loses its
-//     connection in the same instant), dials in the ReconnectWindow after
-//     the loss are spread uniformly over it. The loss is not a failure:
-//     the backoff stays reset. Each process draws its own point, so a
-//     fleet of independent instances reconnects spread out, not in
-//     lock-step (docs/benchmarks.md: 0 listen overflows where immediate
-//     redialling caused 542–1,659, with the same 1 s recovery).
+//   - Reconnect window: the first dial after any loss of a connection to
+//     the target — a server restart, failover or CLIENT KILL, a read that
+//     timed out, a failed or rejected attempt, whatever the connection's
+//     age — starts at a uniform random point in the window that begins at
+//     the loss. The loss of a healthy connection is not a failure: the
+//     backoff stays reset.
 //   - Target-wide backoff (package backoff): every failure of any
-//     connection to a target pushes back the next dial to that target.
+//     connection to a target pushes back the next dial to that target
+//     (the later of the policy's delay and a point in the doubled window).
 //     The backoff resets only after proven health: the first non-error
 //     reply arrived (the HELLO/AUTH handshake) and the connection then
 //     stayed up for StableAfter. A TCP connect alone proves nothing: a
@@ -42,6 +41,33 @@
 //     HalfOpenProbes probe dials are let through; a probe that completes
 //     the handshake closes the breaker, one that fails reopens it.
 //
+// # Fleet behaviour
+//
+// A fleet has no coordinator, so each Dialer sizes its reconnect window
+// from what it can know: the fleet's connection count — Options.FleetSize,
+// or better the server's connected_clients passed to ObserveClients while
+// it was healthy — divided by the rate the server admits
+// (Options.AcceptRate, 2,000/s by default), and ReconnectWindow (1 s) when
+// the count is unknown. Every instance draws its own point in that window,
+// so N instances arrive at about N/window per second: a server that admits
+// AcceptRate connections per second never sees its accept queue fill, and
+// recovers in about N/AcceptRate, which no strategy can beat by much
+// (a faster fleet only adds dropped SYNs that the kernel retries a second
+// later). A small fleet gets a small window: 20 connections reconnect
+// within 10 ms.
+//
+// When the estimate is wrong the window corrects itself per instance:
+// every failed, timed-out or rejected connect, and every connect slow
+// enough that its SYN must have been dropped and retransmitted
+// (Options.SlowConnect), doubles that instance's window (capped at
+// MaxReconnectWindow), and the next attempt lands at a uniform point of
+// the doubled window — exponential backoff with full jitter, starting
+// from the window instead of from zero. Clean, fast connects shrink what
+// was learned by a quarter each, so a window grown in one storm protects
+// the next one (a restart loop, a flapping failover) and then returns to
+// the fleet-sized value. None of it depends on how old the lost
+// connection was.
+//
 // Share one *Dialer across every client of a process: its per-target state
 // is the point. It holds no package-level state, so tests and libraries
 // can make as many as they like.
@@ -50,4 +76,8 @@
 // context: when the wait would outlast the context's deadline the dial
 // fails at once with [ErrBackingOff] or [ErrRateLimited] instead of
 // sleeping to the deadline.
+//
+// [Dialer.Reserve] exposes the same decisions without I/O or sleeping, on
+// the Options.Now clock: `stormguard simulate` drives one Dialer per
+// simulated instance through simulated time with it.
 package dialer

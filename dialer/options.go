@@ -21,6 +21,17 @@ const (
 	DefaultBreakerOpenFor     = 5 * time.Second
 	DefaultHalfOpenProbes     = 1
 	DefaultDialTimeout        = 5 * time.Second
+	// DefaultAcceptRate is the new connections per second a Valkey is
+	// assumed to admit without overflowing its accept queue when the
+	// fleet size is known (FleetSize or ObserveClients). A plaintext
+	// Valkey admits several times more on an idle host; this leaves room
+	// for a busy main thread.
+	DefaultAcceptRate         = 2000
+	DefaultMaxReconnectWindow = 30 * time.Second
+	// DefaultSlowConnect: a TCP connect that takes this long had its SYN
+	// dropped and retransmitted (the kernel's first SYN retransmit is at
+	// 1 s), i.e. the server's queues overflowed.
+	DefaultSlowConnect = 900 * time.Millisecond
 )
 
 // DefaultBackoff returns the target-wide backoff used when Options.Backoff
@@ -76,12 +87,32 @@ type Options struct {
 	// FirstConnectWindow spreads dials made during this long after a
 	// target is first seen uniformly over the window (1s); -1 disables.
 	FirstConnectWindow time.Duration
-	// ReconnectWindow spreads the dials made after a healthy connection
-	// to the target was lost (server restart, failover, CLIENT KILL: every
-	// client loses its connection at once) uniformly over this long (1s);
-	// -1 disables. Independent processes each draw their own point in the
-	// window, so a fleet's reconnects arrive spread out, not in lock-step.
+	// ReconnectWindow is the reconnect window used while the fleet size
+	// is unknown (1s): the first dial after any loss of a connection to
+	// the target (server restart, failover, CLIENT KILL, a timeout, a
+	// failure — whatever the connection's age) starts at a uniform random
+	// point in the window that begins at the loss. Independent processes
+	// each draw their own point, so a fleet's reconnects arrive spread
+	// out, not in lock-step. -1 disables the window entirely (and with it
+	// FleetSize and the learned growth).
 	ReconnectWindow time.Duration
+	// FleetSize is a hint: how many connections the whole fleet keeps to
+	// this server (all processes, all pools). When it (or a count passed
+	// to ObserveClients) is known, the window is FleetSize/AcceptRate
+	// instead of ReconnectWindow: small fleets reconnect at once, large
+	// ones are spread just enough. 0 = unknown.
+	FleetSize int
+	// AcceptRate is the new connections per second the server is assumed
+	// to admit without overflowing (DefaultAcceptRate). Only used with a
+	// known fleet size.
+	AcceptRate float64
+	// MaxReconnectWindow caps the window, however large the fleet or the
+	// learned growth (30s).
+	MaxReconnectWindow time.Duration
+	// SlowConnect is the connect duration that counts as a congestion
+	// signal (900ms): the SYN was dropped and retransmitted. Each one
+	// doubles the target's window, as a failure does; -1 disables.
+	SlowConnect time.Duration
 	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
 	// jitter 100ms..10s).
 	Backoff backoff.Policy
@@ -142,6 +173,8 @@ func (o Options) withDefaults() (Options, error) {
 	}{
 		{"FirstConnectWindow", o.FirstConnectWindow, true},
 		{"ReconnectWindow", o.ReconnectWindow, true},
+		{"MaxReconnectWindow", o.MaxReconnectWindow, false},
+		{"SlowConnect", o.SlowConnect, true},
 		{"StableAfter", o.StableAfter, true},
 		{"BreakerOpenFor", o.BreakerOpenFor, false},
 		{"DialTimeout", o.DialTimeout, true},
@@ -172,6 +205,18 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ReconnectWindow == 0 {
 		o.ReconnectWindow = DefaultReconnectWindow
+	}
+	if o.FleetSize < 0 || o.AcceptRate < 0 {
+		return o, fmt.Errorf("%w: FleetSize %d and AcceptRate %g must not be negative", ErrInvalidRate, o.FleetSize, o.AcceptRate)
+	}
+	if o.AcceptRate == 0 {
+		o.AcceptRate = DefaultAcceptRate
+	}
+	if o.MaxReconnectWindow == 0 {
+		o.MaxReconnectWindow = DefaultMaxReconnectWindow
+	}
+	if o.SlowConnect == 0 {
+		o.SlowConnect = DefaultSlowConnect
 	}
 	if o.StableAfter == 0 {
 		o.StableAfter = DefaultStableAfter
@@ -212,6 +257,8 @@ const (
 	EventBreakerHalf   EventKind = "breaker_half"   // breaker lets probes through
 	EventBreakerClosed EventKind = "breaker_closed" // probe succeeded
 	EventRefused       EventKind = "refused"        // dial refused without I/O (Err)
+	EventSlowConnect   EventKind = "slow_connect"   // connect took ≥ SlowConnect: window grows
+	EventWindow        EventKind = "window"         // the reconnect window changed (Delay = new window)
 )
 
 // Event is one dialer decision, for logging and metrics.
@@ -219,7 +266,8 @@ type Event struct {
 	Time   time.Time
 	Target string
 	Kind   EventKind
-	// Delay is the backoff delay (EventBackoff) or the wait before a dial.
+	// Delay is the backoff delay (EventBackoff), the new window
+	// (EventWindow) or the wait before a dial.
 	Delay time.Duration
 	// Failures is the target's consecutive-failure count after the event.
 	Failures int

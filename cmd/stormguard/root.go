@@ -38,6 +38,7 @@ Shell completion: see 'stormguard completion --help'.`,
 		newBackoffCmd(),
 		newCheckCmd(),
 		newStormCmd(),
+		newSimulateCmd(),
 		newReplayCmd(),
 	)
 	addCompletionAndHelp(root)

@@ -81,15 +81,21 @@ connection from one address, like valkey-benchmark or a fleet behind NAT.
 
 --spawn runs a throwaway valkey-server in a private network namespace (with
 --somaxconn, --tcp-backlog, --maxclients, --syncookies) and removes it
-afterwards. --compare a,b,c runs several strategies in turn (a fresh server
+afterwards. --hosts N puts the clients on N client hosts: namespaces joined
+to the server's by veth pairs on a bridge, private addresses 10.77.k.1 that
+exist only there; --rtt and --loss shape that link. --compare a,b,c runs several strategies in turn (a fresh server
 per strategy with --spawn) and prints a table, or a JSON array with --json.
 See docs/lab.md.`,
 		Example: `  stormguard storm --spawn --somaxconn 128 --clients 2000 --strategy immediate --scenario kill --json
   stormguard storm --spawn --clients 500 --scenario restart --compare immediate,glide,stormguard
+  stormguard storm --spawn --hosts 4 --loss 1 --clients 2000 --strategy go-redis --scenario kill
   stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s
   stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("hosts") && o.cfg.Hosts < 1 {
+				return usageErr(fmt.Errorf("--hosts must be at least 1, got %d", o.cfg.Hosts))
+			}
 			o.notice = cmd.ErrOrStderr()
 			var errOut io.Writer
 			if o.progress || stderrIsTTY() {
@@ -129,6 +135,10 @@ See docs/lab.md.`,
 	f.IntVar(&o.cfg.Policy.GLIDE.JitterPercent, "jitter-percent", backoff.GLIDEDefaultJitterPercent, "glide: ± jitter in percent (0-100)")
 	f.DurationVar(&o.cfg.Policy.Base, "base", 100*time.Millisecond, "full-jitter, equal-jitter, decorrelated: base delay")
 	f.DurationVar(&o.cfg.Policy.Cap, "cap", 10*time.Second, "full-jitter, equal-jitter, decorrelated: largest delay")
+	f.StringVar(&o.cfg.Setup, "setup", "none", "what each new connection sends before its first PING: none, hello (HELLO 3 + CLIENT SETINFO), auth (HELLO 3 AUTH + CLIENT SETNAME as an ACL user made for the run)")
+	f.IntVar(&o.cfg.Hosts, "hosts", 0, "--spawn: run the clients on N client hosts (namespaces on a bridge to the server's, 10.77.k.1)")
+	f.DurationVar(&o.cfg.RTT, "rtt", 0, "--hosts: round trip added to every host's link (netem)")
+	f.Float64Var(&o.cfg.Loss, "loss", 0, "--hosts: percent of packets dropped each way on every host's link")
 	f.BoolVar(&o.spawn, "spawn", false, "run a throwaway valkey-server in a private network namespace")
 	f.IntVar(&o.spawnOpts.Somaxconn, "somaxconn", 0, "--spawn: net.core.somaxconn in the namespace (kernel default)")
 	f.IntVar(&o.spawnOpts.TCPBacklog, "tcp-backlog", 0, "--spawn: valkey tcp-backlog (Valkey default 511)")
@@ -178,7 +188,7 @@ var stormFlags = map[string]string{
 	"Strategy": "--strategy", "Scenario": "--scenario", "Period": "--period",
 	"ConnectTimeout": "--connect-timeout", "CommandTimeout": "--command-timeout",
 	"PoolSize": "--pool-size", "Ramp": "--ramp", "WarmupTimeout": "--warmup-timeout",
-	"Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
+	"Setup": "--setup", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
 	"Policy": "policy flags", "Policy.Delay": "--delay", "Policy.Base": "--base", "Policy.Cap": "--cap",
 	"Spawn.Somaxconn": "--somaxconn", "Spawn.TCPBacklog": "--tcp-backlog",
 	"Spawn.Maxclients": "--maxclients", "Spawn.Syncookies": "--syncookies", "Spawn.Down": "--down",

@@ -54,6 +54,13 @@ func TestStormBadInput(t *testing.T) {
 		{"instances over clients names both flags", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--instances", "6", "--strategy", "immediate"}, "--instances 6 exceeds --clients 5"},
 		{"negative down", []string{"--spawn", "--clients", "5", "--strategy", "immediate", "--scenario", "restart", "--down", "-1s"}, "--down must not be negative"},
 		{"spawn and restart-cmd", []string{"--spawn", "--clients", "5", "--strategy", "immediate", "--restart-cmd", "true"}, "--restart-cmd is for"},
+		{"zero hosts", []string{"--spawn", "--hosts", "0", "--clients", "5", "--strategy", "immediate"}, "--hosts must be at least 1"},
+		{"negative rtt", []string{"--spawn", "--hosts", "2", "--rtt", "-1s", "--clients", "5", "--strategy", "immediate"}, "--rtt must not be negative"},
+		{"loss of everything", []string{"--spawn", "--hosts", "2", "--loss", "100", "--clients", "5", "--strategy", "immediate"}, "--loss"},
+		{"hosts without spawn", []string{"--target", "127.0.0.1:6379", "--hosts", "2", "--clients", "5", "--strategy", "immediate"}, "--hosts builds client hosts around the lab's own server: give --spawn"},
+		{"rtt without hosts", []string{"--spawn", "--rtt", "1ms", "--clients", "5", "--strategy", "immediate"}, "give --hosts"},
+		{"unknown setup", []string{"--spawn", "--setup", "tls", "--clients", "5", "--strategy", "immediate"}, "--setup: unknown setup"},
+		{"auth without a user", []string{"--target", "127.0.0.1:6379", "--setup", "auth", "--clients", "5", "--strategy", "immediate"}, "--setup auth needs an ACL user"},
 		{"stray argument", []string{"now", "--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate"}, "now"},
 	}
 	for _, tt := range tests {

@@ -64,6 +64,9 @@ type runner struct {
 	target source.Target
 	cancel context.CancelFunc
 	done   chan struct{}
+	// others is discovery's count of the namespace's other listeners
+	// (-1: unknown, an explicit target).
+	others atomic.Int64
 }
 
 // New validates options and returns an agent.
@@ -189,6 +192,11 @@ func (a *Agent) discoverOnce(ctx context.Context) {
 			k := fmt.Sprintf("%d|%s", s.NetNSInode, hp)
 			seen[k] = true
 			a.start(ctx, k, t, fmt.Sprintf("discovered %s pid %d", s.Comm, s.PID))
+			a.mu.Lock()
+			if r := a.runners[k]; r != nil {
+				r.others.Store(int64(s.OtherListeners))
+			}
+			a.mu.Unlock()
 		}
 	}
 	a.mu.Lock()
@@ -217,6 +225,7 @@ func (a *Agent) start(ctx context.Context, k string, t source.Target, why string
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	r := &runner{target: t, cancel: cancel, done: make(chan struct{}), auto: &autoState{}}
+	r.others.Store(-1)
 	a.runners[k] = r
 	a.mu.Unlock()
 	if why != "" {
@@ -225,7 +234,7 @@ func (a *Agent) start(ctx context.Context, k string, t source.Target, why string
 	a.o.Logger.Info("watching target", "target", t.Addr.String(), "netns", t.NetNS)
 	go func() {
 		defer close(r.done)
-		a.runTarget(rctx, k, t, r.auto)
+		a.runTarget(rctx, k, t, r)
 	}()
 }
 
@@ -242,7 +251,8 @@ func (a *Agent) stopAll() {
 	}
 }
 
-func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, auto *autoState) {
+func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, r *runner) {
+	auto := r.auto
 	set := source.Open(ctx, source.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version})
 	defer set.Close()
 	cfg := a.o.Detector
@@ -253,6 +263,12 @@ func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, auto *
 		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: fast.Load}
 	attr := newAttributor(set, a.o.Interval, a.o.Logger.With("target", t.Name()))
 	sm.Run(ctx, func(s *sample.Sample) {
+		// What only the agent knows: whether this server is its
+		// namespace's only listener, and what its own mitigation dropped.
+		if n := r.others.Load(); n >= 0 {
+			s.NetNSOtherListeners = sample.Int(int(n))
+		}
+		s.Mitigation = auto.mitigation()
 		st, events := det.Observe(s)
 		// Finer resolution while anything is unusual: a surge or storm,
 		// or an accept queue filling up.

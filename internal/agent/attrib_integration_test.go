@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -64,8 +65,9 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 	ag, err := agent.New(agent.Options{
 		Targets:  []source.Target{{Addr: a, NetNS: sb.NetNS}},
 		Interval: 250 * time.Millisecond, Hub: hub, OnSample: rec.add,
-		// A low floor so 90 connections in a second are a surge.
-		Detector: detect.Config{NewConnFloor: 30},
+		// A low floor, and no client headroom counted as enough, so 90
+		// connections in a second are a surge (a rate alone never is).
+		Detector: detect.Config{NewConnFloor: 30, HeadroomOccupancy: 0.000001},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +81,8 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 	var view serve.TargetView
 	waitView(t, hub, func(v serve.TargetView) bool {
 		view = v
-		return v.State.Name == "calm" && v.Clients != nil && v.Clients.Snapshot != nil && v.Clients.Clients >= 40
+		return v.State.Name == "calm" && v.Clients != nil && v.Clients.Snapshot != nil && v.Clients.Clients >= 40 &&
+			bytes.Contains(v.Detail, []byte(`"new_conn_baseline":`)) && !bytes.Contains(v.Detail, []byte(`"new_conn_baseline":null`))
 	})
 	if view.Role != "primary" {
 		t.Errorf("role %q, want primary", view.Role)

@@ -10,6 +10,7 @@ import (
 	"github.com/stormguard/stormguard/internal/defuse"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/notify"
+	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/source"
 )
 
@@ -84,6 +85,50 @@ type autoState struct {
 	// is still dropping SYNs is what keeps the target calm, so it stays.
 	packets    uint64
 	quietSince time.Time
+	// dropped is the armed rules' packet count as last polled (while a
+	// storm lasts, so the detector sees that the storm is held back, not
+	// over); droppedOK says the last poll succeeded.
+	dropped   uint64
+	droppedOK bool
+	polled    time.Time
+}
+
+// mitigation is what the detector gets to know about this target's armed
+// mitigations: nil when none is armed.
+func (st *autoState) mitigation() *sample.Mitigation {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.armed) == 0 {
+		return nil
+	}
+	m := &sample.Mitigation{Armed: len(st.armed)}
+	if st.droppedOK {
+		m.Dropped = sample.U64(st.dropped)
+	}
+	return m
+}
+
+// pollDropped reads the armed rules' counters (nftables, milliseconds: off
+// the sampling path).
+func (a *Agent) pollDropped(ctx context.Context, t source.Target, st *autoState) {
+	list, err := a.manager(t).List(ctx)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err != nil {
+		st.droppedOK = false
+		return
+	}
+	mine := map[string]bool{}
+	for _, m := range st.armed {
+		mine[m.ID] = true
+	}
+	var n uint64
+	for _, m := range list {
+		if mine[m.ID] && m.Packets != nil {
+			n += *m.Packets
+		}
+	}
+	st.dropped, st.droppedOK = n, true
 }
 
 // autoDefuse is called after every sample of a target.
@@ -115,6 +160,12 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 				ttl = left
 			}
 			work = func() { a.arm(ctx, t, st, ttl) }
+		} else if live {
+			work = st.pollWork(ctx, a, t, now)
+		}
+	case detect.Recovering, detect.Surge:
+		if len(st.armed) > 0 {
+			work = st.pollWork(ctx, a, t, now)
 		}
 	case detect.Calm:
 		if len(st.armed) > 0 {
@@ -137,6 +188,21 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 		st.mu.Unlock()
 	}()
 }
+
+// pollWork returns a poll of the armed rules' counters, at most once per
+// pollEvery, or nil. Called with st.mu held.
+func (st *autoState) pollWork(ctx context.Context, a *Agent, t source.Target, now time.Time) func() {
+	if now.Sub(st.polled) < pollEvery && !now.Before(st.polled) {
+		return nil
+	}
+	st.polled = now
+	return func() { a.pollDropped(ctx, t, st) }
+}
+
+// pollEvery spaces the counter polls while a mitigation is armed: often
+// enough that a storm held back by the limit never looks quiet for the
+// detector's StormQuiet.
+const pollEvery = 500 * time.Millisecond
 
 func (a *Agent) manager(t source.Target) *defuse.Manager {
 	return &defuse.Manager{StatePath: a.o.AutoDefuse.StatePath, NetNS: t.NetNS, Valkey: t.Addr, Logger: a.o.Logger}
@@ -163,8 +229,9 @@ func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl tim
 		a.defuseEvent(ctx, t, "applied", mt, fmt.Sprintf("storm detected: %s armed for %s", act, ttl))
 	}
 	st.mu.Lock()
-	// Re-arming replaces expired entries.
+	// Re-arming replaces expired entries (and their counters start at 0).
 	st.armed, st.packets, st.quietSince = armed, 0, time.Time{}
+	st.dropped, st.droppedOK = 0, len(armed) > 0
 	st.mu.Unlock()
 }
 
@@ -208,6 +275,7 @@ func (a *Agent) disarm(ctx context.Context, t source.Target, st *autoState, why 
 	st.mu.Lock()
 	armed := st.armed
 	st.armed, st.first, st.packets, st.quietSince = nil, time.Time{}, 0, time.Time{}
+	st.dropped, st.droppedOK = 0, false
 	st.mu.Unlock()
 	m := a.manager(t)
 	for _, mt := range armed {

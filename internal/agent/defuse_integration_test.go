@@ -63,6 +63,7 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	var mu sync.Mutex
 	var stormAt time.Time
 	var last *sample.Sample
+	var lastState detect.State
 	ag, err := agent.New(agent.Options{
 		Targets: []source.Target{{Addr: a, NetNS: sb.NetNS}}, Interval: interval, Hub: hub,
 		Detector:   detect.Config{StormQuiet: time.Second, CalmQuiet: 2 * time.Second, SurgeQuiet: 2 * time.Second},
@@ -70,7 +71,7 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 		OnSample: func(s *sample.Sample, st detect.State) {
 			mu.Lock()
 			defer mu.Unlock()
-			last = s
+			last, lastState = s, st
 			if st == detect.Storm && stormAt.IsZero() {
 				stormAt = s.Time
 			}
@@ -136,6 +137,14 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 		if json.Unmarshal(raw, &e) == nil && e.Type == "defuse" && e.Action == "reverted" {
 			t.Fatalf("reverted while the flood was still being dropped: %s", raw)
 		}
+	}
+	// A storm held back by the limit is not over: the agent feeds the
+	// rules' drop counter to the detector.
+	mu.Lock()
+	held, mit := lastState, last.Mitigation
+	mu.Unlock()
+	if held != detect.Storm || mit == nil || mit.Dropped == nil || *mit.Dropped == 0 {
+		t.Errorf("while the limit drops the flood: state %v, sample mitigation %+v; want storm with dropped packets", held, mit)
 	}
 	m0 := &defuse.Manager{StatePath: state, NetNS: sb.NetNS, Valkey: a}
 	if cur, err := m0.List(context.Background()); err != nil || len(cur) != 1 || cur[0].Packets == nil || *cur[0].Packets == 0 {

@@ -22,6 +22,7 @@ import (
 	"github.com/stormguard/stormguard/internal/agent"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/procnet"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/serve"
@@ -102,7 +103,7 @@ func readOverflows(f *os.File, buf []byte) (uint64, error) {
 	if n == 0 && err != nil {
 		return 0, fmt.Errorf("read netstat: %w", err)
 	}
-	st, err := source.ParseProcNetStats(bytes.NewReader(buf[:n]))
+	st, err := procnet.ParseStats(bytes.NewReader(buf[:n]))
 	if err != nil {
 		return 0, err
 	}

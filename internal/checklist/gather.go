@@ -16,6 +16,7 @@ import (
 
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/procnet"
 	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
@@ -164,7 +165,7 @@ func readSysctls(ns string, f *Facts) {
 	}
 }
 
-func sysctlPath(name string) string { return "/proc/sys/" + strings.ReplaceAll(name, ".", "/") }
+func sysctlPath(name string) string { return procnet.SysctlPath(name) }
 
 // describe turns an I/O error into a reason a reader can act on.
 func describe(err error) string {
@@ -213,24 +214,18 @@ func readConntrack(ns string, f *Facts) {
 // namespace, not the one this thread entered.)
 func ReadProcCounters(_ context.Context, nsPath string) (map[string]uint64, error) {
 	out := map[string]uint64{}
-	err := netns.Do(nsPath, func() error {
-		for _, file := range []string{"netstat", "snmp"} {
-			b, err := os.ReadFile("/proc/thread-self/net/" + file)
-			if err != nil {
-				return err
-			}
-			m, err := ParseNetstat(bytes.NewReader(b), CounterNames)
-			if err != nil {
-				return fmt.Errorf("parse /proc/net/%s: %w", file, err)
-			}
-			for k, v := range m {
-				out[k] = v
-			}
+	for _, file := range []string{"netstat", "snmp"} {
+		b, err := procnet.ReadFile(nsPath, file)
+		if err != nil {
+			return nil, errors.New(describe(err))
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, errors.New(describe(err))
+		m, err := ParseNetstat(bytes.NewReader(b), CounterNames)
+		if err != nil {
+			return nil, fmt.Errorf("parse /proc/net/%s: %w", file, err)
+		}
+		for k, v := range m {
+			out[k] = v
+		}
 	}
 	return out, nil
 }
@@ -408,15 +403,11 @@ func holdsListener(pid, port int, inodes []uint64, ns string) error {
 		for _, i := range inodes {
 			want[i] = true
 		}
-		for _, file := range []string{"tcp", "tcp6"} {
-			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "net", file))
-			if err != nil {
-				continue
-			}
-			for _, i := range ListenInodes(string(b), port) {
-				if want[i] {
-					return nil
-				}
+		// A read error leaves the namespace check below to decide.
+		ls, _ := procnet.ProcListeners(filepath.Join("/proc", strconv.Itoa(pid)), port)
+		for _, l := range ls {
+			if want[l.Inode] {
+				return nil
 			}
 		}
 	}
@@ -424,22 +415,15 @@ func holdsListener(pid, port int, inodes []uint64, ns string) error {
 }
 
 func listenInodes(ns string, port int) ([]uint64, error) {
-	var out []uint64
-	err := netns.Do(ns, func() error {
-		for _, file := range []string{"tcp", "tcp6"} {
-			b, err := os.ReadFile("/proc/thread-self/net/" + file)
-			if err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					continue
-				}
-				return err
-			}
-			out = append(out, ListenInodes(string(b), port)...)
-		}
-		return nil
-	})
+	ls, err := procnet.Listeners(ns, port)
 	if err != nil {
 		return nil, errors.New(describe(err))
+	}
+	var out []uint64
+	for _, l := range ls {
+		if l.Inode != 0 {
+			out = append(out, l.Inode)
+		}
 	}
 	return out, nil
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/stormguard/stormguard/internal/clientlist"
-	"github.com/stormguard/stormguard/internal/source"
+	"github.com/stormguard/stormguard/internal/procnet"
 	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
@@ -41,8 +41,8 @@ func ParseLimitsNoFile(s string) (uint64, error) {
 // Values that are not unsigned numbers (snmp's negative MaxConn) are left
 // out. Only names in want are kept when want is non-empty.
 func ParseNetstat(r io.Reader, want []string) (map[string]uint64, error) {
-	// One parser of these files for the whole project: the tcp source's.
-	st, err := source.ParseProcNetStats(r)
+	// One parser of these files for the whole project (procnet's).
+	st, err := procnet.ParseStats(r)
 	if err != nil {
 		return nil, err
 	}
@@ -57,33 +57,6 @@ func ParseNetstat(r io.Reader, want []string) (map[string]uint64, error) {
 		}
 	}
 	return out, nil
-}
-
-// ListenInodes returns the socket inodes of TCP listeners on port in the
-// contents of /proc/net/tcp or /proc/net/tcp6.
-func ListenInodes(s string, port int) []uint64 {
-	var out []uint64
-	for _, line := range strings.Split(s, "\n") {
-		fs := strings.Fields(line)
-		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-		if len(fs) < 10 || fs[3] != "0A" {
-			continue
-		}
-		_, hexPort, ok := strings.Cut(fs[1], ":")
-		if !ok {
-			continue
-		}
-		p, err := strconv.ParseUint(hexPort, 16, 16)
-		if err != nil || int(p) != port {
-			continue
-		}
-		ino, err := strconv.ParseUint(fs[9], 10, 64)
-		if err != nil || ino == 0 {
-			continue
-		}
-		out = append(out, ino)
-	}
-	return out
 }
 
 // ParseClientList parses CLIENT LIST output (clientlist.Fields)

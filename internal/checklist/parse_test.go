@@ -91,25 +91,6 @@ func TestParseNetstat(t *testing.T) {
 	}
 }
 
-func TestListenInodes(t *testing.T) {
-	in := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 55501 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:18EB 0100007F:D3A2 01 00000000:00000000 00:00000000 00000000   999        0 55502 1 0000000000000000 20 4 30 10 -1
-   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 100 0 0 10 0
-   3: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 0 1 0000000000000000 100 0 0 10 0
-`
-	if got := ListenInodes(in, 6379); !reflect.DeepEqual(got, []uint64{55501}) {
-		t.Errorf("port 6379: %v", got)
-	}
-	if got := ListenInodes(in, 8080); !reflect.DeepEqual(got, []uint64{777}) {
-		t.Errorf("port 8080: %v", got)
-	}
-	fixture, _ := os.ReadFile("testdata/tcp")
-	if got := ListenInodes(string(fixture), 2024); len(got) != 1 {
-		t.Errorf("fixture port 2024: %v", got)
-	}
-}
-
 func TestParseClientList(t *testing.T) {
 	in := "id=3 addr=127.0.0.1:52555 laddr=127.0.0.1:6379 fd=8 name=stormguard-check age=0 idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=26 qbuf-free=20448 argv-mem=10 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 tot-mem=22426 events=r cmd=client|list user=default redir=-1 resp=3 lib-name=valkey lib-ver=1.0.79 tot-net-in=10 tot-net-out=20 tot-cmds=3\n" +
 		"id=4 addr=[::1]:40000 laddr=[::1]:6379 fd=9 name= age=120 idle=5 flags=N lib-name= lib-ver= tot-cmds=7\n" +
@@ -151,41 +132,6 @@ func FuzzParseLimitsNoFile(f *testing.F) {
 		n, err := ParseLimitsNoFile(s)
 		if err != nil && n != 0 {
 			t.Fatalf("error with value %d", n)
-		}
-	})
-}
-
-func FuzzParseNetstat(f *testing.F) {
-	for _, file := range []string{"testdata/netstat", "testdata/snmp"} {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(string(b))
-	}
-	f.Add("TcpExt: A B\nTcpExt: 1\n")
-	f.Fuzz(func(t *testing.T, s string) {
-		m, err := ParseNetstat(strings.NewReader(s), nil)
-		if err != nil && m != nil {
-			t.Fatal("map with error")
-		}
-		for k := range m {
-			if !strings.Contains(k, ".") {
-				t.Fatalf("key %q without prefix", k)
-			}
-		}
-	})
-}
-
-func FuzzListenInodes(f *testing.F) {
-	b, _ := os.ReadFile("testdata/tcp")
-	f.Add(string(b), 2024)
-	f.Add("0: 0100007F:18EB 00000000:0000 0A 0:0 0:0 0 0 0 5 1", 6379)
-	f.Fuzz(func(t *testing.T, s string, port int) {
-		for _, ino := range ListenInodes(s, port) {
-			if ino == 0 {
-				t.Fatal("inode 0 returned")
-			}
 		}
 	})
 }

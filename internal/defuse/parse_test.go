@@ -60,22 +60,6 @@ func TestParseNetstat(t *testing.T) {
 	}
 }
 
-const procTCPFixture = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:18EB 00000000:0000 0A 00000080:00000081 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:18EB 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
-   2: 00000000:0016 00000000:0000 0A 00001000:00000003 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
-`
-
-func TestParseProcTCPListen(t *testing.T) {
-	d, ok := parseProcTCPListen([]byte(procTCPFixture), 6379)
-	if !ok || d != 0x81 {
-		t.Fatalf("6379: depth %d ok %v; want 129", d, ok)
-	}
-	if _, ok := parseProcTCPListen([]byte(procTCPFixture), 7000); ok {
-		t.Error("found a listener on 7000")
-	}
-}
-
 func FuzzParseClientList(f *testing.F) {
 	f.Add(clientListFixture)
 	f.Add("id=1 idle=x flags=")
@@ -83,23 +67,5 @@ func FuzzParseClientList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		cl := parseClientList(s)
 		_ = idleVictims(cl, "1", time.Second)
-	})
-}
-
-func FuzzParseNetstat(f *testing.F) {
-	f.Add([]byte(netstatFixture))
-	f.Add([]byte("TcpExt: a b\nTcpExt: 1\n"))
-	f.Add([]byte("x\n:"))
-	f.Fuzz(func(t *testing.T, b []byte) { _ = parseNetstat(b) })
-}
-
-func FuzzParseProcTCPListen(f *testing.F) {
-	f.Add([]byte(procTCPFixture), 6379)
-	f.Add([]byte("0: 0:18EB 0 0A -1:-1"), 6379)
-	f.Fuzz(func(t *testing.T, b []byte, port int) {
-		d, ok := parseProcTCPListen(b, port)
-		if ok && d < 0 {
-			t.Fatalf("negative depth %d", d)
-		}
 	})
 }

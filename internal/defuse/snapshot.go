@@ -1,17 +1,14 @@
 package defuse
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/source"
-
 	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/procnet"
 )
 
 // ReadSnapshot takes plan's one-shot reading of the target: the TcpExt
@@ -36,23 +33,17 @@ func ReadSnapshot(ctx context.Context, ns string, a addr.Addr, window time.Durat
 	s.Somaxconn, s.SynBacklog = sysctl(sysctlSomaxconn), sysctl(sysctlSynBacklog)
 	s.ConntrackCount, s.ConntrackMax = sysctl("net.netfilter.nf_conntrack_count"), sysctl("net.netfilter.nf_conntrack_max")
 
-	var depth int64
-	found := false
-	for _, f := range []string{"tcp", "tcp6"} {
-		b, err := readNetFile(ns, f)
-		if err != nil {
-			s.Errors["listen"] = fmt.Sprintf("read /proc/net/%s: %v", f, err)
-			continue
-		}
-		if d, ok := parseProcTCPListen(b, a.Port); ok {
-			depth, found = max(depth, d), true
-		}
-	}
-	if found {
-		s.AcceptDepth = i64(depth)
-		delete(s.Errors, "listen")
-	} else if _, ok := s.Errors["listen"]; !ok {
+	if ls, err := procnet.Listeners(ns, a.Port); err != nil {
+		s.Errors["listen"] = err.Error()
+	} else if len(ls) == 0 {
 		s.Errors["listen"] = fmt.Sprintf("no TCP listener on port %d in the namespace", a.Port)
+	} else {
+		// The largest queue of the port's listeners (IPv4 and IPv6).
+		var depth uint64
+		for _, l := range ls {
+			depth = max(depth, l.Queue)
+		}
+		s.AcceptDepth = i64(int64(depth))
 	}
 
 	v, verr := dialValkey(ctx, a, ns)
@@ -125,7 +116,7 @@ func ReadSnapshot(ctx context.Context, ns string, a addr.Addr, window time.Durat
 // "Prefix: Name Name…" / "Prefix: value value…", keyed "Prefix.Name".
 func parseNetstat(b []byte) map[string]int64 {
 	out := map[string]int64{}
-	st, err := source.ParseProcNetStats(bytes.NewReader(b))
+	st, err := procnet.ParseStats(bytes.NewReader(b))
 	if err != nil {
 		return out
 	}
@@ -133,37 +124,4 @@ func parseNetstat(b []byte) map[string]int64 {
 		out[k] = int64(v)
 	}
 	return out
-}
-
-// parseProcTCPListen finds LISTEN sockets (st 0A) on port in /proc/net/tcp
-// or tcp6 and returns the largest accept-queue depth: for listeners the
-// kernel reports sk_ack_backlog as rx_queue. (tx_queue is not the limit
-// there, unlike sock_diag's idiag_wqueue.)
-func parseProcTCPListen(b []byte, port int) (depth int64, ok bool) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 || f[3] != "0A" {
-			continue
-		}
-		_, ps, found := strings.Cut(f[1], ":")
-		if !found {
-			continue
-		}
-		p, err := strconv.ParseUint(ps, 16, 16)
-		if err != nil || int(p) != port {
-			continue
-		}
-		_, rx, found := strings.Cut(f[4], ":")
-		if !found {
-			continue
-		}
-		d, err := strconv.ParseInt(rx, 16, 64)
-		if err != nil || d < 0 {
-			continue
-		}
-		depth, ok = max(depth, d), true
-	}
-	return depth, ok
 }

@@ -15,8 +15,13 @@ type baseline struct {
 	n, min int
 
 	curStart time.Time
+	curLast  time.Time
 	curSum   float64
 	curN     int
+	// seed: with no bucket closed yet, the bucket in progress counts once
+	// it spans this long, so a steady level present from the start is
+	// the baseline within seconds (0: never).
+	seed time.Duration
 
 	means   []float64 // ring of bucket means, len <= n
 	next    int       // ring write position once full
@@ -38,11 +43,29 @@ func (b *baseline) add(t time.Time, v float64) {
 	}
 	b.curSum += v
 	b.curN++
+	b.curLast = t
 }
 
 // discard drops the bucket in progress: called when the target leaves calm,
-// so the lead-in of a surge is not learned as normal.
-func (b *baseline) discard() { b.curSum, b.curN = 0, 0 }
+// so the lead-in of a surge is not learned as normal. A seed already in
+// use (no bucket closed yet) is kept as the first bucket instead: dropping
+// it would leave the target without any baseline exactly when it needs one.
+func (b *baseline) discard() {
+	if _, seeded := b.seedValue(); seeded {
+		b.closeBucket()
+		return
+	}
+	b.curSum, b.curN = 0, 0
+}
+
+// seedValue is the bucket in progress standing in for a baseline before
+// any bucket closed.
+func (b *baseline) seedValue() (float64, bool) {
+	if len(b.means) == 0 && b.seed > 0 && b.curN > 1 && b.curLast.Sub(b.curStart) >= b.seed {
+		return b.curSum / float64(b.curN), true
+	}
+	return 0, false
+}
 
 func (b *baseline) closeBucket() {
 	m := b.curSum / float64(b.curN)
@@ -65,6 +88,9 @@ func (b *baseline) closeBucket() {
 
 // value returns the baseline and whether enough buckets back it.
 func (b *baseline) value() (float64, bool) {
+	if v, ok := b.seedValue(); ok {
+		return v, true
+	}
 	if len(b.means) < b.min {
 		return 0, false
 	}
@@ -87,8 +113,8 @@ func (b *baseline) reset(v float64) {
 // rate over a trailing window (for forecasts). Fixed size, times as Unix
 // nanoseconds: no allocation and little work per sample.
 type gaugeHist struct {
-	t    [64]int64
-	v    [64]float64
+	t    [128]int64 // 12.8 s at the fastest sampling: a whole ForecastWindow
+	v    [128]float64
 	head int // next write
 	n    int
 }
@@ -136,12 +162,16 @@ func (g *gaugeHist) clear() { g.n = 0 }
 // baselines are the learned normal levels of one target: the two
 // new-connection rates and PING latency.
 type baselines struct {
-	passive, valkey, ping *baseline
+	passive, valkey, ping, synRecv *baseline
 }
 
 func newBaselines(cfg *Config) baselines {
-	nb := func() *baseline { return newBaseline(cfg.BaselineBucket, cfg.BaselineBuckets, cfg.BaselineMinBuckets) }
-	return baselines{passive: nb(), valkey: nb(), ping: nb()}
+	nb := func() *baseline {
+		b := newBaseline(cfg.BaselineBucket, cfg.BaselineBuckets, cfg.BaselineMinBuckets)
+		b.seed = cfg.RateWindow
+		return b
+	}
+	return baselines{passive: nb(), valkey: nb(), ping: nb(), synRecv: nb()}
 }
 
 // levels returns the smoothed new-connection rates with their surge
@@ -149,7 +179,7 @@ func newBaselines(cfg *Config) baselines {
 // while no baseline is learned.
 func (b *baselines) levels(cfg *Config, d *derived) newConnLevels {
 	thr := func(bl *baseline) (float64, *float64) {
-		t := cfg.NewConnFloor
+		t := cfg.NewConnFloor // shown while no baseline is known; the rule then stays silent
 		if bv, ok := bl.value(); ok {
 			return max(t, cfg.NewConnFactor*bv), f64(bv)
 		}
@@ -187,7 +217,11 @@ func (b *baselines) learn(now time.Time, quiet bool, v *View, d *derived) {
 		b.passive.discard()
 		b.valkey.discard()
 		b.ping.discard()
+		b.synRecv.discard()
 		return
+	}
+	if n := v.SynRecv; n != nil {
+		b.synRecv.add(now, float64(*n))
 	}
 	if r := d.smoothPassive; r != nil {
 		b.passive.add(now, *r)
@@ -200,6 +234,14 @@ func (b *baselines) learn(now time.Time, quiet bool, v *View, d *derived) {
 	}
 }
 
+// synRecvBase is the learned SYN_RECV level (nil: none yet).
+func (b *baselines) synRecvBase() *float64 {
+	if v, ok := b.synRecv.value(); ok {
+		return f64(v)
+	}
+	return nil
+}
+
 // relearn makes the current new-connection rates the learned normal.
 func (b *baselines) relearn(d *derived) {
 	if r := d.smoothPassive; r != nil {
@@ -208,4 +250,39 @@ func (b *baselines) relearn(d *derived) {
 	if r := d.smoothValkey; r != nil {
 		b.valkey.reset(*r)
 	}
+}
+
+// at returns the newest reading taken at or before t (Unix ns).
+func (g *gaugeHist) at(t int64) (v float64, when int64, ok bool) {
+	size := len(g.t)
+	for i := 0; i < g.n; i++ {
+		j := (g.head - 1 - i + 2*size) % size
+		if g.t[j] <= t {
+			return g.v[j], g.t[j], true
+		}
+	}
+	return 0, 0, false
+}
+
+// sustainedGrowth reports whether the gauge grew across the whole
+// trailing window and is still growing: each half of the window holds at
+// least an eighth of the total growth (a quadratic ramp holds a quarter in
+// its first half; one spike holds none), and the newest reading is above
+// the one before it. One spike, or a climb that has stopped, is not a
+// trend.
+func (g *gaugeHist) sustainedGrowth(window time.Duration) bool {
+	if g.n < 3 || window <= 0 {
+		return false
+	}
+	size := len(g.t)
+	newest := (g.head + size - 1) % size
+	prev := (g.head + size - 2) % size
+	tN, vN := g.t[newest], g.v[newest]
+	v0, t0, ok0 := g.at(tN - int64(window))
+	vM, tM, okM := g.at(tN - int64(window)/2)
+	if !ok0 || !okM || t0 >= tM || tM >= tN || vN <= g.v[prev] {
+		return false
+	}
+	total := vN - v0
+	return total > 0 && vM-v0 >= total/8 && vN-vM >= total/8
 }

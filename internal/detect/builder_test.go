@@ -27,6 +27,12 @@ type builder struct {
 
 	// Unavailable sources.
 	noTCP, noValkey, noListen, noConntrack bool
+
+	// others is the namespace's other listeners (nil: unknown).
+	others *int
+	// mitigation: armed by the agent, with its cumulative drop counter.
+	mitArmed   bool
+	mitDropped float64
 }
 
 func newBuilder(dt time.Duration) *builder {
@@ -59,6 +65,10 @@ func (b *builder) tick(newPerSec, dropPerSec float64) *sample.Sample {
 	s := &sample.Sample{
 		Time: b.t, Target: b.target, Port: 6379, IntervalMS: float64(b.dt.Milliseconds()),
 		Errors: map[string]string{},
+	}
+	s.NetNSOtherListeners = b.others
+	if b.mitArmed {
+		s.Mitigation = &sample.Mitigation{Armed: 1, Dropped: u(b.mitDropped)}
 	}
 	if !b.noListen {
 		s.Listen = &sample.Listen{Depth: sample.U64(b.depthMax / 2), DepthMax: sample.U64(b.depthMax), Limit: sample.U64(b.limit), Sockets: 1, Polls: 10}

@@ -32,13 +32,29 @@ type Config struct {
 	// bucket means. Default 30 (5 minutes of calm at the default bucket).
 	BaselineBuckets int
 	// BaselineMinBuckets: buckets needed before a baseline is trusted;
-	// until then only the floors apply. Default 3 (30 s).
+	// until then only the floors apply. Default 1 (10 s): a steady rate
+	// present from the agent's start is the baseline within seconds.
 	BaselineMinBuckets int
 	// RelearnAfter: when the new-connection rate alone has kept the target
 	// in surge (no drops, no queue, forecast or latency signal) this long,
 	// the new level is accepted as normal and the baseline restarts from it.
 	// Default 10m.
 	RelearnAfter time.Duration
+
+	// TrendWindow: accept-queue occupancy and SYN_RECV must stay high,
+	// and the accept queue must keep growing, for this long (at least
+	// two sampling intervals) before they warn: one burst is not a
+	// trend. Default 1s.
+	TrendWindow time.Duration
+	// HeadroomOccupancy: connected clients (of maxclients) or conntrack
+	// entries (of the table) at or above this fraction put capacity at
+	// risk, so a high new-connection rate then warns at once. Default 0.75.
+	HeadroomOccupancy float64
+	// ChurnFraction: during a storm, new connections above their
+	// threshold of which at least this fraction close again at once
+	// (accepted, then abandoned: timed-out handshakes, clients that gave
+	// up in the queue) keep the storm going. Default 0.5.
+	ChurnFraction float64
 
 	// AcceptHighOccupancy: this port's accept-queue peak (depth_max/limit)
 	// at or above this fraction is a surge signal, and counts as per-port
@@ -55,16 +71,18 @@ type Config struct {
 	// maxclients) forecast to run out within this time at the current
 	// growth rate is a surge signal. Default 30s.
 	ForecastHorizon time.Duration
-	// ForecastWindow: growth rates for forecasts are measured over this
-	// trailing window. Default 5s.
+	// ForecastWindow: growth rates for the conntrack and maxclients
+	// forecasts are measured over this trailing window, and the growth
+	// must be sustained across it. Default 10s.
 	ForecastWindow time.Duration
 	// ForecastMinOccupancy: forecasts alarm only once the resource is at
 	// least this full. Default 0.25.
 	ForecastMinOccupancy float64
 
 	// PingFactor and PingFloorMS: PING latency over the reserved
-	// connection is a surge signal above max(PingFactor × baseline,
-	// PingFloorMS). Defaults 10 and 100 ms.
+	// connection above max(PingFactor × baseline, PingFloorMS) is a surge
+	// signal while new connections arrive above their threshold (a
+	// stalled server with clients redialling). Defaults 10 and 100 ms.
 	PingFactor  float64
 	PingFloorMS float64
 	// PingSustain: consecutive samples the latency must stay high.
@@ -115,9 +133,12 @@ func (c Config) withDefaults() Config {
 		c.BaselineBuckets = 30
 	}
 	if c.BaselineMinBuckets == 0 {
-		c.BaselineMinBuckets = 3
+		c.BaselineMinBuckets = 1
 	}
 	setD(&c.RelearnAfter, 10*time.Minute)
+	setD(&c.TrendWindow, time.Second)
+	setF(&c.HeadroomOccupancy, 0.75)
+	setF(&c.ChurnFraction, 0.5)
 	setF(&c.AcceptHighOccupancy, 0.5)
 	if c.AcceptMinDepth == 0 {
 		c.AcceptMinDepth = 4
@@ -126,7 +147,7 @@ func (c Config) withDefaults() Config {
 		c.SynRecvMin = 64
 	}
 	setD(&c.ForecastHorizon, 30*time.Second)
-	setD(&c.ForecastWindow, 5*time.Second)
+	setD(&c.ForecastWindow, 10*time.Second)
 	setF(&c.ForecastMinOccupancy, 0.25)
 	setF(&c.PingFactor, 10)
 	setF(&c.PingFloorMS, 100)
@@ -155,12 +176,16 @@ func (c Config) Validate() error {
 	case d.NewConnFloor < 0:
 		return fmt.Errorf("detector config: NewConnFloor %v must be >= 0", c.NewConnFloor)
 	case d.RateWindow < 0, d.BaselineBucket < 0, d.RelearnAfter < 0, d.ForecastHorizon < 0, d.ForecastWindow < 0,
-		d.StormQuiet < 0, d.CalmQuiet < 0, d.SurgeQuiet < 0, d.MaxGap < 0:
+		d.StormQuiet < 0, d.CalmQuiet < 0, d.SurgeQuiet < 0, d.MaxGap < 0, d.TrendWindow < 0:
 		return fmt.Errorf("detector config: durations must not be negative")
 	case d.BaselineBuckets < 1 || d.BaselineMinBuckets < 1 || d.BaselineMinBuckets > d.BaselineBuckets:
 		return fmt.Errorf("detector config: need 1 <= BaselineMinBuckets (%d) <= BaselineBuckets (%d)", d.BaselineMinBuckets, d.BaselineBuckets)
 	case d.AcceptHighOccupancy <= 0 || d.AcceptHighOccupancy > 1:
 		return fmt.Errorf("detector config: AcceptHighOccupancy %v must be in (0,1]", c.AcceptHighOccupancy)
+	case d.HeadroomOccupancy <= 0 || d.HeadroomOccupancy > 1:
+		return fmt.Errorf("detector config: HeadroomOccupancy %v must be in (0,1]", c.HeadroomOccupancy)
+	case d.ChurnFraction <= 0 || d.ChurnFraction > 1:
+		return fmt.Errorf("detector config: ChurnFraction %v must be in (0,1]", c.ChurnFraction)
 	case d.ForecastMinOccupancy < 0 || d.ForecastMinOccupancy > 1:
 		return fmt.Errorf("detector config: ForecastMinOccupancy %v must be in [0,1]", c.ForecastMinOccupancy)
 	case d.PingFactor < 1 || d.PingFloorMS < 0 || d.PingSustain < 1:

@@ -24,6 +24,7 @@ const (
 	cNICConntrack
 	cNICPPS
 	cRejected
+	cMitigationDrops
 	nCounters
 )
 
@@ -55,7 +56,13 @@ var counterTable = [nCounters]counterDef{
 	cCtInsertFailed: {name: "conntrack.insert_failed", read: conntrack(func(c *sample.Conntrack) *uint64 { return c.InsertFailed }), rate: func(r *Rates) **float64 { return &r.ConntrackInsertFailed }},
 	cNICConntrack:   {name: "nic.conntrack_allowance_exceeded", read: nic(func(n *sample.NIC) *uint64 { return n.ConntrackAllowanceExceeded }), rate: func(r *Rates) **float64 { return &r.NICConntrackAllowance }, refusal: true},
 	cNICPPS:         {name: "nic.pps_allowance_exceeded", read: nic(func(n *sample.NIC) *uint64 { return n.PPSAllowanceExceeded }), rate: func(r *Rates) **float64 { return &r.NICPPSAllowance }, refusal: true},
-	cRejected:       {name: "valkey.rejected_connections", read: valkey(func(k *sample.Valkey) *uint64 { return k.RejectedConnections }), rate: func(r *Rates) **float64 { return &r.ValkeyRejectedConnections }, refusal: true},
+	cMitigationDrops: {name: "mitigation.dropped", read: func(s *sample.Sample) *uint64 {
+		if s.Mitigation == nil {
+			return nil
+		}
+		return s.Mitigation.Dropped
+	}, rate: func(r *Rates) **float64 { return &r.MitigationDrops }, refusal: true},
+	cRejected: {name: "valkey.rejected_connections", read: valkey(func(k *sample.Valkey) *uint64 { return k.RejectedConnections }), rate: func(r *Rates) **float64 { return &r.ValkeyRejectedConnections }, refusal: true},
 }
 
 func tcp(f func(*sample.TCP) *uint64) func(*sample.Sample) *uint64 {

@@ -65,14 +65,15 @@ func (d *Detector) Observe(s *sample.Sample) (State, []Event) {
 	v, dv := d.rates.derive(s, d.target)
 	levels := d.base.levels(&d.cfg, &dv)
 	d.base.annotate(&v, &levels)
-	e := d.mem.evaluate(newInput(&d.cfg, d.m.state, &v, &dv, levels))
+	e := d.mem.evaluate(newInput(&d.cfg, d.m.state, &v, &dv, levels, s.NetNSOtherListeners, d.base.synRecvBase()))
 	if e.relearned {
 		d.base.relearn(&dv)
 	}
 	renderTexts(e.signals, &v)
 	v.Signals = append(v.Signals, e.signals...)
 	ch, changed := d.m.step(&d.cfg, s.Time, &v, &e)
-	d.base.learn(s.Time, d.m.state == Calm && !e.storm && !e.surge, &v, &dv)
+	quiet := d.m.state == Calm && !e.storm && !e.surge
+	d.base.learn(s.Time, quiet, &v, &dv)
 	v.State, v.Since = d.m.state, d.m.since
 	d.view = v
 	if !changed {

@@ -100,8 +100,11 @@ func TestQuietStreams(t *testing.T) {
 }
 
 // TestRampWarnsBeforeOverflow: a storm that ramps up over 6 s must raise
-// surge at least 1 s before the first listen overflow, and storm when
-// overflows start. The model: Valkey accepts at most 2,500/s; the excess
+// surge before the first listen overflow, and storm when overflows start.
+// The rate alone does not warn (per-request churn and deploys climb too);
+// the warning comes once this port's accept queue starts filling while
+// connections arrive far above normal, a sample or more before it
+// overflows. The model: Valkey accepts at most 2,500/s; the excess
 // waits in the accept queue (limit 512) and overflows once it is full.
 func TestRampWarnsBeforeOverflow(t *testing.T) {
 	for _, dt := range []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, time.Second} {
@@ -153,8 +156,8 @@ func TestRampWarnsBeforeOverflow(t *testing.T) {
 			if surgeAt.IsZero() {
 				t.Fatal("no surge event")
 			}
-			if lead := firstOverflow.Sub(surgeAt); lead < time.Second {
-				t.Errorf("surge at %s, first overflow at %s: lead %s < 1s", surgeAt, firstOverflow, lead)
+			if lead := firstOverflow.Sub(surgeAt); lead < dt {
+				t.Errorf("surge at %s, first overflow at %s: lead %s < one sample", surgeAt, firstOverflow, lead)
 			}
 			if stormAt.IsZero() || stormAt.Sub(firstOverflow) > dt {
 				t.Errorf("storm at %v, want within one sample of the first overflow %v", stormAt, firstOverflow)
@@ -269,8 +272,10 @@ func TestNamespaceAttribution(t *testing.T) {
 		{"overflows, this port's queue full", func(b *builder) { b.depthMax = b.limit }, Storm, "listen_drops", true},
 		{"overflows, this port's queue at 60%", func(b *builder) { b.depthMax = b.limit * 6 / 10 }, Storm, "listen_drops", true},
 		{"overflows, this port's SYN_RECV high", func(b *builder) { b.synRecv = 300 }, Storm, "listen_drops", true},
-		{"overflows, this port idle: another listener", func(b *builder) { b.depthMax = 3 }, Surge, "namespace_listen_drops", false},
 		{"overflows, no per-port data", func(b *builder) { b.noListen = true }, Storm, "listen_drops", false},
+		{"overflows, this port idle but the namespace's only listener", func(b *builder) { b.depthMax = 3; b.others = new(int) }, Storm, "listen_drops", true},
+		{"overflows, this port idle: another listener", func(b *builder) { b.depthMax = 3 }, Calm, "", false},
+		{"overflows, this port idle, other listeners known", func(b *builder) { b.depthMax = 3; n := 2; b.others = &n }, Calm, "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -279,6 +284,13 @@ func TestNamespaceAttribution(t *testing.T) {
 			warm(t, d, b, 20, time.Minute)
 			tc.setup(b)
 			st, evs := d.Observe(b.tick(20, 200))
+			if tc.wantState == Calm {
+				// Namespace-wide counters never raise a target alone.
+				if st != Calm || len(evs) != 0 || len(d.View().Signals) != 0 {
+					t.Fatalf("state %v events %d signals %+v, want calm and nothing", st, len(evs), d.View().Signals)
+				}
+				return
+			}
 			if st != tc.wantState || len(evs) != 1 {
 				t.Fatalf("state %v events %d, want %v and one event", st, len(evs), tc.wantState)
 			}
@@ -313,7 +325,7 @@ func TestStormSignals(t *testing.T) {
 		{"conntrack drops", func(b *builder) { b.ctCount = b.ctMax; b.ctDrop += 400 }, "conntrack_drop", ScopeNamespace},
 		{"conntrack insert_failed", func(b *builder) { b.ctInsertFailed += 100 }, "conntrack_insert_failed", ScopeNamespace},
 		{"NIC conntrack allowance", func(b *builder) { b.nicConntrack += 9 }, "nic_conntrack_allowance_exceeded", ScopeNIC},
-		{"SYN cookies with SYN_RECV at the backlog", func(b *builder) { b.cookies += 800; b.synRecv = b.limit }, "syn_queue_full", ScopeNamespace},
+		{"SYNs dropped by stormguard's mitigation", func(b *builder) { b.mitArmed = true; b.mitDropped += 300 }, "mitigation_drops", ScopePort},
 		{"accept queue full, drop counters unavailable", func(b *builder) { b.noTCP = true; b.depthMax = b.limit }, "accept_queue_full", ScopePort},
 	}
 	for _, tc := range tests {
@@ -322,6 +334,10 @@ func TestStormSignals(t *testing.T) {
 			b.noConntrack, b.ctMax, b.ctCount = false, 65536, 1000
 			d := New(Config{})
 			warm(t, d, b, 20, time.Minute)
+			if tc.sig == "mitigation_drops" {
+				b.mitArmed = true // armed, nothing dropped yet: a first reading
+				d.Observe(b.tick(20, 0))
+			}
 			tc.bump(b)
 			st, evs := d.Observe(b.tick(20, 0))
 			if st != Storm || len(evs) != 1 {
@@ -346,16 +362,19 @@ func TestSurgeSignals(t *testing.T) {
 		step  func(b *builder, i int) float64 // returns new conn/s
 		sig   string
 	}{
-		{"new connections 10x baseline", 1, func(b *builder, i int) float64 { return 1500 }, "new_conn_rate"},
-		{"accept queue 70% full", 1, func(b *builder, i int) float64 { b.depthMax = 360; return 100 }, "accept_queue_high"},
-		{"accept queue full, nothing dropped yet", 1, func(b *builder, i int) float64 { b.depthMax = b.limit; return 100 }, "accept_queue_full"},
-		{"SYN_RECV high", 1, func(b *builder, i int) float64 { b.synRecv = 120; return 100 }, "syn_recv_high"},
-		{"conntrack forecast", 6, func(b *builder, i int) float64 {
+		// Queue and SYN_RECV warn once they held TrendWindow (two 1 s
+		// samples); a rate only with something that puts capacity at risk.
+		{"accept queue 70% full", 2, func(b *builder, i int) float64 { b.depthMax = 360; return 100 }, "accept_queue_high"},
+		{"accept queue full, nothing dropped yet", 2, func(b *builder, i int) float64 { b.depthMax = b.limit; return 100 }, "accept_queue_full"},
+		{"SYN_RECV high", 2, func(b *builder, i int) float64 { b.synRecv = 120; return 100 }, "syn_recv_high"},
+		{"SYN cookies with SYN_RECV at the backlog", 1, func(b *builder, i int) float64 { b.cookies += 800; b.synRecv = b.limit; return 100 }, "syn_cookies"},
+		{"new connections 5x baseline with clients near maxclients", 1, func(b *builder, i int) float64 { b.clients = 8000; return 500 }, "new_conn_rate"},
+		{"conntrack forecast", 11, func(b *builder, i int) float64 {
 			b.noConntrack, b.ctMax = false, 100000
 			b.ctCount = 40000 + uint64(i)*4000 // 4,000/s: full in 15 s
 			return 100
 		}, "forecast_conntrack_full"},
-		{"maxclients forecast", 6, func(b *builder, i int) float64 {
+		{"maxclients forecast", 11, func(b *builder, i int) float64 {
 			b.clients = 3000 + uint64(i)*300 // 300/s towards 10,000: ~20 s
 			return 100
 		}, "forecast_maxclients"},
@@ -364,7 +383,7 @@ func TestSurgeSignals(t *testing.T) {
 			b.ctEarly += 30
 			return 100
 		}, "conntrack_early_drop"},
-		{"ping slow and staying slow", 3, func(b *builder, i int) float64 { b.ping = 400; return 100 }, "ping_slow"},
+		{"ping slow while new connections climb", 2, func(b *builder, i int) float64 { b.ping = 400; return 900 }, "ping_slow"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -474,6 +493,7 @@ func TestNilSignals(t *testing.T) {
 		b.noTCP = true
 		d := New(Config{})
 		warm(t, d, b, 50, time.Minute)
+		b.clients = 9000 // near maxclients: capacity at risk
 		st, _ := d.Observe(b.tick(2000, 0))
 		v := d.View()
 		if st != Surge || v.NewConnSource != "valkey.total_connections_received" || v.NewConnScope != ScopeInstance {
@@ -517,18 +537,21 @@ func TestNoFlapping(t *testing.T) {
 			}
 			return b.tick(415, 0)
 		})
-		if got := transitions(evs); !slices.Equal(got, []string{"calm->surge"}) {
-			t.Errorf("transitions %v, want one calm->surge", got)
+		if got := transitions(evs); len(got) > 1 {
+			t.Errorf("transitions %v, want at most one", got)
 		}
 	})
 }
 
-// TestBaselineNotLearnedInSurge and relearning after a long harmless surge.
+// TestBaselineLearning: the baseline is not learned in surge, and a rate
+// that alone (with a standing reason, here clients near maxclients) holds
+// the target in surge for RelearnAfter becomes the new normal.
 func TestBaselineLearning(t *testing.T) {
 	b := newBuilder(time.Second)
 	d := New(Config{RelearnAfter: 2 * time.Minute})
 	warm(t, d, b, 100, 2*time.Minute)
 	base := *d.View().NewConnBaseline
+	b.clients = 8000
 	run(t, d, 60, func(int) *sample.Sample { return b.tick(1000, 0) })
 	if st, _ := d.State(); st != Surge {
 		t.Fatalf("state %v, want surge", st)
@@ -674,6 +697,7 @@ func TestCounterTableComplete(t *testing.T) {
 	s := b.tick(1, 1)
 	s.TCP.SynRetrans, s.TCP.AttemptFails = sample.U64(1), sample.U64(1)
 	s.NIC.PPSAllowanceExceeded = sample.U64(1)
+	s.Mitigation = &sample.Mitigation{Armed: 1, Dropped: sample.U64(1)}
 	seen := map[string]bool{}
 	for i, c := range counterTable {
 		if c.name == "" || c.read == nil || c.rate == nil {
@@ -694,5 +718,23 @@ func TestCounterTableComplete(t *testing.T) {
 		if raw, _ := json.Marshal(r); strings.Count(string(raw), ":1") != 1 {
 			t.Errorf("%s: rate slot is not exactly one Rates field: %s", c.name, raw)
 		}
+	}
+}
+
+// TestBaselineSeededFromStart: a steady level present from the agent's
+// start is the baseline within a second, and stays one when the target
+// leaves calm before the first bucket closed.
+func TestBaselineSeededFromStart(t *testing.T) {
+	b := newBuilder(250 * time.Millisecond)
+	d := New(Config{})
+	run(t, d, 8, func(int) *sample.Sample { return b.tick(1000, 0) })
+	base := d.View().NewConnBaseline
+	if base == nil || *base < 900 || *base > 1100 {
+		t.Fatalf("baseline after 2 s of 1,000/s: %v", base)
+	}
+	b.depthMax = b.limit // a storm: leave calm
+	run(t, d, 2, func(int) *sample.Sample { return b.tick(1000, 500) })
+	if st, _ := d.State(); st != Storm || d.View().NewConnBaseline == nil {
+		t.Fatalf("state %v baseline %v: want storm with the seeded baseline kept", st, d.View().NewConnBaseline)
 	}
 }

@@ -189,8 +189,11 @@ func verdictFor(target string, from, to State, v *View, signals []Signal, ep *Ep
 		if _, ok := has["nic_pps_allowance_exceeded"]; ok {
 			parts = append(parts, "NIC packet-rate allowance exceeded")
 		}
-		if _, ok := has["syn_queue_full"]; ok {
-			parts = append(parts, "SYN queue full (SYN cookies)")
+		if s, ok := has["mitigation_drops"]; ok {
+			parts = append(parts, "stormguard's mitigation dropping "+fmtN(s.Value)+" SYNs/s")
+		}
+		if _, ok := has["short_lived_connections"]; ok {
+			parts = append(parts, "new connections closing again at once")
 		}
 		if v.DroppedRate != nil && *v.DroppedRate > 0 {
 			p := fmtN(*v.DroppedRate) + " dropped connections/s"
@@ -224,13 +227,7 @@ func verdictFor(target string, from, to State, v *View, signals []Signal, ep *Ep
 			}
 			parts = append(parts, s.Text)
 		}
-		tail := " No connections dropped yet."
-		if _, ok := has["namespace_listen_drops"]; ok {
-			tail = " Drops are elsewhere in the namespace, not confirmed on this port."
-		} else if _, ok := has["namespace_syn_queue_full"]; ok {
-			tail = " SYN-queue overflow is elsewhere in the namespace, not confirmed on this port."
-		}
-		return sentence("Early warning on "+target, parts) + tail
+		return sentence("Early warning on "+target, parts) + " No connections dropped yet."
 	case Recovering:
 		return fmt.Sprintf("Storm on %s easing: %s (peak %s dropped connections/s, about %s dropped over %s).",
 			target, why, fmtN(ep.PeakDroppedRate), fmtN(ep.Dropped), fmtDur(ep.dropDuration()))

@@ -83,6 +83,11 @@ func decodeStream(data []byte) []*sample.Sample {
 		if flags&16 != 0 {
 			s.NIC = &sample.NIC{ConntrackAllowanceExceeded: next(20), PPSAllowanceExceeded: next(21)}
 		}
+		if flags&64 != 0 {
+			n := int(r.u8() % 3)
+			s.NetNSOtherListeners = &n
+			s.Mitigation = &sample.Mitigation{Armed: 1, Dropped: next(22)}
+		}
 		if flags&32 != 0 {
 			s = nil
 		}

@@ -31,6 +31,13 @@ type derived struct {
 	// smoothPassive and smoothValkey are the new-connection rates over
 	// RateWindow (nil: unavailable).
 	smoothPassive, smoothValkey *float64
+	// clientsGrowth is connected_clients' growth per second over
+	// RateWindow (nil: unavailable).
+	clientsGrowth *float64
+	// Sustained growth (in both halves of the window) of the accept
+	// queue over the trend window, and of conntrack entries and clients
+	// over ForecastWindow: what makes a forecast a trend, not a spike.
+	acceptRising, conntrackRising, clientsRising bool
 }
 
 // derive computes rates, occupancies and forecasts for s.
@@ -71,6 +78,7 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 		if peak != nil && l.Limit != nil && *l.Limit > 0 {
 			v.AcceptOccupancy = f64(float64(*peak) / float64(*l.Limit))
 			r.acceptHist.add(s.Time, float64(*peak))
+			dv.acceptRising = r.acceptHist.sustainedGrowth(trendWindow(cfg, v.IntervalS))
 			if sl, ok := r.acceptHist.slope(cfg.ForecastWindow, cfg.MaxGap); ok {
 				v.Forecasts.AcceptFullS = timeToFull(float64(*peak), float64(*l.Limit), sl)
 			}
@@ -81,6 +89,7 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 		v.ConntrackCount, v.ConntrackMax = c.Count, c.Max
 		if c.Count != nil {
 			r.ctHist.add(s.Time, float64(*c.Count))
+			dv.conntrackRising = r.ctHist.sustainedGrowth(cfg.ForecastWindow)
 			if c.Max != nil && *c.Max > 0 {
 				v.ConntrackOccupancy = f64(float64(*c.Count) / float64(*c.Max))
 				if sl, ok := r.ctHist.slope(cfg.ForecastWindow, cfg.MaxGap); ok {
@@ -96,6 +105,10 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 		}
 		if k.ConnectedClients != nil {
 			r.clientsHist.add(s.Time, float64(*k.ConnectedClients))
+			dv.clientsRising = r.clientsHist.sustainedGrowth(cfg.ForecastWindow)
+			if g, ok := r.clientsHist.slope(cfg.RateWindow, cfg.MaxGap); ok {
+				dv.clientsGrowth = f64(g)
+			}
 			if k.MaxClients != nil && *k.MaxClients > 0 {
 				v.ClientsOccupancy = f64(float64(*k.ConnectedClients) / float64(*k.MaxClients))
 				if sl, ok := r.clientsHist.slope(cfg.ForecastWindow, cfg.MaxGap); ok {
@@ -105,6 +118,12 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 		}
 	}
 	return v, dv
+}
+
+// trendWindow is TrendWindow, but at least two sampling intervals: a trend
+// needs three readings.
+func trendWindow(cfg *Config, intervalS float64) time.Duration {
+	return max(cfg.TrendWindow, time.Duration(2*intervalS*float64(time.Second)))
 }
 
 // droppedRate sums the dropped or refused connections per second from
@@ -123,7 +142,7 @@ func droppedRate(r *Rates) *float64 {
 			}
 		}
 	}
-	for _, p := range []*float64{r.ConntrackDrop, r.NICConntrackAllowance, r.ValkeyRejectedConnections} {
+	for _, p := range []*float64{r.ConntrackDrop, r.NICConntrackAllowance, r.ValkeyRejectedConnections, r.MitigationDrops} {
 		if p != nil {
 			dropped, any = dropped+*p, true
 		}

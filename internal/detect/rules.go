@@ -1,6 +1,9 @@
 package detect
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // input is everything a rule may read about one sample: the derived view,
 // the raw interval deltas, this port's own evidence and the new-connection
@@ -17,6 +20,22 @@ type input struct {
 	// whether any of them could be read.
 	listenDrops uint64
 	listenOK    bool
+	// nsDrops: listen drops counted this interval; nsElsewhere: ... but
+	// this port shows no pressure and is not the namespace's only
+	// listener, so they are another listener's (context, never a signal).
+	nsDrops, nsElsewhere bool
+	// sole: this server is the only listener in its namespace, so the
+	// namespace-wide listen counters are this port's.
+	sole bool
+
+	// What the rules' memory says about the recent past (see track).
+	queueHeld, synHeld bool    // accept queue / SYN_RECV high for TrendWindow
+	acceptTrend        bool    // accept queue growing for the trend window, ≥ ForecastMinOccupancy
+	pingSlow           bool    // PING above its threshold for PingSustain samples
+	pingThr            float64 // that threshold
+	// risk names what puts capacity at risk (detailNone: nothing), so a
+	// high new-connection rate is worth a warning.
+	risk detail
 }
 
 // portEvidence is this listener's own pressure (Principle 0): what lets a
@@ -38,6 +57,13 @@ type newConnLevels struct {
 	pRate, vRate *float64
 	pThr, vThr   float64
 	pBase, vBase *float64
+}
+
+// high reports whether each rate is above its threshold. Without a
+// learned (or seeded) baseline a rate is never high: the first second
+// after start says nothing about normal.
+func (c *newConnLevels) high() (instance, namespace bool) {
+	return c.vRate != nil && c.vBase != nil && *c.vRate > c.vThr, c.pRate != nil && c.pBase != nil && *c.pRate > c.pThr
 }
 
 // evaluation is what one sample says.
@@ -70,12 +96,15 @@ type rule func(mem *ruleMemory, in *input, out *evaluation)
 var rules = [...]rule{
 	ruleNamespaceDrops,
 	ruleAcceptFull,
+	ruleMitigationDrops,
 	ruleConntrackDrop,
 	ruleInsertFailed,
 	ruleNICConntrack,
 	ruleNICPPS,
 	ruleRejections,
+	ruleShortLived,
 	ruleNewConnRate,
+	ruleSynCookies,
 	ruleAcceptHigh,
 	ruleSynRecv,
 	ruleConntrackEarlyDrop,
@@ -89,11 +118,80 @@ var rules = [...]rule{
 type ruleMemory struct {
 	pingHigh      int       // consecutive samples with PING above its threshold
 	rateOnlySince time.Time // start of a surge held by the new-connection rate alone
+	queueHigh     held      // accept queue at or above AcceptHighOccupancy
+	synHigh       held      // SYN_RECV at or above its threshold
+}
+
+// held tracks since when a condition has held in consecutive samples.
+type held struct {
+	on    bool
+	since time.Time
+}
+
+// update records this sample and returns how long the condition has held
+// (-1 when it does not hold now).
+func (h *held) update(now time.Time, cond bool) time.Duration {
+	if !cond {
+		h.on = false
+		return -1
+	}
+	if !h.on || h.since.After(now) {
+		h.on, h.since = true, now
+	}
+	return now.Sub(h.since)
+}
+
+// track updates the memory with this sample and writes what it says into
+// in: sustained queue and SYN_RECV pressure, slow PING, and whether
+// capacity is at risk.
+func (m *ruleMemory) track(in *input) {
+	cfg, v, p := in.cfg, in.v, &in.port
+	now := v.Time
+	in.queueHeld = m.queueHigh.update(now, p.acceptHigh || p.acceptFull && p.peak >= cfg.AcceptMinDepth) >= cfg.TrendWindow
+	in.synHeld = m.synHigh.update(now, p.synHigh) >= cfg.TrendWindow
+	in.acceptTrend = in.d.acceptRising && v.AcceptOccupancy != nil && *v.AcceptOccupancy >= cfg.ForecastMinOccupancy && p.peak >= cfg.AcceptMinDepth
+
+	if pm := v.PingMS; pm != nil {
+		in.pingThr = cfg.PingFloorMS
+		if b := v.PingBaselineMS; b != nil {
+			in.pingThr = max(in.pingThr, cfg.PingFactor**b)
+		}
+		if *pm > in.pingThr {
+			m.pingHigh++
+		} else {
+			m.pingHigh = 0
+		}
+		in.pingSlow = m.pingHigh >= cfg.PingSustain
+	}
+
+	vHigh, pHigh := in.conns.high()
+	switch {
+	case in.queueHeld:
+		in.risk = riskQueue
+	case (vHigh || pHigh) && v.AcceptOccupancy != nil && *v.AcceptOccupancy >= cfg.ForecastMinOccupancy && p.peak >= cfg.AcceptMinDepth:
+		// Connections arriving well above normal for a whole RateWindow
+		// while this port's queue already holds a quarter of its limit:
+		// the queue will keep filling.
+		in.risk = riskQueueRate
+	case in.acceptTrend:
+		in.risk = riskQueueTrend
+	case in.synHeld:
+		in.risk = riskSynRecv
+	case v.ClientsOccupancy != nil && *v.ClientsOccupancy >= cfg.HeadroomOccupancy:
+		in.risk = riskClients
+	case v.ConntrackOccupancy != nil && *v.ConntrackOccupancy >= cfg.HeadroomOccupancy:
+		in.risk = riskConntrack
+	case in.nsElsewhere:
+		in.risk = riskNamespaceDrops
+	case in.pingSlow:
+		in.risk = riskPing
+	}
 }
 
 // evaluate runs every rule over one sample, then the relearning check.
 func (m *ruleMemory) evaluate(in *input) evaluation {
 	var e evaluation
+	m.track(in)
 	e.sighted = in.port.known
 	for i, c := range counterTable {
 		e.sighted = e.sighted || c.refusal && in.d.deltas[i].ok
@@ -106,8 +204,9 @@ func (m *ruleMemory) evaluate(in *input) evaluation {
 }
 
 // newInput gathers what the rules read.
-func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels) *input {
+func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels, others *int, synBase *float64) *input {
 	in := &input{cfg: cfg, state: state, v: v, d: d, conns: conns}
+	in.sole = others != nil && *others == 0
 	p := &in.port
 	if v.AcceptOccupancy != nil {
 		p.known = true
@@ -124,6 +223,11 @@ func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels
 	if v.AcceptLimit != nil && *v.AcceptLimit > 0 && *v.AcceptLimit/2 < p.synThr {
 		p.synThr = max(*v.AcceptLimit/2, cfg.AcceptMinDepth)
 	}
+	if synBase != nil {
+		// SYN_RECV is handshake rate × RTT: a slow link holds many
+		// half-open connections all day. Growth is what counts.
+		p.synThr = max(p.synThr, uint64(math.Ceil(cfg.NewConnFactor**synBase)))
+	}
 	p.synHigh = v.SynRecv != nil && *v.SynRecv >= p.synThr
 	p.pressure = p.acceptHigh || p.synHigh
 
@@ -138,6 +242,8 @@ func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels
 			}
 		}
 	}
+	in.nsDrops = in.listenOK && in.listenDrops >= cfg.StormMinDrops
+	in.nsElsewhere = in.nsDrops && p.known && !p.pressure && !in.sole
 	return in
 }
 
@@ -155,47 +261,79 @@ func (in *input) minDrops() uint64 { return in.cfg.StormMinDrops }
 
 // --- Storm: connections dropped or refused now. ---
 
-// ruleNamespaceDrops: kernel listen-queue drops and SYN cookies are
-// namespace-wide counters; they make a storm on this port only with this
-// port's own pressure or no per-port data to contradict them, else an
-// early warning that another listener is drowning (Principle 0).
+// ruleNamespaceDrops: kernel listen-queue drops are namespace-wide
+// counters; they make a storm on this port when this server is the
+// namespace's only listener, with this port's own pressure, or with no
+// per-port data to contradict them (Principle 0). Drops while this port's
+// queue is nearly empty are another listener's: no signal here, only a
+// reason to take a high new-connection rate seriously.
 func ruleNamespaceDrops(_ *ruleMemory, in *input, e *evaluation) {
-	cookies := in.d.deltas[cReqQCookies]
-	nsDrops := in.listenOK && in.listenDrops >= in.minDrops()
-	nsCookies := cookies.ok && cookies.n >= in.minDrops()
-	if !nsDrops && !nsCookies {
+	if !in.nsDrops || in.nsElsewhere {
 		return
 	}
 	p := &in.port
-	level, where := LevelStorm, whereElsewhere
+	var where detail
 	switch {
+	case in.sole:
+		where = whereSoleListener
 	case !p.known && !p.synHigh:
 		where = whereNoPortData
-	case p.pressure && p.acceptFull:
+	case p.acceptFull:
 		where = whereQueueFull
-	case p.pressure && p.acceptHigh:
+	case p.acceptHigh:
 		where = whereQueueHigh
-	case p.pressure:
-		where = whereSynRecv
 	default:
-		level = LevelSurge
+		where = whereSynRecv
 	}
-	if nsDrops {
-		name := "listen_drops"
-		if level == LevelSurge {
-			name = "namespace_listen_drops"
-		}
-		e.add(Signal{Name: name, Level: level, Scope: ScopeNamespace, Value: in.perSecond(in.listenDrops), Threshold: float64(in.minDrops()), Unit: "conn/s",
-			PerPortEvidence: p.pressure, detail: where})
+	e.add(Signal{Name: "listen_drops", Level: LevelStorm, Scope: ScopeNamespace, Value: in.perSecond(in.listenDrops), Threshold: float64(in.minDrops()), Unit: "conn/s",
+		PerPortEvidence: p.pressure || in.sole, detail: where})
+}
+
+// ruleSynCookies: SYN cookies answer SYNs the full SYN queue cannot hold;
+// nothing is dropped, so it is an early warning, and only when this port
+// shows pressure or is the namespace's only listener (the counter is
+// namespace-wide).
+func ruleSynCookies(_ *ruleMemory, in *input, e *evaluation) {
+	c := in.d.deltas[cReqQCookies]
+	if !c.ok || c.n < in.minDrops() || !(in.port.pressure || in.sole) {
+		return
 	}
-	if nsCookies {
-		name := "syn_queue_full"
-		if level == LevelSurge {
-			name = "namespace_syn_queue_full"
-		}
-		e.add(Signal{Name: name, Level: level, Scope: ScopeNamespace, Value: in.perSecond(cookies.n), Threshold: float64(in.minDrops()), Unit: "cookies/s",
-			PerPortEvidence: p.pressure, detail: where})
+	where := whereSoleListener
+	switch {
+	case in.port.acceptFull:
+		where = whereQueueFull
+	case in.port.acceptHigh:
+		where = whereQueueHigh
+	case in.port.synHigh:
+		where = whereSynRecv
 	}
+	e.add(Signal{Name: "syn_cookies", Level: LevelSurge, Scope: ScopeNamespace, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: "cookies/s",
+		PerPortEvidence: true, detail: where})
+}
+
+// ruleMitigationDrops: SYNs dropped by a mitigation stormguard armed on
+// this port are refused connections: the storm is held back, not over.
+func ruleMitigationDrops(_ *ruleMemory, in *input, e *evaluation) {
+	dropRule(in, e, cMitigationDrops, "mitigation_drops", ScopePort, "packets/s", true)
+}
+
+// ruleShortLived keeps a storm going while new connections arrive above
+// their threshold and most of them close again at once: accepted, then
+// abandoned (a TLS handshake that timed out, a client that gave up while
+// its connection waited in the queue). Valkey's total_connections_received
+// races ahead of connected_clients. It never starts a storm: per-request
+// connections do exactly this on a healthy server.
+func ruleShortLived(_ *ruleMemory, in *input, e *evaluation) {
+	c := &in.conns
+	if vHigh, _ := c.high(); in.state != Storm && in.state != Recovering || !vHigh || in.d.clientsGrowth == nil {
+		return
+	}
+	closed := *c.vRate - max(*in.d.clientsGrowth, 0)
+	if closed < in.cfg.ChurnFraction**c.vRate {
+		return
+	}
+	e.add(Signal{Name: "short_lived_connections", Level: LevelStorm, Scope: ScopeInstance, Value: closed, Threshold: in.cfg.ChurnFraction * *c.vRate, Unit: "conn/s",
+		PerPortEvidence: true, base: c.vBase})
 }
 
 // ruleAcceptFull: this port's accept queue at its limit drops the next SYN
@@ -206,10 +344,11 @@ func ruleAcceptFull(_ *ruleMemory, in *input, e *evaluation) {
 	if !p.acceptFull {
 		return
 	}
-	nsDrops := in.listenOK && in.listenDrops >= in.minDrops()
 	level, detail := LevelSurge, detailNone
-	if nsDrops || !in.listenOK {
+	if in.nsDrops || !in.listenOK {
 		level = LevelStorm
+	} else if !in.queueHeld {
+		return // full for one burst, nothing dropped: not yet a trend
 	}
 	if !in.listenOK {
 		detail = detailNoCounters
@@ -255,18 +394,26 @@ func ruleRejections(_ *ruleMemory, in *input, e *evaluation) {
 
 // --- Surge: early warning. ---
 
-// ruleNewConnRate checks the new-connection rate against its baseline. The
-// per-instance Valkey rate wins when it fires; the namespace-wide
-// PassiveOpens rate fires alone only when nothing per-port contradicts it.
+// ruleNewConnRate: a new-connection rate above max(NewConnFactor ×
+// baseline, NewConnFloor) warns only when something says capacity is at
+// risk (input.risk): sustained queue pressure or growth, SYN_RECV, client
+// or conntrack headroom, drops elsewhere in the namespace, a stalled
+// server, or a rate beyond anything this listener has been seen to accept,
+// sustained. Valkey's own counter is preferred; the namespace-wide
+// PassiveOpens rate counts only with this port's own queue evidence (a
+// namespace-wide counter never raises a target alone).
 func ruleNewConnRate(_ *ruleMemory, in *input, e *evaluation) {
 	c := &in.conns
-	vHigh := c.vRate != nil && *c.vRate > c.vThr
-	pHigh := c.pRate != nil && *c.pRate > c.pThr
+	if in.risk == detailNone {
+		return
+	}
+	vHigh, pHigh := c.high()
+	portRisk := in.queueHeld || in.acceptTrend || in.synHeld
 	switch {
 	case vHigh:
 		e.add(Signal{Name: "new_conn_rate", Level: LevelSurge, Scope: ScopeInstance, Value: *c.vRate, Threshold: c.vThr, Unit: "conn/s",
-			PerPortEvidence: true, base: c.vBase, detail: whereInstance})
-	case pHigh && (c.vRate == nil || in.port.pressure):
+			PerPortEvidence: true, base: c.vBase, detail: whereInstance, risk: in.risk})
+	case pHigh && portRisk:
 		// Valkey's own accept counter is either missing or lagging
 		// because the accept queue is backing up: trust the kernel.
 		detail := whereNoInstanceCounter
@@ -274,19 +421,19 @@ func ruleNewConnRate(_ *ruleMemory, in *input, e *evaluation) {
 			detail = whereBackingUp
 		}
 		e.add(Signal{Name: "new_conn_rate", Level: LevelSurge, Scope: ScopeNamespace, Value: *c.pRate, Threshold: c.pThr, Unit: "conn/s",
-			PerPortEvidence: in.port.pressure, base: c.pBase, detail: detail})
+			PerPortEvidence: true, base: c.pBase, detail: detail, risk: in.risk})
 	}
 }
 
 func ruleAcceptHigh(_ *ruleMemory, in *input, e *evaluation) {
-	if p := &in.port; p.acceptHigh && !p.acceptFull {
+	if p := &in.port; in.queueHeld && p.acceptHigh && !p.acceptFull {
 		e.add(Signal{Name: "accept_queue_high", Level: LevelSurge, Scope: ScopePort, Value: *in.v.AcceptOccupancy, Threshold: in.cfg.AcceptHighOccupancy, Unit: "ratio",
 			PerPortEvidence: true})
 	}
 }
 
 func ruleSynRecv(_ *ruleMemory, in *input, e *evaluation) {
-	if p := &in.port; p.synHigh {
+	if p := &in.port; in.synHeld {
 		e.add(Signal{Name: "syn_recv_high", Level: LevelSurge, Scope: ScopePort, Value: float64(*in.v.SynRecv), Threshold: float64(p.synThr), Unit: "connections",
 			PerPortEvidence: true})
 	}
@@ -299,12 +446,13 @@ func ruleConntrackEarlyDrop(_ *ruleMemory, in *input, e *evaluation) {
 	}
 }
 
-// forecastRule: a resource at least ForecastMinOccupancy full that runs
-// out within ForecastHorizon at its growth rate. Already full is left to
-// the drop and rejection rules.
-func forecastRule(in *input, e *evaluation, name string, secs, occ *float64, scope Scope) {
+// forecastRule: a resource at least ForecastMinOccupancy full, growing in
+// both halves of its window (a trend, not one spike), that runs out within
+// ForecastHorizon at its growth rate. Already full is left to the drop and
+// rejection rules.
+func forecastRule(in *input, e *evaluation, name string, rising bool, secs, occ *float64, scope Scope) {
 	horizon := in.cfg.ForecastHorizon.Seconds()
-	if secs == nil || occ == nil || *occ < in.cfg.ForecastMinOccupancy || *secs >= horizon || *occ >= 1 {
+	if !rising || secs == nil || occ == nil || *occ < in.cfg.ForecastMinOccupancy || *secs >= horizon || *occ >= 1 {
 		return
 	}
 	e.add(Signal{Name: name, Level: LevelSurge, Scope: scope, Value: *secs, Threshold: horizon, Unit: "s",
@@ -312,36 +460,27 @@ func forecastRule(in *input, e *evaluation, name string, secs, occ *float64, sco
 }
 
 func ruleForecastConntrack(_ *ruleMemory, in *input, e *evaluation) {
-	forecastRule(in, e, "forecast_conntrack_full", in.v.Forecasts.ConntrackFullS, in.v.ConntrackOccupancy, ScopeNamespace)
+	forecastRule(in, e, "forecast_conntrack_full", in.d.conntrackRising, in.v.Forecasts.ConntrackFullS, in.v.ConntrackOccupancy, ScopeNamespace)
 }
 
 func ruleForecastAccept(_ *ruleMemory, in *input, e *evaluation) {
-	forecastRule(in, e, "forecast_accept_queue_full", in.v.Forecasts.AcceptFullS, in.v.AcceptOccupancy, ScopePort)
+	forecastRule(in, e, "forecast_accept_queue_full", in.d.acceptRising, in.v.Forecasts.AcceptFullS, in.v.AcceptOccupancy, ScopePort)
 }
 
 func ruleForecastMaxclients(_ *ruleMemory, in *input, e *evaluation) {
-	forecastRule(in, e, "forecast_maxclients", in.v.Forecasts.MaxclientsFullS, in.v.ClientsOccupancy, ScopeInstance)
+	forecastRule(in, e, "forecast_maxclients", in.d.clientsRising, in.v.Forecasts.MaxclientsFullS, in.v.ClientsOccupancy, ScopeInstance)
 }
 
 // rulePingSlow: PING over the reserved connection slow for PingSustain
-// samples in a row (one slow command is not a trend).
-func rulePingSlow(m *ruleMemory, in *input, e *evaluation) {
-	p := in.v.PingMS
-	if p == nil {
+// samples in a row while new connections arrive above their threshold: a
+// stalled server with clients timing out and redialling. Slow PING alone
+// (slow commands, a slow link) is not a connection storm.
+func rulePingSlow(_ *ruleMemory, in *input, e *evaluation) {
+	vHigh, pHigh := in.conns.high()
+	if !in.pingSlow || !vHigh && !pHigh {
 		return
 	}
-	thr := in.cfg.PingFloorMS
-	if b := in.v.PingBaselineMS; b != nil {
-		thr = max(thr, in.cfg.PingFactor**b)
-	}
-	if *p > thr {
-		m.pingHigh++
-	} else {
-		m.pingHigh = 0
-	}
-	if m.pingHigh >= in.cfg.PingSustain {
-		e.add(Signal{Name: "ping_slow", Level: LevelSurge, Scope: ScopeInstance, Value: *p, Threshold: thr, Unit: "ms", PerPortEvidence: true})
-	}
+	e.add(Signal{Name: "ping_slow", Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.PingMS, Threshold: in.pingThr, Unit: "ms", PerPortEvidence: true})
 }
 
 // checkRelearn accepts a new steady level of new connections as normal

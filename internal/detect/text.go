@@ -9,17 +9,26 @@ type detail uint8
 const (
 	detailNone detail = iota
 	// Namespace-wide drop counters (Principle 0): how this port relates.
-	whereNoPortData // no per-port queue data to confirm it
-	whereQueueFull  // this port's accept queue is full
-	whereQueueHigh  // this port's accept queue peaked high
-	whereSynRecv    // this port has many half-open connections
-	whereElsewhere  // this port's queue is nearly empty: another listener
+	whereNoPortData   // no per-port queue data to confirm it
+	whereQueueFull    // this port's accept queue is full
+	whereQueueHigh    // this port's accept queue peaked high
+	whereSynRecv      // this port has many half-open connections
+	whereSoleListener // this server is the namespace's only listener
 	// accept_queue_full without drop counters.
 	detailNoCounters
 	// new_conn_rate: which counter.
 	whereInstance          // Valkey's own accept counter
 	whereNoInstanceCounter // PassiveOpens, Valkey's counter unavailable
 	whereBackingUp         // PassiveOpens, this port's queue backing up
+	// What puts capacity at risk, for new_conn_rate.
+	riskQueue          // accept queue high for TrendWindow
+	riskQueueTrend     // accept queue growing steadily
+	riskQueueRate      // accept queue filling while the rate is high
+	riskSynRecv        // SYN_RECV high for TrendWindow
+	riskClients        // connected clients near maxclients
+	riskConntrack      // conntrack table nearly full
+	riskNamespaceDrops // drops elsewhere in the namespace
+	riskPing           // PING slow: the server is stalling
 )
 
 // renderTexts fills every signal's Text from its values and the view.
@@ -32,10 +41,14 @@ func renderTexts(sigs []Signal, v *View) {
 // signalText is the short phrase for one signal.
 func signalText(s *Signal, v *View) string {
 	switch s.Name {
-	case "listen_drops", "namespace_listen_drops":
+	case "listen_drops":
 		return fmt.Sprintf("%s connections/s dropped at the listen queue (%s)", fmtN(s.Value), whereText(s.detail, v))
-	case "syn_queue_full", "namespace_syn_queue_full":
-		return fmt.Sprintf("SYN queue full, %s SYN cookies/s (%s)", fmtN(s.Value), whereText(s.detail, v))
+	case "syn_cookies":
+		return fmt.Sprintf("SYN queue full, %s SYN cookies/s sent, nothing dropped by them (%s)", fmtN(s.Value), whereText(s.detail, v))
+	case "mitigation_drops":
+		return fmt.Sprintf("stormguard's mitigation on this port dropping %s packets/s (connections refused, the storm is held back)", fmtN(s.Value))
+	case "short_lived_connections":
+		return fmt.Sprintf("%s new connections/s closing again at once (accepted, then abandoned: timed-out handshakes or clients that gave up), vs %s normal", fmtN(s.Value), baseText(s.base))
 	case "accept_queue_full":
 		t := "accept queue full (" + queueText(v) + ")"
 		if s.detail == detailNoCounters {
@@ -60,7 +73,7 @@ func signalText(s *Signal, v *View) string {
 		case whereBackingUp:
 			where = "namespace-wide; this port's queue is backing up"
 		}
-		return "new connections " + rateVsBase(s.Value, s.base) + " (" + where + ")"
+		return "new connections " + rateVsBase(s.Value, s.base) + " (" + where + ")" + riskText(s.risk, v)
 	case "accept_queue_high":
 		return "accept queue peaked at " + queueText(v)
 	case "syn_recv_high":
@@ -92,6 +105,8 @@ func whereText(d detail, v *View) string {
 		return "namespace-wide counter; this port's accept queue is full (" + queueText(v) + ")"
 	case whereQueueHigh:
 		return "namespace-wide counter; this port's accept queue peaked at " + queueText(v)
+	case whereSoleListener:
+		return "namespace-wide counter; this server is the only listener in its namespace"
 	case whereSynRecv:
 		n := 0.0
 		if v.SynRecv != nil {
@@ -99,9 +114,37 @@ func whereText(d detail, v *View) string {
 		}
 		return fmt.Sprintf("namespace-wide counter; this port has %s connections in SYN_RECV", fmtN(n))
 	}
-	// Drops elsewhere in the namespace while this port's own queue is
-	// nowhere near full: another listener is drowning.
-	return "namespace-wide counter, but this port's accept queue peaked at only " + queueText(v) + ": probably another listener in the namespace"
+	return "namespace-wide counter"
+}
+
+// riskText says why a high rate is worth a warning.
+func riskText(r detail, v *View) string {
+	switch r {
+	case riskQueue:
+		return ", accept queue staying high (" + queueText(v) + ")"
+	case riskQueueTrend:
+		return ", accept queue growing (" + queueText(v) + ")"
+	case riskQueueRate:
+		return ", accept queue filling (" + queueText(v) + ")"
+	case riskSynRecv:
+		return ", many half-open connections"
+	case riskClients:
+		return ", clients near maxclients" + ratioText(v.ConnectedClients, v.MaxClients)
+	case riskConntrack:
+		return ", conntrack table nearly full" + ratioText(v.ConntrackCount, v.ConntrackMax)
+	case riskNamespaceDrops:
+		return ", connections dropped elsewhere in the namespace"
+	case riskPing:
+		return ", server slow to answer PING"
+	}
+	return ""
+}
+
+func baseText(base *float64) string {
+	if base == nil {
+		return "no baseline yet"
+	}
+	return fmtN(*base) + "/s"
 }
 
 // queueText renders this port's accept-queue peak "40/64" ("" unknown).

@@ -49,6 +49,7 @@ type Signal struct {
 	// What the rule saw beyond Value and Threshold, for the text only.
 	detail detail
 	base   *float64 // the baseline Value was compared with
+	risk   detail   // new_conn_rate: what puts capacity at risk
 }
 
 // Rates are per-second rates derived from consecutive cumulative counters.
@@ -69,6 +70,9 @@ type Rates struct {
 	NICConntrackAllowance     *float64 `json:"nic_conntrack_allowance_exceeded"`
 	NICPPSAllowance           *float64 `json:"nic_pps_allowance_exceeded"`
 	ValkeyRejectedConnections *float64 `json:"valkey_rejected_connections"`
+	// MitigationDrops: packets (SYNs) dropped by the mitigations
+	// stormguard armed on this target.
+	MitigationDrops *float64 `json:"mitigation_drops"`
 }
 
 // Forecasts are seconds until a resource runs out at its growth rate over
@@ -104,7 +108,8 @@ type View struct {
 	NewConnBaseline     *float64 `json:"new_conn_baseline"`
 	NewConnThreshold    *float64 `json:"new_conn_threshold"`
 	// DroppedRate sums the available drop/refusal rates: kernel listen
-	// drops, conntrack drops, NIC conntrack allowance, Valkey rejections.
+	// drops, conntrack drops, NIC conntrack allowance, Valkey rejections,
+	// SYNs dropped by stormguard's own mitigation.
 	DroppedRate *float64 `json:"dropped_rate"`
 
 	AcceptDepth     *uint64  `json:"accept_depth"`

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/stormguard/stormguard/internal/procnet"
 )
 
 // Server is one discovered Valkey process and its client ports.
@@ -22,6 +24,11 @@ type Server struct {
 	// Addrs are host:port addresses to reach the server from inside its
 	// namespace, one per client port (cluster-bus ports left out).
 	Addrs []string
+	// OtherListeners counts the TCP ports listened on in the namespace by
+	// sockets that are not this process's; 0 means this server is the
+	// namespace's only listener, so the namespace-wide listen-queue
+	// counters are its own.
+	OtherListeners int
 }
 
 // Key identifies a target across scans.
@@ -94,24 +101,29 @@ func (sc Scanner) inspect(proc string, pid int, comm string, self uint64) (Serve
 	if err != nil {
 		return srv, err
 	}
-	var ls []Listener
-	for _, f := range []string{"tcp", "tcp6"} {
-		fh, err := os.Open(filepath.Join(dir, "net", f))
-		if err != nil {
-			continue
-		}
-		l, _ := ParseProcNetTCP(fh)
-		fh.Close()
-		ls = append(ls, l...)
-	}
+	// /proc/PID/net shows the process's namespace from any thread. A
+	// table that cannot be read leaves the server without addresses.
+	ls, _ := procnet.ProcListeners(dir, 0)
 	srv.Addrs = clientAddrs(ls, inodes)
+	srv.OtherListeners = otherPorts(ls, inodes)
 	return srv, nil
+}
+
+// otherPorts counts the distinct ports of listeners that are not own.
+func otherPorts(ls []procnet.Listener, own map[uint64]bool) int {
+	ports := map[int]bool{}
+	for _, l := range ls {
+		if !own[l.Inode] {
+			ports[l.Port] = true
+		}
+	}
+	return len(ports)
 }
 
 // clientAddrs picks the process's listeners, one address per port,
 // preferring loopback, and leaves out cluster-bus ports (port+10000 when
 // port is also listening).
-func clientAddrs(ls []Listener, own map[uint64]bool) []string {
+func clientAddrs(ls []procnet.Listener, own map[uint64]bool) []string {
 	byPort := map[int]net.IP{}
 	for _, l := range ls {
 		if !own[l.Inode] {

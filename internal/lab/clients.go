@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/dialer"
 )
 
 var pingCmd = []byte("*1\r\n$4\r\nPING\r\n")
@@ -28,23 +29,26 @@ func (r *run) open(ctx context.Context, dial DialFunc) (*rawConn, error) {
 		return nil, err
 	}
 	rc := &rawConn{c: c, r: bufio.NewReaderSize(c, 512)}
-	if r.cfg.Password != "" {
-		args := []string{"AUTH", r.cfg.Password}
-		if r.cfg.User != "" {
-			args = []string{"AUTH", r.cfg.User, r.cfg.Password}
+	if hs := r.handshake(); len(hs) > 0 {
+		// Pipelined, as client libraries send their handshake.
+		var buf []byte
+		for _, args := range hs {
+			buf = appendCommand(buf, args...)
 		}
 		_ = c.SetDeadline(time.Now().Add(r.cfg.CommandTimeout))
-		if _, err := c.Write(appendCommand(nil, args...)); err != nil {
+		if _, err := c.Write(buf); err != nil {
 			c.Close()
 			return nil, err
 		}
-		rp, err := readReply(rc.r)
-		if err == nil && rp.kind == '-' {
-			err = errors.New(rp.line)
-		}
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("AUTH: %w", err)
+		for _, args := range hs {
+			rp, err := readReply(rc.r)
+			if err == nil && rp.kind == '-' {
+				err = errors.New(rp.line)
+			}
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("%s: %w", args[0], err)
+			}
 		}
 	}
 	return rc, nil
@@ -88,8 +92,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // policy's delay; a successful PING resets the schedule. When
 // paceDialErrors is set (the stormguard dialer, which waits inside
 // DialContext) a refused dial waits one Period, like the next command of
-// an application would.
-func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial DialFunc, paceDialErrors bool) {
+// an application would. observe, if set, is called after every
+// successful PING (the stormguard instance reads connected_clients there
+// now and then).
+func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial DialFunc, paceDialErrors bool, observe func(*rawConn)) {
 	sched, _ := backoff.NewSchedule(pol, nil) // validated in Config.Validate
 	churn := r.cfg.Scenario == "churn"
 	var cc *rawConn
@@ -130,6 +136,9 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 		cc.proven = true
 		sched.Reset()
 		r.rec.pingOK(id, sent)
+		if observe != nil {
+			observe(cc)
+		}
 		if churn {
 			// valkey-benchmark -k 0: a new connection per request.
 			cc.c.Close()
@@ -196,6 +205,40 @@ func (r *run) poolClient(ctx context.Context, id int, dial DialFunc) {
 		r.rec.pingOK(id, sent)
 		if !sleepCtx(ctx, r.cfg.Period) {
 			return
+		}
+	}
+}
+
+// observeEvery is how often a stormguard instance re-reads
+// connected_clients.
+const observeEvery = 2 * time.Second
+
+// observer returns an observe hook for one stormguard instance: at most
+// every observeEvery, after a successful PING, it asks the server INFO
+// clients on that connection and tells the dialer connected_clients,
+// which sizes the reconnect window for the next loss ("what the server
+// tells"), as an application that reads INFO now and then would.
+func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawConn) {
+	var mu sync.Mutex
+	var last time.Time
+	return func(rc *rawConn) {
+		mu.Lock()
+		if time.Since(last) < observeEvery {
+			mu.Unlock()
+			return
+		}
+		last = time.Now()
+		mu.Unlock()
+		_ = rc.c.SetDeadline(time.Now().Add(timeout))
+		if _, err := rc.c.Write(appendCommand(nil, "INFO", "clients")); err != nil {
+			return
+		}
+		rp, err := readReply(rc.r)
+		if err != nil || rp.kind != '$' {
+			return
+		}
+		if n, ok := infoCounters(rp.bulk)["connected_clients"]; ok {
+			d.ObserveClients(target, int(n))
 		}
 	}
 }

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +23,21 @@ type Config struct {
 	// fresh network namespace and remove both afterwards; Target and
 	// NetNS then come from it.
 	Spawn *Spawn
+	// Hosts runs the clients on that many client hosts (needs Spawn):
+	// network namespaces joined to the server's by veth pairs on a
+	// bridge, host k at 10.77.(k+1).1, Valkey at 10.77.0.1; instance k
+	// runs on host k mod Hosts. 0: clients in the server's namespace.
+	Hosts int
+	// RTT adds this round trip to every host's link (netem, RTT/2 each
+	// way); needs Hosts.
+	RTT time.Duration
+	// Loss drops this percentage of packets each way on every host's
+	// link; needs Hosts.
+	Loss float64
+	// Setup is what each new connection sends before its first PING:
+	// one of Setups ("none" when empty). auth with Spawn makes an ACL
+	// user for the run; otherwise it needs User and Password.
+	Setup string
 	// Clients is the number of simulated clients (required).
 	Clients int
 	// Instances is the number of application instances the clients are
@@ -102,6 +118,9 @@ func (c Config) withDefaults() Config {
 	if c.Instances == 0 {
 		c.Instances = c.Clients
 	}
+	if c.Setup == "" {
+		c.Setup = "none"
+	}
 	if c.Strategy == "glide" && c.Policy.GLIDE == (backoff.GLIDE{}) {
 		c.Policy.GLIDE = backoff.DefaultGLIDE()
 	}
@@ -142,6 +161,22 @@ func (c Config) Validate() error {
 		return bad("Instances", "{Instances} must not be negative, got %d", c.Instances)
 	case c.Instances > c.Clients:
 		return bad("Instances", "{Instances} %d exceeds {Clients} %d", c.Instances, c.Clients)
+	case c.Hosts < 0 || c.Hosts > MaxHosts:
+		return bad("Hosts", "{Hosts} must be within 1..%d, got %d", MaxHosts, c.Hosts)
+	case c.Hosts > 0 && c.Spawn == nil:
+		return bad("Hosts", "{Hosts} builds client hosts around the lab's own server: give {Spawn}")
+	case c.RTT < 0:
+		return bad("RTT", "{RTT} must not be negative, got %s", c.RTT)
+	case c.Loss < 0 || c.Loss >= 100:
+		return bad("Loss", "{Loss} is a percentage below 100, got %g", c.Loss)
+	case (c.RTT > 0 || c.Loss > 0) && c.Hosts == 0:
+		return bad("Hosts", "{RTT} and {Loss} shape the client hosts' link: give {Hosts}")
+	case c.Hosts > 0 && c.SourceAddrs > 1:
+		return bad("SourceAddrs", "{SourceAddrs} spreads clients over loopback addresses; with {Hosts} each host has its own")
+	case !slices.Contains(Setups, c.Setup):
+		return bad("Setup", "{Setup}: unknown setup %q (want one of %s)", c.Setup, strings.Join(Setups, ", "))
+	case c.Setup == "auth" && c.Spawn == nil && c.Password == "":
+		return bad("Setup", "{Setup} auth needs an ACL user: {Spawn} makes one for the run, or give a user and password in {Target}")
 	case c.SourceAddrs < 0:
 		return bad("SourceAddrs", "{SourceAddrs} must not be negative, got %d", c.SourceAddrs)
 	case c.SourceAddrs > maxSourceAddrs:

@@ -8,12 +8,9 @@ import (
 	"time"
 )
 
-// Prefetch sizes of the namespace socket factory: it holds up to prefetch
-// sockets and is refilled when fewer than lowWater remain.
-const (
-	prefetch = 1024
-	lowWater = 768
-)
+// prefetch is how many sockets a namespace's socket factory holds ready
+// (refilled below three quarters); the client hosts' factories share it.
+const prefetch = 1024
 
 // DialFunc makes a TCP connection; it has the shape of
 // net.Dialer.DialContext, go-redis's Options.Dialer and dialer.Options.Dial.
@@ -23,7 +20,7 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // namespace at nsPath (the current namespace when empty), and a function
 // that releases it. timeout bounds each connect (0: only the context).
 func NewDialer(nsPath string, timeout time.Duration) (DialFunc, func(), error) {
-	d, err := newSourceDialer(nsPath)
+	d, err := newSourceDialer(nsPath, prefetch)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -47,11 +44,11 @@ type sourceDialer struct {
 	f *socketFactory // nil: the current namespace, through net.Dialer
 }
 
-func newSourceDialer(nsPath string) (*sourceDialer, error) {
+func newSourceDialer(nsPath string, batch int) (*sourceDialer, error) {
 	if nsPath == "" {
 		return &sourceDialer{}, nil
 	}
-	f, err := newSocketFactory(nsPath)
+	f, err := newSocketFactory(nsPath, batch)
 	if err != nil {
 		return nil, err
 	}

@@ -41,13 +41,13 @@ type sockReply struct {
 	err error
 }
 
-func newSocketFactory(nsPath string) (*socketFactory, error) {
+func newSocketFactory(nsPath string, batch int) (*socketFactory, error) {
 	ns, err := os.Open(nsPath)
 	if err != nil {
 		return nil, fmt.Errorf("open network namespace %s: %w", nsPath, err)
 	}
 	f := &socketFactory{reqs: make(chan sockReq), done: make(chan struct{}),
-		ready: make(chan int, prefetch), low: make(chan struct{}, 1)}
+		ready: make(chan int, batch), low: make(chan struct{}, 1)}
 	errc := make(chan error, 1)
 	go func() {
 		// The thread returns to its own namespace and is unlocked when
@@ -123,7 +123,7 @@ func (f *socketFactory) socket(ctx context.Context, domain int) (int, error) {
 	if domain == unix.AF_INET {
 		select {
 		case fd := <-f.ready:
-			if len(f.ready) < lowWater {
+			if len(f.ready) < cap(f.ready)*3/4 {
 				select {
 				case f.low <- struct{}{}:
 				default:

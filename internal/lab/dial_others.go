@@ -16,7 +16,7 @@ var errUnsupported = fmt.Errorf("network namespaces not supported on %s/%s: %w",
 
 type socketFactory struct{}
 
-func newSocketFactory(string) (*socketFactory, error) { return nil, errUnsupported }
+func newSocketFactory(string, int) (*socketFactory, error) { return nil, errUnsupported }
 
 func (*socketFactory) close() {}
 

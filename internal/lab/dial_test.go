@@ -81,7 +81,7 @@ func TestDialFromSource(t *testing.T) {
 		t.Skip("no IPv4 loopback:", err)
 	}
 	defer ln.Close()
-	d, err := newSourceDialer("")
+	d, err := newSourceDialer("", prefetch)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/netns"
-	"github.com/stormguard/stormguard/internal/source"
+	"github.com/stormguard/stormguard/internal/procnet"
 )
 
 // ConnectsFromKernel says where connect_attempts and connect_failures come
@@ -54,7 +54,7 @@ func (s *tcpSNMP) read() (map[string]uint64, error) {
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("read /proc/net/snmp: %w", err)
 	}
-	all, err := source.ParseProcNetStats(s.f)
+	all, err := procnet.ParseStats(s.f)
 	if err != nil {
 		return nil, fmt.Errorf("parse /proc/net/snmp: %w", err)
 	}

@@ -16,7 +16,7 @@ import (
 // rest on, checked here with dials the test makes and counts itself.
 func TestIntegrationKernelDials(t *testing.T) {
 	sb := newServer(t, 4096)
-	sd, err := newSourceDialer(sb.NetNS)
+	sd, err := newSourceDialer(sb.NetNS, prefetch)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -215,7 +215,7 @@ func TestIntegrationSocketsInNamespace(t *testing.T) {
 // instance k connects from 127.0.0.(k+1), and the server sees it so.
 func TestIntegrationSourceAddrs(t *testing.T) {
 	sb := newServer(t, 4096)
-	d, err := newSourceDialer(sb.NetNS)
+	d, err := newSourceDialer(sb.NetNS, prefetch)
 	if err != nil {
 		t.Fatal(err)
 	}

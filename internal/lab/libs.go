@@ -67,12 +67,19 @@ func (g goRedis) close()                         { g.c.Close() }
 // namespace). go-redis applies its own DialTimeout (5s) through ctx.
 func newGoRedis(_ context.Context, r *run, dial DialFunc) (pinger, error) {
 	redis.SetLogger(silentLogger{})
-	c := redis.NewClient(&redis.Options{
+	opt := &redis.Options{
 		Addr:     r.cfg.Target,
 		Username: r.cfg.User,
 		Password: r.cfg.Password,
 		Dialer:   dial,
-	})
+	}
+	switch r.cfg.Setup {
+	case "none": // go-redis's default is HELLO 3 + CLIENT SETINFO
+		opt.Protocol, opt.DisableIdentity = 2, true
+	case "auth":
+		opt.ClientName = labLib
+	}
+	c := redis.NewClient(opt)
 	return goRedis{c}, nil
 }
 
@@ -99,6 +106,12 @@ func newValkeyGo(ctx context.Context, r *run, dial DialFunc) (pinger, error) {
 			}
 			return dial(ctx, "tcp", addr)
 		},
+	}
+	switch r.cfg.Setup {
+	case "none": // valkey-go's default is HELLO 3 + CLIENT SETINFO
+		opt.AlwaysRESP2, opt.DisableCache, opt.ClientSetInfo = true, true, valkey.DisableClientSetInfo
+	case "auth":
+		opt.ClientName = labLib
 	}
 	for {
 		c, err := valkey.NewClient(opt)

@@ -37,6 +37,16 @@ type Result struct {
 	ConnectsSource string `json:"connects_source"`
 	// Timeline is dials per 100ms from the baselines just before the
 	// disruption to the end.
-	Timeline []int64           `json:"timeline_100ms"`
-	Errors   map[string]string `json:"errors,omitempty"`
+	Timeline []int64 `json:"timeline_100ms"`
+	// Hosts is the number of client hosts (0: clients in the server's
+	// namespace), HostAddrs their addresses, RTTMS and LossPercent the
+	// shaping of their link.
+	Hosts       int      `json:"hosts"`
+	HostAddrs   []string `json:"host_addrs,omitempty"`
+	RTTMS       *float64 `json:"rtt_ms"`
+	LossPercent float64  `json:"loss_percent"`
+	// Setup is what each new connection sent before its first PING
+	// (valkey-glide always sends HELLO 3 and CLIENT SETINFO).
+	Setup  string            `json:"setup"`
+	Errors map[string]string `json:"errors,omitempty"`
 }

@@ -27,7 +27,11 @@ type run struct {
 	// counters (valkey-glide) see and the lab subtracts.
 	adminDials atomic.Int64
 	kd         *kernelDials // valkey-glide's connects, from the kernel
-	cleanup    []func()     // run in reverse by close
+	// hostDialers dial from the client hosts (Config.Hosts): instance k
+	// runs on host k mod Hosts.
+	hostDialers []*sourceDialer
+	hostAddrs   []string
+	cleanup     []func() // run in reverse by close
 }
 
 // adminDial is the admin connection's dial: never a client's. It comes
@@ -41,10 +45,14 @@ func (r *run) adminDial(ctx context.Context, network, addr string) (net.Conn, er
 // from the instance's source address, and every dial is counted.
 func (r *run) countedDial(instance int) DialFunc {
 	var src netip.Addr
-	if r.sources > 1 {
+	if r.sources > 1 && len(r.hostDialers) == 0 {
 		src = sourceAddr(instance % r.sources)
 	}
 	base := r.dialer.from(src)
+	if len(r.hostDialers) > 0 {
+		// The host's own address, the kernel's choice there.
+		base = r.hostDialers[instance%len(r.hostDialers)].from(netip.Addr{})
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		r.rec.dial()
 		c, err := base(ctx, network, addr)
@@ -82,7 +90,7 @@ func FDsNeeded(cfg Config) int {
 	if st, ok := strategies.get(cfg.Strategy); ok {
 		t = st.traits(cfg)
 	}
-	return cfg.Clients*t.connsPerClient + t.fdsPerInstance*cfg.Instances + 256 + prefetch
+	return cfg.Clients*t.connsPerClient + t.fdsPerInstance*cfg.Instances + 256 + 2*prefetch + 32*cfg.Hosts
 }
 
 // Run replays one storm and measures it. ctx cancellation stops it early
@@ -113,19 +121,30 @@ func (r *run) prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	sources, err := sourceCount(ctx, *cfg, r.strategy.traits(*cfg).ownSource)
+	sources, err := sourceCount(ctx, *cfg, r.strategy.traits(*cfg).ownSource || cfg.Hosts > 0)
 	if err != nil {
 		return err
 	}
+	if cfg.Hosts > 0 {
+		sources = len(r.hostDialers)
+	}
 	r.sources = sources
-	if r.dialer, err = newSourceDialer(cfg.NetNS); err != nil {
+	if r.dialer, err = newSourceDialer(cfg.NetNS, prefetch); err != nil {
 		return err
 	}
 	r.onClose(r.dialer.close)
 	horizon := cfg.WarmupTimeout + cfg.Hold + cfg.Duration + cfg.Settle + cfg.Blip + time.Minute
 	r.rec = newRecorder(cfg.Clients, horizon)
 	r.res = &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
-		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{}}
+		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{},
+		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss, Setup: cfg.Setup}
+	if cfg.Strategy == GLIDEStrategy && cfg.Setup == "none" {
+		r.res.Setup = "hello (valkey-glide always sends HELLO 3 and CLIENT SETINFO)"
+	}
+	if cfg.RTT > 0 {
+		ms := float64(cfg.RTT) / float64(time.Millisecond)
+		r.res.RTTMS = &ms
+	}
 	if cfg.Spawn != nil {
 		r.res.Target = "spawned " + cfg.Target + " in " + cfg.NetNS
 	}

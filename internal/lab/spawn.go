@@ -15,7 +15,9 @@ func (r *run) spawn(ctx context.Context) error {
 		return bad("Spawn", "{Spawn}: %v", err)
 	}
 	sp := r.cfg.Spawn
-	opts := sandbox.Options{Sysctls: map[string]string{}}
+	// With client hosts Valkey starts once their link exists, so that
+	// it can listen on it.
+	opts := sandbox.Options{Sysctls: map[string]string{}, NoValkey: r.cfg.Hosts > 0}
 	if sp.Somaxconn > 0 {
 		opts.Sysctls["net.core.somaxconn"] = strconv.Itoa(sp.Somaxconn)
 	}
@@ -24,6 +26,13 @@ func (r *run) spawn(ctx context.Context) error {
 	}
 	if sp.TCPBacklog > 0 {
 		opts.ValkeyArgs = append(opts.ValkeyArgs, "--tcp-backlog", strconv.Itoa(sp.TCPBacklog))
+	}
+	if r.cfg.Setup == "auth" {
+		path, err := r.aclFile()
+		if err != nil {
+			return err
+		}
+		opts.ValkeyArgs = append(opts.ValkeyArgs, "--aclfile", path)
 	}
 	mc := sp.Maxclients
 	if mc == 0 {
@@ -38,6 +47,14 @@ func (r *run) spawn(ctx context.Context) error {
 	}
 	r.onClose(func() { _ = sb.Close() })
 	r.cfg.Target, r.cfg.NetNS = sb.Addr(), sb.NetNS
+	if r.cfg.Hosts > 0 {
+		if err := r.addHosts(ctx, sb); err != nil {
+			return err
+		}
+		if err := sb.StartValkey(ctx); err != nil {
+			return fmt.Errorf("spawn: %w", err)
+		}
+	}
 	down := sp.Down
 	r.restart = func(ctx context.Context, markDown func()) error {
 		if err := sb.StopValkey(); err != nil {

@@ -75,7 +75,10 @@ func (s policyStrategy) check(cfg Config) error {
 	return nil
 }
 
-func (policyStrategy) traits(Config) traits { return traits{connsPerClient: 1, fdsPerInstance: 2} }
+// The lab's own clients hold one socket each (the old one is closed
+// before a redial) and nothing per instance: 15,000 clients fit a 20,000
+// fd limit.
+func (policyStrategy) traits(Config) traits { return traits{connsPerClient: 1} }
 
 func (s policyStrategy) instance(_ context.Context, r *run, k int) (instance, error) {
 	pol, err := backoff.ByName(s.name, r.cfg.Policy)
@@ -93,10 +96,12 @@ type rawInstance struct {
 	// paceDialErrors: a refused dial waits one Period (the stormguard
 	// dialer, which waits inside DialContext).
 	paceDialErrors bool
+	// observe, if set, runs after successful PINGs (see observer).
+	observe func(*rawConn)
 }
 
 func (i rawInstance) client(ctx context.Context, id int) {
-	i.r.rawClient(ctx, id, i.pol, i.dial, i.paceDialErrors)
+	i.r.rawClient(ctx, id, i.pol, i.dial, i.paceDialErrors, i.observe)
 }
 func (rawInstance) close() {}
 
@@ -105,16 +110,21 @@ type stormguardStrategy struct{}
 
 func (stormguardStrategy) check(Config) error { return nil }
 func (stormguardStrategy) traits(Config) traits {
-	return traits{connsPerClient: 1, fdsPerInstance: 2}
+	return traits{connsPerClient: 1}
 }
 
 func (stormguardStrategy) instance(_ context.Context, r *run, k int) (instance, error) {
-	d, err := dialer.New(dialer.Options{Dial: r.countedDial(k)})
+	// The same connect timeout as every lab strategy (the dialer's own
+	// default is 5s).
+	d, err := dialer.New(dialer.Options{Dial: r.countedDial(k), DialTimeout: r.cfg.ConnectTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("stormguard dialer: %w", err)
 	}
-	// The dialer paces; the client itself redials at once.
-	return rawInstance{r: r, pol: backoff.Immediate{}, dial: d.DialContext, paceDialErrors: true}, nil
+	// The dialer paces; the client itself redials at once. The instance
+	// reads connected_clients now and then, which sizes the dialer's
+	// reconnect window.
+	return rawInstance{r: r, pol: backoff.Immediate{}, dial: d.DialContext, paceDialErrors: true,
+		observe: observer(d, r.cfg.Target, r.cfg.CommandTimeout)}, nil
 }
 
 // poolStrategy emulates an unbounded connection pool (see poolClient).
@@ -122,7 +132,7 @@ type poolStrategy struct{}
 
 func (poolStrategy) check(Config) error { return nil }
 func (poolStrategy) traits(cfg Config) traits {
-	return traits{connsPerClient: cfg.PoolSize, fdsPerInstance: 2}
+	return traits{connsPerClient: cfg.PoolSize}
 }
 
 func (poolStrategy) instance(_ context.Context, r *run, k int) (instance, error) {

@@ -77,6 +77,9 @@ func newValkeyGlide(ctx context.Context, r *run) (pinger, error) {
 	if r.cfg.Password != "" {
 		cfg = cfg.WithCredentials(config.NewServerCredentials(r.cfg.User, r.cfg.Password))
 	}
+	if r.cfg.Setup == "auth" {
+		cfg = cfg.WithClientName(labLib)
+	}
 	for {
 		var c *glide.Client
 		err := netns.Do(r.cfg.NetNS, func() error {

@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/stormguard/stormguard/backoff"
 )
 
 // Alert is one state change to deliver.
@@ -156,7 +157,8 @@ func (n *Notifier) send(ctx context.Context, kind, url string, body any) {
 	if err != nil {
 		return
 	}
-	backoff := 200 * time.Millisecond
+	// After the k-th failure wait U(0, min(10s, 200ms·2^(k-1))).
+	retry := backoff.FullJitter{Base: 200 * time.Millisecond, Cap: 10 * time.Second}
 	for attempt := 1; attempt <= n.o.MaxAttempts; attempt++ {
 		if err := n.lim.Wait(ctx); err != nil {
 			return
@@ -172,14 +174,10 @@ func (n *Notifier) send(ctx context.Context, kind, url string, body any) {
 		if attempt == n.o.MaxAttempts {
 			break
 		}
-		sleep := time.Duration(rand.Int64N(int64(backoff)) + 1)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(sleep):
-		}
-		if backoff *= 2; backoff > 10*time.Second {
-			backoff = 10 * time.Second
+		case <-time.After(retry.Delay(attempt, 0, nil)):
 		}
 	}
 	n.mu.Lock()

@@ -25,6 +25,17 @@ type Sample struct {
 	// host it is done less often than every sample (docs/signals.md).
 	CountsAgeMS *float64 `json:"counts_age_ms"`
 
+	// NetNSOtherListeners counts the TCP listening ports in the target's
+	// network namespace that belong to other processes; 0 means this
+	// server is the namespace's only listener, so the namespace-wide
+	// listen-queue counters are its own. Filled by the agent from
+	// discovery; nil when unknown (an explicit target, `sample`).
+	NetNSOtherListeners *int `json:"netns_other_listeners"`
+	// Mitigation is what stormguard's own armed mitigations on this
+	// target did. Filled by the agent while `watch --defuse auto` has
+	// something armed; nil otherwise.
+	Mitigation *Mitigation `json:"mitigation"`
+
 	TCP       *TCP       `json:"tcp"`
 	Conntrack *Conntrack `json:"conntrack"`
 	Valkey    *Valkey    `json:"valkey"`
@@ -129,8 +140,21 @@ type NIC struct {
 	ConntrackAllowanceAvailable *uint64  `json:"conntrack_allowance_available"`
 }
 
+// Mitigation is the state of the mitigations the agent armed on a target.
+type Mitigation struct {
+	// Armed is how many mitigations are armed.
+	Armed int `json:"armed"`
+	// Dropped counts the packets (for the SYN rate limits: SYNs) the armed
+	// rules have dropped so far, from their nftables counters. It starts
+	// again from 0 when the rules are re-armed; nil when unreadable.
+	Dropped *uint64 `json:"dropped"`
+}
+
 // U64 returns a pointer to v; a convenience for filling optional fields.
 func U64(v uint64) *uint64 { return &v }
+
+// Int returns a pointer to v.
+func Int(v int) *int { return &v }
 
 // F64 returns a pointer to v.
 func F64(v float64) *float64 { return &v }

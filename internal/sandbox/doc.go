@@ -4,6 +4,10 @@
 // and `stormguard storm --spawn` all use it, so a storm is reproducible on
 // any Linux machine without touching the host's own network.
 //
+// AddHosts adds client hosts: namespaces joined to the sandbox's by veth
+// pairs on a bridge, with private addresses in 10.77.0.0/16 that exist only
+// inside those namespaces and no default route.
+//
 // Everything a Sandbox creates is removed by Close: the valkey-server
 // process group, the namespace and the scratch directory. Namespaces are
 // named sg-<pid>-<n>, so New also removes leftovers of processes that died

@@ -57,6 +57,9 @@ type Sandbox struct {
 	valkey *exec.Cmd
 	waitc  chan error
 	closed bool
+	hosts  []Host
+	// bindExtra is another address Valkey listens on (the hosts' link).
+	bindExtra string
 }
 
 var seq atomic.Int64 // names only; not state shared between sandboxes
@@ -163,7 +166,7 @@ func (s *Sandbox) StartValkey(ctx context.Context) error {
 	}
 	args := append([]string{"netns", "exec", s.Name}, s.opts.ValkeyPrefix...)
 	args = append(args, bin,
-		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1 -::1",
+		"--port", strconv.Itoa(s.Port), "--bind", strings.TrimSpace("127.0.0.1 -::1 "+s.bindExtra),
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--protected-mode", "no", "--dir", s.Dir, "--logfile", s.LogPath())
 	args = append(args, s.opts.ValkeyArgs...)
@@ -295,6 +298,9 @@ func (s *Sandbox) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	err := s.StopValkey()
+	if e := s.removeHosts(); e != nil && err == nil {
+		err = e
+	}
 	killNamespaceProcs(s.NetNS)
 	if out, e := exec.Command("ip", "netns", "del", s.Name).CombinedOutput(); e != nil && err == nil {
 		err = fmt.Errorf("delete network namespace %s: %v: %s", s.Name, e, strings.TrimSpace(string(out)))

@@ -55,6 +55,11 @@ type ConntrackStat struct {
 // found by header name because they differ across kernels (4.x has
 // "searched" and "delete_list" where current kernels have "clashres" and
 // "chainlength").
+//
+// It stays ours rather than procfs's ConntrackStat: that one opens the
+// file by path on each call (our sampling path re-reads a file opened once
+// inside the target's namespace, see procnet.Files) and keeps a fixed set
+// of columns, where this one keeps every column a kernel has by name.
 func ParseConntrackStat(r io.Reader) (ConntrackStat, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
@@ -121,4 +126,12 @@ func parseUintFile(b []byte) (uint64, error) {
 		return 0, fmt.Errorf("%q is not a number", truncate(s, 24))
 	}
 	return v, nil
+}
+
+// truncate shortens s for error messages about outside input.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
 
+	"github.com/stormguard/stormguard/internal/procnet"
 	"github.com/stormguard/stormguard/internal/sample"
 )
 
@@ -36,15 +37,15 @@ type Conntrack struct {
 	mu sync.Mutex
 	// proc holds [count, stat, max] of the target namespace; stat and max
 	// are optional (max is absent in some non-init namespaces).
-	proc *procFiles
+	proc *procnet.Files
 	// globalMax is nf_conntrack_max of stormguard's own namespace: the
 	// table limit is global, so it stands in where the target namespace
 	// hides it.
-	globalMax *procFiles
+	globalMax *procnet.Files
 	// nl is the ctnetlink socket, opened in the target namespace on
 	// first use; nlNS identifies the namespace it was opened in.
 	nl   *netfilter.Conn
-	nlNS fileID
+	nlNS procnet.FileID
 	// nlOff records why ctnetlink is not used in auto mode (permission
 	// or not supported); such errors do not pass, so it is not retried.
 	nlOff error
@@ -70,15 +71,14 @@ func NewConntrack(c ConntrackConfig) (*Conntrack, error) {
 	}
 	s := &Conntrack{cfg: c}
 	sys := proc + "/sys/net/netfilter/"
-	s.proc = &procFiles{nsPath: c.NetNS, optional: []bool{false, true, true}}
-	if c.NetNS == "" {
-		s.proc.paths = []string{sys + "nf_conntrack_count", proc + "/net/stat/nf_conntrack", sys + "nf_conntrack_max"}
-	} else {
+	paths := []string{sys + "nf_conntrack_count", proc + "/net/stat/nf_conntrack", sys + "nf_conntrack_max"}
+	if c.NetNS != "" {
 		// /proc/sys resolves net.* against the opener's namespace;
 		// net/stat/... is relative to /proc/thread-self.
-		s.proc.paths = []string{sys + "nf_conntrack_count", "net/stat/nf_conntrack", sys + "nf_conntrack_max"}
+		paths = []string{sys + "nf_conntrack_count", "net/stat/nf_conntrack", sys + "nf_conntrack_max"}
 	}
-	s.globalMax = &procFiles{paths: []string{sys + "nf_conntrack_max"}, optional: []bool{true}}
+	s.proc = procnet.NewFiles(c.NetNS, paths, false, true, true)
+	s.globalMax = procnet.NewFiles("", []string{sys + "nf_conntrack_max"}, true)
 	return s, nil
 }
 
@@ -89,7 +89,7 @@ func (*Conntrack) Name() string { return "conntrack" }
 func (s *Conntrack) Collect(ctx context.Context, out *sample.Sample) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	files, err := s.proc.read()
+	files, err := s.proc.Read()
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return &Unavailable{Reason: reasonNoConntrack}
@@ -156,7 +156,7 @@ func (s *Conntrack) countFromProc(ct *sample.Conntrack, files [][]byte) error {
 func (s *Conntrack) maxFromProc(nsMax []byte) (*uint64, error) {
 	b := nsMax
 	if b == nil {
-		g, err := s.globalMax.read()
+		g, err := s.globalMax.Read()
 		if err != nil {
 			return nil, Classify("read nf_conntrack_max", err)
 		}
@@ -258,7 +258,7 @@ func parseCTStatsCPU(msgs []netlink.Message) (*sample.Conntrack, error) {
 func (s *Conntrack) dialNetlink() error {
 	var cfg netlink.Config
 	if s.cfg.NetNS != "" {
-		id, err := statID(s.cfg.NetNS)
+		id, err := procnet.StatID(s.cfg.NetNS)
 		if err != nil {
 			s.closeNetlink()
 			return fmt.Errorf("network namespace %s: %w", s.cfg.NetNS, err)

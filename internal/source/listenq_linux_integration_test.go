@@ -64,6 +64,11 @@ func burstDial(t testing.TB, nsPath string, dst netip.AddrPort, n, threads int) 
 		mu.Lock()
 		defer mu.Unlock()
 		for _, fd := range fds {
+			// Abort (RST), not close (FIN): an orphaned socket would keep
+			// retransmitting its FIN for minutes, and with SYN cookies on
+			// such a FIN can validate as a cookie at the listener and put
+			// a fresh child in the accept queue after the test drained it.
+			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 			unix.Close(fd)
 		}
 		fds = nil
@@ -348,7 +353,10 @@ func TestIntegrationListenQueue(t *testing.T) {
 				for _, q := range ssListen(t, sb) {
 					sum += q[0]
 				}
-				if sum == 0 {
+				// Drained means nothing queued and no half-open request
+				// left whose SYN-ACK retransmit could still complete a
+				// handshake and queue a child after this point.
+				if sum == 0 && ssSynRecv(t, sb) == 0 {
 					break
 				}
 				if time.Now().After(deadline) {

@@ -1,14 +1,12 @@
 package source
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 
+	"github.com/stormguard/stormguard/internal/procnet"
 	"github.com/stormguard/stormguard/internal/sample"
 )
 
@@ -30,7 +28,7 @@ func TCPStatConfigFor(t Target) TCPStatConfig {
 
 // TCPStat is the "tcp" source.
 type TCPStat struct {
-	files *procFiles
+	files *procnet.Files
 }
 
 // NewTCPStat prepares the tcp source. It opens nothing: files are opened on
@@ -40,15 +38,13 @@ func NewTCPStat(c TCPStatConfig) *TCPStat {
 	if proc == "" {
 		proc = "/proc"
 	}
-	pf := &procFiles{nsPath: c.NetNS}
-	if c.NetNS == "" {
-		pf.paths = []string{proc + "/net/netstat", proc + "/net/snmp"}
-	} else {
+	paths := []string{proc + "/net/netstat", proc + "/net/snmp"}
+	if c.NetNS != "" {
 		// Inside the namespace, the calling thread's own view: opened
 		// once by netns.Do and re-read with pread afterwards.
-		pf.paths = []string{"net/netstat", "net/snmp"}
+		paths = []string{"net/netstat", "net/snmp"}
 	}
-	return &TCPStat{files: pf}
+	return &TCPStat{files: procnet.NewFiles(c.NetNS, paths)}
 }
 
 // Name implements sample.Source.
@@ -66,7 +62,7 @@ func (s *TCPStat) Collect(_ context.Context, out *sample.Sample) error {
 
 // fetch reads both files and parses them.
 func (s *TCPStat) fetch() (*sample.TCP, error) {
-	bufs, err := s.files.read()
+	bufs, err := s.files.Read()
 	if err != nil {
 		return nil, Classify("read TCP counters (/proc/net/netstat, snmp)", err)
 	}
@@ -80,88 +76,14 @@ func (s *TCPStat) fetch() (*sample.TCP, error) {
 // Close releases the files kept open for a namespace target.
 func (s *TCPStat) Close() error { return s.files.Close() }
 
-// ProcNetStats is a parsed /proc/net/netstat or /proc/net/snmp: section
-// ("TcpExt", "Tcp", …) → counter name → value.
-type ProcNetStats map[string]map[string]uint64
-
-// Flat returns the counters keyed "Section.Name" (e.g. "TcpExt.ListenOverflows").
-func (p ProcNetStats) Flat() map[string]uint64 {
-	out := map[string]uint64{}
-	for sec, m := range p {
-		for name, v := range m {
-			out[sec+"."+name] = v
-		}
-	}
-	return out
-}
-
-// ParseProcNetStats parses the "Section: Name Name…" / "Section: value
-// value…" line pairs of /proc/net/netstat and /proc/net/snmp by name, so the
-// set and order of counters may differ between kernels. Values that are not
-// unsigned integers (Tcp MaxConn is -1) are skipped: they are not counters.
-// Structural damage (a header without its value line, a count mismatch, a
-// value that is not a number) is an error naming the line.
-func ParseProcNetStats(r io.Reader) (ProcNetStats, error) {
-	out := ProcNetStats{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 8*1024), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		header := sc.Text()
-		if strings.TrimSpace(header) == "" {
-			continue
-		}
-		hsec, hnames, ok := strings.Cut(header, ":")
-		if !ok {
-			return nil, fmt.Errorf("line %d: no \"Section:\" prefix", line)
-		}
-		if !sc.Scan() {
-			if err := sc.Err(); err != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("line %d: %s header without a value line", line, hsec)
-		}
-		line++
-		vsec, vals, ok := strings.Cut(sc.Text(), ":")
-		if !ok || vsec != hsec {
-			return nil, fmt.Errorf("line %d: want %s values, got %q", line, hsec, truncate(sc.Text(), 40))
-		}
-		names, values := strings.Fields(hnames), strings.Fields(vals)
-		if len(names) != len(values) {
-			return nil, fmt.Errorf("line %d: %s has %d names but %d values", line, hsec, len(names), len(values))
-		}
-		if _, dup := out[hsec]; dup {
-			// A kernel never repeats a section; keep the first.
-			continue
-		}
-		sec := make(map[string]uint64, len(names))
-		for i, name := range names {
-			v, err := strconv.ParseUint(values[i], 10, 64)
-			if err != nil {
-				if _, ierr := strconv.ParseInt(values[i], 10, 64); ierr == nil {
-					continue // negative: a setting such as MaxConn, not a counter
-				}
-				return nil, fmt.Errorf("line %d: %s %s: value %q is not a number", line, hsec, name, truncate(values[i], 24))
-			}
-			sec[name] = v
-		}
-		out[hsec] = sec
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // ParseTCPStats parses /proc/net/netstat and /proc/net/snmp into the TCP
 // counters a storm shows in. A counter this kernel does not have stays nil.
 func ParseTCPStats(netstat, snmp io.Reader) (*sample.TCP, error) {
-	ns, err := ParseProcNetStats(netstat)
+	ns, err := procnet.ParseStats(netstat)
 	if err != nil {
 		return nil, fmt.Errorf("netstat: %w", err)
 	}
-	sn, err := ParseProcNetStats(snmp)
+	sn, err := procnet.ParseStats(snmp)
 	if err != nil {
 		return nil, fmt.Errorf("snmp: %w", err)
 	}
@@ -169,7 +91,7 @@ func ParseTCPStats(netstat, snmp io.Reader) (*sample.TCP, error) {
 }
 
 // tcpFromStats maps counters by name into sample.TCP.
-func tcpFromStats(netstat, snmp ProcNetStats) (*sample.TCP, error) {
+func tcpFromStats(netstat, snmp procnet.Stats) (*sample.TCP, error) {
 	ext, tcp := netstat["TcpExt"], snmp["Tcp"]
 	if ext == nil && tcp == nil {
 		return nil, fmt.Errorf("neither a TcpExt section in netstat nor a Tcp section in snmp")
@@ -195,14 +117,6 @@ func tcpFromStats(netstat, snmp ProcNetStats) (*sample.TCP, error) {
 		EstabResets:       get(tcp, "EstabResets"),
 		CurrEstab:         get(tcp, "CurrEstab"),
 	}, nil
-}
-
-// truncate shortens s for error messages about outside input.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 func openTCPStat(_ context.Context, o Options) (sample.Source, error) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/internal/clientlist"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/valkeyconn"
@@ -122,8 +122,10 @@ type valkeySource struct {
 	cfg    valkeyConfig
 	libVer string
 	log    *slog.Logger
-	// jitter returns a uniform duration in [0, max).
-	jitter func(max time.Duration) time.Duration
+	// redial is the redial schedule (full jitter over BackoffBase and
+	// BackoffCap); rnd is its randomness (nil = process-wide source).
+	redial backoff.Policy
+	rnd    backoff.Rand
 
 	mu        sync.Mutex
 	conn      *valkeyConn   // the connection, nil when there is none
@@ -210,12 +212,7 @@ func newValkeySource(t Target, cfg valkeyConfig, version string, log *slog.Logge
 		cfg:    cfg,
 		libVer: libVersion(version),
 		log:    log.With("source", "valkey", "target", t.Addr.String()),
-		jitter: func(max time.Duration) time.Duration {
-			if max <= 0 {
-				return 0
-			}
-			return rand.N(max)
-		},
+		redial: backoff.FullJitter{Base: cfg.BackoffBase, Cap: cfg.BackoffCap},
 	}
 }
 
@@ -391,23 +388,11 @@ func (s *valkeySource) runAttempt(done chan struct{}) {
 // backoffLocked returns the wait before the next attempt after
 // s.failures consecutive failures: full jitter over a capped exponential.
 func (s *valkeySource) backoffLocked() time.Duration {
-	d := backoffDelay(s.failures, s.cfg.BackoffBase, s.cfg.BackoffCap, s.jitter)
+	d := s.redial.Delay(s.failures, 0, s.rnd)
 	if s.down != nil && s.down.auth && d < s.cfg.AuthRetry {
 		d = s.cfg.AuthRetry
 	}
 	return d
-}
-
-// backoffDelay is U(0, min(cap, base·2^(n-1))) for n ≥ 1 failures.
-func backoffDelay(n int, base, cap time.Duration, jitter func(time.Duration) time.Duration) time.Duration {
-	if n < 1 {
-		return 0
-	}
-	expo := cap
-	if n-1 < 62 && base > 0 && base <= cap>>(n-1) {
-		expo = base << (n - 1)
-	}
-	return jitter(expo)
 }
 
 // drop forgets a lost connection and schedules the redial.

@@ -16,42 +16,36 @@ import (
 	"github.com/stormguard/stormguard/internal/sample"
 )
 
-func TestBackoffDelay(t *testing.T) {
-	upper := func(max time.Duration) time.Duration { return max } // the top of the jitter range
-	base, cap := 100*time.Millisecond, 5*time.Second
-	tests := []struct {
+// topRand draws the top of every jitter range.
+type topRand struct{}
+
+func (topRand) Float64() float64 { return 1 }
+
+// zeroRand draws the bottom of every jitter range.
+type zeroRand struct{}
+
+func (zeroRand) Float64() float64 { return 0 }
+
+func TestRedialBackoff(t *testing.T) {
+	cfg := defaultValkeyConfig()
+	cfg.BackoffBase, cfg.BackoffCap = 100*time.Millisecond, 5*time.Second
+	s := newValkeySource(Target{}, cfg, "", nil)
+	s.rnd = topRand{}
+	s.down = &connectError{msg: "refused", cause: syscall.ECONNREFUSED}
+	for _, tt := range []struct {
 		n    int
 		want time.Duration
-	}{
-		{0, 0},
-		{1, 100 * time.Millisecond},
-		{2, 200 * time.Millisecond},
-		{5, 1600 * time.Millisecond},
-		{6, 3200 * time.Millisecond},
-		{7, cap},
-		{63, cap},
-		{1000, cap}, // no shift overflow
-	}
-	for _, tt := range tests {
-		if got := backoffDelay(tt.n, base, cap, upper); got != tt.want {
-			t.Errorf("backoffDelay(%d) upper bound = %s, want %s", tt.n, got, tt.want)
-		}
-	}
-	// With the real jitter every delay lies in [0, bound).
-	s := newValkeySource(Target{}, defaultValkeyConfig(), "", nil)
-	for n := 1; n < 12; n++ {
-		bound := backoffDelay(n, base, cap, upper)
-		for i := 0; i < 200; i++ {
-			if d := backoffDelay(n, base, cap, s.jitter); d < 0 || d >= bound {
-				t.Fatalf("delay %s after %d failures outside [0, %s)", d, n, bound)
-			}
+	}{{1, 100 * time.Millisecond}, {2, 200 * time.Millisecond}, {6, 3200 * time.Millisecond}, {7, 5 * time.Second}, {1000, 5 * time.Second}} {
+		s.failures = tt.n
+		if got := s.backoffLocked(); got != tt.want {
+			t.Errorf("after %d failures the longest wait is %s, want %s", tt.n, got, tt.want)
 		}
 	}
 }
 
 func TestAuthFailureWaitsLonger(t *testing.T) {
 	s := newValkeySource(Target{}, defaultValkeyConfig(), "", nil)
-	s.jitter = func(time.Duration) time.Duration { return 0 }
+	s.rnd = zeroRand{}
 	s.failures = 1
 	s.down = &connectError{msg: "refused", cause: syscall.ECONNREFUSED}
 	if d := s.backoffLocked(); d != 0 {

@@ -1,4 +1,4 @@
-package source
+package procnet
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"github.com/stormguard/stormguard/internal/netns"
 )
 
-// procFiles reads a fixed set of procfs files of one network namespace.
+// Files reads a fixed set of procfs files of one network namespace.
 //
 // Files under /proc/<tid>/net and the net.* sysctls under /proc/sys are bound
 // to a network namespace when they are opened (the seq_file keeps a
@@ -27,7 +27,7 @@ import (
 // For a target in stormguard's own namespace (and for fixture trees) the
 // files are opened by path on each read instead, so a fixture can change
 // between reads and nothing stays open.
-type procFiles struct {
+type Files struct {
 	// nsPath is the namespace path ("" = own namespace, open by path).
 	nsPath string
 	// paths are the files to read: absolute for the own namespace, or
@@ -35,22 +35,34 @@ type procFiles struct {
 	// an absolute path in namespace mode is opened inside the namespace
 	// as is (used for /proc/sys).
 	paths []string
-	// optional marks files whose absence is not an error (read returns
+	// optional marks files whose absence is not an error (Read returns
 	// nil for them).
 	optional []bool
 
 	mu    sync.Mutex
 	files []*os.File
-	nsID  fileID
+	nsID  FileID
 	bufs  [][]byte
 }
 
-// fileID identifies a namespace file (device and inode).
-type fileID struct{ dev, ino uint64 }
+// NewFiles prepares reading paths of the network namespace nsPath ("" =
+// stormguard's own). In the own namespace paths are absolute and opened on
+// each Read; in another namespace a relative path is relative to
+// /proc/thread-self ("net/netstat") and an absolute one (/proc/sys/…) is
+// taken as is, all opened once inside the namespace. optional[i] marks a
+// file whose absence is not an error. Nothing is opened until Read.
+func NewFiles(nsPath string, paths []string, optional ...bool) *Files {
+	return &Files{nsPath: nsPath, paths: paths, optional: optional}
+}
 
-// read returns the current contents of every file, in the order of paths;
-// an absent optional file is returned as nil.
-func (p *procFiles) read() ([][]byte, error) {
+// FileID identifies a namespace file (device and inode), so a namespace
+// deleted and re-created under the same path is noticed.
+type FileID struct{ dev, ino uint64 }
+
+// Read returns the current contents of every file, in the order of paths;
+// an absent optional file is returned as nil. The buffers are reused by
+// the next Read.
+func (p *Files) Read() ([][]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bufs == nil {
@@ -86,12 +98,12 @@ func (p *procFiles) read() ([][]byte, error) {
 	return out, nil
 }
 
-func (p *procFiles) isOptional(i int) bool { return i < len(p.optional) && p.optional[i] }
+func (p *Files) isOptional(i int) bool { return i < len(p.optional) && p.optional[i] }
 
 // ensureOpen opens the files inside the namespace unless they are open and
 // the namespace at nsPath is still the one they were opened in.
-func (p *procFiles) ensureOpen() error {
-	id, err := statID(p.nsPath)
+func (p *Files) ensureOpen() error {
+	id, err := StatID(p.nsPath)
 	if err != nil {
 		p.closeLocked()
 		return fmt.Errorf("network namespace %s: %w", p.nsPath, err)
@@ -130,14 +142,14 @@ func (p *procFiles) ensureOpen() error {
 }
 
 // Close releases the open files.
-func (p *procFiles) Close() error {
+func (p *Files) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closeLocked()
 	return nil
 }
 
-func (p *procFiles) closeLocked() {
+func (p *Files) closeLocked() {
 	for _, f := range p.files {
 		if f != nil {
 			f.Close()

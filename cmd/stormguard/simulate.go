@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/dialer"
+	"github.com/stormguard/stormguard/internal/simulate"
+)
+
+type simulateOpts struct {
+	fleet      simulate.Fleet
+	model      simulate.Model
+	acceptRate float64
+	calibrate  string
+	json       bool
+	noObserve  bool
+	fleetHint  int
+	dialerRate float64
+	syncookies int
+}
+
+func newSimulateCmd() *cobra.Command {
+	var o simulateOpts
+	o.model = simulate.DefaultModel()
+	cmd := &cobra.Command{
+		Use:   "simulate --clients N --strategy S [policy flags] --scenario kill|restart|blip [--json]",
+		Short: "Predict a connection storm without running it (a discrete-event model)",
+		Long: `Predict what a fleet of N clients does to a Valkey after a disruption, without
+running it: a discrete-event model in simulated time of
+
+  - the clients: each one an independent instance running the strategy's real
+    code (package backoff's policies as the storm lab runs them, or one
+    dialer.Dialer per instance for stormguard), with the lab's PING period,
+    connect and command timeouts;
+  - the kernel on the Valkey host: the accept queue (min(tcp-backlog,
+    somaxconn)), the SYN queue with or without syncookies, the client's SYN
+    retransmits (tcp_syn_retries, tcp_syn_linear_timeouts), the silently
+    dropped final ACK and the server's SYN-ACK retransmits, or a reset with
+    --abort-on-overflow;
+  - Valkey's accept loop: at most max-new-connections-per-cycle accepts per
+    event-loop turn (max-new-tls-connections-per-cycle with --tls), a cost
+    per turn, per accepted connection, per TLS handshake and per command of
+    the clients already back.
+
+It prints the keys of "stormguard storm --json" that apply (strategy, clients,
+connect_attempts, peak_connects_per_sec, listen_overflows, time_to_recover_ms,
+recovered, ...) and "model", the parameters used.
+
+The costs default to rough values for a small VM. --accept-rate R sets the
+per-connection cost so that an idle loop accepts R connections/s.
+--calibrate FILE fits the costs, and the client side's connect rate, to a
+"stormguard storm --json" result (one object or a --compare array) of the
+same scenario: run the lab once at one fleet size, then simulate others.
+
+Strategies: ` + strings.Join(simulate.Strategies, ", ") + ` (the client libraries
+are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
+		Example: `  stormguard simulate --clients 100000 --strategy stormguard --scenario kill
+  stormguard simulate --clients 20000 --strategy glide --scenario restart --somaxconn 4096 --json
+  stormguard storm --spawn --somaxconn 128 --clients 6000 --strategy immediate --scenario kill --json > lab.json
+  stormguard simulate --calibrate lab.json --clients 15000 --strategy stormguard --scenario kill`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("accept-rate") && o.calibrate != "" {
+				return usageErr(errors.New("--accept-rate and --calibrate are mutually exclusive"))
+			}
+			return runSimulate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.fleet.Clients, "clients", 0, "number of clients (each its own instance), up to 1,000,000")
+	f.StringVar(&o.fleet.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(simulate.Strategies, ", "))
+	f.StringVar(&o.fleet.Scenario, "scenario", "kill", "disruption: kill, restart, blip")
+	f.BoolVar(&o.json, "json", false, "print one JSON object")
+	f.StringVar(&o.calibrate, "calibrate", "", "fit the server's costs to this storm --json result")
+	f.Float64Var(&o.acceptRate, "accept-rate", 0, "new connections/s an idle Valkey accepts (sets the per-connection cost)")
+	f.IntVar(&o.model.Somaxconn, "somaxconn", o.model.Somaxconn, "net.core.somaxconn on the Valkey host")
+	f.IntVar(&o.model.TCPBacklog, "tcp-backlog", o.model.TCPBacklog, "Valkey tcp-backlog")
+	f.IntVar(&o.syncookies, "syncookies", 1, "net.ipv4.tcp_syncookies: 0 drops SYNs beyond the backlog, 1 or 2 sends cookies")
+	f.BoolVar(&o.model.AbortOnOverflow, "abort-on-overflow", false, "net.ipv4.tcp_abort_on_overflow=1: reset instead of dropping the final ACK")
+	f.IntVar(&o.model.SynLinearTimeouts, "syn-linear-timeouts", o.model.SynLinearTimeouts, "net.ipv4.tcp_syn_linear_timeouts (0: classic 1,2,4… s)")
+	f.IntVar(&o.model.MaxNewConnsPerCycle, "max-new-connections-per-cycle", o.model.MaxNewConnsPerCycle, "Valkey's accepts per event-loop turn")
+	f.IntVar(&o.model.MaxNewTLSConnsPerCycle, "max-new-tls-connections-per-cycle", o.model.MaxNewTLSConnsPerCycle, "Valkey's TLS accepts per event-loop turn")
+	f.BoolVar(&o.model.TLS, "tls", false, "every connection is TLS (handshake cost, TLS accept cap)")
+	f.DurationVar(&o.model.RTT, "rtt", o.model.RTT, "network round trip between clients and Valkey")
+	f.DurationVar(&o.model.ConnCost, "conn-cost", o.model.ConnCost, "Valkey main-thread time per accepted connection")
+	f.DurationVar(&o.model.TLSCost, "tls-cost", o.model.TLSCost, "Valkey main-thread time per TLS handshake")
+	f.DurationVar(&o.model.CmdCost, "cmd-cost", o.model.CmdCost, "Valkey main-thread time per command of a connected client")
+	f.DurationVar(&o.model.CycleCost, "cycle-cost", o.model.CycleCost, "fixed time of an event-loop turn")
+	f.Float64Var(&o.model.ClientDialRate, "client-dial-rate", 0, "connect() calls/s the whole client side can make (0: unlimited; a lab generator has a ceiling)")
+	f.DurationVar(&o.fleet.Period, "period", 100*time.Millisecond, "time between one client's PINGs")
+	f.DurationVar(&o.fleet.ConnectTimeout, "connect-timeout", 2*time.Second, "connect timeout of every strategy")
+	f.DurationVar(&o.fleet.CommandTimeout, "command-timeout", time.Second, "timeout of each PING")
+	f.DurationVar(&o.fleet.Hold, "hold", 6*time.Second, "how long the fleet was up before the disruption (the dialer's StableAfter is 5s)")
+	f.DurationVar(&o.fleet.Down, "down", time.Second, "restart: how long the server stays down")
+	f.DurationVar(&o.fleet.Blip, "blip", 2*time.Second, "blip: how long packets to the port are dropped")
+	f.DurationVar(&o.fleet.Duration, "duration", 30*time.Second, "longest simulated time after the disruption (≤ 10m)")
+	f.Uint64Var(&o.fleet.Seed, "seed", 1, "seed of every random draw")
+	f.BoolVar(&o.noObserve, "no-observe", false, "stormguard: the instances do not know connected_clients (fleet size unknown)")
+	f.IntVar(&o.fleetHint, "fleet-hint", 0, "stormguard: dialer.Options.FleetSize")
+	f.Float64Var(&o.dialerRate, "dialer-accept-rate", 0, "stormguard: dialer.Options.AcceptRate (default 2000)")
+	f.DurationVar(&o.fleet.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")
+	f.IntVar(&o.fleet.Policy.GLIDE.Retries, "retries", backoff.GLIDEDefaultRetries, "glide: number of growing, jittered steps")
+	f.IntVar(&o.fleet.Policy.GLIDE.Factor, "factor", backoff.GLIDEDefaultFactor, "glide: step factor in milliseconds")
+	f.IntVar(&o.fleet.Policy.GLIDE.ExponentBase, "exponent-base", backoff.GLIDEDefaultExponentBase, "glide: growth base")
+	f.IntVar(&o.fleet.Policy.GLIDE.JitterPercent, "jitter-percent", backoff.GLIDEDefaultJitterPercent, "glide: ± jitter in percent (0-100)")
+	f.DurationVar(&o.fleet.Policy.Base, "base", 100*time.Millisecond, "full-jitter, equal-jitter, decorrelated: base delay")
+	f.DurationVar(&o.fleet.Policy.Cap, "cap", 10*time.Second, "full-jitter, equal-jitter, decorrelated: largest delay")
+	return cmd
+}
+
+// simulateResult is the printed object: the result, and the calibration
+// when there was one.
+type simulateResult struct {
+	*simulate.Result
+	Calibration *simulate.Fit `json:"calibration,omitempty"`
+}
+
+func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) error {
+	switch {
+	case o.fleet.Strategy == "":
+		return usageErr(errors.New("give --strategy (" + strings.Join(simulate.Strategies, ", ") + ")"))
+	case o.syncookies < 0 || o.syncookies > 2:
+		return usageErr(fmt.Errorf("--syncookies must be 0, 1 or 2, got %d", o.syncookies))
+	case o.model.MaxNewConnsPerCycle < 1 || o.model.MaxNewTLSConnsPerCycle < 1:
+		return usageErr(errors.New("--max-new-connections-per-cycle and --max-new-tls-connections-per-cycle must be within 1..1000"))
+	case o.acceptRate < 0:
+		return usageErr(fmt.Errorf("--accept-rate must not be negative, got %g", o.acceptRate))
+	case o.fleetHint < 0 || o.dialerRate < 0:
+		return usageErr(errors.New("--fleet-hint and --dialer-accept-rate must not be negative"))
+	case o.fleet.Strategy != "stormguard" && (o.fleetHint != 0 || o.dialerRate != 0 || o.noObserve):
+		return usageErr(errors.New("--fleet-hint, --dialer-accept-rate and --no-observe configure the stormguard strategy's dialer"))
+	}
+	m := o.model
+	m.Syncookies = o.syncookies != 0
+	if o.acceptRate > 0 {
+		per := m.MaxNewConnsPerCycle
+		cost := (float64(per)/o.acceptRate - m.CycleCost.Seconds()) / float64(per)
+		if cost <= 0 {
+			return usageErr(fmt.Errorf("--accept-rate %g is above what --cycle-cost %s allows", o.acceptRate, m.CycleCost))
+		}
+		m.ConnCost = time.Duration(cost * float64(time.Second))
+	}
+	f := o.fleet
+	f.Observe = !o.noObserve
+	f.Dialer = dialer.Options{FleetSize: o.fleetHint, AcceptRate: o.dialerRate}
+	if err := m.Validate(); err != nil {
+		return usageErr(err)
+	}
+	if err := f.Validate(); err != nil {
+		return usageErr(err)
+	}
+	var fit *simulate.Fit
+	if o.calibrate != "" {
+		b, err := os.ReadFile(o.calibrate)
+		if err != nil {
+			return usageErr(fmt.Errorf("--calibrate: %w", err))
+		}
+		obs, err := simulate.ParseObservations(b)
+		if err != nil {
+			return usageErr(fmt.Errorf("--calibrate %s: %w", o.calibrate, err))
+		}
+		fmt.Fprintf(errOut, "simulate: calibrating on %d lab result(s) from %s…\n", len(obs), o.calibrate)
+		ff := f
+		ff.Dialer, ff.Seed = dialer.Options{}, 1
+		got, err := simulate.Calibrate(ctx, m, ff, obs)
+		if err != nil {
+			return fmt.Errorf("calibrate: %w", err)
+		}
+		fit, m = &got, got.Model
+	}
+	res, err := simulate.Run(ctx, m, f)
+	if err != nil {
+		if errors.Is(err, simulate.ErrConfig) {
+			return usageErr(err)
+		}
+		return fmt.Errorf("simulate: %w", err)
+	}
+	if o.json {
+		return json.NewEncoder(out).Encode(simulateResult{Result: res, Calibration: fit})
+	}
+	writeSimulateTable(out, res, fit)
+	return nil
+}
+
+func writeSimulateTable(out io.Writer, r *simulate.Result, fit *simulate.Fit) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	ttr := "not recovered"
+	if r.TimeToRecoverMS != nil {
+		ttr = fmt.Sprintf("%d ms", *r.TimeToRecoverMS)
+	}
+	rows := [][2]string{
+		{"strategy", r.Strategy}, {"scenario", r.Scenario}, {"clients", fmt.Sprint(r.Clients)},
+		{"connect attempts", fmt.Sprint(r.ConnectAttempts)}, {"connect failures", fmt.Sprint(r.ConnectFailures)},
+		{"peak connects/s (100 ms)", fmt.Sprint(r.PeakConnectsPerSec)},
+		{"listen overflows", fmt.Sprint(r.ListenOverflows)}, {"time to recover (99%)", ttr},
+		{"failed commands", fmt.Sprint(r.FailedCommands)},
+		{"model accept rate (idle loop)", fmt.Sprintf("%.0f/s", r.Model.AcceptRate())},
+		{"accept queue", fmt.Sprint(min(r.Model.Somaxconn, r.Model.TCPBacklog))},
+	}
+	if fit != nil {
+		rows = append(rows, [2]string{"calibration error (mean relative)", fmt.Sprintf("%.2f over %d runs", fit.Error, fit.Runs)})
+	}
+	for _, row := range rows {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	tw.Flush()
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSimulateJSON(t *testing.T) {
+	r := execCLI(t, "simulate", "--clients", "1500", "--strategy", "stormguard", "--scenario", "kill", "--json")
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Msg)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil {
+		t.Fatalf("%v: %s", err, r.Stdout)
+	}
+	for _, k := range []string{"strategy", "clients", "connect_attempts", "peak_connects_per_sec", "listen_overflows",
+		"time_to_recover_ms", "recovered", "model"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("key %q missing", k)
+		}
+	}
+	if got["recovered"] != true || got["clients"] != float64(1500) {
+		t.Errorf("recovered %v, clients %v", got["recovered"], got["clients"])
+	}
+	m, _ := got["model"].(map[string]any)
+	if m["somaxconn"] != float64(128) {
+		t.Errorf("model %v", m)
+	}
+}
+
+func TestSimulateTable(t *testing.T) {
+	r := execCLI(t, "simulate", "--clients", "500", "--strategy", "glide", "--scenario", "restart", "--somaxconn", "4096", "--tls")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "listen overflows") || !strings.Contains(r.Stdout, "511") {
+		t.Fatalf("exit %d, %q", r.Code, r.Stdout)
+	}
+}
+
+func TestSimulateCalibrate(t *testing.T) {
+	in := filepath.Join("..", "..", "internal", "simulate", "testdata", "storm_kill_2000.json")
+	r := execCLI(t, "simulate", "--calibrate", in, "--clients", "3000", "--strategy", "stormguard", "--json")
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Msg)
+	}
+	var got struct {
+		Calibration *struct{ Runs int } `json:"calibration"`
+		Model       struct {
+			ClientDialRate float64 `json:"client_dial_rate"`
+		} `json:"model"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || got.Calibration == nil || got.Calibration.Runs == 0 {
+		t.Fatalf("%v: %s", err, r.Stdout)
+	}
+	if got.Model.ClientDialRate <= 0 {
+		t.Errorf("calibrated client dial rate %g", got.Model.ClientDialRate)
+	}
+}
+
+func TestSimulateBadInput(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"simulate", "--clients", "10"},
+		{"simulate", "--clients", "0", "--strategy", "immediate"},
+		{"simulate", "--clients", "2000000", "--strategy", "immediate"},
+		{"simulate", "--clients", "10", "--strategy", "valkey-go"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--scenario", "churn"},
+		{"simulate", "--clients", "10", "--strategy", "glide", "--retries", "0"},
+		{"simulate", "--clients", "10", "--strategy", "glide", "--jitter-percent", "150"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--syncookies", "3"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--fleet-hint", "5"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--accept-rate", "100", "--calibrate", bad},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--calibrate", bad},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--calibrate", filepath.Join(t.TempDir(), "none.json")},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--max-new-connections-per-cycle", "0"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--nope"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--duration", "1h"},
+	} {
+		r := execCLI(t, args...)
+		if r.Code != 2 || r.Msg == "" || strings.Contains(r.Msg, "\n") {
+			t.Errorf("%v: exit %d, message %q; want 2 and one line", args, r.Code, r.Msg)
+		}
+	}
+}

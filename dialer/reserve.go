@@ -1,0 +1,89 @@
+package dialer
+
+import (
+	"errors"
+	"time"
+)
+
+// Reservation is one connection attempt that the Dialer paces but the
+// caller makes and reports on: the Dialer's decisions without its I/O.
+// It exists for callers that own the clock and the network — `stormguard
+// simulate` drives thousands of Dialers through simulated time with it
+// (Options.Now is the simulated clock) — and for clients that dial by
+// themselves. A Reservation's methods take effect in the order the caller
+// reports the events; each is a no-op once the attempt is over.
+type Reservation struct {
+	// Wait is how long the caller must wait, from the time of Reserve,
+	// before it dials: the backoff, the reconnect window and the rate
+	// limit.
+	Wait time.Duration
+	c    *Conn
+}
+
+// Reserve decides the next connection attempt to addr at Options.Now():
+// ErrCircuitOpen when the breaker refuses it, else a Reservation whose
+// Wait says when to dial. Unlike DialContext it never sleeps.
+func (d *Dialer) Reserve(addr string) (*Reservation, error) {
+	t, probe, wait, err := d.admit(addr)
+	if err != nil {
+		return nil, err
+	}
+	if t.limiter != nil {
+		r := t.limiter.ReserveN(d.o.Now().Add(wait), 1)
+		wait += r.DelayFrom(d.o.Now().Add(wait))
+	}
+	d.mu.Lock()
+	d.emit(t, EventDial, wait, nil)
+	d.mu.Unlock()
+	return &Reservation{Wait: wait, c: &Conn{d: d, t: t, probe: probe, sniff: false, manual: true}}, nil
+}
+
+// Dialed reports the TCP connect's outcome: err != nil is a failed or
+// timed-out connect (the target backs off); took is how long it took (a
+// slow connect grows the window). It returns err.
+func (r *Reservation) Dialed(took time.Duration, err error) error {
+	return r.c.dialed(took, err)
+}
+
+// Handshake reports that the server admitted the connection (the first
+// non-error reply). The caller reports Stable once the connection then
+// stayed up for Options.StableAfter.
+func (r *Reservation) Handshake() { r.c.MarkHandshake() }
+
+// Stable reports that the connection stayed up StableAfter after its
+// handshake: the target's backoff resets.
+func (r *Reservation) Stable() { r.c.markStable() }
+
+// Overloaded reports a maxclients rejection, or EOF, reset or a timeout
+// before any reply.
+func (r *Reservation) Overloaded(err error) {
+	if err == nil {
+		err = errors.New("overloaded")
+	}
+	r.c.overload(err)
+}
+
+// Lost reports that the connection ended by the server's side or by a
+// timeout: before its handshake that is overload, before Stable a
+// failure, after it a loss that spreads the next dials over the window.
+func (r *Reservation) Lost(err error) {
+	if err == nil {
+		err = errors.New("connection lost")
+	}
+	c := r.c
+	c.mu.Lock()
+	handshook, stable := c.handshook, c.stable
+	c.mu.Unlock()
+	switch {
+	case stable:
+		c.lostStable(err)
+	case handshook:
+		c.lost(err)
+	default:
+		c.overload(err)
+	}
+}
+
+// Close reports that the caller closed the connection itself (not a
+// failure).
+func (r *Reservation) Close() { _ = r.c.Close() }

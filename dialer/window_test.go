@@ -1,0 +1,196 @@
+package dialer
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock for Reservation tests.
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time          { return c.now }
+func (c *fakeClock) advance(d time.Duration) { c.now = c.now.Add(d) }
+
+func newClocked(t *testing.T, o Options) (*Dialer, *fakeClock) {
+	t.Helper()
+	clk := &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	o.Now = clk.Now
+	o.Rand = rand.New(rand.NewPCG(1, 2))
+	if o.Rate == 0 {
+		o.Rate = -1
+	}
+	if o.FirstConnectWindow == 0 {
+		o.FirstConnectWindow = -1
+	}
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, clk
+}
+
+// connectHealthy makes one attempt that connects fast, handshakes and
+// becomes stable.
+func connectHealthy(t *testing.T, d *Dialer, clk *fakeClock, addr string) *Reservation {
+	t.Helper()
+	r, err := d.Reserve(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(r.Wait)
+	if err := r.Dialed(time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.Handshake()
+	r.Stable()
+	return r
+}
+
+// waits returns the Wait of n Reserves made right after a loss, each
+// followed by a fast, clean connect (so they do not change the window).
+func spreadAfterLoss(t *testing.T, d *Dialer, addr string, n int) (lo, hi time.Duration) {
+	t.Helper()
+	lo = time.Hour
+	for range n {
+		r, err := d.Reserve(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo, hi = min(lo, r.Wait), max(hi, r.Wait)
+		r.Close()
+	}
+	return lo, hi
+}
+
+func TestWindowSizedFromFleet(t *testing.T) {
+	tests := []struct {
+		name     string
+		o        Options
+		observed int
+		want     time.Duration
+	}{
+		{"unknown fleet: ReconnectWindow", Options{}, 0, DefaultReconnectWindow},
+		{"fleet hint / accept rate", Options{FleetSize: 6000, AcceptRate: 2000}, 0, 3 * time.Second},
+		{"small fleet reconnects almost at once", Options{FleetSize: 20}, 0, 10 * time.Millisecond},
+		{"observed connected_clients wins over the hint", Options{FleetSize: 20}, 15000, 7500 * time.Millisecond},
+		{"capped", Options{FleetSize: 1_000_000, MaxReconnectWindow: 20 * time.Second}, 0, 20 * time.Second},
+		{"disabled", Options{ReconnectWindow: -1, FleetSize: 5000}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, clk := newClocked(t, tt.o)
+			const addr = "10.0.0.5:6379"
+			r := connectHealthy(t, d, clk, addr)
+			if tt.observed > 0 {
+				d.ObserveClients(addr, tt.observed)
+			}
+			if got := d.Stats(addr).Window; got != tt.want {
+				t.Fatalf("Window = %s, want %s", got, tt.want)
+			}
+			r.Lost(errors.New("EOF")) // CLIENT KILL: a healthy connection lost
+			lo, hi := spreadAfterLoss(t, d, addr, 400)
+			if tt.want == 0 {
+				if hi != 0 {
+					t.Fatalf("window disabled but waits up to %s", hi)
+				}
+				return
+			}
+			if lo < 0 || hi >= tt.want || hi < tt.want*9/10 || lo > tt.want/10 {
+				t.Errorf("waits after the loss span [%s, %s], want spread over [0, %s)", lo, hi, tt.want)
+			}
+			if st := d.Stats(addr); st.Failures != 0 {
+				t.Errorf("a loss of a healthy connection counted as failure: %+v", st)
+			}
+		})
+	}
+}
+
+// TestWindowRegardlessOfAge: a connection lost before it was stable (a
+// restart loop, a flapping failover), or one whose read timed out (a
+// blip), gets the window too: connection age does not switch protection
+// off.
+func TestWindowRegardlessOfAge(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	for _, tt := range []struct {
+		name string
+		lose func(r *Reservation)
+	}{
+		{"lost after handshake, before stable", func(r *Reservation) { r.Lost(errors.New("EOF")) }},
+		{"lost before handshake", func(r *Reservation) { r.Lost(errors.New("EOF")) }},
+		{"timeout on a stable connection", func(r *Reservation) { r.Stable(); r.Lost(errTimeout{}) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, clk := newClocked(t, Options{FleetSize: 4000})
+			r, err := d.Reserve(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk.advance(r.Wait)
+			_ = r.Dialed(time.Millisecond, nil)
+			if tt.name != "lost before handshake" {
+				r.Handshake()
+			}
+			tt.lose(r)
+			_, hi := spreadAfterLoss(t, d, addr, 200)
+			if hi < time.Second {
+				t.Errorf("redials after the loss wait at most %s; want spread over the 2s+ window", hi)
+			}
+		})
+	}
+}
+
+type errTimeout struct{}
+
+func (errTimeout) Error() string   { return "i/o timeout" }
+func (errTimeout) Timeout() bool   { return true }
+func (errTimeout) Temporary() bool { return true }
+
+// TestWindowGrowsOnCongestionAndDecays: failures and slow connects
+// double the window (multiplicative increase of the wait), clean connects
+// shrink it back by a quarter each.
+func TestWindowGrowsOnCongestionAndDecays(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 2000, BreakerThreshold: -1})
+	r, _ := d.Reserve(addr)
+	if w := d.Stats(addr).Window; w != time.Second {
+		t.Fatalf("initial window %s", w)
+	}
+	clk.advance(r.Wait)
+	_ = r.Dialed(2*time.Second, errors.New("connect timeout"))
+	if w := d.Stats(addr).Window; w != 2*time.Second {
+		t.Fatalf("after a failed connect: window %s, want 2s", w)
+	}
+	r, _ = d.Reserve(addr)
+	if r.Wait <= 0 {
+		t.Fatalf("no wait after a failure")
+	}
+	clk.advance(r.Wait)
+	_ = r.Dialed(1100*time.Millisecond, nil) // SYN retransmitted: slow
+	if w := d.Stats(addr).Window; w != 4*time.Second {
+		t.Fatalf("after a slow connect: window %s, want 4s", w)
+	}
+	r.Handshake() // slow: no decay
+	if w := d.Stats(addr).Window; w != 4*time.Second {
+		t.Fatalf("a slow connect's handshake shrank the window to %s", w)
+	}
+	r.Stable()
+	prev := 4 * time.Second
+	for i := range 10 {
+		clk.advance(time.Minute)
+		r, _ := d.Reserve(addr)
+		clk.advance(r.Wait)
+		_ = r.Dialed(time.Millisecond, nil)
+		r.Handshake()
+		r.Stable()
+		w := d.Stats(addr).Window
+		if w > prev {
+			t.Fatalf("clean connect %d grew the window %s → %s", i, prev, w)
+		}
+		prev = w
+	}
+	if prev != time.Second {
+		t.Errorf("after 10 clean connects the window is %s, want back at the fleet's 1s", prev)
+	}
+}

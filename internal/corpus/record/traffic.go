@@ -1,0 +1,264 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stormguard/stormguard/internal/netns"
+)
+
+// dialer opens connections from inside a namespace to one address.
+type dialer struct {
+	ns, addr string
+	local    net.IP // optional source address
+	timeout  time.Duration
+}
+
+func (d dialer) dial(ctx context.Context) (net.Conn, error) {
+	var c net.Conn
+	err := netns.Do(d.ns, func() error {
+		nd := net.Dialer{Timeout: d.timeout}
+		if d.timeout == 0 {
+			nd.Timeout = 5 * time.Second
+		}
+		if d.local != nil {
+			nd.LocalAddr = &net.TCPAddr{IP: d.local}
+		}
+		var err error
+		c, err = nd.DialContext(ctx, "tcp", d.addr)
+		return err
+	})
+	return c, err
+}
+
+// cmd sends one inline command and reads one reply line.
+func cmd(c net.Conn, timeout time.Duration, line string) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte(line + "\r\n")); err != nil {
+		return "", err
+	}
+	s, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(s, "-") {
+		return s, fmt.Errorf("valkey: %s", strings.TrimSpace(s))
+	}
+	return s, nil
+}
+
+// admin runs one command over a fresh connection.
+func (r *run) admin(ctx context.Context, line string) (string, error) {
+	c, err := r.dialer().dial(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return cmd(c, 30*time.Second, line)
+}
+
+func (r *run) dialer() dialer { return dialer{ns: r.sb.NetNS, addr: r.sb.Addr()} }
+
+// churn opens per-request connections (connect, PING, close) at rate(t)
+// per second until stop, t counted from the call. At most 2,000 are in
+// flight; beyond that the shape is limited by the box, which the label's
+// measured rate shows.
+func (r *run) churn(ctx context.Context, d dialer, stop time.Duration, rate func(t time.Duration) float64) {
+	r.traffic.Add(1)
+	go func() {
+		defer r.traffic.Done()
+		ctx, cancel := context.WithTimeout(ctx, stop)
+		defer cancel()
+		sem := make(chan struct{}, 2000)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		start := time.Now()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		last, acc := start, 0.0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				acc += rate(now.Sub(start)) * now.Sub(last).Seconds()
+				last = now
+				for ; acc >= 1; acc-- {
+					select {
+					case sem <- struct{}{}:
+					default:
+						continue // saturated: skip, bounded
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						defer func() { <-sem }()
+						c, err := d.dial(ctx)
+						if err != nil {
+							return
+						}
+						_, _ = cmd(c, 5*time.Second, "PING")
+						c.Close()
+					}()
+				}
+			}
+		}
+	}()
+}
+
+// pool is a set of long-lived connections.
+type pool struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	up     atomic.Int64
+	dials  atomic.Int64
+}
+
+// poolOpts say how a pooled client behaves.
+type poolOpts struct {
+	n        int
+	every    time.Duration // PING (or cmd) interval
+	cmd      string        // default PING
+	timeout  time.Duration // reply timeout; on expiry the client redials
+	redial   bool          // redial after an error (else the client ends)
+	backoff  time.Duration // max random wait before a redial (0: immediate)
+	dialTO   time.Duration
+	spread   time.Duration // open the n connections over this long (0: at once)
+	lifetime time.Duration // bound
+}
+
+// openPool starts o.n clients; each dials, then sends cmd every o.every.
+func (r *run) openPool(ctx context.Context, d dialer, o poolOpts) *pool {
+	if o.cmd == "" {
+		o.cmd = "PING"
+	}
+	if o.timeout == 0 {
+		o.timeout = 5 * time.Second
+	}
+	if o.lifetime == 0 {
+		o.lifetime = 3 * time.Minute
+	}
+	d.timeout = o.dialTO
+	ctx, cancel := context.WithTimeout(ctx, o.lifetime)
+	p := &pool{cancel: cancel}
+	r.traffic.Add(1)
+	go func() {
+		defer r.traffic.Done()
+		p.wg.Wait()
+	}()
+	for i := 0; i < o.n; i++ {
+		var delay time.Duration
+		if o.spread > 0 {
+			delay = o.spread * time.Duration(i) / time.Duration(o.n)
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			sleep(ctx, delay)
+			p.client(ctx, d, o)
+		}()
+	}
+	return p
+}
+
+func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
+	for attempt := 0; ctx.Err() == nil && attempt < 10000; attempt++ {
+		p.dials.Add(1)
+		c, err := d.dial(ctx)
+		if err == nil {
+			p.up.Add(1)
+			br := bufio.NewReader(c)
+			for ctx.Err() == nil {
+				_ = c.SetDeadline(time.Now().Add(o.timeout))
+				if _, err = c.Write([]byte(o.cmd + "\r\n")); err != nil {
+					break
+				}
+				var line string
+				if line, err = br.ReadString('\n'); err != nil {
+					break
+				}
+				if strings.HasPrefix(line, "-") { // maxclients, LOADING…: the server refused us
+					err = fmt.Errorf("%s", line)
+					break
+				}
+				jit := time.Duration(rand.Int64N(int64(o.every)/5 + 1))
+				sleep(ctx, o.every-o.every/10+jit)
+			}
+			p.up.Add(-1)
+			c.Close()
+		}
+		if !o.redial || ctx.Err() != nil {
+			return
+		}
+		if o.backoff > 0 {
+			sleep(ctx, time.Duration(rand.Int64N(int64(o.backoff))))
+		} else if err != nil && !isTimeout(err) {
+			// Connection refused while the server is down: a real
+			// client without backoff spins; 10 ms keeps the box usable.
+			sleep(ctx, 10*time.Millisecond)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func (p *pool) close() { p.cancel(); p.wg.Wait() }
+
+// synFlood sends rate SYNs per second (non-blocking connects from the
+// given source addresses, round robin) for dur; the handshakes are never
+// completed because the caller drops the SYN-ACKs to those sources. The
+// sockets are closed at the end. Bounded by max sockets.
+func (r *run) synFlood(ctx context.Context, srcs []net.IP, rate float64, dur time.Duration, max int) error {
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	port := r.sb.Port
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	acc, last := 0.0, start
+	for time.Since(start) < dur && ctx.Err() == nil && len(fds) < max {
+		now := <-tick.C
+		acc += rate * now.Sub(last).Seconds()
+		last = now
+		err := netns.Do(r.sb.NetNS, func() error {
+			for ; acc >= 1 && len(fds) < max; acc-- {
+				src := srcs[len(fds)%len(srcs)].To4()
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return fmt.Errorf("socket: %w", err)
+				}
+				fds = append(fds, fd)
+				if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte(src)}); err != nil {
+					return fmt.Errorf("bind %s: %w", src, err)
+				}
+				if err := unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil && err != unix.EINPROGRESS {
+					return fmt.Errorf("connect: %w", err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	sleep(ctx, 2*time.Second) // let the SYN retransmits land in the queue too
+	return nil
+}

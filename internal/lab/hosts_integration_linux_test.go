@@ -1,0 +1,309 @@
+//go:build linux
+
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/source"
+)
+
+// TestIntegrationHostsAttribution: with Hosts 3, the instances' connections
+// reach Valkey from the three hosts' addresses, and the agent's socket-dump
+// attribution names their /24 prefixes.
+func TestIntegrationHostsAttribution(t *testing.T) {
+	sandboxtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := Config{Spawn: &Spawn{}, Hosts: 3, Clients: 6, Strategy: "immediate", Scenario: "kill"}.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := &run{cfg: cfg}
+	r.strategy, _ = strategies.get(cfg.Strategy)
+	r.scenario, _ = scenarios.get(cfg.Scenario)
+	defer r.close()
+	if err := r.prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.res.SourceAddrs != 3 || len(r.res.HostAddrs) != 3 {
+		t.Fatalf("source_addrs %d, host_addrs %v", r.res.SourceAddrs, r.res.HostAddrs)
+	}
+	ap := netip.MustParseAddrPort(r.cfg.Target)
+	set := source.Open(ctx, source.Options{Target: source.Target{Addr: addr.Addr{Host: ap.Addr().String(), Port: int(ap.Port())}, NetNS: r.cfg.NetNS}, ListenPoll: -1})
+	defer set.Close()
+	var tr source.PeerTracker
+	ref, err := set.Peers(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Next(ref)
+
+	// Instances 0..5: two each on hosts 0, 1, 2; each opens 1+k connections.
+	want := map[string]int{}
+	for k := 0; k < 6; k++ {
+		dial := r.timedDial(k)
+		for i := 0; i <= k; i++ {
+			c, err := dial(ctx, "tcp", r.cfg.Target)
+			if err != nil {
+				t.Fatalf("instance %d: %v", k, err)
+			}
+			defer c.Close()
+			rc := &rawConn{c: c, r: bufio.NewReader(c)}
+			if err := rc.ping(5 * time.Second); err != nil {
+				t.Fatalf("instance %d: PING over the link: %v", k, err)
+			}
+			want[fmt.Sprintf("10.77.%d.0/24", k%3+1)]++
+		}
+	}
+	d, err := set.Peers(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := detect.Attribute(tr.Next(d).Addrs, 5)
+	if a.Total != 21 || a.DistinctIPs != 3 || a.DistinctPrefixes != 3 {
+		t.Fatalf("attribution %+v, want 21 connections from 3 addresses in 3 prefixes", a)
+	}
+	for _, p := range a.TopPrefixes {
+		if want[p.Prefix] != p.Count {
+			t.Errorf("prefix %s: %d connections, want %d (all: %v)", p.Prefix, p.Count, want[p.Prefix], want)
+		}
+	}
+	// Valkey sees the same clients.
+	rp, err := r.adm.do(ctx, "CLIENT", "LIST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k < 3; k++ {
+		if !strings.Contains(string(rp.bulk), "addr=10.77."+strconv.Itoa(k+1)+".1:") {
+			t.Errorf("CLIENT LIST has no client from host %d:\n%s", k, rp.bulk)
+		}
+	}
+	// No route out: a host cannot reach an address beyond the link.
+	if _, err := r.hostDialers[0].from(netip.Addr{})(ctx, "tcp", "192.0.2.1:6379"); err == nil {
+		t.Error("a client host reached 192.0.2.1: the hosts must have no route out")
+	}
+}
+
+// TestIntegrationHostsKill runs a kill storm over two client hosts with 2%
+// loss on their links and checks the fleet recovers and everything the run
+// made is gone afterwards.
+func TestIntegrationHostsKill(t *testing.T) {
+	sandboxtest.Require(t)
+	before := labNamespaces(t, os.Getpid())
+	res := runLab(t, Config{Spawn: &Spawn{}, Hosts: 2, Loss: 2, Clients: 40, Strategy: "full-jitter", Scenario: "kill",
+		Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second})
+	checkRecovered(t, res, 40)
+	if res.Hosts != 2 || res.SourceAddrs != 2 || res.LossPercent != 2 || !strings.HasPrefix(res.Target, "spawned 10.77.0.1:") {
+		t.Errorf("hosts %d, source_addrs %d, loss %g, target %q", res.Hosts, res.SourceAddrs, res.LossPercent, res.Target)
+	}
+	if after := labNamespaces(t, os.Getpid()); len(after) != len(before) {
+		t.Errorf("namespaces left behind: before %v, after %v", before, after)
+	}
+}
+
+// labNamespaces lists the sandbox namespaces process pid made.
+func labNamespaces(t *testing.T, pid int) []string {
+	t.Helper()
+	m, err := filepath.Glob(fmt.Sprintf("/var/run/netns/sg-%d-*", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// labProcs lists processes whose command line mentions pid's sandboxes
+// (valkey-server's --dir is stormguard-sg-PID-N-…).
+func labProcs(pid int) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), fmt.Sprintf("sg-%d-", pid)) {
+			out = append(out, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+const interruptEnv = "STORMGUARD_LAB_INTERRUPT_HELPER"
+
+// TestIntegrationInterruptHelper is the process TestIntegrationInterruptCleans
+// interrupts: a storm over client hosts, run until SIGINT.
+func TestIntegrationInterruptHelper(t *testing.T) {
+	if os.Getenv(interruptEnv) == "" {
+		t.Skip("helper process for TestIntegrationInterruptCleans")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	scenario := os.Getenv(interruptEnv)
+	// Everything long, so that the interrupt lands while the scenario's
+	// disruption is in force (blip's rule in, restart's server down) or
+	// the fleet is being observed (kill).
+	_, err := Run(ctx, Config{Spawn: &Spawn{Down: time.Minute}, Hosts: 2, Clients: 20, Strategy: "immediate", Scenario: scenario,
+		Hold: 200 * time.Millisecond, Blip: time.Minute, Settle: time.Minute, Duration: time.Minute, Progress: os.Stdout})
+	fmt.Println("run ended:", err)
+}
+
+// TestIntegrationInterruptCleans: SIGINT during a run over client hosts
+// leaves no namespace, process or address behind, for every scenario.
+func TestIntegrationInterruptCleans(t *testing.T) {
+	sandboxtest.Require(t)
+	for _, sc := range []string{"kill", "blip", "restart"} {
+		t.Run(sc, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationInterruptHelper$", "-test.v")
+			cmd.Env = append(os.Environ(), interruptEnv+"="+sc)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid := cmd.Process.Pid
+			lines := bufio.NewScanner(out)
+			held := false
+			for lines.Scan() {
+				if strings.Contains(lines.Text(), "disrupted") {
+					held = true
+					break
+				}
+			}
+			if !held {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("helper ended before its disruption")
+			}
+			if n := labNamespaces(t, pid); len(n) != 3 {
+				t.Errorf("during the run: namespaces %v, want the server's and 2 hosts'", n)
+			}
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			var rest []string
+			for lines.Scan() {
+				rest = append(rest, lines.Text())
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("helper: %v\n%s", err, strings.Join(rest, "\n"))
+			}
+			if !strings.Contains(strings.Join(rest, "\n"), "run ended: context canceled") {
+				t.Errorf("the run did not end on SIGINT:\n%s", strings.Join(rest, "\n"))
+			}
+			if n := labNamespaces(t, pid); len(n) != 0 {
+				t.Errorf("namespaces left after SIGINT: %v", n)
+			}
+			if p := labProcs(pid); len(p) != 0 {
+				t.Errorf("processes left after SIGINT: %v", p)
+			}
+			if b, _ := exec.Command("ip", "-o", "addr", "show").CombinedOutput(); strings.Contains(string(b), "10.77.") {
+				t.Errorf("a 10.77.x address leaked into the host's namespace:\n%s", b)
+			}
+		})
+	}
+}
+
+// TestIntegrationLinkLoss: with 50% loss each way on a host's link, a
+// connect to a closed port is refused (SYN out and RST back both pass)
+// about a quarter of the time and otherwise times out; without loss it is
+// always refused.
+func TestIntegrationLinkLoss(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{NoValkey: true})
+	hosts, err := sb.AddHosts(context.Background(), 2, sandbox.LinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := linkLoss(hosts[0].NetNS, 50); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	target := netip.AddrPortFrom(sb.LinkAddr(), 1).String()
+	refused := func(h sandbox.Host) int {
+		d, err := newSourceDialer(h.NetNS, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.close()
+		res := make(chan bool, n)
+		for range n {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				defer cancel()
+				_, err := d.from(netip.Addr{})(ctx, "tcp", target)
+				res <- err != nil && strings.Contains(err.Error(), "refused")
+			}()
+		}
+		got := 0
+		for range n {
+			if <-res {
+				got++
+			}
+		}
+		return got
+	}
+	if got := refused(hosts[1]); got != n {
+		t.Errorf("lossless host: %d of %d connects refused, want all", got, n)
+	}
+	if got := refused(hosts[0]); got < n/20 || got > n*3/5 {
+		t.Errorf("50%% loss each way: %d of %d connects refused, want about a quarter", got, n)
+	}
+}
+
+// TestIntegrationHostsRTT: --rtt puts netem on both ends of every host's
+// link, so a PING's round trip is at least the RTT; a kernel without netem
+// refuses the run with a configuration error naming RTT (exit 2 in the
+// CLI) instead of running unshaped.
+func TestIntegrationHostsRTT(t *testing.T) {
+	sandboxtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const rtt = 20 * time.Millisecond
+	cfg := Config{Spawn: &Spawn{}, Hosts: 1, RTT: rtt, Clients: 1, Strategy: "immediate", Scenario: "kill"}.withDefaults()
+	r := &run{cfg: cfg}
+	r.strategy, _ = strategies.get(cfg.Strategy)
+	r.scenario, _ = scenarios.get(cfg.Scenario)
+	defer r.close()
+	err := r.prepare(ctx)
+	if errors.Is(err, sandbox.ErrNoNetem) {
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Field != "RTT" {
+			t.Fatalf("no netem: %v, want a ConfigError on RTT", err)
+		}
+		t.Logf("this kernel has no netem: %v", err)
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.timedDial(0)(ctx, "tcp", r.cfg.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc := &rawConn{c: c, r: bufio.NewReader(c)}
+	start := time.Now()
+	if err := rc.ping(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < rtt {
+		t.Errorf("PING over a %s link took %s", rtt, took)
+	}
+}

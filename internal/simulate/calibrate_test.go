@@ -1,0 +1,99 @@
+package simulate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"testing"
+	"time"
+)
+
+// observe turns a simulated result into what storm --json would say.
+func observe(r *Result) Observation {
+	ov := r.ListenOverflows
+	return Observation{Strategy: r.Strategy, Clients: r.Clients, Scenario: r.Scenario,
+		ConnectAttempts: r.ConnectAttempts, PeakConnectsPerSec: r.PeakConnectsPerSec,
+		TimeToRecoverMS: r.TimeToRecoverMS, ListenOverflows: &ov}
+}
+
+// TestCalibrateRecoversKnownCosts is the fast calibration smoke test:
+// results made by a model with known costs are fitted from the default
+// costs, and the fitted model predicts another fleet size within 20% on
+// time to recover. Small fleets: it runs in seconds.
+func TestCalibrateRecoversKnownCosts(t *testing.T) {
+	truth := DefaultModel()
+	truth.ConnCost = 150 * time.Microsecond
+	truth.ClientDialRate = 8000
+	f := Fleet{Strategy: "immediate", Scenario: "kill"}
+	mk := func(n int) *Result {
+		ff := f
+		ff.Clients = n
+		return run(t, truth, ff)
+	}
+	fit, err := Calibrate(context.Background(), DefaultModel(), f, []Observation{observe(mk(1500))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fit.Model.ClientDialRate != 8000 {
+		t.Errorf("client dial rate %g, want the observed peak 8000", fit.Model.ClientDialRate)
+	}
+	check := mk(3000)
+	ff := f
+	ff.Clients = 3000
+	pred := run(t, fit.Model, ff)
+	if _, _, rec := Compare(observe(check), pred); math.Abs(rec) > 0.2 {
+		t.Errorf("fitted model (conn %s, cmd %s) predicts ttr %v for 3000 clients, truth %v",
+			fit.Model.ConnCost, fit.Model.CmdCost, ttr(pred), ttr(check))
+	}
+}
+
+// TestCalibrateFromLabFixture fits a real storm --json result (testdata)
+// and checks the fit is usable.
+func TestCalibrateFromLabFixture(t *testing.T) {
+	b, err := os.ReadFile("testdata/storm_kill_2000.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := ParseObservations(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fit, err := Calibrate(context.Background(), DefaultModel(), Fleet{}, obs[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.IsNaN(fit.Error) || fit.Error > 0.5 || fit.Model.ConnCost <= 0 {
+		t.Errorf("fit %+v", fit)
+	}
+}
+
+func TestParseObservationsErrors(t *testing.T) {
+	for _, in := range []string{
+		``, `{`, `[]x`, `{"strategy":"immediate","clients":0}`,
+		`{"strategy":"valkey-go","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`,
+		`{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":null,"listen_overflows":1,"peak_connects_per_sec":1}`,
+	} {
+		if _, err := ParseObservations([]byte(in)); !errors.Is(err, ErrConfig) {
+			t.Errorf("%q: %v, want ErrConfig", in, err)
+		}
+	}
+}
+
+func FuzzParseObservations(f *testing.F) {
+	f.Add([]byte(`{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`))
+	f.Add([]byte(`[{"strategy":"stormguard","clients":1,"scenario":"blip"}]`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		obs, err := ParseObservations(b)
+		if err == nil {
+			for _, o := range obs {
+				if o.Clients < 1 || o.TimeToRecoverMS == nil || o.ListenOverflows == nil {
+					t.Fatalf("accepted %+v", o)
+				}
+			}
+			_, _ = json.Marshal(obs)
+		}
+	})
+}

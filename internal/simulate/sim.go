@@ -1,0 +1,767 @@
+package simulate
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/dialer"
+	"github.com/stormguard/stormguard/internal/lab"
+)
+
+// Strategies the simulator runs: the lab's own strategies, whose code is
+// a backoff.Policy or the dialer. The client libraries are not modelled.
+var Strategies = []string{"immediate", "fixed", "glide", "full-jitter", "equal-jitter", "decorrelated", "stormguard"}
+
+// Scenarios the simulator runs.
+var Scenarios = []string{"kill", "restart", "blip"}
+
+// Limits that keep one run bounded.
+const (
+	MaxClients = 1_000_000
+	maxEvents  = 200_000_000
+)
+
+// Fleet is the client side of a simulation, with the lab's defaults.
+type Fleet struct {
+	Clients  int
+	Strategy string
+	// Policy holds the policy settings (backoff.ByName); a zero GLIDE
+	// means GLIDE's defaults, as in the lab.
+	Policy   backoff.Params
+	Scenario string
+	// Dialer configures the stormguard strategy's dialer (Now, Rand and
+	// DialTimeout are set by the simulator). Zero: the defaults, as the
+	// lab runs it.
+	Dialer dialer.Options
+	// Observe: stormguard instances know connected_clients from before the
+	// loss (the lab reads INFO clients); false leaves the fleet size
+	// unknown.
+	Observe bool
+	// Period between PINGs (100ms), ConnectTimeout (2s), CommandTimeout
+	// (1s), Hold before the disruption (6s), Down for restart (1s), Blip
+	// (2s), Duration of the observation (30s).
+	Period, ConnectTimeout, CommandTimeout, Hold, Down, Blip, Duration time.Duration
+	// Seed of every random draw (1).
+	Seed uint64
+}
+
+func (f Fleet) withDefaults() Fleet {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&f.Period, 100*time.Millisecond)
+	def(&f.ConnectTimeout, 2*time.Second)
+	def(&f.CommandTimeout, time.Second)
+	def(&f.Hold, 6*time.Second)
+	def(&f.Down, time.Second)
+	def(&f.Blip, 2*time.Second)
+	def(&f.Duration, 30*time.Second)
+	if f.Seed == 0 {
+		f.Seed = 1
+	}
+	return f
+}
+
+// Validate reports the first thing wrong with f.
+func (f Fleet) Validate() error {
+	switch {
+	case f.Clients < 1 || f.Clients > MaxClients:
+		return fmt.Errorf("%w: --clients must be within 1..%d, got %d", ErrConfig, MaxClients, f.Clients)
+	case !slices.Contains(Strategies, f.Strategy):
+		return fmt.Errorf("%w: strategy %q is not modelled (want one of %v)", ErrConfig, f.Strategy, Strategies)
+	case !slices.Contains(Scenarios, f.Scenario):
+		return fmt.Errorf("%w: scenario %q is not modelled (want one of %v)", ErrConfig, f.Scenario, Scenarios)
+	}
+	for _, d := range []time.Duration{f.Period, f.ConnectTimeout, f.CommandTimeout, f.Hold, f.Down, f.Blip, f.Duration} {
+		if d < 0 {
+			return fmt.Errorf("%w: durations must not be negative", ErrConfig)
+		}
+	}
+	if f.Duration > 10*time.Minute {
+		return fmt.Errorf("%w: --duration must be at most 10m", ErrConfig)
+	}
+	if _, err := f.policy(); err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return nil
+}
+
+// policy is the per-client policy, as the lab gives it: the backoff
+// policy of the strategy's name, Immediate for stormguard (its dialer
+// paces).
+func (f Fleet) policy() (backoff.Policy, error) {
+	if f.Strategy == "stormguard" {
+		return backoff.Immediate{}, nil
+	}
+	p := f.Policy
+	if f.Strategy == "glide" && p.GLIDE == (backoff.GLIDE{}) {
+		p.GLIDE = backoff.DefaultGLIDE()
+	}
+	return backoff.ByName(f.Strategy, p)
+}
+
+// Result is a simulated storm: the keys of `stormguard storm --json` that
+// apply, and the model used.
+type Result struct {
+	Strategy           string  `json:"strategy"`
+	Clients            int     `json:"clients"`
+	Scenario           string  `json:"scenario"`
+	ConnectAttempts    int64   `json:"connect_attempts"`
+	ConnectFailures    int64   `json:"connect_failures"`
+	PeakConnectsPerSec int64   `json:"peak_connects_per_sec"`
+	TimeToRecoverMS    *int64  `json:"time_to_recover_ms"`
+	Recovered          bool    `json:"recovered"`
+	RecoveredClients   int     `json:"recovered_clients"`
+	RecoverP50MS       *int64  `json:"recover_p50_ms"`
+	FailedCommands     int64   `json:"failed_commands"`
+	ListenOverflows    uint64  `json:"listen_overflows"`
+	AbandonedAccepts   int64   `json:"abandoned_accepts"`
+	Timeline           []int64 `json:"timeline_100ms"`
+	Events             int64   `json:"events"`
+	Model              Model   `json:"model"`
+}
+
+// Event kinds.
+const (
+	evStep        = iota // a client's loop runs (dial or wait)
+	evDial               // a client calls connect()
+	evSynArrive          // the SYN reaches the server
+	evSynRetx            // the client's SYN retransmit timer
+	evConnTimeout        // the client's connect timeout
+	evEstablished        // the SYN-ACK reaches the client
+	evAckArrive          // the final ACK reaches the server
+	evSynackRetx         // the server's SYN-ACK retransmit timer
+	evCycle              // Valkey's event loop turn ends
+	evReply              // the first PING's reply reaches the client
+	evPingTimeout        // the client's command timeout
+	evStable             // the connection stayed up StableAfter
+	evDetect             // the client notices the disruption
+	evServerUp           // restart: the server is back
+	evRefused            // the RST of a server that is down reaches the client
+	evDataRetx           // the client retransmits its PING (an ACK too)
+	evDialNow            // a dial delayed by the client side's dial rate
+)
+
+type event struct {
+	at   time.Duration
+	seq  uint64
+	kind uint8
+	c    *client
+	s    *sock
+}
+
+type eventHeap []event
+
+func (h eventHeap) Len() int { return len(h) }
+func (h eventHeap) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].seq < h[j].seq
+}
+func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)   { *h = append(*h, x.(event)) }
+func (h *eventHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// Server-side states of a socket.
+const (
+	srvNone     = iota // no request (SYN not arrived or dropped)
+	srvRequest         // SYN answered, final ACK pending or dropped
+	srvQueued          // in the accept queue
+	srvAccepted        // accepted by Valkey
+	srvGone            // reset or given up
+)
+
+// sock is one connect attempt and the connection it becomes.
+type sock struct {
+	c           *client
+	dialAt      time.Duration
+	synTries    int
+	synackTries int
+	srv         uint8
+	open        bool // the client still holds it
+	connected   bool // the client saw ESTABLISHED
+	replied     bool
+	tls         bool
+	dataRTO     time.Duration // the client's next data retransmit timeout
+}
+
+// client is one application instance with one connection.
+type client struct {
+	id       int
+	sched    *backoff.Schedule
+	d        *dialer.Dialer
+	res      *dialer.Reservation
+	s        *sock
+	proven   bool
+	recovAt  time.Duration // 0: not yet
+	attempts int
+}
+
+type sim struct {
+	ctx   context.Context
+	m     Model
+	f     Fleet
+	rng   *rand.Rand
+	now   time.Duration
+	epoch time.Time
+	ev    eventHeap
+	seq   uint64
+
+	clients []client
+	pol     backoff.Policy
+	sg      bool
+
+	// server
+	up        bool
+	blipUntil time.Duration
+	acceptQ   []*sock
+	synq      int // request socks pending
+	loopBusy  bool
+	pending   []*sock // accepted, first command not yet served
+	serving   []*sock // first commands served by the turn in progress
+	accepting []*sock // accepted by the turn in progress
+	served    int     // clients whose first command was answered (established load)
+
+	genNext time.Duration // client-side dial pacing
+
+	res       Result
+	timeline  []int64
+	recovered []time.Duration
+	events    int64
+}
+
+// Run simulates one storm.
+func Run(ctx context.Context, m Model, f Fleet) (*Result, error) {
+	f = f.withDefaults()
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	m = m.withDefaults()
+	pol, _ := f.policy()
+	s := &sim{ctx: ctx, m: m, f: f, rng: rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15)),
+		epoch: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), pol: pol, sg: f.Strategy == "stormguard", up: true}
+	s.res = Result{Strategy: f.Strategy, Clients: f.Clients, Scenario: f.Scenario, Model: m}
+	s.timeline = make([]int64, int((f.Duration+time.Second)/lab.Bucket)+1)
+	if err := s.warm(); err != nil {
+		return nil, err
+	}
+	s.disrupt()
+	if err := s.loop(); err != nil {
+		return nil, err
+	}
+	s.finish()
+	return &s.res, nil
+}
+
+// clock is the dialers' Now.
+func (s *sim) clock() time.Time { return s.epoch.Add(s.now) }
+
+func (s *sim) at(d time.Duration, kind uint8, c *client, k *sock) {
+	s.seq++
+	heap.Push(&s.ev, event{at: s.now + d, seq: s.seq, kind: kind, c: c, s: k})
+}
+
+// warm gives every client a connection made Hold ago (stable when Hold ≥
+// StableAfter, as in the lab), the dialer state included.
+func (s *sim) warm() error {
+	n := s.f.Clients
+	s.clients = make([]client, n)
+	s.now = -s.f.Hold
+	for i := range s.clients {
+		c := &s.clients[i]
+		c.id = i
+		if s.sg {
+			o := s.f.Dialer
+			o.Now, o.Rand, o.DialTimeout = s.clock, s.rng, s.f.ConnectTimeout
+			o.Dial = nil
+			d, err := dialer.New(o)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrConfig, err)
+			}
+			c.d = d
+			r, err := d.Reserve(target)
+			if err != nil {
+				return err
+			}
+			_ = r.Dialed(s.m.RTT, nil)
+			r.Handshake()
+			if st := s.stableAfter(); st >= 0 && st <= s.f.Hold {
+				r.Stable()
+			}
+			if s.f.Observe {
+				d.ObserveClients(target, n)
+			}
+			c.res = r
+		} else {
+			sc, err := backoff.NewSchedule(s.pol, s.rng)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrConfig, err)
+			}
+			c.sched = sc
+		}
+		c.s = &sock{c: c, open: true, connected: true, srv: srvAccepted, replied: true}
+		c.proven = true
+	}
+	s.served = n
+	s.now = 0
+	return nil
+}
+
+const target = "valkey:6379"
+
+// stableAfter is the dialer's StableAfter (-1: at the handshake).
+func (s *sim) stableAfter() time.Duration {
+	switch v := s.f.Dialer.StableAfter; v {
+	case 0:
+		return dialer.DefaultStableAfter
+	case -1:
+		return 0
+	default:
+		return v
+	}
+}
+
+// disrupt applies the scenario at t = 0: every client notices on its next
+// PING (within one Period).
+func (s *sim) disrupt() {
+	s.served = 0 // the established load is the recovered clients'
+	switch s.f.Scenario {
+	case "kill":
+	case "restart":
+		s.up = false
+		s.served = 0
+		s.at(s.f.Down, evServerUp, nil, nil)
+	case "blip":
+		s.blipUntil = s.f.Blip
+	}
+	for i := range s.clients {
+		c := &s.clients[i]
+		d := time.Duration(s.rng.Float64() * float64(s.f.Period))
+		if s.f.Scenario == "blip" {
+			d += s.f.CommandTimeout // the PING times out
+		} else {
+			d += s.m.RTT
+		}
+		s.at(d, evDetect, c, nil)
+	}
+}
+
+func (s *sim) loop() error {
+	end := s.f.Duration
+	for len(s.ev) > 0 {
+		e := heap.Pop(&s.ev).(event)
+		if e.at > end {
+			break
+		}
+		s.now = e.at
+		s.events++
+		if s.events%(1<<16) == 0 {
+			if err := s.ctx.Err(); err != nil {
+				return err
+			}
+			if s.events > maxEvents {
+				return errors.New("simulation: event budget exceeded")
+			}
+		}
+		s.handle(e)
+		if len(s.recovered) == len(s.clients) {
+			break
+		}
+	}
+	return nil
+}
+
+func (s *sim) handle(e event) {
+	c, k := e.c, e.s
+	switch e.kind {
+	case evDetect:
+		s.lose(c)
+	case evStep:
+		s.step(c)
+	case evDial:
+		s.dial(c)
+	case evDialNow:
+		s.dialNow(c)
+	case evSynArrive:
+		s.synArrive(k)
+	case evSynRetx:
+		if k.open && !k.connected {
+			k.synTries++
+			s.sendSyn(k)
+		}
+	case evConnTimeout:
+		if k.open && !k.connected {
+			s.connectFailed(k, errConnectTimeout)
+		}
+	case evEstablished:
+		if k.open && !k.connected {
+			s.established(k)
+		}
+	case evAckArrive:
+		if k.open {
+			s.ackArrive(k)
+		}
+	case evSynackRetx:
+		if k.open && k.srv == srvRequest && k.synackTries < s.m.SynackRetries {
+			k.synackTries++
+			s.at(s.m.RTT, evAckArrive, nil, k) // SYN-ACK out, ACK back
+			s.at(s.m.synackRTO(k.synackTries+1), evSynackRetx, nil, k)
+		} else if k.srv == srvRequest && k.synackTries >= s.m.SynackRetries {
+			k.srv = srvGone
+			s.synq--
+		}
+	case evCycle:
+		s.cycle()
+	case evReply:
+		s.reply(k)
+	case evPingTimeout:
+		if k.open && !k.replied {
+			s.pingFailed(k, errPingTimeout)
+		}
+	case evStable:
+		if k.open && c.s == k && c.res != nil {
+			c.res.Stable()
+		}
+	case evServerUp:
+		s.up = true
+	case evDataRetx:
+		if k.open && k.srv == srvRequest && !k.replied {
+			s.at(s.m.RTT/2, evAckArrive, nil, k)
+			k.dataRTO *= 2
+			s.at(k.dataRTO, evDataRetx, nil, k)
+		}
+	case evRefused:
+		if k.open && !k.connected {
+			s.connectFailed(k, errRefused)
+		}
+	}
+}
+
+// tcpRTOMin is Linux's TCP_RTO_MIN: the first data retransmit on a
+// fast path.
+const tcpRTOMin = 200 * time.Millisecond
+
+var (
+	errConnectTimeout = errors.New("connect: i/o timeout")
+	errRefused        = errors.New("connect: connection refused")
+	errPingTimeout    = timeoutErr{}
+	errEOF            = errors.New("EOF")
+	errReset          = errors.New("read: connection reset by peer")
+)
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "read: i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+// lose: the client's PING after the disruption failed (EOF, or a timeout
+// in a blip): a failed command, the connection closed, a redial.
+func (s *sim) lose(c *client) {
+	s.res.FailedCommands++
+	err := errEOF
+	if s.f.Scenario == "blip" {
+		err = errPingTimeout
+	}
+	if c.res != nil {
+		c.res.Lost(err)
+		c.res = nil
+	}
+	c.s.open = false
+	c.s = nil
+	s.step(c)
+}
+
+// sleep schedules c's next loop step after d.
+func (s *sim) sleep(c *client, d time.Duration) { s.at(d, evStep, c, nil) }
+
+// step is one turn of the lab's rawClient loop with no connection: dial
+// (through the dialer's decision for stormguard).
+func (s *sim) step(c *client) {
+	if c.d == nil {
+		s.at(0, evDial, c, nil)
+		return
+	}
+	r, err := c.d.Reserve(target)
+	if err != nil { // breaker open: the application's next command comes a Period later
+		s.sleep(c, s.f.Period)
+		return
+	}
+	c.res = r
+	s.at(r.Wait, evDial, c, nil)
+}
+
+// dial: the client calls connect(); the client side's dial rate, if
+// capped, delays the call.
+func (s *sim) dial(c *client) {
+	if r := s.m.ClientDialRate; r > 0 {
+		at := max(s.now, s.genNext)
+		s.genNext = at + time.Duration(float64(time.Second)/r)
+		if at > s.now {
+			s.at(at-s.now, evDialNow, c, nil)
+			return
+		}
+	}
+	s.dialNow(c)
+}
+
+// dialNow makes the connect attempt: counted, SYN out, timeout armed.
+func (s *sim) dialNow(c *client) {
+	s.res.ConnectAttempts++
+	if b := int(s.now / lab.Bucket); b >= 0 && b < len(s.timeline) {
+		s.timeline[b]++
+	}
+	k := &sock{c: c, dialAt: s.now, open: true, tls: s.m.TLS}
+	c.s = k
+	c.attempts++
+	s.sendSyn(k)
+	s.at(s.f.ConnectTimeout, evConnTimeout, nil, k)
+}
+
+func (s *sim) sendSyn(k *sock) {
+	s.at(s.m.RTT/2, evSynArrive, nil, k)
+	if k.synTries < s.m.SynRetries {
+		s.at(s.m.synRTO(k.synTries+1), evSynRetx, nil, k)
+	}
+}
+
+// synArrive is tcp_conn_request.
+func (s *sim) synArrive(k *sock) {
+	if !k.open || k.connected || k.srv != srvNone {
+		return
+	}
+	switch {
+	case s.now < s.blipUntil:
+		return // dropped by the blip
+	case !s.up:
+		s.at(s.m.RTT/2, evRefused, nil, k) // RST
+		return
+	case len(s.acceptQ) >= s.m.acceptLimit():
+		s.res.ListenOverflows++
+		return
+	case !s.m.Syncookies && s.synq >= s.m.acceptLimit():
+		return // SYN queue full, no cookies: dropped (TCPReqQFullDrop)
+	}
+	k.srv = srvRequest
+	s.synq++
+	s.at(s.m.RTT/2, evEstablished, nil, k)
+	s.at(s.m.RTT, evAckArrive, nil, k)
+	s.at(s.m.synackRTO(1), evSynackRetx, nil, k)
+}
+
+// ackArrive: the final ACK (or a retransmitted SYN-ACK's ACK).
+func (s *sim) ackArrive(k *sock) {
+	if k.srv != srvRequest {
+		return
+	}
+	if s.now < s.blipUntil {
+		return
+	}
+	if len(s.acceptQ) >= s.m.acceptLimit() {
+		s.res.ListenOverflows++
+		if s.m.AbortOnOverflow {
+			k.srv = srvGone
+			s.synq--
+			if k.open && k.connected && !k.replied {
+				s.pingFailed(k, errReset)
+			}
+		}
+		return // silently dropped: the SYN-ACK timer resends
+	}
+	k.srv = srvQueued
+	s.synq--
+	s.acceptQ = append(s.acceptQ, k)
+	s.kick()
+}
+
+// kick starts an event-loop turn if the loop is idle and has work.
+func (s *sim) kick() {
+	if s.loopBusy || (len(s.acceptQ) == 0 && len(s.pending) == 0) {
+		return
+	}
+	s.loopBusy = true
+	per := s.m.MaxNewConnsPerCycle
+	if s.m.TLS {
+		per = s.m.MaxNewTLSConnsPerCycle
+	}
+	// This turn serves the first commands of the last turn's accepts and
+	// accepts up to per connections from the queue (they leave it now).
+	s.serving, s.pending = s.pending, s.serving[:0]
+	n := min(per, len(s.acceptQ))
+	s.accepting = append(s.accepting[:0], s.acceptQ[:n]...)
+	s.acceptQ = s.acceptQ[n:]
+	if len(s.acceptQ) == 0 {
+		s.acceptQ = nil
+	}
+	s.at(s.turn(n, len(s.serving)), evCycle, nil, nil)
+}
+
+// turn is how long a loop turn that accepts n connections and serves p
+// first commands takes: its work, stretched by the established clients'
+// commands (each sends one per Period).
+func (s *sim) turn(n, p int) time.Duration {
+	cost := s.m.ConnCost
+	if s.m.TLS {
+		cost += s.m.TLSCost
+	}
+	work := s.m.CycleCost + time.Duration(n)*cost + time.Duration(p)*s.m.CmdCost
+	u := float64(s.served) * s.m.CmdCost.Seconds() / s.f.Period.Seconds()
+	u = min(u, 0.95)
+	return time.Duration(float64(work) / (1 - u))
+}
+
+// cycle ends one loop turn: the commands it served are answered, its
+// accepts wait for the next turn to read their first command.
+func (s *sim) cycle() {
+	for _, k := range s.serving {
+		if k.open && !k.replied {
+			s.at(s.m.RTT/2, evReply, nil, k)
+		}
+	}
+	s.serving = s.serving[:0]
+	for _, k := range s.accepting {
+		k.srv = srvAccepted
+		if !k.open {
+			s.res.AbandonedAccepts++
+			continue
+		}
+		s.pending = append(s.pending, k)
+	}
+	s.accepting = s.accepting[:0]
+	s.loopBusy = false
+	s.kick()
+}
+
+// established: connect() returned; the lab's client sends PING at once.
+func (s *sim) established(k *sock) {
+	k.connected = true
+	c := k.c
+	if c.res != nil {
+		_ = c.res.Dialed(s.now-k.dialAt, nil)
+	}
+	s.at(s.f.CommandTimeout, evPingTimeout, nil, k)
+	// The PING carries an ACK too: if the final ACK was dropped on a full
+	// accept queue, every retransmit of the PING (RTO 200ms, doubling)
+	// tries again to create the server's socket.
+	k.dataRTO = tcpRTOMin
+	s.at(k.dataRTO, evDataRetx, nil, k)
+}
+
+// connectFailed: connect() returned an error (timeout, refused); the
+// client closes the socket and waits as its strategy says.
+func (s *sim) connectFailed(k *sock, err error) {
+	c := k.c
+	k.open = false
+	s.res.ConnectFailures++
+	if k.srv == srvRequest {
+		k.srv = srvGone
+		s.synq--
+	}
+	if c.s == k {
+		c.s = nil
+	}
+	if c.res != nil {
+		_ = c.res.Dialed(s.now-k.dialAt, err)
+		c.res = nil
+		s.sleep(c, s.f.Period) // the lab paces the dialer's errors by a Period
+		return
+	}
+	s.sleep(c, c.sched.Failure())
+}
+
+// pingFailed: no reply within CommandTimeout, or a reset.
+func (s *sim) pingFailed(k *sock, err error) {
+	c := k.c
+	s.res.FailedCommands++
+	k.open = false
+	if k.srv == srvRequest {
+		k.srv = srvGone
+		s.synq--
+	}
+	if c.s == k {
+		c.s = nil
+	}
+	if c.res != nil {
+		c.res.Lost(err)
+		c.res = nil
+	}
+	if !c.proven {
+		if c.sched != nil {
+			s.sleep(c, c.sched.Failure())
+		} else {
+			s.sleep(c, 0)
+		}
+		return
+	}
+	s.step(c)
+}
+
+// reply: the first PING after the disruption succeeded.
+func (s *sim) reply(k *sock) {
+	if !k.open || k.replied {
+		return
+	}
+	k.replied = true
+	c := k.c
+	s.served++
+	if c.res != nil {
+		c.res.Handshake()
+		if st := s.stableAfter(); st > 0 {
+			s.at(st, evStable, c, k)
+		}
+	}
+	c.proven = true
+	if c.sched != nil {
+		c.sched.Reset()
+	}
+	if c.recovAt == 0 {
+		c.recovAt = s.now
+		s.recovered = append(s.recovered, s.now)
+	}
+}
+
+func (s *sim) finish() {
+	r := &s.res
+	last := len(s.timeline) - 1
+	for last > 0 && s.timeline[last] == 0 {
+		last--
+	}
+	r.Timeline = s.timeline[:last+1]
+	var peak int64
+	for _, v := range r.Timeline {
+		peak = max(peak, v*int64(time.Second/lab.Bucket))
+	}
+	r.PeakConnectsPerSec = peak
+	r.RecoveredClients = len(s.recovered)
+	r.Events = s.events
+	need := int(math.Ceil(lab.RecoverQuantile * float64(len(s.clients))))
+	times := slices.Clone(s.recovered)
+	slices.Sort(times)
+	if len(times) >= need && need > 0 {
+		ms := max(times[need-1].Milliseconds(), 1)
+		r.TimeToRecoverMS = &ms
+		r.Recovered = true
+	}
+	if len(times) > 0 {
+		p50 := times[(len(times)-1)/2].Milliseconds()
+		r.RecoverP50MS = &p50
+	}
+}

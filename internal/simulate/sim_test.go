@@ -1,0 +1,165 @@
+package simulate
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/dialer"
+)
+
+func run(t *testing.T, m Model, f Fleet) *Result {
+	t.Helper()
+	r, err := Run(context.Background(), m, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func ttr(r *Result) time.Duration {
+	if r.TimeToRecoverMS == nil {
+		return -1
+	}
+	return time.Duration(*r.TimeToRecoverMS) * time.Millisecond
+}
+
+// TestKillOutcomes: the model reproduces what the lab shows qualitatively:
+// a fleet redialling at once overflows a 128-slot accept queue, the
+// stormguard dialer (real code, simulated clock) spreads the fleet and
+// does not, and everyone recovers.
+func TestKillOutcomes(t *testing.T) {
+	m := DefaultModel()
+	imm := run(t, m, Fleet{Clients: 3000, Strategy: "immediate", Scenario: "kill"})
+	sg := run(t, m, Fleet{Clients: 3000, Strategy: "stormguard", Scenario: "kill", Observe: true})
+	if imm.ListenOverflows == 0 || !imm.Recovered {
+		t.Errorf("immediate: %d overflows, recovered %v; want overflows and recovery", imm.ListenOverflows, imm.Recovered)
+	}
+	if sg.ListenOverflows*10 > imm.ListenOverflows || !sg.Recovered {
+		t.Errorf("stormguard: %d overflows (immediate %d), recovered %v", sg.ListenOverflows, imm.ListenOverflows, sg.Recovered)
+	}
+	if sg.PeakConnectsPerSec >= imm.PeakConnectsPerSec {
+		t.Errorf("stormguard peak %d/s not below immediate's %d/s", sg.PeakConnectsPerSec, imm.PeakConnectsPerSec)
+	}
+	if imm.ConnectAttempts < 3000 || sg.ConnectAttempts < 3000 {
+		t.Errorf("fewer attempts than clients: %d, %d", imm.ConnectAttempts, sg.ConnectAttempts)
+	}
+}
+
+// TestFleetSizeUnknown: without connected_clients the dialer's window is
+// ReconnectWindow (1s) and grows from congestion; it still recovers.
+func TestFleetSizeUnknown(t *testing.T) {
+	r := run(t, DefaultModel(), Fleet{Clients: 4000, Strategy: "stormguard", Scenario: "kill"})
+	if !r.Recovered {
+		t.Fatalf("not recovered: %+v", r)
+	}
+}
+
+func TestScenarios(t *testing.T) {
+	m := DefaultModel()
+	tests := []struct {
+		name  string
+		m     func(Model) Model
+		f     Fleet
+		check func(t *testing.T, r *Result)
+	}{
+		{"restart: refused while down, back after", nil,
+			Fleet{Clients: 500, Strategy: "glide", Scenario: "restart", Down: time.Second},
+			func(t *testing.T, r *Result) {
+				if r.ConnectFailures == 0 || !r.Recovered || ttr(r) < time.Second {
+					t.Errorf("want refused connects and recovery after 1s: %d failures, ttr %s", r.ConnectFailures, ttr(r))
+				}
+			}},
+		{"blip: nothing gets through for 2s", nil,
+			Fleet{Clients: 500, Strategy: "full-jitter", Scenario: "blip", Blip: 2 * time.Second},
+			func(t *testing.T, r *Result) {
+				// SYNs sent during the blip are dropped and retransmitted
+				// a second later: nobody is back before it ends.
+				if !r.Recovered || ttr(r) < 2*time.Second || r.ListenOverflows != 0 {
+					t.Errorf("want recovery after the blip and no overflows: ttr %s, overflows %d", ttr(r), r.ListenOverflows)
+				}
+			}},
+		{"blip with the dialer", nil,
+			Fleet{Clients: 500, Strategy: "stormguard", Scenario: "blip", Observe: true},
+			func(t *testing.T, r *Result) {
+				if !r.Recovered {
+					t.Errorf("not recovered: ttr %s", ttr(r))
+				}
+			}},
+		{"short hold: connections younger than StableAfter", nil,
+			Fleet{Clients: 3000, Strategy: "stormguard", Scenario: "kill", Hold: time.Second, Observe: true},
+			func(t *testing.T, r *Result) {
+				if !r.Recovered || r.ListenOverflows > 100 {
+					t.Errorf("young connections lost protection: %d overflows, ttr %s", r.ListenOverflows, ttr(r))
+				}
+			}},
+		{"abort_on_overflow resets instead of dropping", func(m Model) Model { m.AbortOnOverflow = true; return m },
+			Fleet{Clients: 3000, Strategy: "immediate", Scenario: "kill"},
+			func(t *testing.T, r *Result) {
+				if !r.Recovered || r.ListenOverflows == 0 {
+					t.Errorf("ttr %s, overflows %d", ttr(r), r.ListenOverflows)
+				}
+			}},
+		{"no syncookies", func(m Model) Model { m.Syncookies = false; return m },
+			Fleet{Clients: 3000, Strategy: "immediate", Scenario: "kill"},
+			func(t *testing.T, r *Result) {
+				if !r.Recovered {
+					t.Errorf("not recovered")
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mm := m
+			if tt.m != nil {
+				mm = tt.m(m)
+			}
+			tt.check(t, run(t, mm, tt.f))
+		})
+	}
+}
+
+// TestTLSIsSlower: one TLS accept per loop turn and a handshake each make
+// the same fleet recover later.
+func TestTLSIsSlower(t *testing.T) {
+	m := DefaultModel()
+	plain := run(t, m, Fleet{Clients: 1000, Strategy: "full-jitter", Scenario: "kill"})
+	m.TLS = true
+	tls := run(t, m, Fleet{Clients: 1000, Strategy: "full-jitter", Scenario: "kill"})
+	if ttr(tls) <= ttr(plain) && tls.Recovered {
+		t.Errorf("TLS recovered in %s, plain in %s", ttr(tls), ttr(plain))
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	f := Fleet{Clients: 2000, Strategy: "stormguard", Scenario: "kill", Seed: 7, Observe: true}
+	a, b := run(t, DefaultModel(), f), run(t, DefaultModel(), f)
+	if a.ConnectAttempts != b.ConnectAttempts || a.ListenOverflows != b.ListenOverflows || ttr(a) != ttr(b) {
+		t.Errorf("same seed, different results: %+v vs %+v", a, b)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	bad := []Fleet{
+		{Clients: 0, Strategy: "immediate", Scenario: "kill"},
+		{Clients: 10, Strategy: "go-redis", Scenario: "kill"},
+		{Clients: 10, Strategy: "immediate", Scenario: "churn"},
+		{Clients: 10, Strategy: "glide", Scenario: "kill", Policy: labGlide(0)},
+		{Clients: 10, Strategy: "immediate", Scenario: "kill", Duration: time.Hour},
+	}
+	for _, f := range bad {
+		if _, err := Run(context.Background(), DefaultModel(), f); !errors.Is(err, ErrConfig) {
+			t.Errorf("%+v: error %v, want ErrConfig", f, err)
+		}
+	}
+	m := DefaultModel()
+	m.MaxNewConnsPerCycle = 5000
+	if _, err := Run(context.Background(), m, Fleet{Clients: 10, Strategy: "immediate", Scenario: "kill"}); !errors.Is(err, ErrConfig) {
+		t.Errorf("max-new-connections-per-cycle 5000 accepted: %v", err)
+	}
+	if _, err := Run(context.Background(), DefaultModel(), Fleet{Clients: 10, Strategy: "stormguard", Scenario: "kill",
+		Dialer: dialer.Options{Rate: -5}}); !errors.Is(err, ErrConfig) {
+		t.Errorf("bad dialer options accepted: %v", err)
+	}
+}
