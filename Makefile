@@ -1,4 +1,4 @@
-# stormguard — see README.md. Targets: build build-glide test bench demo lint fuzz corpus.
+# stormguard — see README.md. Targets: build build-glide test generate bench demo lint fuzz corpus.
 GO        ?= go
 BIN       := bin/stormguard
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 # STORMGUARD_REQUIRE_INTEGRATION=1 turns their skips into failures (CI).
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: build build-glide test unit deps bench demo lint fuzz corpus clean
+.PHONY: build build-glide test unit deps generate bench demo lint fuzz corpus clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stormguard
@@ -20,6 +20,13 @@ build-glide:
 deps:
 	./scripts/install-deps.sh
 
+## generate: rebuild the committed BPF objects and their Go bindings
+## (internal/listentrace) with bpf2go; needs clang and libbpf headers, which
+## only this target installs
+generate:
+	./scripts/install-deps.sh generate
+	$(GO) generate ./internal/listentrace/...
+
 ## test: install what is missing, then unit, integration and fuzz-seed tests with -race
 test: deps build
 	$(GO) vet ./...
@@ -27,6 +34,9 @@ test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	GOOS=darwin $(GO) build ./...
 	$(GO) test $(TESTFLAGS) ./...
+	# the Prometheus rules and their unit tests (deploys, per-request churn, fleet storms)
+	promtool check rules deploy/prometheus/stormguard-rules.yml
+	promtool test rules deploy/prometheus/*.test.yml
 	# the valkey-glide strategy (build tag glide, cgo): its own tests only
 	CGO_ENABLED=1 $(GO) test $(TESTFLAGS) -tags glide -run Glide ./internal/lab/... ./cmd/stormguard/...
 

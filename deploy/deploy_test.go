@@ -5,6 +5,7 @@ package deploy
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -33,7 +34,11 @@ func TestPromtoolCheckRules(t *testing.T) {
 }
 
 func TestPromtoolTestRules(t *testing.T) {
-	out, err := exec.Command(promtool(t), "test", "rules", "prometheus/stormguard-rules.test.yml").CombinedOutput()
+	tests, err := filepath.Glob("prometheus/*.test.yml")
+	if err != nil || len(tests) == 0 {
+		t.Fatalf("no rule tests found: %v", err)
+	}
+	out, err := exec.Command(promtool(t), append([]string{"test", "rules"}, tests...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}

@@ -17,6 +17,15 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 # Headless browser for the dashboard test (internal/serve TestIntegrationDashboard).
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
+# `make generate` only (./scripts/install-deps.sh generate): clang and the
+# libbpf headers rebuild the committed BPF objects; builds and tests never
+# need them.
+if [ "${1:-}" = generate ]; then
+  need=()
+  command -v clang >/dev/null || need+=(clang llvm)
+  [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+  [ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

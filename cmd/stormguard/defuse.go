@@ -84,8 +84,9 @@ func newDefuseCmd() *cobra.Command {
 		Long: `Mitigations against a connection storm on one Valkey listener. Each one is
 tagged, time-limited (--ttl is mandatory), listed, and removed on revert or
 expiry. nftables rules (table inet stormguard) stop matching at their TTL by
-themselves, even if stormguard is not running; Valkey config and sysctls are
-restored by the first stormguard defuse command after the TTL.
+themselves; Valkey config and sysctls are restored at the TTL by a transient
+systemd timer (where systemd runs) or a detached restore process, so every
+mitigation ends even if stormguard is killed (restore_by in list --json).
 
 Actions: ratelimit-syn, ratelimit-global, notrack, accept-cap, backlog,
 kill-idle (see docs/defuse.md).
@@ -101,8 +102,35 @@ Exit codes: 0 success, 1 the mitigation was refused as unsafe or useless here
 			return usageErr(errors.New("defuse needs a subcommand: plan, apply, list or revert"))
 		},
 	}
-	cmd.AddCommand(newDefusePlanCmd(), newDefuseApplyCmd(), newDefuseListCmd(), newDefuseRevertCmd())
+	cmd.AddCommand(newDefusePlanCmd(), newDefuseApplyCmd(), newDefuseListCmd(), newDefuseRevertCmd(), newDefuseRestoreDueCmd())
 	return cmd
+}
+
+// newDefuseRestoreDueCmd is the hidden restorer that a systemd timer or a
+// detached restore process runs at a mitigation's TTL.
+func newDefuseRestoreDueCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "restore-due --state FILE --id ID [--password-file F]",
+		Short: "Restore one mitigation at its TTL (run by the scheduled restorer)",
+		Long: `Wait until the mitigation's TTL, then put back the recorded previous values
+(only where the current value is still the one stormguard set) and remove its
+state entry. 'defuse apply' starts this by itself, as a transient systemd
+timer or a detached process; the Valkey password comes from --password-file
+(a 0600 file, removed once read) or an inherited descriptor, never argv.`,
+		Example:            `  stormguard defuse restore-due --state /var/lib/stormguard/defuse.json --id 3f2a9c1d`,
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch code := defuse.RestoreMain(args); code {
+			case 0:
+				return nil
+			case 2:
+				return usageErr(errors.New("restore-due failed (see above)"))
+			default:
+				return &exitError{code: code, err: errors.New("restore-due failed (see above)")}
+			}
+		},
+	}
 }
 
 func newDefuseApplyCmd() *cobra.Command {
@@ -119,8 +147,9 @@ nftables actions (ratelimit-syn, ratelimit-global, notrack) need --port and
 live in the table inet stormguard; their rules stop matching at the TTL even
 if stormguard is not running. accept-cap changes Valkey's
 max-new-connections-per-cycle and backlog raises somaxconn and
-tcp_max_syn_backlog; both are restored by revert or by the first stormguard
-defuse command after the TTL. kill-idle disconnects idle clients once and
+tcp_max_syn_backlog; both are restored by revert or at the TTL by a systemd
+timer or a detached restore process (only values still as stormguard set
+them are put back). kill-idle disconnects idle clients once and
 needs --yes-kill (it cannot be undone). Established connections are never
 cut by the other actions.
 
@@ -195,10 +224,8 @@ func printMitigation(w io.Writer, mt defuse.Mitigation, asJSON bool) error {
 	switch {
 	case !mt.Reversible:
 		fmt.Fprintln(w, " (irreversible; not listed)")
-	case mt.KernelExpiry:
-		fmt.Fprintf(w, " until %s (the kernel ends it by itself)\n", mt.Expires.Format(time.RFC3339))
 	default:
-		fmt.Fprintf(w, " until %s (restored by the next stormguard defuse run after that)\n", mt.Expires.Format(time.RFC3339))
+		fmt.Fprintf(w, " until %s (%s)\n", mt.Expires.Format(time.RFC3339), restoreByText(mt))
 	}
 	fmt.Fprintln(w, "changes:")
 	for _, c := range mt.Changes {
@@ -211,6 +238,19 @@ func printMitigation(w io.Writer, mt defuse.Mitigation, asJSON bool) error {
 		fmt.Fprintf(w, "revert now: stormguard defuse revert %s\n", mt.ID)
 	}
 	return nil
+}
+
+// restoreByText says what ends a mitigation at its TTL.
+func restoreByText(mt defuse.Mitigation) string {
+	switch mt.RestoreBy {
+	case defuse.RestoreByKernel:
+		return "the kernel ends it by itself"
+	case defuse.RestoreBySystemdTimer:
+		return "restored then by the systemd timer " + mt.RestoreUnit + ", even if stormguard is not running"
+	case defuse.RestoreByProcess:
+		return fmt.Sprintf("restored then by the detached restore process %d, even if stormguard is killed", mt.RestorePID)
+	}
+	return "restored by the next stormguard run after that"
 }
 
 func newDefuseListCmd() *cobra.Command {
@@ -248,14 +288,14 @@ an "expires" timestamp; nothing at all when none is active.`,
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tACTION\tPORT\tEXPIRES\tLEFT\tKERNEL-EXPIRY\tNETNS")
+			fmt.Fprintln(tw, "ID\tACTION\tPORT\tEXPIRES\tLEFT\tRESTORE-BY\tNETNS")
 			for _, mt := range ms {
 				ns := mt.NetNS
 				if ns == "" {
 					ns = "-"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%v\t%s\n", mt.ID, mt.Action, mt.Port, mt.Expires.Format(time.RFC3339),
-					time.Until(mt.Expires).Round(time.Second), mt.KernelExpiry, ns)
+					time.Until(mt.Expires).Round(time.Second), mt.RestoreBy, ns)
 			}
 			return tw.Flush()
 		},

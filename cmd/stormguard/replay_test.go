@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,25 @@ func TestReplayCLIBadInput(t *testing.T) {
 		if r.Code != exitUsage || !strings.Contains(r.Msg, tc.want) {
 			t.Errorf("%v: exit %d %q, want 2 and %q", tc.args, r.Code, r.Msg, tc.want)
 		}
+	}
+}
+
+// The committed corpus recording of a slow-building storm, replayed by the
+// command: an early warning, then the storm.
+func TestReplayCLICorpusRecording(t *testing.T) {
+	r := execCLI(t, "replay", "--capture", "../../internal/corpus/testdata/storm-slow-build.jsonl.gz", "--json")
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Msg)
+	}
+	var seq []string
+	for _, ln := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		var ev detect.Event
+		if err := json.Unmarshal([]byte(ln), &ev); err != nil {
+			t.Fatalf("%q: %v", ln, err)
+		}
+		seq = append(seq, ev.To.String())
+	}
+	if len(seq) < 2 || seq[0] == "storm" || !slices.Contains(seq, "storm") {
+		t.Fatalf("states %v: want a warning before the storm", seq)
 	}
 }

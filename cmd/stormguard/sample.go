@@ -24,6 +24,7 @@ type sampleOpts struct {
 	interval time.Duration
 	json     bool
 	procRoot string
+	ebpf     bool
 }
 
 func newSampleCmd() *cobra.Command {
@@ -64,6 +65,7 @@ reason is given under "errors"; the other signals are still printed.`,
 	f.IntVar(&o.count, "count", 1, "number of samples to take")
 	f.DurationVar(&o.interval, "interval", 500*time.Millisecond, "time between samples")
 	f.BoolVar(&o.json, "json", false, "print one JSON object per line")
+	f.BoolVar(&o.ebpf, "ebpf", true, ebpfFlagHelp)
 	f.StringVar(&o.procRoot, "proc-root", "/proc", "procfs mount to read kernel files from")
 	_ = f.MarkHidden("proc-root")
 	_ = cmd.MarkFlagRequired("valkey")
@@ -88,7 +90,7 @@ func resolveTarget(valkey string, conn valkeyConnFlags, ns string) (source.Targe
 var errValkeyUnreachable = errors.New("cannot reach Valkey")
 
 func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts) error {
-	set := source.Open(ctx, source.Options{Target: t, Interval: o.interval, Version: version})
+	set := source.Open(ctx, source.Options{Target: t, Interval: o.interval, Version: version, NoEBPF: !o.ebpf})
 	defer set.Close()
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources, Interval: o.interval}
 
@@ -171,3 +173,6 @@ func writeRow(w io.Writer, s *sample.Sample) {
 	fmt.Fprintf(w, rowFormat, s.Time.Format("15:04:05.000"), s.Target, depth, peak, limit,
 		d(s.SynRecv), d(s.Established), ov, ct, cl, mc, rej, ping)
 }
+
+// ebpfFlagHelp documents --ebpf on every command that samples.
+const ebpfFlagHelp = "measure accept wait, SYN rate and this listener's overflows with eBPF (needs root or CAP_BPF+CAP_PERFMON, kernel BTF; also off when STORMGUARD_EBPF=0)"

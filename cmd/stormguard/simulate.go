@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +30,7 @@ type simulateOpts struct {
 	fleetHint  int
 	dialerRate float64
 	syncookies int
+	advise     bool
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -83,6 +86,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.StringVar(&o.fleet.Scenario, "scenario", "kill", "disruption: kill, restart, blip")
 	f.BoolVar(&o.json, "json", false, "print one JSON object")
 	f.StringVar(&o.calibrate, "calibrate", "", "fit the server's costs to this storm --json result")
+	f.BoolVar(&o.advise, "advise", false, "instead of one strategy, simulate candidate settings for this fleet and server and rank them: which recover fastest without overflow")
 	f.Float64Var(&o.acceptRate, "accept-rate", 0, "new connections/s an idle Valkey accepts (sets the per-connection cost)")
 	f.IntVar(&o.model.Somaxconn, "somaxconn", o.model.Somaxconn, "net.core.somaxconn on the Valkey host")
 	f.IntVar(&o.model.TCPBacklog, "tcp-backlog", o.model.TCPBacklog, "Valkey tcp-backlog")
@@ -128,8 +132,10 @@ type simulateResult struct {
 
 func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) error {
 	switch {
-	case o.fleet.Strategy == "":
-		return usageErr(errors.New("give --strategy (" + strings.Join(simulate.Strategies, ", ") + ")"))
+	case o.fleet.Strategy == "" && !o.advise:
+		return usageErr(errors.New("give --strategy (" + strings.Join(simulate.Strategies, ", ") + ") or --advise"))
+	case o.fleet.Strategy != "" && o.advise:
+		return usageErr(errors.New("--advise compares strategies itself: do not give --strategy"))
 	case o.syncookies < 0 || o.syncookies > 2:
 		return usageErr(fmt.Errorf("--syncookies must be 0, 1 or 2, got %d", o.syncookies))
 	case o.model.MaxNewConnsPerCycle < 1 || o.model.MaxNewTLSConnsPerCycle < 1:
@@ -138,7 +144,7 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 		return usageErr(fmt.Errorf("--accept-rate must not be negative, got %g", o.acceptRate))
 	case o.fleetHint < 0 || o.dialerRate < 0:
 		return usageErr(errors.New("--fleet-hint and --dialer-accept-rate must not be negative"))
-	case o.fleet.Strategy != "stormguard" && (o.fleetHint != 0 || o.dialerRate != 0 || o.noObserve):
+	case (o.fleet.Strategy != "stormguard" || o.advise) && (o.fleetHint != 0 || o.dialerRate != 0 || o.noObserve):
 		return usageErr(errors.New("--fleet-hint, --dialer-accept-rate and --no-observe configure the stormguard strategy's dialer"))
 	}
 	m := o.model
@@ -157,7 +163,11 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 	if err := m.Validate(); err != nil {
 		return usageErr(err)
 	}
-	if err := f.Validate(); err != nil {
+	check := f
+	if o.advise {
+		check.Strategy = "immediate"
+	}
+	if err := check.Validate(); err != nil {
 		return usageErr(err)
 	}
 	var fit *simulate.Fit
@@ -178,6 +188,9 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 			return fmt.Errorf("calibrate: %w", err)
 		}
 		fit, m = &got, got.Model
+	}
+	if o.advise {
+		return runAdvise(ctx, out, errOut, m, f, fit, o.json)
 	}
 	res, err := simulate.Run(ctx, m, f)
 	if err != nil {
@@ -215,4 +228,101 @@ func writeSimulateTable(out io.Writer, r *simulate.Result, fit *simulate.Fit) {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 	}
 	tw.Flush()
+}
+
+// candidate is one setting --advise tries.
+type candidate struct {
+	name string
+	set  func(f *simulate.Fleet)
+}
+
+// adviseCandidates are the settings --advise compares: the libraries'
+// and the lab's defaults, and the stormguard dialer at several assumed
+// accept rates.
+func adviseCandidates() []candidate {
+	cs := []candidate{
+		{"immediate", func(f *simulate.Fleet) { f.Strategy = "immediate" }},
+		{"glide (5, 100, 2, 20%)", func(f *simulate.Fleet) { f.Strategy = "glide" }},
+		{"glide --factor 1000", func(f *simulate.Fleet) {
+			f.Strategy = "glide"
+			f.Policy.GLIDE = backoff.DefaultGLIDE()
+			f.Policy.GLIDE.Factor = 1000
+		}},
+		{"full-jitter --base 100ms --cap 10s", func(f *simulate.Fleet) { f.Strategy = "full-jitter" }},
+		{"full-jitter --base 1s --cap 30s", func(f *simulate.Fleet) {
+			f.Strategy, f.Policy.Base, f.Policy.Cap = "full-jitter", time.Second, 30*time.Second
+		}},
+		{"stormguard, fleet size unknown", func(f *simulate.Fleet) { f.Strategy, f.Observe = "stormguard", false }},
+	}
+	for _, r := range []float64{1000, 2000, 5000, 10000, 20000} {
+		cs = append(cs, candidate{fmt.Sprintf("stormguard AcceptRate %.0f", r), func(f *simulate.Fleet) {
+			f.Strategy, f.Observe, f.Dialer.AcceptRate = "stormguard", true, r
+		}})
+	}
+	return cs
+}
+
+type adviceRow struct {
+	Setting string `json:"setting"`
+	*simulate.Result
+}
+
+// runAdvise simulates every candidate against the same model and prints
+// them ranked: recovered without overflows first, fastest first.
+func runAdvise(ctx context.Context, out, errOut io.Writer, m simulate.Model, base simulate.Fleet, fit *simulate.Fit, asJSON bool) error {
+	var rows []adviceRow
+	for _, c := range adviseCandidates() {
+		f := base
+		f.Policy, f.Dialer, f.Observe = backoff.Params{}, dialer.Options{}, false
+		c.set(&f)
+		fmt.Fprintf(errOut, "simulate: %s…\n", c.name)
+		r, err := simulate.Run(ctx, m, f)
+		if err != nil {
+			return fmt.Errorf("simulate %s: %w", c.name, err)
+		}
+		rows = append(rows, adviceRow{c.name, r})
+	}
+	rank := func(r adviceRow) (int, int64) {
+		class := 0
+		switch {
+		case !r.Recovered:
+			class = 3
+		case r.ListenOverflows > uint64(r.Clients)/100:
+			class = 2
+		case r.ListenOverflows > 0:
+			class = 1
+		}
+		ttr := int64(1 << 62)
+		if r.TimeToRecoverMS != nil {
+			ttr = *r.TimeToRecoverMS
+		}
+		return class, ttr
+	}
+	slices.SortStableFunc(rows, func(a, b adviceRow) int {
+		ca, ta := rank(a)
+		cb, tb := rank(b)
+		if ca != cb {
+			return ca - cb
+		}
+		return cmp.Compare(ta, tb)
+	})
+	if asJSON {
+		return json.NewEncoder(out).Encode(struct {
+			Advice      []adviceRow    `json:"advice"`
+			Model       simulate.Model `json:"model"`
+			Calibration *simulate.Fit  `json:"calibration,omitempty"`
+		}{rows, m, fit})
+	}
+	fmt.Fprintf(out, "%d clients, %s, accept queue %d, model accept rate %.0f/s (idle loop); best first:\n",
+		base.Clients, base.Scenario, min(m.Somaxconn, m.TCPBacklog), m.AcceptRate())
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SETTING\tOVERFLOWS\tRECOVER_MS\tPEAK/S\tCONNECTS\t")
+	for _, r := range rows {
+		ttr := "-"
+		if r.TimeToRecoverMS != nil {
+			ttr = fmt.Sprint(*r.TimeToRecoverMS)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t\n", r.Setting, r.ListenOverflows, ttr, r.PeakConnectsPerSec, r.ConnectAttempts)
+	}
+	return tw.Flush()
 }

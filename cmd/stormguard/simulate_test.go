@@ -87,3 +87,32 @@ func TestSimulateBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestSimulateAdvise(t *testing.T) {
+	r := execCLI(t, "simulate", "--advise", "--clients", "800", "--json")
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Msg)
+	}
+	var got struct {
+		Advice []struct {
+			Setting         string `json:"setting"`
+			ListenOverflows uint64 `json:"listen_overflows"`
+			Recovered       bool   `json:"recovered"`
+		} `json:"advice"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || len(got.Advice) < 5 {
+		t.Fatalf("%v: %s", err, r.Stdout)
+	}
+	// Ranked: a recovered row never follows one that did not recover.
+	seenUnrecovered := false
+	for _, a := range got.Advice {
+		if !a.Recovered {
+			seenUnrecovered = true
+		} else if seenUnrecovered {
+			t.Errorf("recovered %q ranked below an unrecovered setting", a.Setting)
+		}
+	}
+	if r := execCLI(t, "simulate", "--advise", "--strategy", "glide", "--clients", "10"); r.Code != 2 {
+		t.Errorf("--advise with --strategy: exit %d", r.Code)
+	}
+}

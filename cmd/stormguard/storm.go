@@ -141,6 +141,7 @@ See docs/lab.md.`,
 	f.Float64Var(&o.cfg.Loss, "loss", 0, "--hosts: percent of packets dropped each way on every host's link")
 	f.BoolVar(&o.spawn, "spawn", false, "run a throwaway valkey-server in a private network namespace")
 	f.IntVar(&o.spawnOpts.Somaxconn, "somaxconn", 0, "--spawn: net.core.somaxconn in the namespace (kernel default)")
+	f.StringVar(&o.spawnOpts.ServerCPUs, "server-cpus", "", "--spawn: pin valkey-server to these CPUs (e.g. 1 or 0-1,3) and the clients to the others")
 	f.IntVar(&o.spawnOpts.TCPBacklog, "tcp-backlog", 0, "--spawn: valkey tcp-backlog (Valkey default 511)")
 	f.IntVar(&o.spawnOpts.Maxclients, "maxclients", 0, "--spawn: valkey maxclients (default: enough for the run)")
 	f.IntVar(&o.syncookies, "syncookies", -1, "--spawn: net.ipv4.tcp_syncookies 0/1/2 (kernel default)")
@@ -191,7 +192,7 @@ var stormFlags = map[string]string{
 	"Setup": "--setup", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
 	"Policy": "policy flags", "Policy.Delay": "--delay", "Policy.Base": "--base", "Policy.Cap": "--cap",
 	"Spawn.Somaxconn": "--somaxconn", "Spawn.TCPBacklog": "--tcp-backlog",
-	"Spawn.Maxclients": "--maxclients", "Spawn.Syncookies": "--syncookies", "Spawn.Down": "--down",
+	"Spawn.Maxclients": "--maxclients", "Spawn.Syncookies": "--syncookies", "Spawn.Down": "--down", "Spawn.ServerCPUs": "--server-cpus",
 }
 
 // stormUsageErr turns a lab error into a usage error (exit 2) that names
@@ -232,7 +233,7 @@ func stormConfig(o stormOpts) (lab.Config, error) {
 			return cfg, errors.New("--password-file, --cacert, --cert, --key and --sni are for --target; --spawn makes its own server")
 		}
 	} else if o.spawnOpts != (lab.Spawn{Down: o.spawnOpts.Down}) || o.syncookies != -1 {
-		return cfg, errors.New("--somaxconn, --tcp-backlog, --maxclients and --syncookies configure the server --spawn starts")
+		return cfg, errors.New("--somaxconn, --tcp-backlog, --maxclients, --syncookies and --server-cpus configure the server --spawn starts")
 	}
 	cfg.NetNS = o.netns
 	if o.target != "" {
@@ -311,7 +312,13 @@ func runStorm(ctx context.Context, out, progress io.Writer, o stormOpts) error {
 
 func writeStormTable(out io.Writer, rs []*lab.Result) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "STRATEGY\tCLIENTS\tCONNECTS\tCONN_FAIL\tPEAK/S\tRECOVER_MS\tP50_MS\tFAILED_CMDS\tOVERFLOWS\tREJECTED\t")
+	fmt.Fprintln(tw, "STRATEGY\tCLIENTS\tCONNECTS\tCONN_FAIL\tPEAK/S\tRECOVER_MS\tP50_MS\tFAILED_CMDS\tOVERFLOWS\tREJECTED\tGOODPUT_MIN\tSERVER_CPU%\t")
+	f2 := func(p *float64, scale float64) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(*p*scale, 'f', 0, 64)
+	}
 	i64 := func(p *int64) string {
 		if p == nil {
 			return "-"
@@ -325,9 +332,10 @@ func writeStormTable(out io.Writer, rs []*lab.Result) {
 		return strconv.FormatUint(*p, 10)
 	}
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t\n", r.Strategy, r.Clients, r.ConnectAttempts,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s%%\t%s\t\n", r.Strategy, r.Clients, r.ConnectAttempts,
 			r.ConnectFailures, r.PeakConnectsPerSec, i64(r.TimeToRecoverMS), i64(r.RecoverP50MS),
-			r.FailedCommands, u64(r.ListenOverflows), u64(r.RejectedConnections))
+			r.FailedCommands, u64(r.ListenOverflows), u64(r.RejectedConnections),
+			f2(r.GoodputMinRatio, 100), f2(r.ServerCPUPercent, 1))
 	}
 	tw.Flush()
 	for _, r := range rs {

@@ -45,6 +45,7 @@ type watchOpts struct {
 	defuseMax       time.Duration
 	defuseRate      string
 	defuseState     string
+	ebpf            bool
 }
 
 func newWatchCmd() *cobra.Command {
@@ -88,6 +89,7 @@ SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
 	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the --valkey targets (e.g. /var/run/netns/NAME)")
 	f.DurationVar(&o.interval, "interval", 500*time.Millisecond, "sampling interval")
+	f.BoolVar(&o.ebpf, "ebpf", true, ebpfFlagHelp)
 	f.StringVar(&o.httpAddr, "http", "127.0.0.1:9877", "HTTP listen address (empty disables)")
 	f.StringVar(&o.events, "events", "", "append state-change events to this file as JSON lines")
 	f.StringVar(&o.journalDir, "journal", "", "write storm captures to this directory")
@@ -189,7 +191,7 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	defer func() { ncancel(); <-nt.Done() }()
 
 	ag, err := agent.New(agent.Options{Targets: targets, Interval: o.interval, Version: version, DiscoverEvery: o.discoverEvery,
-		User: user, Password: password, Hub: hub, AutoDefuse: auto, Journal: jr, Notifier: nt, Logger: log})
+		User: user, Password: password, Hub: hub, AutoDefuse: auto, Journal: jr, Notifier: nt, Logger: log, NoEBPF: !o.ebpf})
 	if err != nil {
 		return usageErr(err)
 	}

@@ -27,6 +27,8 @@ type Options struct {
 	Targets []source.Target
 	// Interval between samples (500ms).
 	Interval time.Duration
+	// NoEBPF turns the eBPF source off (--ebpf=false).
+	NoEBPF bool
 	// FastInterval is the interval while a target is not calm, and the
 	// shortest spacing when the accept-queue poller asks for an early
 	// sample (100ms, or Interval if that is shorter).
@@ -253,7 +255,7 @@ func (a *Agent) stopAll() {
 
 func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, r *runner) {
 	auto := r.auto
-	set := source.Open(ctx, source.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version})
+	set := source.Open(ctx, source.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version, NoEBPF: a.o.NoEBPF})
 	defer set.Close()
 	cfg := a.o.Detector
 	cfg.Target = t.Name()

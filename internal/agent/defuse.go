@@ -143,8 +143,20 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 		return
 	}
 	var work func()
-	switch state {
-	case detect.Storm:
+	due := false
+	for _, m := range st.armed {
+		if !now.Before(m.Expires) {
+			due = true
+		}
+	}
+	switch {
+	case due:
+		// In every state: a mitigation ends at its TTL. An accept cap
+		// that keeps the target out of calm (or one armed before a
+		// recovering or surge phase) must not outlive it; a restore
+		// process or timer does the same without us.
+		work = func() { a.expireArmed(ctx, t, st, now) }
+	case state == detect.Storm:
 		if st.first.IsZero() {
 			st.first = now
 		}
@@ -163,11 +175,11 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 		} else if live {
 			work = st.pollWork(ctx, a, t, now)
 		}
-	case detect.Recovering, detect.Surge:
+	case state == detect.Recovering || state == detect.Surge:
 		if len(st.armed) > 0 {
 			work = st.pollWork(ctx, a, t, now)
 		}
-	case detect.Calm:
+	case state == detect.Calm:
 		if len(st.armed) > 0 {
 			work = func() { a.maybeDisarm(ctx, t, st, now) }
 		} else {
@@ -233,6 +245,28 @@ func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl tim
 	st.armed, st.packets, st.quietSince = armed, 0, time.Time{}
 	st.dropped, st.droppedOK = 0, len(armed) > 0
 	st.mu.Unlock()
+}
+
+// expireArmed ends the armed mitigations whose TTL is over: the manager's
+// Expire restores what the scheduled restorer has not restored yet.
+func (a *Agent) expireArmed(ctx context.Context, t source.Target, st *autoState, now time.Time) {
+	if _, err := a.manager(t).Expire(ctx); err != nil {
+		a.defuseEvent(ctx, t, "failed", defuse.Mitigation{Port: t.Port()}, "expire: "+err.Error())
+	}
+	st.mu.Lock()
+	var live, ended []defuse.Mitigation
+	for _, m := range st.armed {
+		if now.Before(m.Expires) {
+			live = append(live, m)
+		} else {
+			ended = append(ended, m)
+		}
+	}
+	st.armed = live
+	st.mu.Unlock()
+	for _, m := range ended {
+		a.defuseEvent(ctx, t, "reverted", m, "TTL "+m.TTL+" is over")
+	}
 }
 
 // holdQuiet is how long an armed limit must have dropped nothing before a

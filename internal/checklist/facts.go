@@ -46,6 +46,11 @@ type Facts struct {
 
 	Process ProcessFacts
 
+	// EBPF is nil when eBPF was not tried (no port, a client host);
+	// otherwise EBPF.Err says why the per-port eBPF signals cannot run
+	// ("" = they can).
+	EBPF *EBPFFacts
+
 	// NIC is nil when no NIC allowance counters could be read; NICErr says why.
 	NIC    *NICFacts
 	NICErr string
@@ -254,4 +259,9 @@ func versionAtLeast(ver string, major, minor int) bool {
 		return false
 	}
 	return ma > major || (ma == major && mi >= minor)
+}
+
+// EBPFFacts is the result of loading the eBPF programs for the port once.
+type EBPFFacts struct {
+	Err string
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/stormguard/stormguard/internal/listentrace"
 	"net"
 	"os"
 	"path/filepath"
@@ -99,6 +100,10 @@ func Gather(ctx context.Context, o Options) (*Facts, error) {
 				f.ValkeyErr = vc.err
 			}
 		}
+	}
+	if o.Role == RoleServer && f.Port > 0 {
+		step("loading the eBPF programs once")
+		f.EBPF = probeEBPF(ctx, o.NetNS, f.Port)
 	}
 	step("reading sysctls, conntrack and TCP counters")
 	readSysctls(o.NetNS, f)
@@ -462,4 +467,20 @@ func pidOwningInodes(inodes []uint64) (int, error) {
 		return 0, fmt.Errorf("not found; %d processes' fds were not readable (needs root)", denied)
 	}
 	return 0, errors.New("no process holds the listening socket (another pid namespace?)")
+}
+
+// probeEBPF loads and at once unloads the programs stormguard watch would
+// use for port, to say whether its eBPF signals will be there.
+func probeEBPF(ctx context.Context, netns string, port int) *EBPFFacts {
+	if listentrace.Off() {
+		return &EBPFFacts{Err: "turned off (" + listentrace.Env + "=0)"}
+	}
+	tr, err := listentrace.Open(ctx, netns, uint16(port), nil)
+	if err != nil {
+		return &EBPFFacts{Err: err.Error()}
+	}
+	if err := tr.Close(); err != nil {
+		return &EBPFFacts{Err: err.Error()}
+	}
+	return &EBPFFacts{}
 }

@@ -30,7 +30,21 @@ const defaultTCPBacklog = 511
 
 func kernelRules() []Rule {
 	return []Rule{ruleSomaxconn, ruleSyncookies, ruleMaxSynBacklog, ruleAbortOnOverflow,
-		ruleSynRetrySchedule, rulePortRange, ruleTWReuse}
+		ruleSynRetrySchedule, rulePortRange, ruleTWReuse, ruleEBPF}
+}
+
+// ruleEBPF says whether watch will have the eBPF per-port signals
+// (accept wait, SYN rate, this listener's overflows).
+func ruleEBPF(f *Facts) []Finding {
+	const id = "ebpf-per-port-signals"
+	if f.EBPF == nil {
+		return nil
+	}
+	if f.EBPF.Err != "" {
+		return []Finding{newFinding(AreaKernel, id, Info, "eBPF per-port signals are unavailable",
+			f.EBPF.Err, "run stormguard as root (or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN) on a kernel with BTF (5.13 or later; 6.7 for the per-listener overflows); every other signal works without it")}
+	}
+	return []Finding{newFinding(AreaKernel, id, OK, "eBPF per-port signals load (accept wait, SYN rate, this listener's overflows)", "the programs loaded and attached for the port, and were removed again", "")}
 }
 
 // sysctlFix is the command that sets name=value where the facts came from.

@@ -121,6 +121,32 @@ func Drops(rec *replay.Recording) (first, after *time.Time, counter string, tota
 	return first, after, counter, total
 }
 
+// SlowBuild reports whether the recording shows this port's accept queue
+// filling before the first drop: consecutive samples with the queue peak
+// (listen.depth_max) at or above a quarter of its limit, the first and the
+// last of them at least a second apart, the last one before the first
+// drop. It must be seen filling: one sample at 59 % followed by a sampling
+// gap and the drop is not a slow build (it is also what a pool warm-up
+// looks like on a small somaxconn).
+func SlowBuild(rec *replay.Recording, firstDrop time.Time) bool {
+	var since, until time.Time
+	for _, x := range rec.Records {
+		if x.Sample == nil || !x.Time.Before(firstDrop) {
+			continue
+		}
+		l := x.Sample.Listen
+		if l == nil || l.DepthMax == nil || l.Limit == nil || *l.Limit == 0 || float64(*l.DepthMax) < float64(*l.Limit)/4 {
+			since, until = time.Time{}, time.Time{}
+			continue
+		}
+		if since.IsZero() {
+			since = x.Time
+		}
+		until = x.Time
+	}
+	return !since.IsZero() && until.Sub(since) >= time.Second
+}
+
 // Entry is one recording with its label.
 type Entry struct {
 	Path  string

@@ -59,3 +59,34 @@ func TestDrops(t *testing.T) {
 		})
 	}
 }
+
+func TestSlowBuild(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	rec := func(ms []int, depth []uint64) *replay.Recording {
+		r := &replay.Recording{}
+		for i := range ms {
+			s := &sample.Sample{Time: t0.Add(time.Duration(ms[i]) * time.Millisecond), Target: "a:1",
+				Listen: &sample.Listen{DepthMax: sample.U64(depth[i]), Limit: sample.U64(32)}}
+			r.Records = append(r.Records, replay.Record{Target: "a:1", Time: s.Time, Sample: s})
+		}
+		return r
+	}
+	drop := t0.Add(3 * time.Second)
+	for _, tc := range []struct {
+		name  string
+		ms    []int
+		depth []uint64
+		want  bool
+	}{
+		{"seen filling over 1.2 s", []int{0, 500, 1000, 1500, 2200}, []uint64{0, 8, 14, 22, 30}, true},
+		// One sample at 59 %, then a sampling gap until the drop: not seen filling.
+		{"one sample then a gap", []int{0, 600}, []uint64{0, 19}, false},
+		{"filled within 0.5 s", []int{0, 2400, 2900}, []uint64{0, 10, 30}, false},
+		{"a dip resets it", []int{0, 500, 1200, 1700, 2300}, []uint64{10, 12, 2, 20, 30}, false},
+		{"samples after the drop do not count", []int{2500, 3000, 4000}, []uint64{20, 32, 32}, false},
+	} {
+		if got := SlowBuild(rec(tc.ms, tc.depth), drop); got != tc.want {
+			t.Errorf("%s: SlowBuild = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -40,13 +40,13 @@ func (acceptCapActuator) apply(ctx context.Context, env actEnv, mt *Mitigation, 
 	}
 	val := strconv.Itoa(p.Value)
 	mt.Changes = append(mt.Changes, fmt.Sprintf("CONFIG SET %s %s   # was %s", configAcceptCap, val, orig))
-	mt.Restore = &Restore{Config: map[string]string{configAcceptCap: orig}, ValkeyUser: env.Valkey.User, ValkeyTLS: env.Valkey.TLS}
+	mt.Restore = &Restore{Config: map[string]string{configAcceptCap: orig}, AppliedConfig: map[string]string{configAcceptCap: val},
+		ValkeyUser: env.Valkey.User, ValkeyTLS: env.Valkey.TLS}
 	if n, _ := strconv.Atoi(orig); p.Value < n {
 		mt.Notes = append(mt.Notes, "lowering the cap protects established clients' latency but moves the queue into the kernel's accept queue")
 	} else {
 		mt.Notes = append(mt.Notes, "raising the cap drains the accept queue faster at the cost of main-thread time per event-loop turn")
 	}
-	mt.Notes = append(mt.Notes, "restored at revert, or at the first stormguard run after the TTL (not by the kernel)")
 	if p.DryRun {
 		return nil
 	}
@@ -63,6 +63,17 @@ func (acceptCapActuator) undo(ctx context.Context, env actEnv, mt Mitigation) er
 	}
 	defer v.Close()
 	for _, k := range keys(mt.Restore.Config) {
+		if set, ok := mt.Restore.AppliedConfig[k]; ok {
+			cur, found, err := v.ConfigGet(ctx, k)
+			if err != nil {
+				return err
+			}
+			if !found || cur != set {
+				env.warn("defuse: left Valkey config as it is: it changed since stormguard set it (a restart or an operator)",
+					"id", mt.ID, "param", k, "set", set, "now", cur)
+				continue
+			}
+		}
 		if err := v.ConfigSet(ctx, k, mt.Restore.Config[k]); err != nil {
 			return err
 		}

@@ -59,11 +59,14 @@ func (backlogActuator) apply(ctx context.Context, env actEnv, mt *Mitigation, p 
 	if len(restore) == 0 {
 		return fmt.Errorf("%w: %s and %s already have the asked values", ErrRefused, sysctlSomaxconn, sysctlSynBacklog)
 	}
-	mt.Restore = &Restore{Sysctls: restore}
+	applied := map[string]string{}
+	for k := range restore {
+		applied[k] = strconv.Itoa(want[k])
+	}
+	mt.Restore = &Restore{Sysctls: restore, AppliedSysctls: applied}
 	mt.Notes = append(mt.Notes,
 		"Valkey's accept queue is min(tcp-backlog, somaxconn) taken when it calls listen(): it grows only after a Valkey restart, and tcp-backlog (valkey.conf, immutable at runtime) must be raised too",
-		"tcp_max_syn_backlog matters only with tcp_syncookies=0; with cookies the listen backlog bounds the SYN queue",
-		"restored at revert, or at the first stormguard run after the TTL (not by the kernel)")
+		"tcp_max_syn_backlog matters only with tcp_syncookies=0; with cookies the listen backlog bounds the SYN queue")
 	if v, err := dialValkey(ctx, env.Valkey, env.NetNS); err == nil {
 		if tb, ok, err := v.ConfigGet(ctx, "tcp-backlog"); err == nil && ok {
 			mt.Notes = append(mt.Notes, "Valkey tcp-backlog is "+tb)
@@ -91,6 +94,17 @@ func (backlogActuator) undo(ctx context.Context, env actEnv, mt Mitigation) erro
 	}
 	var errs []error
 	for _, k := range keys(mt.Restore.Sysctls) {
+		if set, ok := mt.Restore.AppliedSysctls[k]; ok {
+			cur, err := readSysctl(mt.NetNS, k)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if cur != set {
+				env.warn("defuse: left sysctl as it is: it changed since stormguard set it", "id", mt.ID, "sysctl", k, "set", set, "now", cur)
+				continue
+			}
+		}
 		errs = append(errs, writeSysctl(mt.NetNS, k, mt.Restore.Sysctls[k]))
 	}
 	return errors.Join(errs...)

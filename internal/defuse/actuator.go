@@ -37,6 +37,8 @@ type actEnv struct {
 	Valkey addr.Addr
 	// kernel opens nftables in a namespace.
 	kernel func(ns string) (kernel, error)
+	// warn reports something undo chose not to do.
+	warn func(msg string, args ...any)
 }
 
 // actuators is the one table of actions. Adding an action means adding

@@ -26,10 +26,15 @@
 // (tcp flags & (syn|ack) == syn) are matched by the rate limits, so
 // established connections are never cut.
 //
-// Valkey config and sysctls cannot expire by themselves: the state file
+// Valkey config and sysctls cannot expire in the kernel: the state file
 // (default /var/lib/stormguard/defuse.json) records what to restore, and
-// every Manager call starts with Expire, which restores what is due and
-// deletes the nftables objects of expired mitigations.
+// Apply schedules a restorer that runs without any stormguard process (a
+// transient systemd timer, or a detached re-exec of the binary in its own
+// session; see restore.go), recorded as Mitigation.RestoreBy. Every
+// Manager call also starts with Expire, which restores what is due.
+//
+// Each action is an actuator (actuator.go) registered in one table; the
+// Manager keeps state only.
 //
 // The Manager (Apply, Revert, List, Expire) is the Go API the agent uses;
 // cmd/stormguard/defuse.go is a thin CLI over it.

@@ -72,6 +72,11 @@ type Manager struct {
 
 	// kernelFn replaces openKernel in tests.
 	kernelFn func(ns string) (kernel, error)
+	// scheduleFn replaces scheduleRestore in tests.
+	scheduleFn func(mt *Mitigation)
+	// restoring is the id this manager restores as a restore process
+	// (it must not cancel itself).
+	restoring string
 }
 
 func (m *Manager) kernel(ns string) (kernel, error) {
@@ -182,6 +187,7 @@ func (m *Manager) expire(ctx context.Context, st *stateFile) ([]Mitigation, bool
 			keep = append(keep, mt)
 			continue
 		}
+		m.cancelRestore(mt)
 		changed = true
 		expired = append(expired, mt)
 		delete(states, mt.NetNS) // the kernel changed; read it afresh
@@ -273,6 +279,7 @@ func (m *Manager) Revert(ctx context.Context, id string) (Mitigation, error) {
 			if err := m.undo(ctx, mt); err != nil {
 				return false, fmt.Errorf("revert %s (%s): %w", id, mt.Action, err)
 			}
+			m.cancelRestore(mt)
 			st.Mitigations = append(st.Mitigations[:i], st.Mitigations[i+1:]...)
 			got = mt
 			return true, nil
@@ -294,7 +301,7 @@ func (m *Manager) Revert(ctx context.Context, id string) (Mitigation, error) {
 
 // env is where the manager's own mitigations act.
 func (m *Manager) env() actEnv {
-	return actEnv{NetNS: m.NetNS, Valkey: m.Valkey, kernel: m.kernel}
+	return actEnv{NetNS: m.NetNS, Valkey: m.Valkey, kernel: m.kernel, warn: m.log().Warn}
 }
 
 // undo reverses one recorded mitigation with its actuator.
@@ -303,7 +310,7 @@ func (m *Manager) undo(ctx context.Context, mt Mitigation) error {
 	if err != nil {
 		return err
 	}
-	env := actEnv{NetNS: mt.NetNS, kernel: m.kernel}
+	env := actEnv{NetNS: mt.NetNS, kernel: m.kernel, warn: m.log().Warn}
 	if mt.Valkey != "" {
 		if env.Valkey, err = m.restoreAddr(mt); err != nil {
 			return err
@@ -351,8 +358,16 @@ func (m *Manager) Apply(ctx context.Context, a Action, p Params) (Mitigation, er
 		TTL: p.TTL.String(), Reversible: a != KillIdle, DryRun: p.DryRun, Changes: []string{},
 		KernelExpiry: act.kernelExpiry(),
 	}
-	if !mt.Reversible {
-		mt.Expires = mt.Applied
+	switch {
+	case !mt.Reversible:
+		mt.Expires, mt.RestoreBy = mt.Applied, RestoreByNone
+	case mt.KernelExpiry:
+		mt.RestoreBy = RestoreByKernel
+	case p.DryRun:
+		mt.RestoreBy = RestoreByProcess
+		if systemdUsable() {
+			mt.RestoreBy = RestoreBySystemdTimer
+		}
 	}
 	_, err = m.locked(ctx, func(st *stateFile) (bool, error) {
 		if err := act.apply(ctx, m.env(), &mt, p); err != nil {
@@ -361,6 +376,14 @@ func (m *Manager) Apply(ctx context.Context, a Action, p Params) (Mitigation, er
 		if p.DryRun || !mt.Reversible {
 			return false, nil
 		}
+		if !mt.KernelExpiry {
+			m.supersede(st, &mt)
+		}
+		// Scheduled under the lock: the restorer reads the state only
+		// after taking it, so it always finds this entry. For kernel
+		// rules it only tidies up (state entry, empty nftables objects):
+		// the kernel has already stopped them.
+		m.scheduleRestore(&mt)
 		st.Mitigations = append(st.Mitigations, mt)
 		return true, nil
 	})
@@ -368,4 +391,53 @@ func (m *Manager) Apply(ctx context.Context, a Action, p Params) (Mitigation, er
 		return Mitigation{}, err
 	}
 	return mt, nil
+}
+
+// supersede hands an earlier, still active mitigation of the same action
+// on the same target over to mt: mt restores the earlier one's original
+// values (what it read as "current" is the earlier one's setting), and the
+// earlier entry and its restorer go away. Without this, re-arming
+// accept-cap before the previous arming was restored would "restore" the
+// cap itself.
+func (m *Manager) supersede(st *stateFile, mt *Mitigation) {
+	if mt.Restore == nil {
+		return
+	}
+	keep := st.Mitigations[:0]
+	for _, old := range st.Mitigations {
+		if old.Action != mt.Action || old.NetNS != mt.NetNS || old.Valkey != mt.Valkey || old.Restore == nil {
+			keep = append(keep, old)
+			continue
+		}
+		mt.Restore.Config, mt.Restore.AppliedConfig = takeOver(mt.Restore.Config, mt.Restore.AppliedConfig, old.Restore.Config, old.Restore.AppliedConfig)
+		mt.Restore.Sysctls, mt.Restore.AppliedSysctls = takeOver(mt.Restore.Sysctls, mt.Restore.AppliedSysctls, old.Restore.Sysctls, old.Restore.AppliedSysctls)
+		mt.Notes = append(mt.Notes, "replaces "+old.ID+", whose original values it restores")
+		m.cancelRestore(old)
+	}
+	st.Mitigations = keep
+}
+
+// takeOver merges an earlier mitigation's originals into a new one's: a
+// key the new one changed again restores the earlier original; a key only
+// the earlier one changed keeps its original and applied value.
+func takeOver(orig, applied, oldOrig, oldApplied map[string]string) (map[string]string, map[string]string) {
+	for k, v := range oldOrig {
+		if _, ok := orig[k]; ok {
+			if oldApplied[k] == orig[k] {
+				orig[k] = v
+			}
+			continue
+		}
+		if orig == nil {
+			orig = map[string]string{}
+		}
+		if applied == nil {
+			applied = map[string]string{}
+		}
+		orig[k] = v
+		if a, ok := oldApplied[k]; ok {
+			applied[k] = a
+		}
+	}
+	return orig, applied
 }

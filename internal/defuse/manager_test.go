@@ -45,9 +45,10 @@ func newFakeManager(t *testing.T) (*Manager, *fakeKernel, *time.Time) {
 	now := time.Date(2026, 11, 26, 14, 0, 0, 0, time.UTC)
 	fk := &fakeKernel{ks: newKernelState()}
 	m := &Manager{
-		StatePath: filepath.Join(t.TempDir(), "defuse.json"),
-		Now:       func() time.Time { return now },
-		kernelFn:  func(string) (kernel, error) { return fk, nil },
+		StatePath:  filepath.Join(t.TempDir(), "defuse.json"),
+		Now:        func() time.Time { return now },
+		kernelFn:   func(string) (kernel, error) { return fk, nil },
+		scheduleFn: func(mt *Mitigation) { mt.RestoreBy = RestoreByNextRun },
 	}
 	return m, fk, &now
 }

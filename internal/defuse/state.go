@@ -38,6 +38,15 @@ type Mitigation struct {
 	// KernelExpiry: the kernel stops the mitigation at Expires by itself,
 	// even if stormguard is not running.
 	KernelExpiry bool `json:"kernel_expiry"`
+	// RestoreBy is what undoes the mitigation at Expires without any
+	// stormguard process: RestoreByKernel, RestoreBySystemdTimer,
+	// RestoreByProcess, RestoreByNextRun (nothing could be scheduled) or
+	// RestoreByNone (kill-idle).
+	RestoreBy string `json:"restore_by"`
+	// RestoreUnit is the systemd timer unit, RestorePID the restore
+	// process (so revert can cancel them).
+	RestoreUnit string `json:"restore_unit,omitempty"`
+	RestorePID  int    `json:"restore_pid,omitempty"`
 	// Reversible is false only for kill-idle.
 	Reversible bool `json:"reversible"`
 	// Packets is how many packets the mitigation's rules have matched so
@@ -54,6 +63,11 @@ type Restore struct {
 	Config map[string]string `json:"config,omitempty"`
 	// Sysctls maps a dotted sysctl name to its original value.
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// AppliedConfig and AppliedSysctls are the values stormguard set: a
+	// value is put back only while it still holds what stormguard set
+	// (a Valkey restart or an operator may have changed it since).
+	AppliedConfig  map[string]string `json:"applied_config,omitempty"`
+	AppliedSysctls map[string]string `json:"applied_sysctls,omitempty"`
 	// ValkeyUser and ValkeyTLS let a later run reconnect to restore; the
 	// password comes from that run's --password-file / VALKEY_PASSWORD.
 	ValkeyUser string `json:"valkey_user,omitempty"`

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -271,6 +272,14 @@ func (g *gaugeHist) at(t int64) (v float64, when int64, ok bool) {
 // the one before it. One spike, or a climb that has stopped, is not a
 // trend.
 func (g *gaugeHist) sustainedGrowth(window time.Duration) bool {
+	return g.sustainedGrowthFrom(window, math.Inf(-1))
+}
+
+// sustainedGrowthFrom is sustainedGrowth that also needs the reading at the
+// window's start to be at least floor: for the accept queue, connections
+// have been waiting for the whole window (a stall of half a second that
+// fills the queue and drains again is not a trend).
+func (g *gaugeHist) sustainedGrowthFrom(window time.Duration, floor float64) bool {
 	if g.n < 3 || window <= 0 {
 		return false
 	}
@@ -280,7 +289,7 @@ func (g *gaugeHist) sustainedGrowth(window time.Duration) bool {
 	tN, vN := g.t[newest], g.v[newest]
 	v0, t0, ok0 := g.at(tN - int64(window))
 	vM, tM, okM := g.at(tN - int64(window)/2)
-	if !ok0 || !okM || t0 >= tM || tM >= tN || vN <= g.v[prev] {
+	if !ok0 || !okM || t0 >= tM || tM >= tN || vN <= g.v[prev] || v0 < floor {
 		return false
 	}
 	total := vN - v0

@@ -28,6 +28,11 @@ type builder struct {
 	// Unavailable sources.
 	noTCP, noValkey, noListen, noConntrack bool
 
+	// synStage: drops happen at the SYN queue (ListenDrops only, no
+	// ListenOverflows); countsAge is the SYN_RECV count's age (nil: none).
+	synStage  bool
+	countsAge *float64
+
 	// others is the namespace's other listeners (nil: unknown).
 	others *int
 	// mitigation: armed by the agent, with its cumulative drop counter.
@@ -60,13 +65,16 @@ func (b *builder) tick(newPerSec, dropPerSec float64) *sample.Sample {
 	sec := b.dt.Seconds()
 	b.passive += newPerSec * sec
 	b.vconns += newPerSec * sec
-	b.overflows += dropPerSec * sec
+	if !b.synStage {
+		b.overflows += dropPerSec * sec
+	}
 	b.drops += dropPerSec * sec
 	s := &sample.Sample{
 		Time: b.t, Target: b.target, Port: 6379, IntervalMS: float64(b.dt.Milliseconds()),
 		Errors: map[string]string{},
 	}
 	s.NetNSOtherListeners = b.others
+	s.CountsAgeMS = b.countsAge
 	if b.mitArmed {
 		s.Mitigation = &sample.Mitigation{Armed: 1, Dropped: u(b.mitDropped)}
 	}

@@ -65,7 +65,7 @@ func (d *Detector) Observe(s *sample.Sample) (State, []Event) {
 	v, dv := d.rates.derive(s, d.target)
 	levels := d.base.levels(&d.cfg, &dv)
 	d.base.annotate(&v, &levels)
-	e := d.mem.evaluate(newInput(&d.cfg, d.m.state, &v, &dv, levels, s.NetNSOtherListeners, d.base.synRecvBase()))
+	e := d.mem.evaluate(newInput(&d.cfg, d.m.state, &v, &dv, levels, s, d.base.synRecvBase()))
 	if e.relearned {
 		d.base.relearn(&dv)
 	}

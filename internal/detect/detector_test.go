@@ -275,6 +275,10 @@ func TestNamespaceAttribution(t *testing.T) {
 		{"overflows, no per-port data", func(b *builder) { b.noListen = true }, Storm, "listen_drops", false},
 		{"overflows, this port idle but the namespace's only listener", func(b *builder) { b.depthMax = 3; b.others = new(int) }, Storm, "listen_drops", true},
 		{"overflows, this port idle: another listener", func(b *builder) { b.depthMax = 3 }, Calm, "", false},
+		// Drops at the SYN queue never fill the accept queue: an idle
+		// accept queue cannot contradict them, only a fresh SYN_RECV count.
+		{"SYN-queue drops, SYN_RECV count 8 s old", func(b *builder) { b.depthMax, b.synStage, b.countsAge = 0, true, sample.F64(8000) }, Storm, "listen_drops", false},
+		{"SYN-queue drops, fresh SYN_RECV low: another listener", func(b *builder) { b.depthMax, b.synStage, b.countsAge = 0, true, sample.F64(300) }, Calm, "", false},
 		{"overflows, this port idle, other listeners known", func(b *builder) { b.depthMax = 3; n := 2; b.others = &n }, Calm, "", false},
 	}
 	for _, tc := range tests {

@@ -78,7 +78,7 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 		if peak != nil && l.Limit != nil && *l.Limit > 0 {
 			v.AcceptOccupancy = f64(float64(*peak) / float64(*l.Limit))
 			r.acceptHist.add(s.Time, float64(*peak))
-			dv.acceptRising = r.acceptHist.sustainedGrowth(trendWindow(cfg, v.IntervalS))
+			dv.acceptRising = r.acceptHist.sustainedGrowthFrom(trendWindow(cfg, v.IntervalS), float64(cfg.AcceptMinDepth))
 			if sl, ok := r.acceptHist.slope(cfg.ForecastWindow, cfg.MaxGap); ok {
 				v.Forecasts.AcceptFullS = timeToFull(float64(*peak), float64(*l.Limit), sl)
 			}

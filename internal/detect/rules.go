@@ -3,6 +3,8 @@ package detect
 import (
 	"math"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/sample"
 )
 
 // input is everything a rule may read about one sample: the derived view,
@@ -27,6 +29,10 @@ type input struct {
 	// sole: this server is the only listener in its namespace, so the
 	// namespace-wide listen counters are this port's.
 	sole bool
+	// synStageUnconfirmed: some of the drops happened at the SYN queue
+	// (ListenDrops beyond ListenOverflows) and no fresh SYN_RECV count
+	// can say whether they were this port's.
+	synStageUnconfirmed bool
 
 	// What the rules' memory says about the recent past (see track).
 	queueHeld, synHeld bool    // accept queue / SYN_RECV high for TrendWindow
@@ -204,9 +210,9 @@ func (m *ruleMemory) evaluate(in *input) evaluation {
 }
 
 // newInput gathers what the rules read.
-func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels, others *int, synBase *float64) *input {
+func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels, s *sample.Sample, synBase *float64) *input {
 	in := &input{cfg: cfg, state: state, v: v, d: d, conns: conns}
-	in.sole = others != nil && *others == 0
+	in.sole = s.NetNSOtherListeners != nil && *s.NetNSOtherListeners == 0
 	p := &in.port
 	if v.AcceptOccupancy != nil {
 		p.known = true
@@ -243,7 +249,23 @@ func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels
 		}
 	}
 	in.nsDrops = in.listenOK && in.listenDrops >= cfg.StormMinDrops
-	in.nsElsewhere = in.nsDrops && p.known && !p.pressure && !in.sole
+	in.nsElsewhere = in.nsDrops && !in.sole && !p.pressure && p.known
+	if in.nsElsewhere {
+		// Drops at the accept queue (overflows) are contradicted by this
+		// port's queue peaking low; drops at the SYN queue (the rest of
+		// ListenDrops: a SYN flood, syncookies off) never fill the accept
+		// queue, so only a fresh SYN_RECV count can contradict them.
+		var synStage uint64
+		if dl[cDrops].ok && dl[cOverflows].ok && dl[cDrops].n > dl[cOverflows].n {
+			synStage = dl[cDrops].n - dl[cOverflows].n
+		} else if !dl[cDrops].ok && dl[cReqQDrop].ok {
+			synStage = dl[cReqQDrop].n
+		}
+		fresh := v.SynRecv != nil && s.CountsAgeMS != nil && *s.CountsAgeMS <= max(2000*v.IntervalS, 1000)
+		if synStage >= cfg.StormMinDrops && !fresh {
+			in.nsElsewhere, in.synStageUnconfirmed = false, true
+		}
+	}
 	return in
 }
 
@@ -276,6 +298,8 @@ func ruleNamespaceDrops(_ *ruleMemory, in *input, e *evaluation) {
 	switch {
 	case in.sole:
 		where = whereSoleListener
+	case in.synStageUnconfirmed:
+		where = whereSynStageUnconfirmed
 	case !p.known && !p.synHigh:
 		where = whereNoPortData
 	case p.acceptFull:

@@ -14,6 +14,8 @@ const (
 	whereQueueHigh    // this port's accept queue peaked high
 	whereSynRecv      // this port has many half-open connections
 	whereSoleListener // this server is the namespace's only listener
+	// SYN-queue drops with no fresh SYN_RECV count to confirm or contradict them.
+	whereSynStageUnconfirmed
 	// accept_queue_full without drop counters.
 	detailNoCounters
 	// new_conn_rate: which counter.
@@ -105,6 +107,8 @@ func whereText(d detail, v *View) string {
 		return "namespace-wide counter; this port's accept queue is full (" + queueText(v) + ")"
 	case whereQueueHigh:
 		return "namespace-wide counter; this port's accept queue peaked at " + queueText(v)
+	case whereSynStageUnconfirmed:
+		return "namespace-wide counter; drops at the SYN queue, which this port's accept queue cannot show, and no fresh SYN_RECV count to confirm it is this port"
 	case whereSoleListener:
 		return "namespace-wide counter; this server is the only listener in its namespace"
 	case whereSynRecv:

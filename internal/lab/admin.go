@@ -1,9 +1,12 @@
 package lab
 
 import (
+	"strconv"
+
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 	"net"
 	"strings"
 	"time"
@@ -114,4 +117,22 @@ func (a *admin) stats(ctx context.Context, timeout time.Duration) (map[string]ui
 		return nil, fmt.Errorf("INFO stats: %w", err)
 	}
 	return infoCounters(rp.bulk), nil
+}
+
+// cpuSeconds reads INFO cpu: the server's user+system CPU seconds so far.
+func (a *admin) cpuSeconds(ctx context.Context, timeout time.Duration) (float64, error) {
+	rp, err := a.doRetry(ctx, timeout, "INFO", "cpu")
+	if err != nil {
+		return 0, fmt.Errorf("INFO cpu: %w", err)
+	}
+	info := valkeyconn.ParseInfo(string(rp.bulk))
+	var sum float64
+	for _, k := range []string{"used_cpu_sys", "used_cpu_user"} {
+		v, err := strconv.ParseFloat(info[k], 64)
+		if err != nil {
+			return 0, fmt.Errorf("INFO cpu: %s %q", k, info[k])
+		}
+		sum += v
+	}
+	return sum, nil
 }

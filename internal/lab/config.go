@@ -104,6 +104,9 @@ type Spawn struct {
 	// Maxclients is Valkey's maxclients (0: enough for the run, at least
 	// 10000).
 	Maxclients int
+	// ServerCPUs pins valkey-server to these CPUs (a list as taskset -c
+	// takes it, "1" or "0-1,3") and the run's clients to the others.
+	ServerCPUs string
 	// Down is how long the restart scenario keeps the server down
 	// (the CLI's default is 1s).
 	Down time.Duration

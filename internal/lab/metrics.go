@@ -19,6 +19,9 @@ const RecoverQuantile = 0.99
 type recorder struct {
 	start    time.Time
 	timeline []atomic.Int64 // dials per Bucket since start
+	// Per Bucket since start: failed dials, completed and failed
+	// commands (the goodput timeline).
+	connFails, oks, cmdFails []atomic.Int64
 
 	dials      atomic.Int64
 	dialFails  atomic.Int64
@@ -38,6 +41,9 @@ func newRecorder(clients int, horizon time.Duration) *recorder {
 	return &recorder{
 		start:       time.Now(),
 		timeline:    make([]atomic.Int64, int(horizon/Bucket)+1),
+		connFails:   make([]atomic.Int64, int(horizon/Bucket)+1),
+		oks:         make([]atomic.Int64, int(horizon/Bucket)+1),
+		cmdFails:    make([]atomic.Int64, int(horizon/Bucket)+1),
 		warm:        make([]atomic.Bool, clients),
 		recoveredAt: make([]atomic.Int64, clients),
 	}
@@ -92,13 +98,20 @@ func (r *recorder) addDials(n int64) {
 	r.timeline[i].Add(n)
 }
 
+// bucket is the index of the Bucket holding now.
+func (r *recorder) bucket() int {
+	return min(int(time.Since(r.start)/Bucket), len(r.timeline)-1)
+}
+
 func (r *recorder) dialFailed(err error) {
 	r.dialFails.Add(1)
+	r.connFails[r.bucket()].Add(1)
 	r.lastErr.Store(err.Error())
 }
 
 func (r *recorder) failedCommand(err error) {
 	r.failedCmds.Add(1)
+	r.cmdFails[r.bucket()].Add(1)
 	r.lastErr.Store(err.Error())
 }
 
@@ -110,6 +123,7 @@ func (r *recorder) lastError() string {
 
 // pingOK records that client id's PING sent at sent succeeded now.
 func (r *recorder) pingOK(id int, sent time.Time) {
+	r.oks[r.bucket()].Add(1)
 	if !r.warm[id].Load() && r.warm[id].CompareAndSwap(false, true) {
 		r.warmCount.Add(1)
 	}
@@ -195,4 +209,80 @@ func peakRates(timeline []int64) (perBucket, perSecond int64) {
 		perSecond = max(perSecond, sum)
 	}
 	return perBucket, perSecond
+}
+
+// Point is one Bucket of a run's timeline.
+type Point struct {
+	// TMS is the bucket's start in milliseconds from the disruption
+	// (negative before it).
+	TMS             int64 `json:"t_ms"`
+	Connects        int64 `json:"connects"`
+	ConnectFailures int64 `json:"connect_failures"`
+	OKCommands      int64 `json:"ok_commands"`
+	FailedCommands  int64 `json:"failed_commands"`
+}
+
+// points returns the timeline from offset from to offset to (ns since
+// start), with times relative to t0 (ns since start).
+func (r *recorder) points(from, to, t0 int64) []Point {
+	lo, hi := int(from/int64(Bucket)), min(int(to/int64(Bucket)), len(r.timeline)-1)
+	out := make([]Point, 0, max(hi-lo+1, 0))
+	for i := lo; i <= hi; i++ {
+		out = append(out, Point{
+			TMS:      (int64(i)*int64(Bucket) - t0) / int64(time.Millisecond),
+			Connects: r.timeline[i].Load(), ConnectFailures: r.connFails[i].Load(),
+			OKCommands: r.oks[i].Load(), FailedCommands: r.cmdFails[i].Load(),
+		})
+	}
+	return out
+}
+
+// goodput holds the goodput figures of a result.
+type goodput struct {
+	before, minRatio, endRatio *float64
+}
+
+// goodputOf computes completed commands per second before the disruption
+// (the whole buckets of the window before t0) and, after it, the lowest
+// and the last one-second window's rate as a ratio of that. pts starts
+// before t0; windows are whole buckets.
+func goodputOf(pts []Point, window time.Duration) goodput {
+	var g goodput
+	per := int(window / Bucket)
+	var pre []Point
+	var post []Point
+	for _, p := range pts {
+		switch {
+		case p.TMS+Bucket.Milliseconds() <= 0:
+			pre = append(pre, p)
+		case p.TMS >= 0:
+			post = append(post, p)
+		} // the bucket the disruption fell in is neither
+	}
+	if len(pre) > per {
+		pre = pre[len(pre)-per:]
+	}
+	rate := func(ps []Point) float64 {
+		var n int64
+		for _, p := range ps {
+			n += p.OKCommands
+		}
+		return float64(n) / (float64(len(ps)) * Bucket.Seconds())
+	}
+	if len(pre) == 0 {
+		return g
+	}
+	b := rate(pre)
+	g.before = &b
+	if b <= 0 || len(post) == 0 {
+		return g
+	}
+	w := min(per, len(post))
+	lo := math.Inf(1)
+	for i := 0; i+w <= len(post); i++ {
+		lo = min(lo, rate(post[i:i+w])/b)
+	}
+	end := rate(post[len(post)-w:]) / b
+	g.minRatio, g.endRatio = &lo, &end
+	return g
 }

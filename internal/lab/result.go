@@ -45,6 +45,25 @@ type Result struct {
 	HostAddrs   []string `json:"host_addrs,omitempty"`
 	RTTMS       *float64 `json:"rtt_ms"`
 	LossPercent float64  `json:"loss_percent"`
+	// GoodputBefore is completed commands/s in the second before the
+	// disruption; GoodputMinRatio the lowest one-second rate after it,
+	// GoodputEndRatio the last second's, both as a share of before.
+	GoodputBefore   *float64 `json:"goodput_before"`
+	GoodputMinRatio *float64 `json:"goodput_min_ratio"`
+	GoodputEndRatio *float64 `json:"goodput_end_ratio"`
+	// Recovered: RecoverQuantile of the clients completed a command sent
+	// after the disruption within Duration (TimeToRecoverMS is then set).
+	Recovered bool `json:"recovered"`
+	// ServerCPUPercent is valkey-server's CPU (INFO cpu, user+system)
+	// from the disruption to the end, in percent of one CPU.
+	ServerCPUPercent *float64 `json:"server_cpu_percent"`
+	// ServerCPUs and ClientCPUs are the CPU lists the server and the
+	// clients were pinned to (ServerCPUs), if any.
+	ServerCPUs string `json:"server_cpus,omitempty"`
+	ClientCPUs string `json:"client_cpus,omitempty"`
+	// TimelinePoints is the run per 100ms bucket from a second before the
+	// disruption to the end.
+	TimelinePoints []Point `json:"timeline"`
 	// Setup is what each new connection sent before its first PING
 	// (valkey-glide always sends HELLO 3 and CLIENT SETINFO).
 	Setup  string            `json:"setup"`

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/sandbox"
 )
 
 // run is one storm in progress.
@@ -31,7 +33,10 @@ type run struct {
 	// runs on host k mod Hosts.
 	hostDialers []*sourceDialer
 	hostAddrs   []string
-	cleanup     []func() // run in reverse by close
+	sb          *sandbox.Sandbox // the run's own server (Spawn)
+	// serverCPUs and clientCPUs are the pinning (Spawn.ServerCPUs).
+	serverCPUs, clientCPUs string
+	cleanup                []func() // run in reverse by close
 }
 
 // adminDial is the admin connection's dial: never a client's. It comes
@@ -137,7 +142,8 @@ func (r *run) prepare(ctx context.Context) error {
 	r.rec = newRecorder(cfg.Clients, horizon)
 	r.res = &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
 		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{},
-		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss, Setup: cfg.Setup}
+		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss, Setup: cfg.Setup,
+		ServerCPUs: r.serverCPUs, ClientCPUs: r.clientCPUs}
 	if cfg.Strategy == GLIDEStrategy && cfg.Setup == "none" {
 		r.res.Setup = "hello (valkey-glide always sends HELLO 3 and CLIENT SETINFO)"
 	}
@@ -164,6 +170,8 @@ type baseline struct {
 	infoErr            error
 	dials, fails, cmds int64
 	at                 time.Time // the timeline starts here
+	cpu                float64   // server CPU seconds (INFO cpu)
+	cpuErr             error
 }
 
 // run drives the phases: launch and warm-up, hold, baseline, disruption,
@@ -311,6 +319,7 @@ func (r *run) baseline(ctx context.Context) baseline {
 	var b baseline
 	b.ext, b.extErr = tcpExt(r.cfg.NetNS)
 	b.info, b.infoErr = r.adm.stats(ctx, 5*time.Second)
+	b.cpu, b.cpuErr = r.adm.cpuSeconds(ctx, 5*time.Second)
 	if r.kd != nil {
 		r.kd.sample()
 	}
@@ -405,12 +414,18 @@ func (r *run) measure(ctx context.Context, base baseline, t0, tEnd time.Time, di
 	}
 	res.Timeline = r.rec.timelineFrom(r.rec.since(base.at), r.rec.since(tEnd))
 	res.PeakConnectsPerSec, res.PeakConnects1s = peakRates(res.Timeline)
+	// The goodput timeline starts a second before the disruption and
+	// ends with the last whole bucket.
+	t0ns := r.rec.since(t0)
+	res.TimelinePoints = r.rec.points(max(t0ns-int64(time.Second), 1), r.rec.since(tEnd)-int64(Bucket), t0ns)
+	g := goodputOf(res.TimelinePoints, time.Second)
+	res.GoodputBefore, res.GoodputMinRatio, res.GoodputEndRatio = g.before, g.minRatio, g.endRatio
 	times := r.rec.recoveryTimes()
 	res.RecoveredClients = len(times)
 	if !r.scenario.traits().churn {
 		if ttr, ok := timeToRecover(times, cfg.Clients, RecoverQuantile); ok {
 			ms := max(ttr.Milliseconds(), 1)
-			res.TimeToRecoverMS = &ms
+			res.TimeToRecoverMS, res.Recovered = &ms, true
 		}
 		if len(times) > 0 {
 			p50, mx := quantile(times, 0.5).Milliseconds(), quantile(times, 1).Milliseconds()
@@ -457,6 +472,23 @@ func (r *run) measureCounters(ctx context.Context, base baseline) {
 	}
 	if infoErr != nil {
 		res.Errors["valkey"] = infoErr.Error()
+	}
+	cpuErr := base.cpuErr
+	if cpuErr == nil {
+		cpu1, err := r.adm.cpuSeconds(ctx, 10*time.Second)
+		if err == nil {
+			used := cpu1 - base.cpu
+			if r.scenario.traits().restarts || used < 0 {
+				used = cpu1 // the counter started again with the server
+			}
+			pct := used / time.Since(base.at).Seconds() * 100
+			res.ServerCPUPercent = &pct
+		} else {
+			cpuErr = err
+		}
+	}
+	if cpuErr != nil {
+		res.Errors["server_cpu_percent"] = cpuErr.Error()
 	}
 }
 

@@ -34,6 +34,20 @@ func (r *run) spawn(ctx context.Context) error {
 		}
 		opts.ValkeyArgs = append(opts.ValkeyArgs, "--aclfile", path)
 	}
+	var clientCPUs []int
+	if sp.ServerCPUs != "" {
+		online, err := allowedCPUs()
+		if err != nil {
+			return err
+		}
+		server, clients, err := splitCPUs(sp.ServerCPUs, online)
+		if err != nil {
+			return bad("Spawn.ServerCPUs", "{Spawn.ServerCPUs}: %v", err)
+		}
+		opts.ValkeyPrefix = []string{"taskset", "-c", formatCPUList(server)}
+		clientCPUs = clients
+		r.serverCPUs, r.clientCPUs = formatCPUList(server), formatCPUList(clients)
+	}
 	mc := sp.Maxclients
 	if mc == 0 {
 		mc = max(FDsNeeded(r.cfg), 10000)
@@ -46,6 +60,7 @@ func (r *run) spawn(ctx context.Context) error {
 		return fmt.Errorf("spawn: %w", err)
 	}
 	r.onClose(func() { _ = sb.Close() })
+	r.sb = sb
 	r.cfg.Target, r.cfg.NetNS = sb.Addr(), sb.NetNS
 	if r.cfg.Hosts > 0 {
 		if err := r.addHosts(ctx, sb); err != nil {
@@ -54,6 +69,13 @@ func (r *run) spawn(ctx context.Context) error {
 		if err := sb.StartValkey(ctx); err != nil {
 			return fmt.Errorf("spawn: %w", err)
 		}
+	}
+	if clientCPUs != nil {
+		restore, err := pinProcess(clientCPUs)
+		if err != nil {
+			return err
+		}
+		r.onClose(restore)
 	}
 	down := sp.Down
 	r.restart = func(ctx context.Context, markDown func()) error {

@@ -287,3 +287,37 @@ func TestConfigKeysCoverConfig(t *testing.T) {
 		}
 	}
 }
+
+// A journal directory written by the agent's own journal (not a fixture
+// of ours) replays: the formats agree.
+func TestReadJournalWrittenByJournal(t *testing.T) {
+	dir := t.TempDir()
+	j := journal.Open(journal.Options{Dir: dir, Interval: 500 * time.Millisecond})
+	recs, err := Decode(bytes.NewReader(synth("127.0.0.1:6379", t0, 500*time.Millisecond, 120, 80)), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range recs {
+		j.Sample(r.Sample)
+		if i == 79 {
+			// The live agent's storm event opens a capture with the last
+			// minute of samples before it.
+			j.Event(r.Target, r.Time, "storm", map[string]string{"type": "state", "to": "storm"})
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := ReadJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 60 s before onset at 500 ms (the ring) + the rest of the stream.
+	if n := rec.Samples(); n < 100 || n > 120 {
+		t.Fatalf("replayed %d samples from the journal, want the pre-onset minute and the 40 after", n)
+	}
+	res := Run(detect.Config{}, rec)
+	if res.Final["127.0.0.1:6379"] != detect.Storm {
+		t.Fatalf("final %v, events %+v", res.Final, res.Events)
+	}
+}

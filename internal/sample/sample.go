@@ -25,6 +25,19 @@ type Sample struct {
 	// host it is done less often than every sample (docs/signals.md).
 	CountsAgeMS *float64 `json:"counts_age_ms"`
 
+	// AcceptWaitMS is how long connections waited in the accept queue
+	// (handshake completed -> accept()) during the interval; eBPF only.
+	AcceptWaitMS *AcceptWait `json:"accept_wait_ms"`
+	// SynRate is SYNs per second to the target port over the interval
+	// (eBPF only; docs/signals.md says what is counted).
+	SynRate *float64 `json:"syn_rate"`
+	// PortOverflows is the eBPF source's count of this listener's
+	// overflows; the sampler shows it as listen.overflows_port.
+	PortOverflows *uint64 `json:"-"`
+	// AcceptWaitHist is the cumulative accept-wait histogram behind the
+	// stormguard_accept_wait_seconds metric (eBPF only).
+	AcceptWaitHist *Histogram `json:"-"`
+
 	// NetNSOtherListeners counts the TCP listening ports in the target's
 	// network namespace that belong to other processes; 0 means this
 	// server is the namespace's only listener, so the namespace-wide
@@ -70,6 +83,27 @@ type Listen struct {
 	Sockets int `json:"sockets"`
 	// Polls is how many fast polls the interval's DepthMax is based on.
 	Polls uint64 `json:"polls"`
+	// OverflowsPort counts connections this listener dropped because its
+	// accept queue was full, since the eBPF source started (null without
+	// eBPF). Unlike tcp.listen_overflows it is not namespace-wide.
+	OverflowsPort *uint64 `json:"overflows_port"`
+}
+
+// AcceptWait summarises the accept waits of one interval, in
+// milliseconds; each is null when no connection was accepted.
+type AcceptWait struct {
+	P50 *float64 `json:"p50"`
+	P99 *float64 `json:"p99"`
+	Max *float64 `json:"max"`
+}
+
+// Histogram is a cumulative histogram: Counts[i] observations were at or
+// below Bounds[i]; Count and Sum cover all observations.
+type Histogram struct {
+	Bounds []float64
+	Counts []uint64
+	Count  uint64
+	Sum    float64
 }
 
 // TCP holds the namespace-wide TCP counters (/proc/net/netstat and snmp).

@@ -244,6 +244,23 @@ func (s *Sample) merge(o *Sample) {
 	if o.Listen != nil {
 		s.Listen = o.Listen
 	}
+	if o.AcceptWaitMS != nil {
+		s.AcceptWaitMS = o.AcceptWaitMS
+	}
+	if o.SynRate != nil {
+		s.SynRate = o.SynRate
+	}
+	if o.AcceptWaitHist != nil {
+		s.AcceptWaitHist = o.AcceptWaitHist
+	}
+	if o.PortOverflows != nil {
+		s.PortOverflows = o.PortOverflows
+	}
+	// The eBPF source's per-listener overflows belong under listen, which
+	// the accept-queue source fills: join them whichever answered first.
+	if s.Listen != nil && s.PortOverflows != nil {
+		s.Listen.OverflowsPort = s.PortOverflows
+	}
 	if o.SynRecv != nil {
 		s.SynRecv = o.SynRecv
 	}

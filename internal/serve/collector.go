@@ -18,6 +18,7 @@ type collector struct {
 	sampleTS  *prometheus.Desc
 	samples   *prometheus.Desc
 	info      *prometheus.Desc
+	wait      *prometheus.Desc
 	extras    extraDescs
 }
 
@@ -32,6 +33,7 @@ func newCollector(h *Hub, version string) *collector {
 	c.sampleTS = prometheus.NewDesc("stormguard_last_sample_timestamp_seconds", "Unix time of the target's latest sample.", []string{"target"}, nil)
 	c.samples = prometheus.NewDesc("stormguard_samples_total", "Samples taken of the target since the agent started.", []string{"target"}, nil)
 	c.info = prometheus.NewDesc("stormguard_build_info", "Always 1; labelled with the agent's version.", []string{"version"}, nil)
+	c.wait = prometheus.NewDesc("stormguard_accept_wait_seconds", acceptWaitHelp, []string{"target"}, nil)
 	c.extras = newExtraDescs()
 	return c
 }
@@ -40,7 +42,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.state, c.sourceUp, c.sourceDur, c.sampleTS, c.samples, c.info, c.extras.info, c.extras.topCount, c.extras.topShare} {
+	for _, d := range []*prometheus.Desc{c.state, c.sourceUp, c.sourceDur, c.sampleTS, c.samples, c.info, c.wait, c.extras.info, c.extras.topCount, c.extras.topShare} {
 		ch <- d
 	}
 }
@@ -62,6 +64,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			if v := m.Get(s); v != nil {
 				ch <- prometheus.MustNewConstMetric(c.descs[i], m.Type, *v, name)
 			}
+		}
+		if h := s.AcceptWaitHist; h != nil && len(h.Bounds) == len(h.Counts) {
+			buckets := make(map[float64]uint64, len(h.Bounds))
+			for i, b := range h.Bounds {
+				buckets[b] = h.Counts[i]
+			}
+			ch <- prometheus.MustNewConstHistogram(c.wait, h.Count, h.Sum, buckets, name)
 		}
 		for _, src := range c.hub.sources {
 			up := 0.0

@@ -28,6 +28,7 @@ func MetricsMarkdown() string {
 		}
 		row(m.Name, typ, m.Source, m.Help)
 	}
+	row("stormguard_accept_wait_seconds", "histogram", "ebpf", acceptWaitHelp+" Buckets: every fourth power of two from 64 µs to 16.8 s.")
 	row("stormguard_source_up", "gauge", "agent", "1 if the signal source answered in the last sample, 0 if it was unavailable or timed out. Labels: target, source.")
 	row("stormguard_source_duration_seconds", "gauge", "agent", "How long the signal source took in the last sample. Labels: target, source.")
 	row("stormguard_last_sample_timestamp_seconds", "gauge", "agent", "Unix time of the target's latest sample.")

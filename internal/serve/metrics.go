@@ -74,6 +74,9 @@ func nic(f func(*sample.NIC) *uint64) func(*sample.Sample) *float64 {
 	}
 }
 
+// acceptWaitHelp is the HELP of stormguard_accept_wait_seconds.
+const acceptWaitHelp = "Time connections waited in the target's accept queue, from the handshake completing to accept() (eBPF; histogram since the agent started)."
+
 const (
 	counter = prometheus.CounterValue
 	gauge   = prometheus.GaugeValue
@@ -87,6 +90,8 @@ var sampleMetrics = []metricDef{
 	{"stormguard_listen_queue_peak_length", "Largest accept-queue length seen by the fast poller during the last sampling interval.", gauge, "listenq", listen(func(l *sample.Listen) *uint64 { return l.DepthMax })},
 	{"stormguard_listen_queue_limit", "Accept-queue limit of the target's listening socket(s): min(backlog, somaxconn).", gauge, "listenq", listen(func(l *sample.Listen) *uint64 { return l.Limit })},
 	{"stormguard_syn_recv_sockets", "Request sockets in SYN_RECV for the target port.", gauge, "listenq", func(s *sample.Sample) *float64 { return u(s.SynRecv) }},
+	{"stormguard_listen_overflows_port_total", "Connections this listener (not the namespace) dropped because its accept queue was full: the kernel's drop counter of the port's listening sockets (eBPF).", counter, "ebpf", listen(func(l *sample.Listen) *uint64 { return l.OverflowsPort })},
+	{"stormguard_syn_rate", "SYNs per second to the target port over the last sampling interval (eBPF).", gauge, "ebpf", func(s *sample.Sample) *float64 { return s.SynRate }},
 	{"stormguard_established_sockets", "ESTABLISHED sockets whose local port is the target port.", gauge, "listenq", func(s *sample.Sample) *float64 { return u(s.Established) }},
 
 	{"stormguard_tcp_listen_overflows_total", "TcpExt ListenOverflows of the target's network namespace (not per port): SYNs or final ACKs dropped because an accept queue was full.", counter, "tcp", tcp(func(t *sample.TCP) *uint64 { return t.ListenOverflows })},

@@ -19,6 +19,9 @@ type Options struct {
 	ListenPoll time.Duration
 	// Logger receives debug and warning messages; nil discards them.
 	Logger *slog.Logger
+	// NoEBPF turns the eBPF source off (--ebpf=false); it then reports
+	// why in errors.ebpf and every other source works as before.
+	NoEBPF bool
 	// Version is stormguard's version, sent to Valkey as CLIENT SETINFO
 	// lib-ver on the reserved connection ("" = "dev").
 	Version string
@@ -42,6 +45,9 @@ type opener struct {
 // openers is the explicit table of sources, in display order.
 var openers = []opener{
 	{name: "listenq", open: openListenq},
+	// ebpf before valkey: the reserved connection's handshake shows the
+	// programs the listening socket (docs/signals.md).
+	{name: "ebpf", open: openEBPF},
 	{name: "valkey", open: openValkey},
 	{name: "tcp", open: openTCPStat},
 	{name: "conntrack", open: openConntrack},

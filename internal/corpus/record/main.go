@@ -10,6 +10,7 @@
 //
 //	go run ./internal/corpus/record -out internal/corpus/testdata        # all (≈ 15 min)
 //	go run ./internal/corpus/record -only storm-kill-all,benign-churn-800
+//	go run ./internal/corpus/record -relabel   # re-derive labels from the recordings
 //
 // Every load loop is bounded in count and time; traffic goes only to
 // addresses inside the namespaces it creates; everything is removed at the
@@ -34,6 +35,7 @@ func main() {
 	out := flag.String("out", "internal/corpus/testdata", "directory for NAME.jsonl.gz and NAME.label.json")
 	only := flag.String("only", "", "comma-separated shape names (default: all)")
 	list := flag.Bool("list", false, "list the shapes and exit")
+	relabelOnly := flag.Bool("relabel", false, "recompute the derived label fields of the existing recordings (no recording, no root)")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	if *list {
@@ -52,6 +54,17 @@ func main() {
 		if find(n) == nil {
 			log.Fatalf("unknown shape %q (see -list)", n)
 		}
+	}
+	if *relabelOnly {
+		for _, s := range shapes {
+			if len(want) > 0 && !want[s.name] {
+				continue
+			}
+			if err := relabel(*out, s); err != nil && !errors.Is(err, os.ErrNotExist) {
+				log.Fatalf("relabel %s: %v", s.name, err)
+			}
+		}
+		return
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		log.Fatal(err)

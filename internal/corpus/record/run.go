@@ -190,7 +190,7 @@ func record(ctx context.Context, dir string, s shape) error {
 		if l.FirstDrop == nil {
 			return fmt.Errorf("storm shape recorded no dropped or refused connection: not a storm, not saved")
 		}
-		l.SlowBuild = slowBuild(rec, *l.FirstDrop)
+		l.SlowBuild = corpus.SlowBuild(rec, *l.FirstDrop)
 	} else if l.FirstDrop != nil {
 		r.note("the kernel or Valkey counted %v dropped/refused connections during this benign shape (first %s at +%.1fs)",
 			l.Dropped, l.DropCounter, l.FirstDrop.Sub(rec.Records[0].Time).Seconds())
@@ -220,31 +220,6 @@ func fmtT(t *time.Time, rec *replay.Recording) string {
 	return fmt.Sprintf("+%.2fs", t.Sub(rec.Records[0].Time).Seconds())
 }
 
-// slowBuild: this port's accept queue was at least a quarter full for a
-// second or more before the first drop (it filled gradually, so a
-// detector can see it coming).
-func slowBuild(rec *replay.Recording, first time.Time) bool {
-	var since time.Time
-	for _, x := range rec.Records {
-		if x.Sample == nil || !x.Time.Before(first) {
-			continue
-		}
-		l := x.Sample.Listen
-		if l == nil || l.DepthMax == nil || l.Limit == nil || *l.Limit == 0 {
-			since = time.Time{}
-			continue
-		}
-		if float64(*l.DepthMax) >= float64(*l.Limit)/4 {
-			if since.IsZero() {
-				since = x.Time
-			}
-		} else {
-			since = time.Time{}
-		}
-	}
-	return !since.IsZero() && first.Sub(since) >= time.Second
-}
-
 // meanNewConnRate over the recording from Valkey's own counter (resets
 // skipped), -1 when unknown.
 func meanNewConnRate(rec *replay.Recording) float64 {
@@ -267,4 +242,30 @@ func meanNewConnRate(rec *replay.Recording) float64 {
 		return -1
 	}
 	return sum / span.Seconds()
+}
+
+// relabel recomputes the derived fields of an existing recording's label
+// (first drop, drop totals, slow build, sample count, span) from the
+// recording itself, keeping what only the recording run knew (notes, when).
+// For a changed derivation rule: no re-recording needed.
+func relabel(dir string, s shape) error {
+	base := filepath.Join(dir, s.name)
+	b, err := os.ReadFile(base + ".label.json")
+	if err != nil {
+		return err
+	}
+	var l corpus.Label
+	if err := json.Unmarshal(b, &l); err != nil {
+		return fmt.Errorf("%s.label.json: %w", base, err)
+	}
+	rec, err := replay.ReadCapture(base + ".jsonl.gz")
+	if err != nil {
+		return err
+	}
+	l.Samples, l.Seconds = rec.Samples(), rec.Span().Seconds()
+	l.FirstDrop, l.FirstDropAfter, l.DropCounter, l.Dropped = corpus.Drops(rec)
+	l.SlowBuild = l.Kind == corpus.Storm && l.FirstDrop != nil && corpus.SlowBuild(rec, *l.FirstDrop)
+	lb, _ := json.MarshalIndent(l, "", "  ")
+	log.Printf("   %s: first drop %v (%s), slow build %v", s.name, fmtT(l.FirstDrop, rec), l.DropCounter, l.SlowBuild)
+	return os.WriteFile(base+".label.json", append(lb, '\n'), 0o644)
 }

@@ -1,0 +1,330 @@
+//go:build linux
+
+package defuse
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+// applierEnv makes the test binary act as a short-lived "stormguard defuse
+// apply": it applies one mitigation, prints it as JSON and then waits to
+// be SIGKILLed, like a CLI or agent that dies right after apply.
+const applierEnv = "STORMGUARD_DEFUSE_TEST_APPLIER"
+
+type applierJob struct {
+	State, NetNS, Valkey string
+	Action               Action
+	Params               Params
+	TTL                  time.Duration
+	Rate                 Rate
+}
+
+func TestMain(m *testing.M) {
+	if j := os.Getenv(applierEnv); j != "" {
+		os.Exit(runApplier(j))
+	}
+	os.Exit(m.Run())
+}
+
+func runApplier(j string) int {
+	var job applierJob
+	if err := json.Unmarshal([]byte(j), &job); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	a, err := addr.Parse(job.Valkey)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	m := &Manager{StatePath: job.State, NetNS: job.NetNS, Valkey: a}
+	job.Params.TTL, job.Params.Rate = job.TTL, job.Rate
+	mt, err := m.Apply(context.Background(), job.Action, job.Params)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(mt)
+	select {} // until SIGKILL
+}
+
+// applyThenDie runs an applier process and SIGKILLs it as soon as it has
+// applied (no chance to clean up).
+func applyThenDie(t *testing.T, m *Manager, a Action, p Params) (Mitigation, error) {
+	t.Helper()
+	j, _ := json.Marshal(applierJob{State: m.StatePath, NetNS: m.NetNS, Valkey: m.Valkey.String(), Action: a, Params: p, TTL: p.TTL, Rate: p.Rate})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), applierEnv+"="+string(j))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, rerr := bufio.NewReader(out).ReadString('\n')
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	if rerr != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, ErrRefused.Error()) {
+			return Mitigation{}, fmt.Errorf("%w: %s", ErrRefused, msg)
+		}
+		return Mitigation{}, fmt.Errorf("applier: %s", msg)
+	}
+	var mt Mitigation
+	if err := json.Unmarshal([]byte(line), &mt); err != nil {
+		t.Fatalf("applier output %q: %v", line, err)
+	}
+	return mt, nil
+}
+
+// firewalls the matrix runs under: none, and a stateful filter that
+// accepts established traffic by conntrack state with policy drop, in
+// nftables and in legacy iptables.
+var matrixFirewalls = []struct {
+	name  string
+	setup func(t *testing.T, sb *sandbox.Sandbox)
+}{
+	{"nofw", func(*testing.T, *sandbox.Sandbox) {}},
+	{"nft", func(t *testing.T, sb *sandbox.Sandbox) {
+		rules := fmt.Sprintf(`table inet filter {
+  chain input {
+    type filter hook input priority 0; policy drop;
+    ct state established,related accept
+    tcp dport %d ct state new accept
+  }
+}
+`, sb.Port)
+		cmd := sb.Command(context.Background(), "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(rules)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft -f: %v: %s", err, out)
+		}
+	}},
+}
+
+var matrixEndings = []string{"revert", "ttl", "sigkill", "valkey-restart"}
+
+// matrixActions are the reversible mitigations (kill-idle cannot be undone).
+var matrixActions = []Action{RatelimitSYN, RatelimitGlobal, Notrack, AcceptCap, Backlog}
+
+// TestIntegrationSafetyMatrix: every reversible mitigation × how it ends ×
+// firewall. Established clients must see no error, and once the TTL is
+// over nothing of stormguard's may be left: no state entry, no armed
+// nftables element, Valkey config and sysctls back, no restore process.
+func TestIntegrationSafetyMatrix(t *testing.T) {
+	sandboxtest.Require(t)
+	for _, fw := range matrixFirewalls {
+		t.Run(fw.name, func(t *testing.T) {
+			t.Parallel()
+			for _, a := range matrixActions {
+				for _, end := range matrixEndings {
+					t.Run(string(a)+"/"+end, func(t *testing.T) {
+						t.Parallel()
+						matrixCell(t, fw.setup, a, end)
+					})
+				}
+			}
+		})
+	}
+}
+
+func matrixCell(t *testing.T, fwSetup func(*testing.T, *sandbox.Sandbox), a Action, end string) {
+	ctx := context.Background()
+	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{sysctlSomaxconn: "128", sysctlSynBacklog: "256"}})
+	fwSetup(t, sb)
+	m := sandboxManager(t, sb)
+	const ttl = 2 * time.Second
+	p := Params{Port: sb.Port, TTL: ttl}
+	switch a {
+	case RatelimitSYN, RatelimitGlobal:
+		p.Rate, p.Burst = Rate{5, "second"}, 5
+	case AcceptCap:
+		p.Value = 3
+	case Backlog:
+		p.Somaxconn, p.SynBacklog = 1024, 2048
+	}
+	origCap := cli(t, sb, "CONFIG", "GET", configAcceptCap)
+	pg := startPingers(t, sb, 4)
+	pg.waitPings(t, 8)
+	var mt Mitigation
+	var err error
+	if end == "sigkill" {
+		mt, err = applyThenDie(t, m, a, p)
+	} else {
+		mt, err = m.Apply(ctx, a, p)
+	}
+	if a == Notrack && errors.Is(err, ErrRefused) {
+		// Refused: under a stateful firewall notrack would drop the
+		// established clients' packets (and without conntrack there is
+		// nothing to bypass). The refusal must name why.
+		t.Logf("notrack refused: %v", err)
+		pg.finish(t)
+		assertClean(t, sb, m, origCap, time.Now())
+		return
+	}
+	if err != nil {
+		t.Fatalf("apply %s: %v", a, err)
+	}
+	wantBy := map[bool]string{true: RestoreByKernel, false: RestoreByProcess}[a.nft()]
+	if mt.RestoreBy != wantBy {
+		t.Errorf("restore_by = %q, want %q", mt.RestoreBy, wantBy)
+	}
+	assertApplied(t, sb, a, mt)
+	switch end {
+	case "revert":
+		if _, err := m.Revert(ctx, mt.ID); err != nil {
+			t.Fatalf("revert: %v", err)
+		}
+		pg.finish(t)
+		assertClean(t, sb, m, origCap, time.Now())
+		return
+	case "valkey-restart":
+		// A restart drops every client; established clients are the ones
+		// connected after it. The restarted server has its configured
+		// accept cap again, which the restorer must leave alone.
+		close(pg.stop)
+		pg.wg.Wait()
+		if err := sb.StopValkey(); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.StartValkey(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pg = startPingers(t, sb, 4)
+		pg.waitPings(t, 8)
+	}
+	// ttl, sigkill, valkey-restart: no stormguard call from here on.
+	waitUntil(t, mt.Expires)
+	pg.finish(t)
+	assertClean(t, sb, m, origCap, mt.Expires)
+}
+
+func assertApplied(t *testing.T, sb *sandbox.Sandbox, a Action, mt Mitigation) {
+	t.Helper()
+	switch a {
+	case AcceptCap:
+		if got := cli(t, sb, "CONFIG", "GET", configAcceptCap); got != configAcceptCap+"\n3" {
+			t.Errorf("accept cap after apply: %q", got)
+		}
+	case Backlog:
+		if v, _ := sb.Sysctl(sysctlSomaxconn); v != "1024" {
+			t.Errorf("somaxconn after apply: %s", v)
+		}
+	default:
+		if !strings.Contains(nftRuleset(t, sb), "arm-"+mt.ID) {
+			t.Errorf("no arm-%s set after apply", mt.ID)
+		}
+	}
+}
+
+// waitUntil blocks until the wall clock passes at (the mitigation's TTL).
+func waitUntil(t *testing.T, at time.Time) {
+	t.Helper()
+	if d := time.Until(at); d > 0 {
+		<-time.After(d)
+	}
+}
+
+// assertClean polls (up to a generous bound) until nothing of stormguard's
+// is left, without running stormguard: the state file holds no entry, no
+// arm set element is left, Valkey's accept cap and the sysctls are back,
+// and no restore process is alive.
+func assertClean(t *testing.T, sb *sandbox.Sandbox, m *Manager, origCap string, since time.Time) {
+	t.Helper()
+	var why string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		why = leftovers(t, sb, m, origCap)
+		if why == "" || time.Now().After(deadline) {
+			break
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+	if why != "" {
+		log, _ := os.ReadFile(filepath.Join(filepath.Dir(m.StatePath), "defuse-restore.log"))
+		t.Fatalf("left behind after the TTL: %s\nrestore log:\n%s", why, log)
+	}
+	t.Logf("clean %s after the TTL/revert", time.Since(since).Round(10*time.Millisecond))
+}
+
+func leftovers(t *testing.T, sb *sandbox.Sandbox, m *Manager, origCap string) string {
+	st, err := loadState(m.StatePath)
+	if err != nil {
+		return err.Error()
+	}
+	if len(st.Mitigations) > 0 {
+		return fmt.Sprintf("%d state entries (%s, restore pid %d; live restorers %v)", len(st.Mitigations), st.Mitigations[0].Action, st.Mitigations[0].RestorePID, restorersOf(m.StatePath))
+	}
+	out, _ := sb.Command(context.Background(), "nft", "list", "table", "inet", TableName).CombinedOutput()
+	if strings.Contains(string(out), "elements =") {
+		return "an armed element in table inet stormguard:\n" + string(out)
+	}
+	if got := cli(t, sb, "CONFIG", "GET", configAcceptCap); got != origCap {
+		return fmt.Sprintf("accept cap %q, was %q", got, origCap)
+	}
+	for k, want := range map[string]string{sysctlSomaxconn: "128", sysctlSynBacklog: "256"} {
+		if v, _ := sb.Sysctl(k); v != want {
+			return fmt.Sprintf("%s = %s, was %s", k, v, want)
+		}
+	}
+	if pids := restorersOf(m.StatePath); len(pids) > 0 {
+		return fmt.Sprintf("restore processes still running: %v", pids)
+	}
+	return ""
+}
+
+// restorersOf lists live restore processes working on statePath.
+func restorersOf(statePath string) []int {
+	abs, _ := filepath.Abs(statePath)
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if strings.Contains(s, restoreDueArgs[1]) && strings.Contains(s, abs) {
+			if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && strings.Contains(string(st), ") Z ") {
+				continue // exited, not yet reaped
+			}
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// waitPings waits until the established clients have sent n PINGs, so a
+// cell that ends quickly still proves they worked.
+func (p *pingers) waitPings(t *testing.T, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); p.pings.Load() < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("established clients sent only %d PINGs in 20s", p.pings.Load())
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+}

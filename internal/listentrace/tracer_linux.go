@@ -1,0 +1,280 @@
+//go:build linux && (amd64 || arm64)
+
+package listentrace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Tracer is the loaded and attached programs for one watched port.
+type Tracer struct {
+	objs  listentraceObjects
+	links []link.Link
+	rd    *ringbuf.Reader
+	wake  chan struct{}
+	done  chan struct{}
+	close sync.Once
+	// zeroMax is the per-CPU zero value written to wait_max after a read.
+	zeroMax []uint64
+	log     *slog.Logger
+	// lastEvent is the kernel time (CLOCK_MONOTONIC ns) of the latest
+	// overflow record read.
+	lastEvent atomic.Uint64
+	// NoListeners says why the listening sockets cannot be learned
+	// ("" = they can): no per-listener overflows or wake-up then.
+	NoListeners string
+}
+
+// Supported reports whether this build has the programs (linux, amd64 or arm64).
+const Supported = true
+
+// Open loads the programs for port in the network namespace at nsPath
+// ("" = stormguard's own) and attaches them. Close detaches them.
+func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*Tracer, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, ErrNoBTF
+	}
+	if nsPath == "" {
+		nsPath = "/proc/self/ns/net"
+	}
+	ns, err := os.Open(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace: %w", err)
+	}
+	defer ns.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ns.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("stat network namespace: %w", err)
+	}
+	if err := ensureTracefs(log); err != nil {
+		return nil, err
+	}
+	// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+	_ = rlimit.RemoveMemlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	spec, err := loadListentrace()
+	if err != nil {
+		return nil, fmt.Errorf("parse BPF object: %w", err)
+	}
+	if err := spec.Variables["watch_netns"].Set(uint32(st.Ino)); err != nil {
+		return nil, fmt.Errorf("set watched namespace: %w", err)
+	}
+	if err := spec.Variables["watch_port"].Set(port); err != nil {
+		return nil, fmt.Errorf("set watched port: %w", err)
+	}
+	var objs listentraceObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		if isPerm(err) {
+			return nil, fmt.Errorf("%w: %v", ErrPermission, err)
+		}
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			log.Debug("ebpf: verifier log", "log", fmt.Sprintf("%+v", ve))
+		}
+		return nil, fmt.Errorf("load BPF programs: %w", err)
+	}
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		objs.Close()
+		return nil, fmt.Errorf("count possible CPUs: %w", err)
+	}
+	t := &Tracer{objs: objs, wake: make(chan struct{}, 1), done: make(chan struct{}), zeroMax: make([]uint64, ncpu), log: log}
+	attachments := []struct {
+		what string
+		do   func() (link.Link, error)
+		// optional: sock:sk_data_ready is new in Linux 6.7; without
+		// it the listeners stay unknown (no overflows, no wake-up).
+		optional bool
+	}{
+		{"raw tracepoint inet_sock_set_state", func() (link.Link, error) {
+			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: objs.OnSetState})
+		}, false},
+		{"raw tracepoint sk_data_ready", func() (link.Link, error) {
+			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sk_data_ready", Program: objs.OnDataReady})
+		}, true},
+		{"tracepoint syscalls:sys_exit_accept4", func() (link.Link, error) {
+			return link.Tracepoint("syscalls", "sys_exit_accept4", objs.OnAccept4Exit, nil)
+		}, false},
+		{"tracepoint syscalls:sys_exit_accept", func() (link.Link, error) {
+			return link.Tracepoint("syscalls", "sys_exit_accept", objs.OnAcceptExitPlain, nil)
+		}, false},
+		{"sk_lookup in the namespace", func() (link.Link, error) {
+			return link.AttachNetNs(int(ns.Fd()), objs.OnSkLookup)
+		}, false},
+	}
+	for _, a := range attachments {
+		l, err := a.do()
+		if err != nil && a.optional {
+			t.NoListeners = fmt.Sprintf("attach %s: %v (needs Linux 6.7)", a.what, err)
+			log.Info("ebpf: per-listener overflows and the overflow wake-up are unavailable", "err", t.NoListeners)
+			continue
+		}
+		if err != nil {
+			t.Close()
+			if isPerm(err) {
+				return nil, fmt.Errorf("%w: attach %s: %v", ErrPermission, a.what, err)
+			}
+			return nil, fmt.Errorf("attach %s: %w", a.what, err)
+		}
+		t.links = append(t.links, l)
+	}
+	t.rd, err = ringbuf.NewReader(objs.Events)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	go t.readEvents()
+	return t, nil
+}
+
+// ensureTracefs mounts tracefs at /sys/kernel/tracing when neither it nor
+// debugfs's tracing directory is mounted: the syscall tracepoints are
+// found by name there. systemd mounts it at boot; minimal VM and container
+// images often do not.
+func ensureTracefs(log *slog.Logger) error {
+	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(dir + "/events"); err == nil {
+			return nil
+		}
+	}
+	if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: %w", err)
+	}
+	log.Info("ebpf: mounted tracefs at /sys/kernel/tracing (the syscall tracepoints are found there)")
+	return nil
+}
+
+func isPerm(err error) bool {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return false
+	}
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, os.ErrPermission)
+}
+
+func (t *Tracer) Wake() <-chan struct{} { return t.wake }
+
+func (t *Tracer) readEvents() {
+	for {
+		rec, err := t.rd.Read()
+		if err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			t.log.Debug("ebpf: ring buffer read", "err", err)
+			select {
+			case <-t.done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		ev, err := decodeEvent(rec.RawSample)
+		if err != nil {
+			t.log.Debug("ebpf: bad event", "err", err)
+			continue
+		}
+		t.lastEvent.Store(ev.KernelNS)
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// WakeDelay is how long after the latest overflow record was written in
+// the kernel now is (both CLOCK_MONOTONIC): right after Wake fires, the
+// kernel-to-user-space delay of the wake-up. ok is false before any record.
+func (t *Tracer) WakeDelay() (d time.Duration, ok bool) {
+	k := t.lastEvent.Load()
+	if k == 0 {
+		return 0, false
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, false
+	}
+	return time.Duration(ts.Nano() - int64(k)), true
+}
+
+// Read returns the port's counters summed over CPUs, and the longest wait
+// since the previous Read (which it resets).
+func (t *Tracer) Read() (Counters, error) {
+	var c Counters
+	var per []listentracePortStats
+	if err := t.objs.Stats.Lookup(uint32(0), &per); err != nil {
+		return c, fmt.Errorf("read port stats: %w", err)
+	}
+	for i := range per {
+		c.SYNs += per[i].Syns
+		c.SYNsFull += per[i].SynsFull
+		c.Accepts += per[i].Accepts
+		c.WaitSumUS += per[i].WaitSumUs
+		for b := range c.Hist {
+			c.Hist[b] += per[i].Hist[b]
+		}
+	}
+	// read_drops reads the learned listeners' drop counters inside the
+	// kernel (kernel memory is not readable from here) into the drops map.
+	if _, err := t.objs.ReadDrops.Run(&ebpf.RunOptions{Context: make([]byte, 8)}); err != nil {
+		return c, fmt.Errorf("run read_drops: %w", err)
+	}
+	var d listentraceListenerDrops
+	if err := t.objs.Drops.Lookup(uint32(0), &d); err != nil {
+		return c, fmt.Errorf("read listener drops: %w", err)
+	}
+	c.Listeners = d.Listeners
+	c.Drops = d.Drops
+	var mx []uint64
+	if err := t.objs.WaitMax.Lookup(uint32(0), &mx); err != nil {
+		return c, fmt.Errorf("read longest wait: %w", err)
+	}
+	var m uint64
+	for _, v := range mx {
+		m = max(m, v)
+	}
+	c.MaxWait = time.Duration(m)
+	// A wait recorded between the lookup and this update is lost to the
+	// max (it is still in the histogram): a race of microseconds.
+	if err := t.objs.WaitMax.Put(uint32(0), t.zeroMax); err != nil {
+		return c, fmt.Errorf("reset longest wait: %w", err)
+	}
+	return c, nil
+}
+
+// Close detaches the programs and frees the maps.
+func (t *Tracer) Close() error {
+	var errs []error
+	t.close.Do(func() {
+		close(t.done)
+		if t.rd != nil {
+			errs = append(errs, t.rd.Close())
+		}
+		for _, l := range t.links {
+			errs = append(errs, l.Close())
+		}
+		t.objs.Close()
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close BPF programs: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,35 @@
+//go:build !linux || !(amd64 || arm64)
+
+package listentrace
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Supported reports whether this build has the programs.
+const Supported = false
+
+// Tracer is not available on this platform.
+type Tracer struct {
+	// NoListeners is unused here.
+	NoListeners string
+}
+
+// Open always fails here.
+func Open(context.Context, string, uint16, *slog.Logger) (*Tracer, error) {
+	return nil, ErrUnsupported
+}
+
+// Wake never fires.
+func (*Tracer) Wake() <-chan struct{} { return nil }
+
+// Read fails.
+func (*Tracer) Read() (Counters, error) { return Counters{}, ErrUnsupported }
+
+// Close does nothing.
+func (*Tracer) Close() error { return nil }
+
+// WakeDelay is never known here.
+func (*Tracer) WakeDelay() (time.Duration, bool) { return 0, false }

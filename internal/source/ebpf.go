@@ -1,0 +1,107 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/listentrace"
+	"github.com/stormguard/stormguard/internal/sample"
+)
+
+// errEBPFOff is the reason recorded when eBPF was turned off.
+var errEBPFOff = errors.New("turned off (--ebpf=false or " + listentrace.Env + "=0)")
+
+// ebpfSource reads the in-kernel counters of listentrace: accept wait,
+// SYN rate and this listener's overflows. It wakes the sampler on the
+// watched listener's first overflow (sample.Waker).
+type ebpfSource struct {
+	tr *listentrace.Tracer
+
+	mu    sync.Mutex
+	prev  listentrace.Counters
+	prevT time.Time
+}
+
+func openEBPF(ctx context.Context, o Options) (sample.Source, error) {
+	if o.NoEBPF || listentrace.Off() {
+		return nil, &Unavailable{Reason: errEBPFOff.Error(), Err: errEBPFOff}
+	}
+	tr, err := listentrace.Open(ctx, o.Target.NetNS, uint16(o.Target.Port()), o.logger())
+	if err != nil {
+		return nil, ebpfUnavailable(err)
+	}
+	o.logger().Debug("ebpf source attached", "target", o.Target.Name())
+	return &ebpfSource{tr: tr, prevT: time.Now()}, nil
+}
+
+// ebpfUnavailable says why eBPF cannot run here, in one line.
+func ebpfUnavailable(err error) error {
+	switch {
+	case errors.Is(err, listentrace.ErrPermission), errors.Is(err, listentrace.ErrNoBTF), errors.Is(err, listentrace.ErrUnsupported):
+		return &Unavailable{Reason: err.Error(), Err: err}
+	}
+	return Classify("load eBPF programs", err)
+}
+
+func (*ebpfSource) Name() string { return "ebpf" }
+
+// Wake implements sample.Waker.
+func (e *ebpfSource) Wake() <-chan struct{} { return e.tr.Wake() }
+
+func (e *ebpfSource) Close() error { return e.tr.Close() }
+
+func (e *ebpfSource) Collect(_ context.Context, s *sample.Sample) error {
+	cur, err := e.tr.Read()
+	now := time.Now()
+	if err != nil {
+		return fmt.Errorf("read eBPF maps: %w", err)
+	}
+	e.mu.Lock()
+	d := listentrace.Delta(e.prev, cur)
+	elapsed := now.Sub(e.prevT)
+	e.prev, e.prevT = cur, now
+	e.mu.Unlock()
+	fillEBPF(s, cur, d, elapsed)
+	if e.tr.NoListeners != "" {
+		return &Unavailable{Reason: "listen.overflows_port: " + e.tr.NoListeners}
+	}
+	return nil
+}
+
+// fillEBPF writes the sample's eBPF keys from the cumulative counters cur
+// and the interval's delta d.
+func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Duration) {
+	if elapsed > 0 {
+		s.SynRate = sample.F64(float64(d.SYNs) / elapsed.Seconds())
+	}
+	ms := func(v time.Duration) *float64 { return sample.F64(float64(v.Microseconds()) / 1000) }
+	aw := &sample.AcceptWait{}
+	if p, ok := listentrace.Quantile(d, 0.5); ok {
+		aw.P50 = ms(p)
+	}
+	if p, ok := listentrace.Quantile(d, 0.99); ok {
+		aw.P99 = ms(p)
+		mx := d.MaxWait
+		if mx < p {
+			// The longest wait's reset raced a new wait; the
+			// histogram still bounds it from below.
+			mx, _ = listentrace.Quantile(d, 1)
+		}
+		aw.Max = ms(mx)
+	}
+	s.AcceptWaitMS = aw
+	if cur.Listeners > 0 {
+		s.PortOverflows = sample.U64(cur.Drops)
+	}
+	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Sum: float64(cur.WaitSumUS) / 1e6}
+	for _, b := range listentrace.PromBounds {
+		h.Bounds = append(h.Bounds, float64(b)/1e6)
+	}
+	for _, n := range cur.Hist {
+		h.Count += n
+	}
+	s.AcceptWaitHist = h
+}
