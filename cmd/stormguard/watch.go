@@ -36,6 +36,7 @@ type watchOpts struct {
 	webhook         string
 	alertmanager    string
 	bearerTokenFile string
+	maxStreams      int
 	discoverEvery   time.Duration
 	logLevel        string
 	logFormat       string
@@ -95,6 +96,7 @@ SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
 	f.StringVar(&o.journalDir, "journal", "", "write storm captures to this directory")
 	f.StringVar(&o.webhook, "webhook", "", "POST each state change as JSON to this URL")
 	f.StringVar(&o.alertmanager, "alertmanager", "", "Alertmanager base URL; alerts fire on surge/storm and resolve on calm")
+	f.IntVar(&o.maxStreams, "http-max-streams", serve.DefaultMaxStreams, "most concurrent /api/v1/stream clients; one more gets 503")
 	f.StringVar(&o.bearerTokenFile, "bearer-token-file", "", "require this bearer token on HTTP (all paths but /healthz)")
 	f.DurationVar(&o.discoverEvery, "discover-interval", 5*time.Second, "how often to rescan for local servers")
 	f.StringVar(&o.defuseMode, "defuse", "off", "off, or auto: arm --defuse-actions when a storm is detected, revert after calm")
@@ -130,6 +132,9 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	}
 	if o.interval < 10*time.Millisecond {
 		return usageErr(fmt.Errorf("--interval %s is too short (minimum 10ms)", o.interval))
+	}
+	if o.maxStreams < 1 {
+		return usageErr(fmt.Errorf("--http-max-streams %d: want at least 1", o.maxStreams))
 	}
 	var targets []source.Target
 	for _, v := range o.valkey {
@@ -204,7 +209,7 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 		if err != nil {
 			return usageErr(fmt.Errorf("listen on --http %s: %w", o.httpAddr, err))
 		}
-		srv = &http.Server{Handler: serve.Handler(hub, serve.Options{Version: version, BearerToken: token, Healthy: ag.Healthy}),
+		srv = &http.Server{Handler: serve.Handler(hub, serve.Options{Version: version, BearerToken: token, Healthy: ag.Healthy, MaxStreams: o.maxStreams}),
 			ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
