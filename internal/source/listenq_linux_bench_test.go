@@ -354,7 +354,7 @@ func BenchmarkPeersDump(b *testing.B) {
 // BenchmarkListenqSample10ms measures `stormguard sample --interval 10ms
 // --count 50 --json` (the built binary, as a user runs it, Valkey frozen
 // since it holds only 15,000 of the connections) with 18,000 connections on
-// the port, against 50 runs of the talk's two ss commands, in the same
+// the port, against 50 runs of the two ss commands an operator would run by hand, in the same
 // round: CPU of the child processes (getrusage RUSAGE_CHILDREN), so process
 // start-up counts on both sides. It fails unless every sample has
 // listen.depth.
@@ -375,7 +375,7 @@ func BenchmarkListenqSample10ms(b *testing.B) {
 			"--interval", "10ms", "--count", strconv.Itoa(samples), "--json").Output()
 		k1 := cpuTime(b, unix.RUSAGE_CHILDREN)
 		for range samples {
-			if _, err := talkCommands(sb); err != nil {
+			if _, err := ssCommands(sb); err != nil {
 				b.Fatal(err)
 			}
 		}
