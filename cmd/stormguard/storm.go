@@ -19,6 +19,7 @@ import (
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/internal/lab"
 	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 type stormOpts struct {
@@ -135,6 +136,7 @@ See docs/lab.md.`,
 	f.IntVar(&o.cfg.Policy.GLIDE.JitterPercent, "jitter-percent", backoff.GLIDEDefaultJitterPercent, "glide: ± jitter in percent (0-100)")
 	f.DurationVar(&o.cfg.Policy.Base, "base", 100*time.Millisecond, "full-jitter, equal-jitter, decorrelated: base delay")
 	f.DurationVar(&o.cfg.Policy.Cap, "cap", 10*time.Second, "full-jitter, equal-jitter, decorrelated: largest delay")
+	f.BoolVar(&o.cfg.TLS, "tls", false, "every connection speaks TLS: with --spawn, a TLS-only server with certificates made for the run; else the valkeys:// target's")
 	f.StringVar(&o.cfg.Setup, "setup", "none", "what each new connection sends before its first PING: none, hello (HELLO 3 + CLIENT SETINFO), auth (HELLO 3 AUTH + CLIENT SETNAME as an ACL user made for the run)")
 	f.IntVar(&o.cfg.Hosts, "hosts", 0, "--spawn: run the clients on N client hosts (namespaces on a bridge to the server's, 10.77.k.1)")
 	f.DurationVar(&o.cfg.RTT, "rtt", 0, "--hosts: round trip added to every host's link (netem)")
@@ -189,7 +191,7 @@ var stormFlags = map[string]string{
 	"Strategy": "--strategy", "Scenario": "--scenario", "Period": "--period",
 	"ConnectTimeout": "--connect-timeout", "CommandTimeout": "--command-timeout",
 	"PoolSize": "--pool-size", "Ramp": "--ramp", "WarmupTimeout": "--warmup-timeout",
-	"Setup": "--setup", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
+	"Setup": "--setup", "TLS": "--tls", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
 	"Policy": "policy flags", "Policy.Delay": "--delay", "Policy.Base": "--base", "Policy.Cap": "--cap",
 	"Spawn.Somaxconn": "--somaxconn", "Spawn.TCPBacklog": "--tcp-backlog",
 	"Spawn.Maxclients": "--maxclients", "Spawn.Syncookies": "--syncookies", "Spawn.Down": "--down", "Spawn.ServerCPUs": "--server-cpus",
@@ -241,8 +243,15 @@ func stormConfig(o stormOpts) (lab.Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		if a.TLS {
-			return cfg, errors.New("the storm lab does not speak TLS yet: use a plain valkey:// or HOST:PORT target")
+		switch {
+		case cfg.TLS && !a.TLS:
+			return cfg, fmt.Errorf("--tls: target %s is not TLS (give valkeys://HOST:PORT, or --spawn for a TLS server made for the run)", a.HostPort())
+		case a.TLS:
+			tc, err := valkeyconn.TLSConfig(a)
+			if err != nil {
+				return cfg, err
+			}
+			cfg.TLS, cfg.TLSConfig = true, tc
 		}
 		if o.netns != "" {
 			if err := netns.Check(o.netns); err != nil {

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"slices"
 	"strings"
@@ -34,6 +35,11 @@ type Config struct {
 	// Loss drops this percentage of packets each way on every host's
 	// link; needs Hosts.
 	Loss float64
+	// TLS makes every connection (clients and admin) speak TLS. With
+	// Spawn the run makes its own certificates and a TLS-only server;
+	// otherwise TLSConfig is the outside server's.
+	TLS       bool
+	TLSConfig *tls.Config
 	// Setup is what each new connection sends before its first PING:
 	// one of Setups ("none" when empty). auth with Spawn makes an ACL
 	// user for the run; otherwise it needs User and Password.
@@ -180,6 +186,8 @@ func (c Config) Validate() error {
 		return bad("Setup", "{Setup}: unknown setup %q (want one of %s)", c.Setup, strings.Join(Setups, ", "))
 	case c.Setup == "auth" && c.Spawn == nil && c.Password == "":
 		return bad("Setup", "{Setup} auth needs an ACL user: {Spawn} makes one for the run, or give a user and password in {Target}")
+	case c.TLS && c.Spawn == nil && c.TLSConfig == nil:
+		return bad("TLS", "{TLS} needs {Spawn} (a TLS-only server with certificates made for the run) or a TLS {Target}")
 	case c.SourceAddrs < 0:
 		return bad("SourceAddrs", "{SourceAddrs} must not be negative, got %d", c.SourceAddrs)
 	case c.SourceAddrs > maxSourceAddrs:

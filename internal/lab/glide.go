@@ -36,6 +36,8 @@ func (glideStrategy) check(c Config) error {
 		return bad("NetNS", "valkey-glide dials from its Rust core, where the lab cannot count dials; it counts them in the "+
 			"kernel counters of the server's network namespace instead: give {NetNS} (the server's, e.g. "+
 			"/proc/PID/ns/net) or {Spawn}")
+	case c.TLS:
+		return bad("TLS", "valkey-glide does not run with {TLS} in the lab yet (it would need the run's CA)")
 	case c.Hosts > 0:
 		return bad("Hosts", "valkey-glide does not run on client hosts yet (its connects are counted in one namespace's kernel counters): leave out {Hosts}")
 	case c.SourceAddrs > 1:

@@ -64,6 +64,8 @@ type Result struct {
 	// TimelinePoints is the run per 100ms bucket from a second before the
 	// disruption to the end.
 	TimelinePoints []Point `json:"timeline"`
+	// TLS: every connection spoke TLS (connects count the handshake).
+	TLS bool `json:"tls"`
 	// Setup is what each new connection sent before its first PING
 	// (valkey-glide always sends HELLO 3 and CLIENT SETINFO).
 	Setup  string            `json:"setup"`

@@ -43,7 +43,7 @@ type run struct {
 // from the kernel's choice of source address.
 func (r *run) adminDial(ctx context.Context, network, addr string) (net.Conn, error) {
 	r.adminDials.Add(1)
-	return r.dialer.from(netip.Addr{})(ctx, network, addr)
+	return withTLS(r.dialer.from(netip.Addr{}), r.cfg.TLSConfig)(ctx, network, addr)
 }
 
 // countedDial returns the DialFunc of one instance: its connections come
@@ -58,6 +58,9 @@ func (r *run) countedDial(instance int) DialFunc {
 		// The host's own address, the kernel's choice there.
 		base = r.hostDialers[instance%len(r.hostDialers)].from(netip.Addr{})
 	}
+	// A connection is up once its TLS handshake (if any) is done: a
+	// failed handshake is a failed connect.
+	base = withTLS(base, r.cfg.TLSConfig)
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		r.rec.dial()
 		c, err := base(ctx, network, addr)
@@ -142,7 +145,7 @@ func (r *run) prepare(ctx context.Context) error {
 	r.rec = newRecorder(cfg.Clients, horizon)
 	r.res = &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
 		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{},
-		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss, Setup: cfg.Setup,
+		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss, Setup: cfg.Setup, TLS: cfg.TLSConfig != nil,
 		ServerCPUs: r.serverCPUs, ClientCPUs: r.clientCPUs}
 	if cfg.Strategy == GLIDEStrategy && cfg.Setup == "none" {
 		r.res.Setup = "hello (valkey-glide always sends HELLO 3 and CLIENT SETINFO)"

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strconv"
 
 	"github.com/stormguard/stormguard/internal/sandbox"
@@ -33,6 +34,25 @@ func (r *run) spawn(ctx context.Context) error {
 			return err
 		}
 		opts.ValkeyArgs = append(opts.ValkeyArgs, "--aclfile", path)
+	}
+	if r.cfg.TLS {
+		addrs := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+		if r.cfg.Hosts > 0 {
+			addrs = append(addrs, sandbox.HostLinkAddr())
+		}
+		t, err := makeRunTLS(addrs)
+		if err != nil {
+			return err
+		}
+		r.onClose(t.close) // after the server is gone (close runs in reverse)
+		port := opts.Port
+		if port == 0 {
+			port = 6379
+		}
+		opts.Port = port
+		opts.ValkeyArgs = append(opts.ValkeyArgs, t.valkeyArgs(port)...)
+		opts.ClientTLS = t.client
+		r.cfg.TLSConfig = t.client
 	}
 	var clientCPUs []int
 	if sp.ServerCPUs != "" {

@@ -47,6 +47,10 @@ func HostAddr(k int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 77, byte(k + 1), 1})
 }
 
+// HostLinkAddr is the address a sandbox's Valkey has on its hosts' link
+// (LinkAddr), known before the sandbox exists (for certificates).
+func HostLinkAddr() netip.Addr { return serverLinkIP }
+
 // LinkAddr is Valkey's address on the hosts' link; valid once AddHosts
 // ran.
 func (s *Sandbox) LinkAddr() netip.Addr { return serverLinkIP }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,9 @@ type Options struct {
 	ValkeyBinary string
 	// StartTimeout bounds waiting for Valkey to answer PING (10s).
 	StartTimeout time.Duration
+	// ClientTLS, when set, makes Ping and Dial speak TLS with it (a server
+	// started with tls-port only, through ValkeyArgs).
+	ClientTLS *tls.Config
 	// ValkeyPrefix is a command that execs valkey-server, run inside the
 	// namespace, e.g. []string{"prlimit", "--nofile=128"} for a low fd
 	// limit. It must exec (not fork) so ValkeyPID stays the server's PID.
@@ -242,7 +246,17 @@ func (s *Sandbox) Dial(ctx context.Context) (net.Conn, error) {
 		c, err = d.DialContext(ctx, "tcp", s.Addr())
 		return err
 	})
-	return c, err
+	if err != nil || s.opts.ClientTLS == nil {
+		return c, err
+	}
+	tc := tls.Client(c, s.opts.ClientTLS)
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("TLS handshake with valkey-server in %s: %w", s.Name, err)
+	}
+	return tc, nil
 }
 
 // Command returns a command that runs inside the namespace.

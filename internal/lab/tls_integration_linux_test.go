@@ -1,0 +1,63 @@
+//go:build linux
+
+package lab
+
+import (
+	"bufio"
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+// TestIntegrationTLSOnly: a TLS run's server has no plaintext port and
+// refuses a plaintext PING on its TLS port; a TLS client verified against
+// the run's CA gets PONG.
+func TestIntegrationTLSOnly(t *testing.T) {
+	sandboxtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{Spawn: &Spawn{}, TLS: true, Clients: 1, Strategy: "immediate", Scenario: "kill"}.withDefaults()
+	r := &run{cfg: cfg}
+	r.strategy, _ = strategies.get(cfg.Strategy)
+	r.scenario, _ = scenarios.get(cfg.Scenario)
+	defer r.close()
+	if err := r.prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !r.res.TLS {
+		t.Fatal("result does not say TLS")
+	}
+	plain := r.dialer.from(netip.Addr{})
+	if c, err := plain(ctx, "tcp", r.cfg.Target); err == nil {
+		rc := &rawConn{c: c, r: bufio.NewReader(c)}
+		if err := rc.ping(2 * time.Second); err == nil {
+			t.Error("a plaintext PING on the TLS port got PONG")
+		}
+		c.Close()
+	}
+	rc, err := r.open(ctx, r.timedDial(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.c.Close()
+	if err := rc.ping(5 * time.Second); err != nil {
+		t.Fatalf("TLS PING: %v", err)
+	}
+}
+
+// TestIntegrationTLSStorm: a TLS kill storm over client hosts with
+// --setup auth recovers for the lab's client and both Go libraries.
+func TestIntegrationTLSStorm(t *testing.T) {
+	sandboxtest.Require(t)
+	for _, s := range []string{"full-jitter", "go-redis", "valkey-go"} {
+		res := runLab(t, Config{Spawn: &Spawn{}, TLS: true, Setup: "auth", Hosts: 2, Clients: 20, Instances: 4,
+			Strategy: s, Scenario: "kill", Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second})
+		checkRecovered(t, res, 20)
+		if !res.TLS || res.Setup != "auth" {
+			t.Errorf("%s: tls %v setup %q", s, res.TLS, res.Setup)
+		}
+	}
+}
