@@ -6,7 +6,7 @@
 # client sockets in helper processes (the test binary re-run as
 # TestListenqConnHolder), since the fd limit here is a hard 20,000.
 #
-#   BenchmarkListenqCollectVsTalk  40 samples paced at 500 ms: one Collect
+#   BenchmarkListenqCollectVsSS  40 samples paced at 500 ms: one Collect
 #                                  (LISTEN + SYN_RECV/ESTABLISHED counts within
 #                                  their CPU budget, IPv4 and IPv6) then one run
 #                                  of `ss -Hln sport = :6379` and
@@ -19,6 +19,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== listenq benchmarks ($(date -u +%FT%TZ), $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-go test -run '^$' -bench 'BenchmarkListenqCollectVsTalk|BenchmarkListenqPoller100Hz' \
+go test -run '^$' -bench 'BenchmarkListenqCollectVsSS|BenchmarkListenqPoller100Hz' \
 	-benchtime 1x -count "${COUNT:-1}" -timeout 20m ./internal/source/
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"

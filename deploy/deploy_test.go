@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 	"github.com/stormguard/stormguard/internal/serve"
 )
 
@@ -18,10 +19,7 @@ const rules = "prometheus/stormguard-rules.yml"
 func promtool(t *testing.T) string {
 	p, err := exec.LookPath("promtool")
 	if err != nil {
-		if os.Getenv("STORMGUARD_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("promtool not found (Debian package prometheus); required in CI")
-		}
-		t.Skip("promtool not found (Debian package prometheus); set STORMGUARD_REQUIRE_INTEGRATION=1 to fail instead")
+		sandboxtest.SkipOrFail(t, "promtool not found (Debian package prometheus)")
 	}
 	return p
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Exit codes of the contract (DESIGN.md).
+// Exit codes of the contract (docs/contract.md).
 const (
 	exitOK       = 0
 	exitFindings = 1 // a documented finding or condition

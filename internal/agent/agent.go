@@ -277,16 +277,16 @@ func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, r *run
 		view := det.View()
 		fast.Store(st != detect.Calm || view.AcceptOccupancy != nil && *view.AcceptOccupancy >= 0.5)
 		_, since := det.State()
-		// CLIENT LIST only while calm (DESIGN.md principle 1).
-		set.AllowHeavy(st == detect.Calm)
+		// CLIENT LIST only while calm (principle 1 in docs/design.md).
+		set.SetDetectorCalm(st == detect.Calm)
 		now := time.Now()
 		attr.step(ctx, st, now)
-		role, x := "", serve.Extras{Sources: attr.current(now), Clients: clientGroups(set, st, now)}
+		role, x := "", serve.Attribution{Sources: attr.current(now), Clients: clientGroups(set, st, now)}
 		if s.Valkey != nil {
 			role = source.RoleName(s.Valkey.Role)
 			x.ClusterNodeID = s.Valkey.ClusterNodeID
 		}
-		a.o.Hub.SetExtras(s.Target, x)
+		a.o.Hub.SetAttribution(s.Target, x)
 		for i := range events {
 			if events[i].To == detect.Surge || events[i].To == detect.Storm {
 				if src := attr.fresh(now); src != nil {

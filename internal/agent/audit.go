@@ -11,7 +11,8 @@ import (
 // auditAtOnset runs the kernel part of the checklist when a storm begins
 // and records the findings as an event, so the capture (and the
 // postmortem) shows the host's configuration at the time. Kernel only:
-// principle 1, no extra connection or command to Valkey during a storm.
+// principle 1 in docs/design.md, no extra connection or command to Valkey
+// during a storm.
 func (a *Agent) auditAtOnset(ctx context.Context, t source.Target) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

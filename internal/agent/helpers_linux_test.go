@@ -145,6 +145,7 @@ type watchRec struct {
 	state   detect.State
 	trans   []transition
 	samples []*sample.Sample
+	states  []detect.State // the state after each of samples
 	keep    int
 }
 
@@ -157,9 +158,26 @@ func (r *watchRec) onSample(s *sample.Sample, st detect.State) {
 		r.state = st
 	}
 	r.samples = append(r.samples, s)
+	r.states = append(r.states, st)
 	if r.keep > 0 && len(r.samples) > r.keep {
 		r.samples = append(r.samples[:0], r.samples[len(r.samples)-r.keep:]...)
+		r.states = append(r.states[:0], r.states[len(r.states)-r.keep:]...)
 	}
+}
+
+// since returns the samples taken at or after t and the state after each.
+func (r *watchRec) since(t time.Time) ([]*sample.Sample, []detect.State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ss []*sample.Sample
+	var st []detect.State
+	for i, s := range r.samples {
+		if !s.Time.Before(t) {
+			ss = append(ss, s)
+			st = append(st, r.states[i])
+		}
+	}
+	return ss, st
 }
 
 func (r *watchRec) current() detect.State {
@@ -216,19 +234,21 @@ func (r *watchRec) waitState(tb testing.TB, want detect.State, timeout time.Dura
 	}
 }
 
-// runAgent starts an in-process agent on sb's Valkey; opts may adjust the
-// options (Journal, Notifier, Detector). It stops at cleanup.
+// runAgent starts an in-process agent on sb's Valkey, the one harness of
+// the agent's tests; adjust may change the options (Journal, Notifier,
+// Detector). It waits for the first sample with Valkey's fields and stops
+// at cleanup.
 func runAgent(tb testing.TB, sb *sandbox.Sandbox, interval time.Duration, adjust func(*agent.Options)) (*watchRec, *serve.Hub) {
 	tb.Helper()
 	rec := &watchRec{keep: 10000}
-	hub, stop := startAgent2(tb, sb, rec, interval, adjust)
+	hub, stop := startAgentInto(tb, sb, rec, interval, adjust)
 	tb.Cleanup(stop)
 	return rec, hub
 }
 
-// startAgent2 starts an agent recording into rec and waits for its first
+// startAgentInto starts an agent recording into rec and waits for its first
 // sample with Valkey's fields; stop ends it.
-func startAgent2(tb testing.TB, sb *sandbox.Sandbox, rec *watchRec, interval time.Duration, adjust func(*agent.Options)) (hub *serve.Hub, stop func()) {
+func startAgentInto(tb testing.TB, sb *sandbox.Sandbox, rec *watchRec, interval time.Duration, adjust func(*agent.Options)) (hub *serve.Hub, stop func()) {
 	tb.Helper()
 	a, err := addr.Parse(sb.Addr())
 	if err != nil {

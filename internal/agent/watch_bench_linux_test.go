@@ -168,7 +168,7 @@ func rampOnce(t *testing.T, run int) (lead, latency time.Duration, ok bool) {
 	}
 	defer sb.Close()
 	rec := &watchRec{}
-	_, stopAgent := startAgent2(t, sb, rec, 500*time.Millisecond, nil)
+	_, stopAgent := startAgentInto(t, sb, rec, 500*time.Millisecond, nil)
 	defer stopAgent()
 	poll := startOverflowPoller(t, sb.NetNS, 2*time.Millisecond)
 	defer poll.stop()

@@ -16,6 +16,6 @@
 //     findings with a stable id, a severity, the evidence (actual values)
 //     and the exact fix. Unit tests build Facts by hand.
 //
-// Finding ids are part of the command-line contract (DESIGN.md) and each has
+// Finding ids are part of the command-line contract (docs/contract.md) and each has
 // a section in docs/checklist.md whose anchor is the id.
 package checklist

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// StableIDs are the finding ids of the command-line contract (DESIGN.md).
+// StableIDs are the finding ids of the command-line contract (docs/contract.md).
 var stableIDs = []string{
 	"somaxconn-truncates-backlog", "syncookies-disabled", "abort-on-overflow-enabled",
 	"listen-overflows-seen", "rejected-connections-seen", "clients-near-maxclients",

@@ -13,7 +13,7 @@ func historyRules() []Rule {
 	return []Rule{ruleListenOverflows, ruleSynDrops, ruleRejected, ruleEvicted}
 }
 
-// nsScope says what the TCP counters cover (DESIGN principle 0).
+// nsScope says what the TCP counters cover (principle 0 in docs/design.md).
 func nsScope(f *Facts) string {
 	if f.NetNS != "" {
 		return "namespace " + f.NetNS + " (all its listeners, not only Valkey's port)"

@@ -42,7 +42,7 @@ func ruleEBPF(f *Facts) []Finding {
 	}
 	if f.EBPF.Err != "" {
 		return []Finding{newFinding(AreaKernel, id, Info, "eBPF per-port signals are unavailable",
-			f.EBPF.Err, "run stormguard as root (or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN) on a kernel with BTF (5.13 or later; 6.7 for the per-listener overflows); every other signal works without it")}
+			f.EBPF.Err, "run stormguard as root (or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN) on a kernel with BTF (5.13 or later); every other signal works without it")}
 	}
 	return []Finding{newFinding(AreaKernel, id, OK, "eBPF per-port signals load (accept wait, SYN rate, this listener's overflows)", "the programs loaded and attached for the port, and were removed again", "")}
 }

@@ -39,25 +39,27 @@ type listentracePortStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	listentraceMapDrops              = "drops"
-	listentraceMapEvents             = "events"
-	listentraceMapFull               = "full"
-	listentraceMapLastEvent          = "last_event"
-	listentraceMapListeners          = "listeners"
-	listentraceMapQueued             = "queued"
-	listentraceMapStats              = "stats"
-	listentraceMapWaitMax            = "wait_max"
-	listentraceProgOnAccept4Exit     = "on_accept4_exit"
-	listentraceProgOnAcceptExitPlain = "on_accept_exit_plain"
-	listentraceProgOnDataReady       = "on_data_ready"
-	listentraceProgOnSetState        = "on_set_state"
-	listentraceProgOnSkLookup        = "on_sk_lookup"
-	listentraceProgReadDrops         = "read_drops"
-	listentraceVarUnusedDrops        = "unused_drops"
-	listentraceVarUnusedEvent        = "unused_event"
-	listentraceVarUnusedStats        = "unused_stats"
-	listentraceVarWatchNetns         = "watch_netns"
-	listentraceVarWatchPort          = "watch_port"
+	listentraceMapAccepting           = "accepting"
+	listentraceMapDrops               = "drops"
+	listentraceMapEvents              = "events"
+	listentraceMapFull                = "full"
+	listentraceMapLastEvent           = "last_event"
+	listentraceMapListeners           = "listeners"
+	listentraceMapQueued              = "queued"
+	listentraceMapStats               = "stats"
+	listentraceMapWaitMax             = "wait_max"
+	listentraceProgOnAccept4Enter     = "on_accept4_enter"
+	listentraceProgOnAccept4Exit      = "on_accept4_exit"
+	listentraceProgOnAcceptEnterPlain = "on_accept_enter_plain"
+	listentraceProgOnAcceptExitPlain  = "on_accept_exit_plain"
+	listentraceProgOnSetState         = "on_set_state"
+	listentraceProgOnSkLookup         = "on_sk_lookup"
+	listentraceProgReadDrops          = "read_drops"
+	listentraceVarUnusedDrops         = "unused_drops"
+	listentraceVarUnusedEvent         = "unused_event"
+	listentraceVarUnusedStats         = "unused_stats"
+	listentraceVarWatchNetns          = "watch_netns"
+	listentraceVarWatchPort           = "watch_port"
 )
 
 // loadListentrace returns the embedded CollectionSpec for listentrace.
@@ -102,18 +104,20 @@ type listentraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceProgramSpecs struct {
-	OnAccept4Exit     *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
-	OnAcceptExitPlain *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
-	OnDataReady       *ebpf.ProgramSpec `ebpf:"on_data_ready"`
-	OnSetState        *ebpf.ProgramSpec `ebpf:"on_set_state"`
-	OnSkLookup        *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
-	ReadDrops         *ebpf.ProgramSpec `ebpf:"read_drops"`
+	OnAccept4Enter     *ebpf.ProgramSpec `ebpf:"on_accept4_enter"`
+	OnAccept4Exit      *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
+	OnAcceptEnterPlain *ebpf.ProgramSpec `ebpf:"on_accept_enter_plain"`
+	OnAcceptExitPlain  *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
+	OnSetState         *ebpf.ProgramSpec `ebpf:"on_set_state"`
+	OnSkLookup         *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
+	ReadDrops          *ebpf.ProgramSpec `ebpf:"read_drops"`
 }
 
 // listentraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceMapSpecs struct {
+	Accepting *ebpf.MapSpec `ebpf:"accepting"`
 	Drops     *ebpf.MapSpec `ebpf:"drops"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Full      *ebpf.MapSpec `ebpf:"full"`
@@ -155,6 +159,7 @@ func (o *listentraceObjects) Close() error {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentraceMaps struct {
+	Accepting *ebpf.Map `ebpf:"accepting"`
 	Drops     *ebpf.Map `ebpf:"drops"`
 	Events    *ebpf.Map `ebpf:"events"`
 	Full      *ebpf.Map `ebpf:"full"`
@@ -167,6 +172,7 @@ type listentraceMaps struct {
 
 func (m *listentraceMaps) Close() error {
 	return _ListentraceClose(
+		m.Accepting,
 		m.Drops,
 		m.Events,
 		m.Full,
@@ -193,19 +199,21 @@ type listentraceVariables struct {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentracePrograms struct {
-	OnAccept4Exit     *ebpf.Program `ebpf:"on_accept4_exit"`
-	OnAcceptExitPlain *ebpf.Program `ebpf:"on_accept_exit_plain"`
-	OnDataReady       *ebpf.Program `ebpf:"on_data_ready"`
-	OnSetState        *ebpf.Program `ebpf:"on_set_state"`
-	OnSkLookup        *ebpf.Program `ebpf:"on_sk_lookup"`
-	ReadDrops         *ebpf.Program `ebpf:"read_drops"`
+	OnAccept4Enter     *ebpf.Program `ebpf:"on_accept4_enter"`
+	OnAccept4Exit      *ebpf.Program `ebpf:"on_accept4_exit"`
+	OnAcceptEnterPlain *ebpf.Program `ebpf:"on_accept_enter_plain"`
+	OnAcceptExitPlain  *ebpf.Program `ebpf:"on_accept_exit_plain"`
+	OnSetState         *ebpf.Program `ebpf:"on_set_state"`
+	OnSkLookup         *ebpf.Program `ebpf:"on_sk_lookup"`
+	ReadDrops          *ebpf.Program `ebpf:"read_drops"`
 }
 
 func (p *listentracePrograms) Close() error {
 	return _ListentraceClose(
+		p.OnAccept4Enter,
 		p.OnAccept4Exit,
+		p.OnAcceptEnterPlain,
 		p.OnAcceptExitPlain,
-		p.OnDataReady,
 		p.OnSetState,
 		p.OnSkLookup,
 		p.ReadDrops,

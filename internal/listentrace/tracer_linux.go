@@ -100,16 +100,19 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 	attachments := []struct {
 		what string
 		do   func() (link.Link, error)
-		// optional: sock:sk_data_ready is new in Linux 6.7; without
-		// it the listeners stay unknown (no overflows, no wake-up).
+		// optional attachments may fail: the listeners then stay
+		// unknown (no overflows, no wake-up). None is optional now.
 		optional bool
 	}{
 		{"raw tracepoint inet_sock_set_state", func() (link.Link, error) {
 			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: objs.OnSetState})
 		}, false},
-		{"raw tracepoint sk_data_ready", func() (link.Link, error) {
-			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sk_data_ready", Program: objs.OnDataReady})
-		}, true},
+		{"tracepoint syscalls:sys_enter_accept4", func() (link.Link, error) {
+			return link.Tracepoint("syscalls", "sys_enter_accept4", objs.OnAccept4Enter, nil)
+		}, false},
+		{"tracepoint syscalls:sys_enter_accept", func() (link.Link, error) {
+			return link.Tracepoint("syscalls", "sys_enter_accept", objs.OnAcceptEnterPlain, nil)
+		}, false},
 		{"tracepoint syscalls:sys_exit_accept4", func() (link.Link, error) {
 			return link.Tracepoint("syscalls", "sys_exit_accept4", objs.OnAccept4Exit, nil)
 		}, false},
@@ -123,7 +126,7 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 	for _, a := range attachments {
 		l, err := a.do()
 		if err != nil && a.optional {
-			t.NoListeners = fmt.Sprintf("attach %s: %v (needs Linux 6.7)", a.what, err)
+			t.NoListeners = fmt.Sprintf("attach %s: %v", a.what, err)
 			log.Info("ebpf: per-listener overflows and the overflow wake-up are unavailable", "err", t.NoListeners)
 			continue
 		}

@@ -9,17 +9,17 @@ import (
 // collector builds const metrics from the hub's latest samples; Collect
 // does no I/O, so a scrape answers even while Valkey or the kernel is slow.
 type collector struct {
-	version   string
-	hub       *Hub
-	descs     []*prometheus.Desc
-	state     *prometheus.Desc
-	sourceUp  *prometheus.Desc
-	sourceDur *prometheus.Desc
-	sampleTS  *prometheus.Desc
-	samples   *prometheus.Desc
-	info      *prometheus.Desc
-	wait      *prometheus.Desc
-	extras    extraDescs
+	version     string
+	hub         *Hub
+	descs       []*prometheus.Desc
+	state       *prometheus.Desc
+	sourceUp    *prometheus.Desc
+	sourceDur   *prometheus.Desc
+	sampleTS    *prometheus.Desc
+	samples     *prometheus.Desc
+	info        *prometheus.Desc
+	wait        *prometheus.Desc
+	attribution attributionDescs
 }
 
 func newCollector(h *Hub, version string) *collector {
@@ -34,7 +34,7 @@ func newCollector(h *Hub, version string) *collector {
 	c.samples = prometheus.NewDesc("stormguard_samples_total", "Samples taken of the target since the agent started.", []string{"target"}, nil)
 	c.info = prometheus.NewDesc("stormguard_build_info", "Always 1; labelled with the agent's version.", []string{"version"}, nil)
 	c.wait = prometheus.NewDesc("stormguard_accept_wait_seconds", acceptWaitHelp, []string{"target"}, nil)
-	c.extras = newExtraDescs()
+	c.attribution = newAttributionDescs()
 	return c
 }
 
@@ -42,7 +42,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.state, c.sourceUp, c.sourceDur, c.sampleTS, c.samples, c.info, c.wait, c.extras.info, c.extras.topCount, c.extras.topShare} {
+	for _, d := range []*prometheus.Desc{c.state, c.sourceUp, c.sourceDur, c.sampleTS, c.samples, c.info, c.wait, c.attribution.info, c.attribution.topCount, c.attribution.topShare} {
 		ch <- d
 	}
 }
@@ -55,7 +55,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		s := e.view.Sample
 		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, float64(e.view.Code), name)
 		ch <- prometheus.MustNewConstMetric(c.samples, prometheus.CounterValue, float64(e.samples), name)
-		c.extras.collect(ch, name, &e.view)
+		c.attribution.collect(ch, name, &e.view)
 		if s == nil {
 			continue
 		}

@@ -25,8 +25,9 @@ type TargetView struct {
 	Sample *sample.Sample `json:"sample,omitempty"`
 	// Detail is the detector's derived view (rates, forecasts), as JSON.
 	Detail json.RawMessage `json:"detail,omitempty"`
-	// Extras are what the agent learnt beside the sample (extras.go).
-	Extras
+	// Attribution is who the target is and who connects to it, learnt by
+	// the agent beside the sample (attribution.go).
+	Attribution
 }
 
 type targetEntry struct {
@@ -77,7 +78,7 @@ func (h *Hub) Publish(s *sample.Sample, st State, role string, detail any) {
 		e = &targetEntry{recent: make([]*sample.Sample, 0, h.maxRecent)}
 		h.targets[s.Target] = e
 	}
-	e.view = TargetView{Target: s.Target, State: st, Role: role, Sample: s, Detail: raw, Extras: e.view.Extras}
+	e.view = TargetView{Target: s.Target, State: st, Role: role, Sample: s, Detail: raw, Attribution: e.view.Attribution}
 	if len(e.recent) < h.maxRecent {
 		e.recent = append(e.recent, s)
 	} else {

@@ -60,12 +60,13 @@ func (s *Set) valkeySourceOf() *valkeySource {
 	return nil
 }
 
-// AllowHeavy tells the valkey source whether the agent considers the target
-// calm, which CLIENT LIST (and CLUSTER MYID) additionally require. It is off
-// until the agent turns it on, so one-shot commands never send them.
-func (s *Set) AllowHeavy(calm bool) {
+// SetDetectorCalm passes the agent's detector verdict for the target to
+// the valkey source: heavy commands (CLIENT LIST) are sent only while it is
+// calm, on top of the source's own checks. It is false until the agent sets
+// it, so one-shot commands never send them.
+func (s *Set) SetDetectorCalm(calm bool) {
 	if v := s.valkeySourceOf(); v != nil {
-		v.heavyOK.Store(calm)
+		v.detectorCalm.Store(calm)
 	}
 }
 

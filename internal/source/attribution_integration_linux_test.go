@@ -162,7 +162,7 @@ func TestIntegrationClientGroups(t *testing.T) {
 	if snap, _ := set.ClientGroups(); snap != nil {
 		t.Fatal("CLIENT LIST taken although the agent never allowed it")
 	}
-	set.AllowHeavy(true)
+	set.SetDetectorCalm(true)
 	for range 3 {
 		mustCollect(t, s, 5*time.Second)
 	}
@@ -199,7 +199,7 @@ func TestIntegrationClientGroups(t *testing.T) {
 	tg.Addr.User, tg.Addr.Password = "mon", "s3cret-mon"
 	s3 := openTest(t, tg, cfg)
 	set3 := &Set{Sources: []sample.Source{s3}}
-	set3.AllowHeavy(true)
+	set3.SetDetectorCalm(true)
 	for range 2 {
 		mustCollect(t, s3, 5*time.Second)
 	}
@@ -211,7 +211,7 @@ func TestIntegrationClientGroups(t *testing.T) {
 	cfg2 := defaultValkeyConfig()
 	cfg2.ClientListMaxClients = 5
 	s2 := openTest(t, sbTarget(sb), cfg2)
-	s2.heavyOK.Store(true)
+	s2.detectorCalm.Store(true)
 	before = clientListCalls(t, sb)
 	mustCollect(t, s2, 5*time.Second)
 	if got := clientListCalls(t, sb) - before; got != 0 {
@@ -244,7 +244,7 @@ func TestIntegrationRoles(t *testing.T) {
 		// client: CLIENT LIST groups on the primary leave it out.
 		cfg := defaultValkeyConfig()
 		s := openTest(t, sbTarget(sb), cfg)
-		s.heavyOK.Store(true)
+		s.detectorCalm.Store(true)
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			mustCollect(t, s, 5*time.Second)

@@ -41,8 +41,8 @@ const (
 	// counts may use on average. Each count walks the kernel's whole
 	// established hash and costs ~0.3 ms on a quiet host but ~20 ms with
 	// 20,000 connections on the port (docs/benchmarks.md): counting at
-	// every sample would then cost nearly as much as the talk's `ss`
-	// commands.
+	// every sample would then cost nearly as much as running the two
+	// `ss` commands an operator would use.
 	// Within the budget a cheap count still runs at every sample (0.3 ms
 	// allows one every 150 ms); an expensive one is spaced out and the
 	// samples in between repeat its result.

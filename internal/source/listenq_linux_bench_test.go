@@ -95,10 +95,11 @@ func benchListenq(b *testing.B, sb *sandbox.Sandbox, poll time.Duration) *listen
 	return l
 }
 
-// talkCommands runs the talk's two commands once inside the namespace,
+// ssCommands runs the two `ss` commands an operator would run by hand
+// once inside the namespace,
 // without a shell: `ss -Hln sport = :PORT` and `ss -anH state syn-recv | wc -l`.
 // The children fork from a thread inside the namespace, so they see it.
-func talkCommands(sb *sandbox.Sandbox) (listenLines int, err error) {
+func ssCommands(sb *sandbox.Sandbox) (listenLines int, err error) {
 	err = netns.Do(sb.NetNS, func() error {
 		out, err := exec.Command("ss", "-Hln", "sport", "=", ":"+strconv.Itoa(sb.Port)).Output()
 		if err != nil {
@@ -124,13 +125,13 @@ func talkCommands(sb *sandbox.Sandbox) (listenLines int, err error) {
 	return listenLines, err
 }
 
-// benchCollectVsTalk paces samples like `stormguard sample` does (every
+// benchCollectVsSS paces samples like `stormguard sample` does (every
 // 500 ms, its default) and runs, at each, one full Collect (LISTEN dump,
 // SYN_RECV/ESTABLISHED counts when the budget allows) and then one run of
-// the talk's two commands, so both see the same machine state. It reports
+// those two `ss` commands, so both see the same machine state. It reports
 // the mean and the worst Collect against the mean of the commands: the mean
 // is what the counting budget promises, the worst is a sample that counted.
-func benchCollectVsTalk(b *testing.B, n int) {
+func benchCollectVsSS(b *testing.B, n int) {
 	sb := benchSandbox(b, n)
 	l := benchListenq(b, sb, -1) // poller off: measure Collect alone
 	ctx := context.Background()
@@ -141,8 +142,8 @@ func benchCollectVsTalk(b *testing.B, n int) {
 	if *s.Established < uint64(n) || s.Listen.Sockets != 2 {
 		b.Fatalf("setup: established %d (want >= %d), sockets %d", *s.Established, n, s.Listen.Sockets)
 	}
-	if lines, err := talkCommands(sb); err != nil || lines != 2 {
-		b.Fatalf("talk commands: %v, %d listen lines (want 2: IPv4 and IPv6)", err, lines)
+	if lines, err := ssCommands(sb); err != nil || lines != 2 {
+		b.Fatalf("ss commands: %v, %d listen lines (want 2: IPv4 and IPv6)", err, lines)
 	}
 	const (
 		samples  = 40
@@ -165,7 +166,7 @@ func benchCollectVsTalk(b *testing.B, n int) {
 			}
 			c1 := cpuTime(b, unix.RUSAGE_SELF)
 			k0 := cpuTime(b, unix.RUSAGE_CHILDREN)
-			if _, err := talkCommands(sb); err != nil {
+			if _, err := ssCommands(sb); err != nil {
 				b.Fatal(err)
 			}
 			k1 := cpuTime(b, unix.RUSAGE_CHILDREN)
@@ -310,9 +311,9 @@ func benchPoller(b *testing.B, n int) {
 	b.ReportMetric(float64(lookups)/float64(max(lookups+dumps, 1)), "lookup-share")
 }
 
-func BenchmarkListenqCollectVsTalk(b *testing.B) {
+func BenchmarkListenqCollectVsSS(b *testing.B) {
 	for _, n := range []int{0, 20000} {
-		b.Run(fmt.Sprintf("established=%d", n), func(b *testing.B) { benchCollectVsTalk(b, n) })
+		b.Run(fmt.Sprintf("established=%d", n), func(b *testing.B) { benchCollectVsSS(b, n) })
 	}
 }
 

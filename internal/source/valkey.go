@@ -22,7 +22,7 @@ import (
 )
 
 // The valkey source reads INFO and PING over ONE long-lived connection per
-// target (DESIGN.md principle 1). valkey-go is used for the protocol, but
+// target (principle 1 in docs/design.md). valkey-go is used for the protocol, but
 // stormguard owns the connection's life cycle:
 //
 //   - One valkey.Client per TCP connection. Its DialCtxFn admits exactly one
@@ -71,7 +71,7 @@ type valkeyConfig struct {
 	// CollectTimeout bounds a Collect whose context has no deadline.
 	CollectTimeout time.Duration
 	// ClientListEvery, ClientListMaxClients and ClientListMaxPing are the
-	// safety rules of CLIENT LIST (DESIGN.md principle 1): at most once
+	// safety rules of CLIENT LIST (principle 1 in docs/design.md): at most once
 	// per ClientListEvery, only with at most ClientListMaxClients clients
 	// and a PING under ClientListMaxPing, and only while the agent says
 	// the target is calm. YoungAge is the age under which a client counts
@@ -139,8 +139,8 @@ type valkeySource struct {
 	dials     uint64 // sockets dialled so far (tests check the gate)
 	closed    bool
 
-	// heavyOK is set by the agent while the target is calm (Set.AllowHeavy).
-	heavyOK atomic.Bool
+	// detectorCalm is set by the agent while the target is calm (Set.SetDetectorCalm).
+	detectorCalm atomic.Bool
 	// clients is the last grouped CLIENT LIST, clientsAt when the last
 	// one was attempted, clientsNote why the latest was not taken (ACL);
 	// guarded by mu.
@@ -766,7 +766,7 @@ func (c *valkeyConn) readNodeID(ctx context.Context, log *slog.Logger) error {
 // caller has already checked the connection-level calm (no rejections,
 // clients below 90% of maxclients).
 func (s *valkeySource) clientListDue(c *valkeyConn, v *sample.Valkey, ping time.Duration) bool {
-	if !s.heavyOK.Load() || c.clientsDeny || v.ConnectedClients == nil {
+	if !s.detectorCalm.Load() || c.clientsDeny || v.ConnectedClients == nil {
 		return false
 	}
 	if *v.ConnectedClients > s.cfg.ClientListMaxClients || ping >= s.cfg.ClientListMaxPing {

@@ -14,11 +14,11 @@
  *        is created (LISTEN -> SYN_RECV): the handshake completed; it is
  *        queued for accept() microseconds later. Timestamped by address.
  *        Any socket's move to CLOSE forgets it.
- *   syscalls:sys_exit_accept{,4}    accept() returned an fd: its socket's
- *        timestamp gives the accept wait.
- *   sock:sk_data_ready (raw)        a child was queued on the watched
- *        listener: learn the listener's address, and whether its accept
- *        queue is now full.
+ *   syscalls:sys_{enter,exit}_accept{,4}  accept() returned an fd: its
+ *        socket's timestamp gives the accept wait; the listening fd it was
+ *        called on teaches the listening socket's address.
+ *   The child's creation and each accept re-check whether the learned
+ *   listeners' accept queues are full (for sk_lookup, below).
  *   sk_lookup (per netns)           a packet looked for a listener on the
  *        port: a SYN (or, under SYN cookies, a cookie ACK). sock_diag
  *        lookups (no remote port) are not counted. A SYN that arrives
@@ -195,10 +195,11 @@ static __always_inline int live(const struct sock *sk)
 }
 
 /* refresh records whether listener sk's accept queue is full now. */
-static __always_inline void refresh(const struct sock *sk, __u32 *was)
+static __always_inline void refresh(const struct sock *sk, __u32 *was, __u32 extra)
 {
-	/* sk_acceptq_is_full(): the kernel's own test. */
-	__u32 now = BPF_CORE_READ(sk, sk_ack_backlog) > BPF_CORE_READ(sk, sk_max_ack_backlog);
+	/* sk_acceptq_is_full(): the kernel's own test; extra counts a child
+	 * about to be queued. */
+	__u32 now = BPF_CORE_READ(sk, sk_ack_backlog) + extra > BPF_CORE_READ(sk, sk_max_ack_backlog);
 	__u32 fam = family_index(sk), *n;
 
 	if (now == *was)
@@ -213,34 +214,39 @@ static __always_inline void refresh(const struct sock *sk, __u32 *was)
 		__sync_fetch_and_add(n, (__u32)-1);
 }
 
-SEC("raw_tracepoint/sk_data_ready")
-int on_data_ready(struct bpf_raw_tracepoint_args *ctx)
+/* learn records listener sk (a watched, live TCP listener) and refreshes
+ * its full flag. */
+static __always_inline void learn(const struct sock *sk)
 {
-	const struct sock *sk = (const struct sock *)ctx->args[0];
 	__u64 key = (__u64)sk;
 	__u32 zero = 0, *was;
 
 	/* An MPTCP listener is two sockets; the TCP one queues and drops. */
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN ||
-	    BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || !watched(sk))
-		return 0;
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || !live(sk))
+		return;
 	was = bpf_map_lookup_elem(&listeners, &key);
 	if (!was) {
 		bpf_map_update_elem(&listeners, &key, &zero, BPF_NOEXIST);
 		was = bpf_map_lookup_elem(&listeners, &key);
 		if (!was)
-			return 0;
+			return;
 	}
-	refresh(sk, was);
-	return 0;
+	refresh(sk, was, 0);
 }
 
-static long refresh_one(void *map, __u64 *key, __u32 *was, void *unused)
+/* refresh_one's context: a child of this family is about to be queued
+ * (family 0xff: none, after an accept). */
+struct refresh_ctx {
+	__u32 family;
+};
+
+static long refresh_one(void *map, __u64 *key, __u32 *was, struct refresh_ctx *c)
 {
 	const struct sock *sk = (const struct sock *)*key;
 
-	if (live(sk))
-		refresh(sk, was);
+	if (!live(sk))
+		return 0;
+	refresh(sk, was, c->family == BPF_CORE_READ(sk, __sk_common.skc_family) ? 1 : 0);
 	return 0;
 }
 
@@ -286,6 +292,9 @@ int on_set_state(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&queued, &key, &now, BPF_ANY);
+	/* The child is queued for accept() next: does that fill the queue? */
+	struct refresh_ctx rc = {.family = BPF_CORE_READ(sk, __sk_common.skc_family)};
+	bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
 	return 0;
 }
 
@@ -321,37 +330,88 @@ struct sys_exit_args {
 	long ret;
 };
 
-static __always_inline int on_accept_exit(struct sys_exit_args *ctx)
-{
-	struct task_struct *task;
-	struct fdtable *fdt;
-	struct file **fds, *f;
-	struct socket *sock;
-	struct port_stats *st;
-	__u64 key, *ts, wait, us, *mx;
-	__u32 zero = 0, b;
-	long fd = ctx->ret;
+/* The layout of syscalls:sys_enter_accept{,4} records. */
+struct sys_enter_accept_args {
+	__u64 common;
+	long syscall_nr;
+	long fd;
+};
 
-	if (fd < 0)
+/* Threads inside accept(): the listening fd they passed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __s64);
+} accepting SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int on_accept4_enter(struct sys_enter_accept_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__s64 fd = ctx->fd;
+
+	bpf_map_update_elem(&accepting, &id, &fd, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int on_accept_enter_plain(struct sys_enter_accept_args *ctx)
+{
+	return on_accept4_enter(ctx);
+}
+
+static __always_inline const struct sock *fd_sock(struct file **fds, unsigned int max, long fd)
+{
+	struct file *f;
+	struct socket *sock;
+
+	if (fd < 0 || fd >= max)
 		return 0;
-	task = (struct task_struct *)bpf_get_current_task();
-	fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return 0;
 	sock = BPF_CORE_READ(f, private_data);
 	if (!sock)
 		return 0;
-	key = (__u64)BPF_CORE_READ(sock, sk);
+	return BPF_CORE_READ(sock, sk);
+}
+
+static __always_inline int on_accept_exit(struct sys_exit_args *ctx)
+{
+	struct task_struct *task;
+	struct fdtable *fdt;
+	struct file **fds;
+	struct port_stats *st;
+	struct refresh_ctx rc = {.family = 0xff};
+	__u64 key, *ts, wait, us, *mx, id = bpf_get_current_pid_tgid();
+	__u32 zero = 0, b;
+	__s64 *lfd, listen_fd;
+	unsigned int max;
+	long fd = ctx->ret;
+
+	lfd = bpf_map_lookup_elem(&accepting, &id);
+	if (!lfd)
+		return 0;
+	listen_fd = *lfd;
+	bpf_map_delete_elem(&accepting, &id);
+	if (fd < 0)
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return 0;
+	max = BPF_CORE_READ(fdt, max_fds);
+	fds = BPF_CORE_READ(fdt, fd);
+	key = (__u64)fd_sock(fds, max, fd);
 	ts = bpf_map_lookup_elem(&queued, &key);
 	if (!ts)
 		return 0;
 	wait = bpf_ktime_get_ns() - *ts;
 	bpf_map_delete_elem(&queued, &key);
+	/* The listening socket accept() was called on: a watched one. */
+	learn(fd_sock(fds, max, listen_fd));
 	/* accept() took one from a queue: it may no longer be full. */
-	bpf_for_each_map_elem(&listeners, refresh_one, 0, 0);
+	bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
 	st = port_stats();
 	if (!st)
 		return 0;

@@ -16,18 +16,29 @@ import (
 // RequireEnv is the variable that turns skips into failures.
 const RequireEnv = "STORMGUARD_REQUIRE_INTEGRATION"
 
+// Required reports whether integration tests must run (RequireEnv=1, as
+// CI sets it): then nothing they need may be missing.
+func Required() bool { return os.Getenv(RequireEnv) == "1" }
+
+// SkipOrFail is the one skip-or-fail rule: it skips the test saying why
+// (a tool, a device or privileges this machine lacks), or fails it under
+// RequireEnv=1, so CI never passes by skipping.
+func SkipOrFail(t testing.TB, why string) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("%s (%s=1)", why, RequireEnv)
+	}
+	t.Skipf("%s (set %s=1 to make this a failure)", why, RequireEnv)
+}
+
 // Require skips (or fails, under RequireEnv=1) when sandboxes cannot be made
 // here, and also when -short is given.
 func Require(t testing.TB) {
 	t.Helper()
-	required := os.Getenv(RequireEnv) == "1"
 	if err := sandbox.Available(); err != nil {
-		if required {
-			t.Fatalf("integration test cannot run: %v (%s=1)", err, RequireEnv)
-		}
-		t.Skipf("integration test skipped: %v (set %s=1 to make this a failure)", err, RequireEnv)
+		SkipOrFail(t, "integration test cannot run: "+err.Error())
 	}
-	if testing.Short() && !required {
+	if testing.Short() && !Required() {
 		t.Skip("integration test skipped in -short mode")
 	}
 }

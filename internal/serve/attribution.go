@@ -8,9 +8,11 @@ import (
 	"github.com/stormguard/stormguard/internal/sample"
 )
 
-// Extras are per-target facts the agent adds beside the sample; they appear
+// Attribution is what the agent learnt beside the sample about who the
+// target is (cluster node id) and who connects to it (kernel-side sources,
+// CLIENT LIST groups); it appears
 // flattened in each target of /api/v1/state and in the SSE "sample" events.
-type Extras struct {
+type Attribution struct {
 	// ClusterNodeID is CLUSTER MYID when cluster mode is on.
 	ClusterNodeID string `json:"cluster_node_id,omitempty"`
 	// Sources is the latest kernel-side attribution of new connections
@@ -31,9 +33,9 @@ type ClientGroups struct {
 	*clientlist.Snapshot
 }
 
-// SetExtras replaces a target's extras; they are kept across Publish calls
+// SetAttribution replaces a target's attribution; they are kept across Publish calls
 // and shown from the next one (call it just before Publish).
-func (h *Hub) SetExtras(target string, x Extras) {
+func (h *Hub) SetAttribution(target string, x Attribution) {
 	h.mu.Lock()
 	e := h.targets[target]
 	if e == nil {
@@ -41,11 +43,11 @@ func (h *Hub) SetExtras(target string, x Extras) {
 		e.view.Target = target
 		h.targets[target] = e
 	}
-	e.view.Extras = x
+	e.view.Attribution = x
 	h.mu.Unlock()
 }
 
-// Metrics of the extras. Their help texts are shared with docs/metrics.md.
+// Metrics of the attribution. Their help texts are shared with docs/metrics.md.
 var (
 	targetInfoHelp = "Always 1; labels say the target's replication role (primary, replica) and cluster node id (empty outside cluster mode)."
 	topCountHelp   = "New connections from one source prefix (/24, /64) in the episode's latest socket-dump attribution that found any; top 5 prefixes, exported only while the target is not calm. Labels: target, prefix."
@@ -55,22 +57,22 @@ var (
 // topSourcesExported bounds the prefixes exported per target.
 const topSourcesExported = 5
 
-type extraDescs struct {
+type attributionDescs struct {
 	info, topCount, topShare *prometheus.Desc
 }
 
-func newExtraDescs() extraDescs {
-	return extraDescs{
+func newAttributionDescs() attributionDescs {
+	return attributionDescs{
 		info:     prometheus.NewDesc("stormguard_target_info", targetInfoHelp, []string{"target", "role", "cluster_node_id"}, nil),
 		topCount: prometheus.NewDesc("stormguard_top_source_new_connections", topCountHelp, []string{"target", "prefix"}, nil),
 		topShare: prometheus.NewDesc("stormguard_top_source_share", topShareHelp, []string{"target", "prefix"}, nil),
 	}
 }
 
-// collect emits a target's extra metrics. Source prefixes are exported
+// collect emits a target's attribution metrics. Source prefixes are exported
 // only while the target is not calm, so calm hosts carry no per-client
 // series at all, and at most five per target during an episode.
-func (d extraDescs) collect(ch chan<- prometheus.Metric, target string, v *TargetView) {
+func (d attributionDescs) collect(ch chan<- prometheus.Metric, target string, v *TargetView) {
 	if v.Role != "" || v.ClusterNodeID != "" {
 		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, target, v.Role, v.ClusterNodeID)
 	}

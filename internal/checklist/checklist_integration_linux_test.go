@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -79,15 +78,6 @@ func wantOneOf(t *testing.T, fs []checklist.Finding, id string, sevs ...checklis
 	}
 	t.Errorf("%s: severity %s, want one of %v (evidence: %s)", id, f.Severity, sevs, f.Evidence)
 	return f
-}
-
-// skipOrFail skips, or fails when integration tests are required.
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv(sandboxtest.RequireEnv) == "1" {
-		t.Fatalf("%s (%s=1)", why, sandboxtest.RequireEnv)
-	}
-	t.Skip(why)
 }
 
 // dialNS opens a TCP connection to sb's Valkey from inside its namespace.
@@ -195,13 +185,13 @@ func TestIntegrationKernelMisconfigured(t *testing.T) {
 func TestIntegrationConntrackTracked(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	if _, err := exec.LookPath("nft"); err != nil {
-		skipOrFail(t, "nft not installed")
+		sandboxtest.SkipOrFail(t, "nft not installed")
 	}
 	rules := "add table inet sgtest\nadd chain inet sgtest in { type filter hook input priority 0; }\nadd rule inet sgtest in ct state established accept\n"
 	cmd := sb.Command(context.Background(), "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		skipOrFail(t, fmt.Sprintf("cannot add a stateful nft rule (conntrack unavailable?): %v %s", err, out))
+		sandboxtest.SkipOrFail(t, fmt.Sprintf("cannot add a stateful nft rule (conntrack unavailable?): %v %s", err, out))
 	}
 	f, fs := audit(t, sb, true)
 	if !f.Conntrack.Loaded {

@@ -6,80 +6,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/addr"
-	"github.com/stormguard/stormguard/internal/agent"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/source"
 )
-
-type recorded struct {
-	mu      sync.Mutex
-	samples []*sample.Sample
-	states  []detect.State
-}
-
-func (r *recorded) add(s *sample.Sample, st detect.State) {
-	r.mu.Lock()
-	r.samples = append(r.samples, s)
-	r.states = append(r.states, st)
-	r.mu.Unlock()
-}
-
-func (r *recorded) since(t time.Time) ([]*sample.Sample, []detect.State) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var ss []*sample.Sample
-	var st []detect.State
-	for i, s := range r.samples {
-		if !s.Time.Before(t) {
-			ss = append(ss, s)
-			st = append(st, r.states[i])
-		}
-	}
-	return ss, st
-}
-
-func startAgent(t *testing.T, sb *sandbox.Sandbox, interval time.Duration) (*recorded, *serve.Hub, context.CancelFunc) {
-	t.Helper()
-	a, err := addr.Parse(sb.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorded{}
-	hub := serve.NewHub(source.Names(), 100, 100)
-	ag, err := agent.New(agent.Options{
-		Targets:  []source.Target{{Addr: a, NetNS: sb.NetNS}},
-		Interval: interval, Hub: hub, OnSample: rec.add,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ag.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	// Wait for the reserved connection to be up.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ss, _ := rec.since(time.Time{})
-		if len(ss) > 0 && ss[len(ss)-1].Valkey != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent produced no sample with Valkey fields: %+v", ss)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return rec, hub, cancel
-}
 
 // holdIdle opens n idle client connections inside the namespace.
 func holdIdle(t *testing.T, sb *sandbox.Sandbox, n int) {
@@ -108,7 +43,7 @@ func TestIntegrationNoGapsDuringStorm(t *testing.T) {
 		ValkeyArgs: []string{"--maxclients", "200"},
 	})
 	const interval = 250 * time.Millisecond
-	rec, hub, _ := startAgent(t, sb, interval)
+	rec, hub := runAgent(t, sb, interval, nil)
 	srv := httptest.NewServer(serve.Handler(hub, serve.Options{}))
 	defer srv.Close()
 	holdIdle(t, sb, 195)
@@ -203,7 +138,7 @@ func TestIntegrationNoGapsDuringStorm(t *testing.T) {
 func TestIntegrationSurvivesValkeyRestart(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	const interval = 200 * time.Millisecond
-	rec, _, _ := startAgent(t, sb, interval)
+	rec, _ := runAgent(t, sb, interval, nil)
 	if err := sb.StopValkey(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +157,7 @@ func TestIntegrationSurvivesValkeyRestart(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, rec *recorded, since time.Time, ok func(*sample.Sample) bool) {
+func waitFor(t *testing.T, rec *watchRec, since time.Time, ok func(*sample.Sample) bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

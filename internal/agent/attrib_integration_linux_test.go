@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,14 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/agent"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 	"github.com/stormguard/stormguard/internal/serve"
-	"github.com/stormguard/stormguard/internal/source"
 )
 
 // dialFrom opens n connections from source address src (any 127/8 address
@@ -56,26 +53,11 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	dialFrom(t, sb, "127.0.0.9", 40) // the calm pool, before the agent starts
 
-	a, err := addr.Parse(sb.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorded{}
-	hub := serve.NewHub(source.Names(), 100, 100)
-	ag, err := agent.New(agent.Options{
-		Targets:  []source.Target{{Addr: a, NetNS: sb.NetNS}},
-		Interval: 250 * time.Millisecond, Hub: hub, OnSample: rec.add,
+	_, hub := runAgent(t, sb, 250*time.Millisecond, func(o *agent.Options) {
 		// A low floor, and no client headroom counted as enough, so 90
 		// connections in a second are a surge (a rate alone never is).
-		Detector: detect.Config{NewConnFloor: 30, HeadroomOccupancy: 0.000001},
+		o.Detector = detect.Config{NewConnFloor: 30, HeadroomOccupancy: 0.000001}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ag.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 
 	// Calm first: the reference dump and a CLIENT LIST are taken.
 	var view serve.TargetView

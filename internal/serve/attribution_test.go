@@ -14,7 +14,7 @@ import (
 	"github.com/stormguard/stormguard/internal/detect"
 )
 
-func TestExtras(t *testing.T) {
+func TestAttribution(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
 	// Seven prefixes, so the export cap of five shows.
 	var addrs []netip.Addr
@@ -25,13 +25,13 @@ func TestExtras(t *testing.T) {
 	}
 	attr := detect.Attribute(addrs, 10)
 	snap := clientlist.GroupClients([]clientlist.Client{{LibName: "valkey-py", LibVer: "6.1", Age: 2, Idle: 0}}, t0, 10*time.Second, 10)
-	x := Extras{ClusterNodeID: "abc123", Sources: &detect.SourceAttribution{Time: t0, Basis: "new_sockets", Attribution: attr},
+	x := Attribution{ClusterNodeID: "abc123", Sources: &detect.SourceAttribution{Time: t0, Basis: "new_sockets", Attribution: attr},
 		Clients: &ClientGroups{AgeS: 3, Snapshot: &snap}}
 
 	h := NewHub([]string{"valkey"}, 10, 10)
-	h.SetExtras("127.0.0.1:6379", x)
+	h.SetAttribution("127.0.0.1:6379", x)
 	h.Publish(testSample(t0), State{Name: "storm", Code: 2}, "replica", nil)
-	// Extras survive the next publish.
+	// Attribution survive the next publish.
 	h.Publish(testSample(t0.Add(time.Second)), State{Name: "storm", Code: 2}, "replica", nil)
 	c := newCollector(h, "test")
 	want := `
@@ -65,7 +65,7 @@ stormguard_target_info{cluster_node_id="abc123",role="replica",target="127.0.0.1
 	var got map[string]any
 	json.Unmarshal(raw, &got)
 	if got["cluster_node_id"] != "abc123" || got["sources"] == nil || got["clients"] == nil || got["role"] != "replica" {
-		t.Fatalf("state view lacks the extras: %s", raw)
+		t.Fatalf("state view lacks the attribution: %s", raw)
 	}
 	// A note without a snapshot has no group fields.
 	only, _ := json.Marshal(ClientGroups{Note: "CLIENT LIST refused: NOPERM"})
