@@ -10,6 +10,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v conntrack >/dev/null || need+=(conntrack)
+# Legacy iptables (iptables-legacy, iptables-legacy-save): the defuse safety
+# matrix tests notrack under a legacy stateful filter.
+command -v iptables-legacy-save >/dev/null || need+=(iptables)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v promtool >/dev/null || need+=(prometheus)
 # cgo (make build-glide, the valkey-glide storm strategy's tests) needs a C

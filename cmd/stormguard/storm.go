@@ -114,7 +114,7 @@ See docs/lab.md.`,
 	f.IntVar(&o.cfg.SourceAddrs, "source-addrs", 0, "loopback targets: source addresses 127.0.0.1… the instances are spread over (default: one per instance; 1: one for all)")
 	f.StringVar(&o.cfg.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(lab.Strategies(), ", "))
 	f.StringVar(&o.compare, "compare", "", "comma-separated strategies to run in turn (or \"all\")")
-	f.StringVar(&o.cfg.Scenario, "scenario", "kill", "disruption: kill, restart, blip, churn")
+	f.StringVar(&o.cfg.Scenario, "scenario", "kill", "disruption: "+strings.Join(lab.Scenarios(), ", "))
 	f.BoolVar(&o.json, "json", false, "print one JSON object (an array with --compare)")
 	f.BoolVar(&o.progress, "progress", false, "print progress on stderr even when it is not a terminal")
 	f.DurationVar(&o.cfg.Period, "period", 100*time.Millisecond, "time between one client's PINGs")
@@ -127,6 +127,7 @@ See docs/lab.md.`,
 	f.DurationVar(&o.cfg.Duration, "duration", 30*time.Second, "longest observation after the disruption (churn: its length, default 5s)")
 	f.DurationVar(&o.cfg.Settle, "settle", time.Second, "observation after every client recovered")
 	f.DurationVar(&o.cfg.Blip, "blip", 2*time.Second, "blip: how long packets to the port are dropped")
+	f.DurationVar(&o.cfg.Stall, "stall", 2*time.Second, "slow: how long the server stalls (SIGSTOP with --spawn, else DEBUG SLEEP)")
 	f.DurationVar(&o.spawnOpts.Down, "down", time.Second, "restart with --spawn: how long the server stays down")
 	f.StringVar(&o.restartCmd, "restart-cmd", "", "restart scenario: shell command that restarts the server (clock starts when it starts)")
 	f.DurationVar(&o.cfg.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")
@@ -191,7 +192,7 @@ var stormFlags = map[string]string{
 	"Strategy": "--strategy", "Scenario": "--scenario", "Period": "--period",
 	"ConnectTimeout": "--connect-timeout", "CommandTimeout": "--command-timeout",
 	"PoolSize": "--pool-size", "Ramp": "--ramp", "WarmupTimeout": "--warmup-timeout",
-	"Setup": "--setup", "TLS": "--tls", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip",
+	"Setup": "--setup", "TLS": "--tls", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip", "Stall": "--stall",
 	"Policy": "policy flags", "Policy.Delay": "--delay", "Policy.Base": "--base", "Policy.Cap": "--cap",
 	"Spawn.Somaxconn": "--somaxconn", "Spawn.TCPBacklog": "--tcp-backlog",
 	"Spawn.Maxclients": "--maxclients", "Spawn.Syncookies": "--syncookies", "Spawn.Down": "--down", "Spawn.ServerCPUs": "--server-cpus",

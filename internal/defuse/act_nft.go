@@ -71,7 +71,7 @@ func (n nftActuator) apply(ctx context.Context, env actEnv, mt *Mitigation, p Pa
 	}
 	defer k.Close()
 	if n.action == Notrack {
-		why, err := notrackBlockers(k, env.NetNS)
+		why, err := notrackBlockers(ctx, k, env.NetNS, p.Port)
 		if err != nil {
 			return err
 		}
@@ -127,27 +127,30 @@ func (n nftActuator) propose(f planFacts) (int, Proposal, bool) {
 		Command: f.cmd(Notrack, "")}, true
 }
 
-// notrackBlockers lists why untracking is unsafe or useless here.
-func notrackBlockers(k kernel, ns string) ([]string, error) {
-	why, err := k.trackingDependents()
+// notrackBlockers lists why untracking the port is unsafe or useless
+// here, each reason quoting the rule or setting:
+//   - nftables (and iptables-nft) rules that read conntrack state or do
+//     NAT, in any table and chain that sees the port's packets;
+//   - the same in legacy iptables (iptables-legacy-save), which nftables
+//     cannot see;
+//   - net.netfilter.nf_conntrack_tcp_loose = 0: conntrack would then not
+//     pick up connections opened while notrack was armed, and they turn
+//     INVALID when the TTL lapses;
+//   - conntrack not active in the namespace (nothing to bypass).
+func notrackBlockers(ctx context.Context, k kernel, ns string, port int) ([]string, error) {
+	why, err := k.trackingDependents(port)
 	if err != nil {
 		return nil, err
 	}
-	// Legacy iptables tables are invisible to nftables; their presence
-	// is listed per namespace in /proc/net/ip_tables_names.
-	for _, f := range []string{"ip_tables_names", "ip6_tables_names"} {
-		b, err := readNetFile(ns, f)
-		if err != nil {
-			continue
-		}
-		for _, t := range strings.Fields(string(b)) {
-			if t == "nat" {
-				why = append(why, "legacy iptables has a nat table ("+f+")")
-			}
-		}
-	}
+	why = append(why, legacyIptables(ctx, ns, port)...)
 	if _, err := readSysctl(ns, "net.netfilter.nf_conntrack_count"); err != nil {
-		why = append(why, "conntrack is not active in this namespace: there is nothing to bypass, and a notrack rule would load it")
+		return append(why, "conntrack is not active in this namespace: there is nothing to bypass, and a notrack rule would load it"), nil
+	}
+	if v, err := readSysctl(ns, sysctlTCPLoose); err == nil && v == "0" {
+		why = append(why, sysctlTCPLoose+" = 0: connections opened while notrack is armed would turn INVALID when tracking resumes at the TTL")
 	}
 	return why, nil
 }
+
+// sysctlTCPLoose lets conntrack pick up TCP connections mid-stream.
+const sysctlTCPLoose = "net.netfilter.nf_conntrack_tcp_loose"

@@ -389,6 +389,22 @@ func TestIntegrationNotrack(t *testing.T) {
 	}
 }
 
+// With nf_conntrack_tcp_loose = 0, connections opened while notrack is
+// armed would be INVALID once tracking resumes: refused, naming the sysctl.
+func TestIntegrationNotrackTCPLoose(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	if _, err := sb.Sysctl("net.netfilter.nf_conntrack_count"); err != nil {
+		t.Fatalf("conntrack is not active in the sandbox: %v", err)
+	}
+	if err := sb.SetSysctl(sysctlTCPLoose, "0"); err != nil {
+		t.Fatalf("set %s: %v", sysctlTCPLoose, err)
+	}
+	_, err := sandboxManager(t, sb).Apply(context.Background(), Notrack, Params{Port: sb.Port, TTL: time.Minute})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), sysctlTCPLoose+" = 0") {
+		t.Fatalf("notrack with tcp_loose 0: %v, want a refusal naming it", err)
+	}
+}
+
 func TestIntegrationKillIdle(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{ValkeyArgs: []string{"--maxclients", "50"}})
 	ctx := context.Background()

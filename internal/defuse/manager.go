@@ -25,7 +25,7 @@ type kernel interface {
 	install(spec nftSpec) error
 	state() (kernelState, error)
 	remove(ids map[string]bool) error
-	trackingDependents() ([]string, error)
+	trackingDependents(port int) ([]string, error)
 	Close()
 }
 

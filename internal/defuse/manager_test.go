@@ -38,8 +38,8 @@ func (f *fakeKernel) remove(ids map[string]bool) error {
 	sort.Strings(f.removed)
 	return nil
 }
-func (f *fakeKernel) trackingDependents() ([]string, error) { return f.blockers, nil }
-func (f *fakeKernel) Close()                                {}
+func (f *fakeKernel) trackingDependents(int) ([]string, error) { return f.blockers, nil }
+func (f *fakeKernel) Close()                                   {}
 
 func newFakeManager(t *testing.T) (*Manager, *fakeKernel, *time.Time) {
 	now := time.Date(2026, 11, 26, 14, 0, 0, 0, time.UTC)

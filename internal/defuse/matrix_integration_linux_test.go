@@ -103,8 +103,10 @@ func applyThenDie(t *testing.T, m *Manager, a Action, p Params) (Mitigation, err
 var matrixFirewalls = []struct {
 	name  string
 	setup func(t *testing.T, sb *sandbox.Sandbox)
+	// refusal is what notrack's refusal must quote ("" = notrack applies).
+	refusal string
 }{
-	{"nofw", func(*testing.T, *sandbox.Sandbox) {}},
+	{"nofw", func(*testing.T, *sandbox.Sandbox) {}, ""},
 	{"nft", func(t *testing.T, sb *sandbox.Sandbox) {
 		rules := fmt.Sprintf(`table inet filter {
   chain input {
@@ -119,7 +121,24 @@ var matrixFirewalls = []struct {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("nft -f: %v: %s", err, out)
 		}
-	}},
+	}, `table inet filter chain input rule handle 2 "ct state established,related accept"`},
+	{"legacy", func(t *testing.T, sb *sandbox.Sandbox) {
+		if _, err := exec.LookPath("iptables-legacy"); err != nil {
+			if os.Getenv(sandboxtest.RequireEnv) == "1" {
+				t.Fatalf("iptables-legacy missing (scripts/install-deps.sh installs the iptables package)")
+			}
+			t.Skip("iptables-legacy not installed")
+		}
+		for _, args := range [][]string{
+			{"-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+			{"-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(sb.Port), "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT"},
+			{"-P", "INPUT", "DROP"},
+		} {
+			if out, err := sb.Command(context.Background(), "iptables-legacy", args...).CombinedOutput(); err != nil {
+				t.Fatalf("iptables-legacy %v: %v: %s", args, err, out)
+			}
+		}
+	}, `"-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"`},
 }
 
 var matrixEndings = []string{"revert", "ttl", "sigkill", "valkey-restart"}
@@ -140,7 +159,7 @@ func TestIntegrationSafetyMatrix(t *testing.T) {
 				for _, end := range matrixEndings {
 					t.Run(string(a)+"/"+end, func(t *testing.T) {
 						t.Parallel()
-						matrixCell(t, fw.setup, a, end)
+						matrixCell(t, fw.setup, fw.refusal, a, end)
 					})
 				}
 			}
@@ -148,7 +167,7 @@ func TestIntegrationSafetyMatrix(t *testing.T) {
 	}
 }
 
-func matrixCell(t *testing.T, fwSetup func(*testing.T, *sandbox.Sandbox), a Action, end string) {
+func matrixCell(t *testing.T, fwSetup func(*testing.T, *sandbox.Sandbox), refusal string, a Action, end string) {
 	ctx := context.Background()
 	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{sysctlSomaxconn: "128", sysctlSynBacklog: "256"}})
 	fwSetup(t, sb)
@@ -173,10 +192,12 @@ func matrixCell(t *testing.T, fwSetup func(*testing.T, *sandbox.Sandbox), a Acti
 	} else {
 		mt, err = m.Apply(ctx, a, p)
 	}
-	if a == Notrack && errors.Is(err, ErrRefused) {
+	if a == Notrack && refusal != "" {
 		// Refused: under a stateful firewall notrack would drop the
-		// established clients' packets (and without conntrack there is
-		// nothing to bypass). The refusal must name why.
+		// established clients' packets. The refusal must quote the rule.
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), refusal) {
+			t.Fatalf("notrack under a stateful firewall: %v; want a refusal quoting %s", err, refusal)
+		}
 		t.Logf("notrack refused: %v", err)
 		pg.finish(t)
 		assertClean(t, sb, m, origCap, time.Now())

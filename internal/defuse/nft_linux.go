@@ -329,61 +329,6 @@ func (n *nftClient) remove(ids map[string]bool) error {
 	return nil
 }
 
-// trackingDependents explains which rules in the namespace depend on
-// conntrack for the port (NAT chains, ct state matches, iptables-nft
-// conntrack/state matches). Empty means notrack is safe.
-func (n *nftClient) trackingDependents() ([]string, error) {
-	chains, err := n.c.ListChains()
-	if err != nil {
-		return nil, fmt.Errorf("list nftables chains: %w", err)
-	}
-	var why []string
-	for _, c := range chains {
-		if c.Table.Name == TableName && c.Table.Family == nftables.TableFamilyINet {
-			continue
-		}
-		where := fmt.Sprintf("table %s %s chain %s", familyName(c.Table.Family), c.Table.Name, c.Name)
-		if c.Type == nftables.ChainTypeNAT {
-			why = append(why, where+" is a NAT chain (NAT needs conntrack)")
-			continue
-		}
-		rules, err := n.c.GetRules(c.Table, c)
-		if err != nil {
-			return nil, fmt.Errorf("list rules of %s: %w", where, err)
-		}
-		for _, r := range rules {
-			if reason := needsTracking(r.Exprs); reason != "" {
-				why = append(why, fmt.Sprintf("%s has a rule using %s", where, reason))
-				break
-			}
-		}
-	}
-	return why, nil
-}
-
-// needsTracking reports what in a rule's expressions reads conntrack.
-func needsTracking(ex []expr.Any) string {
-	for _, e := range ex {
-		switch v := e.(type) {
-		case *expr.Ct:
-			if !v.SourceRegister {
-				return "ct " + ctKeyName(v.Key)
-			}
-		case *expr.NAT, *expr.Masq, *expr.Redir:
-			return "NAT"
-		case *expr.Match:
-			if v.Name == "conntrack" || v.Name == "state" {
-				return "iptables -m " + v.Name
-			}
-		case *expr.Target:
-			if v.Name == "MASQUERADE" || v.Name == "DNAT" || v.Name == "SNAT" || v.Name == "REDIRECT" {
-				return "iptables -j " + v.Name
-			}
-		}
-	}
-	return ""
-}
-
 func ctKeyName(k expr.CtKey) string {
 	switch k {
 	case expr.CtKeySTATE:

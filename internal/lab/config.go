@@ -89,6 +89,8 @@ type Config struct {
 	Settle time.Duration
 	// Blip is how long the blip scenario drops packets (2s).
 	Blip time.Duration
+	// Stall is how long the slow scenario stalls the server (2s).
+	Stall time.Duration
 	// Restart restarts an outside server for the restart scenario (with
 	// Spawn the lab restarts its own). It must call down() once the
 	// server is gone (or the restart command starts), which starts the
@@ -150,6 +152,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Duration, 30*time.Second)
 	def(&c.Settle, time.Second)
 	def(&c.Blip, 2*time.Second)
+	def(&c.Stall, 2*time.Second)
 	return c
 }
 
@@ -203,7 +206,7 @@ func (c Config) Validate() error {
 	}{
 		{"Period", c.Period}, {"ConnectTimeout", c.ConnectTimeout}, {"CommandTimeout", c.CommandTimeout},
 		{"WarmupTimeout", c.WarmupTimeout}, {"Hold", c.Hold}, {"Duration", c.Duration},
-		{"Settle", c.Settle}, {"Blip", c.Blip}, {"Policy.Delay", c.Policy.Delay},
+		{"Settle", c.Settle}, {"Blip", c.Blip}, {"Stall", c.Stall}, {"Policy.Delay", c.Policy.Delay},
 		{"Policy.Base", c.Policy.Base}, {"Policy.Cap", c.Policy.Cap},
 	} {
 		if d.v < 0 {

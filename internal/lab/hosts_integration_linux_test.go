@@ -158,7 +158,7 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 	// disruption is in force (blip's rule in, restart's server down) or
 	// the fleet is being observed (kill).
 	_, err := Run(ctx, Config{Spawn: &Spawn{Down: time.Minute}, Hosts: 2, Clients: 20, Strategy: "immediate", Scenario: scenario,
-		Hold: 200 * time.Millisecond, Blip: time.Minute, Settle: time.Minute, Duration: time.Minute, Progress: os.Stdout})
+		Hold: 200 * time.Millisecond, Blip: time.Minute, Stall: time.Minute, Settle: time.Minute, Duration: time.Minute, Progress: os.Stdout})
 	fmt.Println("run ended:", err)
 }
 
@@ -166,7 +166,7 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 // leaves no namespace, process or address behind, for every scenario.
 func TestIntegrationInterruptCleans(t *testing.T) {
 	sandboxtest.Require(t)
-	for _, sc := range []string{"kill", "blip", "restart"} {
+	for _, sc := range []string{"kill", "blip", "restart", "slow"} {
 		t.Run(sc, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationInterruptHelper$", "-test.v")
 			cmd.Env = append(os.Environ(), interruptEnv+"="+sc)

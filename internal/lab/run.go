@@ -141,7 +141,7 @@ func (r *run) prepare(ctx context.Context) error {
 		return err
 	}
 	r.onClose(r.dialer.close)
-	horizon := cfg.WarmupTimeout + cfg.Hold + cfg.Duration + cfg.Settle + cfg.Blip + time.Minute
+	horizon := cfg.WarmupTimeout + cfg.Hold + cfg.Duration + cfg.Settle + cfg.Blip + cfg.Stall + time.Minute
 	r.rec = newRecorder(cfg.Clients, horizon)
 	r.res = &Result{Strategy: cfg.Strategy, Scenario: cfg.Scenario, Clients: cfg.Clients,
 		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{},

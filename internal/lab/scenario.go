@@ -2,6 +2,9 @@ package lab
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"syscall"
 )
 
 // A scenario disrupts the server once the fleet is warm.
@@ -29,6 +32,7 @@ func init() {
 	scenarios.register(2, "restart", restartScenario{})
 	scenarios.register(3, "blip", blipScenario{})
 	scenarios.register(4, "churn", churnScenario{})
+	scenarios.register(5, "slow", slowScenario{})
 }
 
 // killScenario: CLIENT KILL TYPE normal SKIPME yes over the admin
@@ -98,3 +102,31 @@ func (churnScenario) check(c Config) error {
 }
 func (churnScenario) traits() scenarioTraits                      { return scenarioTraits{churn: true} }
 func (churnScenario) disrupt(context.Context, *run, func()) error { return nil }
+
+// slowScenario stalls the server for Config.Stall while the clients keep
+// their timeouts: the lab's own server is frozen with SIGSTOP (and thawed
+// with SIGCONT); an outside one runs DEBUG SLEEP over the admin connection
+// (which needs enable-debug-command).
+type slowScenario struct{}
+
+func (slowScenario) check(Config) error     { return nil }
+func (slowScenario) traits() scenarioTraits { return scenarioTraits{} }
+func (slowScenario) disrupt(ctx context.Context, r *run, mark func()) error {
+	if r.sb != nil {
+		if err := r.sb.Signal(syscall.SIGSTOP); err != nil {
+			return fmt.Errorf("stall: %w", err)
+		}
+		mark()
+		sleepCtx(ctx, r.cfg.Stall)
+		if err := r.sb.Signal(syscall.SIGCONT); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		return nil
+	}
+	mark()
+	secs := strconv.FormatFloat(r.cfg.Stall.Seconds(), 'f', 3, 64)
+	if _, err := r.adm.do(ctx, "DEBUG", "SLEEP", secs); err != nil {
+		return fmt.Errorf("DEBUG SLEEP (needs enable-debug-command on the server): %w", err)
+	}
+	return nil
+}

@@ -61,3 +61,22 @@ func TestIntegrationTLSStorm(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationSlow: the server stalls (SIGSTOP) for longer than the
+// command timeout: PINGs time out, nobody can complete one until the stall
+// ends, and the fleet recovers after it.
+func TestIntegrationSlow(t *testing.T) {
+	sandboxtest.Require(t)
+	const stall = 1500 * time.Millisecond
+	res := runLab(t, Config{Spawn: &Spawn{}, Clients: 20, Strategy: "glide", Scenario: "slow", Stall: stall,
+		CommandTimeout: 500 * time.Millisecond, Hold: 500 * time.Millisecond, Duration: 20 * time.Second})
+	if !res.Recovered || res.TimeToRecoverMS == nil || *res.TimeToRecoverMS < stall.Milliseconds() {
+		t.Errorf("recovered %v after %v ms, want after the %s stall", res.Recovered, deref(res.TimeToRecoverMS), stall)
+	}
+	if res.FailedCommands == 0 {
+		t.Error("no PING timed out during a stall three times the command timeout")
+	}
+	if res.GoodputMinRatio == nil || *res.GoodputMinRatio != 0 {
+		t.Errorf("goodput_min_ratio %v, want 0 during the stall", res.GoodputMinRatio)
+	}
+}
