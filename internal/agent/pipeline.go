@@ -150,7 +150,7 @@ type hubSink struct{ hub *serve.Hub }
 
 func (h hubSink) Handle(_ context.Context, u Update) {
 	h.hub.SetAttribution(u.Sample.Target, u.Attribution)
-	h.hub.Publish(u.Sample, serve.State{Name: u.State.String(), Code: u.State.Code(), Since: u.Since, Verdict: u.Verdict}, u.Role, u.View)
+	h.hub.Publish(u.Sample, serve.State{Name: u.State.String(), Code: u.State.Code(), Since: u.Since, Verdict: u.Verdict}, u.Role, &u.View)
 	for _, ev := range u.Events {
 		h.hub.PublishEvent(ev)
 	}

@@ -128,7 +128,7 @@ func dashboardHub(t0 time.Time) *Hub {
 		if i == 12 {
 			h.PublishEvent(detect.Event{Time: ts, Type: "state", Target: dashTarget, From: detect.Calm, To: detect.Storm, Reason: dashReason, Verdict: dashVerdict, StateCode: 2})
 		}
-		h.Publish(s, st, "primary", v)
+		h.Publish(s, st, "primary", &v)
 	}
 	calm := &sample.Sample{
 		Time: t0.Add(19 * time.Second), Target: dashCalm, Port: 6380,
@@ -185,7 +185,7 @@ func TestIntegrationDashboard(t *testing.T) {
 			Valkey:  &sample.Valkey{ConnectedClients: sample.U64(9995), MaxClients: sample.U64(10000), PingMS: sample.F64(2.5)},
 			Errors:  map[string]string{"nic": "unavailable: no ENA driver on lo", "conntrack": "unavailable: nf_conntrack not loaded"},
 		}
-		h.Publish(s, State{Name: "storm", Code: 2, Since: t0.Add(12 * time.Second), Verdict: dashVerdict}, "primary", detect.View{
+		h.Publish(s, State{Name: "storm", Code: 2, Since: t0.Add(12 * time.Second), Verdict: dashVerdict}, "primary", &detect.View{
 			Time: ts, Target: dashTarget, NewConnRate: f64(1234), NewConnBaseline: f64(40), DroppedRate: f64(310),
 			AcceptDepthMax: sample.U64(64), AcceptLimit: sample.U64(64), SynRecv: sample.U64(131),
 			ConnectedClients: sample.U64(9995), MaxClients: sample.U64(10000), PingMS: sample.F64(2.5),

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/sample"
 )
 
@@ -25,6 +26,10 @@ type TargetView struct {
 	Sample *sample.Sample `json:"sample,omitempty"`
 	// Detail is the detector's derived view (rates, forecasts), as JSON.
 	Detail json.RawMessage `json:"detail,omitempty"`
+	// View is the same view, typed, for in-process readers (top reads it
+	// from the hub without decoding Detail). It is not serialised; a
+	// remote reader decodes Detail. Never modified after publication.
+	View *detect.View `json:"-"`
 	// Attribution is who the target is and who connects to it, learnt by
 	// the agent beside the sample (attribution.go).
 	Attribution
@@ -66,11 +71,15 @@ func NewHub(sources []string, recentSamples, recentEvents int) *Hub {
 	}
 }
 
-// Publish records a target's latest sample, state and detector detail.
-func (h *Hub) Publish(s *sample.Sample, st State, role string, detail any) {
+// Publish records a target's latest sample, state and detector view
+// (nil: none).
+func (h *Hub) Publish(s *sample.Sample, st State, role string, view *detect.View) {
 	var raw json.RawMessage
-	if detail != nil {
-		raw, _ = json.Marshal(detail)
+	var typed *detect.View
+	if view != nil {
+		raw, _ = json.Marshal(view)
+		v := *view
+		typed = &v
 	}
 	h.mu.Lock()
 	e := h.targets[s.Target]
@@ -78,7 +87,7 @@ func (h *Hub) Publish(s *sample.Sample, st State, role string, detail any) {
 		e = &targetEntry{recent: make([]*sample.Sample, 0, h.maxRecent)}
 		h.targets[s.Target] = e
 	}
-	e.view = TargetView{Target: s.Target, State: st, Role: role, Sample: s, Detail: raw, Attribution: e.view.Attribution}
+	e.view = TargetView{Target: s.Target, State: st, Role: role, Sample: s, Detail: raw, View: typed, Attribution: e.view.Attribution}
 	if len(e.recent) < h.maxRecent {
 		e.recent = append(e.recent, s)
 	} else {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/serve"
 )
 
@@ -39,6 +40,17 @@ func AgentFeed(base, token string) Feed {
 		}
 		if err := get("/api/v1/state", &st); err != nil {
 			return nil, nil, err
+		}
+		// Over HTTP the view arrives as JSON; decode it once here so the
+		// model reads the same typed view as from an in-process hub.
+		for i := range st.Targets {
+			if len(st.Targets[i].Detail) == 0 {
+				continue
+			}
+			var d detect.View
+			if json.Unmarshal(st.Targets[i].Detail, &d) == nil {
+				st.Targets[i].View = &d
+			}
 		}
 		var ev struct {
 			Events []json.RawMessage `json:"events"`

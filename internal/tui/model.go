@@ -81,10 +81,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 					continue
 				}
 				m.lastTime[v.Target] = v.Sample.Time
-				var d detect.View
 				rate := 0.0
-				if json.Unmarshal(v.Detail, &d) == nil && d.NewConnRate != nil {
-					rate = *d.NewConnRate
+				if v.View != nil && v.View.NewConnRate != nil {
+					rate = *v.View.NewConnRate
 				}
 				h := append(m.hist[v.Target], rate)
 				if len(h) > 120 {
@@ -146,7 +145,9 @@ func (m Model) View() string {
 
 func (m Model) target(v serve.TargetView, w int) string {
 	var d detect.View
-	_ = json.Unmarshal(v.Detail, &d)
+	if v.View != nil {
+		d = *v.View
+	}
 	st := stateStyle[v.Name]
 	since := ""
 	if !v.Since.IsZero() {

@@ -21,12 +21,11 @@ func fixedFeed(n int) Feed {
 			rate, base := 4100.0, 35.0
 			d := detect.View{NewConnRate: &rate, NewConnBaseline: &base, AcceptDepthMax: sample.U64(64), AcceptLimit: sample.U64(64),
 				SynRecv: sample.U64(120), ConnectedClients: sample.U64(998), MaxClients: sample.U64(1000)}
-			raw, _ := json.Marshal(d)
 			views = append(views, serve.TargetView{
 				Target: "127.0.0.1:" + string(rune('0'+i)) + "379",
 				State:  serve.State{Name: "storm", Code: 2, Since: time.Now().Add(-12 * time.Second), Verdict: "Connection storm on 127.0.0.1:6379: accept queue full (64/64), 1,230 dropped connections/s, new connections 4,100/s vs 35/s normal."},
 				Sample: &sample.Sample{Time: time.Now(), Errors: map[string]string{"nic": "unavailable"}},
-				Detail: raw,
+				View:   &d,
 			})
 		}
 		ev, _ := json.Marshal(map[string]any{"time": time.Now(), "type": "state", "target": "127.0.0.1:6379", "from": "surge", "to": "storm", "verdict": "storm!"})
