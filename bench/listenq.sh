@@ -12,6 +12,11 @@
 #                                  of `ss -Hln sport = :6379` and
 #                                  `ss -anH state syn-recv | wc -l`, in CPU time;
 #                                  mean and worst Collect vs mean ss
+#   BenchmarkListenqSample10ms     `stormguard sample --interval 10ms --count 50`
+#                                  (the built binary) with 18,000 connections vs
+#                                  50 runs of the same two ss commands, CPU of
+#                                  the child processes, 3 rounds; fails unless
+#                                  every sample has listen.depth
 #   BenchmarkListenqPoller100Hz    CPU share of the 100 Hz poller over 10 s, and
 #                                  in the same round 10 s each of its bare
 #                                  wake-up (the same timerfd, no poll) and of a
@@ -21,4 +26,5 @@ cd "$(dirname "$0")/.."
 echo "== listenq benchmarks ($(date -u +%FT%TZ), $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 go test -run '^$' -bench 'BenchmarkListenqCollectVsSS|BenchmarkListenqPoller100Hz' \
 	-benchtime 1x -count "${COUNT:-1}" -timeout 20m ./internal/source/
+go test -run '^$' -bench 'BenchmarkListenqSample10ms' -benchtime 3x -timeout 20m ./internal/source/
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"

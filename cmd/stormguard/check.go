@@ -31,6 +31,7 @@ type checkOpts struct {
 	timeout      time.Duration
 	noClientList bool
 	noDiscover   bool
+	agent        string
 }
 
 func newCheckCmd() *cobra.Command {
@@ -81,6 +82,7 @@ cannot be reached is its valkey-not-checked finding).`,
 	f.DurationVar(&o.window, "window", time.Second, "time between the two counter reads")
 	f.DurationVar(&o.timeout, "timeout", 3*time.Second, "bound on the Valkey dial and each command")
 	f.BoolVar(&o.noClientList, "no-client-list", false, "never run CLIENT LIST")
+	f.StringVar(&o.agent, "agent", defaultAgentURL, "a running stormguard watch to ask for Valkey's counters when Valkey refuses check at maxclients (empty: never)")
 	f.BoolVar(&o.noDiscover, "no-discover", false, "without --valkey: audit the kernel only, do not look for local servers")
 	return cmd
 }
@@ -242,6 +244,9 @@ func runCheck(ctx context.Context, out, errOut io.Writer, o checkOpts) error {
 	for _, t := range ts {
 		if noServer != "" {
 			t.facts.ValkeyErr = noServer
+		}
+		if t.co.Valkey != nil && t.facts.Valkey == nil && o.agent != "" && strings.Contains(t.facts.ValkeyErr, "max number of clients") {
+			t.facts.Agent = agentFacts(ctx, o.agent, t.co.Valkey.HostPort())
 		}
 		t.fs = checklist.Evaluate(t.facts)
 		if t.co.Valkey != nil {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/internal/addr"
@@ -36,6 +37,8 @@ type watchOpts struct {
 	webhook         string
 	alertmanager    string
 	bearerTokenFile string
+	maxStreams      int
+	webConfigFile   string
 	discoverEvery   time.Duration
 	logLevel        string
 	logFormat       string
@@ -95,6 +98,8 @@ SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
 	f.StringVar(&o.journalDir, "journal", "", "write storm captures to this directory")
 	f.StringVar(&o.webhook, "webhook", "", "POST each state change as JSON to this URL")
 	f.StringVar(&o.alertmanager, "alertmanager", "", "Alertmanager base URL; alerts fire on surge/storm and resolve on calm")
+	f.StringVar(&o.webConfigFile, "web.config.file", "", "Prometheus exporter-toolkit web configuration (TLS, basic auth), as node_exporter takes it")
+	f.IntVar(&o.maxStreams, "http-max-streams", serve.DefaultMaxStreams, "most concurrent /api/v1/stream clients; one more gets 503")
 	f.StringVar(&o.bearerTokenFile, "bearer-token-file", "", "require this bearer token on HTTP (all paths but /healthz)")
 	f.DurationVar(&o.discoverEvery, "discover-interval", 5*time.Second, "how often to rescan for local servers")
 	f.StringVar(&o.defuseMode, "defuse", "off", "off, or auto: arm --defuse-actions when a storm is detected, revert after calm")
@@ -130,6 +135,22 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	}
 	if o.interval < 10*time.Millisecond {
 		return usageErr(fmt.Errorf("--interval %s is too short (minimum 10ms)", o.interval))
+	}
+	if o.webConfigFile != "" {
+		// Both would use the Authorization header.
+		if o.bearerTokenFile != "" {
+			return usageErr(errors.New("--bearer-token-file and --web.config.file exclude each other: put basic_auth_users in the web config"))
+		}
+		if o.httpAddr == "" {
+			return usageErr(errors.New("--web.config.file needs --http"))
+		}
+		// Checked now, so a bad file is a usage error before sampling.
+		if err := web.Validate(o.webConfigFile); err != nil {
+			return usageErr(fmt.Errorf("--web.config.file %s: %w", o.webConfigFile, err))
+		}
+	}
+	if o.maxStreams < 1 {
+		return usageErr(fmt.Errorf("--http-max-streams %d: want at least 1", o.maxStreams))
 	}
 	var targets []source.Target
 	for _, v := range o.valkey {
@@ -204,10 +225,14 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 		if err != nil {
 			return usageErr(fmt.Errorf("listen on --http %s: %w", o.httpAddr, err))
 		}
-		srv = &http.Server{Handler: serve.Handler(hub, serve.Options{Version: version, BearerToken: token, Healthy: ag.Healthy}),
+		srv = &http.Server{Handler: serve.Handler(hub, serve.Options{Version: version, BearerToken: token, Healthy: ag.Healthy, MaxStreams: o.maxStreams}),
 			ReadHeaderTimeout: 5 * time.Second}
+		// exporter-toolkit serves TLS and basic auth from
+		// --web.config.file (re-read per connection, so certificates
+		// can be rotated); without it, plain HTTP as before.
+		webFlags := &web.FlagConfig{WebListenAddresses: &[]string{o.httpAddr}, WebConfigFile: &o.webConfigFile}
 		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := web.Serve(ln, srv, webFlags, log); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server failed", "err", err)
 			}
 		}()

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,11 +53,10 @@ type Options struct {
 
 // Agent is a running watch.
 type Agent struct {
-	o        Options
-	mu       sync.Mutex
-	runners  map[string]*runner
-	last     map[string]time.Time
-	verdicts map[string]string
+	o       Options
+	mu      sync.Mutex
+	runners map[string]*runner
+	last    map[string]time.Time
 }
 
 type runner struct {
@@ -215,7 +213,7 @@ func (a *Agent) discoverOnce(ctx context.Context) {
 		r.cancel()
 		<-r.done
 		a.o.Hub.Remove(r.target.Name())
-		a.event(ctx, map[string]any{"time": time.Now(), "type": "target", "target": r.target.Name(), "action": "removed", "reason": "server no longer running"})
+		a.event(ctx, TargetEvent{Time: time.Now(), Type: "target", Target: r.target.Name(), Action: "removed", Reason: "server no longer running"})
 	}
 }
 
@@ -231,7 +229,8 @@ func (a *Agent) start(ctx context.Context, k string, t source.Target, why string
 	a.runners[k] = r
 	a.mu.Unlock()
 	if why != "" {
-		a.event(ctx, map[string]any{"time": time.Now(), "type": "target", "target": t.Name(), "action": "added", "reason": why, "netns": t.NetNS})
+		netns := t.NetNS
+		a.event(ctx, TargetEvent{Time: time.Now(), Type: "target", Target: t.Name(), Action: "added", Reason: why, NetNS: &netns})
 	}
 	a.o.Logger.Info("watching target", "target", t.Addr.String(), "netns", t.NetNS)
 	go func() {
@@ -253,115 +252,32 @@ func (a *Agent) stopAll() {
 	}
 }
 
+// runTarget samples one target until ctx is done, passing each sample
+// through its pipeline.
 func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, r *runner) {
-	auto := r.auto
 	set := source.Open(ctx, source.Options{Target: t, Interval: a.o.Interval, Logger: a.o.Logger, Version: a.o.Version, NoEBPF: a.o.NoEBPF})
 	defer set.Close()
 	cfg := a.o.Detector
 	cfg.Target = t.Name()
-	det := detect.New(cfg)
-	var fast atomic.Bool
+	p := &pipeline{r: r, set: set, det: detect.New(cfg),
+		attr:  newAttributor(set, a.o.Interval, a.o.Logger.With("target", t.Name())),
+		sinks: a.sinks(k, r)}
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources,
-		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: fast.Load}
-	attr := newAttributor(set, a.o.Interval, a.o.Logger.With("target", t.Name()))
-	sm.Run(ctx, func(s *sample.Sample) {
-		// What only the agent knows: whether this server is its
-		// namespace's only listener, and what its own mitigation dropped.
-		if n := r.others.Load(); n >= 0 {
-			s.NetNSOtherListeners = sample.Int(int(n))
-		}
-		s.Mitigation = auto.mitigation()
-		st, events := det.Observe(s)
-		// Finer resolution while anything is unusual: a surge or storm,
-		// or an accept queue filling up.
-		view := det.View()
-		fast.Store(st != detect.Calm || view.AcceptOccupancy != nil && *view.AcceptOccupancy >= 0.5)
-		_, since := det.State()
-		// CLIENT LIST only while calm (principle 1 in docs/design.md).
-		set.SetDetectorCalm(st == detect.Calm)
-		now := time.Now()
-		attr.step(ctx, st, now)
-		role, x := "", serve.Attribution{Sources: attr.current(now), Clients: clientGroups(set, st, now)}
-		if s.Valkey != nil {
-			role = source.RoleName(s.Valkey.Role)
-			x.ClusterNodeID = s.Valkey.ClusterNodeID
-		}
-		a.o.Hub.SetAttribution(s.Target, x)
-		for i := range events {
-			if events[i].To == detect.Surge || events[i].To == detect.Storm {
-				if src := attr.fresh(now); src != nil {
-					events[i].Evidence.Attribution = src
-					events[i].Verdict = appendSentence(events[i].Verdict, sourcesSentence(src, x.Clients))
-				}
-			}
-		}
-		verdict := ""
-		if len(events) > 0 {
-			verdict = events[len(events)-1].Verdict
-		}
-		a.o.Hub.Publish(s, serve.State{Name: st.String(), Code: st.Code(), Since: since, Verdict: a.verdict(k, st, verdict)}, role, view)
-		if a.o.Journal != nil {
-			a.o.Journal.Sample(s)
-		}
-		for _, ev := range events {
-			a.stateEvent(ctx, ev)
-			if ev.From == detect.Calm && (ev.To == detect.Surge || ev.To == detect.Storm) {
-				go a.auditAtOnset(ctx, t)
-			}
-		}
-		a.autoDefuse(ctx, t, auto, st, s.Time)
-		a.mu.Lock()
-		a.last[k] = s.Time
-		a.mu.Unlock()
-		if a.o.OnSample != nil {
-			a.o.OnSample(s, st)
-		}
-	})
+		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: p.fast.Load}
+	sm.Run(ctx, func(s *sample.Sample) { p.step(ctx, s) })
 }
 
-// verdict keeps the last transition's verdict on display while the state
-// lasts.
-func (a *Agent) verdict(k string, st detect.State, fresh string) string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.verdicts == nil {
-		a.verdicts = map[string]string{}
+// event records a non-state event (targets added or removed, defuse
+// actions, the onset checklist).
+func (a *Agent) event(ctx context.Context, ev event) {
+	// The map-based events logged a missing action as <nil>; keep that.
+	var action any
+	if act := ev.eventAction(); act != "" || ev.eventType() != "checklist" {
+		action = act
 	}
-	if fresh != "" {
-		a.verdicts[k] = fresh
-	}
-	if st == detect.Calm && fresh == "" {
-		delete(a.verdicts, k)
-	}
-	return a.verdicts[k]
-}
-
-func (a *Agent) stateEvent(ctx context.Context, ev detect.Event) {
-	raw, _ := json.Marshal(ev)
-	lvl := slog.LevelInfo
-	switch ev.To {
-	case detect.Storm:
-		lvl = slog.LevelError
-	case detect.Surge:
-		lvl = slog.LevelWarn
-	}
-	a.o.Logger.Log(ctx, lvl, "storm state changed", "target", ev.Target, "from", ev.From.String(), "to", ev.To.String(), "verdict", ev.Verdict)
-	a.o.Hub.PublishEvent(json.RawMessage(raw))
-	if a.o.Journal != nil {
-		a.o.Journal.Event(ev.Target, ev.Time, ev.To.String(), json.RawMessage(raw))
-	}
-	if a.o.Notifier != nil && ev.Type == "state" {
-		a.o.Notifier.Notify(notify.Alert{Time: ev.Time, Target: ev.Target, From: ev.From.String(), To: ev.To.String(), Verdict: ev.Verdict, Event: raw})
-	}
-}
-
-// event records a non-state event (targets added or removed).
-func (a *Agent) event(ctx context.Context, ev map[string]any) {
-	a.o.Logger.Info("agent event", "type", ev["type"], "target", ev["target"], "action", ev["action"])
+	a.o.Logger.Info("agent event", "type", ev.eventType(), "target", ev.eventTarget(), "action", action)
 	a.o.Hub.PublishEvent(ev)
 	if a.o.Journal != nil {
-		t, _ := ev["time"].(time.Time)
-		tg, _ := ev["target"].(string)
-		a.o.Journal.Event(tg, t, "", ev)
+		a.o.Journal.Event(ev.eventTarget(), ev.eventTime(), "", ev)
 	}
 }

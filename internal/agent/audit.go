@@ -27,6 +27,6 @@ func (a *Agent) auditAtOnset(ctx context.Context, t source.Target) {
 			notable = append(notable, fd)
 		}
 	}
-	a.event(ctx, map[string]any{"time": time.Now().UTC(), "type": "checklist", "target": t.Name(),
-		"reason": "kernel checklist at storm onset", "findings": notable})
+	a.event(ctx, ChecklistEvent{Time: time.Now().UTC(), Type: "checklist", Target: t.Name(),
+		Reason: "kernel checklist at storm onset", Findings: notable})
 }

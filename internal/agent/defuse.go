@@ -335,9 +335,8 @@ func (a *Agent) disarmAll(ctx context.Context) {
 }
 
 func (a *Agent) defuseEvent(ctx context.Context, t source.Target, what string, mt defuse.Mitigation, reason string) {
-	ev := map[string]any{"time": time.Now().UTC(), "type": "defuse", "target": t.Name(), "action": what,
-		"mitigation": mt, "reason": reason}
-	a.event(ctx, ev)
+	a.event(ctx, DefuseEvent{Time: time.Now().UTC(), Type: "defuse", Target: t.Name(), Action: what,
+		Mitigation: mt, Reason: reason})
 	if a.o.Notifier != nil {
 		a.o.Notifier.Notify(notify.Alert{Kind: "defuse", Time: time.Now().UTC(), Target: t.Name(), To: what,
 			Verdict: fmt.Sprintf("stormguard %s %s on %s: %s", what, mt.Action, t.Name(), reason)})

@@ -59,6 +59,28 @@ type Facts struct {
 	// says why: not asked for, not safe now, failed).
 	Clients    []ClientConn
 	ClientsErr string
+
+	// Agent is what a running stormguard agent reported about this target
+	// when Valkey refused the audit's own connection; nil when it was not
+	// asked (see AgentFacts).
+	Agent *AgentFacts
+}
+
+// AgentFacts are the Valkey counters a running agent (watch) last read over
+// its reserved connection: what check cannot ask Valkey itself while
+// Valkey is at maxclients.
+type AgentFacts struct {
+	// URL is the agent's /api/v1/state address.
+	URL string
+	// Err says why the agent gave nothing (not running, no such target,
+	// no Valkey fields in its latest sample); the fields below are then
+	// unset.
+	Err string
+	// SampleTime is when the agent took its latest sample of the target.
+	SampleTime time.Time
+	// Rejected, Connected and MaxClients are INFO's rejected_connections,
+	// connected_clients and maxclients in that sample (nil if missing).
+	Rejected, Connected, MaxClients *uint64
 }
 
 // ConntrackFacts describe the connection-tracking table of the namespace.

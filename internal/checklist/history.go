@@ -1,6 +1,10 @@
 package checklist
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Counter names read from /proc/net/netstat and /proc/net/snmp.
 var CounterNames = []string{
@@ -73,6 +77,9 @@ func ruleSynDrops(f *Facts) []Finding {
 
 func ruleRejected(f *Facts) []Finding {
 	const id = "rejected-connections-seen"
+	if f.Valkey == nil && strings.Contains(f.ValkeyErr, errMaxClients) {
+		return rejectedAtMaxclients(f)
+	}
 	n, ok := f.Valkey.infoInt("rejected_connections")
 	if !ok {
 		return nil
@@ -101,4 +108,33 @@ func ruleEvicted(f *Facts) []Finding {
 	return []Finding{newFinding(AreaHistory, id, Info, "Valkey has evicted clients",
 		fmt.Sprintf("evicted_clients %d: clients closed for memory (maxmemory-clients) reconnect at once", n),
 		"check maxmemory-clients and the clients' buffer use (CLIENT LIST omem/qbuf when calm)")}
+}
+
+// rejectedAtMaxclients reports rejected-connections-seen when Valkey
+// refused the audit's own connection at maxclients, so INFO could not be
+// read: the refusal itself is the evidence that Valkey rejects connections
+// now, and a running agent's last counters (read over the connection it
+// keeps) add how many. Each figure says where it came from.
+func rejectedAtMaxclients(f *Facts) []Finding {
+	ev := "check's own connection was refused just now: " + f.ValkeyErr
+	if a := f.Agent; a != nil {
+		if a.Err != "" {
+			ev += fmt.Sprintf("; no counters from a stormguard agent (%s: %s)", a.URL, a.Err)
+		} else {
+			ev += fmt.Sprintf("; the stormguard agent at %s, sample taken %s:", a.URL, a.SampleTime.UTC().Format(time.RFC3339))
+			sep := " "
+			if a.Rejected != nil {
+				ev += fmt.Sprintf("%srejected_connections %d since start", sep, *a.Rejected)
+				sep = ", "
+			}
+			if a.Connected != nil {
+				ev += fmt.Sprintf("%sconnected_clients %d", sep, *a.Connected)
+				if a.MaxClients != nil {
+					ev += fmt.Sprintf(" of maxclients %d", *a.MaxClients)
+				}
+			}
+		}
+	}
+	return []Finding{newFinding(AreaHistory, "rejected-connections-seen", Critical, "Valkey is rejecting connections now", ev,
+		"bound client pools and make clients back off on \"max number of clients reached\"; raise maxclients if the load is legitimate")}
 }

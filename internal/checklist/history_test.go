@@ -1,6 +1,10 @@
 package checklist
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestRuleListenOverflows(t *testing.T) {
 	c := func(v uint64) map[string]uint64 { return map[string]uint64{"TcpExt.ListenOverflows": v} }
@@ -53,4 +57,34 @@ func TestRuleEvicted(t *testing.T) {
 		{name: "some", id: "evicted-clients-seen", sev: Info, facts: Facts{Valkey: valkeyFacts(nil, sysctls("evicted_clients", "3"))}},
 		{name: "old server", id: "evicted-clients-seen", none: true, facts: Facts{Valkey: valkeyFacts(nil, nil)}},
 	})
+}
+
+func TestRejectedAtMaxclients(t *testing.T) {
+	u := func(v uint64) *uint64 { return &v }
+	refused := "cannot connect to 127.0.0.1:6379: ERR max number of clients reached"
+	at := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		agent *AgentFacts
+		want  []string
+	}{
+		{"no agent asked", nil, []string{"check's own connection was refused just now: " + refused}},
+		{"agent down", &AgentFacts{URL: "http://127.0.0.1:9877/api/v1/state", Err: "no agent answered: refused"},
+			[]string{"refused just now", "no counters from a stormguard agent (http://127.0.0.1:9877/api/v1/state: no agent answered: refused)"}},
+		{"agent counters", &AgentFacts{URL: "http://a/api/v1/state", SampleTime: at, Rejected: u(42), Connected: u(10), MaxClients: u(10)},
+			[]string{"refused just now", "the stormguard agent at http://a/api/v1/state, sample taken 2026-12-02T05:00:00Z: rejected_connections 42 since start, connected_clients 10 of maxclients 10"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := ruleRejected(&Facts{ValkeyErr: refused, Agent: tt.agent})
+			if len(fs) != 1 || fs[0].ID != "rejected-connections-seen" || fs[0].Severity != Critical {
+				t.Fatalf("findings %+v; want one critical rejected-connections-seen", fs)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(fs[0].Evidence, w) {
+					t.Errorf("evidence %q lacks %q", fs[0].Evidence, w)
+				}
+			}
+		})
+	}
 }

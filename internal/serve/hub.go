@@ -46,7 +46,7 @@ type Hub struct {
 	events    []json.RawMessage
 	maxEv     int
 	maxRecent int
-	subs      map[chan []byte]struct{}
+	subs      map[*subscriber]struct{}
 	sources   []string
 	started   time.Time
 }
@@ -62,7 +62,7 @@ func NewHub(sources []string, recentSamples, recentEvents int) *Hub {
 	}
 	return &Hub{
 		targets: map[string]*targetEntry{}, maxEv: recentEvents, maxRecent: recentSamples,
-		subs: map[chan []byte]struct{}{}, sources: sources, started: time.Now(),
+		subs: map[*subscriber]struct{}{}, sources: sources, started: time.Now(),
 	}
 }
 
@@ -154,27 +154,43 @@ func (h *Hub) Events() []json.RawMessage {
 	return append([]json.RawMessage(nil), h.events...)
 }
 
-// subscribe returns a channel of SSE messages; slow readers miss messages
-// rather than slow the agent.
-func (h *Hub) subscribe() chan []byte {
-	c := make(chan []byte, 64)
-	h.mu.Lock()
-	h.subs[c] = struct{}{}
-	h.mu.Unlock()
-	return c
+// subscriberBuffer is how many messages a stream subscriber may have
+// waiting. A reader that lets more pile up is dropped (it can reconnect and
+// starts again from the current state), so what a slow or stuck client
+// costs the agent is bounded: this many shared messages and its connection.
+const subscriberBuffer = 16
+
+// subscriber is one stream client.
+type subscriber struct {
+	c chan []byte
+	// gone is closed when the hub drops the subscriber for falling behind.
+	gone chan struct{}
 }
 
-func (h *Hub) unsubscribe(c chan []byte) {
+// subscribe returns a new stream subscriber.
+func (h *Hub) subscribe() *subscriber {
+	s := &subscriber{c: make(chan []byte, subscriberBuffer), gone: make(chan struct{})}
 	h.mu.Lock()
-	delete(h.subs, c)
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+func (h *Hub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	delete(h.subs, s)
 	h.mu.Unlock()
 }
 
+// broadcastLocked queues msg for every subscriber without ever blocking;
+// a subscriber whose buffer is full is dropped.
 func (h *Hub) broadcastLocked(msg []byte) {
-	for c := range h.subs {
+	for s := range h.subs {
 		select {
-		case c <- msg:
+		case s.c <- msg:
 		default:
+			delete(h.subs, s)
+			close(s.gone)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"cmp"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
@@ -26,7 +27,21 @@ type Options struct {
 	BearerToken string
 	// Healthy reports whether the agent is sampling (nil = always).
 	Healthy func() error
+	// MaxStreams caps concurrent /api/v1/stream clients; one more gets
+	// 503. Zero means DefaultMaxStreams.
+	MaxStreams int
+	// streamWriteTimeout overrides streamWriteTimeout (tests).
+	streamWriteTimeout time.Duration
 }
+
+// DefaultMaxStreams is the default cap on concurrent /api/v1/stream
+// clients: far more dashboards than anyone keeps open, while 64 stuck
+// clients cost the agent a few MiB at most.
+const DefaultMaxStreams = 64
+
+// streamWriteTimeout drops a stream client whose connection accepts no
+// data for this long (it stopped reading and its socket buffers are full).
+const streamWriteTimeout = 10 * time.Second
 
 // ReadTokenFile reads a bearer token from a file, trimming the newline.
 func ReadTokenFile(path string) (string, error) {
@@ -78,7 +93,22 @@ func Handler(h *Hub, o Options) http.Handler {
 	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"events": h.Events()})
 	})
-	mux.HandleFunc("GET /api/v1/stream", func(w http.ResponseWriter, r *http.Request) { stream(h, w, r) })
+	maxStreams := o.MaxStreams
+	if maxStreams <= 0 {
+		maxStreams = DefaultMaxStreams
+	}
+	streams := make(chan struct{}, maxStreams)
+	mux.HandleFunc("GET /api/v1/stream", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case streams <- struct{}{}:
+			defer func() { <-streams }()
+		default:
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, fmt.Sprintf("too many event streams open (limit %d, watch --http-max-streams)", maxStreams), http.StatusServiceUnavailable)
+			return
+		}
+		stream(h, w, r, cmp.Or(o.streamWriteTimeout, streamWriteTimeout))
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'")
@@ -107,37 +137,53 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // stream serves server-sent events: "sample" per target sample and "event"
-// per detector event, starting with the current state of every target.
-func stream(h *Hub, w http.ResponseWriter, r *http.Request) {
+// per detector event, starting with the current state of every target. A
+// client that falls behind (subscriberBuffer messages waiting) or whose
+// connection takes no data for streamWriteTimeout is disconnected.
+func stream(h *Hub, w http.ResponseWriter, r *http.Request, writeTimeout time.Duration) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	rc := http.NewResponseController(w)
+	write := func(b []byte) error {
+		// Not every ResponseWriter supports deadlines (tests'
+		// recorders); the buffer bound still holds there.
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		fl.Flush()
+		return nil
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
-	c := h.subscribe()
-	defer h.unsubscribe(c)
+	sub := h.subscribe()
+	defer h.unsubscribe(sub)
+	var first []byte
 	for _, v := range h.Views() {
-		w.Write(sseMessage("sample", v))
+		first = append(first, sseMessage("sample", v)...)
 	}
-	fl.Flush()
+	if err := write(append(first, ": connected\n\n"...)); err != nil {
+		return
+	}
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
+		var err error
 		select {
 		case <-r.Context().Done():
 			return
-		case msg := <-c:
-			if _, err := w.Write(msg); err != nil {
-				return
-			}
-			fl.Flush()
+		case <-sub.gone:
+			return
+		case msg := <-sub.c:
+			err = write(msg)
 		case <-keepalive.C:
-			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil {
-				return
-			}
-			fl.Flush()
+			err = write([]byte(": keepalive\n\n"))
+		}
+		if err != nil {
+			return
 		}
 	}
 }

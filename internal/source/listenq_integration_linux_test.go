@@ -703,3 +703,55 @@ func TestListenqCloseLogsNoError(t *testing.T) {
 		t.Fatalf("closing the source logged an error:\n%s", logs.String())
 	}
 }
+
+// TestIntegrationListenQueueShortInterval: at a 10 ms interval with 3,000
+// connections on the port, every sample has the accept queue (listen.depth)
+// and no listenq error: the SYN_RECV/ESTABLISHED count runs in the
+// background, never inside a sample's 8 ms deadline, one at a time.
+func TestIntegrationListenQueueShortInterval(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{
+		Sysctls:    map[string]string{"net.core.somaxconn": "4096"},
+		ValkeyArgs: []string{"--maxclients", "4000", "--tcp-backlog", "4096"},
+	})
+	const conns = 3000
+	sandboxtest.HoldConns(t, sb, conns, "TestListenqConnHolder")
+	a, err := addr.Parse(sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := openListenq(context.Background(), Options{Target: Target{Addr: a, NetNS: sb.NetNS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := src.(*listenq)
+	defer l.Close()
+	sm := &sample.Sampler{Target: sb.Addr(), Port: sb.Port, Interval: 10 * time.Millisecond, Sources: []sample.Source{l}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ss []*sample.Sample
+	sm.Run(ctx, func(s *sample.Sample) {
+		if ss = append(ss, s); len(ss) == 50 {
+			cancel()
+		}
+	})
+	if len(ss) < 50 {
+		t.Fatalf("%d samples within 30s, want 50", len(ss))
+	}
+	counted := 0
+	for i, s := range ss {
+		if s.Listen == nil || s.Listen.Depth == nil || s.Errors["listenq"] != "" {
+			t.Errorf("sample %d: listen %+v, errors %v; want listen.depth and no listenq error", i, s.Listen, s.Errors)
+		}
+		if s.Established != nil {
+			counted++
+		}
+	}
+	// Counts end, in the background, and later samples carry them.
+	if last := ss[len(ss)-1]; last.Established == nil || *last.Established < conns {
+		t.Errorf("last sample: established %s; want the background count (>= %d)", u(last.Established), conns)
+	}
+	l.cmu.Lock()
+	counts := l.counts
+	l.cmu.Unlock()
+	t.Logf("50 samples at 10ms: %d with counts, %d counts run", counted, counts)
+}

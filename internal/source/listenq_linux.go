@@ -47,6 +47,14 @@ const (
 	// allows one every 150 ms); an expensive one is spaced out and the
 	// samples in between repeat its result.
 	countBudget = 0.002
+	// countTimeout bounds one SYN_RECV/ESTABLISHED count (20,000
+	// connections take ~20–30 ms); past it the count is abandoned with its
+	// socket and retried within the budget.
+	countTimeout = 2 * time.Second
+	// countMinWait is the shortest wait for a count worth making a
+	// sample do (see Collect): a shorter one is lost in a loaded
+	// machine's scheduling delays.
+	countMinWait = 5 * time.Millisecond
 	// countMaxAge bounds how old repeated counts get: past it, the next
 	// sample counts again even if that exceeds the budget (only a count
 	// costing over 60 ms, i.e. far more than 20,000 sockets, gets there).
@@ -345,12 +353,24 @@ type listenq struct {
 	attrMu sync.Mutex
 	attr   *diagConn
 
-	// The last SYN_RECV/ESTABLISHED count, repeated by the samples until
-	// nextCount (see countBudget).
+	// The SYN_RECV/ESTABLISHED count runs in a goroutine of its own, on
+	// its own sock_diag socket (cnt, owned by that goroutine), so a slow
+	// walk of the established hash never costs Collect its deadline nor
+	// the sample its listen.* part. cmu guards everything below.
+	cmu sync.Mutex
+	// running is non-nil while a count runs and is closed when it ends: a
+	// count is never started while another is still running.
+	running chan struct{}
+	cnt     *diagConn
+	// The last count, repeated by the samples until nextCount (see
+	// countBudget).
 	counted              bool
 	synRecv, established uint64
 	nextCount            time.Time
 	countedAt            time.Time
+	countFailing         bool
+	// lastTook is how long the last count took (wall time).
+	lastTook time.Duration
 	// budget is countBudget; tests set 0 to count at every sample.
 	budget float64
 	// counts is how many counts ran and countCPU their total CPU time
@@ -432,6 +452,19 @@ func (l *listenq) Close() error {
 			l.attr = nil
 		}
 		l.attrMu.Unlock()
+		// A running count ends by itself within countTimeout.
+		l.cmu.Lock()
+		ch := l.running
+		l.cmu.Unlock()
+		if ch != nil {
+			<-ch
+		}
+		l.cmu.Lock()
+		if l.cnt != nil {
+			l.cnt.close()
+			l.cnt = nil
+		}
+		l.cmu.Unlock()
 	})
 	return err
 }
@@ -590,24 +623,82 @@ func (l *listenq) collConn() (*diagConn, error) {
 	return c, nil
 }
 
-// count runs the SYN_RECV/ESTABLISHED dump on a locked thread and returns
-// the tally and the CPU time it cost.
-func (l *listenq) count(c *diagConn, deadline time.Time) (diagTally, time.Duration, error) {
+// runCount counts the port's SYN_RECV and ESTABLISHED sockets on the count
+// socket, on a locked thread so that the thread's CPU clock gives the
+// dump's full cost, records the result and spaces the next count by that
+// cost (countSpacing), then closes done. Collect starts it and never
+// starts another while it runs.
+func (l *listenq) runCount(done chan struct{}) {
+	start := time.Now()
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	t := diagTally{Port: l.port}
-	c0 := threadCPU()
-	err := c.dump(statesSynRecv|statesEstablished, &t, deadline)
-	return t, threadCPU() - c0, err
+	c, err := l.countConn()
+	var t diagTally
+	var cost time.Duration
+	if err == nil {
+		t = diagTally{Port: l.port}
+		c0 := threadCPU()
+		err = c.dump(statesSynRecv|statesEstablished, &t, start.Add(countTimeout))
+		cost = threadCPU() - c0
+	}
+	runtime.UnlockOSThread()
+
+	l.cmu.Lock()
+	defer close(done)
+	defer l.cmu.Unlock()
+	l.running = nil
+	l.lastTook = time.Since(start)
+	l.counts++
+	l.countCPU += cost
+	if err != nil {
+		// The socket may still hold the rest of the dump.
+		if l.cnt != nil {
+			l.cnt.close()
+			l.cnt = nil
+		}
+		if !l.countFailing {
+			l.log.Warn("SYN_RECV/ESTABLISHED count failed; samples repeat the last count", "err", err)
+		}
+		l.countFailing = true
+		// Retry no sooner than a redial, and within the budget.
+		l.nextCount = start.Add(max(redialEvery, countSpacing(cost, l.budget, countMaxAge)))
+		return
+	}
+	l.countFailing = false
+	l.counted, l.countedAt = true, start
+	l.synRecv = uint64(t.States[tcpSynRecv] + t.States[tcpNewSynRecv])
+	l.established = uint64(t.States[tcpEstablished])
+	l.nextCount = start.Add(countSpacing(cost, l.budget, countMaxAge))
+}
+
+// countConn returns the count goroutine's socket, dialling it if needed.
+func (l *listenq) countConn() (*diagConn, error) {
+	l.cmu.Lock()
+	c := l.cnt
+	l.cmu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := dialDiag(l.netns)
+	if err != nil {
+		return nil, err
+	}
+	l.cmu.Lock()
+	l.cnt = c
+	l.cmu.Unlock()
+	return c, nil
 }
 
 // Collect reads the accept queue now, takes the poller's interval peak, and
 // reports the SYN_RECV and ESTABLISHED counts for the port.
 //
 // The counts walk the kernel's whole established hash, so they never run in
-// the fast poller, and they run in Collect only as often as countBudget
-// allows: a sample that does not count repeats the last count (at most
-// countMaxAge old). With few sockets on the host that is every sample.
+// the fast poller, nor inside Collect's deadline: they run in the
+// background (runCount), one at a time, as often as countBudget allows. A
+// sample that does not get a fresh count repeats the last one (counts_age_ms
+// says how old; at most countMaxAge plus one count) or, before the first
+// count ends, leaves them null. With few sockets on the host the count
+// ends within microseconds and every sample carries a fresh one; at any
+// interval the accept-queue reading (listen.*) is never held up by it.
 //
 // No listening socket on the port (Valkey restarting, wrong port) is reported
 // as unavailable with reason "no listening socket on port N": Listen is still
@@ -651,22 +742,41 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 	s.Listen = ls
 
 	// SYN_RECV and ESTABLISHED come from one dump (request sockets report
-	// TCP_SYN_RECV), counted by state while streaming.
-	if now := time.Now(); !l.counted || !now.Before(l.nextCount) {
-		l.counted = false
-		et, cost, err := l.count(c, deadline)
-		if err != nil {
-			return fail("SYN_RECV/ESTABLISHED dump", err)
-		}
-		l.counted, l.countedAt = true, now
-		l.synRecv = uint64(et.States[tcpSynRecv] + et.States[tcpNewSynRecv])
-		l.established = uint64(et.States[tcpEstablished])
-		l.nextCount = now.Add(countSpacing(cost, l.budget, countMaxAge))
-		l.counts++
-		l.countCPU += cost
+	// TCP_SYN_RECV), counted by state while streaming, in the background:
+	// when one is due it is started, and this sample may wait for it a
+	// little. A count that takes longer (a full established hash at a
+	// short interval) goes on by itself and a later sample reports it;
+	// this one repeats the last. Only a count this sample started is waited for, at most a quarter
+	// of the time left (the rest is margin for a loaded machine's
+	// scheduling), and only when that is at least countMinWait and the
+	// previous count took less: at a short interval, or with a big
+	// established hash, samples never wait for a count at all.
+	l.cmu.Lock()
+	var started chan struct{}
+	if now := time.Now(); l.running == nil && (!l.counted || !now.Before(l.nextCount)) {
+		l.running = make(chan struct{})
+		started = l.running
+		go l.runCount(started)
 	}
-	s.SynRecv, s.Established = sample.U64(l.synRecv), sample.U64(l.established)
-	s.CountsAgeMS = sample.F64(float64(time.Since(l.countedAt).Microseconds()) / 1000)
+	lastTook := l.lastTook
+	l.cmu.Unlock()
+	if started != nil {
+		if wait := time.Until(deadline) / 4; wait >= countMinWait && lastTook < wait {
+			tm := time.NewTimer(wait)
+			select {
+			case <-started:
+			case <-tm.C:
+			case <-ctx.Done():
+			}
+			tm.Stop()
+		}
+	}
+	l.cmu.Lock()
+	if l.counted {
+		s.SynRecv, s.Established = sample.U64(l.synRecv), sample.U64(l.established)
+		s.CountsAgeMS = sample.F64(float64(time.Since(l.countedAt).Microseconds()) / 1000)
+	}
+	l.cmu.Unlock()
 
 	if lt.Sockets == 0 {
 		return Unavailablef("no listening socket on port %d", l.port)

@@ -4,6 +4,7 @@ package source
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os/exec"
@@ -348,4 +349,62 @@ func BenchmarkPeersDump(b *testing.B) {
 			b.ReportMetric(float64((cpuTime(b, unix.RUSAGE_SELF)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
+}
+
+// BenchmarkListenqSample10ms measures `stormguard sample --interval 10ms
+// --count 50 --json` (the built binary, as a user runs it, Valkey frozen
+// since it holds only 15,000 of the connections) with 18,000 connections on
+// the port, against 50 runs of the two ss commands an operator would run by hand, in the same
+// round: CPU of the child processes (getrusage RUSAGE_CHILDREN), so process
+// start-up counts on both sides. It fails unless every sample has
+// listen.depth.
+func BenchmarkListenqSample10ms(b *testing.B) {
+	const conns, samples = 18000, 50
+	sb := benchSandbox(b, conns)
+	bin := b.TempDir() + "/stormguard"
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/stormguard/stormguard/cmd/stormguard").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	var sampleCPU, talkCPU time.Duration
+	var total, withDepth, withCounts int
+	b.ResetTimer()
+	for b.Loop() {
+		k0 := cpuTime(b, unix.RUSAGE_CHILDREN)
+		// Exit status 2 is expected: the frozen Valkey never answers.
+		out, _ := exec.Command(bin, "sample", "--valkey", sb.Addr(), "--netns", sb.NetNS,
+			"--interval", "10ms", "--count", strconv.Itoa(samples), "--json").Output()
+		k1 := cpuTime(b, unix.RUSAGE_CHILDREN)
+		for range samples {
+			if _, err := ssCommands(sb); err != nil {
+				b.Fatal(err)
+			}
+		}
+		k2 := cpuTime(b, unix.RUSAGE_CHILDREN)
+		sampleCPU += k1 - k0
+		talkCPU += k2 - k1
+		for i, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var s sample.Sample
+			if err := json.Unmarshal([]byte(line), &s); err != nil {
+				b.Fatalf("sample output %q: %v", line, err)
+			}
+			total++
+			if s.Listen != nil && s.Listen.Depth != nil {
+				withDepth++
+			} else {
+				b.Logf("sample %d without listen.depth: errors %v, source durations %v", i, s.Errors, s.SourceDurations)
+			}
+			if s.Established != nil {
+				withCounts++
+			}
+		}
+	}
+	if total != b.N*samples || withDepth != total {
+		b.Fatalf("%d samples, %d with listen.depth; want %d, all", total, withDepth, b.N*samples)
+	}
+	runs := float64(b.N)
+	b.ReportMetric(float64(sampleCPU.Milliseconds())/runs, "sample-50-cpu-ms")
+	b.ReportMetric(float64(talkCPU.Milliseconds())/runs, "ss-50-cpu-ms")
+	b.ReportMetric(float64(talkCPU)/float64(sampleCPU), "ss/sample")
+	b.ReportMetric(float64(withDepth)/float64(total), "with-depth")
+	b.ReportMetric(float64(withCounts)/float64(total), "with-counts")
 }

@@ -343,6 +343,40 @@ var shapes = []shape{
 			return nil
 		}},
 
+	{name: "benign-churn-noisy", kind: corpus.Benign,
+		desc: "noisy per-request churn: the rate alternates 300/s and 900/s every second (mean 600/s), with a 20-connection pool, present 5 s before the agent starts; 35 s",
+		run: func(ctx context.Context, r *run) error {
+			r.churn(ctx, r.dialer(), 40*s, func(t time.Duration) float64 {
+				if int(t.Seconds())%2 == 0 {
+					return 300
+				}
+				return 900
+			})
+			r.openPool(ctx, r.dialer(), poolOpts{n: 20, every: 200 * time.Millisecond, lifetime: 40 * s})
+			sleep(ctx, 5*s)
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 35*s)
+			return nil
+		}},
+	{name: "benign-kill-jittered-reconnect", kind: corpus.Benign,
+		desc: "well-behaved reconnect: 800 pooled clients with jittered backoff (random 0-2 s before each redial); CLIENT KILL TYPE normal at +12 s, the fleet back within ~2 s at ~400 conn/s, inside the 511-slot queue; 35 s",
+		run: func(ctx context.Context, r *run) error {
+			p := r.openPool(ctx, r.dialer(), poolOpts{n: 800, every: 250 * time.Millisecond, redial: true, backoff: 2 * s, spread: 4 * s})
+			defer p.close()
+			sleep(ctx, 6*s)
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 12*s)
+			if err := r.killAll(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 35*s)
+			return nil
+		}},
+
 	// ---- storms: the detector must reach storm ----
 	{name: "storm-kill-all", kind: corpus.Storm,
 		desc: "kill-all reconnect: 2,000 pooled clients (1 s command, 250 ms connect timeout) that redial at once when disconnected; CLIENT KILL TYPE normal at +12 s; somaxconn 32; 35 s",
