@@ -4,6 +4,8 @@
 #     server, same number of parallel clients, alternating runs;
 #  2. 2,000 clients, kill, somaxconn 128: every strategy (valkey-glide too
 #     when cgo can build it: make build-glide).
+#  4. a TLS kill storm with --setup auth over --hosts 4, --server-cpus 1
+#     (TLS_CLIENTS 2000, TLS_HOSTS 4, TLS_RUNS 3, TLS_STRATEGIES).
 # Needs root, valkey-server and valkey-benchmark. Knobs (environment):
 #   STORM_CLIENTS (2000) STORM_SOMAXCONN (128) RATE_CLIENTS (50)
 #   RATE_REQUESTS (70000, ~5 s) RATE_DURATION (5s) RATE_ROUNDS (4) STORM_STRATEGIES (all) OUT (bench/out)
@@ -126,4 +128,36 @@ print("| " + " | ".join(cols) + " |")
 print("|" + "---|" * len(cols))
 for r in rs:
     print("| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |")
+PY
+
+# 4. A TLS kill storm with per-connection AUTH over client hosts (the
+# realistic lab: RSA 2048 handshakes on Valkey's main thread, HELLO 3 AUTH +
+# CLIENT SETNAME on every reconnect, clients on their own hosts and CPU).
+TLS_CLIENTS=${TLS_CLIENTS:-2000}
+TLS_HOSTS=${TLS_HOSTS:-4}
+TLS_RUNS=${TLS_RUNS:-3}
+TLS_STRATEGIES=${TLS_STRATEGIES:-immediate,full-jitter,stormguard,go-redis,valkey-go}
+echo
+echo "== TLS storm: $TLS_CLIENTS clients over --hosts $TLS_HOSTS, --setup auth, kill, --server-cpus 1, $TLS_RUNS runs"
+for run in $(seq "$TLS_RUNS"); do
+	"$SG" storm --spawn --tls --setup auth --hosts "$TLS_HOSTS" --server-cpus 1 --clients "$TLS_CLIENTS" --ramp 250 \
+		--scenario kill --duration 30s --compare "$TLS_STRATEGIES" --json >"$OUT/storm-tls-$run.json"
+done
+python3 - "$OUT" "$TLS_RUNS" <<'PY'
+import json, sys, statistics
+out, runs = sys.argv[1], int(sys.argv[2])
+by = {}
+for i in range(1, runs + 1):
+    for r in json.load(open(f"{out}/storm-tls-{i}.json")):
+        by.setdefault(r["strategy"], []).append(r)
+def span(rs, k, scale=1):
+    v = [r[k] * scale for r in rs if r.get(k) is not None]
+    return "-" if not v else f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})"
+print("| strategy | recovered | time_to_recover_ms | goodput_min % | listen_overflows | connect_failures | server_cpu % |")
+print("|---|---|---|---|---|---|---|")
+for s, rs in by.items():
+    rec = sum(1 for r in rs if r["recovered"])
+    print(f"| {s} | {rec}/{len(rs)} | {span(rs, 'time_to_recover_ms')} | {span(rs, 'goodput_min_ratio', 100)} | "
+          f"{span(rs, 'listen_overflows')} | {span(rs, 'connect_failures')} | {span(rs, 'server_cpu_percent')} |")
+print("median (min-max) over the runs")
 PY
