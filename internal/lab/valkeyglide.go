@@ -24,7 +24,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	glide "github.com/valkey-io/valkey-glide/go/v2"
 	"github.com/valkey-io/valkey-glide/go/v2/config"
@@ -68,6 +70,12 @@ func newValkeyGlide(ctx context.Context, r *run) (pinger, error) {
 	// reconnect in a storm) are switched off; a failure to do so only
 	// costs noise.
 	C.glideLogOff()
+	// GLIDE's Tokio threads write with writev(2), which has no
+	// MSG_NOSIGNAL: a write to a connection the storm just killed raises
+	// SIGPIPE on a thread Go does not own, and Go's default for that is to
+	// end the whole process ("signal: broken pipe", seen in CI). Ignored,
+	// the write fails with EPIPE and GLIDE reconnects as it should.
+	signal.Ignore(syscall.SIGPIPE)
 	// GLIDE v2.5.3 creates its OpenTelemetry singleton lazily, without
 	// synchronisation, on every command (GetOtelInstance): concurrent
 	// first PINGs race (go test -race reports it). Creating it here, before
