@@ -159,16 +159,7 @@ var shapes = []shape{
 			if err := r.startAgent(ctx); err != nil {
 				return err
 			}
-			var p *pool
-			for i := 0; i < 3; i++ {
-				r.at(ctx, 5*s+time.Duration(i)*10*s)
-				if p != nil {
-					p.close()
-				}
-				p = r.openPool(ctx, r.dialer(), poolOpts{n: 50, every: 200 * time.Millisecond})
-			}
-			r.at(ctx, 35*s)
-			p.close()
+			r.poolRestarts(ctx, 3, 5*s, 10*s, 35*s, poolOpts{n: 50, every: 200 * time.Millisecond})
 			return nil
 		}},
 	{name: "benign-cron-bursts-large", kind: corpus.Benign,
@@ -195,16 +186,7 @@ var shapes = []shape{
 			if err := r.startAgent(ctx); err != nil {
 				return err
 			}
-			var p *pool
-			for i := 0; i < 3; i++ {
-				r.at(ctx, 5*s+time.Duration(i)*10*s)
-				if p != nil {
-					p.close()
-				}
-				p = r.openPool(ctx, r.dialer(), poolOpts{n: 50, every: 200 * time.Millisecond})
-			}
-			r.at(ctx, 35*s)
-			p.close()
+			r.poolRestarts(ctx, 3, 5*s, 10*s, 35*s, poolOpts{n: 50, every: 200 * time.Millisecond})
 			return nil
 		}},
 	{name: "benign-slow-commands", kind: corpus.Benign,

@@ -139,6 +139,24 @@ type poolOpts struct {
 }
 
 // openPool starts o.n clients; each dials, then sends cmd every o.every.
+// poolRestarts is an application restarted n times: at first, first+every,
+// … its old pool closes and a new one opens at once; the last closes at end
+// (all times since the recording started).
+func (r *run) poolRestarts(ctx context.Context, n int, first, every, end time.Duration, o poolOpts) {
+	var p *pool
+	for i := 0; i < n; i++ {
+		r.at(ctx, first+time.Duration(i)*every)
+		if p != nil {
+			p.close()
+		}
+		p = r.openPool(ctx, r.dialer(), o)
+	}
+	r.at(ctx, end)
+	if p != nil {
+		p.close()
+	}
+}
+
 func (r *run) openPool(ctx context.Context, d dialer, o poolOpts) *pool {
 	if o.cmd == "" {
 		o.cmd = "PING"
