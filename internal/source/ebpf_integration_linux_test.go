@@ -24,7 +24,8 @@ import (
 )
 
 // openEBPFTest opens the eBPF source for the sandbox's Valkey, skipping
-// when STORMGUARD_EBPF turns eBPF off (`make test` runs both ways).
+// when STORMGUARD_EBPF turns eBPF off: whoever set it asked for eBPF off,
+// so this is not a missing capability that CI must fail on.
 func openEBPFTest(t *testing.T, sb *sandbox.Sandbox) *ebpfSource {
 	t.Helper()
 	if listentrace.Off() {
