@@ -5,8 +5,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/stormguard/stormguard/internal/procnet"
