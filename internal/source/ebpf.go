@@ -96,6 +96,7 @@ func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Durati
 	if cur.Listeners > 0 {
 		s.PortOverflows = sample.U64(cur.Drops)
 	}
+	s.Accepts = sample.U64(cur.Accepts)
 	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Sum: float64(cur.WaitSumUS) / 1e6}
 	for _, b := range listentrace.PromBounds {
 		h.Bounds = append(h.Bounds, float64(b)/1e6)

@@ -366,9 +366,12 @@ type listenq struct {
 	// countBudget).
 	counted              bool
 	synRecv, established uint64
-	nextCount            time.Time
-	countedAt            time.Time
-	countFailing         bool
+	// abandoned counts CLOSE_WAIT children no process owns: queued
+	// connections whose client already closed (listen.abandoned).
+	abandoned    uint64
+	nextCount    time.Time
+	countedAt    time.Time
+	countFailing bool
 	// lastTook is how long the last count took (wall time).
 	lastTook time.Duration
 	// budget is countBudget; tests set 0 to count at every sample.
@@ -623,7 +626,8 @@ func (l *listenq) collConn() (*diagConn, error) {
 	return c, nil
 }
 
-// runCount counts the port's SYN_RECV and ESTABLISHED sockets on the count
+// runCount counts the port's SYN_RECV, ESTABLISHED and unowned CLOSE_WAIT
+// sockets (one dump) on the count
 // socket, on a locked thread so that the thread's CPU clock gives the
 // dump's full cost, records the result and spaces the next count by that
 // cost (countSpacing), then closes done. Collect starts it and never
@@ -637,7 +641,7 @@ func (l *listenq) runCount(done chan struct{}) {
 	if err == nil {
 		t = diagTally{Port: l.port}
 		c0 := threadCPU()
-		err = c.dump(statesSynRecv|statesEstablished, &t, start.Add(countTimeout))
+		err = c.dump(statesSynRecv|statesEstablished|statesCloseWait, &t, start.Add(countTimeout))
 		cost = threadCPU() - c0
 	}
 	runtime.UnlockOSThread()
@@ -667,6 +671,10 @@ func (l *listenq) runCount(done chan struct{}) {
 	l.counted, l.countedAt = true, start
 	l.synRecv = uint64(t.States[tcpSynRecv] + t.States[tcpNewSynRecv])
 	l.established = uint64(t.States[tcpEstablished])
+	// A child in CLOSE_WAIT without an owning socket file is still in the
+	// accept queue: once a process accepts it, it has an inode, and once
+	// that process closes it, it leaves CLOSE_WAIT (LAST_ACK).
+	l.abandoned = uint64(t.Unowned[tcpCloseWait])
 	l.nextCount = start.Add(countSpacing(cost, l.budget, countMaxAge))
 }
 
@@ -774,6 +782,7 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 	l.cmu.Lock()
 	if l.counted {
 		s.SynRecv, s.Established = sample.U64(l.synRecv), sample.U64(l.established)
+		ls.Abandoned = sample.U64(l.abandoned)
 		s.CountsAgeMS = sample.F64(float64(time.Since(l.countedAt).Microseconds()) / 1000)
 	}
 	l.cmu.Unlock()
