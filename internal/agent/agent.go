@@ -268,7 +268,7 @@ func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, r *run
 	// Before set.Close (deferred above): a running dump ends first.
 	defer p.attr.close()
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources,
-		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: p.fast.Load}
+		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: p.fast.Load, Wakes: set.Wakes}
 	sm.Run(ctx, func(s *sample.Sample) { p.step(ctx, s) })
 }
 

@@ -245,10 +245,11 @@ func (a *attributor) current(now time.Time) *detect.SourceAttribution {
 	return &r
 }
 
-// clientGroups returns the latest grouped CLIENT LIST with its age and a
-// note when it was taken before the current episode.
-func clientGroups(set *source.Set, st detect.State, now time.Time) *serve.ClientGroups {
-	snap, note := set.ClientGroups()
+// clientGroups returns the latest grouped CLIENT LIST the valkey source
+// published, with its age and a note when it was taken before the current
+// episode.
+func clientGroups(pub source.ClientGroups, st detect.State, now time.Time) *serve.ClientGroups {
+	snap, note := pub.Snapshot, pub.Note
 	if snap == nil {
 		if note == "" {
 			return nil
