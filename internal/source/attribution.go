@@ -102,6 +102,7 @@ type PeerTracker struct {
 	prevOK    bool
 	prevTrunc bool
 }
+
 // NewPeers is what one dump adds over the previous one.
 type NewPeers struct {
 	// Since is the previous dump's time: every ESTABLISHED connection
