@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/stormguard/stormguard/internal/clientlist"
@@ -89,12 +90,14 @@ func RoleName(role string) string {
 
 // PeerTracker remembers the connections of the previous dump so the next
 // one yields only what is new. It keeps 8 bytes per connection (a keyed
-// hash of the 4-tuple), so tracking 20,000 connections costs ~0.5 MB.
+// hash of the 4-tuple) in a sorted slice, and reuses the slices from dump
+// to dump, so tracking 20,000 connections costs ~0.3 MB, allocated once.
 // Its zero value is ready to use; it is not safe for concurrent use.
 type PeerTracker struct {
 	seed      maphash.Seed
 	seeded    bool
-	prev      map[uint64]struct{}
+	prev      []uint64 // sorted hashes of the previous dump's ESTABLISHED sockets
+	spare     []uint64 // the slice before that, reused for the next dump
 	prevTime  time.Time
 	prevOK    bool
 	prevTrunc bool
@@ -130,7 +133,7 @@ func (t *PeerTracker) Next(d PeerDump) NewPeers {
 	if t.prevOK {
 		out.Since = t.prevTime
 	}
-	cur := make(map[uint64]struct{}, len(d.Peers))
+	cur := t.spare[:0]
 	for _, p := range d.Peers {
 		if p.HalfOpen() {
 			out.SynRecv++
@@ -138,19 +141,21 @@ func (t *PeerTracker) Next(d PeerDump) NewPeers {
 			continue
 		}
 		k := maphash.Comparable(t.seed, [2]netip.AddrPort{p.Local, p.Remote})
-		cur[k] = struct{}{}
+		cur = append(cur, k)
 		if !t.prevOK {
 			continue
 		}
-		if _, old := t.prev[k]; !old {
+		if _, old := slices.BinarySearch(t.prev, k); !old {
 			out.Established++
 			out.Addrs = append(out.Addrs, p.Remote.Addr())
 		}
 	}
-	t.prev, t.prevTime, t.prevOK, t.prevTrunc = cur, d.Time, true, d.Truncated
+	slices.Sort(cur)
+	t.prev, t.spare = cur, t.prev
+	t.prevTime, t.prevOK, t.prevTrunc = d.Time, true, d.Truncated
 	return out
 }
 
 // Reset forgets the previous dump (the target restarted, or a dump failed
 // and the next diff would span an unknown gap).
-func (t *PeerTracker) Reset() { t.prev, t.prevOK = nil, false }
+func (t *PeerTracker) Reset() { t.prev, t.prevOK = t.prev[:0], false }
