@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
 // openPTY opens a pseudo-terminal pair: writes to the returned tty come out
@@ -18,7 +20,7 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
+		sandboxtest.SkipOrFail(t, "no pseudo-terminals here: "+err.Error())
 	}
 	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
 		m.Close()

@@ -1,6 +1,10 @@
 package checklist
 
 import (
+	"context"
+	"strings"
+
+	"github.com/stormguard/stormguard/internal/listentrace"
 	"reflect"
 	"testing"
 )
@@ -121,4 +125,28 @@ func TestRuleTWReuse(t *testing.T) {
 		{name: "on", id: "tw-reuse-disabled", sev: OK, facts: Facts{Role: RoleClient, Sysctls: sysctls(sysTWReuse, "1")}},
 		{name: "server", id: "tw-reuse-disabled", none: true, facts: Facts{Sysctls: sysctls(sysTWReuse, "0")}},
 	})
+}
+
+func TestRuleEBPF(t *testing.T) {
+	runRuleCases(t, ruleEBPF, []ruleCase{
+		{name: "loads", id: "ebpf-per-port-signals", sev: OK, facts: Facts{EBPF: &EBPFFacts{}}},
+		{name: "turned off", id: "ebpf-per-port-signals", sev: Info,
+			facts:    Facts{EBPF: &EBPFFacts{Err: "turned off (STORMGUARD_EBPF=0)"}},
+			evidence: []string{"turned off (STORMGUARD_EBPF=0)"}},
+		{name: "not probed", id: "ebpf-per-port-signals", none: true, facts: Facts{}},
+	})
+}
+
+// TestProbeEBPFTurnedOff: with eBPF turned off by the environment, check
+// reports why without loading anything (no root needed).
+func TestProbeEBPFTurnedOff(t *testing.T) {
+	t.Setenv(listentrace.Env, "0")
+	f := probeEBPF(context.Background(), "", 6379)
+	if f == nil || !strings.Contains(f.Err, "turned off") || !strings.Contains(f.Err, listentrace.Env) {
+		t.Fatalf("probeEBPF with %s=0 = %+v, want the reason", listentrace.Env, f)
+	}
+	fs := ruleEBPF(&Facts{EBPF: f})
+	if len(fs) != 1 || fs[0].Severity != Info || !strings.Contains(fs[0].Evidence, "turned off") {
+		t.Fatalf("finding = %+v, want one info finding saying eBPF is turned off", fs)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/dialer"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 var pingCmd = []byte("*1\r\n$4\r\nPING\r\n")
@@ -292,7 +293,7 @@ func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawC
 		if err != nil || rp.kind != '$' {
 			return
 		}
-		if n, ok := infoCounters(rp.bulk)["connected_clients"]; ok {
+		if n, ok := infoCounters(valkeyconn.ParseInfo(string(rp.bulk)))["connected_clients"]; ok {
 			d.ObserveClients(target, int(n))
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
 func TestSourceAddr(t *testing.T) {
@@ -78,7 +80,7 @@ func TestSourceCount(t *testing.T) {
 func TestDialFromSource(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
-		t.Skip("no IPv4 loopback:", err)
+		sandboxtest.SkipOrFail(t, "no IPv4 loopback: "+err.Error())
 	}
 	defer ln.Close()
 	d, err := newSourceDialer("", prefetch)

@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"syscall"
 )
 
@@ -127,8 +126,7 @@ func (slowScenario) disrupt(ctx context.Context, r *run, mark func()) error {
 		return nil
 	}
 	mark()
-	secs := strconv.FormatFloat(r.cfg.Stall.Seconds(), 'f', 3, 64)
-	if _, err := r.adm.do(ctx, "DEBUG", "SLEEP", secs); err != nil {
+	if err := r.adm.debugSleep(ctx, r.cfg.Stall); err != nil {
 		return fmt.Errorf("DEBUG SLEEP (needs enable-debug-command on the server): %w", err)
 	}
 	return nil
