@@ -36,6 +36,11 @@ type Counters struct {
 	Listeners uint64
 	Accepts   uint64
 	WaitSumUS uint64
+	// Established and SynRecv are the port's sockets in those states
+	// now (gauges, kept by the programs from state changes; SynRecv
+	// includes the listeners' SYN queues, i.e. the half-open
+	// connections).
+	Established, SynRecv uint64
 	Hist      [NBuckets]uint64
 	// MaxWait is the longest accept wait since the previous Read.
 	MaxWait time.Duration
@@ -85,6 +90,7 @@ func Delta(prev, cur Counters) Counters {
 	d.SYNsFull = sub(prev.SYNsFull, cur.SYNsFull)
 	d.Drops = sub(prev.Drops, cur.Drops)
 	d.Listeners = cur.Listeners
+	d.Established, d.SynRecv = cur.Established, cur.SynRecv
 	d.Accepts = sub(prev.Accepts, cur.Accepts)
 	d.WaitSumUS = sub(prev.WaitSumUS, cur.WaitSumUS)
 	for i := range d.Hist {
@@ -135,6 +141,14 @@ type Event struct {
 	Slot     uint32
 	Kind     uint32
 }
+
+// Event kinds (struct event's kind).
+const (
+	// EventOverflow: a SYN met a full accept queue of the port.
+	EventOverflow = 1
+	// EventRelearn: a connection arrived and no listener is known.
+	EventRelearn = 2
+)
 
 // eventSize is sizeof(struct event).
 const eventSize = 16

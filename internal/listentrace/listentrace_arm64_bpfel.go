@@ -24,42 +24,44 @@ type listentraceListenerDrops struct {
 	_         structs.HostLayout
 	Drops     uint64
 	Listeners uint64
+	SynQueue  uint64
 }
 
 type listentracePortStats struct {
-	_         structs.HostLayout
-	Syns      uint64
-	SynsFull  uint64
-	Accepts   uint64
-	WaitSumUs uint64
-	Hist      [400]uint64
+	_           structs.HostLayout
+	Syns        uint64
+	SynsFull    uint64
+	Accepts     uint64
+	WaitSumUs   uint64
+	Established int64
+	SynRecv     int64
+	Hist        [400]uint64
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	listentraceMapAccepting           = "accepting"
-	listentraceMapDrops               = "drops"
-	listentraceMapEvents              = "events"
-	listentraceMapFull                = "full"
-	listentraceMapLastEvent           = "last_event"
-	listentraceMapListeners           = "listeners"
-	listentraceMapQueued              = "queued"
-	listentraceMapStats               = "stats"
-	listentraceMapWaitMax             = "wait_max"
-	listentraceProgOnAccept4Enter     = "on_accept4_enter"
-	listentraceProgOnAccept4Exit      = "on_accept4_exit"
-	listentraceProgOnAcceptEnterPlain = "on_accept_enter_plain"
-	listentraceProgOnAcceptExitPlain  = "on_accept_exit_plain"
-	listentraceProgOnSetState         = "on_set_state"
-	listentraceProgOnSkLookup         = "on_sk_lookup"
-	listentraceProgReadDrops          = "read_drops"
-	listentraceVarUnusedDrops         = "unused_drops"
-	listentraceVarUnusedEvent         = "unused_event"
-	listentraceVarUnusedStats         = "unused_stats"
-	listentraceVarWatchNetns          = "watch_netns"
-	listentraceVarWatchPort           = "watch_port"
+	listentraceMapCounted            = "counted"
+	listentraceMapDrops              = "drops"
+	listentraceMapEvents             = "events"
+	listentraceMapFull               = "full"
+	listentraceMapLastEvent          = "last_event"
+	listentraceMapListeners          = "listeners"
+	listentraceMapQueued             = "queued"
+	listentraceMapStats              = "stats"
+	listentraceMapWaitMax            = "wait_max"
+	listentraceProgOnAccept4Exit     = "on_accept4_exit"
+	listentraceProgOnAcceptExitPlain = "on_accept_exit_plain"
+	listentraceProgOnSetState        = "on_set_state"
+	listentraceProgOnSkLookup        = "on_sk_lookup"
+	listentraceProgReadDrops         = "read_drops"
+	listentraceProgWalk              = "walk"
+	listentraceVarUnusedDrops        = "unused_drops"
+	listentraceVarUnusedEvent        = "unused_event"
+	listentraceVarUnusedStats        = "unused_stats"
+	listentraceVarWatchNetns         = "watch_netns"
+	listentraceVarWatchPort          = "watch_port"
 )
 
 // loadListentrace returns the embedded CollectionSpec for listentrace.
@@ -104,20 +106,19 @@ type listentraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceProgramSpecs struct {
-	OnAccept4Enter     *ebpf.ProgramSpec `ebpf:"on_accept4_enter"`
-	OnAccept4Exit      *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
-	OnAcceptEnterPlain *ebpf.ProgramSpec `ebpf:"on_accept_enter_plain"`
-	OnAcceptExitPlain  *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
-	OnSetState         *ebpf.ProgramSpec `ebpf:"on_set_state"`
-	OnSkLookup         *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
-	ReadDrops          *ebpf.ProgramSpec `ebpf:"read_drops"`
+	OnAccept4Exit     *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
+	OnAcceptExitPlain *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
+	OnSetState        *ebpf.ProgramSpec `ebpf:"on_set_state"`
+	OnSkLookup        *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
+	ReadDrops         *ebpf.ProgramSpec `ebpf:"read_drops"`
+	Walk              *ebpf.ProgramSpec `ebpf:"walk"`
 }
 
 // listentraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceMapSpecs struct {
-	Accepting *ebpf.MapSpec `ebpf:"accepting"`
+	Counted   *ebpf.MapSpec `ebpf:"counted"`
 	Drops     *ebpf.MapSpec `ebpf:"drops"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Full      *ebpf.MapSpec `ebpf:"full"`
@@ -159,7 +160,7 @@ func (o *listentraceObjects) Close() error {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentraceMaps struct {
-	Accepting *ebpf.Map `ebpf:"accepting"`
+	Counted   *ebpf.Map `ebpf:"counted"`
 	Drops     *ebpf.Map `ebpf:"drops"`
 	Events    *ebpf.Map `ebpf:"events"`
 	Full      *ebpf.Map `ebpf:"full"`
@@ -172,7 +173,7 @@ type listentraceMaps struct {
 
 func (m *listentraceMaps) Close() error {
 	return _ListentraceClose(
-		m.Accepting,
+		m.Counted,
 		m.Drops,
 		m.Events,
 		m.Full,
@@ -199,24 +200,22 @@ type listentraceVariables struct {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentracePrograms struct {
-	OnAccept4Enter     *ebpf.Program `ebpf:"on_accept4_enter"`
-	OnAccept4Exit      *ebpf.Program `ebpf:"on_accept4_exit"`
-	OnAcceptEnterPlain *ebpf.Program `ebpf:"on_accept_enter_plain"`
-	OnAcceptExitPlain  *ebpf.Program `ebpf:"on_accept_exit_plain"`
-	OnSetState         *ebpf.Program `ebpf:"on_set_state"`
-	OnSkLookup         *ebpf.Program `ebpf:"on_sk_lookup"`
-	ReadDrops          *ebpf.Program `ebpf:"read_drops"`
+	OnAccept4Exit     *ebpf.Program `ebpf:"on_accept4_exit"`
+	OnAcceptExitPlain *ebpf.Program `ebpf:"on_accept_exit_plain"`
+	OnSetState        *ebpf.Program `ebpf:"on_set_state"`
+	OnSkLookup        *ebpf.Program `ebpf:"on_sk_lookup"`
+	ReadDrops         *ebpf.Program `ebpf:"read_drops"`
+	Walk              *ebpf.Program `ebpf:"walk"`
 }
 
 func (p *listentracePrograms) Close() error {
 	return _ListentraceClose(
-		p.OnAccept4Enter,
 		p.OnAccept4Exit,
-		p.OnAcceptEnterPlain,
 		p.OnAcceptExitPlain,
 		p.OnSetState,
 		p.OnSkLookup,
 		p.ReadDrops,
+		p.Walk,
 	)
 }
 

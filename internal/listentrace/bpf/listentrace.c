@@ -3,29 +3,39 @@
  * listentrace: per-listener accept-queue truth for the port stormguard
  * watches. Everything is counted in the kernel, in per-CPU maps, for the
  * watched (network namespace, port) only; user space reads the maps once
- * per sample. The only record sent to user space is a ring-buffer event
- * when the watched listener overflows, at most one per 10 ms.
+ * per sample. The only records sent to user space are ring-buffer events:
+ * the watched listener overflows (at most one per 10 ms), or a connection
+ * arrived while no listener of the port is known (relearn them).
  *
- * Only tracepoints and a network-namespace sk_lookup program are used: they
- * need neither kprobes nor BPF trampolines (fentry), which many kernels
- * (and VM kernels in particular) are built without. docs/signals.md says
- * why each point.
- *   sock:inet_sock_set_state (raw)  a child socket of the watched listener
- *        is created (LISTEN -> SYN_RECV): the handshake completed; it is
- *        queued for accept() microseconds later. Timestamped by address.
- *        Any socket's move to CLOSE forgets it.
- *   syscalls:sys_{enter,exit}_accept{,4}  accept() returned an fd: its
- *        socket's timestamp gives the accept wait; the listening fd it was
- *        called on teaches the listening socket's address.
- *   The child's creation and each accept re-check whether the learned
- *   listeners' accept queues are full (for sk_lookup, below).
+ * Only tracepoints, a TCP socket iterator and a network-namespace
+ * sk_lookup program are used: they need neither kprobes nor BPF
+ * trampolines (fentry), which many kernels (and VM kernels in particular)
+ * are built without. docs/signals.md says why each point.
+ *   tp_btf sock:inet_sock_set_state  every TCP state change; returns after
+ *        one port compare unless the socket is the watched port's.
+ *        LISTEN -> SYN_RECV: a child socket is created (the handshake
+ *        completed); it is queued for accept() microseconds later:
+ *        timestamped by address. Into / out of ESTABLISHED and SYN_RECV:
+ *        the per-port counts, kept exact with a per-socket flag (socket
+ *        local storage) so a socket counted by the iterator is never
+ *        counted twice nor uncounted without having been counted.
+ *   syscalls:sys_exit_accept{,4}  accept() returned an fd: its socket's
+ *        timestamp gives the accept wait.
+ *   iter/tcp (run by user space at attach, and again when no listener is
+ *        known) walks the namespace's TCP sockets once: it learns the
+ *        port's listening sockets and counts the ESTABLISHED and SYN_RECV
+ *        sockets that existed before the tracepoint was attached.
+ *   The child's creation (and each accept while a queue is full)
+ *   re-checks whether the learned listeners' accept queues are full (for
+ *   sk_lookup, below).
  *   sk_lookup (per netns)           a packet looked for a listener on the
  *        port: a SYN (or, under SYN cookies, a cookie ACK). sock_diag
  *        lookups (no remote port) are not counted. A SYN that arrives
  *        while the queue is full is about to be dropped: the wake event.
  *   read_drops (run by user space through BPF_PROG_TEST_RUN at each
  *        sample) sums the learned listeners' drop counters (sk_drops:
- *        the kernel's per-listener count of what ListenDrops counts).
+ *        the kernel's per-listener count of what ListenDrops counts) and
+ *        SYN queues (request sockets: the half-open connections).
  */
 #include "listentrace.h"
 #include <bpf/bpf_helpers.h>
@@ -50,6 +60,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define MAX_EXP 28
 #define NBUCKETS (SUB + (MAX_EXP - SUB_BITS) * SUB)
 #define EVENT_GAP_NS (10 * 1000 * 1000ULL)
+#define RELEARN_GAP_NS (1000 * 1000 * 1000ULL)
+
+/* Event kinds. */
+#define EV_OVERFLOW 1
+#define EV_RELEARN 2
 
 /* Set by the loader: the watched namespace (inode) and port. */
 volatile const __u32 watch_netns = 0;
@@ -61,6 +76,11 @@ struct port_stats {
 	__u64 syns_full;
 	__u64 accepts;
 	__u64 wait_sum_us;
+	/* The port's sockets in ESTABLISHED and (full sockets) SYN_RECV:
+	 * this CPU's share of the increments and decrements; only the sum
+	 * over CPUs is meaningful. */
+	__s64 established;
+	__s64 syn_recv;
 	__u64 hist[NBUCKETS];
 };
 
@@ -95,16 +115,26 @@ struct {
 	__type(value, __u64);
 } queued SEC(".maps");
 
+/* Per-socket flag: which count (ESTABLISHED or SYN_RECV, by state
+ * number; 0 = none) this socket is in now. Exchanged atomically, so the
+ * iterator and the tracepoint never both count a socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} counted SEC(".maps");
+
+/* Time of the last event of each kind (index = kind). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } last_event SEC(".maps");
 
 /* The watched port's listening sockets (v4, v6, SO_REUSEPORT groups) by
- * address, learned when they queue a child; value: 1 while that
- * listener's accept queue is full. */
+ * address; value: 1 while that listener's accept queue is full. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
@@ -122,11 +152,12 @@ struct {
 	__type(value, __u32);
 } full SEC(".maps");
 
-/* read_drops' answer: the summed sk_drops of the live listeners, and how
- * many there were. */
+/* read_drops' answer: the summed sk_drops and SYN queue lengths of the
+ * live listeners, and how many there were. */
 struct listener_drops {
 	__u64 drops;
 	__u64 listeners;
+	__u64 syn_queue;
 };
 
 struct {
@@ -146,6 +177,7 @@ const struct port_stats *unused_stats __attribute__((unused));
 const struct event *unused_event __attribute__((unused));
 const struct listener_drops *unused_drops __attribute__((unused));
 
+/* watched, for a socket address read from a map (probe reads). */
 static __always_inline int watched(const struct sock *sk)
 {
 	if (BPF_CORE_READ(sk, __sk_common.skc_num) != watch_port)
@@ -160,17 +192,16 @@ static __always_inline struct port_stats *port_stats(void)
 	return bpf_map_lookup_elem(&stats, &zero);
 }
 
-static __always_inline void emit(__u32 kind)
+static __always_inline void emit(__u32 kind, __u64 gap)
 {
 	struct event *e;
 	__u64 now, *last;
-	__u32 zero = 0;
 
-	last = bpf_map_lookup_elem(&last_event, &zero);
+	last = bpf_map_lookup_elem(&last_event, &kind);
 	if (!last)
 		return;
 	now = bpf_ktime_get_ns();
-	if (*last && now - *last < EVENT_GAP_NS)
+	if (*last && now - *last < gap)
 		return;
 	*last = now;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -235,9 +266,10 @@ static __always_inline void learn(const struct sock *sk)
 }
 
 /* refresh_one's context: a child of this family is about to be queued
- * (family 0xff: none, after an accept). */
+ * (family 0xff: none, after an accept); live counts the listeners seen. */
 struct refresh_ctx {
 	__u32 family;
+	__u32 live;
 };
 
 static long refresh_one(void *map, __u64 *key, __u32 *was, struct refresh_ctx *c)
@@ -246,6 +278,7 @@ static long refresh_one(void *map, __u64 *key, __u32 *was, struct refresh_ctx *c
 
 	if (!live(sk))
 		return 0;
+	c->live++;
 	refresh(sk, was, c->family == BPF_CORE_READ(sk, __sk_common.skc_family) ? 1 : 0);
 	return 0;
 }
@@ -253,10 +286,12 @@ static long refresh_one(void *map, __u64 *key, __u32 *was, struct refresh_ctx *c
 static long sum_one(void *map, __u64 *key, __u32 *was, struct listener_drops *d)
 {
 	const struct sock *sk = (const struct sock *)*key;
+	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
 
 	if (!live(sk))
 		return 0;
 	d->drops += (__u32)BPF_CORE_READ(sk, sk_drops.counter);
+	d->syn_queue += (__u32)BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
 	d->listeners++;
 	return 0;
 }
@@ -275,26 +310,92 @@ int read_drops(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("raw_tracepoint/inet_sock_set_state")
-int on_set_state(struct bpf_raw_tracepoint_args *ctx)
+/* count moves socket sk into the count of state want (ESTABLISHED,
+ * SYN_RECV, or 0 = neither), exactly once: the flag in its local storage
+ * says which count it is in. */
+static __always_inline void count(struct sock *sk, __u32 want)
 {
-	const struct sock *sk = (const struct sock *)ctx->args[0];
-	int oldstate = (int)ctx->args[1], newstate = (int)ctx->args[2];
-	__u64 key = (__u64)sk, now;
+	struct port_stats *st;
+	__u64 *flag, old;
 
+	flag = bpf_sk_storage_get(&counted, sk, 0, want ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!flag)
+		return;
+	old = __sync_lock_test_and_set(flag, want);
+	if (old == want)
+		return;
+	st = port_stats();
+	if (!st)
+		return;
+	if (old == TCP_ESTABLISHED)
+		__sync_fetch_and_add(&st->established, -1);
+	else if (old == TCP_SYN_RECV)
+		__sync_fetch_and_add(&st->syn_recv, -1);
+	if (want == TCP_ESTABLISHED)
+		__sync_fetch_and_add(&st->established, 1);
+	else if (want == TCP_SYN_RECV)
+		__sync_fetch_and_add(&st->syn_recv, 1);
+}
+
+static __always_inline __u32 counted_state(int state)
+{
+	return state == TCP_ESTABLISHED || state == TCP_SYN_RECV ? state : 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key, now;
+
+	/* Fires for every TCP state change on the host: the port first. */
+	if (sk->__sk_common.skc_num != watch_port)
+		return 0;
+	if (sk->__sk_common.skc_net.net->ns.inum != watch_netns || sk->sk_protocol != IPPROTO_TCP_)
+		return 0;
+	if (counted_state(oldstate) || counted_state(newstate))
+		count(sk, counted_state(newstate));
+	key = (__u64)sk;
 	if (newstate == TCP_CLOSE) {
 		bpf_map_delete_elem(&queued, &key);
 		return 0;
 	}
 	if (newstate != TCP_SYN_RECV || oldstate != TCP_LISTEN)
 		return 0;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || !watched(sk))
-		return 0;
 	now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&queued, &key, &now, BPF_ANY);
 	/* The child is queued for accept() next: does that fill the queue? */
-	struct refresh_ctx rc = {.family = BPF_CORE_READ(sk, __sk_common.skc_family)};
+	struct refresh_ctx rc = {.family = sk->__sk_common.skc_family};
 	bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
+	/* A connection to the port and no listener known (Valkey restarted
+	 * since the last walk): ask user space to walk again. */
+	if (!rc.live)
+		emit(EV_RELEARN, RELEARN_GAP_NS);
+	return 0;
+}
+
+/* Run by user space in the watched namespace: learn the listeners and
+ * count the sockets that predate the tracepoint. */
+SEC("iter/tcp")
+int walk(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
+	__u32 want;
+
+	if (!skc || skc->skc_num != watch_port || skc->skc_net.net->ns.inum != watch_netns)
+		return 0;
+	if (skc->skc_state == TCP_LISTEN) {
+		learn((const struct sock *)skc);
+		return 0;
+	}
+	want = counted_state(skc->skc_state);
+	if (!want)
+		return 0;
+	/* NULL for request and TIME_WAIT sockets (not full sockets). */
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	count((struct sock *)tp, want);
 	return 0;
 }
 
@@ -330,37 +431,6 @@ struct sys_exit_args {
 	long ret;
 };
 
-/* The layout of syscalls:sys_enter_accept{,4} records. */
-struct sys_enter_accept_args {
-	__u64 common;
-	long syscall_nr;
-	long fd;
-};
-
-/* Threads inside accept(): the listening fd they passed. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, __s64);
-} accepting SEC(".maps");
-
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int on_accept4_enter(struct sys_enter_accept_args *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__s64 fd = ctx->fd;
-
-	bpf_map_update_elem(&accepting, &id, &fd, BPF_ANY);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept")
-int on_accept_enter_plain(struct sys_enter_accept_args *ctx)
-{
-	return on_accept4_enter(ctx);
-}
-
 static __always_inline const struct sock *fd_sock(struct file **fds, unsigned int max, long fd)
 {
 	struct file *f;
@@ -376,42 +446,49 @@ static __always_inline const struct sock *fd_sock(struct file **fds, unsigned in
 	return BPF_CORE_READ(sock, sk);
 }
 
+static __always_inline int any_full(void)
+{
+	__u32 v4 = 0, v6 = 1, *n;
+
+	n = bpf_map_lookup_elem(&full, &v4);
+	if (n && *n)
+		return 1;
+	n = bpf_map_lookup_elem(&full, &v6);
+	return n && *n;
+}
+
 static __always_inline int on_accept_exit(struct sys_exit_args *ctx)
 {
 	struct task_struct *task;
 	struct fdtable *fdt;
-	struct file **fds;
 	struct port_stats *st;
-	struct refresh_ctx rc = {.family = 0xff};
-	__u64 key, *ts, wait, us, *mx, id = bpf_get_current_pid_tgid();
+	const struct sock *sk;
+	__u64 key, *ts, wait, us, *mx;
 	__u32 zero = 0, b;
-	__s64 *lfd, listen_fd;
-	unsigned int max;
 	long fd = ctx->ret;
 
-	lfd = bpf_map_lookup_elem(&accepting, &id);
-	if (!lfd)
-		return 0;
-	listen_fd = *lfd;
-	bpf_map_delete_elem(&accepting, &id);
+	/* Fires for every accept() on the host, and for each EAGAIN of a
+	 * non-blocking accept loop: those first. */
 	if (fd < 0)
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
 	fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt)
 		return 0;
-	max = BPF_CORE_READ(fdt, max_fds);
-	fds = BPF_CORE_READ(fdt, fd);
-	key = (__u64)fd_sock(fds, max, fd);
+	sk = fd_sock(BPF_CORE_READ(fdt, fd), BPF_CORE_READ(fdt, max_fds), fd);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) != watch_port)
+		return 0;
+	key = (__u64)sk;
 	ts = bpf_map_lookup_elem(&queued, &key);
 	if (!ts)
 		return 0;
 	wait = bpf_ktime_get_ns() - *ts;
 	bpf_map_delete_elem(&queued, &key);
-	/* The listening socket accept() was called on: a watched one. */
-	learn(fd_sock(fds, max, listen_fd));
-	/* accept() took one from a queue: it may no longer be full. */
-	bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
+	/* accept() took one from a queue: a full one may no longer be. */
+	if (any_full()) {
+		struct refresh_ctx rc = {.family = 0xff};
+		bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
+	}
 	st = port_stats();
 	if (!st)
 		return 0;
@@ -463,7 +540,7 @@ int on_sk_lookup(struct bpf_sk_lookup *ctx)
 	if (n && *n > 0) {
 		if (st)
 			st->syns_full++;
-		emit(1);
+		emit(EV_OVERFLOW, EVENT_GAP_NS);
 	}
 	return SK_PASS;
 }
