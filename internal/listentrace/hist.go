@@ -41,7 +41,7 @@ type Counters struct {
 	// includes the listeners' SYN queues, i.e. the half-open
 	// connections).
 	Established, SynRecv uint64
-	Hist      [NBuckets]uint64
+	Hist                 [NBuckets]uint64
 	// MaxWait is the longest accept wait since the previous Read.
 	MaxWait time.Duration
 }
