@@ -47,7 +47,9 @@ const (
 	listentraceMapEvents             = "events"
 	listentraceMapFull               = "full"
 	listentraceMapLastEvent          = "last_event"
+	listentraceMapLimit              = "limit"
 	listentraceMapListeners          = "listeners"
+	listentraceMapPending            = "pending"
 	listentraceMapQueued             = "queued"
 	listentraceMapStats              = "stats"
 	listentraceMapWaitMax            = "wait_max"
@@ -123,7 +125,9 @@ type listentraceMapSpecs struct {
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Full      *ebpf.MapSpec `ebpf:"full"`
 	LastEvent *ebpf.MapSpec `ebpf:"last_event"`
+	Limit     *ebpf.MapSpec `ebpf:"limit"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
+	Pending   *ebpf.MapSpec `ebpf:"pending"`
 	Queued    *ebpf.MapSpec `ebpf:"queued"`
 	Stats     *ebpf.MapSpec `ebpf:"stats"`
 	WaitMax   *ebpf.MapSpec `ebpf:"wait_max"`
@@ -165,7 +169,9 @@ type listentraceMaps struct {
 	Events    *ebpf.Map `ebpf:"events"`
 	Full      *ebpf.Map `ebpf:"full"`
 	LastEvent *ebpf.Map `ebpf:"last_event"`
+	Limit     *ebpf.Map `ebpf:"limit"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
+	Pending   *ebpf.Map `ebpf:"pending"`
 	Queued    *ebpf.Map `ebpf:"queued"`
 	Stats     *ebpf.Map `ebpf:"stats"`
 	WaitMax   *ebpf.Map `ebpf:"wait_max"`
@@ -178,7 +184,9 @@ func (m *listentraceMaps) Close() error {
 		m.Events,
 		m.Full,
 		m.LastEvent,
+		m.Limit,
 		m.Listeners,
+		m.Pending,
 		m.Queued,
 		m.Stats,
 		m.WaitMax,

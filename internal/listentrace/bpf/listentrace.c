@@ -105,11 +105,15 @@ struct {
 	__type(value, __u64);
 } wait_max SEC(".maps");
 
-/* Children of the watched listener not yet accepted: socket address ->
- * creation time. LRU, and forgotten at CLOSE, so a socket freed without
- * accept() cannot leave a stale entry for a later socket at its address. */
+/* Children of the watched listener: socket address -> creation time.
+ * Entries are never deleted (a delete per connection costs more than it
+ * saves): the LRU drops the oldest, and an entry left by a socket that was
+ * freed is overwritten when a later child is created at its address, the
+ * only way a socket of the port reaches accept(). Per-CPU LRU lists: no
+ * shared lock on the hot path. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, __u64);
@@ -151,6 +155,27 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } full SEC(".maps");
+
+/* Per address family: children queued and not yet accepted, counted up
+ * at creation and down at accept, and reset from the listeners' own
+ * sk_ack_backlog by read_drops at every sample (children closed before
+ * accept() are not counted down, so it can only run high until then);
+ * and the smallest accept-queue limit of the family's listeners (0 =
+ * unknown). The full flags are refreshed (probe reads of each listener)
+ * only when the pending count could fill a queue. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __s64);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} limit SEC(".maps");
 
 /* read_drops' answer: the summed sk_drops and SYN queue lengths of the
  * live listeners, and how many there were. */
@@ -283,31 +308,73 @@ static long refresh_one(void *map, __u64 *key, __u32 *was, struct refresh_ctx *c
 	return 0;
 }
 
-static long sum_one(void *map, __u64 *key, __u32 *was, struct listener_drops *d)
+struct sum_ctx {
+	struct listener_drops d;
+	__s64 backlog[2];
+	__u32 limit[2];
+};
+
+static long sum_one(void *map, __u64 *key, __u32 *was, struct sum_ctx *c)
 {
 	const struct sock *sk = (const struct sock *)*key;
 	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+	__u32 fam, max;
 
 	if (!live(sk))
 		return 0;
-	d->drops += (__u32)BPF_CORE_READ(sk, sk_drops.counter);
-	d->syn_queue += (__u32)BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
-	d->listeners++;
+	c->d.drops += (__u32)BPF_CORE_READ(sk, sk_drops.counter);
+	c->d.syn_queue += (__u32)BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
+	c->d.listeners++;
+	fam = family_index(sk) & 1;
+	max = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	c->backlog[fam] += BPF_CORE_READ(sk, sk_ack_backlog);
+	if (!c->limit[fam] || max < c->limit[fam])
+		c->limit[fam] = max;
 	return 0;
 }
 
-/* Run by user space (BPF_PROG_TEST_RUN) at each sample; never attached. */
+/* Run by user space (BPF_PROG_TEST_RUN) at each sample; never attached.
+ * Also resets the pending counts and limits from the listeners. */
 SEC("raw_tracepoint")
 int read_drops(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct listener_drops d = {}, *out;
-	__u32 zero = 0;
+	struct sum_ctx c = {};
+	struct listener_drops *out;
+	__u32 zero = 0, one = 1;
+	__s64 *p;
+	__u32 *l;
 
-	bpf_for_each_map_elem(&listeners, sum_one, &d, 0);
+	bpf_for_each_map_elem(&listeners, sum_one, &c, 0);
 	out = bpf_map_lookup_elem(&drops, &zero);
 	if (out)
-		*out = d;
+		*out = c.d;
+	p = bpf_map_lookup_elem(&pending, &zero);
+	if (p)
+		*p = c.backlog[0];
+	p = bpf_map_lookup_elem(&pending, &one);
+	if (p)
+		*p = c.backlog[1];
+	l = bpf_map_lookup_elem(&limit, &zero);
+	if (l)
+		*l = c.limit[0];
+	l = bpf_map_lookup_elem(&limit, &one);
+	if (l)
+		*l = c.limit[1];
 	return 0;
+}
+
+/* near_full adds delta to family fam's pending children and tells whether
+ * a queue of the family could now be full (or the limit is unknown). */
+static __always_inline int near_full(__u32 fam, __s64 delta)
+{
+	__s64 *p = bpf_map_lookup_elem(&pending, &fam);
+	__u32 *l = bpf_map_lookup_elem(&limit, &fam);
+	__s64 n;
+
+	if (!p || !l)
+		return 1;
+	n = __sync_fetch_and_add(p, delta) + delta;
+	return !*l || n + 1 >= *l;
 }
 
 /* count moves socket sk into the count of state want (ESTABLISHED,
@@ -354,17 +421,17 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	if (counted_state(oldstate) || counted_state(newstate))
 		count(sk, counted_state(newstate));
-	key = (__u64)sk;
-	if (newstate == TCP_CLOSE) {
-		bpf_map_delete_elem(&queued, &key);
-		return 0;
-	}
 	if (newstate != TCP_SYN_RECV || oldstate != TCP_LISTEN)
 		return 0;
+	key = (__u64)sk;
 	now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&queued, &key, &now, BPF_ANY);
-	/* The child is queued for accept() next: does that fill the queue? */
-	struct refresh_ctx rc = {.family = sk->__sk_common.skc_family};
+	/* The child is queued for accept() next: does that fill the queue?
+	 * Only worth reading the listeners when it could. */
+	__u32 family = sk->__sk_common.skc_family;
+	if (!near_full(family == AF_INET6_ ? 1 : 0, 1))
+		return 0;
+	struct refresh_ctx rc = {.family = family};
 	bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
 	/* A connection to the port and no listener known (Valkey restarted
 	 * since the last walk): ask user space to walk again. */
@@ -483,7 +550,11 @@ static __always_inline int on_accept_exit(struct sys_exit_args *ctx)
 	if (!ts)
 		return 0;
 	wait = bpf_ktime_get_ns() - *ts;
-	bpf_map_delete_elem(&queued, &key);
+	/* Zeroed rather than deleted (see queued): accepted once. */
+	if (!*ts)
+		return 0;
+	*ts = 0;
+	near_full(BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6_ ? 1 : 0, -1);
 	/* accept() took one from a queue: a full one may no longer be. */
 	if (any_full()) {
 		struct refresh_ctx rc = {.family = 0xff};
