@@ -124,6 +124,7 @@ func TestBenchEBPFCost(t *testing.T) {
 
 	const calls = 2_000_000
 	var without, with []float64
+	var err error
 	for range 3 {
 		without = append(without, syscallNS(calls))
 		tr, err := Open(context.Background(), sb.NetNS, uint16(sb.Port), nil)
@@ -134,6 +135,30 @@ func TestBenchEBPFCost(t *testing.T) {
 		tr.Close()
 	}
 	t.Logf("RESULT getppid ns/call without programs %.1f %.1f %.1f, with %.1f %.1f %.1f", without[0], without[1], without[2], with[0], with[1], with[2])
+
+	// A/B: the CPU the storm costs Valkey and the client (their own time
+	// plus the kernel's, the programs included) per connection, with and
+	// without the programs attached, alternating; statistics off.
+	abConns := benchEnvInt("STORMGUARD_BENCH_AB_CONNS", 30000)
+	var off, on []float64
+	for round := range 4 {
+		attached := round%2 == 1
+		var tr *Tracer
+		if attached {
+			if tr, err = Open(context.Background(), sb.NetNS, uint16(sb.Port), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ns := stormCPU(t, sb, abConns)
+		if attached {
+			tr.Close()
+			on = append(on, ns)
+		} else {
+			off = append(off, ns)
+		}
+	}
+	t.Logf("RESULT A/B %d connections per round: CPU per connection (Valkey + valkey-benchmark + their kernel time) without programs %.0f, %.0f ns; with %.0f, %.0f ns; difference of the means %.0f ns = %.2f%% of one core at 20,000/s",
+		abConns, off[0], off[1], on[0], on[1], (on[0]+on[1]-off[0]-off[1])/2, 100*(on[0]+on[1]-off[0]-off[1])/2*20000/1e9)
 
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
@@ -198,4 +223,63 @@ func TestBenchEBPFCost(t *testing.T) {
 	t.Logf("RESULT load: %d connections (%d SYNs) in %v = %.0f/s; programs %.0f ns per connection = %.2f%% of one core at this rate, %.2f%% at 20,000/s",
 		accepts, syns, wall.Round(time.Millisecond), rate, perConn, 100*total.Seconds()/wall.Seconds(), 100*perConn*20000/1e9)
 	t.Logf("RESULT load after: %s", loadavg())
+}
+
+// taskCPU is a process's CPU time from /proc/PID/schedstat (ns).
+func taskCPU(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		t.Fatalf("schedstat of %d: %q", pid, b)
+	}
+	v, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(v)
+}
+
+// threadsCPU sums taskCPU over a process's threads.
+func threadsCPU(t *testing.T, pid int) time.Duration {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum time.Duration
+	for _, e := range ents {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, e.Name()))
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64); err == nil {
+			sum += time.Duration(v)
+		}
+	}
+	return sum
+}
+
+// stormCPU runs valkey-benchmark -k 0 for n connections and returns the
+// CPU Valkey and the benchmark used per connection, in ns.
+func stormCPU(t *testing.T, sb *sandbox.Sandbox, n int) float64 {
+	var r0, r1 unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &r0); err != nil {
+		t.Fatal(err)
+	}
+	v0 := threadsCPU(t, sb.ValkeyPID())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := sb.Command(ctx, "valkey-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(sb.Port),
+		"-c", "50", "-n", strconv.Itoa(n), "-k", "0", "-t", "ping_inline", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("valkey-benchmark: %v: %s", err, out)
+	}
+	v1 := threadsCPU(t, sb.ValkeyPID())
+	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &r1); err != nil {
+		t.Fatal(err)
+	}
+	client := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+	return float64((v1 - v0 + client).Nanoseconds()) / float64(n)
 }

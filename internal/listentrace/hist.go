@@ -36,10 +36,9 @@ type Counters struct {
 	Listeners uint64
 	Accepts   uint64
 	WaitSumUS uint64
-	// Established and SynRecv are the port's sockets in those states
-	// now (gauges, kept by the programs from state changes; SynRecv
-	// includes the listeners' SYN queues, i.e. the half-open
-	// connections).
+	// Established is the port's ESTABLISHED sockets now (a gauge kept
+	// by the programs from state changes); SynRecv the half-open
+	// connections in its listeners' SYN queues (see Tracer.Counts).
 	Established, SynRecv uint64
 	Hist                 [NBuckets]uint64
 	// MaxWait is the longest accept wait since the previous Read.

@@ -34,7 +34,6 @@ type listentracePortStats struct {
 	Accepts     uint64
 	WaitSumUs   uint64
 	Established int64
-	SynRecv     int64
 	Hist        [400]uint64
 }
 
@@ -62,6 +61,7 @@ const (
 	listentraceVarUnusedDrops        = "unused_drops"
 	listentraceVarUnusedEvent        = "unused_event"
 	listentraceVarUnusedStats        = "unused_stats"
+	listentraceVarWalkDone           = "walk_done"
 	listentraceVarWatchNetns         = "watch_netns"
 	listentraceVarWatchPort          = "watch_port"
 )
@@ -140,6 +140,7 @@ type listentraceVariableSpecs struct {
 	UnusedDrops *ebpf.VariableSpec `ebpf:"unused_drops"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedStats *ebpf.VariableSpec `ebpf:"unused_stats"`
+	WalkDone    *ebpf.VariableSpec `ebpf:"walk_done"`
 	WatchNetns  *ebpf.VariableSpec `ebpf:"watch_netns"`
 	WatchPort   *ebpf.VariableSpec `ebpf:"watch_port"`
 }
@@ -200,6 +201,7 @@ type listentraceVariables struct {
 	UnusedDrops *ebpf.Variable `ebpf:"unused_drops"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	UnusedStats *ebpf.Variable `ebpf:"unused_stats"`
+	WalkDone    *ebpf.Variable `ebpf:"walk_done"`
 	WatchNetns  *ebpf.Variable `ebpf:"watch_netns"`
 	WatchPort   *ebpf.Variable `ebpf:"watch_port"`
 }

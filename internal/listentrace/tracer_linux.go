@@ -169,6 +169,12 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 		t.Close()
 		return nil, err
 	}
+	// From now on the programs count new sockets without a per-socket
+	// flag (see established_enter in bpf/listentrace.c).
+	if err := objs.WalkDone.Set(uint32(1)); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("end the first walk: %w", err)
+	}
 	go t.readEvents()
 	go t.relearner()
 	return t, nil
@@ -314,10 +320,9 @@ func (t *Tracer) Read() (Counters, error) {
 	if err := t.objs.Stats.Lookup(uint32(0), &per); err != nil {
 		return c, fmt.Errorf("read port stats: %w", err)
 	}
-	var est, synRecv int64
+	var est int64
 	for i := range per {
 		est += per[i].Established
-		synRecv += per[i].SynRecv
 		c.SYNs += per[i].Syns
 		c.SYNsFull += per[i].SynsFull
 		c.Accepts += per[i].Accepts
@@ -338,7 +343,7 @@ func (t *Tracer) Read() (Counters, error) {
 	c.Listeners = d.Listeners
 	c.Drops = d.Drops
 	c.Established = uint64(max(est, 0))
-	c.SynRecv = uint64(max(synRecv, 0)) + d.SynQueue
+	c.SynRecv = d.SynQueue
 	if d.Listeners == 0 {
 		// Valkey restarted (a new listening socket) or is down: look
 		// for its listener again, at most once per relearnGap.
@@ -365,19 +370,19 @@ func (t *Tracer) Read() (Counters, error) {
 // port is known: its SYN queue (the half-open connections) is unknown.
 var ErrNoListener = errors.New("no listening socket of the port known to the programs")
 
-// Counts returns the port's ESTABLISHED and SYN_RECV sockets as the
-// programs keep them (SYN_RECV: full sockets in that state plus the
-// listeners' SYN queues). It reads two small maps and never walks the
+// Counts returns the port's ESTABLISHED sockets as the programs keep
+// them, and its SYN_RECV ones: the half-open connections in the listeners'
+// SYN queues (full sockets in SYN_RECV, which exist for microseconds, or
+// until the final ACK under TCP Fast Open, are not included). It reads two small maps and never walks the
 // socket hash; Read is not affected.
 func (t *Tracer) Counts() (established, synRecv uint64, err error) {
 	var per []listentracePortStats
 	if err := t.objs.Stats.Lookup(uint32(0), &per); err != nil {
 		return 0, 0, fmt.Errorf("read port stats: %w", err)
 	}
-	var est, sr int64
+	var est int64
 	for i := range per {
 		est += per[i].Established
-		sr += per[i].SynRecv
 	}
 	if _, err := t.objs.ReadDrops.Run(&ebpf.RunOptions{Context: make([]byte, 8)}); err != nil {
 		return 0, 0, fmt.Errorf("run read_drops: %w", err)
@@ -390,7 +395,7 @@ func (t *Tracer) Counts() (established, synRecv uint64, err error) {
 		t.askRelearn()
 		return 0, 0, ErrNoListener
 	}
-	return uint64(max(est, 0)), uint64(max(sr, 0)) + d.SynQueue, nil
+	return uint64(max(est, 0)), d.SynQueue, nil
 }
 
 // Close detaches the programs and frees the maps.

@@ -389,7 +389,30 @@ func TestIntegrationEBPFCounts(t *testing.T) {
 		}
 	}
 	before := dial(40)
+	// Connections come and go while the programs attach and walk: the
+	// count must still come out exact.
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		defer func() { churned <- n }()
+		for range 5000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, err := sb.Dial(context.Background())
+			if err != nil {
+				return
+			}
+			c.Close()
+			n++
+		}
+	}()
 	e := openEBPFTest(t, sb)
+	close(stop)
+	t.Logf("%d connections made and closed while attaching", <-churned)
 	agree("40 made before attach", e)
 	after := dial(25)
 	agree("+25 after", e)

@@ -15,16 +15,15 @@
  *        one port compare unless the socket is the watched port's.
  *        LISTEN -> SYN_RECV: a child socket is created (the handshake
  *        completed); it is queued for accept() microseconds later:
- *        timestamped by address. Into / out of ESTABLISHED and SYN_RECV:
- *        the per-port counts, kept exact with a per-socket flag (socket
- *        local storage) so a socket counted by the iterator is never
- *        counted twice nor uncounted without having been counted.
+ *        timestamped by address. Into / out of ESTABLISHED: the
+ *        per-port count (see established_enter for how it stays exact
+ *        for sockets that predate the programs).
  *   syscalls:sys_exit_accept{,4}  accept() returned an fd: its socket's
  *        timestamp gives the accept wait.
  *   iter/tcp (run by user space at attach, and again when no listener is
  *        known) walks the namespace's TCP sockets once: it learns the
- *        port's listening sockets and counts the ESTABLISHED and SYN_RECV
- *        sockets that existed before the tracepoint was attached.
+ *        port's listening sockets and, the first time, counts the
+ *        ESTABLISHED sockets that existed before the tracepoint.
  *   The child's creation (and each accept while a queue is full)
  *   re-checks whether the learned listeners' accept queues are full (for
  *   sk_lookup, below).
@@ -76,11 +75,9 @@ struct port_stats {
 	__u64 syns_full;
 	__u64 accepts;
 	__u64 wait_sum_us;
-	/* The port's sockets in ESTABLISHED and (full sockets) SYN_RECV:
-	 * this CPU's share of the increments and decrements; only the sum
-	 * over CPUs is meaningful. */
+	/* The port's sockets in ESTABLISHED: this CPU's share of the
+	 * increments and decrements; only the sum over CPUs is meaningful. */
 	__s64 established;
-	__s64 syn_recv;
 	__u64 hist[NBUCKETS];
 };
 
@@ -119,9 +116,9 @@ struct {
 	__type(value, __u64);
 } queued SEC(".maps");
 
-/* Per-socket flag: which count (ESTABLISHED or SYN_RECV, by state
- * number; 0 = none) this socket is in now. Exchanged atomically, so the
- * iterator and the tracepoint never both count a socket. */
+/* Per-socket flag: 1 while the socket is in the ESTABLISHED count (see
+ * established_enter). Exchanged atomically, so the iterator and the
+ * tracepoint never both count a socket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -377,36 +374,54 @@ static __always_inline int near_full(__u32 fam, __s64 delta)
 	return !*l || n + 1 >= *l;
 }
 
-/* count moves socket sk into the count of state want (ESTABLISHED,
- * SYN_RECV, or 0 = neither), exactly once: the flag in its local storage
- * says which count it is in. */
-static __always_inline void count(struct sock *sk, __u32 want)
-{
-	struct port_stats *st;
-	__u64 *flag, old;
+/* The ESTABLISHED count is exact however the sockets that predate the
+ * programs change while they are being counted, at the price of a
+ * per-socket flag (socket local storage) only while that can happen:
+ *   walk_done == 0 (from attach until user space's first walk has ended):
+ *     entering ESTABLISHED creates the socket's flag and counts it;
+ *     leaving uncounts it only if its flag is set; the walk counts (and
+ *     flags) the ESTABLISHED sockets not flagged yet. A socket that left
+ *     ESTABLISHED before the walk saw it was never counted, and is not
+ *     uncounted.
+ *   walk_done == 1 (afterwards): every ESTABLISHED socket either has its
+ *     flag set or entered ESTABLISHED since, so new sockets are counted
+ *     with no flag, and a socket leaving ESTABLISHED is uncounted unless
+ *     it has a flag that is already clear. No allocation per connection. */
+volatile __u32 walk_done = 0;
 
-	flag = bpf_sk_storage_get(&counted, sk, 0, want ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (!flag)
-		return;
-	old = __sync_lock_test_and_set(flag, want);
-	if (old == want)
-		return;
-	st = port_stats();
-	if (!st)
-		return;
-	if (old == TCP_ESTABLISHED)
-		__sync_fetch_and_add(&st->established, -1);
-	else if (old == TCP_SYN_RECV)
-		__sync_fetch_and_add(&st->syn_recv, -1);
-	if (want == TCP_ESTABLISHED)
-		__sync_fetch_and_add(&st->established, 1);
-	else if (want == TCP_SYN_RECV)
-		__sync_fetch_and_add(&st->syn_recv, 1);
+static __always_inline void est_add(__s64 v)
+{
+	struct port_stats *st = port_stats();
+
+	if (st)
+		__sync_fetch_and_add(&st->established, v);
 }
 
-static __always_inline __u32 counted_state(int state)
+/* established_enter and established_leave: sk enters or leaves ESTABLISHED. */
+static __always_inline void established_enter(struct sock *sk)
 {
-	return state == TCP_ESTABLISHED || state == TCP_SYN_RECV ? state : 0;
+	__u64 *flag;
+
+	if (walk_done) {
+		est_add(1);
+		return;
+	}
+	flag = bpf_sk_storage_get(&counted, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (flag && __sync_lock_test_and_set(flag, 1) == 0)
+		est_add(1);
+}
+
+static __always_inline void established_leave(struct sock *sk)
+{
+	__u64 *flag = bpf_sk_storage_get(&counted, sk, 0, 0);
+
+	if (flag) {
+		if (__sync_lock_test_and_set(flag, 0) == 1)
+			est_add(-1);
+		return;
+	}
+	if (walk_done)
+		est_add(-1);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -419,8 +434,10 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	if (sk->__sk_common.skc_net.net->ns.inum != watch_netns || sk->sk_protocol != IPPROTO_TCP_)
 		return 0;
-	if (counted_state(oldstate) || counted_state(newstate))
-		count(sk, counted_state(newstate));
+	if (newstate == TCP_ESTABLISHED)
+		established_enter(sk);
+	else if (oldstate == TCP_ESTABLISHED)
+		established_leave(sk);
 	if (newstate != TCP_SYN_RECV || oldstate != TCP_LISTEN)
 		return 0;
 	key = (__u64)sk;
@@ -447,7 +464,7 @@ int walk(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
 	struct tcp_sock *tp;
-	__u32 want;
+	__u64 *flag;
 
 	if (!skc || skc->skc_num != watch_port || skc->skc_net.net->ns.inum != watch_netns)
 		return 0;
@@ -455,14 +472,16 @@ int walk(struct bpf_iter__tcp *ctx)
 		learn((const struct sock *)skc);
 		return 0;
 	}
-	want = counted_state(skc->skc_state);
-	if (!want)
+	/* Later walks only relearn listeners: the count is kept by then. */
+	if (walk_done || skc->skc_state != TCP_ESTABLISHED)
 		return 0;
 	/* NULL for request and TIME_WAIT sockets (not full sockets). */
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp)
 		return 0;
-	count((struct sock *)tp, want);
+	flag = bpf_sk_storage_get(&counted, tp, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (flag && __sync_lock_test_and_set(flag, 1) == 0)
+		est_add(1);
 	return 0;
 }
 
