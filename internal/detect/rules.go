@@ -51,9 +51,16 @@ type portEvidence struct {
 	peak, limit uint64
 	acceptHigh  bool // peak ≥ AcceptHighOccupancy of the limit (and ≥ AcceptMinDepth)
 	acceptFull  bool // peak at the limit
-	synThr      uint64
-	synHigh     bool
-	pressure    bool // acceptHigh or synHigh
+	// startHigh: the queue was at or above AcceptHighOccupancy (and
+	// AcceptMinDepth) at the previous sample's instant, as this interval
+	// began. A poller starved on a loaded host can miss the peak that
+	// overflowed; the depth the interval started from is still a reading
+	// of this interval's queue.
+	startHigh  bool
+	startDepth uint64
+	synThr     uint64
+	synHigh    bool
+	pressure   bool // acceptHigh or synHigh
 }
 
 // newConnLevels are the smoothed new-connection rates with their
@@ -224,6 +231,10 @@ func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels
 		}
 		p.acceptHigh = *v.AcceptOccupancy >= cfg.AcceptHighOccupancy && p.peak >= cfg.AcceptMinDepth
 		p.acceptFull = p.peak >= p.limit
+		if sd := d.startDepth; sd != nil && p.limit > 0 {
+			p.startDepth = *sd
+			p.startHigh = float64(*sd)/float64(p.limit) >= cfg.AcceptHighOccupancy && *sd >= cfg.AcceptMinDepth
+		}
 	}
 	p.synThr = cfg.SynRecvMin
 	if v.AcceptLimit != nil && *v.AcceptLimit > 0 && *v.AcceptLimit/2 < p.synThr {
@@ -249,7 +260,7 @@ func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels
 		}
 	}
 	in.nsDrops = in.listenOK && in.listenDrops >= cfg.StormMinDrops
-	in.nsElsewhere = in.nsDrops && !in.sole && !p.pressure && p.known
+	in.nsElsewhere = in.nsDrops && !in.sole && !p.pressure && !p.startHigh && p.known
 	if in.nsElsewhere {
 		// Drops at the accept queue (overflows) are contradicted by this
 		// port's queue peaking low; drops at the SYN queue (the rest of
@@ -306,11 +317,13 @@ func ruleNamespaceDrops(_ *ruleMemory, in *input, e *evaluation) {
 		where = whereQueueFull
 	case p.acceptHigh:
 		where = whereQueueHigh
-	default:
+	case p.synHigh:
 		where = whereSynRecv
+	default:
+		where = whereQueueHighAtStart
 	}
 	e.add(Signal{Name: "listen_drops", Level: LevelStorm, Scope: ScopeNamespace, Value: in.perSecond(in.listenDrops), Threshold: float64(in.minDrops()), Unit: "conn/s",
-		PerPortEvidence: p.pressure || in.sole, detail: where})
+		PerPortEvidence: p.pressure || p.startHigh || in.sole, detail: where, startDepth: p.startDepth})
 }
 
 // ruleSynCookies: SYN cookies answer SYNs the full SYN queue cannot hold;
@@ -345,19 +358,38 @@ func ruleMitigationDrops(_ *ruleMemory, in *input, e *evaluation) {
 // their threshold and most of them close again at once: accepted, then
 // abandoned (a TLS handshake that timed out, a client that gave up while
 // its connection waited in the queue). Valkey's total_connections_received
-// races ahead of connected_clients. It never starts a storm: per-request
-// connections do exactly this on a healthy server.
+// races ahead of connected_clients. When Valkey's counters cannot be read
+// (its own connection does not get through the storm either), the kernel's
+// accepts (PassiveOpens) race ahead of this port's ESTABLISHED sockets
+// instead. It never starts a storm: per-request connections do exactly
+// this on a healthy server.
 func ruleShortLived(_ *ruleMemory, in *input, e *evaluation) {
+	if in.state != Storm && in.state != Recovering {
+		return
+	}
 	c := &in.conns
-	if vHigh, _ := c.high(); in.state != Storm && in.state != Recovering || !vHigh || in.d.clientsGrowth == nil {
+	vHigh, pHigh := c.high()
+	var rate float64
+	var stayed, base *float64
+	scope, where := ScopeInstance, whereInstance
+	switch {
+	case c.vRate != nil:
+		if !vHigh || in.d.clientsGrowth == nil {
+			return
+		}
+		rate, stayed, base = *c.vRate, in.d.clientsGrowth, c.vBase
+	case pHigh && in.d.estabGrowth != nil:
+		rate, stayed, base = *c.pRate, in.d.estabGrowth, c.pBase
+		scope, where = ScopeNamespace, whereNoInstanceCounter
+	default:
 		return
 	}
-	closed := *c.vRate - max(*in.d.clientsGrowth, 0)
-	if closed < in.cfg.ChurnFraction**c.vRate {
+	closed := rate - max(*stayed, 0)
+	if closed < in.cfg.ChurnFraction*rate {
 		return
 	}
-	e.add(Signal{Name: "short_lived_connections", Level: LevelStorm, Scope: ScopeInstance, Value: closed, Threshold: in.cfg.ChurnFraction * *c.vRate, Unit: "conn/s",
-		PerPortEvidence: true, base: c.vBase})
+	e.add(Signal{Name: "short_lived_connections", Level: LevelStorm, Scope: scope, Value: closed, Threshold: in.cfg.ChurnFraction * rate, Unit: "conn/s",
+		PerPortEvidence: true, base: base, detail: where})
 }
 
 // ruleAcceptFull: this port's accept queue at its limit drops the next SYN

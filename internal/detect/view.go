@@ -50,6 +50,8 @@ type Signal struct {
 	detail detail
 	base   *float64 // the baseline Value was compared with
 	risk   detail   // new_conn_rate: what puts capacity at risk
+	// startDepth: listen_drops blamed on the queue the interval began with.
+	startDepth uint64
 }
 
 // Rates are per-second rates derived from consecutive cumulative counters.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // run is one storm in progress.
@@ -39,11 +40,15 @@ type run struct {
 	cleanup                []func() // run in reverse by close
 }
 
-// adminDial is the admin connection's dial: never a client's. It comes
-// from the kernel's choice of source address.
-func (r *run) adminDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	r.adminDials.Add(1)
-	return withTLS(r.dialer.from(netip.Addr{}), r.cfg.TLSConfig)(ctx, network, addr)
+// adminEndpoint is the admin connection's server: its dial is never a
+// client's, comes from the kernel's choice of source address and is
+// counted in adminDials; TLS and credentials are the run's.
+func (r *run) adminEndpoint() valkeyconn.Endpoint {
+	return valkeyconn.Endpoint{Addr: r.cfg.Target, User: r.cfg.User, Password: r.cfg.Password, TLS: r.cfg.TLSConfig,
+		Dial: func(ctx context.Context, _ *net.Dialer) (net.Conn, error) {
+			r.adminDials.Add(1)
+			return r.dialer.from(netip.Addr{})(ctx, "tcp", r.cfg.Target)
+		}}
 }
 
 // countedDial returns the DialFunc of one instance: its connections come
@@ -157,9 +162,9 @@ func (r *run) prepare(ctx context.Context) error {
 	if cfg.Spawn != nil {
 		r.res.Target = "spawned " + cfg.Target + " in " + cfg.NetNS
 	}
-	r.adm = &admin{dial: r.adminDial, addr: cfg.Target, user: cfg.User, pass: cfg.Password}
+	r.adm = &admin{ep: r.adminEndpoint(), stall: cfg.Stall}
 	r.onClose(r.adm.close)
-	if _, err := r.adm.do(ctx, "PING"); err != nil {
+	if err := r.adm.ping(ctx); err != nil {
 		return fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
 	}
 	return nil

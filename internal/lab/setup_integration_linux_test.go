@@ -56,13 +56,13 @@ func TestIntegrationSetup(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				rp, err := r.adm.do(ctx, "CLIENT", "LIST")
+				list, err := r.adm.clientList(ctx)
 				closeFn()
 				if err != nil {
 					t.Fatal(err)
 				}
 				var line string
-				for _, l := range strings.Split(string(rp.bulk), "\n") {
+				for _, l := range strings.Split(list, "\n") {
 					if strings.Contains(l, "cmd=ping") {
 						line = l
 					}

@@ -34,6 +34,17 @@ type Sample struct {
 	// PortOverflows is the eBPF source's count of this listener's
 	// overflows; the sampler shows it as listen.overflows_port.
 	PortOverflows *uint64 `json:"-"`
+	// Accepts is the eBPF source's cumulative count of connections
+	// accepted from the port's listeners (the base of HandshakePending).
+	Accepts *uint64 `json:"-"`
+	// HandshakePending counts connections Valkey accepted during the
+	// interval that had not become clients by its end: accepted (eBPF
+	// accept count on the port) minus Valkey's completed setups
+	// (total_connections_received) and maxclients rejections over the same
+	// interval, at least 0. Over TLS these are handshakes still running
+	// or given up; in plaintext it stays near 0. Null without eBPF or
+	// Valkey fields, and on the first sample. The sampler derives it.
+	HandshakePending *uint64 `json:"handshake_pending"`
 	// AcceptWaitHist is the cumulative accept-wait histogram behind the
 	// stormguard_accept_wait_seconds metric (eBPF only).
 	AcceptWaitHist *Histogram `json:"-"`
@@ -83,6 +94,11 @@ type Listen struct {
 	Sockets int `json:"sockets"`
 	// Polls is how many fast polls the interval's DepthMax is based on.
 	Polls uint64 `json:"polls"`
+	// Abandoned counts connections waiting in the port's accept queue
+	// whose client already closed them (CLOSE_WAIT children no process
+	// owns yet): Valkey will accept them, and for TLS start a handshake,
+	// for nobody. Same freshness as SynRecv (counts_age_ms).
+	Abandoned *uint64 `json:"abandoned"`
 	// OverflowsPort counts connections this listener dropped because its
 	// accept queue was full, since the eBPF source started (null without
 	// eBPF). Unlike tcp.listen_overflows it is not namespace-wide.

@@ -33,8 +33,14 @@ type Sampler struct {
 	// Zero means Interval.
 	FastInterval time.Duration
 	// Fast, when set, is asked after every sample whether the next one
-	// should come after FastInterval.
+	// should come after FastInterval (the agent's Pace.Fast).
 	Fast func() bool
+	// Wakes ask for a sample before the interval ends: a receive on any
+	// of them starts one at once, but never closer than FastInterval to
+	// the previous one. The accept-queue poller's fires when it sees the
+	// queue saturate, so a storm is sampled within milliseconds, not at
+	// the next tick (source.Set.Wakes).
+	Wakes []<-chan struct{}
 	// Deadline bounds each source's Collect. Zero means 80% of the
 	// interval the sample closes.
 	Deadline time.Duration
@@ -44,13 +50,55 @@ type Sampler struct {
 	mu      sync.Mutex
 	running map[string]bool
 	last    time.Time
+	// prevSetup holds the previous sample's accept and setup counters,
+	// the base of the next HandshakePending.
+	prevSetup setupCounters
 }
 
-// Waker is implemented by sources that can ask for a sample before the
-// interval ends: the accept-queue poller does when it sees the queue
-// saturate, so a storm is sampled within milliseconds, not at the next tick.
-type Waker interface {
-	Wake() <-chan struct{}
+// setupCounters are the cumulative counters HandshakePending is derived
+// from; ok is false when one of them was missing.
+type setupCounters struct {
+	ok                           bool
+	accepts, completed, rejected uint64
+}
+
+// setupOf reads s's setup counters.
+func setupOf(s *Sample) setupCounters {
+	if s.Accepts == nil || s.Valkey == nil || s.Valkey.TotalConnectionsReceived == nil || s.Valkey.RejectedConnections == nil {
+		return setupCounters{}
+	}
+	return setupCounters{ok: true, accepts: *s.Accepts, completed: *s.Valkey.TotalConnectionsReceived, rejected: *s.Valkey.RejectedConnections}
+}
+
+// handshakePending is the number of connections accepted between prev and
+// cur that did not become clients (completed setup) nor were refused at
+// maxclients; false when it cannot be told (a counter missing or reset: a
+// restarted Valkey or eBPF source).
+func handshakePending(prev, cur setupCounters) (uint64, bool) {
+	if !prev.ok || !cur.ok || cur.accepts < prev.accepts || cur.completed < prev.completed || cur.rejected < prev.rejected {
+		return 0, false
+	}
+	acc := cur.accepts - prev.accepts
+	done := (cur.completed - prev.completed) + (cur.rejected - prev.rejected)
+	if done >= acc {
+		// Setups that completed for connections accepted in the
+		// previous interval (or read a little later than the accept
+		// count) leave nothing pending.
+		return 0, true
+	}
+	return acc - done, true
+}
+
+// derive fills the keys computed from this sample and the previous one.
+func (sm *Sampler) derive(s *Sample) {
+	cur := setupOf(s)
+	sm.mu.Lock()
+	prev := sm.prevSetup
+	sm.prevSetup = cur
+	sm.mu.Unlock()
+	if n, ok := handshakePending(prev, cur); ok {
+		s.HandshakePending = U64(n)
+	}
 }
 
 // deadline returns the per-source deadline.
@@ -82,6 +130,13 @@ func (sm *Sampler) Once(ctx context.Context) *Sample {
 }
 
 func (sm *Sampler) once(ctx context.Context, deadline time.Duration) *Sample {
+	s := sm.gather(ctx, deadline)
+	sm.derive(s)
+	return s
+}
+
+// gather runs every source once, concurrently, within deadline.
+func (sm *Sampler) gather(ctx context.Context, deadline time.Duration) *Sample {
 	start := sm.now()
 	s := &Sample{
 		Time:            start,
@@ -180,7 +235,7 @@ func (sm *Sampler) once(ctx context.Context, deadline time.Duration) *Sample {
 }
 
 // Run publishes a sample every Interval (FastInterval while Fast says so)
-// until ctx is done, and early when a source wakes it, but never closer
+// until ctx is done, and early when Wakes asks, but never closer
 // than FastInterval. When a tick is missed (the process was descheduled)
 // the next sample reports the longer IntervalMS instead of bunching up.
 func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
@@ -189,11 +244,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 		fast = sm.Interval
 	}
 	wake := make(chan struct{}, 1)
-	for _, src := range sm.Sources {
-		w, ok := src.(Waker)
-		if !ok {
-			continue
-		}
+	for _, w := range sm.Wakes {
 		go func(c <-chan struct{}) {
 			for {
 				select {
@@ -206,7 +257,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 					}
 				}
 			}
-		}(w.Wake())
+		}(w)
 	}
 	next := sm.Interval
 	for {
@@ -255,6 +306,9 @@ func (s *Sample) merge(o *Sample) {
 	}
 	if o.PortOverflows != nil {
 		s.PortOverflows = o.PortOverflows
+	}
+	if o.Accepts != nil {
+		s.Accepts = o.Accepts
 	}
 	// The eBPF source's per-listener overflows belong under listen, which
 	// the accept-queue source fills: join them whichever answered first.

@@ -94,26 +94,20 @@ func TestSamplerRunPublishesEveryInterval(t *testing.T) {
 	}
 }
 
-type wakingSource struct {
-	fakeSource
-	wake chan struct{}
-}
-
-func (w *wakingSource) Wake() <-chan struct{} { return w.wake }
-
 func TestSamplerWakeAndFast(t *testing.T) {
-	src := &wakingSource{fakeSource: fakeSource{name: "listenq"}, wake: make(chan struct{}, 1)}
+	src := &fakeSource{name: "listenq"}
+	wake := make(chan struct{}, 1)
 	var fast atomic.Bool
 	times := make(chan time.Time, 100)
 	// The interval is far longer than the test's bound, so every sample
 	// after the first one comes from a wake-up or from fast mode.
 	sm := &Sampler{Target: "t:1", Interval: time.Hour, FastInterval: 20 * time.Millisecond,
-		Sources: []Source{src}, Fast: fast.Load}
+		Sources: []Source{src}, Fast: fast.Load, Wakes: []<-chan struct{}{wake}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go sm.Run(ctx, func(s *Sample) { times <- s.Time })
 	<-times // the first sample comes at once
-	src.wake <- struct{}{}
+	wake <- struct{}{}
 	select {
 	case <-times:
 	case <-ctx.Done():
@@ -121,7 +115,7 @@ func TestSamplerWakeAndFast(t *testing.T) {
 	}
 	// While Fast says so, samples come every FastInterval.
 	fast.Store(true)
-	src.wake <- struct{}{}
+	wake <- struct{}{}
 	<-times
 	for i := 0; i < 5; i++ {
 		select {
@@ -129,5 +123,68 @@ func TestSamplerWakeAndFast(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("fast mode produced %d samples; want 5", i)
 		}
+	}
+}
+
+func TestHandshakePending(t *testing.T) {
+	c := func(acc, done, rej uint64) setupCounters {
+		return setupCounters{ok: true, accepts: acc, completed: done, rejected: rej}
+	}
+	tests := []struct {
+		name      string
+		prev, cur setupCounters
+		want      uint64
+		wantOK    bool
+	}{
+		{"no previous sample", setupCounters{}, c(10, 5, 0), 0, false},
+		{"counter missing now", c(10, 5, 0), setupCounters{}, 0, false},
+		{"every accept became a client", c(100, 90, 0), c(300, 290, 0), 0, true},
+		{"handshakes not finished", c(100, 90, 0), c(3100, 400, 0), 2690, true},
+		{"maxclients rejections are not pending", c(0, 0, 0), c(50, 20, 30), 0, true},
+		{"late setups of the previous interval count as none pending", c(100, 60, 0), c(110, 100, 0), 0, true},
+		{"accept counter reset (eBPF reloaded)", c(100, 90, 0), c(5, 95, 0), 0, false},
+		{"Valkey restarted", c(100, 90, 3), c(120, 4, 0), 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := handshakePending(tc.prev, tc.cur)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("handshakePending = %d, %v; want %d, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+// setupSource reports cumulative accept and setup counters from a script.
+type setupSource struct {
+	i    int
+	rows [][3]uint64
+}
+
+func (*setupSource) Name() string { return "setup" }
+
+func (f *setupSource) Collect(_ context.Context, s *Sample) error {
+	r := f.rows[f.i]
+	f.i++
+	s.Accepts = U64(r[0])
+	s.Valkey = &Valkey{TotalConnectionsReceived: U64(r[1]), RejectedConnections: U64(r[2])}
+	return nil
+}
+
+func TestSamplerDerivesHandshakePending(t *testing.T) {
+	src := &setupSource{rows: [][3]uint64{{10, 10, 0}, {1010, 110, 0}, {1020, 1020, 0}}}
+	sm := &Sampler{Target: "t", Sources: []Source{src}, Interval: time.Second}
+	var got []*uint64
+	for range src.rows {
+		got = append(got, sm.Once(context.Background()).HandshakePending)
+	}
+	if got[0] != nil {
+		t.Errorf("first sample: handshake_pending = %d, want null", *got[0])
+	}
+	if got[1] == nil || *got[1] != 900 {
+		t.Errorf("second sample: handshake_pending = %v, want 900", got[1])
+	}
+	if got[2] == nil || *got[2] != 0 {
+		t.Errorf("third sample: handshake_pending = %v, want 0", got[2])
 	}
 }

@@ -93,6 +93,8 @@ var sampleMetrics = []metricDef{
 	{"stormguard_listen_overflows_port_total", "Connections this listener (not the namespace) dropped because its accept queue was full: the kernel's drop counter of the port's listening sockets (eBPF).", counter, "ebpf", listen(func(l *sample.Listen) *uint64 { return l.OverflowsPort })},
 	{"stormguard_syn_rate", "SYNs per second to the target port over the last sampling interval (eBPF).", gauge, "ebpf", func(s *sample.Sample) *float64 { return s.SynRate }},
 	{"stormguard_established_sockets", "ESTABLISHED sockets whose local port is the target port.", gauge, "listenq", func(s *sample.Sample) *float64 { return u(s.Established) }},
+	{"stormguard_listen_abandoned_connections", "Connections waiting in the target port's accept queue whose client already closed them (CLOSE_WAIT, not yet accepted).", gauge, "listenq", listen(func(l *sample.Listen) *uint64 { return l.Abandoned })},
+	{"stormguard_handshake_pending_connections", "Connections Valkey accepted during the last sampling interval that did not become clients by its end (TLS handshakes running or given up): eBPF accepts minus total_connections_received and rejected_connections growth.", gauge, "ebpf", func(s *sample.Sample) *float64 { return u(s.HandshakePending) }},
 
 	{"stormguard_tcp_listen_overflows_total", "TcpExt ListenOverflows of the target's network namespace (not per port): SYNs or final ACKs dropped because an accept queue was full.", counter, "tcp", tcp(func(t *sample.TCP) *uint64 { return t.ListenOverflows })},
 	{"stormguard_tcp_listen_drops_total", "TcpExt ListenDrops of the target's network namespace: every drop at a listener.", counter, "tcp", tcp(func(t *sample.TCP) *uint64 { return t.ListenDrops })},

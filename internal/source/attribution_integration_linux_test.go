@@ -154,12 +154,12 @@ func TestIntegrationClientGroups(t *testing.T) {
 	cfg := defaultValkeyConfig()
 	cfg.ClientListEvery = time.Hour
 	s := openTest(t, sbTarget(sb), cfg)
-	set := &Set{Sources: []sample.Source{s}}
+	set := &Set{Sources: []sample.Source{s}, valkey: s}
 	before := clientListCalls(t, sb)
 	for range 3 {
 		mustCollect(t, s, 5*time.Second)
 	}
-	if snap, _ := set.ClientGroups(); snap != nil {
+	if snap := set.ClientGroups().Snapshot; snap != nil {
 		t.Fatal("CLIENT LIST taken although the agent never allowed it")
 	}
 	set.SetDetectorCalm(true)
@@ -169,9 +169,10 @@ func TestIntegrationClientGroups(t *testing.T) {
 	if got := clientListCalls(t, sb) - before; got != 1 {
 		t.Fatalf("CLIENT LIST ran %d times in 3 allowed collects, want 1 (once per %s)", got, cfg.ClientListEvery)
 	}
-	snap, note := set.ClientGroups()
+	g := set.ClientGroups()
+	snap := g.Snapshot
 	if snap == nil {
-		t.Fatalf("no client groups (note %q)", note)
+		t.Fatalf("no client groups (note %q)", g.Note)
 	}
 	raw, _ := json.Marshal(snap)
 	t.Logf("groups: %s", raw)
@@ -198,13 +199,13 @@ func TestIntegrationClientGroups(t *testing.T) {
 	tg := sbTarget(sb)
 	tg.Addr.User, tg.Addr.Password = "mon", "s3cret-mon"
 	s3 := openTest(t, tg, cfg)
-	set3 := &Set{Sources: []sample.Source{s3}}
+	set3 := &Set{Sources: []sample.Source{s3}, valkey: s3}
 	set3.SetDetectorCalm(true)
 	for range 2 {
 		mustCollect(t, s3, 5*time.Second)
 	}
-	if snap, note := set3.ClientGroups(); snap != nil || !strings.Contains(note, "NOPERM") {
-		t.Errorf("CLIENT LIST without permission: snapshot %v, note %q", snap, note)
+	if g := set3.ClientGroups(); g.Snapshot != nil || !strings.Contains(g.Note, "NOPERM") {
+		t.Errorf("CLIENT LIST without permission: snapshot %v, note %q", g.Snapshot, g.Note)
 	}
 
 	// Too many clients for the rule: never sent.
@@ -254,7 +255,7 @@ func TestIntegrationRoles(t *testing.T) {
 					links++
 				}
 			}
-			snap, _ := (&Set{Sources: []sample.Source{s}}).ClientGroups()
+			snap := (&Set{Sources: []sample.Source{s}, valkey: s}).ClientGroups().Snapshot
 			if links == 1 && snap != nil {
 				if snap.Clients != 0 {
 					t.Errorf("replication link grouped as a client: %+v", snap)

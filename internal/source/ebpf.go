@@ -16,7 +16,7 @@ var errEBPFOff = errors.New("turned off (--ebpf=false or " + listentrace.Env + "
 
 // ebpfSource reads the in-kernel counters of listentrace: accept wait,
 // SYN rate and this listener's overflows. It wakes the sampler on the
-// watched listener's first overflow (sample.Waker).
+// watched listener's first overflow (Set.Wakes).
 type ebpfSource struct {
 	tr *listentrace.Tracer
 
@@ -48,7 +48,7 @@ func ebpfUnavailable(err error) error {
 
 func (*ebpfSource) Name() string { return "ebpf" }
 
-// Wake implements sample.Waker.
+// Wake fires on the watched listener's first overflow (Set.Wakes).
 func (e *ebpfSource) Wake() <-chan struct{} { return e.tr.Wake() }
 
 func (e *ebpfSource) Close() error { return e.tr.Close() }
@@ -96,6 +96,7 @@ func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Durati
 	if cur.Listeners > 0 {
 		s.PortOverflows = sample.U64(cur.Drops)
 	}
+	s.Accepts = sample.U64(cur.Accepts)
 	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Sum: float64(cur.WaitSumUS) / 1e6}
 	for _, b := range listentrace.PromBounds {
 		h.Bounds = append(h.Bounds, float64(b)/1e6)

@@ -52,11 +52,13 @@ const (
 	afInet6           = 10
 	tcpEstablished    = 1
 	tcpSynRecv        = 3
+	tcpCloseWait      = 8
 	tcpListen         = 10
 	tcpNewSynRecv     = 12
 	statesListen      = 1 << tcpListen
 	statesSynRecv     = 1<<tcpSynRecv | 1<<tcpNewSynRecv
 	statesEstablished = 1 << tcpEstablished
+	statesCloseWait   = 1 << tcpCloseWait
 )
 
 // appendDiagRequest appends one SOCK_DIAG_BY_FAMILY dump request for TCP
@@ -171,6 +173,10 @@ type diagTally struct {
 	// States counts matching sockets by idiag_state (request sockets
 	// report TCP_SYN_RECV), so one dump can count several states.
 	States [16]int
+	// Unowned counts matching sockets by state that no process owns
+	// (idiag_inode 0): children still in a listener's accept queue, or
+	// orphans a process already closed.
+	Unowned [16]int
 	// Skipped counts replies for another port or that were not sockets.
 	Skipped int
 	// Interrupted is set when the kernel flagged the dump as
@@ -196,10 +202,14 @@ func (t *diagTally) peersFull() bool {
 	return t.KeepPeers && t.MaxPeers > 0 && len(t.Peers) >= t.MaxPeers
 }
 
-// add records one socket.
-func (t *diagTally) add(state uint8, depth, limit uint64) {
+// add records one socket; inode is the owning socket file's inode (0:
+// none).
+func (t *diagTally) add(state uint8, depth, limit uint64, inode uint32) {
 	if int(state) < len(t.States) {
 		t.States[state]++
+		if inode == 0 {
+			t.Unowned[state]++
+		}
 	}
 	if t.Sockets == 0 || fuller(depth, limit, t.FullDepth, t.FullLimit) {
 		t.FullDepth, t.FullLimit = depth, limit
@@ -295,7 +305,7 @@ func decodeDiagDump(b []byte, seq uint32, t *diagTally) (done bool, err error) {
 				t.Skipped++
 				continue
 			}
-			t.add(body[1], uint64(ne.Uint32(body[56:])), uint64(ne.Uint32(body[60:])))
+			t.add(body[1], uint64(ne.Uint32(body[56:])), uint64(ne.Uint32(body[60:])), ne.Uint32(body[68:]))
 			if t.KeepIDs {
 				id := listenerID{Family: body[0], If: ne.Uint32(body[40:])}
 				copy(id.Src[:], body[8:24])

@@ -144,48 +144,6 @@ func (d *diagConn) send() error {
 // of the reply is left in the socket, which the caller closes.
 var errPeerLimit = errors.New("peer limit reached")
 
-// dumpPeers implements peerDumper: one dump of the port's SYN_RECV and
-// ESTABLISHED sockets (both families), keeping their addresses, stopping
-// after limit sockets (≤ 0: 20,000). It takes as long as the kernel's walk
-// of the established hash plus ~50 ns per socket kept.
-func (l *listenq) dumpPeers(ctx context.Context, limit int) (PeerDump, error) {
-	if limit <= 0 {
-		limit = 20000
-	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(collectTimeout)
-	}
-	l.attrMu.Lock()
-	defer l.attrMu.Unlock()
-	if l.attr == nil {
-		c, err := dialDiag(l.netns)
-		if err != nil {
-			return PeerDump{}, Classify("socket dump: sock_diag", err)
-		}
-		l.attr = c
-	}
-	c := l.attr
-	start := time.Now()
-	d := PeerDump{Time: start}
-	reset := func() {
-		c.close()
-		l.attr = nil
-	}
-	t := diagTally{Port: l.port, KeepPeers: true, MaxPeers: limit}
-	err := c.dump(statesSynRecv|statesEstablished, &t, deadline)
-	if errors.Is(err, errPeerLimit) {
-		d.Truncated, err = true, nil
-		reset() // the abandoned rest of the dump is still queued
-	}
-	if err != nil {
-		reset()
-		return d, Classify("socket dump", err)
-	}
-	d.Peers, d.Took = t.Peers, time.Since(start)
-	return d, nil
-}
-
 // recv reads one datagram into d.buf and returns its length. MSG_TRUNC
 // makes the kernel report the datagram's real length, so a too small buffer
 // is detected instead of silently cutting a message; MSG_DONTWAIT turns a
@@ -347,12 +305,6 @@ type listenq struct {
 	collDialed time.Time
 	collErr    error // why the last dial failed, repeated until the next try
 
-	// attr is the attribution dump's socket (dumpPeers), dialled on first
-	// use: a dump abandoned at its limit leaves the rest of the reply in
-	// the socket, so it must never be Collect's or the poller's.
-	attrMu sync.Mutex
-	attr   *diagConn
-
 	// The SYN_RECV/ESTABLISHED count runs in a goroutine of its own, on
 	// its own sock_diag socket (cnt, owned by that goroutine), so a slow
 	// walk of the established hash never costs Collect its deadline nor
@@ -366,9 +318,12 @@ type listenq struct {
 	// countBudget).
 	counted              bool
 	synRecv, established uint64
-	nextCount            time.Time
-	countedAt            time.Time
-	countFailing         bool
+	// abandoned counts CLOSE_WAIT children no process owns: queued
+	// connections whose client already closed (listen.abandoned).
+	abandoned    uint64
+	nextCount    time.Time
+	countedAt    time.Time
+	countFailing bool
 	// lastTook is how long the last count took (wall time).
 	lastTook time.Duration
 	// budget is countBudget; tests set 0 to count at every sample.
@@ -459,12 +414,6 @@ func (l *listenq) Close() error {
 			l.coll = nil
 		}
 		l.mu.Unlock()
-		l.attrMu.Lock()
-		if l.attr != nil {
-			l.attr.close()
-			l.attr = nil
-		}
-		l.attrMu.Unlock()
 		// A running count ends by itself within countTimeout.
 		l.cmu.Lock()
 		ch := l.running
@@ -614,7 +563,7 @@ func (l *listenq) runPoller() {
 	}
 }
 
-// Wake implements sample.Waker: it fires when the poller sees the accept
+// Wake is the source's entry in Set.Wakes: it fires when the poller sees the accept
 // queue at least half full, so the sampler samples at once.
 func (l *listenq) Wake() <-chan struct{} { return l.peak.wake }
 
@@ -636,7 +585,8 @@ func (l *listenq) collConn() (*diagConn, error) {
 	return c, nil
 }
 
-// runCount counts the port's SYN_RECV and ESTABLISHED sockets on the count
+// runCount counts the port's SYN_RECV, ESTABLISHED and unowned CLOSE_WAIT
+// sockets (one dump) on the count
 // socket, on a locked thread so that the thread's CPU clock gives the
 // dump's full cost, records the result and spaces the next count by that
 // cost (countSpacing), then closes done. Collect starts it and never
@@ -650,7 +600,7 @@ func (l *listenq) runCount(done chan struct{}) {
 	if err == nil {
 		t = diagTally{Port: l.port}
 		c0 := threadCPU()
-		err = c.dump(statesSynRecv|statesEstablished, &t, start.Add(countTimeout))
+		err = c.dump(statesSynRecv|statesEstablished|statesCloseWait, &t, start.Add(countTimeout))
 		cost = threadCPU() - c0
 	}
 	runtime.UnlockOSThread()
@@ -680,6 +630,10 @@ func (l *listenq) runCount(done chan struct{}) {
 	l.counted, l.countedAt = true, start
 	l.synRecv = uint64(t.States[tcpSynRecv] + t.States[tcpNewSynRecv])
 	l.established = uint64(t.States[tcpEstablished])
+	// A child in CLOSE_WAIT without an owning socket file is still in the
+	// accept queue: once a process accepts it, it has an inode, and once
+	// that process closes it, it leaves CLOSE_WAIT (LAST_ACK).
+	l.abandoned = uint64(t.Unowned[tcpCloseWait])
 	l.nextCount = start.Add(countSpacing(cost, l.budget, countMaxAge))
 }
 
@@ -810,6 +764,7 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 	l.cmu.Lock()
 	if l.counted {
 		s.SynRecv, s.Established = sample.U64(l.synRecv), sample.U64(l.established)
+		ls.Abandoned = sample.U64(l.abandoned)
 		s.CountsAgeMS = sample.F64(float64(time.Since(l.countedAt).Microseconds()) / 1000)
 	}
 	l.cmu.Unlock()

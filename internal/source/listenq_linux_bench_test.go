@@ -358,12 +358,17 @@ func BenchmarkPeersDump(b *testing.B) {
 	for _, tc := range []struct{ conns, limit int }{{1000, 0}, {10000, 0}, {10000, 2000}} {
 		b.Run(fmt.Sprintf("conns=%d/limit=%d", tc.conns, tc.limit), func(b *testing.B) {
 			sb := benchSandbox(b, tc.conns)
-			l := benchListenq(b, sb, -1)
+			a, err := addr.Parse(sb.Addr())
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := newPeerDumper(Target{Addr: a, NetNS: sb.NetNS})
+			defer p.close()
 			var tr PeerTracker
 			var n int
 			cpu0 := cpuTime(b, unix.RUSAGE_SELF)
 			for b.Loop() {
-				d, err := l.dumpPeers(context.Background(), tc.limit)
+				d, err := p.dump(context.Background(), tc.limit)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -22,6 +22,9 @@ type diagMsg struct {
 	// listener).
 	src, dst netip.Addr
 	dport    uint16
+	// unowned leaves idiag_inode 0: no process owns the socket (a child
+	// still in the accept queue).
+	unowned bool
 	// attrs is appended after the fixed part, as the kernel appends
 	// INET_DIAG_SHUTDOWN, INET_DIAG_SOCKOPT and friends.
 	attrs []byte
@@ -69,7 +72,9 @@ func diagData(m diagMsg) []byte {
 	}
 	binary.NativeEndian.PutUint32(b[56:], m.rqueue)
 	binary.NativeEndian.PutUint32(b[60:], m.wqueue)
-	binary.NativeEndian.PutUint32(b[68:], 12345) // inode
+	if !m.unowned {
+		binary.NativeEndian.PutUint32(b[68:], 12345) // inode
+	}
 	return append(b, m.attrs...)
 }
 
@@ -210,6 +215,18 @@ func TestDecodeDiagDump(t *testing.T) {
 			wantDone: true,
 			want: diagTally{Port: 6379, Sockets: 4, DepthSum: 7, LimitSum: 100, FullDepth: 7, FullLimit: 100,
 				States: func() (s [16]int) { s[tcpEstablished], s[tcpSynRecv] = 2, 1; return }()},
+		},
+		{
+			name: "CLOSE_WAIT children nobody accepted yet are told from owned ones",
+			b: cat(sockMsg(t, seq, diagMsg{family: afInet, state: tcpCloseWait, sport: 6379, unowned: true}),
+				sockMsg(t, seq, diagMsg{family: afInet6, state: tcpCloseWait, sport: 6379, unowned: true}),
+				sockMsg(t, seq, diagMsg{family: afInet, state: tcpCloseWait, sport: 6379}),
+				sockMsg(t, seq, diagMsg{family: afInet, state: tcpEstablished, sport: 6379, unowned: true}),
+				doneMsg(t, seq, 0)),
+			wantDone: true,
+			want: diagTally{Port: 6379, Sockets: 4,
+				States:  func() (s [16]int) { s[tcpCloseWait], s[tcpEstablished] = 3, 1; return }(),
+				Unowned: func() (s [16]int) { s[tcpCloseWait], s[tcpEstablished] = 2, 1; return }()},
 		},
 		{
 			name: "TCPDIAG_GETSOCK replies: both families from one dump",
@@ -414,7 +431,7 @@ func TestListenPeak(t *testing.T) {
 	tally := func(depths ...uint64) *diagTally {
 		t := &diagTally{Port: 6379}
 		for _, d := range depths {
-			t.add(tcpListen, d, 64)
+			t.add(tcpListen, d, 64, 1)
 		}
 		return t
 	}

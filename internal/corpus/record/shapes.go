@@ -43,8 +43,13 @@ func steadyChurn(rate float64, dur time.Duration) func(context.Context, *run) er
 // command and connect timeouts, and waits until all are up and none has
 // redialled for 2 s, so the recording starts from a settled fleet.
 func fleet(ctx context.Context, r *run, n int, spread time.Duration, cmdTO, dialTO time.Duration) *pool {
-	p := r.openPool(ctx, r.dialer(), poolOpts{n: n, every: 250 * time.Millisecond, timeout: cmdTO, redial: true,
+	return fleetWith(ctx, r, n, spread, poolOpts{n: n, every: 250 * time.Millisecond, timeout: cmdTO, redial: true,
 		dialTO: dialTO, spread: spread})
+}
+
+// fleetWith is fleet with the clients' options given.
+func fleetWith(ctx context.Context, r *run, n int, spread time.Duration, o poolOpts) *pool {
+	p := r.openPool(ctx, r.dialer(), o)
 	deadline := time.Now().Add(spread + 40*s)
 	var last int64
 	stable := time.Now()
@@ -492,6 +497,28 @@ var shapes = []shape{
 				}
 			}
 			r.at(ctx, 50*s)
+			return nil
+		}},
+	{name: "storm-tls-handshake", kind: corpus.Storm, tls: true,
+		desc: "TLS reconnect storm: 2,500 pooled TLS clients (RSA-2048 server key; 250 ms connect+handshake timeout, 1 s command timeout) that redial at once, brought up over 25 s before the agent starts (3 s timeout for each client's first connect); CLIENT KILL TYPE normal at +12 s; the clients keep redialing until the fleet is stopped at +32 s; 44 s",
+		run: func(ctx context.Context, r *run) error {
+			p := fleetWith(ctx, r, 2500, 25*s, poolOpts{n: 2500, every: time.Second, timeout: time.Second, redial: true,
+				dialTO: 250 * time.Millisecond, firstDialTO: 3 * s, spread: 25 * s})
+			defer p.close()
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 12*s)
+			if err := r.killAll(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 32*s)
+			up := p.up.Load()
+			p.close()
+			r.refusedUntil = p.failingUntil(50)
+			from := int(r.t0.Sub(p.start)/time.Second) + 12
+			r.note("clients connected when the fleet was stopped: %d of 2500; failed dials per second from the kill: %v", up, p.failures(from, from+21))
+			r.at(ctx, 44*s)
 			return nil
 		}},
 	{name: "storm-stall-timeouts", kind: corpus.Storm,
