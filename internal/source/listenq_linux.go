@@ -333,8 +333,21 @@ type listenq struct {
 	counts   int
 	countCPU time.Duration
 
+	// kernelCounts, when set (the eBPF programs are attached; see
+	// useKernelCounts), gives the SYN_RECV/ESTABLISHED counts the
+	// programs keep in the kernel: a sample then never walks the hash.
+	// Set once by Open before the first Collect.
+	kernelCounts func() (established, synRecv uint64, err error)
+	// kernelFailing logs the kernel counts' failures once (under mu).
+	kernelFailing bool
+
 	done chan struct{}
 	once sync.Once
+}
+
+// useKernelCounts implements kernelCountUser.
+func (l *listenq) useKernelCounts(f func() (established, synRecv uint64, err error)) {
+	l.kernelCounts = f
 }
 
 func openListenq(ctx context.Context, o Options) (sample.Source, error) {
@@ -694,6 +707,29 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 		ls.DepthMax = sample.U64(pk.Depth)
 	}
 	s.Listen = ls
+
+	// With the eBPF programs attached, the kernel keeps the counts: two
+	// map reads, no walk. While they cannot answer (no listener known
+	// yet, Valkey restarting) the walk below stands in.
+	if l.kernelCounts != nil {
+		est, synRecv, err := l.kernelCounts()
+		if err == nil {
+			if l.kernelFailing {
+				l.log.Info("SYN_RECV/ESTABLISHED counted in the kernel again")
+				l.kernelFailing = false
+			}
+			s.SynRecv, s.Established = sample.U64(synRecv), sample.U64(est)
+			s.CountsAgeMS = sample.F64(0)
+			if lt.Sockets == 0 {
+				return Unavailablef("no listening socket on port %d", l.port)
+			}
+			return nil
+		}
+		if !l.kernelFailing {
+			l.log.Info("SYN_RECV/ESTABLISHED from the eBPF programs unavailable; walking the socket hash", "err", err)
+			l.kernelFailing = true
+		}
+	}
 
 	// SYN_RECV and ESTABLISHED come from one dump (request sockets report
 	// TCP_SYN_RECV), counted by state while streaming, in the background:

@@ -103,7 +103,32 @@ func Open(ctx context.Context, o Options) *Set {
 			set.closers = append(set.closers, c.Close)
 		}
 	}
+	useKernelCounts(set.Sources)
 	return set
+}
+
+// kernelCountUser is a source that can take the SYN_RECV/ESTABLISHED
+// counts from the eBPF programs instead of walking the socket hash.
+type kernelCountUser interface {
+	useKernelCounts(func() (established, synRecv uint64, err error))
+}
+
+// useKernelCounts hands the eBPF source's in-kernel counts to the
+// accept-queue source when both are open.
+func useKernelCounts(srcs []sample.Source) {
+	var user kernelCountUser
+	var eb *ebpfSource
+	for _, src := range srcs {
+		switch v := src.(type) {
+		case kernelCountUser:
+			user = v
+		case *ebpfSource:
+			eb = v
+		}
+	}
+	if user != nil && eb != nil {
+		user.useKernelCounts(eb.tr.Counts)
+	}
 }
 
 // Close releases every source's sockets and files.
