@@ -265,8 +265,10 @@ func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, r *run
 	p := &pipeline{r: r, set: set, det: detect.New(cfg),
 		attr:  newAttributor(set, a.o.Interval, a.o.Logger.With("target", t.Name())),
 		sinks: a.sinks(k, r)}
+	// Before set.Close (deferred above): a running dump ends first.
+	defer p.attr.close()
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources,
-		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: p.fast.Load}
+		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: p.fast.Load, Wakes: set.Wakes}
 	sm.Run(ctx, func(s *sample.Sample) { p.step(ctx, s) })
 }
 

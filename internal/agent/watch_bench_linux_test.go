@@ -713,3 +713,90 @@ func TestBenchWatchSoak(t *testing.T) {
 		mins, float64(first)/1024, float64(maxRSS)/1024, float64(last)/1024, float64(hwm)/1024,
 		100*(c1-c0).Seconds()/time.Since(t0).Seconds(), storms, strings.Count(string(ev), "\n"), len(caps), load())
 }
+
+// TestBenchWatchStreamClients: RSS of the built `stormguard watch` (100 ms
+// interval, so every stream has events to send) while
+// STORMGUARD_BENCH_STREAM_CLIENTS (3000) local clients hold
+// /api/v1/stream open without reading, for STORMGUARD_BENCH_COST_SECONDS
+// (60). Each client asks for the stream with a 4 KiB receive buffer and
+// reads nothing: the agent admits --http-max-streams (64) of them, answers
+// the rest 503, and must drop the admitted ones once they fall behind.
+// Afterwards each client reads its status line (for the record), and
+// /metrics must still answer. Loopback only; every connection is closed
+// at the end.
+func TestBenchWatchStreamClients(t *testing.T) {
+	requireBench(t)
+	bin := buildBinary(t)
+	n := envInt("STORMGUARD_BENCH_STREAM_CLIENTS", 3000)
+	secs := envInt("STORMGUARD_BENCH_COST_SECONDS", 60)
+	sb := sandboxtest.New(t, sandbox.Options{})
+	w := startWatch(t, bin, sb, "--interval", "100ms")
+	pid := w.cmd.Process.Pid
+	time.Sleep(5 * time.Second)
+	_, rss0, _, _ := procStats(pid)
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	req := []byte("GET /api/v1/stream HTTP/1.1\r\nHost: " + w.http + "\r\nAccept: text/event-stream\r\n\r\n")
+	for len(conns) < n {
+		c, err := d.Dial("tcp", w.http)
+		if err != nil {
+			t.Fatalf("stream client %d: %v", len(conns)+1, err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write(req); err != nil {
+			t.Fatalf("stream client %d: %v", len(conns), err)
+		}
+	}
+	t0 := time.Now()
+	maxRSS := 0
+	var metricsWorst time.Duration
+	for time.Since(t0) < time.Duration(secs)*time.Second {
+		time.Sleep(5 * time.Second)
+		_, rss, _, err := procStats(pid)
+		if err != nil {
+			t.Fatalf("agent gone: %v; stderr:\n%s", err, w.stderr.String())
+		}
+		maxRSS = max(maxRSS, rss)
+		m0 := time.Now()
+		if w.goroutines() < 0 {
+			t.Fatalf("/metrics did not answer with %d stream clients", n)
+		}
+		metricsWorst = max(metricsWorst, time.Since(m0))
+	}
+	_, rss, hwm, _ := procStats(pid)
+	g := w.goroutines()
+	// For the record: how the agent answered each client.
+	codes := map[string]int{}
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		switch {
+		case err != nil && line == "":
+			codes["nothing readable (dropped or closed)"]++
+		default:
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				codes[f[1]]++
+			} else {
+				codes["?"]++
+			}
+		}
+	}
+	t.Logf("RESULT %d stream clients not reading for %.0fs at 100ms: RSS before %.1f MiB, max sampled %.1f, last %.1f, VmHWM %.1f MiB; goroutines %d; /metrics worst %s; status lines %v; load %s",
+		n, time.Since(t0).Seconds(), float64(rss0)/1024, float64(maxRSS)/1024, float64(rss)/1024, float64(hwm)/1024, g, metricsWorst.Round(time.Millisecond), codes, load())
+}

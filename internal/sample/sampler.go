@@ -33,8 +33,14 @@ type Sampler struct {
 	// Zero means Interval.
 	FastInterval time.Duration
 	// Fast, when set, is asked after every sample whether the next one
-	// should come after FastInterval.
+	// should come after FastInterval (the agent's Pace.Fast).
 	Fast func() bool
+	// Wakes ask for a sample before the interval ends: a receive on any
+	// of them starts one at once, but never closer than FastInterval to
+	// the previous one. The accept-queue poller's fires when it sees the
+	// queue saturate, so a storm is sampled within milliseconds, not at
+	// the next tick (source.Set.Wakes).
+	Wakes []<-chan struct{}
 	// Deadline bounds each source's Collect. Zero means 80% of the
 	// interval the sample closes.
 	Deadline time.Duration
@@ -93,13 +99,6 @@ func (sm *Sampler) derive(s *Sample) {
 	if n, ok := handshakePending(prev, cur); ok {
 		s.HandshakePending = U64(n)
 	}
-}
-
-// Waker is implemented by sources that can ask for a sample before the
-// interval ends: the accept-queue poller does when it sees the queue
-// saturate, so a storm is sampled within milliseconds, not at the next tick.
-type Waker interface {
-	Wake() <-chan struct{}
 }
 
 // deadline returns the per-source deadline.
@@ -236,7 +235,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration) *Sample {
 }
 
 // Run publishes a sample every Interval (FastInterval while Fast says so)
-// until ctx is done, and early when a source wakes it, but never closer
+// until ctx is done, and early when Wakes asks, but never closer
 // than FastInterval. When a tick is missed (the process was descheduled)
 // the next sample reports the longer IntervalMS instead of bunching up.
 func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
@@ -245,11 +244,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 		fast = sm.Interval
 	}
 	wake := make(chan struct{}, 1)
-	for _, src := range sm.Sources {
-		w, ok := src.(Waker)
-		if !ok {
-			continue
-		}
+	for _, w := range sm.Wakes {
 		go func(c <-chan struct{}) {
 			for {
 				select {
@@ -262,7 +257,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 					}
 				}
 			}
-		}(w.Wake())
+		}(w)
 	}
 	next := sm.Interval
 	for {

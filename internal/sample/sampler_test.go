@@ -94,26 +94,20 @@ func TestSamplerRunPublishesEveryInterval(t *testing.T) {
 	}
 }
 
-type wakingSource struct {
-	fakeSource
-	wake chan struct{}
-}
-
-func (w *wakingSource) Wake() <-chan struct{} { return w.wake }
-
 func TestSamplerWakeAndFast(t *testing.T) {
-	src := &wakingSource{fakeSource: fakeSource{name: "listenq"}, wake: make(chan struct{}, 1)}
+	src := &fakeSource{name: "listenq"}
+	wake := make(chan struct{}, 1)
 	var fast atomic.Bool
 	times := make(chan time.Time, 100)
 	// The interval is far longer than the test's bound, so every sample
 	// after the first one comes from a wake-up or from fast mode.
 	sm := &Sampler{Target: "t:1", Interval: time.Hour, FastInterval: 20 * time.Millisecond,
-		Sources: []Source{src}, Fast: fast.Load}
+		Sources: []Source{src}, Fast: fast.Load, Wakes: []<-chan struct{}{wake}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go sm.Run(ctx, func(s *Sample) { times <- s.Time })
 	<-times // the first sample comes at once
-	src.wake <- struct{}{}
+	wake <- struct{}{}
 	select {
 	case <-times:
 	case <-ctx.Done():
@@ -121,7 +115,7 @@ func TestSamplerWakeAndFast(t *testing.T) {
 	}
 	// While Fast says so, samples come every FastInterval.
 	fast.Store(true)
-	src.wake <- struct{}{}
+	wake <- struct{}{}
 	<-times
 	for i := 0; i < 5; i++ {
 		select {

@@ -655,24 +655,6 @@ func waitPolls(t *testing.T, l *listenq, n uint64) {
 	}
 }
 
-// lockedLog is a log sink the poller goroutine and the test share.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestListenqCloseLogsNoError: closing the source while its poller waits on
 // the clock (what every SIGTERM of watch does) is a shutdown, not an error.
 // It runs in the test's own namespace on a loopback listener.
@@ -686,7 +668,7 @@ func TestListenqCloseLogsNoError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedLog
+	var logs sandboxtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for i := 0; i < 10; i++ {
 		src, err := openListenq(context.Background(), Options{Target: Target{Addr: a}, Logger: log})
