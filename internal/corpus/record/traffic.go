@@ -187,7 +187,10 @@ type poolOpts struct {
 	// recording starts from a settled fleet even on a loaded box.
 	firstDialTO time.Duration
 	spread      time.Duration // open the n connections over this long (0: at once)
-	lifetime    time.Duration // bound
+	// oneShot: one command per connection, then close and dial again
+	// (a per-request client in a loop); needs redial.
+	oneShot  bool
+	lifetime time.Duration // bound
 }
 
 // openPool starts o.n clients; each dials, then sends cmd every o.every.
@@ -267,6 +270,9 @@ func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
 				}
 				if strings.HasPrefix(line, "-") { // maxclients, LOADING…: the server refused us
 					err = fmt.Errorf("%s", line)
+					break
+				}
+				if o.oneShot {
 					break
 				}
 				jit := time.Duration(rand.Int64N(int64(o.every)/5 + 1))
