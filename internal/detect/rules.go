@@ -29,6 +29,13 @@ type input struct {
 	// sole: this server is the only listener in its namespace, so the
 	// namespace-wide listen counters are this port's.
 	sole bool
+	// abandoned: connections waiting in this port's accept queue that
+	// their clients already closed (fresh counts only; nil: unknown).
+	// pendingRate: connections per second Valkey accepted that did not
+	// finish their setup within the interval (handshake_pending; nil:
+	// unknown).
+	abandoned   *uint64
+	pendingRate *float64
 	// synStageUnconfirmed: some of the drops happened at the SYN queue
 	// (ListenDrops beyond ListenOverflows) and no fresh SYN_RECV count
 	// can say whether they were this port's.
@@ -116,6 +123,7 @@ var rules = [...]rule{
 	ruleNICPPS,
 	ruleRejections,
 	ruleShortLived,
+	ruleAbandoned,
 	ruleNewConnRate,
 	ruleSynCookies,
 	ruleAcceptHigh,
@@ -220,6 +228,13 @@ func (m *ruleMemory) evaluate(in *input) evaluation {
 func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels, s *sample.Sample, synBase *float64) *input {
 	in := &input{cfg: cfg, state: state, v: v, d: d, conns: conns}
 	in.sole = s.NetNSOtherListeners != nil && *s.NetNSOtherListeners == 0
+	fresh := s.CountsAgeMS == nil || *s.CountsAgeMS <= max(2000*v.IntervalS, 1000)
+	if s.Listen != nil && s.Listen.Abandoned != nil && fresh {
+		in.abandoned = s.Listen.Abandoned
+	}
+	if s.HandshakePending != nil && v.IntervalS > 0 {
+		in.pendingRate = f64(float64(*s.HandshakePending) / v.IntervalS)
+	}
 	p := &in.port
 	if v.AcceptOccupancy != nil {
 		p.known = true
@@ -390,6 +405,31 @@ func ruleShortLived(_ *ruleMemory, in *input, e *evaluation) {
 	}
 	e.add(Signal{Name: "short_lived_connections", Level: LevelStorm, Scope: scope, Value: closed, Threshold: in.cfg.ChurnFraction * rate, Unit: "conn/s",
 		PerPortEvidence: true, base: base, detail: where})
+}
+
+// ruleAbandoned keeps a storm going while connections are given up before
+// they become clients: waiting in this port's accept queue already closed
+// by their clients (Valkey will accept them, and for TLS start a handshake,
+// for nobody), or accepted by Valkey without finishing their setup within
+// the interval (TLS handshakes timing out). Like short_lived_connections it
+// never starts a storm: a healthy server has neither, but a slow one with
+// patient clients may show a few.
+func ruleAbandoned(_ *ruleMemory, in *input, e *evaluation) {
+	if in.state != Storm && in.state != Recovering {
+		return
+	}
+	if a := in.abandoned; a != nil && *a >= in.cfg.AcceptMinDepth {
+		e.add(Signal{Name: "abandoned_connections", Level: LevelStorm, Scope: ScopePort, Value: float64(*a), Threshold: float64(in.cfg.AcceptMinDepth), Unit: "connections",
+			PerPortEvidence: true})
+		return
+	}
+	if p := in.pendingRate; p != nil {
+		thr := in.cfg.ChurnFraction * in.conns.vThr
+		if *p >= thr && thr > 0 {
+			e.add(Signal{Name: "abandoned_connections", Level: LevelStorm, Scope: ScopeInstance, Value: *p, Threshold: thr, Unit: "conn/s",
+				PerPortEvidence: true, detail: whereInstance})
+		}
+	}
 }
 
 // ruleAcceptFull: this port's accept queue at its limit drops the next SYN

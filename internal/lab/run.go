@@ -110,6 +110,20 @@ func FDsNeeded(cfg Config) int {
 // (an error); everything the run made (clients, a spawned server and its
 // namespace, firewall rules) is removed before it returns.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	r, err := newRun(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	if err := r.prepare(ctx); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+// newRun makes a run of cfg with its defaults, once it is valid; close
+// removes whatever prepare and run made.
+func newRun(cfg Config) (*run, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -117,11 +131,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r := &run{cfg: cfg}
 	r.strategy, _ = strategies.get(cfg.Strategy)
 	r.scenario, _ = scenarios.get(cfg.Scenario)
-	defer r.close()
-	if err := r.prepare(ctx); err != nil {
-		return nil, err
-	}
-	return r.run(ctx)
+	return r, nil
 }
 
 // prepare starts the server (Spawn), the dialer and the admin connection,

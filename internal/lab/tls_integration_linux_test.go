@@ -20,14 +20,7 @@ func TestIntegrationTLSOnly(t *testing.T) {
 	sandboxtest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := Config{Spawn: &Spawn{}, TLS: true, Clients: 1, Strategy: "immediate", Scenario: "kill"}.withDefaults()
-	r := &run{cfg: cfg}
-	r.strategy, _ = strategies.get(cfg.Strategy)
-	r.scenario, _ = scenarios.get(cfg.Scenario)
-	defer r.close()
-	if err := r.prepare(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := prepareRun(ctx, t, Config{Spawn: &Spawn{}, TLS: true, Clients: 1, Strategy: "immediate", Scenario: "kill"})
 	if !r.res.TLS {
 		t.Fatal("result does not say TLS")
 	}
