@@ -139,6 +139,22 @@ func (d *Dialer) congestion(t *target) {
 	d.emit(t, EventWindow, d.window(t), nil)
 }
 
+// markLoss records a loss or failure at now. It starts a reconnect
+// episode unless one is under way: the losses and failed redials of one
+// event (a fleet losing its connections at once, the redials that then
+// fail) share one window anchored at the first loss. A failure inside
+// the window doubles it (congestion) and so stretches the episode's end,
+// which halves the rate of the dials still to come; it does not restart
+// the window at the failure, which would send every failed client to the
+// back of a new, longer window and leave the server idle while the last
+// of them wait (the long recovery tails of the first fleet-sized dialer).
+// Called with mu held.
+func (d *Dialer) markLoss(t *target, now time.Time) {
+	if t.lostAt.IsZero() || !now.Before(t.lostAt.Add(d.window(t))) {
+		t.lostAt = now
+	}
+}
+
 // clean shrinks what t's window learned by a quarter: a connect that was
 // fast and got its handshake says the server keeps up. Called with mu
 // held.
@@ -307,9 +323,12 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 	}
 	if w := d.window(t); w > 0 && !t.lostAt.IsZero() && now.Before(t.lostAt.Add(w)) {
 		// A whole fleet lost its connections at lostAt (restart, failover,
-		// CLIENT KILL, a blip): land somewhere in the window, not all at
-		// once.
-		at := t.lostAt.Add(time.Duration(d.o.Rand.Float64() * float64(w)))
+		// CLIENT KILL, a blip): land somewhere in what is left of the
+		// window, not all at once. A dial retried after a failure inside
+		// the window draws from the rest of the (grown) window, so the
+		// fleet's remaining dials stay spread evenly to its end.
+		end := t.lostAt.Add(w)
+		at := now.Add(time.Duration(d.o.Rand.Float64() * float64(end.Sub(now))))
 		wait = max(wait, at.Sub(now))
 	}
 	return t, false, wait, nil
@@ -352,7 +371,7 @@ func (d *Dialer) refuse(t *target) {
 func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
 	now := d.o.Now()
 	t.failures++
-	t.lostAt = now
+	d.markLoss(t, now)
 	d.congestion(t)
 	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
 	t.prevDelay = delay

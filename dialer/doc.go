@@ -61,8 +61,11 @@
 // enough that its SYN must have been dropped and retransmitted
 // (Options.SlowConnect), doubles that instance's window (capped at
 // MaxReconnectWindow), and the next attempt lands at a uniform point of
-// the doubled window — exponential backoff with full jitter, starting
-// from the window instead of from zero. Clean, fast connects shrink what
+// what is left of the doubled window — exponential backoff with full
+// jitter, starting from the window instead of from zero. The window
+// stays anchored at the loss that started the episode: a failure
+// stretches its end rather than starting a new window, so failed clients
+// are not pushed behind everyone else. Clean, fast connects shrink what
 // was learned by a quarter each, so a window grown in one storm protects
 // the next one (a restart loop, a flapping failover) and then returns to
 // the fleet-sized value. None of it depends on how old the lost

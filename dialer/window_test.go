@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/backoff"
 )
 
 // fakeClock is a settable clock for Reservation tests.
@@ -192,5 +194,45 @@ func TestWindowGrowsOnCongestionAndDecays(t *testing.T) {
 	}
 	if prev != time.Second {
 		t.Errorf("after 10 clean connects the window is %s, want back at the fleet's 1s", prev)
+	}
+}
+
+// TestWindowEpisodeAnchoredAtLoss: a failure inside the reconnect window
+// grows the window but keeps its start at the loss, and the retry lands in
+// what is left of the grown window; a loss after the window has ended
+// starts a new episode.
+func TestWindowEpisodeAnchoredAtLoss(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 4000, BreakerThreshold: -1,
+		Backoff: backoff.Immediate{}}) // isolate the window from the backoff
+	r := connectHealthy(t, d, clk, addr)
+	lossAt := clk.now
+	r.Lost(errors.New("EOF")) // the fleet's loss; window 2s
+	clk.advance(1500 * time.Millisecond)
+	r, err := d.Reserve(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Wait > 500*time.Millisecond {
+		t.Fatalf("at 1.5s into a 2s window the dial waits %s, want within the 0.5s left", r.Wait)
+	}
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Second, errors.New("connect timeout")) // fails inside the window: 4s
+	if w := d.Stats(addr).Window; w != 4*time.Second {
+		t.Fatalf("window after a failure inside it: %s, want 4s", w)
+	}
+	left := lossAt.Add(4 * time.Second).Sub(clk.now)
+	lo, hi := spreadAfterLoss(t, d, addr, 400)
+	if hi >= left || hi < left*9/10 || lo > left/10 {
+		t.Errorf("retries after the failure wait [%s, %s], want spread over the %s left of the episode (not a new 4s window)", lo, hi, left)
+	}
+	// Well after the episode a new loss starts a new window at its time.
+	clk.advance(time.Minute)
+	r = connectHealthy(t, d, clk, addr)
+	r.Lost(errors.New("EOF"))
+	w := d.Stats(addr).Window
+	_, hi = spreadAfterLoss(t, d, addr, 400)
+	if hi < w*9/10 {
+		t.Errorf("a new loss after the episode spreads over %s, want the whole %s window", hi, w)
 	}
 }

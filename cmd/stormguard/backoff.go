@@ -40,6 +40,7 @@ type backoffOpts struct {
 	json          bool
 	clients       int
 	outage        time.Duration
+	fo            fleetOpts
 }
 
 // strategyFlags lists which policy flags a strategy takes; false for an
@@ -57,7 +58,7 @@ func strategyFlags(strategy string) ([]string, bool) {
 func newBackoffCmd() *cobra.Command {
 	var o backoffOpts
 	cmd := &cobra.Command{
-		Use:   "backoff --strategy S [policy flags] [--attempts N] [--samples K] [--json]",
+		Use:   "backoff --strategy S [policy flags] [--attempts N] [--samples K] [--json] | backoff --fleet N [--accept-rate R | --calibrate FILE]",
 		Short: "Preview a reconnect policy: per-attempt delays and the fleet-wide arrival curve",
 		Long: `Preview a reconnect policy. For each attempt n (the delay after the n-th
 consecutive failed connect; the first reconnect after a disconnect is
@@ -84,17 +85,44 @@ server sees while it comes back.
 --json prints one JSON object per line: first one per attempt with keys
 attempt, min_ms, mean_ms, p50_ms, p99_ms, max_ms; then, with --clients, one
 per 100ms bucket with keys bucket_start_ms, attempts (every bucket from 0 to
-the last attempt, empty ones included). Tell them apart by the "attempt" key.`,
+the last attempt, empty ones included). Tell them apart by the "attempt" key.
+
+Which settings for my fleet? --fleet N answers "for a fleet of N connections
+to this server, which reconnect settings recover fastest without overflowing
+the server's accept queue?". It runs the fleet simulation of "stormguard
+simulate" (every connection lost at once, the kernel's SYN and accept queues,
+Valkey's accept loop) for the libraries' defaults, two full-jitter settings
+and the stormguard dialer at several accept rates, and prints the
+recommended setting with its simulated outcome, the best setting without the
+dialer, and every candidate ranked: recovered without a listen overflow
+first, then overflows under 1% of the fleet, then the rest; fastest first.
+Describe the server with --somaxconn and --tcp-backlog (the accept queue is
+the smaller), --tls, and how fast it accepts: --accept-rate R (an idle
+Valkey's new connections per second; a busy or small host accepts fewer)
+or, better, --calibrate FILE with a "stormguard storm --json" result
+measured against it. --strategy and policy flags add your own policy to the
+comparison ("yours"). --json prints one object: fleet, scenario,
+recommended, best_policy, yours, advice (every candidate with the storm
+keys), model, calibration. Simulated figures are a model's, not
+measurements: docs/backoff.md says how far they agreed with the lab.`,
 		Example: `  stormguard backoff --strategy glide --attempts 8
   stormguard backoff --strategy glide --retries 5 --factor 1000 --exponent-base 2 --jitter-percent 20 --json
   stormguard backoff --strategy full-jitter --base 100ms --cap 10s --attempts 10 --samples 50000
   stormguard backoff --strategy decorrelated --base 50ms --cap 5s --clients 10000 --outage 5s
-  stormguard backoff --strategy grpc --attempts 12 --seed 7 --json`,
+  stormguard backoff --strategy grpc --attempts 12 --seed 7 --json
+  stormguard backoff --fleet 20000 --accept-rate 8000
+  stormguard backoff --fleet 50000 --calibrate lab.json --strategy glide --factor 1000 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.fo.check(cmd); err != nil {
+				return usageErr(err)
+			}
 			p, err := o.policy(cmd)
 			if err != nil {
 				return usageErr(err)
+			}
+			if o.fo.fleet > 0 {
+				return runBackoffFleet(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr(), o, p)
 			}
 			return runBackoff(cmd.OutOrStdout(), p, o)
 		},
@@ -113,6 +141,7 @@ the last attempt, empty ones included). Tell them apart by the "attempt" key.`,
 	f.BoolVar(&o.json, "json", false, "print one JSON object per line")
 	f.IntVar(&o.clients, "clients", 0, "simulate this many clients disconnecting at once")
 	f.DurationVar(&o.outage, "outage", 5*time.Second, "with --clients: how long every connect attempt fails")
+	o.fo.register(f)
 	return cmd
 }
 

@@ -180,6 +180,18 @@ func TestBackoffUsageErrors(t *testing.T) {
 		{"backoff", "--strategy", "grpc", "--base", "-1s"},
 		{"backoff", "--attempts", "x"},
 		{"backoff", "extra-arg"},
+		{"backoff", "--somaxconn", "128"},
+		{"backoff", "--accept-rate", "5000"},
+		{"backoff", "--fleet", "-1"},
+		{"backoff", "--fleet", "0"},
+		{"backoff", "--fleet", "100", "--attempts", "3"},
+		{"backoff", "--fleet", "100", "--clients", "3"},
+		{"backoff", "--fleet", "100", "--accept-rate", "5000", "--calibrate", "x.json"},
+		{"backoff", "--fleet", "100", "--calibrate", "/nonexistent.json"},
+		{"backoff", "--fleet", "100", "--scenario", "churn"},
+		{"backoff", "--fleet", "100", "--strategy", "grpc"},
+		{"backoff", "--fleet", "100", "--accept-rate", "99999999"},
+		{"backoff", "--fleet", "100", "--period", "0s"},
 	}
 	for _, args := range tests {
 		_, code, err := runBackoffCLI(t, args...)
@@ -198,9 +210,77 @@ func TestBackoffHelp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"Examples:", "stormguard backoff --strategy glide", "--clients", "bucket_start_ms", "min_ms"} {
+	for _, want := range []string{"Examples:", "stormguard backoff --strategy glide", "--clients", "bucket_start_ms", "min_ms",
+		"--fleet", "recover fastest without overflowing", "--calibrate", "recommended"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help lacks %q", want)
 		}
+	}
+}
+
+// TestBackoffFleetAdvice: --fleet ranks simulated settings and names a
+// recommendation that is the first of the ranking, the best policy
+// without the dialer, and the user's own policy when given.
+func TestBackoffFleetAdvice(t *testing.T) {
+	out, code, err := runBackoffCLI(t, "backoff", "--fleet", "600", "--accept-rate", "4000", "--somaxconn", "128",
+		"--strategy", "glide", "--factor", "500", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	type row struct {
+		Setting         string `json:"setting"`
+		Dialer          bool   `json:"dialer"`
+		Recovered       bool   `json:"recovered"`
+		ListenOverflows uint64 `json:"listen_overflows"`
+		TimeToRecoverMS *int64 `json:"time_to_recover_ms"`
+		Clients         int    `json:"clients"`
+	}
+	var got struct {
+		Fleet       int   `json:"fleet"`
+		Recommended row   `json:"recommended"`
+		BestPolicy  *row  `json:"best_policy"`
+		Yours       *row  `json:"yours"`
+		Advice      []row `json:"advice"`
+		Model       struct {
+			Somaxconn int `json:"somaxconn"`
+		} `json:"model"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got.Fleet != 600 || got.Model.Somaxconn != 128 || len(got.Advice) < 8 {
+		t.Fatalf("fleet %d, somaxconn %d, %d rows", got.Fleet, got.Model.Somaxconn, len(got.Advice))
+	}
+	if got.Recommended.Setting != got.Advice[0].Setting {
+		t.Errorf("recommended %q is not the first of the ranking (%q)", got.Recommended.Setting, got.Advice[0].Setting)
+	}
+	if got.BestPolicy == nil || got.BestPolicy.Dialer || strings.HasPrefix(got.BestPolicy.Setting, "yours") {
+		t.Errorf("best_policy = %+v, want a setting without the dialer", got.BestPolicy)
+	}
+	if got.Yours == nil || !strings.Contains(got.Yours.Setting, "factor 500") {
+		t.Errorf("yours = %+v, want the given glide policy", got.Yours)
+	}
+	// Ranked by class: a row never follows one with more overflows of a
+	// worse class (unrecovered last).
+	class := func(r row) int {
+		switch {
+		case !r.Recovered:
+			return 3
+		case r.ListenOverflows > uint64(r.Clients)/100:
+			return 2
+		case r.ListenOverflows > 0:
+			return 1
+		}
+		return 0
+	}
+	for i := 1; i < len(got.Advice); i++ {
+		if class(got.Advice[i]) < class(got.Advice[i-1]) {
+			t.Errorf("%q (class %d) ranked after %q (class %d)", got.Advice[i].Setting, class(got.Advice[i]),
+				got.Advice[i-1].Setting, class(got.Advice[i-1]))
+		}
+	}
+	text, code, _ := runBackoffCLI(t, "backoff", "--fleet", "300", "--accept-rate", "4000")
+	if code != 0 || !strings.Contains(text, "recommended") || !strings.Contains(text, "every setting, best first") {
+		t.Errorf("text output (exit %d):\n%s", code, text)
 	}
 }

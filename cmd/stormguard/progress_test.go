@@ -4,31 +4,14 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
-// syncBuffer is a bytes.Buffer safe for the progress goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestProgressLine(t *testing.T) {
-	var buf syncBuffer
+	var buf sandboxtest.Buffer
 	p := newProgress(&buf, "stormguard check", true)
 	p.Step("counting over the 1s window")
 	// The ticker redraws with the elapsed time; wait for a redraw.
@@ -54,7 +37,7 @@ func TestProgressLine(t *testing.T) {
 }
 
 func TestProgressDisabled(t *testing.T) {
-	var buf syncBuffer
+	var buf sandboxtest.Buffer
 	p := newProgress(&buf, "x", false)
 	p.Step("a")
 	p.Done()

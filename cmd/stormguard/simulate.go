@@ -1,14 +1,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -150,12 +148,10 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 	m := o.model
 	m.Syncookies = o.syncookies != 0
 	if o.acceptRate > 0 {
-		per := m.MaxNewConnsPerCycle
-		cost := (float64(per)/o.acceptRate - m.CycleCost.Seconds()) / float64(per)
-		if cost <= 0 {
-			return usageErr(fmt.Errorf("--accept-rate %g is above what --cycle-cost %s allows", o.acceptRate, m.CycleCost))
+		var err error
+		if m, err = withAcceptRate(m, o.acceptRate); err != nil {
+			return usageErr(err)
 		}
-		m.ConnCost = time.Duration(cost * float64(time.Second))
 	}
 	f := o.fleet
 	f.Observe = !o.noObserve
@@ -172,20 +168,9 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 	}
 	var fit *simulate.Fit
 	if o.calibrate != "" {
-		b, err := os.ReadFile(o.calibrate)
+		got, err := calibrateFrom(ctx, errOut, o.calibrate, m, f)
 		if err != nil {
-			return usageErr(fmt.Errorf("--calibrate: %w", err))
-		}
-		obs, err := simulate.ParseObservations(b)
-		if err != nil {
-			return usageErr(fmt.Errorf("--calibrate %s: %w", o.calibrate, err))
-		}
-		fmt.Fprintf(errOut, "simulate: calibrating on %d lab result(s) from %s…\n", len(obs), o.calibrate)
-		ff := f
-		ff.Dialer, ff.Seed = dialer.Options{}, 1
-		got, err := simulate.Calibrate(ctx, m, ff, obs)
-		if err != nil {
-			return fmt.Errorf("calibrate: %w", err)
+			return err
 		}
 		fit, m = &got, got.Model
 	}
@@ -204,6 +189,38 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 	}
 	writeSimulateTable(out, res, fit)
 	return nil
+}
+
+// withAcceptRate sets m's per-connection cost so that an idle event loop
+// accepts rate connections per second.
+func withAcceptRate(m simulate.Model, rate float64) (simulate.Model, error) {
+	per := m.MaxNewConnsPerCycle
+	cost := (float64(per)/rate - m.CycleCost.Seconds()) / float64(per)
+	if cost <= 0 {
+		return m, fmt.Errorf("--accept-rate %g is above what --cycle-cost %s allows", rate, m.CycleCost)
+	}
+	m.ConnCost = time.Duration(cost * float64(time.Second))
+	return m, nil
+}
+
+// calibrateFrom fits m's costs to the storm --json result in file (f: the
+// fleet settings the lab ran with).
+func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulate.Model, f simulate.Fleet) (simulate.Fit, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return simulate.Fit{}, usageErr(fmt.Errorf("--calibrate: %w", err))
+	}
+	obs, err := simulate.ParseObservations(b)
+	if err != nil {
+		return simulate.Fit{}, usageErr(fmt.Errorf("--calibrate %s: %w", file, err))
+	}
+	fmt.Fprintf(errOut, "calibrating on %d lab result(s) from %s…\n", len(obs), file)
+	f.Dialer, f.Seed = dialer.Options{}, 1
+	got, err := simulate.Calibrate(ctx, m, f, obs)
+	if err != nil {
+		return simulate.Fit{}, fmt.Errorf("calibrate: %w", err)
+	}
+	return got, nil
 }
 
 func writeSimulateTable(out io.Writer, r *simulate.Result, fit *simulate.Fit) {
@@ -230,91 +247,27 @@ func writeSimulateTable(out io.Writer, r *simulate.Result, fit *simulate.Fit) {
 	tw.Flush()
 }
 
-// candidate is one setting --advise tries.
-type candidate struct {
-	name string
-	set  func(f *simulate.Fleet)
-}
-
-// adviseCandidates are the settings --advise compares: the libraries'
-// and the lab's defaults, and the stormguard dialer at several assumed
-// accept rates.
-func adviseCandidates() []candidate {
-	cs := []candidate{
-		{"immediate", func(f *simulate.Fleet) { f.Strategy = "immediate" }},
-		{"glide (5, 100, 2, 20%)", func(f *simulate.Fleet) { f.Strategy = "glide" }},
-		{"glide --factor 1000", func(f *simulate.Fleet) {
-			f.Strategy = "glide"
-			f.Policy.GLIDE = backoff.DefaultGLIDE()
-			f.Policy.GLIDE.Factor = 1000
-		}},
-		{"full-jitter --base 100ms --cap 10s", func(f *simulate.Fleet) { f.Strategy = "full-jitter" }},
-		{"full-jitter --base 1s --cap 30s", func(f *simulate.Fleet) {
-			f.Strategy, f.Policy.Base, f.Policy.Cap = "full-jitter", time.Second, 30*time.Second
-		}},
-		{"stormguard, fleet size unknown", func(f *simulate.Fleet) { f.Strategy, f.Observe = "stormguard", false }},
-	}
-	for _, r := range []float64{1000, 2000, 5000, 10000, 20000} {
-		cs = append(cs, candidate{fmt.Sprintf("stormguard AcceptRate %.0f", r), func(f *simulate.Fleet) {
-			f.Strategy, f.Observe, f.Dialer.AcceptRate = "stormguard", true, r
-		}})
-	}
-	return cs
-}
-
-type adviceRow struct {
-	Setting string `json:"setting"`
-	*simulate.Result
-}
-
 // runAdvise simulates every candidate against the same model and prints
 // them ranked: recovered without overflows first, fastest first.
 func runAdvise(ctx context.Context, out, errOut io.Writer, m simulate.Model, base simulate.Fleet, fit *simulate.Fit, asJSON bool) error {
-	var rows []adviceRow
-	for _, c := range adviseCandidates() {
-		f := base
-		f.Policy, f.Dialer, f.Observe = backoff.Params{}, dialer.Options{}, false
-		c.set(&f)
-		fmt.Fprintf(errOut, "simulate: %s…\n", c.name)
-		r, err := simulate.Run(ctx, m, f)
-		if err != nil {
-			return fmt.Errorf("simulate %s: %w", c.name, err)
-		}
-		rows = append(rows, adviceRow{c.name, r})
+	rows, err := simulate.Advise(ctx, m, base, simulate.Candidates(m), func(s string) { fmt.Fprintf(errOut, "simulate: %s…\n", s) })
+	if err != nil {
+		return err
 	}
-	rank := func(r adviceRow) (int, int64) {
-		class := 0
-		switch {
-		case !r.Recovered:
-			class = 3
-		case r.ListenOverflows > uint64(r.Clients)/100:
-			class = 2
-		case r.ListenOverflows > 0:
-			class = 1
-		}
-		ttr := int64(1 << 62)
-		if r.TimeToRecoverMS != nil {
-			ttr = *r.TimeToRecoverMS
-		}
-		return class, ttr
-	}
-	slices.SortStableFunc(rows, func(a, b adviceRow) int {
-		ca, ta := rank(a)
-		cb, tb := rank(b)
-		if ca != cb {
-			return ca - cb
-		}
-		return cmp.Compare(ta, tb)
-	})
 	if asJSON {
 		return json.NewEncoder(out).Encode(struct {
-			Advice      []adviceRow    `json:"advice"`
-			Model       simulate.Model `json:"model"`
-			Calibration *simulate.Fit  `json:"calibration,omitempty"`
+			Advice      []simulate.Advice `json:"advice"`
+			Model       simulate.Model    `json:"model"`
+			Calibration *simulate.Fit     `json:"calibration,omitempty"`
 		}{rows, m, fit})
 	}
 	fmt.Fprintf(out, "%d clients, %s, accept queue %d, model accept rate %.0f/s (idle loop); best first:\n",
 		base.Clients, base.Scenario, min(m.Somaxconn, m.TCPBacklog), m.AcceptRate())
+	return writeAdvice(out, rows)
+}
+
+// writeAdvice prints the ranked table of --advise and backoff --fleet.
+func writeAdvice(out io.Writer, rows []simulate.Advice) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SETTING\tOVERFLOWS\tRECOVER_MS\tPEAK/S\tCONNECTS\t")
 	for _, r := range rows {

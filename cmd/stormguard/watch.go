@@ -128,29 +128,82 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
+// checkFlags checks --interval and the HTTP flags before anything starts.
+func (o *watchOpts) checkFlags() error {
+	if o.interval < 10*time.Millisecond {
+		return fmt.Errorf("--interval %s is too short (minimum 10ms)", o.interval)
+	}
+	if o.webConfigFile != "" {
+		// Both would use the Authorization header.
+		if o.bearerTokenFile != "" {
+			return errors.New("--bearer-token-file and --web.config.file exclude each other: put basic_auth_users in the web config")
+		}
+		if o.httpAddr == "" {
+			return errors.New("--web.config.file needs --http")
+		}
+		// Checked now, so a bad file is a usage error before sampling.
+		if err := web.Validate(o.webConfigFile); err != nil {
+			return fmt.Errorf("--web.config.file %s: %w", o.webConfigFile, err)
+		}
+	}
+	if o.maxStreams < 1 {
+		return fmt.Errorf("--http-max-streams %d: want at least 1", o.maxStreams)
+	}
+	return nil
+}
+
+// autoDefuse turns the --defuse flags into the agent's auto-defuse
+// settings (nil when off).
+func (o *watchOpts) autoDefuse() (*agent.AutoDefuse, error) {
+	switch o.defuseMode {
+	case "off", "":
+		return nil, nil
+	case "auto":
+	default:
+		return nil, fmt.Errorf("--defuse %q: want off or auto", o.defuseMode)
+	}
+	rate, err := defuse.ParseRate(o.defuseRate)
+	if err != nil {
+		return nil, fmt.Errorf("--defuse-rate: %w", err)
+	}
+	auto := &agent.AutoDefuse{TTL: o.defuseTTL, Max: o.defuseMax, Rate: rate, StatePath: o.defuseState}
+	for _, a := range o.defuseActions {
+		act, err := defuse.ParseAction(a)
+		if err != nil {
+			return nil, fmt.Errorf("--defuse-actions: %w", err)
+		}
+		auto.Actions = append(auto.Actions, act)
+	}
+	return auto, nil
+}
+
+// serveHTTP listens on --http and serves h in the background.
+// exporter-toolkit serves TLS and basic auth from --web.config.file
+// (re-read per connection, so certificates can be rotated); without it,
+// plain HTTP.
+func (o *watchOpts) serveHTTP(h http.Handler, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --http %s: %w", o.httpAddr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{o.httpAddr}, WebConfigFile: &o.webConfigFile}
+	go func() {
+		if err := web.Serve(ln, srv, webFlags, log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server failed", "err", err)
+		}
+	}()
+	log.Info("serving HTTP", "addr", ln.Addr().String())
+	return srv, nil
+}
+
 func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	log, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return usageErr(err)
 	}
-	if o.interval < 10*time.Millisecond {
-		return usageErr(fmt.Errorf("--interval %s is too short (minimum 10ms)", o.interval))
-	}
-	if o.webConfigFile != "" {
-		// Both would use the Authorization header.
-		if o.bearerTokenFile != "" {
-			return usageErr(errors.New("--bearer-token-file and --web.config.file exclude each other: put basic_auth_users in the web config"))
-		}
-		if o.httpAddr == "" {
-			return usageErr(errors.New("--web.config.file needs --http"))
-		}
-		// Checked now, so a bad file is a usage error before sampling.
-		if err := web.Validate(o.webConfigFile); err != nil {
-			return usageErr(fmt.Errorf("--web.config.file %s: %w", o.webConfigFile, err))
-		}
-	}
-	if o.maxStreams < 1 {
-		return usageErr(fmt.Errorf("--http-max-streams %d: want at least 1", o.maxStreams))
+	if err := o.checkFlags(); err != nil {
+		return usageErr(err)
 	}
 	var targets []source.Target
 	for _, v := range o.valkey {
@@ -184,24 +237,9 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 		}
 	}
 
-	var auto *agent.AutoDefuse
-	switch o.defuseMode {
-	case "off", "":
-	case "auto":
-		rate, err := defuse.ParseRate(o.defuseRate)
-		if err != nil {
-			return usageErr(fmt.Errorf("--defuse-rate: %w", err))
-		}
-		auto = &agent.AutoDefuse{TTL: o.defuseTTL, Max: o.defuseMax, Rate: rate, StatePath: o.defuseState}
-		for _, a := range o.defuseActions {
-			act, err := defuse.ParseAction(a)
-			if err != nil {
-				return usageErr(fmt.Errorf("--defuse-actions: %w", err))
-			}
-			auto.Actions = append(auto.Actions, act)
-		}
-	default:
-		return usageErr(fmt.Errorf("--defuse %q: want off or auto", o.defuseMode))
+	auto, err := o.autoDefuse()
+	if err != nil {
+		return usageErr(err)
 	}
 
 	hub := serve.NewHub(source.Names(), int(10*time.Minute/o.interval), 1000)
@@ -221,22 +259,10 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 	defer cancel()
 	var srv *http.Server
 	if o.httpAddr != "" {
-		ln, err := net.Listen("tcp", o.httpAddr)
-		if err != nil {
-			return usageErr(fmt.Errorf("listen on --http %s: %w", o.httpAddr, err))
+		h := serve.Handler(hub, serve.Options{Version: version, BearerToken: token, Healthy: ag.Healthy, MaxStreams: o.maxStreams})
+		if srv, err = o.serveHTTP(h, log); err != nil {
+			return usageErr(err)
 		}
-		srv = &http.Server{Handler: serve.Handler(hub, serve.Options{Version: version, BearerToken: token, Healthy: ag.Healthy, MaxStreams: o.maxStreams}),
-			ReadHeaderTimeout: 5 * time.Second}
-		// exporter-toolkit serves TLS and basic auth from
-		// --web.config.file (re-read per connection, so certificates
-		// can be rotated); without it, plain HTTP as before.
-		webFlags := &web.FlagConfig{WebListenAddresses: &[]string{o.httpAddr}, WebConfigFile: &o.webConfigFile}
-		go func() {
-			if err := web.Serve(ln, srv, webFlags, log); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server failed", "err", err)
-			}
-		}()
-		log.Info("serving HTTP", "addr", ln.Addr().String())
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,26 +20,8 @@ import (
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
-// lockedBuffer is a strings.Builder safe to read while a process writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // waitFile polls path until it holds a line containing want.
-func waitFile(t *testing.T, path, want string, timeout time.Duration, stderr *lockedBuffer) {
+func waitFile(t *testing.T, path, want string, timeout time.Duration, stderr *sandboxtest.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -68,7 +49,7 @@ func TestIntegrationWatchSignals(t *testing.T) {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(bin, "watch", "--valkey", sb.Addr(), "--netns", sb.NetNS, "--interval", "100ms",
 		"--events", events, "--http", httpAddr)
-	var stderr lockedBuffer
+	var stderr sandboxtest.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -102,16 +83,13 @@ func TestIntegrationWatchSignals(t *testing.T) {
 	}
 
 	// A storm: Valkey frozen, 80 connects at once into a queue of 16.
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	thaw := sandboxtest.Freeze(t, sb)
 	fds, err := sb.SYNBurst(80)
 	if err != nil {
-		sb.Signal(syscall.SIGCONT)
 		t.Fatal(err)
 	}
 	waitFile(t, events, `"to":"storm"`, 10*time.Second, &stderr)
-	sb.Signal(syscall.SIGCONT)
+	thaw()
 	for _, fd := range fds {
 		unix.Close(fd)
 	}

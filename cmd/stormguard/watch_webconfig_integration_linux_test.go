@@ -85,11 +85,11 @@ func TestIntegrationWatchWebConfig(t *testing.T) {
 	if err := os.WriteFile(token, []byte("tok-123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start := func(args ...string) (string, *lockedBuffer) {
+	start := func(args ...string) (string, *sandboxtest.Buffer) {
 		t.Helper()
 		httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		cmd := exec.Command(bin, append([]string{"watch", "--valkey", sb.Addr(), "--netns", sb.NetNS, "--http", httpAddr}, args...)...)
-		var stderr lockedBuffer
+		var stderr sandboxtest.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -113,7 +113,7 @@ func TestIntegrationWatchWebConfig(t *testing.T) {
 		return resp.StatusCode, nil
 	}
 	// waitServing polls until url answers at all (any status).
-	waitServing := func(c *http.Client, url string, stderr *lockedBuffer) {
+	waitServing := func(c *http.Client, url string, stderr *sandboxtest.Buffer) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {

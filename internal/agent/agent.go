@@ -57,6 +57,9 @@ type Agent struct {
 	mu      sync.Mutex
 	runners map[string]*runner
 	last    map[string]time.Time
+	// scanner rescans every DiscoverEvery; its memo spares a rescan the
+	// per-descriptor walk of a server with many clients.
+	scanner discover.Scanner
 }
 
 type runner struct {
@@ -97,7 +100,7 @@ func New(o Options) (*Agent, error) {
 	if err := o.Detector.Validate(); err != nil {
 		return nil, fmt.Errorf("detector config: %w", err)
 	}
-	return &Agent{o: o, runners: map[string]*runner{}, last: map[string]time.Time{}}, nil
+	return &Agent{o: o, runners: map[string]*runner{}, last: map[string]time.Time{}, scanner: discover.Scanner{Memo: &discover.Memo{}}}, nil
 }
 
 // Run samples until ctx is done, then stops every target and returns.
@@ -173,7 +176,7 @@ func (a *Agent) discoverLoop(ctx context.Context) {
 }
 
 func (a *Agent) discoverOnce(ctx context.Context) {
-	servers, err := discover.Scanner{}.Scan()
+	servers, err := a.scanner.Scan()
 	if err != nil {
 		a.o.Logger.Warn("discovery failed", "err", err)
 		return
@@ -262,8 +265,10 @@ func (a *Agent) runTarget(ctx context.Context, k string, t source.Target, r *run
 	p := &pipeline{r: r, set: set, det: detect.New(cfg),
 		attr:  newAttributor(set, a.o.Interval, a.o.Logger.With("target", t.Name())),
 		sinks: a.sinks(k, r)}
+	// Before set.Close (deferred above): a running dump ends first.
+	defer p.attr.close()
 	sm := &sample.Sampler{Target: t.Name(), Port: t.Port(), NetNS: t.NetNS, Sources: set.Sources,
-		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: p.fast.Load}
+		Interval: a.o.Interval, FastInterval: a.o.FastInterval, Fast: p.fast.Load, Wakes: set.Wakes}
 	sm.Run(ctx, func(s *sample.Sample) { p.step(ctx, s) })
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stormguard/stormguard/internal/clientlist"
@@ -16,18 +17,33 @@ import (
 )
 
 // Attribution policy (docs/design.md, "Attribution"). Socket dumps cost
-// Valkey nothing (the kernel answers), but each walks the established hash,
-// so they are bounded in rate, time and size.
+// Valkey nothing (the kernel answers), but each walks the whole established
+// hash (~20–40 ms with 20,000 connections on the port), so they run in the
+// background, one at a time, bounded in rate, CPU, time and size.
 const (
-	// attribRefEvery is how often a calm target's sockets are dumped as the
-	// reference the first surge dump is diffed against: connections opened
-	// within this window before a surge count as new.
+	// attribRefEvery is the shortest spacing of the calm reference dumps
+	// the first surge dump is diffed against: connections opened within
+	// this window before a surge count as new.
 	attribRefEvery = 10 * time.Second
+	// attribRefBudget is the share of one core the calm reference dumps
+	// may use on average: a reference that took cost is followed by the
+	// next after cost/attribRefBudget (at least attribRefEvery, at most
+	// attribRefMax). A quiet host's dump takes well under a millisecond,
+	// so this matters only with many connections.
+	attribRefBudget = 0.0025
+	attribRefMax    = 30 * time.Second
 	// attribMinGap caps dumps during surge/storm at 2/s (and at one per
-	// interval when the interval is longer).
-	attribMinGap = 500 * time.Millisecond
-	// attribLimit stops a dump after this many sockets.
-	attribLimit = 20000
+	// interval when the interval is longer); attribBusyBudget spaces them
+	// further when each is expensive (5% of a core at most, on average).
+	attribMinGap     = 500 * time.Millisecond
+	attribBusyBudget = 0.05
+	// attribTimeout bounds one dump. It runs in the background, so it is
+	// not tied to the interval: a calm reference completes at any
+	// interval.
+	attribTimeout = 2 * time.Second
+	// attribLimit stops a dump after this many sockets (~70 bytes each
+	// while the dump is diffed).
+	attribLimit = 50000
 	// attribTopK is how many IPs and prefixes are kept.
 	attribTopK = detect.DefaultTopK
 )
@@ -38,21 +54,35 @@ type peerSource interface {
 	Peers(ctx context.Context, limit int) (source.PeerDump, error)
 }
 
-// attributor owns one target's socket-dump attribution. It is used from the
-// target's sampler goroutine only.
+// attributor owns one target's socket-dump attribution. step is called
+// from the target's sampler goroutine only; the dumps run in a goroutine
+// of their own, one at a time, so a slow dump never costs a sample its
+// deadline and is never abandoned for being slower than an interval.
 type attributor struct {
 	src      peerSource
 	log      *slog.Logger
 	minGap   time.Duration
 	refEvery time.Duration
-	timeout  time.Duration
-	limit    int
+	// wait is how long a step outside calm waits for the dump it started,
+	// so that a state change's event carries this episode's sources: a
+	// quarter of the interval (20–250 ms). A dump that takes longer goes
+	// on and its report is shown from a later sample.
+	wait    time.Duration
+	timeout time.Duration
+	limit   int
 
-	tracker source.PeerTracker
-	last    time.Time // last dump attempt
+	// The sampler goroutine's own.
 	prev    detect.State
 	episode time.Time // when the target last left calm
+	last    time.Time // when the last dump was started
+
+	mu sync.Mutex // guards everything below, shared with the dump goroutine
+	// running is non-nil while a dump runs and is closed when it ends.
+	running chan struct{}
+	tracker source.PeerTracker
+	next    time.Time // no dump before this (the CPU budget)
 	report  *detect.SourceAttribution
+	reports uint64 // how many reports were made
 	failing bool
 }
 
@@ -61,36 +91,95 @@ func newAttributor(src peerSource, interval time.Duration, log *slog.Logger) *at
 		src: src, log: log,
 		minGap:   max(interval, attribMinGap),
 		refEvery: attribRefEvery,
-		// The dump runs in the sampler's callback: keep it to a
-		// quarter of the interval (20–250 ms).
-		timeout: min(max(interval/4, 20*time.Millisecond), 250*time.Millisecond),
-		limit:   attribLimit,
+		wait:     min(max(interval/4, 20*time.Millisecond), 250*time.Millisecond),
+		timeout:  attribTimeout,
+		limit:    attribLimit,
 	}
 }
 
-// step dumps the port's sockets when due: while the target is not calm at
-// most once per minGap, building a new report; while calm once per
-// refEvery, only as the reference for the next diff. Leaving calm always
-// dumps at once, so the state-change event carries sources of this episode
-// (the detector's quiet periods bound how often that happens). It reports
-// whether a new report was made.
+// step starts a dump of the port's sockets when one is due: while the
+// target is not calm at most once per minGap, building a new report; while
+// calm once per refEvery (or as the CPU budget allows), only as the
+// reference for the next diff. Leaving calm always dumps at once, so the
+// state-change event carries sources of this episode (the detector's quiet
+// periods bound how often that happens). Outside calm the step waits for
+// its dump up to a.wait; a calm reference is never waited for. It reports
+// whether a new report was made during the step.
 func (a *attributor) step(ctx context.Context, st detect.State, now time.Time) bool {
-	gap := a.refEvery
-	if st != detect.Calm {
-		gap = a.minGap
-	}
 	leaving := a.prev == detect.Calm && st != detect.Calm
 	a.prev = st
 	if leaving {
 		a.episode = now
 	}
-	if !leaving && !a.last.IsZero() && now.Sub(a.last) < gap {
+	a.mu.Lock()
+	running, before, next := a.running, a.reports, a.next
+	a.mu.Unlock()
+	if running != nil {
+		// One dump at a time. Leaving calm while a reference runs: let
+		// it end (it is the reference), then dump this episode.
+		if !leaving || !a.waitFor(ctx, running) {
+			return false
+		}
+	}
+	gap := a.refEvery
+	if st != detect.Calm {
+		gap = a.minGap
+	}
+	if !leaving && !a.last.IsZero() && (now.Sub(a.last) < gap || now.Before(next)) {
 		return false
 	}
 	a.last = now
+	done := make(chan struct{})
+	a.mu.Lock()
+	a.running = done
+	a.mu.Unlock()
+	go a.dump(ctx, st, now, a.episode, done)
+	if st == detect.Calm {
+		return false
+	}
+	a.waitFor(ctx, done)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reports != before
+}
+
+// waitFor waits up to a.wait for done; it reports whether done closed.
+func (a *attributor) waitFor(ctx context.Context, done chan struct{}) bool {
+	t := time.NewTimer(a.wait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// close waits for a running dump to end (within a.timeout), so the
+// sources can be closed under it.
+func (a *attributor) close() {
+	a.mu.Lock()
+	running := a.running
+	a.mu.Unlock()
+	if running != nil {
+		<-running
+	}
+}
+
+// dump runs one dump, diffs it against the previous one and, outside
+// calm, makes a report; st, now and episode are the starting step's. Its
+// cost (wall time, which a loaded machine only lengthens) spaces the next
+// dump within the budget of its state.
+func (a *attributor) dump(ctx context.Context, st detect.State, now, episode time.Time, done chan struct{}) {
+	t0 := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, a.timeout)
 	d, err := a.src.Peers(dctx, a.limit)
 	cancel()
+	a.mu.Lock()
+	defer close(done)
+	defer a.mu.Unlock()
+	a.running = nil
 	if err != nil {
 		// The next diff would span an unknown gap: start over.
 		a.tracker.Reset()
@@ -98,15 +187,20 @@ func (a *attributor) step(ctx context.Context, st detect.State, now time.Time) b
 			a.log.Debug("socket dump for attribution failed", "err", err)
 		}
 		a.failing = true
-		return false
+		return
 	}
 	a.failing = false
 	if d.Time.IsZero() {
 		d.Time = now
 	}
 	n := a.tracker.Next(d)
+	budget := attribBusyBudget
 	if st == detect.Calm {
-		return false
+		budget = attribRefBudget
+	}
+	a.next = now.Add(min(time.Duration(float64(time.Since(t0))/budget), attribRefMax))
+	if st == detect.Calm {
+		return
 	}
 	r := &detect.SourceAttribution{
 		Time: d.Time, Basis: "new_sockets", Scanned: n.Scanned, SynRecv: n.SynRecv,
@@ -122,11 +216,11 @@ func (a *attributor) step(ctx context.Context, st detect.State, now time.Time) b
 	// A dump that finds nothing new (the burst is over, the queue is
 	// drained) does not hide the sources this episode already named:
 	// they stay on display with their growing age.
-	if r.Total == 0 && a.report != nil && a.report.Total > 0 && !a.report.Time.Before(a.episode) {
-		return false
+	if r.Total == 0 && a.report != nil && a.report.Total > 0 && !a.report.Time.Before(episode) {
+		return
 	}
 	a.report = r
-	return true
+	a.reports++
 }
 
 // fresh returns the latest report if it was taken within two dump gaps of
@@ -141,6 +235,8 @@ func (a *attributor) fresh(now time.Time) *detect.SourceAttribution {
 
 // current returns a copy of the latest report with its age at now, or nil.
 func (a *attributor) current(now time.Time) *detect.SourceAttribution {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.report == nil {
 		return nil
 	}
@@ -149,10 +245,11 @@ func (a *attributor) current(now time.Time) *detect.SourceAttribution {
 	return &r
 }
 
-// clientGroups returns the latest grouped CLIENT LIST with its age and a
-// note when it was taken before the current episode.
-func clientGroups(set *source.Set, st detect.State, now time.Time) *serve.ClientGroups {
-	snap, note := set.ClientGroups()
+// clientGroups returns the latest grouped CLIENT LIST the valkey source
+// published, with its age and a note when it was taken before the current
+// episode.
+func clientGroups(pub source.ClientGroups, st detect.State, now time.Time) *serve.ClientGroups {
+	snap, note := pub.Snapshot, pub.Note
 	if snap == nil {
 		if note == "" {
 			return nil

@@ -3,9 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -13,37 +11,10 @@ import (
 
 	"github.com/stormguard/stormguard/internal/agent"
 	"github.com/stormguard/stormguard/internal/detect"
-	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 	"github.com/stormguard/stormguard/internal/serve"
 )
-
-// dialFrom opens n connections from source address src (any 127/8 address
-// is local on lo) inside the namespace, closed at cleanup.
-func dialFrom(t *testing.T, sb *sandbox.Sandbox, src string, n int) {
-	t.Helper()
-	var conns []net.Conn
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	err := netns.Do(sb.NetNS, func() error {
-		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-		for i := range n {
-			c, err := d.Dial("tcp", sb.Addr())
-			if err != nil {
-				return fmt.Errorf("dial %d from %s: %w", i, src, err)
-			}
-			conns = append(conns, c)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestIntegrationSurgeAttribution: a pool of 40 old connections, then a
 // burst of 60 new connections from 127.0.0.2, 20 from 127.0.0.3 and 10 from
@@ -51,7 +22,7 @@ func dialFrom(t *testing.T, sb *sandbox.Sandbox, src string, n int) {
 // 127.0.0.2 with two thirds of the new connections; the pool is not blamed.
 func TestIntegrationSurgeAttribution(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
-	dialFrom(t, sb, "127.0.0.9", 40) // the calm pool, before the agent starts
+	sandboxtest.DialFrom(t, sb, "127.0.0.9", 40) // the calm pool, before the agent starts
 
 	_, hub := runAgent(t, sb, 250*time.Millisecond, func(o *agent.Options) {
 		// A low floor, and no client headroom counted as enough, so 90
@@ -70,9 +41,9 @@ func TestIntegrationSurgeAttribution(t *testing.T) {
 		t.Errorf("role %q, want primary", view.Role)
 	}
 
-	dialFrom(t, sb, "127.0.0.2", 60)
-	dialFrom(t, sb, "127.0.0.3", 20)
-	dialFrom(t, sb, "127.0.0.4", 10)
+	sandboxtest.DialFrom(t, sb, "127.0.0.2", 60)
+	sandboxtest.DialFrom(t, sb, "127.0.0.3", 20)
+	sandboxtest.DialFrom(t, sb, "127.0.0.4", 10)
 
 	var ev detect.Event
 	deadline := time.Now().Add(20 * time.Second)

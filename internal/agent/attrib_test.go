@@ -42,14 +42,23 @@ func conns(ip string, from, n int) []source.Peer {
 func TestAttributor(t *testing.T) {
 	f := &fakePeers{peers: conns("10.0.9.1", 1000, 50)} // the calm pool
 	a := newAttributor(f, 500*time.Millisecond, slog.New(slog.DiscardHandler))
+	// Outside calm a step waits for its dump: without a bound here, so
+	// the outcome never depends on how fast the goroutine is scheduled.
+	a.wait = time.Hour
 	ctx := context.Background()
 	t0 := time.Now()
 
-	// Calm: a reference dump, then none until refEvery has passed.
-	if a.step(ctx, detect.Calm, t0) || f.calls != 1 || a.report != nil {
-		t.Fatalf("first calm step: calls %d report %v", f.calls, a.report)
+	// Calm: a reference dump in the background (never waited for), then
+	// none until refEvery has passed.
+	if a.step(ctx, detect.Calm, t0) {
+		t.Fatal("a calm step made a report")
+	}
+	a.close()
+	if f.calls != 1 || a.current(t0) != nil {
+		t.Fatalf("first calm step: calls %d report %v", f.calls, a.current(t0))
 	}
 	a.step(ctx, detect.Calm, t0.Add(time.Second))
+	a.close()
 	if f.calls != 1 {
 		t.Fatalf("calm dumps must wait %s: %d calls", attribRefEvery, f.calls)
 	}
@@ -107,16 +116,18 @@ func TestAttributor(t *testing.T) {
 	// are not this episode's).
 	f.peers = f.peers[:len(f.peers)-1]
 	a.step(ctx, detect.Calm, t0.Add(20*time.Second))
-	a.step(ctx, detect.Calm, t0.Add(31*time.Second))
-	a.step(ctx, detect.Surge, t0.Add(32*time.Second))
-	if r := a.current(t0.Add(32 * time.Second)); r.Total != 0 || !r.Time.Equal(t0.Add(32*time.Second)) {
+	a.close()
+	a.step(ctx, detect.Calm, t0.Add(51*time.Second))
+	a.close()
+	a.step(ctx, detect.Surge, t0.Add(52*time.Second))
+	if r := a.current(t0.Add(52 * time.Second)); r.Total != 0 || !r.Time.Equal(t0.Add(52*time.Second)) {
 		t.Errorf("new episode with nothing new: %+v", r)
 	}
 	// An old report is not fresh for an event.
-	if a.fresh(t0.Add(time.Minute)) != nil {
-		t.Error("a minute-old report was offered as fresh")
+	if a.fresh(t0.Add(80*time.Second)) != nil {
+		t.Error("a 28 s old report was offered as fresh")
 	}
-	if got := a.current(t0.Add(time.Minute)).AgeS; got != 28 {
+	if got := a.current(t0.Add(80 * time.Second)).AgeS; got != 28 {
 		t.Errorf("age %v, want 28 s", got)
 	}
 }
@@ -158,5 +169,53 @@ func TestSourcesSentence(t *testing.T) {
 	}
 	if got := appendSentence("Storm.", "X."); got != "Storm. X." {
 		t.Errorf("appendSentence: %q", got)
+	}
+}
+
+// blockingPeers is fakePeers whose dumps wait for release: a dump slower
+// than any sample's deadline.
+type blockingPeers struct {
+	fakePeers
+	release chan struct{}
+}
+
+func (b *blockingPeers) Peers(ctx context.Context, limit int) (source.PeerDump, error) {
+	<-b.release
+	return b.fakePeers.Peers(ctx, limit)
+}
+
+// A dump slower than the interval is neither waited for in calm nor
+// abandoned: the calm reference lands whenever the dump ends, and a slow
+// dump outside calm shows its report from a later sample.
+func TestAttributorSlowDump(t *testing.T) {
+	f := &blockingPeers{fakePeers: fakePeers{peers: conns("10.0.9.1", 1000, 50)}, release: make(chan struct{})}
+	a := newAttributor(f, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	a.wait = 0 // no step waits for its dump
+	ctx := context.Background()
+	t0 := time.Now()
+
+	// The calm reference blocks; the step returns regardless (this
+	// goroutine holds release, so a step that waited would never end).
+	a.step(ctx, detect.Calm, t0)
+	// Later samples do not start a second dump while it runs.
+	a.step(ctx, detect.Calm, t0.Add(20*time.Second))
+	f.release <- struct{}{}
+	a.close()
+	if f.calls != 1 {
+		t.Fatalf("%d dumps, want 1", f.calls)
+	}
+
+	// Leaving calm: the surge dump is slow too; the step does not get its
+	// report, the sample after the dump ends does, diffed against the
+	// reference (new_sockets, only the 20 new connections).
+	f.peers = append(f.peers, conns("10.0.3.7", 2000, 20)...)
+	if a.step(ctx, detect.Surge, t0.Add(21*time.Second)) {
+		t.Fatal("a step that did not wait reported a new report")
+	}
+	f.release <- struct{}{}
+	a.close()
+	r := a.current(t0.Add(21 * time.Second))
+	if r == nil || r.Basis != "new_sockets" || r.Total != 20 || r.Scanned != 70 || r.Truncated {
+		t.Fatalf("report after a slow surge dump: %+v", r)
 	}
 }

@@ -241,7 +241,19 @@ func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl tim
 		a.defuseEvent(ctx, t, "applied", mt, fmt.Sprintf("storm detected: %s armed for %s", act, ttl))
 	}
 	st.mu.Lock()
-	// Re-arming replaces expired entries (and their counters start at 0).
+	// Re-arming replaces the entries of the actions it applied (the
+	// manager superseded them; counters start at 0). An earlier entry
+	// whose re-arming failed stays: it is still applied, and the agent
+	// must still end it at its TTL.
+	applied := map[defuse.Action]bool{}
+	for _, mt := range armed {
+		applied[mt.Action] = true
+	}
+	for _, mt := range st.armed {
+		if !applied[mt.Action] {
+			armed = append(armed, mt)
+		}
+	}
 	st.armed, st.packets, st.quietSince = armed, 0, time.Time{}
 	st.dropped, st.droppedOK = 0, len(armed) > 0
 	st.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -87,15 +88,7 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	time.Sleep(2 * time.Second) // reserved connection up, baselines primed
 
 	// Storm: Valkey frozen, one source dialling flat out.
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	defer func() {
-		if !thawed {
-			sb.Signal(syscall.SIGCONT)
-		}
-	}()
+	thaw := sandboxtest.Freeze(t, sb)
 	fctx, fcancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer fcancel()
 	dials := flood(fctx, t, sb, 32, 400000)
@@ -115,10 +108,7 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	if lag := at.Time.Sub(st); lag > 2*interval+5*time.Second {
 		t.Errorf("mitigation armed %s after the storm was detected; want about one interval", lag)
 	}
-	if err := sb.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	thawed = true
+	thaw()
 
 	// With the limit armed and Valkey draining, overflows stop while the
 	// flood goes on.
@@ -191,4 +181,140 @@ func waitEvent(t *testing.T, hub *serve.Hub, typ, action string, within time.Dur
 	}
 	t.Fatalf("no %s/%s event within %s; events: %d", typ, action, within, len(hub.Events()))
 	return nil
+}
+
+// TestIntegrationAutoDefuseExpiresOutsideCalm: a mitigation the agent
+// armed ends at its TTL although the target never became calm: a cap that
+// keeps the target out of calm must not prevent its own restore. Valkey
+// stays frozen under a flood for the whole test (storm, then recovering:
+// CalmQuiet is a minute), auto mode arms `backlog` (sysctls: no Valkey
+// connection needed; applying it still waits ~3 s for the frozen Valkey's
+// tcp-backlog) with a 10 s TTL and no re-arming (Max = TTL), and the
+// detached restore process is killed right after the arming, so only the
+// agent can restore it. Then: the agent reports it reverted ("TTL 10s is
+// over") while every sample since the arming was outside calm, the
+// sysctls are back to their values before, and the state file is empty.
+func TestIntegrationAutoDefuseExpiresOutsideCalm(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{"net.core.somaxconn": "32"}})
+	before, err := sb.Sysctl("net.core.somaxconn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := addr.Parse(sb.Addr())
+	state := filepath.Join(t.TempDir(), "defuse.json")
+	hub := serve.NewHub(source.Names(), 100, 100)
+	var mu sync.Mutex
+	var armedAt time.Time
+	var calmAfterArming []time.Time
+	var samples int
+	var lastState detect.State
+	ag, err := agent.New(agent.Options{
+		Targets: []source.Target{{Addr: a, NetNS: sb.NetNS}}, Interval: 250 * time.Millisecond, Hub: hub,
+		Detector:   detect.Config{StormQuiet: 2 * time.Second, SurgeQuiet: 2 * time.Second, CalmQuiet: time.Minute},
+		AutoDefuse: &agent.AutoDefuse{Actions: []defuse.Action{defuse.Backlog}, TTL: 10 * time.Second, Max: 10 * time.Second, StatePath: state},
+		OnSample: func(s *sample.Sample, st detect.State) {
+			mu.Lock()
+			defer mu.Unlock()
+			samples, lastState = samples+1, st
+			if !armedAt.IsZero() && st == detect.Calm {
+				calmAfterArming = append(calmAfterArming, s.Time)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ag.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	// Reserved connection up and baselines primed: a few samples.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		n := samples
+		mu.Unlock()
+		if n >= 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d samples in 15 s", n)
+		}
+	}
+
+	// Storm: Valkey frozen, the queue full, a flood that keeps knocking.
+	sandboxtest.Freeze(t, sb)
+	fctx, fcancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer fcancel()
+	flood(fctx, t, sb, 8, 200000)
+
+	applied := waitEvent(t, hub, "defuse", "applied", 20*time.Second)
+	var ev struct {
+		Time       time.Time
+		Mitigation defuse.Mitigation
+	}
+	if err := json.Unmarshal(applied, &ev); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	armedAt = ev.Time
+	mu.Unlock()
+	if ev.Mitigation.Action != defuse.Backlog {
+		t.Fatalf("armed %s, want backlog", ev.Mitigation.Action)
+	}
+	m := &defuse.Manager{StatePath: state, NetNS: sb.NetNS, Valkey: a}
+	cur, err := m.List(context.Background())
+	if err != nil || len(cur) != 1 {
+		t.Fatalf("state after arming (event %s, now %s): %+v %v", applied, time.Now(), cur, err)
+	}
+	if v, _ := sb.Sysctl("net.core.somaxconn"); v == before {
+		t.Fatalf("somaxconn still %s after arming backlog", v)
+	}
+	// The restore process or timer is the safety net for a crashed agent;
+	// here the agent is alive and must restore on its own.
+	if pid := cur[0].RestorePID; pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+
+	// In the last second of the TTL auto mode tries to re-arm (the storm
+	// goes on, Max is not over); the manager refuses (the sysctls already
+	// have the asked values), which must not make the agent forget the
+	// applied entry. So "failed" events are expected here.
+	var reverted json.RawMessage
+	for deadline := time.Now().Add(20 * time.Second); reverted == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reverted event within 20 s of the arming; events: %d", len(hub.Events()))
+		}
+		for _, raw := range hub.Events() {
+			var e struct{ Type, Action string }
+			if json.Unmarshal(raw, &e) == nil && e.Type == "defuse" && e.Action == "reverted" {
+				reverted = raw
+			}
+		}
+	}
+	var rev struct {
+		Time   time.Time
+		Reason string
+	}
+	if err := json.Unmarshal(reverted, &rev); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rev.Reason, "TTL 10s is over") {
+		t.Errorf("reverted for %q, want the TTL", rev.Reason)
+	}
+	if v, err := sb.Sysctl("net.core.somaxconn"); err != nil || v != before {
+		t.Errorf("somaxconn %q after the TTL (%v), want %s", v, err, before)
+	}
+	if left, err := m.List(context.Background()); err != nil || len(left) != 0 {
+		t.Errorf("state after the TTL: %+v %v, want empty", left, err)
+	}
+	mu.Lock()
+	calm, last := calmAfterArming, lastState
+	mu.Unlock()
+	// The outcome that matters: restored while the target was not calm.
+	if len(calm) > 0 && calm[0].Before(rev.Time) {
+		t.Errorf("the target was calm at %s, before the revert at %s: the test did not hold it out of calm", calm[0], rev.Time)
+	}
+	if last == detect.Calm {
+		t.Errorf("target calm right after the revert; want storm or recovering")
+	}
 }

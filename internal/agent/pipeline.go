@@ -108,7 +108,7 @@ func (p *pipeline) step(ctx context.Context, s *sample.Sample) {
 	now := time.Now()
 	p.attr.step(ctx, st, now)
 	u := Update{Target: p.r.target, Sample: s, State: st, Since: since, View: view, Events: events,
-		Attribution: serve.Attribution{Sources: p.attr.current(now), Clients: clientGroups(p.set, st, now)}}
+		Attribution: serve.Attribution{Sources: p.attr.current(now), Clients: clientGroups(p.set.ClientGroups(), st, now)}}
 	if s.Valkey != nil {
 		u.Role = source.RoleName(s.Valkey.Role)
 		u.Attribution.ClusterNodeID = s.Valkey.ClusterNodeID

@@ -22,6 +22,7 @@ import (
 
 	"github.com/stormguard/stormguard/internal/agent"
 	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/listentrace"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
@@ -85,7 +86,7 @@ func TestBenchWatchDetectionLatency(t *testing.T) {
 	})
 	poll := startOverflowPoller(t, sb.NetNS, 2*time.Millisecond)
 	storms := envInt("STORMGUARD_BENCH_STORMS", 12)
-	var lat []time.Duration
+	var lat, fromStart []time.Duration
 	var fromSurge int
 	for i := 0; i < storms; i++ {
 		rec.waitState(t, detect.Calm, 90*time.Second)
@@ -106,7 +107,8 @@ func TestBenchWatchDetectionLatency(t *testing.T) {
 			fromSurge++
 		}
 		lat = append(lat, st.at.Sub(ov))
-		t.Logf("storm %2d: first overflow → storm %6.1f ms (from %s)", i+1, float64(st.at.Sub(ov).Microseconds())/1000, st.from)
+		fromStart = append(fromStart, st.at.Sub(t0))
+		t.Logf("storm %2d: first overflow → storm %6.1f ms (from %s); from before SIGSTOP and the burst %6.1f ms", i+1, ms(st.at.Sub(ov)), st.from, ms(st.at.Sub(t0)))
 	}
 	if len(lat) == 0 {
 		t.Fatal("no storm measured")
@@ -114,9 +116,21 @@ func TestBenchWatchDetectionLatency(t *testing.T) {
 	p50, p95 := percentile(lat, 0.5), percentile(lat, 0.95)
 	t.Logf("RESULT detection latency over %d storms at %s: p50 %.0f ms, p95 %.0f ms, max %.0f ms (targets 200 / 500); %d of them via surge; load %s",
 		len(lat), interval, ms(p50), ms(p95), ms(percentile(lat, 1)), fromSurge, load())
+	// An upper bound that needs no poller: from before Valkey is
+	// stopped and the burst starts (the overflow comes during the burst).
+	t.Logf("RESULT same storms from before SIGSTOP and the burst: p50 %.1f ms, p95 %.1f ms, max %.1f ms; eBPF %s",
+		ms(percentile(fromStart, 0.5)), ms(percentile(fromStart, 0.95)), ms(percentile(fromStart, 1)), ebpfState())
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// ebpfState says whether the agent ran with the eBPF source.
+func ebpfState() string {
+	if listentrace.Off() {
+		return "off (" + listentrace.Env + "=0)"
+	}
+	return "on"
+}
 
 // TestBenchWatchEarlyWarning: a connection rate that ramps up over 8 s
 // against a Valkey that stalls for 100 ms every 300 ms (a client running
@@ -435,54 +449,218 @@ func holdConns(t *testing.T, sb *sandbox.Sandbox, n int) {
 	sandboxtest.HoldConns(t, sb, n, "TestWatchConnHolder")
 }
 
-// TestBenchWatchCost: CPU and RSS of the built `stormguard watch` at the
-// default interval (500 ms, 100 Hz accept-queue poller) over
-// STORMGUARD_BENCH_COST_SECONDS (60) after a 15 s warm-up, with 0 and with
-// ~20,000 connections on the port. Valkey serves all of them itself
+// TestBenchWatchCost: CPU and RSS of the built `stormguard watch` run as a
+// user runs it (no flags but --http and --interval: discovery finds the
+// server, attribution on), after a 15 s warm-up, over
+// STORMGUARD_BENCH_COST_SECONDS (60), at each interval of
+// STORMGUARD_BENCH_COST_INTERVALS (10ms,100ms,500ms,2s) and each connection
+// count of STORMGUARD_BENCH_COST_CONNS (0,19960).
+//
+// Discovery would find every Valkey on the host (other tests' servers
+// too), so the server runs as PID 1 of a PID namespace of its own with its
+// own /proc, in the sandbox's network namespace, and the agent joins that
+// PID and mount namespace (nsenter): its scan of /proc sees exactly one
+// valkey-server, in another network namespace, as a containerised server
+// looks from a host agent. Valkey serves every connection itself
 // (maxclients 19,968 is the most its inherited hard fd limit of 20,000
 // allows): two holder processes open 15,000 + 4,960, the agent adds its
 // reserved connection.
+//
+// STORMGUARD_BENCH_BEFORE_BIN, when set, is a second binary (say, the
+// previous commit's) measured the same way right before each run of this
+// tree's, so the two are compared side by side under the same load.
 func TestBenchWatchCost(t *testing.T) {
 	requireBench(t)
-	bin := buildBinary(t)
+	bins := []struct{ name, path string }{}
+	if b := os.Getenv("STORMGUARD_BENCH_BEFORE_BIN"); b != "" {
+		bins = append(bins, struct{ name, path string }{"before", b})
+	}
+	bins = append(bins, struct{ name, path string }{"this tree", buildBinary(t)})
 	secs := envInt("STORMGUARD_BENCH_COST_SECONDS", 60)
-	for _, n := range []int{0, 19960} {
-		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			sb := sandboxtest.New(t, sandbox.Options{
-				Sysctls:    map[string]string{"net.core.somaxconn": "8192"},
-				ValkeyArgs: []string{"--maxclients", "19968", "--tcp-backlog", "8192"},
-			})
+	intervals := strings.Split(envStr("STORMGUARD_BENCH_COST_INTERVALS", "10ms,100ms,500ms,2s"), ",")
+	for _, ns := range strings.Split(envStr("STORMGUARD_BENCH_COST_CONNS", "0,19960"), ",") {
+		n, err := strconv.Atoi(ns)
+		if err != nil {
+			t.Fatalf("STORMGUARD_BENCH_COST_CONNS: %v", err)
+		}
+		t.Run(ns, func(t *testing.T) {
+			sb := sandboxtest.New(t, sandbox.Options{NoValkey: true, Sysctls: map[string]string{"net.core.somaxconn": "8192"}})
+			vpid := startValkeyPIDNS(t, sb, "--maxclients", "19968", "--tcp-backlog", "8192")
 			if n > 0 {
-				holdConns(t, sb, 15000)
-				holdConns(t, sb, n-15000)
-			}
-			w := startWatch(t, bin, sb)
-			time.Sleep(15 * time.Second)
-			pid := w.cmd.Process.Pid
-			c0, _, _, err := procStats(pid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t0 := time.Now()
-			maxRSS := 0
-			for time.Since(t0) < time.Duration(secs)*time.Second {
-				time.Sleep(5 * time.Second)
-				_, rss, _, err := procStats(pid)
-				if err != nil {
-					t.Fatal(err)
+				holdConns(t, sb, min(n, 15000))
+				if n > 15000 {
+					holdConns(t, sb, n-15000)
 				}
-				maxRSS = max(maxRSS, rss)
 			}
-			c1, rss, hwm, _ := procStats(pid)
-			wall := time.Since(t0)
-			st, _ := w.state()
-			est := countEstablished(t, sb)
-			pct := 100*c1.Seconds() - 100*c0.Seconds()
-			pct /= wall.Seconds()
-			t.Logf("RESULT cost with %d held connections (%d ESTABLISHED server sockets on :%d): CPU %.2f%% of one core over %.0fs, RSS %.1f MiB (max sampled %.1f, peak VmHWM %.1f); state %s; load %s",
-				n, est, sb.Port, pct, wall.Seconds(), float64(rss)/1024, float64(maxRSS)/1024, float64(hwm)/1024, st, load())
+			for _, iv := range intervals {
+				for _, b := range bins {
+					costRun(t, b.name, b.path, sb, vpid, n, iv, secs)
+				}
+			}
 		})
 	}
+}
+
+func envStr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// startValkeyPIDNS starts valkey-server as PID 1 of a new PID namespace
+// (with its own /proc) inside sb's network namespace and returns its PID
+// as seen from here. It ends with the sandbox (which kills the namespace's
+// processes), or with the test.
+func startValkeyPIDNS(t *testing.T, sb *sandbox.Sandbox, extra ...string) int {
+	t.Helper()
+	bin, err := sandbox.ValkeyBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", "ip", "netns", "exec", sb.Name, bin,
+		"--port", strconv.Itoa(sb.Port), "--bind", "127.0.0.1 -::1", "--save", "", "--appendonly", "no",
+		"--daemonize", "no", "--protected-mode", "no", "--dir", sb.Dir, "--logfile", sb.LogPath()}, extra...)
+	cmd := exec.Command("unshare", args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := sb.WaitReady(ctx, 10*time.Second); err != nil {
+		t.Fatalf("valkey in its PID namespace: %v", err)
+	}
+	pid := childPID(cmd.Process.Pid)
+	if pid <= 0 {
+		t.Fatal("valkey's PID not found under unshare")
+	}
+	return pid
+}
+
+// childPID returns the first child of pid, or 0.
+func childPID(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	c, _ := strconv.Atoi(f[0])
+	return c
+}
+
+// costRun measures one binary at one interval: the agent joins Valkey's PID
+// and mount namespace and discovers it.
+func costRun(t *testing.T, name, bin string, sb *sandbox.Sandbox, vpid, n int, interval string, secs int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command("nsenter", "--target", strconv.Itoa(vpid), "--pid", "--mount", "--",
+		bin, "watch", "--http", httpAddr, "--interval", interval)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &watchProc{cmd: cmd, http: httpAddr, stderr: &stderr}
+	pid := 0
+	stop := func() {
+		if pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			if pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	defer stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if v, err := w.state(); err == nil && v != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: stormguard watch not serving a state within 30s; stderr:\n%s", name, stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if pid = childPID(cmd.Process.Pid); pid <= 0 {
+		t.Fatalf("%s: agent's PID not found under nsenter", name)
+	}
+	time.Sleep(15 * time.Second)
+	c0, _, _, err := procStats(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// STORMGUARD_BENCH_PERF=DIR records a perf profile of each run (for
+	// finding hot spots; it costs CPU itself, so not for published figures).
+	if dir := os.Getenv("STORMGUARD_BENCH_PERF"); dir != "" {
+		out := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.perf", strings.ReplaceAll(name, " ", "_"), interval, n))
+		perf := exec.Command("perf", "record", "-g", "-o", out, "-p", strconv.Itoa(pid), "--", "sleep", strconv.Itoa(secs))
+		if err := perf.Start(); err != nil {
+			t.Logf("perf: %v", err)
+		} else {
+			defer perf.Wait()
+		}
+	}
+	t0 := time.Now()
+	maxRSS := 0
+	for time.Since(t0) < time.Duration(secs)*time.Second {
+		time.Sleep(5 * time.Second)
+		_, rss, _, err := procStats(pid)
+		if err != nil {
+			t.Fatalf("%s: agent gone: %v; stderr:\n%s", name, err, stderr.String())
+		}
+		maxRSS = max(maxRSS, rss)
+	}
+	c1, rss, hwm, _ := procStats(pid)
+	wall := time.Since(t0)
+	st, _ := w.state()
+	src := w.sourcesScanned()
+	est := countEstablished(t, sb)
+	pct := 100 * (c1 - c0).Seconds() / wall.Seconds()
+	t.Logf("RESULT cost %s --interval %s, %d held connections (%d ESTABLISHED server sockets on :%d): CPU %.2f%% of one core over %.0fs, RSS %.1f MiB (max sampled %.1f, peak VmHWM %.1f); state %s; attribution %s; load %s",
+		name, interval, n, est, sb.Port, pct, wall.Seconds(), float64(rss)/1024, float64(maxRSS)/1024, float64(hwm)/1024, st, src, load())
+}
+
+// sourcesScanned describes the first target's socket-dump attribution
+// from /api/v1/state (how many sockets the last dump scanned, whether it
+// was truncated), or why there is none.
+func (w *watchProc) sourcesScanned() string {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + w.http + "/api/v1/state")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Targets []struct {
+			Sources *struct {
+				Scanned   int     `json:"scanned"`
+				Truncated bool    `json:"truncated"`
+				AgeS      float64 `json:"age_s"`
+			} `json:"sources"`
+		} `json:"targets"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return err.Error()
+	}
+	if len(v.Targets) == 0 || v.Targets[0].Sources == nil {
+		return "none reported (calm)"
+	}
+	s := v.Targets[0].Sources
+	return fmt.Sprintf("scanned %d truncated %v age %.1fs", s.Scanned, s.Truncated, s.AgeS)
 }
 
 // countEstablished counts server-side ESTABLISHED sockets on Valkey's port
@@ -548,4 +726,91 @@ func TestBenchWatchSoak(t *testing.T) {
 	t.Logf("RESULT soak %d min at 100ms: RSS first %.1f MiB, max %.1f, last %.1f, VmHWM %.1f MiB; CPU %.2f%% of one core; %d storms, %d event lines, %d captures; load %s",
 		mins, float64(first)/1024, float64(maxRSS)/1024, float64(last)/1024, float64(hwm)/1024,
 		100*(c1-c0).Seconds()/time.Since(t0).Seconds(), storms, strings.Count(string(ev), "\n"), len(caps), load())
+}
+
+// TestBenchWatchStreamClients: RSS of the built `stormguard watch` (100 ms
+// interval, so every stream has events to send) while
+// STORMGUARD_BENCH_STREAM_CLIENTS (3000) local clients hold
+// /api/v1/stream open without reading, for STORMGUARD_BENCH_COST_SECONDS
+// (60). Each client asks for the stream with a 4 KiB receive buffer and
+// reads nothing: the agent admits --http-max-streams (64) of them, answers
+// the rest 503, and must drop the admitted ones once they fall behind.
+// Afterwards each client reads its status line (for the record), and
+// /metrics must still answer. Loopback only; every connection is closed
+// at the end.
+func TestBenchWatchStreamClients(t *testing.T) {
+	requireBench(t)
+	bin := buildBinary(t)
+	n := envInt("STORMGUARD_BENCH_STREAM_CLIENTS", 3000)
+	secs := envInt("STORMGUARD_BENCH_COST_SECONDS", 60)
+	sb := sandboxtest.New(t, sandbox.Options{})
+	w := startWatch(t, bin, sb, "--interval", "100ms")
+	pid := w.cmd.Process.Pid
+	time.Sleep(5 * time.Second)
+	_, rss0, _, _ := procStats(pid)
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	req := []byte("GET /api/v1/stream HTTP/1.1\r\nHost: " + w.http + "\r\nAccept: text/event-stream\r\n\r\n")
+	for len(conns) < n {
+		c, err := d.Dial("tcp", w.http)
+		if err != nil {
+			t.Fatalf("stream client %d: %v", len(conns)+1, err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write(req); err != nil {
+			t.Fatalf("stream client %d: %v", len(conns), err)
+		}
+	}
+	t0 := time.Now()
+	maxRSS := 0
+	var metricsWorst time.Duration
+	for time.Since(t0) < time.Duration(secs)*time.Second {
+		time.Sleep(5 * time.Second)
+		_, rss, _, err := procStats(pid)
+		if err != nil {
+			t.Fatalf("agent gone: %v; stderr:\n%s", err, w.stderr.String())
+		}
+		maxRSS = max(maxRSS, rss)
+		m0 := time.Now()
+		if w.goroutines() < 0 {
+			t.Fatalf("/metrics did not answer with %d stream clients", n)
+		}
+		metricsWorst = max(metricsWorst, time.Since(m0))
+	}
+	_, rss, hwm, _ := procStats(pid)
+	g := w.goroutines()
+	// For the record: how the agent answered each client.
+	codes := map[string]int{}
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		switch {
+		case err != nil && line == "":
+			codes["nothing readable (dropped or closed)"]++
+		default:
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				codes[f[1]]++
+			} else {
+				codes["?"]++
+			}
+		}
+	}
+	t.Logf("RESULT %d stream clients not reading for %.0fs at 100ms: RSS before %.1f MiB, max sampled %.1f, last %.1f, VmHWM %.1f MiB; goroutines %d; /metrics worst %s; status lines %v; load %s",
+		n, time.Since(t0).Seconds(), float64(rss0)/1024, float64(maxRSS)/1024, float64(rss)/1024, float64(hwm)/1024, g, metricsWorst.Round(time.Millisecond), codes, load())
 }

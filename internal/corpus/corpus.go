@@ -36,6 +36,12 @@ type Label struct {
 	// FirstDropAfter is the previous sample's time: the first drop happened
 	// in (FirstDropAfter, FirstDrop].
 	FirstDropAfter *time.Time `json:"first_drop_after"`
+	// RefusedUntil: the shape's clients were still failing to connect
+	// (connect or TLS handshake timeouts, refusals; counted by the
+	// clients themselves, at least 50 in a second) until this time, so
+	// the storm was not over before it: the detector must not leave
+	// storm earlier. Set only by shapes whose clients count failures.
+	RefusedUntil *time.Time `json:"refused_until,omitempty"`
 	// DropCounter names the counter that moved first.
 	DropCounter string `json:"drop_counter,omitempty"`
 	// Dropped is the total over the recording per drop counter.

@@ -29,6 +29,10 @@ type Outcome struct {
 	Latency *time.Duration
 	// SurgeBeforeDrop: a surge event strictly before the first drop.
 	SurgeBeforeDrop bool
+	// LeftEarly is the first event out of storm before the label's
+	// RefusedUntil (nil: none): the detector called the storm over while
+	// the clients were still failing to connect.
+	LeftEarly *detect.Event
 
 	t0 time.Time // first sample
 }
@@ -53,6 +57,10 @@ func (o Outcome) Failures(maxEach time.Duration) []string {
 		}
 		if o.Label.SlowBuild && !o.SurgeBeforeDrop {
 			f = append(f, "slow build without a surge before the first drop")
+		}
+		if ev := o.LeftEarly; ev != nil {
+			f = append(f, fmt.Sprintf("left storm early: %s→%s at +%.1fs (%s) while the clients kept failing until +%.1fs",
+				ev.From, ev.To, ev.Time.Sub(o.start()).Seconds(), ev.Reason, o.Label.RefusedUntil.Sub(o.start()).Seconds()))
 		}
 	}
 	return f
@@ -88,6 +96,9 @@ func Score(e Entry, cfg detect.Config) (Outcome, error) {
 		}
 	}
 	for _, ev := range res.Events {
+		if ev.From == detect.Storm && o.LeftEarly == nil && e.Label.RefusedUntil != nil && ev.Time.Before(*e.Label.RefusedUntil) {
+			o.LeftEarly = &ev
+		}
 		switch ev.To {
 		case detect.Surge:
 			if o.Worst < detect.Surge {

@@ -260,10 +260,10 @@ func secretPath(statePath, id string) string {
 	return filepath.Join(filepath.Dir(statePath), ".restore-"+id+".secret")
 }
 
-// systemdRunArgs is the systemd-run command line for mt (no secret in it:
-// the password, if any, is in a 0600 file named by --password-file).
-func systemdRunArgs(exe, statePath string, mt Mitigation, secretFile string) []string {
-	secs := max(time.Until(mt.Expires).Seconds(), 0)
+// systemdRunArgs is the systemd-run command line for mt at now (no secret
+// in it: the password, if any, is in a 0600 file named by --password-file).
+func systemdRunArgs(exe, statePath string, mt Mitigation, secretFile string, now time.Time) []string {
+	secs := max(mt.Expires.Sub(now).Seconds(), 0)
 	args := []string{"--quiet", "--collect", "--unit=" + restoreUnitName(mt.ID),
 		"--description=stormguard: restore mitigation " + mt.ID + " (" + string(mt.Action) + ") at its TTL",
 		"--on-active=" + strconv.FormatFloat(secs, 'f', 3, 64) + "s", "--timer-property=AccuracySec=100ms",
@@ -289,7 +289,7 @@ func (m *Manager) scheduleSystemd(exe string, mt *Mitigation) (string, error) {
 			return "", fmt.Errorf("write restore secret: %w", err)
 		}
 	}
-	out, err := exec.Command("systemd-run", systemdRunArgs(exe, statePath, *mt, secret)...).CombinedOutput()
+	out, err := exec.Command("systemd-run", systemdRunArgs(exe, statePath, *mt, secret, m.now())...).CombinedOutput()
 	if err != nil {
 		if secret != "" {
 			os.Remove(secret)

@@ -19,11 +19,16 @@ type builder struct {
 	passive, vconns, overflows, drops, cookies, rejected float64
 	ctDrop, ctEarly, ctInsertFailed, nicConntrack        float64
 
-	// Gauges.
+	// Gauges. depth is the queue at the sample instant (nil: depthMax/2);
+	// estab is this port's ESTABLISHED sockets (nil: not counted).
 	depthMax, limit, synRecv uint64
-	clients, maxclients      uint64
-	ctCount, ctMax           uint64
-	ping                     float64
+	depth, estab             *uint64
+	// abandoned is listen.abandoned; pending is handshake_pending (per
+	// interval). Nil: not measured.
+	abandoned, pending  *uint64
+	clients, maxclients uint64
+	ctCount, ctMax      uint64
+	ping                float64
 
 	// Unavailable sources.
 	noTCP, noValkey, noListen, noConntrack bool
@@ -74,13 +79,20 @@ func (b *builder) tick(newPerSec, dropPerSec float64) *sample.Sample {
 		Errors: map[string]string{},
 	}
 	s.NetNSOtherListeners = b.others
+	s.HandshakePending = b.pending
 	s.CountsAgeMS = b.countsAge
 	if b.mitArmed {
 		s.Mitigation = &sample.Mitigation{Armed: 1, Dropped: u(b.mitDropped)}
 	}
 	if !b.noListen {
-		s.Listen = &sample.Listen{Depth: sample.U64(b.depthMax / 2), DepthMax: sample.U64(b.depthMax), Limit: sample.U64(b.limit), Sockets: 1, Polls: 10}
+		depth := b.depthMax / 2
+		if b.depth != nil {
+			depth = *b.depth
+		}
+		s.Listen = &sample.Listen{Depth: sample.U64(depth), DepthMax: sample.U64(b.depthMax), Limit: sample.U64(b.limit), Sockets: 1, Polls: 10}
 		s.SynRecv = sample.U64(b.synRecv)
+		s.Established = b.estab
+		s.Listen.Abandoned = b.abandoned
 	}
 	if !b.noTCP {
 		s.TCP = &sample.TCP{

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -311,6 +312,43 @@ func TestNamespaceAttribution(t *testing.T) {
 			}
 			if !strings.Contains(sig.Text, "namespace-wide") {
 				t.Errorf("signal text does not say namespace-wide: %q", sig.Text)
+			}
+		})
+	}
+}
+
+// TestNamespaceAttributionQueueAtStart: the poller of a starved agent can
+// miss the peak that overflowed; the queue the interval began with (the
+// previous sample's instant depth) is still this interval's queue. Drops
+// after a sample that saw this port's queue high are this port's; after
+// one that saw it low, another listener's.
+func TestNamespaceAttributionQueueAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		start     uint64
+		wantStorm bool
+	}{{400, true}, {100, false}} {
+		t.Run(fmt.Sprintf("queue %d/511 at the start", tc.start), func(t *testing.T) {
+			b := newBuilder(time.Second)
+			d := New(Config{})
+			warm(t, d, b, 20, time.Minute)
+			b.depthMax, b.depth = tc.start, sample.U64(tc.start)
+			if st, evs := d.Observe(b.tick(20, 0)); st != Calm || len(evs) != 0 {
+				t.Fatalf("one sample with the queue at %d: %v %v, want calm", tc.start, st, evs)
+			}
+			b.depthMax, b.depth = 3, sample.U64(0)
+			st, _ := d.Observe(b.tick(20, 200))
+			sig, ok := hasSignal(d.View(), "listen_drops")
+			if !tc.wantStorm {
+				if st != Calm || ok {
+					t.Fatalf("state %v signals %+v, want calm: the queue was low", st, d.View().Signals)
+				}
+				return
+			}
+			if st != Storm || !ok || !sig.PerPortEvidence {
+				t.Fatalf("state %v signal %+v, want storm on per-port evidence", st, sig)
+			}
+			if want := fmt.Sprintf("held %d/511 as the interval began", tc.start); !strings.Contains(sig.Text, want) {
+				t.Errorf("text %q does not say %q", sig.Text, want)
 			}
 		})
 	}

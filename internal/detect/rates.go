@@ -17,7 +17,10 @@ type deriver struct {
 	lastTime time.Time
 	hasLast  bool
 
-	ctHist, clientsHist, acceptHist gaugeHist
+	ctHist, clientsHist, acceptHist, estabHist gaugeHist
+	// lastDepth is the previous sample's instant accept-queue depth
+	// (nil: unknown): the queue as this interval began.
+	lastDepth *uint64
 	// passiveHist and valkeyHist hold the cumulative new-connection
 	// counters; their slope over RateWindow is the smoothed rate the
 	// new-connection rule and the baselines use.
@@ -32,8 +35,12 @@ type derived struct {
 	// RateWindow (nil: unavailable).
 	smoothPassive, smoothValkey *float64
 	// clientsGrowth is connected_clients' growth per second over
-	// RateWindow (nil: unavailable).
-	clientsGrowth *float64
+	// RateWindow (nil: unavailable); estabGrowth the same for this
+	// port's ESTABLISHED sockets.
+	clientsGrowth, estabGrowth *float64
+	// startDepth is the accept-queue depth at the previous sample's
+	// instant, i.e. as this interval began (nil: unknown).
+	startDepth *uint64
 	// Sustained growth (in both halves of the window) of the accept
 	// queue over the trend window, and of conntrack entries and clients
 	// over ForecastWindow: what makes a forecast a trend, not a spike.
@@ -69,7 +76,9 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 	v.DroppedRate = droppedRate(&v.Rates)
 
 	// Gauges.
+	dv.startDepth, r.lastDepth = r.lastDepth, nil
 	if l := s.Listen; l != nil {
+		r.lastDepth = l.Depth
 		v.AcceptDepth, v.AcceptDepthMax, v.AcceptLimit = l.Depth, l.DepthMax, l.Limit
 		peak := l.DepthMax
 		if peak == nil {
@@ -85,6 +94,15 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 		}
 	}
 	v.SynRecv = s.SynRecv
+	if aw := s.AcceptWaitMS; aw != nil && aw.P99 != nil && !math.IsNaN(*aw.P99) && !math.IsInf(*aw.P99, 0) && *aw.P99 >= 0 {
+		v.AcceptWaitP99MS = aw.P99
+	}
+	if s.Established != nil {
+		r.estabHist.add(s.Time, float64(*s.Established))
+		if g, ok := r.estabHist.slope(cfg.RateWindow, cfg.MaxGap); ok {
+			dv.estabGrowth = f64(g)
+		}
+	}
 	if c := s.Conntrack; c != nil {
 		v.ConntrackCount, v.ConntrackMax = c.Count, c.Max
 		if c.Count != nil {

@@ -64,6 +64,16 @@ func (w *world) step(arrive, stay float64, spike float64) *sample.Sample {
 	return s
 }
 
+// estabStep is step with this port's ESTABLISHED count following the
+// connected clients, as the sampler's socket count does.
+func (w *world) estabStep(arrive, stay float64) *sample.Sample {
+	s := w.step(arrive, stay, 0)
+	if s.Listen != nil {
+		s.Established = sample.U64(w.b.clients)
+	}
+	return s
+}
+
 // noisy returns r with ±frac uniform noise.
 func (w *world) noisy(r, frac float64) float64 { return r * (1 - frac + 2*frac*w.rng.Float64()) }
 
@@ -336,6 +346,37 @@ func TestStormHeldWhileRefused(t *testing.T) {
 		{"2,000 clients/s reconnecting for good", func(w *world) *sample.Sample {
 			return w.step(2000, 1, 0)
 		}, false},
+		// Valkey's own counters unreadable (its connection does not get
+		// through the storm): the kernel's accepts against this port's
+		// ESTABLISHED sockets.
+		{"Valkey unreadable, 9,000 accepts/s abandoned", func(w *world) *sample.Sample {
+			w.b.noValkey = true
+			return w.estabStep(9000, 0)
+		}, true},
+		{"Valkey unreadable, 2,000 clients/s reconnecting for good", func(w *world) *sample.Sample {
+			w.b.noValkey = true
+			return w.estabStep(2000, 1)
+		}, false},
+		// Connections given up before they became clients, counted
+		// directly: closed by their clients while waiting in the accept
+		// queue (listen.abandoned), or accepted and never set up
+		// (handshake_pending: TLS handshakes timing out).
+		{"40 connections abandoned in the accept queue", func(w *world) *sample.Sample {
+			w.b.abandoned = sample.U64(40)
+			return w.step(20, 0, 0)
+		}, true},
+		{"2 connections abandoned in the accept queue", func(w *world) *sample.Sample {
+			w.b.abandoned = sample.U64(2)
+			return w.step(20, 0, 0)
+		}, false},
+		{"3,000 handshakes/s never finished", func(w *world) *sample.Sample {
+			w.b.pending = sample.U64(3000)
+			return w.step(20, 0, 0)
+		}, true},
+		{"5 handshakes in flight at the sample", func(w *world) *sample.Sample {
+			w.b.pending = sample.U64(5)
+			return w.step(20, 0, 0)
+		}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -366,7 +407,7 @@ func TestStormHeldWhileRefused(t *testing.T) {
 			if !tc.wantHeld {
 				return
 			}
-			w.b.mitArmed = false
+			w.b.mitArmed, w.b.noValkey, w.b.abandoned, w.b.pending = false, false, nil, nil
 			evs = nil
 			for i := 0; i < 40; i++ {
 				_, ev := d.Observe(w.step(20, 0, 0))

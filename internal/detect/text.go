@@ -14,6 +14,8 @@ const (
 	whereQueueHigh    // this port's accept queue peaked high
 	whereSynRecv      // this port has many half-open connections
 	whereSoleListener // this server is the namespace's only listener
+	// the queue was high as the interval began (the poller missed the peak)
+	whereQueueHighAtStart
 	// SYN-queue drops with no fresh SYN_RECV count to confirm or contradict them.
 	whereSynStageUnconfirmed
 	// accept_queue_full without drop counters.
@@ -44,13 +46,21 @@ func renderTexts(sigs []Signal, v *View) {
 func signalText(s *Signal, v *View) string {
 	switch s.Name {
 	case "listen_drops":
-		return fmt.Sprintf("%s connections/s dropped at the listen queue (%s)", fmtN(s.Value), whereText(s.detail, v))
+		return fmt.Sprintf("%s connections/s dropped at the listen queue (%s)", fmtN(s.Value), whereText(s, v))
 	case "syn_cookies":
-		return fmt.Sprintf("SYN queue full, %s SYN cookies/s sent, nothing dropped by them (%s)", fmtN(s.Value), whereText(s.detail, v))
+		return fmt.Sprintf("SYN queue full, %s SYN cookies/s sent, nothing dropped by them (%s)", fmtN(s.Value), whereText(s, v))
 	case "mitigation_drops":
 		return fmt.Sprintf("stormguard's mitigation on this port dropping %s packets/s (connections refused, the storm is held back)", fmtN(s.Value))
 	case "short_lived_connections":
+		if s.detail == whereNoInstanceCounter {
+			return fmt.Sprintf("%s new connections/s closing again at once (namespace-wide accepts while this port's established connections do not grow; Valkey's own counters unreadable), vs %s normal", fmtN(s.Value), baseText(s.base))
+		}
 		return fmt.Sprintf("%s new connections/s closing again at once (accepted, then abandoned: timed-out handshakes or clients that gave up), vs %s normal", fmtN(s.Value), baseText(s.base))
+	case "abandoned_connections":
+		if s.detail == whereInstance {
+			return fmt.Sprintf("%s connections/s accepted but never set up (handshakes given up before they finished)", fmtN(s.Value))
+		}
+		return fmt.Sprintf("%s connections in the accept queue already closed by their clients (abandoned while waiting)", fmtN(s.Value))
 	case "accept_queue_full":
 		t := "accept queue full (" + queueText(v) + ")"
 		if s.detail == detailNoCounters {
@@ -94,12 +104,19 @@ func signalText(s *Signal, v *View) string {
 			base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.PingBaselineMS))
 		}
 		return fmt.Sprintf("PING %s ms%s (clients time out and redial)", fmtMS(s.Value), base)
+	case "accept_wait_rising":
+		base := ""
+		if v.AcceptWaitBaselineMS != nil {
+			base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.AcceptWaitBaselineMS))
+		}
+		return fmt.Sprintf("connections wait %s ms (p99) in the accept queue before Valkey accepts them%s, and rising", fmtMS(s.Value), base)
 	}
 	return fmt.Sprintf("%s %s %s (threshold %s)", s.Name, fmtN(s.Value), s.Unit, fmtN(s.Threshold))
 }
 
 // whereText says how a namespace-wide counter relates to this port.
-func whereText(d detail, v *View) string {
+func whereText(s *Signal, v *View) string {
+	d := s.detail
 	switch d {
 	case whereNoPortData:
 		return "namespace-wide counter; no per-port queue data to confirm it is this port"
@@ -111,6 +128,8 @@ func whereText(d detail, v *View) string {
 		return "namespace-wide counter; drops at the SYN queue, which this port's accept queue cannot show, and no fresh SYN_RECV count to confirm it is this port"
 	case whereSoleListener:
 		return "namespace-wide counter; this server is the only listener in its namespace"
+	case whereQueueHighAtStart:
+		return "namespace-wide counter; this port's accept queue held " + startQueueText(s.startDepth, v) + " as the interval began"
 	case whereSynRecv:
 		n := 0.0
 		if v.SynRecv != nil {
@@ -119,6 +138,14 @@ func whereText(d detail, v *View) string {
 		return fmt.Sprintf("namespace-wide counter; this port has %s connections in SYN_RECV", fmtN(n))
 	}
 	return "namespace-wide counter"
+}
+
+// startQueueText is the queue depth the interval began with over its limit.
+func startQueueText(depth uint64, v *View) string {
+	if v.AcceptLimit == nil {
+		return fmt.Sprint(depth)
+	}
+	return fmt.Sprintf("%d/%d", depth, *v.AcceptLimit)
 }
 
 // riskText says why a high rate is worth a warning.

@@ -50,6 +50,8 @@ type Signal struct {
 	detail detail
 	base   *float64 // the baseline Value was compared with
 	risk   detail   // new_conn_rate: what puts capacity at risk
+	// startDepth: listen_drops blamed on the queue the interval began with.
+	startDepth uint64
 }
 
 // Rates are per-second rates derived from consecutive cumulative counters.
@@ -128,6 +130,13 @@ type View struct {
 
 	PingMS         *float64 `json:"ping_ms"`
 	PingBaselineMS *float64 `json:"ping_baseline_ms"`
+
+	// AcceptWaitP99MS is the 99th percentile of how long the
+	// connections Valkey accepted this interval waited in its accept
+	// queue (eBPF source; nil when it is off or nothing was accepted),
+	// and AcceptWaitBaselineMS its level learned in calm.
+	AcceptWaitP99MS      *float64 `json:"accept_wait_p99_ms"`
+	AcceptWaitBaselineMS *float64 `json:"accept_wait_baseline_ms"`
 
 	Forecasts Forecasts `json:"forecasts"`
 

@@ -1,6 +1,7 @@
 package discover_test
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/stormguard/stormguard/internal/discover"
@@ -28,4 +29,40 @@ func TestIntegrationDiscoverNamespacedValkey(t *testing.T) {
 		return
 	}
 	t.Fatalf("sandbox valkey-server (pid %d) not discovered in %+v", pid, servers)
+}
+
+// A rescan with a memo returns the same answer as the first scan; a
+// restarted server (new process, new listeners) is inspected anew.
+func TestIntegrationDiscoverMemo(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{Port: 7381})
+	sc := discover.Scanner{Memo: &discover.Memo{}}
+	find := func() discover.Server {
+		t.Helper()
+		servers, err := sc.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range servers {
+			if s.PID == sb.ValkeyPID() {
+				return s
+			}
+		}
+		t.Fatalf("valkey pid %d not discovered", sb.ValkeyPID())
+		return discover.Server{}
+	}
+	first, again := find(), find()
+	if !reflect.DeepEqual(first, again) || len(first.Addrs) != 1 || first.Addrs[0] != "127.0.0.1:7381" {
+		t.Fatalf("first scan %+v, rescan %+v", first, again)
+	}
+	// Restarted: a new process (new PID and listeners) is inspected anew.
+	if err := sb.StopValkey(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.StartValkey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	after := find()
+	if after.PID == first.PID || len(after.Addrs) != 1 || after.Addrs[0] != "127.0.0.1:7381" {
+		t.Fatalf("after restart %+v (before %+v)", after, first)
+	}
 }

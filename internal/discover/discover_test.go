@@ -1,8 +1,12 @@
 package discover
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/stormguard/stormguard/internal/procnet"
@@ -30,5 +34,87 @@ func TestClientAddrs(t *testing.T) {
 	}
 	if n := otherPorts(bus, map[uint64]bool{1: true, 2: true}); n != 0 {
 		t.Errorf("other listeners %d, want 0: the bus port is the server's own", n)
+	}
+}
+
+// procFixture writes a procfs-like tree with our own namespace and one
+// valkey-server (PID 100) whose descriptors are the given socket inodes and
+// whose namespace lists tcp.
+func procFixture(t *testing.T, tcp string, inodes ...int) string {
+	t.Helper()
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"self/ns", "100/ns", "100/fd", "100/net"} {
+		must(os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	must(os.WriteFile(filepath.Join(dir, "self/ns/net"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(dir, "100/ns/net"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(dir, "100/comm"), []byte("valkey-server\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "100/stat"), []byte("100 (valkey-server) S 1 100 100 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 4 0 4242 1 1 1\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "100/net/tcp"), []byte(tcp), 0o644))
+	setFDs(t, dir, inodes...)
+	return dir
+}
+
+func setFDs(t *testing.T, dir string, inodes ...int) {
+	t.Helper()
+	fd := filepath.Join(dir, "100/fd")
+	if err := os.RemoveAll(fd); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(fd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, ino := range inodes {
+		if err := os.Symlink(fmt.Sprintf("socket:[%d]", ino), filepath.Join(fd, strconv.Itoa(i+3))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const (
+	tcpHeader = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	tcpValkey = "   0: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 1001 1 0000000000000000 100 0 0 10 0\n"
+	tcpOther  = "   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2000 1 0000000000000000 100 0 0 10 0\n"
+)
+
+// The memo answers a rescan without reading the descriptors while the
+// namespace's listeners are the same, and inspects again when they change.
+func TestScanMemo(t *testing.T) {
+	dir := procFixture(t, tcpHeader+tcpValkey, 1001)
+	sc := Scanner{Proc: dir, Memo: &Memo{}}
+	scan := func() Server {
+		t.Helper()
+		s, err := sc.Scan()
+		if err != nil || len(s) != 1 {
+			t.Fatalf("scan: %v, %+v", err, s)
+		}
+		return s[0]
+	}
+	first := scan()
+	if !reflect.DeepEqual(first.Addrs, []string{"127.0.0.1:6379"}) || first.OtherListeners != 0 || first.NetNS == "" {
+		t.Fatalf("first scan: %+v", first)
+	}
+	// The descriptors change but the listeners do not: the memo's answer
+	// stands (without the memo the server would have no own listener).
+	setFDs(t, dir)
+	if got := scan(); !reflect.DeepEqual(got, first) {
+		t.Fatalf("rescan with unchanged listeners: %+v, want %+v", got, first)
+	}
+	if got, _ := (Scanner{Proc: dir}).Scan(); len(got) != 0 {
+		t.Fatalf("without a memo the fixture has no own listener: %+v", got)
+	}
+	// Another process starts listening in the namespace: inspected anew.
+	setFDs(t, dir, 1001)
+	if err := os.WriteFile(filepath.Join(dir, "100/net/tcp"), []byte(tcpHeader+tcpValkey+tcpOther), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := scan(); got.OtherListeners != 1 || !reflect.DeepEqual(got.Addrs, first.Addrs) {
+		t.Fatalf("after a new listener: %+v", got)
 	}
 }

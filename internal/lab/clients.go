@@ -6,13 +6,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/dialer"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 var pingCmd = []byte("*1\r\n$4\r\nPING\r\n")
@@ -55,6 +58,51 @@ func (r *run) open(ctx context.Context, dial DialFunc) (*rawConn, error) {
 	return rc, nil
 }
 
+// errUnsolicited: the server sent bytes nobody asked for.
+var errUnsolicited = errors.New("unsolicited data from the server")
+
+// idle waits d before the next PING while watching the connection, as a
+// client library's reader does: a closed or reset connection (CLIENT
+// KILL, a restart) is noticed at once, not at the next PING. The period
+// between PINGs then sets the fleet's command load without spreading its
+// reconnects, so large fleets can PING less often and still storm as one.
+// It returns nil when d passed quietly, and the connection's error (or
+// ctx's) otherwise.
+func (rc *rawConn) idle(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	// Wait on the connection under the dialer's (stormguard), whose
+	// Read would take an idle deadline for a lost connection.
+	w := rc.c
+	if dc, ok := w.(*dialer.Conn); ok {
+		w = dc.Conn
+	}
+	stop := context.AfterFunc(ctx, func() { _ = w.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	_ = w.SetReadDeadline(time.Now().Add(d))
+	var b [1]byte
+	n, err := w.Read(b[:])
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if n > 0 {
+		return errUnsolicited
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	if w != rc.c {
+		// Let the dialer see the loss too: the socket's EOF or reset is
+		// sticky, so its own Read reports it again.
+		_, _ = rc.c.Read(b[:])
+	}
+	return err
+}
+
 // ping sends one PING and waits for +PONG.
 func (rc *rawConn) ping(timeout time.Duration) error {
 	_ = rc.c.SetDeadline(time.Now().Add(timeout))
@@ -87,12 +135,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // rawClient is one client of a lab-owned strategy: connect, PING every
-// Period, reconnect on error. A lost connection that had proven itself
+// Period (watching the connection in between, see idle), reconnect on
+// error. A lost connection that had proven itself
 // is redialled at once (Delay(0) = 0, as every policy starts); each
 // failed dial or failed first PING is a consecutive failure and waits the
 // policy's delay; a successful PING resets the schedule. When
 // paceDialErrors is set (the stormguard dialer, which waits inside
-// DialContext) a refused dial waits one Period, like the next command of
+// DialContext) a refused dial waits ErrorPace, as the next command of
 // an application would. observe, if set, is called after every
 // successful PING (the stormguard instance reads connected_clients there
 // now and then).
@@ -122,7 +171,7 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 			if err != nil {
 				d := sched.Failure()
 				if paceDialErrors {
-					d = max(d, r.cfg.Period)
+					d = max(d, ErrorPace)
 				}
 				if !sleepCtx(ctx, pace(d)) {
 					return
@@ -157,8 +206,15 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 			cc = nil
 			continue
 		}
-		if !sleepCtx(ctx, r.cfg.Period) {
-			return
+		if err := cc.idle(ctx, r.cfg.Period); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// Lost while idle (kill, restart): the next command of an
+			// application fails; redial as after a failed PING.
+			r.rec.failedCommand(err)
+			cc.c.Close()
+			cc = nil
 		}
 	}
 }
@@ -249,7 +305,7 @@ func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawC
 		if err != nil || rp.kind != '$' {
 			return
 		}
-		if n, ok := infoCounters(rp.bulk)["connected_clients"]; ok {
+		if n, ok := infoCounters(valkeyconn.ParseInfo(string(rp.bulk)))["connected_clients"]; ok {
 			d.ObserveClients(target, int(n))
 		}
 	}

@@ -43,10 +43,10 @@ func TestIntegrationServerCPUs(t *testing.T) {
 	}
 	before := cpusAllowed(t, "/proc/self/status")
 	server := strconv.Itoa(online[len(online)-1])
-	cfg := Config{Spawn: &Spawn{ServerCPUs: server}, Clients: 1, Strategy: "immediate", Scenario: "kill"}.withDefaults()
-	r := &run{cfg: cfg}
-	r.strategy, _ = strategies.get(cfg.Strategy)
-	r.scenario, _ = scenarios.get(cfg.Scenario)
+	r, err := newRun(Config{Spawn: &Spawn{ServerCPUs: server}, Clients: 1, Strategy: "immediate", Scenario: "kill"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := r.prepare(context.Background()); err != nil {
 		r.close()
 		t.Fatal(err)

@@ -32,17 +32,7 @@ func TestIntegrationHostsAttribution(t *testing.T) {
 	sandboxtest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := Config{Spawn: &Spawn{}, Hosts: 3, Clients: 6, Strategy: "immediate", Scenario: "kill"}.withDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	r := &run{cfg: cfg}
-	r.strategy, _ = strategies.get(cfg.Strategy)
-	r.scenario, _ = scenarios.get(cfg.Scenario)
-	defer r.close()
-	if err := r.prepare(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := prepareRun(ctx, t, Config{Spawn: &Spawn{}, Hosts: 3, Clients: 6, Strategy: "immediate", Scenario: "kill"})
 	if r.res.SourceAddrs != 3 || len(r.res.HostAddrs) != 3 {
 		t.Fatalf("source_addrs %d, host_addrs %v", r.res.SourceAddrs, r.res.HostAddrs)
 	}
@@ -87,13 +77,13 @@ func TestIntegrationHostsAttribution(t *testing.T) {
 		}
 	}
 	// Valkey sees the same clients.
-	rp, err := r.adm.do(ctx, "CLIENT", "LIST")
+	list, err := r.adm.clientList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k := 0; k < 3; k++ {
-		if !strings.Contains(string(rp.bulk), "addr=10.77."+strconv.Itoa(k+1)+".1:") {
-			t.Errorf("CLIENT LIST has no client from host %d:\n%s", k, rp.bulk)
+		if !strings.Contains(list, "addr=10.77."+strconv.Itoa(k+1)+".1:") {
+			t.Errorf("CLIENT LIST has no client from host %d:\n%s", k, list)
 		}
 	}
 	// No route out: a host cannot reach an address beyond the link.
@@ -310,12 +300,12 @@ func TestIntegrationHostsRTT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const rtt = 20 * time.Millisecond
-	cfg := Config{Spawn: &Spawn{}, Hosts: 1, RTT: rtt, Clients: 1, Strategy: "immediate", Scenario: "kill"}.withDefaults()
-	r := &run{cfg: cfg}
-	r.strategy, _ = strategies.get(cfg.Strategy)
-	r.scenario, _ = scenarios.get(cfg.Scenario)
+	r, err := newRun(Config{Spawn: &Spawn{}, Hosts: 1, RTT: rtt, Clients: 1, Strategy: "immediate", Scenario: "kill"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.close()
-	err := r.prepare(ctx)
+	err = r.prepare(ctx)
 	if errors.Is(err, sandbox.ErrNoNetem) {
 		var ce *ConfigError
 		if !errors.As(err, &ce) || ce.Field != "RTT" {

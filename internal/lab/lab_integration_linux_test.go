@@ -36,6 +36,22 @@ func newServer(t *testing.T, somaxconn int) *sandbox.Sandbox {
 	return sb
 }
 
+// prepareRun makes a run of c and prepares it (server, dialer, admin
+// connection) as Run does before the clients start; it is closed when the
+// test ends.
+func prepareRun(ctx context.Context, t *testing.T, c Config) *run {
+	t.Helper()
+	r, err := newRun(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	if err := r.prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func runLab(t *testing.T, c Config) *Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

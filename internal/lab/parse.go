@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-
-	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
+
+// The lab's own strategies speak RESP by hand: their clients are the storm
+// generator, kept to a write and a read per command so the lab out-dials
+// valkey-benchmark; they are the simulated application, not a tool's
+// connection. The admin connection (CLIENT KILL, INFO, DEBUG SLEEP) goes
+// through valkeyconn like every other connection stormguard makes.
 
 // reply is one RESP reply as the lab needs it: its type byte and either
 // the line (simple string, error, integer) or the bulk payload.
@@ -105,11 +109,11 @@ func appendCommand(dst []byte, args ...string) []byte {
 	return dst
 }
 
-// infoCounters reads the numeric fields of an INFO reply with the
-// project's one INFO parser.
-func infoCounters(b []byte) map[string]uint64 {
+// infoCounters keeps the numeric fields of parsed INFO
+// (valkeyconn.ParseInfo).
+func infoCounters(info map[string]string) map[string]uint64 {
 	out := make(map[string]uint64)
-	for k, v := range valkeyconn.ParseInfo(string(b)) {
+	for k, v := range info {
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
 			out[k] = n
 		}

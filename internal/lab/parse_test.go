@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 func TestInfoCounters(t *testing.T) {
 	in := "# Stats\r\ntotal_connections_received:1234\r\nrejected_connections:5\r\ninstantaneous_input_kbps:0.01\r\n"
-	got := infoCounters([]byte(in))
+	got := infoCounters(valkeyconn.ParseInfo(in))
 	if got["total_connections_received"] != 1234 || got["rejected_connections"] != 5 {
 		t.Fatalf("got %v", got)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // run is one storm in progress.
@@ -45,11 +46,15 @@ type run struct {
 	cleanup                []func() // run in reverse by close
 }
 
-// adminDial is the admin connection's dial: never a client's. It comes
-// from the kernel's choice of source address.
-func (r *run) adminDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	r.adminDials.Add(1)
-	return withTLS(r.dialer.from(netip.Addr{}), r.cfg.TLSConfig)(ctx, network, addr)
+// adminEndpoint is the admin connection's server: its dial is never a
+// client's, comes from the kernel's choice of source address and is
+// counted in adminDials; TLS and credentials are the run's.
+func (r *run) adminEndpoint() valkeyconn.Endpoint {
+	return valkeyconn.Endpoint{Addr: r.cfg.Target, User: r.cfg.User, Password: r.cfg.Password, TLS: r.cfg.TLSConfig,
+		Dial: func(ctx context.Context, _ *net.Dialer) (net.Conn, error) {
+			r.adminDials.Add(1)
+			return r.dialer.from(netip.Addr{})(ctx, "tcp", r.cfg.Target)
+		}}
 }
 
 // countedDial returns the DialFunc of one instance: its connections come
@@ -122,6 +127,20 @@ func FDsNeeded(cfg Config) int {
 // (an error); everything the run made (clients, a spawned server and its
 // namespace, firewall rules) is removed before it returns.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	r, err := newRun(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	if err := r.prepare(ctx); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+// newRun makes a run of cfg with its defaults, once it is valid; close
+// removes whatever prepare and run made.
+func newRun(cfg Config) (*run, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -131,11 +150,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r.warming.Store(true)
 	r.strategy, _ = strategies.get(cfg.Strategy)
 	r.scenario, _ = scenarios.get(cfg.Scenario)
-	defer r.close()
-	if err := r.prepare(ctx); err != nil {
-		return nil, err
-	}
-	return r.run(ctx)
+	return r, nil
 }
 
 // prepare starts the server (Spawn), the dialer and the admin connection,
@@ -176,9 +191,9 @@ func (r *run) prepare(ctx context.Context) error {
 	if cfg.Spawn != nil {
 		r.res.Target = "spawned " + cfg.Target + " in " + cfg.NetNS
 	}
-	r.adm = &admin{dial: r.adminDial, addr: cfg.Target, user: cfg.User, pass: cfg.Password}
+	r.adm = &admin{ep: r.adminEndpoint(), stall: cfg.Stall}
 	r.onClose(r.adm.close)
-	if _, err := r.adm.do(ctx, "PING"); err != nil {
+	if err := r.adm.ping(ctx); err != nil {
 		return fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
 	}
 	return nil

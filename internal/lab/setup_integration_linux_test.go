@@ -20,17 +20,7 @@ func TestIntegrationSetup(t *testing.T) {
 		t.Run(setup, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			cfg := Config{Spawn: &Spawn{}, Setup: setup, Clients: 1, Strategy: "immediate", Scenario: "kill"}.withDefaults()
-			if err := cfg.Validate(); err != nil {
-				t.Fatal(err)
-			}
-			r := &run{cfg: cfg}
-			r.strategy, _ = strategies.get(cfg.Strategy)
-			r.scenario, _ = scenarios.get(cfg.Scenario)
-			defer r.close()
-			if err := r.prepare(ctx); err != nil {
-				t.Fatal(err)
-			}
+			r := prepareRun(ctx, t, Config{Spawn: &Spawn{}, Setup: setup, Clients: 1, Strategy: "immediate", Scenario: "kill"})
 			clients := map[string]func() (func(), error){
 				"lab": func() (func(), error) {
 					rc, err := r.open(ctx, r.timedDial(0))
@@ -56,13 +46,13 @@ func TestIntegrationSetup(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				rp, err := r.adm.do(ctx, "CLIENT", "LIST")
+				list, err := r.adm.clientList(ctx)
 				closeFn()
 				if err != nil {
 					t.Fatal(err)
 				}
 				var line string
-				for _, l := range strings.Split(string(rp.bulk), "\n") {
+				for _, l := range strings.Split(list, "\n") {
 					if strings.Contains(l, "cmd=ping") {
 						line = l
 					}

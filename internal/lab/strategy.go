@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/dialer"
@@ -93,7 +94,7 @@ type rawInstance struct {
 	r    *run
 	pol  backoff.Policy
 	dial DialFunc
-	// paceDialErrors: a refused dial waits one Period (the stormguard
+	// paceDialErrors: a refused dial waits ErrorPace (the stormguard
 	// dialer, which waits inside DialContext).
 	paceDialErrors bool
 	// observe, if set, runs after successful PINGs (see observer).
@@ -104,6 +105,12 @@ func (i rawInstance) client(ctx context.Context, id int) {
 	i.r.rawClient(ctx, id, i.pol, i.dial, i.paceDialErrors, i.observe)
 }
 func (rawInstance) close() {}
+
+// ErrorPace is how long a stormguard client waits after its dialer
+// refused or failed a dial before it asks again, as an application's
+// next command would come: the dialer itself holds the backoff. It does
+// not follow Period, which sets the fleet's command load.
+const ErrorPace = 100 * time.Millisecond
 
 // stormguardStrategy: one dialer.Dialer per instance with its defaults.
 type stormguardStrategy struct{}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
@@ -19,14 +20,7 @@ func TestIntegrationTLSOnly(t *testing.T) {
 	sandboxtest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := Config{Spawn: &Spawn{}, TLS: true, Clients: 1, Strategy: "immediate", Scenario: "kill"}.withDefaults()
-	r := &run{cfg: cfg}
-	r.strategy, _ = strategies.get(cfg.Strategy)
-	r.scenario, _ = scenarios.get(cfg.Scenario)
-	defer r.close()
-	if err := r.prepare(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := prepareRun(ctx, t, Config{Spawn: &Spawn{}, TLS: true, Clients: 1, Strategy: "immediate", Scenario: "kill"})
 	if !r.res.TLS {
 		t.Fatal("result does not say TLS")
 	}
@@ -78,5 +72,21 @@ func TestIntegrationSlow(t *testing.T) {
 	}
 	if res.GoodputMinRatio == nil || *res.GoodputMinRatio != 0 {
 		t.Errorf("goodput_min_ratio %v, want 0 during the stall", res.GoodputMinRatio)
+	}
+}
+
+// TestIntegrationSlowOutside: an outside server is stalled by DEBUG SLEEP
+// over the admin connection (valkeyconn), which must outlast the command
+// timeout of the admin's own commands; the fleet recovers after the stall.
+func TestIntegrationSlowOutside(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{ValkeyArgs: []string{"--enable-debug-command", "yes"}})
+	const stall = 1500 * time.Millisecond
+	res := runLab(t, Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: 20, Strategy: "glide", Scenario: "slow", Stall: stall,
+		CommandTimeout: 500 * time.Millisecond, Hold: 500 * time.Millisecond, Duration: 20 * time.Second})
+	if !res.Recovered || res.TimeToRecoverMS == nil || *res.TimeToRecoverMS < stall.Milliseconds() {
+		t.Errorf("recovered %v after %v ms, want after the %s stall", res.Recovered, deref(res.TimeToRecoverMS), stall)
+	}
+	if res.FailedCommands == 0 {
+		t.Error("no PING timed out during a stall three times the command timeout")
 	}
 }

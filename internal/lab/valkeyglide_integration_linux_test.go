@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // TestIntegrationGlideKill: a small kill storm with GLIDE's Go client, 50
@@ -140,14 +142,15 @@ func TestIntegrationGlideSocketsInNamespace(t *testing.T) {
 
 	// The server sees GLIDE's connection (lib-name GlideGo) inside the
 	// namespace; killing it makes GLIDE reconnect, again from there.
-	adm := &admin{dial: func(ctx context.Context, _, _ string) (net.Conn, error) { return sb.Dial(ctx) }, addr: sb.Addr()}
+	adm := &admin{ep: valkeyconn.Endpoint{Addr: sb.Addr(),
+		Dial: func(ctx context.Context, _ *net.Dialer) (net.Conn, error) { return sb.Dial(ctx) }}}
 	defer adm.close()
-	rp, err := adm.do(ctx, "CLIENT", "LIST")
+	list, err := adm.clientList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(rp.bulk), "lib-name=GlideGo") {
-		t.Fatalf("Valkey in the namespace sees no GLIDE connection:\n%s", rp.bulk)
+	if !strings.Contains(list, "lib-name=GlideGo") {
+		t.Fatalf("Valkey in the namespace sees no GLIDE connection:\n%s", list)
 	}
 	o2 := opens() // the admin connection is in the namespace too
 	if n, err := adm.killNormal(ctx); err != nil || n < 1 {

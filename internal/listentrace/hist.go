@@ -36,7 +36,11 @@ type Counters struct {
 	Listeners uint64
 	Accepts   uint64
 	WaitSumUS uint64
-	Hist      [NBuckets]uint64
+	// Established is the port's ESTABLISHED sockets now (a gauge kept
+	// by the programs from state changes); SynRecv the half-open
+	// connections in its listeners' SYN queues (see Tracer.Counts).
+	Established, SynRecv uint64
+	Hist                 [NBuckets]uint64
 	// MaxWait is the longest accept wait since the previous Read.
 	MaxWait time.Duration
 }
@@ -85,6 +89,7 @@ func Delta(prev, cur Counters) Counters {
 	d.SYNsFull = sub(prev.SYNsFull, cur.SYNsFull)
 	d.Drops = sub(prev.Drops, cur.Drops)
 	d.Listeners = cur.Listeners
+	d.Established, d.SynRecv = cur.Established, cur.SynRecv
 	d.Accepts = sub(prev.Accepts, cur.Accepts)
 	d.WaitSumUS = sub(prev.WaitSumUS, cur.WaitSumUS)
 	for i := range d.Hist {
@@ -135,6 +140,14 @@ type Event struct {
 	Slot     uint32
 	Kind     uint32
 }
+
+// Event kinds (struct event's kind).
+const (
+	// EventOverflow: a SYN met a full accept queue of the port.
+	EventOverflow = 1
+	// EventRelearn: a connection arrived and no listener is known.
+	EventRelearn = 2
+)
 
 // eventSize is sizeof(struct event).
 const eventSize = 16

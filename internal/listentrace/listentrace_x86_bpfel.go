@@ -24,42 +24,46 @@ type listentraceListenerDrops struct {
 	_         structs.HostLayout
 	Drops     uint64
 	Listeners uint64
+	SynQueue  uint64
 }
 
 type listentracePortStats struct {
-	_         structs.HostLayout
-	Syns      uint64
-	SynsFull  uint64
-	Accepts   uint64
-	WaitSumUs uint64
-	Hist      [400]uint64
+	_           structs.HostLayout
+	Syns        uint64
+	SynsFull    uint64
+	Accepts     uint64
+	WaitSumUs   uint64
+	Established int64
+	Hist        [400]uint64
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	listentraceMapAccepting           = "accepting"
-	listentraceMapDrops               = "drops"
-	listentraceMapEvents              = "events"
-	listentraceMapFull                = "full"
-	listentraceMapLastEvent           = "last_event"
-	listentraceMapListeners           = "listeners"
-	listentraceMapQueued              = "queued"
-	listentraceMapStats               = "stats"
-	listentraceMapWaitMax             = "wait_max"
-	listentraceProgOnAccept4Enter     = "on_accept4_enter"
-	listentraceProgOnAccept4Exit      = "on_accept4_exit"
-	listentraceProgOnAcceptEnterPlain = "on_accept_enter_plain"
-	listentraceProgOnAcceptExitPlain  = "on_accept_exit_plain"
-	listentraceProgOnSetState         = "on_set_state"
-	listentraceProgOnSkLookup         = "on_sk_lookup"
-	listentraceProgReadDrops          = "read_drops"
-	listentraceVarUnusedDrops         = "unused_drops"
-	listentraceVarUnusedEvent         = "unused_event"
-	listentraceVarUnusedStats         = "unused_stats"
-	listentraceVarWatchNetns          = "watch_netns"
-	listentraceVarWatchPort           = "watch_port"
+	listentraceMapCounted            = "counted"
+	listentraceMapDrops              = "drops"
+	listentraceMapEvents             = "events"
+	listentraceMapFull               = "full"
+	listentraceMapLastEvent          = "last_event"
+	listentraceMapLimit              = "limit"
+	listentraceMapListeners          = "listeners"
+	listentraceMapPending            = "pending"
+	listentraceMapQueued             = "queued"
+	listentraceMapStats              = "stats"
+	listentraceMapWaitMax            = "wait_max"
+	listentraceProgOnAccept4Exit     = "on_accept4_exit"
+	listentraceProgOnAcceptExitPlain = "on_accept_exit_plain"
+	listentraceProgOnSetState        = "on_set_state"
+	listentraceProgOnSkLookup        = "on_sk_lookup"
+	listentraceProgReadDrops         = "read_drops"
+	listentraceProgWalk              = "walk"
+	listentraceVarUnusedDrops        = "unused_drops"
+	listentraceVarUnusedEvent        = "unused_event"
+	listentraceVarUnusedStats        = "unused_stats"
+	listentraceVarWalkDone           = "walk_done"
+	listentraceVarWatchNetns         = "watch_netns"
+	listentraceVarWatchPort          = "watch_port"
 )
 
 // loadListentrace returns the embedded CollectionSpec for listentrace.
@@ -104,25 +108,26 @@ type listentraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceProgramSpecs struct {
-	OnAccept4Enter     *ebpf.ProgramSpec `ebpf:"on_accept4_enter"`
-	OnAccept4Exit      *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
-	OnAcceptEnterPlain *ebpf.ProgramSpec `ebpf:"on_accept_enter_plain"`
-	OnAcceptExitPlain  *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
-	OnSetState         *ebpf.ProgramSpec `ebpf:"on_set_state"`
-	OnSkLookup         *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
-	ReadDrops          *ebpf.ProgramSpec `ebpf:"read_drops"`
+	OnAccept4Exit     *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
+	OnAcceptExitPlain *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
+	OnSetState        *ebpf.ProgramSpec `ebpf:"on_set_state"`
+	OnSkLookup        *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
+	ReadDrops         *ebpf.ProgramSpec `ebpf:"read_drops"`
+	Walk              *ebpf.ProgramSpec `ebpf:"walk"`
 }
 
 // listentraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceMapSpecs struct {
-	Accepting *ebpf.MapSpec `ebpf:"accepting"`
+	Counted   *ebpf.MapSpec `ebpf:"counted"`
 	Drops     *ebpf.MapSpec `ebpf:"drops"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Full      *ebpf.MapSpec `ebpf:"full"`
 	LastEvent *ebpf.MapSpec `ebpf:"last_event"`
+	Limit     *ebpf.MapSpec `ebpf:"limit"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
+	Pending   *ebpf.MapSpec `ebpf:"pending"`
 	Queued    *ebpf.MapSpec `ebpf:"queued"`
 	Stats     *ebpf.MapSpec `ebpf:"stats"`
 	WaitMax   *ebpf.MapSpec `ebpf:"wait_max"`
@@ -135,6 +140,7 @@ type listentraceVariableSpecs struct {
 	UnusedDrops *ebpf.VariableSpec `ebpf:"unused_drops"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedStats *ebpf.VariableSpec `ebpf:"unused_stats"`
+	WalkDone    *ebpf.VariableSpec `ebpf:"walk_done"`
 	WatchNetns  *ebpf.VariableSpec `ebpf:"watch_netns"`
 	WatchPort   *ebpf.VariableSpec `ebpf:"watch_port"`
 }
@@ -159,12 +165,14 @@ func (o *listentraceObjects) Close() error {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentraceMaps struct {
-	Accepting *ebpf.Map `ebpf:"accepting"`
+	Counted   *ebpf.Map `ebpf:"counted"`
 	Drops     *ebpf.Map `ebpf:"drops"`
 	Events    *ebpf.Map `ebpf:"events"`
 	Full      *ebpf.Map `ebpf:"full"`
 	LastEvent *ebpf.Map `ebpf:"last_event"`
+	Limit     *ebpf.Map `ebpf:"limit"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
+	Pending   *ebpf.Map `ebpf:"pending"`
 	Queued    *ebpf.Map `ebpf:"queued"`
 	Stats     *ebpf.Map `ebpf:"stats"`
 	WaitMax   *ebpf.Map `ebpf:"wait_max"`
@@ -172,12 +180,14 @@ type listentraceMaps struct {
 
 func (m *listentraceMaps) Close() error {
 	return _ListentraceClose(
-		m.Accepting,
+		m.Counted,
 		m.Drops,
 		m.Events,
 		m.Full,
 		m.LastEvent,
+		m.Limit,
 		m.Listeners,
+		m.Pending,
 		m.Queued,
 		m.Stats,
 		m.WaitMax,
@@ -191,6 +201,7 @@ type listentraceVariables struct {
 	UnusedDrops *ebpf.Variable `ebpf:"unused_drops"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	UnusedStats *ebpf.Variable `ebpf:"unused_stats"`
+	WalkDone    *ebpf.Variable `ebpf:"walk_done"`
 	WatchNetns  *ebpf.Variable `ebpf:"watch_netns"`
 	WatchPort   *ebpf.Variable `ebpf:"watch_port"`
 }
@@ -199,24 +210,22 @@ type listentraceVariables struct {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentracePrograms struct {
-	OnAccept4Enter     *ebpf.Program `ebpf:"on_accept4_enter"`
-	OnAccept4Exit      *ebpf.Program `ebpf:"on_accept4_exit"`
-	OnAcceptEnterPlain *ebpf.Program `ebpf:"on_accept_enter_plain"`
-	OnAcceptExitPlain  *ebpf.Program `ebpf:"on_accept_exit_plain"`
-	OnSetState         *ebpf.Program `ebpf:"on_set_state"`
-	OnSkLookup         *ebpf.Program `ebpf:"on_sk_lookup"`
-	ReadDrops          *ebpf.Program `ebpf:"read_drops"`
+	OnAccept4Exit     *ebpf.Program `ebpf:"on_accept4_exit"`
+	OnAcceptExitPlain *ebpf.Program `ebpf:"on_accept_exit_plain"`
+	OnSetState        *ebpf.Program `ebpf:"on_set_state"`
+	OnSkLookup        *ebpf.Program `ebpf:"on_sk_lookup"`
+	ReadDrops         *ebpf.Program `ebpf:"read_drops"`
+	Walk              *ebpf.Program `ebpf:"walk"`
 }
 
 func (p *listentracePrograms) Close() error {
 	return _ListentraceClose(
-		p.OnAccept4Enter,
 		p.OnAccept4Exit,
-		p.OnAcceptEnterPlain,
 		p.OnAcceptExitPlain,
 		p.OnSetState,
 		p.OnSkLookup,
 		p.ReadDrops,
+		p.Walk,
 	)
 }
 

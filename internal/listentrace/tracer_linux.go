@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/stormguard/stormguard/internal/netns"
 )
 
 // Tracer is the loaded and attached programs for one watched port.
@@ -36,7 +39,23 @@ type Tracer struct {
 	// NoListeners says why the listening sockets cannot be learned
 	// ("" = they can): no per-listener overflows or wake-up then.
 	NoListeners string
+
+	// nsPath is the watched namespace; iter the TCP socket iterator,
+	// walked there by relearn.
+	nsPath string
+	iter   *link.Iter
+	// relearnReq asks the relearn goroutine for a walk; walkMu
+	// serialises walks and guards lastWalk.
+	relearnReq chan struct{}
+	walkMu     sync.Mutex
+	lastWalk   time.Time
+	walks      atomic.Uint64
 }
+
+// relearnGap is the shortest spacing of walks asked for after Open (a
+// Valkey restart makes a new listening socket; the programs ask for a walk
+// when a connection arrives and no listener is known).
+const relearnGap = time.Second
 
 // Supported reports whether this build has the programs (linux, amd64 or arm64).
 const Supported = true
@@ -96,7 +115,8 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 		objs.Close()
 		return nil, fmt.Errorf("count possible CPUs: %w", err)
 	}
-	t := &Tracer{objs: objs, wake: make(chan struct{}, 1), done: make(chan struct{}), zeroMax: make([]uint64, ncpu), log: log}
+	t := &Tracer{objs: objs, wake: make(chan struct{}, 1), done: make(chan struct{}), zeroMax: make([]uint64, ncpu), log: log,
+		nsPath: nsPath, relearnReq: make(chan struct{}, 1)}
 	attachments := []struct {
 		what string
 		do   func() (link.Link, error)
@@ -104,20 +124,19 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 		// unknown (no overflows, no wake-up). None is optional now.
 		optional bool
 	}{
-		{"raw tracepoint inet_sock_set_state", func() (link.Link, error) {
-			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: objs.OnSetState})
-		}, false},
-		{"tracepoint syscalls:sys_enter_accept4", func() (link.Link, error) {
-			return link.Tracepoint("syscalls", "sys_enter_accept4", objs.OnAccept4Enter, nil)
-		}, false},
-		{"tracepoint syscalls:sys_enter_accept", func() (link.Link, error) {
-			return link.Tracepoint("syscalls", "sys_enter_accept", objs.OnAcceptEnterPlain, nil)
+		{"tracepoint (BTF) sock:inet_sock_set_state", func() (link.Link, error) {
+			return link.AttachTracing(link.TracingOptions{Program: objs.OnSetState})
 		}, false},
 		{"tracepoint syscalls:sys_exit_accept4", func() (link.Link, error) {
 			return link.Tracepoint("syscalls", "sys_exit_accept4", objs.OnAccept4Exit, nil)
 		}, false},
 		{"tracepoint syscalls:sys_exit_accept", func() (link.Link, error) {
 			return link.Tracepoint("syscalls", "sys_exit_accept", objs.OnAcceptExitPlain, nil)
+		}, false},
+		{"TCP socket iterator", func() (link.Link, error) {
+			it, err := link.AttachIter(link.IterOptions{Program: objs.Walk})
+			t.iter = it
+			return it, err
 		}, false},
 		{"sk_lookup in the namespace", func() (link.Link, error) {
 			return link.AttachNetNs(int(ns.Fd()), objs.OnSkLookup)
@@ -144,8 +163,79 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 		t.Close()
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
+	// The state-change program is attached: one walk now learns the
+	// listeners and counts the sockets that were there before it.
+	if err := t.walk(); err != nil {
+		t.Close()
+		return nil, err
+	}
+	// From now on the programs count new sockets without a per-socket
+	// flag (see established_enter in bpf/listentrace.c).
+	if err := objs.WalkDone.Set(uint32(1)); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("end the first walk: %w", err)
+	}
 	go t.readEvents()
+	go t.relearner()
 	return t, nil
+}
+
+// walk runs the TCP socket iterator once in the watched namespace (an
+// iterator walks the namespace of the process that opens it).
+func (t *Tracer) walk() error {
+	t.walkMu.Lock()
+	defer t.walkMu.Unlock()
+	var rd io.ReadCloser
+	err := netns.Do(t.nsPath, func() error {
+		var err error
+		rd, err = t.iter.Open()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("open TCP socket iterator: %w", err)
+	}
+	defer rd.Close()
+	// The program writes nothing: reading to the end is the walk.
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		return fmt.Errorf("walk TCP sockets: %w", err)
+	}
+	t.lastWalk = time.Now()
+	t.walks.Add(1)
+	return nil
+}
+
+// askRelearn asks for a walk (at most one per relearnGap).
+func (t *Tracer) askRelearn() {
+	select {
+	case t.relearnReq <- struct{}{}:
+	default:
+	}
+}
+
+// relearner walks again when asked, no more often than relearnGap.
+func (t *Tracer) relearner() {
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-t.relearnReq:
+		}
+		t.walkMu.Lock()
+		wait := relearnGap - time.Since(t.lastWalk)
+		t.walkMu.Unlock()
+		if wait > 0 {
+			tm := time.NewTimer(wait)
+			select {
+			case <-t.done:
+				tm.Stop()
+				return
+			case <-tm.C:
+			}
+		}
+		if err := t.walk(); err != nil {
+			t.log.Debug("ebpf: relearn listeners", "err", err)
+		}
+	}
 }
 
 // ensureTracefs mounts tracefs at /sys/kernel/tracing when neither it nor
@@ -195,6 +285,10 @@ func (t *Tracer) readEvents() {
 			t.log.Debug("ebpf: bad event", "err", err)
 			continue
 		}
+		if ev.Kind == EventRelearn {
+			t.askRelearn()
+			continue
+		}
 		t.lastEvent.Store(ev.KernelNS)
 		select {
 		case t.wake <- struct{}{}:
@@ -226,7 +320,9 @@ func (t *Tracer) Read() (Counters, error) {
 	if err := t.objs.Stats.Lookup(uint32(0), &per); err != nil {
 		return c, fmt.Errorf("read port stats: %w", err)
 	}
+	var est int64
 	for i := range per {
+		est += per[i].Established
 		c.SYNs += per[i].Syns
 		c.SYNsFull += per[i].SynsFull
 		c.Accepts += per[i].Accepts
@@ -246,6 +342,13 @@ func (t *Tracer) Read() (Counters, error) {
 	}
 	c.Listeners = d.Listeners
 	c.Drops = d.Drops
+	c.Established = uint64(max(est, 0))
+	c.SynRecv = d.SynQueue
+	if d.Listeners == 0 {
+		// Valkey restarted (a new listening socket) or is down: look
+		// for its listener again, at most once per relearnGap.
+		t.askRelearn()
+	}
 	var mx []uint64
 	if err := t.objs.WaitMax.Lookup(uint32(0), &mx); err != nil {
 		return c, fmt.Errorf("read longest wait: %w", err)
@@ -261,6 +364,38 @@ func (t *Tracer) Read() (Counters, error) {
 		return c, fmt.Errorf("reset longest wait: %w", err)
 	}
 	return c, nil
+}
+
+// ErrNoListener is returned by Counts while no listening socket of the
+// port is known: its SYN queue (the half-open connections) is unknown.
+var ErrNoListener = errors.New("no listening socket of the port known to the programs")
+
+// Counts returns the port's ESTABLISHED sockets as the programs keep
+// them, and its SYN_RECV ones: the half-open connections in the listeners'
+// SYN queues (full sockets in SYN_RECV, which exist for microseconds, or
+// until the final ACK under TCP Fast Open, are not included). It reads two small maps and never walks the
+// socket hash; Read is not affected.
+func (t *Tracer) Counts() (established, synRecv uint64, err error) {
+	var per []listentracePortStats
+	if err := t.objs.Stats.Lookup(uint32(0), &per); err != nil {
+		return 0, 0, fmt.Errorf("read port stats: %w", err)
+	}
+	var est int64
+	for i := range per {
+		est += per[i].Established
+	}
+	if _, err := t.objs.ReadDrops.Run(&ebpf.RunOptions{Context: make([]byte, 8)}); err != nil {
+		return 0, 0, fmt.Errorf("run read_drops: %w", err)
+	}
+	var d listentraceListenerDrops
+	if err := t.objs.Drops.Lookup(uint32(0), &d); err != nil {
+		return 0, 0, fmt.Errorf("read listener drops: %w", err)
+	}
+	if d.Listeners == 0 {
+		t.askRelearn()
+		return 0, 0, ErrNoListener
+	}
+	return uint64(max(est, 0)), d.SynQueue, nil
 }
 
 // Close detaches the programs and frees the maps.

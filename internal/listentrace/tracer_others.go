@@ -33,3 +33,8 @@ func (*Tracer) Close() error { return nil }
 
 // WakeDelay is never known here.
 func (*Tracer) WakeDelay() (time.Duration, bool) { return 0, false }
+
+// Counts fails.
+func (*Tracer) Counts() (established, synRecv uint64, err error) {
+	return 0, 0, ErrUnsupported
+}

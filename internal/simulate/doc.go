@@ -19,6 +19,7 @@
 // Calibrate fits the costs, and the client side's connect-rate ceiling,
 // to a `stormguard storm --json` result, so that a lab run at one fleet
 // size predicts others. The steady state before the disruption is not
-// simulated: every client starts connected, and notices the disruption on
-// its next PING.
+// simulated: every client starts connected, and notices the disruption as
+// the lab's clients do (a close when it arrives, a blip at its next PING's
+// timeout). Advise ranks candidate settings for one fleet and server.
 package simulate

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,39 +14,10 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/internal/detect"
-	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
-
-// dialFrom opens n connections to the sandbox's Valkey from source address
-// src (any 127/8 address is local on lo, so binding it gives a distinct
-// client address without adding one) and closes them at cleanup.
-func dialFrom(t *testing.T, sb *sandbox.Sandbox, src string, n int) []net.Conn {
-	t.Helper()
-	var conns []net.Conn
-	err := netns.Do(sb.NetNS, func() error {
-		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-		for i := range n {
-			c, err := d.Dial("tcp", sb.Addr())
-			if err != nil {
-				return fmt.Errorf("dial %d from %s: %w", i, src, err)
-			}
-			conns = append(conns, c)
-		}
-		return nil
-	})
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conns
-}
 
 // TestIntegrationPeersAttribution: a reference dump, then 30 connections
 // from 127.0.0.2, 12 from 127.0.0.3 and 3 from 127.0.0.4 → the next dump's
@@ -58,7 +28,7 @@ func TestIntegrationPeersAttribution(t *testing.T) {
 	t.Cleanup(func() { set.Close() })
 
 	// Connections that exist before the reference are not new.
-	dialFrom(t, sb, "127.0.0.5", 20)
+	sandboxtest.DialFrom(t, sb, "127.0.0.5", 20)
 	var tr PeerTracker
 	ctx := context.Background()
 	ref, err := set.Peers(ctx, 0)
@@ -69,9 +39,9 @@ func TestIntegrationPeersAttribution(t *testing.T) {
 		t.Fatalf("reference dump: %d sockets, %+v", len(ref.Peers), n)
 	}
 
-	dialFrom(t, sb, "127.0.0.2", 30)
-	dialFrom(t, sb, "127.0.0.3", 12)
-	dialFrom(t, sb, "127.0.0.4", 3)
+	sandboxtest.DialFrom(t, sb, "127.0.0.2", 30)
+	sandboxtest.DialFrom(t, sb, "127.0.0.3", 12)
+	sandboxtest.DialFrom(t, sb, "127.0.0.4", 3)
 	d, err := set.Peers(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +87,7 @@ func TestIntegrationPeersAttribution(t *testing.T) {
 // lib-name/lib-ver, as a client library does, and keeps them open.
 func setinfoClients(t *testing.T, sb *sandbox.Sandbox, src, lib, ver string, n int) {
 	t.Helper()
-	for _, c := range dialFrom(t, sb, src, n) {
+	for _, c := range sandboxtest.DialFrom(t, sb, src, n) {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		fmt.Fprintf(c, "CLIENT SETINFO LIB-NAME %s\r\nCLIENT SETINFO LIB-VER %s\r\n", lib, ver)
 		r := bufio.NewReader(c)
@@ -154,12 +124,12 @@ func TestIntegrationClientGroups(t *testing.T) {
 	cfg := defaultValkeyConfig()
 	cfg.ClientListEvery = time.Hour
 	s := openTest(t, sbTarget(sb), cfg)
-	set := &Set{Sources: []sample.Source{s}}
+	set := &Set{Sources: []sample.Source{s}, valkey: s}
 	before := clientListCalls(t, sb)
 	for range 3 {
 		mustCollect(t, s, 5*time.Second)
 	}
-	if snap, _ := set.ClientGroups(); snap != nil {
+	if snap := set.ClientGroups().Snapshot; snap != nil {
 		t.Fatal("CLIENT LIST taken although the agent never allowed it")
 	}
 	set.SetDetectorCalm(true)
@@ -169,9 +139,10 @@ func TestIntegrationClientGroups(t *testing.T) {
 	if got := clientListCalls(t, sb) - before; got != 1 {
 		t.Fatalf("CLIENT LIST ran %d times in 3 allowed collects, want 1 (once per %s)", got, cfg.ClientListEvery)
 	}
-	snap, note := set.ClientGroups()
+	g := set.ClientGroups()
+	snap := g.Snapshot
 	if snap == nil {
-		t.Fatalf("no client groups (note %q)", note)
+		t.Fatalf("no client groups (note %q)", g.Note)
 	}
 	raw, _ := json.Marshal(snap)
 	t.Logf("groups: %s", raw)
@@ -198,13 +169,13 @@ func TestIntegrationClientGroups(t *testing.T) {
 	tg := sbTarget(sb)
 	tg.Addr.User, tg.Addr.Password = "mon", "s3cret-mon"
 	s3 := openTest(t, tg, cfg)
-	set3 := &Set{Sources: []sample.Source{s3}}
+	set3 := &Set{Sources: []sample.Source{s3}, valkey: s3}
 	set3.SetDetectorCalm(true)
 	for range 2 {
 		mustCollect(t, s3, 5*time.Second)
 	}
-	if snap, note := set3.ClientGroups(); snap != nil || !strings.Contains(note, "NOPERM") {
-		t.Errorf("CLIENT LIST without permission: snapshot %v, note %q", snap, note)
+	if g := set3.ClientGroups(); g.Snapshot != nil || !strings.Contains(g.Note, "NOPERM") {
+		t.Errorf("CLIENT LIST without permission: snapshot %v, note %q", g.Snapshot, g.Note)
 	}
 
 	// Too many clients for the rule: never sent.
@@ -254,7 +225,7 @@ func TestIntegrationRoles(t *testing.T) {
 					links++
 				}
 			}
-			snap, _ := (&Set{Sources: []sample.Source{s}}).ClientGroups()
+			snap := (&Set{Sources: []sample.Source{s}, valkey: s}).ClientGroups().Snapshot
 			if links == 1 && snap != nil {
 				if snap.Clients != 0 {
 					t.Errorf("replication link grouped as a client: %+v", snap)

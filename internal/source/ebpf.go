@@ -16,7 +16,7 @@ var errEBPFOff = errors.New("turned off (--ebpf=false or " + listentrace.Env + "
 
 // ebpfSource reads the in-kernel counters of listentrace: accept wait,
 // SYN rate and this listener's overflows. It wakes the sampler on the
-// watched listener's first overflow (sample.Waker).
+// watched listener's first overflow (Set.Wakes).
 type ebpfSource struct {
 	tr *listentrace.Tracer
 
@@ -48,7 +48,11 @@ func ebpfUnavailable(err error) error {
 
 func (*ebpfSource) Name() string { return "ebpf" }
 
-// Wake implements sample.Waker.
+// Prompt implements sample.Prompt: kernel state only, read in about a
+// millisecond, so a wake-up's early sample waits for it.
+func (*ebpfSource) Prompt() bool { return true }
+
+// Wake fires on the watched listener's first overflow (Set.Wakes).
 func (e *ebpfSource) Wake() <-chan struct{} { return e.tr.Wake() }
 
 func (e *ebpfSource) Close() error { return e.tr.Close() }

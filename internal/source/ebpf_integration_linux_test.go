@@ -96,10 +96,7 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	}
 	collectEBPF(t, e) // starts the interval measured below
 
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
+	sandboxtest.Freeze(t, sb)
 	const clients = 20
 	const stall = 400 * time.Millisecond
 	waits := make([]time.Duration, clients)
@@ -212,10 +209,7 @@ func TestIntegrationEBPFOverflow(t *testing.T) {
 	}
 	ns0 := *collectTCP(t, tcp).ListenOverflows
 
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
+	sandboxtest.Freeze(t, sb)
 	woke := make(chan time.Duration, 1)
 	go func() {
 		select {
@@ -336,4 +330,120 @@ func TestIntegrationEBPFFallback(t *testing.T) {
 			t.Errorf("eBPF keys missing: accept_wait %+v syn_rate %v", s.AcceptWaitMS, s.SynRate)
 		}
 	})
+}
+
+// TestIntegrationEBPFCounts checks the SYN_RECV/ESTABLISHED counts the
+// programs keep against a sock_diag walk of the namespace: connections made
+// before the programs were attached (counted by the iterator's one walk),
+// connections made and closed after (counted by the state-change
+// tracepoint), and the accept-queue source taking them with no walk.
+func TestIntegrationEBPFCounts(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	dial := func(n int) []net.Conn {
+		var cs []net.Conn
+		for range n {
+			c, err := sb.Dial(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			cs = append(cs, c)
+		}
+		return cs
+	}
+	walk := func() (est, synRecv uint64) {
+		c, err := dialDiag(sb.NetNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.close()
+		tl := diagTally{Port: uint16(sb.Port)}
+		if err := c.dump(statesSynRecv|statesEstablished, &tl, time.Now().Add(5*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		return uint64(tl.States[tcpEstablished]), uint64(tl.States[tcpSynRecv] + tl.States[tcpNewSynRecv])
+	}
+	// Both counts must agree once the kernel has settled the closes
+	// (a close is a state change in the server's socket when Valkey
+	// reads the FIN): compare until they do, bounded.
+	agree := func(what string, e *ebpfSource) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			est, sr, err := e.tr.Counts()
+			west, wsr := walk()
+			if err == nil && est == west && sr == wsr {
+				t.Logf("%s: established %d, syn_recv %d (kernel = walk)", what, est, sr)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: kernel established %d syn_recv %d (err %v), walk %d and %d", what, est, sr, err, west, wsr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	before := dial(40)
+	// Connections come and go while the programs attach and walk: the
+	// count must still come out exact.
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		defer func() { churned <- n }()
+		for range 5000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, err := sb.Dial(context.Background())
+			if err != nil {
+				return
+			}
+			c.Close()
+			n++
+		}
+	}()
+	e := openEBPFTest(t, sb)
+	close(stop)
+	t.Logf("%d connections made and closed while attaching", <-churned)
+	agree("40 made before attach", e)
+	after := dial(25)
+	agree("+25 after", e)
+	for _, c := range before[:30] {
+		c.Close()
+	}
+	for _, c := range after[:5] {
+		c.Close()
+	}
+	agree("30 of the first and 5 of the later closed", e)
+
+	// The accept-queue source takes the kernel's counts: no walk.
+	a, err := addr.Parse(sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := Open(context.Background(), Options{Target: Target{Addr: a, NetNS: sb.NetNS}, ListenPoll: -1})
+	defer set.Close()
+	sm := &sample.Sampler{Target: sb.Addr(), Port: a.Port, NetNS: sb.NetNS, Sources: set.Sources, Interval: time.Second}
+	s := sm.Once(context.Background())
+	var lq *listenq
+	for _, src := range set.Sources {
+		if v, ok := src.(*listenq); ok {
+			lq = v
+		}
+	}
+	if lq == nil || lq.kernelCounts == nil {
+		t.Fatalf("accept-queue source does not use the kernel counts (errors: %v)", s.Errors)
+	}
+	lq.cmu.Lock()
+	walks := lq.counts
+	lq.cmu.Unlock()
+	if walks != 0 {
+		t.Errorf("accept-queue source walked the hash %d times with eBPF on", walks)
+	}
+	// 30 left open here, plus the sampler's own Valkey connection.
+	if s.Established == nil || *s.Established < 30 || s.CountsAgeMS == nil || *s.CountsAgeMS != 0 {
+		t.Errorf("sample: established %v counts_age_ms %v, want >= 30 and 0 (errors: %v)", s.Established, s.CountsAgeMS, s.Errors)
+	}
 }

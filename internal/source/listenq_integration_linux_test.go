@@ -272,19 +272,7 @@ func TestIntegrationListenQueue(t *testing.T) {
 			}
 			agreeWithSS(t, sb, l)
 
-			if err := sb.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatalf("freeze valkey: %v", err)
-			}
-			thawed := false
-			thaw := func() {
-				if !thawed {
-					thawed = true
-					if err := sb.Signal(syscall.SIGCONT); err != nil {
-						t.Errorf("thaw valkey: %v", err)
-					}
-				}
-			}
-			t.Cleanup(thaw) // before the sandbox's own cleanup (LIFO)
+			thaw := sandboxtest.Freeze(t, sb)
 
 			// Phase 1: final ACKs lost, so the storm's handshakes sit in
 			// SYN_RECV; with SYN cookies on (the default) request sockets
@@ -655,24 +643,6 @@ func waitPolls(t *testing.T, l *listenq, n uint64) {
 	}
 }
 
-// lockedLog is a log sink the poller goroutine and the test share.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestListenqCloseLogsNoError: closing the source while its poller waits on
 // the clock (what every SIGTERM of watch does) is a shutdown, not an error.
 // It runs in the test's own namespace on a loopback listener.
@@ -686,7 +656,7 @@ func TestListenqCloseLogsNoError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedLog
+	var logs sandboxtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for i := 0; i < 10; i++ {
 		src, err := openListenq(context.Background(), Options{Target: Target{Addr: a}, Logger: log})

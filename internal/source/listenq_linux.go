@@ -144,48 +144,6 @@ func (d *diagConn) send() error {
 // of the reply is left in the socket, which the caller closes.
 var errPeerLimit = errors.New("peer limit reached")
 
-// dumpPeers implements peerDumper: one dump of the port's SYN_RECV and
-// ESTABLISHED sockets (both families), keeping their addresses, stopping
-// after limit sockets (≤ 0: 20,000). It takes as long as the kernel's walk
-// of the established hash plus ~50 ns per socket kept.
-func (l *listenq) dumpPeers(ctx context.Context, limit int) (PeerDump, error) {
-	if limit <= 0 {
-		limit = 20000
-	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(collectTimeout)
-	}
-	l.attrMu.Lock()
-	defer l.attrMu.Unlock()
-	if l.attr == nil {
-		c, err := dialDiag(l.netns)
-		if err != nil {
-			return PeerDump{}, Classify("socket dump: sock_diag", err)
-		}
-		l.attr = c
-	}
-	c := l.attr
-	start := time.Now()
-	d := PeerDump{Time: start}
-	reset := func() {
-		c.close()
-		l.attr = nil
-	}
-	t := diagTally{Port: l.port, KeepPeers: true, MaxPeers: limit}
-	err := c.dump(statesSynRecv|statesEstablished, &t, deadline)
-	if errors.Is(err, errPeerLimit) {
-		d.Truncated, err = true, nil
-		reset() // the abandoned rest of the dump is still queued
-	}
-	if err != nil {
-		reset()
-		return d, Classify("socket dump", err)
-	}
-	d.Peers, d.Took = t.Peers, time.Since(start)
-	return d, nil
-}
-
 // recv reads one datagram into d.buf and returns its length. MSG_TRUNC
 // makes the kernel report the datagram's real length, so a too small buffer
 // is detected instead of silently cutting a message; MSG_DONTWAIT turns a
@@ -347,12 +305,6 @@ type listenq struct {
 	collDialed time.Time
 	collErr    error // why the last dial failed, repeated until the next try
 
-	// attr is the attribution dump's socket (dumpPeers), dialled on first
-	// use: a dump abandoned at its limit leaves the rest of the reply in
-	// the socket, so it must never be Collect's or the poller's.
-	attrMu sync.Mutex
-	attr   *diagConn
-
 	// The SYN_RECV/ESTABLISHED count runs in a goroutine of its own, on
 	// its own sock_diag socket (cnt, owned by that goroutine), so a slow
 	// walk of the established hash never costs Collect its deadline nor
@@ -381,8 +333,21 @@ type listenq struct {
 	counts   int
 	countCPU time.Duration
 
+	// kernelCounts, when set (the eBPF programs are attached; see
+	// useKernelCounts), gives the SYN_RECV/ESTABLISHED counts the
+	// programs keep in the kernel: a sample then never walks the hash.
+	// Set once by Open before the first Collect.
+	kernelCounts func() (established, synRecv uint64, err error)
+	// kernelFailing logs the kernel counts' failures once (under mu).
+	kernelFailing bool
+
 	done chan struct{}
 	once sync.Once
+}
+
+// useKernelCounts implements kernelCountUser.
+func (l *listenq) useKernelCounts(f func() (established, synRecv uint64, err error)) {
+	l.kernelCounts = f
 }
 
 func openListenq(ctx context.Context, o Options) (sample.Source, error) {
@@ -423,6 +388,10 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 
 func (l *listenq) Name() string { return "listenq" }
 
+// Prompt implements sample.Prompt: kernel state only, read in about a
+// millisecond, so a wake-up's early sample waits for it.
+func (*listenq) Prompt() bool { return true }
+
 // Close stops the poller and closes both sockets. It is safe to call twice.
 func (l *listenq) Close() error {
 	var err error
@@ -449,12 +418,6 @@ func (l *listenq) Close() error {
 			l.coll = nil
 		}
 		l.mu.Unlock()
-		l.attrMu.Lock()
-		if l.attr != nil {
-			l.attr.close()
-			l.attr = nil
-		}
-		l.attrMu.Unlock()
 		// A running count ends by itself within countTimeout.
 		l.cmu.Lock()
 		ch := l.running
@@ -604,7 +567,7 @@ func (l *listenq) runPoller() {
 	}
 }
 
-// Wake implements sample.Waker: it fires when the poller sees the accept
+// Wake is the source's entry in Set.Wakes: it fires when the poller sees the accept
 // queue at least half full, so the sampler samples at once.
 func (l *listenq) Wake() <-chan struct{} { return l.peak.wake }
 
@@ -748,6 +711,29 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 		ls.DepthMax = sample.U64(pk.Depth)
 	}
 	s.Listen = ls
+
+	// With the eBPF programs attached, the kernel keeps the counts: two
+	// map reads, no walk. While they cannot answer (no listener known
+	// yet, Valkey restarting) the walk below stands in.
+	if l.kernelCounts != nil {
+		est, synRecv, err := l.kernelCounts()
+		if err == nil {
+			if l.kernelFailing {
+				l.log.Info("SYN_RECV/ESTABLISHED counted in the kernel again")
+				l.kernelFailing = false
+			}
+			s.SynRecv, s.Established = sample.U64(synRecv), sample.U64(est)
+			s.CountsAgeMS = sample.F64(0)
+			if lt.Sockets == 0 {
+				return Unavailablef("no listening socket on port %d", l.port)
+			}
+			return nil
+		}
+		if !l.kernelFailing {
+			l.log.Info("SYN_RECV/ESTABLISHED from the eBPF programs unavailable; walking the socket hash", "err", err)
+			l.kernelFailing = true
+		}
+	}
 
 	// SYN_RECV and ESTABLISHED come from one dump (request sockets report
 	// TCP_SYN_RECV), counted by state while streaming, in the background:

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,10 +71,7 @@ func benchSandbox(b *testing.B, n int) *sandbox.Sandbox {
 	}
 	holdConns(b, sb, min(n, served))
 	if n > served {
-		if err := sb.Signal(syscall.SIGSTOP); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { sb.Signal(syscall.SIGCONT) })
+		sandboxtest.Freeze(b, sb)
 		holdConns(b, sb, n-served)
 	}
 	return sb
@@ -132,9 +128,28 @@ func ssCommands(sb *sandbox.Sandbox) (listenLines int, err error) {
 // those two `ss` commands, so both see the same machine state. It reports
 // the mean and the worst Collect against the mean of the commands: the mean
 // is what the counting budget promises, the worst is a sample that counted.
-func benchCollectVsSS(b *testing.B, n int) {
+//
+// With withEBPF the programs are attached after the connections exist (the
+// iterator's one walk counts them) and every sample takes the counts from
+// the kernel (listenq.kernelCounts): no walk at any sample.
+func benchCollectVsSS(b *testing.B, n int, withEBPF bool) {
 	sb := benchSandbox(b, n)
+	var kernel func() (uint64, uint64, error)
+	if withEBPF {
+		a, err := addr.Parse(sb.Addr())
+		if err != nil {
+			b.Fatal(err)
+		}
+		src, err := openEBPF(context.Background(), Options{Target: Target{Addr: a, NetNS: sb.NetNS}})
+		if err != nil {
+			b.Fatalf("open eBPF source: %v", err)
+		}
+		e := src.(*ebpfSource)
+		b.Cleanup(func() { e.Close() })
+		kernel = e.tr.Counts
+	}
 	l := benchListenq(b, sb, -1) // poller off: measure Collect alone
+	l.kernelCounts = kernel
 	ctx := context.Background()
 	s := &sample.Sample{}
 	if err := l.Collect(ctx, s); err != nil {
@@ -151,12 +166,13 @@ func benchCollectVsSS(b *testing.B, n int) {
 		interval = 500 * time.Millisecond
 	)
 	var collectCPU, collectMax, talkCPU, talkParentCPU time.Duration
-	var counts int
+	var counts, withCounts int
 	var countCPU time.Duration
 	b.ResetTimer()
 	for b.Loop() {
 		// A fresh source per run: its first sample always counts.
 		l := benchListenq(b, sb, -1)
+		l.kernelCounts = kernel
 		tk := time.NewTicker(interval)
 		for r := 0; r < samples; r++ {
 			<-tk.C
@@ -166,6 +182,9 @@ func benchCollectVsSS(b *testing.B, n int) {
 				b.Fatal(err)
 			}
 			c1 := cpuTime(b, unix.RUSAGE_SELF)
+			if s.Established != nil && *s.Established >= uint64(n) {
+				withCounts++
+			}
 			k0 := cpuTime(b, unix.RUSAGE_CHILDREN)
 			if _, err := ssCommands(sb); err != nil {
 				b.Fatal(err)
@@ -211,6 +230,7 @@ func benchCollectVsSS(b *testing.B, n int) {
 	b.ReportMetric(float64(collectMax.Microseconds()), "collect-max-cpu-µs")
 	b.ReportMetric(float64(countCPU.Microseconds())/float64(max(counts, 1)), "count-cpu-µs")
 	b.ReportMetric(float64(counts)/total, "counts/op")
+	b.ReportMetric(float64(withCounts)/total, "with-counts/op")
 	b.ReportMetric(float64(talkCPU.Microseconds())/total, "ss-cpu-µs/op")
 	b.ReportMetric(float64(talkParentCPU.Microseconds())/total, "ss-spawn-cpu-µs/op")
 	b.ReportMetric(float64(collectCPU)/float64(talkCPU), "collect/ss")
@@ -314,7 +334,8 @@ func benchPoller(b *testing.B, n int) {
 
 func BenchmarkListenqCollectVsSS(b *testing.B) {
 	for _, n := range []int{0, 20000} {
-		b.Run(fmt.Sprintf("established=%d", n), func(b *testing.B) { benchCollectVsSS(b, n) })
+		b.Run(fmt.Sprintf("established=%d", n), func(b *testing.B) { benchCollectVsSS(b, n, false) })
+		b.Run(fmt.Sprintf("established=%d/ebpf", n), func(b *testing.B) { benchCollectVsSS(b, n, true) })
 	}
 }
 
@@ -333,12 +354,17 @@ func BenchmarkPeersDump(b *testing.B) {
 	for _, tc := range []struct{ conns, limit int }{{1000, 0}, {10000, 0}, {10000, 2000}} {
 		b.Run(fmt.Sprintf("conns=%d/limit=%d", tc.conns, tc.limit), func(b *testing.B) {
 			sb := benchSandbox(b, tc.conns)
-			l := benchListenq(b, sb, -1)
+			a, err := addr.Parse(sb.Addr())
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := newPeerDumper(Target{Addr: a, NetNS: sb.NetNS})
+			defer p.close()
 			var tr PeerTracker
 			var n int
 			cpu0 := cpuTime(b, unix.RUSAGE_SELF)
 			for b.Loop() {
-				d, err := l.dumpPeers(context.Background(), tc.limit)
+				d, err := p.dump(context.Background(), tc.limit)
 				if err != nil {
 					b.Fatal(err)
 				}

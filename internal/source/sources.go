@@ -54,16 +54,38 @@ var openers = []opener{
 	{name: "nic", open: openNIC},
 }
 
-// Set is the open sources of one target.
+// Set is the open sources of one target, and what they offer the agent
+// beside the sample. Everything crossing between the sources and the
+// agent's pipeline is a named value (docs/design.md, "Data flow"):
+//   - Sources fill the Sample (sample.Sampler runs them);
+//   - Wakes ask the sampler for a sample before the interval ends;
+//   - SetDetectorCalm is the agent's Pace.Heavy going in;
+//   - ClientGroups is the valkey source's last CLIENT LIST, published as an
+//     immutable value;
+//   - Peers is a socket dump on request, on a socket of the Set's own.
 type Set struct {
 	Sources []sample.Source
+	// Wakes are the channels of the sources that can ask for an early
+	// sample (the accept-queue poller when the queue saturates, the eBPF
+	// source on the first overflow): sample.Sampler.Wakes.
+	Wakes   []<-chan struct{}
 	closers []func() error
+	// peers takes Peers' dumps (nil when the port is invalid or off
+	// Linux).
+	peers *peerDumper
+	// valkey is the valkey source, nil when it did not open.
+	valkey *valkeySource
+}
+
+// waker is a source that can ask for a sample before the interval ends.
+type waker interface {
+	Wake() <-chan struct{}
 }
 
 // Open opens every source for o.Target. A source that cannot be opened at
 // all is replaced by one that reports why on every sample.
 func Open(ctx context.Context, o Options) *Set {
-	set := &Set{}
+	set := &Set{peers: newPeerDumper(o.Target)}
 	for _, op := range openers {
 		src, err := op.open(ctx, o)
 		if err != nil {
@@ -71,15 +93,49 @@ func Open(ctx context.Context, o Options) *Set {
 			src = failed{name: op.name, err: Classify("open "+op.name, err)}
 		}
 		set.Sources = append(set.Sources, src)
+		if w, ok := src.(waker); ok {
+			set.Wakes = append(set.Wakes, w.Wake())
+		}
+		if v, ok := src.(*valkeySource); ok {
+			set.valkey = v
+		}
 		if c, ok := src.(interface{ Close() error }); ok {
 			set.closers = append(set.closers, c.Close)
 		}
 	}
+	useKernelCounts(set.Sources)
 	return set
+}
+
+// kernelCountUser is a source that can take the SYN_RECV/ESTABLISHED
+// counts from the eBPF programs instead of walking the socket hash.
+type kernelCountUser interface {
+	useKernelCounts(func() (established, synRecv uint64, err error))
+}
+
+// useKernelCounts hands the eBPF source's in-kernel counts to the
+// accept-queue source when both are open.
+func useKernelCounts(srcs []sample.Source) {
+	var user kernelCountUser
+	var eb *ebpfSource
+	for _, src := range srcs {
+		switch v := src.(type) {
+		case kernelCountUser:
+			user = v
+		case *ebpfSource:
+			eb = v
+		}
+	}
+	if user != nil && eb != nil {
+		user.useKernelCounts(eb.tr.Counts)
+	}
 }
 
 // Close releases every source's sockets and files.
 func (s *Set) Close() error {
+	if s.peers != nil {
+		s.peers.close()
+	}
 	var first error
 	for _, c := range s.closers {
 		if err := c(); err != nil && first == nil {

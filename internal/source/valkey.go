@@ -141,12 +141,11 @@ type valkeySource struct {
 
 	// detectorCalm is set by the agent while the target is calm (Set.SetDetectorCalm).
 	detectorCalm atomic.Bool
-	// clients is the last grouped CLIENT LIST, clientsAt when the last
-	// one was attempted, clientsNote why the latest was not taken (ACL);
-	// guarded by mu.
-	clients     *clientlist.Snapshot
-	clientsAt   time.Time
-	clientsNote string
+	// clientsAt is when the last CLIENT LIST was attempted; guarded by mu.
+	clientsAt time.Time
+	// groups is what the last attempt published (Set.ClientGroups); a
+	// published value is never changed.
+	groups atomic.Pointer[ClientGroups]
 }
 
 // valkeyConn is one established connection and what was learnt on it.
@@ -791,9 +790,7 @@ func (s *valkeySource) readClientList(ctx context.Context, c *valkeyConn) error 
 			return fmt.Errorf("CLIENT LIST: %w", err)
 		}
 		c.clientsDeny = true
-		s.mu.Lock()
-		s.clientsNote = "CLIENT LIST refused: " + err.Error()
-		s.mu.Unlock()
+		s.publishGroups(nil, "CLIENT LIST refused: "+err.Error())
 		return nil
 	}
 	all, err := clientlist.Parse(text)
@@ -812,11 +809,21 @@ func (s *valkeySource) readClientList(ctx context.Context, c *valkeyConn) error 
 		others = append(others, cli)
 	}
 	snap := clientlist.GroupClients(others, time.Now(), s.cfg.YoungAge, 10)
-	s.mu.Lock()
-	if err == nil {
-		s.clients = &snap
+	if err != nil {
+		s.publishGroups(nil, note) // keep the last list understood
+	} else {
+		s.publishGroups(&snap, note)
 	}
-	s.clientsNote = note
-	s.mu.Unlock()
 	return nil
+}
+
+// publishGroups publishes a new ClientGroups value: snap, or the previous
+// snapshot when snap is nil, with note.
+func (s *valkeySource) publishGroups(snap *clientlist.Snapshot, note string) {
+	if snap == nil {
+		if prev := s.groups.Load(); prev != nil {
+			snap = prev.Snapshot
+		}
+	}
+	s.groups.Store(&ClientGroups{Snapshot: snap, Note: note})
 }

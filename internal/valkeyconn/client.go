@@ -2,6 +2,7 @@ package valkeyconn
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,8 +36,7 @@ type Options struct {
 
 // ClientOption returns the valkey-go options for ONE connection to a from
 // the namespace ns: credentials and database from the address, TLS from
-// TLSConfig, the handshake from o, no cluster discovery, one pipelined
-// connection, no client-side cache and no retries (a retry would redial).
+// TLSConfig, the dial DialTCP, and the rest as EndpointOption.
 // Callers adjust the rest (the agent's source keeps valkey-go in
 // pipelining mode and installs its own gated dial).
 func ClientOption(a addr.Addr, ns string, o Options) (valkey.ClientOption, error) {
@@ -44,16 +44,42 @@ func ClientOption(a addr.Addr, ns string, o Options) (valkey.ClientOption, error
 	if err != nil {
 		return valkey.ClientOption{}, err
 	}
+	opt := EndpointOption(Endpoint{
+		Addr: a.HostPort(), User: a.User, Password: a.Password, TLS: tc,
+		Dial: func(ctx context.Context, d *net.Dialer) (net.Conn, error) { return DialTCP(ctx, d, a, ns) },
+	}, o)
+	opt.SelectDB = a.DB
+	return opt, nil
+}
+
+// Endpoint is a server reached by a dial the caller brings. The storm lab
+// uses it: it dials from its own sockets in the run's namespace, counts
+// every attempt (the kernel's connect counters include them) and makes
+// its TLS settings per run.
+type Endpoint struct {
+	// Addr is host:port, as valkey-go names the node.
+	Addr           string
+	User, Password string
+	// TLS, when set, is handshaken over what Dial returns (HandshakeTLS).
+	TLS *tls.Config
+	// Dial makes the TCP connection; d carries the timeout and keepalive
+	// of Options.
+	Dial func(ctx context.Context, d *net.Dialer) (net.Conn, error)
+}
+
+// EndpointOption returns the valkey-go options for ONE connection to e:
+// the handshake from o, no cluster discovery, one pipelined connection,
+// no client-side cache and no retries (a retry would redial).
+func EndpointOption(e Endpoint, o Options) valkey.ClientOption {
 	return valkey.ClientOption{
-		InitAddress:   []string{a.HostPort()},
-		Username:      a.User,
-		Password:      a.Password,
-		SelectDB:      a.DB,
+		InitAddress:   []string{e.Addr},
+		Username:      e.User,
+		Password:      e.Password,
 		ClientName:    o.Name,
 		ClientSetInfo: o.SetInfo,
-		TLSConfig:     tc,
+		TLSConfig:     e.TLS,
 		Dialer:        net.Dialer{Timeout: o.DialTimeout, KeepAlive: o.KeepAlive},
-		DialCtxFn:     DialCtxFn(a, ns, o.OnConn),
+		DialCtxFn:     dialCtxFn(e.Dial, o.OnConn),
 		// No CLUSTER SLOTS/SHARDS discovery: one node, one connection.
 		ForceSingleClient: true,
 		// 2^0 = 1 pipelined connection (0 would mean 2^min(2, log2 GOMAXPROCS)).
@@ -65,7 +91,7 @@ func ClientOption(a addr.Addr, ns string, o Options) (valkey.ClientOption, error
 		DisableCache:     true,
 		DisableRetry:     true,
 		ConnWriteTimeout: o.WriteTimeout,
-	}, nil
+	}
 }
 
 // Connect opens one connection (valkey-go dials and handshakes at once,
@@ -77,6 +103,11 @@ func Connect(a addr.Addr, ns string, o Options) (valkey.Client, error) {
 		return nil, err
 	}
 	return valkey.NewClient(opt)
+}
+
+// ConnectEndpoint opens one connection to e, as Connect.
+func ConnectEndpoint(e Endpoint, o Options) (valkey.Client, error) {
+	return valkey.NewClient(EndpointOption(e, o))
 }
 
 // InfoText returns the raw INFO reply for sections (none = the default

@@ -49,18 +49,18 @@ func HandshakeTLS(ctx context.Context, raw net.Conn, cfg *tls.Config) (net.Conn,
 	return conn, nil
 }
 
-// DialCtxFn returns a valkey.ClientOption.DialCtxFn that dials a from the
-// namespace ns: TCP inside it (DialTCP), TLS outside (HandshakeTLS), both
-// within the dialer's timeout. onConn, when set, sees each raw TCP
+// dialCtxFn returns a valkey.ClientOption.DialCtxFn over the TCP dial
+// (DialTCP: inside the target's namespace), then TLS outside (HandshakeTLS),
+// both within the dialer's timeout. onConn, when set, sees each raw TCP
 // connection first (check records its local address).
-func DialCtxFn(a addr.Addr, ns string, onConn func(net.Conn)) func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error) {
+func dialCtxFn(dial func(context.Context, *net.Dialer) (net.Conn, error), onConn func(net.Conn)) func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error) {
 	return func(ctx context.Context, _ string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
 		if d.Timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, d.Timeout)
 			defer cancel()
 		}
-		raw, err := DialTCP(ctx, d, a, ns)
+		raw, err := dial(ctx, d)
 		if err != nil {
 			return nil, err
 		}

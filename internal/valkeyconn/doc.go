@@ -9,8 +9,9 @@
 // valkey-go), and small INFO and CONFIG helpers with the one INFO parser
 // of the project.
 //
-// The agent's valkey source, check, defuse and the storm lab build their
-// connections here; each keeps its own policy (how often to redial, which
+// The agent's valkey source, check, defuse and the storm lab's admin
+// connection build their connections here (the lab through Endpoint, with
+// its own counted dial and per-run TLS); each keeps its own policy (how often to redial, which
 // commands are safe when). The public dialer/valkeygo adapter does not
 // import it: it is for applications, which bring their own TLS settings.
 package valkeyconn

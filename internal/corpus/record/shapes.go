@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"os/exec"
 	"sort"
@@ -43,8 +44,13 @@ func steadyChurn(rate float64, dur time.Duration) func(context.Context, *run) er
 // command and connect timeouts, and waits until all are up and none has
 // redialled for 2 s, so the recording starts from a settled fleet.
 func fleet(ctx context.Context, r *run, n int, spread time.Duration, cmdTO, dialTO time.Duration) *pool {
-	p := r.openPool(ctx, r.dialer(), poolOpts{n: n, every: 250 * time.Millisecond, timeout: cmdTO, redial: true,
+	return fleetWith(ctx, r, n, spread, poolOpts{n: n, every: 250 * time.Millisecond, timeout: cmdTO, redial: true,
 		dialTO: dialTO, spread: spread})
+}
+
+// fleetWith is fleet with the clients' options given.
+func fleetWith(ctx context.Context, r *run, n int, spread time.Duration, o poolOpts) *pool {
+	p := r.openPool(ctx, r.dialer(), o)
 	deadline := time.Now().Add(spread + 40*s)
 	var last int64
 	stable := time.Now()
@@ -492,6 +498,58 @@ var shapes = []shape{
 				}
 			}
 			r.at(ctx, 50*s)
+			return nil
+		}},
+	{name: "storm-tls-handshake", kind: corpus.Storm, tls: true,
+		desc: "TLS reconnect storm: 2,500 pooled TLS clients (RSA-2048 server key; 250 ms connect+handshake timeout, 1 s command timeout) that redial at once, brought up over 25 s before the agent starts (3 s timeout for each client's first connect); CLIENT KILL TYPE normal at +12 s; the clients keep redialing until the fleet is stopped at +32 s; 44 s",
+		run: func(ctx context.Context, r *run) error {
+			p := fleetWith(ctx, r, 2500, 25*s, poolOpts{n: 2500, every: time.Second, timeout: time.Second, redial: true,
+				dialTO: 250 * time.Millisecond, firstDialTO: 3 * s, spread: 25 * s})
+			defer p.close()
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 12*s)
+			if err := r.killAll(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 32*s)
+			up := p.up.Load()
+			p.close()
+			r.refusedUntil = p.failingUntil(50)
+			from := int(r.t0.Sub(p.start)/time.Second) + 12
+			r.note("clients connected when the fleet was stopped: %d of 2500; failed dials per second from the kill: %v", up, p.failures(from, from+21))
+			r.at(ctx, 44*s)
+			return nil
+		}},
+	{name: "storm-conntrack-full", kind: corpus.Storm,
+		desc: "conntrack table filling: the namespace's table is held 5,000 entries below nf_conntrack_max by the long-lived flows of other traffic (assured entries, made over ctnetlink before the agent starts); 30 conn/s churn and a 20-connection pool; at +12 s 300 workers start opening a connection per request as fast as they can for 20 s (a retry loop), each closed connection's entry staying in the table for its TCP close timeout, until the table is full and new connections are dropped before TCP; 40 s",
+		run: func(ctx context.Context, r *run) error {
+			if err := r.conntrackOn(ctx); err != nil {
+				return err
+			}
+			n, err := r.conntrackBallast(ctx, 5000)
+			if err != nil {
+				return err
+			}
+			r.note("ballast: %d conntrack entries inserted", n)
+			log.Printf("   ballast: %d conntrack entries", n)
+			r.churn(ctx, r.dialer(), 45*s, constRate(30))
+			r.openPool(ctx, r.dialer(), poolOpts{n: 20, every: 200 * time.Millisecond, timeout: 5 * s, redial: true, backoff: s, lifetime: 45 * s})
+			sleep(ctx, 3*s)
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 12*s)
+			p := r.openPool(ctx, dialer{ns: r.sb.NetNS, addr: r.sb.Addr(), timeout: time.Second},
+				poolOpts{n: 300, every: time.Millisecond, cmd: "PING", oneShot: true, redial: true, dialTO: time.Second, lifetime: 20 * s})
+			r.at(ctx, 32*s)
+			p.close()
+			r.refusedUntil = p.failingUntil(50)
+			r.note("retry workers: %d dials, failed dials per second from +12 s: %v", p.dials.Load(), p.failures(0, 20))
+			cnt, _ := r.sb.Sysctl("net.netfilter.nf_conntrack_count")
+			log.Printf("   conntrack count at +32 s: %s; %s", cnt, r.notes[len(r.notes)-1])
+			r.at(ctx, 40*s)
 			return nil
 		}},
 	{name: "storm-stall-timeouts", kind: corpus.Storm,

@@ -5,6 +5,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -15,7 +17,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // dialer opens connections from inside a namespace to one address.
@@ -23,15 +27,22 @@ type dialer struct {
 	ns, addr string
 	local    net.IP // optional source address
 	timeout  time.Duration
+	// tls, when set, makes every connection speak TLS; the timeout
+	// covers connect and handshake together, as client libraries' connect
+	// timeouts do.
+	tls *tls.Config
 }
 
 func (d dialer) dial(ctx context.Context) (net.Conn, error) {
+	to := d.timeout
+	if to == 0 {
+		to = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, to)
+	defer cancel()
 	var c net.Conn
 	err := netns.Do(d.ns, func() error {
-		nd := net.Dialer{Timeout: d.timeout}
-		if d.timeout == 0 {
-			nd.Timeout = 5 * time.Second
-		}
+		var nd net.Dialer
 		if d.local != nil {
 			nd.LocalAddr = &net.TCPAddr{IP: d.local}
 		}
@@ -39,7 +50,10 @@ func (d dialer) dial(ctx context.Context) (net.Conn, error) {
 		c, err = nd.DialContext(ctx, "tcp", d.addr)
 		return err
 	})
-	return c, err
+	if err != nil || d.tls == nil {
+		return c, err
+	}
+	return valkeyconn.HandshakeTLS(ctx, c, d.tls)
 }
 
 // cmd sends one inline command and reads one reply line.
@@ -68,7 +82,7 @@ func (r *run) admin(ctx context.Context, line string) (string, error) {
 	return cmd(c, 30*time.Second, line)
 }
 
-func (r *run) dialer() dialer { return dialer{ns: r.sb.NetNS, addr: r.sb.Addr()} }
+func (r *run) dialer() dialer { return dialer{ns: r.sb.NetNS, addr: r.sb.Addr(), tls: r.tls} }
 
 // churn opens per-request connections (connect, PING, close) at rate(t)
 // per second until stop, t counted from the call. At most 2,000 are in
@@ -123,18 +137,60 @@ type pool struct {
 	wg     sync.WaitGroup
 	up     atomic.Int64
 	dials  atomic.Int64
+	// failed counts failed dials (connect or TLS handshake) per second
+	// since start: what the clients themselves saw.
+	start  time.Time
+	failed [failSeconds]atomic.Int64
+}
+
+// failSeconds bounds the per-second failure record (every shape is
+// bounded by 3 minutes).
+const failSeconds = 240
+
+func (p *pool) fail() {
+	if i := int(time.Since(p.start) / time.Second); i >= 0 && i < failSeconds {
+		p.failed[i].Add(1)
+	}
+}
+
+// failingUntil is the end of the last second in which at least min dials
+// failed (zero time when none did).
+func (p *pool) failingUntil(min int64) time.Time {
+	for i := failSeconds - 1; i >= 0; i-- {
+		if p.failed[i].Load() >= min {
+			return p.start.Add(time.Duration(i+1) * time.Second)
+		}
+	}
+	return time.Time{}
+}
+
+// failures returns the per-second failure counts from second from to to
+// (since the pool started), for notes.
+func (p *pool) failures(from, to int) []int64 {
+	var f []int64
+	for i := max(from, 0); i < min(to, failSeconds); i++ {
+		f = append(f, p.failed[i].Load())
+	}
+	return f
 }
 
 // poolOpts say how a pooled client behaves.
 type poolOpts struct {
-	n        int
-	every    time.Duration // PING (or cmd) interval
-	cmd      string        // default PING
-	timeout  time.Duration // reply timeout; on expiry the client redials
-	redial   bool          // redial after an error (else the client ends)
-	backoff  time.Duration // max random wait before a redial (0: immediate)
-	dialTO   time.Duration
-	spread   time.Duration // open the n connections over this long (0: at once)
+	n       int
+	every   time.Duration // PING (or cmd) interval
+	cmd     string        // default PING
+	timeout time.Duration // reply timeout; on expiry the client redials
+	redial  bool          // redial after an error (else the client ends)
+	backoff time.Duration // max random wait before a redial (0: immediate)
+	dialTO  time.Duration
+	// firstDialTO, when set, bounds each client's first dial instead of
+	// dialTO: a fleet that came up over a deploy, not all at once, so the
+	// recording starts from a settled fleet even on a loaded box.
+	firstDialTO time.Duration
+	spread      time.Duration // open the n connections over this long (0: at once)
+	// oneShot: one command per connection, then close and dial again
+	// (a per-request client in a loop); needs redial.
+	oneShot  bool
 	lifetime time.Duration // bound
 }
 
@@ -169,7 +225,7 @@ func (r *run) openPool(ctx context.Context, d dialer, o poolOpts) *pool {
 	}
 	d.timeout = o.dialTO
 	ctx, cancel := context.WithTimeout(ctx, o.lifetime)
-	p := &pool{cancel: cancel}
+	p := &pool{cancel: cancel, start: time.Now()}
 	r.traffic.Add(1)
 	go func() {
 		defer r.traffic.Done()
@@ -193,7 +249,14 @@ func (r *run) openPool(ctx context.Context, d dialer, o poolOpts) *pool {
 func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
 	for attempt := 0; ctx.Err() == nil && attempt < 10000; attempt++ {
 		p.dials.Add(1)
-		c, err := d.dial(ctx)
+		dd := d
+		if attempt == 0 && o.firstDialTO > 0 {
+			dd.timeout = o.firstDialTO
+		}
+		c, err := dd.dial(ctx)
+		if err != nil && ctx.Err() == nil {
+			p.fail()
+		}
 		if err == nil {
 			p.up.Add(1)
 			br := bufio.NewReader(c)
@@ -210,6 +273,9 @@ func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
 					err = fmt.Errorf("%s", line)
 					break
 				}
+				if o.oneShot {
+					break
+				}
 				jit := time.Duration(rand.Int64N(int64(o.every)/5 + 1))
 				sleep(ctx, o.every-o.every/10+jit)
 			}
@@ -220,7 +286,9 @@ func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
 			return
 		}
 		if o.backoff > 0 {
-			sleep(ctx, time.Duration(rand.Int64N(int64(o.backoff))))
+			// U(0, backoff) before each redial: full jitter with its cap at
+			// the base, so every attempt draws from the same window.
+			sleep(ctx, backoff.FullJitter{Base: o.backoff, Cap: o.backoff}.Delay(1, 0, nil))
 		} else if err != nil && !isTimeout(err) {
 			// Connection refused while the server is down: a real
 			// client without backoff spins; 10 ms keeps the box usable.
@@ -230,8 +298,8 @@ func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
 }
 
 func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 func (p *pool) close() { p.cancel(); p.wg.Wait() }

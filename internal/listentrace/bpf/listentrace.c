@@ -3,29 +3,38 @@
  * listentrace: per-listener accept-queue truth for the port stormguard
  * watches. Everything is counted in the kernel, in per-CPU maps, for the
  * watched (network namespace, port) only; user space reads the maps once
- * per sample. The only record sent to user space is a ring-buffer event
- * when the watched listener overflows, at most one per 10 ms.
+ * per sample. The only records sent to user space are ring-buffer events:
+ * the watched listener overflows (at most one per 10 ms), or a connection
+ * arrived while no listener of the port is known (relearn them).
  *
- * Only tracepoints and a network-namespace sk_lookup program are used: they
- * need neither kprobes nor BPF trampolines (fentry), which many kernels
- * (and VM kernels in particular) are built without. docs/signals.md says
- * why each point.
- *   sock:inet_sock_set_state (raw)  a child socket of the watched listener
- *        is created (LISTEN -> SYN_RECV): the handshake completed; it is
- *        queued for accept() microseconds later. Timestamped by address.
- *        Any socket's move to CLOSE forgets it.
- *   syscalls:sys_{enter,exit}_accept{,4}  accept() returned an fd: its
- *        socket's timestamp gives the accept wait; the listening fd it was
- *        called on teaches the listening socket's address.
- *   The child's creation and each accept re-check whether the learned
- *   listeners' accept queues are full (for sk_lookup, below).
+ * Only tracepoints, a TCP socket iterator and a network-namespace
+ * sk_lookup program are used: they need neither kprobes nor BPF
+ * trampolines (fentry), which many kernels (and VM kernels in particular)
+ * are built without. docs/signals.md says why each point.
+ *   tp_btf sock:inet_sock_set_state  every TCP state change; returns after
+ *        one port compare unless the socket is the watched port's.
+ *        LISTEN -> SYN_RECV: a child socket is created (the handshake
+ *        completed); it is queued for accept() microseconds later:
+ *        timestamped by address. Into / out of ESTABLISHED: the
+ *        per-port count (see established_enter for how it stays exact
+ *        for sockets that predate the programs).
+ *   syscalls:sys_exit_accept{,4}  accept() returned an fd: its socket's
+ *        timestamp gives the accept wait.
+ *   iter/tcp (run by user space at attach, and again when no listener is
+ *        known) walks the namespace's TCP sockets once: it learns the
+ *        port's listening sockets and, the first time, counts the
+ *        ESTABLISHED sockets that existed before the tracepoint.
+ *   The child's creation (and each accept while a queue is full)
+ *   re-checks whether the learned listeners' accept queues are full (for
+ *   sk_lookup, below).
  *   sk_lookup (per netns)           a packet looked for a listener on the
  *        port: a SYN (or, under SYN cookies, a cookie ACK). sock_diag
  *        lookups (no remote port) are not counted. A SYN that arrives
  *        while the queue is full is about to be dropped: the wake event.
  *   read_drops (run by user space through BPF_PROG_TEST_RUN at each
  *        sample) sums the learned listeners' drop counters (sk_drops:
- *        the kernel's per-listener count of what ListenDrops counts).
+ *        the kernel's per-listener count of what ListenDrops counts) and
+ *        SYN queues (request sockets: the half-open connections).
  */
 #include "listentrace.h"
 #include <bpf/bpf_helpers.h>
@@ -50,6 +59,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define MAX_EXP 28
 #define NBUCKETS (SUB + (MAX_EXP - SUB_BITS) * SUB)
 #define EVENT_GAP_NS (10 * 1000 * 1000ULL)
+#define RELEARN_GAP_NS (1000 * 1000 * 1000ULL)
+
+/* Event kinds. */
+#define EV_OVERFLOW 1
+#define EV_RELEARN 2
 
 /* Set by the loader: the watched namespace (inode) and port. */
 volatile const __u32 watch_netns = 0;
@@ -61,6 +75,9 @@ struct port_stats {
 	__u64 syns_full;
 	__u64 accepts;
 	__u64 wait_sum_us;
+	/* The port's sockets in ESTABLISHED: this CPU's share of the
+	 * increments and decrements; only the sum over CPUs is meaningful. */
+	__s64 established;
 	__u64 hist[NBUCKETS];
 };
 
@@ -85,26 +102,40 @@ struct {
 	__type(value, __u64);
 } wait_max SEC(".maps");
 
-/* Children of the watched listener not yet accepted: socket address ->
- * creation time. LRU, and forgotten at CLOSE, so a socket freed without
- * accept() cannot leave a stale entry for a later socket at its address. */
+/* Children of the watched listener: socket address -> creation time.
+ * Entries are never deleted (a delete per connection costs more than it
+ * saves): the LRU drops the oldest, and an entry left by a socket that was
+ * freed is overwritten when a later child is created at its address, the
+ * only way a socket of the port reaches accept(). Per-CPU LRU lists: no
+ * shared lock on the hot path. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, __u64);
 } queued SEC(".maps");
 
+/* Per-socket flag: 1 while the socket is in the ESTABLISHED count (see
+ * established_enter). Exchanged atomically, so the iterator and the
+ * tracepoint never both count a socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} counted SEC(".maps");
+
+/* Time of the last event of each kind (index = kind). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } last_event SEC(".maps");
 
 /* The watched port's listening sockets (v4, v6, SO_REUSEPORT groups) by
- * address, learned when they queue a child; value: 1 while that
- * listener's accept queue is full. */
+ * address; value: 1 while that listener's accept queue is full. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
@@ -122,11 +153,33 @@ struct {
 	__type(value, __u32);
 } full SEC(".maps");
 
-/* read_drops' answer: the summed sk_drops of the live listeners, and how
- * many there were. */
+/* Per address family: children queued and not yet accepted, counted up
+ * at creation and down at accept, and reset from the listeners' own
+ * sk_ack_backlog by read_drops at every sample (children closed before
+ * accept() are not counted down, so it can only run high until then);
+ * and the smallest accept-queue limit of the family's listeners (0 =
+ * unknown). The full flags are refreshed (probe reads of each listener)
+ * only when the pending count could fill a queue. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __s64);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} limit SEC(".maps");
+
+/* read_drops' answer: the summed sk_drops and SYN queue lengths of the
+ * live listeners, and how many there were. */
 struct listener_drops {
 	__u64 drops;
 	__u64 listeners;
+	__u64 syn_queue;
 };
 
 struct {
@@ -146,6 +199,7 @@ const struct port_stats *unused_stats __attribute__((unused));
 const struct event *unused_event __attribute__((unused));
 const struct listener_drops *unused_drops __attribute__((unused));
 
+/* watched, for a socket address read from a map (probe reads). */
 static __always_inline int watched(const struct sock *sk)
 {
 	if (BPF_CORE_READ(sk, __sk_common.skc_num) != watch_port)
@@ -160,17 +214,16 @@ static __always_inline struct port_stats *port_stats(void)
 	return bpf_map_lookup_elem(&stats, &zero);
 }
 
-static __always_inline void emit(__u32 kind)
+static __always_inline void emit(__u32 kind, __u64 gap)
 {
 	struct event *e;
 	__u64 now, *last;
-	__u32 zero = 0;
 
-	last = bpf_map_lookup_elem(&last_event, &zero);
+	last = bpf_map_lookup_elem(&last_event, &kind);
 	if (!last)
 		return;
 	now = bpf_ktime_get_ns();
-	if (*last && now - *last < EVENT_GAP_NS)
+	if (*last && now - *last < gap)
 		return;
 	*last = now;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -235,9 +288,10 @@ static __always_inline void learn(const struct sock *sk)
 }
 
 /* refresh_one's context: a child of this family is about to be queued
- * (family 0xff: none, after an accept). */
+ * (family 0xff: none, after an accept); live counts the listeners seen. */
 struct refresh_ctx {
 	__u32 family;
+	__u32 live;
 };
 
 static long refresh_one(void *map, __u64 *key, __u32 *was, struct refresh_ctx *c)
@@ -246,55 +300,188 @@ static long refresh_one(void *map, __u64 *key, __u32 *was, struct refresh_ctx *c
 
 	if (!live(sk))
 		return 0;
+	c->live++;
 	refresh(sk, was, c->family == BPF_CORE_READ(sk, __sk_common.skc_family) ? 1 : 0);
 	return 0;
 }
 
-static long sum_one(void *map, __u64 *key, __u32 *was, struct listener_drops *d)
+struct sum_ctx {
+	struct listener_drops d;
+	__s64 backlog[2];
+	__u32 limit[2];
+};
+
+static long sum_one(void *map, __u64 *key, __u32 *was, struct sum_ctx *c)
 {
 	const struct sock *sk = (const struct sock *)*key;
+	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+	__u32 fam, max;
 
 	if (!live(sk))
 		return 0;
-	d->drops += (__u32)BPF_CORE_READ(sk, sk_drops.counter);
-	d->listeners++;
+	c->d.drops += (__u32)BPF_CORE_READ(sk, sk_drops.counter);
+	c->d.syn_queue += (__u32)BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
+	c->d.listeners++;
+	fam = family_index(sk) & 1;
+	max = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	c->backlog[fam] += BPF_CORE_READ(sk, sk_ack_backlog);
+	if (!c->limit[fam] || max < c->limit[fam])
+		c->limit[fam] = max;
 	return 0;
 }
 
-/* Run by user space (BPF_PROG_TEST_RUN) at each sample; never attached. */
+/* Run by user space (BPF_PROG_TEST_RUN) at each sample; never attached.
+ * Also resets the pending counts and limits from the listeners. */
 SEC("raw_tracepoint")
 int read_drops(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct listener_drops d = {}, *out;
-	__u32 zero = 0;
+	struct sum_ctx c = {};
+	struct listener_drops *out;
+	__u32 zero = 0, one = 1;
+	__s64 *p;
+	__u32 *l;
 
-	bpf_for_each_map_elem(&listeners, sum_one, &d, 0);
+	bpf_for_each_map_elem(&listeners, sum_one, &c, 0);
 	out = bpf_map_lookup_elem(&drops, &zero);
 	if (out)
-		*out = d;
+		*out = c.d;
+	p = bpf_map_lookup_elem(&pending, &zero);
+	if (p)
+		*p = c.backlog[0];
+	p = bpf_map_lookup_elem(&pending, &one);
+	if (p)
+		*p = c.backlog[1];
+	l = bpf_map_lookup_elem(&limit, &zero);
+	if (l)
+		*l = c.limit[0];
+	l = bpf_map_lookup_elem(&limit, &one);
+	if (l)
+		*l = c.limit[1];
 	return 0;
 }
 
-SEC("raw_tracepoint/inet_sock_set_state")
-int on_set_state(struct bpf_raw_tracepoint_args *ctx)
+/* near_full adds delta to family fam's pending children and tells whether
+ * a queue of the family could now be full (or the limit is unknown). */
+static __always_inline int near_full(__u32 fam, __s64 delta)
 {
-	const struct sock *sk = (const struct sock *)ctx->args[0];
-	int oldstate = (int)ctx->args[1], newstate = (int)ctx->args[2];
-	__u64 key = (__u64)sk, now;
+	__s64 *p = bpf_map_lookup_elem(&pending, &fam);
+	__u32 *l = bpf_map_lookup_elem(&limit, &fam);
+	__s64 n;
 
-	if (newstate == TCP_CLOSE) {
-		bpf_map_delete_elem(&queued, &key);
-		return 0;
+	if (!p || !l)
+		return 1;
+	n = __sync_fetch_and_add(p, delta) + delta;
+	return !*l || n + 1 >= *l;
+}
+
+/* The ESTABLISHED count is exact however the sockets that predate the
+ * programs change while they are being counted, at the price of a
+ * per-socket flag (socket local storage) only while that can happen:
+ *   walk_done == 0 (from attach until user space's first walk has ended):
+ *     entering ESTABLISHED creates the socket's flag and counts it;
+ *     leaving uncounts it only if its flag is set; the walk counts (and
+ *     flags) the ESTABLISHED sockets not flagged yet. A socket that left
+ *     ESTABLISHED before the walk saw it was never counted, and is not
+ *     uncounted.
+ *   walk_done == 1 (afterwards): every ESTABLISHED socket either has its
+ *     flag set or entered ESTABLISHED since, so new sockets are counted
+ *     with no flag, and a socket leaving ESTABLISHED is uncounted unless
+ *     it has a flag that is already clear. No allocation per connection. */
+volatile __u32 walk_done = 0;
+
+static __always_inline void est_add(__s64 v)
+{
+	struct port_stats *st = port_stats();
+
+	if (st)
+		__sync_fetch_and_add(&st->established, v);
+}
+
+/* established_enter and established_leave: sk enters or leaves ESTABLISHED. */
+static __always_inline void established_enter(struct sock *sk)
+{
+	__u64 *flag;
+
+	if (walk_done) {
+		est_add(1);
+		return;
 	}
+	flag = bpf_sk_storage_get(&counted, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (flag && __sync_lock_test_and_set(flag, 1) == 0)
+		est_add(1);
+}
+
+static __always_inline void established_leave(struct sock *sk)
+{
+	__u64 *flag = bpf_sk_storage_get(&counted, sk, 0, 0);
+
+	if (flag) {
+		if (__sync_lock_test_and_set(flag, 0) == 1)
+			est_add(-1);
+		return;
+	}
+	if (walk_done)
+		est_add(-1);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key, now;
+
+	/* Fires for every TCP state change on the host: the port first. */
+	if (sk->__sk_common.skc_num != watch_port)
+		return 0;
+	if (sk->__sk_common.skc_net.net->ns.inum != watch_netns || sk->sk_protocol != IPPROTO_TCP_)
+		return 0;
+	if (newstate == TCP_ESTABLISHED)
+		established_enter(sk);
+	else if (oldstate == TCP_ESTABLISHED)
+		established_leave(sk);
 	if (newstate != TCP_SYN_RECV || oldstate != TCP_LISTEN)
 		return 0;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || !watched(sk))
-		return 0;
+	key = (__u64)sk;
 	now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&queued, &key, &now, BPF_ANY);
-	/* The child is queued for accept() next: does that fill the queue? */
-	struct refresh_ctx rc = {.family = BPF_CORE_READ(sk, __sk_common.skc_family)};
+	/* The child is queued for accept() next: does that fill the queue?
+	 * Only worth reading the listeners when it could. */
+	__u32 family = sk->__sk_common.skc_family;
+	if (!near_full(family == AF_INET6_ ? 1 : 0, 1))
+		return 0;
+	struct refresh_ctx rc = {.family = family};
 	bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
+	/* A connection to the port and no listener known (Valkey restarted
+	 * since the last walk): ask user space to walk again. */
+	if (!rc.live)
+		emit(EV_RELEARN, RELEARN_GAP_NS);
+	return 0;
+}
+
+/* Run by user space in the watched namespace: learn the listeners and
+ * count the sockets that predate the tracepoint. */
+SEC("iter/tcp")
+int walk(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
+	__u64 *flag;
+
+	if (!skc || skc->skc_num != watch_port || skc->skc_net.net->ns.inum != watch_netns)
+		return 0;
+	if (skc->skc_state == TCP_LISTEN) {
+		learn((const struct sock *)skc);
+		return 0;
+	}
+	/* Later walks only relearn listeners: the count is kept by then. */
+	if (walk_done || skc->skc_state != TCP_ESTABLISHED)
+		return 0;
+	/* NULL for request and TIME_WAIT sockets (not full sockets). */
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	flag = bpf_sk_storage_get(&counted, tp, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (flag && __sync_lock_test_and_set(flag, 1) == 0)
+		est_add(1);
 	return 0;
 }
 
@@ -330,37 +517,6 @@ struct sys_exit_args {
 	long ret;
 };
 
-/* The layout of syscalls:sys_enter_accept{,4} records. */
-struct sys_enter_accept_args {
-	__u64 common;
-	long syscall_nr;
-	long fd;
-};
-
-/* Threads inside accept(): the listening fd they passed. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, __s64);
-} accepting SEC(".maps");
-
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int on_accept4_enter(struct sys_enter_accept_args *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__s64 fd = ctx->fd;
-
-	bpf_map_update_elem(&accepting, &id, &fd, BPF_ANY);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept")
-int on_accept_enter_plain(struct sys_enter_accept_args *ctx)
-{
-	return on_accept4_enter(ctx);
-}
-
 static __always_inline const struct sock *fd_sock(struct file **fds, unsigned int max, long fd)
 {
 	struct file *f;
@@ -376,42 +532,53 @@ static __always_inline const struct sock *fd_sock(struct file **fds, unsigned in
 	return BPF_CORE_READ(sock, sk);
 }
 
+static __always_inline int any_full(void)
+{
+	__u32 v4 = 0, v6 = 1, *n;
+
+	n = bpf_map_lookup_elem(&full, &v4);
+	if (n && *n)
+		return 1;
+	n = bpf_map_lookup_elem(&full, &v6);
+	return n && *n;
+}
+
 static __always_inline int on_accept_exit(struct sys_exit_args *ctx)
 {
 	struct task_struct *task;
 	struct fdtable *fdt;
-	struct file **fds;
 	struct port_stats *st;
-	struct refresh_ctx rc = {.family = 0xff};
-	__u64 key, *ts, wait, us, *mx, id = bpf_get_current_pid_tgid();
+	const struct sock *sk;
+	__u64 key, *ts, wait, us, *mx;
 	__u32 zero = 0, b;
-	__s64 *lfd, listen_fd;
-	unsigned int max;
 	long fd = ctx->ret;
 
-	lfd = bpf_map_lookup_elem(&accepting, &id);
-	if (!lfd)
-		return 0;
-	listen_fd = *lfd;
-	bpf_map_delete_elem(&accepting, &id);
+	/* Fires for every accept() on the host, and for each EAGAIN of a
+	 * non-blocking accept loop: those first. */
 	if (fd < 0)
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
 	fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt)
 		return 0;
-	max = BPF_CORE_READ(fdt, max_fds);
-	fds = BPF_CORE_READ(fdt, fd);
-	key = (__u64)fd_sock(fds, max, fd);
+	sk = fd_sock(BPF_CORE_READ(fdt, fd), BPF_CORE_READ(fdt, max_fds), fd);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) != watch_port)
+		return 0;
+	key = (__u64)sk;
 	ts = bpf_map_lookup_elem(&queued, &key);
 	if (!ts)
 		return 0;
 	wait = bpf_ktime_get_ns() - *ts;
-	bpf_map_delete_elem(&queued, &key);
-	/* The listening socket accept() was called on: a watched one. */
-	learn(fd_sock(fds, max, listen_fd));
-	/* accept() took one from a queue: it may no longer be full. */
-	bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
+	/* Zeroed rather than deleted (see queued): accepted once. */
+	if (!*ts)
+		return 0;
+	*ts = 0;
+	near_full(BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6_ ? 1 : 0, -1);
+	/* accept() took one from a queue: a full one may no longer be. */
+	if (any_full()) {
+		struct refresh_ctx rc = {.family = 0xff};
+		bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
+	}
 	st = port_stats();
 	if (!st)
 		return 0;
@@ -463,7 +630,7 @@ int on_sk_lookup(struct bpf_sk_lookup *ctx)
 	if (n && *n > 0) {
 		if (st)
 			st->syns_full++;
-		emit(1);
+		emit(EV_OVERFLOW, EVENT_GAP_NS);
 	}
 	return SK_PASS;
 }

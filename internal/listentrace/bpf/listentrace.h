@@ -45,6 +45,28 @@ struct sock {
 	__u32 sk_max_ack_backlog;
 } __attribute__((preserve_access_index));
 
+struct request_sock_queue {
+	atomic_t qlen;
+} __attribute__((preserve_access_index));
+
+struct inet_connection_sock {
+	struct request_sock_queue icsk_accept_queue;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	struct inet_connection_sock inet_conn;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter_meta {
+	void *seq;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+	unsigned int uid;
+} __attribute__((preserve_access_index));
+
 struct net_device {
 	possible_net_t nd_net;
 } __attribute__((preserve_access_index));

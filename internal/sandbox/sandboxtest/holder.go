@@ -99,3 +99,32 @@ func HoldConns(tb testing.TB, sb *sandbox.Sandbox, n int, holderTest string) {
 	}
 	tb.Fatalf("connection holder for %d connections exited before it was ready", n)
 }
+
+// DialFrom opens n connections to sb's Valkey from source address src
+// inside its namespace (any 127/8 address is local on lo, so binding one
+// gives a distinct client address without adding it) and closes them when
+// the test ends.
+func DialFrom(t testing.TB, sb *sandbox.Sandbox, src string, n int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	err := netns.Do(sb.NetNS, func() error {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		for i := range n {
+			c, err := d.Dial("tcp", sb.Addr())
+			if err != nil {
+				return fmt.Errorf("dial %d from %s: %w", i, src, err)
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conns
+}

@@ -1,0 +1,285 @@
+//go:build linux && (amd64 || arm64)
+
+package listentrace
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"reflect"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+// The programs' cost (bench/ebpf.sh; figures in docs/benchmarks.md, "eBPF
+// source"). Gated by STORMGUARD_BENCH=1: never part of `make test`.
+
+func requireBench(t *testing.T) {
+	t.Helper()
+	if os.Getenv("STORMGUARD_BENCH") != "1" {
+		t.Skip("benchmark: set STORMGUARD_BENCH=1 (bench/ebpf.sh)")
+	}
+	if Off() {
+		t.Skipf("%s turns eBPF off", Env)
+	}
+	sandboxtest.Require(t)
+}
+
+func benchEnvInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// progStats is one reading of every loaded program's kernel statistics
+// (run count and run time, kept while kernel.bpf_stats_enabled is on).
+type progStats map[string]ebpf.ProgramStats
+
+func (t *Tracer) progStats() (progStats, error) {
+	out := progStats{}
+	v := reflect.ValueOf(t.objs.listentracePrograms)
+	for i := range v.NumField() {
+		p, ok := v.Field(i).Interface().(*ebpf.Program)
+		if !ok || p == nil {
+			continue
+		}
+		st, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("program %s stats: %w", v.Type().Field(i).Tag.Get("ebpf"), err)
+		}
+		out[v.Type().Field(i).Tag.Get("ebpf")] = *st
+	}
+	return out, nil
+}
+
+// report logs each program's runs and time between a and b, per unit
+// (e.g. per connection) when units > 0, and returns the total run time.
+func report(t *testing.T, label string, a, b progStats, units uint64) time.Duration {
+	var names []string
+	for n := range b {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var total time.Duration
+	for _, n := range names {
+		runs := b[n].RunCount - a[n].RunCount
+		rt := b[n].Runtime - a[n].Runtime
+		total += rt
+		if runs == 0 {
+			continue
+		}
+		line := fmt.Sprintf("%s: %-24s runs %9d  %6.0f ns/run", label, n, runs, float64(rt.Nanoseconds())/float64(runs))
+		if units > 0 {
+			line += fmt.Sprintf("  %5.2f runs and %6.0f ns per connection", float64(runs)/float64(units), float64(rt.Nanoseconds())/float64(units))
+		}
+		t.Log(line)
+	}
+	return total
+}
+
+// syscallNS times a trivial system call (getppid) on a locked thread:
+// enabling any syscall tracepoint sends every system call of every process
+// through the kernel's tracing slow path, a cost bpf_stats does not see.
+func syscallNS(n int) float64 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := time.Now()
+	for range n {
+		unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0)
+	}
+	return float64(time.Since(start).Nanoseconds()) / float64(n)
+}
+
+// TestBenchEBPFCost measures what the programs cost, with the kernel's own
+// per-program statistics (kernel.bpf_stats_enabled): idle (the watched port
+// gets nothing; every other socket and accept() on the host still runs the
+// tracepoints), then under valkey-benchmark opening a new connection per
+// request to a sandboxed Valkey (STORMGUARD_BENCH_CONNS, 100,000). It also
+// times getppid(2) with and without the programs attached (the syscall
+// tracepoints' host-wide tax).
+func TestBenchEBPFCost(t *testing.T) {
+	requireBench(t)
+	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{"net.core.somaxconn": "4096"}})
+	t.Logf("RESULT load before: %s", loadavg())
+
+	const calls = 2_000_000
+	var without, with []float64
+	var err error
+	for range 3 {
+		without = append(without, syscallNS(calls))
+		tr, err := Open(context.Background(), sb.NetNS, uint16(sb.Port), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		with = append(with, syscallNS(calls))
+		tr.Close()
+	}
+	t.Logf("RESULT getppid ns/call without programs %.1f %.1f %.1f, with %.1f %.1f %.1f", without[0], without[1], without[2], with[0], with[1], with[2])
+
+	// A/B: the CPU the storm costs Valkey and the client (their own time
+	// plus the kernel's, the programs included) per connection, with and
+	// without the programs attached, alternating; statistics off.
+	abConns := benchEnvInt("STORMGUARD_BENCH_AB_CONNS", 30000)
+	var off, on []float64
+	for round := range 4 {
+		attached := round%2 == 1
+		var tr *Tracer
+		if attached {
+			if tr, err = Open(context.Background(), sb.NetNS, uint16(sb.Port), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ns := stormCPU(t, sb, abConns)
+		if attached {
+			tr.Close()
+			on = append(on, ns)
+		} else {
+			off = append(off, ns)
+		}
+	}
+	t.Logf("RESULT A/B %d connections per round: CPU per connection (Valkey + valkey-benchmark + their kernel time) without programs %.0f, %.0f ns; with %.0f, %.0f ns; difference of the means %.0f ns = %.2f%% of one core at 20,000/s",
+		abConns, off[0], off[1], on[0], on[1], (on[0]+on[1]-off[0]-off[1])/2, 100*(on[0]+on[1]-off[0]-off[1])/2*20000/1e9)
+
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enable BPF run-time statistics: %v", err)
+	}
+	defer stats.Close()
+	tr, err := Open(context.Background(), sb.NetNS, uint16(sb.Port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+
+	idle := time.Duration(benchEnvInt("STORMGUARD_BENCH_IDLE_S", 10)) * time.Second
+	a, err := tr.progStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	// The idle period is the quantity measured.
+	time.Sleep(idle)
+	b, err := tr.progStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(start)
+	total := report(t, "idle", a, b, 0)
+	t.Logf("RESULT idle %v: programs ran %v = %.4f%% of one core (host-wide sockets and accept() of other work on this machine)", wall.Round(time.Millisecond), total, 100*total.Seconds()/wall.Seconds())
+
+	conns := benchEnvInt("STORMGUARD_BENCH_CONNS", 100000)
+	c0, err := tr.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err = tr.progStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start = time.Now()
+	out, err := sb.Command(ctx, "valkey-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(sb.Port),
+		"-c", "50", "-n", strconv.Itoa(conns), "-k", "0", "-t", "ping_inline", "-q").CombinedOutput()
+	wall = time.Since(start)
+	if err != nil {
+		t.Fatalf("valkey-benchmark: %v: %s", err, out)
+	}
+	b, err = tr.progStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, err := tr.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	syns, accepts := c1.SYNs-c0.SYNs, c1.Accepts-c0.Accepts
+	if accepts == 0 {
+		t.Fatal("no accepts counted")
+	}
+	total = report(t, "load", a, b, accepts)
+	rate := float64(accepts) / wall.Seconds()
+	perConn := float64(total.Nanoseconds()) / float64(accepts)
+	t.Logf("RESULT load: %d connections (%d SYNs) in %v = %.0f/s; programs %.0f ns per connection = %.2f%% of one core at this rate, %.2f%% at 20,000/s",
+		accepts, syns, wall.Round(time.Millisecond), rate, perConn, 100*total.Seconds()/wall.Seconds(), 100*perConn*20000/1e9)
+	t.Logf("RESULT load after: %s", loadavg())
+}
+
+// taskCPU is a process's CPU time from /proc/PID/schedstat (ns).
+func taskCPU(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		t.Fatalf("schedstat of %d: %q", pid, b)
+	}
+	v, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(v)
+}
+
+// threadsCPU sums taskCPU over a process's threads.
+func threadsCPU(t *testing.T, pid int) time.Duration {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum time.Duration
+	for _, e := range ents {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, e.Name()))
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64); err == nil {
+			sum += time.Duration(v)
+		}
+	}
+	return sum
+}
+
+// stormCPU runs valkey-benchmark -k 0 for n connections and returns the
+// CPU Valkey and the benchmark used per connection, in ns.
+func stormCPU(t *testing.T, sb *sandbox.Sandbox, n int) float64 {
+	var r0, r1 unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &r0); err != nil {
+		t.Fatal(err)
+	}
+	v0 := threadsCPU(t, sb.ValkeyPID())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := sb.Command(ctx, "valkey-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(sb.Port),
+		"-c", "50", "-n", strconv.Itoa(n), "-k", "0", "-t", "ping_inline", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("valkey-benchmark: %v: %s", err, out)
+	}
+	v1 := threadsCPU(t, sb.ValkeyPID())
+	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &r1); err != nil {
+		t.Fatal(err)
+	}
+	client := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+	return float64((v1 - v0 + client).Nanoseconds()) / float64(n)
+}

@@ -1,0 +1,74 @@
+package simulate
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestRoundRate(t *testing.T) {
+	for _, tt := range []struct{ in, want float64 }{
+		{16129, 16000}, {4032.25, 4000}, {12096, 12000}, {24193, 24000}, {1234, 1200}, {987, 990}, {42, 100},
+	} {
+		if got := roundRate(tt.in); got != tt.want {
+			t.Errorf("roundRate(%g) = %g, want %g", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestCandidatesAroundServer: the dialer's accept rates tried bracket the
+// model's own accept rate and include the dialer's default; the policies
+// are all there once.
+func TestCandidatesAroundServer(t *testing.T) {
+	m := withRate(DefaultModel(), 4000)
+	var rates []float64
+	names := map[string]bool{}
+	for _, c := range Candidates(m) {
+		if names[c.Setting] {
+			t.Errorf("candidate %q twice", c.Setting)
+		}
+		names[c.Setting] = true
+		if c.Dialer && c.AcceptRate > 0 {
+			rates = append(rates, c.AcceptRate)
+		}
+	}
+	for _, want := range []float64{1000, 2000, 3000, 4000, 6000} {
+		if !slices.Contains(rates, want) {
+			t.Errorf("dialer accept rates %v lack %g", rates, want)
+		}
+	}
+	for _, want := range []string{"immediate", "glide (5, 100, 2, 20%)", "full-jitter --base 1s --cap 30s", "stormguard dialer, fleet size unknown"} {
+		if !names[want] {
+			t.Errorf("no candidate %q", want)
+		}
+	}
+}
+
+// withRate sets the per-connection cost for an idle accept rate.
+func withRate(m Model, rate float64) Model {
+	m = m.withDefaults()
+	per := float64(m.MaxNewConnsPerCycle)
+	m.ConnCost = time.Duration((per/rate - m.CycleCost.Seconds()) / per * float64(time.Second))
+	return m
+}
+
+func TestAdviseRanks(t *testing.T) {
+	m := DefaultModel()
+	rows, err := Advise(context.Background(), m, Fleet{Clients: 400, Scenario: "kill"}, Candidates(m), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(Candidates(m)) {
+		t.Fatalf("%d rows for %d candidates", len(rows), len(Candidates(m)))
+	}
+	for i := 1; i < len(rows); i++ {
+		a, b := rows[i-1], rows[i]
+		if a.Class() > b.Class() {
+			t.Errorf("%q (class %d) before %q (class %d)", a.Setting, a.Class(), b.Setting, b.Class())
+		}
+		if a.Class() == b.Class() && a.TimeToRecoverMS != nil && b.TimeToRecoverMS != nil && *a.TimeToRecoverMS > *b.TimeToRecoverMS {
+			t.Errorf("%q (%d ms) before the faster %q (%d ms) in one class", a.Setting, *a.TimeToRecoverMS, b.Setting, *b.TimeToRecoverMS)
+		}
+	}
+}
