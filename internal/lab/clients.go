@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -147,6 +148,17 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial DialFunc, paceDialErrors bool, observe func(*rawConn)) {
 	sched, _ := backoff.NewSchedule(pol, nil) // validated in Config.Validate
 	churn := r.cfg.Scenario == "churn"
+	// A client that has never been up retries at its strategy's pace
+	// during the run, but during warm-up no faster than a deploy would
+	// restart it (see warmupRetry): the start is not the storm measured.
+	everUp, startFails := false, 0
+	pace := func(d time.Duration) time.Duration {
+		if everUp || !r.warming.Load() {
+			return d
+		}
+		startFails++
+		return max(d, warmupRetry(startFails))
+	}
 	var cc *rawConn
 	defer func() {
 		if cc != nil {
@@ -161,7 +173,7 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 				if paceDialErrors {
 					d = max(d, ErrorPace)
 				}
-				if !sleepCtx(ctx, d) {
+				if !sleepCtx(ctx, pace(d)) {
 					return
 				}
 				continue
@@ -177,12 +189,12 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 			proven := cc.proven
 			cc.c.Close()
 			cc = nil
-			if !proven && !sleepCtx(ctx, sched.Failure()) {
+			if !proven && !sleepCtx(ctx, pace(sched.Failure())) {
 				return
 			}
 			continue
 		}
-		cc.proven = true
+		cc.proven, everUp = true, true
 		sched.Reset()
 		r.rec.pingOK(id, sent)
 		if observe != nil {
@@ -297,4 +309,18 @@ func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawC
 			d.ObserveClients(target, int(n))
 		}
 	}
+}
+
+// warmupRetry is how long a client that has not come up yet waits after
+// its n-th failed start during warm-up: full jitter over 100ms·2^(n-1),
+// capped at 5s, as an orchestrator restarts an instance that failed to
+// start. Without it a fleet whose timeout is shorter than the server's
+// handshake backlog (250 ms over TLS) never finishes starting, and the
+// warm-up becomes the storm.
+func warmupRetry(n int) time.Duration {
+	ceil := 5 * time.Second
+	if n < 7 {
+		ceil = min(ceil, 100*time.Millisecond<<(n-1))
+	}
+	return rand.N(ceil) + time.Millisecond
 }
