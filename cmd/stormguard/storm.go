@@ -65,8 +65,11 @@ Valkey's rejected_connections and total_connections_received deltas.
 Scenarios: kill (CLIENT KILL TYPE normal SKIPME yes over a separate admin
 connection), restart (--spawn restarts the lab's own valkey-server, or
 --restart-cmd runs a command), blip (an nftables rule in the server's network
-namespace drops packets to the port for --blip), churn (no disruption: every
-client reconnects per PING, like valkey-benchmark -k 0).
+namespace drops packets to the port for --blip), slow (the server stalls for
+--stall), failover (--spawn: the primary is killed and its replica promoted;
+clients follow the service address), churn (no disruption: every client
+reconnects per PING, like valkey-benchmark -k 0). --defuse auto runs the
+watch agent with its auto mitigations on the server during the run.
 
 Strategies: ` + strings.Join(lab.Strategies(), ", ") + `.
 By default every client is its own application instance (own dialer, own

@@ -168,7 +168,7 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 // leaves no namespace, process or address behind, for every scenario.
 func TestIntegrationInterruptCleans(t *testing.T) {
 	sandboxtest.Require(t)
-	for _, sc := range []string{"kill", "blip", "restart", "slow", "kill+watch"} {
+	for _, sc := range []string{"kill", "blip", "restart", "slow", "failover", "kill+watch"} {
 		t.Run(sc, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationInterruptHelper$", "-test.v")
 			cmd.Env = append(os.Environ(), interruptEnv+"="+sc)

@@ -58,6 +58,11 @@ type Result struct {
 	// t0 (e.g. until Valkey answered the CLIENT KILL); goodput_before
 	// ends at the start.
 	DisruptMS int64 `json:"disrupt_ms"`
+	// FailoverTo and PromoteMS (failover scenario): the promoted
+	// replica's address and how long after the kill its REPLICAOF NO ONE
+	// was answered.
+	FailoverTo string `json:"failover_to,omitempty"`
+	PromoteMS  *int64 `json:"promote_ms,omitempty"`
 	// AgentEvents are the events of the agent that watched the run
 	// (Config.Watch: storm --defuse auto), times relative to t0.
 	AgentEvents []AgentEvent `json:"agent_events,omitempty"`

@@ -35,6 +35,8 @@ type run struct {
 	connectTimeout atomic.Int64
 	// warming is true until every client has come up once.
 	warming atomic.Bool
+	// svc is the service address after a failover (nil: cfg.Target).
+	svc atomic.Pointer[string]
 	// hostDialers dial from the client hosts (Config.Hosts): instance k
 	// runs on host k mod Hosts.
 	hostDialers []*sourceDialer
@@ -49,11 +51,15 @@ type run struct {
 // adminEndpoint is the admin connection's server: its dial is never a
 // client's, comes from the kernel's choice of source address and is
 // counted in adminDials; TLS and credentials are the run's.
-func (r *run) adminEndpoint() valkeyconn.Endpoint {
-	return valkeyconn.Endpoint{Addr: r.cfg.Target, User: r.cfg.User, Password: r.cfg.Password, TLS: r.cfg.TLSConfig,
+func (r *run) adminEndpoint() valkeyconn.Endpoint { return r.endpoint(r.cfg.Target) }
+
+// endpoint is an admin connection to addr (the target, or the failover
+// scenario's replica).
+func (r *run) endpoint(addr string) valkeyconn.Endpoint {
+	return valkeyconn.Endpoint{Addr: addr, User: r.cfg.User, Password: r.cfg.Password, TLS: r.cfg.TLSConfig,
 		Dial: func(ctx context.Context, _ *net.Dialer) (net.Conn, error) {
 			r.adminDials.Add(1)
-			return r.dialer.from(netip.Addr{})(ctx, "tcp", r.cfg.Target)
+			return r.dialer.from(netip.Addr{})(ctx, "tcp", addr)
 		}}
 }
 
@@ -73,6 +79,10 @@ func (r *run) countedDial(instance int) DialFunc {
 	// failed handshake is a failed connect.
 	base = withTLS(base, r.cfg.TLSConfig)
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == r.cfg.Target {
+			// The service address of the moment (failover).
+			addr = r.target()
+		}
 		r.rec.dial()
 		c, err := base(ctx, network, addr)
 		if err != nil {
@@ -192,9 +202,12 @@ func (r *run) prepare(ctx context.Context) error {
 		r.res.Target = "spawned " + cfg.Target + " in " + cfg.NetNS
 	}
 	r.adm = &admin{ep: r.adminEndpoint(), stall: cfg.Stall}
-	r.onClose(r.adm.close)
+	r.onClose(func() { r.adm.close() }) // the failover scenario replaces it
 	if err := r.adm.ping(ctx); err != nil {
 		return fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
+	}
+	if cfg.Scenario == "failover" {
+		return r.startReplica(ctx)
 	}
 	return nil
 }
