@@ -23,9 +23,12 @@ type builder struct {
 	// estab is this port's ESTABLISHED sockets (nil: not counted).
 	depthMax, limit, synRecv uint64
 	depth, estab             *uint64
-	clients, maxclients      uint64
-	ctCount, ctMax           uint64
-	ping                     float64
+	// abandoned is listen.abandoned; pending is handshake_pending (per
+	// interval). Nil: not measured.
+	abandoned, pending  *uint64
+	clients, maxclients uint64
+	ctCount, ctMax      uint64
+	ping                float64
 
 	// Unavailable sources.
 	noTCP, noValkey, noListen, noConntrack bool
@@ -76,6 +79,7 @@ func (b *builder) tick(newPerSec, dropPerSec float64) *sample.Sample {
 		Errors: map[string]string{},
 	}
 	s.NetNSOtherListeners = b.others
+	s.HandshakePending = b.pending
 	s.CountsAgeMS = b.countsAge
 	if b.mitArmed {
 		s.Mitigation = &sample.Mitigation{Armed: 1, Dropped: u(b.mitDropped)}
@@ -88,6 +92,7 @@ func (b *builder) tick(newPerSec, dropPerSec float64) *sample.Sample {
 		s.Listen = &sample.Listen{Depth: sample.U64(depth), DepthMax: sample.U64(b.depthMax), Limit: sample.U64(b.limit), Sockets: 1, Polls: 10}
 		s.SynRecv = sample.U64(b.synRecv)
 		s.Established = b.estab
+		s.Listen.Abandoned = b.abandoned
 	}
 	if !b.noTCP {
 		s.TCP = &sample.TCP{

@@ -195,6 +195,9 @@ func verdictFor(target string, from, to State, v *View, signals []Signal, ep *Ep
 		if _, ok := has["short_lived_connections"]; ok {
 			parts = append(parts, "new connections closing again at once")
 		}
+		if _, ok := has["abandoned_connections"]; ok {
+			parts = append(parts, "connections abandoned before they became clients")
+		}
 		if v.DroppedRate != nil && *v.DroppedRate > 0 {
 			p := fmtN(*v.DroppedRate) + " dropped connections/s"
 			if s, ok := has["listen_drops"]; ok && !s.PerPortEvidence {

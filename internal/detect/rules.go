@@ -29,6 +29,13 @@ type input struct {
 	// sole: this server is the only listener in its namespace, so the
 	// namespace-wide listen counters are this port's.
 	sole bool
+	// abandoned: connections waiting in this port's accept queue that
+	// their clients already closed (fresh counts only; nil: unknown).
+	// pendingRate: connections per second Valkey accepted that did not
+	// finish their setup within the interval (handshake_pending; nil:
+	// unknown).
+	abandoned   *uint64
+	pendingRate *float64
 	// synStageUnconfirmed: some of the drops happened at the SYN queue
 	// (ListenDrops beyond ListenOverflows) and no fresh SYN_RECV count
 	// can say whether they were this port's.
@@ -39,6 +46,8 @@ type input struct {
 	acceptTrend        bool    // accept queue growing for the trend window, ≥ ForecastMinOccupancy
 	pingSlow           bool    // PING above its threshold for PingSustain samples
 	pingThr            float64 // that threshold
+	acceptWaitRising   bool    // p99 accept wait above its threshold, not falling, for AcceptWaitSustain samples
+	acceptWaitThr      float64 // that threshold
 	// risk names what puts capacity at risk (detailNone: nothing), so a
 	// high new-connection rate is worth a warning.
 	risk detail
@@ -116,6 +125,7 @@ var rules = [...]rule{
 	ruleNICPPS,
 	ruleRejections,
 	ruleShortLived,
+	ruleAbandoned,
 	ruleNewConnRate,
 	ruleSynCookies,
 	ruleAcceptHigh,
@@ -125,11 +135,14 @@ var rules = [...]rule{
 	ruleForecastAccept,
 	ruleForecastMaxclients,
 	rulePingSlow,
+	ruleAcceptWait,
 }
 
 // ruleMemory is the per-target state of the rules across samples.
 type ruleMemory struct {
 	pingHigh      int       // consecutive samples with PING above its threshold
+	waitHigh      int       // consecutive samples with the p99 accept wait above its threshold and not falling
+	waitPrev      float64   // the previous of those samples' p99
 	rateOnlySince time.Time // start of a surge held by the new-connection rate alone
 	queueHigh     held      // accept queue at or above AcceptHighOccupancy
 	synHigh       held      // SYN_RECV at or above its threshold
@@ -176,6 +189,26 @@ func (m *ruleMemory) track(in *input) {
 		}
 		in.pingSlow = m.pingHigh >= cfg.PingSustain
 	}
+	// A sample with no accept (nil) ends the run: a rising wait needs
+	// Valkey to keep accepting, later and later.
+	if w := v.AcceptWaitP99MS; w != nil {
+		in.acceptWaitThr = cfg.AcceptWaitFloorMS
+		if b := v.AcceptWaitBaselineMS; b != nil {
+			in.acceptWaitThr = max(in.acceptWaitThr, cfg.AcceptWaitFactor**b)
+		}
+		switch {
+		case *w <= in.acceptWaitThr:
+			m.waitHigh = 0
+		case m.waitHigh > 0 && *w < m.waitPrev:
+			m.waitHigh = 1 // high, but falling: start again
+		default:
+			m.waitHigh++
+		}
+		m.waitPrev = *w
+		in.acceptWaitRising = m.waitHigh >= cfg.AcceptWaitSustain
+	} else {
+		m.waitHigh = 0
+	}
 
 	vHigh, pHigh := in.conns.high()
 	switch {
@@ -220,6 +253,13 @@ func (m *ruleMemory) evaluate(in *input) evaluation {
 func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels, s *sample.Sample, synBase *float64) *input {
 	in := &input{cfg: cfg, state: state, v: v, d: d, conns: conns}
 	in.sole = s.NetNSOtherListeners != nil && *s.NetNSOtherListeners == 0
+	fresh := s.CountsAgeMS == nil || *s.CountsAgeMS <= max(2000*v.IntervalS, 1000)
+	if s.Listen != nil && s.Listen.Abandoned != nil && fresh {
+		in.abandoned = s.Listen.Abandoned
+	}
+	if s.HandshakePending != nil && v.IntervalS > 0 {
+		in.pendingRate = f64(float64(*s.HandshakePending) / v.IntervalS)
+	}
 	p := &in.port
 	if v.AcceptOccupancy != nil {
 		p.known = true
@@ -392,6 +432,31 @@ func ruleShortLived(_ *ruleMemory, in *input, e *evaluation) {
 		PerPortEvidence: true, base: base, detail: where})
 }
 
+// ruleAbandoned keeps a storm going while connections are given up before
+// they become clients: waiting in this port's accept queue already closed
+// by their clients (Valkey will accept them, and for TLS start a handshake,
+// for nobody), or accepted by Valkey without finishing their setup within
+// the interval (TLS handshakes timing out). Like short_lived_connections it
+// never starts a storm: a healthy server has neither, but a slow one with
+// patient clients may show a few.
+func ruleAbandoned(_ *ruleMemory, in *input, e *evaluation) {
+	if in.state != Storm && in.state != Recovering {
+		return
+	}
+	if a := in.abandoned; a != nil && *a >= in.cfg.AcceptMinDepth {
+		e.add(Signal{Name: "abandoned_connections", Level: LevelStorm, Scope: ScopePort, Value: float64(*a), Threshold: float64(in.cfg.AcceptMinDepth), Unit: "connections",
+			PerPortEvidence: true})
+		return
+	}
+	if p := in.pendingRate; p != nil {
+		thr := in.cfg.ChurnFraction * in.conns.vThr
+		if *p >= thr && thr > 0 {
+			e.add(Signal{Name: "abandoned_connections", Level: LevelStorm, Scope: ScopeInstance, Value: *p, Threshold: thr, Unit: "conn/s",
+				PerPortEvidence: true, detail: whereInstance})
+		}
+	}
+}
+
 // ruleAcceptFull: this port's accept queue at its limit drops the next SYN
 // or final ACK. With drop counters available and silent it is a warning;
 // without them it is the only evidence of drops we have.
@@ -537,6 +602,20 @@ func rulePingSlow(_ *ruleMemory, in *input, e *evaluation) {
 		return
 	}
 	e.add(Signal{Name: "ping_slow", Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.PingMS, Threshold: in.pingThr, Unit: "ms", PerPortEvidence: true})
+}
+
+// ruleAcceptWait: the p99 accept wait (eBPF) above max(AcceptWaitFactor ×
+// baseline, AcceptWaitFloorMS) and not falling for AcceptWaitSustain
+// samples, while new connections arrive above their threshold. Valkey is
+// taking longer and longer to accept a connection that has already
+// finished its handshake: the queue is building before it overflows.
+// Like ping_slow, never on its own (a slow command stalls accepts too).
+func ruleAcceptWait(_ *ruleMemory, in *input, e *evaluation) {
+	vHigh, pHigh := in.conns.high()
+	if !in.acceptWaitRising || !vHigh && !pHigh {
+		return
+	}
+	e.add(Signal{Name: "accept_wait_rising", Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.AcceptWaitP99MS, Threshold: in.acceptWaitThr, Unit: "ms", PerPortEvidence: true})
 }
 
 // checkRelearn accepts a new steady level of new connections as normal

@@ -357,6 +357,26 @@ func TestStormHeldWhileRefused(t *testing.T) {
 			w.b.noValkey = true
 			return w.estabStep(2000, 1)
 		}, false},
+		// Connections given up before they became clients, counted
+		// directly: closed by their clients while waiting in the accept
+		// queue (listen.abandoned), or accepted and never set up
+		// (handshake_pending: TLS handshakes timing out).
+		{"40 connections abandoned in the accept queue", func(w *world) *sample.Sample {
+			w.b.abandoned = sample.U64(40)
+			return w.step(20, 0, 0)
+		}, true},
+		{"2 connections abandoned in the accept queue", func(w *world) *sample.Sample {
+			w.b.abandoned = sample.U64(2)
+			return w.step(20, 0, 0)
+		}, false},
+		{"3,000 handshakes/s never finished", func(w *world) *sample.Sample {
+			w.b.pending = sample.U64(3000)
+			return w.step(20, 0, 0)
+		}, true},
+		{"5 handshakes in flight at the sample", func(w *world) *sample.Sample {
+			w.b.pending = sample.U64(5)
+			return w.step(20, 0, 0)
+		}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -387,7 +407,7 @@ func TestStormHeldWhileRefused(t *testing.T) {
 			if !tc.wantHeld {
 				return
 			}
-			w.b.mitArmed, w.b.noValkey = false, false
+			w.b.mitArmed, w.b.noValkey, w.b.abandoned, w.b.pending = false, false, nil, nil
 			evs = nil
 			for i := 0; i < 40; i++ {
 				_, ev := d.Observe(w.step(20, 0, 0))

@@ -56,6 +56,11 @@ func signalText(s *Signal, v *View) string {
 			return fmt.Sprintf("%s new connections/s closing again at once (namespace-wide accepts while this port's established connections do not grow; Valkey's own counters unreadable), vs %s normal", fmtN(s.Value), baseText(s.base))
 		}
 		return fmt.Sprintf("%s new connections/s closing again at once (accepted, then abandoned: timed-out handshakes or clients that gave up), vs %s normal", fmtN(s.Value), baseText(s.base))
+	case "abandoned_connections":
+		if s.detail == whereInstance {
+			return fmt.Sprintf("%s connections/s accepted but never set up (handshakes given up before they finished)", fmtN(s.Value))
+		}
+		return fmt.Sprintf("%s connections in the accept queue already closed by their clients (abandoned while waiting)", fmtN(s.Value))
 	case "accept_queue_full":
 		t := "accept queue full (" + queueText(v) + ")"
 		if s.detail == detailNoCounters {
@@ -99,6 +104,12 @@ func signalText(s *Signal, v *View) string {
 			base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.PingBaselineMS))
 		}
 		return fmt.Sprintf("PING %s ms%s (clients time out and redial)", fmtMS(s.Value), base)
+	case "accept_wait_rising":
+		base := ""
+		if v.AcceptWaitBaselineMS != nil {
+			base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.AcceptWaitBaselineMS))
+		}
+		return fmt.Sprintf("connections wait %s ms (p99) in the accept queue before Valkey accepts them%s, and rising", fmtMS(s.Value), base)
 	}
 	return fmt.Sprintf("%s %s %s (threshold %s)", s.Name, fmtN(s.Value), s.Unit, fmtN(s.Threshold))
 }

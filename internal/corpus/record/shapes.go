@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"os/exec"
 	"sort"
@@ -519,6 +520,36 @@ var shapes = []shape{
 			from := int(r.t0.Sub(p.start)/time.Second) + 12
 			r.note("clients connected when the fleet was stopped: %d of 2500; failed dials per second from the kill: %v", up, p.failures(from, from+21))
 			r.at(ctx, 44*s)
+			return nil
+		}},
+	{name: "storm-conntrack-full", kind: corpus.Storm,
+		desc: "conntrack table filling: the namespace's table is held 5,000 entries below nf_conntrack_max by the long-lived flows of other traffic (assured entries, made over ctnetlink before the agent starts); 30 conn/s churn and a 20-connection pool; at +12 s 300 workers start opening a connection per request as fast as they can for 20 s (a retry loop), each closed connection's entry staying in the table for its TCP close timeout, until the table is full and new connections are dropped before TCP; 40 s",
+		run: func(ctx context.Context, r *run) error {
+			if err := r.conntrackOn(ctx); err != nil {
+				return err
+			}
+			n, err := r.conntrackBallast(ctx, 5000)
+			if err != nil {
+				return err
+			}
+			r.note("ballast: %d conntrack entries inserted", n)
+			log.Printf("   ballast: %d conntrack entries", n)
+			r.churn(ctx, r.dialer(), 45*s, constRate(30))
+			r.openPool(ctx, r.dialer(), poolOpts{n: 20, every: 200 * time.Millisecond, timeout: 5 * s, redial: true, backoff: s, lifetime: 45 * s})
+			sleep(ctx, 3*s)
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 12*s)
+			p := r.openPool(ctx, dialer{ns: r.sb.NetNS, addr: r.sb.Addr(), timeout: time.Second},
+				poolOpts{n: 300, every: time.Millisecond, cmd: "PING", oneShot: true, redial: true, dialTO: time.Second, lifetime: 20 * s})
+			r.at(ctx, 32*s)
+			p.close()
+			r.refusedUntil = p.failingUntil(50)
+			r.note("retry workers: %d dials, failed dials per second from +12 s: %v", p.dials.Load(), p.failures(0, 20))
+			cnt, _ := r.sb.Sysctl("net.netfilter.nf_conntrack_count")
+			log.Printf("   conntrack count at +32 s: %s; %s", cnt, r.notes[len(r.notes)-1])
+			r.at(ctx, 40*s)
 			return nil
 		}},
 	{name: "storm-stall-timeouts", kind: corpus.Storm,

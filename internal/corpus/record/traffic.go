@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
@@ -187,7 +188,10 @@ type poolOpts struct {
 	// recording starts from a settled fleet even on a loaded box.
 	firstDialTO time.Duration
 	spread      time.Duration // open the n connections over this long (0: at once)
-	lifetime    time.Duration // bound
+	// oneShot: one command per connection, then close and dial again
+	// (a per-request client in a loop); needs redial.
+	oneShot  bool
+	lifetime time.Duration // bound
 }
 
 // openPool starts o.n clients; each dials, then sends cmd every o.every.
@@ -269,6 +273,9 @@ func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
 					err = fmt.Errorf("%s", line)
 					break
 				}
+				if o.oneShot {
+					break
+				}
 				jit := time.Duration(rand.Int64N(int64(o.every)/5 + 1))
 				sleep(ctx, o.every-o.every/10+jit)
 			}
@@ -279,7 +286,9 @@ func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
 			return
 		}
 		if o.backoff > 0 {
-			sleep(ctx, time.Duration(rand.Int64N(int64(o.backoff))))
+			// U(0, backoff) before each redial: full jitter with its cap at
+			// the base, so every attempt draws from the same window.
+			sleep(ctx, backoff.FullJitter{Base: o.backoff, Cap: o.backoff}.Delay(1, 0, nil))
 		} else if err != nil && !isTimeout(err) {
 			// Connection refused while the server is down: a real
 			// client without backoff spins; 10 ms keeps the box usable.
