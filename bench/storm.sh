@@ -10,6 +10,12 @@
 #   STORM_CLIENTS (2000) STORM_SOMAXCONN (128) RATE_CLIENTS (50)
 #   RATE_REQUESTS (70000, ~5 s) RATE_DURATION (5s) RATE_ROUNDS (4) STORM_STRATEGIES (all) OUT (bench/out)
 #   ONLY=rate: just part 1
+#  5. the metastable TLS storm (docs/lab.md "A metastable storm"):
+#     META_CLIENTS (1000) TLS clients over META_HOSTS (8) hosts, 250 ms
+#     connect+handshake timeout, immediate redial, PING every 100 ms,
+#     CLIENT KILL of all, 60 s watched; without stormguard, with the
+#     stormguard dialer, and with `--defuse auto` (META_RUNS 1).
+#   ONLY=meta: just part 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "storm.sh: needs root (network namespaces)"; exit 0; }
@@ -35,6 +41,40 @@ if ! CGO_ENABLED=1 go build -tags glide -o "$OUT/stormguard" ./cmd/stormguard; t
 	GLIDE=
 fi
 SG="$OUT/stormguard"
+
+# 5. The metastable TLS storm: the same fleet and trigger three ways.
+metastable() {
+	local clients=${META_CLIENTS:-1000} hosts=${META_HOSTS:-8} runs=${META_RUNS:-1}
+	local common=(--spawn --tls --hosts "$hosts" --clients "$clients" --connect-timeout 250ms
+		--warmup-connect-timeout 5s --period 100ms --ramp 200 --scenario kill --duration 60s --json)
+	echo
+	echo "== metastable TLS storm: $clients clients over --hosts $hosts, 250ms connect timeout, kill, 60 s, $runs run(s); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	for run in $(seq "$runs"); do
+		"$SG" storm "${common[@]}" --strategy immediate >"$OUT/meta-immediate-$run.json"
+		"$SG" storm "${common[@]}" --strategy stormguard >"$OUT/meta-stormguard-$run.json"
+		"$SG" storm "${common[@]}" --strategy immediate --defuse auto >"$OUT/meta-defuse-$run.json"
+	done
+	python3 - "$OUT" "$runs" <<'PY'
+import json, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+print("| run | fleet | goodput before /s | min % | end % | back to 80% (ms after kill) | recovered (ms) | failed dials | overflows | server CPU % | agent |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for i in range(1, runs + 1):
+    for name in ("immediate", "stormguard", "defuse"):
+        r = json.load(open(f"{out}/meta-{name}-{i}.json"))
+        pct = lambda v: "-" if v is None else f"{100 * v:.0f}"
+        ag = []
+        for e in r.get("agent_events") or []:
+            ev = e["event"]
+            what = ev.get("to") if ev.get("type") == "state" else f"{ev.get('action')} {ev.get('mitigation', {}).get('action', '')}"
+            ag.append(f"{e['t_ms'] / 1000:+.1f}s {what}")
+        fleet = {"immediate": "immediate", "stormguard": "stormguard dialer", "defuse": "immediate + watch --defuse auto"}[name]
+        print(f"| {i} | {fleet} | {r['goodput_before'] or 0:.0f} | {pct(r['goodput_min_ratio'])} | {pct(r['goodput_end_ratio'])} | "
+              f"{r.get('goodput_back_ms') if r.get('goodput_back_ms') is not None else '-'} | {r['time_to_recover_ms'] or '-'} | "
+              f"{r['connect_failures']} | {r['listen_overflows']} | {r['server_cpu_percent'] or 0:.0f} | {'; '.join(ag) or '-'} |")
+PY
+}
+[ "${ONLY:-}" = meta ] && { metastable; exit 0; }
 
 # 1. Generator rate. Each measurement gets a fresh namespace and a fresh
 # server with the same configuration: the client side's TIME_WAIT sockets
@@ -161,3 +201,5 @@ for s, rs in by.items():
           f"{span(rs, 'listen_overflows')} | {span(rs, 'connect_failures')} | {span(rs, 'server_cpu_percent')} |")
 print("median (min-max) over the runs")
 PY
+
+metastable

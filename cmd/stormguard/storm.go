@@ -30,6 +30,7 @@ type stormOpts struct {
 	json       bool
 	progress   bool
 	restartCmd string
+	defuse     string
 
 	spawn      bool
 	syncookies int
@@ -64,8 +65,11 @@ Valkey's rejected_connections and total_connections_received deltas.
 Scenarios: kill (CLIENT KILL TYPE normal SKIPME yes over a separate admin
 connection), restart (--spawn restarts the lab's own valkey-server, or
 --restart-cmd runs a command), blip (an nftables rule in the server's network
-namespace drops packets to the port for --blip), churn (no disruption: every
-client reconnects per PING, like valkey-benchmark -k 0).
+namespace drops packets to the port for --blip), slow (the server stalls for
+--stall), failover (--spawn: the primary is killed and its replica promoted;
+clients follow the service address), churn (no disruption: every client
+reconnects per PING, like valkey-benchmark -k 0). --defuse auto runs the
+watch agent with its auto mitigations on the server during the run.
 
 Strategies: ` + strings.Join(lab.Strategies(), ", ") + `.
 By default every client is its own application instance (own dialer, own
@@ -119,6 +123,7 @@ See docs/lab.md.`,
 	f.BoolVar(&o.progress, "progress", false, "print progress on stderr even when it is not a terminal")
 	f.DurationVar(&o.cfg.Period, "period", 100*time.Millisecond, "time between one client's PINGs")
 	f.DurationVar(&o.cfg.ConnectTimeout, "connect-timeout", 2*time.Second, "connect timeout of the lab's own strategies (libraries keep theirs)")
+	f.DurationVar(&o.cfg.WarmupConnectTimeout, "warmup-connect-timeout", 0, "connect timeout until every client is up (default: --connect-timeout); a fleet whose timeout is too short to start at once came up over a rolling deploy")
 	f.DurationVar(&o.cfg.CommandTimeout, "command-timeout", time.Second, "timeout of each PING")
 	f.IntVar(&o.cfg.PoolSize, "pool-size", 4, "connections per client of pool-unbounded")
 	f.Float64Var(&o.cfg.Ramp, "ramp", 1000, "clients started per second during warm-up")
@@ -142,6 +147,7 @@ See docs/lab.md.`,
 	f.IntVar(&o.cfg.Hosts, "hosts", 0, "--spawn: run the clients on N client hosts (namespaces on a bridge to the server's, 10.77.k.1)")
 	f.DurationVar(&o.cfg.RTT, "rtt", 0, "--hosts: round trip added to every host's link (netem)")
 	f.Float64Var(&o.cfg.Loss, "loss", 0, "--hosts: percent of packets dropped each way on every host's link")
+	f.StringVar(&o.defuse, "defuse", "off", "off, or auto: run the watch agent with --defuse auto and its default actions on the server for the whole run; its events go into the result (agent_events)")
 	f.BoolVar(&o.spawn, "spawn", false, "run a throwaway valkey-server in a private network namespace")
 	f.IntVar(&o.spawnOpts.Somaxconn, "somaxconn", 0, "--spawn: net.core.somaxconn in the namespace (kernel default)")
 	f.StringVar(&o.spawnOpts.ServerCPUs, "server-cpus", "", "--spawn: pin valkey-server to these CPUs (e.g. 1 or 0-1,3) and the clients to the others")
@@ -190,7 +196,7 @@ var stormFlags = map[string]string{
 	"Target": "--target", "NetNS": "--netns", "Spawn": "--spawn", "Restart": "--restart-cmd",
 	"Clients": "--clients", "Instances": "--instances", "SourceAddrs": "--source-addrs",
 	"Strategy": "--strategy", "Scenario": "--scenario", "Period": "--period",
-	"ConnectTimeout": "--connect-timeout", "CommandTimeout": "--command-timeout",
+	"ConnectTimeout": "--connect-timeout", "WarmupConnectTimeout": "--warmup-connect-timeout", "CommandTimeout": "--command-timeout",
 	"PoolSize": "--pool-size", "Ramp": "--ramp", "WarmupTimeout": "--warmup-timeout",
 	"Setup": "--setup", "TLS": "--tls", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip", "Stall": "--stall",
 	"Policy": "policy flags", "Policy.Delay": "--delay", "Policy.Base": "--base", "Policy.Cap": "--cap",
@@ -261,6 +267,15 @@ func stormConfig(o stormOpts) (lab.Config, error) {
 		}
 		cfg.Target, cfg.User, cfg.Password = a.HostPort(), a.User, a.Password
 	}
+	switch o.defuse {
+	case "off", "":
+	case "auto":
+		if cfg.NetNS == "" && cfg.Spawn == nil {
+			return cfg, errors.New("--defuse auto arms rules in the server's namespace: give --spawn or --netns")
+		}
+	default:
+		return cfg, fmt.Errorf("--defuse %q: want off or auto", o.defuse)
+	}
 	if o.restartCmd != "" {
 		cmdline := o.restartCmd
 		cfg.Restart = func(ctx context.Context, down func()) error {
@@ -300,6 +315,9 @@ func runStorm(ctx context.Context, out, progress io.Writer, o stormOpts) error {
 		c := cfg
 		c.Strategy = s
 		c.Progress = progress
+		if o.defuse == "auto" {
+			c.Watch = stormWatch(progress)
+		}
 		res, err := lab.Run(ctx, c)
 		if err != nil {
 			if errors.Is(err, lab.ErrConfig) || errors.Is(err, lab.ErrUnreachable) {

@@ -83,16 +83,13 @@ func TestIntegrationWatchSignals(t *testing.T) {
 	}
 
 	// A storm: Valkey frozen, 80 connects at once into a queue of 16.
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	thaw := sandboxtest.Freeze(t, sb)
 	fds, err := sb.SYNBurst(80)
 	if err != nil {
-		sb.Signal(syscall.SIGCONT)
 		t.Fatal(err)
 	}
 	waitFile(t, events, `"to":"storm"`, 10*time.Second, &stderr)
-	sb.Signal(syscall.SIGCONT)
+	thaw()
 	for _, fd := range fds {
 		unix.Close(fd)
 	}

@@ -88,15 +88,7 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	time.Sleep(2 * time.Second) // reserved connection up, baselines primed
 
 	// Storm: Valkey frozen, one source dialling flat out.
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	defer func() {
-		if !thawed {
-			sb.Signal(syscall.SIGCONT)
-		}
-	}()
+	thaw := sandboxtest.Freeze(t, sb)
 	fctx, fcancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer fcancel()
 	dials := flood(fctx, t, sb, 32, 400000)
@@ -116,10 +108,7 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	if lag := at.Time.Sub(st); lag > 2*interval+5*time.Second {
 		t.Errorf("mitigation armed %s after the storm was detected; want about one interval", lag)
 	}
-	if err := sb.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	thawed = true
+	thaw()
 
 	// With the limit armed and Valkey draining, overflows stop while the
 	// flood goes on.
@@ -253,10 +242,7 @@ func TestIntegrationAutoDefuseExpiresOutsideCalm(t *testing.T) {
 	}
 
 	// Storm: Valkey frozen, the queue full, a flood that keeps knocking.
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Signal(syscall.SIGCONT)
+	sandboxtest.Freeze(t, sb)
 	fctx, fcancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer fcancel()
 	flood(fctx, t, sb, 8, 200000)

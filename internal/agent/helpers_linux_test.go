@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/stormguard/stormguard/internal/procnet"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 	"github.com/stormguard/stormguard/internal/serve"
 	"github.com/stormguard/stormguard/internal/source"
 )
@@ -293,10 +293,7 @@ func startAgentInto(tb testing.TB, sb *sandbox.Sandbox, rec *watchRec, interval 
 // minHold) and the client sockets are closed.
 func freezeStorm(tb testing.TB, sb *sandbox.Sandbox, clients int, minHold, hold time.Duration, stop func() bool) {
 	tb.Helper()
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		tb.Fatal(err)
-	}
-	defer sb.Signal(syscall.SIGCONT)
+	defer sandboxtest.Freeze(tb, sb)()
 	fds, err := sb.SYNBurst(clients)
 	defer func() {
 		for _, fd := range fds {

@@ -212,17 +212,7 @@ func TestIntegrationListenOverflows(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	thaw := func() {
-		if !thawed {
-			thawed = true
-			_ = sb.Signal(syscall.SIGCONT)
-		}
-	}
-	defer thaw()
+	thaw := sandboxtest.Freeze(t, sb)
 
 	// Keep knocking while Valkey is frozen, bounded in count and time, so
 	// overflows happen during the audit window too.

@@ -161,9 +161,9 @@ func (g *gaugeHist) slope(window, maxSpan time.Duration) (float64, bool) {
 func (g *gaugeHist) clear() { g.n = 0 }
 
 // baselines are the learned normal levels of one target: the two
-// new-connection rates and PING latency.
+// new-connection rates, PING latency, SYN_RECV and the accept wait.
 type baselines struct {
-	passive, valkey, ping, synRecv *baseline
+	passive, valkey, ping, synRecv, acceptWait *baseline
 }
 
 func newBaselines(cfg *Config) baselines {
@@ -172,7 +172,7 @@ func newBaselines(cfg *Config) baselines {
 		b.seed = cfg.RateWindow
 		return b
 	}
-	return baselines{passive: nb(), valkey: nb(), ping: nb(), synRecv: nb()}
+	return baselines{passive: nb(), valkey: nb(), ping: nb(), synRecv: nb(), acceptWait: nb()}
 }
 
 // levels returns the smoothed new-connection rates with their surge
@@ -199,6 +199,9 @@ func (b *baselines) annotate(v *View, l *newConnLevels) {
 	if p, ok := b.ping.value(); ok {
 		v.PingBaselineMS = f64(p)
 	}
+	if w, ok := b.acceptWait.value(); ok {
+		v.AcceptWaitBaselineMS = f64(w)
+	}
 	v.NewConnRateInstance = l.vRate
 	switch {
 	case l.pRate != nil:
@@ -219,7 +222,11 @@ func (b *baselines) learn(now time.Time, quiet bool, v *View, d *derived) {
 		b.valkey.discard()
 		b.ping.discard()
 		b.synRecv.discard()
+		b.acceptWait.discard()
 		return
+	}
+	if w := v.AcceptWaitP99MS; w != nil {
+		b.acceptWait.add(now, *w)
 	}
 	if n := v.SynRecv; n != nil {
 		b.synRecv.add(now, float64(*n))

@@ -89,6 +89,16 @@ type Config struct {
 	// Default 2.
 	PingSustain int
 
+	// AcceptWaitFactor and AcceptWaitFloorMS: a p99 accept wait (eBPF:
+	// handshake done → accept()) above max(AcceptWaitFactor × baseline,
+	// AcceptWaitFloorMS), not falling, for AcceptWaitSustain consecutive
+	// samples while new connections arrive above their threshold is a
+	// surge signal: Valkey is falling behind before its queue fills.
+	// Defaults 10, 50 ms and 3.
+	AcceptWaitFactor  float64
+	AcceptWaitFloorMS float64
+	AcceptWaitSustain int
+
 	// StormMinDrops: dropped/refused connections in one interval needed
 	// for a storm signal (per counter). Default 1.
 	StormMinDrops uint64
@@ -154,6 +164,11 @@ func (c Config) withDefaults() Config {
 	if c.PingSustain == 0 {
 		c.PingSustain = 2
 	}
+	setF(&c.AcceptWaitFactor, 10)
+	setF(&c.AcceptWaitFloorMS, 50)
+	if c.AcceptWaitSustain == 0 {
+		c.AcceptWaitSustain = 3
+	}
 	if c.StormMinDrops == 0 {
 		c.StormMinDrops = 1
 	}
@@ -190,6 +205,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("detector config: ForecastMinOccupancy %v must be in [0,1]", c.ForecastMinOccupancy)
 	case d.PingFactor < 1 || d.PingFloorMS < 0 || d.PingSustain < 1:
 		return fmt.Errorf("detector config: need PingFactor >= 1, PingFloorMS >= 0, PingSustain >= 1")
+	case d.AcceptWaitFactor < 1 || d.AcceptWaitFloorMS < 0 || d.AcceptWaitSustain < 1:
+		return fmt.Errorf("detector config: need AcceptWaitFactor >= 1, AcceptWaitFloorMS >= 0, AcceptWaitSustain >= 1")
 	case d.InsertFailedMinRate < 0:
 		return fmt.Errorf("detector config: InsertFailedMinRate %v must be >= 0", c.InsertFailedMinRate)
 	}

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -120,19 +119,7 @@ func TestIntegrationDetectorRealAcceptOverflow(t *testing.T) {
 	}
 
 	// Storm: Valkey frozen, 120 clients dial (bounded, 2 s dial timeout).
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	thaw := func() {
-		if !thawed {
-			thawed = true
-			if err := sb.Signal(syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT: %v", err)
-			}
-		}
-	}
-	defer thaw()
+	thaw := sandboxtest.Freeze(t, sb)
 	var mu sync.Mutex
 	var conns []net.Conn
 	var wg sync.WaitGroup

@@ -94,6 +94,9 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 		}
 	}
 	v.SynRecv = s.SynRecv
+	if aw := s.AcceptWaitMS; aw != nil && aw.P99 != nil && !math.IsNaN(*aw.P99) && !math.IsInf(*aw.P99, 0) && *aw.P99 >= 0 {
+		v.AcceptWaitP99MS = aw.P99
+	}
 	if s.Established != nil {
 		r.estabHist.add(s.Time, float64(*s.Established))
 		if g, ok := r.estabHist.slope(cfg.RateWindow, cfg.MaxGap); ok {

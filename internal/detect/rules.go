@@ -46,6 +46,8 @@ type input struct {
 	acceptTrend        bool    // accept queue growing for the trend window, ≥ ForecastMinOccupancy
 	pingSlow           bool    // PING above its threshold for PingSustain samples
 	pingThr            float64 // that threshold
+	acceptWaitRising   bool    // p99 accept wait above its threshold, not falling, for AcceptWaitSustain samples
+	acceptWaitThr      float64 // that threshold
 	// risk names what puts capacity at risk (detailNone: nothing), so a
 	// high new-connection rate is worth a warning.
 	risk detail
@@ -133,11 +135,14 @@ var rules = [...]rule{
 	ruleForecastAccept,
 	ruleForecastMaxclients,
 	rulePingSlow,
+	ruleAcceptWait,
 }
 
 // ruleMemory is the per-target state of the rules across samples.
 type ruleMemory struct {
 	pingHigh      int       // consecutive samples with PING above its threshold
+	waitHigh      int       // consecutive samples with the p99 accept wait above its threshold and not falling
+	waitPrev      float64   // the previous of those samples' p99
 	rateOnlySince time.Time // start of a surge held by the new-connection rate alone
 	queueHigh     held      // accept queue at or above AcceptHighOccupancy
 	synHigh       held      // SYN_RECV at or above its threshold
@@ -183,6 +188,26 @@ func (m *ruleMemory) track(in *input) {
 			m.pingHigh = 0
 		}
 		in.pingSlow = m.pingHigh >= cfg.PingSustain
+	}
+	// A sample with no accept (nil) ends the run: a rising wait needs
+	// Valkey to keep accepting, later and later.
+	if w := v.AcceptWaitP99MS; w != nil {
+		in.acceptWaitThr = cfg.AcceptWaitFloorMS
+		if b := v.AcceptWaitBaselineMS; b != nil {
+			in.acceptWaitThr = max(in.acceptWaitThr, cfg.AcceptWaitFactor**b)
+		}
+		switch {
+		case *w <= in.acceptWaitThr:
+			m.waitHigh = 0
+		case m.waitHigh > 0 && *w < m.waitPrev:
+			m.waitHigh = 1 // high, but falling: start again
+		default:
+			m.waitHigh++
+		}
+		m.waitPrev = *w
+		in.acceptWaitRising = m.waitHigh >= cfg.AcceptWaitSustain
+	} else {
+		m.waitHigh = 0
 	}
 
 	vHigh, pHigh := in.conns.high()
@@ -577,6 +602,20 @@ func rulePingSlow(_ *ruleMemory, in *input, e *evaluation) {
 		return
 	}
 	e.add(Signal{Name: "ping_slow", Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.PingMS, Threshold: in.pingThr, Unit: "ms", PerPortEvidence: true})
+}
+
+// ruleAcceptWait: the p99 accept wait (eBPF) above max(AcceptWaitFactor ×
+// baseline, AcceptWaitFloorMS) and not falling for AcceptWaitSustain
+// samples, while new connections arrive above their threshold. Valkey is
+// taking longer and longer to accept a connection that has already
+// finished its handshake: the queue is building before it overflows.
+// Like ping_slow, never on its own (a slow command stalls accepts too).
+func ruleAcceptWait(_ *ruleMemory, in *input, e *evaluation) {
+	vHigh, pHigh := in.conns.high()
+	if !in.acceptWaitRising || !vHigh && !pHigh {
+		return
+	}
+	e.add(Signal{Name: "accept_wait_rising", Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.AcceptWaitP99MS, Threshold: in.acceptWaitThr, Unit: "ms", PerPortEvidence: true})
 }
 
 // checkRelearn accepts a new steady level of new connections as normal

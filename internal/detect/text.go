@@ -104,6 +104,12 @@ func signalText(s *Signal, v *View) string {
 			base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.PingBaselineMS))
 		}
 		return fmt.Sprintf("PING %s ms%s (clients time out and redial)", fmtMS(s.Value), base)
+	case "accept_wait_rising":
+		base := ""
+		if v.AcceptWaitBaselineMS != nil {
+			base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.AcceptWaitBaselineMS))
+		}
+		return fmt.Sprintf("connections wait %s ms (p99) in the accept queue before Valkey accepts them%s, and rising", fmtMS(s.Value), base)
 	}
 	return fmt.Sprintf("%s %s %s (threshold %s)", s.Name, fmtN(s.Value), s.Unit, fmtN(s.Threshold))
 }

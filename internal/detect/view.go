@@ -131,6 +131,13 @@ type View struct {
 	PingMS         *float64 `json:"ping_ms"`
 	PingBaselineMS *float64 `json:"ping_baseline_ms"`
 
+	// AcceptWaitP99MS is the 99th percentile of how long the
+	// connections Valkey accepted this interval waited in its accept
+	// queue (eBPF source; nil when it is off or nothing was accepted),
+	// and AcceptWaitBaselineMS its level learned in calm.
+	AcceptWaitP99MS      *float64 `json:"accept_wait_p99_ms"`
+	AcceptWaitBaselineMS *float64 `json:"accept_wait_baseline_ms"`
+
 	Forecasts Forecasts `json:"forecasts"`
 
 	// Resets lists counters that went down in this interval (restart,

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
@@ -76,6 +79,15 @@ func (rc *rawConn) idle(ctx context.Context, d time.Duration) error {
 	w := rc.c
 	if dc, ok := w.(*dialer.Conn); ok {
 		w = dc.Conn
+	}
+	if tc, ok := w.(*tls.Conn); ok {
+		err := tlsIdle(ctx, tc, d)
+		if err != nil && ctx.Err() == nil && w != rc.c {
+			// Let the dialer see the loss (see below).
+			var b [1]byte
+			_, _ = rc.c.Read(b[:])
+		}
+		return err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = w.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -147,6 +159,17 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial DialFunc, paceDialErrors bool, observe func(*rawConn)) {
 	sched, _ := backoff.NewSchedule(pol, nil) // validated in Config.Validate
 	churn := r.cfg.Scenario == "churn"
+	// A client that has never been up retries at its strategy's pace
+	// during the run, but during warm-up no faster than a deploy would
+	// restart it (see warmupRetry): the start is not the storm measured.
+	everUp, startFails := false, 0
+	pace := func(d time.Duration) time.Duration {
+		if everUp || !r.warming.Load() {
+			return d
+		}
+		startFails++
+		return max(d, warmupRetry(startFails))
+	}
 	var cc *rawConn
 	defer func() {
 		if cc != nil {
@@ -161,7 +184,7 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 				if paceDialErrors {
 					d = max(d, ErrorPace)
 				}
-				if !sleepCtx(ctx, d) {
+				if !sleepCtx(ctx, pace(d)) {
 					return
 				}
 				continue
@@ -177,12 +200,12 @@ func (r *run) rawClient(ctx context.Context, id int, pol backoff.Policy, dial Di
 			proven := cc.proven
 			cc.c.Close()
 			cc = nil
-			if !proven && !sleepCtx(ctx, sched.Failure()) {
+			if !proven && !sleepCtx(ctx, pace(sched.Failure())) {
 				return
 			}
 			continue
 		}
-		cc.proven = true
+		cc.proven, everUp = true, true
 		sched.Reset()
 		r.rec.pingOK(id, sent)
 		if observe != nil {
@@ -297,4 +320,70 @@ func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawC
 			d.ObserveClients(target, int(n))
 		}
 	}
+}
+
+// warmupRetry is how long a client that has not come up yet waits after
+// its n-th failed start during warm-up: full jitter over 100ms·2^(n-1),
+// capped at 5s, as an orchestrator restarts an instance that failed to
+// start. Without it a fleet whose timeout is shorter than the server's
+// handshake backlog (250 ms over TLS) never finishes starting, and the
+// warm-up becomes the storm.
+func warmupRetry(n int) time.Duration {
+	ceil := 5 * time.Second
+	if n < 7 {
+		ceil = min(ceil, 100*time.Millisecond<<(n-1))
+	}
+	return rand.N(ceil) + time.Millisecond
+}
+
+// tlsIdle is idle for a TLS connection. A Read on the tls.Conn that hits
+// its deadline leaves the connection unusable for the next PING (measured:
+// with Go's crypto/tls against Valkey 8.0.1, half the PINGs of an idle
+// fleet then timed out), so the TLS stream is never read here: the TCP
+// socket below it is watched with MSG_PEEK, which consumes nothing. EOF or
+// an error ends the wait at once (a kill is seen at once, as in
+// plaintext); bytes that arrive (a TLS alert, a session ticket) are left
+// for the next PING's read, and the wait runs out its time.
+func tlsIdle(ctx context.Context, c *tls.Conn, d time.Duration) error {
+	until := time.Now().Add(d)
+	sc, ok := c.NetConn().(syscall.Conn)
+	if !ok {
+		if !sleepCtx(ctx, d) {
+			return ctx.Err()
+		}
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	nc := c.NetConn()
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	_ = nc.SetReadDeadline(until)
+	defer nc.SetReadDeadline(time.Time{})
+	var b [1]byte
+	var n int
+	var rerr error
+	err = raw.Read(func(fd uintptr) bool {
+		n, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return rerr != syscall.EAGAIN
+	})
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil
+	case err != nil:
+		return err
+	case rerr != nil:
+		return rerr
+	case n == 0:
+		return io.EOF
+	}
+	// Data waits: the next PING reads it.
+	if !sleepCtx(ctx, time.Until(until)) {
+		return ctx.Err()
+	}
+	return nil
 }

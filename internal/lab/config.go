@@ -69,6 +69,14 @@ type Config struct {
 	// ConnectTimeout bounds a dial of the lab's own strategies (2s, as
 	// GLIDE); library strategies keep their own defaults.
 	ConnectTimeout time.Duration
+	// WarmupConnectTimeout replaces ConnectTimeout (for the lab's own
+	// strategies and stormguard) until the fleet is up: a fleet whose
+	// connect timeout is too short to start all at once (e.g. 250 ms over
+	// TLS) came up over a rolling deploy in real life. 0: ConnectTimeout.
+	WarmupConnectTimeout time.Duration
+	// Watch, when set, watches the server for the whole run (storm
+	// --defuse auto runs the watch agent); its events go into the result.
+	Watch WatchFunc
 	// CommandTimeout bounds each PING, for every strategy (1s).
 	CommandTimeout time.Duration
 	// PoolSize is the pool-unbounded strategy's connections per client (4).
@@ -204,7 +212,7 @@ func (c Config) Validate() error {
 		field string
 		v     time.Duration
 	}{
-		{"Period", c.Period}, {"ConnectTimeout", c.ConnectTimeout}, {"CommandTimeout", c.CommandTimeout},
+		{"Period", c.Period}, {"ConnectTimeout", c.ConnectTimeout}, {"WarmupConnectTimeout", c.WarmupConnectTimeout}, {"CommandTimeout", c.CommandTimeout},
 		{"WarmupTimeout", c.WarmupTimeout}, {"Hold", c.Hold}, {"Duration", c.Duration},
 		{"Settle", c.Settle}, {"Blip", c.Blip}, {"Stall", c.Stall}, {"Policy.Delay", c.Policy.Delay},
 		{"Policy.Base", c.Policy.Base}, {"Policy.Cap", c.Policy.Cap},

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -24,7 +25,7 @@ func TestGoodputOf(t *testing.T) {
 		}
 		pts = append(pts, Point{TMS: int64(i)*100 + 50, OKCommands: ok})
 	}
-	g := goodputOf(pts, time.Second)
+	g := goodputOf(pts, time.Second, 0)
 	if g.before == nil || *g.before != 1000 {
 		t.Fatalf("before = %v, want 1000/s", g.before)
 	}
@@ -34,7 +35,18 @@ func TestGoodputOf(t *testing.T) {
 	if g.endRatio == nil || *g.endRatio != 1 {
 		t.Errorf("end ratio = %v, want 1", *g.endRatio)
 	}
-	if g := goodputOf(pts[11:], time.Second); g.before != nil || g.minRatio != nil {
+	// The first one-second window at or above 80%: buckets 21..30 after
+	// t0 (4×50 + 6×100 = 800 of 1000), which ends at 30×100+50+100 ms.
+	if g.back80 == nil || *g.back80 != 30*100+50+100 {
+		t.Errorf("back at 80%% = %v, want %d ms", g.back80, 30*100+50+100)
+	}
+	// A disruption that started 300 ms before t0 was marked: the
+	// buckets after it are not "before".
+	pts[8].OKCommands, pts[9].OKCommands = 0, 0
+	if g := goodputOf(pts, time.Second, -300); g.before == nil || math.Abs(*g.before-1000) > 1e-6 {
+		t.Errorf("before with the disruption started at -300ms = %v, want 1000/s (only buckets ending by then)", *g.before)
+	}
+	if g := goodputOf(pts[11:], time.Second, 0); g.before != nil || g.minRatio != nil {
 		t.Errorf("no buckets before the disruption: %+v", g)
 	}
 }

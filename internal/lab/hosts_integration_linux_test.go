@@ -143,12 +143,24 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	scenario := os.Getenv(interruptEnv)
+	scenario, watched := strings.CutSuffix(os.Getenv(interruptEnv), "+watch")
 	// Everything long, so that the interrupt lands while the scenario's
 	// disruption is in force (blip's rule in, restart's server down) or
 	// the fleet is being observed (kill).
-	_, err := Run(ctx, Config{Spawn: &Spawn{Down: time.Minute}, Hosts: 2, Clients: 20, Strategy: "immediate", Scenario: scenario,
-		Hold: 200 * time.Millisecond, Blip: time.Minute, Stall: time.Minute, Settle: time.Minute, Duration: time.Minute, Progress: os.Stdout})
+	cfg := Config{Spawn: &Spawn{Down: time.Minute}, Hosts: 2, Clients: 20, Strategy: "immediate", Scenario: scenario,
+		Hold: 200 * time.Millisecond, Blip: time.Minute, Stall: time.Minute, Settle: time.Minute, Duration: time.Minute, Progress: os.Stdout}
+	if watched {
+		// A watcher (storm --defuse auto's agent, in cmd) is stopped on
+		// every path out of the run: its marker must be gone.
+		cfg.Watch = func(ctx context.Context, s Server) (func() []AgentEvent, error) {
+			dir := filepath.Join(os.TempDir(), fmt.Sprintf("stormguard-lab-watch-sg-%d-", os.Getpid()))
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				return nil, err
+			}
+			return func() []AgentEvent { os.Remove(dir); return nil }, nil
+		}
+	}
+	_, err := Run(ctx, cfg)
 	fmt.Println("run ended:", err)
 }
 
@@ -156,7 +168,7 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 // leaves no namespace, process or address behind, for every scenario.
 func TestIntegrationInterruptCleans(t *testing.T) {
 	sandboxtest.Require(t)
-	for _, sc := range []string{"kill", "blip", "restart", "slow"} {
+	for _, sc := range []string{"kill", "blip", "restart", "slow", "failover", "kill+watch"} {
 		t.Run(sc, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationInterruptHelper$", "-test.v")
 			cmd.Env = append(os.Environ(), interruptEnv+"="+sc)
@@ -203,6 +215,9 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 			}
 			if p := labProcs(pid); len(p) != 0 {
 				t.Errorf("processes left after SIGINT: %v", p)
+			}
+			if m, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("stormguard-lab-watch-sg-%d-", pid))); len(m) != 0 {
+				t.Errorf("the watcher was not stopped on SIGINT: %v", m)
 			}
 			if b, _ := exec.Command("ip", "-o", "addr", "show").CombinedOutput(); strings.Contains(string(b), "10.77.") {
 				t.Errorf("a 10.77.x address leaked into the host's namespace:\n%s", b)

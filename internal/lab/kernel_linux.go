@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -13,25 +14,16 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/procnet"
 )
 
-// readNetstat reads /proc/thread-self/net/netstat on a thread inside the
-// namespace: /proc/self/net follows the thread's namespace only on the
-// thread that entered it.
+// readNetstat reads /proc/net/netstat of the namespace (procnet.ReadFile).
 func readNetstat(nsPath string) (map[string]map[string]uint64, error) {
-	var out map[string]map[string]uint64
-	err := netns.Do(nsPath, func() error {
-		f, err := os.Open("/proc/thread-self/net/netstat")
-		if err != nil {
-			return fmt.Errorf("read netstat: %w", err)
-		}
-		defer f.Close()
-		out, err = procnet.ParseStats(f)
-		return err
-	})
-	return out, err
+	b, err := procnet.ReadFile(nsPath, "netstat")
+	if err != nil {
+		return nil, fmt.Errorf("read netstat: %w", err)
+	}
+	return procnet.ParseStats(bytes.NewReader(b))
 }
 
 // labTable is the nftables table the blip scenario uses; it is separate

@@ -1,15 +1,13 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"time"
 
-	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/procnet"
 )
 
@@ -22,39 +20,42 @@ const ConnectsFromKernel = "kernel: delta of Tcp ActiveOpens (attempts) and Tcp 
 // ConnectsFromHook is the source of the figures for every other strategy.
 const ConnectsFromHook = "dial hook: every network dial of the clients goes through the lab's counting dialer"
 
-// tcpSNMP reads the Tcp section of /proc/net/snmp of one network namespace.
-// The file is opened once on a thread inside the namespace (an open
-// /proc/net file stays bound to the namespace of the thread that opened
-// it) and read again from the start for every sample.
+// tcpSNMP reads the Tcp section of /proc/net/snmp of one network namespace
+// through procnet.Files: opened once on a thread inside the namespace (an
+// open /proc/net file stays bound to the namespace of the thread that
+// opened it) and read again from the start for every sample.
 type tcpSNMP struct {
-	mu sync.Mutex
-	f  *os.File
+	mu    sync.Mutex
+	files *procnet.Files // nil once closed
 }
 
 func openTCPSNMP(nsPath string) (*tcpSNMP, error) {
-	var f *os.File
-	err := netns.Do(nsPath, func() error {
-		var err error
-		f, err = os.Open("/proc/thread-self/net/snmp")
-		return err
-	})
-	if err != nil {
+	path := "/proc/net/snmp" // own namespace: opened by path on each read
+	if nsPath != "" {
+		path = "net/snmp" // relative to /proc/thread-self inside nsPath
+	}
+	s := &tcpSNMP{files: procnet.NewFiles(nsPath, []string{path})}
+	// Open (and check) it now, so a missing namespace fails the run
+	// before it starts.
+	if _, err := s.files.Read(); err != nil {
+		s.files.Close()
 		return nil, fmt.Errorf("open /proc/net/snmp of netns %s: %w", nsPath, err)
 	}
-	return &tcpSNMP{f: f}, nil
+	return s, nil
 }
 
 // read returns the current Tcp counters (ActiveOpens, AttemptFails, …).
 func (s *tcpSNMP) read() (map[string]uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
+	if s.files == nil {
 		return nil, errors.New("read /proc/net/snmp: closed")
 	}
-	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+	bufs, err := s.files.Read()
+	if err != nil {
 		return nil, fmt.Errorf("read /proc/net/snmp: %w", err)
 	}
-	all, err := procnet.ParseStats(s.f)
+	all, err := procnet.ParseStats(bytes.NewReader(bufs[0]))
 	if err != nil {
 		return nil, fmt.Errorf("parse /proc/net/snmp: %w", err)
 	}
@@ -70,9 +71,9 @@ func (s *tcpSNMP) read() (map[string]uint64, error) {
 func (s *tcpSNMP) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f != nil {
-		s.f.Close()
-		s.f = nil
+	if s.files != nil {
+		s.files.Close()
+		s.files = nil
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/procnet"
 )
 
 // snmpText is /proc/net/snmp's Tcp section (6.x layout: MaxConn is -1).
@@ -20,7 +22,8 @@ func snmpText(opens, fails uint64) string {
 }
 
 // fakeSNMP is a tcpSNMP over a regular file the test rewrites, standing
-// in for /proc/net/snmp (which is re-read from the start the same way).
+// in for /proc/net/snmp (procnet.Files reads a path in the own namespace
+// afresh each time).
 func fakeSNMP(t *testing.T, text string) (*tcpSNMP, func(string)) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "snmp")
@@ -30,11 +33,7 @@ func fakeSNMP(t *testing.T, text string) (*tcpSNMP, func(string)) {
 		}
 	}
 	write(text)
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &tcpSNMP{f: f}
+	s := &tcpSNMP{files: procnet.NewFiles("", []string{p})}
 	t.Cleanup(s.close)
 	return s, write
 }

@@ -240,20 +240,29 @@ func (r *recorder) points(from, to, t0 int64) []Point {
 // goodput holds the goodput figures of a result.
 type goodput struct {
 	before, minRatio, endRatio *float64
+	// back80 is when, after t0, the first one-second window whose rate is
+	// at least 80% of before ended (ms after t0); nil if none did.
+	back80 *int64
 }
 
+// GoodputBackShare is the share of the goodput before the disruption that
+// goodput_back_ms waits for.
+const GoodputBackShare = 0.8
+
 // goodputOf computes completed commands per second before the disruption
-// (the whole buckets of the window before t0) and, after it, the lowest
-// and the last one-second window's rate as a ratio of that. pts starts
-// before t0; windows are whole buckets.
-func goodputOf(pts []Point, window time.Duration) goodput {
+// (the whole buckets of the window that end by preEnd, in ms relative to
+// t0, at most 0: the disruption may have started before t0 was marked)
+// and, after t0, the lowest and the last one-second window's rate as a
+// ratio of that, and when the rate was first back to GoodputBackShare of
+// it. pts starts before t0; windows are whole buckets.
+func goodputOf(pts []Point, window time.Duration, preEnd int64) goodput {
 	var g goodput
 	per := int(window / Bucket)
 	var pre []Point
 	var post []Point
 	for _, p := range pts {
 		switch {
-		case p.TMS+Bucket.Milliseconds() <= 0:
+		case p.TMS+Bucket.Milliseconds() <= min(preEnd, 0):
 			pre = append(pre, p)
 		case p.TMS >= 0:
 			post = append(post, p)
@@ -280,7 +289,12 @@ func goodputOf(pts []Point, window time.Duration) goodput {
 	w := min(per, len(post))
 	lo := math.Inf(1)
 	for i := 0; i+w <= len(post); i++ {
-		lo = min(lo, rate(post[i:i+w])/b)
+		r := rate(post[i:i+w]) / b
+		lo = min(lo, r)
+		if g.back80 == nil && w == per && r >= GoodputBackShare {
+			ms := post[i+w-1].TMS + Bucket.Milliseconds()
+			g.back80 = &ms
+		}
 	}
 	end := rate(post[len(post)-w:]) / b
 	g.minRatio, g.endRatio = &lo, &end

@@ -51,6 +51,21 @@ type Result struct {
 	GoodputBefore   *float64 `json:"goodput_before"`
 	GoodputMinRatio *float64 `json:"goodput_min_ratio"`
 	GoodputEndRatio *float64 `json:"goodput_end_ratio"`
+	// GoodputBackMS is when (ms after t0) the first one-second window
+	// with at least 80% of GoodputBefore ended; null if none did.
+	GoodputBackMS *int64 `json:"goodput_back_ms"`
+	// DisruptMS is how long the scenario took from its start to marking
+	// t0 (e.g. until Valkey answered the CLIENT KILL); goodput_before
+	// ends at the start.
+	DisruptMS int64 `json:"disrupt_ms"`
+	// FailoverTo and PromoteMS (failover scenario): the promoted
+	// replica's address and how long after the kill its REPLICAOF NO ONE
+	// was answered.
+	FailoverTo string `json:"failover_to,omitempty"`
+	PromoteMS  *int64 `json:"promote_ms,omitempty"`
+	// AgentEvents are the events of the agent that watched the run
+	// (Config.Watch: storm --defuse auto), times relative to t0.
+	AgentEvents []AgentEvent `json:"agent_events,omitempty"`
 	// Recovered: RecoverQuantile of the clients completed a command sent
 	// after the disruption within Duration (TimeToRecoverMS is then set).
 	Recovered bool `json:"recovered"`

@@ -30,6 +30,13 @@ type run struct {
 	// counters (valkey-glide) see and the lab subtracts.
 	adminDials atomic.Int64
 	kd         *kernelDials // valkey-glide's connects, from the kernel
+	// connectTimeout is the lab strategies' connect timeout now:
+	// WarmupConnectTimeout until the fleet is up, then ConnectTimeout.
+	connectTimeout atomic.Int64
+	// warming is true until every client has come up once.
+	warming atomic.Bool
+	// svc is the service address after a failover (nil: cfg.Target).
+	svc atomic.Pointer[string]
 	// hostDialers dial from the client hosts (Config.Hosts): instance k
 	// runs on host k mod Hosts.
 	hostDialers []*sourceDialer
@@ -37,17 +44,22 @@ type run struct {
 	sb          *sandbox.Sandbox // the run's own server (Spawn)
 	// serverCPUs and clientCPUs are the pinning (Spawn.ServerCPUs).
 	serverCPUs, clientCPUs string
+	tls                    *runTLS  // the run's certificates (Spawn with TLS)
 	cleanup                []func() // run in reverse by close
 }
 
 // adminEndpoint is the admin connection's server: its dial is never a
 // client's, comes from the kernel's choice of source address and is
 // counted in adminDials; TLS and credentials are the run's.
-func (r *run) adminEndpoint() valkeyconn.Endpoint {
-	return valkeyconn.Endpoint{Addr: r.cfg.Target, User: r.cfg.User, Password: r.cfg.Password, TLS: r.cfg.TLSConfig,
+func (r *run) adminEndpoint() valkeyconn.Endpoint { return r.endpoint(r.cfg.Target) }
+
+// endpoint is an admin connection to addr (the target, or the failover
+// scenario's replica).
+func (r *run) endpoint(addr string) valkeyconn.Endpoint {
+	return valkeyconn.Endpoint{Addr: addr, User: r.cfg.User, Password: r.cfg.Password, TLS: r.cfg.TLSConfig,
 		Dial: func(ctx context.Context, _ *net.Dialer) (net.Conn, error) {
 			r.adminDials.Add(1)
-			return r.dialer.from(netip.Addr{})(ctx, "tcp", r.cfg.Target)
+			return r.dialer.from(netip.Addr{})(ctx, "tcp", addr)
 		}}
 }
 
@@ -67,6 +79,10 @@ func (r *run) countedDial(instance int) DialFunc {
 	// failed handshake is a failed connect.
 	base = withTLS(base, r.cfg.TLSConfig)
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == r.cfg.Target {
+			// The service address of the moment (failover).
+			addr = r.target()
+		}
 		r.rec.dial()
 		c, err := base(ctx, network, addr)
 		if err != nil {
@@ -77,9 +93,20 @@ func (r *run) countedDial(instance int) DialFunc {
 }
 
 // timedDial bounds an instance's countedDial by the lab strategies'
-// connect timeout.
+// connect timeout (the warm-up one until the fleet is up).
 func (r *run) timedDial(instance int) DialFunc {
-	return withTimeout(r.countedDial(instance), r.cfg.ConnectTimeout)
+	dial := r.countedDial(instance)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return withTimeout(dial, time.Duration(r.connectTimeout.Load()))(ctx, network, addr)
+	}
+}
+
+// warmupConnectTimeout is the connect timeout until the fleet is up.
+func (c Config) warmupConnectTimeout() time.Duration {
+	if c.WarmupConnectTimeout > 0 {
+		return c.WarmupConnectTimeout
+	}
+	return c.ConnectTimeout
 }
 
 func (r *run) progress(format string, a ...any) {
@@ -129,6 +156,8 @@ func newRun(cfg Config) (*run, error) {
 		return nil, err
 	}
 	r := &run{cfg: cfg}
+	r.connectTimeout.Store(int64(cfg.warmupConnectTimeout()))
+	r.warming.Store(true)
 	r.strategy, _ = strategies.get(cfg.Strategy)
 	r.scenario, _ = scenarios.get(cfg.Scenario)
 	return r, nil
@@ -173,9 +202,12 @@ func (r *run) prepare(ctx context.Context) error {
 		r.res.Target = "spawned " + cfg.Target + " in " + cfg.NetNS
 	}
 	r.adm = &admin{ep: r.adminEndpoint(), stall: cfg.Stall}
-	r.onClose(r.adm.close)
+	r.onClose(func() { r.adm.close() }) // the failover scenario replaces it
 	if err := r.adm.ping(ctx); err != nil {
 		return fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
+	}
+	if cfg.Scenario == "failover" {
+		return r.startReplica(ctx)
 	}
 	return nil
 }
@@ -206,6 +238,10 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 			in.close()
 		}
 	}()
+	stopWatch, err := r.startWatch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
 	if r.strategy.traits(r.cfg).kernelDials {
 		if err := r.countKernelDials(cctx, &wg); err != nil {
 			return nil, err
@@ -224,6 +260,8 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	if err := r.warmUp(ctx, launchErr); err != nil {
 		return nil, err
 	}
+	r.connectTimeout.Store(int64(r.cfg.ConnectTimeout))
+	r.warming.Store(false)
 	if !r.scenario.traits().churn {
 		r.progress("all %d clients up; holding %s", r.cfg.Clients, r.cfg.Hold)
 		if !sleepCtx(ctx, r.cfg.Hold) {
@@ -231,6 +269,7 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	base := r.baseline(ctx)
+	started := time.Now()
 	t0, wait, err := r.disrupt(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.cfg.Scenario, err)
@@ -248,7 +287,11 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	}
 	dials, fails, cmds := r.rec.dials.Load(), r.rec.dialFails.Load(), r.rec.failedCmds.Load()
 	cancel()
-	r.measure(ctx, base, t0, tEnd, dials-base.dials, fails-base.fails, cmds-base.cmds)
+	r.measure(ctx, base, started, t0, tEnd, dials-base.dials, fails-base.fails, cmds-base.cmds)
+	for _, ev := range stopWatch() {
+		ev.TMS = ev.Time.Sub(t0).Milliseconds()
+		r.res.AgentEvents = append(r.res.AgentEvents, ev)
+	}
 	return r.res, nil
 }
 
@@ -416,7 +459,7 @@ func (r *run) observe(ctx context.Context, t0 time.Time) (time.Time, error) {
 }
 
 // measure fills the result from the recorder and the counters.
-func (r *run) measure(ctx context.Context, base baseline, t0, tEnd time.Time, dials, fails, cmds int64) {
+func (r *run) measure(ctx context.Context, base baseline, started, t0, tEnd time.Time, dials, fails, cmds int64) {
 	cfg, res := r.cfg, r.res
 	res.ConnectsSource = ConnectsFromHook
 	if r.kd != nil {
@@ -432,12 +475,15 @@ func (r *run) measure(ctx context.Context, base baseline, t0, tEnd time.Time, di
 	}
 	res.Timeline = r.rec.timelineFrom(r.rec.since(base.at), r.rec.since(tEnd))
 	res.PeakConnectsPerSec, res.PeakConnects1s = peakRates(res.Timeline)
-	// The goodput timeline starts a second before the disruption and
-	// ends with the last whole bucket.
-	t0ns := r.rec.since(t0)
-	res.TimelinePoints = r.rec.points(max(t0ns-int64(time.Second), 1), r.rec.since(tEnd)-int64(Bucket), t0ns)
-	g := goodputOf(res.TimelinePoints, time.Second)
-	res.GoodputBefore, res.GoodputMinRatio, res.GoodputEndRatio = g.before, g.minRatio, g.endRatio
+	// The goodput timeline starts a second before the disruption started
+	// (a kill of thousands of clients may take a while to be answered,
+	// and clients react before t0 is marked) and ends with the last whole
+	// bucket.
+	t0ns, startNS := r.rec.since(t0), r.rec.since(started)
+	res.TimelinePoints = r.rec.points(max(min(startNS, t0ns)-int64(time.Second)-int64(Bucket), 1), r.rec.since(tEnd)-int64(Bucket), t0ns)
+	g := goodputOf(res.TimelinePoints, time.Second, min(startNS-t0ns, 0)/int64(time.Millisecond))
+	res.GoodputBefore, res.GoodputMinRatio, res.GoodputEndRatio, res.GoodputBackMS = g.before, g.minRatio, g.endRatio, g.back80
+	res.DisruptMS = t0.Sub(started).Milliseconds()
 	times := r.rec.recoveryTimes()
 	res.RecoveredClients = len(times)
 	if !r.scenario.traits().churn {

@@ -32,6 +32,7 @@ func init() {
 	scenarios.register(3, "blip", blipScenario{})
 	scenarios.register(4, "churn", churnScenario{})
 	scenarios.register(5, "slow", slowScenario{})
+	scenarios.register(6, "failover", failoverScenario{})
 }
 
 // killScenario: CLIENT KILL TYPE normal SKIPME yes over the admin

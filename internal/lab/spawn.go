@@ -45,6 +45,7 @@ func (r *run) spawn(ctx context.Context) error {
 			return err
 		}
 		r.onClose(t.close) // after the server is gone (close runs in reverse)
+		r.tls = t
 		port := opts.Port
 		if port == 0 {
 			port = 6379

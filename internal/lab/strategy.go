@@ -121,9 +121,9 @@ func (stormguardStrategy) traits(Config) traits {
 }
 
 func (stormguardStrategy) instance(_ context.Context, r *run, k int) (instance, error) {
-	// The same connect timeout as every lab strategy (the dialer's own
-	// default is 5s).
-	d, err := dialer.New(dialer.Options{Dial: r.countedDial(k), DialTimeout: r.cfg.ConnectTimeout})
+	// The same connect timeout as every lab strategy
+	// (the dialer's own default is 5s), the warm-up one until the fleet is up.
+	d, err := dialer.New(dialer.Options{Dial: r.timedDial(k), DialTimeout: max(r.cfg.ConnectTimeout, r.cfg.warmupConnectTimeout())})
 	if err != nil {
 		return nil, fmt.Errorf("stormguard dialer: %w", err)
 	}

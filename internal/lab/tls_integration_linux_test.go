@@ -90,3 +90,26 @@ func TestIntegrationSlowOutside(t *testing.T) {
 		t.Error("no PING timed out during a stall three times the command timeout")
 	}
 }
+
+// TestIntegrationTLSIdleFleet: a TLS fleet that only PINGs loses no
+// command before the disruption. Clients watch their connection between
+// PINGs; a read on the TLS stream that runs into its deadline broke the
+// next PING (half of them failed), so the watch must never read it.
+func TestIntegrationTLSIdleFleet(t *testing.T) {
+	sandboxtest.Require(t)
+	for _, strategy := range []string{"immediate", "stormguard"} {
+		t.Run(strategy, func(t *testing.T) {
+			res := runLab(t, Config{Spawn: &Spawn{}, TLS: true, Clients: 20, Strategy: strategy, Scenario: "kill",
+				Hold: 2 * time.Second, Settle: 200 * time.Millisecond, Duration: 20 * time.Second})
+			checkRecovered(t, res, 20)
+			for _, p := range res.TimelinePoints {
+				if p.TMS+Bucket.Milliseconds() <= 0 && p.FailedCommands > 0 {
+					t.Fatalf("%d commands failed at %d ms, before the kill: an idle TLS fleet must not lose commands", p.FailedCommands, p.TMS)
+				}
+			}
+			if res.KilledClients == nil || *res.KilledClients < 20 || res.FailedCommands < 20 {
+				t.Errorf("killed %v, failed commands %d: every client should see its connection closed", res.KilledClients, res.FailedCommands)
+			}
+		})
+	}
+}

@@ -58,6 +58,9 @@ type Peaks struct {
 	ConntrackCount   uint64
 	ConntrackMax     uint64
 	PingMS           float64
+	// AcceptWaitP99MS is the highest per-sample p99 accept wait (eBPF;
+	// 0 without it).
+	AcceptWaitP99MS float64
 }
 
 // Finding is a checklist finding as recorded in a capture.
@@ -191,6 +194,9 @@ func (a *Analysis) summarise() {
 		maxu(&p.ConntrackMax, v.ConntrackMax)
 		if v.Rates.ValkeyRejectedConnections != nil {
 			p.Rejected += *v.Rates.ValkeyRejectedConnections * v.IntervalS
+		}
+		if v.AcceptWaitP99MS != nil && *v.AcceptWaitP99MS > p.AcceptWaitP99MS {
+			p.AcceptWaitP99MS = *v.AcceptWaitP99MS
 		}
 		if v.PingMS != nil && *v.PingMS > p.PingMS {
 			p.PingMS = *v.PingMS

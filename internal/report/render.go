@@ -137,6 +137,9 @@ func (a *Analysis) PeakRows() [][2]string {
 	if p.ConntrackMax > 0 {
 		rows = append(rows, [2]string{"Conntrack", fmt.Sprintf("%d of %d", p.ConntrackCount, p.ConntrackMax)})
 	}
+	if p.AcceptWaitP99MS > 0 {
+		rows = append(rows, [2]string{"Accept wait (p99, eBPF)", fmt.Sprintf("%.1f ms: connections waited this long in the accept queue before Valkey accepted them", p.AcceptWaitP99MS)})
+	}
 	if p.PingMS > 0 {
 		rows = append(rows, [2]string{"PING", fmt.Sprintf("%.1f ms", p.PingMS)})
 	}

@@ -25,6 +25,7 @@ func writeStormCapture(t *testing.T) string {
 	for i := 0; i < 400; i++ { // 200 s
 		now := t0.Add(time.Duration(i) * 500 * time.Millisecond)
 		depth, clients := uint64(0), uint64(50)
+		wait := 0.4 // ms, eBPF accept wait p99
 		switch {
 		case i >= 300 && i < 330: // 15 s storm
 			opens += 2500
@@ -32,14 +33,16 @@ func writeStormCapture(t *testing.T) string {
 			received += 2500
 			rejected += 100
 			depth, clients = 128, 1000
+			wait = 420
 		default:
 			opens += 10
 			received += 10
 		}
 		s := &sample.Sample{Time: now, Target: "127.0.0.1:6379", Port: 6379, Errors: map[string]string{},
-			Listen:  &sample.Listen{Depth: sample.U64(depth), DepthMax: sample.U64(depth), Limit: sample.U64(128), Sockets: 1},
-			SynRecv: sample.U64(depth),
-			TCP:     &sample.TCP{PassiveOpens: sample.U64(opens), ListenOverflows: sample.U64(overflows), ListenDrops: sample.U64(overflows)},
+			Listen:       &sample.Listen{Depth: sample.U64(depth), DepthMax: sample.U64(depth), Limit: sample.U64(128), Sockets: 1},
+			SynRecv:      sample.U64(depth),
+			AcceptWaitMS: &sample.AcceptWait{P50: sample.F64(wait / 2), P99: sample.F64(wait), Max: sample.F64(wait)},
+			TCP:          &sample.TCP{PassiveOpens: sample.U64(opens), ListenOverflows: sample.U64(overflows), ListenDrops: sample.U64(overflows)},
 			Valkey: &sample.Valkey{ConnectedClients: sample.U64(clients), MaxClients: sample.U64(1000),
 				TotalConnectionsReceived: sample.U64(received), RejectedConnections: sample.U64(rejected), PingMS: sample.F64(0.3)},
 		}
@@ -82,6 +85,9 @@ func TestAnalyzeAndRender(t *testing.T) {
 	if a.Peaks.AcceptDepthMax != 128 || a.Peaks.AcceptLimit != 128 || a.Peaks.Rejected < 1000 {
 		t.Fatalf("peaks %+v", a.Peaks)
 	}
+	if a.Peaks.AcceptWaitP99MS != 420 {
+		t.Fatalf("accept wait peak %.1f ms, want 420 (the storm's p99)", a.Peaks.AcceptWaitP99MS)
+	}
 	if a.Peaks.NewConnRate < 4000 {
 		t.Fatalf("new connection peak %.0f/s, want ≈5000/s", a.Peaks.NewConnRate)
 	}
@@ -110,7 +116,7 @@ func TestAnalyzeAndRender(t *testing.T) {
 	if !strings.Contains(h, `id="timeline"`) {
 		t.Error("HTML lacks the timeline table")
 	}
-	for _, want := range []string{a.Verdict, "storm", "128 of 128"} {
+	for _, want := range []string{a.Verdict, "storm", "128 of 128", "Accept wait (p99, eBPF)", "420.0 ms"} {
 		if !strings.Contains(h, htmlEscape(want)) {
 			t.Errorf("HTML lacks %q", want)
 		}

@@ -36,8 +36,9 @@ type Sampler struct {
 	// should come after FastInterval (the agent's Pace.Fast).
 	Fast func() bool
 	// Wakes ask for a sample before the interval ends: a receive on any
-	// of them starts one at once, but never closer than FastInterval to
-	// the previous one. The accept-queue poller's fires when it sees the
+	// of them starts one at once (the first after a regular sample with
+	// no spacing, published when the Prompt sources have answered; later
+	// ones never closer than FastInterval to the previous sample). The accept-queue poller's fires when it sees the
 	// queue saturate, so a storm is sampled within milliseconds, not at
 	// the next tick (source.Set.Wakes).
 	Wakes []<-chan struct{}
@@ -101,6 +102,21 @@ func (sm *Sampler) derive(s *Sample) {
 	}
 }
 
+// Prompt is implemented by sources that read only kernel state, and so
+// answer within a millisecond or two even while Valkey is stalled. A sample
+// a wake-up asked for is published as soon as every prompt source has
+// answered: the storm that woke the sampler is judged at once, not when
+// the stalled server's source times out. The other sources' parts are
+// left out of that sample (errors say "late") and come with the next one.
+type Prompt interface {
+	Prompt() bool
+}
+
+func isPrompt(src Source) bool {
+	p, ok := src.(Prompt)
+	return ok && p.Prompt()
+}
+
 // deadline returns the per-source deadline.
 func (sm *Sampler) deadline() time.Duration {
 	return sm.deadlineFor(sm.Interval)
@@ -130,13 +146,23 @@ func (sm *Sampler) Once(ctx context.Context) *Sample {
 }
 
 func (sm *Sampler) once(ctx context.Context, deadline time.Duration) *Sample {
-	s := sm.gather(ctx, deadline)
+	return sm.collect(ctx, deadline, false)
+}
+
+// lateReason is the error recorded for a source left out of a wake-up's
+// early sample.
+const lateReason = "late: left out of an early sample asked for by a wake-up"
+
+// collect takes one sample. With promptOnly (a wake-up's sample) it is
+// published once every prompt source has answered (see Prompt).
+func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOnly bool) *Sample {
+	s := sm.gather(ctx, deadline, promptOnly)
 	sm.derive(s)
 	return s
 }
 
 // gather runs every source once, concurrently, within deadline.
-func (sm *Sampler) gather(ctx context.Context, deadline time.Duration) *Sample {
+func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool) *Sample {
 	start := sm.now()
 	s := &Sample{
 		Time:            start,
@@ -165,7 +191,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration) *Sample {
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	results := make(chan result, len(sm.Sources))
-	launched := 0
+	launched, prompt := 0, 0
 	for _, src := range sm.Sources {
 		name := src.Name()
 		sm.mu.Lock()
@@ -181,6 +207,9 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration) *Sample {
 			continue
 		}
 		launched++
+		if isPrompt(src) {
+			prompt++
+		}
 		go func(src Source) {
 			t0 := time.Now()
 			part := &Sample{}
@@ -191,7 +220,23 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration) *Sample {
 			results <- result{name: name, part: part, err: err, took: time.Since(t0)}
 		}(src)
 	}
+	promptOnly = promptOnly && prompt > 0
 	for i := 0; i < launched; i++ {
+		if promptOnly && prompt == 0 {
+			// Every prompt source answered: publish now; the
+			// others' goroutines finish on their own and their
+			// parts are discarded.
+			for _, src := range sm.Sources {
+				name := src.Name()
+				if _, done := s.SourceDurations[name]; done {
+					continue
+				}
+				if _, stale := s.Errors[name]; !stale {
+					s.Errors[name] = lateReason
+				}
+			}
+			return s
+		}
 		select {
 		case r := <-results:
 			s.SourceDurations[r.name] = float64(r.took.Microseconds()) / 1000
@@ -199,6 +244,11 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration) *Sample {
 				s.Errors[r.name] = r.err.Error()
 			}
 			s.merge(r.part)
+			for _, src := range sm.Sources {
+				if src.Name() == r.name && isPrompt(src) {
+					prompt--
+				}
+			}
 		case <-ctx.Done():
 			// Whatever has not answered is recorded as timed out; its
 			// goroutine finishes on its own and its part is discarded.
@@ -260,9 +310,11 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 		}(w)
 	}
 	next := sm.Interval
+	woken, prevWoken := false, false
 	for {
 		start := time.Now()
-		publish(sm.once(ctx, sm.deadlineFor(next)))
+		publish(sm.collect(ctx, sm.deadlineFor(next), woken))
+		prevWoken, woken = woken, false
 		next = sm.Interval
 		if sm.Fast != nil && sm.Fast() {
 			next = fast
@@ -275,9 +327,12 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 		case <-timer.C:
 		case <-wake:
 			timer.Stop()
-			// Woken: sample at once, but keep at least FastInterval
-			// between samples.
-			if wait := time.Until(start.Add(fast)); wait > 0 {
+			// Woken: sample at once (an early sample of the prompt
+			// sources, see Prompt). Only the first wake-up after a
+			// regular sample skips the spacing: after it, keep at
+			// least FastInterval between samples.
+			woken = !prevWoken
+			if wait := time.Until(start.Add(fast)); wait > 0 && !woken {
 				select {
 				case <-ctx.Done():
 					return

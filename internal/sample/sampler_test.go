@@ -188,3 +188,62 @@ func TestSamplerDerivesHandshakePending(t *testing.T) {
 		t.Errorf("third sample: handshake_pending = %v, want 0", got[2])
 	}
 }
+
+// promptSource is a fakeSource that declares itself Prompt.
+type promptSource struct{ fakeSource }
+
+func (*promptSource) Prompt() bool { return true }
+
+// gatedSource blocks in Collect while its gate holds a channel.
+type gatedSource struct {
+	name string
+	gate atomic.Pointer[chan struct{}]
+}
+
+func (g *gatedSource) Name() string { return g.name }
+func (g *gatedSource) Collect(_ context.Context, s *Sample) error {
+	if c := g.gate.Load(); c != nil {
+		<-*c
+	}
+	s.Valkey = &Valkey{ConnectedClients: U64(1)}
+	return nil
+}
+
+// TestSamplerWakePromptSample: a wake-up's sample is published once the
+// prompt (kernel) sources answered, with a stalled Valkey source left out
+// as late, although the deadline is an hour away; regular samples still
+// wait for every source.
+func TestSamplerWakePromptSample(t *testing.T) {
+	vk := &gatedSource{name: "valkey"}
+	wake := make(chan struct{}, 1)
+	samples := make(chan *Sample, 10)
+	sm := &Sampler{Target: "t:1", Interval: time.Hour, FastInterval: time.Hour, Deadline: time.Hour,
+		Sources: []Source{
+			&promptSource{fakeSource{name: "tcp", fill: func(s *Sample) { s.TCP = &TCP{ListenOverflows: U64(9)} }}},
+			vk,
+		},
+		Wakes: []<-chan struct{}{wake}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go sm.Run(ctx, func(s *Sample) { samples <- s })
+	first := <-samples
+	if first.Valkey == nil || first.TCP == nil || len(first.Errors) != 0 {
+		t.Fatalf("regular sample: valkey %v tcp %v errors %v, want both parts", first.Valkey, first.TCP, first.Errors)
+	}
+	stall := make(chan struct{})
+	defer close(stall)
+	vk.gate.Store(&stall)
+	wake <- struct{}{}
+	var s *Sample
+	select {
+	case s = <-samples:
+	case <-ctx.Done():
+		t.Fatal("the wake-up's sample waited for the stalled source")
+	}
+	if s.TCP == nil || *s.TCP.ListenOverflows != 9 {
+		t.Errorf("wake-up sample lacks the prompt source's part: %+v", s.TCP)
+	}
+	if s.Valkey != nil || s.Errors["valkey"] != lateReason {
+		t.Errorf("stalled source: valkey %v, errors.valkey %q, want nil and %q", s.Valkey, s.Errors["valkey"], lateReason)
+	}
+}

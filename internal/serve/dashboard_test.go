@@ -180,10 +180,11 @@ func TestIntegrationDashboard(t *testing.T) {
 		ts := t0.Add(20 * time.Second)
 		s := &sample.Sample{
 			Time: ts, Target: dashTarget, Port: 6379,
-			Listen:  &sample.Listen{DepthMax: sample.U64(64), Limit: sample.U64(64)},
-			SynRecv: sample.U64(131),
-			Valkey:  &sample.Valkey{ConnectedClients: sample.U64(9995), MaxClients: sample.U64(10000), PingMS: sample.F64(2.5)},
-			Errors:  map[string]string{"nic": "unavailable: no ENA driver on lo", "conntrack": "unavailable: nf_conntrack not loaded"},
+			Listen:       &sample.Listen{DepthMax: sample.U64(64), Limit: sample.U64(64)},
+			SynRecv:      sample.U64(131),
+			AcceptWaitMS: &sample.AcceptWait{P50: sample.F64(180), P99: sample.F64(412.5), Max: sample.F64(430)},
+			Valkey:       &sample.Valkey{ConnectedClients: sample.U64(9995), MaxClients: sample.U64(10000), PingMS: sample.F64(2.5)},
+			Errors:       map[string]string{"nic": "unavailable: no ENA driver on lo", "conntrack": "unavailable: nf_conntrack not loaded"},
 		}
 		h.Publish(s, State{Name: "storm", Code: 2, Since: t0.Add(12 * time.Second), Verdict: dashVerdict}, "primary", &detect.View{
 			Time: ts, Target: dashTarget, NewConnRate: f64(1234), NewConnBaseline: f64(40), DroppedRate: f64(310),
@@ -230,6 +231,8 @@ func TestIntegrationDashboard(t *testing.T) {
 		{dashTarget, storm, "conntrack", "– / –", ""}, // unavailable: a dash, never 0
 		{dashTarget, storm, "clients", "9,995 / 10,000", "warn"},
 		{dashTarget, storm, "ping", "2.5 ms", ""},
+		{dashTarget, storm, "acceptwait", "413 ms", ""}, // from the live sample
+		{dashCalm, calm, "acceptwait", "–", ""},         // no eBPF keys: a dash
 		{dashCalm, calm, "acceptq", "0 / 511", ""},
 		{dashCalm, calm, "clients", "12 / 10,000", ""},
 	}

@@ -60,7 +60,10 @@ func TestCalibrateFromLabFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fit, err := Calibrate(context.Background(), DefaultModel(), Fleet{}, obs[:1])
+	// bench/simulate.sh's lab run: 2,000 clients, kill, somaxconn 128,
+	// PINGs every second (2026-12-02, the lab's clients noticing the kill
+	// at once).
+	fit, err := Calibrate(context.Background(), DefaultModel(), Fleet{Period: time.Second}, obs[:1])
 	if err != nil {
 		t.Fatal(err)
 	}

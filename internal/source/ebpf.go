@@ -48,6 +48,10 @@ func ebpfUnavailable(err error) error {
 
 func (*ebpfSource) Name() string { return "ebpf" }
 
+// Prompt implements sample.Prompt: kernel state only, read in about a
+// millisecond, so a wake-up's early sample waits for it.
+func (*ebpfSource) Prompt() bool { return true }
+
 // Wake fires on the watched listener's first overflow (Set.Wakes).
 func (e *ebpfSource) Wake() <-chan struct{} { return e.tr.Wake() }
 

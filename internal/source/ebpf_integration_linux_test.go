@@ -96,10 +96,7 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	}
 	collectEBPF(t, e) // starts the interval measured below
 
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
+	sandboxtest.Freeze(t, sb)
 	const clients = 20
 	const stall = 400 * time.Millisecond
 	waits := make([]time.Duration, clients)
@@ -212,10 +209,7 @@ func TestIntegrationEBPFOverflow(t *testing.T) {
 	}
 	ns0 := *collectTCP(t, tcp).ListenOverflows
 
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
+	sandboxtest.Freeze(t, sb)
 	woke := make(chan time.Duration, 1)
 	go func() {
 		select {

@@ -272,19 +272,7 @@ func TestIntegrationListenQueue(t *testing.T) {
 			}
 			agreeWithSS(t, sb, l)
 
-			if err := sb.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatalf("freeze valkey: %v", err)
-			}
-			thawed := false
-			thaw := func() {
-				if !thawed {
-					thawed = true
-					if err := sb.Signal(syscall.SIGCONT); err != nil {
-						t.Errorf("thaw valkey: %v", err)
-					}
-				}
-			}
-			t.Cleanup(thaw) // before the sandbox's own cleanup (LIFO)
+			thaw := sandboxtest.Freeze(t, sb)
 
 			// Phase 1: final ACKs lost, so the storm's handshakes sit in
 			// SYN_RECV; with SYN cookies on (the default) request sockets

@@ -388,6 +388,10 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 
 func (l *listenq) Name() string { return "listenq" }
 
+// Prompt implements sample.Prompt: kernel state only, read in about a
+// millisecond, so a wake-up's early sample waits for it.
+func (*listenq) Prompt() bool { return true }
+
 // Close stops the poller and closes both sockets. It is safe to call twice.
 func (l *listenq) Close() error {
 	var err error

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,10 +71,7 @@ func benchSandbox(b *testing.B, n int) *sandbox.Sandbox {
 	}
 	holdConns(b, sb, min(n, served))
 	if n > served {
-		if err := sb.Signal(syscall.SIGSTOP); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { sb.Signal(syscall.SIGCONT) })
+		sandboxtest.Freeze(b, sb)
 		holdConns(b, sb, n-served)
 	}
 	return sb

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,10 +69,7 @@ func TestIntegrationTCPStatListenOverflows(t *testing.T) {
 		t.Fatalf("fresh namespace has ListenOverflows %d, want 0: not reading the namespace?", *before.ListenOverflows)
 	}
 
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) }) // thaw before the sandbox goes
+	sandboxtest.Freeze(t, sb)
 
 	// 24 concurrent dials against an accept queue of 4 that nobody
 	// drains: the first few complete in the kernel, the rest have their

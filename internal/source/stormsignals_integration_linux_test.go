@@ -53,10 +53,7 @@ func TestIntegrationListenAbandoned(t *testing.T) {
 		t.Fatalf("listen.abandoned = %d before any client left, want 0", *s.Listen.Abandoned)
 	}
 
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
+	sandboxtest.Freeze(t, sb)
 	const gone, staying = 20, 5
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -50,6 +50,10 @@ func NewTCPStat(c TCPStatConfig) *TCPStat {
 // Name implements sample.Source.
 func (*TCPStat) Name() string { return "tcp" }
 
+// Prompt implements sample.Prompt: kernel state only, read in about a
+// millisecond, so a wake-up's early sample waits for it.
+func (*TCPStat) Prompt() bool { return true }
+
 // Collect implements sample.Source.
 func (s *TCPStat) Collect(_ context.Context, out *sample.Sample) error {
 	tcp, err := s.fetch()

@@ -208,10 +208,7 @@ func TestIntegrationValkeyFrozen(t *testing.T) {
 		t.Fatalf("%d stormguard connections, want 1", len(before))
 	}
 
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
+	sandboxtest.Freeze(t, sb)
 	const deadline = 300 * time.Millisecond
 	for i := 0; i < 6; i++ {
 		v, err, took := collect(s, deadline)
@@ -375,10 +372,7 @@ func TestIntegrationValkeyLongSilenceDrops(t *testing.T) {
 	s := openTest(t, sbTarget(sb), cfg)
 	mustCollect(t, s, 5*time.Second)
 
-	if err := sb.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Signal(syscall.SIGCONT) })
+	sandboxtest.Freeze(t, sb)
 	dropped := false
 	for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && !dropped; {
 		_, err, took := collect(s, 300*time.Millisecond)

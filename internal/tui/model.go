@@ -168,6 +168,10 @@ func (m Model) target(v serve.TargetView, w int) string {
 	b.WriteString(fmt.Sprintf("  %-12s %-22s %-10s %s\n", "drops/s", fl(d.DroppedRate), "overflow/s", fl(d.Rates.ListenOverflows)))
 	b.WriteString(fmt.Sprintf("  %-12s %-22s %-10s %s\n", "clients", pair(d.ConnectedClients, d.MaxClients), "reject/s", fl(d.Rates.ValkeyRejectedConnections)))
 	b.WriteString(fmt.Sprintf("  %-12s %-22s %-10s %s\n", "conntrack", pair(d.ConntrackCount, d.ConntrackMax), "PING ms", fl2(d.PingMS)))
+	if d.AcceptWaitP99MS != nil {
+		// eBPF only: handshake done -> accept(), p99 of the interval.
+		b.WriteString(fmt.Sprintf("  %-12s %-22s %-10s %s\n", "accept wait", fl2(d.AcceptWaitP99MS)+" ms p99", "normal ms", fl2(d.AcceptWaitBaselineMS)))
+	}
 	if v.Sample != nil && len(v.Sample.Errors) > 0 {
 		keys := make([]string, 0, len(v.Sample.Errors))
 		for k := range v.Sample.Errors {

@@ -20,7 +20,8 @@ func fixedFeed(n int) Feed {
 		for i := 0; i < n; i++ {
 			rate, base := 4100.0, 35.0
 			d := detect.View{NewConnRate: &rate, NewConnBaseline: &base, AcceptDepthMax: sample.U64(64), AcceptLimit: sample.U64(64),
-				SynRecv: sample.U64(120), ConnectedClients: sample.U64(998), MaxClients: sample.U64(1000)}
+				SynRecv: sample.U64(120), ConnectedClients: sample.U64(998), MaxClients: sample.U64(1000),
+				AcceptWaitP99MS: sample.F64(412.5), AcceptWaitBaselineMS: sample.F64(0.4)}
 			views = append(views, serve.TargetView{
 				Target: "127.0.0.1:" + string(rune('0'+i)) + "379",
 				State:  serve.State{Name: "storm", Code: 2, Since: time.Now().Add(-12 * time.Second), Verdict: "Connection storm on 127.0.0.1:6379: accept queue full (64/64), 1,230 dropped connections/s, new connections 4,100/s vs 35/s normal."},
@@ -56,7 +57,7 @@ func TestViewFits80x24(t *testing.T) {
 			t.Errorf("line %d is %d cells wide: %q", i, w, l)
 		}
 	}
-	for _, want := range []string{"127.0.0.1:0379", "STORM", "64/64", "998/1000", "4100 (base 35)", "unavailable: nic"} {
+	for _, want := range []string{"127.0.0.1:0379", "STORM", "64/64", "998/1000", "4100 (base 35)", "unavailable: nic", "412.50 ms p99"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("view lacks %q:\n%s", want, out)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
@@ -285,7 +286,9 @@ func (p *pool) client(ctx context.Context, d dialer, o poolOpts) {
 			return
 		}
 		if o.backoff > 0 {
-			sleep(ctx, time.Duration(rand.Int64N(int64(o.backoff))))
+			// U(0, backoff) before each redial: full jitter with its cap at
+			// the base, so every attempt draws from the same window.
+			sleep(ctx, backoff.FullJitter{Base: o.backoff, Cap: o.backoff}.Delay(1, 0, nil))
 		} else if err != nil && !isTimeout(err) {
 			// Connection refused while the server is down: a real
 			// client without backoff spins; 10 ms keeps the box usable.

@@ -8,6 +8,8 @@ package sandboxtest
 import (
 	"context"
 	"os"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/stormguard/stormguard/internal/sandbox"
@@ -58,4 +60,29 @@ func New(t testing.TB, opts sandbox.Options) *sandbox.Sandbox {
 		}
 	})
 	return sb
+}
+
+// Freeze stops sb's valkey-server (SIGSTOP): it accepts and answers
+// nothing while the kernel keeps completing handshakes into its accept
+// queue, the project's usual way to make a storm. The returned thaw
+// (SIGCONT) may be called any number of times; it also runs when the test
+// ends, before the sandbox is removed (a failed thaw is reported only when
+// called by the test: at cleanup the server may already be gone).
+func Freeze(t testing.TB, sb *sandbox.Sandbox) (thaw func()) {
+	t.Helper()
+	if err := sb.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("freeze valkey-server: %v", err)
+	}
+	var once sync.Once
+	cont := func() error {
+		var err error
+		once.Do(func() { err = sb.Signal(syscall.SIGCONT) })
+		return err
+	}
+	t.Cleanup(func() { _ = cont() })
+	return func() {
+		if err := cont(); err != nil {
+			t.Errorf("thaw valkey-server: %v", err)
+		}
+	}
 }

@@ -1,0 +1,43 @@
+//go:build linux
+
+package lab
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+// TestIntegrationFailover kills the primary of a primary + replica pair
+// and checks that the lab promoted the replica and that every client — a
+// lab strategy, go-redis and valkey-go with their defaults — completed
+// PINGs again. Only the promoted replica can answer them: the old primary
+// is dead and never restarted.
+func TestIntegrationFailover(t *testing.T) {
+	sandboxtest.Require(t)
+	for _, tc := range []struct {
+		strategy string
+		tls      bool
+		hosts    int
+	}{
+		{strategy: "immediate"},
+		{strategy: "go-redis"},
+		{strategy: "valkey-go"},
+		{strategy: "full-jitter", tls: true, hosts: 2},
+	} {
+		t.Run(tc.strategy, func(t *testing.T) {
+			const clients = 30
+			res := runLab(t, Config{Spawn: &Spawn{}, TLS: tc.tls, Hosts: tc.hosts, Clients: clients, Strategy: tc.strategy,
+				Scenario: "failover", Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second})
+			checkRecovered(t, res, clients)
+			if !strings.HasSuffix(res.FailoverTo, ":6380") || res.PromoteMS == nil {
+				t.Errorf("failover_to %q, promote_ms %v: want the replica on :6380 promoted", res.FailoverTo, res.PromoteMS)
+			}
+			if !res.ValkeyCountersReset {
+				t.Error("valkey_counters_reset is false: the counters after a failover are the new primary's")
+			}
+		})
+	}
+}
