@@ -8,7 +8,9 @@
 #
 #   TestBenchWatchDetectionLatency  first kernel listen overflow (independent
 #                                   2 ms poller of the namespace's netstat) →
-#                                   agent's storm state, STORMS storms (12)
+#                                   agent's storm state, STORMS storms (12);
+#                                   also from before the burst (upper bound);
+#                                   eBPF on unless STORMGUARD_EBPF=0
 #   TestBenchWatchEarlyWarning      ramping connection rate against a Valkey
 #                                   that stalls: surge lead over the first
 #                                   overflow, RAMPS runs (5)

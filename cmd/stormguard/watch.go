@@ -186,7 +186,10 @@ func (o *watchOpts) serveHTTP(h http.Handler, log *slog.Logger) (*http.Server, e
 	if err != nil {
 		return nil, fmt.Errorf("listen on --http %s: %w", o.httpAddr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// Idle keep-alive connections are closed after two minutes (longer
+	// than any scrape interval), so clients that open connections and
+	// leave them idle cannot pile up memory in the agent.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{o.httpAddr}, WebConfigFile: &o.webConfigFile}
 	go func() {
 		if err := web.Serve(ln, srv, webFlags, log); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -20,11 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/agent"
 	"github.com/stormguard/stormguard/internal/detect"
 	"github.com/stormguard/stormguard/internal/listentrace"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 // The watch agent's benchmarks (bench/watch.sh; figures in
@@ -497,7 +499,34 @@ func TestBenchWatchCost(t *testing.T) {
 					costRun(t, b.name, b.path, sb, vpid, n, iv, secs)
 				}
 			}
+			if n > 0 {
+				referenceDumps(t, sb)
+			}
 		})
+	}
+}
+
+// referenceDumps takes three socket dumps as the agent's attribution does
+// (Set.Peers, the agent's 2 s deadline and 50,000 limit) and reports
+// whether each was complete: the calm reference must not depend on a dump
+// finishing within a sample's deadline, so it must finish within its own.
+func referenceDumps(t *testing.T, sb *sandbox.Sandbox) {
+	a, err := addr.Parse(sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	set := source.Open(ctx, source.Options{Target: source.Target{Addr: a, NetNS: sb.NetNS}, ListenPoll: -1, NoEBPF: true})
+	defer set.Close()
+	for i := range 3 {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		d, err := set.Peers(dctx, 50000)
+		cancel()
+		if err != nil {
+			t.Logf("RESULT reference dump %d: %v; load %s", i+1, err, load())
+			continue
+		}
+		t.Logf("RESULT reference dump %d: %d sockets, truncated %v, %s (deadline 2s); load %s", i+1, len(d.Peers), d.Truncated, d.Took.Round(time.Millisecond), load())
 	}
 }
 

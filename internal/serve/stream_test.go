@@ -3,6 +3,7 @@ package serve
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -67,18 +68,36 @@ func TestStreamBounded(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
 	ok, refused := 0, 0
+	var refusedConn net.Conn
+	// Closed before srv.Close (which waits for open streams) even when
+	// the test fails half way.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	for i := 0; i < clients; i++ {
-		switch _, code := openStream(t, addr); code {
+		c, code := openStream(t, addr)
+		conns = append(conns, c)
+		switch code {
 		case http.StatusOK:
 			ok++
 		case http.StatusServiceUnavailable:
 			refused++
+			refusedConn = c
 		default:
 			t.Fatalf("client %d: status %d", i, code)
 		}
 	}
 	if ok != limit || refused != clients-limit {
 		t.Fatalf("%d streams, %d refused; want %d and %d", ok, refused, limit, clients-limit)
+	}
+	// The server closes a refused connection (an idle connection per
+	// refused client would cost the agent memory): the client reads EOF.
+	_ = refusedConn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.Copy(io.Discard, refusedConn); err != nil {
+		t.Fatalf("refused connection not closed by the server: %v", err)
 	}
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil || resp.StatusCode != http.StatusOK {
