@@ -68,7 +68,6 @@ func TestStormBadInput(t *testing.T) {
 		{"failover with glide", []string{"--spawn", "--scenario", "failover", "--clients", "5", "--strategy", "valkey-glide"}, "valkey-glide"},
 		{"failover with auth", []string{"--spawn", "--scenario", "failover", "--setup", "auth", "--clients", "5", "--strategy", "immediate"}, "--setup auth"},
 		{"negative warm-up connect timeout", []string{"--spawn", "--warmup-connect-timeout", "-1s", "--clients", "5", "--strategy", "immediate"}, "--warmup-connect-timeout must not be negative"},
-		{"redis-py needs instances", []string{"--spawn", "--clients", "100", "--strategy", "redis-py"}, "--instances of at most 64"},
 		{"redis-py needs a namespace", []string{"--target", "127.0.0.1:6379", "--clients", "10", "--instances", "2", "--strategy", "redis-py"}, "--netns"},
 		{"stray argument", []string{"now", "--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate"}, "now"},
 	}

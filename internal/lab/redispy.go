@@ -40,8 +40,6 @@ func (redisPyStrategy) check(c Config) error {
 	case !c.netnsKnown():
 		return bad("NetNS", "redis-py dials from its own process, where the lab cannot count dials; it counts them in the "+
 			"kernel counters of the server's network namespace instead: give {NetNS} or {Spawn}")
-	case c.Instances > redisPyMaxInstances || c.Instances == 0 && c.Clients > redisPyMaxInstances:
-		return bad("Instances", "redis-py runs one Python process per instance: give {Instances} of at most %d (the clients share each instance's pool)", redisPyMaxInstances)
 	case c.TLS:
 		return bad("TLS", "redis-py does not run with {TLS} in the lab yet")
 	case c.Hosts > 0:
@@ -55,19 +53,31 @@ func (redisPyStrategy) check(c Config) error {
 }
 
 func (redisPyStrategy) traits(cfg Config) traits {
-	// A pool may hold a connection per thread; the process's pipes.
-	per := 1
-	if cfg.Instances > 0 {
-		per = (cfg.Clients + cfg.Instances - 1) / cfg.Instances
-	}
-	return traits{connsPerClient: 1, fdsPerInstance: 4 + per, kernelDials: true, ownSource: true}
+	// The processes' pipes; their connections are the clients'.
+	return traits{connsPerClient: 1, fdsPerInstance: 4, kernelDials: true, ownSource: true}
 }
 
+// redisPyProcs is how many Python processes a run starts: one per
+// instance, at most redisPyMaxInstances; beyond that, instances share the
+// processes (and their pools) round-robin.
+func redisPyProcs(cfg Config) int { return max(1, min(cfg.Instances, redisPyMaxInstances)) }
+
 func (redisPyStrategy) instance(ctx context.Context, r *run, k int) (instance, error) {
-	workers := (k+1)*r.cfg.Clients/r.cfg.Instances - k*r.cfg.Clients/r.cfg.Instances
-	p, err := startRedisPy(r, max(workers, 1))
-	if err != nil {
-		return nil, err
+	n := redisPyProcs(r.cfg)
+	r.pyMu.Lock()
+	defer r.pyMu.Unlock()
+	if r.py == nil {
+		r.py = make([]*redisPy, n)
+	}
+	p := r.py[k%n]
+	if p == nil {
+		// The process's threads: every client of the instances it serves.
+		workers := (r.cfg.Clients + n - 1) / n
+		var err error
+		if p, err = startRedisPy(r, workers); err != nil {
+			return nil, err
+		}
+		r.py[k%n] = p
 	}
 	return libInstance{r, p}, nil
 }
