@@ -345,7 +345,7 @@ func (c *Conn) lostStable(err error) {
 	c.mu.Unlock()
 	d, t := c.d, c.t
 	d.mu.Lock()
-	d.markLoss(t, d.o.Now())
+	d.markLoss(t, d.o.Now(), err)
 	d.emit(t, EventConnLost, 0, err)
 	d.mu.Unlock()
 }

@@ -45,6 +45,11 @@ type target struct {
 	// lostAt is when a connection to the target was last lost or failed;
 	// dials in the reconnect window after it are spread over the window.
 	lostAt time.Time
+	// soft: the episode since lostAt has seen only timeouts, which a
+	// slow or loaded server causes as well as a fleet-wide outage; its
+	// window is at most ReconnectWindow until a close or reset by the
+	// server (or congestion) says more.
+	soft bool
 	// observed is the server's connected_clients last reported through
 	// ObserveClients (0 = none).
 	observed int
@@ -123,6 +128,9 @@ func (d *Dialer) window(t *target) time.Duration {
 	}
 	if fleet > 0 {
 		base = time.Duration(float64(fleet) / d.o.AcceptRate * float64(time.Second))
+		if t.soft {
+			base = min(base, d.o.ReconnectWindow)
+		}
 	}
 	return min(max(base, t.learned), d.o.MaxReconnectWindow)
 }
@@ -149,9 +157,25 @@ func (d *Dialer) congestion(t *target) {
 // back of a new, longer window and leave the server idle while the last
 // of them wait (the long recovery tails of the first fleet-sized dialer).
 // Called with mu held.
-func (d *Dialer) markLoss(t *target, now time.Time) {
+//
+// err says what was lost. A close or reset by the server (EOF, RST, a
+// refused connect, a maxclients rejection) is what a restart, failover or
+// CLIENT KILL does to the whole fleet at once: the window is sized for the
+// fleet. A timeout alone is ambiguous — a loaded server answering late
+// looks the same to one client — so an episode of timeouts keeps the
+// smaller ReconnectWindow; its failures still double the window
+// (congestion), so a real outage (a blip: the redials time out too) still
+// spreads the fleet, while a slow server does not cost every client that
+// timed out a fleet-sized wait (at 10,000 lab clients that wait turned
+// load-induced timeouts into a steady reconnect storm).
+func (d *Dialer) markLoss(t *target, now time.Time, err error) {
+	soft := isTimeout(err)
 	if t.lostAt.IsZero() || !now.Before(t.lostAt.Add(d.window(t))) {
-		t.lostAt = now
+		t.lostAt, t.soft = now, soft
+		return
+	}
+	if !soft {
+		t.soft = false
 	}
 }
 
@@ -371,7 +395,7 @@ func (d *Dialer) refuse(t *target) {
 func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
 	now := d.o.Now()
 	t.failures++
-	d.markLoss(t, now)
+	d.markLoss(t, now, err)
 	d.congestion(t)
 	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
 	t.prevDelay = delay

@@ -69,7 +69,11 @@
 // was learned by a quarter each, so a window grown in one storm protects
 // the next one (a restart loop, a flapping failover) and then returns to
 // the fleet-sized value. None of it depends on how old the lost
-// connection was.
+// connection was. What was lost matters: a close or reset by the server
+// (a restart, failover or CLIENT KILL hits every client at once) gets the
+// fleet-sized window, while an episode of timeouts alone (as likely a
+// loaded server answering late as an outage) keeps ReconnectWindow until
+// failures double it or the server closes a connection.
 //
 // Share one *Dialer across every client of a process: its per-target state
 // is the point. It holds no package-level state, so tests and libraries

@@ -2,6 +2,7 @@ package dialer
 
 import (
 	"errors"
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -111,17 +112,20 @@ func TestWindowSizedFromFleet(t *testing.T) {
 
 // TestWindowRegardlessOfAge: a connection lost before it was stable (a
 // restart loop, a flapping failover), or one whose read timed out (a
-// blip), gets the window too: connection age does not switch protection
-// off.
+// blip, or a slow server), gets the window too: connection age does not
+// switch protection off. A timeout alone gets at most ReconnectWindow
+// (see TestWindowTimeoutsAreSoft).
 func TestWindowRegardlessOfAge(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	for _, tt := range []struct {
-		name string
-		lose func(r *Reservation)
+		name   string
+		lose   func(r *Reservation)
+		lo, hi time.Duration // the longest wait drawn must fall in [lo, hi)
 	}{
-		{"lost after handshake, before stable", func(r *Reservation) { r.Lost(errors.New("EOF")) }},
-		{"lost before handshake", func(r *Reservation) { r.Lost(errors.New("EOF")) }},
-		{"timeout on a stable connection", func(r *Reservation) { r.Stable(); r.Lost(errTimeout{}) }},
+		{"lost after handshake, before stable", func(r *Reservation) { r.Lost(errors.New("EOF")) }, time.Second, time.Hour},
+		{"lost before handshake", func(r *Reservation) { r.Lost(errors.New("EOF")) }, time.Second, time.Hour},
+		{"timeout on a stable connection", func(r *Reservation) { r.Stable(); r.Lost(errTimeout{}) },
+			900 * time.Millisecond, DefaultReconnectWindow},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			d, clk := newClocked(t, Options{FleetSize: 4000})
@@ -136,10 +140,41 @@ func TestWindowRegardlessOfAge(t *testing.T) {
 			}
 			tt.lose(r)
 			_, hi := spreadAfterLoss(t, d, addr, 200)
-			if hi < time.Second {
-				t.Errorf("redials after the loss wait at most %s; want spread over the 2s+ window", hi)
+			if hi < tt.lo || hi >= tt.hi {
+				t.Errorf("redials after the loss wait at most %s; want that within [%s, %s)", hi, tt.lo, tt.hi)
 			}
 		})
+	}
+}
+
+// TestWindowTimeoutsAreSoft: an episode of timeouts (a loaded server
+// answering late looks like that to each client) keeps the window at
+// ReconnectWindow however large the fleet; a close by the server in the
+// same episode gives it the fleet-sized window.
+func TestWindowTimeoutsAreSoft(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 10000, BreakerThreshold: -1, Backoff: backoff.Immediate{}}) // 5s for the fleet
+	a := connectHealthy(t, d, clk, addr)
+	b := connectHealthy(t, d, clk, addr)
+	a.Lost(errTimeout{})
+	if w := d.Stats(addr).Window; w != DefaultReconnectWindow {
+		t.Fatalf("window after a timeout: %s, want ReconnectWindow %s", w, DefaultReconnectWindow)
+	}
+	b.Lost(io.EOF) // the server closed the other connection: a fleet-wide event
+	if w := d.Stats(addr).Window; w != 5*time.Second {
+		t.Fatalf("window after a close in the same episode: %s, want the fleet's 5s", w)
+	}
+
+	// A slow first PING (timeout before the handshake) doubles a soft
+	// window from ReconnectWindow, not from the fleet's 5s.
+	d, clk = newClocked(t, Options{FleetSize: 10000, BreakerThreshold: -1, Backoff: backoff.Immediate{}})
+	connectHealthy(t, d, clk, addr).Lost(errTimeout{})
+	r, _ := d.Reserve(addr)
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, nil)
+	r.Lost(errTimeout{}) // no reply: overload
+	if w := d.Stats(addr).Window; w != 2*DefaultReconnectWindow {
+		t.Errorf("window after a slow first PING: %s, want 2×ReconnectWindow", w)
 	}
 }
 
