@@ -66,6 +66,8 @@ for i in range(1, runs + 1):
         ag = []
         for e in r.get("agent_events") or []:
             ev = e["event"]
+            if ev.get("type") not in ("state", "defuse"):
+                continue
             what = ev.get("to") if ev.get("type") == "state" else f"{ev.get('action')} {ev.get('mitigation', {}).get('action', '')}"
             ag.append(f"{e['t_ms'] / 1000:+.1f}s {what}")
         fleet = {"immediate": "immediate", "stormguard": "stormguard dialer", "defuse": "immediate + watch --defuse auto"}[name]

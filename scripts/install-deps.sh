@@ -18,6 +18,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 # cgo (make build-glide, the valkey-glide storm strategy's tests) needs a C
 # compiler and the C library headers.
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
+# The lab's redis-py strategy runs Debian's python3-redis (redis-py 4.3).
+/usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
 # Headless browser for the dashboard test (internal/serve TestIntegrationDashboard).
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 # `make generate` only (./scripts/install-deps.sh generate): clang and the

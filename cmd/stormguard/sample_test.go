@@ -1,12 +1,13 @@
 package main
 
 import (
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
 // runCLI runs stormguard in-process and returns stdout, the error main
@@ -17,19 +18,8 @@ func runCLI(t *testing.T, args ...string) (stdout, msg string, code int, took ti
 	return r.Stdout, r.Msg, r.Code, r.Took
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
-}
-
 func TestSampleErrors(t *testing.T) {
-	refused := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	refused := "127.0.0.1:" + strconv.Itoa(sandboxtest.FreePort(t))
 	tests := []struct {
 		name   string
 		args   []string
@@ -81,7 +71,7 @@ func TestSampleBinaryStderr(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v %s", err, out)
 	}
-	cmd := exec.Command(bin, "sample", "--valkey", "valkey://:pw-x@127.0.0.1:"+strconv.Itoa(freePort(t)))
+	cmd := exec.Command(bin, "sample", "--valkey", "valkey://:pw-x@127.0.0.1:"+strconv.Itoa(sandboxtest.FreePort(t)))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()

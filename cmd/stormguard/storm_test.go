@@ -62,6 +62,13 @@ func TestStormBadInput(t *testing.T) {
 		{"rtt without hosts", []string{"--spawn", "--rtt", "1ms", "--clients", "5", "--strategy", "immediate"}, "give --hosts"},
 		{"unknown setup", []string{"--spawn", "--setup", "tls", "--clients", "5", "--strategy", "immediate"}, "--setup: unknown setup"},
 		{"auth without a user", []string{"--target", "127.0.0.1:6379", "--setup", "auth", "--clients", "5", "--strategy", "immediate"}, "--setup auth needs an ACL user"},
+		{"unknown defuse mode", []string{"--spawn", "--defuse", "on", "--clients", "5", "--strategy", "immediate"}, `--defuse "on": want off or auto`},
+		{"defuse auto without a namespace", []string{"--target", "127.0.0.1:6379", "--defuse", "auto", "--clients", "5", "--strategy", "immediate"}, "--defuse auto arms rules in the server's namespace"},
+		{"failover without spawn", []string{"--target", "127.0.0.1:6379", "--scenario", "failover", "--clients", "5", "--strategy", "immediate"}, "the failover --scenario starts a replica next to the lab's own server: give --spawn"},
+		{"failover with glide", []string{"--spawn", "--scenario", "failover", "--clients", "5", "--strategy", "valkey-glide"}, "valkey-glide"},
+		{"failover with auth", []string{"--spawn", "--scenario", "failover", "--setup", "auth", "--clients", "5", "--strategy", "immediate"}, "--setup auth"},
+		{"negative warm-up connect timeout", []string{"--spawn", "--warmup-connect-timeout", "-1s", "--clients", "5", "--strategy", "immediate"}, "--warmup-connect-timeout must not be negative"},
+		{"redis-py needs a namespace", []string{"--target", "127.0.0.1:6379", "--clients", "10", "--instances", "2", "--strategy", "redis-py"}, "--netns"},
 		{"stray argument", []string{"now", "--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate"}, "now"},
 	}
 	for _, tt := range tests {

@@ -46,7 +46,7 @@ func TestIntegrationWatchSignals(t *testing.T) {
 		t.Fatalf("build: %v %s", err, out)
 	}
 	events := filepath.Join(dir, "events.jsonl")
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", sandboxtest.FreePort(t))
 	cmd := exec.Command(bin, "watch", "--valkey", sb.Addr(), "--netns", sb.NetNS, "--interval", "100ms",
 		"--events", events, "--http", httpAddr)
 	var stderr sandboxtest.Buffer

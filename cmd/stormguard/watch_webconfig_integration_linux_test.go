@@ -87,7 +87,7 @@ func TestIntegrationWatchWebConfig(t *testing.T) {
 	}
 	start := func(args ...string) (string, *sandboxtest.Buffer) {
 		t.Helper()
-		httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		httpAddr := fmt.Sprintf("127.0.0.1:%d", sandboxtest.FreePort(t))
 		cmd := exec.Command(bin, append([]string{"watch", "--valkey", sb.Addr(), "--netns", sb.NetNS, "--http", httpAddr}, args...)...)
 		var stderr sandboxtest.Buffer
 		cmd.Stderr = &stderr

@@ -60,6 +60,13 @@ type Agent struct {
 	// scanner rescans every DiscoverEvery; its memo spares a rescan the
 	// per-descriptor walk of a server with many clients.
 	scanner discover.Scanner
+	// defuseMu guards stopping and the Add side of defuseWork: once Run
+	// stops, no new arming starts, and the ones under way are waited for
+	// before auto mode's mitigations are reverted (an arming that raced
+	// the stop used to be applied after the revert and left behind).
+	defuseMu   sync.Mutex
+	stopping   bool
+	defuseWork sync.WaitGroup
 }
 
 type runner struct {
@@ -114,6 +121,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.discoverLoop(ctx)
 	}
 	if a.o.AutoDefuse != nil {
+		a.defuseMu.Lock()
+		a.stopping = true
+		a.defuseMu.Unlock()
+		a.defuseWork.Wait()
 		// Take back what auto mode armed; the kernel would expire it
 		// anyway, but a clean stop leaves nothing behind.
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -190,10 +190,19 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 		st.mu.Unlock()
 		return
 	}
+	a.defuseMu.Lock()
+	if a.stopping {
+		a.defuseMu.Unlock()
+		st.mu.Unlock()
+		return
+	}
+	a.defuseWork.Add(1)
+	a.defuseMu.Unlock()
 	st.busy = true
 	st.mu.Unlock()
 	// Netlink and CONFIG SET take milliseconds: never on the sampling path.
 	go func() {
+		defer a.defuseWork.Done()
 		work()
 		st.mu.Lock()
 		st.busy = false

@@ -257,10 +257,18 @@ func startAgentInto(tb testing.TB, sb *sandbox.Sandbox, rec *watchRec, interval 
 	hub = serve.NewHub(source.Names(), 100, 100)
 	o := agent.Options{
 		Targets:  []source.Target{{Addr: a, NetNS: sb.NetNS}},
-		Interval: interval, Hub: hub, OnSample: rec.onSample,
+		Interval: interval, Hub: hub,
 	}
 	if adjust != nil {
 		adjust(&o)
+	}
+	// rec sees every sample; a test's own OnSample (set by adjust) too.
+	own := o.OnSample
+	o.OnSample = func(s *sample.Sample, st detect.State) {
+		rec.onSample(s, st)
+		if own != nil {
+			own(s, st)
+		}
 	}
 	ag, err := agent.New(o)
 	if err != nil {
@@ -284,6 +292,22 @@ func startAgentInto(tb testing.TB, sb *sandbox.Sandbox, rec *watchRec, interval 
 		time.Sleep(50 * time.Millisecond)
 	}
 	return hub, stop
+}
+
+// waitSamples waits until rec holds at least n samples.
+func waitSamples(tb testing.TB, rec *watchRec, n int, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := len(rec.samplesSince(time.Time{}))
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d samples in %s, want %d", got, timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // freezeStorm makes a storm: Valkey frozen (SIGSTOP) while clients

@@ -88,6 +88,19 @@ func decodeStream(data []byte) []*sample.Sample {
 			s.NetNSOtherListeners = &n
 			s.Mitigation = &sample.Mitigation{Armed: 1, Dropped: next(22)}
 		}
+		if flags&128 != 0 {
+			// The eBPF accept wait: values, NaN and ±Inf p99s.
+			var p99 *float64
+			switch r.u8() % 4 {
+			case 1:
+				p99 = sample.F64(float64(r.u16()) / 10)
+			case 2:
+				p99 = sample.F64(math.NaN())
+			case 3:
+				p99 = sample.F64(math.Inf(int(r.u8()%2)*2 - 1))
+			}
+			s.AcceptWaitMS = &sample.AcceptWait{P99: p99}
+		}
 		if flags&32 != 0 {
 			s = nil
 		}

@@ -32,8 +32,8 @@ func (failoverScenario) check(c Config) error {
 	switch {
 	case c.Spawn == nil:
 		return bad("Scenario", "the failover {Scenario} starts a replica next to the lab's own server: give {Spawn}")
-	case c.Strategy == GLIDEStrategy:
-		return bad("Strategy", "the failover {Scenario} moves the service address under the lab's dial, which valkey-glide does not use")
+	case c.Strategy == GLIDEStrategy || c.Strategy == RedisPyStrategy:
+		return bad("Strategy", "the failover {Scenario} moves the service address under the lab's dial, which %s does not use", c.Strategy)
 	case c.Setup == "auth":
 		return bad("Setup", "the failover {Scenario} does not support {Setup} auth yet (the replica would need the run's ACL file and masterauth)")
 	}

@@ -138,7 +138,7 @@ func TestGlideAvailableStrategies(t *testing.T) {
 		t.Errorf("%s is not last in the comparison order: %v", GLIDEStrategy, all)
 	}
 	want := []string{"immediate", "fixed", "glide", "full-jitter", "equal-jitter", "decorrelated",
-		"stormguard", "pool-unbounded", "go-redis", "valkey-go", GLIDEStrategy}
+		"stormguard", "pool-unbounded", "go-redis", "valkey-go", RedisPyStrategy, GLIDEStrategy}
 	if !slices.Equal(all, want) {
 		t.Errorf("Strategies() = %v, want %v", all, want)
 	}

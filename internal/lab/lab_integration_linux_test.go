@@ -87,7 +87,7 @@ func derefU(p *uint64) any {
 func checkRecovered(t *testing.T, res *Result, clients int) {
 	t.Helper()
 	conns := clients
-	if res.Strategy == "go-redis" || res.Strategy == "valkey-go" || res.Strategy == GLIDEStrategy {
+	if res.Strategy == "go-redis" || res.Strategy == "valkey-go" || res.Strategy == GLIDEStrategy || res.Strategy == RedisPyStrategy {
 		// An instance's goroutines share the library's connections
 		// (valkey-go multiplexes all of them over one).
 		conns = res.Instances

@@ -35,6 +35,9 @@ type run struct {
 	connectTimeout atomic.Int64
 	// warming is true until every client has come up once.
 	warming atomic.Bool
+	// py are the redis-py strategy's Python processes.
+	pyMu sync.Mutex
+	py   []*redisPy
 	// svc is the service address after a failover (nil: cfg.Target).
 	svc atomic.Pointer[string]
 	// hostDialers dial from the client hosts (Config.Hosts): instance k

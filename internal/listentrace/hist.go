@@ -28,10 +28,11 @@ type Counters struct {
 	// SYNsFull counts SYNs that arrived while an accept queue of the
 	// port was full: each was dropped as a listen overflow.
 	SYNsFull uint64
-	// Drops is the summed drop counter (sk_drops) of the port's
-	// listening sockets seen so far, counted by the kernel since each
-	// socket was created; Listeners is how many that is (0 until the
-	// first connection after Open shows them).
+	// Drops is the summed drop counter (sk_drops) of the port's live
+	// listening sockets, counted by the kernel since each socket was
+	// created; Listeners is how many that is (learned by the walk at
+	// Open; 0 while the port has no listener, or until a new one, after
+	// a restart, is learned by the next walk).
 	Drops     uint64
 	Listeners uint64
 	Accepts   uint64

@@ -76,12 +76,13 @@ func TestQuantile(t *testing.T) {
 }
 
 func TestDelta(t *testing.T) {
-	prev := Counters{SYNs: 10, Drops: 2, Accepts: 5, WaitSumUS: 100}
+	prev := Counters{SYNs: 10, Drops: 2, Accepts: 5, WaitSumUS: 100, Established: 40, SynRecv: 3}
 	prev.Hist[3] = 4
-	cur := Counters{SYNs: 15, Drops: 2, Accepts: 9, WaitSumUS: 180, MaxWait: time.Second}
+	cur := Counters{SYNs: 15, Drops: 2, Accepts: 9, WaitSumUS: 180, MaxWait: time.Second, Established: 25, SynRecv: 0}
 	cur.Hist[3] = 6
 	d := Delta(prev, cur)
-	if d.SYNs != 5 || d.Drops != 0 || d.Accepts != 4 || d.WaitSumUS != 80 || d.Hist[3] != 2 || d.MaxWait != time.Second {
+	// Established and SynRecv are gauges: the current values.
+	if d.SYNs != 5 || d.Drops != 0 || d.Accepts != 4 || d.WaitSumUS != 80 || d.Hist[3] != 2 || d.MaxWait != time.Second || d.Established != 25 || d.SynRecv != 0 {
 		t.Fatalf("delta = %+v", d)
 	}
 	// Counters that went backwards (programs reloaded) restart.

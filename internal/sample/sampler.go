@@ -239,11 +239,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 		}
 		select {
 		case r := <-results:
-			s.SourceDurations[r.name] = float64(r.took.Microseconds()) / 1000
-			if r.err != nil {
-				s.Errors[r.name] = r.err.Error()
-			}
-			s.merge(r.part)
+			s.record(r.name, r.part, r.err, r.took)
 			for _, src := range sm.Sources {
 				if src.Name() == r.name && isPrompt(src) {
 					prompt--
@@ -265,11 +261,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 				select {
 				case r := <-results:
 					delete(pending, r.name)
-					s.SourceDurations[r.name] = float64(r.took.Microseconds()) / 1000
-					if r.err != nil {
-						s.Errors[r.name] = r.err.Error()
-					}
-					s.merge(r.part)
+					s.record(r.name, r.part, r.err, r.took)
 					continue
 				default:
 				}
@@ -282,6 +274,15 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 		}
 	}
 	return s
+}
+
+// record merges one source's answer into s with how long it took.
+func (s *Sample) record(name string, part *Sample, err error, took time.Duration) {
+	s.SourceDurations[name] = float64(took.Microseconds()) / 1000
+	if err != nil {
+		s.Errors[name] = err.Error()
+	}
+	s.merge(part)
 }
 
 // Run publishes a sample every Interval (FastInterval while Fast says so)

@@ -19,6 +19,11 @@ var errEBPFOff = errors.New("turned off (--ebpf=false or " + listentrace.Env + "
 // watched listener's first overflow (Set.Wakes).
 type ebpfSource struct {
 	tr *listentrace.Tracer
+	// rw keeps Close from closing the programs and maps under a Collect
+	// the sampler abandoned at its deadline and that is still reading
+	// them; closed is set under it.
+	rw     sync.RWMutex
+	closed bool
 
 	mu    sync.Mutex
 	prev  listentrace.Counters
@@ -55,10 +60,21 @@ func (*ebpfSource) Prompt() bool { return true }
 // Wake fires on the watched listener's first overflow (Set.Wakes).
 func (e *ebpfSource) Wake() <-chan struct{} { return e.tr.Wake() }
 
-func (e *ebpfSource) Close() error { return e.tr.Close() }
+func (e *ebpfSource) Close() error {
+	e.rw.Lock()
+	defer e.rw.Unlock()
+	e.closed = true
+	return e.tr.Close()
+}
 
 func (e *ebpfSource) Collect(_ context.Context, s *sample.Sample) error {
+	e.rw.RLock()
+	if e.closed {
+		e.rw.RUnlock()
+		return errors.New("read eBPF maps: source closed")
+	}
 	cur, err := e.tr.Read()
+	e.rw.RUnlock()
 	now := time.Now()
 	if err != nil {
 		return fmt.Errorf("read eBPF maps: %w", err)

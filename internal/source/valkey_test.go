@@ -14,6 +14,7 @@ import (
 
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/sample"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
 // topRand draws the top of every jitter range.
@@ -122,25 +123,13 @@ func TestLibVersion(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port with nothing listening on it.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
-}
-
 // TestValkeyUnreachableBacksOff collects far more often than the backoff
 // allows against a closed loopback port: dials must follow the backoff, not
 // the collects, and every collect must answer at once with the reason.
 func TestValkeyUnreachableBacksOff(t *testing.T) {
 	cfg := defaultValkeyConfig()
 	cfg.BackoffBase, cfg.BackoffCap = 100*time.Millisecond, 400*time.Millisecond
-	target := Target{Addr: addr.Addr{Host: "127.0.0.1", Port: freePort(t)}}
+	target := Target{Addr: addr.Addr{Host: "127.0.0.1", Port: sandboxtest.FreePort(t)}}
 	s := openValkeyWith(context.Background(), Options{Target: target}, cfg)
 	defer s.Close()
 
@@ -187,7 +176,7 @@ func TestValkeyUnreachableBacksOff(t *testing.T) {
 }
 
 func TestValkeyCollectAfterClose(t *testing.T) {
-	target := Target{Addr: addr.Addr{Host: "127.0.0.1", Port: freePort(t)}}
+	target := Target{Addr: addr.Addr{Host: "127.0.0.1", Port: sandboxtest.FreePort(t)}}
 	s := openValkeyWith(context.Background(), Options{Target: target}, defaultValkeyConfig())
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

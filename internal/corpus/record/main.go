@@ -8,7 +8,7 @@
 // agent took to NAME.jsonl.gz (the capture format `stormguard replay`
 // reads) with a label NAME.label.json. Needs root and valkey-server.
 //
-//	go run ./internal/corpus/record -out internal/corpus/testdata        # all (≈ 15 min)
+//	go run ./internal/corpus/record -out internal/corpus/testdata        # all (≈ 25 min)
 //	go run ./internal/corpus/record -only storm-kill-all,benign-churn-800
 //	go run ./internal/corpus/record -relabel   # re-derive labels from the recordings
 //

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -284,10 +285,10 @@ var shapes = []shape{
 			return nil
 		}},
 	{name: "benign-slow-link", kind: corpus.Benign,
-		desc: "slow link: clients in their own namespace behind a veth pair with netem 20 ms each way (RTT 40 ms): 150 conn/s per-request churn and a 50-connection pool; 35 s",
+		desc: "slow link: clients in their own namespace behind a point-to-point link that delays every packet 20 ms each way (RTT 40 ms; a user-space delay line between two TUN devices, as this kernel has no netem): 150 conn/s per-request churn and a 50-connection pool across it; 35 s",
 		opts: sandbox.Options{NoValkey: true, ValkeyArgs: []string{"--bind", "127.0.0.1 10.251.0.1"}},
 		run: func(ctx context.Context, r *run) error {
-			cns, cleanup, err := r.clientNS(ctx, []string{"netem", "delay", "20ms"}, true)
+			cns, cleanup, err := r.delayLine(ctx, 20*time.Millisecond)
 			if err != nil {
 				return err
 			}
@@ -302,6 +303,7 @@ var shapes = []shape{
 			if err := r.startAgent(ctx); err != nil {
 				return err
 			}
+			r.note("client-side PING RTT over the link: median %.1f ms", pingRTT(ctx, d, 10*s))
 			r.at(ctx, 35*s)
 			return nil
 		}},
@@ -310,7 +312,7 @@ var shapes = []shape{
 		desc: "slow, congested link (this kernel has no netem): clients in their own namespace behind a veth pair whose client end is a 1 Mbit/s token bucket kept full by one bulk writer (8 KB SETs), so every packet from the clients queues for tens of ms; 100 conn/s per-request churn and a 30-connection pool across it; 35 s",
 		opts: sandbox.Options{NoValkey: true, ValkeyArgs: []string{"--bind", "127.0.0.1 10.251.0.1"}},
 		run: func(ctx context.Context, r *run) error {
-			cns, cleanup, err := r.clientNS(ctx, []string{"tbf", "rate", "1mbit", "burst", "8kb", "latency", "60ms"}, false)
+			cns, cleanup, err := r.clientNS(ctx, []string{"tbf", "rate", "1mbit", "burst", "8kb", "latency", "60ms"})
 			if err != nil {
 				return err
 			}
@@ -362,6 +364,56 @@ var shapes = []shape{
 				return err
 			}
 			r.at(ctx, 35*s)
+			return nil
+		}},
+
+	{name: "benign-pool-maxidle-churn", kind: corpus.Benign,
+		desc: "client pools with maxIdle below maxActive (a common pool setting): 80 idle pooled connections kept; every 200 ms a burst of requests needs 0-300 more connections at once, which are opened within ~20 ms and closed right after use (mean ~750 new connections/s in bursts); present before the agent starts; 35 s",
+		run: func(ctx context.Context, r *run) error {
+			r.openPool(ctx, r.dialer(), poolOpts{n: 80, every: 50 * time.Millisecond, lifetime: 42 * s})
+			r.churn(ctx, r.dialer(), 42*s, poolBursts(200*time.Millisecond, 20*time.Millisecond, 300, 7))
+			sleep(ctx, 5*s)
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 35*s)
+			return nil
+		}},
+	{name: "benign-healthcheck-fleet", kind: corpus.Benign,
+		desc: "health-checker fleet: 300 checkers, each from its own address (127.0.1.x-127.0.2.x), open a connection, PING and close every 2 s, all on the same tick (probes aligned to the clock), plus a 20-connection pool; present before the agent starts; 35 s",
+		run: func(ctx context.Context, r *run) error {
+			r.openPool(ctx, r.dialer(), poolOpts{n: 20, every: 200 * time.Millisecond, lifetime: 42 * s})
+			r.healthChecks(ctx, 300, 2*s, 42*s)
+			sleep(ctx, 5*s)
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			r.at(ctx, 35*s)
+			return nil
+		}},
+	{name: "benign-pipeline-burst", kind: corpus.Benign,
+		desc: "big pipeline bursts: every 5 s four clients each write 100,000 INCRs in one pipeline (Valkey busy for a few hundred ms, PING and accepts waiting behind it), with 300 conn/s per-request churn and a 30-connection pool; present before the agent starts; 40 s",
+		run: func(ctx context.Context, r *run) error {
+			r.openPool(ctx, r.dialer(), poolOpts{n: 30, every: 200 * time.Millisecond, timeout: 10 * s, lifetime: 47 * s})
+			r.churn(ctx, r.dialer(), 47*s, constRate(300))
+			sleep(ctx, 4*s)
+			if err := r.startAgent(ctx); err != nil {
+				return err
+			}
+			var busy []time.Duration
+			for i := 0; i < 7; i++ {
+				r.at(ctx, 5*s+time.Duration(i)*5*s)
+				t := time.Now()
+				var wg sync.WaitGroup
+				for c := 0; c < 4; c++ {
+					wg.Add(1)
+					go func() { defer wg.Done(); _ = pipelineBurst(ctx, r.dialer(), 100000) }()
+				}
+				wg.Wait()
+				busy = append(busy, time.Since(t).Round(10*time.Millisecond))
+			}
+			r.note("each burst of 4 × 100,000 pipelined INCRs took %v", busy)
+			r.at(ctx, 40*s)
 			return nil
 		}},
 
@@ -609,8 +661,8 @@ func (r *run) startReplica(ctx context.Context) (stop func(), err error) {
 
 // clientNS makes a client namespace joined to the sandbox's by a veth pair
 // (10.251.0.1 server side, 10.251.0.2 client side) with the qdisc on the
-// client's end (and the server's too when both).
-func (r *run) clientNS(ctx context.Context, qdisc []string, both bool) (string, func(), error) {
+// client's end.
+func (r *run) clientNS(ctx context.Context, qdisc []string) (string, func(), error) {
 	name := r.sb.Name + "-c"
 	ns := "/var/run/netns/" + name
 	cleanup := func() { _ = exec.Command("ip", "netns", "del", name).Run() }
@@ -630,11 +682,7 @@ func (r *run) clientNS(ctx context.Context, qdisc []string, both bool) (string, 
 			return "", nil, fmt.Errorf("ip %s: %v: %s", strings.Join(st, " "), err, out)
 		}
 	}
-	ends := [][]string{{name, veth + "c"}}
-	if both {
-		ends = append(ends, []string{r.sb.Name, veth + "s"})
-	}
-	for _, q := range ends {
+	for _, q := range [][]string{{name, veth + "c"}} {
 		args := append([]string{"netns", "exec", q[0], "tc", "qdisc", "add", "dev", q[1], "root"}, qdisc...)
 		if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
 			cleanup()

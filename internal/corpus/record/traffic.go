@@ -348,3 +348,83 @@ func (r *run) synFlood(ctx context.Context, srcs []net.IP, rate float64, dur tim
 	sleep(ctx, 2*time.Second) // let the SYN retransmits land in the queue too
 	return nil
 }
+
+// poolBursts is a churn rate for pools whose maxIdle is below their
+// maxActive: every period, a burst of 0-max extra connections (uniform,
+// seeded) is opened within width and closed after use.
+func poolBursts(period, width time.Duration, max int, seed uint64) func(time.Duration) float64 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	sizes := make([]float64, 1024)
+	for i := range sizes {
+		sizes[i] = float64(rng.IntN(max + 1))
+	}
+	return func(t time.Duration) float64 {
+		if t%period >= width {
+			return 0
+		}
+		return sizes[int(t/period)%len(sizes)] / width.Seconds()
+	}
+}
+
+// healthChecks runs n checkers, each dialing from its own loopback
+// address (127.0.1.1 on), every period on the same tick: connect, PING,
+// close. Bounded by dur.
+func (r *run) healthChecks(ctx context.Context, n int, period, dur time.Duration) {
+	r.traffic.Add(1)
+	go func() {
+		defer r.traffic.Done()
+		ctx, cancel := context.WithTimeout(ctx, dur)
+		defer cancel()
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		for {
+			var wg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				d := r.dialer()
+				d.local = net.IPv4(127, 0, byte(1+i/250), byte(1+i%250))
+				d.timeout = period
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := d.dial(ctx)
+					if err != nil {
+						return
+					}
+					_, _ = cmd(c, period, "PING")
+					c.Close()
+				}()
+			}
+			wg.Wait()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// pipelineBurst writes n INCRs in one pipeline over a fresh connection and
+// reads the n replies.
+func pipelineBurst(ctx context.Context, d dialer, n int) error {
+	c, err := d.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	go func() {
+		w := bufio.NewWriterSize(c, 1<<16)
+		for i := 0; i < n; i++ {
+			_, _ = w.WriteString("INCR corpus:pipeline\r\n")
+		}
+		_ = w.Flush()
+	}()
+	br := bufio.NewReaderSize(c, 1<<16)
+	for i := 0; i < n; i++ {
+		if _, err := br.ReadString('\n'); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -128,3 +128,16 @@ func DialFrom(t testing.TB, sb *sandbox.Sandbox, src string, n int) []net.Conn {
 	}
 	return conns
 }
+
+// FreePort returns a loopback port with nothing listening on it (a dial
+// there is refused at once).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}

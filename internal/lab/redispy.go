@@ -1,0 +1,237 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// RedisPyStrategy runs redis-py (Debian's python3-redis), a pool-based
+// client that is not Go: one Python process per instance.
+const RedisPyStrategy = "redis-py"
+
+// redisPyMaxInstances bounds the Python processes of a run (~20 MB each).
+const redisPyMaxInstances = 64
+
+//go:embed redispy/client.py
+var redisPyScript string
+
+func init() { strategies.register(32, RedisPyStrategy, redisPyStrategy{}) }
+
+// redisPyStrategy: each instance is a Python process with one redis.Redis
+// (default ConnectionPool and retry settings) shared by its clients'
+// threads. The process dials by itself, so its connects are counted in the
+// server namespace's kernel counters, as valkey-glide's.
+type redisPyStrategy struct{}
+
+func (redisPyStrategy) check(c Config) error {
+	switch {
+	case !c.netnsKnown():
+		return bad("NetNS", "redis-py dials from its own process, where the lab cannot count dials; it counts them in the "+
+			"kernel counters of the server's network namespace instead: give {NetNS} or {Spawn}")
+	case c.TLS:
+		return bad("TLS", "redis-py does not run with {TLS} in the lab yet")
+	case c.Hosts > 0:
+		return bad("Hosts", "redis-py does not run on client hosts yet (its connects are counted in one namespace's kernel counters): leave out {Hosts}")
+	case c.Setup != "none":
+		return bad("Setup", "redis-py 4.3 sends nothing before its first command: only {Setup} none")
+	case c.SourceAddrs > 1:
+		return bad("SourceAddrs", "{SourceAddrs} %d: redis-py dials from its own process, from the address the kernel picks", c.SourceAddrs)
+	}
+	return nil
+}
+
+func (redisPyStrategy) traits(cfg Config) traits {
+	// The processes' pipes; their connections are the clients'.
+	return traits{connsPerClient: 1, fdsPerInstance: 4, kernelDials: true, ownSource: true}
+}
+
+// redisPyProcs is how many Python processes a run starts: one per
+// instance, at most redisPyMaxInstances; beyond that, instances share the
+// processes (and their pools) round-robin.
+func redisPyProcs(cfg Config) int { return max(1, min(cfg.Instances, redisPyMaxInstances)) }
+
+func (redisPyStrategy) instance(ctx context.Context, r *run, k int) (instance, error) {
+	n := redisPyProcs(r.cfg)
+	r.pyMu.Lock()
+	defer r.pyMu.Unlock()
+	if r.py == nil {
+		r.py = make([]*redisPy, n)
+	}
+	p := r.py[k%n]
+	if p == nil {
+		// The process's threads: every client of the instances it serves.
+		workers := (r.cfg.Clients + n - 1) / n
+		var err error
+		if p, err = startRedisPy(r, workers); err != nil {
+			return nil, err
+		}
+		r.py[k%n] = p
+	}
+	return libInstance{r, p}, nil
+}
+
+// redisPy is one Python process and the PINGs waiting for its answers.
+type redisPy struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	done chan struct{}
+	mu   sync.Mutex
+	seq  uint64
+	wait map[uint64]chan error
+	wmu  sync.Mutex // serialises writes to in
+	stop func()
+}
+
+// startRedisPy starts the instance's process inside the server's
+// namespace and waits for its "ready" line.
+func startRedisPy(r *run, workers int) (*redisPy, error) {
+	host, port, err := net.SplitHostPort(r.cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("nsenter", "--net="+r.cfg.NetNS, redisPyPython(), "-c", redisPyScript, host, port, strconv.Itoa(workers))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("redis-py: start python3: %w", err)
+	}
+	p := &redisPy{cmd: cmd, in: in, done: make(chan struct{}), wait: map[uint64]chan error{}}
+	waitc := make(chan struct{})
+	go func() { cmd.Wait(); close(waitc) }()
+	var once sync.Once
+	p.stop = func() {
+		once.Do(func() {
+			in.Close()
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-waitc
+		})
+	}
+	lines := bufio.NewScanner(outp)
+	ready := make(chan error, 1)
+	go func() {
+		defer close(p.done)
+		first := true
+		for lines.Scan() {
+			line := lines.Text()
+			if first {
+				first = false
+				if !strings.HasPrefix(line, "ready ") {
+					ready <- fmt.Errorf("redis-py: unexpected first line %q", line)
+					return
+				}
+				ready <- nil
+				continue
+			}
+			seqStr, rest, _ := strings.Cut(line, " ")
+			seq, err := strconv.ParseUint(seqStr, 10, 64)
+			if err != nil {
+				continue
+			}
+			var res error
+			if msg, ok := strings.CutPrefix(rest, "err "); ok {
+				res = errors.New("redis-py: " + msg)
+			} else if rest != "ok" {
+				res = fmt.Errorf("redis-py: unexpected answer %q", rest)
+			}
+			p.mu.Lock()
+			ch := p.wait[seq]
+			delete(p.wait, seq)
+			p.mu.Unlock()
+			if ch != nil {
+				ch <- res
+			}
+		}
+		select {
+		case ready <- fmt.Errorf("redis-py: python3 ended: %s", oneLineErr(stderr.String())):
+		default:
+		}
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			p.stop()
+			return nil, err
+		}
+	case <-time.After(30 * time.Second):
+		p.stop()
+		return nil, errors.New("redis-py: python3 did not start within 30s")
+	}
+	return p, nil
+}
+
+// redisPyPython is the interpreter: Debian's, which python3-redis is
+// installed for, ahead of another python3 on PATH (e.g. pyenv's).
+func redisPyPython() string {
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
+	}
+	return "python3"
+}
+
+// oneLineErr keeps the last line of a Python traceback.
+func oneLineErr(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if s == "" {
+		return "no output (is python3-redis installed? scripts/install-deps.sh)"
+	}
+	return s
+}
+
+func (p *redisPy) ping(ctx context.Context) error {
+	ch := make(chan error, 1)
+	p.mu.Lock()
+	p.seq++
+	seq := p.seq
+	p.wait[seq] = ch
+	p.mu.Unlock()
+	p.wmu.Lock()
+	_, err := io.WriteString(p.in, strconv.FormatUint(seq, 10)+"\n")
+	p.wmu.Unlock()
+	if err != nil {
+		p.forget(seq)
+		return fmt.Errorf("redis-py: %w", err)
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		// The PING still runs in Python (redis-py's default has no
+		// socket timeout); its late answer is dropped.
+		p.forget(seq)
+		return ctx.Err()
+	case <-p.done:
+		return errors.New("redis-py: python3 ended")
+	}
+}
+
+func (p *redisPy) forget(seq uint64) {
+	p.mu.Lock()
+	delete(p.wait, seq)
+	p.mu.Unlock()
+}
+
+func (p *redisPy) close() { p.stop() }
