@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -362,8 +363,13 @@ func ruleNamespaceDrops(_ *ruleMemory, in *input, e *evaluation) {
 	default:
 		where = whereQueueHighAtStart
 	}
-	e.add(Signal{Name: "listen_drops", Level: LevelStorm, Scope: ScopeNamespace, Value: in.perSecond(in.listenDrops), Threshold: float64(in.minDrops()), Unit: "conn/s",
+	e.add(Signal{Name: "listen_drops", say: sayListenDrops, Level: LevelStorm, Scope: ScopeNamespace, Value: in.perSecond(in.listenDrops), Threshold: float64(in.minDrops()), Unit: "conn/s",
 		PerPortEvidence: p.pressure || p.startHigh || in.sole, detail: where, startDepth: p.startDepth})
+}
+
+// sayListenDrops is the listen_drops signal's sentence.
+func sayListenDrops(s *Signal, v *View) string {
+	return fmt.Sprintf("%s connections/s dropped at the listen queue (%s)", fmtN(s.Value), whereText(s, v))
 }
 
 // ruleSynCookies: SYN cookies answer SYNs the full SYN queue cannot hold;
@@ -384,14 +390,24 @@ func ruleSynCookies(_ *ruleMemory, in *input, e *evaluation) {
 	case in.port.synHigh:
 		where = whereSynRecv
 	}
-	e.add(Signal{Name: "syn_cookies", Level: LevelSurge, Scope: ScopeNamespace, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: "cookies/s",
+	e.add(Signal{Name: "syn_cookies", say: saySynCookies, Level: LevelSurge, Scope: ScopeNamespace, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: "cookies/s",
 		PerPortEvidence: true, detail: where})
+}
+
+// saySynCookies is the syn_cookies signal's sentence.
+func saySynCookies(s *Signal, v *View) string {
+	return fmt.Sprintf("SYN queue full, %s SYN cookies/s sent, nothing dropped by them (%s)", fmtN(s.Value), whereText(s, v))
 }
 
 // ruleMitigationDrops: SYNs dropped by a mitigation stormguard armed on
 // this port are refused connections: the storm is held back, not over.
 func ruleMitigationDrops(_ *ruleMemory, in *input, e *evaluation) {
-	dropRule(in, e, cMitigationDrops, "mitigation_drops", ScopePort, "packets/s", true)
+	dropRule(in, e, cMitigationDrops, "mitigation_drops", sayMitigationDrops, ScopePort, "packets/s", true)
+}
+
+// sayMitigationDrops is the mitigation_drops signal's sentence.
+func sayMitigationDrops(s *Signal, v *View) string {
+	return fmt.Sprintf("stormguard's mitigation on this port dropping %s packets/s (connections refused, the storm is held back)", fmtN(s.Value))
 }
 
 // ruleShortLived keeps a storm going while new connections arrive above
@@ -428,8 +444,16 @@ func ruleShortLived(_ *ruleMemory, in *input, e *evaluation) {
 	if closed < in.cfg.ChurnFraction*rate {
 		return
 	}
-	e.add(Signal{Name: "short_lived_connections", Level: LevelStorm, Scope: scope, Value: closed, Threshold: in.cfg.ChurnFraction * rate, Unit: "conn/s",
+	e.add(Signal{Name: "short_lived_connections", say: sayShortLivedConnections, Level: LevelStorm, Scope: scope, Value: closed, Threshold: in.cfg.ChurnFraction * rate, Unit: "conn/s",
 		PerPortEvidence: true, base: base, detail: where})
+}
+
+// sayShortLivedConnections is the short_lived_connections signal's sentence.
+func sayShortLivedConnections(s *Signal, v *View) string {
+	if s.detail == whereNoInstanceCounter {
+		return fmt.Sprintf("%s new connections/s closing again at once (namespace-wide accepts while this port's established connections do not grow; Valkey's own counters unreadable), vs %s normal", fmtN(s.Value), baseText(s.base))
+	}
+	return fmt.Sprintf("%s new connections/s closing again at once (accepted, then abandoned: timed-out handshakes or clients that gave up), vs %s normal", fmtN(s.Value), baseText(s.base))
 }
 
 // ruleAbandoned keeps a storm going while connections are given up before
@@ -444,17 +468,25 @@ func ruleAbandoned(_ *ruleMemory, in *input, e *evaluation) {
 		return
 	}
 	if a := in.abandoned; a != nil && *a >= in.cfg.AcceptMinDepth {
-		e.add(Signal{Name: "abandoned_connections", Level: LevelStorm, Scope: ScopePort, Value: float64(*a), Threshold: float64(in.cfg.AcceptMinDepth), Unit: "connections",
+		e.add(Signal{Name: "abandoned_connections", say: sayAbandonedConnections, Level: LevelStorm, Scope: ScopePort, Value: float64(*a), Threshold: float64(in.cfg.AcceptMinDepth), Unit: "connections",
 			PerPortEvidence: true})
 		return
 	}
 	if p := in.pendingRate; p != nil {
 		thr := in.cfg.ChurnFraction * in.conns.vThr
 		if *p >= thr && thr > 0 {
-			e.add(Signal{Name: "abandoned_connections", Level: LevelStorm, Scope: ScopeInstance, Value: *p, Threshold: thr, Unit: "conn/s",
+			e.add(Signal{Name: "abandoned_connections", say: sayAbandonedConnections, Level: LevelStorm, Scope: ScopeInstance, Value: *p, Threshold: thr, Unit: "conn/s",
 				PerPortEvidence: true, detail: whereInstance})
 		}
 	}
+}
+
+// sayAbandonedConnections is the abandoned_connections signal's sentence.
+func sayAbandonedConnections(s *Signal, v *View) string {
+	if s.detail == whereInstance {
+		return fmt.Sprintf("%s connections/s accepted but never set up (handshakes given up before they finished)", fmtN(s.Value))
+	}
+	return fmt.Sprintf("%s connections in the accept queue already closed by their clients (abandoned while waiting)", fmtN(s.Value))
 }
 
 // ruleAcceptFull: this port's accept queue at its limit drops the next SYN
@@ -474,43 +506,77 @@ func ruleAcceptFull(_ *ruleMemory, in *input, e *evaluation) {
 	if !in.listenOK {
 		detail = detailNoCounters
 	}
-	e.add(Signal{Name: "accept_queue_full", Level: level, Scope: ScopePort, Value: float64(p.peak), Threshold: float64(p.limit), Unit: "connections",
+	e.add(Signal{Name: "accept_queue_full", say: sayAcceptQueueFull, Level: level, Scope: ScopePort, Value: float64(p.peak), Threshold: float64(p.limit), Unit: "connections",
 		PerPortEvidence: true, detail: detail})
+}
+
+// sayAcceptQueueFull is the accept_queue_full signal's sentence.
+func sayAcceptQueueFull(s *Signal, v *View) string {
+	t := "accept queue full (" + queueText(v) + ")"
+	if s.detail == detailNoCounters {
+		t += ", drop counters unavailable"
+	}
+	return t
 }
 
 // dropRule is a storm signal from one drop counter at ≥ StormMinDrops per
 // interval.
-func dropRule(in *input, e *evaluation, id counterID, name string, scope Scope, unit string, perPort bool) {
+func dropRule(in *input, e *evaluation, id counterID, name string, say sayFunc, scope Scope, unit string, perPort bool) {
 	if c := in.d.deltas[id]; c.ok && c.n >= in.minDrops() {
-		e.add(Signal{Name: name, Level: LevelStorm, Scope: scope, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: unit, PerPortEvidence: perPort})
+		e.add(Signal{Name: name, say: say, Level: LevelStorm, Scope: scope, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: unit, PerPortEvidence: perPort})
 	}
 }
 
 // ruleConntrackDrop: the table is full and SYNs die before TCP sees them;
 // the table is shared, so this port's new connections too.
 func ruleConntrackDrop(_ *ruleMemory, in *input, e *evaluation) {
-	dropRule(in, e, cCtDrop, "conntrack_drop", ScopeNamespace, "packets/s", false)
+	dropRule(in, e, cCtDrop, "conntrack_drop", sayConntrackDrop, ScopeNamespace, "packets/s", false)
+}
+
+// sayConntrackDrop is the conntrack_drop signal's sentence.
+func sayConntrackDrop(s *Signal, v *View) string {
+	return fmt.Sprintf("conntrack table full%s: %s new connections/s dropped before TCP (namespace-wide table: this port's new connections too)", ratioText(v.ConntrackCount, v.ConntrackMax), fmtN(s.Value))
 }
 
 // ruleInsertFailed: insert_failed also counts benign races, so it needs a
 // rate, not just one.
 func ruleInsertFailed(_ *ruleMemory, in *input, e *evaluation) {
 	if c := in.d.deltas[cCtInsertFailed]; c.ok && c.n >= in.minDrops() && c.rate >= in.cfg.InsertFailedMinRate {
-		e.add(Signal{Name: "conntrack_insert_failed", Level: LevelStorm, Scope: ScopeNamespace, Value: c.rate, Threshold: in.cfg.InsertFailedMinRate, Unit: "packets/s"})
+		e.add(Signal{Name: "conntrack_insert_failed", say: sayConntrackInsertFailed, Level: LevelStorm, Scope: ScopeNamespace, Value: c.rate, Threshold: in.cfg.InsertFailedMinRate, Unit: "packets/s"})
 	}
 }
 
+// sayConntrackInsertFailed is the conntrack_insert_failed signal's sentence.
+func sayConntrackInsertFailed(s *Signal, v *View) string {
+	return fmt.Sprintf("conntrack insert_failed %s/s (namespace-wide)", fmtN(s.Value))
+}
+
 func ruleNICConntrack(_ *ruleMemory, in *input, e *evaluation) {
-	dropRule(in, e, cNICConntrack, "nic_conntrack_allowance_exceeded", ScopeNIC, "packets/s", false)
+	dropRule(in, e, cNICConntrack, "nic_conntrack_allowance_exceeded", sayNicConntrackAllowanceExceeded, ScopeNIC, "packets/s", false)
+}
+
+// sayNicConntrackAllowanceExceeded is the nic_conntrack_allowance_exceeded signal's sentence.
+func sayNicConntrackAllowanceExceeded(s *Signal, v *View) string {
+	return fmt.Sprintf("NIC conntrack allowance exceeded: %s packets/s dropped by the cloud network (whole host)", fmtN(s.Value))
 }
 
 func ruleNICPPS(_ *ruleMemory, in *input, e *evaluation) {
-	dropRule(in, e, cNICPPS, "nic_pps_allowance_exceeded", ScopeNIC, "packets/s", false)
+	dropRule(in, e, cNICPPS, "nic_pps_allowance_exceeded", sayNicPpsAllowanceExceeded, ScopeNIC, "packets/s", false)
+}
+
+// sayNicPpsAllowanceExceeded is the nic_pps_allowance_exceeded signal's sentence.
+func sayNicPpsAllowanceExceeded(s *Signal, v *View) string {
+	return fmt.Sprintf("NIC packets-per-second allowance exceeded: %s packets/s queued or dropped (whole host)", fmtN(s.Value))
 }
 
 // ruleRejections: Valkey refused connections at maxclients.
 func ruleRejections(_ *ruleMemory, in *input, e *evaluation) {
-	dropRule(in, e, cRejected, "maxclients_rejections", ScopeInstance, "conn/s", true)
+	dropRule(in, e, cRejected, "maxclients_rejections", sayMaxclientsRejections, ScopeInstance, "conn/s", true)
+}
+
+// sayMaxclientsRejections is the maxclients_rejections signal's sentence.
+func sayMaxclientsRejections(s *Signal, v *View) string {
+	return fmt.Sprintf("Valkey refusing %s connections/s%s", fmtN(s.Value), clientsText(v))
 }
 
 // --- Surge: early warning. ---
@@ -532,7 +598,7 @@ func ruleNewConnRate(_ *ruleMemory, in *input, e *evaluation) {
 	portRisk := in.queueHeld || in.acceptTrend || in.synHeld
 	switch {
 	case vHigh:
-		e.add(Signal{Name: "new_conn_rate", Level: LevelSurge, Scope: ScopeInstance, Value: *c.vRate, Threshold: c.vThr, Unit: "conn/s",
+		e.add(Signal{Name: "new_conn_rate", say: sayNewConnRate, Level: LevelSurge, Scope: ScopeInstance, Value: *c.vRate, Threshold: c.vThr, Unit: "conn/s",
 			PerPortEvidence: true, base: c.vBase, detail: whereInstance, risk: in.risk})
 	case pHigh && portRisk:
 		// Valkey's own accept counter is either missing or lagging
@@ -541,55 +607,97 @@ func ruleNewConnRate(_ *ruleMemory, in *input, e *evaluation) {
 		if c.vRate != nil {
 			detail = whereBackingUp
 		}
-		e.add(Signal{Name: "new_conn_rate", Level: LevelSurge, Scope: ScopeNamespace, Value: *c.pRate, Threshold: c.pThr, Unit: "conn/s",
+		e.add(Signal{Name: "new_conn_rate", say: sayNewConnRate, Level: LevelSurge, Scope: ScopeNamespace, Value: *c.pRate, Threshold: c.pThr, Unit: "conn/s",
 			PerPortEvidence: true, base: c.pBase, detail: detail, risk: in.risk})
 	}
 }
 
+// sayNewConnRate is the new_conn_rate signal's sentence.
+func sayNewConnRate(s *Signal, v *View) string {
+	where := "this instance"
+	switch s.detail {
+	case whereNoInstanceCounter:
+		where = "namespace-wide; no per-instance counter"
+	case whereBackingUp:
+		where = "namespace-wide; this port's queue is backing up"
+	}
+	return "new connections " + rateVsBase(s.Value, s.base) + " (" + where + ")" + riskText(s.risk, v)
+}
+
 func ruleAcceptHigh(_ *ruleMemory, in *input, e *evaluation) {
 	if p := &in.port; in.queueHeld && p.acceptHigh && !p.acceptFull {
-		e.add(Signal{Name: "accept_queue_high", Level: LevelSurge, Scope: ScopePort, Value: *in.v.AcceptOccupancy, Threshold: in.cfg.AcceptHighOccupancy, Unit: "ratio",
+		e.add(Signal{Name: "accept_queue_high", say: sayAcceptQueueHigh, Level: LevelSurge, Scope: ScopePort, Value: *in.v.AcceptOccupancy, Threshold: in.cfg.AcceptHighOccupancy, Unit: "ratio",
 			PerPortEvidence: true})
 	}
 }
 
+// sayAcceptQueueHigh is the accept_queue_high signal's sentence.
+func sayAcceptQueueHigh(s *Signal, v *View) string {
+	return "accept queue peaked at " + queueText(v)
+}
+
 func ruleSynRecv(_ *ruleMemory, in *input, e *evaluation) {
 	if p := &in.port; in.synHeld {
-		e.add(Signal{Name: "syn_recv_high", Level: LevelSurge, Scope: ScopePort, Value: float64(*in.v.SynRecv), Threshold: float64(p.synThr), Unit: "connections",
+		e.add(Signal{Name: "syn_recv_high", say: saySynRecvHigh, Level: LevelSurge, Scope: ScopePort, Value: float64(*in.v.SynRecv), Threshold: float64(p.synThr), Unit: "connections",
 			PerPortEvidence: true})
 	}
+}
+
+// saySynRecvHigh is the syn_recv_high signal's sentence.
+func saySynRecvHigh(s *Signal, v *View) string {
+	return fmt.Sprintf("%s half-open connections (SYN_RECV) on this port", fmtN(s.Value))
 }
 
 // ruleConntrackEarlyDrop: the table is full and evicting unreplied entries.
 func ruleConntrackEarlyDrop(_ *ruleMemory, in *input, e *evaluation) {
 	if c := in.d.deltas[cCtEarlyDrop]; c.ok && c.n >= in.minDrops() {
-		e.add(Signal{Name: "conntrack_early_drop", Level: LevelSurge, Scope: ScopeNamespace, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: "entries/s"})
+		e.add(Signal{Name: "conntrack_early_drop", say: sayConntrackEarlyDrop, Level: LevelSurge, Scope: ScopeNamespace, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: "entries/s"})
 	}
+}
+
+// sayConntrackEarlyDrop is the conntrack_early_drop signal's sentence.
+func sayConntrackEarlyDrop(s *Signal, v *View) string {
+	return fmt.Sprintf("conntrack table full%s, evicting %s entries/s (namespace-wide)", ratioText(v.ConntrackCount, v.ConntrackMax), fmtN(s.Value))
 }
 
 // forecastRule: a resource at least ForecastMinOccupancy full, growing in
 // both halves of its window (a trend, not one spike), that runs out within
 // ForecastHorizon at its growth rate. Already full is left to the drop and
 // rejection rules.
-func forecastRule(in *input, e *evaluation, name string, rising bool, secs, occ *float64, scope Scope) {
+func forecastRule(in *input, e *evaluation, name string, say sayFunc, rising bool, secs, occ *float64, scope Scope) {
 	horizon := in.cfg.ForecastHorizon.Seconds()
 	if !rising || secs == nil || occ == nil || *occ < in.cfg.ForecastMinOccupancy || *secs >= horizon || *occ >= 1 {
 		return
 	}
-	e.add(Signal{Name: name, Level: LevelSurge, Scope: scope, Value: *secs, Threshold: horizon, Unit: "s",
+	e.add(Signal{Name: name, say: say, Level: LevelSurge, Scope: scope, Value: *secs, Threshold: horizon, Unit: "s",
 		PerPortEvidence: scope == ScopePort || scope == ScopeInstance})
 }
 
 func ruleForecastConntrack(_ *ruleMemory, in *input, e *evaluation) {
-	forecastRule(in, e, "forecast_conntrack_full", in.d.conntrackRising, in.v.Forecasts.ConntrackFullS, in.v.ConntrackOccupancy, ScopeNamespace)
+	forecastRule(in, e, "forecast_conntrack_full", sayForecastConntrackFull, in.d.conntrackRising, in.v.Forecasts.ConntrackFullS, in.v.ConntrackOccupancy, ScopeNamespace)
+}
+
+// sayForecastConntrackFull is the forecast_conntrack_full signal's sentence.
+func sayForecastConntrackFull(s *Signal, v *View) string {
+	return forecastText("conntrack table (namespace-wide)", s.Value, v.ConntrackCount, v.ConntrackMax)
 }
 
 func ruleForecastAccept(_ *ruleMemory, in *input, e *evaluation) {
-	forecastRule(in, e, "forecast_accept_queue_full", in.d.acceptRising, in.v.Forecasts.AcceptFullS, in.v.AcceptOccupancy, ScopePort)
+	forecastRule(in, e, "forecast_accept_queue_full", sayForecastAcceptQueueFull, in.d.acceptRising, in.v.Forecasts.AcceptFullS, in.v.AcceptOccupancy, ScopePort)
+}
+
+// sayForecastAcceptQueueFull is the forecast_accept_queue_full signal's sentence.
+func sayForecastAcceptQueueFull(s *Signal, v *View) string {
+	return forecastText("accept queue", s.Value, v.AcceptDepthMax, v.AcceptLimit)
 }
 
 func ruleForecastMaxclients(_ *ruleMemory, in *input, e *evaluation) {
-	forecastRule(in, e, "forecast_maxclients", in.d.clientsRising, in.v.Forecasts.MaxclientsFullS, in.v.ClientsOccupancy, ScopeInstance)
+	forecastRule(in, e, "forecast_maxclients", sayForecastMaxclients, in.d.clientsRising, in.v.Forecasts.MaxclientsFullS, in.v.ClientsOccupancy, ScopeInstance)
+}
+
+// sayForecastMaxclients is the forecast_maxclients signal's sentence.
+func sayForecastMaxclients(s *Signal, v *View) string {
+	return forecastText("maxclients", s.Value, v.ConnectedClients, v.MaxClients)
 }
 
 // rulePingSlow: PING over the reserved connection slow for PingSustain
@@ -601,7 +709,16 @@ func rulePingSlow(_ *ruleMemory, in *input, e *evaluation) {
 	if !in.pingSlow || !vHigh && !pHigh {
 		return
 	}
-	e.add(Signal{Name: "ping_slow", Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.PingMS, Threshold: in.pingThr, Unit: "ms", PerPortEvidence: true})
+	e.add(Signal{Name: "ping_slow", say: sayPingSlow, Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.PingMS, Threshold: in.pingThr, Unit: "ms", PerPortEvidence: true})
+}
+
+// sayPingSlow is the ping_slow signal's sentence.
+func sayPingSlow(s *Signal, v *View) string {
+	base := ""
+	if v.PingBaselineMS != nil {
+		base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.PingBaselineMS))
+	}
+	return fmt.Sprintf("PING %s ms%s (clients time out and redial)", fmtMS(s.Value), base)
 }
 
 // ruleAcceptWait: the p99 accept wait (eBPF) above max(AcceptWaitFactor ×
@@ -615,7 +732,16 @@ func ruleAcceptWait(_ *ruleMemory, in *input, e *evaluation) {
 	if !in.acceptWaitRising || !vHigh && !pHigh {
 		return
 	}
-	e.add(Signal{Name: "accept_wait_rising", Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.AcceptWaitP99MS, Threshold: in.acceptWaitThr, Unit: "ms", PerPortEvidence: true})
+	e.add(Signal{Name: "accept_wait_rising", say: sayAcceptWaitRising, Level: LevelSurge, Scope: ScopeInstance, Value: *in.v.AcceptWaitP99MS, Threshold: in.acceptWaitThr, Unit: "ms", PerPortEvidence: true})
+}
+
+// sayAcceptWaitRising is the accept_wait_rising signal's sentence.
+func sayAcceptWaitRising(s *Signal, v *View) string {
+	base := ""
+	if v.AcceptWaitBaselineMS != nil {
+		base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.AcceptWaitBaselineMS))
+	}
+	return fmt.Sprintf("connections wait %s ms (p99) in the accept queue before Valkey accepts them%s, and rising", fmtMS(s.Value), base)
 }
 
 // checkRelearn accepts a new steady level of new connections as normal

@@ -42,74 +42,16 @@ func renderTexts(sigs []Signal, v *View) {
 	}
 }
 
-// signalText is the short phrase for one signal.
+// sayFunc renders one signal's sentence from its values and the view; each
+// rule passes its own (rules.go, next to the rule), so a new signal's words
+// live with its rule.
+type sayFunc func(s *Signal, v *View) string
+
+// signalText is the short phrase for one signal: its rule's sentence, or a
+// generic one.
 func signalText(s *Signal, v *View) string {
-	switch s.Name {
-	case "listen_drops":
-		return fmt.Sprintf("%s connections/s dropped at the listen queue (%s)", fmtN(s.Value), whereText(s, v))
-	case "syn_cookies":
-		return fmt.Sprintf("SYN queue full, %s SYN cookies/s sent, nothing dropped by them (%s)", fmtN(s.Value), whereText(s, v))
-	case "mitigation_drops":
-		return fmt.Sprintf("stormguard's mitigation on this port dropping %s packets/s (connections refused, the storm is held back)", fmtN(s.Value))
-	case "short_lived_connections":
-		if s.detail == whereNoInstanceCounter {
-			return fmt.Sprintf("%s new connections/s closing again at once (namespace-wide accepts while this port's established connections do not grow; Valkey's own counters unreadable), vs %s normal", fmtN(s.Value), baseText(s.base))
-		}
-		return fmt.Sprintf("%s new connections/s closing again at once (accepted, then abandoned: timed-out handshakes or clients that gave up), vs %s normal", fmtN(s.Value), baseText(s.base))
-	case "abandoned_connections":
-		if s.detail == whereInstance {
-			return fmt.Sprintf("%s connections/s accepted but never set up (handshakes given up before they finished)", fmtN(s.Value))
-		}
-		return fmt.Sprintf("%s connections in the accept queue already closed by their clients (abandoned while waiting)", fmtN(s.Value))
-	case "accept_queue_full":
-		t := "accept queue full (" + queueText(v) + ")"
-		if s.detail == detailNoCounters {
-			t += ", drop counters unavailable"
-		}
-		return t
-	case "conntrack_drop":
-		return fmt.Sprintf("conntrack table full%s: %s new connections/s dropped before TCP (namespace-wide table: this port's new connections too)", ratioText(v.ConntrackCount, v.ConntrackMax), fmtN(s.Value))
-	case "conntrack_insert_failed":
-		return fmt.Sprintf("conntrack insert_failed %s/s (namespace-wide)", fmtN(s.Value))
-	case "nic_conntrack_allowance_exceeded":
-		return fmt.Sprintf("NIC conntrack allowance exceeded: %s packets/s dropped by the cloud network (whole host)", fmtN(s.Value))
-	case "nic_pps_allowance_exceeded":
-		return fmt.Sprintf("NIC packets-per-second allowance exceeded: %s packets/s queued or dropped (whole host)", fmtN(s.Value))
-	case "maxclients_rejections":
-		return fmt.Sprintf("Valkey refusing %s connections/s%s", fmtN(s.Value), clientsText(v))
-	case "new_conn_rate":
-		where := "this instance"
-		switch s.detail {
-		case whereNoInstanceCounter:
-			where = "namespace-wide; no per-instance counter"
-		case whereBackingUp:
-			where = "namespace-wide; this port's queue is backing up"
-		}
-		return "new connections " + rateVsBase(s.Value, s.base) + " (" + where + ")" + riskText(s.risk, v)
-	case "accept_queue_high":
-		return "accept queue peaked at " + queueText(v)
-	case "syn_recv_high":
-		return fmt.Sprintf("%s half-open connections (SYN_RECV) on this port", fmtN(s.Value))
-	case "conntrack_early_drop":
-		return fmt.Sprintf("conntrack table full%s, evicting %s entries/s (namespace-wide)", ratioText(v.ConntrackCount, v.ConntrackMax), fmtN(s.Value))
-	case "forecast_conntrack_full":
-		return forecastText("conntrack table (namespace-wide)", s.Value, v.ConntrackCount, v.ConntrackMax)
-	case "forecast_accept_queue_full":
-		return forecastText("accept queue", s.Value, v.AcceptDepthMax, v.AcceptLimit)
-	case "forecast_maxclients":
-		return forecastText("maxclients", s.Value, v.ConnectedClients, v.MaxClients)
-	case "ping_slow":
-		base := ""
-		if v.PingBaselineMS != nil {
-			base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.PingBaselineMS))
-		}
-		return fmt.Sprintf("PING %s ms%s (clients time out and redial)", fmtMS(s.Value), base)
-	case "accept_wait_rising":
-		base := ""
-		if v.AcceptWaitBaselineMS != nil {
-			base = fmt.Sprintf(" vs %s ms normal", fmtMS(*v.AcceptWaitBaselineMS))
-		}
-		return fmt.Sprintf("connections wait %s ms (p99) in the accept queue before Valkey accepts them%s, and rising", fmtMS(s.Value), base)
+	if s.say != nil {
+		return s.say(s, v)
 	}
 	return fmt.Sprintf("%s %s %s (threshold %s)", s.Name, fmtN(s.Value), s.Unit, fmtN(s.Threshold))
 }

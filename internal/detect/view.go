@@ -52,6 +52,8 @@ type Signal struct {
 	risk   detail   // new_conn_rate: what puts capacity at risk
 	// startDepth: listen_drops blamed on the queue the interval began with.
 	startDepth uint64
+	// say renders Text (set by the rule that raised the signal).
+	say sayFunc
 }
 
 // Rates are per-second rates derived from consecutive cumulative counters.
