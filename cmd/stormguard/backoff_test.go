@@ -265,6 +265,8 @@ func TestBackoffFleetAdvice(t *testing.T) {
 	class := func(r row) int {
 		switch {
 		case !r.Recovered:
+			return 4
+		case r.ListenOverflows > uint64(r.Clients)/10:
 			return 3
 		case r.ListenOverflows > uint64(r.Clients)/100:
 			return 2

@@ -15,6 +15,9 @@ var ErrPermission = errors.New("not permitted to load BPF programs (needs root, 
 // ErrUnsupported is returned off Linux and on CPUs the programs are not built for.
 var ErrUnsupported = errors.New("eBPF is only built for Linux on amd64 and arm64")
 
+// ErrClosed is returned by a Tracer's reads after Close.
+var ErrClosed = errors.New("eBPF tracer closed")
+
 // Env turns eBPF off when set to 0, false, off or no (`make test` runs
 // both ways with it; --ebpf=false does the same per command).
 const Env = "STORMGUARD_EBPF"

@@ -30,6 +30,11 @@ type Tracer struct {
 	wake  chan struct{}
 	done  chan struct{}
 	close sync.Once
+	// mu keeps Close from freeing the maps and programs under a Read,
+	// Counts or walk still using them (a sampler may abandon a Read at
+	// its deadline and stop the agent meanwhile); closed is set under it.
+	mu     sync.RWMutex
+	closed bool
 	// zeroMax is the per-CPU zero value written to wait_max after a read.
 	zeroMax []uint64
 	log     *slog.Logger
@@ -183,6 +188,11 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 // walk runs the TCP socket iterator once in the watched namespace (an
 // iterator walks the namespace of the process that opens it).
 func (t *Tracer) walk() error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return ErrClosed
+	}
 	t.walkMu.Lock()
 	defer t.walkMu.Unlock()
 	var rd io.ReadCloser
@@ -316,6 +326,11 @@ func (t *Tracer) WakeDelay() (d time.Duration, ok bool) {
 // since the previous Read (which it resets).
 func (t *Tracer) Read() (Counters, error) {
 	var c Counters
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return c, ErrClosed
+	}
 	var per []listentracePortStats
 	if err := t.objs.Stats.Lookup(uint32(0), &per); err != nil {
 		return c, fmt.Errorf("read port stats: %w", err)
@@ -376,6 +391,11 @@ var ErrNoListener = errors.New("no listening socket of the port known to the pro
 // until the final ACK under TCP Fast Open, are not included). It reads two small maps and never walks the
 // socket hash; Read is not affected.
 func (t *Tracer) Counts() (established, synRecv uint64, err error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return 0, 0, ErrClosed
+	}
 	var per []listentracePortStats
 	if err := t.objs.Stats.Lookup(uint32(0), &per); err != nil {
 		return 0, 0, fmt.Errorf("read port stats: %w", err)
@@ -398,10 +418,14 @@ func (t *Tracer) Counts() (established, synRecv uint64, err error) {
 	return uint64(max(est, 0)), d.SynQueue, nil
 }
 
-// Close detaches the programs and frees the maps.
+// Close detaches the programs and frees the maps. It waits for a Read,
+// Counts or walk in flight; those called after it return ErrClosed.
 func (t *Tracer) Close() error {
 	var errs []error
 	t.close.Do(func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.closed = true
 		close(t.done)
 		if t.rd != nil {
 			errs = append(errs, t.rd.Close())

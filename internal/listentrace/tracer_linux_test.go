@@ -4,6 +4,7 @@ package listentrace
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"testing"
@@ -83,5 +84,78 @@ func TestTracerLoopback(t *testing.T) {
 	}
 	if c2.MaxWait != 0 || c2.Accepts != n {
 		t.Fatalf("second read: max %v accepts %d, want 0 and %d", c2.MaxWait, c2.Accepts, n)
+	}
+}
+
+// TestTracerCloseDuringRead closes a tracer while goroutines read it (the
+// agent stopping under a sampler's abandoned Read): -race must see no race,
+// no read may fail with anything but ErrClosed, and reads after Close
+// return ErrClosed.
+func TestTracerCloseDuringRead(t *testing.T) {
+	if Off() {
+		t.Skipf("%s turns eBPF off", Env)
+	}
+	if os.Geteuid() != 0 {
+		sandboxtest.SkipOrFail(t, "needs root to load BPF programs")
+	}
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tr, err := Open(context.Background(), "", uint16(ln.Addr().(*net.TCPAddr).Port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const readers = 4
+	// Each reader signals after its first successful read, so Close
+	// surely meets reads in flight or queued behind it.
+	started := make(chan struct{}, readers)
+	errs := make(chan error, readers)
+	for i := range readers {
+		go func() {
+			first := true
+			for {
+				var err error
+				if i%2 == 0 {
+					_, err = tr.Read()
+				} else {
+					_, _, err = tr.Counts()
+					if errors.Is(err, ErrNoListener) {
+						err = nil
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				if first {
+					started <- struct{}{}
+					first = false
+				}
+			}
+		}()
+	}
+	for range readers {
+		<-started
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range readers {
+		if err := <-errs; !errors.Is(err, ErrClosed) {
+			t.Errorf("read during Close: %v, want ErrClosed", err)
+		}
+	}
+	if _, err := tr.Read(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Read after Close: %v, want ErrClosed", err)
+	}
+	if _, _, err := tr.Counts(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Counts after Close: %v, want ErrClosed", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }

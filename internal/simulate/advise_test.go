@@ -72,3 +72,22 @@ func TestAdviseRanks(t *testing.T) {
 		}
 	}
 }
+
+func TestAdviceClass(t *testing.T) {
+	ms := func(v int64) *int64 { return &v }
+	for _, tt := range []struct {
+		ovf       uint64
+		recovered bool
+		want      int
+	}{
+		{0, true, 0}, {5, true, 1}, {10, true, 1}, {11, true, 2}, {100, true, 2}, {101, true, 3}, {0, false, 4}, {5000, false, 4},
+	} {
+		a := Advice{Result: &Result{Clients: 1000, ListenOverflows: tt.ovf, Recovered: tt.recovered}}
+		if tt.recovered {
+			a.TimeToRecoverMS = ms(1000)
+		}
+		if got := a.Class(); got != tt.want {
+			t.Errorf("%d overflows, recovered %v: class %d, want %d", tt.ovf, tt.recovered, got, tt.want)
+		}
+	}
+}
