@@ -67,7 +67,8 @@ connection), restart (--spawn restarts the lab's own valkey-server, or
 --restart-cmd runs a command), blip (an nftables rule in the server's network
 namespace drops packets to the port for --blip), slow (the server stalls for
 --stall), failover (--spawn: the primary is killed and its replica promoted;
-clients follow the service address), churn (no disruption: every client
+clients follow the service address; with --cluster a 3-shard cluster whose
+own failover promotes the replica and cluster clients follow it), churn (no disruption: every client
 reconnects per PING, like valkey-benchmark -k 0). --defuse auto runs the
 watch agent with its auto mitigations on the server during the run.
 
@@ -119,6 +120,7 @@ See docs/lab.md.`,
 	f.StringVar(&o.cfg.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(lab.Strategies(), ", "))
 	f.StringVar(&o.compare, "compare", "", "comma-separated strategies to run in turn (or \"all\")")
 	f.StringVar(&o.cfg.Scenario, "scenario", "kill", "disruption: "+strings.Join(lab.Scenarios(), ", "))
+	f.BoolVar(&o.cfg.Cluster, "cluster", false, "failover with --spawn: a 3-shard cluster (3 primaries, 3 replicas) that promotes by itself; strategies go-redis or valkey-go in cluster mode")
 	f.BoolVar(&o.json, "json", false, "print one JSON object (an array with --compare)")
 	f.BoolVar(&o.progress, "progress", false, "print progress on stderr even when it is not a terminal")
 	f.DurationVar(&o.cfg.Period, "period", 100*time.Millisecond, "time between one client's PINGs")
@@ -198,7 +200,7 @@ var stormFlags = map[string]string{
 	"Strategy": "--strategy", "Scenario": "--scenario", "Period": "--period",
 	"ConnectTimeout": "--connect-timeout", "WarmupConnectTimeout": "--warmup-connect-timeout", "CommandTimeout": "--command-timeout",
 	"PoolSize": "--pool-size", "Ramp": "--ramp", "WarmupTimeout": "--warmup-timeout",
-	"Setup": "--setup", "TLS": "--tls", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip", "Stall": "--stall",
+	"Setup": "--setup", "TLS": "--tls", "Hosts": "--hosts", "RTT": "--rtt", "Loss": "--loss", "Hold": "--hold", "Duration": "--duration", "Settle": "--settle", "Blip": "--blip", "Stall": "--stall", "Cluster": "--cluster",
 	"Policy": "policy flags", "Policy.Delay": "--delay", "Policy.Base": "--base", "Policy.Cap": "--cap",
 	"Spawn.Somaxconn": "--somaxconn", "Spawn.TCPBacklog": "--tcp-backlog",
 	"Spawn.Maxclients": "--maxclients", "Spawn.Syncookies": "--syncookies", "Spawn.Down": "--down", "Spawn.ServerCPUs": "--server-cpus",

@@ -64,6 +64,11 @@ type Config struct {
 	Policy backoff.Params
 	// Scenario is one of Scenarios().
 	Scenario string
+	// Cluster (failover scenario with Spawn) runs a 3-shard Valkey
+	// cluster instead of a primary + replica: the cluster itself promotes
+	// the killed primary's replica, and cluster clients (go-redis,
+	// valkey-go) follow the topology.
+	Cluster bool
 	// Period between one client's PINGs (100ms).
 	Period time.Duration
 	// ConnectTimeout bounds a dial of the lab's own strategies (2s, as
@@ -207,6 +212,8 @@ func (c Config) Validate() error {
 		return bad("PoolSize", "{PoolSize} must not be negative, got %d", c.PoolSize)
 	case c.Ramp < 0:
 		return bad("Ramp", "{Ramp} must not be negative, got %g", c.Ramp)
+	case c.Cluster && c.Scenario != "failover":
+		return bad("Cluster", "{Cluster} runs a cluster for the failover {Scenario} only, not %q", c.Scenario)
 	}
 	for _, d := range []struct {
 		field string

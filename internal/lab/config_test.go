@@ -42,6 +42,16 @@ func TestValidate(t *testing.T) {
 		{"spawn and restart hook", func(c *Config) { c.Target, c.Spawn, c.Restart = "", &Spawn{}, restart }, "Restart is for"},
 		{"negative down", func(c *Config) { c.Target, c.Spawn = "", &Spawn{Down: -time.Second} }, "Spawn.Down"},
 		{"bad syncookies", func(c *Config) { v := 3; c.Target, c.Spawn = "", &Spawn{Syncookies: &v} }, "Spawn.Syncookies"},
+		{"cluster needs failover", func(c *Config) { c.Cluster = true }, "failover Scenario only"},
+		{"cluster failover", func(c *Config) {
+			c.Target, c.Spawn, c.Scenario, c.Strategy, c.Cluster = "", &Spawn{}, "failover", "valkey-go", true
+		}, ""},
+		{"cluster needs a cluster client", func(c *Config) {
+			c.Target, c.Spawn, c.Scenario, c.Cluster = "", &Spawn{}, "failover", true
+		}, "go-redis or valkey-go"},
+		{"cluster without tls", func(c *Config) {
+			c.Target, c.Spawn, c.Scenario, c.Strategy, c.Cluster, c.TLS = "", &Spawn{}, "failover", "go-redis", true, true
+		}, "do not give TLS"},
 		{"jitter base over cap", func(c *Config) {
 			c.Strategy, c.Policy.Base, c.Policy.Cap = "full-jitter", time.Minute, time.Second
 		}, "exceeds cap"},

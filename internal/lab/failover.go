@@ -36,6 +36,10 @@ func (failoverScenario) check(c Config) error {
 		return bad("Strategy", "the failover {Scenario} moves the service address under the lab's dial, which %s does not use", c.Strategy)
 	case c.Setup == "auth":
 		return bad("Setup", "the failover {Scenario} does not support {Setup} auth yet (the replica would need the run's ACL file and masterauth)")
+	case c.Cluster && c.Strategy != "go-redis" && c.Strategy != "valkey-go":
+		return bad("Strategy", "{Cluster} needs a cluster client: {Strategy} go-redis or valkey-go, not %s", c.Strategy)
+	case c.Cluster && (c.TLS || c.Hosts > 0):
+		return bad("Cluster", "{Cluster} runs on loopback without TLS: do not give {TLS} or {Hosts}")
 	}
 	return nil
 }
@@ -45,6 +49,9 @@ func (failoverScenario) check(c Config) error {
 func (failoverScenario) traits() scenarioTraits { return scenarioTraits{restarts: true} }
 
 func (failoverScenario) disrupt(ctx context.Context, r *run, mark func()) error {
+	if r.cfg.Cluster {
+		return r.clusterFailover(ctx, mark)
+	}
 	mark()
 	if err := r.sb.StopValkey(); err != nil {
 		return fmt.Errorf("kill the primary: %w", err)

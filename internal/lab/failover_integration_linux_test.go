@@ -41,3 +41,25 @@ func TestIntegrationFailover(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationClusterFailover runs the failover scenario on a 3-shard
+// cluster: the primary of the slot every client reads is SIGKILLed, the
+// cluster itself promotes its replica (the lab sends no failover
+// command), and valkey-go's cluster client must complete reads again,
+// which only the promoted replica can serve. go-redis's ClusterClient is
+// not here: with its defaults it does not reload the topology before its
+// 60 s state reload interval, longer than a test should run (docs/lab.md).
+func TestIntegrationClusterFailover(t *testing.T) {
+	sandboxtest.Require(t)
+	for _, strategy := range []string{"valkey-go"} {
+		t.Run(strategy, func(t *testing.T) {
+			const clients = 20
+			res := runLab(t, Config{Spawn: &Spawn{}, Cluster: true, Clients: clients, Instances: 4, Strategy: strategy,
+				Scenario: "failover", Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second})
+			checkRecovered(t, res, clients)
+			if !strings.HasPrefix(res.FailoverTo, "127.0.0.1:700") || res.PromoteMS == nil {
+				t.Errorf("failover_to %q, promote_ms %v: want a replica on :700x promoted", res.FailoverTo, res.PromoteMS)
+			}
+		})
+	}
+}

@@ -67,6 +67,9 @@ func (g goRedis) close()                         { g.c.Close() }
 // namespace). go-redis applies its own DialTimeout (5s) through ctx.
 func newGoRedis(_ context.Context, r *run, dial DialFunc) (pinger, error) {
 	redis.SetLogger(silentLogger{})
+	if r.cfg.Cluster {
+		return newGoRedisCluster(r, dial), nil
+	}
 	opt := &redis.Options{
 		Addr:     r.cfg.Target,
 		Username: r.cfg.User,
@@ -107,6 +110,9 @@ func newValkeyGo(ctx context.Context, r *run, dial DialFunc) (pinger, error) {
 			return dial(ctx, "tcp", addr)
 		},
 	}
+	if r.cfg.Cluster {
+		opt.InitAddress = r.clusterNodes // a seed list, as for go-redis
+	}
 	switch r.cfg.Setup {
 	case "none": // valkey-go's default is HELLO 3 + CLIENT SETINFO
 		opt.AlwaysRESP2, opt.DisableCache, opt.ClientSetInfo = true, true, valkey.DisableClientSetInfo
@@ -115,6 +121,9 @@ func newValkeyGo(ctx context.Context, r *run, dial DialFunc) (pinger, error) {
 	}
 	for {
 		c, err := valkey.NewClient(opt)
+		if err == nil && r.cfg.Cluster {
+			return valkeyGoCluster{valkeyGo{c}}, nil
+		}
 		if err == nil {
 			return valkeyGo{c}, nil
 		}

@@ -40,6 +40,12 @@ type run struct {
 	py   []*redisPy
 	// svc is the service address after a failover (nil: cfg.Target).
 	svc atomic.Pointer[string]
+	// clusterReplica is the replica of the lab's server in a cluster
+	// run, the one the cluster promotes.
+	clusterReplica string
+	// clusterNodes are the cluster's node addresses, the cluster
+	// clients' seed list.
+	clusterNodes []string
 	// hostDialers dial from the client hosts (Config.Hosts): instance k
 	// runs on host k mod Hosts.
 	hostDialers []*sourceDialer
@@ -208,6 +214,9 @@ func (r *run) prepare(ctx context.Context) error {
 	r.onClose(func() { r.adm.close() }) // the failover scenario replaces it
 	if err := r.adm.ping(ctx); err != nil {
 		return fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
+	}
+	if cfg.Scenario == "failover" && cfg.Cluster {
+		return r.startCluster(ctx)
 	}
 	if cfg.Scenario == "failover" {
 		return r.startReplica(ctx)

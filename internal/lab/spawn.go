@@ -55,6 +55,11 @@ func (r *run) spawn(ctx context.Context) error {
 		opts.ClientTLS = t.client
 		r.cfg.TLSConfig = t.client
 	}
+	if r.cfg.Cluster {
+		opts.Port = 6379
+		opts.ValkeyArgs = append(opts.ValkeyArgs, "--cluster-enabled", "yes", "--cluster-node-timeout", clusterNodeTimeout,
+			"--cluster-config-file", "nodes-6379.conf") // in the sandbox's --dir
+	}
 	var clientCPUs []int
 	if sp.ServerCPUs != "" {
 		online, err := allowedCPUs()

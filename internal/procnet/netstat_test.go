@@ -69,6 +69,20 @@ func FuzzParseStats(f *testing.F) {
 			}
 			return
 		}
+		// Keeping sections gives exactly those sections of the full parse.
+		some, err := ParseStatsSections(bytes.NewReader(b), "Tcp", "TcpExt")
+		if err != nil {
+			t.Fatalf("ParseStatsSections failed where ParseStats did not: %v", err)
+		}
+		want := Stats{}
+		for _, sec := range []string{"Tcp", "TcpExt"} {
+			if m, ok := got[sec]; ok {
+				want[sec] = m
+			}
+		}
+		if !reflect.DeepEqual(want, some) {
+			t.Fatalf("ParseStatsSections = %v, want %v", some, want)
+		}
 		// Round trip: writing the result back in the kernel's format
 		// and parsing it again gives the same counters.
 		var buf bytes.Buffer

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stormguard/stormguard/internal/sample"
 )
@@ -247,3 +248,63 @@ func TestNICCollect(t *testing.T) {
 		}
 	})
 }
+
+// TestNICBackoff: while no interface has ENA counters the answer is
+// repeated without asking the namespace, re-checked after 1 s, 2 s, 4 s…
+// (at most a minute); counters that appear are read at the next re-check
+// and every sample after.
+func TestNICBackoff(t *testing.T) {
+	fake := &countingNIC{fakeNIC: fakeNIC{
+		links:   []nicLink{up("ens5", "10.0.0.5")},
+		drivers: map[string]string{"ens5": "virtio_net"},
+		errs:    map[string]error{"ens5": syscall.EOPNOTSUPP},
+	}}
+	now := time.Unix(1000, 0)
+	src := newNIC(NICConfig{}, func() (nicBackend, error) { return fake, nil })
+	src.now = func() time.Time { return now }
+	collect := func() error { return src.Collect(context.Background(), &sample.Sample{}) }
+	first := collect()
+	if !errors.Is(first, ErrUnavailable) {
+		t.Fatalf("err = %v, want unavailable", first)
+	}
+	steps := []struct {
+		advance   time.Duration
+		wantLinks int
+	}{
+		{0, 1}, {999 * time.Millisecond, 1}, // within the first second: the same answer, not asked
+		{time.Millisecond, 2},              // 1 s: re-checked
+		{time.Second, 2}, {time.Second, 3}, // then after 2 s
+		{3 * time.Second, 3}, {time.Second, 4}, // then after 4 s
+	}
+	for i, st := range steps {
+		now = now.Add(st.advance)
+		if err := collect(); err == nil || err.Error() != first.Error() {
+			t.Fatalf("step %d: err = %v, want %v", i, err, first)
+		}
+		if fake.links != st.wantLinks {
+			t.Fatalf("step %d: namespace asked %d times, want %d", i, fake.links, st.wantLinks)
+		}
+	}
+	// The counters appear (a driver update): read at the next re-check,
+	// then every sample.
+	fake.files = map[string]string{"ens5": "testdata/ethtool/ena-eth0.txt"}
+	fake.errs = nil
+	now = now.Add(8 * time.Second)
+	for i := range 2 {
+		var s sample.Sample
+		if err := src.Collect(context.Background(), &s); err != nil || s.NIC == nil {
+			t.Fatalf("after the counters appeared, sample %d: err %v, nic %v", i, err, s.NIC)
+		}
+	}
+	if fake.links != 6 {
+		t.Fatalf("namespace asked %d times, want 6", fake.links)
+	}
+}
+
+// countingNIC counts the link listings (one per real collect).
+type countingNIC struct {
+	fakeNIC
+	links int
+}
+
+func (c *countingNIC) Links() ([]nicLink, error) { c.links++; return c.fakeNIC.Links() }

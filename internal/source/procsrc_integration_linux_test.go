@@ -305,6 +305,8 @@ func TestIntegrationNIC(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{NoValkey: true})
 	src := NewNIC(NICConfig{NetNS: sb.NetNS, TargetIP: "127.0.0.1"})
 	t.Cleanup(func() { src.Close() })
+	now := time.Now()
+	src.now = func() time.Time { return now } // the re-check backoff's clock
 	err := src.Collect(context.Background(), &sample.Sample{})
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no network interface up besides loopback") {
 		t.Fatalf("namespace with only lo: %v", err)
@@ -318,6 +320,12 @@ func TestIntegrationNIC(t *testing.T) {
 			t.Fatalf("ip %v: %v %s", args, err, out)
 		}
 	}
+	// The namespace is asked again only after the backoff (1 s at first).
+	err = src.Collect(context.Background(), &sample.Sample{})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no network interface up besides loopback") {
+		t.Fatalf("within the backoff: %v, want the previous answer", err)
+	}
+	now = now.Add(nicRecheckMin)
 	err = src.Collect(context.Background(), &sample.Sample{})
 	want := "unavailable: no ENA allowance counters (interfaces: sgv0 driver veth, sgv1 driver veth)"
 	if err == nil || err.Error() != want {

@@ -83,11 +83,11 @@ func (s *TCPStat) Close() error { return s.files.Close() }
 // ParseTCPStats parses /proc/net/netstat and /proc/net/snmp into the TCP
 // counters a storm shows in. A counter this kernel does not have stays nil.
 func ParseTCPStats(netstat, snmp io.Reader) (*sample.TCP, error) {
-	ns, err := procnet.ParseStats(netstat)
+	ns, err := procnet.ParseStatsSections(netstat, "TcpExt")
 	if err != nil {
 		return nil, fmt.Errorf("netstat: %w", err)
 	}
-	sn, err := procnet.ParseStats(snmp)
+	sn, err := procnet.ParseStatsSections(snmp, "Tcp")
 	if err != nil {
 		return nil, fmt.Errorf("snmp: %w", err)
 	}

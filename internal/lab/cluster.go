@@ -1,0 +1,209 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/valkey-io/valkey-go"
+)
+
+// The failover scenario's cluster (Config.Cluster): the lab's own server
+// on 6379 and clusterPorts, all in the server's namespace. valkey-cli
+// --cluster create makes the first three primaries (6379 gets slots
+// 0-5460) and the other three their replicas.
+var clusterPorts = []int{7001, 7002, 7003, 7004, 7005}
+
+// clusterNodeTimeout is the nodes' cluster-node-timeout: short, so that
+// the cluster fails over within seconds of the kill.
+const clusterNodeTimeout = "1000"
+
+// clusterKey is the key every cluster client reads. Its hash tag {bar}
+// maps to slot 5061, in the killed primary's (6379's) range, so every
+// client depends on the failover; startCluster checks that 6379 serves it.
+const clusterKey = "stormguard-lab:{bar}"
+
+// clusterArgs are the cluster settings of one node on port.
+func clusterArgs(dir string, port int) []string {
+	return []string{"--cluster-enabled", "yes", "--cluster-node-timeout", clusterNodeTimeout,
+		"--cluster-config-file", filepath.Join(dir, fmt.Sprintf("nodes-%d.conf", port))}
+}
+
+// startCluster starts the five other nodes next to the lab's server,
+// joins the six into a cluster with valkey-cli, and waits until the
+// replica of the server (the primary to be killed) is in sync.
+func (r *run) startCluster(ctx context.Context) error {
+	_, port, _ := net.SplitHostPort(r.cfg.Target)
+	nodes := []string{"127.0.0.1:" + port}
+	for _, p := range clusterPorts {
+		if err := r.startClusterNode(ctx, p); err != nil {
+			return err
+		}
+		nodes = append(nodes, "127.0.0.1:"+strconv.Itoa(p))
+	}
+	r.clusterNodes = nodes
+	r.progress("joining %s into a cluster", strings.Join(nodes, " "))
+	args := append([]string{"--cluster", "create"}, nodes...)
+	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if out, err := r.sb.Command(cctx, "valkey-cli", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("valkey-cli --cluster create: %w: %s", err, lastLine(out))
+	}
+	return r.waitClusterReplica(ctx)
+}
+
+// startClusterNode starts one cluster node on port and waits for PING.
+func (r *run) startClusterNode(ctx context.Context, port int) error {
+	dir := r.sb.Dir
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1 -::1", "--save", "", "--appendonly", "no",
+		"--daemonize", "no", "--protected-mode", "no", "--dir", dir, "--dbfilename", fmt.Sprintf("dump-%d.rdb", port),
+		"--logfile", filepath.Join(dir, fmt.Sprintf("valkey-%d.log", port)),
+		"--maxclients", strconv.Itoa(max(FDsNeeded(r.cfg), 10000))}
+	cmd := r.sb.Command(context.Background(), "valkey-server", append(args, clusterArgs(dir, port)...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start cluster node %d: %w", port, err)
+	}
+	waitc := make(chan struct{})
+	go func() { cmd.Wait(); close(waitc) }()
+	r.onClose(func() { stopProcess(cmd, waitc) })
+	adm := &admin{ep: r.endpoint(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))}
+	defer adm.close()
+	err := adm.doRetry(ctx, 30*time.Second, func(ctx context.Context, c valkey.Client) error {
+		return c.Do(ctx, c.B().Ping().Build()).Error()
+	})
+	if err != nil {
+		return fmt.Errorf("cluster node %d: %w", port, err)
+	}
+	return nil
+}
+
+// replicaLine is INFO replication's line of an online replica.
+var replicaLine = regexp.MustCompile(`^ip=[^,]+,port=(\d+),state=online`)
+
+// waitClusterReplica waits until the lab's server has an online replica
+// and the cluster is ok, records the replica as the failover's candidate
+// and checks that the server owns clusterKey's slot.
+func (r *run) waitClusterReplica(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, err := r.adm.info(ctx, 5*time.Second, "replication")
+		if err == nil {
+			if sm := replicaLine.FindStringSubmatch(m["slave0"]); sm != nil && r.clusterOK(ctx, r.adm) {
+				addr := net.JoinHostPort("127.0.0.1", sm[1])
+				r.clusterReplica = addr
+				r.progress("cluster up; the primary %s has its replica on %s", r.cfg.Target, addr)
+				return r.adm.do(ctx, adminTimeout, func(ctx context.Context, c valkey.Client) error {
+					err := c.Do(ctx, c.B().Get().Key(clusterKey).Build()).Error()
+					if err != nil && !valkey.IsValkeyNil(err) {
+						return fmt.Errorf("GET %s on %s (it must own the key's slot): %w", clusterKey, r.cfg.Target, err)
+					}
+					return nil
+				})
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cluster's replica of %s was not in sync within 30s (last: %q %v)", r.cfg.Target, m["slave0"], err)
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+// clusterOK reports whether the node behind adm says cluster_state:ok.
+func (r *run) clusterOK(ctx context.Context, adm *admin) bool {
+	var s string
+	err := adm.do(ctx, adminTimeout, func(ctx context.Context, c valkey.Client) error {
+		var err error
+		s, err = c.Do(ctx, c.B().ClusterInfo().Build()).ToString()
+		return err
+	})
+	return err == nil && strings.Contains(s, "cluster_state:ok")
+}
+
+// clusterFailover SIGKILLs the lab's server (a primary) and waits until
+// the cluster itself has promoted its replica: the replica says
+// role:master and cluster_state:ok. The lab sends no failover command.
+func (r *run) clusterFailover(ctx context.Context, mark func()) error {
+	mark()
+	if err := r.sb.StopValkey(); err != nil {
+		return fmt.Errorf("kill the primary: %w", err)
+	}
+	killed := time.Now()
+	addr := r.clusterReplica
+	adm := &admin{ep: r.endpoint(addr)}
+	deadline := killed.Add(30 * time.Second)
+	for {
+		m, err := adm.info(ctx, 5*time.Second, "replication")
+		if err == nil && m["role"] == "master" && r.clusterOK(ctx, adm) {
+			break
+		}
+		if time.Now().After(deadline) {
+			adm.close()
+			return fmt.Errorf("the cluster did not promote %s within 30s (role %q, %v)", addr, m["role"], err)
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			adm.close()
+			return ctx.Err()
+		}
+	}
+	old := r.adm
+	r.adm = adm
+	old.close()
+	ms := time.Since(killed).Milliseconds()
+	r.res.FailoverTo, r.res.PromoteMS = addr, &ms
+	return nil
+}
+
+// lastLine is the last non-empty line of a command's output.
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
+}
+
+// goRedisCluster is go-redis's ClusterClient: it reads clusterKey, which
+// it routes to the slot's primary and follows MOVED and topology changes.
+type goRedisCluster struct{ c *redis.ClusterClient }
+
+func (g goRedisCluster) ping(ctx context.Context) error {
+	if err := g.c.Get(ctx, clusterKey).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	return nil
+}
+func (g goRedisCluster) close() { g.c.Close() }
+
+// newGoRedisCluster returns a ClusterClient with default options but the
+// counting dialer, seeded with every node of the cluster (a seed list, as
+// go-redis recommends: with only the killed primary as its seed it cannot
+// reload the topology, since it reloads from its seeds until its first
+// clean-up of unused nodes a minute after a state load).
+func newGoRedisCluster(r *run, dial DialFunc) pinger {
+	opt := &redis.ClusterOptions{Addrs: r.clusterNodes, Dialer: dial}
+	if r.cfg.Setup == "none" {
+		opt.Protocol, opt.DisableIdentity = 2, true
+	}
+	return goRedisCluster{redis.NewClusterClient(opt)}
+}
+
+// valkeyGoCluster: valkey-go turns into its cluster client by itself
+// when the seed node is in cluster mode; it too reads clusterKey.
+type valkeyGoCluster struct{ valkeyGo }
+
+func (v valkeyGoCluster) ping(ctx context.Context) error {
+	err := v.c.Do(ctx, v.c.B().Get().Key(clusterKey).Build()).Error()
+	if err != nil && !valkey.IsValkeyNil(err) {
+		return err
+	}
+	return nil
+}
