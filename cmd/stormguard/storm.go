@@ -68,9 +68,10 @@ connection), restart (--spawn restarts the lab's own valkey-server, or
 namespace drops packets to the port for --blip), slow (the server stalls for
 --stall), failover (--spawn: the primary is killed and its replica promoted;
 clients follow the service address; with --cluster a 3-shard cluster whose
-own failover promotes the replica and cluster clients follow it), churn (no disruption: every client
-reconnects per PING, like valkey-benchmark -k 0). --defuse auto runs the
-watch agent with its auto mitigations on the server during the run.
+own failover promotes the replica and cluster clients follow it), churn (no
+disruption: every client reconnects per PING, like valkey-benchmark -k 0).
+--defuse auto runs the watch agent with its auto mitigations on the server
+during the run.
 
 Strategies: ` + strings.Join(lab.Strategies(), ", ") + `.
 By default every client is its own application instance (own dialer, own

@@ -137,6 +137,8 @@ func (p *overflowPoller) value() uint64 {
 type transition struct {
 	at       time.Time
 	from, to detect.State
+	// s is the sample that caused the change.
+	s *sample.Sample
 }
 
 // watchRec records the agent's samples and state changes.
@@ -154,7 +156,7 @@ func (r *watchRec) onSample(s *sample.Sample, st detect.State) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if st != r.state {
-		r.trans = append(r.trans, transition{at: now, from: r.state, to: st})
+		r.trans = append(r.trans, transition{at: now, from: r.state, to: st, s: s})
 		r.state = st
 	}
 	r.samples = append(r.samples, s)

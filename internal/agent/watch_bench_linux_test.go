@@ -89,6 +89,7 @@ func TestBenchWatchDetectionLatency(t *testing.T) {
 	poll := startOverflowPoller(t, sb.NetNS, 2*time.Millisecond)
 	storms := envInt("STORMGUARD_BENCH_STORMS", 12)
 	var lat, fromStart []time.Duration
+	var parts []latencyParts
 	var fromSurge int
 	for i := 0; i < storms; i++ {
 		rec.waitState(t, detect.Calm, 90*time.Second)
@@ -110,8 +111,11 @@ func TestBenchWatchDetectionLatency(t *testing.T) {
 		}
 		lat = append(lat, st.at.Sub(ov))
 		fromStart = append(fromStart, st.at.Sub(t0))
-		t.Logf("storm %2d: first overflow → storm %6.1f ms (from %s); from before SIGSTOP and the burst %6.1f ms", i+1, ms(st.at.Sub(ov)), st.from, ms(st.at.Sub(t0)))
+		b := splitLatency(ov, st)
+		parts = append(parts, b)
+		t.Logf("storm %2d: first overflow → storm %6.1f ms (from %s); from before SIGSTOP and the burst %6.1f ms; %s", i+1, ms(st.at.Sub(ov)), st.from, ms(st.at.Sub(t0)), b)
 	}
+	logLatencyParts(t, parts)
 	if len(lat) == 0 {
 		t.Fatal("no storm measured")
 	}
@@ -122,6 +126,61 @@ func TestBenchWatchDetectionLatency(t *testing.T) {
 	// stopped and the burst starts (the overflow comes during the burst).
 	t.Logf("RESULT same storms from before SIGSTOP and the burst: p50 %.1f ms, p95 %.1f ms, max %.1f ms; eBPF %s",
 		ms(percentile(fromStart, 0.5)), ms(percentile(fromStart, 0.95)), ms(percentile(fromStart, 1)), ebpfState())
+}
+
+// latencyParts splits one storm's first overflow → storm event: overflow
+// (as the 2 ms poller saw it, up to 2 ms late) → the sample's start (ring
+// buffer record, wake channel, sampler loop); the slowest source's Collect;
+// the rest (waiting for the sources' goroutines, detector, sinks up to the
+// test's OnSample).
+type latencyParts struct {
+	toStart, collect, rest time.Duration
+	slowest                string
+	early                  bool
+}
+
+func splitLatency(ov time.Time, st transition) latencyParts {
+	var b latencyParts
+	if st.s == nil {
+		return b
+	}
+	b.toStart = st.s.Time.Sub(ov)
+	for name, d := range st.s.SourceDurations {
+		if v := time.Duration(d * float64(time.Millisecond)); v > b.collect {
+			b.collect, b.slowest = v, name
+		}
+	}
+	b.rest = st.at.Sub(st.s.Time) - b.collect
+	for _, e := range st.s.Errors {
+		if strings.HasPrefix(e, "late") {
+			b.early = true
+		}
+	}
+	return b
+}
+
+func (b latencyParts) String() string {
+	return fmt.Sprintf("overflow→sample start %.1f ms, slowest Collect %.1f ms (%s), rest %.1f ms, wake-up sample %v",
+		ms(b.toStart), ms(b.collect), b.slowest, ms(b.rest), b.early)
+}
+
+// logLatencyParts logs the medians of the parts.
+func logLatencyParts(t *testing.T, parts []latencyParts) {
+	if len(parts) == 0 {
+		return
+	}
+	var a, c, r []time.Duration
+	slow := map[string]int{}
+	early := 0
+	for _, b := range parts {
+		a, c, r = append(a, b.toStart), append(c, b.collect), append(r, b.rest)
+		slow[b.slowest]++
+		if b.early {
+			early++
+		}
+	}
+	t.Logf("RESULT breakdown (medians over %d storms): overflow→sample start %.1f ms, slowest Collect %.1f ms, rest %.1f ms; slowest source %v; %d wake-up samples",
+		len(parts), ms(percentile(a, 0.5)), ms(percentile(c, 0.5)), ms(percentile(r, 0.5)), slow, early)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -133,6 +133,26 @@ func labProcs(pid int) []string {
 	return out
 }
 
+// childProcs are the process ids and names of pid's children (valkey-server
+// renames its process title, so labProcs does not see the cluster's nodes).
+func childProcs(pid int) map[string]string {
+	out := map[string]string{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b)[i+1:])
+		if i > 0 && len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out[e.Name()] = string(b)[strings.IndexByte(string(b), '(')+1 : i]
+		}
+	}
+	return out
+}
+
 const interruptEnv = "STORMGUARD_LAB_INTERRUPT_HELPER"
 
 // TestIntegrationInterruptHelper is the process TestIntegrationInterruptCleans
@@ -149,6 +169,10 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 	// the fleet is being observed (kill).
 	cfg := Config{Spawn: &Spawn{Down: time.Minute}, Hosts: 2, Clients: 20, Strategy: "immediate", Scenario: scenario,
 		Hold: 200 * time.Millisecond, Blip: time.Minute, Stall: time.Minute, Settle: time.Minute, Duration: time.Minute, Progress: os.Stdout}
+	if scenario == "cluster" {
+		// The cluster's five extra nodes must go too.
+		cfg.Scenario, cfg.Cluster, cfg.Strategy, cfg.Hosts = "failover", true, "valkey-go", 0
+	}
 	if watched {
 		// A watcher (storm --defuse auto's agent, in cmd) is stopped on
 		// every path out of the run: its marker must be gone.
@@ -168,7 +192,7 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 // leaves no namespace, process or address behind, for every scenario.
 func TestIntegrationInterruptCleans(t *testing.T) {
 	sandboxtest.Require(t)
-	for _, sc := range []string{"kill", "blip", "restart", "slow", "failover", "kill+watch"} {
+	for _, sc := range []string{"kill", "blip", "restart", "slow", "failover", "kill+watch", "cluster"} {
 		t.Run(sc, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationInterruptHelper$", "-test.v")
 			cmd.Env = append(os.Environ(), interruptEnv+"="+sc)
@@ -194,8 +218,12 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 				cmd.Wait()
 				t.Fatal("helper ended before its disruption")
 			}
-			if n := labNamespaces(t, pid); len(n) != 3 {
+			if n := labNamespaces(t, pid); sc != "cluster" && len(n) != 3 {
 				t.Errorf("during the run: namespaces %v, want the server's and 2 hosts'", n)
+			}
+			kids := childProcs(pid)
+			if sc == "cluster" && len(kids) < 5 {
+				t.Errorf("during the run: children %v, want the cluster's five extra nodes", kids)
 			}
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
@@ -215,6 +243,13 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 			}
 			if p := labProcs(pid); len(p) != 0 {
 				t.Errorf("processes left after SIGINT: %v", p)
+			}
+			for k, name := range kids {
+				// A zombie not yet reaped by init is gone too.
+				b, err := os.ReadFile(filepath.Join("/proc", k, "stat"))
+				if err == nil && !strings.Contains(string(b), ") Z ") {
+					t.Errorf("child %s (%s) left after SIGINT", k, name)
+				}
 			}
 			if m, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("stormguard-lab-watch-sg-%d-", pid))); len(m) != 0 {
 				t.Errorf("the watcher was not stopped on SIGINT: %v", m)
