@@ -56,6 +56,9 @@ type run struct {
 	// serverCPUs and clientCPUs are the pinning (Spawn.ServerCPUs).
 	serverCPUs, clientCPUs string
 	tls                    *runTLS  // the run's certificates (Spawn with TLS)
+	// aclPath is the run's ACL file (Spawn with Setup auth), which the
+	// failover scenario's other servers load too.
+	aclPath string
 	cleanup                []func() // run in reverse by close
 }
 
