@@ -12,9 +12,14 @@
 #     calibrated on).
 # Needs root and valkey-server for parts 2-3. Knobs (environment):
 #   SIZES ("2000 6000 10000 15000") ROUNDS (3) STRATEGIES (immediate,full-jitter,stormguard)
-#   PERIOD (1s: at 100ms, 6,000+ clients ask more PINGs than a small machine
-#   answers and never finish warming up; the lab's clients notice a kill at
-#   once whatever the period) HOLD (6s) SCENARIO (kill) OUT (bench/out)
+#   PERIOD (3s: at 100ms, 6,000+ clients ask more PINGs than a small machine
+#   answers and never finish warming up, and at 1s a 2-core machine shared
+#   with other work still could not hold 10,000-15,000 clients steady before
+#   the kill; the lab's clients notice a kill at once whatever the period)
+#   RAMP (500 clients started per second during warm-up: at the default
+#   1,000/s the warm-up of 10,000+ clients overlapped their first PINGs and
+#   needed 1.5-7x more dials than clients) HOLD (6s) SCENARIO (kill)
+#   OUT (bench/out)
 #   CALIBRATE_ON (6000: the size whose immediate runs calibrate the model)
 #   LOCK (a file: every storm runs under "flock $LOCK", so that only one heavy
 #   run uses a shared machine at a time) ONLY=speed: just part 1;
@@ -24,7 +29,8 @@ cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"2000 6000 10000 15000"}
 ROUNDS=${ROUNDS:-3}
 STRATEGIES=${STRATEGIES:-immediate,full-jitter,stormguard}
-PERIOD=${PERIOD:-1s}
+PERIOD=${PERIOD:-3s}
+RAMP=${RAMP:-500}
 HOLD=${HOLD:-6s}
 SCENARIO=${SCENARIO:-kill}
 OUT=${OUT:-bench/out}
@@ -45,7 +51,7 @@ go build -o "$OUT/stormguard" ./cmd/stormguard
 SG="$OUT/stormguard"
 
 if [ "${ONLY:-}" != check ]; then
-echo "== 2. lab curve: $SCENARIO, somaxconn 128, sizes $SIZES, $ROUNDS rounds, period $PERIOD, hold $HOLD"
+echo "== 2. lab curve: $SCENARIO, somaxconn 128, sizes $SIZES, $ROUNDS rounds, period $PERIOD, ramp $RAMP/s, hold $HOLD"
 IFS=, read -r -a strats <<<"$STRATEGIES"
 for round in $(seq "$ROUNDS"); do
 	# Rotate the order of the strategies from round to round: each gets a
@@ -55,7 +61,7 @@ for round in $(seq "$ROUNDS"); do
 	for n in $SIZES; do
 		f="$OUT/lab_${SCENARIO}_${n}_r${round}.json"
 		echo "$(date -u +%T) n=$n round=$round order=$order load $(cut -d' ' -f1 /proc/loadavg)"
-		locked "$SG" storm --spawn --somaxconn 128 --clients "$n" --scenario "$SCENARIO" --period "$PERIOD" --hold "$HOLD" \
+		locked "$SG" storm --spawn --somaxconn 128 --clients "$n" --scenario "$SCENARIO" --period "$PERIOD" --ramp "$RAMP" --hold "$HOLD" \
 			--warmup-timeout 120s --compare "$order" --json >"$f" || echo "  (failed: see above)"
 		echo "$(date -u +%T) done, load $(cut -d' ' -f1 /proc/loadavg)"
 	done

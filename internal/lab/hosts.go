@@ -35,6 +35,7 @@ func (r *run) addHosts(ctx context.Context, sb *sandbox.Sandbox) error {
 		r.onClose(d.close)
 		r.hostDialers = append(r.hostDialers, d)
 		r.hostAddrs = append(r.hostAddrs, h.Addr.String())
+		r.hostNetNS = append(r.hostNetNS, h.NetNS)
 	}
 	cfg.Target = net.JoinHostPort(sb.LinkAddr().String(), strconv.Itoa(sb.Port))
 	via := ""
