@@ -172,7 +172,6 @@ func (s *Sandbox) hasNetem(ctx context.Context) bool {
 	return true
 }
 
-
 func (s *Sandbox) netem(ctx context.Context, ns, dev string, delay time.Duration) error {
 	us := strconv.FormatInt(delay.Microseconds(), 10) + "us"
 	out, err := exec.CommandContext(ctx, "tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "delay", us).CombinedOutput()
