@@ -149,7 +149,7 @@ const (
 	evRefused            // the RST of a server that is down reaches the client
 	evDataRetx           // the client retransmits its PING (an ACK too)
 	evDialNow            // a dial delayed by the client side's dial rate
-	evKillDone           // CLIENT KILL returns: the event loop runs again
+	evKillStep           // CLIENT KILL frees the next client (or returns)
 )
 
 type event struct {
@@ -233,6 +233,9 @@ type sim struct {
 	acceptQ   []*sock
 	synq      int // request socks pending
 	loopBusy  bool
+	killed    int           // clients CLIENT KILL has freed so far
+	killRun   time.Duration // what is left of the kill's current running stretch
+	stolen    time.Duration // CPU the client side took from Valkey's busy stretch in progress
 	pending   []*sock // accepted, first command not yet served
 	serving   []*sock // first commands served by the turn in progress
 	accepting []*sock // accepted by the turn in progress
@@ -350,9 +353,10 @@ func (s *sim) disrupt() {
 	switch s.f.Scenario {
 	case "kill":
 		// CLIENT KILL frees every client in one command: the event loop
-		// accepts nothing until it returns.
+		// accepts nothing until it returns (evKillStep).
 		s.loopBusy = true
-		s.at(s.killTime(), evKillDone, nil, nil)
+		s.killRun = s.vary(killRunMean)
+		s.at(0, evKillStep, nil, nil)
 	case "restart":
 		s.up = false
 		s.served = 0
@@ -360,27 +364,67 @@ func (s *sim) disrupt() {
 	case "blip":
 		s.blipUntil = s.f.Blip
 	}
+	if s.f.Scenario == "kill" {
+		return // each client notices its close as the kill reaches it
+	}
 	for i := range s.clients {
 		c := &s.clients[i]
-		var d time.Duration
-		switch s.f.Scenario {
-		case "blip":
+		d := s.m.RTT / 2
+		if s.f.Scenario == "blip" {
 			d = time.Duration(s.rng.Float64()*float64(s.f.Period)) + s.f.CommandTimeout // the PING times out
-		case "kill":
-			d = time.Duration(s.rng.Float64()*float64(s.killTime())) + s.m.RTT/2
-		default:
-			d = s.m.RTT / 2
 		}
 		s.at(d, evDetect, c, nil)
 	}
 }
 
-// killTime is how long CLIENT KILL of the whole fleet keeps Valkey's
-// main thread: freeing a client (unlink, close) costs about a quarter of
-// accepting one (the lab: 6,000 clients killed in ~0.5 s where the
-// calibrated cost per accept was ~330 µs).
-func (s *sim) killTime() time.Duration {
-	return time.Duration(len(s.clients)) * s.m.ConnCost / 4
+// killStep frees the next client: its close reaches it half a round
+// trip later, and the next one is freed KillCost/KillBurst later, plus
+// the CPU the client side took meanwhile (its connects: see steal). The
+// kill runs in stretches (mean killRunMean) separated by
+// stalls (mean (KillBurst−1)·killRunMean), so that it takes KillCost per
+// client on average but its closes come in bursts, as in the lab, where
+// the busiest 100 ms of a kill saw ~1.8× its mean rate. After the last
+// client the command returns and the event loop accepts again.
+func (s *sim) killStep() {
+	if s.killed == len(s.clients) {
+		s.loopBusy = false
+		s.kick()
+		return
+	}
+	s.at(s.m.RTT/2, evDetect, &s.clients[s.killed], nil)
+	s.killed++
+	b := max(s.m.KillBurst, 1)
+	d := time.Duration(float64(s.m.KillCost)/b) + s.stolen
+	s.stolen = 0
+	if b > 1 {
+		s.killRun -= d
+		if s.killRun < 0 { // descheduled: a stall, then a new stretch
+			d += s.vary(time.Duration((b - 1) * float64(killRunMean)))
+			s.killRun = s.vary(killRunMean)
+		}
+	}
+	s.at(d, evKillStep, nil, nil)
+}
+
+// killRunMean is the mean running stretch of a bursty kill: the lab's
+// kills alternate busy and quiet 100 ms buckets.
+const killRunMean = 100 * time.Millisecond
+
+// vary draws a duration of mean m, uniform within ±50%: a kill's
+// stretches and stalls vary, but a handful of them make up a kill.
+func (s *sim) vary(m time.Duration) time.Duration {
+	return time.Duration((0.5 + s.rng.Float64()) * float64(m))
+}
+
+// steal charges one connect() of the client side to Valkey's busy
+// stretch in progress: in the lab the load generator shares the
+// machine's cores with Valkey, and the lab's kill took longer the more
+// the clients dialled meanwhile (4,000 clients: ~0.3 s with the dialer
+// spreading its redials, ~0.5 s with every client redialling at once).
+func (s *sim) steal() {
+	if s.loopBusy {
+		s.stolen += s.m.DialSteal
+	}
 }
 
 func (s *sim) loop() error {
@@ -461,9 +505,8 @@ func (s *sim) handle(e event) {
 		}
 	case evServerUp:
 		s.up = true
-	case evKillDone:
-		s.loopBusy = false
-		s.kick()
+	case evKillStep:
+		s.killStep()
 	case evDataRetx:
 		if k.open && k.srv == srvRequest && !k.replied {
 			s.at(s.m.RTT/2, evAckArrive, nil, k)
@@ -548,6 +591,7 @@ func (s *sim) dial(c *client) {
 // dialNow makes the connect attempt: counted, SYN out, timeout armed.
 func (s *sim) dialNow(c *client) {
 	s.res.ConnectAttempts++
+	s.steal()
 	if b := int(s.now / lab.Bucket); b >= 0 && b < len(s.timeline) {
 		s.timeline[b]++
 	}
@@ -653,6 +697,11 @@ func (s *sim) turn(n, p int) time.Duration {
 // cycle ends one loop turn: the commands it served are answered, its
 // accepts wait for the next turn to read their first command.
 func (s *sim) cycle() {
+	if d := s.stolen; d > 0 { // the turn was stretched by the client side's connects
+		s.stolen = 0
+		s.at(d, evCycle, nil, nil)
+		return
+	}
 	for _, k := range s.serving {
 		if k.open && !k.replied {
 			s.at(s.m.RTT/2, evReply, nil, k)
