@@ -236,10 +236,10 @@ type sim struct {
 	killed    int           // clients CLIENT KILL has freed so far
 	killRun   time.Duration // what is left of the kill's current running stretch
 	stolen    time.Duration // CPU the client side took from Valkey's busy stretch in progress
-	pending   []*sock // accepted, first command not yet served
-	serving   []*sock // first commands served by the turn in progress
-	accepting []*sock // accepted by the turn in progress
-	served    int     // clients whose first command was answered (established load)
+	pending   []*sock       // accepted, first command not yet served
+	serving   []*sock       // first commands served by the turn in progress
+	accepting []*sock       // accepted by the turn in progress
+	served    int           // clients whose first command was answered (established load)
 
 	genNext time.Duration // client-side dial pacing
 
