@@ -11,21 +11,28 @@
 #     overflows and time to recover (target: within 0.8-1.2 at the sizes not
 #     calibrated on).
 # Needs root and valkey-server for parts 2-3. Knobs (environment):
-#   SIZES ("1000 2000 4000 6000": sizes at which a 2-core lab machine holds
-#   the fleet steady before the kill; docs/simulate.md) ROUNDS (3) STRATEGIES (immediate,full-jitter,stormguard)
-#   PERIOD (1s: at 100ms, 6,000+ clients ask more PINGs than a small machine
-#   answers and never finish warming up; the lab's clients notice a kill at
-#   once whatever the period) HOLD (6s) SCENARIO (kill) OUT (bench/out)
+#   SIZES ("1000 2000 4000 6000 10000": sizes at which a 2-core lab machine
+#   held the fleet steady before the kill; docs/simulate.md) ROUNDS (3)
+#   STRATEGIES (immediate,full-jitter,stormguard)
+#   PERIOD (3s: at 100ms, 6,000+ clients ask more PINGs than a small machine
+#   answers and never finish warming up, and at 1s a 2-core machine shared
+#   with other work still could not hold 10,000-15,000 clients steady before
+#   the kill; the lab's clients notice a kill at once whatever the period)
+#   RAMP (500 clients started per second during warm-up: at the default
+#   1,000/s the warm-up of 10,000+ clients overlapped their first PINGs and
+#   needed 1.5-7x more dials than clients) HOLD (6s) SCENARIO (kill)
+#   OUT (bench/out)
 #   CALIBRATE_ON (2000: the size whose runs, every strategy, calibrate the model)
 #   LOCK (a file: every storm runs under "flock $LOCK", so that only one heavy
 #   run uses a shared machine at a time) ONLY=speed: just part 1;
 #   ONLY=lab: just part 2; ONLY=check: just part 3, on the JSON already in OUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZES=${SIZES:-"1000 2000 4000 6000"}
+SIZES=${SIZES:-"1000 2000 4000 6000 10000"}
 ROUNDS=${ROUNDS:-3}
 STRATEGIES=${STRATEGIES:-immediate,full-jitter,stormguard}
-PERIOD=${PERIOD:-1s}
+PERIOD=${PERIOD:-3s}
+RAMP=${RAMP:-500}
 HOLD=${HOLD:-6s}
 SCENARIO=${SCENARIO:-kill}
 OUT=${OUT:-bench/out}
@@ -46,7 +53,7 @@ go build -o "$OUT/stormguard" ./cmd/stormguard
 SG="$OUT/stormguard"
 
 if [ "${ONLY:-}" != check ]; then
-echo "== 2. lab curve: $SCENARIO, somaxconn 128, sizes $SIZES, $ROUNDS rounds, period $PERIOD, hold $HOLD"
+echo "== 2. lab curve: $SCENARIO, somaxconn 128, sizes $SIZES, $ROUNDS rounds, period $PERIOD, ramp $RAMP/s, hold $HOLD"
 IFS=, read -r -a strats <<<"$STRATEGIES"
 for round in $(seq "$ROUNDS"); do
 	# Rotate the order of the strategies from round to round: each gets a
@@ -56,7 +63,7 @@ for round in $(seq "$ROUNDS"); do
 	for n in $SIZES; do
 		f="$OUT/lab_${SCENARIO}_${n}_r${round}.json"
 		echo "$(date -u +%T) n=$n round=$round order=$order load $(cut -d' ' -f1 /proc/loadavg)"
-		locked "$SG" storm --spawn --somaxconn 128 --clients "$n" --scenario "$SCENARIO" --period "$PERIOD" --hold "$HOLD" \
+		locked "$SG" storm --spawn --somaxconn 128 --clients "$n" --scenario "$SCENARIO" --period "$PERIOD" --ramp "$RAMP" --hold "$HOLD" \
 			--warmup-timeout 120s --compare "$order" --json >"$f" || echo "  (failed: see above)"
 		echo "$(date -u +%T) done, load $(cut -d' ' -f1 /proc/loadavg)"
 	done

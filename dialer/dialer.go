@@ -135,15 +135,16 @@ func (d *Dialer) window(t *target) time.Duration {
 	return min(max(base, t.learned), d.o.MaxReconnectWindow)
 }
 
-// congestion doubles t's window: a failure, an overload or a slow
-// connect says the fleet arrives faster than the server admits. Called
-// with mu held.
+// congestion grows t's window by WindowGrowth (1.5×): a failure, an
+// overload or a slow connect says the fleet arrives faster than the
+// server admits. Called with mu held.
 func (d *Dialer) congestion(t *target) {
 	if d.o.ReconnectWindow == -1 {
 		return
 	}
 	w := d.window(t)
-	t.learned = min(max(2*w, minGrowth), d.o.MaxReconnectWindow)
+	grown := time.Duration(float64(w) * d.o.WindowGrowth)
+	t.learned = min(max(grown, minGrowth), d.o.MaxReconnectWindow)
 	d.emit(t, EventWindow, d.window(t), nil)
 }
 
@@ -163,7 +164,7 @@ func (d *Dialer) congestion(t *target) {
 // CLIENT KILL does to the whole fleet at once: the window is sized for the
 // fleet. A timeout alone is ambiguous — a loaded server answering late
 // looks the same to one client — so an episode of timeouts keeps the
-// smaller ReconnectWindow; its failures still double the window
+// smaller ReconnectWindow; its failures still grow the window
 // (congestion), so a real outage (a blip: the redials time out too) still
 // spreads the fleet, while a slow server does not cost every client that
 // timed out a fleet-sized wait (at 10,000 lab clients that wait turned

@@ -113,7 +113,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.Uint64Var(&o.fleet.Seed, "seed", 1, "seed of every random draw")
 	f.BoolVar(&o.noObserve, "no-observe", false, "stormguard: the instances do not know connected_clients (fleet size unknown)")
 	f.IntVar(&o.fleetHint, "fleet-hint", 0, "stormguard: dialer.Options.FleetSize")
-	f.Float64Var(&o.dialerRate, "dialer-accept-rate", 0, "stormguard: dialer.Options.AcceptRate (default 2000)")
+	f.Float64Var(&o.dialerRate, "dialer-accept-rate", 0, fmt.Sprintf("stormguard: dialer.Options.AcceptRate (default %d)", dialer.DefaultAcceptRate))
 	f.DurationVar(&o.fleet.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")
 	f.IntVar(&o.fleet.Policy.GLIDE.Retries, "retries", backoff.GLIDEDefaultRetries, "glide: number of growing, jittered steps")
 	f.IntVar(&o.fleet.Policy.GLIDE.Factor, "factor", backoff.GLIDEDefaultFactor, "glide: step factor in milliseconds")

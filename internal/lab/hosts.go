@@ -38,6 +38,7 @@ func (r *run) addHosts(ctx context.Context, sb *sandbox.Sandbox) error {
 		r.onClose(d.close)
 		r.hostDialers = append(r.hostDialers, d)
 		r.hostAddrs = append(r.hostAddrs, h.Addr.String())
+		r.hostNetNS = append(r.hostNetNS, h.NetNS)
 	}
 	cfg.Target = net.JoinHostPort(sb.LinkAddr().String(), strconv.Itoa(sb.Port))
 	r.progress("%d client hosts %s…%s on a bridge to %s (rtt %s, loss %g%%)", len(hosts),

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,7 @@ type run struct {
 	// adminDials counts the admin connection's dials, which the kernel
 	// counters (valkey-glide) see and the lab subtracts.
 	adminDials atomic.Int64
-	kd         *kernelDials // valkey-glide's connects, from the kernel
+	kd         *kernelDials // valkey-glide's and redis-py's connects, from the kernel
 	// connectTimeout is the lab strategies' connect timeout now:
 	// WarmupConnectTimeout until the fleet is up, then ConnectTimeout.
 	connectTimeout atomic.Int64
@@ -50,6 +51,7 @@ type run struct {
 	// runs on host k mod Hosts.
 	hostDialers []*sourceDialer
 	hostAddrs   []string
+	hostNetNS   []string         // the hosts' namespaces, for clients that dial by themselves (redis-py)
 	sb          *sandbox.Sandbox // the run's own server (Spawn)
 	// serverCPUs and clientCPUs are the pinning (Spawn.ServerCPUs).
 	serverCPUs, clientCPUs string
@@ -309,13 +311,20 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 
 // countKernelDials starts counting the strategy's connects in the kernel
 // (see kernelDials), from before its first client on.
+// With client hosts the clients dial from the hosts' namespaces: their
+// counters are summed, and the admin connection (in the server's
+// namespace) is not among them.
 func (r *run) countKernelDials(ctx context.Context, wg *sync.WaitGroup) error {
-	snmp, err := openTCPSNMP(r.cfg.NetNS)
+	nss, admin := []string{r.cfg.NetNS}, r.adminDials.Load
+	if len(r.hostNetNS) > 0 {
+		nss, admin = r.hostNetNS, func() int64 { return 0 }
+	}
+	snmp, err := openTCPSNMP(nss...)
 	if err != nil {
 		return err
 	}
 	r.onClose(snmp.close)
-	if r.kd, err = newKernelDials(snmp, r.rec, r.adminDials.Load); err != nil {
+	if r.kd, err = newKernelDials(snmp, r.rec, admin); err != nil {
 		return err
 	}
 	wg.Add(1)
@@ -475,7 +484,11 @@ func (r *run) measure(ctx context.Context, base baseline, started, t0, tEnd time
 	cfg, res := r.cfg, r.res
 	res.ConnectsSource = ConnectsFromHook
 	if r.kd != nil {
-		res.ConnectsSource = ConnectsFromKernel + " (netns " + cfg.NetNS + ")"
+		ns := cfg.NetNS
+		if len(r.hostNetNS) > 0 {
+			ns = strings.Join(r.hostNetNS, ", ")
+		}
+		res.ConnectsSource = ConnectsFromKernel + " (netns " + ns + ")"
 		if err := r.kd.failure(); err != nil {
 			res.Errors["connect_attempts"] = err.Error()
 		}

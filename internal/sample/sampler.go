@@ -35,13 +35,11 @@ type Sampler struct {
 	// Fast, when set, is asked after every sample whether the next one
 	// should come after FastInterval (the agent's Pace.Fast).
 	Fast func() bool
-	// Wakes ask for a sample before the interval ends: a receive on any
-	// of them starts one at once (the first after a regular sample with
-	// no spacing, published when the Prompt sources have answered; later
-	// ones never closer than FastInterval to the previous sample). The accept-queue poller's fires when it sees the
-	// queue saturate, so a storm is sampled within milliseconds, not at
-	// the next tick (source.Set.Wakes).
-	Wakes []<-chan struct{}
+	// Wakes ask for a sample before the interval ends (see Wake): the
+	// accept-queue poller's fires when it sees the queue half full, the
+	// eBPF source's when a SYN meets a full queue, so a storm is sampled
+	// within milliseconds, not at the next tick (source.Set.Wakes).
+	Wakes []Wake
 	// Deadline bounds each source's Collect. Zero means 80% of the
 	// interval the sample closes.
 	Deadline time.Duration
@@ -146,7 +144,7 @@ func (sm *Sampler) Once(ctx context.Context) *Sample {
 }
 
 func (sm *Sampler) once(ctx context.Context, deadline time.Duration) *Sample {
-	return sm.collect(ctx, deadline, false)
+	return sm.collect(ctx, deadline, false, nil)
 }
 
 // lateReason is the error recorded for a source left out of a wake-up's
@@ -154,15 +152,64 @@ func (sm *Sampler) once(ctx context.Context, deadline time.Duration) *Sample {
 const lateReason = "late: left out of an early sample asked for by a wake-up"
 
 // collect takes one sample. With promptOnly (a wake-up's sample) it is
-// published once every prompt source has answered (see Prompt).
-func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOnly bool) *Sample {
-	s := sm.gather(ctx, deadline, promptOnly)
+// published once every prompt source has answered (see Prompt); so is
+// a full one once urgent fires (see gather).
+func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOnly bool, urgent <-chan struct{}) *Sample {
+	s := sm.gather(ctx, deadline, promptOnly, urgent)
 	sm.derive(s)
 	return s
 }
 
-// gather runs every source once, concurrently, within deadline.
-func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool) *Sample {
+// result is one source's answer to gather.
+type result struct {
+	name string
+	part *Sample
+	err  error
+	took time.Duration
+}
+
+// gather runs every source once, concurrently, within deadline. With
+// promptOnly the sample is published once every prompt source has
+// answered; a receive on urgent (a wake-up that is to be sampled at once,
+// see Run) turns a full sample into such a one, so a stalled Valkey's
+// source cannot hold back the sample that follows.
+func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool, urgent <-chan struct{}) *Sample {
+	s := sm.newSample()
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	results := make(chan result, len(sm.Sources))
+	launched, prompt := sm.launch(ctx, s, results)
+	promptOnly = promptOnly && prompt > 0
+	if prompt == 0 {
+		urgent = nil
+	}
+	for got := 0; got < launched; {
+		if promptOnly && prompt == 0 {
+			// Every prompt source answered: publish now; the
+			// others' goroutines finish on their own and their
+			// parts are discarded.
+			sm.markLate(s)
+			return s
+		}
+		select {
+		case r := <-results:
+			got++
+			s.record(r.name, r.part, r.err, r.took)
+			if sm.promptName(r.name) {
+				prompt--
+			}
+		case <-urgent:
+			promptOnly, urgent = true, nil
+		case <-ctx.Done():
+			sm.timeOut(s, results, deadline)
+			return s
+		}
+	}
+	return s
+}
+
+// newSample starts a sample now, with the interval since the previous one.
+func (sm *Sampler) newSample() *Sample {
 	start := sm.now()
 	s := &Sample{
 		Time:            start,
@@ -173,6 +220,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 		SourceDurations: map[string]float64{},
 	}
 	sm.mu.Lock()
+	defer sm.mu.Unlock()
 	if !sm.last.IsZero() {
 		s.IntervalMS = float64(start.Sub(sm.last).Microseconds()) / 1000
 	}
@@ -180,18 +228,13 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 	if sm.running == nil {
 		sm.running = map[string]bool{}
 	}
-	sm.mu.Unlock()
+	return s
+}
 
-	type result struct {
-		name string
-		part *Sample
-		err  error
-		took time.Duration
-	}
-	ctx, cancel := context.WithTimeout(ctx, deadline)
-	defer cancel()
-	results := make(chan result, len(sm.Sources))
-	launched, prompt := 0, 0
+// launch starts every source that is not still running from an earlier
+// sample, each answering on results; it returns how many it started and
+// how many of those are prompt.
+func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result) (launched, prompt int) {
 	for _, src := range sm.Sources {
 		name := src.Name()
 		sm.mu.Lock()
@@ -220,60 +263,58 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 			results <- result{name: name, part: part, err: err, took: time.Since(t0)}
 		}(src)
 	}
-	promptOnly = promptOnly && prompt > 0
-	for i := 0; i < launched; i++ {
-		if promptOnly && prompt == 0 {
-			// Every prompt source answered: publish now; the
-			// others' goroutines finish on their own and their
-			// parts are discarded.
-			for _, src := range sm.Sources {
-				name := src.Name()
-				if _, done := s.SourceDurations[name]; done {
-					continue
-				}
-				if _, stale := s.Errors[name]; !stale {
-					s.Errors[name] = lateReason
-				}
-			}
-			return s
-		}
-		select {
-		case r := <-results:
-			s.record(r.name, r.part, r.err, r.took)
-			for _, src := range sm.Sources {
-				if src.Name() == r.name && isPrompt(src) {
-					prompt--
-				}
-			}
-		case <-ctx.Done():
-			// Whatever has not answered is recorded as timed out; its
-			// goroutine finishes on its own and its part is discarded.
-			pending := map[string]bool{}
-			for _, src := range sm.Sources {
-				if _, ok := s.SourceDurations[src.Name()]; !ok {
-					if _, stale := s.Errors[src.Name()]; !stale {
-						pending[src.Name()] = true
-					}
-				}
-			}
-			// Drain answers that raced with the deadline.
-			for {
-				select {
-				case r := <-results:
-					delete(pending, r.name)
-					s.record(r.name, r.part, r.err, r.took)
-					continue
-				default:
-				}
-				break
-			}
-			for name := range pending {
-				s.Errors[name] = fmt.Sprintf("timeout: no answer within %s", deadline)
-			}
-			return s
+	return launched, prompt
+}
+
+// promptName reports whether the source called name is prompt.
+func (sm *Sampler) promptName(name string) bool {
+	for _, src := range sm.Sources {
+		if src.Name() == name && isPrompt(src) {
+			return true
 		}
 	}
-	return s
+	return false
+}
+
+// markLate records every source that has not answered (and was not
+// stale) as left out of this early sample.
+func (sm *Sampler) markLate(s *Sample) {
+	for _, src := range sm.Sources {
+		name := src.Name()
+		if _, done := s.SourceDurations[name]; done {
+			continue
+		}
+		if _, stale := s.Errors[name]; !stale {
+			s.Errors[name] = lateReason
+		}
+	}
+}
+
+// timeOut records whatever has not answered by the deadline as timed out;
+// its goroutine finishes on its own and its part is discarded.
+func (sm *Sampler) timeOut(s *Sample, results <-chan result, deadline time.Duration) {
+	pending := map[string]bool{}
+	for _, src := range sm.Sources {
+		if _, ok := s.SourceDurations[src.Name()]; !ok {
+			if _, stale := s.Errors[src.Name()]; !stale {
+				pending[src.Name()] = true
+			}
+		}
+	}
+	// Drain answers that raced with the deadline.
+	for {
+		select {
+		case r := <-results:
+			delete(pending, r.name)
+			s.record(r.name, r.part, r.err, r.took)
+			continue
+		default:
+		}
+		break
+	}
+	for name := range pending {
+		s.Errors[name] = fmt.Sprintf("timeout: no answer within %s", deadline)
+	}
 }
 
 // record merges one source's answer into s with how long it took.
@@ -286,61 +327,75 @@ func (s *Sample) record(name string, part *Sample, err error, took time.Duration
 }
 
 // Run publishes a sample every Interval (FastInterval while Fast says so)
-// until ctx is done, and early when Wakes asks, but never closer
-// than FastInterval. When a tick is missed (the process was descheduled)
-// the next sample reports the longer IntervalMS instead of bunching up.
+// until ctx is done, and early when Wakes asks (see Wake for when an
+// early sample comes at once and when FastInterval after the previous
+// one). When a tick is missed (the process was descheduled) the next
+// sample reports the longer IntervalMS instead of bunching up.
 func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 	fast := sm.FastInterval
 	if fast <= 0 || fast > sm.Interval {
 		fast = sm.Interval
 	}
-	wake := make(chan struct{}, 1)
+	ws := newWakes(sm.Interval)
 	for _, w := range sm.Wakes {
-		go func(c <-chan struct{}) {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-c:
-					select {
-					case wake <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}(w)
+		go ws.forward(ctx, w)
 	}
 	next := sm.Interval
-	woken, prevWoken := false, false
+	regular, atOnce := true, false
 	for {
 		start := time.Now()
-		publish(sm.collect(ctx, sm.deadlineFor(next), woken))
-		prevWoken, woken = woken, false
+		if regular {
+			ws.renew(start)
+		}
+		var urgent <-chan struct{}
+		if !atOnce {
+			// A sample that waits for every source gives way to a
+			// wake-up that is to be sampled at once.
+			urgent = ws.urgent
+		}
+		publish(sm.collect(ctx, sm.deadlineFor(next), atOnce, urgent))
 		next = sm.Interval
 		if sm.Fast != nil && sm.Fast() {
 			next = fast
 		}
-		timer := time.NewTimer(time.Until(start.Add(next)))
+		var ok bool
+		if regular, atOnce, ok = sm.wait(ctx, ws, start, next, fast); !ok {
+			return
+		}
+		if !regular {
+			next = fast
+		}
+	}
+}
+
+// wait blocks until the next sample is due: at start+next (regular), or
+// at a wake-up — at once when ws says so (atOnce), otherwise no sooner
+// than start+fast. ok is false when ctx ended.
+func (sm *Sampler) wait(ctx context.Context, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
+	timer := time.NewTimer(time.Until(start.Add(next)))
+	defer timer.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			timer.Stop()
-			return
+			return false, false, false
 		case <-timer.C:
-		case <-wake:
-			timer.Stop()
-			// Woken: sample at once (an early sample of the prompt
-			// sources, see Prompt). Only the first wake-up after a
-			// regular sample skips the spacing: after it, keep at
-			// least FastInterval between samples.
-			woken = !prevWoken
-			if wait := time.Until(start.Add(fast)); wait > 0 && !woken {
+			return true, false, true
+		case <-ws.signal:
+			level, now := ws.take(time.Now())
+			if level == 0 {
+				continue // already taken with an earlier signal
+			}
+			if now {
+				return false, true, true
+			}
+			if wait := time.Until(start.Add(fast)); wait > 0 {
 				select {
 				case <-ctx.Done():
-					return
+					return false, false, false
 				case <-time.After(wait):
 				}
 			}
-			next = fast
+			return false, false, true
 		}
 	}
 }
