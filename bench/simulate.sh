@@ -96,10 +96,11 @@ fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--clie
                                 capture_output=True, text=True, check=True).stdout)
 m = fit["model"]
 print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): conn_cost {m['conn_cost_ns']/1000:.1f}us,"
-      f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, kill_burst {m['kill_burst']:.2f},"
-      f" dial_steal {m['dial_steal_ns']/1000:.0f}us, client_dial_rate {m['client_dial_rate']:.0f}/s, fit error {fit['calibration']['error']:.2f}")
+      f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, notice_cost {m['notice_cost_ns']/1000:.0f}us,"
+      f" dial_cost {m['dial_cost_ns']/1000:.0f}us, client_burst {m['client_burst']:.2f}, fit error {fit['calibration']['error']:.2f}")
 mflags = ["--conn-cost", f"{m['conn_cost_ns']}ns", "--cmd-cost", f"{m['cmd_cost_ns']}ns", "--client-dial-rate", str(m["client_dial_rate"]),
-          "--kill-cost", f"{m['kill_cost_ns']}ns", "--kill-burst", str(m["kill_burst"]), "--dial-steal", f"{m['dial_steal_ns']}ns"]
+          "--kill-cost", f"{m['kill_cost_ns']}ns", "--notice-cost", f"{m['notice_cost_ns']}ns", "--dial-cost", f"{m['dial_cost_ns']}ns",
+          "--client-burst", str(m["client_burst"])]
 print("size   strategy      runs  lab median peak/ovf/ttr_ms    sim peak/ovf/ttr_ms     sim/lab peak ovf ttr   (lab range ovf; ttr)")
 within = total = 0
 for n in sizes:

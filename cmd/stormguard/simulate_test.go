@@ -48,14 +48,14 @@ func TestSimulateCalibrate(t *testing.T) {
 	var got struct {
 		Calibration *struct{ Runs int } `json:"calibration"`
 		Model       struct {
-			KillBurst float64 `json:"kill_burst"`
+			ClientBurst float64 `json:"client_burst"`
 		} `json:"model"`
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || got.Calibration == nil || got.Calibration.Runs == 0 {
 		t.Fatalf("%v: %s", err, r.Stdout)
 	}
-	if got.Model.KillBurst <= 1 { // read off the lab's timeline: its kills were bursty
-		t.Errorf("calibrated kill burst %g", got.Model.KillBurst)
+	if got.Model.ClientBurst <= 1 { // read off the lab's timeline: its kills were bursty
+		t.Errorf("calibrated client burst %g", got.Model.ClientBurst)
 	}
 }
 

@@ -71,11 +71,12 @@ func killSpan(o Observation) (span time.Duration, dials, burst float64, ok bool)
 	return 0, 0, 0, false
 }
 
-// fitKill fits KillCost and DialSteal to the kills' durations:
-// span = clients·KillCost + connects·DialSteal, least squares relative to
-// each span, both costs non-negative. ok is false when no observation
-// has a kill timeline (the defaults stay).
-func fitKill(obs []Observation) (kill, steal time.Duration, ok bool) {
+// fitKill fits the client side's NoticeCost and DialCost to the kills'
+// spreads as the clients saw them: span = clients·NoticeCost +
+// connects·DialCost (the generator does one after another), least
+// squares relative to each span, both costs non-negative. ok is false
+// when no observation has a kill timeline (the defaults stay).
+func fitKill(obs []Observation) (notice, dial time.Duration, ok bool) {
 	var a11, a12, a22, b1, b2 float64
 	n := 0
 	for _, o := range obs {
@@ -144,13 +145,14 @@ type Fit struct {
 	Runs  int     `json:"runs"`
 }
 
-// Calibrate fits the server's costs (ConnCost, CmdCost) and the client
-// side's dial rate to the observations, starting from base (which holds
-// the kernel and Valkey settings of the lab run). The client dial rate
-// comes from the busiest 100 ms of an observation whose clients all
-// redialled at once; the costs from a coarse-to-fine grid search that
-// minimises the relative error on overflows and time to recover. f holds
-// the fleet settings other than Clients, Strategy and Scenario.
+// Calibrate fits the client side's CPU (NoticeCost, DialCost,
+// ClientBurst) and the server's costs (ConnCost, CmdCost) to the
+// observations, starting from base (which holds the kernel and Valkey
+// settings of the lab run). The client side's costs come from how a
+// kill's closes spread over the lab's timeline (fitKill); the server's
+// from a coarse-to-fine grid search that minimises the relative error on
+// peak connect rate, overflows and time to recover. f holds the fleet
+// settings other than Clients, Strategy and Scenario.
 func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit, error) {
 	if len(obs) == 0 {
 		return Fit{}, fmt.Errorf("%w: nothing to calibrate on", ErrConfig)
@@ -161,11 +163,11 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 	// 2,000 clients, 12,160/s at 4,000), set by how fast the kill
 	// reached the clients, so a calibration size's peak is no ceiling.
 	if k, st, ok := fitKill(obs); ok {
-		// The model's kill runs in bursts: its steals are stretched by
-		// the stalls between them too (span ≈ N·KillCost + KillBurst·
-		// connects·DialSteal).
-		m.KillBurst = killBurst(obs)
-		m.KillCost, m.DialSteal = k, time.Duration(float64(st)/max(m.KillBurst, 1))
+		// The generator runs 1/ClientBurst of the time: its costs while
+		// running are the spread's per job over ClientBurst.
+		m.ClientBurst = killBurst(obs)
+		b := max(m.ClientBurst, 1)
+		m.NoticeCost, m.DialCost = time.Duration(float64(k)/b), time.Duration(float64(st)/b)
 	}
 	runs := 0
 	score := func(m Model) (float64, error) {
@@ -186,9 +188,24 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 	if err != nil {
 		return Fit{}, err
 	}
-	// Coarse to fine over log-spaced costs.
+	// Coarse to fine over log-spaced costs; after the coarse round, the
+	// share of Valkey's CPU a load generator takes (when there is one).
 	conn, cmd := m.ConnCost, max(m.CmdCost, 100*time.Nanosecond)
-	for _, span := range []float64{8, 2.5, 1.3} {
+	for round, span := range []float64{8, 2.5, 1.3} {
+		if round == 1 && (m.NoticeCost > 0 || m.DialCost > 0) {
+			m.ConnCost, m.CmdCost = conn, cmd
+			for _, share := range []float64{0, 0.2, 0.4, 0.6, 0.8} {
+				t := m
+				t.ClientShare = share
+				s, err := score(t)
+				if err != nil {
+					return Fit{}, err
+				}
+				if s < best {
+					best, m.ClientShare = s, share
+				}
+			}
+		}
 		bc, bm := conn, cmd
 		for _, fc := range logSteps(span, 7) {
 			for _, fm := range logSteps(span, 5) {

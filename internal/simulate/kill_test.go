@@ -7,8 +7,9 @@ import (
 )
 
 // killWindow returns the connects of r's timeline in its first 1.8 s (an
-// immediate fleet's redials as the kill reaches each client; retries
-// come 2 s after the first dial), leading and trailing empty buckets cut.
+// immediate fleet's redials as the kill's closes reach each client;
+// retries come 2 s after the first dial), leading and trailing empty
+// buckets cut.
 func killWindow(r *Result) []int64 {
 	tl := r.Timeline[:min(18, len(r.Timeline))]
 	i, j := 0, len(tl)
@@ -21,31 +22,45 @@ func killWindow(r *Result) []int64 {
 	return tl[i:j]
 }
 
-// TestKillTakesKillCostPerClient: a kill keeps the clients' closes (and
-// so an immediate fleet's redials) coming for about clients × KillCost,
-// and every connect the client side makes meanwhile lengthens it by
-// DialSteal.
+func spanOf(r *Result) time.Duration {
+	return time.Duration(len(killWindow(r))) * 100 * time.Millisecond
+}
+
+// TestKillTakesKillCostPerClient: a kill's closes reach a fleet on many
+// hosts (no client-side queue) over clients × KillCost.
 func TestKillTakesKillCostPerClient(t *testing.T) {
 	m := DefaultModel()
 	m.KillCost = 200 * time.Microsecond
 	f := Fleet{Clients: 4000, Strategy: "immediate", Scenario: "kill", Period: time.Second}
-	span := func(r *Result) time.Duration { return time.Duration(len(killWindow(r))) * 100 * time.Millisecond }
-	even := span(run(t, m, f)) // 4000 × 200 µs = 0.8 s
-	if even < 700*time.Millisecond || even > 900*time.Millisecond {
-		t.Errorf("kill of 4000 at 200µs each: redials over %v, want ~0.8s", even)
-	}
-	m.DialSteal = 100 * time.Microsecond // each redial costs Valkey 100 µs more: 4000 × 300 µs
-	if got := span(run(t, m, f)); got < even+300*time.Millisecond {
-		t.Errorf("with DialSteal the kill took %v, without %v: want ~0.4 s longer", got, even)
+	if got := spanOf(run(t, m, f)); got < 700*time.Millisecond || got > 900*time.Millisecond {
+		t.Errorf("kill of 4000 at 200µs each: redials over %v, want ~0.8s", got)
 	}
 }
 
-// TestKillBurst: a bursty kill keeps its mean duration but its busiest
-// 100 ms sees well above the mean rate, as the lab's kills did; an even
-// one does not.
-func TestKillBurst(t *testing.T) {
+// TestGeneratorQueue: with the fleet on one load generator, the closes
+// reach the clients only as fast as it notices them and makes their
+// connects: a fleet redialling at once sees the kill spread over
+// clients × (NoticeCost + DialCost), one that waits (the dialer) over
+// clients × NoticeCost and dials fewer meanwhile.
+func TestGeneratorQueue(t *testing.T) {
 	m := DefaultModel()
-	m.KillCost = 200 * time.Microsecond
+	m.NoticeCost, m.DialCost = 100*time.Microsecond, 100*time.Microsecond
+	imm := run(t, m, Fleet{Clients: 4000, Strategy: "immediate", Scenario: "kill", Period: time.Second})
+	if got := spanOf(imm); got < 700*time.Millisecond || got > 900*time.Millisecond {
+		t.Errorf("immediate: redials over %v, want ~0.8s (4000 × 200µs)", got)
+	}
+	sg := run(t, m, Fleet{Clients: 4000, Strategy: "stormguard", Scenario: "kill", Period: time.Second, Observe: true})
+	if sg.ListenOverflows*10 > imm.ListenOverflows || !sg.Recovered || !imm.Recovered {
+		t.Errorf("stormguard %d overflows (recovered %v), immediate %d (%v)", sg.ListenOverflows, sg.Recovered, imm.ListenOverflows, imm.Recovered)
+	}
+}
+
+// TestClientBurst: a bursty client side (running in stretches between
+// stalls) has its busiest 100 ms well above its mean rate, as the lab's
+// kills did; an even one does not.
+func TestClientBurst(t *testing.T) {
+	m := DefaultModel()
+	m.NoticeCost = 200 * time.Microsecond
 	f := Fleet{Clients: 6000, Strategy: "immediate", Scenario: "kill", Period: time.Second}
 	ratio := func(r *Result) (float64, int) {
 		w := killWindow(r)
@@ -57,20 +72,20 @@ func TestKillBurst(t *testing.T) {
 		return float64(peak) * float64(len(w)) / float64(sum), len(w)
 	}
 	if b, _ := ratio(run(t, m, f)); b > 1.3 {
-		t.Errorf("even kill: busiest bucket %.2f× the mean", b)
+		t.Errorf("even client side: busiest bucket %.2f× the mean", b)
 	}
-	m.KillBurst = 2
+	m.ClientBurst, m.NoticeCost = 2, 100*time.Microsecond // running half the time, twice as fast
 	b, n := ratio(run(t, m, f))
 	if b < 1.5 {
-		t.Errorf("KillBurst 2: busiest bucket only %.2f× the mean", b)
+		t.Errorf("ClientBurst 2: busiest bucket only %.2f× the mean", b)
 	}
-	if n < 10 || n > 16 { // 6000 × 200 µs = 1.2 s on average
-		t.Errorf("KillBurst 2: kill over %d buckets, want ~12", n)
+	if n < 10 || n > 15 { // 6000 × 2 × 100 µs = 1.2 s on average
+		t.Errorf("ClientBurst 2: kill seen over %d buckets, want ~12", n)
 	}
 }
 
-// TestFitKill: the kill's duration and its connects, read off a lab
-// timeline, give KillCost and DialSteal back.
+// TestFitKill: the spread of the kill's closes and the connects made
+// meanwhile, read off a lab timeline, give NoticeCost and DialCost back.
 func TestFitKill(t *testing.T) {
 	killed := int64(2000)
 	mk := func(n int64, spanMS int64, dials int64) Observation {
@@ -93,12 +108,26 @@ func TestFitKill(t *testing.T) {
 		t.Fatal("no fit")
 	}
 	if math.Abs(k.Seconds()-100e-6) > 10e-6 || math.Abs(s.Seconds()-50e-6) > 10e-6 {
-		t.Errorf("fit KillCost %v DialSteal %v, want ~100µs and ~50µs", k, s)
+		t.Errorf("fit NoticeCost %v DialCost %v, want ~100µs and ~50µs", k, s)
 	}
 	if _, _, ok := fitKill([]Observation{{Clients: 10, Scenario: "kill"}}); ok {
 		t.Error("fit without a timeline")
 	}
 	if b := killBurst(obs); b < 1 || b > 1.2 {
 		t.Errorf("even kills: burst %.2f, want ~1", b)
+	}
+}
+
+// TestClientBurstBunchesTimers: the dialer's timer-driven connects,
+// spread evenly by its window, come in bursts when the generator stalls
+// (the lab's dialer peaked at ~2× its window's rate on a loaded machine).
+func TestClientBurstBunchesTimers(t *testing.T) {
+	m := DefaultModel()
+	f := Fleet{Clients: 6000, Strategy: "stormguard", Scenario: "kill", Period: time.Second, Observe: true}
+	even := run(t, m, f)
+	m.ClientBurst = 2
+	bursty := run(t, m, f)
+	if float64(bursty.PeakConnectsPerSec) < 1.4*float64(even.PeakConnectsPerSec) || !bursty.Recovered {
+		t.Errorf("peak %d/s with stalls, %d/s without (recovered %v)", bursty.PeakConnectsPerSec, even.PeakConnectsPerSec, bursty.Recovered)
 	}
 }

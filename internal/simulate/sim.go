@@ -149,7 +149,8 @@ const (
 	evRefused            // the RST of a server that is down reaches the client
 	evDataRetx           // the client retransmits its PING (an ACK too)
 	evDialNow            // a dial delayed by the client side's dial rate
-	evKillStep           // CLIENT KILL frees the next client (or returns)
+	evKillDone           // CLIENT KILL returns: the event loop runs again
+	evGenDone            // the client side finished its job in progress
 )
 
 type event struct {
@@ -233,15 +234,13 @@ type sim struct {
 	acceptQ   []*sock
 	synq      int // request socks pending
 	loopBusy  bool
-	killed    int           // clients CLIENT KILL has freed so far
-	killRun   time.Duration // what is left of the kill's current running stretch
-	stolen    time.Duration // CPU the client side took from Valkey's busy stretch in progress
-	pending   []*sock       // accepted, first command not yet served
-	serving   []*sock       // first commands served by the turn in progress
-	accepting []*sock       // accepted by the turn in progress
-	served    int           // clients whose first command was answered (established load)
+	pending   []*sock // accepted, first command not yet served
+	serving   []*sock // first commands served by the turn in progress
+	accepting []*sock // accepted by the turn in progress
+	served    int     // clients whose first command was answered (established load)
 
 	genNext time.Duration // client-side dial pacing
+	gen     generator
 
 	res       Result
 	timeline  []int64
@@ -352,11 +351,14 @@ func (s *sim) disrupt() {
 	s.served = 0 // the established load is the recovered clients'
 	switch s.f.Scenario {
 	case "kill":
-		// CLIENT KILL frees every client in one command: the event loop
-		// accepts nothing until it returns (evKillStep).
+		// CLIENT KILL frees every client in one command, KillCost each:
+		// each close reaches its client as it is made; the event loop
+		// accepts nothing until the command returns.
 		s.loopBusy = true
-		s.killRun = s.vary(killRunMean)
-		s.at(0, evKillStep, nil, nil)
+		for i := range s.clients {
+			s.at(time.Duration(i)*s.m.KillCost+s.m.RTT/2, evDetect, &s.clients[i], nil)
+		}
+		s.at(time.Duration(len(s.clients))*s.m.KillCost, evKillDone, nil, nil)
 	case "restart":
 		s.up = false
 		s.served = 0
@@ -374,56 +376,6 @@ func (s *sim) disrupt() {
 			d = time.Duration(s.rng.Float64()*float64(s.f.Period)) + s.f.CommandTimeout // the PING times out
 		}
 		s.at(d, evDetect, c, nil)
-	}
-}
-
-// killStep frees the next client: its close reaches it half a round
-// trip later, and the next one is freed KillCost/KillBurst later, plus
-// the CPU the client side took meanwhile (its connects: see steal). The
-// kill runs in stretches (mean killRunMean) separated by
-// stalls (mean (KillBurst−1)·killRunMean), so that it takes KillCost per
-// client on average but its closes come in bursts, as in the lab, where
-// the busiest 100 ms of a kill saw ~1.8× its mean rate. After the last
-// client the command returns and the event loop accepts again.
-func (s *sim) killStep() {
-	if s.killed == len(s.clients) {
-		s.loopBusy = false
-		s.kick()
-		return
-	}
-	s.at(s.m.RTT/2, evDetect, &s.clients[s.killed], nil)
-	s.killed++
-	b := max(s.m.KillBurst, 1)
-	d := time.Duration(float64(s.m.KillCost)/b) + s.stolen
-	s.stolen = 0
-	if b > 1 {
-		s.killRun -= d
-		if s.killRun < 0 { // descheduled: a stall, then a new stretch
-			d += s.vary(time.Duration((b - 1) * float64(killRunMean)))
-			s.killRun = s.vary(killRunMean)
-		}
-	}
-	s.at(d, evKillStep, nil, nil)
-}
-
-// killRunMean is the mean running stretch of a bursty kill: the lab's
-// kills alternate busy and quiet 100 ms buckets.
-const killRunMean = 100 * time.Millisecond
-
-// vary draws a duration of mean m, uniform within ±50%: a kill's
-// stretches and stalls vary, but a handful of them make up a kill.
-func (s *sim) vary(m time.Duration) time.Duration {
-	return time.Duration((0.5 + s.rng.Float64()) * float64(m))
-}
-
-// steal charges one connect() of the client side to Valkey's busy
-// stretch in progress: in the lab the load generator shares the
-// machine's cores with Valkey, and the lab's kill took longer the more
-// the clients dialled meanwhile (4,000 clients: ~0.3 s with the dialer
-// spreading its redials, ~0.5 s with every client redialling at once).
-func (s *sim) steal() {
-	if s.loopBusy {
-		s.stolen += s.m.DialSteal
 	}
 }
 
@@ -456,11 +408,11 @@ func (s *sim) handle(e event) {
 	c, k := e.c, e.s
 	switch e.kind {
 	case evDetect:
-		s.lose(c)
+		s.clientJob(c, false)
 	case evStep:
 		s.step(c)
 	case evDial:
-		s.dial(c)
+		s.clientJob(c, true)
 	case evDialNow:
 		s.dialNow(c)
 	case evSynArrive:
@@ -505,8 +457,11 @@ func (s *sim) handle(e event) {
 		}
 	case evServerUp:
 		s.up = true
-	case evKillStep:
-		s.killStep()
+	case evKillDone:
+		s.loopBusy = false
+		s.kick()
+	case evGenDone:
+		s.genDone()
 	case evDataRetx:
 		if k.open && k.srv == srvRequest && !k.replied {
 			s.at(s.m.RTT/2, evAckArrive, nil, k)
@@ -591,7 +546,6 @@ func (s *sim) dial(c *client) {
 // dialNow makes the connect attempt: counted, SYN out, timeout armed.
 func (s *sim) dialNow(c *client) {
 	s.res.ConnectAttempts++
-	s.steal()
 	if b := int(s.now / lab.Bucket); b >= 0 && b < len(s.timeline) {
 		s.timeline[b]++
 	}
@@ -690,6 +644,9 @@ func (s *sim) turn(n, p int) time.Duration {
 	}
 	work := s.m.CycleCost + time.Duration(n)*cost + time.Duration(p)*s.m.CmdCost
 	u := float64(s.served) * s.m.CmdCost.Seconds() / s.f.Period.Seconds()
+	if s.gen.busy { // the load generator takes its share of the cores
+		u += s.m.ClientShare
+	}
 	u = min(u, 0.95)
 	return time.Duration(float64(work) / (1 - u))
 }
@@ -697,11 +654,6 @@ func (s *sim) turn(n, p int) time.Duration {
 // cycle ends one loop turn: the commands it served are answered, its
 // accepts wait for the next turn to read their first command.
 func (s *sim) cycle() {
-	if d := s.stolen; d > 0 { // the turn was stretched by the client side's connects
-		s.stolen = 0
-		s.at(d, evCycle, nil, nil)
-		return
-	}
 	for _, k := range s.serving {
 		if k.open && !k.replied {
 			s.at(s.m.RTT/2, evReply, nil, k)
