@@ -68,6 +68,10 @@ func (s *sim) clientJob(c *client, dial bool) {
 		s.gen.notices.push(genJob{c, dial})
 	}
 	if !s.gen.busy {
+		// An idle generator wakes at once and runs a fresh stretch: it
+		// stalls only while it has a backlog (the lab's dialer connects
+		// came evenly once the kill's closes were handled).
+		s.gen.stallEnd = s.now
 		s.genStart()
 	}
 }
