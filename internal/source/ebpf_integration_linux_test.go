@@ -5,6 +5,7 @@ package source
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"strings"
@@ -339,49 +340,8 @@ func TestIntegrationEBPFFallback(t *testing.T) {
 // tracepoint), and the accept-queue source taking them with no walk.
 func TestIntegrationEBPFCounts(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
-	dial := func(n int) []net.Conn {
-		var cs []net.Conn
-		for range n {
-			c, err := sb.Dial(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			cs = append(cs, c)
-		}
-		return cs
-	}
-	walk := func() (est, synRecv uint64) {
-		c, err := dialDiag(sb.NetNS)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.close()
-		tl := diagTally{Port: uint16(sb.Port)}
-		if err := c.dump(statesSynRecv|statesEstablished, &tl, time.Now().Add(5*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		return uint64(tl.States[tcpEstablished]), uint64(tl.States[tcpSynRecv] + tl.States[tcpNewSynRecv])
-	}
-	// Both counts must agree once the kernel has settled the closes
-	// (a close is a state change in the server's socket when Valkey
-	// reads the FIN): compare until they do, bounded.
-	agree := func(what string, e *ebpfSource) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			est, sr, err := e.tr.Counts()
-			west, wsr := walk()
-			if err == nil && est == west && sr == wsr {
-				t.Logf("%s: established %d, syn_recv %d (kernel = walk)", what, est, sr)
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: kernel established %d syn_recv %d (err %v), walk %d and %d", what, est, sr, err, west, wsr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	dial := func(n int) []net.Conn { return dialN(t, sb, n) }
+	agree := func(what string, e *ebpfSource) { agreeCounts(t, sb, e, what) }
 	before := dial(40)
 	// Connections come and go while the programs attach and walk: the
 	// count must still come out exact.
@@ -445,5 +405,121 @@ func TestIntegrationEBPFCounts(t *testing.T) {
 	// 30 left open here, plus the sampler's own Valkey connection.
 	if s.Established == nil || *s.Established < 30 || s.CountsAgeMS == nil || *s.CountsAgeMS != 0 {
 		t.Errorf("sample: established %v counts_age_ms %v, want >= 30 and 0 (errors: %v)", s.Established, s.CountsAgeMS, s.Errors)
+	}
+}
+
+// dialN opens n connections to the sandbox's Valkey, closed at cleanup.
+func dialN(t *testing.T, sb *sandbox.Sandbox, n int) []net.Conn {
+	t.Helper()
+	var cs []net.Conn
+	for range n {
+		c, err := sb.Dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// walkCounts counts the port's ESTABLISHED and SYN_RECV sockets with a
+// sock_diag walk of the sandbox's namespace (the reference).
+func walkCounts(t *testing.T, sb *sandbox.Sandbox) (est, synRecv uint64) {
+	t.Helper()
+	c, err := dialDiag(sb.NetNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	tl := diagTally{Port: uint16(sb.Port)}
+	if err := c.dump(statesSynRecv|statesEstablished, &tl, time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(tl.States[tcpEstablished]), uint64(tl.States[tcpSynRecv] + tl.States[tcpNewSynRecv])
+}
+
+// agreeCounts waits until the programs' counts equal a sock_diag walk's
+// (the kernel settles a close when Valkey reads the FIN: compare until
+// they agree, bounded) and fails if they never do.
+func agreeCounts(t *testing.T, sb *sandbox.Sandbox, e *ebpfSource, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		est, sr, err := e.tr.Counts()
+		west, wsr := walkCounts(t, sb)
+		if err == nil && est == west && sr == wsr {
+			t.Logf("%s: established %d, syn_recv %d (kernel = walk)", what, est, sr)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: kernel established %d syn_recv %d (err %v), walk %d and %d", what, est, sr, err, west, wsr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestIntegrationEBPFCountsAcrossRestart: Valkey killed and started again
+// under the programs. While it is down no listener is known (Counts says
+// so, and the accept-queue source walks the hash instead); once it is back
+// the iterator walks again and learns both new listening sockets, and the
+// ESTABLISHED count — kept from state changes the whole time — still
+// equals a sock_diag walk: the killed server's sockets were uncounted,
+// connections made right after the restart (possibly before the new
+// walk) are counted, and so are later opens and closes.
+func TestIntegrationEBPFCountsAcrossRestart(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	held := dialN(t, sb, 20)
+	e := openEBPFTest(t, sb)
+	agreeCounts(t, sb, e, "20 before the restart")
+
+	if err := sb.StopValkey(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range held {
+		c.Close() // the server is gone: nothing to keep open
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, _, err := e.tr.Counts()
+		west, _ := walkCounts(t, sb)
+		if errors.Is(err, listentrace.ErrNoListener) && west == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Valkey down: Counts err %v with %d established in the walk; want ErrNoListener and 0", err, west)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := sb.StartValkey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Right away, before the programs can have learned the new
+	// listener: these are counted by the state changes alone.
+	early := dialN(t, sb, 12)
+	agreeCounts(t, sb, e, "12 right after the restart")
+	later := dialN(t, sb, 30)
+	agreeCounts(t, sb, e, "+30 later")
+	for _, c := range append(early[:6], later[:10]...) {
+		c.Close()
+	}
+	agreeCounts(t, sb, e, "16 of them closed")
+	// Both new listening sockets (127.0.0.1 and ::1) are known, whether
+	// or not one of them reused an old one's address (then the other's
+	// dead entry, pruned, asks for the walk).
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		c, err := e.tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Listeners == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d listeners known after the restart, want 2 (IPv4 and IPv6)", c.Listeners)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
