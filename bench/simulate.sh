@@ -109,6 +109,7 @@ mflags = ["--conn-cost", f"{m['conn_cost_ns']}ns", "--cmd-cost", f"{m['cmd_cost_
           "--client-burst", str(m["client_burst"])]
 print("size   strategy      runs  lab median peak/ovf/ttr_ms    sim peak/ovf/ttr_ms     sim/lab peak ovf ttr   (lab range ovf; ttr)")
 within = total = 0
+lab_within = lab_total = 0  # the lab's own reproducibility: each run against its cell's median
 for n in sizes:
     for s, runs in sorted(lab(n).items()):
         ok = [r for r in runs if usable(r)]
@@ -130,9 +131,18 @@ for n in sizes:
         if n != cal_n:
             total += 3
             within += sum(0.8 <= x <= 1.2 for x in ratios)
+        if len(ok) >= 2:
+            for r in ok:
+                for k in ("peak_connects_per_sec", "time_to_recover_ms"):
+                    lab_total += 1
+                    lab_within += 0.8 <= r[k] / med(k) <= 1.2
+                lab_total += 1
+                lab_within += 0.8 <= (r["listen_overflows"] + 50) / (med("listen_overflows") + 50) <= 1.2
         ovfs = sorted(r["listen_overflows"] for r in ok); ttrs = sorted(r["time_to_recover_ms"] for r in ok)
         print(f"{n:>6} {s:<13} {len(ok):>4}  {med('peak_connects_per_sec'):>7.0f}/{med('listen_overflows'):>6.0f}/{med('time_to_recover_ms'):>6.0f}"
               f"    {sim['peak_connects_per_sec']:>7}/{sim['listen_overflows']:>6}/{ttr:>6}"
               f"     {ratios[0]:4.2f} {ratios[1]:4.2f} {ratios[2]:4.2f}   ({ovfs[0]}-{ovfs[-1]}; {ttrs[0]}-{ttrs[-1]}){tag}")
 print(f"out of sample: {within} of {total} ratios within 0.8-1.2 (overflows compared as (x+50)/(y+50))")
+if lab_total:
+    print(f"the lab against itself: {lab_within} of {lab_total} ratios run/median within 0.8-1.2 (cells with 2+ runs)")
 PY
