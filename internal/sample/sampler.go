@@ -51,9 +51,17 @@ type Sampler struct {
 	mu      sync.Mutex
 	running map[string]bool
 	last    time.Time
+	// latest holds each slow source's latest answer (see Slow).
+	latest map[string]reading
+	// fastNow and curInterval are the pace Run chose for the sample being
+	// taken: a Slow source's reading is carried only while not fast.
+	fastNow     bool
+	curInterval time.Duration
 	// prevSetup holds the previous sample's accept and setup counters,
 	// the base of the next HandshakePending.
 	prevSetup setupCounters
+	// lastPending is the HandshakePending of the last fresh valkey reading.
+	lastPending *uint64
 }
 
 // setupCounters are the cumulative counters HandshakePending is derived
@@ -91,14 +99,25 @@ func handshakePending(prev, cur setupCounters) (uint64, bool) {
 }
 
 // derive fills the keys computed from this sample and the previous one.
+//
+// While the valkey part is a carried reading (see Slow) its counters stand
+// still while the eBPF accept count moves on, so the sample repeats the
+// value derived at that reading, and the next fresh reading's value spans
+// the time since (the detector divides it by the valkey counters' span).
 func (sm *Sampler) derive(s *Sample) {
-	cur := setupOf(s)
 	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if _, carried := s.SourceAgeMS["valkey"]; carried {
+		s.HandshakePending = sm.lastPending
+		return
+	}
+	cur := setupOf(s)
 	prev := sm.prevSetup
 	sm.prevSetup = cur
-	sm.mu.Unlock()
+	sm.lastPending = nil
 	if n, ok := handshakePending(prev, cur); ok {
 		s.HandshakePending = U64(n)
+		sm.lastPending = s.HandshakePending
 	}
 }
 
@@ -161,7 +180,98 @@ func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOn
 	return s
 }
 
-// gather runs every source once, concurrently, within deadline.
+// Slow is implemented by sources that are expensive to read or whose
+// readings move slowly (conntrack statistics, NIC ethtool statistics,
+// Valkey's INFO): while the target is calm (Fast reports false) the sampler
+// reads them at most about every SlowPeriod, however short the interval, and
+// a sample in between carries the source's latest reading, with its age in
+// Sample.SourceAgeMS. While Fast reports true (not calm, or the accept queue
+// half full) every source is read for every sample. --interval is thereby
+// the cadence of the storm-critical readings (the accept queue, the TCP drop
+// counters, eBPF); at SlowPeriod or longer nothing changes.
+type Slow interface {
+	SlowPeriod() time.Duration
+}
+
+func slowPeriod(src Source) time.Duration {
+	if p, ok := src.(Slow); ok {
+		return p.SlowPeriod()
+	}
+	return 0
+}
+
+// reading is a slow source's latest answer, carried into the samples taken
+// before it is due again.
+type reading struct {
+	part *Sample
+	err  string
+	at   time.Time // the Time of the sample it was read for
+}
+
+// carry reports whether src's latest reading may stand in for a fresh one
+// in a sample started at start with the given interval, and if so merges
+// it into s. A reading is due again once it is SlowPeriod old, less half an
+// interval so that at an interval of SlowPeriod every sample still reads it.
+func (sm *Sampler) carry(s *Sample, src Source, start time.Time, interval time.Duration, fast bool) bool {
+	period := slowPeriod(src)
+	if fast || period <= 0 || period <= interval {
+		return false
+	}
+	sm.mu.Lock()
+	r, ok := sm.latest[src.Name()]
+	sm.mu.Unlock()
+	age := start.Sub(r.at)
+	if !ok || age < 0 || age >= period-interval/2 {
+		return false
+	}
+	s.SourceAgeMS[src.Name()] = float64(age) / float64(time.Millisecond)
+	if r.err != "" {
+		s.Errors[src.Name()] = r.err
+	}
+	s.merge(r.part)
+	return true
+}
+
+// keep remembers a slow source's fresh answer for the samples that follow.
+func (sm *Sampler) keep(name string, part *Sample, err error, at time.Time) {
+	r := reading{part: part, at: at}
+	if err != nil {
+		r.err = err.Error()
+	}
+	sm.mu.Lock()
+	if sm.latest == nil {
+		sm.latest = map[string]reading{}
+	}
+	sm.latest[name] = r
+	sm.mu.Unlock()
+}
+
+// answer is one source's collect.
+type answer struct {
+	name string
+	part *Sample
+	err  error
+	took time.Duration
+}
+
+// collectOne runs one source and clears its running mark.
+func (sm *Sampler) collectOne(ctx context.Context, src Source) answer {
+	t0 := time.Now()
+	part := &Sample{}
+	err := src.Collect(ctx, part)
+	took := time.Since(t0)
+	sm.mu.Lock()
+	sm.running[src.Name()] = false
+	sm.mu.Unlock()
+	return answer{name: src.Name(), part: part, err: err, took: took}
+}
+
+// gather runs every due source once within deadline: the prompt sources
+// one after the other in one goroutine (kernel reads of well under a
+// millisecond each: one goroutine instead of one each saves the scheduler's
+// wake-ups and stack growth, which cost more than the reads), every other
+// source in a goroutine of its own, so a stalled Valkey delays nothing.
+// Slow sources that are not due contribute their latest reading (carry).
 func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool) *Sample {
 	start := sm.now()
 	s := &Sample{
@@ -170,6 +280,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 		Port:            sm.Port,
 		NetNS:           sm.NetNS,
 		Errors:          map[string]string{},
+		SourceAgeMS:     map[string]float64{},
 		SourceDurations: map[string]float64{},
 	}
 	sm.mu.Lock()
@@ -180,20 +291,24 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 	if sm.running == nil {
 		sm.running = map[string]bool{}
 	}
+	fast, interval := sm.fastNow, sm.curInterval
 	sm.mu.Unlock()
-
-	type result struct {
-		name string
-		part *Sample
-		err  error
-		took time.Duration
+	if interval <= 0 {
+		interval = sm.Interval
 	}
+
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	results := make(chan result, len(sm.Sources))
+	results := make(chan answer, len(sm.Sources))
 	launched, prompt := 0, 0
+	var group []Source // prompt sources, collected in one goroutine
+	carried := map[string]bool{}
 	for _, src := range sm.Sources {
 		name := src.Name()
+		if sm.carry(s, src, start, interval, fast) {
+			carried[name] = true
+			continue
+		}
 		sm.mu.Lock()
 		busy := sm.running[name]
 		if !busy {
@@ -209,16 +324,33 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 		launched++
 		if isPrompt(src) {
 			prompt++
+			group = append(group, src)
+			continue
 		}
-		go func(src Source) {
-			t0 := time.Now()
-			part := &Sample{}
-			err := src.Collect(ctx, part)
-			sm.mu.Lock()
-			sm.running[name] = false
-			sm.mu.Unlock()
-			results <- result{name: name, part: part, err: err, took: time.Since(t0)}
-		}(src)
+		go func(src Source) { results <- sm.collectOne(ctx, src) }(src)
+	}
+	if len(group) > 0 {
+		go func() {
+			for _, src := range group {
+				results <- sm.collectOne(ctx, src)
+			}
+		}()
+	}
+	// answered marks what is done: recorded, stale or carried.
+	answered := func(name string) bool {
+		if _, done := s.SourceDurations[name]; done || carried[name] {
+			return true
+		}
+		_, stale := s.Errors[name]
+		return stale
+	}
+	record := func(r answer) {
+		s.record(r.name, r.part, r.err, r.took)
+		for _, src := range sm.Sources {
+			if src.Name() == r.name && slowPeriod(src) > 0 {
+				sm.keep(r.name, r.part, r.err, start)
+			}
+		}
 	}
 	promptOnly = promptOnly && prompt > 0
 	for i := 0; i < launched; i++ {
@@ -227,21 +359,17 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 			// others' goroutines finish on their own and their
 			// parts are discarded.
 			for _, src := range sm.Sources {
-				name := src.Name()
-				if _, done := s.SourceDurations[name]; done {
-					continue
-				}
-				if _, stale := s.Errors[name]; !stale {
-					s.Errors[name] = lateReason
+				if !answered(src.Name()) {
+					s.Errors[src.Name()] = lateReason
 				}
 			}
 			return s
 		}
 		select {
 		case r := <-results:
-			s.record(r.name, r.part, r.err, r.took)
-			for _, src := range sm.Sources {
-				if src.Name() == r.name && isPrompt(src) {
+			record(r)
+			for _, src := range group {
+				if src.Name() == r.name {
 					prompt--
 				}
 			}
@@ -250,10 +378,8 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 			// goroutine finishes on its own and its part is discarded.
 			pending := map[string]bool{}
 			for _, src := range sm.Sources {
-				if _, ok := s.SourceDurations[src.Name()]; !ok {
-					if _, stale := s.Errors[src.Name()]; !stale {
-						pending[src.Name()] = true
-					}
+				if !answered(src.Name()) {
+					pending[src.Name()] = true
 				}
 			}
 			// Drain answers that raced with the deadline.
@@ -261,7 +387,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 				select {
 				case r := <-results:
 					delete(pending, r.name)
-					s.record(r.name, r.part, r.err, r.took)
+					record(r)
 					continue
 				default:
 				}
@@ -311,13 +437,17 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 		}(w)
 	}
 	next := sm.Interval
-	woken, prevWoken := false, false
+	woken, prevWoken, isFast := false, false, false
 	for {
 		start := time.Now()
+		sm.mu.Lock()
+		sm.fastNow, sm.curInterval = isFast, next
+		sm.mu.Unlock()
 		publish(sm.collect(ctx, sm.deadlineFor(next), woken))
 		prevWoken, woken = woken, false
 		next = sm.Interval
-		if sm.Fast != nil && sm.Fast() {
+		isFast = sm.Fast != nil && sm.Fast()
+		if isFast {
 			next = fast
 		}
 		timer := time.NewTimer(time.Until(start.Add(next)))
