@@ -267,10 +267,11 @@ func (sm *Sampler) collectOne(ctx context.Context, src Source) answer {
 }
 
 // gather runs every due source once within deadline: the prompt sources
-// one after the other in one goroutine (kernel reads of well under a
-// millisecond each: one goroutine instead of one each saves the scheduler's
-// wake-ups and stack growth, which cost more than the reads), every other
-// source in a goroutine of its own, so a stalled Valkey delays nothing.
+// one after the other in the sampler's own goroutine (kernel reads of well
+// under a millisecond each that honour the deadline themselves; a goroutine
+// each would cost the scheduler's wake-ups and stack growth, more than the
+// reads), every other source in a goroutine of its own, so a stalled Valkey
+// delays nothing.
 // Slow sources that are not due contribute their latest reading (carry).
 func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool) *Sample {
 	start := sm.now()
@@ -299,9 +300,10 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
+	timeout := func() string { return fmt.Sprintf("timeout: no answer within %s", deadline) }
 	results := make(chan answer, len(sm.Sources))
-	launched, prompt := 0, 0
-	var group []Source // prompt sources, collected in one goroutine
+	launched := 0
+	var group []Source // prompt sources, collected in this goroutine
 	carried := map[string]bool{}
 	for _, src := range sm.Sources {
 		name := src.Name()
@@ -321,28 +323,12 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 			s.Errors[name] = "stale: previous collection still running"
 			continue
 		}
-		launched++
 		if isPrompt(src) {
-			prompt++
 			group = append(group, src)
 			continue
 		}
+		launched++
 		go func(src Source) { results <- sm.collectOne(ctx, src) }(src)
-	}
-	if len(group) > 0 {
-		go func() {
-			for _, src := range group {
-				results <- sm.collectOne(ctx, src)
-			}
-		}()
-	}
-	// answered marks what is done: recorded, stale or carried.
-	answered := func(name string) bool {
-		if _, done := s.SourceDurations[name]; done || carried[name] {
-			return true
-		}
-		_, stale := s.Errors[name]
-		return stale
 	}
 	record := func(r answer) {
 		s.record(r.name, r.part, r.err, r.took)
@@ -352,27 +338,55 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 			}
 		}
 	}
-	promptOnly = promptOnly && prompt > 0
-	for i := 0; i < launched; i++ {
-		if promptOnly && prompt == 0 {
-			// Every prompt source answered: publish now; the
-			// others' goroutines finish on their own and their
-			// parts are discarded.
-			for _, src := range sm.Sources {
-				if !answered(src.Name()) {
-					s.Errors[src.Name()] = lateReason
-				}
-			}
-			return s
+	// The prompt sources answer within their own deadline handling, so
+	// they run here, one after the other; an answer that comes after the
+	// deadline is discarded like a late goroutine's.
+	for _, src := range group {
+		if ctx.Err() != nil {
+			sm.mu.Lock()
+			sm.running[src.Name()] = false
+			sm.mu.Unlock()
+			s.Errors[src.Name()] = timeout()
+			continue
 		}
+		r := sm.collectOne(ctx, src)
+		if ctx.Err() != nil {
+			s.Errors[r.name] = timeout()
+			continue
+		}
+		record(r)
+	}
+	// answered marks what is done: recorded, stale, timed out or carried.
+	answered := func(name string) bool {
+		if _, done := s.SourceDurations[name]; done || carried[name] {
+			return true
+		}
+		_, stale := s.Errors[name]
+		return stale
+	}
+	if promptOnly && len(group) > 0 {
+		// Every prompt source answered: publish now with what has
+		// come; the others' goroutines finish on their own and their
+		// parts are discarded.
+		for drained := false; !drained; {
+			select {
+			case r := <-results:
+				record(r)
+			default:
+				drained = true
+			}
+		}
+		for _, src := range sm.Sources {
+			if !answered(src.Name()) {
+				s.Errors[src.Name()] = lateReason
+			}
+		}
+		return s
+	}
+	for i := 0; i < launched; i++ {
 		select {
 		case r := <-results:
 			record(r)
-			for _, src := range group {
-				if src.Name() == r.name {
-					prompt--
-				}
-			}
 		case <-ctx.Done():
 			// Whatever has not answered is recorded as timed out; its
 			// goroutine finishes on its own and its part is discarded.
@@ -394,7 +408,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 				break
 			}
 			for name := range pending {
-				s.Errors[name] = fmt.Sprintf("timeout: no answer within %s", deadline)
+				s.Errors[name] = timeout()
 			}
 			return s
 		}
