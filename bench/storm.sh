@@ -16,6 +16,10 @@
 #     CLIENT KILL of all, 60 s watched; without stormguard, with the
 #     stormguard dialer, and with `--defuse auto` (META_RUNS 1).
 #   ONLY=meta: just part 5
+#  6. cluster failover over TLS, two client hosts, --setup auth: go-redis's
+#     ClusterClient and valkey-go, 20 clients in 4 instances, 90 s watched
+#     (go-redis reloads its topology only after a minute; CLUSTER_RUNS 1).
+#   ONLY=cluster: just part 6
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "storm.sh: needs root (network namespaces)"; exit 0; }
@@ -76,7 +80,32 @@ for i in range(1, runs + 1):
               f"{r['connect_failures']} | {r['listen_overflows']} | {r['server_cpu_percent'] or 0:.0f} | {'; '.join(ag) or '-'} |")
 PY
 }
+# 6. Cluster failover with TLS (cluster bus too), hosts and ACL auth.
+cluster_failover() {
+	local runs=${CLUSTER_RUNS:-1}
+	echo
+	echo "== cluster failover: --tls --hosts 2 --setup auth, 20 clients, 90 s, $runs run(s); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	for run in $(seq "$runs"); do
+		for s in valkey-go go-redis; do
+			"$SG" storm --spawn --tls --hosts 2 --setup auth --cluster --scenario failover --strategy "$s" \
+				--clients 20 --instances 4 --hold 300ms --duration 90s --json >"$OUT/cluster-$s-$run.json"
+		done
+	done
+	python3 - "$OUT" "$runs" <<'PY'
+import json, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+print("| run | client | promote_ms | recovered | time_to_recover_ms | recovered clients | connect_attempts |")
+print("|---|---|---|---|---|---|---|")
+for i in range(1, runs + 1):
+    for s in ("valkey-go", "go-redis"):
+        r = json.load(open(f"{out}/cluster-{s}-{i}.json"))
+        print(f"| {i} | {s} | {r.get('promote_ms')} | {r['recovered']} | {r.get('time_to_recover_ms')} | "
+              f"{r['recovered_clients']}/{r['clients']} | {r['connect_attempts']} |")
+PY
+}
+
 [ "${ONLY:-}" = meta ] && { metastable; exit 0; }
+[ "${ONLY:-}" = cluster ] && { cluster_failover; exit 0; }
 
 # 1. Generator rate. Each measurement gets a fresh namespace and a fresh
 # server with the same configuration: the client side's TIME_WAIT sockets
@@ -205,3 +234,4 @@ print("median (min-max) over the runs")
 PY
 
 metastable
+cluster_failover

@@ -135,15 +135,16 @@ func (d *Dialer) window(t *target) time.Duration {
 	return min(max(base, t.learned), d.o.MaxReconnectWindow)
 }
 
-// congestion doubles t's window: a failure, an overload or a slow
-// connect says the fleet arrives faster than the server admits. Called
-// with mu held.
+// congestion grows t's window by WindowGrowth (1.5×): a failure, an
+// overload or a slow connect says the fleet arrives faster than the
+// server admits. Called with mu held.
 func (d *Dialer) congestion(t *target) {
 	if d.o.ReconnectWindow == -1 {
 		return
 	}
 	w := d.window(t)
-	t.learned = min(max(2*w, minGrowth), d.o.MaxReconnectWindow)
+	grown := time.Duration(float64(w) * d.o.WindowGrowth)
+	t.learned = min(max(grown, minGrowth), d.o.MaxReconnectWindow)
 	d.emit(t, EventWindow, d.window(t), nil)
 }
 
@@ -163,20 +164,26 @@ func (d *Dialer) congestion(t *target) {
 // CLIENT KILL does to the whole fleet at once: the window is sized for the
 // fleet. A timeout alone is ambiguous — a loaded server answering late
 // looks the same to one client — so an episode of timeouts keeps the
-// smaller ReconnectWindow; its failures still double the window
+// smaller ReconnectWindow; its failures still grow the window
 // (congestion), so a real outage (a blip: the redials time out too) still
 // spreads the fleet, while a slow server does not cost every client that
 // timed out a fleet-sized wait (at 10,000 lab clients that wait turned
 // load-induced timeouts into a steady reconnect storm).
 func (d *Dialer) markLoss(t *target, now time.Time, err error) {
 	soft := isTimeout(err)
-	if t.lostAt.IsZero() || !now.Before(t.lostAt.Add(d.window(t))) {
+	if !d.inEpisode(t, now) {
 		t.lostAt, t.soft = now, soft
 		return
 	}
 	if !soft {
 		t.soft = false
 	}
+}
+
+// inEpisode: a reconnect episode of t is under way at now (a loss or
+// failure happened less than a window ago). Called with mu held.
+func (d *Dialer) inEpisode(t *target, now time.Time) bool {
+	return !t.lostAt.IsZero() && now.Before(t.lostAt.Add(d.window(t)))
 }
 
 // clean shrinks what t's window learned by a quarter: a connect that was
@@ -393,10 +400,18 @@ func (d *Dialer) refuse(t *target) {
 // failLocked records one failure of target t: the whole target backs off
 // and the breaker counts it. Called with mu held.
 func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
+	d.failGrow(t, kind, err, probe, true)
+}
+
+// failGrow is failLocked; grow false records the failure without
+// growing the window (see Conn.lostYoung). Called with mu held.
+func (d *Dialer) failGrow(t *target, kind EventKind, err error, probe, grow bool) {
 	now := d.o.Now()
 	t.failures++
 	d.markLoss(t, now, err)
-	d.congestion(t)
+	if grow {
+		d.congestion(t)
+	}
 	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
 	t.prevDelay = delay
 	if next := now.Add(delay); next.After(t.nextDial) {

@@ -23,7 +23,7 @@
 //     backoff stays reset.
 //   - Target-wide backoff (package backoff): every failure of any
 //     connection to a target pushes back the next dial to that target
-//     (the later of the policy's delay and a point in the doubled window).
+//     (the later of the policy's delay and a point in the grown window).
 //     The backoff resets only after proven health: the first non-error
 //     reply arrived (the HELLO/AUTH handshake) and the connection then
 //     stayed up for StableAfter. A TCP connect alone proves nothing: a
@@ -47,33 +47,35 @@
 // from what it can know: the fleet's connection count — Options.FleetSize,
 // or better the server's connected_clients passed to ObserveClients while
 // it was healthy — divided by the rate the server admits
-// (Options.AcceptRate, 2,000/s by default), and ReconnectWindow (1 s) when
+// (Options.AcceptRate, 3,000/s by default), and ReconnectWindow (1 s) when
 // the count is unknown. Every instance draws its own point in that window,
 // so N instances arrive at about N/window per second: a server that admits
-// AcceptRate connections per second never sees its accept queue fill, and
-// recovers in about N/AcceptRate, which no strategy can beat by much
-// (a faster fleet only adds dropped SYNs that the kernel retries a second
-// later). A small fleet gets a small window: 20 connections reconnect
-// within 10 ms.
+// AcceptRate connections per second does not see its accept queue fill,
+// and the fleet is back in about N/AcceptRate, close to what the fastest
+// strategy manages (a faster fleet only adds dropped SYNs that the kernel
+// retries a second later). A small fleet gets a small window: 30
+// connections reconnect within 10 ms. None of it depends on how old the
+// lost connection was, and there is no switch that turns it off for
+// young connections.
 //
 // When the estimate is wrong the window corrects itself per instance:
 // every failed, timed-out or rejected connect, and every connect slow
 // enough that its SYN must have been dropped and retransmitted
-// (Options.SlowConnect), doubles that instance's window (capped at
-// MaxReconnectWindow), and the next attempt lands at a uniform point of
-// what is left of the doubled window — exponential backoff with full
-// jitter, starting from the window instead of from zero. The window
-// stays anchored at the loss that started the episode: a failure
-// stretches its end rather than starting a new window, so failed clients
-// are not pushed behind everyone else. Clean, fast connects shrink what
-// was learned by a quarter each, so a window grown in one storm protects
-// the next one (a restart loop, a flapping failover) and then returns to
-// the fleet-sized value. None of it depends on how old the lost
-// connection was. What was lost matters: a close or reset by the server
-// (a restart, failover or CLIENT KILL hits every client at once) gets the
+// (Options.SlowConnect), multiplies that instance's window by
+// Options.WindowGrowth (1.5; capped at MaxReconnectWindow), and the next
+// attempt lands at a uniform point of what is left of the grown window —
+// exponential backoff with full jitter, starting from the window instead
+// of from zero. The window stays anchored at the loss that started the
+// episode, and grows by half rather than doubling, so a client that fails
+// is not sent behind everyone else and the last percent of the fleet does
+// not wait for a window twice as long while the server sits idle; clean,
+// fast connects shrink what was learned by a quarter each, so a window
+// grown in one storm still protects the next (a restart loop, a flapping
+// failover). What was lost matters: a close or reset by the server (a
+// restart, failover or CLIENT KILL hits every client at once) gets the
 // fleet-sized window, while an episode of timeouts alone (as likely a
 // loaded server answering late as an outage) keeps ReconnectWindow until
-// failures double it or the server closes a connection.
+// failures grow it or the server closes a connection.
 //
 // Share one *Dialer across every client of a process: its per-target state
 // is the point. It holds no package-level state, so tests and libraries

@@ -18,7 +18,7 @@ func ExampleDialer_ObserveClients() {
 	const addr = "10.0.0.5:6379"
 	d.ObserveClients(addr, 12000) // from INFO clients, refreshed now and then
 	fmt.Println(d.Stats(addr).Window)
-	// Output: 6s
+	// Output: 4s
 }
 
 // A fleet-size hint when the count is known in advance: 400 pods × 10

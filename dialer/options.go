@@ -26,8 +26,17 @@ const (
 	// fleet size is known (FleetSize or ObserveClients). A plaintext
 	// Valkey admits several times more on an idle host; this leaves room
 	// for a busy main thread.
-	DefaultAcceptRate         = 2000
+	DefaultAcceptRate         = 3000
 	DefaultMaxReconnectWindow = 30 * time.Second
+	// DefaultWindowGrowth multiplies the reconnect window on each
+	// congestion signal. 1.5 rather than 2: a fleet-sized window is
+	// already about right, so a failure inside it calls for a
+	// correction, not for sending the failed client to the back of a
+	// window twice as long (docs/backoff.md, "How fast the window
+	// grows").
+	DefaultWindowGrowth = 1.5
+	// MaxWindowGrowth is the largest WindowGrowth accepted.
+	MaxWindowGrowth = 4
 	// DefaultSlowConnect: a TCP connect that takes this long had its SYN
 	// dropped and retransmitted (the kernel's first SYN retransmit is at
 	// 1 s), i.e. the server's queues overflowed.
@@ -57,6 +66,8 @@ var (
 	ErrInvalidBreaker = errors.New("dialer: BreakerThreshold must be ≥ 1 or -1, HalfOpenProbes ≥ 0")
 	// ErrInvalidBackoff wraps the Backoff policy's Validate error.
 	ErrInvalidBackoff = errors.New("dialer: invalid backoff policy")
+	// ErrInvalidGrowth: WindowGrowth is not within (1, MaxWindowGrowth].
+	ErrInvalidGrowth = errors.New("dialer: WindowGrowth must be > 1 and ≤ 4")
 )
 
 // Errors returned by dials that were not attempted. Each is wrapped with
@@ -109,9 +120,18 @@ type Options struct {
 	// MaxReconnectWindow caps the window, however large the fleet or the
 	// learned growth (30s).
 	MaxReconnectWindow time.Duration
+	// WindowGrowth is the factor by which each congestion signal (a
+	// failed, timed-out or rejected connect, a connection lost before
+	// StableAfter, a slow connect) multiplies the target's reconnect
+	// window (DefaultWindowGrowth, 1.5). It must be within (1, 4]: a
+	// window that cannot grow would leave a fleet of unknown size
+	// unprotected, so 1 or less is an error (ErrInvalidGrowth), not "off"
+	// (ReconnectWindow -1 turns the window off).
+	WindowGrowth float64
 	// SlowConnect is the connect duration that counts as a congestion
 	// signal (900ms): the SYN was dropped and retransmitted. Each one
-	// doubles the target's window, as a failure does; -1 disables.
+	// grows the target's window (WindowGrowth), as a failure does; -1
+	// disables.
 	SlowConnect time.Duration
 	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
 	// jitter 100ms..10s).
@@ -214,6 +234,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxReconnectWindow == 0 {
 		o.MaxReconnectWindow = DefaultMaxReconnectWindow
+	}
+	switch {
+	case o.WindowGrowth == 0:
+		o.WindowGrowth = DefaultWindowGrowth
+	case !(o.WindowGrowth > 1 && o.WindowGrowth <= MaxWindowGrowth): // also NaN
+		return o, fmt.Errorf("%w: WindowGrowth %g", ErrInvalidGrowth, o.WindowGrowth)
 	}
 	if o.SlowConnect == 0 {
 		o.SlowConnect = DefaultSlowConnect

@@ -3,6 +3,7 @@ package dialer
 import (
 	"errors"
 	"io"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -76,8 +77,8 @@ func TestWindowSizedFromFleet(t *testing.T) {
 	}{
 		{"unknown fleet: ReconnectWindow", Options{}, 0, DefaultReconnectWindow},
 		{"fleet hint / accept rate", Options{FleetSize: 6000, AcceptRate: 2000}, 0, 3 * time.Second},
-		{"small fleet reconnects almost at once", Options{FleetSize: 20}, 0, 10 * time.Millisecond},
-		{"observed connected_clients wins over the hint", Options{FleetSize: 20}, 15000, 7500 * time.Millisecond},
+		{"small fleet reconnects almost at once", Options{FleetSize: 30}, 0, 10 * time.Millisecond},
+		{"observed connected_clients wins over the hint", Options{FleetSize: 30}, 15000, 5 * time.Second},
 		{"capped", Options{FleetSize: 1_000_000, MaxReconnectWindow: 20 * time.Second}, 0, 20 * time.Second},
 		{"disabled", Options{ReconnectWindow: -1, FleetSize: 5000}, 0, 0},
 	}
@@ -153,7 +154,7 @@ func TestWindowRegardlessOfAge(t *testing.T) {
 // same episode gives it the fleet-sized window.
 func TestWindowTimeoutsAreSoft(t *testing.T) {
 	const addr = "10.0.0.5:6379"
-	d, clk := newClocked(t, Options{FleetSize: 10000, BreakerThreshold: -1, Backoff: backoff.Immediate{}}) // 5s for the fleet
+	d, clk := newClocked(t, Options{FleetSize: 15000, BreakerThreshold: -1, Backoff: backoff.Immediate{}}) // 5s for the fleet
 	a := connectHealthy(t, d, clk, addr)
 	b := connectHealthy(t, d, clk, addr)
 	a.Lost(errTimeout{})
@@ -165,16 +166,16 @@ func TestWindowTimeoutsAreSoft(t *testing.T) {
 		t.Fatalf("window after a close in the same episode: %s, want the fleet's 5s", w)
 	}
 
-	// A slow first PING (timeout before the handshake) doubles a soft
+	// A slow first PING (timeout before the handshake) grows a soft
 	// window from ReconnectWindow, not from the fleet's 5s.
-	d, clk = newClocked(t, Options{FleetSize: 10000, BreakerThreshold: -1, Backoff: backoff.Immediate{}})
+	d, clk = newClocked(t, Options{FleetSize: 15000, BreakerThreshold: -1, Backoff: backoff.Immediate{}})
 	connectHealthy(t, d, clk, addr).Lost(errTimeout{})
 	r, _ := d.Reserve(addr)
 	clk.advance(r.Wait)
 	_ = r.Dialed(time.Millisecond, nil)
 	r.Lost(errTimeout{}) // no reply: overload
-	if w := d.Stats(addr).Window; w != 2*DefaultReconnectWindow {
-		t.Errorf("window after a slow first PING: %s, want 2×ReconnectWindow", w)
+	if w, want := d.Stats(addr).Window, grown(DefaultReconnectWindow, 1); w != want {
+		t.Errorf("window after a slow first PING: %s, want %s (WindowGrowth × ReconnectWindow)", w, want)
 	}
 }
 
@@ -184,20 +185,28 @@ func (errTimeout) Error() string   { return "i/o timeout" }
 func (errTimeout) Timeout() bool   { return true }
 func (errTimeout) Temporary() bool { return true }
 
+// grown is w after n congestion signals at the default WindowGrowth.
+func grown(w time.Duration, n int) time.Duration {
+	for range n {
+		w = time.Duration(float64(w) * DefaultWindowGrowth)
+	}
+	return w
+}
+
 // TestWindowGrowsOnCongestionAndDecays: failures and slow connects
-// double the window (multiplicative increase of the wait), clean connects
-// shrink it back by a quarter each.
+// grow the window by WindowGrowth (multiplicative increase of the wait),
+// clean connects shrink it back by a quarter each.
 func TestWindowGrowsOnCongestionAndDecays(t *testing.T) {
 	const addr = "10.0.0.5:6379"
-	d, clk := newClocked(t, Options{FleetSize: 2000, BreakerThreshold: -1})
+	d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1})
 	r, _ := d.Reserve(addr)
 	if w := d.Stats(addr).Window; w != time.Second {
 		t.Fatalf("initial window %s", w)
 	}
 	clk.advance(r.Wait)
 	_ = r.Dialed(2*time.Second, errors.New("connect timeout"))
-	if w := d.Stats(addr).Window; w != 2*time.Second {
-		t.Fatalf("after a failed connect: window %s, want 2s", w)
+	if w, want := d.Stats(addr).Window, grown(time.Second, 1); w != want {
+		t.Fatalf("after a failed connect: window %s, want %s", w, want)
 	}
 	r, _ = d.Reserve(addr)
 	if r.Wait <= 0 {
@@ -205,15 +214,15 @@ func TestWindowGrowsOnCongestionAndDecays(t *testing.T) {
 	}
 	clk.advance(r.Wait)
 	_ = r.Dialed(1100*time.Millisecond, nil) // SYN retransmitted: slow
-	if w := d.Stats(addr).Window; w != 4*time.Second {
-		t.Fatalf("after a slow connect: window %s, want 4s", w)
+	if w, want := d.Stats(addr).Window, grown(time.Second, 2); w != want {
+		t.Fatalf("after a slow connect: window %s, want %s", w, want)
 	}
 	r.Handshake() // slow: no decay
-	if w := d.Stats(addr).Window; w != 4*time.Second {
+	if w := d.Stats(addr).Window; w != grown(time.Second, 2) {
 		t.Fatalf("a slow connect's handshake shrank the window to %s", w)
 	}
 	r.Stable()
-	prev := 4 * time.Second
+	prev := grown(time.Second, 2)
 	for i := range 10 {
 		clk.advance(time.Minute)
 		r, _ := d.Reserve(addr)
@@ -238,7 +247,7 @@ func TestWindowGrowsOnCongestionAndDecays(t *testing.T) {
 // starts a new episode.
 func TestWindowEpisodeAnchoredAtLoss(t *testing.T) {
 	const addr = "10.0.0.5:6379"
-	d, clk := newClocked(t, Options{FleetSize: 4000, BreakerThreshold: -1,
+	d, clk := newClocked(t, Options{FleetSize: 6000, BreakerThreshold: -1,
 		Backoff: backoff.Immediate{}}) // isolate the window from the backoff
 	r := connectHealthy(t, d, clk, addr)
 	lossAt := clk.now
@@ -252,14 +261,14 @@ func TestWindowEpisodeAnchoredAtLoss(t *testing.T) {
 		t.Fatalf("at 1.5s into a 2s window the dial waits %s, want within the 0.5s left", r.Wait)
 	}
 	clk.advance(r.Wait)
-	_ = r.Dialed(time.Second, errors.New("connect timeout")) // fails inside the window: 4s
-	if w := d.Stats(addr).Window; w != 4*time.Second {
-		t.Fatalf("window after a failure inside it: %s, want 4s", w)
+	_ = r.Dialed(time.Second, errors.New("connect timeout")) // fails inside the window: grows
+	if w := d.Stats(addr).Window; w != grown(2*time.Second, 1) {
+		t.Fatalf("window after a failure inside it: %s, want %s", w, grown(2*time.Second, 1))
 	}
-	left := lossAt.Add(4 * time.Second).Sub(clk.now)
+	left := lossAt.Add(grown(2*time.Second, 1)).Sub(clk.now)
 	lo, hi := spreadAfterLoss(t, d, addr, 400)
 	if hi >= left || hi < left*9/10 || lo > left/10 {
-		t.Errorf("retries after the failure wait [%s, %s], want spread over the %s left of the episode (not a new 4s window)", lo, hi, left)
+		t.Errorf("retries after the failure wait [%s, %s], want spread over the %s left of the episode (not a new window)", lo, hi, left)
 	}
 	// Well after the episode a new loss starts a new window at its time.
 	clk.advance(time.Minute)
@@ -269,5 +278,64 @@ func TestWindowEpisodeAnchoredAtLoss(t *testing.T) {
 	_, hi = spreadAfterLoss(t, d, addr, 400)
 	if hi < w*9/10 {
 		t.Errorf("a new loss after the episode spreads over %s, want the whole %s window", hi, w)
+	}
+}
+
+// TestWindowGrowthOption: WindowGrowth sets how far one congestion signal
+// grows the window; a value that could not grow it (≤ 1, NaN) or that
+// jumps past MaxWindowGrowth is an error at construction, never a
+// silently unprotected dialer.
+func TestWindowGrowthOption(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	for _, g := range []float64{1, 0.5, -1, 4.5, math.NaN(), math.Inf(1)} {
+		if _, err := New(Options{WindowGrowth: g}); !errors.Is(err, ErrInvalidGrowth) {
+			t.Errorf("WindowGrowth %g: err %v, want ErrInvalidGrowth", g, err)
+		}
+	}
+	for _, g := range []float64{1.25, 2, 4} {
+		d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1, WindowGrowth: g})
+		r, _ := d.Reserve(addr)
+		clk.advance(r.Wait)
+		_ = r.Dialed(2*time.Second, errors.New("connect timeout"))
+		if w, want := d.Stats(addr).Window, time.Duration(g*float64(time.Second)); w != want {
+			t.Errorf("WindowGrowth %g: window after a failure %s, want %s", g, w, want)
+		}
+	}
+}
+
+// TestWindowYoungLossSameAsOld: a connection lost after its handshake but
+// before StableAfter (a fleet killed 2 s after it started) gets the same
+// fleet-sized window as an old one — its age changes neither the
+// protection nor the recovery — while it still counts as a failure for
+// the backoff; a young loss inside an episode (a redial admitted and then
+// dropped) grows the window like any failure.
+func TestWindowYoungLossSameAsOld(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 6000, BreakerThreshold: -1}) // 2s
+	r, _ := d.Reserve(addr)
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, nil)
+	r.Handshake()
+	clk.advance(2 * time.Second) // younger than StableAfter
+	r.Lost(errors.New("EOF"))
+	st := d.Stats(addr)
+	if st.Window != 2*time.Second {
+		t.Fatalf("window after a young connection's loss: %s, want the fleet's 2s", st.Window)
+	}
+	if st.Failures != 1 {
+		t.Fatalf("a young connection's loss counted %d failures, want 1", st.Failures)
+	}
+	lo, hi := spreadAfterLoss(t, d, addr, 400)
+	if hi < 1800*time.Millisecond || lo > 200*time.Millisecond {
+		t.Fatalf("redials after a young loss wait [%s, %s], want spread over the 2s window", lo, hi)
+	}
+	// A redial inside the episode that is admitted and then dropped: grows.
+	r, _ = d.Reserve(addr)
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, nil)
+	r.Handshake()
+	r.Lost(errors.New("EOF"))
+	if w, want := d.Stats(addr).Window, grown(2*time.Second, 1); w != want {
+		t.Errorf("window after a young loss inside the episode: %s, want %s", w, want)
 	}
 }

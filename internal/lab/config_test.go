@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"strings"
 	"testing"
@@ -49,9 +50,16 @@ func TestValidate(t *testing.T) {
 		{"cluster needs a cluster client", func(c *Config) {
 			c.Target, c.Spawn, c.Scenario, c.Cluster = "", &Spawn{}, "failover", true
 		}, "go-redis or valkey-go"},
-		{"cluster without tls", func(c *Config) {
+		{"cluster over TLS, hosts and auth", func(c *Config) {
 			c.Target, c.Spawn, c.Scenario, c.Strategy, c.Cluster, c.TLS = "", &Spawn{}, "failover", "go-redis", true, true
-		}, "do not give TLS"},
+			c.Hosts, c.Setup = 3, "auth"
+		}, ""},
+		{"redis-py over TLS, hosts and auth", func(c *Config) {
+			c.Target, c.Spawn, c.Strategy, c.TLS, c.Hosts, c.Setup = "", &Spawn{}, RedisPyStrategy, true, 4, "auth"
+		}, ""},
+		{"redis-py TLS needs the run's CA", func(c *Config) {
+			c.NetNS, c.Strategy, c.TLS, c.TLSConfig = "/proc/1/ns/net", RedisPyStrategy, true, &tls.Config{}
+		}, "only against the run's own server"},
 		{"jitter base over cap", func(c *Config) {
 			c.Strategy, c.Policy.Base, c.Policy.Cap = "full-jitter", time.Minute, time.Second
 		}, "exceeds cap"},

@@ -13,68 +13,86 @@ import (
 
 // ConnectsFromKernel says where connect_attempts and connect_failures come
 // from for a strategy whose client library dials by itself (valkey-glide:
-// its Rust core opens the sockets, there is no dial hook to count through).
+// its Rust core opens the sockets; redis-py: a Python process), so there is
+// no dial hook to count through.
 const ConnectsFromKernel = "kernel: delta of Tcp ActiveOpens (attempts) and Tcp AttemptFails (failures) " +
-	"from /proc/net/snmp of the client's network namespace, sampled every 100ms, minus the lab's admin connects"
+	"from /proc/net/snmp of the clients' network namespace (with client hosts: the hosts' namespaces, summed), " +
+	"sampled every 100ms, minus the lab's admin connects"
 
 // ConnectsFromHook is the source of the figures for every other strategy.
 const ConnectsFromHook = "dial hook: every network dial of the clients goes through the lab's counting dialer"
 
-// tcpSNMP reads the Tcp section of /proc/net/snmp of one network namespace
-// through procnet.Files: opened once on a thread inside the namespace (an
-// open /proc/net file stays bound to the namespace of the thread that
-// opened it) and read again from the start for every sample.
+// tcpSNMP reads the Tcp section of /proc/net/snmp of one or more network
+// namespaces through procnet.Files: each opened once on a thread inside its
+// namespace (an open /proc/net file stays bound to the namespace of the
+// thread that opened it) and read again from the start for every sample.
 type tcpSNMP struct {
 	mu    sync.Mutex
-	files *procnet.Files // nil once closed
+	files []*procnet.Files // nil once closed
 }
 
-func openTCPSNMP(nsPath string) (*tcpSNMP, error) {
-	path := "/proc/net/snmp" // own namespace: opened by path on each read
-	if nsPath != "" {
-		path = "net/snmp" // relative to /proc/thread-self inside nsPath
+// openTCPSNMP opens the counters of the namespaces nsPaths ("" or none:
+// the own namespace); read sums them.
+func openTCPSNMP(nsPaths ...string) (*tcpSNMP, error) {
+	if len(nsPaths) == 0 {
+		nsPaths = []string{""}
 	}
-	s := &tcpSNMP{files: procnet.NewFiles(nsPath, []string{path})}
-	// Open (and check) it now, so a missing namespace fails the run
-	// before it starts.
-	if _, err := s.files.Read(); err != nil {
-		s.files.Close()
-		return nil, fmt.Errorf("open /proc/net/snmp of netns %s: %w", nsPath, err)
+	s := &tcpSNMP{}
+	for _, ns := range nsPaths {
+		path := "/proc/net/snmp" // own namespace: opened by path on each read
+		if ns != "" {
+			path = "net/snmp" // relative to /proc/thread-self inside ns
+		}
+		f := procnet.NewFiles(ns, []string{path})
+		s.files = append(s.files, f)
+		// Open (and check) it now, so a missing namespace fails the
+		// run before it starts.
+		if _, err := f.Read(); err != nil {
+			s.close()
+			return nil, fmt.Errorf("open /proc/net/snmp of netns %s: %w", ns, err)
+		}
 	}
 	return s, nil
 }
 
-// read returns the current Tcp counters (ActiveOpens, AttemptFails, …).
+// read returns the current Tcp counters (ActiveOpens, AttemptFails, …),
+// summed over the namespaces.
 func (s *tcpSNMP) read() (map[string]uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.files == nil {
 		return nil, errors.New("read /proc/net/snmp: closed")
 	}
-	bufs, err := s.files.Read()
-	if err != nil {
-		return nil, fmt.Errorf("read /proc/net/snmp: %w", err)
-	}
-	all, err := procnet.ParseStats(bytes.NewReader(bufs[0]))
-	if err != nil {
-		return nil, fmt.Errorf("parse /proc/net/snmp: %w", err)
-	}
-	tcp := all["Tcp"]
-	for _, k := range []string{"ActiveOpens", "AttemptFails"} {
-		if _, ok := tcp[k]; !ok {
-			return nil, fmt.Errorf("/proc/net/snmp has no Tcp %s", k)
+	sum := map[string]uint64{}
+	for _, f := range s.files {
+		bufs, err := f.Read()
+		if err != nil {
+			return nil, fmt.Errorf("read /proc/net/snmp: %w", err)
+		}
+		all, err := procnet.ParseStats(bytes.NewReader(bufs[0]))
+		if err != nil {
+			return nil, fmt.Errorf("parse /proc/net/snmp: %w", err)
+		}
+		tcp := all["Tcp"]
+		for _, k := range []string{"ActiveOpens", "AttemptFails"} {
+			if _, ok := tcp[k]; !ok {
+				return nil, fmt.Errorf("/proc/net/snmp has no Tcp %s", k)
+			}
+		}
+		for k, v := range tcp {
+			sum[k] += v
 		}
 	}
-	return tcp, nil
+	return sum, nil
 }
 
 func (s *tcpSNMP) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.files != nil {
-		s.files.Close()
-		s.files = nil
+	for _, f := range s.files {
+		f.Close()
 	}
+	s.files = nil
 }
 
 // kernelDials feeds the recorder's dial counters and timeline from the

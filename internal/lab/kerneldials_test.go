@@ -33,7 +33,7 @@ func fakeSNMP(t *testing.T, text string) (*tcpSNMP, func(string)) {
 		}
 	}
 	write(text)
-	s := &tcpSNMP{files: procnet.NewFiles("", []string{p})}
+	s := &tcpSNMP{files: []*procnet.Files{procnet.NewFiles("", []string{p})}}
 	t.Cleanup(s.close)
 	return s, write
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,12 +41,10 @@ func (redisPyStrategy) check(c Config) error {
 	case !c.netnsKnown():
 		return bad("NetNS", "redis-py dials from its own process, where the lab cannot count dials; it counts them in the "+
 			"kernel counters of the server's network namespace instead: give {NetNS} or {Spawn}")
-	case c.TLS:
-		return bad("TLS", "redis-py does not run with {TLS} in the lab yet")
-	case c.Hosts > 0:
-		return bad("Hosts", "redis-py does not run on client hosts yet (its connects are counted in one namespace's kernel counters): leave out {Hosts}")
-	case c.Setup != "none":
-		return bad("Setup", "redis-py 4.3 sends nothing before its first command: only {Setup} none")
+	case c.TLS && c.Spawn == nil:
+		// An outside server's TLS settings are a tls.Config here, not
+		// the files Python's ssl module reads.
+		return bad("TLS", "redis-py runs with {TLS} only against the run's own server ({Spawn}), whose CA file it is given")
 	case c.SourceAddrs > 1:
 		return bad("SourceAddrs", "{SourceAddrs} %d: redis-py dials from its own process, from the address the kernel picks", c.SourceAddrs)
 	}
@@ -73,8 +72,15 @@ func (redisPyStrategy) instance(ctx context.Context, r *run, k int) (instance, e
 	if p == nil {
 		// The process's threads: every client of the instances it serves.
 		workers := (r.cfg.Clients + n - 1) / n
+		// Process k%n runs on host k%n mod Hosts: with up to
+		// redisPyMaxInstances instances, instance k on host k mod Hosts
+		// like every other strategy's.
+		ns := r.cfg.NetNS
+		if len(r.hostNetNS) > 0 {
+			ns = r.hostNetNS[(k%n)%len(r.hostNetNS)]
+		}
 		var err error
-		if p, err = startRedisPy(r, workers); err != nil {
+		if p, err = startRedisPy(r, ns, workers); err != nil {
 			return nil, err
 		}
 		r.py[k%n] = p
@@ -94,14 +100,38 @@ type redisPy struct {
 	stop func()
 }
 
-// startRedisPy starts the instance's process inside the server's
-// namespace and waits for its "ready" line.
-func startRedisPy(r *run, workers int) (*redisPy, error) {
-	host, port, err := net.SplitHostPort(r.cfg.Target)
+// redisPyConfig is the first line the Python process reads (JSON): on
+// stdin, so that the password is on no command line.
+type redisPyConfig struct {
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Workers  int    `json:"workers"`
+	TLSCA    string `json:"tls_ca,omitempty"` // the run's CA file
+	User     string `json:"user,omitempty"`
+	Password string `json:"password,omitempty"`
+	Setup    string `json:"setup"`
+}
+
+// startRedisPy starts an instance's process inside the network namespace
+// ns (the server's, or a client host's) and waits for its "ready" line.
+func startRedisPy(r *run, ns string, workers int) (*redisPy, error) {
+	host, portStr, err := net.SplitHostPort(r.cfg.Target)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("nsenter", "--net="+r.cfg.NetNS, redisPyPython(), "-c", redisPyScript, host, port, strconv.Itoa(workers))
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("redis-py: port %q: %w", portStr, err)
+	}
+	pc := redisPyConfig{Host: host, Port: port, Workers: workers, User: r.cfg.User, Password: r.cfg.Password, Setup: r.cfg.Setup}
+	if r.tls != nil {
+		pc.TLSCA = r.tls.ca
+	}
+	first, err := json.Marshal(pc)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("nsenter", "--net="+ns, redisPyPython(), "-c", redisPyScript)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -115,6 +145,11 @@ func startRedisPy(r *run, workers int) (*redisPy, error) {
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("redis-py: start python3: %w", err)
+	}
+	if _, err := in.Write(append(first, '\n')); err != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("redis-py: settings to python3: %w", err)
 	}
 	p := &redisPy{cmd: cmd, in: in, done: make(chan struct{}), wait: map[uint64]chan error{}}
 	waitc := make(chan struct{})

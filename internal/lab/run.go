@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,7 @@ type run struct {
 	// adminDials counts the admin connection's dials, which the kernel
 	// counters (valkey-glide) see and the lab subtracts.
 	adminDials atomic.Int64
-	kd         *kernelDials // valkey-glide's connects, from the kernel
+	kd         *kernelDials // valkey-glide's and redis-py's connects, from the kernel
 	// connectTimeout is the lab strategies' connect timeout now:
 	// WarmupConnectTimeout until the fleet is up, then ConnectTimeout.
 	connectTimeout atomic.Int64
@@ -50,11 +51,16 @@ type run struct {
 	// runs on host k mod Hosts.
 	hostDialers []*sourceDialer
 	hostAddrs   []string
+	rttMethod   string           // how the hosts' links are delayed (sandbox.RTTMethod)
+	hostNetNS   []string         // the hosts' namespaces, for clients that dial by themselves (redis-py)
 	sb          *sandbox.Sandbox // the run's own server (Spawn)
 	// serverCPUs and clientCPUs are the pinning (Spawn.ServerCPUs).
 	serverCPUs, clientCPUs string
-	tls                    *runTLS  // the run's certificates (Spawn with TLS)
-	cleanup                []func() // run in reverse by close
+	tls                    *runTLS // the run's certificates (Spawn with TLS)
+	// aclPath is the run's ACL file (Spawn with Setup auth), which the
+	// failover scenario's other servers load too.
+	aclPath string
+	cleanup []func() // run in reverse by close
 }
 
 // adminEndpoint is the admin connection's server: its dial is never a
@@ -206,6 +212,9 @@ func (r *run) prepare(ctx context.Context) error {
 	if cfg.RTT > 0 {
 		ms := float64(cfg.RTT) / float64(time.Millisecond)
 		r.res.RTTMS = &ms
+		if r.rttMethod != "" {
+			r.res.RTTMethod = &r.rttMethod
+		}
 	}
 	if cfg.Spawn != nil {
 		r.res.Target = "spawned " + cfg.Target + " in " + cfg.NetNS
@@ -276,9 +285,11 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	r.warming.Store(false)
 	if !r.scenario.traits().churn {
 		r.progress("all %d clients up; holding %s", r.cfg.Clients, r.cfg.Hold)
+		r.rec.holding.Store(true)
 		if !sleepCtx(ctx, r.cfg.Hold) {
 			return nil, ctx.Err()
 		}
+		r.rec.holding.Store(false)
 	}
 	base := r.baseline(ctx)
 	started := time.Now()
@@ -309,13 +320,20 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 
 // countKernelDials starts counting the strategy's connects in the kernel
 // (see kernelDials), from before its first client on.
+// With client hosts the clients dial from the hosts' namespaces: their
+// counters are summed, and the admin connection (in the server's
+// namespace) is not among them.
 func (r *run) countKernelDials(ctx context.Context, wg *sync.WaitGroup) error {
-	snmp, err := openTCPSNMP(r.cfg.NetNS)
+	nss, admin := []string{r.cfg.NetNS}, r.adminDials.Load
+	if len(r.hostNetNS) > 0 {
+		nss, admin = r.hostNetNS, func() int64 { return 0 }
+	}
+	snmp, err := openTCPSNMP(nss...)
 	if err != nil {
 		return err
 	}
 	r.onClose(snmp.close)
-	if r.kd, err = newKernelDials(snmp, r.rec, r.adminDials.Load); err != nil {
+	if r.kd, err = newKernelDials(snmp, r.rec, admin); err != nil {
 		return err
 	}
 	wg.Add(1)
@@ -475,7 +493,11 @@ func (r *run) measure(ctx context.Context, base baseline, started, t0, tEnd time
 	cfg, res := r.cfg, r.res
 	res.ConnectsSource = ConnectsFromHook
 	if r.kd != nil {
-		res.ConnectsSource = ConnectsFromKernel + " (netns " + cfg.NetNS + ")"
+		ns := cfg.NetNS
+		if len(r.hostNetNS) > 0 {
+			ns = strings.Join(r.hostNetNS, ", ")
+		}
+		res.ConnectsSource = ConnectsFromKernel + " (netns " + ns + ")"
 		if err := r.kd.failure(); err != nil {
 			res.Errors["connect_attempts"] = err.Error()
 		}
@@ -496,6 +518,7 @@ func (r *run) measure(ctx context.Context, base baseline, started, t0, tEnd time
 	g := goodputOf(res.TimelinePoints, time.Second, min(startNS-t0ns, 0)/int64(time.Millisecond))
 	res.GoodputBefore, res.GoodputMinRatio, res.GoodputEndRatio, res.GoodputBackMS = g.before, g.minRatio, g.endRatio, g.back80
 	res.DisruptMS = t0.Sub(started).Milliseconds()
+	res.PingRTTP50MS, res.PingRTTP99MS = r.rec.rtt.quantile(0.5), r.rec.rtt.quantile(0.99)
 	times := r.rec.recoveryTimes()
 	res.RecoveredClients = len(times)
 	if !r.scenario.traits().churn {

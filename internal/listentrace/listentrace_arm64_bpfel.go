@@ -25,6 +25,7 @@ type listentraceListenerDrops struct {
 	Drops     uint64
 	Listeners uint64
 	SynQueue  uint64
+	Pruned    uint64
 }
 
 type listentracePortStats struct {

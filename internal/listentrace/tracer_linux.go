@@ -275,6 +275,11 @@ func isPerm(err error) bool {
 
 func (t *Tracer) Wake() <-chan struct{} { return t.wake }
 
+// Walks is how many times the TCP iterator has walked the namespace (the
+// first walk at Open included): each restart of Valkey should add one,
+// which is how the tests see that the listeners were learned again.
+func (t *Tracer) Walks() uint64 { return t.walks.Load() }
+
 func (t *Tracer) readEvents() {
 	for {
 		rec, err := t.rd.Read()
@@ -359,9 +364,11 @@ func (t *Tracer) Read() (Counters, error) {
 	c.Drops = d.Drops
 	c.Established = uint64(max(est, 0))
 	c.SynRecv = d.SynQueue
-	if d.Listeners == 0 {
-		// Valkey restarted (a new listening socket) or is down: look
-		// for its listener again, at most once per relearnGap.
+	if d.Listeners == 0 || d.Pruned > 0 {
+		// Valkey restarted (a new listening socket) or is down, or one
+		// of its listeners closed (pruned; another may have reused an
+		// address and kept the count above 0): look for its listeners
+		// again, at most once per relearnGap.
 		t.askRelearn()
 	}
 	var mx []uint64
@@ -410,6 +417,9 @@ func (t *Tracer) Counts() (established, synRecv uint64, err error) {
 	var d listentraceListenerDrops
 	if err := t.objs.Drops.Lookup(uint32(0), &d); err != nil {
 		return 0, 0, fmt.Errorf("read listener drops: %w", err)
+	}
+	if d.Pruned > 0 {
+		t.askRelearn()
 	}
 	if d.Listeners == 0 {
 		t.askRelearn()

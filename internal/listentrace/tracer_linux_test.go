@@ -7,8 +7,12 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
@@ -157,5 +161,71 @@ func TestTracerCloseDuringRead(t *testing.T) {
 	}
 	if err := tr.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestTracerRelearnsReplacedListener: one of two SO_REUSEPORT listeners
+// is replaced by a new one (opened before the old one closes, so it is
+// surely at another address) while the other stays. The learned set still
+// has a live listener, so "none known" never asks for a walk; the dead
+// one, pruned at the next read, must. Afterwards both live listeners are
+// known (a Valkey restart where one new socket reuses an old address and
+// the other does not is the same case: its other family's overflows and
+// full-queue wake-up would be lost).
+func TestTracerRelearnsReplacedListener(t *testing.T) {
+	if Off() {
+		t.Skipf("%s turns eBPF off", Env)
+	}
+	if os.Geteuid() != 0 {
+		sandboxtest.SkipOrFail(t, "needs root to load BPF programs")
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	lc.SetMultipathTCP(false)
+	listen := func(addr string) net.Listener {
+		t.Helper()
+		ln, err := lc.Listen(context.Background(), "tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return ln
+	}
+	stays := listen("127.0.0.1:0")
+	port := stays.Addr().(*net.TCPAddr).Port
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	old := listen(addr)
+	tr, err := Open(context.Background(), "", uint16(port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	listeners := func() uint64 {
+		t.Helper()
+		c, err := tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Listeners
+	}
+	if n := listeners(); n != 2 {
+		t.Fatalf("%d listeners learned at Open, want 2", n)
+	}
+	walks := tr.Walks()
+	listen(addr) // the replacement, at a new address
+	old.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for listeners() != 2 || tr.Walks() == walks {
+		if time.Now().After(deadline) {
+			t.Fatalf("after replacing a listener: %d known, %d walks (%d before); want 2 and a new walk", listeners(), tr.Walks(), walks)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

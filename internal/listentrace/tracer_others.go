@@ -25,6 +25,9 @@ func Open(context.Context, string, uint16, *slog.Logger) (*Tracer, error) {
 // Wake never fires.
 func (*Tracer) Wake() <-chan struct{} { return nil }
 
+// Walks is always 0 here.
+func (*Tracer) Walks() uint64 { return 0 }
+
 // Read fails.
 func (*Tracer) Read() (Counters, error) { return Counters{}, ErrUnsupported }
 

@@ -18,9 +18,11 @@ type Source interface {
 }
 
 // Sampler publishes one Sample per interval for one target. Every source runs
-// concurrently with a deadline; a slow or stuck source never delays the
-// sample, which is published on time with that source's part left nil and the
-// reason recorded in Errors.
+// with a deadline (the prompt kernel sources one after the other, the others
+// concurrently, see gather); a slow or stuck source never delays the sample,
+// which is published on time with that source's part left nil and the
+// reason recorded in Errors. Slow sources are read on their own clock while
+// calm (see Slow).
 type Sampler struct {
 	Target   string
 	Port     int
@@ -35,13 +37,11 @@ type Sampler struct {
 	// Fast, when set, is asked after every sample whether the next one
 	// should come after FastInterval (the agent's Pace.Fast).
 	Fast func() bool
-	// Wakes ask for a sample before the interval ends: a receive on any
-	// of them starts one at once (the first after a regular sample with
-	// no spacing, published when the Prompt sources have answered; later
-	// ones never closer than FastInterval to the previous sample). The accept-queue poller's fires when it sees the
-	// queue saturate, so a storm is sampled within milliseconds, not at
-	// the next tick (source.Set.Wakes).
-	Wakes []<-chan struct{}
+	// Wakes ask for a sample before the interval ends (see Wake): the
+	// accept-queue poller's fires when it sees the queue half full, the
+	// eBPF source's when a SYN meets a full queue, so a storm is sampled
+	// within milliseconds, not at the next tick (source.Set.Wakes).
+	Wakes []Wake
 	// Deadline bounds each source's Collect. Zero means 80% of the
 	// interval the sample closes.
 	Deadline time.Duration
@@ -165,7 +165,7 @@ func (sm *Sampler) Once(ctx context.Context) *Sample {
 }
 
 func (sm *Sampler) once(ctx context.Context, deadline time.Duration) *Sample {
-	return sm.collect(ctx, deadline, false)
+	return sm.collect(ctx, deadline, false, nil)
 }
 
 // lateReason is the error recorded for a source left out of a wake-up's
@@ -173,9 +173,10 @@ func (sm *Sampler) once(ctx context.Context, deadline time.Duration) *Sample {
 const lateReason = "late: left out of an early sample asked for by a wake-up"
 
 // collect takes one sample. With promptOnly (a wake-up's sample) it is
-// published once every prompt source has answered (see Prompt).
-func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOnly bool) *Sample {
-	s := sm.gather(ctx, deadline, promptOnly)
+// published once every prompt source has answered (see Prompt); so is
+// a full one once urgent fires (see gather).
+func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOnly bool, urgent <-chan struct{}) *Sample {
+	s := sm.gather(ctx, deadline, promptOnly, urgent)
 	sm.derive(s)
 	return s
 }
@@ -246,24 +247,12 @@ func (sm *Sampler) keep(name string, part *Sample, err error, at time.Time) {
 	sm.mu.Unlock()
 }
 
-// answer is one source's collect.
-type answer struct {
+// result is one source's answer to gather.
+type result struct {
 	name string
 	part *Sample
 	err  error
 	took time.Duration
-}
-
-// collectOne runs one source and clears its running mark.
-func (sm *Sampler) collectOne(ctx context.Context, src Source) answer {
-	t0 := time.Now()
-	part := &Sample{}
-	err := src.Collect(ctx, part)
-	took := time.Since(t0)
-	sm.mu.Lock()
-	sm.running[src.Name()] = false
-	sm.mu.Unlock()
-	return answer{name: src.Name(), part: part, err: err, took: took}
 }
 
 // gather runs every due source once within deadline: the prompt sources
@@ -271,9 +260,102 @@ func (sm *Sampler) collectOne(ctx context.Context, src Source) answer {
 // under a millisecond each that honour the deadline themselves; a goroutine
 // each would cost the scheduler's wake-ups and stack growth, more than the
 // reads), every other source in a goroutine of its own, so a stalled Valkey
-// delays nothing.
-// Slow sources that are not due contribute their latest reading (carry).
-func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool) *Sample {
+// delays nothing. Slow sources that are not due contribute their latest
+// reading (carry). With promptOnly the sample is published once the prompt
+// sources have answered; a receive on urgent (a wake-up that is to be
+// sampled at once, see Run) turns a full sample into such a one, so a
+// stalled Valkey's source cannot hold back the sample that follows.
+func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool, urgent <-chan struct{}) *Sample {
+	s := sm.newSample()
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	results := make(chan result, len(sm.Sources))
+	launched, group := sm.launch(ctx, s, results)
+	// The prompt sources run here; an answer that comes after the
+	// deadline is discarded like a late goroutine's.
+	for _, src := range group {
+		if ctx.Err() != nil {
+			sm.mu.Lock()
+			sm.running[src.Name()] = false
+			sm.mu.Unlock()
+			s.Errors[src.Name()] = timeoutReason(deadline)
+			continue
+		}
+		r := sm.collectOne(ctx, src)
+		if ctx.Err() != nil {
+			s.Errors[r.name] = timeoutReason(deadline)
+			continue
+		}
+		sm.record(s, r)
+	}
+	if len(group) == 0 {
+		promptOnly, urgent = false, nil
+	}
+	for got := 0; got < launched; {
+		if promptOnly {
+			// Every prompt source answered: publish now with what
+			// has come; the others' goroutines finish on their own
+			// and their parts are discarded.
+			sm.drain(s, results)
+			sm.markLate(s)
+			return s
+		}
+		select {
+		case r := <-results:
+			got++
+			sm.record(s, r)
+		case <-urgent:
+			promptOnly, urgent = true, nil
+		case <-ctx.Done():
+			sm.timeOut(s, results, deadline)
+			return s
+		}
+	}
+	return s
+}
+
+// collectOne runs one source and clears its running mark.
+func (sm *Sampler) collectOne(ctx context.Context, src Source) result {
+	t0 := time.Now()
+	part := &Sample{}
+	err := src.Collect(ctx, part)
+	took := time.Since(t0)
+	sm.mu.Lock()
+	sm.running[src.Name()] = false
+	sm.mu.Unlock()
+	return result{name: src.Name(), part: part, err: err, took: took}
+}
+
+// timeoutReason is the error recorded for a source that missed deadline.
+func timeoutReason(deadline time.Duration) string {
+	return fmt.Sprintf("timeout: no answer within %s", deadline)
+}
+
+// record merges one answer into s and keeps a slow source's answer for
+// the samples that carry it.
+func (sm *Sampler) record(s *Sample, r result) {
+	s.record(r.name, r.part, r.err, r.took)
+	for _, src := range sm.Sources {
+		if src.Name() == r.name && slowPeriod(src) > 0 {
+			sm.keep(r.name, r.part, r.err, s.Time)
+		}
+	}
+}
+
+// drain records the answers already waiting on results.
+func (sm *Sampler) drain(s *Sample, results <-chan result) {
+	for {
+		select {
+		case r := <-results:
+			sm.record(s, r)
+		default:
+			return
+		}
+	}
+}
+
+// newSample starts a sample now, with the interval since the previous one.
+func (sm *Sampler) newSample() *Sample {
 	start := sm.now()
 	s := &Sample{
 		Time:            start,
@@ -285,6 +367,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 		SourceDurations: map[string]float64{},
 	}
 	sm.mu.Lock()
+	defer sm.mu.Unlock()
 	if !sm.last.IsZero() {
 		s.IntervalMS = float64(start.Sub(sm.last).Microseconds()) / 1000
 	}
@@ -292,23 +375,24 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 	if sm.running == nil {
 		sm.running = map[string]bool{}
 	}
+	return s
+}
+
+// launch starts every non-prompt source that is due (see Slow) and not
+// still running from an earlier sample, each answering on results, and
+// returns how many it started and the prompt sources to collect in the
+// caller's goroutine (marked running). A slow source that is not due
+// contributes its latest reading to s instead.
+func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result) (launched int, group []Source) {
+	sm.mu.Lock()
 	fast, interval := sm.fastNow, sm.curInterval
 	sm.mu.Unlock()
 	if interval <= 0 {
 		interval = sm.Interval
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, deadline)
-	defer cancel()
-	timeout := func() string { return fmt.Sprintf("timeout: no answer within %s", deadline) }
-	results := make(chan answer, len(sm.Sources))
-	launched := 0
-	var group []Source // prompt sources, collected in this goroutine
-	carried := map[string]bool{}
 	for _, src := range sm.Sources {
 		name := src.Name()
-		if sm.carry(s, src, start, interval, fast) {
-			carried[name] = true
+		if sm.carry(s, src, s.Time, interval, fast) {
 			continue
 		}
 		sm.mu.Lock()
@@ -330,90 +414,53 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 		launched++
 		go func(src Source) { results <- sm.collectOne(ctx, src) }(src)
 	}
-	record := func(r answer) {
-		s.record(r.name, r.part, r.err, r.took)
-		for _, src := range sm.Sources {
-			if src.Name() == r.name && slowPeriod(src) > 0 {
-				sm.keep(r.name, r.part, r.err, start)
-			}
-		}
-	}
-	// The prompt sources answer within their own deadline handling, so
-	// they run here, one after the other; an answer that comes after the
-	// deadline is discarded like a late goroutine's.
-	for _, src := range group {
-		if ctx.Err() != nil {
-			sm.mu.Lock()
-			sm.running[src.Name()] = false
-			sm.mu.Unlock()
-			s.Errors[src.Name()] = timeout()
+	return launched, group
+}
+
+// markLate records every source that has not answered (and was not
+// stale) as left out of this early sample.
+func (sm *Sampler) markLate(s *Sample) {
+	for _, src := range sm.Sources {
+		name := src.Name()
+		if _, done := s.SourceDurations[name]; done {
 			continue
 		}
-		r := sm.collectOne(ctx, src)
-		if ctx.Err() != nil {
-			s.Errors[r.name] = timeout()
+		if _, carried := s.SourceAgeMS[name]; carried {
 			continue
 		}
-		record(r)
-	}
-	// answered marks what is done: recorded, stale, timed out or carried.
-	answered := func(name string) bool {
-		if _, done := s.SourceDurations[name]; done || carried[name] {
-			return true
+		if _, stale := s.Errors[name]; !stale {
+			s.Errors[name] = lateReason
 		}
-		_, stale := s.Errors[name]
-		return stale
 	}
-	if promptOnly && len(group) > 0 {
-		// Every prompt source answered: publish now with what has
-		// come; the others' goroutines finish on their own and their
-		// parts are discarded.
-		for drained := false; !drained; {
-			select {
-			case r := <-results:
-				record(r)
-			default:
-				drained = true
+}
+
+// timeOut records whatever has not answered by the deadline as timed out;
+// its goroutine finishes on its own and its part is discarded.
+func (sm *Sampler) timeOut(s *Sample, results <-chan result, deadline time.Duration) {
+	pending := map[string]bool{}
+	for _, src := range sm.Sources {
+		_, done := s.SourceDurations[src.Name()]
+		_, carried := s.SourceAgeMS[src.Name()]
+		if !done && !carried {
+			if _, stale := s.Errors[src.Name()]; !stale {
+				pending[src.Name()] = true
 			}
 		}
-		for _, src := range sm.Sources {
-			if !answered(src.Name()) {
-				s.Errors[src.Name()] = lateReason
-			}
-		}
-		return s
 	}
-	for i := 0; i < launched; i++ {
+	// Drain answers that raced with the deadline.
+	for {
 		select {
 		case r := <-results:
-			record(r)
-		case <-ctx.Done():
-			// Whatever has not answered is recorded as timed out; its
-			// goroutine finishes on its own and its part is discarded.
-			pending := map[string]bool{}
-			for _, src := range sm.Sources {
-				if !answered(src.Name()) {
-					pending[src.Name()] = true
-				}
-			}
-			// Drain answers that raced with the deadline.
-			for {
-				select {
-				case r := <-results:
-					delete(pending, r.name)
-					record(r)
-					continue
-				default:
-				}
-				break
-			}
-			for name := range pending {
-				s.Errors[name] = timeout()
-			}
-			return s
+			delete(pending, r.name)
+			sm.record(s, r)
+			continue
+		default:
 		}
+		break
 	}
-	return s
+	for name := range pending {
+		s.Errors[name] = timeoutReason(deadline)
+	}
 }
 
 // record merges one source's answer into s with how long it took.
@@ -426,65 +473,79 @@ func (s *Sample) record(name string, part *Sample, err error, took time.Duration
 }
 
 // Run publishes a sample every Interval (FastInterval while Fast says so)
-// until ctx is done, and early when Wakes asks, but never closer
-// than FastInterval. When a tick is missed (the process was descheduled)
-// the next sample reports the longer IntervalMS instead of bunching up.
+// until ctx is done, and early when Wakes asks (see Wake for when an
+// early sample comes at once and when FastInterval after the previous
+// one). When a tick is missed (the process was descheduled) the next
+// sample reports the longer IntervalMS instead of bunching up.
 func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 	fast := sm.FastInterval
 	if fast <= 0 || fast > sm.Interval {
 		fast = sm.Interval
 	}
-	wake := make(chan struct{}, 1)
+	ws := newWakes(sm.Interval)
 	for _, w := range sm.Wakes {
-		go func(c <-chan struct{}) {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-c:
-					select {
-					case wake <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}(w)
+		go ws.forward(ctx, w)
 	}
 	next := sm.Interval
-	woken, prevWoken, isFast := false, false, false
+	regular, atOnce, isFast := true, false, false
 	for {
 		start := time.Now()
+		if regular {
+			ws.renew(start)
+		}
+		var urgent <-chan struct{}
+		if !atOnce {
+			// A sample that waits for every source gives way to a
+			// wake-up that is to be sampled at once.
+			urgent = ws.urgent
+		}
 		sm.mu.Lock()
 		sm.fastNow, sm.curInterval = isFast, next
 		sm.mu.Unlock()
-		publish(sm.collect(ctx, sm.deadlineFor(next), woken))
-		prevWoken, woken = woken, false
+		publish(sm.collect(ctx, sm.deadlineFor(next), atOnce, urgent))
 		next = sm.Interval
 		isFast = sm.Fast != nil && sm.Fast()
 		if isFast {
 			next = fast
 		}
-		timer := time.NewTimer(time.Until(start.Add(next)))
+		var ok bool
+		if regular, atOnce, ok = sm.wait(ctx, ws, start, next, fast); !ok {
+			return
+		}
+		if !regular {
+			next = fast
+		}
+	}
+}
+
+// wait blocks until the next sample is due: at start+next (regular), or
+// at a wake-up — at once when ws says so (atOnce), otherwise no sooner
+// than start+fast. ok is false when ctx ended.
+func (sm *Sampler) wait(ctx context.Context, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
+	timer := time.NewTimer(time.Until(start.Add(next)))
+	defer timer.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			timer.Stop()
-			return
+			return false, false, false
 		case <-timer.C:
-		case <-wake:
-			timer.Stop()
-			// Woken: sample at once (an early sample of the prompt
-			// sources, see Prompt). Only the first wake-up after a
-			// regular sample skips the spacing: after it, keep at
-			// least FastInterval between samples.
-			woken = !prevWoken
-			if wait := time.Until(start.Add(fast)); wait > 0 && !woken {
+			return true, false, true
+		case <-ws.signal:
+			level, now := ws.take(time.Now())
+			if level == 0 {
+				continue // already taken with an earlier signal
+			}
+			if now {
+				return false, true, true
+			}
+			if wait := time.Until(start.Add(fast)); wait > 0 {
 				select {
 				case <-ctx.Done():
-					return
+					return false, false, false
 				case <-time.After(wait):
 				}
 			}
-			next = fast
+			return false, false, true
 		}
 	}
 }

@@ -102,7 +102,7 @@ func TestSamplerWakeAndFast(t *testing.T) {
 	// The interval is far longer than the test's bound, so every sample
 	// after the first one comes from a wake-up or from fast mode.
 	sm := &Sampler{Target: "t:1", Interval: time.Hour, FastInterval: 20 * time.Millisecond,
-		Sources: []Source{src}, Fast: fast.Load, Wakes: []<-chan struct{}{wake}}
+		Sources: []Source{src}, Fast: fast.Load, Wakes: []Wake{{C: wake}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go sm.Run(ctx, func(s *Sample) { times <- s.Time })
@@ -222,7 +222,7 @@ func TestSamplerWakePromptSample(t *testing.T) {
 			&promptSource{fakeSource{name: "tcp", fill: func(s *Sample) { s.TCP = &TCP{ListenOverflows: U64(9)} }}},
 			vk,
 		},
-		Wakes: []<-chan struct{}{wake}}
+		Wakes: []Wake{{C: wake}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go sm.Run(ctx, func(s *Sample) { samples <- s })

@@ -60,6 +60,9 @@ func (*ebpfSource) Prompt() bool { return true }
 // Wake fires on the watched listener's first overflow (Set.Wakes).
 func (e *ebpfSource) Wake() <-chan struct{} { return e.tr.Wake() }
 
+// WakeLevel: the wake-up means a connection is being dropped.
+func (*ebpfSource) WakeLevel() sample.WakeLevel { return sample.WakeDropped }
+
 func (e *ebpfSource) Close() error {
 	e.rw.Lock()
 	defer e.rw.Unlock()

@@ -5,6 +5,7 @@ package source
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"strings"
@@ -74,9 +75,15 @@ func listenOther(t *testing.T, nsPath string) net.Listener {
 
 // TestIntegrationEBPFAcceptWait freezes Valkey for a known time while
 // clients connect, and checks the accept wait the kernel measured against
-// each client's own measurement (connected -> first reply), the SYN count
-// against the dials made, and that a second listener in the namespace is
-// not counted.
+// the clients' own clocks, the SYN count against the dials made, and that a
+// second listener in the namespace is not counted.
+//
+// The clients' clocks bracket each connection's wait without depending on
+// when the Go scheduler runs them: its handshake completed between "before
+// dial" and "dial returned", and Valkey accepted it between "SIGCONT sent"
+// and "reply read". So the wait lies in [SIGCONT − dial returned, reply −
+// before dial]; unloaded the bracket is a few ms wide, on a loaded machine
+// wider, and the kernel's figure must fall inside it (±10%).
 func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	e := openEBPFTest(t, sb)
@@ -99,7 +106,9 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	sandboxtest.Freeze(t, sb)
 	const clients = 20
 	const stall = 400 * time.Millisecond
-	waits := make([]time.Duration, clients)
+	waits := make([]time.Duration, clients) // dial returned → reply read
+	lower := make([]time.Time, clients)     // dial returned
+	upper := make([]time.Duration, clients) // before dial → reply read
 	errs := make(chan error, clients)
 	var dialed, wg sync.WaitGroup
 	dialed.Add(clients)
@@ -109,8 +118,10 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			start := time.Now()
 			c, err := sb.Dial(ctx)
 			connected := time.Now()
+			lower[i] = connected
 			dialed.Done()
 			if err != nil {
 				errs <- err
@@ -127,6 +138,7 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 				return
 			}
 			waits[i] = time.Since(connected)
+			upper[i] = time.Since(start)
 		}()
 	}
 	for range 5 {
@@ -144,6 +156,7 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	// The stall is the quantity measured, not a synchronisation: every
 	// handshake above has completed and waits in Valkey's accept queue.
 	time.Sleep(stall)
+	resumed := time.Now()
 	if err := sb.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -166,22 +179,27 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	if s.SynRate == nil || *s.SynRate <= 0 {
 		t.Errorf("syn_rate = %v, want > 0", s.SynRate)
 	}
+	var lo, hi time.Duration // the bracket of the longest wait
+	for i := range clients {
+		lo = max(lo, resumed.Sub(lower[i]))
+		hi = max(hi, upper[i])
+	}
 	slices.Sort(waits)
-	clientMax := waits[len(waits)-1]
-	clientP99 := waits[int(0.99*float64(len(waits)-1)+0.5)]
 	aw := s.AcceptWaitMS
 	if aw == nil || aw.Max == nil || aw.P99 == nil || aw.P50 == nil {
 		t.Fatalf("accept_wait_ms = %+v, want values", aw)
 	}
-	t.Logf("accept wait: kernel p50 %.1f p99 %.1f max %.1f ms; clients p99 %v max %v (min %v)", *aw.P50, *aw.P99, *aw.Max, clientP99, clientMax, waits[0])
-	within := func(name string, gotMS float64, want time.Duration) {
-		wantMS := float64(want.Microseconds()) / 1000
-		if d := (gotMS - wantMS) / wantMS; d < -0.10 || d > 0.10 {
-			t.Errorf("%s = %.1f ms, client measurement %.1f ms: off by %.0f%% (want within 10%%)", name, gotMS, wantMS, 100*d)
+	t.Logf("accept wait: kernel p50 %.1f p99 %.1f max %.1f ms; clients: longest wait in [%v, %v], dial returned → reply %v–%v",
+		*aw.P50, *aw.P99, *aw.Max, lo, hi, waits[0], waits[len(waits)-1])
+	// 20 connections: the p99 is the longest wait.
+	within := func(name string, gotMS float64) {
+		loMS, hiMS := float64(lo.Microseconds())/1000, float64(hi.Microseconds())/1000
+		if gotMS < 0.9*loMS || gotMS > 1.1*hiMS {
+			t.Errorf("%s = %.1f ms, outside the clients' bracket [%.1f, %.1f] ms ±10%%", name, gotMS, loMS, hiMS)
 		}
 	}
-	within("accept_wait_ms.max", *aw.Max, clientMax)
-	within("accept_wait_ms.p99", *aw.P99, clientP99)
+	within("accept_wait_ms.max", *aw.Max)
+	within("accept_wait_ms.p99", *aw.P99)
 	if *aw.Max < float64(stall.Milliseconds()) {
 		t.Errorf("max wait %.1f ms is shorter than the %v stall", *aw.Max, stall)
 	}
@@ -339,49 +357,8 @@ func TestIntegrationEBPFFallback(t *testing.T) {
 // tracepoint), and the accept-queue source taking them with no walk.
 func TestIntegrationEBPFCounts(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
-	dial := func(n int) []net.Conn {
-		var cs []net.Conn
-		for range n {
-			c, err := sb.Dial(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			cs = append(cs, c)
-		}
-		return cs
-	}
-	walk := func() (est, synRecv uint64) {
-		c, err := dialDiag(sb.NetNS)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.close()
-		tl := diagTally{Port: uint16(sb.Port)}
-		if err := c.dump(statesSynRecv|statesEstablished, &tl, time.Now().Add(5*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		return uint64(tl.States[tcpEstablished]), uint64(tl.States[tcpSynRecv] + tl.States[tcpNewSynRecv])
-	}
-	// Both counts must agree once the kernel has settled the closes
-	// (a close is a state change in the server's socket when Valkey
-	// reads the FIN): compare until they do, bounded.
-	agree := func(what string, e *ebpfSource) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			est, sr, err := e.tr.Counts()
-			west, wsr := walk()
-			if err == nil && est == west && sr == wsr {
-				t.Logf("%s: established %d, syn_recv %d (kernel = walk)", what, est, sr)
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: kernel established %d syn_recv %d (err %v), walk %d and %d", what, est, sr, err, west, wsr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	dial := func(n int) []net.Conn { return dialN(t, sb, n) }
+	agree := func(what string, e *ebpfSource) { agreeCounts(t, sb, e, what) }
 	before := dial(40)
 	// Connections come and go while the programs attach and walk: the
 	// count must still come out exact.
@@ -445,5 +422,121 @@ func TestIntegrationEBPFCounts(t *testing.T) {
 	// 30 left open here, plus the sampler's own Valkey connection.
 	if s.Established == nil || *s.Established < 30 || s.CountsAgeMS == nil || *s.CountsAgeMS != 0 {
 		t.Errorf("sample: established %v counts_age_ms %v, want >= 30 and 0 (errors: %v)", s.Established, s.CountsAgeMS, s.Errors)
+	}
+}
+
+// dialN opens n connections to the sandbox's Valkey, closed at cleanup.
+func dialN(t *testing.T, sb *sandbox.Sandbox, n int) []net.Conn {
+	t.Helper()
+	var cs []net.Conn
+	for range n {
+		c, err := sb.Dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// walkCounts counts the port's ESTABLISHED and SYN_RECV sockets with a
+// sock_diag walk of the sandbox's namespace (the reference).
+func walkCounts(t *testing.T, sb *sandbox.Sandbox) (est, synRecv uint64) {
+	t.Helper()
+	c, err := dialDiag(sb.NetNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	tl := diagTally{Port: uint16(sb.Port)}
+	if err := c.dump(statesSynRecv|statesEstablished, &tl, time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(tl.States[tcpEstablished]), uint64(tl.States[tcpSynRecv] + tl.States[tcpNewSynRecv])
+}
+
+// agreeCounts waits until the programs' counts equal a sock_diag walk's
+// (the kernel settles a close when Valkey reads the FIN: compare until
+// they agree, bounded) and fails if they never do.
+func agreeCounts(t *testing.T, sb *sandbox.Sandbox, e *ebpfSource, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		est, sr, err := e.tr.Counts()
+		west, wsr := walkCounts(t, sb)
+		if err == nil && est == west && sr == wsr {
+			t.Logf("%s: established %d, syn_recv %d (kernel = walk)", what, est, sr)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: kernel established %d syn_recv %d (err %v), walk %d and %d", what, est, sr, err, west, wsr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestIntegrationEBPFCountsAcrossRestart: Valkey killed and started again
+// under the programs. While it is down no listener is known (Counts says
+// so, and the accept-queue source walks the hash instead); once it is back
+// the iterator walks again and learns both new listening sockets, and the
+// ESTABLISHED count — kept from state changes the whole time — still
+// equals a sock_diag walk: the killed server's sockets were uncounted,
+// connections made right after the restart (possibly before the new
+// walk) are counted, and so are later opens and closes.
+func TestIntegrationEBPFCountsAcrossRestart(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	held := dialN(t, sb, 20)
+	e := openEBPFTest(t, sb)
+	agreeCounts(t, sb, e, "20 before the restart")
+
+	if err := sb.StopValkey(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range held {
+		c.Close() // the server is gone: nothing to keep open
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, _, err := e.tr.Counts()
+		west, _ := walkCounts(t, sb)
+		if errors.Is(err, listentrace.ErrNoListener) && west == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Valkey down: Counts err %v with %d established in the walk; want ErrNoListener and 0", err, west)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := sb.StartValkey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Right away, before the programs can have learned the new
+	// listener: these are counted by the state changes alone.
+	early := dialN(t, sb, 12)
+	agreeCounts(t, sb, e, "12 right after the restart")
+	later := dialN(t, sb, 30)
+	agreeCounts(t, sb, e, "+30 later")
+	for _, c := range append(early[:6], later[:10]...) {
+		c.Close()
+	}
+	agreeCounts(t, sb, e, "16 of them closed")
+	// Both new listening sockets (127.0.0.1 and ::1) are known, whether
+	// or not one of them reused an old one's address (then the other's
+	// dead entry, pruned, asks for the walk).
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		c, err := e.tr.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Listeners == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d listeners known after the restart, want 2 (IPv4 and IPv6)", c.Listeners)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -578,6 +578,9 @@ func (l *listenq) runPoller() {
 // queue at least half full, so the sampler samples at once.
 func (l *listenq) Wake() <-chan struct{} { return l.peak.wake }
 
+// WakeLevel: a half-full queue is filling, nothing dropped yet.
+func (*listenq) WakeLevel() sample.WakeLevel { return sample.WakeFilling }
+
 // collConn returns Collect's socket, dialling it if needed.
 func (l *listenq) collConn() (*diagConn, error) {
 	if l.coll != nil {

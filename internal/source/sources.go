@@ -93,7 +93,7 @@ type Set struct {
 	// Wakes are the channels of the sources that can ask for an early
 	// sample (the accept-queue poller when the queue saturates, the eBPF
 	// source on the first overflow): sample.Sampler.Wakes.
-	Wakes   []<-chan struct{}
+	Wakes   []sample.Wake
 	closers []func() error
 	// peers takes Peers' dumps (nil when the port is invalid or off
 	// Linux).
@@ -102,9 +102,11 @@ type Set struct {
 	valkey *valkeySource
 }
 
-// waker is a source that can ask for a sample before the interval ends.
+// waker is a source that can ask for a sample before the interval ends,
+// and says what its wake-up means (sample.WakeLevel).
 type waker interface {
 	Wake() <-chan struct{}
+	WakeLevel() sample.WakeLevel
 }
 
 // Open opens every source for o.Target. A source that cannot be opened at
@@ -119,7 +121,7 @@ func Open(ctx context.Context, o Options) *Set {
 		}
 		set.Sources = append(set.Sources, src)
 		if w, ok := src.(waker); ok {
-			set.Wakes = append(set.Wakes, w.Wake())
+			set.Wakes = append(set.Wakes, sample.Wake{C: w.Wake(), Level: w.WakeLevel()})
 		}
 		if v, ok := src.(*valkeySource); ok {
 			set.valkey = v

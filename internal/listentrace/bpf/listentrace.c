@@ -135,7 +135,10 @@ struct {
 } last_event SEC(".maps");
 
 /* The watched port's listening sockets (v4, v6, SO_REUSEPORT groups) by
- * address; value: 1 while that listener's accept queue is full. */
+ * address; value: bit 0 set while that listener's accept queue is full,
+ * bit 1 its family (IPv6), kept so that a listener pruned after it died
+ * (its memory no longer readable as a socket) can still clear the full
+ * count of its family. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
@@ -175,11 +178,14 @@ struct {
 } limit SEC(".maps");
 
 /* read_drops' answer: the summed sk_drops and SYN queue lengths of the
- * live listeners, and how many there were. */
+ * live listeners, how many there were, and how many dead ones it pruned
+ * (user space then walks again: a restarted Valkey's new listening
+ * socket may sit at a new address while another reuses an old one). */
 struct listener_drops {
 	__u64 drops;
 	__u64 listeners;
 	__u64 syn_queue;
+	__u64 pruned;
 };
 
 struct {
@@ -255,9 +261,9 @@ static __always_inline void refresh(const struct sock *sk, __u32 *was, __u32 ext
 	__u32 now = BPF_CORE_READ(sk, sk_ack_backlog) + extra > BPF_CORE_READ(sk, sk_max_ack_backlog);
 	__u32 fam = family_index(sk), *n;
 
-	if (now == *was)
+	if (now == (*was & 1))
 		return;
-	*was = now;
+	*was = (fam << 1) | now;
 	n = bpf_map_lookup_elem(&full, &fam);
 	if (!n)
 		return;
@@ -272,14 +278,15 @@ static __always_inline void refresh(const struct sock *sk, __u32 *was, __u32 ext
 static __always_inline void learn(const struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	__u32 zero = 0, *was;
+	__u32 init, *was;
 
 	/* An MPTCP listener is two sockets; the TCP one queues and drops. */
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || !live(sk))
 		return;
 	was = bpf_map_lookup_elem(&listeners, &key);
 	if (!was) {
-		bpf_map_update_elem(&listeners, &key, &zero, BPF_NOEXIST);
+		init = family_index(sk) << 1;
+		bpf_map_update_elem(&listeners, &key, &init, BPF_NOEXIST);
 		was = bpf_map_lookup_elem(&listeners, &key);
 		if (!was)
 			return;
@@ -315,10 +322,23 @@ static long sum_one(void *map, __u64 *key, __u32 *was, struct sum_ctx *c)
 {
 	const struct sock *sk = (const struct sock *)*key;
 	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
-	__u32 fam, max;
+	__u32 fam, max, *n;
 
-	if (!live(sk))
+	if (!live(sk)) {
+		/* Closed since it was learned: forget it, and its full flag
+		 * (only the run whose delete succeeds, if two race). The
+		 * value is read first: a deleted element may be reused. */
+		__u32 v = *was;
+
+		if (bpf_map_delete_elem(map, key) == 0) {
+			c->d.pruned++;
+			fam = (v >> 1) & 1;
+			n = bpf_map_lookup_elem(&full, &fam);
+			if ((v & 1) && n && *n > 0)
+				__sync_fetch_and_add(n, (__u32)-1);
+		}
 		return 0;
+	}
 	c->d.drops += (__u32)BPF_CORE_READ(sk, sk_drops.counter);
 	c->d.syn_queue += (__u32)BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
 	c->d.listeners++;
