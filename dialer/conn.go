@@ -194,7 +194,7 @@ func (c *Conn) observe(p []byte, err error) string {
 		c.lostBeforeHandshake(err)
 		return ""
 	}
-	c.lost(err)
+	c.lostYoung(err)
 	return ""
 }
 
@@ -230,6 +230,26 @@ func (c *Conn) lost(err error) {
 	c.d.mu.Lock()
 	c.d.failLocked(c.t, EventConnLost, err, c.takeProbe())
 	c.d.mu.Unlock()
+}
+
+// lostYoung records the loss of a connection that completed its
+// handshake but not StableAfter. It is a failure (the backoff and the
+// breaker count it: a server that admits and then drops is not healthy),
+// but when it starts a reconnect episode it does not grow the window:
+// the loss itself is the fleet-wide event (a restart, CLIENT KILL) that
+// the fleet-sized window is for, exactly as for an older connection.
+// Growing it there made the age of the lost connection decide the
+// fleet's recovery time: a kill 2 s after a fleet started took 1.5× as
+// long to recover as the same kill 6 s after. Failures inside the
+// episode (its redials) still grow it.
+func (c *Conn) lostYoung(err error) {
+	if !c.finish() {
+		return
+	}
+	d, t := c.d, c.t
+	d.mu.Lock()
+	d.failGrow(t, EventConnLost, err, c.takeProbe(), d.inEpisode(t, d.o.Now()))
+	d.mu.Unlock()
 }
 
 // finish marks the connection's outcome recorded; false if it already was.

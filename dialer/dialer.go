@@ -171,13 +171,19 @@ func (d *Dialer) congestion(t *target) {
 // load-induced timeouts into a steady reconnect storm).
 func (d *Dialer) markLoss(t *target, now time.Time, err error) {
 	soft := isTimeout(err)
-	if t.lostAt.IsZero() || !now.Before(t.lostAt.Add(d.window(t))) {
+	if !d.inEpisode(t, now) {
 		t.lostAt, t.soft = now, soft
 		return
 	}
 	if !soft {
 		t.soft = false
 	}
+}
+
+// inEpisode: a reconnect episode of t is under way at now (a loss or
+// failure happened less than a window ago). Called with mu held.
+func (d *Dialer) inEpisode(t *target, now time.Time) bool {
+	return !t.lostAt.IsZero() && now.Before(t.lostAt.Add(d.window(t)))
 }
 
 // clean shrinks what t's window learned by a quarter: a connect that was
@@ -394,10 +400,18 @@ func (d *Dialer) refuse(t *target) {
 // failLocked records one failure of target t: the whole target backs off
 // and the breaker counts it. Called with mu held.
 func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
+	d.failGrow(t, kind, err, probe, true)
+}
+
+// failGrow is failLocked; grow false records the failure without
+// growing the window (see Conn.lostYoung). Called with mu held.
+func (d *Dialer) failGrow(t *target, kind EventKind, err error, probe, grow bool) {
 	now := d.o.Now()
 	t.failures++
 	d.markLoss(t, now, err)
-	d.congestion(t)
+	if grow {
+		d.congestion(t)
+	}
 	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
 	t.prevDelay = delay
 	if next := now.Add(delay); next.After(t.nextDial) {

@@ -78,7 +78,7 @@ func (r *Reservation) Lost(err error) {
 	case stable:
 		c.lostStable(err)
 	case handshook:
-		c.lost(err)
+		c.lostYoung(err)
 	default:
 		c.overload(err)
 	}

@@ -302,3 +302,40 @@ func TestWindowGrowthOption(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowYoungLossSameAsOld: a connection lost after its handshake but
+// before StableAfter (a fleet killed 2 s after it started) gets the same
+// fleet-sized window as an old one — its age changes neither the
+// protection nor the recovery — while it still counts as a failure for
+// the backoff; a young loss inside an episode (a redial admitted and then
+// dropped) grows the window like any failure.
+func TestWindowYoungLossSameAsOld(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 6000, BreakerThreshold: -1}) // 2s
+	r, _ := d.Reserve(addr)
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, nil)
+	r.Handshake()
+	clk.advance(2 * time.Second) // younger than StableAfter
+	r.Lost(errors.New("EOF"))
+	st := d.Stats(addr)
+	if st.Window != 2*time.Second {
+		t.Fatalf("window after a young connection's loss: %s, want the fleet's 2s", st.Window)
+	}
+	if st.Failures != 1 {
+		t.Fatalf("a young connection's loss counted %d failures, want 1", st.Failures)
+	}
+	lo, hi := spreadAfterLoss(t, d, addr, 400)
+	if hi < 1800*time.Millisecond || lo > 200*time.Millisecond {
+		t.Fatalf("redials after a young loss wait [%s, %s], want spread over the 2s window", lo, hi)
+	}
+	// A redial inside the episode that is admitted and then dropped: grows.
+	r, _ = d.Reserve(addr)
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, nil)
+	r.Handshake()
+	r.Lost(errors.New("EOF"))
+	if w, want := d.Stats(addr).Window, grown(2*time.Second, 1); w != want {
+		t.Errorf("window after a young loss inside the episode: %s, want %s", w, want)
+	}
+}

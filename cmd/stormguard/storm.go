@@ -90,7 +90,8 @@ connection from one address, like valkey-benchmark or a fleet behind NAT.
 --somaxconn, --tcp-backlog, --maxclients, --syncookies) and removes it
 afterwards. --hosts N puts the clients on N client hosts: namespaces joined
 to the server's by veth pairs on a bridge, private addresses 10.77.k.1 that
-exist only there; --rtt and --loss shape that link. --compare a,b,c runs several strategies in turn (a fresh server
+exist only there; --rtt and --loss shape that link (--rtt with netem, or a
+user-space delay line where the kernel has none). --compare a,b,c runs several strategies in turn (a fresh server
 per strategy with --spawn) and prints a table, or a JSON array with --json.
 See docs/lab.md.`,
 		Example: `  stormguard storm --spawn --somaxconn 128 --clients 2000 --strategy immediate --scenario kill --json
@@ -148,7 +149,7 @@ See docs/lab.md.`,
 	f.BoolVar(&o.cfg.TLS, "tls", false, "every connection speaks TLS: with --spawn, a TLS-only server with certificates made for the run; else the valkeys:// target's")
 	f.StringVar(&o.cfg.Setup, "setup", "none", "what each new connection sends before its first PING: none, hello (HELLO 3 + CLIENT SETINFO), auth (HELLO 3 AUTH + CLIENT SETNAME as an ACL user made for the run)")
 	f.IntVar(&o.cfg.Hosts, "hosts", 0, "--spawn: run the clients on N client hosts (namespaces on a bridge to the server's, 10.77.k.1)")
-	f.DurationVar(&o.cfg.RTT, "rtt", 0, "--hosts: round trip added to every host's link (netem)")
+	f.DurationVar(&o.cfg.RTT, "rtt", 0, "--hosts: round trip added to every host's link (netem; a user-space delay line where the kernel has no netem)")
 	f.Float64Var(&o.cfg.Loss, "loss", 0, "--hosts: percent of packets dropped each way on every host's link")
 	f.StringVar(&o.defuse, "defuse", "off", "off, or auto: run the watch agent with --defuse auto and its default actions on the server for the whole run; its events go into the result (agent_events)")
 	f.BoolVar(&o.spawn, "spawn", false, "run a throwaway valkey-server in a private network namespace")

@@ -29,9 +29,12 @@ type Config struct {
 	// bridge, host k at 10.77.(k+1).1, Valkey at 10.77.0.1; instance k
 	// runs on host k mod Hosts. 0: clients in the server's namespace.
 	Hosts int
-	// RTT adds this round trip to every host's link (netem, RTT/2 each
-	// way); needs Hosts.
+	// RTT adds this round trip to every host's link, RTT/2 each way:
+	// with netem where the kernel has it, else with a user-space delay
+	// line (sandbox.DelayLine); needs Hosts.
 	RTT time.Duration
+	// forceDelayLine uses the delay line even where netem exists (tests).
+	forceDelayLine bool
 	// Loss drops this percentage of packets each way on every host's
 	// link; needs Hosts.
 	Loss float64

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -18,13 +17,11 @@ const MaxHosts = sandbox.MaxHosts
 // address on that link. Valkey must not be running yet.
 func (r *run) addHosts(ctx context.Context, sb *sandbox.Sandbox) error {
 	cfg := &r.cfg
-	hosts, err := sb.AddHosts(ctx, cfg.Hosts, sandbox.LinkOptions{RTT: cfg.RTT})
-	if errors.Is(err, sandbox.ErrNoNetem) {
-		return &ConfigError{Field: "RTT", Msg: "{RTT}: " + err.Error(), Err: err}
-	}
+	hosts, err := sb.AddHosts(ctx, cfg.Hosts, sandbox.LinkOptions{RTT: cfg.RTT, DelayLine: cfg.forceDelayLine})
 	if err != nil {
 		return fmt.Errorf("client hosts: %w", err)
 	}
+	r.rttMethod = sb.RTTMethod()
 	for _, h := range hosts {
 		if cfg.Loss > 0 {
 			if err := linkLoss(h.NetNS, cfg.Loss); err != nil {
@@ -41,7 +38,11 @@ func (r *run) addHosts(ctx context.Context, sb *sandbox.Sandbox) error {
 		r.hostNetNS = append(r.hostNetNS, h.NetNS)
 	}
 	cfg.Target = net.JoinHostPort(sb.LinkAddr().String(), strconv.Itoa(sb.Port))
-	r.progress("%d client hosts %s…%s on a bridge to %s (rtt %s, loss %g%%)", len(hosts),
-		hosts[0].Addr, hosts[len(hosts)-1].Addr, cfg.Target, cfg.RTT, cfg.Loss)
+	via := ""
+	if r.rttMethod != "" {
+		via = " by " + r.rttMethod
+	}
+	r.progress("%d client hosts %s…%s linked to %s (rtt %s%s, loss %g%%)", len(hosts),
+		hosts[0].Addr, hosts[len(hosts)-1].Addr, cfg.Target, cfg.RTT, via, cfg.Loss)
 	return nil
 }

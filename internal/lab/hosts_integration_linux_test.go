@@ -5,13 +5,13 @@ package lab
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -164,11 +164,17 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	scenario, watched := strings.CutSuffix(os.Getenv(interruptEnv), "+watch")
+	scenario, delayed := strings.CutSuffix(scenario, "+rtt")
 	// Everything long, so that the interrupt lands while the scenario's
 	// disruption is in force (blip's rule in, restart's server down) or
 	// the fleet is being observed (kill).
 	cfg := Config{Spawn: &Spawn{Down: time.Minute}, Hosts: 2, Clients: 20, Strategy: "immediate", Scenario: scenario,
 		Hold: 200 * time.Millisecond, Blip: time.Minute, Stall: time.Minute, Settle: time.Minute, Duration: time.Minute, Progress: os.Stdout}
+	if delayed {
+		// The links' delay lines (TUN devices and relays where the
+		// kernel has no netem) must go too.
+		cfg.RTT, cfg.forceDelayLine = 2*time.Millisecond, true
+	}
 	if scenario == "cluster" {
 		// The cluster's five extra nodes must go too.
 		cfg.Scenario, cfg.Cluster, cfg.Strategy, cfg.Hosts = "failover", true, "valkey-go", 0
@@ -192,7 +198,7 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 // leaves no namespace, process or address behind, for every scenario.
 func TestIntegrationInterruptCleans(t *testing.T) {
 	sandboxtest.Require(t)
-	for _, sc := range []string{"kill", "blip", "restart", "slow", "failover", "kill+watch", "cluster"} {
+	for _, sc := range []string{"kill", "blip", "restart", "slow", "failover", "kill+watch", "kill+rtt", "cluster"} {
 		t.Run(sc, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationInterruptHelper$", "-test.v")
 			cmd.Env = append(os.Environ(), interruptEnv+"="+sc)
@@ -265,9 +271,16 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 // connect to a closed port is refused (SYN out and RST back both pass)
 // about a quarter of the time and otherwise times out; without loss it is
 // always refused.
+// The same holds over links delayed by the user-space delay line.
 func TestIntegrationLinkLoss(t *testing.T) {
+	for _, link := range []sandbox.LinkOptions{{}, {RTT: 2 * time.Millisecond, DelayLine: true}} {
+		t.Run(fmt.Sprintf("rtt=%s", link.RTT), func(t *testing.T) { testLinkLoss(t, link) })
+	}
+}
+
+func testLinkLoss(t *testing.T, link sandbox.LinkOptions) {
 	sb := sandboxtest.New(t, sandbox.Options{NoValkey: true})
-	hosts, err := sb.AddHosts(context.Background(), 2, sandbox.LinkOptions{})
+	hosts, err := sb.AddHosts(context.Background(), 2, link)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,43 +339,70 @@ func TestIntegrationLinkLoss(t *testing.T) {
 	}
 }
 
-// TestIntegrationHostsRTT: --rtt puts netem on both ends of every host's
-// link, so a PING's round trip is at least the RTT; a kernel without netem
-// refuses the run with a configuration error naming RTT (exit 2 in the
-// CLI) instead of running unshaped.
+// TestIntegrationHostsRTT: --rtt delays every host's link (netem where
+// the kernel has it, the user-space delay line where it has not, and the
+// delay line when asked for even where netem exists), so the median of a
+// host's PING round trips is at least the RTT asked; and a whole run over
+// such hosts reports the method and PING round trips of at least the RTT.
 func TestIntegrationHostsRTT(t *testing.T) {
 	sandboxtest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	const rtt = 20 * time.Millisecond
-	r, err := newRun(Config{Spawn: &Spawn{}, Hosts: 1, RTT: rtt, Clients: 1, Strategy: "immediate", Scenario: "kill"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	err = r.prepare(ctx)
-	if errors.Is(err, sandbox.ErrNoNetem) {
-		var ce *ConfigError
-		if !errors.As(err, &ce) || ce.Field != "RTT" {
-			t.Fatalf("no netem: %v, want a ConfigError on RTT", err)
+	medianPing := func(t *testing.T, r *run, host int) time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := r.timedDial(host)(ctx, "tcp", r.cfg.Target)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("this kernel has no netem: %v", err)
-		return
+		defer c.Close()
+		rc := &rawConn{c: c, r: bufio.NewReader(c)}
+		var took []time.Duration
+		for range 21 {
+			start := time.Now()
+			if err := rc.ping(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			took = append(took, time.Since(start))
+		}
+		slices.Sort(took)
+		return took[len(took)/2]
 	}
-	if err != nil {
-		t.Fatal(err)
+	for _, forced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("delayline=%v", forced), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			r := prepareRun(ctx, t, Config{Spawn: &Spawn{}, Hosts: 2, RTT: rtt, Clients: 2, Strategy: "immediate", Scenario: "kill",
+				forceDelayLine: forced})
+			if r.rttMethod != sandbox.RTTNetem && r.rttMethod != sandbox.RTTDelayLine || forced && r.rttMethod != sandbox.RTTDelayLine {
+				t.Fatalf("rtt method %q", r.rttMethod)
+			}
+			t.Logf("rtt by %s", r.rttMethod)
+			for h := range 2 {
+				if m := medianPing(t, r, h); m < rtt {
+					t.Errorf("host %d: median PING over a %s link took %s", h, rtt, m)
+				} else {
+					t.Logf("host %d: median PING %s over a %s link", h, m, rtt)
+				}
+			}
+		})
 	}
-	c, err := r.timedDial(0)(ctx, "tcp", r.cfg.Target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rc := &rawConn{c: c, r: bufio.NewReader(c)}
-	start := time.Now()
-	if err := rc.ping(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took < rtt {
-		t.Errorf("PING over a %s link took %s", rtt, took)
-	}
+	t.Run("run", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		res, err := Run(ctx, Config{Spawn: &Spawn{}, Hosts: 2, RTT: rtt, Loss: 1, Clients: 40, Strategy: "immediate", Scenario: "kill",
+			Hold: time.Second, Duration: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RTTMS == nil || *res.RTTMS != 20 || res.RTTMethod == nil || res.LossPercent != 1 {
+			t.Fatalf("rtt_ms %v, rtt_method %v, loss_percent %v", res.RTTMS, res.RTTMethod, res.LossPercent)
+		}
+		if res.PingRTTP50MS == nil || *res.PingRTTP50MS < 20 {
+			t.Errorf("ping_rtt_p50_ms %v over a 20 ms link", res.PingRTTP50MS)
+		}
+		if !res.Recovered || res.RecoveredClients != 40 {
+			t.Errorf("recovered %v (%d of 40 clients)", res.Recovered, res.RecoveredClients)
+		}
+		t.Logf("rtt by %s: ping p50 %.2f ms, p99 %v ms", *res.RTTMethod, *res.PingRTTP50MS, *res.PingRTTP99MS)
+	})
 }

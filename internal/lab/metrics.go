@@ -32,6 +32,11 @@ type recorder struct {
 
 	lastErr atomic.Value // string: the latest dial or command error, for messages
 
+	// holding is set while the fleet holds before the disruption: the
+	// PINGs completed then go into rtt (their round trips).
+	holding atomic.Bool
+	rtt     rttHist
+
 	t0          atomic.Int64   // disruption time (ns since start), 0 = not yet
 	recoveredAt []atomic.Int64 // per client, ns since start of first PING sent ≥ t0 that succeeded
 	recovered   atomic.Int64
@@ -124,6 +129,9 @@ func (r *recorder) lastError() string {
 // pingOK records that client id's PING sent at sent succeeded now.
 func (r *recorder) pingOK(id int, sent time.Time) {
 	r.oks[r.bucket()].Add(1)
+	if r.holding.Load() {
+		r.rtt.add(time.Since(sent))
+	}
 	if !r.warm[id].Load() && r.warm[id].CompareAndSwap(false, true) {
 		r.warmCount.Add(1)
 	}
@@ -299,4 +307,46 @@ func goodputOf(pts []Point, window time.Duration, preEnd int64) goodput {
 	end := rate(post[len(post)-w:]) / b
 	g.minRatio, g.endRatio = &lo, &end
 	return g
+}
+
+// rttHist is a histogram of round trips with buckets 2% wide (log scale
+// from 1 µs to ~100 s), so that recording one costs an atomic add.
+type rttHist struct {
+	n [rttBuckets]atomic.Int64
+}
+
+const (
+	rttBuckets = 1300
+	rttGrowth  = 1.02
+)
+
+func (h *rttHist) add(d time.Duration) {
+	us := float64(d) / float64(time.Microsecond)
+	i := 0
+	if us > 1 {
+		i = min(int(math.Log(us)/math.Log(rttGrowth)), rttBuckets-1)
+	}
+	h.n[i].Add(1)
+}
+
+// quantile returns the q-quantile's bucket as its geometric middle (±1%)
+// in milliseconds, or nil without samples.
+func (h *rttHist) quantile(q float64) *float64 {
+	var total int64
+	for i := range h.n {
+		total += h.n[i].Load()
+	}
+	if total == 0 {
+		return nil
+	}
+	want := int64(math.Ceil(q * float64(total)))
+	var seen int64
+	for i := range h.n {
+		if seen += h.n[i].Load(); seen >= max(want, 1) {
+			ms := math.Pow(rttGrowth, float64(i)+0.5) / 1000
+			ms = math.Round(ms*1000) / 1000
+			return &ms
+		}
+	}
+	return nil
 }

@@ -45,6 +45,16 @@ type Result struct {
 	HostAddrs   []string `json:"host_addrs,omitempty"`
 	RTTMS       *float64 `json:"rtt_ms"`
 	LossPercent float64  `json:"loss_percent"`
+	// RTTMethod says what delays the hosts' link: "netem", or "delay
+	// line" (user space, where the kernel has no netem); null without
+	// RTTMS.
+	RTTMethod *string `json:"rtt_method"`
+	// PingRTTP50MS and PingRTTP99MS are the round trips (sent → reply) of
+	// the PINGs completed during the hold (±1%): what the fleet's link
+	// and the server add, to compare with RTTMS; null without a hold
+	// (churn).
+	PingRTTP50MS *float64 `json:"ping_rtt_p50_ms"`
+	PingRTTP99MS *float64 `json:"ping_rtt_p99_ms"`
 	// GoodputBefore is completed commands/s in the second before the
 	// disruption; GoodputMinRatio the lowest one-second rate after it,
 	// GoodputEndRatio the last second's, both as a share of before.

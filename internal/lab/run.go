@@ -51,12 +51,16 @@ type run struct {
 	// runs on host k mod Hosts.
 	hostDialers []*sourceDialer
 	hostAddrs   []string
+	rttMethod   string           // how the hosts' links are delayed (sandbox.RTTMethod)
 	hostNetNS   []string         // the hosts' namespaces, for clients that dial by themselves (redis-py)
 	sb          *sandbox.Sandbox // the run's own server (Spawn)
 	// serverCPUs and clientCPUs are the pinning (Spawn.ServerCPUs).
 	serverCPUs, clientCPUs string
-	tls                    *runTLS  // the run's certificates (Spawn with TLS)
-	cleanup                []func() // run in reverse by close
+	tls                    *runTLS // the run's certificates (Spawn with TLS)
+	// aclPath is the run's ACL file (Spawn with Setup auth), which the
+	// failover scenario's other servers load too.
+	aclPath string
+	cleanup []func() // run in reverse by close
 }
 
 // adminEndpoint is the admin connection's server: its dial is never a
@@ -208,6 +212,9 @@ func (r *run) prepare(ctx context.Context) error {
 	if cfg.RTT > 0 {
 		ms := float64(cfg.RTT) / float64(time.Millisecond)
 		r.res.RTTMS = &ms
+		if r.rttMethod != "" {
+			r.res.RTTMethod = &r.rttMethod
+		}
 	}
 	if cfg.Spawn != nil {
 		r.res.Target = "spawned " + cfg.Target + " in " + cfg.NetNS
@@ -278,9 +285,11 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	r.warming.Store(false)
 	if !r.scenario.traits().churn {
 		r.progress("all %d clients up; holding %s", r.cfg.Clients, r.cfg.Hold)
+		r.rec.holding.Store(true)
 		if !sleepCtx(ctx, r.cfg.Hold) {
 			return nil, ctx.Err()
 		}
+		r.rec.holding.Store(false)
 	}
 	base := r.baseline(ctx)
 	started := time.Now()
@@ -509,6 +518,7 @@ func (r *run) measure(ctx context.Context, base baseline, started, t0, tEnd time
 	g := goodputOf(res.TimelinePoints, time.Second, min(startNS-t0ns, 0)/int64(time.Millisecond))
 	res.GoodputBefore, res.GoodputMinRatio, res.GoodputEndRatio, res.GoodputBackMS = g.before, g.minRatio, g.endRatio, g.back80
 	res.DisruptMS = t0.Sub(started).Milliseconds()
+	res.PingRTTP50MS, res.PingRTTP99MS = r.rec.rtt.quantile(0.5), r.rec.rtt.quantile(0.99)
 	times := r.rec.recoveryTimes()
 	res.RecoveredClients = len(times)
 	if !r.scenario.traits().churn {

@@ -36,11 +36,21 @@ type Host struct {
 	Link, Peer string
 }
 
-// LinkOptions shape every host's link with netem, both directions.
+// LinkOptions shape every host's link, both directions: with netem where
+// the kernel has it, else with a DelayLine.
 type LinkOptions struct {
 	// RTT is the round trip added: RTT/2 on each direction.
 	RTT time.Duration
+	// DelayLine delays with a DelayLine even where netem exists (to
+	// compare the two, or to test the delay line there).
+	DelayLine bool
 }
+
+// How AddHosts delayed the hosts' links (RTTMethod).
+const (
+	RTTNetem     = "netem"
+	RTTDelayLine = "delay line"
+)
 
 // HostAddr is host k's address.
 func HostAddr(k int) netip.Addr {
@@ -78,6 +88,13 @@ func (s *Sandbox) AddHosts(ctx context.Context, n int, link LinkOptions) ([]Host
 		return nil, err
 	}
 	s.bindExtra = serverLinkIP.String()
+	s.rttMethod = ""
+	if link.RTT > 0 {
+		s.rttMethod = RTTDelayLine
+		if !link.DelayLine && s.hasNetem(ctx) {
+			s.rttMethod = RTTNetem
+		}
+	}
 	for k := 0; k < n; k++ {
 		h := Host{Name: fmt.Sprintf("%sh%d", s.Name, k), Addr: HostAddr(k), Link: "eth0", Peer: "vh" + strconv.Itoa(k)}
 		h.NetNS = "/var/run/netns/" + h.Name
@@ -85,6 +102,12 @@ func (s *Sandbox) AddHosts(ctx context.Context, n int, link LinkOptions) ([]Host
 			return nil, fmt.Errorf("create client host namespace %s: %v: %s", h.Name, err, strings.TrimSpace(string(out)))
 		}
 		s.hosts = append(s.hosts, h)
+		if s.rttMethod == RTTDelayLine {
+			if err := s.addDelayedHost(ctx, k, h, link.RTT/2); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := s.ipBatch(ctx, s.Name, []string{
 			fmt.Sprintf("link add %s type veth peer name %s netns %s", h.Peer, h.Link, h.Name),
 			fmt.Sprintf("link set %s master %s up", h.Peer, bridgeName),
@@ -110,16 +133,49 @@ func (s *Sandbox) AddHosts(ctx context.Context, n int, link LinkOptions) ([]Host
 	return append([]Host(nil), s.hosts...), nil
 }
 
-// ErrNoNetem is returned when the kernel has no netem qdisc.
-var ErrNoNetem = fmt.Errorf("this kernel has no netem queueing discipline (CONFIG_NET_SCH_NETEM), which shapes the client hosts' link")
+// RTTMethod says how AddHosts delayed the links: RTTNetem, RTTDelayLine,
+// or "" (no RTT asked).
+func (s *Sandbox) RTTMethod() string { return s.rttMethod }
+
+// addDelayedHost joins host k to the sandbox with a DelayLine instead of
+// a veth on the bridge: TUN device h.Peer in the sandbox's namespace with
+// a route to the host's /24, TUN device h.Link in the host with its
+// address in the hosts' /16 (so 10.77.0.1, on the bridge, is reached
+// through it). Point-to-point devices need no neighbour discovery.
+func (s *Sandbox) addDelayedHost(ctx context.Context, k int, h Host, oneWay time.Duration) error {
+	l, err := NewDelayLine(s.NetNS, h.Peer, h.NetNS, h.Link, oneWay)
+	if err != nil {
+		return err
+	}
+	s.lines = append(s.lines, l)
+	hostNet := netip.PrefixFrom(HostAddr(k), 24).Masked()
+	if err := s.ipBatch(ctx, s.Name, []string{
+		"link set " + h.Peer + " up",
+		fmt.Sprintf("route add %s dev %s", hostNet, h.Peer),
+	}); err != nil {
+		return err
+	}
+	return s.ipBatch(ctx, h.Name, []string{
+		"link set lo up",
+		fmt.Sprintf("addr add %s/%d dev %s", h.Addr, hostNetPrefix.Bits(), h.Link),
+		fmt.Sprintf("link set %s up", h.Link),
+	})
+}
+
+// hasNetem reports whether netem can be put on a link here (tc present
+// and the kernel has the qdisc), trying it on the sandbox's bridge.
+func (s *Sandbox) hasNetem(ctx context.Context) bool {
+	if exec.CommandContext(ctx, "tc", "-n", s.Name, "qdisc", "add", "dev", bridgeName, "root", "netem", "delay", "1us").Run() != nil {
+		return false
+	}
+	_ = exec.CommandContext(ctx, "tc", "-n", s.Name, "qdisc", "del", "dev", bridgeName, "root").Run()
+	return true
+}
 
 func (s *Sandbox) netem(ctx context.Context, ns, dev string, delay time.Duration) error {
 	us := strconv.FormatInt(delay.Microseconds(), 10) + "us"
 	out, err := exec.CommandContext(ctx, "tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "delay", us).CombinedOutput()
 	if err != nil {
-		if strings.Contains(string(out), "qdisc kind is unknown") {
-			return ErrNoNetem
-		}
 		return fmt.Errorf("netem on %s in %s: %v: %s", dev, ns, err, strings.TrimSpace(string(out)))
 	}
 	return nil
@@ -139,6 +195,10 @@ func (s *Sandbox) ipBatch(ctx context.Context, ns string, cmds []string) error {
 // them) after killing anything left running in them.
 func (s *Sandbox) removeHosts() error {
 	var first error
+	for _, l := range s.lines {
+		l.Close()
+	}
+	s.lines = nil
 	for _, h := range s.hosts {
 		killNamespaceProcs(h.NetNS)
 		if out, err := exec.Command("ip", "netns", "del", h.Name).CombinedOutput(); err != nil && first == nil {
