@@ -74,7 +74,8 @@ type Sample struct {
 	// slower readings while the target is calm (see Slow). Always present
 	// (an empty object when every part was read for this sample).
 	SourceAgeMS map[string]float64 `json:"source_age_ms"`
-	// SourceDurations holds how long each source took, in milliseconds.
+	// SourceDurations holds how long each source took, in milliseconds;
+	// for a carried part (SourceAgeMS), how long its reading took.
 	SourceDurations map[string]float64 `json:"source_ms,omitempty"`
 }
 

@@ -207,6 +207,7 @@ type reading struct {
 	part *Sample
 	err  string
 	at   time.Time // the Time of the sample it was read for
+	took float64   // how long the reading took, ms (source_ms)
 }
 
 // carry reports whether src's latest reading may stand in for a fresh one
@@ -226,6 +227,9 @@ func (sm *Sampler) carry(s *Sample, src Source, start time.Time, interval time.D
 		return false
 	}
 	s.SourceAgeMS[src.Name()] = float64(age) / float64(time.Millisecond)
+	// source_ms keeps every source (stormguard_source_up and the
+	// duration metric do not flap between readings): the reading's own.
+	s.SourceDurations[src.Name()] = r.took
 	if r.err != "" {
 		s.Errors[src.Name()] = r.err
 	}
@@ -234,8 +238,8 @@ func (sm *Sampler) carry(s *Sample, src Source, start time.Time, interval time.D
 }
 
 // keep remembers a slow source's fresh answer for the samples that follow.
-func (sm *Sampler) keep(name string, part *Sample, err error, at time.Time) {
-	r := reading{part: part, at: at}
+func (sm *Sampler) keep(name string, part *Sample, err error, at time.Time, took time.Duration) {
+	r := reading{part: part, at: at, took: float64(took.Microseconds()) / 1000}
 	if err != nil {
 		r.err = err.Error()
 	}
@@ -337,7 +341,7 @@ func (sm *Sampler) record(s *Sample, r result) {
 	s.record(r.name, r.part, r.err, r.took)
 	for _, src := range sm.Sources {
 		if src.Name() == r.name && slowPeriod(src) > 0 {
-			sm.keep(r.name, r.part, r.err, s.Time)
+			sm.keep(r.name, r.part, r.err, s.Time, r.took)
 		}
 	}
 }
