@@ -53,10 +53,9 @@ type Sampler struct {
 	last    time.Time
 	// latest holds each slow source's latest answer (see Slow).
 	latest map[string]reading
-	// fastNow and curInterval are the pace Run chose for the sample being
-	// taken: a Slow source's reading is carried only while not fast.
-	fastNow     bool
-	curInterval time.Duration
+	// fastNow is the pace Run chose for the sample being taken: a Slow
+	// source's reading is carried only while not fast.
+	fastNow bool
 	// prevSetup holds the previous sample's accept and setup counters,
 	// the base of the next HandshakePending.
 	prevSetup setupCounters
@@ -389,11 +388,11 @@ func (sm *Sampler) newSample() *Sample {
 // contributes its latest reading to s instead.
 func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result) (launched int, group []Source) {
 	sm.mu.Lock()
-	fast, interval := sm.fastNow, sm.curInterval
+	fast := sm.fastNow
 	sm.mu.Unlock()
-	if interval <= 0 {
-		interval = sm.Interval
-	}
+	// The regular interval, also for a wake-up's sample: at an Interval
+	// of a source's period or more, every sample reads it.
+	interval := sm.Interval
 	for _, src := range sm.Sources {
 		name := src.Name()
 		if sm.carry(s, src, s.Time, interval, fast) {
@@ -504,7 +503,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 			urgent = ws.urgent
 		}
 		sm.mu.Lock()
-		sm.fastNow, sm.curInterval = isFast, next
+		sm.fastNow = isFast
 		sm.mu.Unlock()
 		publish(sm.collect(ctx, sm.deadlineFor(next), atOnce, urgent))
 		next = sm.Interval
