@@ -4,8 +4,10 @@
 #     server, same number of parallel clients, alternating runs;
 #  2. 2,000 clients, kill, somaxconn 128: every strategy (valkey-glide too
 #     when cgo can build it: make build-glide).
-#  4. a TLS kill storm with --setup auth over --hosts 4, --server-cpus 1
-#     (TLS_CLIENTS 2000, TLS_HOSTS 4, TLS_RUNS 3, TLS_STRATEGIES).
+#  4. a TLS kill storm with --setup auth over --hosts 4 --rtt 1ms,
+#     --server-cpus 1 (TLS_CLIENTS 2000, TLS_HOSTS 4, TLS_RTT 1ms, TLS_RUNS 3,
+#     TLS_STRATEGIES; redis-py runs on its own with a longer warm-up).
+#   ONLY=tls: just part 4
 # Needs root, valkey-server and valkey-benchmark. Knobs (environment):
 #   STORM_CLIENTS (2000) STORM_SOMAXCONN (128) RATE_CLIENTS (50)
 #   RATE_REQUESTS (70000, ~5 s) RATE_DURATION (5s) RATE_ROUNDS (4) STORM_STRATEGIES (all) OUT (bench/out)
@@ -16,6 +18,10 @@
 #     CLIENT KILL of all, 60 s watched; without stormguard, with the
 #     stormguard dialer, and with `--defuse auto` (META_RUNS 1).
 #   ONLY=meta: just part 5
+#  6. cluster failover over TLS, two client hosts, --setup auth: go-redis's
+#     ClusterClient and valkey-go, 20 clients in 4 instances, 90 s watched
+#     (go-redis reloads its topology only after a minute; CLUSTER_RUNS 1).
+#   ONLY=cluster: just part 6
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "storm.sh: needs root (network namespaces)"; exit 0; }
@@ -76,7 +82,33 @@ for i in range(1, runs + 1):
               f"{r['connect_failures']} | {r['listen_overflows']} | {r['server_cpu_percent'] or 0:.0f} | {'; '.join(ag) or '-'} |")
 PY
 }
+# 6. Cluster failover with TLS (cluster bus too), hosts and ACL auth.
+cluster_failover() {
+	local runs=${CLUSTER_RUNS:-1}
+	echo
+	echo "== cluster failover: --tls --hosts 2 --setup auth, 20 clients, 90 s, $runs run(s); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	for run in $(seq "$runs"); do
+		for s in valkey-go go-redis; do
+			"$SG" storm --spawn --tls --hosts 2 --setup auth --cluster --scenario failover --strategy "$s" \
+				--clients 20 --instances 4 --hold 300ms --duration 90s --json >"$OUT/cluster-$s-$run.json"
+		done
+	done
+	python3 - "$OUT" "$runs" <<'PY'
+import json, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+print("| run | client | promote_ms | recovered | time_to_recover_ms | recovered clients | connect_attempts |")
+print("|---|---|---|---|---|---|---|")
+for i in range(1, runs + 1):
+    for s in ("valkey-go", "go-redis"):
+        r = json.load(open(f"{out}/cluster-{s}-{i}.json"))
+        print(f"| {i} | {s} | {r.get('promote_ms')} | {r['recovered']} | {r.get('time_to_recover_ms')} | "
+              f"{r['recovered_clients']}/{r['clients']} | {r['connect_attempts']} |")
+PY
+}
+
 [ "${ONLY:-}" = meta ] && { metastable; exit 0; }
+[ "${ONLY:-}" = cluster ] && { cluster_failover; exit 0; }
+[ "${ONLY:-}" = tls ] || {
 
 # 1. Generator rate. Each measurement gets a fresh namespace and a fresh
 # server with the same configuration: the client side's TIME_WAIT sockets
@@ -172,26 +204,42 @@ for r in rs:
     print("| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |")
 PY
 
+} # parts 1-3
+
 # 4. A TLS kill storm with per-connection AUTH over client hosts (the
 # realistic lab: RSA 2048 handshakes on Valkey's main thread, HELLO 3 AUTH +
 # CLIENT SETNAME on every reconnect, clients on their own hosts and CPU).
 TLS_CLIENTS=${TLS_CLIENTS:-2000}
 TLS_HOSTS=${TLS_HOSTS:-4}
 TLS_RUNS=${TLS_RUNS:-3}
+TLS_RTT=${TLS_RTT:-1ms}
 TLS_STRATEGIES=${TLS_STRATEGIES:-immediate,full-jitter,stormguard,go-redis,valkey-go}
 echo
-echo "== TLS storm: $TLS_CLIENTS clients over --hosts $TLS_HOSTS, --setup auth, kill, --server-cpus 1, $TLS_RUNS runs"
+echo "== TLS storm: $TLS_CLIENTS clients over --hosts $TLS_HOSTS --rtt $TLS_RTT, --setup auth, kill, --server-cpus 1, $TLS_RUNS runs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+tls_common=(--spawn --tls --setup auth --hosts "$TLS_HOSTS" --rtt "$TLS_RTT" --server-cpus 1 --clients "$TLS_CLIENTS"
+	--ramp 250 --scenario kill --duration 30s --json)
 for run in $(seq "$TLS_RUNS"); do
-	"$SG" storm --spawn --tls --setup auth --hosts "$TLS_HOSTS" --server-cpus 1 --clients "$TLS_CLIENTS" --ramp 250 \
-		--scenario kill --duration 30s --compare "$TLS_STRATEGIES" --json >"$OUT/storm-tls-$run.json"
+	"$SG" storm "${tls_common[@]}" --compare "$TLS_STRATEGIES" >"$OUT/storm-tls-$run.json"
+	# redis-py opens each TLS connection with a fresh SSLContext that
+	# loads the system trust store (docs/lab.md): its 2,000 clients need
+	# more than the default minute to come up on one client CPU.
+	if command -v python3 >/dev/null && python3 -c 'import redis' 2>/dev/null; then
+		"$SG" storm "${tls_common[@]}" --strategy redis-py --warmup-timeout 5m |
+			python3 -c 'import json,sys; print(json.dumps([json.load(sys.stdin)]))' >"$OUT/storm-tls-py-$run.json"
+	fi
 done
 python3 - "$OUT" "$TLS_RUNS" <<'PY'
 import json, sys, statistics
 out, runs = sys.argv[1], int(sys.argv[2])
 by = {}
 for i in range(1, runs + 1):
-    for r in json.load(open(f"{out}/storm-tls-{i}.json")):
-        by.setdefault(r["strategy"], []).append(r)
+    for f in (f"{out}/storm-tls-{i}.json", f"{out}/storm-tls-py-{i}.json"):
+        try:
+            rs = json.load(open(f))
+        except FileNotFoundError:
+            continue
+        for r in rs:
+            by.setdefault(r["strategy"], []).append(r)
 def span(rs, k, scale=1):
     v = [r[k] * scale for r in rs if r.get(k) is not None]
     return "-" if not v else f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})"
@@ -204,4 +252,6 @@ for s, rs in by.items():
 print("median (min-max) over the runs")
 PY
 
+[ "${ONLY:-}" = tls ] && exit 0
 metastable
+cluster_failover

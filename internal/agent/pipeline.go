@@ -26,7 +26,9 @@ type Update struct {
 	Since time.Time
 	// View is the detector's derived view of this sample.
 	View detect.View
-	// Role is the server's replication role ("" when INFO failed).
+	// Role is the server's replication role as last read from INFO (""
+	// until one INFO answered): one late INFO under load must not make
+	// stormguard_target_info vanish from /metrics.
 	Role        string
 	Attribution serve.Attribution
 	// Events are the state changes this sample caused (none or one),
@@ -88,6 +90,9 @@ type pipeline struct {
 	fast    atomic.Bool
 	verdict string
 	sinks   Sink
+	// role and node are the last role and cluster node ID INFO gave;
+	// a sample without a Valkey reading keeps them.
+	role, node string
 }
 
 // step runs one sample through detection and attribution, applies the
@@ -109,10 +114,7 @@ func (p *pipeline) step(ctx context.Context, s *sample.Sample) {
 	p.attr.step(ctx, st, now)
 	u := Update{Target: p.r.target, Sample: s, State: st, Since: since, View: view, Events: events,
 		Attribution: serve.Attribution{Sources: p.attr.current(now), Clients: clientGroups(p.set.ClientGroups(), st, now)}}
-	if s.Valkey != nil {
-		u.Role = source.RoleName(s.Valkey.Role)
-		u.Attribution.ClusterNodeID = s.Valkey.ClusterNodeID
-	}
+	u.Role, u.Attribution.ClusterNodeID = p.identity(s)
 	for i := range events {
 		if events[i].To == detect.Surge || events[i].To == detect.Storm {
 			if src := p.attr.fresh(now); src != nil {
@@ -127,6 +129,18 @@ func (p *pipeline) step(ctx context.Context, s *sample.Sample) {
 	}
 	u.Verdict = p.keepVerdict(st, fresh)
 	p.sinks.Handle(ctx, u)
+}
+
+// identity returns the target's role and cluster node ID as INFO last gave
+// them: a sample whose INFO was late or failed keeps the last ones.
+func (p *pipeline) identity(s *sample.Sample) (role, node string) {
+	if s.Valkey != nil && s.Valkey.Role != "" {
+		p.role = source.RoleName(s.Valkey.Role)
+	}
+	if s.Valkey != nil && s.Valkey.ClusterNodeID != "" {
+		p.node = s.Valkey.ClusterNodeID
+	}
+	return p.role, p.node
 }
 
 // keepVerdict keeps the last transition's verdict on display while the

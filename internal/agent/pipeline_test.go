@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stormguard/stormguard/internal/detect"
+	"github.com/stormguard/stormguard/internal/sample"
 )
 
 func TestPaceFor(t *testing.T) {
@@ -60,5 +61,31 @@ func TestSinksInOrder(t *testing.T) {
 	ss.Handle(context.Background(), Update{})
 	if len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
 		t.Errorf("sinks ran as %v, want [1 2 3]", got)
+	}
+}
+
+// TestIdentityKeepsLastRole: a sample whose INFO was late (no Valkey
+// reading, or one without a role) keeps the role and node ID, so
+// stormguard_target_info does not vanish for a sample.
+func TestIdentityKeepsLastRole(t *testing.T) {
+	var p pipeline
+	steps := []struct {
+		name       string
+		v          *sample.Valkey
+		role, node string
+	}{
+		{"before any INFO", nil, "", ""},
+		{"primary", &sample.Valkey{Role: "master"}, "primary", ""},
+		{"INFO late", nil, "primary", ""},
+		{"INFO without role", &sample.Valkey{}, "primary", ""},
+		{"cluster node", &sample.Valkey{Role: "master", ClusterNodeID: "abc"}, "primary", "abc"},
+		{"promoted replica", &sample.Valkey{Role: "slave"}, "replica", "abc"},
+		{"INFO late again", nil, "replica", "abc"},
+	}
+	for _, s := range steps {
+		role, node := p.identity(&sample.Sample{Valkey: s.v})
+		if role != s.role || node != s.node {
+			t.Errorf("%s: identity = %q, %q; want %q, %q", s.name, role, node, s.role, s.node)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"math"
 	"time"
 
 	"github.com/stormguard/stormguard/internal/sample"
@@ -38,31 +39,36 @@ type counterDef struct {
 	read    func(*sample.Sample) *uint64
 	rate    func(*Rates) **float64
 	refusal bool
+	// source is the sample source that reads the counter ("" for the
+	// agent's own): a sample may carry that source's latest reading
+	// instead of a fresh one (sample.SourceAgeMS), which is no new
+	// interval of the counter.
+	source string
 }
 
 // counterTable is keyed by counterID, so an entry cannot drift from its
 // constant; TestCounterTableComplete checks every entry is filled.
 var counterTable = [nCounters]counterDef{
-	cPassive:        {name: "tcp.passive_opens", read: tcp(func(t *sample.TCP) *uint64 { return t.PassiveOpens }), rate: func(r *Rates) **float64 { return &r.PassiveOpens }},
-	cValkeyConns:    {name: "valkey.total_connections_received", read: valkey(func(k *sample.Valkey) *uint64 { return k.TotalConnectionsReceived }), rate: func(r *Rates) **float64 { return &r.ValkeyConnections }},
-	cOverflows:      {name: "tcp.listen_overflows", read: tcp(func(t *sample.TCP) *uint64 { return t.ListenOverflows }), rate: func(r *Rates) **float64 { return &r.ListenOverflows }, refusal: true},
-	cDrops:          {name: "tcp.listen_drops", read: tcp(func(t *sample.TCP) *uint64 { return t.ListenDrops }), rate: func(r *Rates) **float64 { return &r.ListenDrops }, refusal: true},
-	cReqQDrop:       {name: "tcp.reqq_full_drop", read: tcp(func(t *sample.TCP) *uint64 { return t.ReqQFullDrop }), rate: func(r *Rates) **float64 { return &r.ReqQFullDrop }, refusal: true},
-	cReqQCookies:    {name: "tcp.reqq_full_do_cookies", read: tcp(func(t *sample.TCP) *uint64 { return t.ReqQFullDoCookies }), rate: func(r *Rates) **float64 { return &r.ReqQFullDoCookies }, refusal: true},
-	cSynRetrans:     {name: "tcp.syn_retrans", read: tcp(func(t *sample.TCP) *uint64 { return t.SynRetrans }), rate: func(r *Rates) **float64 { return &r.SynRetrans }},
-	cAttemptFails:   {name: "tcp.attempt_fails", read: tcp(func(t *sample.TCP) *uint64 { return t.AttemptFails }), rate: func(r *Rates) **float64 { return &r.AttemptFails }},
-	cCtDrop:         {name: "conntrack.drop", read: conntrack(func(c *sample.Conntrack) *uint64 { return c.Drop }), rate: func(r *Rates) **float64 { return &r.ConntrackDrop }, refusal: true},
-	cCtEarlyDrop:    {name: "conntrack.early_drop", read: conntrack(func(c *sample.Conntrack) *uint64 { return c.EarlyDrop }), rate: func(r *Rates) **float64 { return &r.ConntrackEarlyDrop }},
-	cCtInsertFailed: {name: "conntrack.insert_failed", read: conntrack(func(c *sample.Conntrack) *uint64 { return c.InsertFailed }), rate: func(r *Rates) **float64 { return &r.ConntrackInsertFailed }},
-	cNICConntrack:   {name: "nic.conntrack_allowance_exceeded", read: nic(func(n *sample.NIC) *uint64 { return n.ConntrackAllowanceExceeded }), rate: func(r *Rates) **float64 { return &r.NICConntrackAllowance }, refusal: true},
-	cNICPPS:         {name: "nic.pps_allowance_exceeded", read: nic(func(n *sample.NIC) *uint64 { return n.PPSAllowanceExceeded }), rate: func(r *Rates) **float64 { return &r.NICPPSAllowance }, refusal: true},
+	cPassive:        {name: "tcp.passive_opens", read: tcp(func(t *sample.TCP) *uint64 { return t.PassiveOpens }), rate: func(r *Rates) **float64 { return &r.PassiveOpens }, source: "tcp"},
+	cValkeyConns:    {name: "valkey.total_connections_received", read: valkey(func(k *sample.Valkey) *uint64 { return k.TotalConnectionsReceived }), rate: func(r *Rates) **float64 { return &r.ValkeyConnections }, source: "valkey"},
+	cOverflows:      {name: "tcp.listen_overflows", read: tcp(func(t *sample.TCP) *uint64 { return t.ListenOverflows }), rate: func(r *Rates) **float64 { return &r.ListenOverflows }, refusal: true, source: "tcp"},
+	cDrops:          {name: "tcp.listen_drops", read: tcp(func(t *sample.TCP) *uint64 { return t.ListenDrops }), rate: func(r *Rates) **float64 { return &r.ListenDrops }, refusal: true, source: "tcp"},
+	cReqQDrop:       {name: "tcp.reqq_full_drop", read: tcp(func(t *sample.TCP) *uint64 { return t.ReqQFullDrop }), rate: func(r *Rates) **float64 { return &r.ReqQFullDrop }, refusal: true, source: "tcp"},
+	cReqQCookies:    {name: "tcp.reqq_full_do_cookies", read: tcp(func(t *sample.TCP) *uint64 { return t.ReqQFullDoCookies }), rate: func(r *Rates) **float64 { return &r.ReqQFullDoCookies }, refusal: true, source: "tcp"},
+	cSynRetrans:     {name: "tcp.syn_retrans", read: tcp(func(t *sample.TCP) *uint64 { return t.SynRetrans }), rate: func(r *Rates) **float64 { return &r.SynRetrans }, source: "tcp"},
+	cAttemptFails:   {name: "tcp.attempt_fails", read: tcp(func(t *sample.TCP) *uint64 { return t.AttemptFails }), rate: func(r *Rates) **float64 { return &r.AttemptFails }, source: "tcp"},
+	cCtDrop:         {name: "conntrack.drop", read: conntrack(func(c *sample.Conntrack) *uint64 { return c.Drop }), rate: func(r *Rates) **float64 { return &r.ConntrackDrop }, refusal: true, source: "conntrack"},
+	cCtEarlyDrop:    {name: "conntrack.early_drop", read: conntrack(func(c *sample.Conntrack) *uint64 { return c.EarlyDrop }), rate: func(r *Rates) **float64 { return &r.ConntrackEarlyDrop }, source: "conntrack"},
+	cCtInsertFailed: {name: "conntrack.insert_failed", read: conntrack(func(c *sample.Conntrack) *uint64 { return c.InsertFailed }), rate: func(r *Rates) **float64 { return &r.ConntrackInsertFailed }, source: "conntrack"},
+	cNICConntrack:   {name: "nic.conntrack_allowance_exceeded", read: nic(func(n *sample.NIC) *uint64 { return n.ConntrackAllowanceExceeded }), rate: func(r *Rates) **float64 { return &r.NICConntrackAllowance }, refusal: true, source: "nic"},
+	cNICPPS:         {name: "nic.pps_allowance_exceeded", read: nic(func(n *sample.NIC) *uint64 { return n.PPSAllowanceExceeded }), rate: func(r *Rates) **float64 { return &r.NICPPSAllowance }, refusal: true, source: "nic"},
 	cMitigationDrops: {name: "mitigation.dropped", read: func(s *sample.Sample) *uint64 {
 		if s.Mitigation == nil {
 			return nil
 		}
 		return s.Mitigation.Dropped
 	}, rate: func(r *Rates) **float64 { return &r.MitigationDrops }, refusal: true},
-	cRejected: {name: "valkey.rejected_connections", read: valkey(func(k *sample.Valkey) *uint64 { return k.RejectedConnections }), rate: func(r *Rates) **float64 { return &r.ValkeyRejectedConnections }, refusal: true},
+	cRejected: {name: "valkey.rejected_connections", read: valkey(func(k *sample.Valkey) *uint64 { return k.RejectedConnections }), rate: func(r *Rates) **float64 { return &r.ValkeyRejectedConnections }, refusal: true, source: "valkey"},
 }
 
 func tcp(f func(*sample.TCP) *uint64) func(*sample.Sample) *uint64 {
@@ -106,12 +112,18 @@ type counter struct {
 	v  uint64
 	t  time.Time
 	ok bool
+	// rate is the last interval's rate (valid when hasRate), shown again
+	// while samples carry the same reading.
+	rate    float64
+	hasRate bool
 }
 
 // delta is one interval of one counter.
 type delta struct {
 	n    uint64
 	rate float64
+	// span is the interval's length: the time between the two readings.
+	span time.Duration
 	ok   bool
 }
 
@@ -124,6 +136,7 @@ func (c *counter) step(cur *uint64, t time.Time, maxGap time.Duration) (d delta,
 	}
 	prev, prevT, had := c.v, c.t, c.ok
 	c.v, c.t, c.ok = *cur, t, true
+	c.hasRate = false
 	if !had {
 		return delta{}, false
 	}
@@ -135,5 +148,31 @@ func (c *counter) step(cur *uint64, t time.Time, maxGap time.Duration) (d delta,
 		return delta{}, true
 	}
 	n := *cur - prev
-	return delta{n: n, rate: float64(n) / span.Seconds(), ok: true}, false
+	c.rate, c.hasRate = float64(n)/span.Seconds(), true
+	return delta{n: n, rate: c.rate, span: span, ok: true}, false
+}
+
+// carried consumes a reading the sample carries from an earlier one
+// (sample.SourceAgeMS): no new interval, so no delta for the rules; the
+// last rate stays what the view shows. A carried reading the counter has
+// not seen (a recording that starts between readings) is taken as read
+// at its own time.
+func (c *counter) carried(cur *uint64, at time.Time, maxGap time.Duration) (delta, bool) {
+	if cur == nil || !c.ok {
+		return c.step(cur, at, maxGap)
+	}
+	return delta{}, false
+}
+
+// carriedAt reports whether s carries an earlier reading of source and the
+// time it was read.
+func carriedAt(s *sample.Sample, source string) (time.Time, bool) {
+	if source == "" {
+		return s.Time, false
+	}
+	age, ok := s.SourceAgeMS[source]
+	if !ok {
+		return s.Time, false
+	}
+	return s.Time.Add(-time.Duration(math.Round(age * float64(time.Millisecond)))), true
 }

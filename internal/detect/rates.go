@@ -25,6 +25,9 @@ type deriver struct {
 	// counters; their slope over RateWindow is the smoothed rate the
 	// new-connection rule and the baselines use.
 	passiveHist, valkeyHist gaugeHist
+	// lastValkeySpan is the valkey counters' last interval (see
+	// derived.valkeySpan).
+	lastValkeySpan time.Duration
 }
 
 // derived is what the rules read besides the View: the raw interval
@@ -41,6 +44,9 @@ type derived struct {
 	// startDepth is the accept-queue depth at the previous sample's
 	// instant, i.e. as this interval began (nil: unknown).
 	startDepth *uint64
+	// valkeySpan is the time between the valkey readings
+	// handshake_pending spans (0: unknown).
+	valkeySpan time.Duration
 	// Sustained growth (in both halves of the window) of the accept
 	// queue over the trend window, and of conntrack entries and clients
 	// over ForecastWindow: what makes a forecast a trend, not a spike.
@@ -63,16 +69,28 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 	for i, c := range counterTable {
 		readings[i] = c.read(s)
 		var reset bool
-		dv.deltas[i], reset = r.counters[i].step(readings[i], s.Time, cfg.MaxGap)
+		if at, carried := carriedAt(s, c.source); carried {
+			dv.deltas[i], reset = r.counters[i].carried(readings[i], at, cfg.MaxGap)
+		} else {
+			dv.deltas[i], reset = r.counters[i].step(readings[i], s.Time, cfg.MaxGap)
+		}
 		if reset {
 			v.Resets = append(v.Resets, c.name)
 		}
-		if dv.deltas[i].ok {
-			*c.rate(&v.Rates) = f64(dv.deltas[i].rate)
+		if dv.deltas[i].ok || r.counters[i].hasRate && readings[i] != nil {
+			*c.rate(&v.Rates) = f64(r.counters[i].rate)
 		}
 	}
-	dv.smoothPassive = r.smoothRate(&r.passiveHist, readings[cPassive], dv.deltas[cPassive], s.Time)
-	dv.smoothValkey = r.smoothRate(&r.valkeyHist, readings[cValkeyConns], dv.deltas[cValkeyConns], s.Time)
+	dv.smoothPassive = r.smoothRate(&r.passiveHist, readings[cPassive], dv.deltas[cPassive], s, "tcp")
+	dv.smoothValkey = r.smoothRate(&r.valkeyHist, readings[cValkeyConns], dv.deltas[cValkeyConns], s, "valkey")
+	if _, carried := carriedAt(s, "valkey"); !carried {
+		// A carried HandshakePending spans the valkey counters' last
+		// interval, not this sample's (sample.Sampler.derive).
+		dv.valkeySpan = dv.deltas[cValkeyConns].span
+	} else {
+		dv.valkeySpan = r.lastValkeySpan
+	}
+	r.lastValkeySpan = dv.valkeySpan
 	v.DroppedRate = droppedRate(&v.Rates)
 
 	// Gauges.
@@ -105,8 +123,10 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 	}
 	if c := s.Conntrack; c != nil {
 		v.ConntrackCount, v.ConntrackMax = c.Count, c.Max
-		if c.Count != nil {
+		if _, carried := carriedAt(s, "conntrack"); c.Count != nil && (!carried || r.ctHist.n == 0) {
 			r.ctHist.add(s.Time, float64(*c.Count))
+		}
+		if c.Count != nil {
 			dv.conntrackRising = r.ctHist.sustainedGrowth(cfg.ForecastWindow)
 			if c.Max != nil && *c.Max > 0 {
 				v.ConntrackOccupancy = f64(float64(*c.Count) / float64(*c.Max))
@@ -121,8 +141,10 @@ func (r *deriver) derive(s *sample.Sample, target string) (View, derived) {
 		if p := k.PingMS; p != nil && !math.IsNaN(*p) && !math.IsInf(*p, 0) && *p >= 0 {
 			v.PingMS = p
 		}
-		if k.ConnectedClients != nil {
+		if _, carried := carriedAt(s, "valkey"); k.ConnectedClients != nil && (!carried || r.clientsHist.n == 0) {
 			r.clientsHist.add(s.Time, float64(*k.ConnectedClients))
+		}
+		if k.ConnectedClients != nil {
 			dv.clientsRising = r.clientsHist.sustainedGrowth(cfg.ForecastWindow)
 			if g, ok := r.clientsHist.slope(cfg.RateWindow, cfg.MaxGap); ok {
 				dv.clientsGrowth = f64(g)
@@ -174,14 +196,18 @@ func droppedRate(r *Rates) *float64 {
 // smoothRate feeds a cumulative counter into its history and returns its
 // rate over RateWindow. A reset (or a gap: no interval rate although there
 // is a reading) clears the history so no rate spans it.
-func (r *deriver) smoothRate(h *gaugeHist, cur *uint64, dl delta, t time.Time) *float64 {
+func (r *deriver) smoothRate(h *gaugeHist, cur *uint64, dl delta, s *sample.Sample, source string) *float64 {
 	if cur == nil {
 		return nil
 	}
-	if !dl.ok {
-		h.clear()
+	if _, carried := carriedAt(s, source); !carried || h.n == 0 {
+		// A carried reading is already in h (or, at the start of a
+		// recording, taken as new).
+		if !dl.ok {
+			h.clear()
+		}
+		h.add(s.Time, float64(*cur))
 	}
-	h.add(t, float64(*cur))
 	if rt, ok := h.slope(r.cfg.RateWindow, r.cfg.MaxGap); ok && rt >= 0 {
 		return f64(rt)
 	}

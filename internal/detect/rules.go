@@ -259,7 +259,11 @@ func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels
 		in.abandoned = s.Listen.Abandoned
 	}
 	if s.HandshakePending != nil && v.IntervalS > 0 {
-		in.pendingRate = f64(float64(*s.HandshakePending) / v.IntervalS)
+		span := v.IntervalS
+		if d.valkeySpan > 0 {
+			span = d.valkeySpan.Seconds()
+		}
+		in.pendingRate = f64(float64(*s.HandshakePending) / span)
 	}
 	p := &in.port
 	if v.AcceptOccupancy != nil {
@@ -328,6 +332,16 @@ func (in *input) perSecond(n uint64) float64 {
 		return float64(n)
 	}
 	return float64(n) / in.v.IntervalS
+}
+
+// deltaRate is a counter interval's rate over the time between its two
+// readings, which is longer than the sample interval when the samples in
+// between carried the source's earlier reading (sample.SourceAgeMS).
+func (in *input) deltaRate(c delta) float64 {
+	if c.span > 0 {
+		return c.rate
+	}
+	return in.perSecond(c.n)
 }
 
 // minDrops is the per-interval count a drop counter needs to be a signal.
@@ -523,7 +537,7 @@ func sayAcceptQueueFull(s *Signal, v *View) string {
 // interval.
 func dropRule(in *input, e *evaluation, id counterID, name string, say sayFunc, scope Scope, unit string, perPort bool) {
 	if c := in.d.deltas[id]; c.ok && c.n >= in.minDrops() {
-		e.add(Signal{Name: name, say: say, Level: LevelStorm, Scope: scope, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: unit, PerPortEvidence: perPort})
+		e.add(Signal{Name: name, say: say, Level: LevelStorm, Scope: scope, Value: in.deltaRate(c), Threshold: float64(in.minDrops()), Unit: unit, PerPortEvidence: perPort})
 	}
 }
 
@@ -651,7 +665,7 @@ func saySynRecvHigh(s *Signal, v *View) string {
 // ruleConntrackEarlyDrop: the table is full and evicting unreplied entries.
 func ruleConntrackEarlyDrop(_ *ruleMemory, in *input, e *evaluation) {
 	if c := in.d.deltas[cCtEarlyDrop]; c.ok && c.n >= in.minDrops() {
-		e.add(Signal{Name: "conntrack_early_drop", say: sayConntrackEarlyDrop, Level: LevelSurge, Scope: ScopeNamespace, Value: in.perSecond(c.n), Threshold: float64(in.minDrops()), Unit: "entries/s"})
+		e.add(Signal{Name: "conntrack_early_drop", say: sayConntrackEarlyDrop, Level: LevelSurge, Scope: ScopeNamespace, Value: in.deltaRate(c), Threshold: float64(in.minDrops()), Unit: "entries/s"})
 	}
 }
 

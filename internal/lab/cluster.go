@@ -31,6 +31,20 @@ const clusterNodeTimeout = "1000"
 // client depends on the failover; startCluster checks that 6379 serves it.
 const clusterKey = "stormguard-lab:{bar}"
 
+// clusterTLSArgs make a TLS-only node speak TLS on the cluster bus and to
+// its primary too.
+var clusterTLSArgs = []string{"--tls-cluster", "yes", "--tls-replication", "yes"}
+
+// clusterHost is the address every node is known by in the cluster (and
+// announces to clients in CLUSTER SLOTS): loopback, or with client hosts
+// Valkey's address on their link, which the hosts can reach.
+func (r *run) clusterHost() string {
+	if r.cfg.Hosts > 0 {
+		return r.sb.LinkAddr().String()
+	}
+	return "127.0.0.1"
+}
+
 // clusterArgs are the cluster settings of one node on port.
 func clusterArgs(dir string, port int) []string {
 	return []string{"--cluster-enabled", "yes", "--cluster-node-timeout", clusterNodeTimeout,
@@ -42,16 +56,23 @@ func clusterArgs(dir string, port int) []string {
 // replica of the server (the primary to be killed) is in sync.
 func (r *run) startCluster(ctx context.Context) error {
 	_, port, _ := net.SplitHostPort(r.cfg.Target)
-	nodes := []string{"127.0.0.1:" + port}
+	host := r.clusterHost()
+	nodes := []string{net.JoinHostPort(host, port)}
 	for _, p := range clusterPorts {
 		if err := r.startClusterNode(ctx, p); err != nil {
 			return err
 		}
-		nodes = append(nodes, "127.0.0.1:"+strconv.Itoa(p))
+		nodes = append(nodes, net.JoinHostPort(host, strconv.Itoa(p)))
 	}
 	r.clusterNodes = nodes
 	r.progress("joining %s into a cluster", strings.Join(nodes, " "))
-	args := append([]string{"--cluster", "create"}, nodes...)
+	var args []string
+	if r.tls != nil {
+		args = []string{"--tls", "--cacert", r.tls.ca, "--sni", r.tls.serverName}
+	}
+	// valkey-cli logs in as the default user, which the run's ACL file
+	// leaves as Valkey makes it.
+	args = append(append(args, "--cluster", "create"), nodes...)
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -64,10 +85,15 @@ func (r *run) startCluster(ctx context.Context) error {
 // startClusterNode starts one cluster node on port and waits for PING.
 func (r *run) startClusterNode(ctx context.Context, port int) error {
 	dir := r.sb.Dir
-	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1 -::1", "--save", "", "--appendonly", "no",
+	bind := "127.0.0.1 -::1"
+	if r.cfg.Hosts > 0 {
+		bind += " " + r.clusterHost()
+	}
+	args := []string{"--bind", bind, "--save", "", "--appendonly", "no",
 		"--daemonize", "no", "--protected-mode", "no", "--dir", dir, "--dbfilename", fmt.Sprintf("dump-%d.rdb", port),
 		"--logfile", filepath.Join(dir, fmt.Sprintf("valkey-%d.log", port)),
 		"--maxclients", strconv.Itoa(max(FDsNeeded(r.cfg), 10000))}
+	args = append(args, r.nodeArgs(port)...)
 	cmd := r.sb.Command(context.Background(), "valkey-server", append(args, clusterArgs(dir, port)...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -76,7 +102,7 @@ func (r *run) startClusterNode(ctx context.Context, port int) error {
 	waitc := make(chan struct{})
 	go func() { cmd.Wait(); close(waitc) }()
 	r.onClose(func() { stopProcess(cmd, waitc) })
-	adm := &admin{ep: r.endpoint(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))}
+	adm := &admin{ep: r.endpoint(net.JoinHostPort(r.clusterHost(), strconv.Itoa(port)))}
 	defer adm.close()
 	err := adm.doRetry(ctx, 30*time.Second, func(ctx context.Context, c valkey.Client) error {
 		return c.Do(ctx, c.B().Ping().Build()).Error()
@@ -99,7 +125,7 @@ func (r *run) waitClusterReplica(ctx context.Context) error {
 		m, err := r.adm.info(ctx, 5*time.Second, "replication")
 		if err == nil {
 			if sm := replicaLine.FindStringSubmatch(m["slave0"]); sm != nil && r.clusterOK(ctx, r.adm) {
-				addr := net.JoinHostPort("127.0.0.1", sm[1])
+				addr := net.JoinHostPort(r.clusterHost(), sm[1])
 				r.clusterReplica = addr
 				r.progress("cluster up; the primary %s has its replica on %s", r.cfg.Target, addr)
 				return r.adm.do(ctx, adminTimeout, func(ctx context.Context, c valkey.Client) error {
@@ -189,9 +215,12 @@ func (g goRedisCluster) close() { g.c.Close() }
 // reload the topology, since it reloads from its seeds until its first
 // clean-up of unused nodes a minute after a state load).
 func newGoRedisCluster(r *run, dial DialFunc) pinger {
-	opt := &redis.ClusterOptions{Addrs: r.clusterNodes, Dialer: dial}
-	if r.cfg.Setup == "none" {
+	opt := &redis.ClusterOptions{Addrs: r.clusterNodes, Dialer: dial, Username: r.cfg.User, Password: r.cfg.Password}
+	switch r.cfg.Setup {
+	case "none":
 		opt.Protocol, opt.DisableIdentity = 2, true
+	case "auth":
+		opt.ClientName = labLib
 	}
 	return goRedisCluster{redis.NewClusterClient(opt)}
 }

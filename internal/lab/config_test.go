@@ -50,9 +50,10 @@ func TestValidate(t *testing.T) {
 		{"cluster needs a cluster client", func(c *Config) {
 			c.Target, c.Spawn, c.Scenario, c.Cluster = "", &Spawn{}, "failover", true
 		}, "go-redis or valkey-go"},
-		{"cluster without tls", func(c *Config) {
+		{"cluster over TLS, hosts and auth", func(c *Config) {
 			c.Target, c.Spawn, c.Scenario, c.Strategy, c.Cluster, c.TLS = "", &Spawn{}, "failover", "go-redis", true, true
-		}, "do not give TLS"},
+			c.Hosts, c.Setup = 3, "auth"
+		}, ""},
 		{"redis-py over TLS, hosts and auth", func(c *Config) {
 			c.Target, c.Spawn, c.Strategy, c.TLS, c.Hosts, c.Setup = "", &Spawn{}, RedisPyStrategy, true, 4, "auth"
 		}, ""},

@@ -34,12 +34,8 @@ func (failoverScenario) check(c Config) error {
 		return bad("Scenario", "the failover {Scenario} starts a replica next to the lab's own server: give {Spawn}")
 	case c.Strategy == GLIDEStrategy || c.Strategy == RedisPyStrategy:
 		return bad("Strategy", "the failover {Scenario} moves the service address under the lab's dial, which %s does not use", c.Strategy)
-	case c.Setup == "auth":
-		return bad("Setup", "the failover {Scenario} does not support {Setup} auth yet (the replica would need the run's ACL file and masterauth)")
 	case c.Cluster && c.Strategy != "go-redis" && c.Strategy != "valkey-go":
 		return bad("Strategy", "{Cluster} needs a cluster client: {Strategy} go-redis or valkey-go, not %s", c.Strategy)
-	case c.Cluster && (c.TLS || c.Hosts > 0):
-		return bad("Cluster", "{Cluster} runs on loopback without TLS: do not give {TLS} or {Hosts}")
 	}
 	return nil
 }
@@ -101,12 +97,7 @@ func (r *run) startReplica(ctx context.Context) error {
 		"--protected-mode", "no", "--dir", r.sb.Dir, "--dbfilename", "replica.rdb",
 		"--logfile", filepath.Join(r.sb.Dir, "replica.log"), "--replicaof", primary, port,
 		"--maxclients", strconv.Itoa(max(FDsNeeded(r.cfg), 10000))}
-	if r.tls != nil {
-		args = append(args, r.tls.valkeyArgs(replicaPort)...)
-		args = append(args, "--tls-replication", "yes")
-	} else {
-		args = append(args, "--port", strconv.Itoa(replicaPort))
-	}
+	args = append(args, r.nodeArgs(replicaPort)...)
 	cmd := r.sb.Command(context.Background(), "valkey-server", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -136,6 +127,27 @@ func (r *run) startReplica(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// nodeArgs are the settings another server of the failover scenario (the
+// replica, a cluster node) shares with the run's server: its port, plain
+// or TLS-only with the run's certificates (replicating and, in a cluster,
+// gossiping over TLS too), and the run's ACL file, which keeps the default
+// user as Valkey makes it, so replication needs no masterauth.
+func (r *run) nodeArgs(port int) []string {
+	var args []string
+	if r.tls != nil {
+		args = append(r.tls.valkeyArgs(port), "--tls-replication", "yes")
+		if r.cfg.Cluster {
+			args = append(args, "--tls-cluster", "yes")
+		}
+	} else {
+		args = []string{"--port", strconv.Itoa(port)}
+	}
+	if r.aclPath != "" {
+		args = append(args, "--aclfile", r.aclPath)
+	}
+	return args
 }
 
 // stopProcess kills cmd's process group and waits for it.

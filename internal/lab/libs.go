@@ -112,6 +112,12 @@ func newValkeyGo(ctx context.Context, r *run, dial DialFunc) (pinger, error) {
 	}
 	if r.cfg.Cluster {
 		opt.InitAddress = r.clusterNodes // a seed list, as for go-redis
+		// valkey-go hands TLSConfig to DialCtxFn (which ignores it: the
+		// lab's dial does the handshake) but also reads it to know that
+		// the cluster speaks TLS: from CLUSTER SHARDS (which it uses on
+		// Valkey 8 once HELLO 3 told it the version) it takes a node's
+		// tls-port only then; a TLS-only node's plain port is 0.
+		opt.TLSConfig = r.cfg.TLSConfig
 	}
 	switch r.cfg.Setup {
 	case "none": // valkey-go's default is HELLO 3 + CLIENT SETINFO

@@ -56,8 +56,11 @@ type run struct {
 	sb          *sandbox.Sandbox // the run's own server (Spawn)
 	// serverCPUs and clientCPUs are the pinning (Spawn.ServerCPUs).
 	serverCPUs, clientCPUs string
-	tls                    *runTLS  // the run's certificates (Spawn with TLS)
-	cleanup                []func() // run in reverse by close
+	tls                    *runTLS // the run's certificates (Spawn with TLS)
+	// aclPath is the run's ACL file (Spawn with Setup auth), which the
+	// failover scenario's other servers load too.
+	aclPath string
+	cleanup []func() // run in reverse by close
 }
 
 // adminEndpoint is the admin connection's server: its dial is never a

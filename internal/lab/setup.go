@@ -76,5 +76,6 @@ func (r *run) aclFile() (string, error) {
 		return "", fmt.Errorf("ACL file: %w", err)
 	}
 	r.cfg.User, r.cfg.Password = labUser, pass
+	r.aclPath = path
 	return path, nil
 }

@@ -59,6 +59,9 @@ func (r *run) spawn(ctx context.Context) error {
 		opts.Port = 6379
 		opts.ValkeyArgs = append(opts.ValkeyArgs, "--cluster-enabled", "yes", "--cluster-node-timeout", clusterNodeTimeout,
 			"--cluster-config-file", "nodes-6379.conf") // in the sandbox's --dir
+		if r.cfg.TLS {
+			opts.ValkeyArgs = append(opts.ValkeyArgs, clusterTLSArgs...)
+		}
 	}
 	var clientCPUs []int
 	if sp.ServerCPUs != "" {

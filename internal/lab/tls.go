@@ -78,7 +78,10 @@ func (t *runTLS) write(addrs []netip.Addr) error {
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: tlsServerName},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
 		DNSNames: []string{tlsServerName}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		// Client auth too: cluster nodes present it to each other on
+		// the TLS cluster bus, which checks it even with
+		// tls-auth-clients no ("unsupported certificate" otherwise).
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, a := range addrs {
 		srvTmpl.IPAddresses = append(srvTmpl.IPAddresses, net.IP(a.AsSlice()))

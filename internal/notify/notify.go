@@ -49,16 +49,27 @@ type Options struct {
 	GeneratorURL string
 }
 
-// Notifier queues and delivers alerts.
+// Notifier queues and delivers alerts. Each receiver has its own queue,
+// goroutine and rate limit: a webhook that hangs for its whole retry
+// schedule (6 attempts × the timeout, ~30 s) must not hold the storm alert
+// back from Alertmanager.
 type Notifier struct {
 	o       Options
-	q       chan Alert
-	lim     *rate.Limiter
+	rx      []*receiver
 	mu      sync.Mutex
 	dropped uint64
 	failed  uint64
 	sent    uint64
 	done    chan struct{}
+}
+
+// receiver is one destination's queue.
+type receiver struct {
+	kind string
+	url  string
+	body func(Alert) any
+	q    chan Alert
+	lim  *rate.Limiter
 }
 
 // New starts a notifier; it stops when ctx is done (after trying to flush
@@ -82,27 +93,46 @@ func New(ctx context.Context, o Options) *Notifier {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifier{o: o, q: make(chan Alert, o.QueueSize), lim: rate.NewLimiter(o.Rate, 10), done: make(chan struct{})}
-	go n.run(ctx)
+	n := &Notifier{o: o, done: make(chan struct{})}
+	add := func(kind, url string, body func(Alert) any) {
+		n.rx = append(n.rx, &receiver{kind: kind, url: url, body: body,
+			q: make(chan Alert, o.QueueSize), lim: rate.NewLimiter(o.Rate, 10)})
+	}
+	if o.WebhookURL != "" {
+		add("webhook", o.WebhookURL, func(a Alert) any { return a })
+	}
+	if o.AlertmanagerURL != "" {
+		add("alertmanager", o.AlertmanagerURL+"/api/v2/alerts", func(a Alert) any { return amAlerts(a, o.GeneratorURL) })
+	}
+	var wg sync.WaitGroup
+	for _, r := range n.rx {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.run(ctx, r) }()
+	}
+	go func() { wg.Wait(); close(n.done) }()
 	return n
 }
 
 // Enabled reports whether any receiver is configured.
-func (n *Notifier) Enabled() bool { return n.o.WebhookURL != "" || n.o.AlertmanagerURL != "" }
+func (n *Notifier) Enabled() bool { return len(n.rx) > 0 }
 
-// Notify queues a; it never blocks.
+// Notify queues a for every receiver; it never blocks.
 func (n *Notifier) Notify(a Alert) {
-	if !n.Enabled() {
-		return
+	for _, r := range n.rx {
+		n.enqueue(r, a)
 	}
+}
+
+// enqueue puts a on r's queue, dropping r's oldest when it is full.
+func (n *Notifier) enqueue(r *receiver, a Alert) {
 	for {
 		select {
-		case n.q <- a:
+		case r.q <- a:
 			return
 		default:
 		}
 		select {
-		case <-n.q: // drop the oldest
+		case <-r.q: // drop the oldest
 			n.mu.Lock()
 			n.dropped++
 			n.mu.Unlock()
@@ -111,30 +141,30 @@ func (n *Notifier) Notify(a Alert) {
 	}
 }
 
-// Stats returns sent, failed and dropped counts.
+// Stats returns sent, failed and dropped counts, summed over receivers
+// (one alert delivered to two receivers counts twice).
 func (n *Notifier) Stats() (sent, failed, dropped uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.sent, n.failed, n.dropped
 }
 
-// Done is closed when the delivery goroutine has exited.
+// Done is closed when every delivery goroutine has exited.
 func (n *Notifier) Done() <-chan struct{} { return n.done }
 
-func (n *Notifier) run(ctx context.Context) {
-	defer close(n.done)
+func (n *Notifier) run(ctx context.Context, r *receiver) {
 	for {
 		select {
-		case a := <-n.q:
-			n.deliver(ctx, a)
+		case a := <-r.q:
+			n.send(ctx, r, a)
 		case <-ctx.Done():
 			// Flush briefly so a SIGTERM does not eat the last alert.
 			flush, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			for {
 				select {
-				case a := <-n.q:
-					n.deliver(flush, a)
+				case a := <-r.q:
+					n.send(flush, r, a)
 				default:
 					return
 				}
@@ -143,24 +173,16 @@ func (n *Notifier) run(ctx context.Context) {
 	}
 }
 
-func (n *Notifier) deliver(ctx context.Context, a Alert) {
-	if n.o.WebhookURL != "" {
-		n.send(ctx, "webhook", n.o.WebhookURL, a)
-	}
-	if n.o.AlertmanagerURL != "" {
-		n.send(ctx, "alertmanager", n.o.AlertmanagerURL+"/api/v2/alerts", amAlerts(a, n.o.GeneratorURL))
-	}
-}
-
-func (n *Notifier) send(ctx context.Context, kind, url string, body any) {
-	b, err := json.Marshal(body)
+func (n *Notifier) send(ctx context.Context, r *receiver, a Alert) {
+	kind, url := r.kind, r.url
+	b, err := json.Marshal(r.body(a))
 	if err != nil {
 		return
 	}
 	// After the k-th failure wait U(0, min(10s, 200ms·2^(k-1))).
 	retry := backoff.FullJitter{Base: 200 * time.Millisecond, Cap: 10 * time.Second}
 	for attempt := 1; attempt <= n.o.MaxAttempts; attempt++ {
-		if err := n.lim.Wait(ctx); err != nil {
+		if err := r.lim.Wait(ctx); err != nil {
 			return
 		}
 		err = n.post(ctx, url, b)

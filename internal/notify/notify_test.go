@@ -119,3 +119,34 @@ func TestNotifyNeverBlocks(t *testing.T) {
 		t.Fatal("a full queue should drop and count")
 	}
 }
+
+// TestHungWebhookDoesNotDelayAlertmanager: the webhook never answers while
+// the test waits, yet Alertmanager gets the storm alert — each receiver has
+// its own queue. (With one queue the alert would wait for all six webhook
+// attempts, each up to the one-minute timeout.)
+func TestHungWebhookDoesNotDelayAlertmanager(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	got := make(chan struct{}, 16)
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- struct{}{} }))
+	defer am.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := New(ctx, Options{WebhookURL: hung.URL, AlertmanagerURL: am.URL, Timeout: time.Minute})
+	n.Notify(Alert{Target: "t", From: "calm", To: "storm"})
+	select {
+	case <-got:
+	case <-time.After(30 * time.Second): // only turns a hang into a failure
+		t.Fatal("Alertmanager got nothing while the webhook hung")
+	}
+	if _, failed, _ := n.Stats(); failed != 0 {
+		t.Errorf("%d deliveries failed, want none yet (the webhook is still in its first attempt)", failed)
+	}
+}

@@ -68,7 +68,14 @@ type Sample struct {
 	// Errors maps a source name to the reason its part is missing or stale.
 	// Always present (an empty object when every source answered).
 	Errors map[string]string `json:"errors"`
-	// SourceDurations holds how long each source took, in milliseconds.
+	// SourceAgeMS maps a source name to the age, in milliseconds, of the
+	// reading this sample carries for it when that source was not read for
+	// this sample: a Slow source (conntrack, nic, valkey) between its own
+	// slower readings while the target is calm (see Slow). Always present
+	// (an empty object when every part was read for this sample).
+	SourceAgeMS map[string]float64 `json:"source_age_ms"`
+	// SourceDurations holds how long each source took, in milliseconds;
+	// for a carried part (SourceAgeMS), how long its reading took.
 	SourceDurations map[string]float64 `json:"source_ms,omitempty"`
 }
 

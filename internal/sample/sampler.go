@@ -18,9 +18,11 @@ type Source interface {
 }
 
 // Sampler publishes one Sample per interval for one target. Every source runs
-// concurrently with a deadline; a slow or stuck source never delays the
-// sample, which is published on time with that source's part left nil and the
-// reason recorded in Errors.
+// with a deadline (the prompt kernel sources one after the other, the others
+// concurrently, see gather); a slow or stuck source never delays the sample,
+// which is published on time with that source's part left nil and the
+// reason recorded in Errors. Slow sources are read on their own clock while
+// calm (see Slow).
 type Sampler struct {
 	Target   string
 	Port     int
@@ -49,9 +51,16 @@ type Sampler struct {
 	mu      sync.Mutex
 	running map[string]bool
 	last    time.Time
+	// latest holds each slow source's latest answer (see Slow).
+	latest map[string]reading
+	// fastNow is the pace Run chose for the sample being taken: a Slow
+	// source's reading is carried only while not fast.
+	fastNow bool
 	// prevSetup holds the previous sample's accept and setup counters,
 	// the base of the next HandshakePending.
 	prevSetup setupCounters
+	// lastPending is the HandshakePending of the last fresh valkey reading.
+	lastPending *uint64
 }
 
 // setupCounters are the cumulative counters HandshakePending is derived
@@ -89,14 +98,25 @@ func handshakePending(prev, cur setupCounters) (uint64, bool) {
 }
 
 // derive fills the keys computed from this sample and the previous one.
+//
+// While the valkey part is a carried reading (see Slow) its counters stand
+// still while the eBPF accept count moves on, so the sample repeats the
+// value derived at that reading, and the next fresh reading's value spans
+// the time since (the detector divides it by the valkey counters' span).
 func (sm *Sampler) derive(s *Sample) {
-	cur := setupOf(s)
 	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if _, carried := s.SourceAgeMS["valkey"]; carried {
+		s.HandshakePending = sm.lastPending
+		return
+	}
+	cur := setupOf(s)
 	prev := sm.prevSetup
 	sm.prevSetup = cur
-	sm.mu.Unlock()
+	sm.lastPending = nil
 	if n, ok := handshakePending(prev, cur); ok {
 		s.HandshakePending = U64(n)
+		sm.lastPending = s.HandshakePending
 	}
 }
 
@@ -160,6 +180,76 @@ func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOn
 	return s
 }
 
+// Slow is implemented by sources that are expensive to read or whose
+// readings move slowly (conntrack statistics, NIC ethtool statistics,
+// Valkey's INFO): while the target is calm (Fast reports false) the sampler
+// reads them at most about every SlowPeriod, however short the interval, and
+// a sample in between carries the source's latest reading, with its age in
+// Sample.SourceAgeMS. While Fast reports true (not calm, or the accept queue
+// half full) every source is read for every sample. --interval is thereby
+// the cadence of the storm-critical readings (the accept queue, the TCP drop
+// counters, eBPF); at SlowPeriod or longer nothing changes.
+type Slow interface {
+	SlowPeriod() time.Duration
+}
+
+func slowPeriod(src Source) time.Duration {
+	if p, ok := src.(Slow); ok {
+		return p.SlowPeriod()
+	}
+	return 0
+}
+
+// reading is a slow source's latest answer, carried into the samples taken
+// before it is due again.
+type reading struct {
+	part *Sample
+	err  string
+	at   time.Time // the Time of the sample it was read for
+	took float64   // how long the reading took, ms (source_ms)
+}
+
+// carry reports whether src's latest reading may stand in for a fresh one
+// in a sample started at start with the given interval, and if so merges
+// it into s. A reading is due again once it is SlowPeriod old, less half an
+// interval so that at an interval of SlowPeriod every sample still reads it.
+func (sm *Sampler) carry(s *Sample, src Source, start time.Time, interval time.Duration, fast bool) bool {
+	period := slowPeriod(src)
+	if fast || period <= 0 || period <= interval {
+		return false
+	}
+	sm.mu.Lock()
+	r, ok := sm.latest[src.Name()]
+	sm.mu.Unlock()
+	age := start.Sub(r.at)
+	if !ok || age < 0 || age >= period-interval/2 {
+		return false
+	}
+	s.SourceAgeMS[src.Name()] = float64(age) / float64(time.Millisecond)
+	// source_ms keeps every source (stormguard_source_up and the
+	// duration metric do not flap between readings): the reading's own.
+	s.SourceDurations[src.Name()] = r.took
+	if r.err != "" {
+		s.Errors[src.Name()] = r.err
+	}
+	s.merge(r.part)
+	return true
+}
+
+// keep remembers a slow source's fresh answer for the samples that follow.
+func (sm *Sampler) keep(name string, part *Sample, err error, at time.Time, took time.Duration) {
+	r := reading{part: part, at: at, took: float64(took.Microseconds()) / 1000}
+	if err != nil {
+		r.err = err.Error()
+	}
+	sm.mu.Lock()
+	if sm.latest == nil {
+		sm.latest = map[string]reading{}
+	}
+	sm.latest[name] = r
+	sm.mu.Unlock()
+}
+
 // result is one source's answer to gather.
 type result struct {
 	name string
@@ -168,36 +258,55 @@ type result struct {
 	took time.Duration
 }
 
-// gather runs every source once, concurrently, within deadline. With
-// promptOnly the sample is published once every prompt source has
-// answered; a receive on urgent (a wake-up that is to be sampled at once,
-// see Run) turns a full sample into such a one, so a stalled Valkey's
-// source cannot hold back the sample that follows.
+// gather runs every due source once within deadline: the prompt sources
+// one after the other in the sampler's own goroutine (kernel reads of well
+// under a millisecond each that honour the deadline themselves; a goroutine
+// each would cost the scheduler's wake-ups and stack growth, more than the
+// reads), every other source in a goroutine of its own, so a stalled Valkey
+// delays nothing. Slow sources that are not due contribute their latest
+// reading (carry). With promptOnly the sample is published once the prompt
+// sources have answered; a receive on urgent (a wake-up that is to be
+// sampled at once, see Run) turns a full sample into such a one, so a
+// stalled Valkey's source cannot hold back the sample that follows.
 func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool, urgent <-chan struct{}) *Sample {
 	s := sm.newSample()
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	results := make(chan result, len(sm.Sources))
-	launched, prompt := sm.launch(ctx, s, results)
-	promptOnly = promptOnly && prompt > 0
-	if prompt == 0 {
-		urgent = nil
+	launched, group := sm.launch(ctx, s, results)
+	// The prompt sources run here; an answer that comes after the
+	// deadline is discarded like a late goroutine's.
+	for _, src := range group {
+		if ctx.Err() != nil {
+			sm.mu.Lock()
+			sm.running[src.Name()] = false
+			sm.mu.Unlock()
+			s.Errors[src.Name()] = timeoutReason(deadline)
+			continue
+		}
+		r := sm.collectOne(ctx, src)
+		if ctx.Err() != nil {
+			s.Errors[r.name] = timeoutReason(deadline)
+			continue
+		}
+		sm.record(s, r)
+	}
+	if len(group) == 0 {
+		promptOnly, urgent = false, nil
 	}
 	for got := 0; got < launched; {
-		if promptOnly && prompt == 0 {
-			// Every prompt source answered: publish now; the
-			// others' goroutines finish on their own and their
-			// parts are discarded.
+		if promptOnly {
+			// Every prompt source answered: publish now with what
+			// has come; the others' goroutines finish on their own
+			// and their parts are discarded.
+			sm.drain(s, results)
 			sm.markLate(s)
 			return s
 		}
 		select {
 		case r := <-results:
 			got++
-			s.record(r.name, r.part, r.err, r.took)
-			if sm.promptName(r.name) {
-				prompt--
-			}
+			sm.record(s, r)
 		case <-urgent:
 			promptOnly, urgent = true, nil
 		case <-ctx.Done():
@@ -206,6 +315,46 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 		}
 	}
 	return s
+}
+
+// collectOne runs one source and clears its running mark.
+func (sm *Sampler) collectOne(ctx context.Context, src Source) result {
+	t0 := time.Now()
+	part := &Sample{}
+	err := src.Collect(ctx, part)
+	took := time.Since(t0)
+	sm.mu.Lock()
+	sm.running[src.Name()] = false
+	sm.mu.Unlock()
+	return result{name: src.Name(), part: part, err: err, took: took}
+}
+
+// timeoutReason is the error recorded for a source that missed deadline.
+func timeoutReason(deadline time.Duration) string {
+	return fmt.Sprintf("timeout: no answer within %s", deadline)
+}
+
+// record merges one answer into s and keeps a slow source's answer for
+// the samples that carry it.
+func (sm *Sampler) record(s *Sample, r result) {
+	s.record(r.name, r.part, r.err, r.took)
+	for _, src := range sm.Sources {
+		if src.Name() == r.name && slowPeriod(src) > 0 {
+			sm.keep(r.name, r.part, r.err, s.Time, r.took)
+		}
+	}
+}
+
+// drain records the answers already waiting on results.
+func (sm *Sampler) drain(s *Sample, results <-chan result) {
+	for {
+		select {
+		case r := <-results:
+			sm.record(s, r)
+		default:
+			return
+		}
+	}
 }
 
 // newSample starts a sample now, with the interval since the previous one.
@@ -217,6 +366,7 @@ func (sm *Sampler) newSample() *Sample {
 		Port:            sm.Port,
 		NetNS:           sm.NetNS,
 		Errors:          map[string]string{},
+		SourceAgeMS:     map[string]float64{},
 		SourceDurations: map[string]float64{},
 	}
 	sm.mu.Lock()
@@ -231,12 +381,23 @@ func (sm *Sampler) newSample() *Sample {
 	return s
 }
 
-// launch starts every source that is not still running from an earlier
-// sample, each answering on results; it returns how many it started and
-// how many of those are prompt.
-func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result) (launched, prompt int) {
+// launch starts every non-prompt source that is due (see Slow) and not
+// still running from an earlier sample, each answering on results, and
+// returns how many it started and the prompt sources to collect in the
+// caller's goroutine (marked running). A slow source that is not due
+// contributes its latest reading to s instead.
+func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result) (launched int, group []Source) {
+	sm.mu.Lock()
+	fast := sm.fastNow
+	sm.mu.Unlock()
+	// The regular interval, also for a wake-up's sample: at an Interval
+	// of a source's period or more, every sample reads it.
+	interval := sm.Interval
 	for _, src := range sm.Sources {
 		name := src.Name()
+		if sm.carry(s, src, s.Time, interval, fast) {
+			continue
+		}
 		sm.mu.Lock()
 		busy := sm.running[name]
 		if !busy {
@@ -249,31 +410,14 @@ func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result)
 			s.Errors[name] = "stale: previous collection still running"
 			continue
 		}
-		launched++
 		if isPrompt(src) {
-			prompt++
+			group = append(group, src)
+			continue
 		}
-		go func(src Source) {
-			t0 := time.Now()
-			part := &Sample{}
-			err := src.Collect(ctx, part)
-			sm.mu.Lock()
-			sm.running[name] = false
-			sm.mu.Unlock()
-			results <- result{name: name, part: part, err: err, took: time.Since(t0)}
-		}(src)
+		launched++
+		go func(src Source) { results <- sm.collectOne(ctx, src) }(src)
 	}
-	return launched, prompt
-}
-
-// promptName reports whether the source called name is prompt.
-func (sm *Sampler) promptName(name string) bool {
-	for _, src := range sm.Sources {
-		if src.Name() == name && isPrompt(src) {
-			return true
-		}
-	}
-	return false
+	return launched, group
 }
 
 // markLate records every source that has not answered (and was not
@@ -282,6 +426,9 @@ func (sm *Sampler) markLate(s *Sample) {
 	for _, src := range sm.Sources {
 		name := src.Name()
 		if _, done := s.SourceDurations[name]; done {
+			continue
+		}
+		if _, carried := s.SourceAgeMS[name]; carried {
 			continue
 		}
 		if _, stale := s.Errors[name]; !stale {
@@ -295,7 +442,9 @@ func (sm *Sampler) markLate(s *Sample) {
 func (sm *Sampler) timeOut(s *Sample, results <-chan result, deadline time.Duration) {
 	pending := map[string]bool{}
 	for _, src := range sm.Sources {
-		if _, ok := s.SourceDurations[src.Name()]; !ok {
+		_, done := s.SourceDurations[src.Name()]
+		_, carried := s.SourceAgeMS[src.Name()]
+		if !done && !carried {
 			if _, stale := s.Errors[src.Name()]; !stale {
 				pending[src.Name()] = true
 			}
@@ -306,14 +455,14 @@ func (sm *Sampler) timeOut(s *Sample, results <-chan result, deadline time.Durat
 		select {
 		case r := <-results:
 			delete(pending, r.name)
-			s.record(r.name, r.part, r.err, r.took)
+			sm.record(s, r)
 			continue
 		default:
 		}
 		break
 	}
 	for name := range pending {
-		s.Errors[name] = fmt.Sprintf("timeout: no answer within %s", deadline)
+		s.Errors[name] = timeoutReason(deadline)
 	}
 }
 
@@ -341,7 +490,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 		go ws.forward(ctx, w)
 	}
 	next := sm.Interval
-	regular, atOnce := true, false
+	regular, atOnce, isFast := true, false, false
 	for {
 		start := time.Now()
 		if regular {
@@ -353,9 +502,13 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 			// wake-up that is to be sampled at once.
 			urgent = ws.urgent
 		}
+		sm.mu.Lock()
+		sm.fastNow = isFast
+		sm.mu.Unlock()
 		publish(sm.collect(ctx, sm.deadlineFor(next), atOnce, urgent))
 		next = sm.Interval
-		if sm.Fast != nil && sm.Fast() {
+		isFast = sm.Fast != nil && sm.Fast()
+		if isFast {
 			next = fast
 		}
 		var ok bool

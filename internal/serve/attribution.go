@@ -49,7 +49,7 @@ func (h *Hub) SetAttribution(target string, x Attribution) {
 
 // Metrics of the attribution. Their help texts are shared with docs/metrics.md.
 var (
-	targetInfoHelp = "Always 1; labels say the target's replication role (primary, replica) and cluster node id (empty outside cluster mode)."
+	targetInfoHelp = "Always 1; labels say the target's replication role (primary, replica) and cluster node id (empty outside cluster mode), as INFO last gave them: a sample whose INFO was late keeps them (absent until the first INFO)."
 	topCountHelp   = "New connections from one source prefix (/24, /64) in the episode's latest socket-dump attribution that found any; top 5 prefixes, exported only while the target is not calm. Labels: target, prefix."
 	topShareHelp   = "Share (0–1) of new connections from one source prefix in the episode's latest socket-dump attribution that found any; top 5 prefixes, only while the target is not calm. Labels: target, prefix."
 )

@@ -35,6 +35,14 @@ type TargetView struct {
 	Attribution
 }
 
+// withDetail returns v with Detail encoded from View.
+func (v TargetView) withDetail() TargetView {
+	if v.Detail == nil && v.View != nil {
+		v.Detail, _ = json.Marshal(v.View)
+	}
+	return v
+}
+
 type targetEntry struct {
 	view    TargetView
 	recent  []*sample.Sample // ring, oldest first after rotation
@@ -74,10 +82,10 @@ func NewHub(sources []string, recentSamples, recentEvents int) *Hub {
 // Publish records a target's latest sample, state and detector view
 // (nil: none).
 func (h *Hub) Publish(s *sample.Sample, st State, role string, view *detect.View) {
-	var raw json.RawMessage
+	// Detail is encoded when read (Views, streams), not per sample: at a
+	// 10 ms interval that is 100 encodings a second nobody reads.
 	var typed *detect.View
 	if view != nil {
-		raw, _ = json.Marshal(view)
 		v := *view
 		typed = &v
 	}
@@ -87,7 +95,7 @@ func (h *Hub) Publish(s *sample.Sample, st State, role string, view *detect.View
 		e = &targetEntry{recent: make([]*sample.Sample, 0, h.maxRecent)}
 		h.targets[s.Target] = e
 	}
-	e.view = TargetView{Target: s.Target, State: st, Role: role, Sample: s, Detail: raw, View: typed, Attribution: e.view.Attribution}
+	e.view = TargetView{Target: s.Target, State: st, Role: role, Sample: s, View: typed, Attribution: e.view.Attribution}
 	if len(e.recent) < h.maxRecent {
 		e.recent = append(e.recent, s)
 	} else {
@@ -99,7 +107,7 @@ func (h *Hub) Publish(s *sample.Sample, st State, role string, view *detect.View
 	// streams that are listening (at a 10 ms interval that is 100
 	// encodings a second nobody reads).
 	if len(h.subs) > 0 {
-		h.broadcastLocked(sseMessage("sample", e.view))
+		h.broadcastLocked(sseMessage("sample", e.view.withDetail()))
 	}
 	h.mu.Unlock()
 }
@@ -133,7 +141,7 @@ func (h *Hub) Views() []TargetView {
 	defer h.mu.RUnlock()
 	out := make([]TargetView, 0, len(h.targets))
 	for _, e := range h.targets {
-		out = append(out, e.view)
+		out = append(out, e.view.withDetail())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
 	return out

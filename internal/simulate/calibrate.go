@@ -21,6 +21,90 @@ type Observation struct {
 	TimeToRecoverMS    *int64  `json:"time_to_recover_ms"`
 	ListenOverflows    *uint64 `json:"listen_overflows"`
 	Timeline           []int64 `json:"timeline_100ms"`
+	// Points is the lab's per-bucket timeline around the disruption
+	// (storm --json "timeline"): a kill's failed commands show how long
+	// CLIENT KILL took, and the connects made meanwhile.
+	Points []Point `json:"timeline"`
+	// KilledClients is how many clients a kill closed (fewer than Clients
+	// when some were reconnecting already).
+	KilledClients *int64 `json:"killed_clients"`
+}
+
+// Point is one 100 ms bucket of a lab run's "timeline" (the keys used).
+type Point struct {
+	TMS            int64 `json:"t_ms"`
+	Connects       int64 `json:"connects"`
+	FailedCommands int64 `json:"failed_commands"`
+}
+
+// killSpan reads a kill's duration off o's timeline: the time after the
+// disruption by which 99% of the killed clients had seen their
+// connection closed (each close is one failed command, interpolated
+// within its bucket), how many connects the clients made by then, and
+// the kill's burstiness: its busiest bucket's closes over its mean per
+// bucket. ok is false without a usable timeline.
+func killSpan(o Observation) (span time.Duration, dials, burst float64, ok bool) {
+	if o.Scenario != "kill" || len(o.Points) == 0 {
+		return 0, 0, 0, false
+	}
+	killed := float64(o.Clients)
+	if o.KilledClients != nil && *o.KilledClients > 0 {
+		killed = float64(*o.KilledClients)
+	}
+	need := 0.99 * killed
+	var cum, peak float64
+	for _, p := range o.Points {
+		if p.TMS < -300 { // the kill's closes start when it is sent
+			continue
+		}
+		f := float64(p.FailedCommands)
+		peak = max(peak, f)
+		if cum+f >= need {
+			frac := (need - cum) / f
+			ms := max(float64(p.TMS)+100*frac, 1)
+			mean := need / max(ms/100, 1)
+			return time.Duration(ms * float64(time.Millisecond)), dials + frac*float64(p.Connects), peak / mean, true
+		}
+		cum += f
+		dials += float64(p.Connects)
+	}
+	return 0, 0, 0, false
+}
+
+// fitKill fits the client side's NoticeCost and DialCost to the kills'
+// spreads as the clients saw them: span = clients·NoticeCost +
+// connects·DialCost (the generator does one after another), least
+// squares relative to each span, both costs non-negative. ok is false
+// when no observation has a kill timeline (the defaults stay).
+func fitKill(obs []Observation) (notice, dial time.Duration, ok bool) {
+	var a11, a12, a22, b1, b2 float64
+	n := 0
+	for _, o := range obs {
+		span, d, _, good := killSpan(o)
+		if !good {
+			continue
+		}
+		w := 1 / (span.Seconds() * span.Seconds())
+		c := float64(o.Clients)
+		a11 += w * c * c
+		a12 += w * c * d
+		a22 += w * d * d
+		b1 += w * c * span.Seconds()
+		b2 += w * d * span.Seconds()
+		n++
+	}
+	if n == 0 {
+		return 0, 0, false
+	}
+	k, st := 0.0, 0.0
+	if det := a11*a22 - a12*a12; n > 1 && det > 1e-9*a11*a22 {
+		k, st = (b1*a22-b2*a12)/det, (a11*b2-a12*b1)/det
+	}
+	if k <= 0 || st < 0 { // one term alone: per client only
+		k, st = b1/a11, 0
+	}
+	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+	return max(sec(k), time.Microsecond), sec(st), true
 }
 
 // ParseObservations reads storm --json output: one object or an array.
@@ -61,24 +145,29 @@ type Fit struct {
 	Runs  int     `json:"runs"`
 }
 
-// Calibrate fits the server's costs (ConnCost, CmdCost) and the client
-// side's dial rate to the observations, starting from base (which holds
-// the kernel and Valkey settings of the lab run). The client dial rate
-// comes from the busiest 100 ms of an observation whose clients all
-// redialled at once; the costs from a coarse-to-fine grid search that
-// minimises the relative error on overflows and time to recover. f holds
-// the fleet settings other than Clients, Strategy and Scenario.
+// Calibrate fits the client side's CPU (NoticeCost, DialCost,
+// ClientBurst) and the server's costs (ConnCost, CmdCost) to the
+// observations, starting from base (which holds the kernel and Valkey
+// settings of the lab run). The client side's costs come from how a
+// kill's closes spread over the lab's timeline (fitKill); the server's
+// from a coarse-to-fine grid search that minimises the relative error on
+// peak connect rate, overflows and time to recover. f holds the fleet
+// settings other than Clients, Strategy and Scenario.
 func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit, error) {
 	if len(obs) == 0 {
 		return Fit{}, fmt.Errorf("%w: nothing to calibrate on", ErrConfig)
 	}
 	m := base.withDefaults()
-	// The generator's ceiling: the highest per-bucket rate seen by a
-	// strategy that redials at once (every client within one Period).
-	for _, o := range obs {
-		if o.Strategy == "immediate" || o.Strategy == "fixed" {
-			m.ClientDialRate = max(m.ClientDialRate, float64(o.PeakConnectsPerSec))
-		}
+	// The client side's dial rate is not fitted: the lab's peaks grew
+	// with the fleet (an immediate fleet's busiest 100 ms: 7,230/s at
+	// 2,000 clients, 12,160/s at 4,000), set by how fast the kill
+	// reached the clients, so a calibration size's peak is no ceiling.
+	if k, st, ok := fitKill(obs); ok {
+		// The generator runs 1/ClientBurst of the time: its costs while
+		// running are the spread's per job over ClientBurst.
+		m.ClientBurst = killBurst(obs)
+		b := max(m.ClientBurst, 1)
+		m.NoticeCost, m.DialCost = time.Duration(float64(k)/b), time.Duration(float64(st)/b)
 	}
 	runs := 0
 	score := func(m Model) (float64, error) {
@@ -99,9 +188,24 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 	if err != nil {
 		return Fit{}, err
 	}
-	// Coarse to fine over log-spaced costs.
+	// Coarse to fine over log-spaced costs; after the coarse round, the
+	// share of Valkey's CPU a load generator takes (when there is one).
 	conn, cmd := m.ConnCost, max(m.CmdCost, 100*time.Nanosecond)
-	for _, span := range []float64{8, 2.5, 1.3} {
+	for round, span := range []float64{8, 2.5, 1.3} {
+		if round == 1 && (m.NoticeCost > 0 || m.DialCost > 0) {
+			m.ConnCost, m.CmdCost = conn, cmd
+			for _, share := range []float64{0, 0.2, 0.4, 0.6, 0.8} {
+				t := m
+				t.ClientShare = share
+				s, err := score(t)
+				if err != nil {
+					return Fit{}, err
+				}
+				if s < best {
+					best, m.ClientShare = s, share
+				}
+			}
+		}
 		bc, bm := conn, cmd
 		for _, fc := range logSteps(span, 7) {
 			for _, fm := range logSteps(span, 5) {
@@ -124,6 +228,22 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 	}
 	m.ConnCost, m.CmdCost = conn, cmd
 	return Fit{Model: m, Error: best, Runs: runs}, nil
+}
+
+// killBurst is the median burstiness of the observed kills (1 at
+// least, 5 at most).
+func killBurst(obs []Observation) float64 {
+	var bs []float64
+	for _, o := range obs {
+		if _, _, b, ok := killSpan(o); ok {
+			bs = append(bs, min(max(b, 1), 5))
+		}
+	}
+	if len(bs) == 0 {
+		return 1
+	}
+	slices.Sort(bs)
+	return bs[len(bs)/2]
 }
 
 // logSteps returns n factors from 1/span to span, log-spaced.

@@ -45,6 +45,28 @@ type Model struct {
 	// ConnCost is the cost of one accepted connection (accept, register,
 	// its first command, its close when abandoned).
 	ConnCost time.Duration `json:"conn_cost_ns"`
+	// KillCost is Valkey's time per client freed by CLIENT KILL (a
+	// kill): the event loop accepts nothing until the command returns.
+	// Measured directly: 38–51 µs per client for 1,000–10,000 idle
+	// clients on the lab's 2-core VM.
+	KillCost time.Duration `json:"kill_cost_ns"`
+	// NoticeCost and DialCost are the client side's CPU for noticing a
+	// lost connection and for one connect(), when the fleet is one load
+	// generator (the lab): it does them one after another, so a kill's
+	// closes reach a fleet that redials at once more slowly than one that
+	// waits (see generator.go). 0: a fleet on many hosts, no queue.
+	// --calibrate fits both from the lab's timeline.
+	NoticeCost time.Duration `json:"notice_cost_ns"`
+	DialCost   time.Duration `json:"dial_cost_ns"`
+	// ClientBurst is how bursty that client side is: the busiest 100 ms
+	// of its work over its mean (1 or 0: even; the lab's kills were
+	// 1.3–2.9, the generator and Valkey descheduled in turns on a shared
+	// machine).
+	ClientBurst float64 `json:"client_burst"`
+	// ClientShare is the share of Valkey's CPU the load generator takes
+	// while it has work (0..0.9): on the lab's shared cores Valkey
+	// accepted little while the fleet redialled at once. --calibrate fits it.
+	ClientShare float64 `json:"client_share"`
 	// TLSCost is one TLS handshake.
 	TLSCost time.Duration `json:"tls_cost_ns"`
 	// CmdCost is one command of an established client: with N clients
@@ -68,6 +90,7 @@ func DefaultModel() Model {
 		MaxNewConnsPerCycle: 10, MaxNewTLSConnsPerCycle: 1,
 		CycleCost: 20 * time.Microsecond, ConnCost: 60 * time.Microsecond,
 		TLSCost: 1800 * time.Microsecond, CmdCost: 2 * time.Microsecond,
+		KillCost: 45 * time.Microsecond,
 	}
 }
 
@@ -95,6 +118,7 @@ func (m Model) withDefaults() Model {
 	fillD(&m.CycleCost, d.CycleCost)
 	fillD(&m.ConnCost, d.ConnCost)
 	fillD(&m.TLSCost, d.TLSCost)
+	fillD(&m.KillCost, d.KillCost)
 	return m
 }
 
@@ -107,8 +131,12 @@ func (m Model) Validate() error {
 		return fmt.Errorf("%w: SYN and SYN-ACK retries must not be negative", ErrConfig)
 	case m.MaxNewConnsPerCycle < 0 || m.MaxNewConnsPerCycle > 1000 || m.MaxNewTLSConnsPerCycle < 0 || m.MaxNewTLSConnsPerCycle > 1000:
 		return fmt.Errorf("%w: max-new-(tls-)connections-per-cycle must be within 1..1000", ErrConfig)
-	case m.RTT < 0 || m.CycleCost < 0 || m.ConnCost < 0 || m.TLSCost < 0 || m.CmdCost < 0:
+	case m.RTT < 0 || m.CycleCost < 0 || m.ConnCost < 0 || m.TLSCost < 0 || m.CmdCost < 0 || m.KillCost < 0 || m.NoticeCost < 0 || m.DialCost < 0:
 		return fmt.Errorf("%w: RTT and costs must not be negative", ErrConfig)
+	case m.ClientShare < 0 || m.ClientShare > 0.9:
+		return fmt.Errorf("%w: client share must be within 0..0.9", ErrConfig)
+	case m.ClientBurst < 0 || m.ClientBurst > 100:
+		return fmt.Errorf("%w: client burst must be within 0..100", ErrConfig)
 	case m.ClientDialRate < 0:
 		return fmt.Errorf("%w: client dial rate must not be negative", ErrConfig)
 	}

@@ -150,6 +150,7 @@ const (
 	evDataRetx           // the client retransmits its PING (an ACK too)
 	evDialNow            // a dial delayed by the client side's dial rate
 	evKillDone           // CLIENT KILL returns: the event loop runs again
+	evGenDone            // the client side finished its job in progress
 )
 
 type event struct {
@@ -239,6 +240,7 @@ type sim struct {
 	served    int     // clients whose first command was answered (established load)
 
 	genNext time.Duration // client-side dial pacing
+	gen     generator
 
 	res       Result
 	timeline  []int64
@@ -349,10 +351,14 @@ func (s *sim) disrupt() {
 	s.served = 0 // the established load is the recovered clients'
 	switch s.f.Scenario {
 	case "kill":
-		// CLIENT KILL frees every client in one command: the event loop
-		// accepts nothing until it returns.
+		// CLIENT KILL frees every client in one command, KillCost each:
+		// each close reaches its client as it is made; the event loop
+		// accepts nothing until the command returns.
 		s.loopBusy = true
-		s.at(s.killTime(), evKillDone, nil, nil)
+		for i := range s.clients {
+			s.at(time.Duration(i)*s.m.KillCost+s.m.RTT/2, evDetect, &s.clients[i], nil)
+		}
+		s.at(time.Duration(len(s.clients))*s.m.KillCost, evKillDone, nil, nil)
 	case "restart":
 		s.up = false
 		s.served = 0
@@ -360,27 +366,17 @@ func (s *sim) disrupt() {
 	case "blip":
 		s.blipUntil = s.f.Blip
 	}
+	if s.f.Scenario == "kill" {
+		return // each client notices its close as the kill reaches it
+	}
 	for i := range s.clients {
 		c := &s.clients[i]
-		var d time.Duration
-		switch s.f.Scenario {
-		case "blip":
+		d := s.m.RTT / 2
+		if s.f.Scenario == "blip" {
 			d = time.Duration(s.rng.Float64()*float64(s.f.Period)) + s.f.CommandTimeout // the PING times out
-		case "kill":
-			d = time.Duration(s.rng.Float64()*float64(s.killTime())) + s.m.RTT/2
-		default:
-			d = s.m.RTT / 2
 		}
 		s.at(d, evDetect, c, nil)
 	}
-}
-
-// killTime is how long CLIENT KILL of the whole fleet keeps Valkey's
-// main thread: freeing a client (unlink, close) costs about a quarter of
-// accepting one (the lab: 6,000 clients killed in ~0.5 s where the
-// calibrated cost per accept was ~330 µs).
-func (s *sim) killTime() time.Duration {
-	return time.Duration(len(s.clients)) * s.m.ConnCost / 4
 }
 
 func (s *sim) loop() error {
@@ -412,11 +408,11 @@ func (s *sim) handle(e event) {
 	c, k := e.c, e.s
 	switch e.kind {
 	case evDetect:
-		s.lose(c)
+		s.clientJob(c, false)
 	case evStep:
 		s.step(c)
 	case evDial:
-		s.dial(c)
+		s.clientJob(c, true)
 	case evDialNow:
 		s.dialNow(c)
 	case evSynArrive:
@@ -464,6 +460,8 @@ func (s *sim) handle(e event) {
 	case evKillDone:
 		s.loopBusy = false
 		s.kick()
+	case evGenDone:
+		s.genDone()
 	case evDataRetx:
 		if k.open && k.srv == srvRequest && !k.replied {
 			s.at(s.m.RTT/2, evAckArrive, nil, k)
@@ -646,6 +644,9 @@ func (s *sim) turn(n, p int) time.Duration {
 	}
 	work := s.m.CycleCost + time.Duration(n)*cost + time.Duration(p)*s.m.CmdCost
 	u := float64(s.served) * s.m.CmdCost.Seconds() / s.f.Period.Seconds()
+	if s.gen.busy { // the load generator takes its share of the cores
+		u += s.m.ClientShare
+	}
 	u = min(u, 0.95)
 	return time.Duration(float64(work) / (1 - u))
 }

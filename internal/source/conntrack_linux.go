@@ -85,6 +85,9 @@ func NewConntrack(c ConntrackConfig) (*Conntrack, error) {
 // Name implements sample.Source.
 func (*Conntrack) Name() string { return "conntrack" }
 
+// SlowPeriod implements sample.Slow (see conntrackPeriod).
+func (*Conntrack) SlowPeriod() time.Duration { return conntrackPeriod }
+
 // Collect implements sample.Source.
 func (s *Conntrack) Collect(ctx context.Context, out *sample.Sample) error {
 	s.mu.Lock()

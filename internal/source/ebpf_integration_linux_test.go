@@ -75,9 +75,15 @@ func listenOther(t *testing.T, nsPath string) net.Listener {
 
 // TestIntegrationEBPFAcceptWait freezes Valkey for a known time while
 // clients connect, and checks the accept wait the kernel measured against
-// each client's own measurement (connected -> first reply), the SYN count
-// against the dials made, and that a second listener in the namespace is
-// not counted.
+// the clients' own clocks, the SYN count against the dials made, and that a
+// second listener in the namespace is not counted.
+//
+// The clients' clocks bracket each connection's wait without depending on
+// when the Go scheduler runs them: its handshake completed between "before
+// dial" and "dial returned", and Valkey accepted it between "SIGCONT sent"
+// and "reply read". So the wait lies in [SIGCONT − dial returned, reply −
+// before dial]; unloaded the bracket is a few ms wide, on a loaded machine
+// wider, and the kernel's figure must fall inside it (±10%).
 func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	e := openEBPFTest(t, sb)
@@ -100,7 +106,9 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	sandboxtest.Freeze(t, sb)
 	const clients = 20
 	const stall = 400 * time.Millisecond
-	waits := make([]time.Duration, clients)
+	waits := make([]time.Duration, clients) // dial returned → reply read
+	lower := make([]time.Time, clients)     // dial returned
+	upper := make([]time.Duration, clients) // before dial → reply read
 	errs := make(chan error, clients)
 	var dialed, wg sync.WaitGroup
 	dialed.Add(clients)
@@ -110,8 +118,10 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			start := time.Now()
 			c, err := sb.Dial(ctx)
 			connected := time.Now()
+			lower[i] = connected
 			dialed.Done()
 			if err != nil {
 				errs <- err
@@ -128,6 +138,7 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 				return
 			}
 			waits[i] = time.Since(connected)
+			upper[i] = time.Since(start)
 		}()
 	}
 	for range 5 {
@@ -145,6 +156,7 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	// The stall is the quantity measured, not a synchronisation: every
 	// handshake above has completed and waits in Valkey's accept queue.
 	time.Sleep(stall)
+	resumed := time.Now()
 	if err := sb.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -167,22 +179,27 @@ func TestIntegrationEBPFAcceptWait(t *testing.T) {
 	if s.SynRate == nil || *s.SynRate <= 0 {
 		t.Errorf("syn_rate = %v, want > 0", s.SynRate)
 	}
+	var lo, hi time.Duration // the bracket of the longest wait
+	for i := range clients {
+		lo = max(lo, resumed.Sub(lower[i]))
+		hi = max(hi, upper[i])
+	}
 	slices.Sort(waits)
-	clientMax := waits[len(waits)-1]
-	clientP99 := waits[int(0.99*float64(len(waits)-1)+0.5)]
 	aw := s.AcceptWaitMS
 	if aw == nil || aw.Max == nil || aw.P99 == nil || aw.P50 == nil {
 		t.Fatalf("accept_wait_ms = %+v, want values", aw)
 	}
-	t.Logf("accept wait: kernel p50 %.1f p99 %.1f max %.1f ms; clients p99 %v max %v (min %v)", *aw.P50, *aw.P99, *aw.Max, clientP99, clientMax, waits[0])
-	within := func(name string, gotMS float64, want time.Duration) {
-		wantMS := float64(want.Microseconds()) / 1000
-		if d := (gotMS - wantMS) / wantMS; d < -0.10 || d > 0.10 {
-			t.Errorf("%s = %.1f ms, client measurement %.1f ms: off by %.0f%% (want within 10%%)", name, gotMS, wantMS, 100*d)
+	t.Logf("accept wait: kernel p50 %.1f p99 %.1f max %.1f ms; clients: longest wait in [%v, %v], dial returned → reply %v–%v",
+		*aw.P50, *aw.P99, *aw.Max, lo, hi, waits[0], waits[len(waits)-1])
+	// 20 connections: the p99 is the longest wait.
+	within := func(name string, gotMS float64) {
+		loMS, hiMS := float64(lo.Microseconds())/1000, float64(hi.Microseconds())/1000
+		if gotMS < 0.9*loMS || gotMS > 1.1*hiMS {
+			t.Errorf("%s = %.1f ms, outside the clients' bracket [%.1f, %.1f] ms ±10%%", name, gotMS, loMS, hiMS)
 		}
 	}
-	within("accept_wait_ms.max", *aw.Max, clientMax)
-	within("accept_wait_ms.p99", *aw.P99, clientP99)
+	within("accept_wait_ms.max", *aw.Max)
+	within("accept_wait_ms.p99", *aw.P99)
 	if *aw.Max < float64(stall.Milliseconds()) {
 		t.Errorf("max wait %.1f ms is shorter than the %v stall", *aw.Max, stall)
 	}

@@ -358,6 +358,13 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 	every := o.ListenPoll
 	if every == 0 {
 		every = defaultListenPoll
+		if o.Interval > 0 && o.Interval <= every {
+			// Samples come at least as often as the poller would
+			// poll: they share one clock, each sample's own read is
+			// the interval's peak (listen.polls 1), and no second
+			// 100 Hz wake-up runs beside the sampler's.
+			every = -1
+		}
 	}
 	l := &listenq{port: uint16(p), netns: o.Target.NetNS, every: every, budget: countBudget,
 		log: o.logger().With("source", "listenq", "target", o.Target.Name()), done: make(chan struct{})}

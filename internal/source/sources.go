@@ -54,6 +54,31 @@ var openers = []opener{
 	{name: "nic", open: openNIC},
 }
 
+// Slow periods (sample.Slow): while a target is calm these sources are read
+// at most about this often whatever the interval, and the samples in between
+// carry their latest reading (source_age_ms; docs/signals.md, "Clocks").
+// At the default 500 ms interval and longer every sample reads them.
+const (
+	// conntrackPeriod: the table's count and per-CPU statistics change
+	// with the host's whole connection churn, not one target's; a storm
+	// the conntrack table causes shows first in the TCP counters and the
+	// accept queue, which are read every sample.
+	conntrackPeriod = 500 * time.Millisecond
+	// nicPeriod: ENA allowance counters are cumulative over the whole
+	// interface; an ethtool statistics query costs ~0.2 ms.
+	nicPeriod = 500 * time.Millisecond
+	// valkeyPeriod: INFO is Valkey's work, on its main thread; below
+	// 100 ms it would add load to Valkey for readings (clients, the
+	// rejection counter) that the kernel's accept queue leads anyway.
+	valkeyPeriod = 100 * time.Millisecond
+)
+
+// SlowPeriod implements sample.Slow.
+func (*NIC) SlowPeriod() time.Duration { return nicPeriod }
+
+// SlowPeriod implements sample.Slow.
+func (*valkeySource) SlowPeriod() time.Duration { return valkeyPeriod }
+
 // Set is the open sources of one target, and what they offer the agent
 // beside the sample. Everything crossing between the sources and the
 // agent's pipeline is a named value (docs/design.md, "Data flow"):

@@ -1,0 +1,145 @@
+package simulate
+
+import "time"
+
+// The client side's CPU. In the lab the whole fleet is one load
+// generator on Valkey's machine: every client that notices a lost
+// connection and every connect() it makes costs that process CPU, and
+// it does them one after another as fast as it gets the CPU, in bursts
+// when the machine's scheduler gives it the cores. The lab's timeline
+// shows it: Valkey itself frees a client in CLIENT KILL in ~45 µs (a
+// kill of 1,000–10,000 idle clients measured directly: 38–51 µs each),
+// but the lab's clients saw their closes spread over ~80 µs per client
+// when the dialer redialled few of them meanwhile and 100–200 µs when
+// every client redialled at once; the busiest 100 ms of those spreads
+// was 1.3–2.9× their mean. A fleet on many hosts has no such queue
+// (NoticeCost and DialCost 0, the default).
+
+// generator is the client side's work: connects first (a client that
+// noticed its loss dials in the same run of its goroutine, before the
+// generator gets to the next client's close), then noticing closes.
+type generator struct {
+	dials, notices fifo
+	busy           bool
+	cur            genJob
+	// The generator's stalls, in simulated time: it runs until
+	// stallAt, is descheduled until stallEnd, then runs again.
+	stallAt, stallEnd time.Duration
+}
+
+type fifo struct {
+	q    []genJob
+	head int
+}
+
+func (f *fifo) push(j genJob) { f.q = append(f.q, j) }
+
+func (f *fifo) pop() (genJob, bool) {
+	if f.head == len(f.q) {
+		f.q, f.head = f.q[:0], 0
+		return genJob{}, false
+	}
+	j := f.q[f.head]
+	f.q[f.head] = genJob{}
+	f.head++
+	return j, true
+}
+
+type genJob struct {
+	c    *client
+	dial bool // a connect(); otherwise noticing a lost connection
+}
+
+// genRunMean is the generator's mean running stretch between stalls:
+// the lab's kills alternated busy and quiet 100 ms buckets.
+const genRunMean = 100 * time.Millisecond
+
+// clientJob has the client side notice c's lost connection (then c's
+// loop runs) or make c's connect(), through the generator's queue when
+// it has a cost.
+func (s *sim) clientJob(c *client, dial bool) {
+	if s.m.NoticeCost == 0 && s.m.DialCost == 0 && s.m.ClientBurst <= 1 {
+		s.doJob(genJob{c, dial})
+		return
+	}
+	if dial {
+		s.gen.dials.push(genJob{c, dial})
+	} else {
+		s.gen.notices.push(genJob{c, dial})
+	}
+	if !s.gen.busy {
+		// An idle generator wakes at once and runs a fresh stretch: it
+		// stalls only while it has a backlog (the lab's dialer connects
+		// came evenly once the kill's closes were handled).
+		s.gen.stallEnd = s.now
+		s.genStart()
+	}
+}
+
+func (s *sim) doJob(j genJob) {
+	if j.dial {
+		s.dial(j.c)
+	} else {
+		s.lose(j.c)
+	}
+}
+
+// genStart starts the next queued job, which takes its cost of running
+// time. The generator stalls now and then (stretches of genRunMean
+// running, (ClientBurst−1)·genRunMean stalled, each ±50%): work due
+// during a stall waits for its end, so the client side's work, even a
+// dialer's timer-driven connects, comes in bursts, its busiest 100 ms
+// about ClientBurst× its mean, as in the lab. Its throughput when
+// saturated is one job per ClientBurst × cost.
+func (s *sim) genStart() {
+	g := &s.gen
+	j, ok := g.dials.pop()
+	if !ok {
+		j, ok = g.notices.pop()
+	}
+	if !ok {
+		g.busy = false
+		return
+	}
+	g.cur, g.busy = j, true
+	cost := s.m.NoticeCost
+	if j.dial {
+		cost = s.m.DialCost
+	}
+	start := s.now
+	if b := s.m.ClientBurst; b > 1 {
+		s.genSchedule(start)
+		if start >= g.stallAt { // descheduled: wait for the stall's end
+			start = g.stallEnd
+			s.genSchedule(start)
+		}
+		if start+cost > g.stallAt { // the job spans the next stall
+			cost += g.stallEnd - g.stallAt
+		}
+	}
+	s.at(start-s.now+cost, evGenDone, nil, nil)
+}
+
+// genSchedule advances the stall schedule so that the next stall ends
+// after t.
+func (s *sim) genSchedule(t time.Duration) {
+	g := &s.gen
+	b := s.m.ClientBurst
+	for g.stallEnd <= t {
+		g.stallAt = g.stallEnd + s.vary(genRunMean)
+		g.stallEnd = g.stallAt + s.vary(time.Duration((b-1)*float64(genRunMean)))
+	}
+}
+
+func (s *sim) genDone() {
+	j := s.gen.cur
+	s.gen.cur = genJob{}
+	s.doJob(j)
+	s.genStart()
+}
+
+// vary draws a duration of mean m, uniform within ±50%: the running
+// stretches and stalls vary, but a handful of them make up a storm.
+func (s *sim) vary(m time.Duration) time.Duration {
+	return time.Duration((0.5 + s.rng.Float64()) * float64(m))
+}

@@ -1,0 +1,52 @@
+package source
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/internal/addr"
+	"github.com/stormguard/stormguard/internal/sample"
+)
+
+// TestListenqSharesTheSamplersClock: at an interval of 10 ms or less no
+// 100 Hz poller runs beside the sampler (each sample's own read is the
+// interval's peak); above it the poller runs. A listener of this process
+// on loopback, read in this process's namespace.
+func TestListenqSharesTheSamplersClock(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := addr.Parse(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		interval time.Duration
+		poller   bool
+	}{{10 * time.Millisecond, false}, {5 * time.Millisecond, false}, {100 * time.Millisecond, true}, {0, true}} {
+		src, err := openListenq(context.Background(), Options{Target: Target{Addr: a}, Interval: tc.interval})
+		if err != nil {
+			t.Fatalf("interval %v: %v", tc.interval, err)
+		}
+		l := src.(*listenq)
+		if got := l.tick != nil; got != tc.poller {
+			t.Errorf("interval %v: poller running %v, want %v", tc.interval, got, tc.poller)
+		}
+		if !tc.poller {
+			var s sample.Sample
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := l.Collect(ctx, &s)
+			cancel()
+			if err != nil || s.Listen == nil || s.Listen.Polls != 1 || s.Listen.DepthMax == nil {
+				t.Errorf("interval %v: listen %+v, err %v; want the sample's own read as the peak", tc.interval, s.Listen, err)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+}
