@@ -388,7 +388,6 @@ func (t *Tracer) Read() (Counters, error) {
 	return c, nil
 }
 
-
 // Counts returns the port's ESTABLISHED sockets as the programs keep
 // them, and its SYN_RECV ones: the half-open connections in the listeners'
 // SYN queues (full sockets in SYN_RECV, which exist for microseconds, or
