@@ -231,6 +231,9 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 			if sc == "cluster" && len(kids) < 5 {
 				t.Errorf("during the run: children %v, want the cluster's five extra nodes", kids)
 			}
+			if sc == "kill+rtt" && len(kids) < 2 {
+				t.Errorf("during the run: children %v, want valkey-server and the delay line's relay", kids)
+			}
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
 			}
