@@ -388,10 +388,6 @@ func (t *Tracer) Read() (Counters, error) {
 	return c, nil
 }
 
-// ErrNoListener is returned by Counts while no listening socket of the
-// port is known: its SYN queue (the half-open connections) is unknown.
-var ErrNoListener = errors.New("no listening socket of the port known to the programs")
-
 // Counts returns the port's ESTABLISHED sockets as the programs keep
 // them, and its SYN_RECV ones: the half-open connections in the listeners'
 // SYN queues (full sockets in SYN_RECV, which exist for microseconds, or
