@@ -53,10 +53,9 @@ type Sampler struct {
 	last    time.Time
 	// latest holds each slow source's latest answer (see Slow).
 	latest map[string]reading
-	// fastNow and curInterval are the pace Run chose for the sample being
-	// taken: a Slow source's reading is carried only while not fast.
-	fastNow     bool
-	curInterval time.Duration
+	// fastNow is the pace Run chose for the sample being taken: a Slow
+	// source's reading is carried only while not fast.
+	fastNow bool
 	// prevSetup holds the previous sample's accept and setup counters,
 	// the base of the next HandshakePending.
 	prevSetup setupCounters
@@ -187,9 +186,11 @@ func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOn
 // reads them at most about every SlowPeriod, however short the interval, and
 // a sample in between carries the source's latest reading, with its age in
 // Sample.SourceAgeMS. While Fast reports true (not calm, or the accept queue
-// half full) every source is read for every sample. --interval is thereby
-// the cadence of the storm-critical readings (the accept queue, the TCP drop
-// counters, eBPF); at SlowPeriod or longer nothing changes.
+// half full), and for a wake-up's sample, every source is read. --interval
+// is thereby the cadence of the storm-critical readings (the accept queue,
+// eBPF, and the TCP drop counters unless eBPF counts the listener's own
+// overflows); at SlowPeriod or longer nothing changes. SlowPeriod is asked
+// for every sample and may change (0: read every sample).
 type Slow interface {
 	SlowPeriod() time.Duration
 }
@@ -389,11 +390,11 @@ func (sm *Sampler) newSample() *Sample {
 // contributes its latest reading to s instead.
 func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result) (launched int, group []Source) {
 	sm.mu.Lock()
-	fast, interval := sm.fastNow, sm.curInterval
+	fast := sm.fastNow
 	sm.mu.Unlock()
-	if interval <= 0 {
-		interval = sm.Interval
-	}
+	// The regular interval, also for a wake-up's sample: at an Interval
+	// of a source's period or more, every sample reads it.
+	interval := sm.Interval
 	for _, src := range sm.Sources {
 		name := src.Name()
 		if sm.carry(s, src, s.Time, interval, fast) {
@@ -504,7 +505,8 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 			urgent = ws.urgent
 		}
 		sm.mu.Lock()
-		sm.fastNow, sm.curInterval = isFast, next
+		// A wake-up's sample reads every source too: something moved.
+		sm.fastNow = isFast || !regular
 		sm.mu.Unlock()
 		publish(sm.collect(ctx, sm.deadlineFor(next), atOnce, urgent))
 		next = sm.Interval
