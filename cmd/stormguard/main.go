@@ -9,9 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/stormguard/stormguard/internal/sandbox"
 )
 
 func main() {
+	// --hosts --rtt without netem relays packets in a child process of
+	// this binary.
+	sandbox.ServeDelayLine()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -165,6 +165,7 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 	defer stop()
 	scenario, watched := strings.CutSuffix(os.Getenv(interruptEnv), "+watch")
 	scenario, delayed := strings.CutSuffix(scenario, "+rtt")
+	scenario, secure := strings.CutSuffix(scenario, "+tls")
 	// Everything long, so that the interrupt lands while the scenario's
 	// disruption is in force (blip's rule in, restart's server down) or
 	// the fleet is being observed (kill).
@@ -174,6 +175,11 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 		// The links' delay lines (TUN devices and relays where the
 		// kernel has no netem) must go too.
 		cfg.RTT, cfg.forceDelayLine = 2*time.Millisecond, true
+	}
+	if secure {
+		// The run's certificates and ACL file (private directories)
+		// must go too.
+		cfg.TLS, cfg.Setup = true, "auth"
 	}
 	if scenario == "cluster" {
 		// The cluster's five extra nodes must go too.
@@ -198,10 +204,14 @@ func TestIntegrationInterruptHelper(t *testing.T) {
 // leaves no namespace, process or address behind, for every scenario.
 func TestIntegrationInterruptCleans(t *testing.T) {
 	sandboxtest.Require(t)
-	for _, sc := range []string{"kill", "blip", "restart", "slow", "failover", "kill+watch", "kill+rtt", "cluster"} {
+	for _, sc := range []string{"kill", "blip", "restart", "slow", "failover", "churn", "kill+watch", "kill+rtt", "kill+tls", "cluster"} {
 		t.Run(sc, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationInterruptHelper$", "-test.v")
-			cmd.Env = append(os.Environ(), interruptEnv+"="+sc)
+			// A private TMPDIR: every scratch directory the run makes
+			// (the server's, certificates, ACL file, the watcher's
+			// marker) goes there, and it must be empty afterwards.
+			tmp := t.TempDir()
+			cmd.Env = append(os.Environ(), interruptEnv+"="+sc, "TMPDIR="+tmp)
 			out, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -231,6 +241,9 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 			if sc == "cluster" && len(kids) < 5 {
 				t.Errorf("during the run: children %v, want the cluster's five extra nodes", kids)
 			}
+			if sc == "kill+rtt" && len(kids) < 2 {
+				t.Errorf("during the run: children %v, want valkey-server and the delay line's relay", kids)
+			}
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
 			}
@@ -257,8 +270,12 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 					t.Errorf("child %s (%s) left after SIGINT", k, name)
 				}
 			}
-			if m, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("stormguard-lab-watch-sg-%d-", pid))); len(m) != 0 {
-				t.Errorf("the watcher was not stopped on SIGINT: %v", m)
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				var names []string
+				for _, e := range left {
+					names = append(names, e.Name())
+				}
+				t.Errorf("scratch left after SIGINT (a stormguard-lab-watch-… marker: the watcher was not stopped): %v", names)
 			}
 			if b, _ := exec.Command("ip", "-o", "addr", "show").CombinedOutput(); strings.Contains(string(b), "10.77.") {
 				t.Errorf("a 10.77.x address leaked into the host's namespace:\n%s", b)

@@ -15,6 +15,10 @@ var ErrPermission = errors.New("not permitted to load BPF programs (needs root, 
 // ErrUnsupported is returned off Linux and on CPUs the programs are not built for.
 var ErrUnsupported = errors.New("eBPF is only built for Linux on amd64 and arm64")
 
+// ErrNoListener is returned by Counts while no listening socket of the
+// port is known: its SYN queue (the half-open connections) is unknown.
+var ErrNoListener = errors.New("no listening socket of the port known to the programs")
+
 // ErrClosed is returned by a Tracer's reads after Close.
 var ErrClosed = errors.New("eBPF tracer closed")
 

@@ -186,9 +186,11 @@ func (sm *Sampler) collect(ctx context.Context, deadline time.Duration, promptOn
 // reads them at most about every SlowPeriod, however short the interval, and
 // a sample in between carries the source's latest reading, with its age in
 // Sample.SourceAgeMS. While Fast reports true (not calm, or the accept queue
-// half full) every source is read for every sample. --interval is thereby
-// the cadence of the storm-critical readings (the accept queue, the TCP drop
-// counters, eBPF); at SlowPeriod or longer nothing changes.
+// half full), and for a wake-up's sample, every source is read. --interval
+// is thereby the cadence of the storm-critical readings (the accept queue,
+// eBPF, and the TCP drop counters unless eBPF counts the listener's own
+// overflows); at SlowPeriod or longer nothing changes. SlowPeriod is asked
+// for every sample and may change (0: read every sample).
 type Slow interface {
 	SlowPeriod() time.Duration
 }
@@ -503,7 +505,8 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 			urgent = ws.urgent
 		}
 		sm.mu.Lock()
-		sm.fastNow = isFast
+		// A wake-up's sample reads every source too: something moved.
+		sm.fastNow = isFast || !regular
 		sm.mu.Unlock()
 		publish(sm.collect(ctx, sm.deadlineFor(next), atOnce, urgent))
 		next = sm.Interval

@@ -112,3 +112,77 @@ func TestHandshakePendingCarried(t *testing.T) {
 		clk.t = clk.t.Add(10 * time.Millisecond)
 	}
 }
+
+// switchSlow is a prompt source whose SlowPeriod changes (the tcp source's
+// is 0 until eBPF counts the listener's own overflows).
+type switchSlow struct {
+	promptSource
+	period time.Duration
+	n      int
+}
+
+func (s *switchSlow) SlowPeriod() time.Duration { return s.period }
+func (s *switchSlow) Collect(ctx context.Context, out *Sample) error {
+	s.n++
+	return s.promptSource.Collect(ctx, out)
+}
+
+// TestSlowPeriodChanges: a source whose SlowPeriod is 0 is read for every
+// sample; once it reports a period its reading is carried between reads,
+// and when the period goes back to 0 every sample reads it again.
+func TestSlowPeriodChanges(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
+	src := &switchSlow{promptSource: promptSource{fakeSource{name: "tcp", fill: func(s *Sample) { s.TCP = &TCP{ListenOverflows: U64(1)} }}}}
+	sm := &Sampler{Target: "t:1", Port: 1, Interval: 10 * time.Millisecond, Now: clk.now, Sources: []Source{src}}
+	run := func(n int) (reads, carried int) {
+		before := src.n
+		for i := 0; i < n; i++ {
+			s := sm.Once(context.Background())
+			if _, ok := s.SourceAgeMS["tcp"]; ok {
+				carried++
+			}
+			if s.TCP == nil {
+				t.Fatalf("sample without the tcp part (read or carried)")
+			}
+			clk.t = clk.t.Add(10 * time.Millisecond)
+		}
+		return src.n - before, carried
+	}
+	if r, c := run(10); r != 10 || c != 0 {
+		t.Errorf("period 0: %d reads, %d carried in 10 samples; want 10, 0", r, c)
+	}
+	src.period = 50 * time.Millisecond
+	if r, c := run(10); r != 2 || c != 8 {
+		t.Errorf("period 50 ms: %d reads, %d carried in 10 samples; want 2, 8", r, c)
+	}
+	src.period = 0
+	if r, c := run(5); r != 5 || c != 0 {
+		t.Errorf("period back to 0: %d reads, %d carried in 5 samples; want 5, 0", r, c)
+	}
+}
+
+// TestWakeSampleReadsSlow: a wake-up's sample reads a slow source afresh
+// even while calm; the regular one before it carried nothing yet (first
+// reading), and a second regular read would have carried it.
+func TestWakeSampleReadsSlow(t *testing.T) {
+	src := &switchSlow{promptSource: promptSource{fakeSource{name: "tcp", fill: func(s *Sample) { s.TCP = &TCP{ListenOverflows: U64(1)} }}}, period: 2 * time.Hour}
+	wake := make(chan struct{}, 1)
+	sm := &Sampler{Target: "t:1", Port: 1, Interval: time.Hour, Sources: []Source{src},
+		Wakes: []Wake{{C: wake, Level: WakeDropped}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan *Sample, 4)
+	go sm.Run(ctx, func(s *Sample) { got <- s })
+	first := <-got
+	if _, carried := first.SourceAgeMS["tcp"]; carried || src.n != 1 {
+		t.Fatalf("first sample carried tcp (%v) or reads %d; want a fresh read", first.SourceAgeMS, src.n)
+	}
+	wake <- struct{}{}
+	second := <-got
+	if _, carried := second.SourceAgeMS["tcp"]; carried {
+		t.Errorf("the wake-up's sample carried tcp (%v); want it read", second.SourceAgeMS)
+	}
+	if src.n != 2 {
+		t.Errorf("%d reads after the wake-up, want 2", src.n)
+	}
+}

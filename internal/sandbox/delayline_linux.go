@@ -3,9 +3,12 @@
 package sandbox
 
 import (
-	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,70 +18,206 @@ import (
 	"github.com/stormguard/stormguard/internal/netns"
 )
 
-// DelayLine is a point-to-point link between two network namespaces made
-// of two TUN devices and a relay in this process that holds every packet
-// for a fixed delay in each direction: a WAN emulator in user space, for
+// Link is one point-to-point link of a DelayLine: TUN device DevA in the
+// network namespace at PathA and DevB in the one at PathB ("" is the
+// current namespace).
+type Link struct {
+	PathA, DevA, PathB, DevB string
+}
+
+// DelayLine is a set of point-to-point links between network namespaces,
+// each made of two TUN devices, and one relay that holds every packet for
+// a fixed delay in each direction: a WAN emulator in user space, for
 // kernels without netem (and fq and etf: nothing in the kernel delays a
 // packet by a fixed time). Both TCP stacks, their queues and counters
 // are the kernel's; a SYN is answered after 2 × delay, exactly as over a
 // long link. Packets leave in the order they came (a constant delay never
 // reorders).
 //
-// The relay costs this process's CPU: one read and one write system call
-// per packet, and a wake-up per packet or batch of packets due together.
+// The relay is one OS thread in a ppoll(2) loop over every device: it
+// reads what arrived, writes what is due, and sleeps until the next
+// packet is due (ppoll's timeout is in nanoseconds; Go's timers wake a
+// sleeping process with millisecond resolution, which would double a 1 ms
+// RTT). Per packet that is one read, one write and at most two wake-ups,
+// fewer when packets arrive or fall due together. In a binary that calls
+// ServeDelayLine first thing (stormguard does), the relay runs in a child
+// process of that binary at a raised CPU priority (nice -10), so that its
+// wake-ups are neither queued behind the parent's goroutines (a storm's
+// thousands of clients on Go's scheduler) nor behind other processes on a
+// loaded machine; otherwise on a locked thread of this process.
 type DelayLine struct {
 	delay   time.Duration
 	fds     []*os.File
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
 	closing sync.Once
-	// Packets counts packets relayed, Dropped those dropped because the
-	// line held lineCap packets already (a full link buffer).
-	packets, dropped atomic.Uint64
+	// In process: stopW ends the relay (closed by Close), done says it
+	// ended. Child: stdin is its lifeline (it exits at EOF, i.e. when
+	// Close closes it or this process dies).
+	stopW *os.File
+	done  chan struct{}
+	child *exec.Cmd
+	stdin io.Closer
 }
 
-// lineCap bounds the packets in flight in one direction, like a link's
-// buffer: at a 0.5 ms delay that is 32 million packets/s.
+// delayLineEnv tells a child started by NewDelayLine to relay (value: the
+// one-way delay) between its file descriptors 3 and 4, 5 and 6, …
+// (delayLineFDs: how many).
+const (
+	delayLineEnv    = "STORMGUARD_DELAY_LINE_CHILD"
+	delayLineFDsEnv = "STORMGUARD_DELAY_LINE_FDS"
+)
+
+// childRelay is set when the binary calls ServeDelayLine, i.e. can serve
+// as the relay's child process.
+var childRelay atomic.Bool
+
+// relayNice is the child relay's nice value: its wake-ups are what the
+// link's delay is made of.
+const relayNice = -10
+
+// lineCap bounds the packets in flight in one direction of a link, like
+// a link's buffer (more are dropped): at a 0.5 ms delay, 32 million
+// packets/s.
 const lineCap = 16384
 
-// NewDelayLine creates TUN device devA in the network namespace at pathA
-// and devB in the one at pathB ("" is the current namespace), and relays
-// every packet between them after delay, both ways. The devices are down
-// and have no address: the caller configures them (ip link set up, ip
-// addr/route). Close removes both.
-func NewDelayLine(pathA, devA, pathB, devB string, delay time.Duration) (*DelayLine, error) {
+// ServeDelayLine must be called first thing in main (and TestMain): in a
+// process started by NewDelayLine as its relay, it relays until its
+// parent goes and exits; otherwise it returns at once and lets
+// NewDelayLine run relays in child processes of this binary.
+func ServeDelayLine() {
+	v := os.Getenv(delayLineEnv)
+	if v == "" {
+		childRelay.Store(true)
+		return
+	}
+	delay, err := time.ParseDuration(v)
+	n, err2 := strconv.Atoi(os.Getenv(delayLineFDsEnv))
+	if err != nil || err2 != nil || n < 2 || n%2 != 0 {
+		fmt.Fprintln(os.Stderr, "delay line: bad", delayLineEnv, v, delayLineFDsEnv, os.Getenv(delayLineFDsEnv))
+		os.Exit(2)
+	}
+	fds := make([]int, n)
+	for i := range fds {
+		fds[i] = 3 + i
+	}
+	// Until stdin ends: the parent closed it, or died. On one thread
+	// (the timer slack set there is per thread).
+	runtime.LockOSThread()
+	if err := relayLoop(fds, 0, delay); err != nil {
+		fmt.Fprintln(os.Stderr, "delay line:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// NewDelayLine creates every link's two TUN devices (down, without
+// addresses: the caller configures them with ip link set up, ip
+// addr/route) and relays every packet between the two ends of a link
+// after delay, both ways. Close removes every device.
+func NewDelayLine(links []Link, delay time.Duration) (*DelayLine, error) {
 	if delay < 0 {
 		return nil, fmt.Errorf("delay line: negative delay %s", delay)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &DelayLine{delay: delay, cancel: cancel}
-	for _, e := range []struct{ path, dev string }{{pathA, devA}, {pathB, devB}} {
-		var f *os.File
-		if err := netns.Do(e.path, func() (err error) { f, err = openTUN(e.dev); return err }); err != nil {
-			l.Close()
-			return nil, err
+	l := &DelayLine{delay: delay}
+	for _, k := range links {
+		for _, e := range []struct{ path, dev string }{{k.PathA, k.DevA}, {k.PathB, k.DevB}} {
+			var f *os.File
+			if err := netns.Do(e.path, func() (err error) { f, err = openTUN(e.dev); return err }); err != nil {
+				l.Close()
+				return nil, err
+			}
+			l.fds = append(l.fds, f)
 		}
-		l.fds = append(l.fds, f)
 	}
-	l.wg.Add(2)
-	go func() { defer l.wg.Done(); l.relay(ctx, l.fds[0], l.fds[1]) }()
-	go func() { defer l.wg.Done(); l.relay(ctx, l.fds[1], l.fds[0]) }()
+	var err error
+	if childRelay.Load() {
+		err = l.startChild()
+	} else {
+		err = l.startInProcess()
+	}
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
 	return l, nil
 }
 
-// Stats returns the packets relayed (both directions) and those dropped
-// at a full line.
-func (l *DelayLine) Stats() (packets, dropped uint64) { return l.packets.Load(), l.dropped.Load() }
+// startInProcess runs the relay on a locked OS thread of this process.
+func (l *DelayLine) startInProcess() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("delay line: %w", err)
+	}
+	l.stopW, l.done = w, make(chan struct{})
+	fds := make([]int, len(l.fds))
+	for i, f := range l.fds {
+		fds[i] = int(f.Fd())
+	}
+	go func() {
+		defer close(l.done)
+		defer r.Close()
+		runtime.LockOSThread() // ppoll blocks this thread; never unlocked: it exits with the goroutine
+		_ = relayLoop(fds, int(r.Fd()), l.delay)
+	}()
+	return nil
+}
 
-// Close stops the relay and removes both devices (a TUN device that is
+// startChild hands every device to a child process of this binary (see
+// ServeDelayLine) and closes this process's copies, so the devices go when
+// the child does.
+func (l *DelayLine) startChild() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("delay line: %w", err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), delayLineEnv+"="+l.delay.String(), delayLineFDsEnv+"="+strconv.Itoa(len(l.fds)))
+	cmd.ExtraFiles = l.fds
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("delay line: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("delay line: start relay process: %w", err)
+	}
+	l.child, l.stdin = cmd, stdin
+	// Every thread of the child (Linux's nice is per thread; threads it
+	// makes later inherit it from their creator).
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", cmd.Process.Pid))
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_ = unix.Setpriority(unix.PRIO_PROCESS, tid, relayNice)
+		}
+	}
+	for _, f := range l.fds {
+		f.Close()
+	}
+	l.fds = nil
+	return nil
+}
+
+// Close stops the relay and removes every device (a TUN device that is
 // not persistent goes with its last file descriptor).
 func (l *DelayLine) Close() error {
 	l.closing.Do(func() {
-		l.cancel()
-		for _, f := range l.fds {
-			f.Close() // ends the readers' Read
+		if l.stopW != nil {
+			l.stopW.Close() // the relay sees its stop pipe hang up
+			<-l.done
 		}
-		l.wg.Wait()
+		for _, f := range l.fds {
+			f.Close()
+		}
+		if l.child != nil {
+			l.stdin.Close()
+			done := make(chan struct{})
+			go func() { _ = l.child.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+				_ = l.child.Process.Kill()
+				<-done
+			}
+		}
 	})
 	return nil
 }
@@ -100,89 +239,109 @@ func openTUN(dev string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("delay line: create TUN device %s: %w", dev, err)
 	}
-	// Non-blocking, so the runtime poller owns it and Close ends a Read.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("delay line: %s: %w", dev, err)
-	}
+	// A plain blocking file: the relay sets its own copy non-blocking.
 	return os.NewFile(uintptr(fd), "/dev/net/tun:"+dev), nil
 }
 
-type packet struct {
-	due int64 // monotonic nanoseconds (since lineEpoch)
-	b   *[]byte
+// lineQueue is one direction's packets in flight, oldest first.
+type lineQueue struct {
+	due  []int64 // monotonic ns
+	pkts [][]byte
+	head int
 }
 
-// lineEpoch anchors the relay's monotonic clock.
-var lineEpoch = time.Now()
+func (q *lineQueue) len() int { return len(q.pkts) - q.head }
 
-func lineNow() int64 { return int64(time.Since(lineEpoch)) }
+func (q *lineQueue) push(due int64, b []byte) {
+	if q.head > 0 && q.head == len(q.pkts) {
+		q.due, q.pkts, q.head = q.due[:0], q.pkts[:0], 0
+	}
+	q.due = append(q.due, due)
+	q.pkts = append(q.pkts, b)
+}
 
-// bufs recycles packet buffers (a TUN device without offloads hands out
-// packets of at most its MTU, 1500 bytes by default).
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+func (q *lineQueue) pop() []byte {
+	b := q.pkts[q.head]
+	q.pkts[q.head] = nil
+	q.head++
+	return b
+}
 
-// relay copies packets from one TUN device to the other, each written
-// delay after it was read; at most lineCap are in flight (more are
-// dropped, like a full link buffer).
-func (l *DelayLine) relay(ctx context.Context, from, to *os.File) {
-	q := make(chan packet, lineCap)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for p := range q {
-			if !waitUntil(ctx, p.due) {
-				return
-			}
-			_, _ = to.Write(*p.b)
-			bufs.Put(p.b)
-			l.packets.Add(1)
+func monoNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// relayLoop relays between fds[2i] and fds[2i+1] for every i, each packet
+// delay after it was read, until stop (a pipe's read end, or stdin) is
+// readable or hangs up. It blocks its thread in ppoll: run it on a locked
+// thread or in a process of its own.
+func relayLoop(fds []int, stop int, delay time.Duration) error {
+	for _, fd := range fds {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return err
 		}
-	}()
+	}
+	// Wake exactly when due rather than up to 50 µs late (the default
+	// timer slack); the thread sleeps between packets anyway.
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+	pfd := make([]unix.PollFd, len(fds)+1)
+	for i, fd := range fds {
+		pfd[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	}
+	pfd[len(fds)] = unix.PollFd{Fd: int32(stop), Events: unix.POLLIN}
+	q := make([]lineQueue, len(fds)) // q[i]: read from fds[i], to fds[i^1]
+	var free [][]byte
 	buf := make([]byte, 65536)
-	for ctx.Err() == nil {
-		n, err := from.Read(buf)
-		if err != nil {
-			break // closed (Close), or the device is gone
-		}
-		b := bufs.Get().(*[]byte)
-		*b = append((*b)[:0], buf[:n]...)
-		select {
-		case q <- packet{lineNow() + int64(l.delay), b}:
-		default:
-			l.dropped.Add(1)
-			bufs.Put(b)
-		}
-	}
-	close(q)
-	<-done
-}
-
-// waitUntil sleeps until the relay clock reaches due; false if ctx ended.
-// Go's timers wake a sleeping process with millisecond resolution (the
-// poller's epoll_wait timeout), which would add up to a millisecond to a
-// half-millisecond delay, so the last stretch is a nanosleep(2) on this
-// goroutine's thread, accurate to the kernel's timer slack (~50 µs).
-func waitUntil(ctx context.Context, due int64) bool {
-	d := time.Duration(due - lineNow())
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	if d > 3*time.Millisecond {
-		t := time.NewTimer(d - 2*time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-	}
 	for {
-		d = time.Duration(due - lineNow())
-		if d <= 0 {
-			return ctx.Err() == nil
+		now := monoNow()
+		next := int64(-1)
+		for i := range q {
+			for q[i].len() > 0 && q[i].due[q[i].head] <= now {
+				b := q[i].pop()
+				_, _ = unix.Write(fds[i^1], b)
+				free = append(free, b[:0])
+			}
+			if q[i].len() > 0 {
+				if w := q[i].due[q[i].head] - now; next < 0 || w < next {
+					next = w
+				}
+			}
 		}
-		ts := unix.NsecToTimespec(int64(d))
-		_ = unix.Nanosleep(&ts, nil) // EINTR (the runtime's preemption signal): loop
+		var ts *unix.Timespec
+		if next >= 0 {
+			t := unix.NsecToTimespec(next)
+			ts = &t
+		}
+		if _, err := unix.Ppoll(pfd, ts, nil); err != nil && err != unix.EINTR {
+			return fmt.Errorf("ppoll: %w", err)
+		}
+		if pfd[len(fds)].Revents != 0 {
+			return nil
+		}
+		now = monoNow()
+		for i := range fds {
+			if pfd[i].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+				return fmt.Errorf("device %d of the delay line is gone", i)
+			}
+			if pfd[i].Revents&unix.POLLIN == 0 {
+				continue
+			}
+			for range 256 { // bounded: the other devices get their turn
+				n, err := unix.Read(fds[i], buf)
+				if err != nil || n <= 0 {
+					break
+				}
+				if q[i].len() >= lineCap {
+					continue // the line is full: dropped
+				}
+				var b []byte
+				if k := len(free); k > 0 {
+					b, free = free[k-1], free[:k-1]
+				}
+				q[i].push(now+int64(delay), append(b, buf[:n]...))
+			}
+		}
 	}
 }

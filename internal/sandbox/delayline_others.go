@@ -10,13 +10,18 @@ import (
 // DelayLine needs Linux TUN devices.
 type DelayLine struct{}
 
+// Link is one link of a DelayLine.
+type Link struct {
+	PathA, DevA, PathB, DevB string
+}
+
 // NewDelayLine fails: TUN devices and network namespaces are Linux's.
-func NewDelayLine(pathA, devA, pathB, devB string, delay time.Duration) (*DelayLine, error) {
+func NewDelayLine(links []Link, delay time.Duration) (*DelayLine, error) {
 	return nil, errors.New("delay line: needs Linux")
 }
 
-// Stats returns zeros.
-func (l *DelayLine) Stats() (packets, dropped uint64) { return 0, 0 }
+// ServeDelayLine does nothing here.
+func ServeDelayLine() {}
 
 // Close does nothing.
 func (l *DelayLine) Close() error { return nil }

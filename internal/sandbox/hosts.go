@@ -103,10 +103,7 @@ func (s *Sandbox) AddHosts(ctx context.Context, n int, link LinkOptions) ([]Host
 		}
 		s.hosts = append(s.hosts, h)
 		if s.rttMethod == RTTDelayLine {
-			if err := s.addDelayedHost(ctx, k, h, link.RTT/2); err != nil {
-				return nil, err
-			}
-			continue
+			continue // below, all hosts' links on one relay
 		}
 		if err := s.ipBatch(ctx, s.Name, []string{
 			fmt.Sprintf("link add %s type veth peer name %s netns %s", h.Peer, h.Link, h.Name),
@@ -130,6 +127,11 @@ func (s *Sandbox) AddHosts(ctx context.Context, n int, link LinkOptions) ([]Host
 			}
 		}
 	}
+	if s.rttMethod == RTTDelayLine {
+		if err := s.addDelayedHosts(ctx, link.RTT/2); err != nil {
+			return nil, err
+		}
+	}
 	return append([]Host(nil), s.hosts...), nil
 }
 
@@ -137,29 +139,39 @@ func (s *Sandbox) AddHosts(ctx context.Context, n int, link LinkOptions) ([]Host
 // or "" (no RTT asked).
 func (s *Sandbox) RTTMethod() string { return s.rttMethod }
 
-// addDelayedHost joins host k to the sandbox with a DelayLine instead of
-// a veth on the bridge: TUN device h.Peer in the sandbox's namespace with
-// a route to the host's /24, TUN device h.Link in the host with its
-// address in the hosts' /16 (so 10.77.0.1, on the bridge, is reached
-// through it). Point-to-point devices need no neighbour discovery.
-func (s *Sandbox) addDelayedHost(ctx context.Context, k int, h Host, oneWay time.Duration) error {
-	l, err := NewDelayLine(s.NetNS, h.Peer, h.NetNS, h.Link, oneWay)
+// addDelayedHosts joins every host to the sandbox with a link of one
+// DelayLine instead of a veth on the bridge: TUN device h.Peer in the
+// sandbox's namespace with a route to the host's /24, TUN device h.Link
+// in the host with its address in the hosts' /16 (so 10.77.0.1, on the
+// bridge, is reached through it). Point-to-point devices need no
+// neighbour discovery.
+func (s *Sandbox) addDelayedHosts(ctx context.Context, oneWay time.Duration) error {
+	links := make([]Link, len(s.hosts))
+	for k, h := range s.hosts {
+		links[k] = Link{PathA: s.NetNS, DevA: h.Peer, PathB: h.NetNS, DevB: h.Link}
+	}
+	l, err := NewDelayLine(links, oneWay)
 	if err != nil {
 		return err
 	}
-	s.lines = append(s.lines, l)
-	hostNet := netip.PrefixFrom(HostAddr(k), 24).Masked()
-	if err := s.ipBatch(ctx, s.Name, []string{
-		"link set " + h.Peer + " up",
-		fmt.Sprintf("route add %s dev %s", hostNet, h.Peer),
-	}); err != nil {
-		return err
+	s.line = l
+	for k, h := range s.hosts {
+		hostNet := netip.PrefixFrom(HostAddr(k), 24).Masked()
+		if err := s.ipBatch(ctx, s.Name, []string{
+			"link set " + h.Peer + " up",
+			fmt.Sprintf("route add %s dev %s", hostNet, h.Peer),
+		}); err != nil {
+			return err
+		}
+		if err := s.ipBatch(ctx, h.Name, []string{
+			"link set lo up",
+			fmt.Sprintf("addr add %s/%d dev %s", h.Addr, hostNetPrefix.Bits(), h.Link),
+			fmt.Sprintf("link set %s up", h.Link),
+		}); err != nil {
+			return err
+		}
 	}
-	return s.ipBatch(ctx, h.Name, []string{
-		"link set lo up",
-		fmt.Sprintf("addr add %s/%d dev %s", h.Addr, hostNetPrefix.Bits(), h.Link),
-		fmt.Sprintf("link set %s up", h.Link),
-	})
+	return nil
 }
 
 // hasNetem reports whether netem can be put on a link here (tc present
@@ -195,10 +207,10 @@ func (s *Sandbox) ipBatch(ctx context.Context, ns string, cmds []string) error {
 // them) after killing anything left running in them.
 func (s *Sandbox) removeHosts() error {
 	var first error
-	for _, l := range s.lines {
-		l.Close()
+	if s.line != nil {
+		s.line.Close()
+		s.line = nil
 	}
-	s.lines = nil
 	for _, h := range s.hosts {
 		killNamespaceProcs(h.NetNS)
 		if out, err := exec.Command("ip", "netns", "del", h.Name).CombinedOutput(); err != nil && first == nil {

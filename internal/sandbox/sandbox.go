@@ -62,9 +62,9 @@ type Sandbox struct {
 	waitc  chan error
 	closed bool
 	hosts  []Host
-	// lines delay the hosts' links where netem is missing; rttMethod
+	// line delays the hosts' links where netem is missing; rttMethod
 	// says which of the two AddHosts used.
-	lines     []*DelayLine
+	line      *DelayLine
 	rttMethod string
 	// bindExtra is another address Valkey listens on (the hosts' link).
 	bindExtra string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stormguard/stormguard/internal/listentrace"
@@ -28,7 +29,64 @@ type ebpfSource struct {
 	mu    sync.Mutex
 	prev  listentrace.Counters
 	prevT time.Time
+	// shared is a Read taken for the accept-queue source's counts
+	// (kernelCounts) at sharedAt, which this sample's Collect uses
+	// instead of reading the maps again; hasShared says it is unused.
+	shared    listentrace.Counters
+	sharedAt  time.Time
+	hasShared bool
+
+	// counting is set while the last Read succeeded and knew the
+	// watched listener: the sample then has this listener's own
+	// overflows (listen.overflows_port), and the namespace-wide TCP
+	// counters may go on a slow clock (TCPStat.SlowPeriod).
+	counting atomic.Bool
 }
+
+// sharedFresh is how old a Read taken for the accept-queue source may be
+// for Collect to use it: both run one after the other in the sampler's
+// goroutine, microseconds apart; an older one (the ebpf source missed that
+// sample) is not used and the maps are read again.
+const sharedFresh = 5 * time.Millisecond
+
+// kernelCounts reads the maps once for the sample: the accept-queue
+// source takes the SYN_RECV/ESTABLISHED counts from it, and Collect, which
+// follows in the same sample, the rest (no second read of the maps).
+func (e *ebpfSource) kernelCounts() (established, synRecv uint64, err error) {
+	e.rw.RLock()
+	if e.closed {
+		e.rw.RUnlock()
+		return 0, 0, listentrace.ErrClosed
+	}
+	cur, err := e.tr.Read()
+	e.rw.RUnlock()
+	if err != nil {
+		return 0, 0, err
+	}
+	e.mu.Lock()
+	e.shared, e.sharedAt, e.hasShared = cur, time.Now(), true
+	e.mu.Unlock()
+	if cur.Listeners == 0 {
+		return 0, 0, listentrace.ErrNoListener
+	}
+	return cur.Established, cur.SynRecv, nil
+}
+
+// takeShared returns the Read kernelCounts took for this sample, if fresh.
+func (e *ebpfSource) takeShared(now time.Time) (listentrace.Counters, time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, at, ok := e.shared, e.sharedAt, e.hasShared
+	e.hasShared = false
+	if !ok || now.Sub(at) > sharedFresh || now.Before(at) {
+		return listentrace.Counters{}, time.Time{}, false
+	}
+	return c, at, true
+}
+
+// countsOverflows reports whether the last Read gave this listener's own
+// overflow count (see counting).
+func (e *ebpfSource) countsOverflows() bool { return e.counting.Load() }
 
 func openEBPF(ctx context.Context, o Options) (sample.Source, error) {
 	if o.NoEBPF || listentrace.Off() {
@@ -71,17 +129,24 @@ func (e *ebpfSource) Close() error {
 }
 
 func (e *ebpfSource) Collect(_ context.Context, s *sample.Sample) error {
-	e.rw.RLock()
-	if e.closed {
+	cur, now, ok := e.takeShared(time.Now())
+	if !ok {
+		e.rw.RLock()
+		if e.closed {
+			e.rw.RUnlock()
+			e.counting.Store(false)
+			return errors.New("read eBPF maps: source closed")
+		}
+		var err error
+		cur, err = e.tr.Read()
 		e.rw.RUnlock()
-		return errors.New("read eBPF maps: source closed")
+		now = time.Now()
+		if err != nil {
+			e.counting.Store(false)
+			return fmt.Errorf("read eBPF maps: %w", err)
+		}
 	}
-	cur, err := e.tr.Read()
-	e.rw.RUnlock()
-	now := time.Now()
-	if err != nil {
-		return fmt.Errorf("read eBPF maps: %w", err)
-	}
+	e.counting.Store(cur.Listeners > 0 && e.tr.NoListeners == "")
 	e.mu.Lock()
 	d := listentrace.Delta(e.prev, cur)
 	elapsed := now.Sub(e.prevT)

@@ -463,7 +463,7 @@ func agreeCounts(t *testing.T, sb *sandbox.Sandbox, e *ebpfSource, what string) 
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		est, sr, err := e.tr.Counts()
+		est, sr, err := e.kernelCounts()
 		west, wsr := walkCounts(t, sb)
 		if err == nil && est == west && sr == wsr {
 			t.Logf("%s: established %d, syn_recv %d (kernel = walk)", what, est, sr)
@@ -498,7 +498,7 @@ func TestIntegrationEBPFCountsAcrossRestart(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, _, err := e.tr.Counts()
+		_, _, err := e.kernelCounts()
 		west, _ := walkCounts(t, sb)
 		if errors.Is(err, listentrace.ErrNoListener) && west == 0 {
 			break

@@ -89,3 +89,44 @@ func bucketFor(us uint64) int {
 	}
 	return listentrace.NBuckets - 1
 }
+
+// TestSharedRead: a Read taken for the accept-queue counts is used by the
+// Collect that follows it in the same sample, once; an older one is not.
+func TestSharedRead(t *testing.T) {
+	e := &ebpfSource{}
+	now := time.Now()
+	e.shared, e.sharedAt, e.hasShared = listentrace.Counters{Accepts: 7}, now, true
+	if c, at, ok := e.takeShared(now.Add(time.Millisecond)); !ok || c.Accepts != 7 || !at.Equal(now) {
+		t.Fatalf("fresh shared read: %+v %v %v, want it", c, at, ok)
+	}
+	if _, _, ok := e.takeShared(now.Add(time.Millisecond)); ok {
+		t.Error("shared read used twice")
+	}
+	e.shared, e.sharedAt, e.hasShared = listentrace.Counters{Accepts: 8}, now, true
+	if _, _, ok := e.takeShared(now.Add(sharedFresh + time.Millisecond)); ok {
+		t.Error("a shared read older than sharedFresh was used")
+	}
+}
+
+// TestTCPSlowOnlyWithPerListenerCount: the tcp source is read every sample
+// (SlowPeriod 0) unless eBPF counts the listener's own overflows.
+func TestTCPSlowOnlyWithPerListenerCount(t *testing.T) {
+	s := NewTCPStat(TCPStatConfig{ProcRoot: "testdata/proc-6.18"})
+	if p := s.SlowPeriod(); p != 0 {
+		t.Errorf("without eBPF: SlowPeriod %v, want 0", p)
+	}
+	e := &ebpfSource{}
+	srcs := []sample.Source{s, e}
+	useOverflowCount(srcs)
+	if p := s.SlowPeriod(); p != 0 {
+		t.Errorf("eBPF not counting yet: SlowPeriod %v, want 0", p)
+	}
+	e.counting.Store(true)
+	if p := s.SlowPeriod(); p != tcpPeriod {
+		t.Errorf("eBPF counting: SlowPeriod %v, want %v", p, tcpPeriod)
+	}
+	e.counting.Store(false)
+	if p := s.SlowPeriod(); p != 0 {
+		t.Errorf("eBPF stopped counting: SlowPeriod %v, want 0", p)
+	}
+}

@@ -71,7 +71,24 @@ const (
 	// 100 ms it would add load to Valkey for readings (clients, the
 	// rejection counter) that the kernel's accept queue leads anyway.
 	valkeyPeriod = 100 * time.Millisecond
+	// tcpPeriod applies only while the eBPF source counts the watched
+	// listener's own overflows every sample (listen.overflows_port): the
+	// namespace-wide TCP counters are then no longer the drop signal a
+	// storm is first seen in (the accept queue and that count are), and
+	// rendering netstat and snmp was the largest per-sample cost at a
+	// 10 ms interval. Without eBPF they are read every sample.
+	tcpPeriod = 500 * time.Millisecond
 )
+
+// SlowPeriod implements sample.Slow: tcpPeriod while the eBPF source
+// counts this listener's overflows (see tcpPeriod), otherwise 0 (every
+// sample).
+func (s *TCPStat) SlowPeriod() time.Duration {
+	if s.perListener != nil && s.perListener() {
+		return tcpPeriod
+	}
+	return 0
+}
 
 // SlowPeriod implements sample.Slow.
 func (*NIC) SlowPeriod() time.Duration { return nicPeriod }
@@ -131,6 +148,7 @@ func Open(ctx context.Context, o Options) *Set {
 		}
 	}
 	useKernelCounts(set.Sources)
+	useOverflowCount(set.Sources)
 	return set
 }
 
@@ -154,7 +172,25 @@ func useKernelCounts(srcs []sample.Source) {
 		}
 	}
 	if user != nil && eb != nil {
-		user.useKernelCounts(eb.tr.Counts)
+		user.useKernelCounts(eb.kernelCounts)
+	}
+}
+
+// useOverflowCount hands the tcp source the eBPF source's word on whether
+// this listener's own overflows are being counted (see TCPStat.SlowPeriod).
+func useOverflowCount(srcs []sample.Source) {
+	var ts *TCPStat
+	var eb *ebpfSource
+	for _, src := range srcs {
+		switch v := src.(type) {
+		case *TCPStat:
+			ts = v
+		case *ebpfSource:
+			eb = v
+		}
+	}
+	if ts != nil && eb != nil {
+		ts.perListener = eb.countsOverflows
 	}
 }
 

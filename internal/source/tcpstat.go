@@ -29,6 +29,10 @@ func TCPStatConfigFor(t Target) TCPStatConfig {
 // TCPStat is the "tcp" source.
 type TCPStat struct {
 	files *procnet.Files
+	// perListener, when set, reports whether the eBPF source counts the
+	// watched listener's own overflows (see SlowPeriod); set once by
+	// Open before the first sample.
+	perListener func() bool
 }
 
 // NewTCPStat prepares the tcp source. It opens nothing: files are opened on

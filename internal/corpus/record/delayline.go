@@ -31,7 +31,7 @@ func (r *run) delayLine(ctx context.Context, delay time.Duration) (clientNS stri
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return "", nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
 	}
-	line, err = sandbox.NewDelayLine(r.sb.NetNS, "sgdl0", ns, "sgdl1", delay)
+	line, err = sandbox.NewDelayLine([]sandbox.Link{{PathA: r.sb.NetNS, DevA: "sgdl0", PathB: ns, DevB: "sgdl1"}}, delay)
 	if err != nil {
 		cleanup()
 		return "", nil, err

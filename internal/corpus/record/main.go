@@ -29,9 +29,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/sandbox"
 )
 
 func main() {
+	sandbox.ServeDelayLine() // the benign-slow-link shape's relay runs in a child of this binary
 	out := flag.String("out", "internal/corpus/testdata", "directory for NAME.jsonl.gz and NAME.label.json")
 	only := flag.String("only", "", "comma-separated shape names (default: all)")
 	list := flag.Bool("list", false, "list the shapes and exit")
