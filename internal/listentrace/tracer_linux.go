@@ -37,7 +37,11 @@ type Tracer struct {
 	closed bool
 	// zeroMax is the per-CPU zero value written to wait_max after a read.
 	zeroMax []uint64
-	log     *slog.Logger
+	// raw reads the maps for Read without telling the Go runtime
+	// (rawMaps); rawOff is set once a raw read failed.
+	raw    *rawMaps
+	rawOff atomic.Bool
+	log    *slog.Logger
 	// lastEvent is the kernel time (CLOCK_MONOTONIC ns) of the latest
 	// overflow record read.
 	lastEvent atomic.Uint64
@@ -122,6 +126,7 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 	}
 	t := &Tracer{objs: objs, wake: make(chan struct{}, 1), done: make(chan struct{}), zeroMax: make([]uint64, ncpu), log: log,
 		nsPath: nsPath, relearnReq: make(chan struct{}, 1)}
+	t.raw = newRawMaps(t, ncpu)
 	attachments := []struct {
 		what string
 		do   func() (link.Link, error)
@@ -328,7 +333,8 @@ func (t *Tracer) WakeDelay() (d time.Duration, ok bool) {
 }
 
 // Read returns the port's counters summed over CPUs, and the longest wait
-// since the previous Read (which it resets).
+// since the previous Read (which it resets). It reads with raw system
+// calls (rawMaps) and falls back to the library's for good if they fail.
 func (t *Tracer) Read() (Counters, error) {
 	var c Counters
 	t.mu.RLock()
@@ -336,10 +342,53 @@ func (t *Tracer) Read() (Counters, error) {
 	if t.closed {
 		return c, ErrClosed
 	}
+	if r := t.raw; r != nil && !t.rawOff.Load() {
+		r.mu.Lock()
+		err := r.read()
+		if err == nil {
+			c = t.sum(r.stats, r.drops, r.waitMax)
+		}
+		r.mu.Unlock()
+		if err == nil {
+			return c, nil
+		}
+		t.rawOff.Store(true)
+		t.log.Info("ebpf: raw map reads failed; reading through the library from now on", "err", err)
+	}
+	return t.readLib()
+}
+
+// readLib is Read through the cilium/ebpf library's calls.
+func (t *Tracer) readLib() (Counters, error) {
 	var per []listentracePortStats
 	if err := t.objs.Stats.Lookup(uint32(0), &per); err != nil {
-		return c, fmt.Errorf("read port stats: %w", err)
+		return Counters{}, fmt.Errorf("read port stats: %w", err)
 	}
+	// read_drops reads the learned listeners' drop counters inside the
+	// kernel (kernel memory is not readable from here) into the drops map.
+	if _, err := t.objs.ReadDrops.Run(&ebpf.RunOptions{Context: make([]byte, 8)}); err != nil {
+		return Counters{}, fmt.Errorf("run read_drops: %w", err)
+	}
+	var d listentraceListenerDrops
+	if err := t.objs.Drops.Lookup(uint32(0), &d); err != nil {
+		return Counters{}, fmt.Errorf("read listener drops: %w", err)
+	}
+	var mx []uint64
+	if err := t.objs.WaitMax.Lookup(uint32(0), &mx); err != nil {
+		return Counters{}, fmt.Errorf("read longest wait: %w", err)
+	}
+	// A wait recorded between the lookup and this update is lost to the
+	// max (it is still in the histogram): a race of microseconds.
+	if err := t.objs.WaitMax.Put(uint32(0), t.zeroMax); err != nil {
+		return Counters{}, fmt.Errorf("reset longest wait: %w", err)
+	}
+	return t.sum(per, d, mx), nil
+}
+
+// sum turns the maps' per-CPU values into Counters, and asks for a walk
+// when the listeners must be learned again.
+func (t *Tracer) sum(per []listentracePortStats, d listentraceListenerDrops, mx []uint64) Counters {
+	var c Counters
 	var est int64
 	for i := range per {
 		est += per[i].Established
@@ -350,15 +399,6 @@ func (t *Tracer) Read() (Counters, error) {
 		for b := range c.Hist {
 			c.Hist[b] += per[i].Hist[b]
 		}
-	}
-	// read_drops reads the learned listeners' drop counters inside the
-	// kernel (kernel memory is not readable from here) into the drops map.
-	if _, err := t.objs.ReadDrops.Run(&ebpf.RunOptions{Context: make([]byte, 8)}); err != nil {
-		return c, fmt.Errorf("run read_drops: %w", err)
-	}
-	var d listentraceListenerDrops
-	if err := t.objs.Drops.Lookup(uint32(0), &d); err != nil {
-		return c, fmt.Errorf("read listener drops: %w", err)
 	}
 	c.Listeners = d.Listeners
 	c.Drops = d.Drops
@@ -371,21 +411,12 @@ func (t *Tracer) Read() (Counters, error) {
 		// again, at most once per relearnGap.
 		t.askRelearn()
 	}
-	var mx []uint64
-	if err := t.objs.WaitMax.Lookup(uint32(0), &mx); err != nil {
-		return c, fmt.Errorf("read longest wait: %w", err)
-	}
 	var m uint64
 	for _, v := range mx {
 		m = max(m, v)
 	}
 	c.MaxWait = time.Duration(m)
-	// A wait recorded between the lookup and this update is lost to the
-	// max (it is still in the histogram): a race of microseconds.
-	if err := t.objs.WaitMax.Put(uint32(0), t.zeroMax); err != nil {
-		return c, fmt.Errorf("reset longest wait: %w", err)
-	}
-	return c, nil
+	return c
 }
 
 // Counts returns the port's ESTABLISHED sockets as the programs keep

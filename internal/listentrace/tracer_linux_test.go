@@ -89,6 +89,17 @@ func TestTracerLoopback(t *testing.T) {
 	if c2.MaxWait != 0 || c2.Accepts != n {
 		t.Fatalf("second read: max %v accepts %d, want 0 and %d", c2.MaxWait, c2.Accepts, n)
 	}
+	// Those reads were raw (rawMaps) and read what the library reads.
+	if tr.rawOff.Load() {
+		t.Fatal("raw map reads failed and Read fell back to the library")
+	}
+	lib, err := tr.readLib()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lib != c2 {
+		t.Errorf("library read %+v\nraw read %+v; want the same (nothing happened between)", lib, c2)
+	}
 }
 
 // TestTracerCloseDuringRead closes a tracer while goroutines read it (the

@@ -83,12 +83,12 @@ type diagConn struct {
 	// runtime is not told about them. Any ordinary system call made
 	// while every P is idle wakes the runtime's sysmon thread, so at
 	// 100 Hz that doubles the poller's wake-ups; a raw call does not.
-	// Only for the poller, whose calls return at once: a lookup or a
-	// LISTEN dump is answered in microseconds and reads never wait
-	// (kernels before 6.10 serialise sock_diag requests on a mutex, so
-	// a send may wait there for another reader's dump datagram). Never
-	// for Collect, whose counting dumps can spend milliseconds in one
-	// call.
+	// Only for the poller and Collect's LISTEN dumps, whose calls
+	// return at once: a lookup or a LISTEN dump is answered in
+	// microseconds and reads never wait (kernels before 6.10 serialise
+	// sock_diag requests on a mutex, so a send may wait there for
+	// another reader's dump datagram). Never for the counting dumps
+	// (runCount's socket), which can spend milliseconds in one call.
 	raw bool
 }
 
@@ -375,6 +375,7 @@ func openListenq(ctx context.Context, o Options) (sample.Source, error) {
 	if c, err := dialDiag(l.netns); err != nil {
 		l.log.Debug("sock_diag socket not ready", "err", err)
 	} else {
+		c.raw = true // LISTEN dumps only (see collConn)
 		l.coll, l.collDialed = c, time.Now()
 	}
 	if every < 0 {
@@ -595,6 +596,11 @@ func (l *listenq) collConn() (*diagConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Collect's socket only makes LISTEN dumps (the listening hash, answered
+	// at once; the counting dumps have a socket of their own), so its
+	// calls are raw like the poller's (diagConn.raw): a calm sample with
+	// eBPF on then makes no system call the Go runtime sees.
+	c.raw = true
 	l.coll = c
 	return c, nil
 }
