@@ -15,15 +15,7 @@ import (
 // interval's peak); above it the poller runs. A listener of this process
 // on loopback, read in this process's namespace.
 func TestListenqSharesTheSamplersClock(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := addr.Parse(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := loopbackListener(t)
 	for _, tc := range []struct {
 		interval time.Duration
 		poller   bool
@@ -49,4 +41,20 @@ func TestListenqSharesTheSamplersClock(t *testing.T) {
 			t.Errorf("close: %v", err)
 		}
 	}
+}
+
+// loopbackListener listens on 127.0.0.1 in the test's own namespace until
+// the test ends and returns the address, as a Target takes it.
+func loopbackListener(t *testing.T) addr.Addr {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	a, err := addr.Parse(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -647,15 +647,7 @@ func waitPolls(t *testing.T, l *listenq, n uint64) {
 // the clock (what every SIGTERM of watch does) is a shutdown, not an error.
 // It runs in the test's own namespace on a loopback listener.
 func TestListenqCloseLogsNoError(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := addr.Parse(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := loopbackListener(t)
 	var logs sandboxtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for i := 0; i < 10; i++ {
