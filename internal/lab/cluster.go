@@ -22,9 +22,16 @@ import (
 // 0-5460) and the other three their replicas.
 var clusterPorts = []int{7001, 7002, 7003, 7004, 7005}
 
-// clusterNodeTimeout is the nodes' cluster-node-timeout: short, so that
-// the cluster fails over within seconds of the kill.
-const clusterNodeTimeout = "1000"
+// clusterNodeTimeout is the nodes' cluster-node-timeout from the moment
+// the cluster is up: short, so that the cluster fails over within seconds
+// of the kill. While the cluster forms the nodes run with
+// clusterFormTimeout instead: on a loaded machine a one-second timeout
+// let nodes mark each other failing while valkey-cli waited for them to
+// agree, and the create never finished.
+const (
+	clusterNodeTimeout = "1000"
+	clusterFormTimeout = "15000"
+)
 
 // clusterKey is the key every cluster client reads. Its hash tag {bar}
 // maps to slot 5061, in the killed primary's (6379's) range, so every
@@ -47,7 +54,7 @@ func (r *run) clusterHost() string {
 
 // clusterArgs are the cluster settings of one node on port.
 func clusterArgs(dir string, port int) []string {
-	return []string{"--cluster-enabled", "yes", "--cluster-node-timeout", clusterNodeTimeout,
+	return []string{"--cluster-enabled", "yes", "--cluster-node-timeout", clusterFormTimeout,
 		"--cluster-config-file", filepath.Join(dir, fmt.Sprintf("nodes-%d.conf", port))}
 }
 
@@ -79,7 +86,26 @@ func (r *run) startCluster(ctx context.Context) error {
 	if out, err := r.sb.Command(cctx, "valkey-cli", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("valkey-cli --cluster create: %w: %s", err, lastLine(out))
 	}
-	return r.waitClusterReplica(ctx)
+	if err := r.waitClusterReplica(ctx); err != nil {
+		return err
+	}
+	return r.shortenNodeTimeout(ctx)
+}
+
+// shortenNodeTimeout sets every node's cluster-node-timeout to
+// clusterNodeTimeout once the cluster is up (see clusterFormTimeout).
+func (r *run) shortenNodeTimeout(ctx context.Context) error {
+	for _, node := range r.clusterNodes {
+		adm := &admin{ep: r.endpoint(node)}
+		err := adm.do(ctx, adminTimeout, func(ctx context.Context, c valkey.Client) error {
+			return c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("cluster-node-timeout", clusterNodeTimeout).Build()).Error()
+		})
+		adm.close()
+		if err != nil {
+			return fmt.Errorf("CONFIG SET cluster-node-timeout %s on %s: %w", clusterNodeTimeout, node, err)
+		}
+	}
+	return nil
 }
 
 // startClusterNode starts one cluster node on port and waits for PING.

@@ -223,7 +223,9 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 			pid := cmd.Process.Pid
 			lines := bufio.NewScanner(out)
 			held := false
+			var before []string
 			for lines.Scan() {
+				before = append(before, lines.Text())
 				if strings.Contains(lines.Text(), "disrupted") {
 					held = true
 					break
@@ -232,7 +234,7 @@ func TestIntegrationInterruptCleans(t *testing.T) {
 			if !held {
 				cmd.Process.Kill()
 				cmd.Wait()
-				t.Fatal("helper ended before its disruption")
+				t.Fatalf("helper ended before its disruption:\n%s", strings.Join(before, "\n"))
 			}
 			if n := labNamespaces(t, pid); sc != "cluster" && len(n) != 3 {
 				t.Errorf("during the run: namespaces %v, want the server's and 2 hosts'", n)
