@@ -25,9 +25,10 @@ var clusterPorts = []int{7001, 7002, 7003, 7004, 7005}
 // clusterNodeTimeout is the nodes' cluster-node-timeout from the moment
 // the cluster is up: short, so that the cluster fails over within seconds
 // of the kill. While the cluster forms the nodes run with
-// clusterFormTimeout instead: on a loaded machine a one-second timeout
-// let nodes mark each other failing while valkey-cli waited for them to
-// agree, and the create never finished.
+// clusterFormTimeout instead: once under CI load a one-second timeout
+// throughout left the create unfinished after a minute (most likely nodes
+// marking each other failing while valkey-cli waited for them to agree),
+// and a short timeout buys nothing before the kill.
 const (
 	clusterNodeTimeout = "1000"
 	clusterFormTimeout = "15000"
