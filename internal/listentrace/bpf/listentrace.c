@@ -15,7 +15,7 @@
  *        one port compare unless the socket is the watched port's.
  *        LISTEN -> SYN_RECV: a child socket is created (the handshake
  *        completed); it is queued for accept() microseconds later:
- *        timestamped by address. Into / out of ESTABLISHED: the
+ *        timestamped by address (queued). Into / out of ESTABLISHED: the
  *        per-port count (see established_enter for how it stays exact
  *        for sockets that predate the programs).
  *   syscalls:sys_exit_accept{,4}  accept() returned an fd: its socket's
@@ -24,9 +24,9 @@
  *        known) walks the namespace's TCP sockets once: it learns the
  *        port's listening sockets and, the first time, counts the
  *        ESTABLISHED sockets that existed before the tracepoint.
- *   The child's creation (and each accept while a queue is full)
- *   re-checks whether the learned listeners' accept queues are full (for
- *   sk_lookup, below).
+ *   The child's creation when its listener's queue is nearly full (and
+ *   each accept while a queue is full) re-checks whether the learned
+ *   listeners' accept queues are full (for sk_lookup, below).
  *   sk_lookup (per netns)           a packet looked for a listener on the
  *        port: a SYN (or, under SYN cookies, a cookie ACK). sock_diag
  *        lookups (no remote port) are not counted. A SYN that arrives
