@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/stormguard/stormguard/internal/sandbox"
@@ -57,7 +59,7 @@ type progStats map[string]ebpf.ProgramStats
 
 func (t *Tracer) progStats() (progStats, error) {
 	out := progStats{}
-	v := reflect.ValueOf(t.objs.listentracePrograms)
+	v := reflect.ValueOf(t.objs.programs)
 	for i := range v.NumField() {
 		p, ok := v.Field(i).Interface().(*ebpf.Program)
 		if !ok || p == nil {
@@ -208,7 +210,88 @@ func TestBenchEBPFCost(t *testing.T) {
 	client := unwatched.stateNS / 2
 	t.Logf("RESULT server end: %.0f − client end %.0f (half the unwatched pass's state changes) = %.0f ns per connection = %.2f%% of one core at 20,000/s",
 		watched.perConn, client, watched.perConn-client, 100*(watched.perConn-client)*20000/1e9)
+	other.Close()
+	floor := emptyPass(t, sb, conns)
+	t.Logf("RESULT floor (empty programs at the same attach points; server end: half the state changes, the accept exits, sk_lookup): %.0f ns per connection = %.2f%% of one core at 20,000/s",
+		floor, 100*floor*20000/1e9)
 	t.Logf("RESULT load after: %s", loadavg())
+}
+
+// emptyPass runs the load with programs that return at once attached
+// where the real ones are (the state-change tracepoint, both accept exits,
+// sk_lookup in the namespace): what a run costs before any of its work on
+// this machine. It returns the server end's share per connection (half the
+// state changes: the client's five are the other half; all accept exits and
+// sk_lookup runs).
+func emptyPass(t *testing.T, sb *sandbox.Sandbox, conns int) float64 {
+	t.Helper()
+	ret := func(v int32) asm.Instructions { return asm.Instructions{asm.Mov.Imm(asm.R0, v), asm.Return()} }
+	specs := map[string]*ebpf.ProgramSpec{
+		"state":   {Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: "inet_sock_set_state", Instructions: ret(0), License: "GPL"},
+		"accept4": {Type: ebpf.TracePoint, Instructions: ret(0), License: "GPL"},
+		"accept":  {Type: ebpf.TracePoint, Instructions: ret(0), License: "GPL"},
+		"lookup":  {Type: ebpf.SkLookup, AttachType: ebpf.AttachSkLookup, Instructions: ret(1), License: "GPL"},
+	}
+	progs := map[string]*ebpf.Program{}
+	for name, spec := range specs {
+		p, err := ebpf.NewProgram(spec)
+		if err != nil {
+			t.Fatalf("load empty %s program: %v", name, err)
+		}
+		defer p.Close()
+		progs[name] = p
+	}
+	ns, err := os.Open(sb.NetNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	var links []link.Link
+	attach := func(l link.Link, err error) {
+		if err != nil {
+			t.Fatalf("attach an empty program: %v", err)
+		}
+		links = append(links, l)
+	}
+	attach(link.AttachTracing(link.TracingOptions{Program: progs["state"]}))
+	attach(link.Tracepoint("syscalls", "sys_exit_accept4", progs["accept4"], nil))
+	attach(link.Tracepoint("syscalls", "sys_exit_accept", progs["accept"], nil))
+	attach(link.AttachNetNs(int(ns.Fd()), progs["lookup"]))
+	defer func() {
+		for _, l := range links {
+			l.Close()
+		}
+	}()
+	read := func() progStats {
+		out := progStats{}
+		for name, p := range progs {
+			st, err := p.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name] = *st
+		}
+		return out
+	}
+	p0 := passiveOpens(t, sb)
+	a := read()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := sb.Command(ctx, "valkey-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(sb.Port),
+		"-c", "50", "-n", strconv.Itoa(conns), "-k", "0", "-t", "ping_inline", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("valkey-benchmark: %v: %s", err, out)
+	}
+	b := read()
+	opens := passiveOpens(t, sb) - p0
+	if opens == 0 {
+		t.Fatal("no connections opened")
+	}
+	report(t, "empty", a, b, opens)
+	ns1 := func(name string) float64 {
+		return float64((b[name].Runtime - a[name].Runtime).Nanoseconds()) / float64(opens)
+	}
+	return ns1("state")/2 + ns1("accept4") + ns1("accept") + ns1("lookup")
 }
 
 // pass is one load pass's cost per connection.

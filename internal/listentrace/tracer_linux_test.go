@@ -19,8 +19,15 @@ import (
 
 // TestTracerLoopback loads the programs against a loopback listener in
 // stormguard's own namespace: SYNs, accepts and the wait of connections
-// left in the accept queue for a known time.
+// left in the accept queue for a known time; with the accept programs'
+// typed loads and with their probe-read fallback.
 func TestTracerLoopback(t *testing.T) {
+	for _, probe := range []bool{false, true} {
+		t.Run("probe="+strconv.FormatBool(probe), func(t *testing.T) { testTracerLoopback(t, probe) })
+	}
+}
+
+func testTracerLoopback(t *testing.T, probe bool) {
 	if Off() {
 		// Not a missing capability: whoever set the variable asked for
 		// eBPF off, so there is nothing to load (not a CI skip).
@@ -39,11 +46,14 @@ func TestTracerLoopback(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	tr, err := Open(context.Background(), "", uint16(port), nil)
+	tr, err := open(context.Background(), "", uint16(port), nil, probe)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
+	if !probe && tr.ProbeReads {
+		t.Log("this kernel refused the typed loads (before 6.2?): both passes test the probe reads")
+	}
 	const n = 5
 	const hold = 200 * time.Millisecond
 	var conns []net.Conn
