@@ -487,7 +487,12 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 	if fast <= 0 || fast > sm.Interval {
 		fast = sm.Interval
 	}
+	clk := newSleeper()
+	defer clk.close()
+	stop := context.AfterFunc(ctx, clk.poke)
+	defer stop()
 	ws := newWakes(sm.Interval)
+	ws.wakeup = clk.poke
 	for _, w := range sm.Wakes {
 		go ws.forward(ctx, w)
 	}
@@ -515,7 +520,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 			next = fast
 		}
 		var ok bool
-		if regular, atOnce, ok = sm.wait(ctx, ws, start, next, fast); !ok {
+		if regular, atOnce, ok = sm.wait(ctx, clk, ws, start, next, fast); !ok {
 			return
 		}
 		if !regular {
@@ -527,15 +532,32 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 // wait blocks until the next sample is due: at start+next (regular), or
 // at a wake-up — at once when ws says so (atOnce), otherwise no sooner
 // than start+fast. ok is false when ctx ended.
-func (sm *Sampler) wait(ctx context.Context, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
-	timer := time.NewTimer(time.Until(start.Add(next)))
-	defer timer.Stop()
+//
+// It sleeps on clk, which a wake-up pokes after leaving its token in
+// ws.signal: the sleeper is armed before the token is looked for, so a
+// wake-up either leaves its token before that look or pokes the armed
+// sleeper, and is never slept through.
+func (sm *Sampler) wait(ctx context.Context, clk sleeper, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
+	due := start.Add(next)
+	spaced := false // a wake-up was taken: sample at start+fast
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return false, false, false
-		case <-timer.C:
+		}
+		now := time.Now()
+		if spaced {
+			if !now.Before(start.Add(fast)) {
+				return false, false, true
+			}
+			clk.arm(start.Add(fast).Sub(now))
+			clk.block()
+			continue
+		}
+		if !now.Before(due) {
 			return true, false, true
+		}
+		clk.arm(due.Sub(now))
+		select {
 		case <-ws.signal:
 			level, now := ws.take(time.Now())
 			if level == 0 {
@@ -544,15 +566,11 @@ func (sm *Sampler) wait(ctx context.Context, ws *wakes, start time.Time, next, f
 			if now {
 				return false, true, true
 			}
-			if wait := time.Until(start.Add(fast)); wait > 0 {
-				select {
-				case <-ctx.Done():
-					return false, false, false
-				case <-time.After(wait):
-				}
-			}
-			return false, false, true
+			spaced = true
+			continue
+		default:
 		}
+		clk.block()
 	}
 }
 
