@@ -272,14 +272,27 @@ type result struct {
 // stalled Valkey's source cannot hold back the sample that follows.
 func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool, urgent <-chan struct{}) *Sample {
 	s := sm.newSample()
-	ctx, cancel := context.WithTimeout(ctx, deadline)
-	defer cancel()
-	results := make(chan result, len(sm.Sources))
-	launched, group := sm.launch(ctx, s, results)
+	end := time.Now().Add(deadline)
+	group, others := sm.due(s)
+	launched := len(others)
+	results := make(chan result, launched)
+	if launched > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, end)
+		defer cancel()
+		for _, src := range others {
+			go func(src Source) { results <- sm.collectOne(ctx, src) }(src)
+		}
+	} else {
+		// Only prompt sources, which honour the deadline themselves:
+		// no timer to arm and stop (most samples at a short interval).
+		ctx = deadlineOnly{ctx, end}
+	}
+	expired := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
 	// The prompt sources run here; an answer that comes after the
 	// deadline is discarded like a late goroutine's.
 	for _, src := range group {
-		if ctx.Err() != nil {
+		if expired() {
 			sm.mu.Lock()
 			sm.running[src.Name()] = false
 			sm.mu.Unlock()
@@ -287,7 +300,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 			continue
 		}
 		r := sm.collectOne(ctx, src)
-		if ctx.Err() != nil {
+		if expired() {
 			s.Errors[r.name] = timeoutReason(deadline)
 			continue
 		}
@@ -383,12 +396,12 @@ func (sm *Sampler) newSample() *Sample {
 	return s
 }
 
-// launch starts every non-prompt source that is due (see Slow) and not
-// still running from an earlier sample, each answering on results, and
-// returns how many it started and the prompt sources to collect in the
-// caller's goroutine (marked running). A slow source that is not due
-// contributes its latest reading to s instead.
-func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result) (launched int, group []Source) {
+// due sorts the sources a sample reads now, marking each running: the
+// prompt ones, to collect in the caller's goroutine, and the others, each
+// to run in a goroutine of its own. A slow source that is not due
+// contributes its latest reading to s instead (see Slow), and one still
+// running from an earlier sample is left out as stale.
+func (sm *Sampler) due(s *Sample) (prompt, others []Source) {
 	sm.mu.Lock()
 	fast := sm.fastNow
 	sm.mu.Unlock()
@@ -413,13 +426,28 @@ func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result)
 			continue
 		}
 		if isPrompt(src) {
-			group = append(group, src)
-			continue
+			prompt = append(prompt, src)
+		} else {
+			others = append(others, src)
 		}
-		launched++
-		go func(src Source) { results <- sm.collectOne(ctx, src) }(src)
 	}
-	return launched, group
+	return prompt, others
+}
+
+// deadlineOnly is a context with a deadline but no timer behind it: its
+// Done is its parent's, not closed at the deadline. Only for a sample
+// whose sources are all prompt: they bound their reads by Deadline, and
+// gather checks the deadline itself between them.
+type deadlineOnly struct {
+	context.Context
+	end time.Time
+}
+
+func (c deadlineOnly) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.end) {
+		return d, true
+	}
+	return c.end, true
 }
 
 // markLate records every source that has not answered (and was not
