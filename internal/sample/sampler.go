@@ -61,6 +61,41 @@ type Sampler struct {
 	prevSetup setupCounters
 	// lastPending is the HandshakePending of the last fresh valkey reading.
 	lastPending *uint64
+	// kinds caches what each of Sources implements (see kindsLocked).
+	kinds []sourceKind
+}
+
+// sourceKind is one source's name and optional interfaces, asserted once:
+// an assertion to an interface is a hash-table lookup, and a sample at a
+// 10 ms interval made a dozen of them.
+type sourceKind struct {
+	name   string
+	slow   Slow   // nil: read every sample
+	prompt Prompt // nil: not prompt
+}
+
+func (k *sourceKind) slowPeriod() time.Duration {
+	if k.slow == nil {
+		return 0
+	}
+	return k.slow.SlowPeriod()
+}
+
+func (k *sourceKind) isPrompt() bool { return k.prompt != nil && k.prompt.Prompt() }
+
+// kindsLocked returns the sources' kinds (sm.mu held). Sources do not
+// change once sampling started; a different number of them (a test
+// reusing a Sampler) is asserted again.
+func (sm *Sampler) kindsLocked() []sourceKind {
+	if len(sm.kinds) != len(sm.Sources) {
+		sm.kinds = make([]sourceKind, len(sm.Sources))
+		for i, src := range sm.Sources {
+			sm.kinds[i].name = src.Name()
+			sm.kinds[i].slow, _ = src.(Slow)
+			sm.kinds[i].prompt, _ = src.(Prompt)
+		}
+	}
+	return sm.kinds
 }
 
 // setupCounters are the cumulative counters HandshakePending is derived
@@ -130,11 +165,6 @@ type Prompt interface {
 	Prompt() bool
 }
 
-func isPrompt(src Source) bool {
-	p, ok := src.(Prompt)
-	return ok && p.Prompt()
-}
-
 // deadline returns the per-source deadline.
 func (sm *Sampler) deadline() time.Duration {
 	return sm.deadlineFor(sm.Interval)
@@ -195,13 +225,6 @@ type Slow interface {
 	SlowPeriod() time.Duration
 }
 
-func slowPeriod(src Source) time.Duration {
-	if p, ok := src.(Slow); ok {
-		return p.SlowPeriod()
-	}
-	return 0
-}
-
 // reading is a slow source's latest answer, carried into the samples taken
 // before it is due again.
 type reading struct {
@@ -211,28 +234,30 @@ type reading struct {
 	took float64   // how long the reading took, ms (source_ms)
 }
 
-// carry reports whether src's latest reading may stand in for a fresh one
-// in a sample started at start with the given interval, and if so merges
-// it into s. A reading is due again once it is SlowPeriod old, less half an
-// interval so that at an interval of SlowPeriod every sample still reads it.
-func (sm *Sampler) carry(s *Sample, src Source, start time.Time, interval time.Duration, fast bool) bool {
-	period := slowPeriod(src)
-	if fast || period <= 0 || period <= interval {
+// carryLocked (sm.mu held) reports whether the source k's latest reading
+// may stand in for a fresh one in a sample started at start with the given
+// interval, and if so merges it into s. A reading is due again once it is
+// SlowPeriod old, less half an interval so that at an interval of
+// SlowPeriod every sample still reads it.
+func (sm *Sampler) carryLocked(s *Sample, k *sourceKind, start time.Time, interval time.Duration, fast bool) bool {
+	if fast || k.slow == nil {
 		return false
 	}
-	sm.mu.Lock()
-	r, ok := sm.latest[src.Name()]
-	sm.mu.Unlock()
+	period := k.slowPeriod()
+	if period <= 0 || period <= interval {
+		return false
+	}
+	r, ok := sm.latest[k.name]
 	age := start.Sub(r.at)
 	if !ok || age < 0 || age >= period-interval/2 {
 		return false
 	}
-	s.SourceAgeMS[src.Name()] = float64(age) / float64(time.Millisecond)
+	s.SourceAgeMS[k.name] = float64(age) / float64(time.Millisecond)
 	// source_ms keeps every source (stormguard_source_up and the
 	// duration metric do not flap between readings): the reading's own.
-	s.SourceDurations[src.Name()] = r.took
+	s.SourceDurations[k.name] = r.took
 	if r.err != "" {
-		s.Errors[src.Name()] = r.err
+		s.Errors[k.name] = r.err
 	}
 	s.merge(r.part)
 	return true
@@ -275,8 +300,9 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 	end := time.Now().Add(deadline)
 	group, others := sm.due(s)
 	launched := len(others)
-	results := make(chan result, launched)
+	var results chan result // nil (never ready) when nothing is launched
 	if launched > 0 {
+		results = make(chan result, launched)
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, end)
 		defer cancel()
@@ -353,8 +379,11 @@ func timeoutReason(deadline time.Duration) string {
 // the samples that carry it.
 func (sm *Sampler) record(s *Sample, r result) {
 	s.record(r.name, r.part, r.err, r.took)
-	for _, src := range sm.Sources {
-		if src.Name() == r.name && slowPeriod(src) > 0 {
+	sm.mu.Lock()
+	kinds := sm.kindsLocked()
+	sm.mu.Unlock()
+	for i := range kinds {
+		if kinds[i].name == r.name && kinds[i].slowPeriod() > 0 {
 			sm.keep(r.name, r.part, r.err, s.Time, r.took)
 		}
 	}
@@ -381,8 +410,8 @@ func (sm *Sampler) newSample() *Sample {
 		Port:            sm.Port,
 		NetNS:           sm.NetNS,
 		Errors:          map[string]string{},
-		SourceAgeMS:     map[string]float64{},
-		SourceDurations: map[string]float64{},
+		SourceAgeMS:     make(map[string]float64, len(sm.Sources)),
+		SourceDurations: make(map[string]float64, len(sm.Sources)),
 	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
@@ -403,29 +432,25 @@ func (sm *Sampler) newSample() *Sample {
 // running from an earlier sample is left out as stale.
 func (sm *Sampler) due(s *Sample) (prompt, others []Source) {
 	sm.mu.Lock()
+	defer sm.mu.Unlock()
 	fast := sm.fastNow
-	sm.mu.Unlock()
 	// The regular interval, also for a wake-up's sample: at an Interval
 	// of a source's period or more, every sample reads it.
 	interval := sm.Interval
-	for _, src := range sm.Sources {
-		name := src.Name()
-		if sm.carry(s, src, s.Time, interval, fast) {
+	kinds := sm.kindsLocked()
+	for i, src := range sm.Sources {
+		k := &kinds[i]
+		if sm.carryLocked(s, k, s.Time, interval, fast) {
 			continue
 		}
-		sm.mu.Lock()
-		busy := sm.running[name]
-		if !busy {
-			sm.running[name] = true
-		}
-		sm.mu.Unlock()
-		if busy {
+		if sm.running[k.name] {
 			// The previous collection has not returned: never pile up
 			// goroutines behind a stuck source.
-			s.Errors[name] = "stale: previous collection still running"
+			s.Errors[k.name] = "stale: previous collection still running"
 			continue
 		}
-		if isPrompt(src) {
+		sm.running[k.name] = true
+		if k.isPrompt() {
 			prompt = append(prompt, src)
 		} else {
 			others = append(others, src)
