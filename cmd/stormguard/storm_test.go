@@ -66,7 +66,6 @@ func TestStormBadInput(t *testing.T) {
 		{"defuse auto without a namespace", []string{"--target", "127.0.0.1:6379", "--defuse", "auto", "--clients", "5", "--strategy", "immediate"}, "--defuse auto arms rules in the server's namespace"},
 		{"failover without spawn", []string{"--target", "127.0.0.1:6379", "--scenario", "failover", "--clients", "5", "--strategy", "immediate"}, "the failover --scenario starts a replica next to the lab's own server: give --spawn"},
 		{"failover with glide", []string{"--spawn", "--scenario", "failover", "--clients", "5", "--strategy", "valkey-glide"}, "valkey-glide"},
-		{"failover with redis-py", []string{"--spawn", "--scenario", "failover", "--setup", "auth", "--clients", "5", "--strategy", "redis-py"}, "redis-py does not use"},
 		{"negative warm-up connect timeout", []string{"--spawn", "--warmup-connect-timeout", "-1s", "--clients", "5", "--strategy", "immediate"}, "--warmup-connect-timeout must not be negative"},
 		{"redis-py needs a namespace", []string{"--target", "127.0.0.1:6379", "--clients", "10", "--instances", "2", "--strategy", "redis-py"}, "--netns"},
 		{"stray argument", []string{"now", "--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate"}, "now"},

@@ -43,6 +43,9 @@ type builder struct {
 	// mitigation: armed by the agent, with its cumulative drop counter.
 	mitArmed   bool
 	mitDropped float64
+	// portDrops is listen.overflows_port, this port's own cumulative drop
+	// counter (eBPF); nil: not read.
+	portDrops *float64
 }
 
 func newBuilder(dt time.Duration) *builder {
@@ -93,6 +96,9 @@ func (b *builder) tick(newPerSec, dropPerSec float64) *sample.Sample {
 		s.SynRecv = sample.U64(b.synRecv)
 		s.Established = b.estab
 		s.Listen.Abandoned = b.abandoned
+		if b.portDrops != nil {
+			s.Listen.OverflowsPort = u(*b.portDrops)
+		}
 	}
 	if !b.noTCP {
 		s.TCP = &sample.TCP{

@@ -26,6 +26,7 @@ const (
 	cNICPPS
 	cRejected
 	cMitigationDrops
+	cPortOverflows
 	nCounters
 )
 
@@ -68,6 +69,19 @@ var counterTable = [nCounters]counterDef{
 		}
 		return s.Mitigation.Dropped
 	}, rate: func(r *Rates) **float64 { return &r.MitigationDrops }, refusal: true},
+	// listen.overflows_port is the port's listening sockets' own drop
+	// counter (eBPF): per port, so no Principle 0 question. It sums the
+	// live listeners' counts, so a listener recreated by a restart starts
+	// again from 0: a fall is a reset like any other, while a reading
+	// after a gap (no listener learned yet) is compared with the last one
+	// before it, which counts the new socket's drops when the old one had
+	// none.
+	cPortOverflows: {name: "listen.overflows_port", read: func(s *sample.Sample) *uint64 {
+		if s.Listen == nil {
+			return nil
+		}
+		return s.Listen.OverflowsPort
+	}, rate: func(r *Rates) **float64 { return &r.PortOverflows }, refusal: true, source: "ebpf"},
 	cRejected: {name: "valkey.rejected_connections", read: valkey(func(k *sample.Valkey) *uint64 { return k.RejectedConnections }), rate: func(r *Rates) **float64 { return &r.ValkeyRejectedConnections }, refusal: true, source: "valkey"},
 }
 

@@ -740,6 +740,7 @@ func TestCounterTableComplete(t *testing.T) {
 	s.TCP.SynRetrans, s.TCP.AttemptFails = sample.U64(1), sample.U64(1)
 	s.NIC.PPSAllowanceExceeded = sample.U64(1)
 	s.Mitigation = &sample.Mitigation{Armed: 1, Dropped: sample.U64(1)}
+	s.Listen.OverflowsPort = sample.U64(1)
 	seen := map[string]bool{}
 	for i, c := range counterTable {
 		if c.name == "" || c.read == nil || c.rate == nil {

@@ -57,7 +57,7 @@ func decodeStream(data []byte) []*sample.Sample {
 		t = t.Add(time.Duration(int16(r.u16())) * time.Millisecond)
 		s := &sample.Sample{Time: t, Target: "fuzz:6379"}
 		if flags&1 != 0 {
-			s.Listen = &sample.Listen{Depth: next(0), DepthMax: next(1), Limit: next(2)}
+			s.Listen = &sample.Listen{Depth: next(0), DepthMax: next(1), Limit: next(2), OverflowsPort: next(23)}
 			s.SynRecv = next(3)
 		}
 		if flags&2 != 0 {

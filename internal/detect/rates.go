@@ -182,6 +182,12 @@ func droppedRate(r *Rates) *float64 {
 			}
 		}
 	}
+	if p := r.PortOverflows; p != nil {
+		// This port's drops are among the namespace's: the larger of the
+		// two, not their sum (the port's count is read by another source
+		// and may show drops the namespace counter showed a sample ago).
+		dropped, any = max(dropped, *p), true
+	}
 	for _, p := range []*float64{r.ConntrackDrop, r.NICConntrackAllowance, r.ValkeyRejectedConnections, r.MitigationDrops} {
 		if p != nil {
 			dropped, any = dropped+*p, true

@@ -71,6 +71,11 @@ type portEvidence struct {
 	synThr     uint64
 	synHigh    bool
 	pressure   bool // acceptHigh or synHigh
+	// ownDrops: this port's own drop counter (listen.overflows_port,
+	// eBPF) counted at least StormMinDrops since its previous reading.
+	// It is exact where the queue polls are not (an overflow over
+	// within one poll reads as an empty queue).
+	ownDrops bool
 }
 
 // newConnLevels are the smoothed new-connection rates with their
@@ -118,6 +123,7 @@ type rule func(mem *ruleMemory, in *input, out *evaluation)
 // here and, if it reads a new counter, one entry in counterTable.
 var rules = [...]rule{
 	ruleNamespaceDrops,
+	rulePortOverflows,
 	ruleAcceptFull,
 	ruleMitigationDrops,
 	ruleConntrackDrop,
@@ -305,7 +311,8 @@ func newInput(cfg *Config, state State, v *View, d *derived, conns newConnLevels
 		}
 	}
 	in.nsDrops = in.listenOK && in.listenDrops >= cfg.StormMinDrops
-	in.nsElsewhere = in.nsDrops && !in.sole && !p.pressure && !p.startHigh && p.known
+	p.ownDrops = dl[cPortOverflows].ok && dl[cPortOverflows].n >= cfg.StormMinDrops
+	in.nsElsewhere = in.nsDrops && !in.sole && !p.pressure && !p.startHigh && !p.ownDrops && p.known
 	if in.nsElsewhere {
 		// Drops at the accept queue (overflows) are contradicted by this
 		// port's queue peaking low; drops at the SYN queue (the rest of
@@ -364,6 +371,8 @@ func ruleNamespaceDrops(_ *ruleMemory, in *input, e *evaluation) {
 	switch {
 	case in.sole:
 		where = whereSoleListener
+	case p.ownDrops:
+		where = whereOwnCounter
 	case in.synStageUnconfirmed:
 		where = whereSynStageUnconfirmed
 	case !p.known && !p.synHigh:
@@ -378,7 +387,33 @@ func ruleNamespaceDrops(_ *ruleMemory, in *input, e *evaluation) {
 		where = whereQueueHighAtStart
 	}
 	e.add(Signal{Name: "listen_drops", say: sayListenDrops, Level: LevelStorm, Scope: ScopeNamespace, Value: in.perSecond(in.listenDrops), Threshold: float64(in.minDrops()), Unit: "conn/s",
-		PerPortEvidence: p.pressure || p.startHigh || in.sole, detail: where, startDepth: p.startDepth})
+		PerPortEvidence: p.pressure || p.startHigh || in.sole || p.ownDrops, detail: where, startDepth: p.startDepth})
+}
+
+// rulePortOverflows: this port's listening sockets counted dropped
+// connections themselves (their kernel drop counter, read by eBPF: SYNs
+// and final ACKs the full accept queue could not take, SYNs the full SYN
+// queue dropped). It is the per-port count of what listen_drops counts for
+// the whole namespace, so no other listener can explain it, and it is
+// exact where the queue polls are not: a reconnect wave that overflows the
+// queue between two polls reads as an empty queue. However few, each is a
+// client whose connection was lost and will be retried (a SYN retransmit
+// a second later at best): a storm, the same threshold (StormMinDrops) as
+// every other drop counter. It is read across a gap: the count after a
+// listener was recreated (a Valkey restart; the new socket learned a
+// sample or two later) is compared with the last reading before, so a
+// restart whose reconnect wave overflows the new queue is seen.
+func rulePortOverflows(_ *ruleMemory, in *input, e *evaluation) {
+	dropRule(in, e, cPortOverflows, "port_overflows", sayPortOverflows, ScopePort, "conn/s", true)
+}
+
+// sayPortOverflows is the port_overflows signal's sentence.
+func sayPortOverflows(s *Signal, v *View) string {
+	polled := ""
+	if q := queueText(v); q != "" {
+		polled = "; accept queue polls peaked at " + q
+	}
+	return fmt.Sprintf("%s connections/s dropped by this port's listening socket (its own drop counter: a full accept or SYN queue%s)", fmtN(s.Value), polled)
 }
 
 // sayListenDrops is the listen_drops signal's sentence.

@@ -18,6 +18,8 @@ const (
 	whereQueueHighAtStart
 	// SYN-queue drops with no fresh SYN_RECV count to confirm or contradict them.
 	whereSynStageUnconfirmed
+	// this port's own drop counter (eBPF) counted drops this interval
+	whereOwnCounter
 	// accept_queue_full without drop counters.
 	detailNoCounters
 	// new_conn_rate: which counter.
@@ -70,6 +72,8 @@ func whereText(s *Signal, v *View) string {
 		return "namespace-wide counter; drops at the SYN queue, which this port's accept queue cannot show, and no fresh SYN_RECV count to confirm it is this port"
 	case whereSoleListener:
 		return "namespace-wide counter; this server is the only listener in its namespace"
+	case whereOwnCounter:
+		return "namespace-wide counter; this port's own drop counter counted drops too"
 	case whereQueueHighAtStart:
 		return "namespace-wide counter; this port's accept queue held " + startQueueText(s.startDepth, v) + " as the interval began"
 	case whereSynRecv:

@@ -77,6 +77,10 @@ type Rates struct {
 	// MitigationDrops: packets (SYNs) dropped by the mitigations
 	// stormguard armed on this target.
 	MitigationDrops *float64 `json:"mitigation_drops"`
+	// PortOverflows: connections this listener's own sockets dropped
+	// (listen.overflows_port, eBPF), a per-port count of what
+	// ListenDrops counts for the whole namespace.
+	PortOverflows *float64 `json:"overflows_port"`
 }
 
 // Forecasts are seconds until a resource runs out at its growth rate over

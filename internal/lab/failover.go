@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,7 +33,7 @@ func (failoverScenario) check(c Config) error {
 	switch {
 	case c.Spawn == nil:
 		return bad("Scenario", "the failover {Scenario} starts a replica next to the lab's own server: give {Spawn}")
-	case c.Strategy == GLIDEStrategy || c.Strategy == RedisPyStrategy:
+	case c.Strategy == GLIDEStrategy:
 		return bad("Strategy", "the failover {Scenario} moves the service address under the lab's dial, which %s does not use", c.Strategy)
 	case c.Cluster && c.Strategy != "go-redis" && c.Strategy != "valkey-go":
 		return bad("Strategy", "{Cluster} needs a cluster client: {Strategy} go-redis or valkey-go, not %s", c.Strategy)
@@ -65,11 +66,40 @@ func (failoverScenario) disrupt(ctx context.Context, r *run, mark func()) error 
 	// From now on every new connection goes to the new primary, and the
 	// lab's own measurements read it.
 	r.svc.Store(&addr)
+	if r.strategy.traits(r.cfg).kernelDials {
+		if err := r.redirectService(ctx); err != nil {
+			adm.close()
+			return err
+		}
+	}
 	old := r.adm
 	r.adm = adm
 	old.close()
 	ms := time.Since(killed).Milliseconds()
 	r.res.FailoverTo, r.res.PromoteMS = addr, &ms
+	return nil
+}
+
+// redirectService moves the service address for a strategy that dials by
+// itself (redis-py: its process connects to the host and port it was
+// given, not through the lab's dial): in the server's namespace, new
+// connections to the primary's port are redirected to the promoted
+// replica's, as a virtual IP that a failover moves would. Connections
+// that already exist are not touched (NAT applies from a connection's
+// first packet); the namespace, and the rule with it, goes with the run.
+func (r *run) redirectService(ctx context.Context) error {
+	_, port, _ := net.SplitHostPort(r.cfg.Target)
+	rules := fmt.Sprintf(`table ip stormguard_lab_failover {
+	chain out { type nat hook output priority -100; tcp dport %[1]s redirect to :%[2]d; }
+	chain pre { type nat hook prerouting priority -100; tcp dport %[1]s redirect to :%[2]d; }
+}
+`, port, replicaPort)
+	cmd := r.sb.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("move the service address to the promoted replica (nft redirect, for %s): %w: %s",
+			r.cfg.Strategy, err, strings.TrimSpace(string(out)))
+	}
 	return nil
 }
 

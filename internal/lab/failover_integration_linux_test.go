@@ -30,12 +30,20 @@ func TestIntegrationFailover(t *testing.T) {
 		// The replica loads the run's ACL file: every reconnect to
 		// the promoted replica authenticates as the run's user.
 		{strategy: "go-redis", tls: true, hosts: 2, setup: "auth"},
+		// redis-py dials the address it was given by itself: the lab
+		// moves the service address in the kernel (redirectService),
+		// on loopback (output hook) and from client hosts (prerouting).
+		{strategy: RedisPyStrategy},
+		{strategy: RedisPyStrategy, tls: true, hosts: 2, setup: "auth"},
 	} {
 		name := tc.strategy
 		if tc.setup != "" {
 			name += "-" + tc.setup
 		}
 		t.Run(name, func(t *testing.T) {
+			if tc.strategy == RedisPyStrategy {
+				requireRedisPy(t)
+			}
 			const clients = 30
 			res := runLab(t, Config{Spawn: &Spawn{}, TLS: tc.tls, Hosts: tc.hosts, Setup: tc.setup, Clients: clients, Strategy: tc.strategy,
 				Scenario: "failover", Hold: 300 * time.Millisecond, Settle: 200 * time.Millisecond, Duration: 20 * time.Second})

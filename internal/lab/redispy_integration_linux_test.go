@@ -4,6 +4,11 @@ package lab
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -99,5 +104,69 @@ func requireRedisPy(t *testing.T) {
 	t.Helper()
 	if err := exec.Command(redisPyPython(), "-c", "import redis").Run(); err != nil {
 		sandboxtest.SkipOrFail(t, "python3-redis is not installed (scripts/install-deps.sh)")
+	}
+}
+
+// TestIntegrationRedisPyTLSTrustStore: in the environment the lab gives a
+// redis-py process with --tls, the context redis-py builds per connection
+// (ssl.create_default_context(), before it adds ssl_ca_certs) trusts the
+// run's CA and nothing else, so it does not parse the system's trust store
+// on every reconnect; and the variables it replaces are not duplicated.
+func TestIntegrationRedisPyTLSTrustStore(t *testing.T) {
+	requireRedisPy(t)
+	rt, err := makeRunTLS([]netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.close()
+	env, err := redisPyTLSEnv(append(os.Environ(), "SSL_CERT_FILE=/nonexistent", "SSL_CERT_DIR=/nonexistent"), rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"SSL_CERT_FILE=", "SSL_CERT_DIR="} {
+		n := 0
+		for _, kv := range env {
+			if strings.HasPrefix(kv, name) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s appears %d times in the environment, want once", name, n)
+		}
+	}
+	cmd := exec.Command(redisPyPython(), "-c", `import json, ssl
+c = ssl.create_default_context()
+print(json.dumps([c.cert_store_stats(), [dict(x[0] for x in ca["subject"]) for ca in c.get_ca_certs()]]))`)
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	var got []json.RawMessage
+	if err := json.Unmarshal(out, &got); err != nil || len(got) != 2 {
+		t.Fatalf("python3 printed %q: %v", out, err)
+	}
+	var stats map[string]int
+	var subjects []map[string]string
+	if err := json.Unmarshal(got[0], &stats); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(got[1], &subjects); err != nil {
+		t.Fatal(err)
+	}
+	if stats["x509_ca"] != 1 || len(subjects) != 1 {
+		t.Fatalf("default context trusts %v (%v), want only the run's CA", stats, subjects)
+	}
+	caPEM, err := os.ReadFile(rt.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(caPEM)
+	ca, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := subjects[0]["commonName"]; cn != ca.Subject.CommonName {
+		t.Errorf("default context trusts %q, want the run's CA %q", cn, ca.Subject.CommonName)
 	}
 }

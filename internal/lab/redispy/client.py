@@ -18,7 +18,10 @@ cfg = json.loads(sys.stdin.readline())
 kw = {}
 if cfg.get("tls_ca"):
     # TLS verified against the run's CA; every other ssl_* setting is
-    # redis-py's default (no client certificate, no hostname check).
+    # redis-py's default (no client certificate, no hostname check). The
+    # lab sets SSL_CERT_FILE/SSL_CERT_DIR to the CA and an empty directory,
+    # so the default context redis-py builds per connection loads a small
+    # trust store instead of the system's (redispy.go, redisPyTLSEnv).
     kw.update(ssl=True, ssl_ca_certs=cfg["tls_ca"])
 if cfg.get("password"):
     kw.update(username=cfg.get("user") or None, password=cfg["password"])
