@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
@@ -515,7 +516,7 @@ const tcpRTOMin = 200 * time.Millisecond
 
 var (
 	errConnectTimeout = errors.New("connect: i/o timeout")
-	errRefused        = errors.New("connect: connection refused")
+	errRefused        = fmt.Errorf("connect: %w", syscall.ECONNREFUSED)
 	errPingTimeout    = timeoutErr{}
 	errEOF            = errors.New("EOF")
 	errReset          = errors.New("read: connection reset by peer")
