@@ -359,6 +359,7 @@ func loadPass(t *testing.T, sb *sandbox.Sandbox, tr *Tracer, conns int, label st
 		t.Fatal(err)
 	}
 	p0 := passiveOpens(t, sb)
+	est0, _, estErr := tr.Counts() // ErrNoListener when watching an unused port
 	a, err := tr.progStats()
 	if err != nil {
 		t.Fatal(err)
@@ -390,6 +391,26 @@ func loadPass(t *testing.T, sb *sandbox.Sandbox, tr *Tracer, conns int, label st
 	st := b["on_set_state"].Runtime - a["on_set_state"].Runtime
 	t.Logf("RESULT %s: %d connections (programs counted %d SYNs, %d accepts) in %v = %.0f/s; programs %.0f ns per connection = %.2f%% of one core at this rate, %.2f%% at 20,000/s; load %s",
 		label, opens, c1.SYNs-c0.SYNs, c1.Accepts-c0.Accepts, wall.Round(time.Millisecond), rate, perConn, 100*total.Seconds()/wall.Seconds(), 100*perConn*20000/1e9, loadavg())
+	var misses uint64
+	for n := range b {
+		misses += b[n].RecursionMisses - a[n].RecursionMisses
+	}
+	if estErr == nil {
+		// Every connection was closed by the benchmark: the count must
+		// come back (the server ends leave ESTABLISHED when the client's
+		// FIN arrives, within milliseconds).
+		est1, deadline := est0+1, time.Now().Add(2*time.Second)
+		for est1 != est0 && time.Now().Before(deadline) {
+			if est1, _, err = tr.Counts(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("RESULT %s: ESTABLISHED count %d before, %d after; runs the kernel skipped (another program running on the CPU) %d", label, est0, est1, misses)
+		if est1 != est0 {
+			t.Errorf("ESTABLISHED count %d after the load, want %d as before it", est1, est0)
+		}
+	}
 	runs, ns := kinds(a, b)
 	return pass{perConn: perConn, stateNS: float64(st.Nanoseconds()) / float64(opens),
 		opens: opens, accepts: c1.Accepts - c0.Accepts, runs: runs, ns: ns}
