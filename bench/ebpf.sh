@@ -13,5 +13,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== eBPF cost ($(date -u +%FT%TZ), $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 STORMGUARD_BENCH=1 STORMGUARD_BENCH_CONNS="${CONNS:-100000}" STORMGUARD_BENCH_IDLE_S="${IDLE_S:-10}" \
-	go test -count=1 -v -timeout 20m -run "TestBenchEBPF${ONLY:-}" ./internal/listentrace/ | grep -E 'RESULT|idle:|load:|unwatched:|^(---|ok|FAIL|PASS)'
+	go test -count=1 -v -timeout 20m -run "TestBenchEBPF${ONLY:-}" ./internal/listentrace/ | grep -E 'RESULT|idle:|load:|unwatched:|empty:|^(---|ok|FAIL|PASS)'
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -18,16 +20,23 @@ import (
 // INFO then. The target is matched by address, else by a unique port.
 func agentFacts(ctx context.Context, base, hostPort string) *checklist.AgentFacts {
 	url := strings.TrimSuffix(base, "/") + "/api/v1/state"
-	af := &checklist.AgentFacts{URL: url}
+	// Basic-auth credentials in the URL (an agent behind
+	// --web.config.file) are sent by the HTTP client, never printed.
+	af := &checklist.AgentFacts{URL: redactURL(url)}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		af.Err = err.Error()
+		af.Err = "bad --agent URL (want http://HOST:PORT)"
 		return af
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		// url.Error quotes the URL; show it without its password.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			ue.URL = af.URL
+		}
 		af.Err = "no agent answered: " + err.Error()
 		return af
 	}
@@ -76,4 +85,13 @@ func agentFacts(ctx context.Context, base, hostPort string) *checklist.AgentFact
 	af.SampleTime = s.Time
 	af.Rejected, af.Connected, af.MaxClients = s.Valkey.RejectedConnections, s.Valkey.ConnectedClients, s.Valkey.MaxClients
 	return af
+}
+
+// redactURL hides the password of a URL's userinfo (u:pass@ → u:xxxxx@).
+func redactURL(s string) string {
+	u, err := neturl.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

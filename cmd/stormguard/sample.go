@@ -103,6 +103,10 @@ func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
 	var first *sample.Sample
+	// Valkey counts as unreachable only when no sample reached it: at a
+	// short --interval on a busy machine the first sample's connect can
+	// miss its deadline while the rest answer.
+	reached, valkeyErr := false, ""
 	for i := 0; i < o.count; i++ {
 		if i > 0 {
 			select {
@@ -115,6 +119,11 @@ func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts
 		s := sm.Once(ctx)
 		if first == nil {
 			first = s
+		}
+		if s.Valkey != nil {
+			reached = true
+		} else if reason, ok := s.Errors["valkey"]; ok {
+			valkeyErr = reason
 		}
 		if o.json {
 			if err := enc.Encode(s); err != nil {
@@ -137,10 +146,8 @@ func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts
 	}
 	// The contract: an unreachable Valkey is a connection error (exit 2),
 	// though the kernel signals were printed.
-	if first != nil && first.Valkey == nil {
-		if reason, ok := first.Errors["valkey"]; ok {
-			return usageErr(fmt.Errorf("%w at %s: %s", errValkeyUnreachable, t.Addr, reason))
-		}
+	if !reached && valkeyErr != "" {
+		return usageErr(fmt.Errorf("%w at %s: %s", errValkeyUnreachable, t.Addr, valkeyErr))
 	}
 	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/source"
 )
 
 func TestIntegrationSampleValkeyAuth(t *testing.T) {
@@ -76,4 +78,54 @@ func TestIntegrationSampleValkeyAuth(t *testing.T) {
 			}
 		}
 	})
+}
+
+// thawOnFirstWrite thaws a frozen Valkey once the first sample is written.
+type thawOnFirstWrite struct {
+	strings.Builder
+	thaw func()
+}
+
+func (w *thawOnFirstWrite) Write(p []byte) (int, error) {
+	if w.thaw != nil {
+		w.thaw()
+		w.thaw = nil
+	}
+	return w.Builder.Write(p)
+}
+
+// TestIntegrationSamplePartlyReached: Valkey frozen for the first sample
+// only (thawed as that sample is printed, no timing involved): the first
+// sample misses Valkey, later ones reach it, and the run is not "cannot
+// reach Valkey" (exit 0), since Valkey was reached.
+func TestIntegrationSamplePartlyReached(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	a, err := addr.Parse(sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &thawOnFirstWrite{thaw: sandboxtest.Freeze(t, sb)}
+	err = runSample(t.Context(), out, source.Target{Addr: a, NetNS: sb.NetNS}, sampleOpts{count: 20, interval: 200 * time.Millisecond, json: true})
+	var first, reached int
+	for i, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var s struct {
+			Valkey *json.RawMessage  `json:"valkey"`
+			Errors map[string]string `json:"errors"`
+		}
+		if err := json.Unmarshal([]byte(l), &s); err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		switch {
+		case i == 0 && s.Valkey == nil && s.Errors["valkey"] != "":
+			first++
+		case s.Valkey != nil:
+			reached++
+		}
+	}
+	if first != 1 || reached == 0 {
+		t.Fatalf("first sample missed Valkey: %v; later samples that reached it: %d (want ≥ 1)\n%s", first == 1, reached, out.String())
+	}
+	if err != nil {
+		t.Fatalf("runSample: %v; want success, Valkey was reached by %d samples", err, reached)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -402,6 +403,40 @@ func TestIntegrationNotrackTCPLoose(t *testing.T) {
 	_, err := sandboxManager(t, sb).Apply(context.Background(), Notrack, Params{Port: sb.Port, TTL: time.Minute})
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), sysctlTCPLoose+" = 0") {
 		t.Fatalf("notrack with tcp_loose 0: %v, want a refusal naming it", err)
+	}
+}
+
+// TestIntegrationNotrackIptablesNFT: the stateful filter written with
+// iptables-nft (the default iptables on current distributions) is seen
+// over netlink as xtables matches, not as nft's ct expressions; notrack is
+// refused quoting each rule, and nothing is installed.
+func TestIntegrationNotrackIptablesNFT(t *testing.T) {
+	if _, err := exec.LookPath("iptables-nft"); err != nil {
+		sandboxtest.SkipOrFail(t, "iptables-nft not installed (scripts/install-deps.sh installs the iptables package)")
+	}
+	sb := sandboxtest.New(t, sandbox.Options{})
+	for _, args := range [][]string{
+		{"-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+		{"-A", "INPUT", "-p", "tcp", "--dport", strconv.Itoa(sb.Port), "-m", "state", "--state", "NEW", "-j", "ACCEPT"},
+		{"-P", "INPUT", "DROP"},
+	} {
+		if out, err := sb.Command(context.Background(), "iptables-nft", args...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables-nft %v: %v: %s", args, err, out)
+		}
+	}
+	_, err := sandboxManager(t, sb).Apply(context.Background(), Notrack, Params{Port: sb.Port, TTL: time.Minute})
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("notrack under an iptables-nft stateful filter: %v, want a refusal", err)
+	}
+	// Both rules, each named by table, chain and handle.
+	if n := strings.Count(err.Error(), `table ip filter chain INPUT rule handle `); n != 2 || !strings.Contains(err.Error(), `"xt match conntrack counter accept" uses iptables -m conntrack`) {
+		t.Fatalf("refusal %q; want both INPUT rules quoted", err)
+	}
+	if strings.Contains(nftRuleset(t, sb), TableName) {
+		t.Error("refused notrack left objects behind")
+	}
+	if err := sb.Ping(context.Background()); err != nil {
+		t.Errorf("PING through the filter after the refusal: %v", err)
 	}
 }
 

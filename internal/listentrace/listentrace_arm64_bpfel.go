@@ -38,33 +38,43 @@ type listentracePortStats struct {
 	Hist        [400]uint64
 }
 
+type listentraceQbucket struct {
+	_   structs.HostLayout
+	Way [4]struct {
+		_  structs.HostLayout
+		Sk uint64
+		Ts uint64
+	}
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	listentraceMapCounted            = "counted"
-	listentraceMapDrops              = "drops"
-	listentraceMapEvents             = "events"
-	listentraceMapFull               = "full"
-	listentraceMapLastEvent          = "last_event"
-	listentraceMapLimit              = "limit"
-	listentraceMapListeners          = "listeners"
-	listentraceMapPending            = "pending"
-	listentraceMapQueued             = "queued"
-	listentraceMapStats              = "stats"
-	listentraceMapWaitMax            = "wait_max"
-	listentraceProgOnAccept4Exit     = "on_accept4_exit"
-	listentraceProgOnAcceptExitPlain = "on_accept_exit_plain"
-	listentraceProgOnSetState        = "on_set_state"
-	listentraceProgOnSkLookup        = "on_sk_lookup"
-	listentraceProgReadDrops         = "read_drops"
-	listentraceProgWalk              = "walk"
-	listentraceVarUnusedDrops        = "unused_drops"
-	listentraceVarUnusedEvent        = "unused_event"
-	listentraceVarUnusedStats        = "unused_stats"
-	listentraceVarWalkDone           = "walk_done"
-	listentraceVarWatchNetns         = "watch_netns"
-	listentraceVarWatchPort          = "watch_port"
+	listentraceMapCounted                 = "counted"
+	listentraceMapDrops                   = "drops"
+	listentraceMapEvents                  = "events"
+	listentraceMapFull                    = "full"
+	listentraceMapLastEvent               = "last_event"
+	listentraceMapListeners               = "listeners"
+	listentraceMapQueued                  = "queued"
+	listentraceMapScratch                 = "scratch"
+	listentraceMapStats                   = "stats"
+	listentraceMapWaitMax                 = "wait_max"
+	listentraceProgOnAccept4Exit          = "on_accept4_exit"
+	listentraceProgOnAccept4ExitProbe     = "on_accept4_exit_probe"
+	listentraceProgOnAcceptExitPlain      = "on_accept_exit_plain"
+	listentraceProgOnAcceptExitPlainProbe = "on_accept_exit_plain_probe"
+	listentraceProgOnSetState             = "on_set_state"
+	listentraceProgOnSkLookup             = "on_sk_lookup"
+	listentraceProgReadDrops              = "read_drops"
+	listentraceProgWalk                   = "walk"
+	listentraceVarUnusedDrops             = "unused_drops"
+	listentraceVarUnusedEvent             = "unused_event"
+	listentraceVarUnusedStats             = "unused_stats"
+	listentraceVarWalkDone                = "walk_done"
+	listentraceVarWatchNetns              = "watch_netns"
+	listentraceVarWatchPort               = "watch_port"
 )
 
 // loadListentrace returns the embedded CollectionSpec for listentrace.
@@ -109,12 +119,14 @@ type listentraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type listentraceProgramSpecs struct {
-	OnAccept4Exit     *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
-	OnAcceptExitPlain *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
-	OnSetState        *ebpf.ProgramSpec `ebpf:"on_set_state"`
-	OnSkLookup        *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
-	ReadDrops         *ebpf.ProgramSpec `ebpf:"read_drops"`
-	Walk              *ebpf.ProgramSpec `ebpf:"walk"`
+	OnAccept4Exit          *ebpf.ProgramSpec `ebpf:"on_accept4_exit"`
+	OnAccept4ExitProbe     *ebpf.ProgramSpec `ebpf:"on_accept4_exit_probe"`
+	OnAcceptExitPlain      *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain"`
+	OnAcceptExitPlainProbe *ebpf.ProgramSpec `ebpf:"on_accept_exit_plain_probe"`
+	OnSetState             *ebpf.ProgramSpec `ebpf:"on_set_state"`
+	OnSkLookup             *ebpf.ProgramSpec `ebpf:"on_sk_lookup"`
+	ReadDrops              *ebpf.ProgramSpec `ebpf:"read_drops"`
+	Walk                   *ebpf.ProgramSpec `ebpf:"walk"`
 }
 
 // listentraceMapSpecs contains maps before they are loaded into the kernel.
@@ -126,10 +138,9 @@ type listentraceMapSpecs struct {
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Full      *ebpf.MapSpec `ebpf:"full"`
 	LastEvent *ebpf.MapSpec `ebpf:"last_event"`
-	Limit     *ebpf.MapSpec `ebpf:"limit"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
-	Pending   *ebpf.MapSpec `ebpf:"pending"`
 	Queued    *ebpf.MapSpec `ebpf:"queued"`
+	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
 	Stats     *ebpf.MapSpec `ebpf:"stats"`
 	WaitMax   *ebpf.MapSpec `ebpf:"wait_max"`
 }
@@ -171,10 +182,9 @@ type listentraceMaps struct {
 	Events    *ebpf.Map `ebpf:"events"`
 	Full      *ebpf.Map `ebpf:"full"`
 	LastEvent *ebpf.Map `ebpf:"last_event"`
-	Limit     *ebpf.Map `ebpf:"limit"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
-	Pending   *ebpf.Map `ebpf:"pending"`
 	Queued    *ebpf.Map `ebpf:"queued"`
+	Scratch   *ebpf.Map `ebpf:"scratch"`
 	Stats     *ebpf.Map `ebpf:"stats"`
 	WaitMax   *ebpf.Map `ebpf:"wait_max"`
 }
@@ -186,10 +196,9 @@ func (m *listentraceMaps) Close() error {
 		m.Events,
 		m.Full,
 		m.LastEvent,
-		m.Limit,
 		m.Listeners,
-		m.Pending,
 		m.Queued,
+		m.Scratch,
 		m.Stats,
 		m.WaitMax,
 	)
@@ -211,18 +220,22 @@ type listentraceVariables struct {
 //
 // It can be passed to loadListentraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type listentracePrograms struct {
-	OnAccept4Exit     *ebpf.Program `ebpf:"on_accept4_exit"`
-	OnAcceptExitPlain *ebpf.Program `ebpf:"on_accept_exit_plain"`
-	OnSetState        *ebpf.Program `ebpf:"on_set_state"`
-	OnSkLookup        *ebpf.Program `ebpf:"on_sk_lookup"`
-	ReadDrops         *ebpf.Program `ebpf:"read_drops"`
-	Walk              *ebpf.Program `ebpf:"walk"`
+	OnAccept4Exit          *ebpf.Program `ebpf:"on_accept4_exit"`
+	OnAccept4ExitProbe     *ebpf.Program `ebpf:"on_accept4_exit_probe"`
+	OnAcceptExitPlain      *ebpf.Program `ebpf:"on_accept_exit_plain"`
+	OnAcceptExitPlainProbe *ebpf.Program `ebpf:"on_accept_exit_plain_probe"`
+	OnSetState             *ebpf.Program `ebpf:"on_set_state"`
+	OnSkLookup             *ebpf.Program `ebpf:"on_sk_lookup"`
+	ReadDrops              *ebpf.Program `ebpf:"read_drops"`
+	Walk                   *ebpf.Program `ebpf:"walk"`
 }
 
 func (p *listentracePrograms) Close() error {
 	return _ListentraceClose(
 		p.OnAccept4Exit,
+		p.OnAccept4ExitProbe,
 		p.OnAcceptExitPlain,
+		p.OnAcceptExitPlainProbe,
 		p.OnSetState,
 		p.OnSkLookup,
 		p.ReadDrops,

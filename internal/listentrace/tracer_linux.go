@@ -24,12 +24,16 @@ import (
 
 // Tracer is the loaded and attached programs for one watched port.
 type Tracer struct {
-	objs  listentraceObjects
-	links []link.Link
-	rd    *ringbuf.Reader
-	wake  chan struct{}
-	done  chan struct{}
-	close sync.Once
+	objs objects
+	// ProbeReads is true when the accept programs follow the file
+	// descriptor with a probe read per hop (kernels without
+	// bpf_rdonly_cast, before 6.2) instead of typed loads.
+	ProbeReads bool
+	links      []link.Link
+	rd         *ringbuf.Reader
+	wake       chan struct{}
+	done       chan struct{}
+	close      sync.Once
 	// mu keeps Close from freeing the maps and programs under a Read,
 	// Counts or walk still using them (a sampler may abandon a Read at
 	// its deadline and stop the agent meanwhile); closed is set under it.
@@ -72,6 +76,51 @@ const Supported = true
 // Open loads the programs for port in the network namespace at nsPath
 // ("" = stormguard's own) and attaches them. Close detaches them.
 func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*Tracer, error) {
+	return open(ctx, nsPath, port, log, false)
+}
+
+// programs are the programs Open loads: the generated set less the accept
+// programs' probe-read variants, which stand in for the typed-load ones
+// (same names here) only when those do not load.
+type programs struct {
+	OnAccept4Exit     *ebpf.Program `ebpf:"on_accept4_exit"`
+	OnAcceptExitPlain *ebpf.Program `ebpf:"on_accept_exit_plain"`
+	OnSetState        *ebpf.Program `ebpf:"on_set_state"`
+	OnSkLookup        *ebpf.Program `ebpf:"on_sk_lookup"`
+	ReadDrops         *ebpf.Program `ebpf:"read_drops"`
+	Walk              *ebpf.Program `ebpf:"walk"`
+}
+
+type objects struct {
+	programs
+	listentraceMaps
+	listentraceVariables
+}
+
+func (o *objects) Close() error {
+	return _ListentraceClose(o.OnAccept4Exit, o.OnAcceptExitPlain, o.OnSetState, o.OnSkLookup, o.ReadDrops, o.Walk, &o.listentraceMaps)
+}
+
+// load loads the programs, the accept ones with typed loads unless probe
+// (or the kernel refuses them: bpf_rdonly_cast is 6.2, the other programs
+// 5.13), then with probe reads. It reports which it loaded.
+func load(spec *ebpf.CollectionSpec, objs *objects, probe bool, log *slog.Logger) (bool, error) {
+	if !probe {
+		err := spec.LoadAndAssign(objs, nil)
+		if err == nil || isPerm(err) {
+			return false, err
+		}
+		log.Info("ebpf: the accept programs' typed loads do not load here; using probe reads", "err", err)
+	}
+	spec = spec.Copy()
+	spec.Programs["on_accept4_exit"] = spec.Programs["on_accept4_exit_probe"]
+	spec.Programs["on_accept_exit_plain"] = spec.Programs["on_accept_exit_plain_probe"]
+	return true, spec.LoadAndAssign(objs, nil)
+}
+
+// open is Open; probe loads the accept programs' probe-read variants
+// (tests cover both).
+func open(ctx context.Context, nsPath string, port uint16, log *slog.Logger, probe bool) (*Tracer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -108,8 +157,9 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 	if err := spec.Variables["watch_port"].Set(port); err != nil {
 		return nil, fmt.Errorf("set watched port: %w", err)
 	}
-	var objs listentraceObjects
-	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+	var objs objects
+	probe, err = load(spec, &objs, probe, log)
+	if err != nil {
 		if isPerm(err) {
 			return nil, fmt.Errorf("%w: %v", ErrPermission, err)
 		}
@@ -124,7 +174,7 @@ func Open(ctx context.Context, nsPath string, port uint16, log *slog.Logger) (*T
 		objs.Close()
 		return nil, fmt.Errorf("count possible CPUs: %w", err)
 	}
-	t := &Tracer{objs: objs, wake: make(chan struct{}, 1), done: make(chan struct{}), zeroMax: make([]uint64, ncpu), log: log,
+	t := &Tracer{objs: objs, ProbeReads: probe, wake: make(chan struct{}, 1), done: make(chan struct{}), zeroMax: make([]uint64, ncpu), log: log,
 		nsPath: nsPath, relearnReq: make(chan struct{}, 1)}
 	t.raw = newRawMaps(t, ncpu)
 	attachments := []struct {

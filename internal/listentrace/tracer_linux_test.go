@@ -14,13 +14,22 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
 // TestTracerLoopback loads the programs against a loopback listener in
 // stormguard's own namespace: SYNs, accepts and the wait of connections
-// left in the accept queue for a known time.
+// left in the accept queue for a known time; with the accept programs'
+// typed loads and with their probe-read fallback.
 func TestTracerLoopback(t *testing.T) {
+	for _, probe := range []bool{false, true} {
+		t.Run("probe="+strconv.FormatBool(probe), func(t *testing.T) { testTracerLoopback(t, probe) })
+	}
+}
+
+func testTracerLoopback(t *testing.T, probe bool) {
 	if Off() {
 		// Not a missing capability: whoever set the variable asked for
 		// eBPF off, so there is nothing to load (not a CI skip).
@@ -39,11 +48,14 @@ func TestTracerLoopback(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	tr, err := Open(context.Background(), "", uint16(port), nil)
+	tr, err := open(context.Background(), "", uint16(port), nil, probe)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
+	if !probe && tr.ProbeReads {
+		t.Log("this kernel refused the typed loads (before 6.2?): both passes test the probe reads")
+	}
 	const n = 5
 	const hold = 200 * time.Millisecond
 	var conns []net.Conn
@@ -238,5 +250,89 @@ func TestTracerRelearnsReplacedListener(t *testing.T) {
 			t.Fatalf("after replacing a listener: %d known, %d walks (%d before); want 2 and a new walk", listeners(), tr.Walks(), walks)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTracerIgnoresOtherNamespacesAccepts frees children of the watched
+// listener without accepting them (their times stay in the programs'
+// cache), then has a listener on the same port in another namespace accept
+// as many connections: its sockets come from the same kernel cache, so
+// some sit at the addresses the freed children had. None may count as an
+// accept of the watched port.
+func TestTracerIgnoresOtherNamespacesAccepts(t *testing.T) {
+	if Off() {
+		t.Skipf("%s turns eBPF off", Env)
+	}
+	sb := sandboxtest.New(t, sandbox.Options{})
+	listen := func(ns string, addr string) net.Listener {
+		var ln net.Listener
+		err := netns.Do(ns, func() error {
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(false)
+			var err error
+			ln, err = lc.Listen(context.Background(), "tcp4", addr)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	// The watched listener, in stormguard's namespace; the other one on
+	// the same port in the sandbox's.
+	watched := listen("", "127.0.0.1:0")
+	defer watched.Close()
+	port := watched.Addr().(*net.TCPAddr).Port
+	other := listen(sb.NetNS, watched.Addr().String())
+	defer other.Close()
+	tr, err := Open(context.Background(), "", uint16(port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const n = 200
+	for range n {
+		c, err := net.Dial("tcp4", watched.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	watched.Close() // frees the queued children, never accepted
+	accepted := make(chan error, 1)
+	go func() {
+		for range n {
+			c, err := other.Accept()
+			if err != nil {
+				accepted <- err
+				return
+			}
+			c.Close()
+		}
+		accepted <- nil
+	}()
+	for range n {
+		var c net.Conn
+		if err := netns.Do(sb.NetNS, func() error {
+			var err error
+			c, err = net.Dial("tcp4", other.Addr().String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	if err := <-accepted; err != nil {
+		t.Fatal(err)
+	}
+	c, err := tr.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Accepts != 0 {
+		t.Fatalf("accepts = %d, want 0 (the other namespace's listener's)", c.Accepts)
+	}
+	if c.SYNs != n {
+		t.Fatalf("SYNs = %d, want %d (the watched listener's only)", c.SYNs, n)
 	}
 }

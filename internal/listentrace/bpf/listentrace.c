@@ -15,7 +15,7 @@
  *        one port compare unless the socket is the watched port's.
  *        LISTEN -> SYN_RECV: a child socket is created (the handshake
  *        completed); it is queued for accept() microseconds later:
- *        timestamped by address. Into / out of ESTABLISHED: the
+ *        timestamped by address (queued). Into / out of ESTABLISHED: the
  *        per-port count (see established_enter for how it stays exact
  *        for sockets that predate the programs).
  *   syscalls:sys_exit_accept{,4}  accept() returned an fd: its socket's
@@ -24,9 +24,9 @@
  *        known) walks the namespace's TCP sockets once: it learns the
  *        port's listening sockets and, the first time, counts the
  *        ESTABLISHED sockets that existed before the tracepoint.
- *   The child's creation (and each accept while a queue is full)
- *   re-checks whether the learned listeners' accept queues are full (for
- *   sk_lookup, below).
+ *   The child's creation when its listener's queue is nearly full (and
+ *   each accept while a queue is full) re-checks whether the learned
+ *   listeners' accept queues are full (for sk_lookup, below).
  *   sk_lookup (per netns)           a packet looked for a listener on the
  *        port: a SYN (or, under SYN cookies, a cookie ACK). sock_diag
  *        lookups (no remote port) are not counted. A SYN that arrives
@@ -58,6 +58,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SUB (1 << SUB_BITS)
 #define MAX_EXP 28
 #define NBUCKETS (SUB + (MAX_EXP - SUB_BITS) * SUB)
+/* How close to its limit a listener's accept queue must be for a child's
+ * creation to re-read the listeners (see on_set_state). */
+#define NEAR_FULL 4
 #define EVENT_GAP_NS (10 * 1000 * 1000ULL)
 #define RELEARN_GAP_NS (1000 * 1000 * 1000ULL)
 
@@ -102,19 +105,119 @@ struct {
 	__type(value, __u64);
 } wait_max SEC(".maps");
 
-/* Children of the watched listener: socket address -> creation time.
- * Entries are never deleted (a delete per connection costs more than it
- * saves): the LRU drops the oldest, and an entry left by a socket that was
- * freed is overwritten when a later child is created at its address, the
- * only way a socket of the port reaches accept(). Per-CPU LRU lists: no
- * shared lock on the hot path. */
+/* Children of the watched listener: socket address -> creation time, in a
+ * set-associative cache (an array: its lookups are inlined, no helper call
+ * and no lock per connection, which a hash map's update and lookup cost).
+ * A socket's bucket is a hash of its address; a child takes the way that
+ * holds its own address (a freed socket's memory reused), else an unused
+ * way, else the one with the oldest time (accepted or abandoned children,
+ * in practice). Entries are never deleted: the only way a socket of the
+ * port reaches accept() is through its creation, which overwrites what a
+ * freed socket left at its address. A waiting child's time is lost only if
+ * more than QWAYS children wait at once in its bucket (with 4,096
+ * waiting, about one bucket in 200,000). A way is claimed by
+ * compare-and-exchange on its address, so two CPUs never fill the same
+ * way at once. */
+#define QWAYS 4
+#define QBUCKET_BITS 14
+#define QBUCKETS (1 << QBUCKET_BITS)
+
+struct qslot {
+	__u64 sk;
+	__u64 ts;
+};
+
+struct qbucket {
+	struct qslot way[QWAYS];
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, QBUCKETS);
+	__type(key, __u32);
+	__type(value, struct qbucket);
 } queued SEC(".maps");
+
+/* Per CPU, one slot per program kind (ADDR_*): addr's scratch. */
+#define ADDR_STATE 0
+#define ADDR_ACCEPT 1
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} scratch SEC(".maps");
+
+/* addr returns p's address as a plain number: the verifier allows no
+ * arithmetic (the bucket hash) on a pointer, but a pointer stored in a map
+ * reads back as a number. The slot is per CPU and per program kind, and a
+ * program never runs nested on one CPU (the kernel skips such a run), so
+ * nothing overwrites it between the store and the load. 0 if the slot is
+ * missing. */
+static __always_inline __u64 addr(const void *p, __u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&scratch, &slot);
+
+	if (!v)
+		return 0;
+	*(const void **)v = p;
+	return *(volatile __u64 *)v;
+}
+
+static __always_inline struct qbucket *qbucket(__u64 key)
+{
+	__u32 i = ((__u32)key * 2654435761U) >> (32 - QBUCKET_BITS);
+
+	return bpf_map_lookup_elem(&queued, &i);
+}
+
+/* qput records that child key was created (queued for accept) at now. */
+static __always_inline void qput(__u64 key, __u64 now)
+{
+	struct qbucket *b = qbucket(key);
+	__u64 old, oldest = ~0ULL;
+	__u32 w, pick = 0;
+
+	if (!b || !key)
+		return;
+	for (w = 0; w < QWAYS; w++) {
+		if (b->way[w].sk == key) {
+			b->way[w].ts = now;
+			return;
+		}
+		if (b->way[w].ts < oldest) {
+			oldest = b->way[w].ts;
+			pick = w;
+		}
+	}
+	/* The unused (time 0) or oldest way: claim it unless another CPU just
+	 * did (then this child's wait is not measured: two creations in one
+	 * bucket within nanoseconds). */
+	pick &= QWAYS - 1;
+	old = b->way[pick].sk;
+	if (__sync_val_compare_and_swap(&b->way[pick].sk, old, key) == old)
+		b->way[pick].ts = now;
+}
+
+/* qtake returns child key's creation time (0 if it was not recorded). It
+ * only reads: a socket is accepted once, and a later socket at the same
+ * address reaches accept() only through its own creation, which
+ * overwrote the time. Not writing spares taking the bucket's cache line
+ * from the CPU that wrote it. */
+static __always_inline __u64 qtake(__u64 key)
+{
+	struct qbucket *b = qbucket(key);
+	__u32 w;
+
+	if (!b || !key)
+		return 0;
+	for (w = 0; w < QWAYS; w++) {
+		if (b->way[w].sk == key)
+			return b->way[w].ts;
+	}
+	return 0;
+}
 
 /* Per-socket flag: 1 while the socket is in the ESTABLISHED count (see
  * established_enter). Exchanged atomically, so the iterator and the
@@ -155,27 +258,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } full SEC(".maps");
-
-/* Per address family: children queued and not yet accepted, counted up
- * at creation and down at accept, and reset from the listeners' own
- * sk_ack_backlog by read_drops at every sample (children closed before
- * accept() are not counted down, so it can only run high until then);
- * and the smallest accept-queue limit of the family's listeners (0 =
- * unknown). The full flags are refreshed (probe reads of each listener)
- * only when the pending count could fill a queue. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __s64);
-} pending SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u32);
-} limit SEC(".maps");
 
 /* read_drops' answer: the summed sk_drops and SYN queue lengths of the
  * live listeners, how many there were, and how many dead ones it pruned
@@ -314,15 +396,13 @@ static long refresh_one(void *map, __u64 *key, __u32 *was, struct refresh_ctx *c
 
 struct sum_ctx {
 	struct listener_drops d;
-	__s64 backlog[2];
-	__u32 limit[2];
 };
 
 static long sum_one(void *map, __u64 *key, __u32 *was, struct sum_ctx *c)
 {
 	const struct sock *sk = (const struct sock *)*key;
 	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
-	__u32 fam, max, *n;
+	__u32 fam, *n;
 
 	if (!live(sk)) {
 		/* Closed since it was learned: forget it, and its full flag
@@ -342,56 +422,22 @@ static long sum_one(void *map, __u64 *key, __u32 *was, struct sum_ctx *c)
 	c->d.drops += (__u32)BPF_CORE_READ(sk, sk_drops.counter);
 	c->d.syn_queue += (__u32)BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
 	c->d.listeners++;
-	fam = family_index(sk) & 1;
-	max = BPF_CORE_READ(sk, sk_max_ack_backlog);
-	c->backlog[fam] += BPF_CORE_READ(sk, sk_ack_backlog);
-	if (!c->limit[fam] || max < c->limit[fam])
-		c->limit[fam] = max;
 	return 0;
 }
 
-/* Run by user space (BPF_PROG_TEST_RUN) at each sample; never attached.
- * Also resets the pending counts and limits from the listeners. */
+/* Run by user space (BPF_PROG_TEST_RUN) at each sample; never attached. */
 SEC("raw_tracepoint")
 int read_drops(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sum_ctx c = {};
 	struct listener_drops *out;
-	__u32 zero = 0, one = 1;
-	__s64 *p;
-	__u32 *l;
+	__u32 zero = 0;
 
 	bpf_for_each_map_elem(&listeners, sum_one, &c, 0);
 	out = bpf_map_lookup_elem(&drops, &zero);
 	if (out)
 		*out = c.d;
-	p = bpf_map_lookup_elem(&pending, &zero);
-	if (p)
-		*p = c.backlog[0];
-	p = bpf_map_lookup_elem(&pending, &one);
-	if (p)
-		*p = c.backlog[1];
-	l = bpf_map_lookup_elem(&limit, &zero);
-	if (l)
-		*l = c.limit[0];
-	l = bpf_map_lookup_elem(&limit, &one);
-	if (l)
-		*l = c.limit[1];
 	return 0;
-}
-
-/* near_full adds delta to family fam's pending children and tells whether
- * a queue of the family could now be full (or the limit is unknown). */
-static __always_inline int near_full(__u32 fam, __s64 delta)
-{
-	__s64 *p = bpf_map_lookup_elem(&pending, &fam);
-	__u32 *l = bpf_map_lookup_elem(&limit, &fam);
-	__s64 n;
-
-	if (!p || !l)
-		return 1;
-	n = __sync_fetch_and_add(p, delta) + delta;
-	return !*l || n + 1 >= *l;
 }
 
 /* The ESTABLISHED count is exact however the sockets that predate the
@@ -433,7 +479,13 @@ static __always_inline void established_enter(struct sock *sk)
 
 static __always_inline void established_leave(struct sock *sk)
 {
-	__u64 *flag = bpf_sk_storage_get(&counted, sk, 0, 0);
+	__u64 *flag = 0;
+
+	/* Sockets made after the first walk have no local storage (unless
+	 * another BPF program gave them some): a plain load saves the
+	 * helper call. */
+	if (sk->sk_bpf_storage)
+		flag = bpf_sk_storage_get(&counted, sk, 0, 0);
 
 	if (flag) {
 		if (__sync_lock_test_and_set(flag, 0) == 1)
@@ -447,9 +499,14 @@ static __always_inline void established_leave(struct sock *sk)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	__u64 key, now;
+	int child = oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV;
+	__u64 now;
 
-	/* Fires for every TCP state change on the host: the port first. */
+	/* Fires for every TCP state change on the host. Only a child's
+	 * creation and a move into or out of ESTABLISHED matter: the states
+	 * (arguments, no memory read) first, then the port. */
+	if (!child && newstate != TCP_ESTABLISHED && oldstate != TCP_ESTABLISHED)
+		return 0;
 	if (sk->__sk_common.skc_num != watch_port)
 		return 0;
 	if (sk->__sk_common.skc_net.net->ns.inum != watch_netns || sk->sk_protocol != IPPROTO_TCP_)
@@ -458,16 +515,19 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate)
 		established_enter(sk);
 	else if (oldstate == TCP_ESTABLISHED)
 		established_leave(sk);
-	if (newstate != TCP_SYN_RECV || oldstate != TCP_LISTEN)
+	if (!child)
 		return 0;
-	key = (__u64)sk;
 	now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&queued, &key, &now, BPF_ANY);
+	qput(addr(sk, ADDR_STATE), now);
 	/* The child is queued for accept() next: does that fill the queue?
-	 * Only worth reading the listeners when it could. */
-	__u32 family = sk->__sk_common.skc_family;
-	if (!near_full(family == AF_INET6_ ? 1 : 0, 1))
+	 * The child is a copy of its listener made a moment ago, queue
+	 * fields included: its sk_ack_backlog is the listener's queue
+	 * without it. Only when that is within NEAR_FULL of the limit are
+	 * the listeners themselves read (children made at once on other
+	 * CPUs hold the same copy: the margin covers them). */
+	if (sk->sk_ack_backlog + NEAR_FULL <= sk->sk_max_ack_backlog)
 		return 0;
+	__u32 family = sk->__sk_common.skc_family;
 	struct refresh_ctx rc = {.family = family};
 	bpf_for_each_map_elem(&listeners, refresh_one, &rc, 0);
 	/* A connection to the port and no listener known (Valkey restarted
@@ -537,19 +597,51 @@ struct sys_exit_args {
 	long ret;
 };
 
-static __always_inline const struct sock *fd_sock(struct file **fds, unsigned int max, long fd)
+/* fd_sock_probe follows accept()'s file descriptor to its socket
+ * (current->files->fdt->fd[fd]->private_data->sk) with a probe read per
+ * hop: the fallback for kernels without bpf_rdonly_cast (before 6.2). */
+static __always_inline const struct sock *fd_sock_probe(long fd)
 {
-	struct file *f;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f;
 	struct socket *sock;
 
-	if (fd < 0 || fd >= max)
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
 		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return 0;
 	sock = BPF_CORE_READ(f, private_data);
 	if (!sock)
 		return 0;
 	return BPF_CORE_READ(sock, sk);
+}
+
+/* A kfunc (6.2): the pointer typed as the kernel's type btf_id, for plain
+ * loads (faulting loads the JIT makes safe) instead of a probe-read helper
+ * call per field; the verifier inlines it to a register move. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* fd_sock_fast is fd_sock_probe with plain loads: the current task as a
+ * typed pointer, one probe read for the fd array's slot (an array of
+ * pointers, which BTF does not type), casts for the untyped file->private_data. */
+static __always_inline const struct sock *fd_sock_fast(long fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	struct file *f;
+	struct socket *sock;
+
+	if (!fdt || fd >= fdt->max_fds)
+		return 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]) || !f)
+		return 0;
+	f = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
+	sock = bpf_rdonly_cast(f->private_data, bpf_core_type_id_kernel(struct socket));
+	if (!sock)
+		return 0;
+	return sock->sk;
 }
 
 static __always_inline int any_full(void)
@@ -563,37 +655,20 @@ static __always_inline int any_full(void)
 	return n && *n;
 }
 
-static __always_inline int on_accept_exit(struct sys_exit_args *ctx)
+/* accepted records the accept wait of sk, the socket accept() returned,
+ * once the caller has checked it is of the watched port and namespace
+ * (the namespace too: a socket of another namespace's listener on the same
+ * port may sit at the address of a child of ours that was freed). */
+static __always_inline int accepted(const struct sock *sk)
 {
-	struct task_struct *task;
-	struct fdtable *fdt;
 	struct port_stats *st;
-	const struct sock *sk;
-	__u64 key, *ts, wait, us, *mx;
+	__u64 ts, wait, us, *mx;
 	__u32 zero = 0, b;
-	long fd = ctx->ret;
 
-	/* Fires for every accept() on the host, and for each EAGAIN of a
-	 * non-blocking accept loop: those first. */
-	if (fd < 0)
-		return 0;
-	task = (struct task_struct *)bpf_get_current_task();
-	fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt)
-		return 0;
-	sk = fd_sock(BPF_CORE_READ(fdt, fd), BPF_CORE_READ(fdt, max_fds), fd);
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) != watch_port)
-		return 0;
-	key = (__u64)sk;
-	ts = bpf_map_lookup_elem(&queued, &key);
+	ts = qtake(addr(sk, ADDR_ACCEPT));
 	if (!ts)
 		return 0;
-	wait = bpf_ktime_get_ns() - *ts;
-	/* Zeroed rather than deleted (see queued): accepted once. */
-	if (!*ts)
-		return 0;
-	*ts = 0;
-	near_full(BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6_ ? 1 : 0, -1);
+	wait = bpf_ktime_get_ns() - ts;
 	/* accept() took one from a queue: a full one may no longer be. */
 	if (any_full()) {
 		struct refresh_ctx rc = {.family = 0xff};
@@ -616,16 +691,59 @@ static __always_inline int on_accept_exit(struct sys_exit_args *ctx)
 	return 0;
 }
 
+/* Both accept exits fire for every accept() on the host, and for each
+ * EAGAIN of a non-blocking accept loop: those return first. */
+static __always_inline int accept_exit_fast(struct sys_exit_args *ctx)
+{
+	const struct sock *sk;
+
+	if (ctx->ret < 0)
+		return 0;
+	sk = fd_sock_fast(ctx->ret);
+	if (!sk)
+		return 0;
+	if (sk->__sk_common.skc_num != watch_port || sk->__sk_common.skc_net.net->ns.inum != watch_netns)
+		return 0;
+	return accepted(sk);
+}
+
+static __always_inline int accept_exit_probe(struct sys_exit_args *ctx)
+{
+	const struct sock *sk;
+
+	if (ctx->ret < 0)
+		return 0;
+	sk = fd_sock_probe(ctx->ret);
+	if (!sk)
+		return 0;
+	if (!watched(sk))
+		return 0;
+	return accepted(sk);
+}
+
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int on_accept4_exit(struct sys_exit_args *ctx)
 {
-	return on_accept_exit(ctx);
+	return accept_exit_fast(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
 int on_accept_exit_plain(struct sys_exit_args *ctx)
 {
-	return on_accept_exit(ctx);
+	return accept_exit_fast(ctx);
+}
+
+/* The same without bpf_rdonly_cast; Open loads these when the kernel lacks it. */
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int on_accept4_exit_probe(struct sys_exit_args *ctx)
+{
+	return accept_exit_probe(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int on_accept_exit_plain_probe(struct sys_exit_args *ctx)
+{
+	return accept_exit_probe(ctx);
 }
 
 /* Attached to the watched namespace only. Returning SK_PASS without

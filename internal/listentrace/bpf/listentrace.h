@@ -37,9 +37,12 @@ typedef struct {
 	int counter;
 } atomic_t;
 
+struct bpf_local_storage;
+
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
+	struct bpf_local_storage *sk_bpf_storage;
 	atomic_t sk_drops;
 	__u32 sk_ack_backlog;
 	__u32 sk_max_ack_backlog;
