@@ -11,6 +11,9 @@
 #     overflows and time to recover (target: within 0.8-1.2 at the sizes not
 #     calibrated on), and the lab's own yardstick: each lab run against the
 #     median of its cell's other runs (leave one out), the same 0.8-1.2 test.
+#     The model runs this tree's strategies (the dialer's code included):
+#     check lab JSON made by the same code, or the stormguard rows compare
+#     two different dialers.
 # Needs root and valkey-server for parts 2-3. Knobs (environment):
 #   SIZES ("1000 2000 4000 6000 10000 15000": at PERIOD 3s and RAMP 500 a
 #   2-core lab machine held these fleets steady before the kill; runs that

@@ -294,6 +294,7 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 			return nil, fmt.Errorf("%w: %s: next dial in %s: %w", ErrBackingOff, addr, wait.Round(time.Millisecond), err)
 		}
 	}
+	waited := wait
 	if t.limiter != nil {
 		r := t.limiter.ReserveN(d.o.Now(), 1)
 		if dl := r.Delay(); dl > 0 {
@@ -303,11 +304,12 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 				d.refuse(t)
 				return nil, fmt.Errorf("%w: %s: %w", ErrRateLimited, addr, err)
 			}
+			waited += dl
 		}
 	}
 
 	d.mu.Lock()
-	d.emit(t, EventDial, 0, nil)
+	d.emit(t, EventDial, waited, nil)
 	d.mu.Unlock()
 	dctx := ctx
 	if d.o.DialTimeout > 0 {

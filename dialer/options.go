@@ -286,7 +286,7 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventDial          EventKind = "dial"           // a network dial starts
+	EventDial          EventKind = "dial"           // a network dial starts (Delay: how long it was held back)
 	EventDialFailed    EventKind = "dial_failed"    // it failed (Err)
 	EventConnected     EventKind = "connected"      // TCP connected
 	EventHandshake     EventKind = "handshake"      // first non-error reply read

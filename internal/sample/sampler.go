@@ -63,6 +63,11 @@ type Sampler struct {
 	lastPending *uint64
 	// kinds caches what each of Sources implements (see kindsLocked).
 	kinds []sourceKind
+	// promptBuf and othersBuf back due's lists and dctx gather's
+	// deadline-only context, reused sample after sample (samples are
+	// taken one at a time).
+	promptBuf, othersBuf []Source
+	dctx                 deadlineOnly
 }
 
 // sourceKind is one source's name and optional interfaces, asserted once:
@@ -188,7 +193,8 @@ func (sm *Sampler) now() time.Time {
 	return time.Now()
 }
 
-// Once takes one sample now.
+// Once takes one sample now. Samples of one Sampler are taken one at a
+// time: not concurrently with Run or another Once.
 func (sm *Sampler) Once(ctx context.Context) *Sample {
 	return sm.once(ctx, sm.deadline())
 }
@@ -312,7 +318,8 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 	} else {
 		// Only prompt sources, which honour the deadline themselves:
 		// no timer to arm and stop (most samples at a short interval).
-		ctx = deadlineOnly{ctx, end}
+		sm.dctx = deadlineOnly{ctx, end}
+		ctx = &sm.dctx
 	}
 	expired := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
 	// The prompt sources run here; an answer that comes after the
@@ -438,6 +445,8 @@ func (sm *Sampler) due(s *Sample) (prompt, others []Source) {
 	// of a source's period or more, every sample reads it.
 	interval := sm.Interval
 	kinds := sm.kindsLocked()
+	prompt, others = sm.promptBuf[:0], sm.othersBuf[:0]
+	defer func() { sm.promptBuf, sm.othersBuf = prompt, others }()
 	for i, src := range sm.Sources {
 		k := &kinds[i]
 		if sm.carryLocked(s, k, s.Time, interval, fast) {
@@ -468,7 +477,7 @@ type deadlineOnly struct {
 	end time.Time
 }
 
-func (c deadlineOnly) Deadline() (time.Time, bool) {
+func (c *deadlineOnly) Deadline() (time.Time, bool) {
 	if d, ok := c.Context.Deadline(); ok && d.Before(c.end) {
 		return d, true
 	}
