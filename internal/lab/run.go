@@ -272,6 +272,13 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if r.loopChurn() {
+			// The churn generator: one event loop for every client.
+			if err := r.churnLoop(cctx); err != nil {
+				launchErr <- fmt.Errorf("churn loop: %w", err)
+			}
+			return
+		}
 		r.launch(cctx, &wg, func(in instance) {
 			instMu.Lock()
 			insts = append(insts, in)
