@@ -24,3 +24,9 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		errors.As(err, &ne) && ne.Timeout()
 }
+
+// isRefused reports whether err is a refused connect (the kernel answered
+// the SYN with a reset: nothing listens on the port).
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}

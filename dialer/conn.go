@@ -248,7 +248,7 @@ func (c *Conn) lostYoung(err error) {
 	}
 	d, t := c.d, c.t
 	d.mu.Lock()
-	d.failGrow(t, EventConnLost, err, c.takeProbe(), d.inEpisode(t, d.o.Now()))
+	d.fail(t, EventConnLost, err, failure{probe: c.takeProbe(), grow: d.inEpisode(t, d.o.Now()), breaker: true})
 	d.mu.Unlock()
 }
 

@@ -2,9 +2,13 @@ package dialer
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +31,14 @@ func newClocked(t *testing.T, o Options) (*Dialer, *fakeClock) {
 	}
 	if o.FirstConnectWindow == 0 {
 		o.FirstConnectWindow = -1
+	}
+	// Round numbers for the window tests (FleetSize/3000), and the window
+	// alone unless a test is about when it opens (TestWindowOpensAfter…).
+	if o.AcceptRate == 0 {
+		o.AcceptRate = 3000
+	}
+	if o.DisconnectCost == 0 {
+		o.DisconnectCost = -1
 	}
 	d, err := New(o)
 	if err != nil {
@@ -77,6 +89,7 @@ func TestWindowSizedFromFleet(t *testing.T) {
 	}{
 		{"unknown fleet: ReconnectWindow", Options{}, 0, DefaultReconnectWindow},
 		{"fleet hint / accept rate", Options{FleetSize: 6000, AcceptRate: 2000}, 0, 3 * time.Second},
+		{"fleet hint / default accept rate", Options{FleetSize: 16000, AcceptRate: DefaultAcceptRate}, 0, 16000 * time.Second / DefaultAcceptRate},
 		{"small fleet reconnects almost at once", Options{FleetSize: 30}, 0, 10 * time.Millisecond},
 		{"observed connected_clients wins over the hint", Options{FleetSize: 30}, 15000, 5 * time.Second},
 		{"capped", Options{FleetSize: 1_000_000, MaxReconnectWindow: 20 * time.Second}, 0, 20 * time.Second},
@@ -337,5 +350,99 @@ func TestWindowYoungLossSameAsOld(t *testing.T) {
 	r.Lost(errors.New("EOF"))
 	if w, want := d.Stats(addr).Window, grown(2*time.Second, 1); w != want {
 		t.Errorf("window after a young loss inside the episode: %s, want %s", w, want)
+	}
+}
+
+// TestWindowOpensAfterDisconnect: with the fleet size known, an episode
+// begun by a close or reset opens its window FleetSize × DisconnectCost
+// after the loss (the server is still tearing the fleet's connections
+// down); an episode of timeouts, an unknown fleet or DisconnectCost -1
+// open it at the loss.
+func TestWindowOpensAfterDisconnect(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	for _, tt := range []struct {
+		name   string
+		o      Options
+		loss   error
+		settle time.Duration // the window opens this long after the loss
+		window time.Duration
+	}{
+		{"close, 10,000 clients, default cost", Options{FleetSize: 10000, DisconnectCost: DefaultDisconnectCost}, io.EOF,
+			10000 * DefaultDisconnectCost, 10000 * time.Second / 3000},
+		{"reset, 6,000 clients, 100µs", Options{FleetSize: 6000, DisconnectCost: 100 * time.Microsecond}, syscall.ECONNRESET,
+			600 * time.Millisecond, 2 * time.Second},
+		{"timeout: none", Options{FleetSize: 10000, DisconnectCost: DefaultDisconnectCost}, errTimeout{},
+			0, DefaultReconnectWindow},
+		{"fleet unknown: none", Options{DisconnectCost: DefaultDisconnectCost}, io.EOF, 0, DefaultReconnectWindow},
+		{"off", Options{FleetSize: 10000, DisconnectCost: -1}, io.EOF, 0, 10000 * time.Second / 3000},
+		{"capped with the window", Options{FleetSize: 1_000_000, DisconnectCost: time.Millisecond, MaxReconnectWindow: 10 * time.Second}, io.EOF,
+			10 * time.Second, 10 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, clk := newClocked(t, tt.o)
+			connectHealthy(t, d, clk, addr).Lost(tt.loss)
+			lo, hi := spreadAfterLoss(t, d, addr, 400)
+			end := tt.settle + tt.window
+			if lo < tt.settle || hi >= end || lo > tt.settle+tt.window/10 || hi < end-tt.window/10 {
+				t.Errorf("waits after the loss span [%s, %s], want spread over [%s, %s)", lo, hi, tt.settle, end)
+			}
+		})
+	}
+}
+
+// TestRefusedConnects: a refused connect (nothing listens: a restart) backs
+// the target off and grows the window like a failure, but however many
+// come in a row they do not open the breaker; a timed-out connect still
+// does, and a half-open probe that is refused reopens the circuit.
+func TestRefusedConnects(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, tt := range []struct {
+		name     string
+		err      error
+		wantOpen bool
+	}{
+		{"refused", refused, false},
+		{"refused, wrapped", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), false},
+		{"timed out", errTimeout{}, true},
+		{"other error", errors.New("no route to host"), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: 3})
+			prev := d.Stats(addr).Window
+			for i := range 6 {
+				r, err := d.Reserve(addr)
+				if err != nil {
+					if !tt.wantOpen || i < 3 {
+						t.Fatalf("attempt %d: %v", i+1, err)
+					}
+					break
+				}
+				clk.advance(r.Wait)
+				_ = r.Dialed(time.Millisecond, tt.err)
+				st := d.Stats(addr)
+				if st.Failures != i+1 || st.Window <= prev && st.Window < DefaultMaxReconnectWindow {
+					t.Fatalf("attempt %d: failures %d, window %s (was %s): want counted and grown", i+1, st.Failures, st.Window, prev)
+				}
+				prev = st.Window
+			}
+			if open := d.Stats(addr).Breaker == "open"; open != tt.wantOpen {
+				t.Errorf("breaker open %v after 6 failures, want %v", open, tt.wantOpen)
+			}
+		})
+	}
+
+	// A probe's refusal reopens the circuit.
+	d, clk := newClocked(t, Options{BreakerThreshold: 1, BreakerOpenFor: time.Second})
+	r, _ := d.Reserve(addr)
+	_ = r.Dialed(time.Millisecond, errTimeout{}) // opens
+	clk.advance(2 * time.Second)
+	r, err := d.Reserve(addr) // the probe
+	if err != nil || d.Stats(addr).Breaker != "half-open" {
+		t.Fatalf("probe: %v, breaker %s", err, d.Stats(addr).Breaker)
+	}
+	_ = r.Dialed(time.Millisecond, refused)
+	if b := d.Stats(addr).Breaker; b != "open" {
+		t.Errorf("after a refused probe breaker %s, want open", b)
 	}
 }

@@ -60,7 +60,7 @@ recovered, ...) and "model", the parameters used.
 
 The costs default to rough values for a small VM. --accept-rate R sets the
 per-connection cost so that an idle loop accepts R connections/s.
---calibrate FILE fits the costs, and the client side's connect rate, to a
+--calibrate FILE fits the costs (server and load generator) to a
 "stormguard storm --json" result (one object or a --compare array) of the
 same scenario: run the lab once at one fleet size, then simulate others.
 

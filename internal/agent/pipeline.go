@@ -65,8 +65,9 @@ func (ss Sinks) Handle(ctx context.Context, u Update) {
 // (paceFor) from the detector's state and view after every sample.
 type Pace struct {
 	// Fast asks the sampler for the next sample after FastInterval:
-	// anything unusual (a surge or storm, or an accept queue at least half
-	// full) gets finer resolution.
+	// anything unusual (a surge or storm, an accept queue at least half
+	// full, or connections dropped anywhere in the namespace, which the
+	// detector may not pin on this port yet) gets finer resolution.
 	Fast bool
 	// Heavy allows the valkey source's heavy commands (CLIENT LIST): only
 	// while calm (principle 1 in docs/design.md).
@@ -75,7 +76,7 @@ type Pace struct {
 
 func paceFor(st detect.State, v detect.View) Pace {
 	return Pace{
-		Fast:  st != detect.Calm || v.AcceptOccupancy != nil && *v.AcceptOccupancy >= 0.5,
+		Fast:  st != detect.Calm || v.AcceptOccupancy != nil && *v.AcceptOccupancy >= 0.5 || v.DroppedRate != nil && *v.DroppedRate > 0,
 		Heavy: st == detect.Calm,
 	}
 }

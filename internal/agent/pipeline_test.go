@@ -11,19 +11,24 @@ import (
 func TestPaceFor(t *testing.T) {
 	occ := func(f float64) *float64 { return &f }
 	for _, tc := range []struct {
-		name string
-		st   detect.State
-		occ  *float64
-		want Pace
+		name    string
+		st      detect.State
+		occ     *float64
+		dropped *float64
+		want    Pace
 	}{
-		{"calm, no queue reading", detect.Calm, nil, Pace{Fast: false, Heavy: true}},
-		{"calm, queue low", detect.Calm, occ(0.49), Pace{Fast: false, Heavy: true}},
-		{"calm, queue half full", detect.Calm, occ(0.5), Pace{Fast: true, Heavy: true}},
-		{"surge", detect.Surge, nil, Pace{Fast: true, Heavy: false}},
-		{"storm", detect.Storm, occ(0), Pace{Fast: true, Heavy: false}},
+		{"calm, no queue reading", detect.Calm, nil, nil, Pace{Fast: false, Heavy: true}},
+		{"calm, queue low", detect.Calm, occ(0.49), occ(0), Pace{Fast: false, Heavy: true}},
+		{"calm, queue half full", detect.Calm, occ(0.5), nil, Pace{Fast: true, Heavy: true}},
+		// A Valkey restart's reconnect wave: the namespace counted drops,
+		// this port's queue polls read it empty and its own drop counter
+		// is not learned yet; sample fast until it is.
+		{"calm, drops not pinned on this port", detect.Calm, occ(0), occ(18), Pace{Fast: true, Heavy: true}},
+		{"surge", detect.Surge, nil, nil, Pace{Fast: true, Heavy: false}},
+		{"storm", detect.Storm, occ(0), nil, Pace{Fast: true, Heavy: false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := paceFor(tc.st, detect.View{AcceptOccupancy: tc.occ}); got != tc.want {
+			if got := paceFor(tc.st, detect.View{AcceptOccupancy: tc.occ, DroppedRate: tc.dropped}); got != tc.want {
 				t.Errorf("paceFor = %+v, want %+v", got, tc.want)
 			}
 		})

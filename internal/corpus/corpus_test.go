@@ -58,6 +58,9 @@ func TestCorpus(t *testing.T) {
 	t.Logf("corpus replay, default detector settings (strict=%v):\n%s", strict, b.String())
 
 	for _, o := range outs {
+		if o.SurgeBeforeDrop != (o.Lead != nil && *o.Lead > 0) {
+			t.Errorf("%s: surge before the first drop %v but lead %v", o.Label.Name, o.SurgeBeforeDrop, o.Lead)
+		}
 		for _, f := range o.Failures(0) {
 			switch {
 			case strings.HasPrefix(f, "missed"):

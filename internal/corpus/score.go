@@ -27,8 +27,11 @@ type Outcome struct {
 	// Latency is first storm event − first drop (the sample that carried
 	// it); nil when the storm was missed.
 	Latency *time.Duration
-	// SurgeBeforeDrop: a surge event strictly before the first drop.
+	// SurgeBeforeDrop: a surge event strictly before the first drop;
+	// Lead is how long before it the first such event came (the warning
+	// an operator had; nil without one).
 	SurgeBeforeDrop bool
+	Lead            *time.Duration
 	// LeftEarly is the first event out of storm before the label's
 	// RefusedUntil (nil: none): the detector called the storm over while
 	// the clients were still failing to connect.
@@ -108,6 +111,10 @@ func Score(e Entry, cfg detect.Config) (Outcome, error) {
 				o.FalseSurges++
 			}
 			if e.Label.FirstDrop != nil && ev.Time.Before(*e.Label.FirstDrop) {
+				if !o.SurgeBeforeDrop {
+					l := e.Label.FirstDrop.Sub(ev.Time)
+					o.Lead = &l
+				}
 				o.SurgeBeforeDrop = true
 			}
 		case detect.Storm:
@@ -179,6 +186,9 @@ func (s Summary) WriteTable(w io.Writer) {
 		}
 		if o.Label.Kind == Storm {
 			early = fmt.Sprint(o.SurgeBeforeDrop)
+			if o.Lead != nil {
+				early += fmt.Sprintf(", %.1f s ahead", o.Lead.Seconds())
+			}
 			if o.Label.SlowBuild {
 				early += " (slow build)"
 			}

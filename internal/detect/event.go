@@ -202,6 +202,8 @@ func verdictFor(target string, from, to State, v *View, signals []Signal, ep *Ep
 			p := fmtN(*v.DroppedRate) + " dropped connections/s"
 			if s, ok := has["listen_drops"]; ok && !s.PerPortEvidence {
 				p += " (namespace-wide, not confirmed on this port)"
+			} else if _, ok := has["port_overflows"]; ok {
+				p += " (counted by this port's own sockets)"
 			}
 			parts = append(parts, p)
 		}

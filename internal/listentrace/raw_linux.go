@@ -4,6 +4,7 @@ package listentrace
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -99,7 +100,8 @@ func (r *rawMaps) mapCall(cmd uintptr, fd uint32, value unsafe.Pointer) error {
 }
 
 // read fills stats, drops (after running read_drops) and waitMax, then
-// resets wait_max; what the Tracer's Read does with the library's calls.
+// resets wait_max unless it is zero; what the Tracer's Read does with the
+// library's calls.
 func (r *rawMaps) read() error {
 	if err := r.mapCall(bpfMapLookupElem, r.statsFD, unsafe.Pointer(&r.stats[0])); err != nil {
 		return fmt.Errorf("read port stats: %w", err)
@@ -114,8 +116,12 @@ func (r *rawMaps) read() error {
 	if err := r.mapCall(bpfMapLookupElem, r.maxFD, unsafe.Pointer(&r.waitMax[0])); err != nil {
 		return fmt.Errorf("read longest wait: %w", err)
 	}
-	if err := r.mapCall(bpfMapUpdateElem, r.maxFD, unsafe.Pointer(&r.zero[0])); err != nil {
-		return fmt.Errorf("reset longest wait: %w", err)
+	// No wait since the last reset (no accept: every calm sample of an
+	// idle server): nothing to reset, one system call fewer.
+	if slices.ContainsFunc(r.waitMax, func(v uint64) bool { return v != 0 }) {
+		if err := r.mapCall(bpfMapUpdateElem, r.maxFD, unsafe.Pointer(&r.zero[0])); err != nil {
+			return fmt.Errorf("reset longest wait: %w", err)
+		}
 	}
 	return nil
 }

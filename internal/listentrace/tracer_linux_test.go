@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/stormguard/stormguard/internal/netns"
+	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
 
@@ -248,5 +250,89 @@ func TestTracerRelearnsReplacedListener(t *testing.T) {
 			t.Fatalf("after replacing a listener: %d known, %d walks (%d before); want 2 and a new walk", listeners(), tr.Walks(), walks)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTracerIgnoresOtherNamespacesAccepts frees children of the watched
+// listener without accepting them (their times stay in the programs'
+// cache), then has a listener on the same port in another namespace accept
+// as many connections: its sockets come from the same kernel cache, so
+// some sit at the addresses the freed children had. None may count as an
+// accept of the watched port.
+func TestTracerIgnoresOtherNamespacesAccepts(t *testing.T) {
+	if Off() {
+		t.Skipf("%s turns eBPF off", Env)
+	}
+	sb := sandboxtest.New(t, sandbox.Options{})
+	listen := func(ns string, addr string) net.Listener {
+		var ln net.Listener
+		err := netns.Do(ns, func() error {
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(false)
+			var err error
+			ln, err = lc.Listen(context.Background(), "tcp4", addr)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	// The watched listener, in stormguard's namespace; the other one on
+	// the same port in the sandbox's.
+	watched := listen("", "127.0.0.1:0")
+	defer watched.Close()
+	port := watched.Addr().(*net.TCPAddr).Port
+	other := listen(sb.NetNS, watched.Addr().String())
+	defer other.Close()
+	tr, err := Open(context.Background(), "", uint16(port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const n = 200
+	for range n {
+		c, err := net.Dial("tcp4", watched.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	watched.Close() // frees the queued children, never accepted
+	accepted := make(chan error, 1)
+	go func() {
+		for range n {
+			c, err := other.Accept()
+			if err != nil {
+				accepted <- err
+				return
+			}
+			c.Close()
+		}
+		accepted <- nil
+	}()
+	for range n {
+		var c net.Conn
+		if err := netns.Do(sb.NetNS, func() error {
+			var err error
+			c, err = net.Dial("tcp4", other.Addr().String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	if err := <-accepted; err != nil {
+		t.Fatal(err)
+	}
+	c, err := tr.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Accepts != 0 {
+		t.Fatalf("accepts = %d, want 0 (the other namespace's listener's)", c.Accepts)
+	}
+	if c.SYNs != n {
+		t.Fatalf("SYNs = %d, want %d (the watched listener's only)", c.SYNs, n)
 	}
 }

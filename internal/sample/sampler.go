@@ -61,6 +61,46 @@ type Sampler struct {
 	prevSetup setupCounters
 	// lastPending is the HandshakePending of the last fresh valkey reading.
 	lastPending *uint64
+	// kinds caches what each of Sources implements (see kindsLocked).
+	kinds []sourceKind
+	// promptBuf and othersBuf back due's lists and dctx gather's
+	// deadline-only context, reused sample after sample (samples are
+	// taken one at a time).
+	promptBuf, othersBuf []Source
+	dctx                 deadlineOnly
+}
+
+// sourceKind is one source's name and optional interfaces, asserted once:
+// an assertion to an interface is a hash-table lookup, and a sample at a
+// 10 ms interval made a dozen of them.
+type sourceKind struct {
+	name   string
+	slow   Slow   // nil: read every sample
+	prompt Prompt // nil: not prompt
+}
+
+func (k *sourceKind) slowPeriod() time.Duration {
+	if k.slow == nil {
+		return 0
+	}
+	return k.slow.SlowPeriod()
+}
+
+func (k *sourceKind) isPrompt() bool { return k.prompt != nil && k.prompt.Prompt() }
+
+// kindsLocked returns the sources' kinds (sm.mu held). Sources do not
+// change once sampling started; a different number of them (a test
+// reusing a Sampler) is asserted again.
+func (sm *Sampler) kindsLocked() []sourceKind {
+	if len(sm.kinds) != len(sm.Sources) {
+		sm.kinds = make([]sourceKind, len(sm.Sources))
+		for i, src := range sm.Sources {
+			sm.kinds[i].name = src.Name()
+			sm.kinds[i].slow, _ = src.(Slow)
+			sm.kinds[i].prompt, _ = src.(Prompt)
+		}
+	}
+	return sm.kinds
 }
 
 // setupCounters are the cumulative counters HandshakePending is derived
@@ -130,11 +170,6 @@ type Prompt interface {
 	Prompt() bool
 }
 
-func isPrompt(src Source) bool {
-	p, ok := src.(Prompt)
-	return ok && p.Prompt()
-}
-
 // deadline returns the per-source deadline.
 func (sm *Sampler) deadline() time.Duration {
 	return sm.deadlineFor(sm.Interval)
@@ -158,7 +193,8 @@ func (sm *Sampler) now() time.Time {
 	return time.Now()
 }
 
-// Once takes one sample now.
+// Once takes one sample now. Samples of one Sampler are taken one at a
+// time: not concurrently with Run or another Once.
 func (sm *Sampler) Once(ctx context.Context) *Sample {
 	return sm.once(ctx, sm.deadline())
 }
@@ -195,13 +231,6 @@ type Slow interface {
 	SlowPeriod() time.Duration
 }
 
-func slowPeriod(src Source) time.Duration {
-	if p, ok := src.(Slow); ok {
-		return p.SlowPeriod()
-	}
-	return 0
-}
-
 // reading is a slow source's latest answer, carried into the samples taken
 // before it is due again.
 type reading struct {
@@ -211,28 +240,30 @@ type reading struct {
 	took float64   // how long the reading took, ms (source_ms)
 }
 
-// carry reports whether src's latest reading may stand in for a fresh one
-// in a sample started at start with the given interval, and if so merges
-// it into s. A reading is due again once it is SlowPeriod old, less half an
-// interval so that at an interval of SlowPeriod every sample still reads it.
-func (sm *Sampler) carry(s *Sample, src Source, start time.Time, interval time.Duration, fast bool) bool {
-	period := slowPeriod(src)
-	if fast || period <= 0 || period <= interval {
+// carryLocked (sm.mu held) reports whether the source k's latest reading
+// may stand in for a fresh one in a sample started at start with the given
+// interval, and if so merges it into s. A reading is due again once it is
+// SlowPeriod old, less half an interval so that at an interval of
+// SlowPeriod every sample still reads it.
+func (sm *Sampler) carryLocked(s *Sample, k *sourceKind, start time.Time, interval time.Duration, fast bool) bool {
+	if fast || k.slow == nil {
 		return false
 	}
-	sm.mu.Lock()
-	r, ok := sm.latest[src.Name()]
-	sm.mu.Unlock()
+	period := k.slowPeriod()
+	if period <= 0 || period <= interval {
+		return false
+	}
+	r, ok := sm.latest[k.name]
 	age := start.Sub(r.at)
 	if !ok || age < 0 || age >= period-interval/2 {
 		return false
 	}
-	s.SourceAgeMS[src.Name()] = float64(age) / float64(time.Millisecond)
+	s.SourceAgeMS[k.name] = float64(age) / float64(time.Millisecond)
 	// source_ms keeps every source (stormguard_source_up and the
 	// duration metric do not flap between readings): the reading's own.
-	s.SourceDurations[src.Name()] = r.took
+	s.SourceDurations[k.name] = r.took
 	if r.err != "" {
-		s.Errors[src.Name()] = r.err
+		s.Errors[k.name] = r.err
 	}
 	s.merge(r.part)
 	return true
@@ -272,14 +303,29 @@ type result struct {
 // stalled Valkey's source cannot hold back the sample that follows.
 func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnly bool, urgent <-chan struct{}) *Sample {
 	s := sm.newSample()
-	ctx, cancel := context.WithTimeout(ctx, deadline)
-	defer cancel()
-	results := make(chan result, len(sm.Sources))
-	launched, group := sm.launch(ctx, s, results)
+	end := time.Now().Add(deadline)
+	group, others := sm.due(s)
+	launched := len(others)
+	var results chan result // nil (never ready) when nothing is launched
+	if launched > 0 {
+		results = make(chan result, launched)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, end)
+		defer cancel()
+		for _, src := range others {
+			go func(src Source) { results <- sm.collectOne(ctx, src) }(src)
+		}
+	} else {
+		// Only prompt sources, which honour the deadline themselves:
+		// no timer to arm and stop (most samples at a short interval).
+		sm.dctx = deadlineOnly{ctx, end}
+		ctx = &sm.dctx
+	}
+	expired := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
 	// The prompt sources run here; an answer that comes after the
 	// deadline is discarded like a late goroutine's.
 	for _, src := range group {
-		if ctx.Err() != nil {
+		if expired() {
 			sm.mu.Lock()
 			sm.running[src.Name()] = false
 			sm.mu.Unlock()
@@ -287,7 +333,7 @@ func (sm *Sampler) gather(ctx context.Context, deadline time.Duration, promptOnl
 			continue
 		}
 		r := sm.collectOne(ctx, src)
-		if ctx.Err() != nil {
+		if expired() {
 			s.Errors[r.name] = timeoutReason(deadline)
 			continue
 		}
@@ -340,8 +386,11 @@ func timeoutReason(deadline time.Duration) string {
 // the samples that carry it.
 func (sm *Sampler) record(s *Sample, r result) {
 	s.record(r.name, r.part, r.err, r.took)
-	for _, src := range sm.Sources {
-		if src.Name() == r.name && slowPeriod(src) > 0 {
+	sm.mu.Lock()
+	kinds := sm.kindsLocked()
+	sm.mu.Unlock()
+	for i := range kinds {
+		if kinds[i].name == r.name && kinds[i].slowPeriod() > 0 {
 			sm.keep(r.name, r.part, r.err, s.Time, r.took)
 		}
 	}
@@ -368,8 +417,8 @@ func (sm *Sampler) newSample() *Sample {
 		Port:            sm.Port,
 		NetNS:           sm.NetNS,
 		Errors:          map[string]string{},
-		SourceAgeMS:     map[string]float64{},
-		SourceDurations: map[string]float64{},
+		SourceAgeMS:     make(map[string]float64, len(sm.Sources)),
+		SourceDurations: make(map[string]float64, len(sm.Sources)),
 	}
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
@@ -383,43 +432,56 @@ func (sm *Sampler) newSample() *Sample {
 	return s
 }
 
-// launch starts every non-prompt source that is due (see Slow) and not
-// still running from an earlier sample, each answering on results, and
-// returns how many it started and the prompt sources to collect in the
-// caller's goroutine (marked running). A slow source that is not due
-// contributes its latest reading to s instead.
-func (sm *Sampler) launch(ctx context.Context, s *Sample, results chan<- result) (launched int, group []Source) {
+// due sorts the sources a sample reads now, marking each running: the
+// prompt ones, to collect in the caller's goroutine, and the others, each
+// to run in a goroutine of its own. A slow source that is not due
+// contributes its latest reading to s instead (see Slow), and one still
+// running from an earlier sample is left out as stale.
+func (sm *Sampler) due(s *Sample) (prompt, others []Source) {
 	sm.mu.Lock()
+	defer sm.mu.Unlock()
 	fast := sm.fastNow
-	sm.mu.Unlock()
 	// The regular interval, also for a wake-up's sample: at an Interval
 	// of a source's period or more, every sample reads it.
 	interval := sm.Interval
-	for _, src := range sm.Sources {
-		name := src.Name()
-		if sm.carry(s, src, s.Time, interval, fast) {
+	kinds := sm.kindsLocked()
+	prompt, others = sm.promptBuf[:0], sm.othersBuf[:0]
+	defer func() { sm.promptBuf, sm.othersBuf = prompt, others }()
+	for i, src := range sm.Sources {
+		k := &kinds[i]
+		if sm.carryLocked(s, k, s.Time, interval, fast) {
 			continue
 		}
-		sm.mu.Lock()
-		busy := sm.running[name]
-		if !busy {
-			sm.running[name] = true
-		}
-		sm.mu.Unlock()
-		if busy {
+		if sm.running[k.name] {
 			// The previous collection has not returned: never pile up
 			// goroutines behind a stuck source.
-			s.Errors[name] = "stale: previous collection still running"
+			s.Errors[k.name] = "stale: previous collection still running"
 			continue
 		}
-		if isPrompt(src) {
-			group = append(group, src)
-			continue
+		sm.running[k.name] = true
+		if k.isPrompt() {
+			prompt = append(prompt, src)
+		} else {
+			others = append(others, src)
 		}
-		launched++
-		go func(src Source) { results <- sm.collectOne(ctx, src) }(src)
 	}
-	return launched, group
+	return prompt, others
+}
+
+// deadlineOnly is a context with a deadline but no timer behind it: its
+// Done is its parent's, not closed at the deadline. Only for a sample
+// whose sources are all prompt: they bound their reads by Deadline, and
+// gather checks the deadline itself between them.
+type deadlineOnly struct {
+	context.Context
+	end time.Time
+}
+
+func (c *deadlineOnly) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.end) {
+		return d, true
+	}
+	return c.end, true
 }
 
 // markLate records every source that has not answered (and was not
@@ -487,7 +549,12 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 	if fast <= 0 || fast > sm.Interval {
 		fast = sm.Interval
 	}
+	clk := newSleeper()
+	defer clk.close()
+	stop := context.AfterFunc(ctx, clk.poke)
+	defer stop()
 	ws := newWakes(sm.Interval)
+	ws.wakeup = clk.poke
 	for _, w := range sm.Wakes {
 		go ws.forward(ctx, w)
 	}
@@ -515,7 +582,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 			next = fast
 		}
 		var ok bool
-		if regular, atOnce, ok = sm.wait(ctx, ws, start, next, fast); !ok {
+		if regular, atOnce, ok = sm.wait(ctx, clk, ws, start, next, fast); !ok {
 			return
 		}
 		if !regular {
@@ -527,15 +594,32 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 // wait blocks until the next sample is due: at start+next (regular), or
 // at a wake-up — at once when ws says so (atOnce), otherwise no sooner
 // than start+fast. ok is false when ctx ended.
-func (sm *Sampler) wait(ctx context.Context, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
-	timer := time.NewTimer(time.Until(start.Add(next)))
-	defer timer.Stop()
+//
+// It sleeps on clk, which a wake-up pokes after leaving its token in
+// ws.signal: the sleeper is armed before the token is looked for, so a
+// wake-up either leaves its token before that look or pokes the armed
+// sleeper, and is never slept through.
+func (sm *Sampler) wait(ctx context.Context, clk sleeper, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
+	due := start.Add(next)
+	spaced := false // a wake-up was taken: sample at start+fast
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return false, false, false
-		case <-timer.C:
+		}
+		now := time.Now()
+		if spaced {
+			if !now.Before(start.Add(fast)) {
+				return false, false, true
+			}
+			clk.arm(start.Add(fast).Sub(now))
+			clk.block()
+			continue
+		}
+		if !now.Before(due) {
 			return true, false, true
+		}
+		clk.arm(due.Sub(now))
+		select {
 		case <-ws.signal:
 			level, now := ws.take(time.Now())
 			if level == 0 {
@@ -544,15 +628,11 @@ func (sm *Sampler) wait(ctx context.Context, ws *wakes, start time.Time, next, f
 			if now {
 				return false, true, true
 			}
-			if wait := time.Until(start.Add(fast)); wait > 0 {
-				select {
-				case <-ctx.Done():
-					return false, false, false
-				case <-time.After(wait):
-				}
-			}
-			return false, false, true
+			spaced = true
+			continue
+		default:
 		}
+		clk.block()
 	}
 }
 

@@ -247,3 +247,47 @@ func TestSamplerWakePromptSample(t *testing.T) {
 		t.Errorf("stalled source: valkey %v, errors.valkey %q, want nil and %q", s.Valkey, s.Errors["valkey"], lateReason)
 	}
 }
+
+// deadlineSource is a prompt source that reports the deadline its context
+// carried and, when slow is set, overruns it.
+type deadlineSource struct {
+	promptSource
+	slow     bool
+	deadline time.Time
+	had      bool
+}
+
+func (d *deadlineSource) Collect(ctx context.Context, s *Sample) error {
+	d.deadline, d.had = ctx.Deadline()
+	if d.slow {
+		time.Sleep(time.Until(d.deadline) + 5*time.Millisecond)
+	}
+	return d.promptSource.Collect(ctx, s)
+}
+
+// TestSamplerPromptOnlyDeadline: a sample of prompt sources only (no
+// goroutine, no timer) still gives each source the deadline, and one that
+// overruns it is recorded as timed out with its part discarded.
+func TestSamplerPromptOnlyDeadline(t *testing.T) {
+	first := &deadlineSource{promptSource: promptSource{fakeSource{name: "listenq", fill: func(s *Sample) { s.Listen = &Listen{Sockets: 1} }}}, slow: true}
+	second := &deadlineSource{promptSource: promptSource{fakeSource{name: "tcp", fill: func(s *Sample) { s.TCP = &TCP{} }}}}
+	sm := &Sampler{Target: "t:1", Port: 1, Interval: 100 * time.Millisecond, Deadline: 20 * time.Millisecond,
+		Sources: []Source{first, second}}
+	t0 := time.Now()
+	s := sm.Once(context.Background())
+	if !first.had || first.deadline.Before(t0) || first.deadline.After(t0.Add(time.Second)) {
+		t.Errorf("prompt source's deadline %v (set %v), want one 20ms after %v", first.deadline, first.had, t0)
+	}
+	if s.Listen != nil || !strings.HasPrefix(s.Errors["listenq"], "timeout") {
+		t.Errorf("overrunning source: part %+v, error %q; want none and a timeout", s.Listen, s.Errors["listenq"])
+	}
+	if s.TCP != nil || !strings.HasPrefix(s.Errors["tcp"], "timeout") {
+		t.Errorf("source after the deadline: part %+v, error %q; want none and a timeout", s.TCP, s.Errors["tcp"])
+	}
+	// Nothing is left marked running: the next sample reads both again.
+	first.slow = false
+	s = sm.Once(context.Background())
+	if s.Listen == nil || s.TCP == nil || len(s.Errors) != 0 {
+		t.Errorf("second sample: listen %+v, tcp %+v, errors %v; want both parts", s.Listen, s.TCP, s.Errors)
+	}
+}

@@ -53,6 +53,9 @@ type wakes struct {
 	// pending one is to be sampled at once.
 	signal chan struct{}
 	urgent chan struct{}
+	// wakeup, when set, is called after each firing's tokens are left
+	// (Run pokes its clock with it).
+	wakeup func()
 }
 
 func newWakes(interval time.Duration) *wakes {
@@ -80,13 +83,18 @@ func (ws *wakes) fire(level WakeLevel) {
 	// The tokens are left under the lock so that take, which drains
 	// urgent, never leaves one behind for a wake-up it consumed.
 	ws.mu.Lock()
-	defer ws.mu.Unlock()
 	if level > ws.pending {
 		ws.pending = level
 	}
 	poke(ws.signal)
 	if ws.pending > ws.atOnce {
 		poke(ws.urgent)
+	}
+	ws.mu.Unlock()
+	// After the token: a sampler that armed its clock after this poke
+	// finds the token before it sleeps (see Sampler.wait).
+	if ws.wakeup != nil {
+		ws.wakeup()
 	}
 }
 

@@ -65,7 +65,9 @@ type Model struct {
 	ClientBurst float64 `json:"client_burst"`
 	// ClientShare is the share of Valkey's CPU the load generator takes
 	// while it has work (0..0.9): on the lab's shared cores Valkey
-	// accepted little while the fleet redialled at once. --calibrate fits it.
+	// accepted little while the fleet redialled at once, and its CLIENT
+	// KILL ran slower. It stretches accept turns and the kill alike.
+	// --calibrate fits it.
 	ClientShare float64 `json:"client_share"`
 	// TLSCost is one TLS handshake.
 	TLSCost time.Duration `json:"tls_cost_ns"`

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
@@ -112,22 +113,25 @@ func (f Fleet) policy() (backoff.Policy, error) {
 // Result is a simulated storm: the keys of `stormguard storm --json` that
 // apply, and the model used.
 type Result struct {
-	Strategy           string  `json:"strategy"`
-	Clients            int     `json:"clients"`
-	Scenario           string  `json:"scenario"`
-	ConnectAttempts    int64   `json:"connect_attempts"`
-	ConnectFailures    int64   `json:"connect_failures"`
-	PeakConnectsPerSec int64   `json:"peak_connects_per_sec"`
-	TimeToRecoverMS    *int64  `json:"time_to_recover_ms"`
-	Recovered          bool    `json:"recovered"`
-	RecoveredClients   int     `json:"recovered_clients"`
-	RecoverP50MS       *int64  `json:"recover_p50_ms"`
-	FailedCommands     int64   `json:"failed_commands"`
-	ListenOverflows    uint64  `json:"listen_overflows"`
-	AbandonedAccepts   int64   `json:"abandoned_accepts"`
-	Timeline           []int64 `json:"timeline_100ms"`
-	Events             int64   `json:"events"`
-	Model              Model   `json:"model"`
+	Strategy           string `json:"strategy"`
+	Clients            int    `json:"clients"`
+	Scenario           string `json:"scenario"`
+	ConnectAttempts    int64  `json:"connect_attempts"`
+	ConnectFailures    int64  `json:"connect_failures"`
+	PeakConnectsPerSec int64  `json:"peak_connects_per_sec"`
+	TimeToRecoverMS    *int64 `json:"time_to_recover_ms"`
+	Recovered          bool   `json:"recovered"`
+	RecoveredClients   int    `json:"recovered_clients"`
+	RecoverP50MS       *int64 `json:"recover_p50_ms"`
+	FailedCommands     int64  `json:"failed_commands"`
+	ListenOverflows    uint64 `json:"listen_overflows"`
+	AbandonedAccepts   int64  `json:"abandoned_accepts"`
+	// Timeline is the connects per 100 ms bucket, the first starting a
+	// seeded phase of 0–100 ms before t0 (as the lab's buckets fall
+	// anywhere around its t0); PeakConnectsPerSec is its busiest bucket.
+	Timeline []int64 `json:"timeline_100ms"`
+	Events   int64   `json:"events"`
+	Model    Model   `json:"model"`
 }
 
 // Event kinds.
@@ -151,6 +155,7 @@ const (
 	evDialNow            // a dial delayed by the client side's dial rate
 	evKillDone           // CLIENT KILL returns: the event loop runs again
 	evGenDone            // the client side finished its job in progress
+	evKillNext           // CLIENT KILL frees its next client
 )
 
 type event struct {
@@ -234,13 +239,16 @@ type sim struct {
 	acceptQ   []*sock
 	synq      int // request socks pending
 	loopBusy  bool
+	killed    int     // clients CLIENT KILL has freed so far (kill)
 	pending   []*sock // accepted, first command not yet served
 	serving   []*sock // first commands served by the turn in progress
 	accepting []*sock // accepted by the turn in progress
 	served    int     // clients whose first command was answered (established load)
 
 	genNext time.Duration // client-side dial pacing
-	gen     generator
+	// phase: the timeline's buckets start phase before t0 (see Run).
+	phase time.Duration
+	gen   generator
 
 	res       Result
 	timeline  []int64
@@ -263,6 +271,13 @@ func Run(ctx context.Context, m Model, f Fleet) (*Result, error) {
 		epoch: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), pol: pol, sg: f.Strategy == "stormguard", up: true}
 	s.res = Result{Strategy: f.Strategy, Clients: f.Clients, Scenario: f.Scenario, Model: m}
 	s.timeline = make([]int64, int((f.Duration+time.Second)/lab.Bucket)+1)
+	// The lab counts connects in 100 ms buckets that start when its
+	// recorder did, not at t0: a storm's busiest bucket (the peak connect
+	// rate) depends on where the buckets fall, most for a burst shorter
+	// than a bucket or two (a kill of 1,000–2,000 clients). So the
+	// simulator's buckets start a random phase (0–100 ms, from the seed,
+	// drawn apart from the clients' randomness) before t0, as the lab's do.
+	s.phase = time.Duration(rand.New(rand.NewPCG(f.Seed, 0x6a09e667f3bcc909)).Int64N(int64(lab.Bucket)))
 	if err := s.warm(); err != nil {
 		return nil, err
 	}
@@ -355,10 +370,7 @@ func (s *sim) disrupt() {
 		// each close reaches its client as it is made; the event loop
 		// accepts nothing until the command returns.
 		s.loopBusy = true
-		for i := range s.clients {
-			s.at(time.Duration(i)*s.m.KillCost+s.m.RTT/2, evDetect, &s.clients[i], nil)
-		}
-		s.at(time.Duration(len(s.clients))*s.m.KillCost, evKillDone, nil, nil)
+		s.killNext()
 	case "restart":
 		s.up = false
 		s.served = 0
@@ -457,6 +469,8 @@ func (s *sim) handle(e event) {
 		}
 	case evServerUp:
 		s.up = true
+	case evKillNext:
+		s.killNext()
 	case evKillDone:
 		s.loopBusy = false
 		s.kick()
@@ -475,13 +489,34 @@ func (s *sim) handle(e event) {
 	}
 }
 
+// killNext: CLIENT KILL frees the next client (its close reaches the
+// client half an RTT later) and goes on to the one after, KillCost of
+// Valkey's CPU each — stretched, like an accept turn, by the share of the
+// cores the load generator takes while it has work (the lab's kills were
+// noticed more slowly while an immediate fleet redialled than while the
+// dialer held its fleet back). The event loop accepts nothing until the
+// command returns.
+func (s *sim) killNext() {
+	if s.killed == len(s.clients) {
+		s.at(0, evKillDone, nil, nil)
+		return
+	}
+	s.at(s.m.RTT/2, evDetect, &s.clients[s.killed], nil)
+	s.killed++
+	d := s.m.KillCost
+	if s.gen.busy {
+		d = time.Duration(float64(d) / (1 - min(s.m.ClientShare, 0.95)))
+	}
+	s.at(d, evKillNext, nil, nil)
+}
+
 // tcpRTOMin is Linux's TCP_RTO_MIN: the first data retransmit on a
 // fast path.
 const tcpRTOMin = 200 * time.Millisecond
 
 var (
 	errConnectTimeout = errors.New("connect: i/o timeout")
-	errRefused        = errors.New("connect: connection refused")
+	errRefused        = fmt.Errorf("connect: %w", syscall.ECONNREFUSED)
 	errPingTimeout    = timeoutErr{}
 	errEOF            = errors.New("EOF")
 	errReset          = errors.New("read: connection reset by peer")
@@ -546,7 +581,7 @@ func (s *sim) dial(c *client) {
 // dialNow makes the connect attempt: counted, SYN out, timeout armed.
 func (s *sim) dialNow(c *client) {
 	s.res.ConnectAttempts++
-	if b := int(s.now / lab.Bucket); b >= 0 && b < len(s.timeline) {
+	if b := int((s.now + s.phase) / lab.Bucket); b >= 0 && b < len(s.timeline) {
 		s.timeline[b]++
 	}
 	k := &sock{c: c, dialAt: s.now, open: true, tls: s.m.TLS}

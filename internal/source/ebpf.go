@@ -161,6 +161,16 @@ func (e *ebpfSource) Collect(_ context.Context, s *sample.Sample) error {
 
 // fillEBPF writes the sample's eBPF keys from the cumulative counters cur
 // and the interval's delta d.
+// promBoundsSeconds are listentrace.PromBounds in seconds, shared by every
+// sample's histogram (read only): one slice, not one per sample.
+var promBoundsSeconds = func() []float64 {
+	b := make([]float64, len(listentrace.PromBounds))
+	for i, us := range listentrace.PromBounds {
+		b[i] = float64(us) / 1e6
+	}
+	return b
+}()
+
 func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Duration) {
 	if elapsed > 0 {
 		s.SynRate = sample.F64(float64(d.SYNs) / elapsed.Seconds())
@@ -185,10 +195,7 @@ func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Durati
 		s.PortOverflows = sample.U64(cur.Drops)
 	}
 	s.Accepts = sample.U64(cur.Accepts)
-	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Sum: float64(cur.WaitSumUS) / 1e6}
-	for _, b := range listentrace.PromBounds {
-		h.Bounds = append(h.Bounds, float64(b)/1e6)
-	}
+	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Sum: float64(cur.WaitSumUS) / 1e6, Bounds: promBoundsSeconds}
 	for _, n := range cur.Hist {
 		h.Count += n
 	}

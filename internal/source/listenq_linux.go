@@ -261,6 +261,47 @@ func (d *diagConn) exact(ids []listenerID, t *diagTally) error {
 	return firstErr
 }
 
+// listenerReader reads a port's listening sockets as cheaply as the kernel
+// allows. A LISTEN dump scans every bucket of the host's listening hash
+// (shared by all namespaces), which is most of a dump's cost; a direct
+// lookup of a known listener by address and cookie costs one hash probe.
+// So the reader dumps to learn the listeners, at most relearnEvery apart,
+// and in between looks up the ones it knows, all in one request. It dumps
+// again at once when a lookup finds a listener gone or replaced, when the
+// caller says the set may have changed, and always for SO_REUSEPORT groups
+// (which a lookup cannot tell apart). A listener added beside the known
+// ones is thus seen within relearnEvery. The zero value dumps first.
+type listenerReader struct {
+	ids       []listenerID // reused: no allocation per read
+	useExact  bool
+	learnedAt time.Time
+}
+
+// read returns the port's listeners read on c at now, and whether that took
+// a dump. After an error the caller closes c and calls forget.
+func (r *listenerReader) read(c *diagConn, port uint16, now time.Time, relearn bool, deadline time.Time) (t diagTally, dumped bool, err error) {
+	if relearn || now.Sub(r.learnedAt) >= relearnEvery {
+		r.useExact = false
+	}
+	if r.useExact {
+		t = diagTally{Port: port}
+		err = c.exact(r.ids, &t)
+		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESTALE) {
+			return t, false, err
+		}
+		// A listener went or was replaced: learn them again.
+		r.useExact = false
+	}
+	t = diagTally{Port: port, KeepIDs: true, IDs: r.ids[:0]}
+	err = c.dump(statesListen, &t, deadline)
+	r.ids, r.learnedAt = t.IDs, now
+	r.useExact = err == nil && len(r.ids) > 0 && uniqueIDs(r.ids)
+	return t, true, err
+}
+
+// forget makes the next read dump (after a failure, on a new socket).
+func (r *listenerReader) forget() { r.useExact = false }
+
 // threadCPU returns the CPU time the calling OS thread has used. The kernel
 // does a dump's work inside the reading thread's system calls, so two
 // readings around a dump on a locked thread give its full cost.
@@ -304,6 +345,9 @@ type listenq struct {
 	coll       *diagConn
 	collDialed time.Time
 	collErr    error // why the last dial failed, repeated until the next try
+	// collLR reads the listeners for Collect as the poller's does for
+	// the poller (lookups, a dump at most every relearnEvery).
+	collLR listenerReader
 
 	// The SYN_RECV/ESTABLISHED count runs in a goroutine of its own, on
 	// its own sock_diag socket (cnt, owned by that goroutine), so a slow
@@ -505,10 +549,8 @@ func (l *listenq) runPoller() {
 	}
 	readTick := tickReader()
 	var (
-		t         diagTally
-		ids       []listenerID // reused: no allocation per poll
-		useExact  bool
-		learnedAt time.Time
+		t  diagTally
+		lr listenerReader // the known listeners; reused: no allocation per poll
 	)
 	failing := false // log transitions only, not 100 lines a second
 	fail := func(err error) {
@@ -516,7 +558,7 @@ func (l *listenq) runPoller() {
 			l.log.Warn("accept-queue poll failed", "err", err)
 		}
 		failing = true
-		useExact = false
+		lr.forget()
 		l.failures.Add(1)
 		l.peak.fail(err)
 	}
@@ -541,25 +583,13 @@ func (l *listenq) runPoller() {
 			c.raw = true
 			l.poll = c
 		}
-		if l.relearn.Swap(false) || now.Sub(learnedAt) >= relearnEvery {
-			useExact = false
-		}
-		var err error
-		if useExact {
-			t = diagTally{Port: l.port}
-			err = l.poll.exact(ids, &t)
-			l.lookups.Add(1)
-			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESTALE) {
-				useExact = false // a listener went or was replaced
-			}
-		}
-		if !useExact {
-			t = diagTally{Port: l.port, KeepIDs: true, IDs: ids[:0]}
-			err = l.poll.dump(statesListen, &t, time.Time{})
+		var dumped bool
+		t, dumped, err = lr.read(l.poll, l.port, now, l.relearn.Swap(false), time.Time{})
+		if dumped {
 			l.dumps.Add(1)
-			ids, learnedAt = t.IDs, now
-			useExact = err == nil && len(ids) > 0 && uniqueIDs(ids)
-			l.known.Store(int64(len(ids)))
+			l.known.Store(int64(t.Sockets))
+		} else {
+			l.lookups.Add(1)
 		}
 		if err != nil {
 			fail(err)
@@ -707,14 +737,15 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 		// The socket may still hold the rest of the dump.
 		c.close()
 		l.coll = nil
+		l.collLR.forget()
 		return Classify("listen queue: "+what, err)
 	}
 
-	lt := diagTally{Port: l.port}
-	if err := c.dump(statesListen, &lt, deadline); err != nil {
-		return fail("LISTEN dump", err)
+	lt, dumped, err := l.collLR.read(c, l.port, time.Now(), false, deadline)
+	if err != nil {
+		return fail("LISTEN read", err)
 	}
-	if l.known.Load() != int64(lt.Sockets) {
+	if dumped && l.known.Load() != int64(lt.Sockets) {
 		l.relearn.Store(true)
 	}
 	pk := l.peak.take()

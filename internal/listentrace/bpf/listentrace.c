@@ -109,14 +109,15 @@ struct {
  * set-associative cache (an array: its lookups are inlined, no helper call
  * and no lock per connection, which a hash map's update and lookup cost).
  * A socket's bucket is a hash of its address; a child takes the way that
- * holds its own address (a freed socket's memory reused), else a free way
- * (accepted: time 0), else the oldest. Entries are never deleted: a child
- * closed before accept() leaves its time until a later child takes the
- * way. A waiting child's time is lost only if more than QWAYS children
- * wait at once in its bucket (with 4,096 waiting, about one bucket in
- * 200,000). A way is claimed by compare-and-exchange on its address, so
- * two CPUs never fill the same way at once; accept() zeroes the time by
- * compare-and-exchange: each child is accepted once. */
+ * holds its own address (a freed socket's memory reused), else an unused
+ * way, else the one with the oldest time (accepted or abandoned children,
+ * in practice). Entries are never deleted: the only way a socket of the
+ * port reaches accept() is through its creation, which overwrites what a
+ * freed socket left at its address. A waiting child's time is lost only if
+ * more than QWAYS children wait at once in its bucket (with 4,096
+ * waiting, about one bucket in 200,000). A way is claimed by
+ * compare-and-exchange on its address, so two CPUs never fill the same
+ * way at once. */
 #define QWAYS 4
 #define QBUCKET_BITS 14
 #define QBUCKETS (1 << QBUCKET_BITS)
@@ -190,7 +191,7 @@ static __always_inline void qput(__u64 key, __u64 now)
 			pick = w;
 		}
 	}
-	/* The free (ts 0) or oldest way: claim it unless another CPU just
+	/* The unused (time 0) or oldest way: claim it unless another CPU just
 	 * did (then this child's wait is not measured: two creations in one
 	 * bucket within nanoseconds). */
 	pick &= QWAYS - 1;
@@ -199,23 +200,21 @@ static __always_inline void qput(__u64 key, __u64 now)
 		b->way[pick].ts = now;
 }
 
-/* qtake returns child key's creation time and marks it accepted (0 if it
- * was not recorded or was accepted already). */
+/* qtake returns child key's creation time (0 if it was not recorded). It
+ * only reads: a socket is accepted once, and a later socket at the same
+ * address reaches accept() only through its own creation, which
+ * overwrote the time. Not writing spares taking the bucket's cache line
+ * from the CPU that wrote it. */
 static __always_inline __u64 qtake(__u64 key)
 {
 	struct qbucket *b = qbucket(key);
-	__u64 ts;
 	__u32 w;
 
 	if (!b || !key)
 		return 0;
 	for (w = 0; w < QWAYS; w++) {
-		if (b->way[w].sk != key)
-			continue;
-		ts = b->way[w].ts;
-		if (ts && __sync_val_compare_and_swap(&b->way[w].ts, ts, 0) == ts)
-			return ts;
-		return 0;
+		if (b->way[w].sk == key)
+			return b->way[w].ts;
 	}
 	return 0;
 }
@@ -657,15 +656,15 @@ static __always_inline int any_full(void)
 }
 
 /* accepted records the accept wait of sk, the socket accept() returned,
- * if it is a child of the watched port's listener. */
-static __always_inline int accepted(const struct sock *sk, __u16 port)
+ * once the caller has checked it is of the watched port and namespace
+ * (the namespace too: a socket of another namespace's listener on the same
+ * port may sit at the address of a child of ours that was freed). */
+static __always_inline int accepted(const struct sock *sk)
 {
 	struct port_stats *st;
 	__u64 ts, wait, us, *mx;
 	__u32 zero = 0, b;
 
-	if (!sk || port != watch_port)
-		return 0;
 	ts = qtake(addr(sk, ADDR_ACCEPT));
 	if (!ts)
 		return 0;
@@ -703,7 +702,9 @@ static __always_inline int accept_exit_fast(struct sys_exit_args *ctx)
 	sk = fd_sock_fast(ctx->ret);
 	if (!sk)
 		return 0;
-	return accepted(sk, sk->__sk_common.skc_num);
+	if (sk->__sk_common.skc_num != watch_port || sk->__sk_common.skc_net.net->ns.inum != watch_netns)
+		return 0;
+	return accepted(sk);
 }
 
 static __always_inline int accept_exit_probe(struct sys_exit_args *ctx)
@@ -715,7 +716,9 @@ static __always_inline int accept_exit_probe(struct sys_exit_args *ctx)
 	sk = fd_sock_probe(ctx->ret);
 	if (!sk)
 		return 0;
-	return accepted(sk, BPF_CORE_READ(sk, __sk_common.skc_num));
+	if (!watched(sk))
+		return 0;
+	return accepted(sk);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
