@@ -92,12 +92,16 @@ func TestIntegrationAutoDefuse(t *testing.T) {
 	}
 	var at struct{ Time time.Time }
 	json.Unmarshal(applied, &at)
-	// About one interval is expected; the bound is generous so that a
-	// loaded machine does not fail it, while a mitigation that waits for
-	// the storm to end (tens of seconds here) still does.
-	if lag := at.Time.Sub(st); lag > 2*interval+5*time.Second {
-		t.Errorf("mitigation armed %s after the storm was detected; want about one interval", lag)
+	// The outcome: armed during the storm, not after it. Valkey stays
+	// frozen until thaw below, so the storm cannot have ended; the lag
+	// (about one interval on a quiet machine) is logged, not asserted.
+	for _, raw := range hub.Events() {
+		var e struct{ Type, From string }
+		if json.Unmarshal(raw, &e) == nil && e.Type == "state" && e.From == detect.Storm.String() {
+			t.Fatalf("the target left storm before the mitigation was armed: %s", raw)
+		}
 	}
+	t.Logf("armed %s after the storm was detected (interval %s)", at.Time.Sub(st), interval)
 	thaw()
 
 	// With the limit armed and Valkey draining, overflows stop while the
@@ -288,5 +292,61 @@ func TestIntegrationAutoDefuseExpiresOutsideCalm(t *testing.T) {
 	}
 	if last == detect.Calm {
 		t.Errorf("target calm right after the revert; want storm or recovering")
+	}
+}
+
+// TestIntegrationAutoDefuseRevertedOnStop: a clean stop (what SIGTERM does
+// to watch) takes back what auto mode armed, while the storm is still on:
+// a "reverted" event saying why, nothing left in the state file or the
+// kernel, and the armed mitigation's restore process gone.
+func TestIntegrationAutoDefuseRevertedOnStop(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{"net.core.somaxconn": "32"}})
+	a, _ := addr.Parse(sb.Addr())
+	state := filepath.Join(t.TempDir(), "defuse.json")
+	rec := &watchRec{keep: 10000}
+	hub, stop := startAgentInto(t, sb, rec, 250*time.Millisecond, func(o *agent.Options) {
+		o.Detector = detect.Config{StormQuiet: time.Second, CalmQuiet: time.Minute, SurgeQuiet: 2 * time.Second}
+		o.AutoDefuse = &agent.AutoDefuse{Actions: []defuse.Action{defuse.RatelimitSYN}, TTL: time.Minute, Rate: defuse.Rate{N: 5, Unit: "second"}, StatePath: state}
+	})
+	t.Cleanup(stop)
+	waitSamples(t, rec, 8, 15*time.Second)
+
+	thaw := sandboxtest.Freeze(t, sb)
+	fctx, fcancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer fcancel()
+	flood(fctx, t, sb, 8, 200000)
+	waitEvent(t, hub, "defuse", "applied", 20*time.Second)
+	m := &defuse.Manager{StatePath: state, NetNS: sb.NetNS, Valkey: a}
+	cur, err := m.List(context.Background())
+	if err != nil || len(cur) != 1 {
+		t.Fatalf("armed: %+v %v; want one mitigation", cur, err)
+	}
+
+	stop() // the storm is still on: only the stop can revert it now
+	fcancel()
+	thaw()
+	var reason string
+	for _, raw := range hub.Events() {
+		var e struct{ Type, Action, Reason string }
+		if json.Unmarshal(raw, &e) == nil && e.Type == "defuse" && e.Action == "reverted" {
+			reason = e.Reason
+		}
+	}
+	if reason != "agent stopping" {
+		t.Errorf("reverted event reason %q, want \"agent stopping\"", reason)
+	}
+	if left, err := m.List(context.Background()); err != nil || len(left) != 0 {
+		t.Errorf("after the stop: %+v %v, want nothing listed", left, err)
+	}
+	if out, err := sb.Command(context.Background(), "nft", "list", "table", "inet", defuse.TableName).CombinedOutput(); err == nil {
+		t.Errorf("table inet %s still there after the stop:\n%s", defuse.TableName, out)
+	}
+	if pid := cur[0].RestorePID; pid > 0 {
+		// Revert SIGTERMs it; the agent's process reaps it.
+		for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("restore process %d still running 10 s after the stop", pid)
+			}
+		}
 	}
 }

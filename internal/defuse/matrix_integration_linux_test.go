@@ -39,6 +39,11 @@ func TestMain(m *testing.M) {
 	if j := os.Getenv(applierEnv); j != "" {
 		os.Exit(runApplier(j))
 	}
+	// Restore processes are re-runs of this test binary. Built with -race
+	// (make test), each would sleep 1 s at exit (the race runtime's
+	// atexit_sleep_ms), which the cleanup checks would count as a live
+	// restorer; stormguard itself is not built with -race.
+	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	os.Exit(m.Run())
 }
 
@@ -169,7 +174,13 @@ func matrixCell(t *testing.T, fwSetup func(*testing.T, *sandbox.Sandbox), refusa
 	sb := sandboxtest.New(t, sandbox.Options{Sysctls: map[string]string{sysctlSomaxconn: "128", sysctlSynBacklog: "256"}})
 	fwSetup(t, sb)
 	m := sandboxManager(t, sb)
-	const ttl = 2 * time.Second
+	// Long enough that the cell's own steps (apply, the check below, a
+	// Valkey restart) end before the TTL on a loaded machine; the cells
+	// run in parallel, so it adds only a few seconds to the matrix.
+	ttl := 5 * time.Second
+	if end == "valkey-restart" {
+		ttl = 8 * time.Second
+	}
 	p := Params{Port: sb.Port, TTL: ttl}
 	switch a {
 	case RatelimitSYN, RatelimitGlobal:
@@ -207,6 +218,7 @@ func matrixCell(t *testing.T, fwSetup func(*testing.T, *sandbox.Sandbox), refusa
 	if mt.RestoreBy != wantBy {
 		t.Errorf("restore_by = %q, want %q", mt.RestoreBy, wantBy)
 	}
+	stillApplied(t, mt, "apply")
 	assertApplied(t, sb, a, mt)
 	switch end {
 	case "revert":
@@ -238,6 +250,9 @@ func matrixCell(t *testing.T, fwSetup func(*testing.T, *sandbox.Sandbox), refusa
 			origCap = configAcceptCap + "\n7"
 		}
 	}
+	if end == "valkey-restart" {
+		stillApplied(t, mt, "the Valkey restart")
+	}
 	// ttl, sigkill, valkey-restart: no stormguard call from here on. The
 	// established clients keep sending through the restore itself (a
 	// lapsing notrack, a restored cap) until nothing is left.
@@ -264,6 +279,17 @@ func assertApplied(t *testing.T, sb *sandbox.Sandbox, a Action, mt Mitigation) {
 	}
 }
 
+// stillApplied fails the cell when a step ended after the mitigation's
+// TTL: the cell would then not test what it claims (applied, restarted
+// while applied). Not a timing assertion on stormguard: the TTL is far
+// longer than these steps take even on a loaded machine.
+func stillApplied(t *testing.T, mt Mitigation, step string) {
+	t.Helper()
+	if late := time.Since(mt.Expires); late >= 0 {
+		t.Fatalf("%s ended %s after the mitigation's TTL: this cell cannot check what it is for (machine overloaded?)", step, late.Round(10*time.Millisecond))
+	}
+}
+
 // waitUntil blocks until the wall clock passes at (the mitigation's TTL).
 func waitUntil(t *testing.T, at time.Time) {
 	t.Helper()
@@ -279,7 +305,12 @@ func waitUntil(t *testing.T, at time.Time) {
 func assertClean(t *testing.T, sb *sandbox.Sandbox, m *Manager, origCap string, since time.Time) {
 	t.Helper()
 	var why string
+	began, polls, last := time.Since(since), 0, ""
 	for deadline := time.Now().Add(20 * time.Second); ; {
+		polls++
+		if why != "" {
+			last = why
+		}
 		why = leftovers(t, sb, m, origCap)
 		if why == "" || time.Now().After(deadline) {
 			break
@@ -292,7 +323,10 @@ func assertClean(t *testing.T, sb *sandbox.Sandbox, m *Manager, origCap string, 
 	}
 	// For the record (docs/defuse.md); not asserted: the bound above is
 	// only there so a leak fails instead of hanging.
-	t.Logf("nothing left %s after the TTL/revert", time.Since(since).Round(10*time.Millisecond))
+	t.Logf("nothing left %s after the TTL/revert (poll %d; polling began %s after it; left before: %q)", time.Since(since).Round(10*time.Millisecond), polls, began.Round(10*time.Millisecond), last)
+	if log, _ := os.ReadFile(filepath.Join(filepath.Dir(m.StatePath), "defuse-restore.log")); len(log) > 0 {
+		t.Logf("restore log:\n%s", log)
+	}
 }
 
 func leftovers(t *testing.T, sb *sandbox.Sandbox, m *Manager, origCap string) string {
@@ -301,7 +335,13 @@ func leftovers(t *testing.T, sb *sandbox.Sandbox, m *Manager, origCap string) st
 		return err.Error()
 	}
 	if len(st.Mitigations) > 0 {
-		return fmt.Sprintf("%d state entries (%s, restore pid %d; live restorers %v)", len(st.Mitigations), st.Mitigations[0].Action, st.Mitigations[0].RestorePID, restorersOf(m.StatePath))
+		// Enough to tell a late restorer from a stuck or dead one when
+		// a slow cleanup shows up in a CI log.
+		pid := st.Mitigations[0].RestorePID
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+		return fmt.Sprintf("%d state entries (%s, expires %s, restore pid %d: %.40q wchan %q; live restorers %v)", len(st.Mitigations), st.Mitigations[0].Action,
+			st.Mitigations[0].Expires.Format("15:04:05.000"), pid, stat, wchan, restorersOf(m.StatePath))
 	}
 	// Not even the empty objects: the restorer (or revert) deletes the
 	// table with its last mitigation.
