@@ -5,6 +5,8 @@ package lab
 import (
 	"context"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -85,5 +87,64 @@ func TestIntegrationChurnLoop(t *testing.T) {
 		if len(addrs) != tt.wantAddrs {
 			t.Errorf("sources %d: connections came from %d addresses, want %d", tt.sources, len(addrs), tt.wantAddrs)
 		}
+	}
+}
+
+// stallOnDisrupt is a Progress writer that stalls the server (SIGSTOP)
+// for d once the run reports its disruption: in churn, right after the
+// warm-up.
+type stallOnDisrupt struct {
+	t    *testing.T
+	sb   interface{ Signal(syscall.Signal) error }
+	d    time.Duration
+	once sync.Once
+	done chan struct{}
+}
+
+func (s *stallOnDisrupt) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "disrupted") {
+		s.once.Do(func() {
+			go func() {
+				defer close(s.done)
+				if err := s.sb.Signal(syscall.SIGSTOP); err != nil {
+					s.t.Error(err)
+					return
+				}
+				time.Sleep(s.d)
+				if err := s.sb.Signal(syscall.SIGCONT); err != nil {
+					s.t.Error(err)
+				}
+			}()
+		})
+	}
+	return len(p), nil
+}
+
+// TestIntegrationChurnLoopStall: while the server is stopped, the loop's
+// PINGs time out and count as failed commands; its clients reconnect and
+// the churn goes on once the server runs again.
+func TestIntegrationChurnLoopStall(t *testing.T) {
+	sb := newServer(t, 4096)
+	const clients = 10
+	stall := &stallOnDisrupt{t: t, sb: sb, d: time.Second, done: make(chan struct{})}
+	res := runLab(t, Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: clients, Strategy: "immediate",
+		Scenario: "churn", Duration: 3 * time.Second, CommandTimeout: 200 * time.Millisecond, Progress: stall})
+	select {
+	case <-stall.done:
+	default:
+		t.Fatal("the run never reported its disruption: no stall")
+	}
+	if res.FailedCommands < clients {
+		t.Errorf("%d failed PINGs while the server was stopped, want at least one per client", res.FailedCommands)
+	}
+	// The stall ended before the run did: the last half second has
+	// connections again.
+	tl := res.Timeline
+	var tail int64
+	for _, n := range tl[max(len(tl)-5, 0):] {
+		tail += n
+	}
+	if tail == 0 {
+		t.Errorf("no connections in the run's last half second after the stall: timeline %v", tl)
 	}
 }
