@@ -551,10 +551,7 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 	}
 	clk := newSleeper()
 	defer clk.close()
-	stop := context.AfterFunc(ctx, clk.poke)
-	defer stop()
 	ws := newWakes(sm.Interval)
-	ws.wakeup = clk.poke
 	for _, w := range sm.Wakes {
 		go ws.forward(ctx, w)
 	}
@@ -593,33 +590,33 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 
 // wait blocks until the next sample is due: at start+next (regular), or
 // at a wake-up — at once when ws says so (atOnce), otherwise no sooner
-// than start+fast. ok is false when ctx ended.
-//
-// It sleeps on clk, which a wake-up pokes after leaving its token in
-// ws.signal: the sleeper is armed before the token is looked for, so a
-// wake-up either leaves its token before that look or pokes the armed
-// sleeper, and is never slept through.
+// than start+fast. ok is false when ctx ended. The sleeper's expiries may
+// come early or stale (see sleeper), so the time is checked after each.
 func (sm *Sampler) wait(ctx context.Context, clk sleeper, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
 	due := start.Add(next)
 	spaced := false // a wake-up was taken: sample at start+fast
 	for {
-		if ctx.Err() != nil {
-			return false, false, false
-		}
-		now := time.Now()
+		target := due
 		if spaced {
-			if !now.Before(start.Add(fast)) {
-				return false, false, true
+			target = start.Add(fast)
+		}
+		left := time.Until(target)
+		if left <= 0 {
+			return !spaced, false, true
+		}
+		clk.arm(left)
+		if spaced {
+			select {
+			case <-ctx.Done():
+				return false, false, false
+			case <-clk.C():
 			}
-			clk.arm(start.Add(fast).Sub(now))
-			clk.block()
 			continue
 		}
-		if !now.Before(due) {
-			return true, false, true
-		}
-		clk.arm(due.Sub(now))
 		select {
+		case <-ctx.Done():
+			return false, false, false
+		case <-clk.C():
 		case <-ws.signal:
 			level, now := ws.take(time.Now())
 			if level == 0 {
@@ -629,10 +626,7 @@ func (sm *Sampler) wait(ctx context.Context, clk sleeper, ws *wakes, start time.
 				return false, true, true
 			}
 			spaced = true
-			continue
-		default:
 		}
-		clk.block()
 	}
 }
 

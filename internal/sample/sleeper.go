@@ -2,45 +2,29 @@ package sample
 
 import "time"
 
-// sleeper is what Sampler.Run sleeps on between samples: arm sets when the
-// sleep ends, block sleeps until then or until poke (a wake-up, or ctx
-// ending) — a poke between arm and block makes block return at once. Only
-// Run's goroutine arms and blocks; poke is for any goroutine. The caller
-// re-checks why it woke (a poke may be stale, or come from a wake-up that
-// is spaced), so an early return is never wrong, only a little work.
+// sleeper is the clock Sampler.Run waits on between samples: arm sets when
+// C next receives (re-arming replaces the previous time). C may receive
+// early or stale — the caller re-checks the time — but never late. Only
+// Run's goroutine arms it and receives; wake-ups do not go through it
+// (Run selects on them directly, so a wake-up readies the sampler as
+// before, without a kernel timer in between).
 type sleeper interface {
 	arm(d time.Duration)
-	block()
-	poke()
+	C() <-chan time.Time
 	close()
 }
 
-// chanSleeper is the portable sleeper: a Go timer per sleep.
-type chanSleeper struct {
-	d      time.Duration
-	poked  chan struct{}
-	closed chan struct{}
+// timerSleeper is the portable sleeper: one Go timer, reset per sleep.
+type timerSleeper struct{ t *time.Timer }
+
+func newTimerSleeper() *timerSleeper {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &timerSleeper{t: t}
 }
 
-func newChanSleeper() *chanSleeper {
-	return &chanSleeper{poked: make(chan struct{}, 1), closed: make(chan struct{})}
-}
+func (s *timerSleeper) arm(d time.Duration) { s.t.Reset(d) }
 
-func (c *chanSleeper) arm(d time.Duration) { c.d = d }
+func (s *timerSleeper) C() <-chan time.Time { return s.t.C }
 
-func (c *chanSleeper) block() {
-	if c.d <= 0 {
-		return
-	}
-	t := time.NewTimer(c.d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-c.poked:
-	case <-c.closed:
-	}
-}
-
-func (c *chanSleeper) poke() { poke(c.poked) }
-
-func (c *chanSleeper) close() { close(c.closed) }
+func (s *timerSleeper) close() { s.t.Stop() }

@@ -2,5 +2,5 @@
 
 package sample
 
-// newSleeper returns the sampler's sleeper: a Go timer per sleep.
-func newSleeper() sleeper { return newChanSleeper() }
+// newSleeper returns the sampler's clock: a Go timer.
+func newSleeper() sleeper { return newTimerSleeper() }

@@ -5,45 +5,31 @@ import (
 	"time"
 )
 
-// TestSleepers: each sleeper (the platform's and the portable one) sleeps
-// until it is due, returns at once for a poke made after arming (the
-// wake-up Run must not sleep through), and shrugs off a poke after close.
+// TestSleepers: each sleeper (the platform's and the portable one) fires
+// no sooner than armed, and re-arming replaces the earlier time (an hour
+// re-armed to 20 ms fires).
 func TestSleepers(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		new  func() sleeper
-	}{{"platform", newSleeper}, {"portable", func() sleeper { return newChanSleeper() }}} {
+	}{{"platform", newSleeper}, {"portable", func() sleeper { return newTimerSleeper() }}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.new()
+			defer s.close()
 			t0 := time.Now()
 			s.arm(20 * time.Millisecond)
-			s.block()
+			<-s.C()
 			if el := time.Since(t0); el < 20*time.Millisecond {
-				t.Errorf("woke after %v, before the armed 20ms", el)
+				t.Errorf("fired after %v, before the armed 20ms", el)
 			}
 
 			s.arm(time.Hour)
-			s.poke()
-			done := make(chan struct{})
-			go func() { s.block(); close(done) }()
+			s.arm(20 * time.Millisecond)
 			select {
-			case <-done:
+			case <-s.C():
 			case <-time.After(10 * time.Second):
-				t.Fatal("a poke after arming did not end the sleep")
+				t.Fatal("re-arming did not replace the earlier time")
 			}
-
-			s.arm(time.Hour)
-			done = make(chan struct{})
-			go func() { s.block(); close(done) }()
-			time.Sleep(10 * time.Millisecond)
-			s.poke()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("a poke during the sleep did not end it")
-			}
-			s.close()
-			s.poke()
 		})
 	}
 }

@@ -53,9 +53,6 @@ type wakes struct {
 	// pending one is to be sampled at once.
 	signal chan struct{}
 	urgent chan struct{}
-	// wakeup, when set, is called after each firing's tokens are left
-	// (Run pokes its clock with it).
-	wakeup func()
 }
 
 func newWakes(interval time.Duration) *wakes {
@@ -91,11 +88,6 @@ func (ws *wakes) fire(level WakeLevel) {
 		poke(ws.urgent)
 	}
 	ws.mu.Unlock()
-	// After the token: a sampler that armed its clock after this poke
-	// finds the token before it sleeps (see Sampler.wait).
-	if ws.wakeup != nil {
-		ws.wakeup()
-	}
 }
 
 // renew starts a new allowance (a regular sample starts at now).

@@ -39,7 +39,7 @@ func TestIntegrationValkeyTLS(t *testing.T) {
 	})
 	t.Run("unknown CA", func(t *testing.T) {
 		s := openTest(t, tlsTarget(false), defaultValkeyConfig())
-		_, err, _ := collect(s, 500*time.Millisecond)
+		err := collectErr(s, 20*time.Second, func(err error) bool { return err != nil && strings.Contains(err.Error(), "TLS handshake") })
 		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "TLS handshake") || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("unverifiable certificate: %v; want a TLS handshake error naming the certificate", err)
 		}
@@ -48,7 +48,7 @@ func TestIntegrationValkeyTLS(t *testing.T) {
 		tg := sbTarget(sb)
 		tg.Addr.Port = tlsPort
 		s := openTest(t, tg, defaultValkeyConfig())
-		_, err, _ := collect(s, 500*time.Millisecond)
+		err := collectErr(s, 20*time.Second, func(err error) bool { return err != nil && strings.Contains(err.Error(), "valkeys://") })
 		if err == nil || !strings.Contains(err.Error(), "valkeys://") {
 			t.Fatalf("plain connection to a TLS port: %v; want a hint to use valkeys://", err)
 		}
