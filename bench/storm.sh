@@ -230,8 +230,9 @@ for run in $(seq "$TLS_RUNS"); do
 		"$SG" storm "${tls_common[@]}" --strategy "$s" >"$OUT/storm-tls-$run-$s.json" || echo "storm.sh: $s run $run failed"
 	done
 	# redis-py opens each TLS connection with a fresh SSLContext that
-	# loads the system trust store (docs/lab.md): on one client CPU its
-	# 2,000 clients did not come up; TLS_PY=1 tries anyway.
+	# loads the default trust store; the lab makes that the run's CA only
+	# (docs/lab.md, TLS), without which its 2,000 clients did not come up
+	# on one client CPU. TLS_PY=1 adds it.
 	if [ "${TLS_PY:-0}" = 1 ]; then
 		"$SG" storm "${tls_common[@]}" --strategy redis-py --warmup-timeout 5m >"$OUT/storm-tls-$run-redis-py.json" ||
 			echo "storm.sh: redis-py run $run failed"

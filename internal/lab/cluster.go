@@ -84,13 +84,120 @@ func (r *run) startCluster(ctx context.Context) error {
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if out, err := r.sb.Command(cctx, "valkey-cli", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("valkey-cli --cluster create: %w: %s", err, lastLine(out))
+	repaired := make(chan struct{})
+	go func() { defer close(repaired); r.repairClusterMeet(cctx) }()
+	out, err := r.sb.Command(cctx, "valkey-cli", args...).CombinedOutput()
+	cancel()
+	<-repaired
+	if err != nil {
+		return fmt.Errorf("valkey-cli --cluster create: %w: %s; nodes' views: %s", err, lastLine(out), r.clusterViews(ctx))
 	}
 	if err := r.waitClusterReplica(ctx); err != nil {
 		return err
 	}
 	return r.shortenNodeTimeout(ctx)
+}
+
+// clusterMeetRepairAfter is how long the create may wait for the nodes
+// to know each other before repairClusterMeet re-introduces them.
+const clusterMeetRepairAfter = 5 * time.Second
+
+// repairClusterMeet re-sends CLUSTER MEET, from every node that knows some
+// of the others but not all, to the nodes it does not know, every few
+// seconds until ctx ends. valkey-cli --cluster create sends each MEET once
+// and then waits for every node to report the same configuration, with no
+// retry: a handshake that fails (under CI load one create waited out its
+// whole minute) leaves it waiting forever. A node that knows only itself is
+// left alone: valkey-cli has not introduced the nodes yet, and it refuses
+// to create a cluster from nodes that already know others.
+func (r *run) repairClusterMeet(ctx context.Context) {
+	for sleepCtx(ctx, clusterMeetRepairAfter) {
+		for _, from := range r.clusterNodes {
+			known, err := r.clusterKnown(ctx, from)
+			if err != nil || len(known) < 2 || len(known) >= len(r.clusterNodes) {
+				continue
+			}
+			adm := &admin{ep: r.endpoint(from)}
+			for _, to := range r.clusterNodes {
+				host, port, _ := net.SplitHostPort(to)
+				if known[to] {
+					continue
+				}
+				_ = adm.do(ctx, adminTimeout, func(ctx context.Context, c valkey.Client) error {
+					return c.Do(ctx, c.B().ClusterMeet().Ip(host).Port(mustAtoi(port)).Build()).Error()
+				})
+				r.progress("cluster: %s did not know %s yet; MEET sent again", from, to)
+			}
+			adm.close()
+		}
+	}
+}
+
+// clusterKnown returns the addresses (host:port) of the nodes, itself
+// included, that node lists in CLUSTER NODES past the handshake.
+func (r *run) clusterKnown(ctx context.Context, node string) (map[string]bool, error) {
+	view, err := r.clusterNodesOf(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	return knownNodes(view, node), nil
+}
+
+// knownNodes parses CLUSTER NODES as seen by node: the addresses of the
+// nodes past the handshake, node itself under the address it was given.
+func knownNodes(view, node string) map[string]bool {
+	known := map[string]bool{}
+	for _, line := range strings.Split(view, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || strings.Contains(f[2], "handshake") || strings.Contains(f[2], "noaddr") {
+			continue
+		}
+		a, _, _ := strings.Cut(f[1], "@") // ip:port@cport[,hostname]
+		if strings.Contains(f[2], "myself") {
+			a = node // a node may not know its own address yet
+		}
+		known[a] = true
+	}
+	return known
+}
+
+// clusterNodesOf is node's CLUSTER NODES.
+func (r *run) clusterNodesOf(ctx context.Context, node string) (string, error) {
+	adm := &admin{ep: r.endpoint(node)}
+	defer adm.close()
+	var s string
+	err := adm.do(ctx, adminTimeout, func(ctx context.Context, c valkey.Client) error {
+		var err error
+		s, err = c.Do(ctx, c.B().ClusterNodes().Build()).ToString()
+		return err
+	})
+	return s, err
+}
+
+// clusterViews describes, for an error, how many nodes each node knows
+// and with which flags, so a create that never converges says why.
+func (r *run) clusterViews(ctx context.Context) string {
+	var b strings.Builder
+	for _, node := range r.clusterNodes {
+		view, err := r.clusterNodesOf(ctx, node)
+		if err != nil {
+			fmt.Fprintf(&b, "[%s: %v] ", node, err)
+			continue
+		}
+		var flags []string
+		for _, line := range strings.Split(strings.TrimSpace(view), "\n") {
+			if f := strings.Fields(line); len(f) > 2 {
+				flags = append(flags, f[1]+" "+f[2])
+			}
+		}
+		fmt.Fprintf(&b, "[%s knows %d: %s] ", node, len(flags), strings.Join(flags, ", "))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func mustAtoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
 }
 
 // shortenNodeTimeout sets every node's cluster-node-timeout to
