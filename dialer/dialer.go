@@ -422,18 +422,21 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 }
 
 // refused records a connect refused by the server's kernel (a reset to
-// the SYN: nothing listens, e.g. a restart under way). It is a failure
-// (the target backs off) and it grows the window: when the server comes
-// back, the clients it refused all dial again and must arrive spread.
-// But it does not count towards the breaker: a refusal costs the server
-// nothing (no accept queue, no Valkey CPU), and it says the server is
-// down for now, not that it fails the clients it admits. Counting it
-// opened the circuit for BreakerOpenFor on a server that was down for
-// one second: 2,000 clients of a restart took 5.9 s instead of 2.2 s
-// (simulate). A probe's refusal still reopens the circuit. Called with
+// the SYN: nothing listens, e.g. a restart under way). It is a failure:
+// the target backs off (the backoff policy's exponential full jitter),
+// and the retry still lands in what is left of the episode's window. But
+// it is not congestion and does not count towards the breaker: a refusal
+// costs the server nothing (no accept queue, no Valkey CPU) and says it
+// is down for now, not that it admits too slowly or fails the clients it
+// admits. Growing the window on it sent a restarting fleet's refused
+// clients to the back of ever longer windows (a 10,000-client restart
+// in the lab took 1.9× as long as redialling at once); counting it
+// towards the breaker opened the circuit for BreakerOpenFor on a server
+// that was down for one second (2,000 clients: 5.9 s instead of 2.2 s
+// in simulate). A probe's refusal still reopens the circuit. Called with
 // mu held.
 func (d *Dialer) refused(t *target, err error) {
-	d.fail(t, EventDialFailed, err, failure{grow: true})
+	d.fail(t, EventDialFailed, err, failure{})
 }
 
 func (d *Dialer) refuse(t *target) {

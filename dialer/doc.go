@@ -47,22 +47,19 @@
 // from what it can know: the fleet's connection count — Options.FleetSize,
 // or better the server's connected_clients passed to ObserveClients while
 // it was healthy — divided by the rate the server admits
-// (Options.AcceptRate, 8,000/s by default), and ReconnectWindow (1 s) when
+// (Options.AcceptRate, 3,000/s by default), and ReconnectWindow (1 s) when
 // the count is unknown. Every instance draws its own point in that window,
 // so N instances arrive at about N/window per second: a server that admits
-// AcceptRate connections per second does not see its accept queue fill.
-// When the loss was a close or reset by the server (a restart, failover or
-// CLIENT KILL hits every client at once), the window opens N ×
-// Options.DisconnectCost (50 µs) after the loss: the server spends about
-// that long tearing down the fleet's connections and accepts nothing
-// meanwhile (CLIENT KILL of 10,000 clients holds Valkey's event loop for
-// half a second), so dials made then would only overflow its accept queue.
-// The fleet is back in about N × (1/AcceptRate + 2·DisconnectCost) — 10,000
-// clients in ~2.3 s, close to what redialling at once achieves through
-// dropped SYNs and their retransmits — with next to no overflow. A small
-// fleet gets a small window: 30 connections reconnect within 6 ms. None of
-// it depends on how old the lost connection was, and there is no switch
-// that turns it off for young connections.
+// AcceptRate connections per second does not see its accept queue fill,
+// and the fleet is back in about N/AcceptRate. Options.DisconnectCost
+// (off by default) opens the window N × DisconnectCost after a close or
+// reset by the server instead of at the loss: the server spends about
+// 45 µs per connection tearing down a fleet it lost (CLIENT KILL of 10,000
+// clients holds Valkey's event loop for half a second) and accepts
+// nothing meanwhile, so dials made then overflow its accept queue. A
+// small fleet gets a small window: 30 connections reconnect within 10 ms.
+// None of it depends on how old the lost connection was, and there is no
+// switch that turns it off for young connections.
 //
 // When the estimate is wrong the window corrects itself per instance:
 // every failed, timed-out or rejected connect, and every connect slow
@@ -81,10 +78,10 @@
 // the fleet-sized window, while an episode of timeouts alone (as likely a
 // loaded server answering late as an outage) keeps ReconnectWindow until
 // failures grow it or the server closes a connection. A refused connect
-// (nothing listens: a restart under way) backs off and grows the window
-// like a failure, so that the refused clients come back spread, but it
-// does not count towards the circuit breaker: it costs the server nothing
-// and says it is down for now, not that it fails the clients it admits.
+// (nothing listens: a restart under way) backs off like a failure, but it
+// neither grows the window nor counts towards the circuit breaker: it
+// costs the server nothing and says it is down for now, not that it
+// admits too slowly or fails the clients it admits.
 //
 // Share one *Dialer across every client of a process: its per-target state
 // is the point. It holds no package-level state, so tests and libraries

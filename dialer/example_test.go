@@ -9,8 +9,7 @@ import (
 // A fleet of unknown size: tell the dialer what the server reports while it
 // is healthy (INFO clients: connected_clients), and the next loss by a close
 // or reset spreads the fleet's redials over connected_clients / AcceptRate
-// (8,000/s by default), a window that opens connected_clients ×
-// DisconnectCost (50 µs) after the loss.
+// (3,000/s by default).
 func ExampleDialer_ObserveClients() {
 	d, err := dialer.New(dialer.Options{})
 	if err != nil {
@@ -20,7 +19,7 @@ func ExampleDialer_ObserveClients() {
 	const addr = "10.0.0.5:6379"
 	d.ObserveClients(addr, 12000) // from INFO clients, refreshed now and then
 	fmt.Println(d.Stats(addr).Window)
-	// Output: 1.5s
+	// Output: 4s
 }
 
 // A fleet-size hint when the count is known in advance: 400 pods × 10
