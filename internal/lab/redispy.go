@@ -99,6 +99,15 @@ type redisPy struct {
 	wait map[uint64]chan error
 	wmu  sync.Mutex // serialises writes to in
 	stop func()
+	// busy holds one token per PING the process has been asked and not
+	// yet answered, at most its worker threads: an application thread
+	// blocked in r.ping() cannot make its next call, even after the lab
+	// counted the call as timed out (redis-py's default has no socket
+	// timeout, so the call runs on). Without this bound the lab queued a
+	// new PING per client and period behind the blocked ones, and after
+	// a TLS kill of 2,000 clients the processes worked through PINGs the
+	// lab had given up on long ago.
+	busy chan struct{}
 }
 
 // redisPyConfig is the first line the Python process reads (JSON): on
@@ -157,7 +166,7 @@ func startRedisPy(r *run, ns string, workers int) (*redisPy, error) {
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("redis-py: settings to python3: %w", err)
 	}
-	p := &redisPy{cmd: cmd, in: in, done: make(chan struct{}), wait: map[uint64]chan error{}}
+	p := &redisPy{cmd: cmd, in: in, done: make(chan struct{}), wait: map[uint64]chan error{}, busy: make(chan struct{}, max(1, workers))}
 	waitc := make(chan struct{})
 	go func() { cmd.Wait(); close(waitc) }()
 	var once sync.Once
@@ -199,6 +208,10 @@ func startRedisPy(r *run, ns string, workers int) (*redisPy, error) {
 			ch := p.wait[seq]
 			delete(p.wait, seq)
 			p.mu.Unlock()
+			select {
+			case <-p.busy: // its thread is free again, answered or not awaited
+			default:
+			}
 			if ch != nil {
 				ch <- res
 			}
@@ -266,6 +279,15 @@ func oneLineErr(s string) string {
 }
 
 func (p *redisPy) ping(ctx context.Context) error {
+	// Wait for a free thread (see busy); a client whose call never gets
+	// one within its command timeout fails like a blocked call.
+	select {
+	case p.busy <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.done:
+		return errors.New("redis-py: python3 ended")
+	}
 	ch := make(chan error, 1)
 	p.mu.Lock()
 	p.seq++
@@ -277,6 +299,7 @@ func (p *redisPy) ping(ctx context.Context) error {
 	p.wmu.Unlock()
 	if err != nil {
 		p.forget(seq)
+		<-p.busy // never reached Python
 		return fmt.Errorf("redis-py: %w", err)
 	}
 	select {
