@@ -32,7 +32,10 @@ import (
 //     before the limit);
 //   - raises it by admissionGrow while the limit is dropping SYNs and
 //     Valkey finishes what it is given;
-//   - never below AutoDefuse.MinRate.
+//   - never below AutoDefuse.MinRate;
+//   - and raises the per-source limit (ratelimit-syn) by admissionGrow
+//     while it alone drops SYNs and Valkey keeps up: then it, not the
+//     server, is what holds a fleet from few hosts back.
 //
 // Connections from this host (loopback) are left out of the limit
 // (defuse.Params.RemoteOnly): the agent's own Valkey connection, killed
@@ -55,27 +58,54 @@ const (
 	admissionMaxRate = 1e6
 )
 
+// limitState is one armed limit as the controller sees it.
+type limitState struct {
+	// rate is its rate (SYNs/s; per source for ratelimit-syn), 0 while
+	// none is armed.
+	rate float64
+	// id is its mitigation id; packets its counter as last polled, and
+	// mark the counter when the open window started.
+	id            string
+	packets, mark uint64
+	// want is a pending re-size (0: none).
+	want float64
+}
+
+// armed records a new arming of this limit at rate.
+func (l *limitState) armed(id string, rate float64) {
+	l.rate, l.id, l.packets, l.mark, l.want = rate, id, 0, 0, 0
+}
+
 // admission is one target's admission controller (guarded by autoState.mu).
 type admission struct {
-	// rate is the armed limit's rate (SYNs/s), 0 while none is armed.
-	rate float64
+	// glob is the admission limit (ratelimit-global); src the per-source
+	// limit (ratelimit-syn), which grows while it alone holds back a
+	// server that keeps up, and never shrinks below --defuse-rate.
+	glob, src limitState
 	// The open window: when it started and the counters then.
-	at            time.Time
-	done, acc     uint64
-	drops         uint64
-	open          bool
-	globalID      string // the armed ratelimit-global's mitigation id
-	globalPackets uint64 // its counter, as last polled
+	at        time.Time
+	done, acc uint64
+	open      bool
 	// peaks are the completion rates of recent windows (first arming).
 	peaks []ratePoint
-	// want is a pending re-size (0: none) and why.
-	want float64
-	why  string
+	// why explains the pending re-sizes.
+	why string
 }
 
 type ratePoint struct {
 	at   time.Time
 	rate float64
+}
+
+// limit returns the controller's view of action a's limit, or nil.
+func (ad *admission) limit(a defuse.Action) *limitState {
+	switch a {
+	case defuse.RatelimitGlobal:
+		return &ad.glob
+	case defuse.RatelimitSYN:
+		return &ad.src
+	}
+	return nil
 }
 
 // counters returns the cumulative counts a window needs from one sample:
@@ -102,8 +132,8 @@ func admissionCounters(s *sample.Sample) (done, acc uint64, ok bool) {
 }
 
 // observe feeds one sample to the controller; it closes a window every
-// admissionWindow and, while a limit is armed, decides whether to re-size
-// it (want). Called with autoState.mu held.
+// admissionWindow and, while the admission limit is armed, decides
+// whether to re-size the limits (want). Called with autoState.mu held.
 func (ad *admission) observe(o *AutoDefuse, s *sample.Sample, now time.Time) {
 	done, acc, ok := admissionCounters(s)
 	if !ok {
@@ -111,7 +141,8 @@ func (ad *admission) observe(o *AutoDefuse, s *sample.Sample, now time.Time) {
 		return
 	}
 	if !ad.open || done < ad.done || acc < ad.acc || now.Before(ad.at) {
-		ad.at, ad.done, ad.acc, ad.drops, ad.open = now, done, acc, ad.globalPackets, true
+		ad.at, ad.done, ad.acc, ad.open = now, done, acc, true
+		ad.glob.mark, ad.src.mark = ad.glob.packets, ad.src.packets
 		return
 	}
 	dt := now.Sub(ad.at)
@@ -120,42 +151,56 @@ func (ad *admission) observe(o *AutoDefuse, s *sample.Sample, now time.Time) {
 	}
 	doneRate := float64(done-ad.done) / dt.Seconds()
 	accRate := float64(acc-ad.acc) / dt.Seconds()
-	dropped := ad.globalPackets > ad.drops
-	ad.at, ad.done, ad.acc, ad.drops = now, done, acc, ad.globalPackets
+	globDropped, srcDropped := ad.glob.packets > ad.glob.mark, ad.src.packets > ad.src.mark
+	ad.at, ad.done, ad.acc = now, done, acc
+	ad.glob.mark, ad.src.mark = ad.glob.packets, ad.src.packets
 	ad.peaks = append(ad.peaks, ratePoint{now, doneRate})
 	for len(ad.peaks) > 0 && now.Sub(ad.peaks[0].at) > admissionHistory {
 		ad.peaks = ad.peaks[1:]
 	}
-	if ad.rate == 0 {
+	if ad.glob.rate == 0 {
 		return
 	}
 	minRate := o.MinRate.PerSecond()
-	next, why := ad.rate, ""
+	glob, src := ad.glob.rate, ad.src.rate
+	behind := accRate >= minRate && doneRate < admissionEfficient*accRate
+	ad.why = fmt.Sprintf("Valkey completed %.0f of %.0f accepted connections/s", doneRate, accRate)
 	switch {
-	case accRate > admissionDrain*ad.rate && doneRate < admissionEfficient*accRate:
+	case behind && accRate > admissionDrain*ad.glob.rate:
 		// Valkey accepts more than the limit admits: it is working off
 		// connections queued before the limit (or before a cut), most
 		// of them abandoned. A lower rate would not shorten that; hold.
-	case accRate >= minRate && doneRate < admissionEfficient*accRate:
-		next = max(minRate, admissionBackoff*doneRate, ad.rate/2)
-		why = fmt.Sprintf("Valkey completed %.0f of %.0f accepted connections/s", doneRate, accRate)
-	case dropped:
-		next = min(admissionMaxRate, ad.rate*admissionGrow)
-		why = fmt.Sprintf("Valkey completed %.0f of %.0f accepted connections/s while the limit dropped SYNs", doneRate, accRate)
+	case behind:
+		glob = max(minRate, admissionBackoff*doneRate, ad.glob.rate/2)
+	case globDropped:
+		glob = ad.glob.rate * admissionGrow
+		ad.why += " while the limit dropped SYNs"
+	case srcDropped && src > 0:
+		// Only the per-source limit holds the fleet back, and Valkey
+		// keeps up: it is the bottleneck, not the server.
+		src = src * admissionGrow
+		ad.why += " while only the per-source limit dropped SYNs"
 	}
-	if math.Abs(next-ad.rate) >= admissionStep*ad.rate {
-		ad.want, ad.why = next, why
-	} else {
-		ad.want = 0
-	}
+	ad.glob.want = wantOf(ad.glob.rate, min(admissionMaxRate, glob))
+	ad.src.want = wantOf(ad.src.rate, min(admissionMaxRate, src))
 }
 
-// firstRate is the rate of a new arming: the current one when re-arming,
-// else half the highest completion rate of the last admissionHistory (what
-// the server recently showed it can finish), at least the configured rate.
+// wantOf is next as a pending re-size of a limit at cur: 0 when the change
+// is too small to be worth a re-arming.
+func wantOf(cur, next float64) float64 {
+	if cur > 0 && math.Abs(next-cur) >= admissionStep*cur {
+		return next
+	}
+	return 0
+}
+
+// firstRate is the rate of a new admission limit: the current one when
+// re-arming, else half the highest completion rate of the last
+// admissionHistory (what the server recently showed it can finish), at
+// least the configured rate.
 func (ad *admission) firstRate(o *AutoDefuse) float64 {
-	if ad.rate > 0 {
-		return ad.rate
+	if ad.glob.rate > 0 {
+		return ad.glob.rate
 	}
 	r := o.Rate.PerSecond()
 	for _, p := range ad.peaks {
@@ -164,44 +209,66 @@ func (ad *admission) firstRate(o *AutoDefuse) float64 {
 	return min(r, admissionMaxRate)
 }
 
+// srcRate is the rate of a new per-source limit: the current one when
+// re-arming, else the configured one.
+func (ad *admission) srcRate(o *AutoDefuse) float64 {
+	if ad.src.rate > 0 {
+		return ad.src.rate
+	}
+	return o.Rate.PerSecond()
+}
+
 // perSecond is r as a whole number of SYNs per second (at least 1).
 func perSecond(r float64) defuse.Rate {
 	return defuse.Rate{N: uint64(max(1, math.Round(r))), Unit: "second"}
 }
 
-// resize re-arms the admission limit at the pending rate: the new rule
-// first, then the old one reverted, so the port is never without a limit
-// (while both exist the lower rate holds). It keeps the old one's expiry.
+// resize re-arms the limits with a pending re-size. Each time the new rule
+// goes in first and the old one is reverted after it, so the port is
+// never without a limit (while both exist the lower rate holds); the new
+// one keeps the old one's expiry.
 func (a *Agent) resize(ctx context.Context, t source.Target, st *autoState, now time.Time) {
+	for _, act := range []defuse.Action{defuse.RatelimitGlobal, defuse.RatelimitSYN} {
+		a.resizeOne(ctx, t, st, act, now)
+	}
+}
+
+func (a *Agent) resizeOne(ctx context.Context, t source.Target, st *autoState, act defuse.Action, now time.Time) {
 	st.mu.Lock()
-	rate, why := st.adm.want, st.adm.why
-	st.adm.want = 0
+	l := st.adm.limit(act)
+	rate, why := l.want, st.adm.why
+	l.want = 0
 	var old defuse.Mitigation
 	found := false
 	for _, m := range st.armed {
-		if m.Action == defuse.RatelimitGlobal {
+		if m.Action == act && m.ID == l.id {
 			old, found = m, true
 		}
 	}
 	st.mu.Unlock()
 	ttl := old.Expires.Sub(now).Truncate(time.Millisecond)
 	if !found || rate <= 0 || ttl < 2*admissionWindow {
-		return // the TTL re-arming comes first
+		return // nothing to do, or the TTL re-arming comes first
 	}
+	p := defuse.Params{Port: t.Port(), TTL: ttl, Rate: perSecond(rate), RemoteOnly: act == defuse.RatelimitGlobal}
 	m := a.manager(t)
-	mt, err := m.Apply(ctx, defuse.RatelimitGlobal, defuse.Params{Port: t.Port(), TTL: ttl, Rate: perSecond(rate), RemoteOnly: true})
+	mt, err := m.Apply(ctx, act, p)
 	if err != nil {
-		a.defuseEvent(ctx, t, "failed", defuse.Mitigation{Action: defuse.RatelimitGlobal, Port: t.Port()}, "admission re-size: "+err.Error())
+		a.defuseEvent(ctx, t, "failed", defuse.Mitigation{Action: act, Port: t.Port()}, "re-size: "+err.Error())
 		return
 	}
-	a.defuseEvent(ctx, t, "applied", mt, fmt.Sprintf("admission limit re-sized from %s to %s: %s", old.Rate, mt.Rate, why))
+	what := "admission limit"
+	if act == defuse.RatelimitSYN {
+		what = "per-source limit"
+	}
+	a.defuseEvent(ctx, t, "applied", mt, fmt.Sprintf("%s re-sized from %s to %s: %s", what, old.Rate, mt.Rate, why))
 	st.mu.Lock()
 	for i := range st.armed {
 		if st.armed[i].ID == old.ID {
 			st.armed[i] = mt
 		}
 	}
-	st.adm.rate, st.adm.globalID, st.adm.globalPackets, st.adm.drops = float64(perSecond(rate).N), mt.ID, 0, 0
+	st.adm.limit(act).armed(mt.ID, float64(p.Rate.N))
 	st.mu.Unlock()
 	if _, err := m.Revert(ctx, old.ID); err != nil && !errors.Is(err, defuse.ErrNotFound) {
 		a.defuseEvent(ctx, t, "failed", old, "revert after re-size: "+err.Error())

@@ -131,8 +131,11 @@ func (a *Agent) pollDropped(ctx context.Context, t source.Target, st *autoState)
 	for _, m := range list {
 		if mine[m.ID] && m.Packets != nil {
 			n += *m.Packets
-			if m.ID == st.adm.globalID {
-				st.adm.globalPackets = *m.Packets
+			if m.ID == st.adm.glob.id {
+				st.adm.glob.packets = *m.Packets
+			}
+			if m.ID == st.adm.src.id {
+				st.adm.src.packets = *m.Packets
 			}
 		}
 	}
@@ -192,7 +195,7 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 		if len(st.armed) > 0 {
 			work = func() { a.maybeDisarm(ctx, t, st, now) }
 		} else {
-			st.first, st.adm.rate = time.Time{}, 0
+			st.first, st.adm.glob.rate, st.adm.src.rate = time.Time{}, 0, 0
 		}
 	}
 	if work == nil {
@@ -223,7 +226,7 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 // pending re-size of the admission limit, else a counter poll. Called with
 // st.mu held.
 func (st *autoState) liveWork(ctx context.Context, a *Agent, t source.Target, now time.Time) func() {
-	if st.adm.want > 0 {
+	if st.adm.glob.want > 0 || st.adm.src.want > 0 {
 		return func() { a.resize(ctx, t, st, now) }
 	}
 	return st.pollWork(ctx, a, t, now)
@@ -252,14 +255,17 @@ func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl tim
 	o := a.o.AutoDefuse
 	m := a.manager(t)
 	st.mu.Lock()
-	admRate := perSecond(st.adm.firstRate(o))
+	admRate, srcRate := perSecond(st.adm.firstRate(o)), o.Rate
+	if st.adm.src.rate > 0 {
+		srcRate = perSecond(st.adm.srcRate(o))
+	}
 	st.mu.Unlock()
 	var armed []defuse.Mitigation
 	for _, act := range o.Actions {
 		p := defuse.Params{Port: t.Port(), TTL: ttl}
 		switch act {
 		case defuse.RatelimitSYN:
-			p.Rate = o.Rate
+			p.Rate = srcRate
 		case defuse.RatelimitGlobal:
 			p.Rate, p.RemoteOnly = admRate, true
 		case defuse.AcceptCap:
@@ -288,8 +294,12 @@ func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl tim
 		}
 	}
 	for _, mt := range armed {
-		if mt.Action == defuse.RatelimitGlobal && applied[mt.Action] {
-			st.adm.rate, st.adm.globalID, st.adm.globalPackets, st.adm.drops, st.adm.want = float64(admRate.N), mt.ID, 0, 0, 0
+		switch {
+		case !applied[mt.Action]:
+		case mt.Action == defuse.RatelimitGlobal:
+			st.adm.glob.armed(mt.ID, admRate.PerSecond())
+		case mt.Action == defuse.RatelimitSYN:
+			st.adm.src.armed(mt.ID, srcRate.PerSecond())
 		}
 	}
 	st.armed, st.packets, st.quietSince = armed, 0, time.Time{}
@@ -360,7 +370,7 @@ func (a *Agent) disarm(ctx context.Context, t source.Target, st *autoState, why 
 	armed := st.armed
 	st.armed, st.first, st.packets, st.quietSince = nil, time.Time{}, 0, time.Time{}
 	st.dropped, st.droppedOK = 0, false
-	st.adm.rate, st.adm.globalID, st.adm.want = 0, "", 0
+	st.adm.glob, st.adm.src = limitState{}, limitState{}
 	st.mu.Unlock()
 	m := a.manager(t)
 	for _, mt := range armed {
