@@ -1,6 +1,7 @@
 package dialer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -542,5 +543,33 @@ func TestRefusedConnects(t *testing.T) {
 	_ = r.Dialed(time.Millisecond, refused)
 	if b := d.Stats(addr).Breaker; b != "open" {
 		t.Errorf("after a refused probe breaker %s, want open", b)
+	}
+}
+
+// TestRespreadLateWake: a dial whose wait ended late (a CPU-starved
+// process fires every due timer at once) waits again a uniform part of
+// how late it was; a punctual one does not, and a done context gives up
+// the extra wait.
+func TestRespreadLateWake(t *testing.T) {
+	d, _ := newClocked(t, Options{})
+	if got := d.respread(t.Context(), lateWake-time.Millisecond); got != 0 {
+		t.Errorf("punctual wake waited %s more", got)
+	}
+	const late = 30 * time.Millisecond
+	var hi time.Duration
+	for range 5 {
+		got := d.respread(t.Context(), late)
+		if got < 0 || got >= late {
+			t.Fatalf("late by %s: waited %s more, want within [0, %s)", late, got, late)
+		}
+		hi = max(hi, got)
+	}
+	if hi == 0 {
+		t.Errorf("five late wakes never waited")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if got := d.respread(ctx, time.Hour); got != 0 {
+		t.Errorf("done context: waited %s more", got)
 	}
 }
