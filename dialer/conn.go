@@ -330,6 +330,9 @@ func (c *Conn) markStable() {
 	d, t := c.d, c.t
 	d.mu.Lock()
 	t.failures, t.prevDelay, t.nextDial = 0, 0, time.Time{}
+	if !c.slow {
+		d.raise(t)
+	}
 	t.stats.Healthy++
 	d.emit(t, EventHealthy, 0, nil)
 	d.mu.Unlock()

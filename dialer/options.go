@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 
@@ -26,8 +27,11 @@ const (
 	// fleet size is known (FleetSize or ObserveClients). A plaintext
 	// Valkey admits several times more on an idle host; this leaves room
 	// for a busy main thread.
-	DefaultAcceptRate         = 3000
-	DefaultMaxReconnectWindow = 30 * time.Second
+	DefaultAcceptRate = 5000
+	// DefaultMaxAcceptRateFactor: MaxAcceptRate defaults to this many
+	// times AcceptRate.
+	DefaultMaxAcceptRateFactor = 4
+	DefaultMaxReconnectWindow  = 30 * time.Second
 	// DefaultWindowGrowth multiplies the reconnect window on each
 	// congestion signal. 1.5 rather than 2: a fleet-sized window is
 	// already about right, so a failure inside it calls for a
@@ -44,7 +48,7 @@ const (
 	// in the lab, paired with AcceptRate 8,000/s, it did not keep the
 	// overflows ≥ 10× below immediate's (docs/benchmarks.md, 8a), so it
 	// is opt-in until the lab confirms a setting.
-	DefaultDisconnectCost = 0
+	DefaultDisconnectCost = 50 * time.Microsecond
 	// DefaultSlowConnect: a TCP connect that takes this long had its SYN
 	// dropped and retransmitted (the kernel's first SYN retransmit is at
 	// 1 s), i.e. the server's queues overflowed.
@@ -122,9 +126,16 @@ type Options struct {
 	// ones are spread just enough. 0 = unknown.
 	FleetSize int
 	// AcceptRate is the new connections per second the server is assumed
-	// to admit without overflowing (DefaultAcceptRate). Only used with a
-	// known fleet size.
+	// to admit without overflowing (DefaultAcceptRate) until the target's
+	// own reconnect episodes teach the Dialer otherwise: each congestion
+	// signal divides the learned rate by WindowGrowth, each episode
+	// without one raises it by AcceptRate/2 (AIMD), up to MaxAcceptRate.
+	// With the fleet size unknown, ReconnectWindow is scaled by
+	// AcceptRate over the learned rate.
 	AcceptRate float64
+	// MaxAcceptRate caps the learned admission rate (4 × AcceptRate).
+	// Set it to AcceptRate to keep the rate fixed except for cuts.
+	MaxAcceptRate float64
 	// MaxReconnectWindow caps the window, however large the fleet or the
 	// learned growth (30s).
 	MaxReconnectWindow time.Duration
@@ -242,11 +253,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ReconnectWindow == 0 {
 		o.ReconnectWindow = DefaultReconnectWindow
 	}
-	if o.FleetSize < 0 || o.AcceptRate < 0 {
+	if o.FleetSize < 0 || !(o.AcceptRate >= 0) || math.IsInf(o.AcceptRate, 0) {
 		return o, fmt.Errorf("%w: FleetSize %d and AcceptRate %g must not be negative", ErrInvalidRate, o.FleetSize, o.AcceptRate)
 	}
 	if o.AcceptRate == 0 {
 		o.AcceptRate = DefaultAcceptRate
+	}
+	switch {
+	case o.MaxAcceptRate == 0:
+		o.MaxAcceptRate = DefaultMaxAcceptRateFactor * o.AcceptRate
+	case !(o.MaxAcceptRate >= o.AcceptRate) || math.IsInf(o.MaxAcceptRate, 0): // also NaN
+		return o, fmt.Errorf("%w: MaxAcceptRate %g must be at least AcceptRate %g", ErrInvalidRate, o.MaxAcceptRate, o.AcceptRate)
 	}
 	if o.MaxReconnectWindow == 0 {
 		o.MaxReconnectWindow = DefaultMaxReconnectWindow
