@@ -60,9 +60,11 @@ type target struct {
 	// (minGrowth, for tiny fleets), cleared by a clean connect.
 	// congestedIn and raisedIn are the lostAt of the episode in which the
 	// target last met congestion and last raised the rate.
+	// cutAt is when the rate was last cut.
 	rate                  float64
 	floor                 time.Duration
 	congestedIn, raisedIn time.Time
+	cutAt                 time.Time
 
 	failures  int // consecutive failures since proven health (backoff)
 	prevDelay time.Duration
@@ -170,11 +172,21 @@ const minRateFraction = 1.0 / 1024
 // grows its window by as much: a failure, an overload or a slow connect
 // says the fleet arrives faster than the server admits. The cut applies
 // at once, to this episode's remaining dials, and stays for the next
-// episodes until clean ones raise it again. Called with mu held.
-func (d *Dialer) congestion(t *target) {
-	if d.o.ReconnectWindow == -1 {
+// episodes until clean ones raise it again.
+//
+// An attempt whose dial started before the last cut does not cut again
+// (TCP reduces its window once per loss event, not once per lost packet):
+// a pool whose connections all fail in the same storm has met one
+// congestion event, and cutting once per connection would send a
+// 100-connection process to MaxReconnectWindow at once. One client's
+// successive attempts each start after the previous failure, so each of
+// its failures counts. started zero (a ReportOverload) always cuts.
+// Called with mu held.
+func (d *Dialer) congestion(t *target, started time.Time) {
+	if d.o.ReconnectWindow == -1 || !started.IsZero() && started.Before(t.cutAt) {
 		return
 	}
+	t.cutAt = d.o.Now()
 	t.rate = max(d.rate(t)/d.o.WindowGrowth, d.o.AcceptRate*minRateFraction)
 	t.congestedIn = t.lostAt
 	if d.window(t) < minGrowth {
@@ -401,7 +413,7 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 	}
 	start := d.o.Now()
 	raw, err := d.o.Dial(dctx, network, addr)
-	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff}
+	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff, started: start}
 	if err := c.dialed(d.o.Now().Sub(start), err); err != nil {
 		return nil, fmt.Errorf("dialer: dial %s: %w", addr, err)
 	}
@@ -483,7 +495,7 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 			d.refused(t, err)
 			return err
 		}
-		d.failLocked(t, EventDialFailed, err, c.probe)
+		d.failLocked(t, EventDialFailed, err, c.probe, c.started)
 		c.probe = false
 		return err
 	}
@@ -492,7 +504,7 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 		c.slow = true
 		t.stats.SlowConnects++
 		d.emit(t, EventSlowConnect, took, nil)
-		d.congestion(t)
+		d.congestion(t, c.started)
 	}
 	return nil
 }
@@ -524,8 +536,8 @@ func (d *Dialer) refuse(t *target) {
 
 // failLocked records one failure of target t: the whole target backs off,
 // the window grows and the breaker counts it. Called with mu held.
-func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
-	d.fail(t, kind, err, failure{probe: probe, grow: true, breaker: true})
+func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool, started time.Time) {
+	d.fail(t, kind, err, failure{probe: probe, grow: true, breaker: true, started: started})
 }
 
 // failure says how a failure counts.
@@ -533,6 +545,9 @@ type failure struct {
 	probe   bool // the attempt held a half-open probe slot
 	grow    bool // a congestion signal: grow the window (see Conn.lostYoung)
 	breaker bool // counts towards opening the breaker (see refused)
+	// started is when the failed attempt's dial started (zero: unknown);
+	// see congestion.
+	started time.Time
 }
 
 // fail records one failure of target t. Called with mu held.
@@ -541,7 +556,7 @@ func (d *Dialer) fail(t *target, kind EventKind, err error, f failure) {
 	t.failures++
 	d.markLoss(t, now, err)
 	if f.grow {
-		d.congestion(t)
+		d.congestion(t, f.started)
 	}
 	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
 	t.prevDelay = delay
@@ -582,7 +597,7 @@ func (d *Dialer) ReportOverload(addr string, err error) {
 	defer d.mu.Unlock()
 	t := d.target(addr)
 	t.stats.Overloads++
-	d.failLocked(t, EventOverload, err, false)
+	d.failLocked(t, EventOverload, err, false, time.Time{})
 }
 
 // lateWake is how late a timer may fire before respread spreads the dial

@@ -573,3 +573,37 @@ func TestRespreadLateWake(t *testing.T) {
 		t.Errorf("done context: waited %s more", got)
 	}
 }
+
+// TestOneCutPerCongestionEvent: the failures of attempts that were all
+// dialled before the rate was cut (a pool meeting one storm) cut it once;
+// an attempt dialled after the cut that fails cuts it again.
+func TestOneCutPerCongestionEvent(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1, Backoff: backoff.Immediate{}})
+	pool := make([]*Reservation, 8)
+	for i := range pool {
+		r, err := d.Reserve(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool[i] = r
+	}
+	clk.advance(10 * time.Millisecond)
+	for _, r := range pool {
+		_ = r.Dialed(2*time.Second, errTimeout{})
+		clk.advance(time.Millisecond)
+	}
+	if st := d.Stats(addr); st.AcceptRate != 2000 || st.Window != grown(time.Second, 1) {
+		t.Fatalf("8 failures of one pool's simultaneous dials: rate %g, window %s; want one cut (2000, %s)", st.AcceptRate, st.Window, grown(time.Second, 1))
+	}
+	r, _ := d.Reserve(addr) // dialled after the cut
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, errors.New("connection reset"))
+	if st := d.Stats(addr); st.Window != grown(time.Second, 2) {
+		t.Errorf("a failure of a dial made after the cut: window %s, want %s", st.Window, grown(time.Second, 2))
+	}
+	d.ReportOverload(addr, nil) // no attempt to date: always cuts
+	if st := d.Stats(addr); st.Window != grown(time.Second, 3) {
+		t.Errorf("after ReportOverload: window %s, want %s", st.Window, grown(time.Second, 3))
+	}
+}
