@@ -29,6 +29,9 @@ type ebpfSource struct {
 	mu    sync.Mutex
 	prev  listentrace.Counters
 	prevT time.Time
+	// hist is the last sample's histogram, which the next one shares
+	// while no accept was counted (see fillEBPF).
+	hist *sample.Histogram
 	// shared is a Read taken for the accept-queue source's counts
 	// (kernelCounts) at sharedAt, which this sample's Collect uses
 	// instead of reading the maps again; hasShared says it is unused.
@@ -151,16 +154,14 @@ func (e *ebpfSource) Collect(_ context.Context, s *sample.Sample) error {
 	d := listentrace.Delta(e.prev, cur)
 	elapsed := now.Sub(e.prevT)
 	e.prev, e.prevT = cur, now
+	e.hist = fillEBPF(s, cur, d, elapsed, e.hist)
 	e.mu.Unlock()
-	fillEBPF(s, cur, d, elapsed)
 	if e.tr.NoListeners != "" {
 		return &Unavailable{Reason: "listen.overflows_port: " + e.tr.NoListeners}
 	}
 	return nil
 }
 
-// fillEBPF writes the sample's eBPF keys from the cumulative counters cur
-// and the interval's delta d.
 // promBoundsSeconds are listentrace.PromBounds in seconds, shared by every
 // sample's histogram (read only): one slice, not one per sample.
 var promBoundsSeconds = func() []float64 {
@@ -171,7 +172,13 @@ var promBoundsSeconds = func() []float64 {
 	return b
 }()
 
-func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Duration) {
+// fillEBPF writes the sample's eBPF keys from the cumulative counters cur
+// and the interval's delta d, and returns the sample's histogram. That is
+// prev itself while it holds cur's counts: the histogram is cumulative, so
+// while no accept was counted (every calm sample of an idle server) it has
+// not changed, and samples are read-only once taken; at a 10 ms interval
+// the hub's ten minutes of samples would otherwise hold 60,000 copies.
+func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Duration, prev *sample.Histogram) *sample.Histogram {
 	if elapsed > 0 {
 		s.SynRate = sample.F64(float64(d.SYNs) / elapsed.Seconds())
 	}
@@ -195,9 +202,16 @@ func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Durati
 		s.PortOverflows = sample.U64(cur.Drops)
 	}
 	s.Accepts = sample.U64(cur.Accepts)
-	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Sum: float64(cur.WaitSumUS) / 1e6, Bounds: promBoundsSeconds}
+	var count uint64
 	for _, n := range cur.Hist {
-		h.Count += n
+		count += n
 	}
+	sum := float64(cur.WaitSumUS) / 1e6
+	if prev != nil && prev.Count == count && prev.Sum == sum {
+		s.AcceptWaitHist = prev
+		return prev
+	}
+	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Count: count, Sum: sum, Bounds: promBoundsSeconds}
 	s.AcceptWaitHist = h
+	return h
 }
