@@ -172,6 +172,14 @@ var promBoundsSeconds = func() []float64 {
 	return b
 }()
 
+// ebpfPart holds the values a sample's eBPF keys point to: one allocation
+// per sample instead of one per value.
+type ebpfPart struct {
+	wait                   sample.AcceptWait
+	synRate, p50, p99, max float64
+	accepts, overflows     uint64
+}
+
 // fillEBPF writes the sample's eBPF keys from the cumulative counters cur
 // and the interval's delta d, and returns the sample's histogram. That is
 // prev itself while it holds cur's counts: the histogram is cumulative, so
@@ -179,29 +187,35 @@ var promBoundsSeconds = func() []float64 {
 // not changed, and samples are read-only once taken; at a 10 ms interval
 // the hub's ten minutes of samples would otherwise hold 60,000 copies.
 func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Duration, prev *sample.Histogram) *sample.Histogram {
+	// One allocation for the part's values (see ebpfPart).
+	v := &ebpfPart{accepts: cur.Accepts, overflows: cur.Drops}
 	if elapsed > 0 {
-		s.SynRate = sample.F64(float64(d.SYNs) / elapsed.Seconds())
+		v.synRate = float64(d.SYNs) / elapsed.Seconds()
+		s.SynRate = &v.synRate
 	}
-	ms := func(v time.Duration) *float64 { return sample.F64(float64(v.Microseconds()) / 1000) }
-	aw := &sample.AcceptWait{}
+	ms := func(v time.Duration) float64 { return float64(v.Microseconds()) / 1000 }
+	aw := &v.wait
 	if p, ok := listentrace.Quantile(d, 0.5); ok {
-		aw.P50 = ms(p)
+		v.p50 = ms(p)
+		aw.P50 = &v.p50
 	}
 	if p, ok := listentrace.Quantile(d, 0.99); ok {
-		aw.P99 = ms(p)
+		v.p99 = ms(p)
+		aw.P99 = &v.p99
 		mx := d.MaxWait
 		if mx < p {
 			// The longest wait's reset raced a new wait; the
 			// histogram still bounds it from below.
 			mx, _ = listentrace.Quantile(d, 1)
 		}
-		aw.Max = ms(mx)
+		v.max = ms(mx)
+		aw.Max = &v.max
 	}
 	s.AcceptWaitMS = aw
 	if cur.Listeners > 0 {
-		s.PortOverflows = sample.U64(cur.Drops)
+		s.PortOverflows = &v.overflows
 	}
-	s.Accepts = sample.U64(cur.Accepts)
+	s.Accepts = &v.accepts
 	var count uint64
 	for _, n := range cur.Hist {
 		count += n
