@@ -119,3 +119,73 @@ func TestTopWithoutTerminalEndsOnSignal(t *testing.T) {
 		})
 	}
 }
+
+// TestContractBadInputOneLine runs the binary as automation does with bad
+// input on every command: exit 2 and exactly one line on stderr that
+// names what was wrong, no usage text, no stack trace. (The per-command
+// tests check the messages in-process; this checks what main prints.)
+func TestContractBadInputOneLine(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/file" // a regular file: nothing can be created under it
+	if err := os.WriteFile(file, []byte("not json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := "127.0.0.1:1"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sample", "--valkey", v, "--interval", "-1s"}, "--interval"},
+		{[]string{"sample", "--valkey", v, "--count", "0"}, "--count"},
+		{[]string{"sample", "--valkey", v, "--bogus"}, "--bogus"},
+		{[]string{"sample"}, "valkey"},
+		{[]string{"sample", "--valkey", "notanaddr"}, "notanaddr"},
+		{[]string{"sample", "--valkey", "valkey://u:hunter2@h:99999"}, "bad Valkey address"},
+		{[]string{"sample", "--valkey", v, "--password-file", dir + "/missing"}, "missing"},
+		{[]string{"sample", "--valkey", v, "--netns", dir + "/missing"}, "missing"},
+		{[]string{"sample", "--valkey", "valkeys://127.0.0.1:1", "--cacert", dir + "/missing"}, "--cacert"},
+		{[]string{"watch", "--interval", "-1s", "--http", ""}, "--interval"},
+		{[]string{"watch", "--http", "notanaddr"}, "--http"},
+		{[]string{"watch", "--valkey", v, "--http", "", "--events", file + "/ev.jsonl"}, "--events"},
+		{[]string{"watch", "--valkey", v, "--http", "", "--journal", file + "/j"}, "--journal"},
+		{[]string{"watch", "--valkey", v, "--web.config.file", dir + "/missing"}, "--web.config.file"},
+		{[]string{"top", "--interval", "-1s"}, "--interval"},
+		{[]string{"top", "--agent", "::bad"}, "--agent"},
+		{[]string{"report", "--journal", dir + "/missing", "--out", dir + "/r.html"}, "missing"},
+		{[]string{"report", "--journal", dir}, "out"},
+		{[]string{"replay"}, "--journal"},
+		{[]string{"replay", "--capture", file}, file + " line 1"},
+		{[]string{"replay", "--capture", dir + "/missing"}, "missing"},
+		{[]string{"check", "--valkey", v, "--format", "xml"}, "xml"},
+		{[]string{"check", "--valkey", v, "--fail-on", "never"}, "--fail-on"},
+		{[]string{"backoff", "--strategy", "nope"}, "nope"},
+		{[]string{"backoff", "--strategy", "glide", "--attempts", "0"}, "--attempts"},
+		{[]string{"storm", "--target", v, "--clients", "0", "--strategy", "immediate"}, "--clients"},
+		{[]string{"storm", "--spawn", "--hosts", "0", "--clients", "5", "--strategy", "immediate"}, "--hosts"},
+		{[]string{"storm", "--spawn", "--hosts", "2", "--rtt", "-1s", "--clients", "5", "--strategy", "immediate"}, "--rtt"},
+		{[]string{"simulate", "--clients", "0", "--strategy", "glide"}, "--clients"},
+		{[]string{"simulate", "--clients", "10", "--strategy", "glide", "--rtt", "-1s"}, "negative"},
+		{[]string{"simulate", "--clients", "10", "--strategy", "glide", "--calibrate", file}, "--calibrate"},
+		{[]string{"defuse", "apply", "--action", "ratelimit-syn", "--port", "6379", "--rate", "20/s"}, "--ttl"},
+		{[]string{"defuse", "apply", "--action", "nope", "--port", "6379", "--ttl", "60s"}, "nope"},
+		{[]string{"defuse", "plan", "--valkey", "bad"}, "bad"},
+		{[]string{"nosuchcommand"}, "nosuchcommand"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			p := startMain(t, tt.args...)
+			code := p.exit(t)
+			stderr := p.stderr.String()
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, exitUsage, stderr)
+			}
+			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "stormguard: ") || !strings.Contains(lines[0], tt.want) {
+				t.Fatalf("stderr %q: want one line \"stormguard: …\" naming %q", stderr, tt.want)
+			}
+			if strings.Contains(stderr, "hunter2") {
+				t.Fatalf("stderr shows the password: %q", stderr)
+			}
+		})
+	}
+}
