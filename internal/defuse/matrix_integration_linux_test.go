@@ -298,6 +298,15 @@ func watchRestorer(t *testing.T, statePath string, mt Mitigation) *restorerWatch
 			}
 			if !alive {
 				w.exited = now
+				if w.entryGone.IsZero() {
+					// It removed the entry and exited between the
+					// two reads above.
+					if st, err := loadState(statePath); err == nil {
+						if _, present := st.find(mt.ID); !present {
+							w.entryGone = now
+						}
+					}
+				}
 				return
 			}
 			every := 5 * time.Millisecond
