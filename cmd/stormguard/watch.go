@@ -73,7 +73,8 @@ HTTP (default 127.0.0.1:9877, localhost only): /metrics (Prometheus),
 events), /healthz, and the live dashboard at /.
 
 With --defuse auto, a storm arms the chosen mitigations (default: a
-per-source SYN rate limit on the port) for --defuse-ttl, re-armed while the
+per-source SYN rate limit on the port, and a port-wide admission limit the
+agent sizes from the connections Valkey completes) for --defuse-ttl, re-armed while the
 storm lasts up to --defuse-max, and reverted once the target is calm. Every
 arming and revert is an event and an alert. kill-idle is never automatic.
 
@@ -103,10 +104,10 @@ SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
 	f.StringVar(&o.bearerTokenFile, "bearer-token-file", "", "require this bearer token on HTTP (all paths but /healthz)")
 	f.DurationVar(&o.discoverEvery, "discover-interval", 5*time.Second, "how often to rescan for local servers")
 	f.StringVar(&o.defuseMode, "defuse", "off", "off, or auto: arm --defuse-actions when a storm is detected, revert after calm")
-	f.StringSliceVar(&o.defuseActions, "defuse-actions", []string{"ratelimit-syn"}, "actions auto mode may arm: ratelimit-syn, ratelimit-global, notrack, accept-cap, backlog")
+	f.StringSliceVar(&o.defuseActions, "defuse-actions", []string{"ratelimit-syn", "ratelimit-global"}, "actions auto mode may arm: ratelimit-syn, ratelimit-global (the admission limit, sized from what Valkey completes), notrack, accept-cap, backlog")
 	f.DurationVar(&o.defuseTTL, "defuse-ttl", time.Minute, "auto mode: each arming expires after this (re-armed while the storm lasts)")
 	f.DurationVar(&o.defuseMax, "defuse-max", 10*time.Minute, "auto mode: longest one storm keeps mitigations armed")
-	f.StringVar(&o.defuseRate, "defuse-rate", "20/s", "auto mode: SYN rate admitted per source (ratelimit-syn) or in all (ratelimit-global); at least 5/s")
+	f.StringVar(&o.defuseRate, "defuse-rate", "20/s", "auto mode: SYN rate admitted per source (ratelimit-syn), and the lowest rate the admission limit (ratelimit-global) starts at; at least 5/s")
 	f.StringVar(&o.defuseState, "defuse-state", "", "defuse state file (default "+defuse.DefaultStatePath+")")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// mainProc is this test binary started as the stormguard command (see
+// TestMain), the way outside automation runs it: no terminal, stdin
+// /dev/null.
+type mainProc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan error
+}
+
+func startMain(t *testing.T, args ...string) *mainProc {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &mainProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(exe, args...)
+	p.cmd.Env = append(os.Environ(), "STORMGUARD_TEST_MAIN=1")
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// waitOutput polls until stdout contains want, or fails after hangBound.
+func (p *mainProc) waitOutput(t *testing.T, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(p.stdout.String(), want) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("exited (%v) before printing %q; stderr: %s", err, want, p.stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("no %q on stdout after %s; stderr: %s", want, hangBound, p.stderr.String())
+		case <-tick.C:
+		}
+	}
+}
+
+// exit waits for the process to end and returns its exit code; a process
+// still running after hangBound fails the test.
+func (p *mainProc) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(hangBound):
+		t.Fatalf("still running %s after the signal (hang); stderr: %s", hangBound, p.stderr.String())
+		return -1
+	}
+}
+
+// TestTopWithoutTerminalEndsOnSignal: top started by a script (stdin
+// /dev/null, stdout a pipe) shows the target and ends with exit 0 on
+// SIGINT and on SIGTERM. It used to exit 2 at once (Bubble Tea could not
+// poll /dev/null for keys), and to hang after SIGTERM.
+func TestTopWithoutTerminalEndsOnSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			p := startMain(t, "top", "--valkey", "127.0.0.1:1", "--interval", "50ms")
+			p.waitOutput(t, "127.0.0.1:1")
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.exit(t); code != 0 {
+				t.Fatalf("exit %d after %s, want 0; stderr: %s", code, sig, p.stderr.String())
+			}
+		})
+	}
+}
