@@ -110,11 +110,12 @@ Exit codes: 0 success, 1 the mitigation was refused as unsafe or useless here
 // detached restore process runs at a mitigation's TTL.
 func newDefuseRestoreDueCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "restore-due --state FILE --id ID [--password-file F]",
+		Use:   "restore-due --state FILE --id ID [--at TIME] [--password-file F]",
 		Short: "Restore one mitigation at its TTL (run by the scheduled restorer)",
-		Long: `Wait until the mitigation's TTL, then put back the recorded previous values
-(only where the current value is still the one stormguard set) and remove its
-state entry. 'defuse apply' starts this by itself, as a transient systemd
+		Long: `Wait until the mitigation's TTL (--at, the expiry recorded at apply in RFC 3339,
+as a wall-clock instant; without it, read from the state file), then put back
+the recorded previous values (only where the current value is still the one
+stormguard set) and remove its state entry. 'defuse apply' starts this by itself, as a transient systemd
 timer or a detached process; the Valkey password comes from --password-file
 (a 0600 file, removed once read) or an inherited descriptor, never argv.`,
 		Example:            `  stormguard defuse restore-due --state /var/lib/stormguard/defuse.json --id 3f2a9c1d`,
