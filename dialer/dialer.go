@@ -60,9 +60,11 @@ type target struct {
 	// (minGrowth, for tiny fleets), cleared by a clean connect.
 	// congestedIn and raisedIn are the lostAt of the episode in which the
 	// target last met congestion and last raised the rate.
+	// cutAt is when the rate was last cut.
 	rate                  float64
 	floor                 time.Duration
 	congestedIn, raisedIn time.Time
+	cutAt                 time.Time
 
 	failures  int // consecutive failures since proven health (backoff)
 	prevDelay time.Duration
@@ -170,11 +172,21 @@ const minRateFraction = 1.0 / 1024
 // grows its window by as much: a failure, an overload or a slow connect
 // says the fleet arrives faster than the server admits. The cut applies
 // at once, to this episode's remaining dials, and stays for the next
-// episodes until clean ones raise it again. Called with mu held.
-func (d *Dialer) congestion(t *target) {
-	if d.o.ReconnectWindow == -1 {
+// episodes until clean ones raise it again.
+//
+// An attempt whose dial started before the last cut does not cut again
+// (TCP reduces its window once per loss event, not once per lost packet):
+// a pool whose connections all fail in the same storm has met one
+// congestion event, and cutting once per connection would send a
+// 100-connection process to MaxReconnectWindow at once. One client's
+// successive attempts each start after the previous failure, so each of
+// its failures counts. started zero (a ReportOverload) always cuts.
+// Called with mu held.
+func (d *Dialer) congestion(t *target, started time.Time) {
+	if d.o.ReconnectWindow == -1 || !started.IsZero() && started.Before(t.cutAt) {
 		return
 	}
+	t.cutAt = d.o.Now()
 	t.rate = max(d.rate(t)/d.o.WindowGrowth, d.o.AcceptRate*minRateFraction)
 	t.congestedIn = t.lostAt
 	if d.window(t) < minGrowth {
@@ -368,11 +380,13 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 		}
 	}
 	if wait > 0 {
+		due := d.o.Now().Add(wait)
 		if err := sleep(ctx, wait, d.o.Now); err != nil {
 			release()
 			d.refuse(t)
 			return nil, fmt.Errorf("%w: %s: next dial in %s: %w", ErrBackingOff, addr, wait.Round(time.Millisecond), err)
 		}
+		wait += d.respread(ctx, d.o.Now().Sub(due))
 	}
 	waited := wait
 	if t.limiter != nil {
@@ -399,7 +413,7 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 	}
 	start := d.o.Now()
 	raw, err := d.o.Dial(dctx, network, addr)
-	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff}
+	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff, started: start}
 	if err := c.dialed(d.o.Now().Sub(start), err); err != nil {
 		return nil, fmt.Errorf("dialer: dial %s: %w", addr, err)
 	}
@@ -481,7 +495,7 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 			d.refused(t, err)
 			return err
 		}
-		d.failLocked(t, EventDialFailed, err, c.probe)
+		d.failLocked(t, EventDialFailed, err, c.probe, c.started)
 		c.probe = false
 		return err
 	}
@@ -490,7 +504,7 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 		c.slow = true
 		t.stats.SlowConnects++
 		d.emit(t, EventSlowConnect, took, nil)
-		d.congestion(t)
+		d.congestion(t, c.started)
 	}
 	return nil
 }
@@ -522,8 +536,8 @@ func (d *Dialer) refuse(t *target) {
 
 // failLocked records one failure of target t: the whole target backs off,
 // the window grows and the breaker counts it. Called with mu held.
-func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
-	d.fail(t, kind, err, failure{probe: probe, grow: true, breaker: true})
+func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool, started time.Time) {
+	d.fail(t, kind, err, failure{probe: probe, grow: true, breaker: true, started: started})
 }
 
 // failure says how a failure counts.
@@ -531,6 +545,9 @@ type failure struct {
 	probe   bool // the attempt held a half-open probe slot
 	grow    bool // a congestion signal: grow the window (see Conn.lostYoung)
 	breaker bool // counts towards opening the breaker (see refused)
+	// started is when the failed attempt's dial started (zero: unknown);
+	// see congestion.
+	started time.Time
 }
 
 // fail records one failure of target t. Called with mu held.
@@ -539,7 +556,7 @@ func (d *Dialer) fail(t *target, kind EventKind, err error, f failure) {
 	t.failures++
 	d.markLoss(t, now, err)
 	if f.grow {
-		d.congestion(t)
+		d.congestion(t, f.started)
 	}
 	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
 	t.prevDelay = delay
@@ -580,7 +597,34 @@ func (d *Dialer) ReportOverload(addr string, err error) {
 	defer d.mu.Unlock()
 	t := d.target(addr)
 	t.stats.Overloads++
-	d.failLocked(t, EventOverload, err, false)
+	d.failLocked(t, EventOverload, err, false, time.Time{})
+}
+
+// lateWake is how late a timer may fire before respread spreads the dial
+// again: well above a healthy runtime's timer slack.
+const lateWake = 20 * time.Millisecond
+
+// respread waits a uniform part of late, how late the process woke from
+// the wait before a dial, and returns how long it waited. A process
+// starved of CPU — a cgroup throttled for the rest of its quota period,
+// a long GC pause, or 15,000 lab clients on the server's 2 cores — fires
+// every timer that fell due meanwhile at once, and the dials the window
+// spread over the stall hit the server in one burst that a 128-slot
+// accept queue does not absorb (the lab saw 14,000–18,000 connects/s in
+// 100 ms buckets while the window asked for 8,000/s). Spreading each late
+// dial over the next stall's length turns that burst back into a rate.
+// It gives up (dials at once) when the context ends first.
+func (d *Dialer) respread(ctx context.Context, late time.Duration) time.Duration {
+	if late < lateWake {
+		return 0
+	}
+	d.mu.Lock()
+	extra := time.Duration(d.o.Rand.Float64() * float64(late))
+	d.mu.Unlock()
+	if sleep(ctx, extra, d.o.Now) != nil {
+		return 0
+	}
+	return extra
 }
 
 // sleep waits for d, or fails at once if ctx's deadline comes first, or

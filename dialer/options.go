@@ -24,9 +24,13 @@ const (
 	DefaultDialTimeout        = 5 * time.Second
 	// DefaultAcceptRate is the new connections per second a Valkey is
 	// assumed to admit without overflowing its accept queue when the
-	// fleet size is known (FleetSize or ObserveClients). A plaintext
-	// Valkey admits several times more on an idle host; this leaves room
-	// for a busy main thread.
+	// fleet size is known (FleetSize or ObserveClients), until the
+	// target's own episodes teach otherwise (AIMD). The storm lab's
+	// Valkey admitted 6,000–10,000/s on a quiet 2-core host and 2–3×
+	// less on a busy one; 5,000/s with the ramp (DisconnectCost) is the
+	// compromise simulate put within 1.5× of the fastest recovery on the
+	// quiet host at 10,000 clients, ≥ 10× fewer overflows on the busy
+	// one at 15,000 (docs/backoff.md, "The learned admission rate").
 	DefaultAcceptRate = 5000
 	// DefaultMaxAcceptRateFactor: MaxAcceptRate defaults to this many
 	// times AcceptRate.
@@ -41,13 +45,13 @@ const (
 	DefaultWindowGrowth = 1.5
 	// MaxWindowGrowth is the largest WindowGrowth accepted.
 	MaxWindowGrowth = 4
-	// DefaultDisconnectCost is 0: the window opens at the loss. CLIENT
-	// KILL of 1,000–10,000 idle clients took 45 µs each on the storm
-	// lab's 2-core VM, during which Valkey accepts nothing, and a delay
-	// of connections × 50 µs removed the kill's overflows in simulate;
-	// in the lab, paired with AcceptRate 8,000/s, it did not keep the
-	// overflows ≥ 10× below immediate's (docs/benchmarks.md, 8a), so it
-	// is opt-in until the lab confirms a setting.
+	// DefaultDisconnectCost: the window's density ramps up over
+	// connections × 50 µs after a close or reset. CLIENT KILL of
+	// 1,000–15,000 idle clients took 45 µs each on the storm lab's 2-core
+	// VM, during which Valkey accepts nothing; dials then are most of a
+	// well-spread fleet's overflows. Opening the window only after that
+	// time (tried 2026-12-02) cost the whole delay in recovery; the ramp
+	// costs half of it and cut simulate's overflows 3–5×.
 	DefaultDisconnectCost = 50 * time.Microsecond
 	// DefaultSlowConnect: a TCP connect that takes this long had its SYN
 	// dropped and retransmitted (the kernel's first SYN retransmit is at
@@ -121,7 +125,8 @@ type Options struct {
 	ReconnectWindow time.Duration
 	// FleetSize is a hint: how many connections the whole fleet keeps to
 	// this server (all processes, all pools). When it (or a count passed
-	// to ObserveClients) is known, the window is FleetSize/AcceptRate
+	// to ObserveClients) is known, the window is FleetSize over the
+	// learned admission rate (AcceptRate to begin with)
 	// instead of ReconnectWindow: small fleets reconnect at once, large
 	// ones are spread just enough. 0 = unknown.
 	FleetSize int
@@ -140,11 +145,13 @@ type Options struct {
 	// learned growth (30s).
 	MaxReconnectWindow time.Duration
 	// DisconnectCost is the server's time per connection lost in a
-	// fleet-wide disconnect (DefaultDisconnectCost: 0, off; e.g. 50µs):
-	// with the fleet size known, the window opens FleetSize ×
-	// DisconnectCost after an episode's first loss by a close or reset,
-	// once the server has finished tearing the fleet's connections down;
-	// -1 also disables.
+	// fleet-wide disconnect (DefaultDisconnectCost, 50µs): with the fleet
+	// size known, after an episode's first loss by a close or reset the
+	// density of the dials rises linearly over FleetSize ×
+	// DisconnectCost (at most the window) and is flat after it, so few
+	// clients dial while the server is still tearing the fleet's
+	// connections down; the episode lasts half the ramp longer than the
+	// window. -1 disables (the window is uniform from the loss).
 	DisconnectCost time.Duration
 	// WindowGrowth is the factor by which each congestion signal (a
 	// failed, timed-out or rejected connect, a connection lost before

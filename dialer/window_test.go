@@ -1,6 +1,7 @@
 package dialer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -542,5 +543,67 @@ func TestRefusedConnects(t *testing.T) {
 	_ = r.Dialed(time.Millisecond, refused)
 	if b := d.Stats(addr).Breaker; b != "open" {
 		t.Errorf("after a refused probe breaker %s, want open", b)
+	}
+}
+
+// TestRespreadLateWake: a dial whose wait ended late (a CPU-starved
+// process fires every due timer at once) waits again a uniform part of
+// how late it was; a punctual one does not, and a done context gives up
+// the extra wait.
+func TestRespreadLateWake(t *testing.T) {
+	d, _ := newClocked(t, Options{})
+	if got := d.respread(t.Context(), lateWake-time.Millisecond); got != 0 {
+		t.Errorf("punctual wake waited %s more", got)
+	}
+	const late = 30 * time.Millisecond
+	var hi time.Duration
+	for range 5 {
+		got := d.respread(t.Context(), late)
+		if got < 0 || got >= late {
+			t.Fatalf("late by %s: waited %s more, want within [0, %s)", late, got, late)
+		}
+		hi = max(hi, got)
+	}
+	if hi == 0 {
+		t.Errorf("five late wakes never waited")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if got := d.respread(ctx, time.Hour); got != 0 {
+		t.Errorf("done context: waited %s more", got)
+	}
+}
+
+// TestOneCutPerCongestionEvent: the failures of attempts that were all
+// dialled before the rate was cut (a pool meeting one storm) cut it once;
+// an attempt dialled after the cut that fails cuts it again.
+func TestOneCutPerCongestionEvent(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1, Backoff: backoff.Immediate{}})
+	pool := make([]*Reservation, 8)
+	for i := range pool {
+		r, err := d.Reserve(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool[i] = r
+	}
+	clk.advance(10 * time.Millisecond)
+	for _, r := range pool {
+		_ = r.Dialed(2*time.Second, errTimeout{})
+		clk.advance(time.Millisecond)
+	}
+	if st := d.Stats(addr); st.AcceptRate != 2000 || st.Window != grown(time.Second, 1) {
+		t.Fatalf("8 failures of one pool's simultaneous dials: rate %g, window %s; want one cut (2000, %s)", st.AcceptRate, st.Window, grown(time.Second, 1))
+	}
+	r, _ := d.Reserve(addr) // dialled after the cut
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, errors.New("connection reset"))
+	if st := d.Stats(addr); st.Window != grown(time.Second, 2) {
+		t.Errorf("a failure of a dial made after the cut: window %s, want %s", st.Window, grown(time.Second, 2))
+	}
+	d.ReportOverload(addr, nil) // no attempt to date: always cuts
+	if st := d.Stats(addr); st.Window != grown(time.Second, 3) {
+		t.Errorf("after ReportOverload: window %s, want %s", st.Window, grown(time.Second, 3))
 	}
 }
