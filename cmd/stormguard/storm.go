@@ -80,7 +80,9 @@ one dialer (stormguard) or one client library object (go-redis, valkey-go,
 valkey-glide). valkey-glide links GLIDE's Rust core through cgo and is only in
 binaries built with "make build-glide" (this one: ` + glideNote() + `); it
 needs --netns or --spawn, because its connects are counted from the kernel's
-Tcp counters of the server's namespace.
+Tcp counters of the server's namespace (with --hosts, the hosts'); with --tls
+it needs --spawn (GLIDE verifies the server against the run's CA), and with
+--cluster it runs GLIDE's ClusterClient.
 On a loopback target each instance connects from its own source address
 (127.0.0.1, 127.0.0.2, …), as instances on different hosts would; the server
 and a per-source SYN limit then see a fleet. --source-addrs 1 sends every
@@ -122,7 +124,7 @@ See docs/lab.md.`,
 	f.StringVar(&o.cfg.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(lab.Strategies(), ", "))
 	f.StringVar(&o.compare, "compare", "", "comma-separated strategies to run in turn (or \"all\")")
 	f.StringVar(&o.cfg.Scenario, "scenario", "kill", "disruption: "+strings.Join(lab.Scenarios(), ", "))
-	f.BoolVar(&o.cfg.Cluster, "cluster", false, "failover with --spawn: a 3-shard cluster (3 primaries, 3 replicas) that promotes by itself; strategies go-redis or valkey-go in cluster mode")
+	f.BoolVar(&o.cfg.Cluster, "cluster", false, "failover with --spawn: a 3-shard cluster (3 primaries, 3 replicas) that promotes by itself; strategies go-redis, valkey-go or valkey-glide in cluster mode")
 	f.BoolVar(&o.json, "json", false, "print one JSON object (an array with --compare)")
 	f.BoolVar(&o.progress, "progress", false, "print progress on stderr even when it is not a terminal")
 	f.DurationVar(&o.cfg.Period, "period", 100*time.Millisecond, "time between one client's PINGs")

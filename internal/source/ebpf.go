@@ -93,7 +93,7 @@ func (e *ebpfSource) countsOverflows() bool { return e.counting.Load() }
 
 func openEBPF(ctx context.Context, o Options) (sample.Source, error) {
 	if o.NoEBPF || listentrace.Off() {
-		return nil, &Unavailable{Reason: errEBPFOff.Error(), Err: errEBPFOff}
+		return nil, &Unavailable{Err: errEBPFOff}
 	}
 	tr, err := listentrace.Open(ctx, o.Target.NetNS, uint16(o.Target.Port()), o.logger())
 	if err != nil {
