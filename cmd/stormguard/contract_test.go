@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -187,5 +189,40 @@ func TestContractBadInputOneLine(t *testing.T) {
 				t.Fatalf("stderr shows the password: %q", stderr)
 			}
 		})
+	}
+}
+
+// TestPasswordNotInProcessArgs: a password given in the address is not in
+// /proc/PID/cmdline of a running stormguard, nor in its log. (The command
+// still has it: TestHideArgvPasswords.)
+func TestPasswordNotInProcessArgs(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/PID/cmdline is Linux")
+	}
+	p := startMain(t, "watch", "--valkey", "valkey://u:hunter2@127.0.0.1:1", "--http", "", "--interval", "50ms", "--ebpf=false")
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	for !strings.Contains(p.stderr.String(), "watching target") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("watch did not start: %s", p.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(cmdline), "hunter2") || !strings.Contains(string(cmdline), "valkey://u:*******@127.0.0.1:1") {
+		t.Fatalf("/proc/PID/cmdline = %q, want the password masked", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.exit(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM; stderr: %s", code, p.stderr.String())
+	}
+	if strings.Contains(p.stderr.String(), "hunter2") {
+		t.Fatalf("log shows the password: %s", p.stderr.String())
 	}
 }
