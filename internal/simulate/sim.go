@@ -513,16 +513,18 @@ func (s *sim) killNext() {
 const tcpRTOMin = 200 * time.Millisecond
 
 var (
-	errConnectTimeout = errors.New("connect: i/o timeout")
+	// errConnectTimeout is a timeout as net.Dialer's is (a net.Error
+	// whose Timeout() is true): the dialer tells timeouts from closes.
+	errConnectTimeout = timeoutErr{op: "connect"}
 	errRefused        = fmt.Errorf("connect: %w", syscall.ECONNREFUSED)
-	errPingTimeout    = timeoutErr{}
+	errPingTimeout    = timeoutErr{op: "read"}
 	errEOF            = errors.New("EOF")
 	errReset          = errors.New("read: connection reset by peer")
 )
 
-type timeoutErr struct{}
+type timeoutErr struct{ op string }
 
-func (timeoutErr) Error() string   { return "read: i/o timeout" }
+func (e timeoutErr) Error() string { return e.op + ": i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
