@@ -28,7 +28,8 @@ Environment: LABDIR (lab JSON directory, default OUT; files *lab_<scenario>_<N>_
 STORMGUARD_FROM (glob: the stormguard rows come only from lab files whose
 name matches it; the model runs this tree's dialer, so use the files made by
 the same dialer code; default every file), HOST_CORES (cores Valkey and
-the load generator shared in the lab; default this machine's).
+the load generator shared in the lab; default this machine's), KILL_COST
+(Valkey's CPU per client CLIENT KILL frees, kept as given by the fit; 45us).
 """
 import fnmatch
 import glob
@@ -102,6 +103,7 @@ def main():
     labdir = os.environ.get("LABDIR") or out
     sg_from = os.environ.get("STORMGUARD_FROM") or "*"
     cores = os.environ.get("HOST_CORES") or str(os.cpu_count() or 1)
+    kill = os.environ.get("KILL_COST") or "45us"
     lab = {n: load_lab(labdir, scen, n, sg_from) for n in sizes + [cal_n]}
     cal = [r for runs in lab[cal_n].values() for r in runs if usable(r)]
     if not cal:
@@ -109,7 +111,7 @@ def main():
     calfile = f"{out}/calibration_input.json"
     json.dump(cal, open(calfile, "w"))
     common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--json"]
-    fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--clients", cal_n,
+    fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--clients", cal_n,
                                      "--strategy", "immediate"] + common, capture_output=True, text=True, check=True).stdout)
     m = fit["model"]
     print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): conn_cost {m['conn_cost_ns']/1000:.1f}us,"

@@ -53,7 +53,12 @@ running it: a discrete-event model in simulated time of
   - Valkey's accept loop: at most max-new-connections-per-cycle accepts per
     event-loop turn (max-new-tls-connections-per-cycle with --tls), a cost
     per turn, per accepted connection, per TLS handshake and per command of
-    the clients already back.
+    the clients already back;
+  - the host: with --host-cores, Valkey shares that many cores with the
+    client side (CPU per connected client, --client-cpu, and a core while
+    it has queued work) and other work (--host-load), and gets its fair
+    share: a load generator on Valkey's machine slows it more the larger
+    the fleet.
 
 It prints the keys of "stormguard storm --json" that apply (strategy, clients,
 connect_attempts, peak_connects_per_sec, listen_overflows, time_to_recover_ms,

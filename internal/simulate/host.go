@@ -36,16 +36,18 @@ func (s *sim) valkeyShare() float64 {
 	if s.gen.busy {
 		gen++
 	}
-	return fairShare(float64(s.m.HostCores), gen, s.m.HostLoad, s.share[:0])
+	return fairShare(float64(s.m.HostCores), gen, s.m.HostLoad, &s.share)
 }
 
 // fairShare is the CPU (in cores) Valkey's one thread gets on a host of
 // cores shared with a client side that wants gen cores (at most cores:
 // GOMAXPROCS) and other work of load runnable threads: max-min fair
 // sharing (water filling) over threads of at most one core each, as
-// the scheduler shares cores among runnable threads. buf is scratch.
-func fairShare(cores, gen, load float64, buf []float64) float64 {
-	d := append(buf, 1) // Valkey
+// the scheduler shares cores among runnable threads. buf is scratch,
+// kept for the next call.
+func fairShare(cores, gen, load float64, buf *[]float64) float64 {
+	d := append((*buf)[:0], 1) // Valkey
+	defer func() { *buf = d }()
 	split := func(x float64) {
 		for ; x > 0; x-- {
 			d = append(d, min(x, 1))

@@ -178,7 +178,8 @@ func TestFairShare(t *testing.T) {
 		{1, 1, 0, 0.5},
 		{2, 50, 60, minShare},
 	} {
-		if got := fairShare(c.cores, c.gen, c.load, nil); math.Abs(got-c.want) > 1e-9 {
+		var buf []float64
+		if got := fairShare(c.cores, c.gen, c.load, &buf); math.Abs(got-c.want) > 1e-9 {
 			t.Errorf("fairShare(%g, %g, %g) = %g, want %g", c.cores, c.gen, c.load, got, c.want)
 		}
 	}
