@@ -104,8 +104,14 @@ See docs/lab.md.`,
   stormguard storm --spawn --tls --hosts 2 --setup auth --cluster --scenario failover --strategy valkey-glide --clients 200`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("hosts") && o.cfg.Hosts < 1 {
-				return usageErr(fmt.Errorf("--hosts must be at least 1, got %d", o.cfg.Hosts))
+			// 0 is these flags' "not given"; given, it is bad input.
+			for _, c := range []struct {
+				flag string
+				v    int
+			}{{"hosts", o.cfg.Hosts}, {"instances", o.cfg.Instances}} {
+				if cmd.Flags().Changed(c.flag) && c.v < 1 {
+					return usageErr(fmt.Errorf("--%s must be at least 1, got %d", c.flag, c.v))
+				}
 			}
 			o.notice = cmd.ErrOrStderr()
 			var errOut io.Writer
