@@ -395,8 +395,21 @@ the risk and the exact 'stormguard defuse apply' command. Nothing is changed.
 			}
 			plan := defuse.Propose(snap, target)
 			out := cmd.OutOrStdout()
+			// The plan is printed either way (the kernel half still
+			// counts in a storm); a --valkey that cannot be reached
+			// is then a connection error, exit 2, as for sample and
+			// check.
+			unreachable := func() error {
+				if verr, ok := snap.Errors["valkey"]; ok && o.valkey != "" {
+					return usageErr(fmt.Errorf("%w at %s: %s", errValkeyUnreachable, m.Valkey, verr))
+				}
+				return nil
+			}
 			if o.json {
-				return json.NewEncoder(out).Encode(plan)
+				if err := json.NewEncoder(out).Encode(plan); err != nil {
+					return err
+				}
+				return unreachable()
 			}
 			fmt.Fprintf(out, "port %d: %s\n", snap.Port, plan.Verdict)
 			for _, k := range slices.Sorted(maps.Keys(snap.Errors)) {
@@ -408,7 +421,7 @@ the risk and the exact 'stormguard defuse apply' command. Nothing is changed.
 			for _, p := range plan.Proposals {
 				fmt.Fprintf(out, "\n%d. %s\n   why:    %s\n   effect: %s\n   risk:   %s\n   run:    %s\n", p.Order, p.Action, p.Why, p.Effect, p.Risk, p.Command)
 			}
-			return nil
+			return unreachable()
 		},
 	}
 	o.flags(cmd, true)
