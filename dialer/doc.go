@@ -55,7 +55,7 @@
 // spends about that long tearing down the fleet it lost and accepts
 // nothing meanwhile (CLIENT KILL of 15,000 clients takes ~0.7 s), so few
 // dials land in a queue nobody drains, at the cost of half that time. A
-// small fleet gets a small window: 30 connections reconnect within 10 ms.
+// small fleet gets a small window: 30 connections reconnect within 6 ms.
 // None of it depends on how old the lost connection was, and there is no
 // switch that turns it off for young connections. A dial whose wait ended
 // late (a CPU-starved process fires every due timer at once) is spread
@@ -70,7 +70,9 @@
 // what is left of the grown window: exponential backoff with full jitter,
 // starting from the window instead of from zero. The episode stays
 // anchored at the loss that started it, so a client that fails is not
-// sent behind everyone else. Every reconnect episode in which the
+// sent behind everyone else; failures of dials made before the last cut
+// (a pool meeting one storm) cut once, as TCP does per loss event. Every
+// reconnect episode in which the
 // target's connection came back fast and proved healthy (StableAfter)
 // raises the rate by AcceptRate/2, up to Options.MaxAcceptRate (4 ×
 // AcceptRate), so a fleet on a server that admits more dials faster at
@@ -81,7 +83,8 @@
 // listens: a restart under way) backs off like a failure, but it neither
 // cuts the rate nor counts towards the circuit breaker: it costs the
 // server nothing and says it is down for now, not that it admits too
-// slowly.
+// slowly. It starts the window again instead, so the clients refused
+// while the server was down spread over a whole window once it is back.
 //
 // Share one *Dialer across every client of a process: its per-target state
 // is the point. It holds no package-level state, so tests and libraries

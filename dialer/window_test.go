@@ -607,3 +607,25 @@ func TestOneCutPerCongestionEvent(t *testing.T) {
 		t.Errorf("after ReportOverload: window %s, want %s", st.Window, grown(time.Second, 3))
 	}
 }
+
+// TestRefusedRestartsWindow: a refused connect (the server is down)
+// starts the episode's window again at the refusal, without growing it:
+// the retries spread over a whole window from the refusal, not over what
+// was left of the old one.
+func TestRefusedRestartsWindow(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1, Backoff: backoff.Immediate{}}) // 1s
+	connectHealthy(t, d, clk, addr).Lost(io.EOF)
+	clk.advance(800 * time.Millisecond)
+	r, _ := d.Reserve(addr)
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, refused)
+	if w := d.Stats(addr).Window; w != time.Second {
+		t.Fatalf("a refusal changed the window to %s", w)
+	}
+	lo, hi := spreadAfterLoss(t, d, addr, 400)
+	if hi < 900*time.Millisecond || hi >= time.Second || lo > 100*time.Millisecond {
+		t.Errorf("retries after the refusal wait [%s, %s], want spread over a new 1s window", lo, hi)
+	}
+}

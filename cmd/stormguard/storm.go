@@ -100,11 +100,18 @@ See docs/lab.md.`,
   stormguard storm --spawn --clients 500 --scenario restart --compare immediate,glide,stormguard
   stormguard storm --spawn --hosts 4 --loss 1 --clients 2000 --strategy go-redis --scenario kill
   stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s
-  stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide`,
+  stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide
+  stormguard storm --spawn --tls --hosts 2 --setup auth --cluster --scenario failover --strategy valkey-glide --clients 200`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("hosts") && o.cfg.Hosts < 1 {
-				return usageErr(fmt.Errorf("--hosts must be at least 1, got %d", o.cfg.Hosts))
+			// 0 is these flags' "not given"; given, it is bad input.
+			for _, c := range []struct {
+				flag string
+				v    int
+			}{{"hosts", o.cfg.Hosts}, {"instances", o.cfg.Instances}} {
+				if cmd.Flags().Changed(c.flag) && c.v < 1 {
+					return usageErr(fmt.Errorf("--%s must be at least 1, got %d", c.flag, c.v))
+				}
 			}
 			o.notice = cmd.ErrOrStderr()
 			var errOut io.Writer

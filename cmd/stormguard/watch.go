@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -153,6 +154,36 @@ func (o *watchOpts) checkFlags() error {
 	return nil
 }
 
+// checkOutputs makes sure --events and --journal can be written, as the
+// journal will (directories created as needed), so that a path that can
+// never be written is a usage error at start rather than a stream of
+// write errors in the log of an agent that otherwise runs. A write that
+// fails later (disk full) is still only counted and logged.
+func (o *watchOpts) checkOutputs() error {
+	if o.events != "" {
+		if err := os.MkdirAll(filepath.Dir(o.events), 0o755); err != nil {
+			return fmt.Errorf("--events %s: %w", o.events, err)
+		}
+		f, err := os.OpenFile(o.events, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("--events: %w", err)
+		}
+		f.Close()
+	}
+	if o.journalDir != "" {
+		if err := os.MkdirAll(o.journalDir, 0o755); err != nil {
+			return fmt.Errorf("--journal %s: %w", o.journalDir, err)
+		}
+		f, err := os.CreateTemp(o.journalDir, ".write-check-*")
+		if err != nil {
+			return fmt.Errorf("--journal: %w", err)
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
+	return nil
+}
+
 // autoDefuse turns the --defuse flags into the agent's auto-defuse
 // settings (nil when off).
 func (o *watchOpts) autoDefuse() (*agent.AutoDefuse, error) {
@@ -207,6 +238,9 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 		return usageErr(err)
 	}
 	if err := o.checkFlags(); err != nil {
+		return usageErr(err)
+	}
+	if err := o.checkOutputs(); err != nil {
 		return usageErr(err)
 	}
 	var targets []source.Target

@@ -357,6 +357,11 @@ func TestIntegrationGlideFailover(t *testing.T) {
 			if !strings.HasSuffix(res.FailoverTo, ":6380") || res.PromoteMS == nil {
 				t.Errorf("failover_to %q, promote_ms %v: want the replica on :6380 promoted", res.FailoverTo, res.PromoteMS)
 			}
+			// Without hosts the replica's reconnects are in the
+			// counted namespace, and the result says so.
+			if got := strings.Contains(res.ConnectsSource, connectsFromKernelFailover); got != (tc.hosts == 0) {
+				t.Errorf("hosts %d: connects_source %q", tc.hosts, res.ConnectsSource)
+			}
 		})
 	}
 }

@@ -551,7 +551,11 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 	}
 	clk := newSleeper()
 	defer clk.close()
+	// The end of ctx and every wake-up interrupt the sleep (see wait).
+	stop := context.AfterFunc(ctx, clk.interrupt)
+	defer stop()
 	ws := newWakes(sm.Interval)
+	ws.notify = clk.interrupt
 	for _, w := range sm.Wakes {
 		go ws.forward(ctx, w)
 	}
@@ -590,12 +594,17 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 
 // wait blocks until the next sample is due: at start+next (regular), or
 // at a wake-up — at once when ws says so (atOnce), otherwise no sooner
-// than start+fast. ok is false when ctx ended. The sleeper's expiries may
-// come early or stale (see sleeper), so the time is checked after each.
+// than start+fast. ok is false when ctx ended. The sampler sleeps in its
+// own goroutine (see fdSleeper); a wake-up or the end of ctx interrupts
+// the sleep, and a sleep may also end early or stale, so after each the
+// context, the wake-ups and the time are checked again.
 func (sm *Sampler) wait(ctx context.Context, clk sleeper, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
 	due := start.Add(next)
 	spaced := false // a wake-up was taken: sample at start+fast
 	for {
+		if ctx.Err() != nil {
+			return false, false, false
+		}
 		target := due
 		if spaced {
 			target = start.Add(fast)
@@ -604,29 +613,21 @@ func (sm *Sampler) wait(ctx context.Context, clk sleeper, ws *wakes, start time.
 		if left <= 0 {
 			return !spaced, false, true
 		}
-		clk.arm(left)
-		if spaced {
+		if !spaced {
 			select {
-			case <-ctx.Done():
-				return false, false, false
-			case <-clk.C():
+			case <-ws.signal:
+				level, now := ws.take(time.Now())
+				if now {
+					return false, true, true
+				}
+				// level 0: already taken with an earlier signal.
+				spaced = level != 0
+				continue
+			default:
 			}
-			continue
 		}
-		select {
-		case <-ctx.Done():
-			return false, false, false
-		case <-clk.C():
-		case <-ws.signal:
-			level, now := ws.take(time.Now())
-			if level == 0 {
-				continue // already taken with an earlier signal
-			}
-			if now {
-				return false, true, true
-			}
-			spaced = true
-		}
+		clk.arm(left)
+		clk.sleep()
 	}
 }
 
