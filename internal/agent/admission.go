@@ -21,12 +21,15 @@ import (
 // too few for one that could take more (recovery takes longer than it
 // must). So the agent measures, over windows of admissionWindow, how many
 // connections Valkey accepted (eBPF, else the namespace's passive opens)
-// and how many became clients (INFO total_connections_received), and
+// and how many became clients (INFO total_connections_received) — with
+// no INFO for admissionBlind, whether the accept queue overflowed — and
 //   - holds it while Valkey accepts more than the limit admits (it is
 //     working off connections queued before the limit, most of them
 //     abandoned: a lower rate would not shorten that);
 //   - cuts the rate when fewer than admissionEfficient of the accepted
-//     ones became clients (clients gave up in the queue or mid-handshake):
+//     ones became clients (clients gave up in the queue or mid-handshake),
+//     or, without INFO, when the accept queue overflowed (more admitted
+//     than Valkey accepts):
 //     to admissionBackoff of what Valkey completed, but at most by half per
 //     window (the first windows after arming drain connections abandoned
 //     before the limit);
@@ -41,7 +44,10 @@ import (
 // (defuse.Params.RemoteOnly): the agent's own Valkey connection, killed
 // with the rest in a storm, must get back to read INFO.
 const (
-	admissionWindow    = time.Second
+	admissionWindow = time.Second
+	// admissionBlind is how long a window waits for INFO before it
+	// decides on the kernel's counts alone.
+	admissionBlind     = 3 * time.Second
 	admissionEfficient = 0.75
 	admissionBackoff   = 0.8
 	admissionGrow      = 1.5
@@ -82,10 +88,10 @@ type admission struct {
 	// limit (ratelimit-syn), which grows while it alone holds back a
 	// server that keeps up, and never shrinks below --defuse-rate.
 	glob, src limitState
-	// The open window: when it started and the counters then.
-	at        time.Time
-	done, acc uint64
-	open      bool
+	// The open window: when it started and the reading then.
+	at    time.Time
+	start reading
+	open  bool
 	// peaks are the completion rates of recent windows (first arming).
 	peaks []ratePoint
 	// why explains the pending re-sizes.
@@ -108,74 +114,125 @@ func (ad *admission) limit(a defuse.Action) *limitState {
 	return nil
 }
 
-// counters returns the cumulative counts a window needs from one sample:
-// connections that became Valkey clients, and connections accepted from
-// the listener. ok is false when either is missing or stale (a carried
-// INFO reading).
-func admissionCounters(s *sample.Sample) (done, acc uint64, ok bool) {
-	if s == nil || s.Valkey == nil || s.Valkey.TotalConnectionsReceived == nil {
-		return 0, 0, false
-	}
-	if _, carried := s.SourceAgeMS["valkey"]; carried {
-		return 0, 0, false
-	}
-	done = *s.Valkey.TotalConnectionsReceived
-	switch {
-	case s.Accepts != nil:
-		acc = *s.Accepts
-	case s.TCP != nil && s.TCP.PassiveOpens != nil:
-		acc = *s.TCP.PassiveOpens
-	default:
-		return 0, 0, false
-	}
-	return done, acc, true
+// reading is what one sample gives the controller: cumulative counts of
+// connections accepted from the listener (eBPF, else the namespace's
+// passive opens), of listen-queue overflows (the port's, else the
+// namespace's), and, when INFO was read for this sample, of connections
+// that became Valkey clients.
+type reading struct {
+	acc, ovf, done uint64
+	ovfOK, doneOK  bool
 }
 
-// observe feeds one sample to the controller; it closes a window every
-// admissionWindow and, while the admission limit is armed, decides
+// readingOf returns s's reading; ok is false without the kernel's accept
+// count. A carried INFO reading (not read for this sample) does not count.
+func readingOf(s *sample.Sample) (r reading, ok bool) {
+	if s == nil {
+		return r, false
+	}
+	switch {
+	case s.Accepts != nil:
+		r.acc = *s.Accepts
+	case s.TCP != nil && s.TCP.PassiveOpens != nil:
+		r.acc = *s.TCP.PassiveOpens
+	default:
+		return r, false
+	}
+	switch {
+	case s.Listen != nil && s.Listen.OverflowsPort != nil:
+		r.ovf, r.ovfOK = *s.Listen.OverflowsPort, true
+	case s.TCP != nil && s.TCP.ListenOverflows != nil:
+		r.ovf, r.ovfOK = *s.TCP.ListenOverflows, true
+	}
+	if _, carried := s.SourceAgeMS["valkey"]; !carried && s.Valkey != nil && s.Valkey.TotalConnectionsReceived != nil {
+		r.done, r.doneOK = *s.Valkey.TotalConnectionsReceived, true
+	}
+	return r, true
+}
+
+// window is what one closed window measured.
+type window struct {
+	accRate, doneRate float64
+	doneOK            bool // INFO at both ends
+	overflowed        bool // the accept queue overflowed in it
+	globDropped       bool
+	srcDropped        bool
+}
+
+// observe feeds one sample to the controller; it closes a window once it
+// spans admissionWindow with INFO at both ends — or admissionBlind
+// without (a Valkey starved of CPU answers INFO late or not at all, and
+// the agent's own reconnect waits in the same full queue: the kernel's
+// counts must do then) — and, while the admission limit is armed, decides
 // whether to re-size the limits (want). Called with autoState.mu held.
 func (ad *admission) observe(o *AutoDefuse, s *sample.Sample, now time.Time) {
-	done, acc, ok := admissionCounters(s)
+	r, ok := readingOf(s)
 	if !ok {
-		ad.open = false
 		return
 	}
-	if !ad.open || done < ad.done || acc < ad.acc || now.Before(ad.at) {
-		ad.at, ad.done, ad.acc, ad.open = now, done, acc, true
+	start := ad.start
+	dt := now.Sub(ad.at)
+	switch {
+	case !ad.open || r.acc < start.acc || (r.doneOK && start.doneOK && r.done < start.done) || dt < 0,
+		// A window that began without INFO starts again at the first
+		// sample with it, while there is time for a full one.
+		r.doneOK && !start.doneOK && dt < admissionBlind-admissionWindow:
+		ad.at, ad.start, ad.open = now, r, true
 		ad.glob.mark, ad.src.mark = ad.glob.packets, ad.src.packets
 		return
-	}
-	dt := now.Sub(ad.at)
-	if dt < admissionWindow {
+	case dt < admissionWindow, dt < admissionBlind && !(r.doneOK && start.doneOK):
 		return
 	}
-	doneRate := float64(done-ad.done) / dt.Seconds()
-	accRate := float64(acc-ad.acc) / dt.Seconds()
-	globDropped, srcDropped := ad.glob.packets > ad.glob.mark, ad.src.packets > ad.src.mark
-	ad.at, ad.done, ad.acc = now, done, acc
+	w := window{accRate: float64(r.acc-start.acc) / dt.Seconds(), doneOK: r.doneOK && start.doneOK,
+		overflowed:  r.ovfOK && start.ovfOK && r.ovf > start.ovf,
+		globDropped: ad.glob.packets > ad.glob.mark, srcDropped: ad.src.packets > ad.src.mark}
+	if w.doneOK {
+		w.doneRate = float64(r.done-start.done) / dt.Seconds()
+		ad.peaks = append(ad.peaks, ratePoint{now, w.doneRate})
+	}
+	ad.at, ad.start = now, r
 	ad.glob.mark, ad.src.mark = ad.glob.packets, ad.src.packets
-	ad.peaks = append(ad.peaks, ratePoint{now, doneRate})
 	for len(ad.peaks) > 0 && now.Sub(ad.peaks[0].at) > admissionHistory {
 		ad.peaks = ad.peaks[1:]
 	}
-	if ad.glob.rate == 0 {
-		return
+	if ad.glob.rate > 0 {
+		ad.decide(o, w)
 	}
+}
+
+// decide sets the pending re-sizes from one window.
+func (ad *admission) decide(o *AutoDefuse, w window) {
 	minRate := o.MinRate.PerSecond()
 	glob, src := ad.glob.rate, ad.src.rate
-	behind := accRate >= minRate && doneRate < admissionEfficient*accRate
-	ad.why = fmt.Sprintf("Valkey completed %.0f of %.0f accepted connections/s", doneRate, accRate)
+	// Behind: Valkey finished too few of the connections it accepted.
+	// Without INFO: the accept queue overflowed (the limit admits more
+	// than Valkey accepts), and what Valkey accepted stands in for what it
+	// completed. (With INFO an overflow alone is not enough: a re-armed
+	// per-source limit's fresh bursts can overflow a short queue that
+	// Valkey keeps up with.)
+	behind := w.doneOK && w.accRate >= minRate && w.doneRate < admissionEfficient*w.accRate
+	finished := w.doneRate
+	ad.why = fmt.Sprintf("Valkey completed %.0f of %.0f accepted connections/s", w.doneRate, w.accRate)
+	if !w.doneOK {
+		behind, finished = w.overflowed, w.accRate
+		ad.why = fmt.Sprintf("Valkey accepted %.0f connections/s (no INFO)", w.accRate)
+		if w.overflowed {
+			ad.why += " and its accept queue overflowed"
+		}
+	}
 	switch {
-	case behind && accRate > admissionDrain*ad.glob.rate:
+	case behind && w.accRate > admissionDrain*ad.glob.rate:
 		// Valkey accepts more than the limit admits: it is working off
 		// connections queued before the limit (or before a cut), most
 		// of them abandoned. A lower rate would not shorten that; hold.
 	case behind:
-		glob = max(minRate, admissionBackoff*doneRate, ad.glob.rate/2)
-	case globDropped:
+		glob = max(minRate, admissionBackoff*finished, ad.glob.rate/2)
+	case !w.doneOK:
+		// Growing needs evidence that Valkey finishes what it gets.
+	case w.globDropped:
 		glob = ad.glob.rate * admissionGrow
 		ad.why += " while the limit dropped SYNs"
-	case srcDropped && src > 0:
+	case w.srcDropped && src > 0:
 		// Only the per-source limit holds the fleet back, and Valkey
 		// keeps up: it is the bottleneck, not the server.
 		src = src * admissionGrow
@@ -269,6 +326,7 @@ func (a *Agent) resizeOne(ctx context.Context, t source.Target, st *autoState, a
 		}
 	}
 	st.adm.limit(act).armed(mt.ID, float64(p.Rate.N))
+	st.adm.open = false // the next window measures the new rate only
 	st.mu.Unlock()
 	if _, err := m.Revert(ctx, old.ID); err != nil && !errors.Is(err, defuse.ErrNotFound) {
 		a.defuseEvent(ctx, t, "failed", old, "revert after re-size: "+err.Error())

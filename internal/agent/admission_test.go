@@ -36,7 +36,7 @@ func TestAdmissionResize(t *testing.T) {
 	step := func(i int, completed, accepted, globDropped, srcDropped uint64) {
 		ad.glob.packets += globDropped
 		ad.src.packets += srcDropped
-		ad.observe(o, admSample(ad.done+completed, ad.acc+accepted), t0.Add(time.Duration(i)*time.Second))
+		ad.observe(o, admSample(ad.start.done+completed, ad.start.acc+accepted), t0.Add(time.Duration(i)*time.Second))
 	}
 	check := func(what string, glob, src float64) {
 		t.Helper()
@@ -80,16 +80,53 @@ func TestAdmissionResize(t *testing.T) {
 	ad.glob.rate = 6
 	step(10, 0, 6, 100, 100)
 	check("a change under 25% is not worth a re-arming", 0, 0)
-	// A missing or carried INFO reading closes the window: no decision.
-	ad.observe(o, &sample.Sample{}, t0.Add(11*time.Second))
-	if ad.open {
-		t.Fatal("window still open without counters")
+}
+
+// TestAdmissionWithoutINFO: a Valkey starved of CPU answers INFO late or
+// not at all. A sample without it (or with a carried one) keeps the window
+// open; after admissionBlind the kernel's counts decide alone: an accept
+// queue that overflowed cuts the rate to what Valkey accepted, and
+// nothing grows without INFO.
+func TestAdmissionWithoutINFO(t *testing.T) {
+	o := &AutoDefuse{}
+	if err := o.normalize(); err != nil {
+		t.Fatal(err)
 	}
-	s := admSample(ad.done, ad.acc)
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	kernel := func(accepted, overflows uint64) *sample.Sample {
+		return &sample.Sample{Accepts: sample.U64(accepted), Listen: &sample.Listen{OverflowsPort: sample.U64(overflows)}}
+	}
+	var ad admission
+	ad.glob.armed("g1", 160)
+	ad.src.armed("s1", 20)
+	s := kernel(0, 0)
+	s.Valkey = &sample.Valkey{TotalConnectionsReceived: sample.U64(0)}
+	ad.observe(o, s, t0)
+	// One second later INFO is missing: the window stays open, undecided.
+	ad.observe(o, kernel(100, 50), t0.Add(time.Second))
+	if !ad.open || ad.glob.want != 0 {
+		t.Fatalf("missing INFO: open %v want %v; expected an open window and no decision", ad.open, ad.glob.want)
+	}
+	// A carried INFO reading counts as none.
+	s = kernel(200, 100)
+	s.Valkey = &sample.Valkey{TotalConnectionsReceived: sample.U64(150)}
 	s.SourceAgeMS = map[string]float64{"valkey": 2000}
-	ad.observe(o, s, t0.Add(12*time.Second))
-	if ad.open {
-		t.Fatal("window opened on a carried INFO reading")
+	ad.observe(o, s, t0.Add(2*time.Second))
+	if ad.glob.want != 0 {
+		t.Fatalf("carried INFO: want %v, expected no decision", ad.glob.want)
+	}
+	// After admissionBlind: the queue overflowed while Valkey accepted
+	// 100/s: 80% of that (above half of 160).
+	ad.observe(o, kernel(300, 150), t0.Add(admissionBlind))
+	if ad.glob.want != 80 || ad.src.want != 0 {
+		t.Fatalf("blind, overflowing: want %v/%v, expected 80 and no per-source change", ad.glob.want, ad.src.want)
+	}
+	ad.glob.rate, ad.glob.want = 80, 0
+	// Blind and not overflowing while both limits drop: hold.
+	ad.glob.packets, ad.src.packets = 500, 500
+	ad.observe(o, kernel(540, 150), t0.Add(2*admissionBlind))
+	if ad.glob.want != 0 || ad.src.want != 0 {
+		t.Fatalf("blind, queue fine: want %v/%v, expected no change", ad.glob.want, ad.src.want)
 	}
 }
 

@@ -298,6 +298,7 @@ func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl tim
 		case !applied[mt.Action]:
 		case mt.Action == defuse.RatelimitGlobal:
 			st.adm.glob.armed(mt.ID, admRate.PerSecond())
+			st.adm.open = false // the next window measures this limit only
 		case mt.Action == defuse.RatelimitSYN:
 			st.adm.src.armed(mt.ID, srcRate.PerSecond())
 		}
