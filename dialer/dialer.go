@@ -386,7 +386,9 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 			d.refuse(t)
 			return nil, fmt.Errorf("%w: %s: next dial in %s: %w", ErrBackingOff, addr, wait.Round(time.Millisecond), err)
 		}
-		wait += d.respread(ctx, d.o.Now().Sub(due))
+		// Not counted in EventDial's Delay: how late the process woke
+		// is the scheduler's, not the dialer's decision.
+		d.respread(ctx, d.o.Now().Sub(due))
 	}
 	waited := wait
 	if t.limiter != nil {

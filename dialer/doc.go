@@ -83,7 +83,8 @@
 // listens: a restart under way) backs off like a failure, but it neither
 // cuts the rate nor counts towards the circuit breaker: it costs the
 // server nothing and says it is down for now, not that it admits too
-// slowly.
+// slowly. It starts the window again instead, so the clients refused
+// while the server was down spread over a whole window once it is back.
 //
 // Share one *Dialer across every client of a process: its per-target state
 // is the point. It holds no package-level state, so tests and libraries

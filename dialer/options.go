@@ -314,7 +314,7 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventDial          EventKind = "dial"           // a network dial starts (Delay: how long it was held back)
+	EventDial          EventKind = "dial"           // a network dial starts (Delay: how long the dialer held it back; a late wake's respread comes on top)
 	EventDialFailed    EventKind = "dial_failed"    // it failed (Err)
 	EventConnected     EventKind = "connected"      // TCP connected
 	EventHandshake     EventKind = "handshake"      // first non-error reply read
