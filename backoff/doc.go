@@ -21,8 +21,9 @@
 // fleet in narrow waves, and its unjittered tail in exact lock-step.
 //
 // That first wave is why package dialer adds a reconnect window before the
-// first redial, sized from the fleet's connection count (N / 3,000 per
-// second by default), and grows it by half on every congestion signal:
+// first redial, sized from the fleet's connection count over an admission
+// rate it learns per server (5,000/s to begin with, cut by a third on
+// every congestion signal, raised after clean reconnects):
 // the policies here then act on the retries only. The window, not a
 // policy, is what keeps a fleet of 10,000–15,000 clients from overflowing
 // the accept queue; a policy's growth per failure then decides the

@@ -38,6 +38,9 @@ type Conn struct {
 	// manual: the caller (a Reservation) reports stability itself; no
 	// timer.
 	manual bool
+	// started is when the dial started (for a Reservation: when it is
+	// due). Set once before the Conn is shared.
+	started time.Time
 
 	mu        sync.Mutex
 	sniff     bool
@@ -219,7 +222,7 @@ func (c *Conn) overload(err error) {
 	}
 	c.d.mu.Lock()
 	c.t.stats.Overloads++
-	c.d.failLocked(c.t, EventOverload, err, c.takeProbe())
+	c.d.failLocked(c.t, EventOverload, err, c.takeProbe(), c.started)
 	c.d.mu.Unlock()
 }
 
@@ -228,7 +231,7 @@ func (c *Conn) lost(err error) {
 		return
 	}
 	c.d.mu.Lock()
-	c.d.failLocked(c.t, EventConnLost, err, c.takeProbe())
+	c.d.failLocked(c.t, EventConnLost, err, c.takeProbe(), c.started)
 	c.d.mu.Unlock()
 }
 
@@ -248,7 +251,7 @@ func (c *Conn) lostYoung(err error) {
 	}
 	d, t := c.d, c.t
 	d.mu.Lock()
-	d.fail(t, EventConnLost, err, failure{probe: c.takeProbe(), grow: d.inEpisode(t, d.o.Now()), breaker: true})
+	d.fail(t, EventConnLost, err, failure{probe: c.takeProbe(), grow: d.inEpisode(t, d.o.Now()), breaker: true, started: c.started})
 	d.mu.Unlock()
 }
 
@@ -330,6 +333,9 @@ func (c *Conn) markStable() {
 	d, t := c.d, c.t
 	d.mu.Lock()
 	t.failures, t.prevDelay, t.nextDial = 0, 0, time.Time{}
+	if !c.slow {
+		d.raise(t)
+	}
 	t.stats.Healthy++
 	d.emit(t, EventHealthy, 0, nil)
 	d.mu.Unlock()

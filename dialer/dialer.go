@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -53,9 +54,17 @@ type target struct {
 	// observed is the server's connected_clients last reported through
 	// ObserveClients (0 = none).
 	observed int
-	// learned is the window grown from congestion signals (failures,
-	// overloads, slow connects); it decays on clean connects.
-	learned time.Duration
+	// rate is the learned admission rate (0: AcceptRate): cut by
+	// WindowGrowth on congestion, raised by AcceptRate/2 after a clean
+	// episode (AIMD). floor is the smallest window after congestion
+	// (minGrowth, for tiny fleets), cleared by a clean connect.
+	// congestedIn and raisedIn are the lostAt of the episode in which the
+	// target last met congestion and last raised the rate.
+	// cutAt is when the rate was last cut.
+	rate                  float64
+	floor                 time.Duration
+	congestedIn, raisedIn time.Time
+	cutAt                 time.Time
 
 	failures  int // consecutive failures since proven health (backoff)
 	prevDelay time.Duration
@@ -93,6 +102,9 @@ type Stats struct {
 	Window time.Duration
 	// SlowConnects counts connects that took at least SlowConnect.
 	SlowConnects int
+	// AcceptRate is the learned admission rate (connections/s) that
+	// sizes the window for a known fleet.
+	AcceptRate float64
 }
 
 // New returns a Dialer, or an error wrapping one of the option sentinel
@@ -113,38 +125,97 @@ func New(o Options) (*Dialer, error) {
 // matter.
 const minGrowth = 100 * time.Millisecond
 
-// window is t's reconnect window: FleetSize (or the observed
-// connected_clients) divided by AcceptRate when known, else
-// ReconnectWindow, raised to what congestion taught (learned), capped
-// at MaxReconnectWindow. Called with mu held.
+// rate is t's learned admission rate: AcceptRate until the target's
+// episodes teach otherwise (see congestion and clean), within
+// [AcceptRate / 2^10, MaxAcceptRate]. Called with mu held.
+func (d *Dialer) rate(t *target) float64 {
+	if t.rate == 0 {
+		return d.o.AcceptRate
+	}
+	return t.rate
+}
+
+// window is t's reconnect window: the fleet (FleetSize, or the observed
+// connected_clients) divided by the learned admission rate when the fleet
+// is known, else ReconnectWindow scaled by AcceptRate over the learned
+// rate, at least the floor a congestion signal set, capped at
+// MaxReconnectWindow. Called with mu held.
 func (d *Dialer) window(t *target) time.Duration {
 	if d.o.ReconnectWindow == -1 {
 		return 0
 	}
-	base := d.o.ReconnectWindow
-	fleet := t.observed
-	if fleet == 0 {
-		fleet = d.o.FleetSize
-	}
-	if fleet > 0 {
-		base = time.Duration(float64(fleet) / d.o.AcceptRate * float64(time.Second))
-		if t.soft {
-			base = min(base, d.o.ReconnectWindow)
+	scale := d.o.AcceptRate / d.rate(t)
+	base := time.Duration(float64(d.o.ReconnectWindow) * scale)
+	if fleet := d.fleet(t); fleet > 0 {
+		sized := time.Duration(float64(fleet) / d.rate(t) * float64(time.Second))
+		if !t.soft || sized < base {
+			base = sized
 		}
 	}
-	return min(max(base, t.learned), d.o.MaxReconnectWindow)
+	return min(max(base, t.floor), d.o.MaxReconnectWindow)
 }
 
-// congestion grows t's window by WindowGrowth (1.5×): a failure, an
-// overload or a slow connect says the fleet arrives faster than the
-// server admits. Called with mu held.
-func (d *Dialer) congestion(t *target) {
-	if d.o.ReconnectWindow == -1 {
+// fleet is the fleet's connection count as far as t knows: the observed
+// connected_clients, else FleetSize, else 0. Called with mu held.
+func (d *Dialer) fleet(t *target) int {
+	if t.observed > 0 {
+		return t.observed
+	}
+	return d.o.FleetSize
+}
+
+// minRateFraction bounds how far congestion can cut the learned rate
+// (AcceptRate / 1024): far below any window MaxReconnectWindow allows.
+const minRateFraction = 1.0 / 1024
+
+// congestion cuts t's learned admission rate by WindowGrowth (1.5), which
+// grows its window by as much: a failure, an overload or a slow connect
+// says the fleet arrives faster than the server admits. The cut applies
+// at once, to this episode's remaining dials, and stays for the next
+// episodes until clean ones raise it again.
+//
+// An attempt whose dial started before the last cut does not cut again
+// (TCP reduces its window once per loss event, not once per lost packet):
+// a pool whose connections all fail in the same storm has met one
+// congestion event, and cutting once per connection would send a
+// 100-connection process to MaxReconnectWindow at once. One client's
+// successive attempts each start after the previous failure, so each of
+// its failures counts. started zero (a ReportOverload) always cuts.
+// Called with mu held.
+func (d *Dialer) congestion(t *target, started time.Time) {
+	if d.o.ReconnectWindow == -1 || !started.IsZero() && started.Before(t.cutAt) {
 		return
 	}
-	w := d.window(t)
-	grown := time.Duration(float64(w) * d.o.WindowGrowth)
-	t.learned = min(max(grown, minGrowth), d.o.MaxReconnectWindow)
+	t.cutAt = d.o.Now()
+	t.rate = max(d.rate(t)/d.o.WindowGrowth, d.o.AcceptRate*minRateFraction)
+	t.congestedIn = t.lostAt
+	if d.window(t) < minGrowth {
+		t.floor = minGrowth
+	}
+	d.emit(t, EventWindow, d.window(t), nil)
+}
+
+// clean records a connect that was fast and got its handshake: the
+// server kept up, so the floor a congestion signal set goes. Called with
+// mu held.
+func (d *Dialer) clean(t *target) {
+	t.floor = 0
+}
+
+// raise records a connection that connected fast and then proved healthy
+// (StableAfter): once per reconnect episode that saw no congestion at
+// this target, the learned admission rate rises by AcceptRate/2, up to
+// MaxAcceptRate (additive increase). A fleet whose reconnects go cleanly
+// dials faster next time; one that meets congestion slows down at once
+// (congestion: multiplicative decrease). Connections made outside an
+// episode (the first connect, a pool growing) teach nothing about how
+// fast the server admits a fleet. Called with mu held.
+func (d *Dialer) raise(t *target) {
+	if t.lostAt.IsZero() || t.raisedIn.Equal(t.lostAt) || t.congestedIn.Equal(t.lostAt) {
+		return
+	}
+	t.raisedIn = t.lostAt
+	t.rate = min(d.rate(t)+d.o.AcceptRate/2, d.o.MaxAcceptRate)
 	d.emit(t, EventWindow, d.window(t), nil)
 }
 
@@ -152,12 +223,12 @@ func (d *Dialer) congestion(t *target) {
 // episode unless one is under way: the losses and failed redials of one
 // event (a fleet losing its connections at once, the redials that then
 // fail) share one window anchored at the first loss. A failure inside
-// the window doubles it (congestion) and so stretches the episode's end,
-// which halves the rate of the dials still to come; it does not restart
-// the window at the failure, which would send every failed client to the
-// back of a new, longer window and leave the server idle while the last
-// of them wait (the long recovery tails of the first fleet-sized dialer).
-// Called with mu held.
+// the window grows it (congestion) and so stretches the episode's end,
+// which slows the dials still to come; it does not restart the window at
+// the failure, which would send every failed client to the back of a
+// new, longer window and leave the server idle while the last of them
+// wait (the long recovery tails of the first fleet-sized dialer). Called
+// with mu held.
 //
 // err says what was lost. A close or reset by the server (EOF, RST, a
 // refused connect, a maxclients rejection) is what a restart, failover or
@@ -181,39 +252,60 @@ func (d *Dialer) markLoss(t *target, now time.Time, err error) {
 }
 
 // inEpisode: a reconnect episode of t is under way at now (a loss or
-// failure happened less than a window ago). Called with mu held.
+// failure happened less than the episode's span ago). Called with mu
+// held.
 func (d *Dialer) inEpisode(t *target, now time.Time) bool {
-	return !t.lostAt.IsZero() && now.Before(t.lostAt.Add(d.settle(t)+d.window(t)))
+	return !t.lostAt.IsZero() && now.Before(t.lostAt.Add(d.span(t)))
 }
 
-// settle is how long after the episode's first loss its window opens:
-// the fleet's connections × DisconnectCost, the time the server spends
-// tearing down the connections it lost (Valkey frees each client on its
-// main thread and accepts nothing meanwhile). A dial in that time waits
-// in a full accept queue or overflows it, and the clients are lost one
-// after another over that time, so each client's window opens that long
-// after its own loss. Only for an episode begun by a close or reset with
-// the fleet size known; an episode of timeouts (soft) has none. Called
-// with mu held.
-func (d *Dialer) settle(t *target) time.Duration {
+// span is how long t's episode lasts from its first loss: the window plus
+// half the ramp (see ramp). Called with mu held.
+func (d *Dialer) span(t *target) time.Duration {
+	return d.window(t) + d.ramp(t)/2
+}
+
+// ramp is how long after the episode's first loss the dials' density
+// takes to reach the window's rate: the fleet's connections ×
+// DisconnectCost, the time the server spends tearing down the
+// connections it lost (Valkey frees each client on its main thread and
+// accepts nothing meanwhile; CLIENT KILL of 15,000 clients takes ~0.7 s).
+// A dial in that time waits in a full accept queue or overflows it. The
+// density rises linearly from 0 over the ramp and is flat after it, so
+// few clients dial while the server is still busy, and the episode is
+// only half the ramp longer than the window (opening the window after
+// the whole teardown cost the full ramp). At most the window itself.
+// Only for an episode begun by a close or reset with the fleet size
+// known; an episode of timeouts (soft) has none. Called with mu held.
+func (d *Dialer) ramp(t *target) time.Duration {
 	if d.o.ReconnectWindow == -1 || t.soft || d.o.DisconnectCost == -1 {
 		return 0
 	}
-	fleet := t.observed
-	if fleet == 0 {
-		fleet = d.o.FleetSize
-	}
-	return min(time.Duration(fleet)*d.o.DisconnectCost, d.o.MaxReconnectWindow)
+	return min(time.Duration(d.fleet(t))*d.o.DisconnectCost, d.window(t))
 }
 
-// clean shrinks what t's window learned by a quarter: a connect that was
-// fast and got its handshake says the server keeps up. Called with mu
-// held.
-func (d *Dialer) clean(t *target) {
-	t.learned -= t.learned / 4
-	if t.learned < minGrowth {
-		t.learned = 0
+// drawIn returns a point of t's episode at or after offset a (from the
+// episode's first loss), drawn from the episode's density: rising
+// linearly over the ramp r, then flat to the end (r/2 + w). The density
+// restricted to [a, end) is what a dial retried inside the episode draws
+// from, so the fleet's remaining dials stay spread to the end. Called with
+// mu held.
+func drawIn(a, r, w time.Duration, u float64) time.Duration {
+	rs, ws := r.Seconds(), w.Seconds()
+	cdf := func(x float64) float64 {
+		if x <= rs && rs > 0 {
+			return x * x / (2 * rs * ws)
+		}
+		return (x - rs/2) / ws
 	}
+	inv := func(p float64) float64 {
+		if p*ws <= rs/2 {
+			return math.Sqrt(2 * rs * p * ws)
+		}
+		return p*ws + rs/2
+	}
+	from := cdf(max(a.Seconds(), 0))
+	x := inv(min(from+u*(1-from), 1))
+	return max(time.Duration(x*float64(time.Second)), a)
 }
 
 // ObserveClients reports the server's connected_clients (INFO clients)
@@ -257,7 +349,7 @@ func (d *Dialer) Stats(addr string) Stats {
 		return Stats{Breaker: breakerClosed.String()}
 	}
 	s := t.stats
-	s.Failures, s.Breaker, s.NextDial, s.Window = t.failures, t.breaker.String(), t.nextDial, d.window(t)
+	s.Failures, s.Breaker, s.NextDial, s.Window, s.AcceptRate = t.failures, t.breaker.String(), t.nextDial, d.window(t), d.rate(t)
 	return s
 }
 
@@ -288,11 +380,15 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 		}
 	}
 	if wait > 0 {
+		due := d.o.Now().Add(wait)
 		if err := sleep(ctx, wait, d.o.Now); err != nil {
 			release()
 			d.refuse(t)
 			return nil, fmt.Errorf("%w: %s: next dial in %s: %w", ErrBackingOff, addr, wait.Round(time.Millisecond), err)
 		}
+		// Not counted in EventDial's Delay: how late the process woke
+		// is the scheduler's, not the dialer's decision.
+		d.respread(ctx, d.o.Now().Sub(due))
 	}
 	waited := wait
 	if t.limiter != nil {
@@ -319,7 +415,7 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 	}
 	start := d.o.Now()
 	raw, err := d.o.Dial(dctx, network, addr)
-	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff}
+	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff, started: start}
 	if err := c.dialed(d.o.Now().Sub(start), err); err != nil {
 		return nil, fmt.Errorf("dialer: dial %s: %w", addr, err)
 	}
@@ -380,13 +476,7 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 		// window, not all at once. A dial retried after a failure inside
 		// the window draws from the rest of the (grown) window, so the
 		// fleet's remaining dials stay spread evenly to its end.
-		open := t.lostAt.Add(d.settle(t))
-		end := open.Add(w)
-		from := now
-		if from.Before(open) {
-			from = open
-		}
-		at := from.Add(time.Duration(d.o.Rand.Float64() * float64(end.Sub(from))))
+		at := t.lostAt.Add(drawIn(now.Sub(t.lostAt), d.ramp(t), w, d.o.Rand.Float64()))
 		wait = max(wait, at.Sub(now))
 	}
 	return t, false, wait, nil
@@ -407,7 +497,7 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 			d.refused(t, err)
 			return err
 		}
-		d.failLocked(t, EventDialFailed, err, c.probe)
+		d.failLocked(t, EventDialFailed, err, c.probe, c.started)
 		c.probe = false
 		return err
 	}
@@ -416,7 +506,7 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 		c.slow = true
 		t.stats.SlowConnects++
 		d.emit(t, EventSlowConnect, took, nil)
-		d.congestion(t)
+		d.congestion(t, c.started)
 	}
 	return nil
 }
@@ -433,10 +523,20 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 // in the lab took 1.9× as long as redialling at once); counting it
 // towards the breaker opened the circuit for BreakerOpenFor on a server
 // that was down for one second (2,000 clients: 5.9 s instead of 2.2 s
-// in simulate). A probe's refusal still reopens the circuit. Called with
+// in simulate). A probe's refusal still reopens the circuit.
+//
+// And it starts the episode's window again at the refusal: the server is
+// down, so the window that was to spread the fleet's dials over its
+// admission rate has to begin when it can admit them. Drawing the retry
+// from what was left of the old window instead crowded every client
+// refused while the server was down into the rest of it (a 10,000-client
+// restart in the lab: 1,793 overflows, 10× fewer than immediate only);
+// restarting it keeps the fleet's density at the window's rate and the
+// episode ends at most one window after the server is back. Called with
 // mu held.
 func (d *Dialer) refused(t *target, err error) {
 	d.fail(t, EventDialFailed, err, failure{})
+	t.lostAt, t.soft = d.o.Now(), false
 }
 
 func (d *Dialer) refuse(t *target) {
@@ -448,8 +548,8 @@ func (d *Dialer) refuse(t *target) {
 
 // failLocked records one failure of target t: the whole target backs off,
 // the window grows and the breaker counts it. Called with mu held.
-func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool) {
-	d.fail(t, kind, err, failure{probe: probe, grow: true, breaker: true})
+func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool, started time.Time) {
+	d.fail(t, kind, err, failure{probe: probe, grow: true, breaker: true, started: started})
 }
 
 // failure says how a failure counts.
@@ -457,6 +557,9 @@ type failure struct {
 	probe   bool // the attempt held a half-open probe slot
 	grow    bool // a congestion signal: grow the window (see Conn.lostYoung)
 	breaker bool // counts towards opening the breaker (see refused)
+	// started is when the failed attempt's dial started (zero: unknown);
+	// see congestion.
+	started time.Time
 }
 
 // fail records one failure of target t. Called with mu held.
@@ -465,7 +568,7 @@ func (d *Dialer) fail(t *target, kind EventKind, err error, f failure) {
 	t.failures++
 	d.markLoss(t, now, err)
 	if f.grow {
-		d.congestion(t)
+		d.congestion(t, f.started)
 	}
 	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
 	t.prevDelay = delay
@@ -506,7 +609,34 @@ func (d *Dialer) ReportOverload(addr string, err error) {
 	defer d.mu.Unlock()
 	t := d.target(addr)
 	t.stats.Overloads++
-	d.failLocked(t, EventOverload, err, false)
+	d.failLocked(t, EventOverload, err, false, time.Time{})
+}
+
+// lateWake is how late a timer may fire before respread spreads the dial
+// again: well above a healthy runtime's timer slack.
+const lateWake = 20 * time.Millisecond
+
+// respread waits a uniform part of late, how late the process woke from
+// the wait before a dial, and returns how long it waited. A process
+// starved of CPU — a cgroup throttled for the rest of its quota period,
+// a long GC pause, or 15,000 lab clients on the server's 2 cores — fires
+// every timer that fell due meanwhile at once, and the dials the window
+// spread over the stall hit the server in one burst that a 128-slot
+// accept queue does not absorb (the lab saw 14,000–18,000 connects/s in
+// 100 ms buckets while the window asked for 8,000/s). Spreading each late
+// dial over the next stall's length turns that burst back into a rate.
+// It gives up (dials at once) when the context ends first.
+func (d *Dialer) respread(ctx context.Context, late time.Duration) time.Duration {
+	if late < lateWake {
+		return 0
+	}
+	d.mu.Lock()
+	extra := time.Duration(d.o.Rand.Float64() * float64(late))
+	d.mu.Unlock()
+	if sleep(ctx, extra, d.o.Now) != nil {
+		return 0
+	}
+	return extra
 }
 
 // sleep waits for d, or fails at once if ctx's deadline comes first, or

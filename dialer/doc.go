@@ -46,42 +46,45 @@
 // A fleet has no coordinator, so each Dialer sizes its reconnect window
 // from what it can know: the fleet's connection count — Options.FleetSize,
 // or better the server's connected_clients passed to ObserveClients while
-// it was healthy — divided by the rate the server admits
-// (Options.AcceptRate, 3,000/s by default), and ReconnectWindow (1 s) when
-// the count is unknown. Every instance draws its own point in that window,
-// so N instances arrive at about N/window per second: a server that admits
-// AcceptRate connections per second does not see its accept queue fill,
-// and the fleet is back in about N/AcceptRate. Options.DisconnectCost
-// (off by default) opens the window N × DisconnectCost after a close or
-// reset by the server instead of at the loss: the server spends about
-// 45 µs per connection tearing down a fleet it lost (CLIENT KILL of 10,000
-// clients holds Valkey's event loop for half a second) and accepts
-// nothing meanwhile, so dials made then overflow its accept queue. A
-// small fleet gets a small window: 30 connections reconnect within 10 ms.
+// it was healthy — divided by the rate the server admits, and
+// ReconnectWindow (1 s) when the count is unknown. Every instance draws
+// its own point in that window, so N instances arrive at about that rate
+// and the fleet is back in about N/rate. After a close or reset (a
+// restart, failover or CLIENT KILL) the draw's density rises linearly
+// over N × Options.DisconnectCost (50 µs) before it is flat: the server
+// spends about that long tearing down the fleet it lost and accepts
+// nothing meanwhile (CLIENT KILL of 15,000 clients takes ~0.7 s), so few
+// dials land in a queue nobody drains, at the cost of half that time. A
+// small fleet gets a small window: 30 connections reconnect within 6 ms.
 // None of it depends on how old the lost connection was, and there is no
-// switch that turns it off for young connections.
+// switch that turns it off for young connections. A dial whose wait ended
+// late (a CPU-starved process fires every due timer at once) is spread
+// again over how late it was, so a stall does not turn the window back
+// into a burst.
 //
-// When the estimate is wrong the window corrects itself per instance:
-// every failed, timed-out or rejected connect, and every connect slow
-// enough that its SYN must have been dropped and retransmitted
-// (Options.SlowConnect), multiplies that instance's window by
-// Options.WindowGrowth (1.5; capped at MaxReconnectWindow), and the next
-// attempt lands at a uniform point of what is left of the grown window —
-// exponential backoff with full jitter, starting from the window instead
-// of from zero. The window stays anchored at the loss that started the
-// episode, and grows by half rather than doubling, so a client that fails
-// is not sent behind everyone else and the last percent of the fleet does
-// not wait for a window twice as long while the server sits idle; clean,
-// fast connects shrink what was learned by a quarter each, so a window
-// grown in one storm still protects the next (a restart loop, a flapping
-// failover). What was lost matters: a close or reset by the server gets
-// the fleet-sized window, while an episode of timeouts alone (as likely a
-// loaded server answering late as an outage) keeps ReconnectWindow until
-// failures grow it or the server closes a connection. A refused connect
-// (nothing listens: a restart under way) backs off like a failure, but it
-// neither grows the window nor counts towards the circuit breaker: it
-// costs the server nothing and says it is down for now, not that it
-// admits too slowly or fails the clients it admits.
+// The rate is learned per target, AIMD: it starts at Options.AcceptRate
+// (5,000/s). Every failed, timed-out or rejected connect, and every
+// connect slow enough that its SYN was dropped and retransmitted
+// (Options.SlowConnect), divides it by Options.WindowGrowth (1.5) — the
+// window grows by half at once, and the retry lands at a uniform point of
+// what is left of the grown window: exponential backoff with full jitter,
+// starting from the window instead of from zero. The episode stays
+// anchored at the loss that started it, so a client that fails is not
+// sent behind everyone else; failures of dials made before the last cut
+// (a pool meeting one storm) cut once, as TCP does per loss event. Every
+// reconnect episode in which the
+// target's connection came back fast and proved healthy (StableAfter)
+// raises the rate by AcceptRate/2, up to Options.MaxAcceptRate (4 ×
+// AcceptRate), so a fleet on a server that admits more dials faster at
+// the next failover, and one that met congestion slows down. What was
+// lost matters: an episode of timeouts alone (as likely a loaded server
+// answering late as an outage) keeps ReconnectWindow until failures grow
+// it or the server closes a connection. A refused connect (nothing
+// listens: a restart under way) backs off like a failure, but it neither
+// cuts the rate nor counts towards the circuit breaker: it costs the
+// server nothing and says it is down for now, not that it admits too
+// slowly. It starts the window again instead, so the clients refused
+// while the server was down spread over a whole window once it is back.
 //
 // Share one *Dialer across every client of a process: its per-target state
 // is the point. It holds no package-level state, so tests and libraries

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 
@@ -23,11 +24,18 @@ const (
 	DefaultDialTimeout        = 5 * time.Second
 	// DefaultAcceptRate is the new connections per second a Valkey is
 	// assumed to admit without overflowing its accept queue when the
-	// fleet size is known (FleetSize or ObserveClients). A plaintext
-	// Valkey admits several times more on an idle host; this leaves room
-	// for a busy main thread.
-	DefaultAcceptRate         = 3000
-	DefaultMaxReconnectWindow = 30 * time.Second
+	// fleet size is known (FleetSize or ObserveClients), until the
+	// target's own episodes teach otherwise (AIMD). The storm lab's
+	// Valkey admitted 6,000–10,000/s on a quiet 2-core host and 2–3×
+	// less on a busy one; 5,000/s with the ramp (DisconnectCost) is the
+	// compromise simulate put within 1.5× of the fastest recovery on the
+	// quiet host at 10,000 clients, ≥ 10× fewer overflows on the busy
+	// one at 15,000 (docs/backoff.md, "The learned admission rate").
+	DefaultAcceptRate = 5000
+	// DefaultMaxAcceptRateFactor: MaxAcceptRate defaults to this many
+	// times AcceptRate.
+	DefaultMaxAcceptRateFactor = 4
+	DefaultMaxReconnectWindow  = 30 * time.Second
 	// DefaultWindowGrowth multiplies the reconnect window on each
 	// congestion signal. 1.5 rather than 2: a fleet-sized window is
 	// already about right, so a failure inside it calls for a
@@ -37,14 +45,14 @@ const (
 	DefaultWindowGrowth = 1.5
 	// MaxWindowGrowth is the largest WindowGrowth accepted.
 	MaxWindowGrowth = 4
-	// DefaultDisconnectCost is 0: the window opens at the loss. CLIENT
-	// KILL of 1,000–10,000 idle clients took 45 µs each on the storm
-	// lab's 2-core VM, during which Valkey accepts nothing, and a delay
-	// of connections × 50 µs removed the kill's overflows in simulate;
-	// in the lab, paired with AcceptRate 8,000/s, it did not keep the
-	// overflows ≥ 10× below immediate's (docs/benchmarks.md, 8a), so it
-	// is opt-in until the lab confirms a setting.
-	DefaultDisconnectCost = 0
+	// DefaultDisconnectCost: the window's density ramps up over
+	// connections × 50 µs after a close or reset. CLIENT KILL of
+	// 1,000–15,000 idle clients took 45 µs each on the storm lab's 2-core
+	// VM, during which Valkey accepts nothing; dials then are most of a
+	// well-spread fleet's overflows. Opening the window only after that
+	// time (tried 2026-12-02) cost the whole delay in recovery; the ramp
+	// costs half of it and cut simulate's overflows 3–5×.
+	DefaultDisconnectCost = 50 * time.Microsecond
 	// DefaultSlowConnect: a TCP connect that takes this long had its SYN
 	// dropped and retransmitted (the kernel's first SYN retransmit is at
 	// 1 s), i.e. the server's queues overflowed.
@@ -117,23 +125,33 @@ type Options struct {
 	ReconnectWindow time.Duration
 	// FleetSize is a hint: how many connections the whole fleet keeps to
 	// this server (all processes, all pools). When it (or a count passed
-	// to ObserveClients) is known, the window is FleetSize/AcceptRate
+	// to ObserveClients) is known, the window is FleetSize over the
+	// learned admission rate (AcceptRate to begin with)
 	// instead of ReconnectWindow: small fleets reconnect at once, large
 	// ones are spread just enough. 0 = unknown.
 	FleetSize int
 	// AcceptRate is the new connections per second the server is assumed
-	// to admit without overflowing (DefaultAcceptRate). Only used with a
-	// known fleet size.
+	// to admit without overflowing (DefaultAcceptRate) until the target's
+	// own reconnect episodes teach the Dialer otherwise: each congestion
+	// signal divides the learned rate by WindowGrowth, each episode
+	// without one raises it by AcceptRate/2 (AIMD), up to MaxAcceptRate.
+	// With the fleet size unknown, ReconnectWindow is scaled by
+	// AcceptRate over the learned rate.
 	AcceptRate float64
+	// MaxAcceptRate caps the learned admission rate (4 × AcceptRate).
+	// Set it to AcceptRate to keep the rate fixed except for cuts.
+	MaxAcceptRate float64
 	// MaxReconnectWindow caps the window, however large the fleet or the
 	// learned growth (30s).
 	MaxReconnectWindow time.Duration
 	// DisconnectCost is the server's time per connection lost in a
-	// fleet-wide disconnect (DefaultDisconnectCost: 0, off; e.g. 50µs):
-	// with the fleet size known, the window opens FleetSize ×
-	// DisconnectCost after an episode's first loss by a close or reset,
-	// once the server has finished tearing the fleet's connections down;
-	// -1 also disables.
+	// fleet-wide disconnect (DefaultDisconnectCost, 50µs): with the fleet
+	// size known, after an episode's first loss by a close or reset the
+	// density of the dials rises linearly over FleetSize ×
+	// DisconnectCost (at most the window) and is flat after it, so few
+	// clients dial while the server is still tearing the fleet's
+	// connections down; the episode lasts half the ramp longer than the
+	// window. -1 disables (the window is uniform from the loss).
 	DisconnectCost time.Duration
 	// WindowGrowth is the factor by which each congestion signal (a
 	// failed, timed-out or rejected connect, a connection lost before
@@ -242,11 +260,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ReconnectWindow == 0 {
 		o.ReconnectWindow = DefaultReconnectWindow
 	}
-	if o.FleetSize < 0 || o.AcceptRate < 0 {
+	if o.FleetSize < 0 || !(o.AcceptRate >= 0) || math.IsInf(o.AcceptRate, 0) {
 		return o, fmt.Errorf("%w: FleetSize %d and AcceptRate %g must not be negative", ErrInvalidRate, o.FleetSize, o.AcceptRate)
 	}
 	if o.AcceptRate == 0 {
 		o.AcceptRate = DefaultAcceptRate
+	}
+	switch {
+	case o.MaxAcceptRate == 0:
+		o.MaxAcceptRate = DefaultMaxAcceptRateFactor * o.AcceptRate
+	case !(o.MaxAcceptRate >= o.AcceptRate) || math.IsInf(o.MaxAcceptRate, 0): // also NaN
+		return o, fmt.Errorf("%w: MaxAcceptRate %g must be at least AcceptRate %g", ErrInvalidRate, o.MaxAcceptRate, o.AcceptRate)
 	}
 	if o.MaxReconnectWindow == 0 {
 		o.MaxReconnectWindow = DefaultMaxReconnectWindow
@@ -290,7 +314,7 @@ type EventKind string
 
 // Event kinds.
 const (
-	EventDial          EventKind = "dial"           // a network dial starts (Delay: how long it was held back)
+	EventDial          EventKind = "dial"           // a network dial starts (Delay: how long the dialer held it back; a late wake's respread comes on top)
 	EventDialFailed    EventKind = "dial_failed"    // it failed (Err)
 	EventConnected     EventKind = "connected"      // TCP connected
 	EventHandshake     EventKind = "handshake"      // first non-error reply read

@@ -35,7 +35,8 @@ func (d *Dialer) Reserve(addr string) (*Reservation, error) {
 	d.mu.Lock()
 	d.emit(t, EventDial, wait, nil)
 	d.mu.Unlock()
-	return &Reservation{Wait: wait, c: &Conn{d: d, t: t, probe: probe, sniff: false, manual: true}}, nil
+	c := &Conn{d: d, t: t, probe: probe, sniff: false, manual: true, started: d.o.Now().Add(wait)}
+	return &Reservation{Wait: wait, c: c}, nil
 }
 
 // Dialed reports the TCP connect's outcome: err != nil is a failed or

@@ -1,6 +1,7 @@
 package dialer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -206,15 +207,18 @@ func grown(w time.Duration, n int) time.Duration {
 	return w
 }
 
-// TestWindowGrowsOnCongestionAndDecays: failures and slow connects
-// grow the window by WindowGrowth (multiplicative increase of the wait),
-// clean connects shrink it back by a quarter each.
+// TestWindowGrowsOnCongestionAndDecays: failures and slow connects cut
+// the learned admission rate by WindowGrowth, which grows the window by
+// as much (multiplicative decrease); a reconnect episode whose connection
+// connected fast and proved healthy raises the rate by AcceptRate/2, once
+// per episode, up to MaxAcceptRate (additive increase); an episode that met
+// congestion does not raise it.
 func TestWindowGrowsOnCongestionAndDecays(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1})
 	r, _ := d.Reserve(addr)
-	if w := d.Stats(addr).Window; w != time.Second {
-		t.Fatalf("initial window %s", w)
+	if st := d.Stats(addr); st.Window != time.Second || st.AcceptRate != 3000 {
+		t.Fatalf("initial window %s, rate %g", st.Window, st.AcceptRate)
 	}
 	clk.advance(r.Wait)
 	_ = r.Dialed(2*time.Second, errors.New("connect timeout"))
@@ -230,27 +234,66 @@ func TestWindowGrowsOnCongestionAndDecays(t *testing.T) {
 	if w, want := d.Stats(addr).Window, grown(time.Second, 2); w != want {
 		t.Fatalf("after a slow connect: window %s, want %s", w, want)
 	}
-	r.Handshake() // slow: no decay
-	if w := d.Stats(addr).Window; w != grown(time.Second, 2) {
-		t.Fatalf("a slow connect's handshake shrank the window to %s", w)
+	r.Handshake()
+	r.Stable() // slow: proves nothing about the rate
+	if st := d.Stats(addr); st.Window != grown(time.Second, 2) {
+		t.Fatalf("a slow connect changed the window to %s (rate %g)", st.Window, st.AcceptRate)
 	}
-	r.Stable()
-	prev := grown(time.Second, 2)
+
+	// Clean episodes: +1,500/s each, from 3,000/1.5² = 1,333/s up to
+	// MaxAcceptRate (4 × 3,000).
+	rate := d.Stats(addr).AcceptRate
 	for i := range 10 {
 		clk.advance(time.Minute)
-		r, _ := d.Reserve(addr)
-		clk.advance(r.Wait)
-		_ = r.Dialed(time.Millisecond, nil)
-		r.Handshake()
-		r.Stable()
-		w := d.Stats(addr).Window
-		if w > prev {
-			t.Fatalf("clean connect %d grew the window %s → %s", i, prev, w)
+		r.Lost(io.EOF) // the fleet's loss: a new episode
+		for range 2 {  // two clean connects in one episode raise once
+			r = connectHealthy(t, d, clk, addr)
 		}
-		prev = w
+		want := min(rate+1500, 12000)
+		if got := d.Stats(addr).AcceptRate; math.Abs(got-want) > 1e-6 {
+			t.Fatalf("clean episode %d: rate %g, want %g", i, got, want)
+		}
+		rate = want
 	}
-	if prev != time.Second {
-		t.Errorf("after 10 clean connects the window is %s, want back at the fleet's 1s", prev)
+	if w := d.Stats(addr).Window; w != 250*time.Millisecond {
+		t.Errorf("at MaxAcceptRate the window is %s, want 3,000/12,000/s = 250ms", w)
+	}
+
+	// An episode that met congestion: cut, and not raised by its clean
+	// connect.
+	clk.advance(time.Minute)
+	r.Lost(io.EOF)
+	r, _ = d.Reserve(addr)
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Second, errTimeout{})
+	connectHealthy(t, d, clk, addr)
+	if got := d.Stats(addr).AcceptRate; got != 8000 {
+		t.Errorf("after an episode with a failure the rate is %g, want 12,000/1.5 = 8,000", got)
+	}
+}
+
+// TestMaxAcceptRateOption: MaxAcceptRate below AcceptRate, NaN or
+// infinite is an error at construction; equal to it keeps the rate fixed
+// except for cuts.
+func TestMaxAcceptRateOption(t *testing.T) {
+	for _, o := range []Options{
+		{AcceptRate: 3000, MaxAcceptRate: 2000},
+		{MaxAcceptRate: math.NaN()},
+		{MaxAcceptRate: math.Inf(1)},
+		{AcceptRate: math.NaN()},
+		{AcceptRate: math.Inf(1)},
+	} {
+		if _, err := New(o); !errors.Is(err, ErrInvalidRate) {
+			t.Errorf("%+v: err %v, want ErrInvalidRate", o, err)
+		}
+	}
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 3000, MaxAcceptRate: 3000})
+	r := connectHealthy(t, d, clk, addr)
+	r.Lost(io.EOF)
+	connectHealthy(t, d, clk, addr)
+	if st := d.Stats(addr); st.AcceptRate != 3000 || st.Window != time.Second {
+		t.Errorf("MaxAcceptRate = AcceptRate: after a clean episode rate %g, window %s; want 3000, 1s", st.AcceptRate, st.Window)
 	}
 }
 
@@ -353,19 +396,19 @@ func TestWindowYoungLossSameAsOld(t *testing.T) {
 	}
 }
 
-// TestWindowOpensAfterDisconnect: with the fleet size known, an episode
-// begun by a close or reset opens its window FleetSize × DisconnectCost
-// after the loss (the server is still tearing the fleet's connections
-// down); an episode of timeouts, an unknown fleet or DisconnectCost -1
-// open it at the loss.
-func TestWindowOpensAfterDisconnect(t *testing.T) {
+// TestWindowRampsAfterDisconnect: with the fleet size known, an episode
+// begun by a close or reset spreads its dials with a density that rises
+// linearly over FleetSize × DisconnectCost (the server is still tearing
+// the fleet's connections down) and is flat after it, so the episode
+// lasts ramp/2 + window; an episode of timeouts, an unknown fleet or
+// DisconnectCost -1 spread uniformly over the window.
+func TestWindowRampsAfterDisconnect(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	for _, tt := range []struct {
-		name   string
-		o      Options
-		loss   error
-		settle time.Duration // the window opens this long after the loss
-		window time.Duration
+		name         string
+		o            Options
+		loss         error
+		ramp, window time.Duration
 	}{
 		{"close, 10,000 clients, 50µs", Options{FleetSize: 10000, DisconnectCost: 50 * time.Microsecond}, io.EOF,
 			500 * time.Millisecond, 10000 * time.Second / 3000},
@@ -375,18 +418,73 @@ func TestWindowOpensAfterDisconnect(t *testing.T) {
 			0, DefaultReconnectWindow},
 		{"fleet unknown: none", Options{DisconnectCost: 50 * time.Microsecond}, io.EOF, 0, DefaultReconnectWindow},
 		{"off", Options{FleetSize: 10000, DisconnectCost: -1}, io.EOF, 0, 10000 * time.Second / 3000},
-		{"capped with the window", Options{FleetSize: 1_000_000, DisconnectCost: time.Millisecond, MaxReconnectWindow: 10 * time.Second}, io.EOF,
+		{"capped at the window", Options{FleetSize: 1_000_000, DisconnectCost: time.Millisecond, MaxReconnectWindow: 10 * time.Second}, io.EOF,
 			10 * time.Second, 10 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			d, clk := newClocked(t, tt.o)
 			connectHealthy(t, d, clk, addr).Lost(tt.loss)
-			lo, hi := spreadAfterLoss(t, d, addr, 400)
-			end := tt.settle + tt.window
-			if lo < tt.settle || hi >= end || lo > tt.settle+tt.window/10 || hi < end-tt.window/10 {
-				t.Errorf("waits after the loss span [%s, %s], want spread over [%s, %s)", lo, hi, tt.settle, end)
+			const n = 4000
+			var early int // waits in the first half of the ramp (or in a tenth of the window)
+			cut := tt.window / 10
+			if tt.ramp > 0 {
+				cut = tt.ramp / 2
+			}
+			var hi time.Duration
+			for range n {
+				r, err := d.Reserve(addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hi = max(hi, r.Wait)
+				if r.Wait < cut {
+					early++
+				}
+				r.Close()
+			}
+			end := tt.ramp/2 + tt.window
+			if hi >= end || hi < end-tt.window/20 {
+				t.Errorf("longest wait %s, want just under the episode's end %s", hi, end)
+			}
+			// The share of dials before cut: r/8w for a ramp (a
+			// quarter of the uniform share), cut/w without one.
+			want := cut.Seconds() / tt.window.Seconds()
+			if tt.ramp > 0 {
+				want = tt.ramp.Seconds() / (8 * tt.window.Seconds())
+			}
+			if got := float64(early) / n; math.Abs(got-want) > 0.01 {
+				t.Errorf("%.3f of the dials wait less than %s, want %.3f", got, cut, want)
 			}
 		})
+	}
+}
+
+// TestDrawIn checks the episode's density directly: quantiles of the ramp
+// and of the flat part, and a retry drawn from what is left.
+func TestDrawIn(t *testing.T) {
+	const r, w = 500 * time.Millisecond, 3 * time.Second
+	for _, tt := range []struct {
+		a    time.Duration
+		u    float64
+		want time.Duration
+	}{
+		{0, 0, 0},
+		{0, 1, r/2 + w},
+		{0, 0.5, w/2 + r/2}, // in the flat part: u·w + r/2
+		{0, 1.0 / 48, time.Duration(math.Sqrt(2 * 0.5 * 3 / 48 * 1e18))}, // in the ramp: √(2·r·u·w) = 0.25s
+		{2 * time.Second, 0, 2 * time.Second},                            // a retry draws from what is left
+		{2 * time.Second, 1, r/2 + w},
+		{2 * time.Second, 0.5, 2*time.Second + (r/2+w-2*time.Second)/2},
+		{5 * time.Second, 0.3, 5 * time.Second}, // after the end: now
+	} {
+		got := drawIn(tt.a, r, w, tt.u)
+		if d := got - tt.want; d < -time.Microsecond || d > time.Microsecond {
+			t.Errorf("drawIn(%s, u=%g) = %s, want %s", tt.a, tt.u, got, tt.want)
+		}
+	}
+	// Without a ramp: uniform over what is left of the window.
+	if got := drawIn(time.Second, 0, w, 0.5); got != 2*time.Second {
+		t.Errorf("no ramp: drawIn(1s, 0.5) = %s, want 2s", got)
 	}
 }
 
@@ -445,5 +543,89 @@ func TestRefusedConnects(t *testing.T) {
 	_ = r.Dialed(time.Millisecond, refused)
 	if b := d.Stats(addr).Breaker; b != "open" {
 		t.Errorf("after a refused probe breaker %s, want open", b)
+	}
+}
+
+// TestRespreadLateWake: a dial whose wait ended late (a CPU-starved
+// process fires every due timer at once) waits again a uniform part of
+// how late it was; a punctual one does not, and a done context gives up
+// the extra wait.
+func TestRespreadLateWake(t *testing.T) {
+	d, _ := newClocked(t, Options{})
+	if got := d.respread(t.Context(), lateWake-time.Millisecond); got != 0 {
+		t.Errorf("punctual wake waited %s more", got)
+	}
+	const late = 30 * time.Millisecond
+	var hi time.Duration
+	for range 5 {
+		got := d.respread(t.Context(), late)
+		if got < 0 || got >= late {
+			t.Fatalf("late by %s: waited %s more, want within [0, %s)", late, got, late)
+		}
+		hi = max(hi, got)
+	}
+	if hi == 0 {
+		t.Errorf("five late wakes never waited")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if got := d.respread(ctx, time.Hour); got != 0 {
+		t.Errorf("done context: waited %s more", got)
+	}
+}
+
+// TestOneCutPerCongestionEvent: the failures of attempts that were all
+// dialled before the rate was cut (a pool meeting one storm) cut it once;
+// an attempt dialled after the cut that fails cuts it again.
+func TestOneCutPerCongestionEvent(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1, Backoff: backoff.Immediate{}})
+	pool := make([]*Reservation, 8)
+	for i := range pool {
+		r, err := d.Reserve(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool[i] = r
+	}
+	clk.advance(10 * time.Millisecond)
+	for _, r := range pool {
+		_ = r.Dialed(2*time.Second, errTimeout{})
+		clk.advance(time.Millisecond)
+	}
+	if st := d.Stats(addr); st.AcceptRate != 2000 || st.Window != grown(time.Second, 1) {
+		t.Fatalf("8 failures of one pool's simultaneous dials: rate %g, window %s; want one cut (2000, %s)", st.AcceptRate, st.Window, grown(time.Second, 1))
+	}
+	r, _ := d.Reserve(addr) // dialled after the cut
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, errors.New("connection reset"))
+	if st := d.Stats(addr); st.Window != grown(time.Second, 2) {
+		t.Errorf("a failure of a dial made after the cut: window %s, want %s", st.Window, grown(time.Second, 2))
+	}
+	d.ReportOverload(addr, nil) // no attempt to date: always cuts
+	if st := d.Stats(addr); st.Window != grown(time.Second, 3) {
+		t.Errorf("after ReportOverload: window %s, want %s", st.Window, grown(time.Second, 3))
+	}
+}
+
+// TestRefusedRestartsWindow: a refused connect (the server is down)
+// starts the episode's window again at the refusal, without growing it:
+// the retries spread over a whole window from the refusal, not over what
+// was left of the old one.
+func TestRefusedRestartsWindow(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1, Backoff: backoff.Immediate{}}) // 1s
+	connectHealthy(t, d, clk, addr).Lost(io.EOF)
+	clk.advance(800 * time.Millisecond)
+	r, _ := d.Reserve(addr)
+	clk.advance(r.Wait)
+	_ = r.Dialed(time.Millisecond, refused)
+	if w := d.Stats(addr).Window; w != time.Second {
+		t.Fatalf("a refusal changed the window to %s", w)
+	}
+	lo, hi := spreadAfterLoss(t, d, addr, 400)
+	if hi < 900*time.Millisecond || hi >= time.Second || lo > 100*time.Millisecond {
+		t.Errorf("retries after the refusal wait [%s, %s], want spread over a new 1s window", lo, hi)
 	}
 }

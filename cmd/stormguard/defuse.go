@@ -110,11 +110,12 @@ Exit codes: 0 success, 1 the mitigation was refused as unsafe or useless here
 // detached restore process runs at a mitigation's TTL.
 func newDefuseRestoreDueCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "restore-due --state FILE --id ID [--password-file F]",
+		Use:   "restore-due --state FILE --id ID [--at TIME] [--password-file F]",
 		Short: "Restore one mitigation at its TTL (run by the scheduled restorer)",
-		Long: `Wait until the mitigation's TTL, then put back the recorded previous values
-(only where the current value is still the one stormguard set) and remove its
-state entry. 'defuse apply' starts this by itself, as a transient systemd
+		Long: `Wait until the mitigation's TTL (--at, the expiry recorded at apply in RFC 3339,
+as a wall-clock instant; without it, read from the state file), then put back
+the recorded previous values (only where the current value is still the one
+stormguard set) and remove its state entry. 'defuse apply' starts this by itself, as a transient systemd
 timer or a detached process; the Valkey password comes from --password-file
 (a 0600 file, removed once read) or an inherited descriptor, never argv.`,
 		Example:            `  stormguard defuse restore-due --state /var/lib/stormguard/defuse.json --id 3f2a9c1d`,
@@ -394,8 +395,21 @@ the risk and the exact 'stormguard defuse apply' command. Nothing is changed.
 			}
 			plan := defuse.Propose(snap, target)
 			out := cmd.OutOrStdout()
+			// The plan is printed either way (the kernel half still
+			// counts in a storm); a --valkey that cannot be reached
+			// is then a connection error, exit 2, as for sample and
+			// check.
+			unreachable := func() error {
+				if verr, ok := snap.Errors["valkey"]; ok && o.valkey != "" {
+					return usageErr(fmt.Errorf("%w at %s: %s", errValkeyUnreachable, m.Valkey, verr))
+				}
+				return nil
+			}
 			if o.json {
-				return json.NewEncoder(out).Encode(plan)
+				if err := json.NewEncoder(out).Encode(plan); err != nil {
+					return err
+				}
+				return unreachable()
 			}
 			fmt.Fprintf(out, "port %d: %s\n", snap.Port, plan.Verdict)
 			for _, k := range slices.Sorted(maps.Keys(snap.Errors)) {
@@ -407,7 +421,7 @@ the risk and the exact 'stormguard defuse apply' command. Nothing is changed.
 			for _, p := range plan.Proposals {
 				fmt.Fprintf(out, "\n%d. %s\n   why:    %s\n   effect: %s\n   risk:   %s\n   run:    %s\n", p.Order, p.Action, p.Why, p.Effect, p.Risk, p.Command)
 			}
-			return nil
+			return unreachable()
 		},
 	}
 	o.flags(cmd, true)

@@ -64,3 +64,26 @@ func TestDefuseRateAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestDefusePlanUnreachableValkey: plan still prints its reading and
+// proposals when the --valkey it was given cannot be reached, then exits 2
+// with one line naming the address (a connection error, as the contract
+// says); the password in the address is never shown.
+func TestDefusePlanUnreachableValkey(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "defuse.json")
+	for _, args := range [][]string{{}, {"--json"}} {
+		code, out, msg := runDefuseCLI(t, append([]string{"defuse", "plan", "--valkey", "valkey://u:hunter2@127.0.0.1:1", "--window", "10ms", "--state", state}, args...)...)
+		if code != exitUsage {
+			t.Fatalf("%v: exit %d, want %d (msg %q)", args, code, exitUsage, msg)
+		}
+		if !strings.Contains(msg, "cannot reach Valkey at valkey://u:***@127.0.0.1:1") || strings.Contains(msg, "\n") {
+			t.Errorf("%v: message %q, want one line naming the address", args, msg)
+		}
+		if !strings.Contains(out, "port 1") && !strings.Contains(out, `"port":1`) {
+			t.Errorf("%v: stdout %q, want the plan printed first", args, out)
+		}
+		if strings.Contains(out+msg, "hunter2") {
+			t.Errorf("%v: password shown: %q %q", args, out, msg)
+		}
+	}
+}

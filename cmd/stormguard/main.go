@@ -14,6 +14,7 @@ import (
 )
 
 func main() {
+	hideArgvPasswords()
 	// --hosts --rtt without netem relays packets in a child process of
 	// this binary.
 	sandbox.ServeDelayLine()

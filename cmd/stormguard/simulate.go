@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -52,7 +53,12 @@ running it: a discrete-event model in simulated time of
   - Valkey's accept loop: at most max-new-connections-per-cycle accepts per
     event-loop turn (max-new-tls-connections-per-cycle with --tls), a cost
     per turn, per accepted connection, per TLS handshake and per command of
-    the clients already back.
+    the clients already back;
+  - the host: with --host-cores, Valkey shares that many cores with the
+    client side (CPU per connected client, --client-cpu, and a core while
+    it has queued work) and other work (--host-load), and gets its fair
+    share: a load generator on Valkey's machine slows it more the larger
+    the fleet.
 
 It prints the keys of "stormguard storm --json" that apply (strategy, clients,
 connect_attempts, peak_connects_per_sec, listen_overflows, time_to_recover_ms,
@@ -100,6 +106,9 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.DurationVar(&o.model.NoticeCost, "notice-cost", o.model.NoticeCost, "client side CPU to notice one lost connection, when the fleet is one load generator (0: many hosts)")
 	f.DurationVar(&o.model.DialCost, "dial-cost", o.model.DialCost, "client side CPU per connect(), when the fleet is one load generator (0: many hosts)")
 	f.Float64Var(&o.model.ClientShare, "client-share", o.model.ClientShare, "share of Valkey's CPU a load generator on its machine takes while it has work (0..0.9)")
+	f.IntVar(&o.model.HostCores, "host-cores", 0, "cores Valkey shares with the load generator and other work (0: its own; --calibrate on a single-host lab run: this machine's)")
+	f.DurationVar(&o.model.ClientCPU, "client-cpu", 0, "with --host-cores: the client side's CPU per connected client per --period")
+	f.Float64Var(&o.model.HostLoad, "host-load", 0, "with --host-cores: other runnable threads on Valkey's host")
 	f.Float64Var(&o.model.ClientBurst, "client-burst", o.model.ClientBurst, "how bursty that client side is: its busiest 100 ms over its mean (1 or 0: even)")
 	f.DurationVar(&o.model.TLSCost, "tls-cost", o.model.TLSCost, "Valkey main-thread time per TLS handshake")
 	f.DurationVar(&o.model.CmdCost, "cmd-cost", o.model.CmdCost, "Valkey main-thread time per command of a connected client")
@@ -221,11 +230,27 @@ func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulat
 	}
 	fmt.Fprintf(errOut, "calibrating on %d lab result(s) from %s…\n", len(obs), file)
 	f.Dialer, f.Seed = dialer.Options{}, 1
+	if m.HostCores == 0 && sameHost(obs) {
+		// The lab's fleet ran on this machine, next to Valkey: they
+		// shared its cores (see internal/simulate/host.go).
+		m.HostCores = runtime.NumCPU()
+	}
 	got, err := simulate.Calibrate(ctx, m, f, obs)
 	if err != nil {
 		return simulate.Fit{}, fmt.Errorf("calibrate: %w", err)
 	}
 	return got, nil
+}
+
+// sameHost reports whether every observation's clients ran on Valkey's
+// machine (storm without --hosts).
+func sameHost(obs []simulate.Observation) bool {
+	for _, o := range obs {
+		if o.Hosts != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func writeSimulateTable(out io.Writer, r *simulate.Result, fit *simulate.Fit) {

@@ -80,7 +80,9 @@ one dialer (stormguard) or one client library object (go-redis, valkey-go,
 valkey-glide). valkey-glide links GLIDE's Rust core through cgo and is only in
 binaries built with "make build-glide" (this one: ` + glideNote() + `); it
 needs --netns or --spawn, because its connects are counted from the kernel's
-Tcp counters of the server's namespace.
+Tcp counters of the server's namespace (with --hosts, the hosts'); with --tls
+it needs --spawn (GLIDE verifies the server against the run's CA), and with
+--cluster it runs GLIDE's ClusterClient.
 On a loopback target each instance connects from its own source address
 (127.0.0.1, 127.0.0.2, …), as instances on different hosts would; the server
 and a per-source SYN limit then see a fleet. --source-addrs 1 sends every
@@ -98,11 +100,18 @@ See docs/lab.md.`,
   stormguard storm --spawn --clients 500 --scenario restart --compare immediate,glide,stormguard
   stormguard storm --spawn --hosts 4 --loss 1 --clients 2000 --strategy go-redis --scenario kill
   stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s
-  stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide`,
+  stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide
+  stormguard storm --spawn --tls --hosts 2 --setup auth --cluster --scenario failover --strategy valkey-glide --clients 200`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("hosts") && o.cfg.Hosts < 1 {
-				return usageErr(fmt.Errorf("--hosts must be at least 1, got %d", o.cfg.Hosts))
+			// 0 is these flags' "not given"; given, it is bad input.
+			for _, c := range []struct {
+				flag string
+				v    int
+			}{{"hosts", o.cfg.Hosts}, {"instances", o.cfg.Instances}} {
+				if cmd.Flags().Changed(c.flag) && c.v < 1 {
+					return usageErr(fmt.Errorf("--%s must be at least 1, got %d", c.flag, c.v))
+				}
 			}
 			o.notice = cmd.ErrOrStderr()
 			var errOut io.Writer
@@ -122,7 +131,7 @@ See docs/lab.md.`,
 	f.StringVar(&o.cfg.Strategy, "strategy", "", "reconnect strategy: "+strings.Join(lab.Strategies(), ", "))
 	f.StringVar(&o.compare, "compare", "", "comma-separated strategies to run in turn (or \"all\")")
 	f.StringVar(&o.cfg.Scenario, "scenario", "kill", "disruption: "+strings.Join(lab.Scenarios(), ", "))
-	f.BoolVar(&o.cfg.Cluster, "cluster", false, "failover with --spawn: a 3-shard cluster (3 primaries, 3 replicas) that promotes by itself; strategies go-redis or valkey-go in cluster mode")
+	f.BoolVar(&o.cfg.Cluster, "cluster", false, "failover with --spawn: a 3-shard cluster (3 primaries, 3 replicas) that promotes by itself; strategies go-redis, valkey-go or valkey-glide in cluster mode")
 	f.BoolVar(&o.json, "json", false, "print one JSON object (an array with --compare)")
 	f.BoolVar(&o.progress, "progress", false, "print progress on stderr even when it is not a terminal")
 	f.DurationVar(&o.cfg.Period, "period", 100*time.Millisecond, "time between one client's PINGs")

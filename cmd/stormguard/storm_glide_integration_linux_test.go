@@ -13,11 +13,19 @@ import (
 )
 
 // TestGlideNeedsNamespace: with GLIDE built in, the strategy still needs
-// a namespace whose kernel counters it can read.
+// a namespace whose kernel counters it can read, and TLS only with the
+// run's own server.
 func TestGlideNeedsNamespace(t *testing.T) {
 	code, msg, out := runStormCLI(t, "storm", "--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "valkey-glide")
 	if code != exitUsage || out != "" || !strings.Contains(msg, "--netns") || strings.Contains(msg, "build-glide") {
 		t.Fatalf("exit %d, message %q, stdout %q", code, msg, out)
+	}
+	// Over TLS only against --spawn's server, whose CA GLIDE is given:
+	// exit 2 with one line.
+	code, msg, out = runStormCLI(t, "storm", "--target", "valkeys://127.0.0.1:6379", "--netns", "/proc/self/ns/net",
+		"--clients", "5", "--strategy", "valkey-glide")
+	if code != exitUsage || out != "" || !strings.Contains(msg, "--spawn") || strings.Count(strings.TrimSpace(msg), "\n") != 0 {
+		t.Fatalf("TLS to an outside server: exit %d, message %q, stdout %q", code, msg, out)
 	}
 	var notice bytes.Buffer
 	got, err := stormStrategies(stormOpts{compare: "all", notice: &notice})

@@ -34,6 +34,7 @@ func TestStormBadInput(t *testing.T) {
 		{"negative clients", []string{"--target", "127.0.0.1:6379", "--clients", "-3", "--strategy", "immediate"}, "--clients"},
 		{"zero clients", []string{"--target", "127.0.0.1:6379", "--strategy", "immediate"}, "--clients"},
 		{"negative instances", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--instances", "-1", "--strategy", "immediate"}, "--instances"},
+		{"zero instances", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--instances", "0", "--strategy", "immediate"}, "--instances must be at least 1, got 0"},
 		{"unknown scenario", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate", "--scenario", "flood"}, "unknown scenario"},
 		{"bad duration syntax", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate", "--period", "soon"}, "period"},
 		{"negative duration", []string{"--target", "127.0.0.1:6379", "--clients", "5", "--strategy", "immediate", "--hold", "-1s"}, "--hold"},

@@ -20,7 +20,8 @@ import (
 // stormWatch returns the lab.WatchFunc of `storm --defuse auto`: the watch
 // agent, in this process, with watch's defaults (500ms interval, eBPF on)
 // and `--defuse auto` with its default actions (ratelimit-syn, 20/s per
-// source, TTL 1m, at most 10m), on the run's server. Its defuse state file
+// source, and the admission limit ratelimit-global sized from what Valkey
+// completes; TTL 1m, at most 10m), on the run's server. Its defuse state file
 // lives in a private directory removed afterwards; its nftables rules live
 // in the server's namespace, which the run removes. Warnings go to log
 // (the progress writer, or nowhere).

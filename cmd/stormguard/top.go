@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 
 	"github.com/stormguard/stormguard/internal/addr"
@@ -90,8 +92,7 @@ running 'stormguard watch'. With neither, it uses the local agent at
 				go ag.Run(ctx)
 				feed, from = tui.HubFeed(hub), "local"
 			}
-			p := tea.NewProgram(tui.New(feed, interval, from), tea.WithAltScreen(), tea.WithContext(ctx),
-				tea.WithInput(cmd.InOrStdin()), tea.WithOutput(cmd.OutOrStdout()))
+			p := tea.NewProgram(tui.New(feed, interval, from), teaOptions(ctx, cmd.InOrStdin(), cmd.OutOrStdout())...)
 			_, err := p.Run()
 			if err != nil && ctx.Err() == nil && !strings.Contains(err.Error(), "context canceled") {
 				return fmt.Errorf("terminal UI: %w", err)
@@ -107,6 +108,20 @@ running 'stormguard watch'. With neither, it uses the local agent at
 	f.StringVar(&tokenFile, "bearer-token-file", "", "bearer token for --agent")
 	f.DurationVar(&interval, "interval", 500*time.Millisecond, "refresh interval")
 	return cmd
+}
+
+// teaOptions are top's Bubble Tea options. main's context already ends on
+// SIGINT and SIGTERM, so Bubble Tea's own signal handler stays off: with it,
+// a SIGTERM both cancelled ctx and queued a quit message that nobody read
+// once Run had returned, and top hung on exit. Keys are read only from a
+// terminal: /dev/null or a pipe cannot be polled for them (Bubble Tea failed
+// to start, exit 2), so a top started by a script runs until a signal.
+func teaOptions(ctx context.Context, in io.Reader, out io.Writer) []tea.ProgramOption {
+	if f, ok := in.(*os.File); !ok || !term.IsTerminal(f.Fd()) {
+		in = nil
+	}
+	return []tea.ProgramOption{tea.WithAltScreen(), tea.WithContext(ctx), tea.WithoutSignalHandler(),
+		tea.WithInput(in), tea.WithOutput(out)}
 }
 
 func agentAnswers(url, token string) bool {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -73,7 +74,8 @@ HTTP (default 127.0.0.1:9877, localhost only): /metrics (Prometheus),
 events), /healthz, and the live dashboard at /.
 
 With --defuse auto, a storm arms the chosen mitigations (default: a
-per-source SYN rate limit on the port) for --defuse-ttl, re-armed while the
+per-source SYN rate limit on the port, and a port-wide admission limit the
+agent sizes from the connections Valkey completes) for --defuse-ttl, re-armed while the
 storm lasts up to --defuse-max, and reverted once the target is calm. Every
 arming and revert is an event and an alert. kill-idle is never automatic.
 
@@ -103,10 +105,10 @@ SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
 	f.StringVar(&o.bearerTokenFile, "bearer-token-file", "", "require this bearer token on HTTP (all paths but /healthz)")
 	f.DurationVar(&o.discoverEvery, "discover-interval", 5*time.Second, "how often to rescan for local servers")
 	f.StringVar(&o.defuseMode, "defuse", "off", "off, or auto: arm --defuse-actions when a storm is detected, revert after calm")
-	f.StringSliceVar(&o.defuseActions, "defuse-actions", []string{"ratelimit-syn"}, "actions auto mode may arm: ratelimit-syn, ratelimit-global, notrack, accept-cap, backlog")
+	f.StringSliceVar(&o.defuseActions, "defuse-actions", []string{"ratelimit-syn", "ratelimit-global"}, "actions auto mode may arm: ratelimit-syn, ratelimit-global (the admission limit, sized from what Valkey completes), notrack, accept-cap, backlog")
 	f.DurationVar(&o.defuseTTL, "defuse-ttl", time.Minute, "auto mode: each arming expires after this (re-armed while the storm lasts)")
 	f.DurationVar(&o.defuseMax, "defuse-max", 10*time.Minute, "auto mode: longest one storm keeps mitigations armed")
-	f.StringVar(&o.defuseRate, "defuse-rate", "20/s", "auto mode: SYN rate admitted per source (ratelimit-syn) or in all (ratelimit-global); at least 5/s")
+	f.StringVar(&o.defuseRate, "defuse-rate", "20/s", "auto mode: SYN rate admitted per source (ratelimit-syn), and the lowest rate the admission limit (ratelimit-global) starts at; at least 5/s")
 	f.StringVar(&o.defuseState, "defuse-state", "", "defuse state file (default "+defuse.DefaultStatePath+")")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -148,6 +150,36 @@ func (o *watchOpts) checkFlags() error {
 	}
 	if o.maxStreams < 1 {
 		return fmt.Errorf("--http-max-streams %d: want at least 1", o.maxStreams)
+	}
+	return nil
+}
+
+// checkOutputs makes sure --events and --journal can be written, as the
+// journal will (directories created as needed), so that a path that can
+// never be written is a usage error at start rather than a stream of
+// write errors in the log of an agent that otherwise runs. A write that
+// fails later (disk full) is still only counted and logged.
+func (o *watchOpts) checkOutputs() error {
+	if o.events != "" {
+		if err := os.MkdirAll(filepath.Dir(o.events), 0o755); err != nil {
+			return fmt.Errorf("--events %s: %w", o.events, err)
+		}
+		f, err := os.OpenFile(o.events, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("--events: %w", err)
+		}
+		f.Close()
+	}
+	if o.journalDir != "" {
+		if err := os.MkdirAll(o.journalDir, 0o755); err != nil {
+			return fmt.Errorf("--journal %s: %w", o.journalDir, err)
+		}
+		f, err := os.CreateTemp(o.journalDir, ".write-check-*")
+		if err != nil {
+			return fmt.Errorf("--journal: %w", err)
+		}
+		f.Close()
+		os.Remove(f.Name())
 	}
 	return nil
 }
@@ -206,6 +238,9 @@ func runWatch(ctx context.Context, stderr io.Writer, o watchOpts) error {
 		return usageErr(err)
 	}
 	if err := o.checkFlags(); err != nil {
+		return usageErr(err)
+	}
+	if err := o.checkOutputs(); err != nil {
 		return usageErr(err)
 	}
 	var targets []source.Target

@@ -17,15 +17,18 @@ import (
 // AutoDefuse arms mitigations when a target enters storm and reverts them
 // when it is calm again. Zero values mean the documented defaults.
 type AutoDefuse struct {
-	// Actions to arm, in order (default ratelimit-syn). kill-idle is never
-	// armed automatically: it cannot be reverted.
+	// Actions to arm, in order (default ratelimit-syn, ratelimit-global).
+	// kill-idle is never armed automatically: it cannot be reverted.
+	// ratelimit-global is the admission limit: sized from what Valkey
+	// completes and re-sized while armed (admission.go), loopback left out.
 	Actions []defuse.Action
 	// TTL of each arming (60s). Every mitigation expires by itself; while
 	// the storm lasts it is re-armed, up to Max in all.
 	TTL time.Duration
 	// Max bounds how long one storm keeps mitigations armed (10m).
 	Max time.Duration
-	// Rate for ratelimit-syn (per source) and ratelimit-global (20/s).
+	// Rate for ratelimit-syn (per source), and the lowest first rate of
+	// ratelimit-global (20/s).
 	Rate defuse.Rate
 	// MinRate is the smallest Rate accepted: connections are throttled,
 	// never stopped (5/s).
@@ -41,7 +44,7 @@ var ErrAutoKill = errors.New("kill-idle cannot be armed automatically: killed cl
 
 func (o *AutoDefuse) normalize() error {
 	if len(o.Actions) == 0 {
-		o.Actions = []defuse.Action{defuse.RatelimitSYN}
+		o.Actions = []defuse.Action{defuse.RatelimitSYN, defuse.RatelimitGlobal}
 	}
 	for _, a := range o.Actions {
 		if _, err := defuse.ParseAction(string(a)); err != nil {
@@ -91,6 +94,8 @@ type autoState struct {
 	dropped   uint64
 	droppedOK bool
 	polled    time.Time
+	// adm sizes the admission limit (ratelimit-global).
+	adm admission
 }
 
 // mitigation is what the detector gets to know about this target's armed
@@ -126,18 +131,25 @@ func (a *Agent) pollDropped(ctx context.Context, t source.Target, st *autoState)
 	for _, m := range list {
 		if mine[m.ID] && m.Packets != nil {
 			n += *m.Packets
+			if m.ID == st.adm.glob.id {
+				st.adm.glob.packets = *m.Packets
+			}
+			if m.ID == st.adm.src.id {
+				st.adm.src.packets = *m.Packets
+			}
 		}
 	}
 	st.dropped, st.droppedOK = n, true
 }
 
 // autoDefuse is called after every sample of a target.
-func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, state detect.State, now time.Time) {
+func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, s *sample.Sample, state detect.State, now time.Time) {
 	o := a.o.AutoDefuse
 	if o == nil {
 		return
 	}
 	st.mu.Lock()
+	st.adm.observe(o, s, now)
 	if st.busy {
 		st.mu.Unlock()
 		return
@@ -173,17 +185,17 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 			}
 			work = func() { a.arm(ctx, t, st, ttl) }
 		} else if live {
-			work = st.pollWork(ctx, a, t, now)
+			work = st.liveWork(ctx, a, t, now)
 		}
 	case state == detect.Recovering || state == detect.Surge:
 		if len(st.armed) > 0 {
-			work = st.pollWork(ctx, a, t, now)
+			work = st.liveWork(ctx, a, t, now)
 		}
 	case state == detect.Calm:
 		if len(st.armed) > 0 {
 			work = func() { a.maybeDisarm(ctx, t, st, now) }
 		} else {
-			st.first = time.Time{}
+			st.first, st.adm.glob.rate, st.adm.src.rate, st.adm.cut = time.Time{}, 0, 0, false
 		}
 	}
 	if work == nil {
@@ -210,6 +222,16 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 	}()
 }
 
+// liveWork is the work while mitigations are armed outside calm: a
+// pending re-size of the admission limit, else a counter poll. Called with
+// st.mu held.
+func (st *autoState) liveWork(ctx context.Context, a *Agent, t source.Target, now time.Time) func() {
+	if st.adm.glob.want > 0 || st.adm.src.want > 0 {
+		return func() { a.resize(ctx, t, st, now) }
+	}
+	return st.pollWork(ctx, a, t, now)
+}
+
 // pollWork returns a poll of the armed rules' counters, at most once per
 // pollEvery, or nil. Called with st.mu held.
 func (st *autoState) pollWork(ctx context.Context, a *Agent, t source.Target, now time.Time) func() {
@@ -232,12 +254,20 @@ func (a *Agent) manager(t source.Target) *defuse.Manager {
 func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl time.Duration) {
 	o := a.o.AutoDefuse
 	m := a.manager(t)
+	st.mu.Lock()
+	admRate, srcRate := perSecond(st.adm.firstRate(o)), o.Rate
+	if st.adm.src.rate > 0 {
+		srcRate = perSecond(st.adm.srcRate(o))
+	}
+	st.mu.Unlock()
 	var armed []defuse.Mitigation
 	for _, act := range o.Actions {
 		p := defuse.Params{Port: t.Port(), TTL: ttl}
 		switch act {
-		case defuse.RatelimitSYN, defuse.RatelimitGlobal:
-			p.Rate = o.Rate
+		case defuse.RatelimitSYN:
+			p.Rate = srcRate
+		case defuse.RatelimitGlobal:
+			p.Rate, p.RemoteOnly = admRate, true
 		case defuse.AcceptCap:
 			p.Value = o.AcceptCapValue
 		}
@@ -261,6 +291,16 @@ func (a *Agent) arm(ctx context.Context, t source.Target, st *autoState, ttl tim
 	for _, mt := range st.armed {
 		if !applied[mt.Action] {
 			armed = append(armed, mt)
+		}
+	}
+	for _, mt := range armed {
+		switch {
+		case !applied[mt.Action]:
+		case mt.Action == defuse.RatelimitGlobal:
+			st.adm.glob.armed(mt.ID, admRate.PerSecond())
+			st.adm.open = false // the next window measures this limit only
+		case mt.Action == defuse.RatelimitSYN:
+			st.adm.src.armed(mt.ID, srcRate.PerSecond())
 		}
 	}
 	st.armed, st.packets, st.quietSince = armed, 0, time.Time{}
@@ -331,6 +371,7 @@ func (a *Agent) disarm(ctx context.Context, t source.Target, st *autoState, why 
 	armed := st.armed
 	st.armed, st.first, st.packets, st.quietSince = nil, time.Time{}, 0, time.Time{}
 	st.dropped, st.droppedOK = 0, false
+	st.adm.glob, st.adm.src, st.adm.cut = limitState{}, limitState{}, false
 	st.mu.Unlock()
 	m := a.manager(t)
 	for _, mt := range armed {

@@ -51,7 +51,7 @@ func TestIntegrationAutoDefuseNotrackChecked(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		n := len(hub.Events())
-		ag.autoDefuse(ctx, target, &autoState{}, detect.Storm, time.Now())
+		ag.autoDefuse(ctx, target, &autoState{}, nil, detect.Storm, time.Now())
 		ag.defuseWork.Wait()
 		for _, raw := range hub.Events()[n:] {
 			var e struct{ Type, Action, Reason string }

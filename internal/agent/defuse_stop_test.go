@@ -42,7 +42,7 @@ func TestAutoDefuseNothingStartsAfterStop(t *testing.T) {
 		}
 		ag.stopping = stopping
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ag.autoDefuse(ctx, target, &autoState{}, detect.Storm, time.Now())
+		ag.autoDefuse(ctx, target, &autoState{}, nil, detect.Storm, time.Now())
 		ag.defuseWork.Wait()
 		cancel()
 		started := strings.Contains(log.String(), "agent event")

@@ -231,7 +231,7 @@ func (a *Agent) sinks(k string, r *runner) Sinks {
 	}))
 	if a.o.AutoDefuse != nil {
 		ss = append(ss, SinkFunc(func(ctx context.Context, u Update) {
-			a.autoDefuse(ctx, u.Target, r.auto, u.State, u.Sample.Time)
+			a.autoDefuse(ctx, u.Target, r.auto, u.Sample, u.State, u.Sample.Time)
 		}))
 	}
 	// Health: the time of the last sample, for Healthy.

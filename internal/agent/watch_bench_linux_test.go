@@ -481,7 +481,7 @@ func (w *watchProc) state() (string, error) {
 	return v.Targets[0].State, nil
 }
 
-// goroutines reads go_goroutines from /metrics.
+// goroutines reads stormguard_go_goroutines from /metrics.
 func (w *watchProc) goroutines() int {
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get("http://" + w.http + "/metrics")
@@ -492,7 +492,7 @@ func (w *watchProc) goroutines() int {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), "stormguard_go_goroutines "); ok {
 			n, _ := strconv.Atoi(v)
 			return n
 		}

@@ -57,6 +57,9 @@ func (n nftActuator) apply(ctx context.Context, env actEnv, mt *Mitigation, p Pa
 		mt.Notes = append(mt.Notes,
 			"one bucket for all sources: well-behaved clients compete with the storm for the rate",
 			"only connection-opening SYNs are matched; established connections are never cut")
+		if p.RemoteOnly {
+			mt.Notes = append(mt.Notes, "connections from this host (loopback) are not limited")
+		}
 	case Notrack:
 		mt.Notes = append(mt.Notes,
 			"packets of the port are untracked both ways: rules matching ct state see 'untracked'",

@@ -105,6 +105,12 @@ type Params struct {
 	Rate Rate `json:"-"`
 	// Burst is the limit's burst in packets (default: the rate's N, min 5).
 	Burst uint32 `json:"burst,omitempty"`
+	// RemoteOnly leaves packets arriving on the loopback interface out of
+	// ratelimit-global: connections from this host itself (the watch
+	// agent's own reconnect, local health checks) are never limited. Auto
+	// mode's admission limit sets it, so the agent keeps reading INFO
+	// while the port-wide bucket is full of the storm's SYNs.
+	RemoteOnly bool `json:"remote_only,omitempty"`
 	// Value is accept-cap's new max-new-connections-per-cycle (1-1000).
 	Value int `json:"value,omitempty"`
 	// Somaxconn and SynBacklog are backlog's new sysctl values (default

@@ -551,3 +551,37 @@ func deref(p *int64) any {
 	}
 	return *p
 }
+
+// TestIntegrationGlobalRemoteOnly: the admission limit auto mode arms
+// (ratelimit-global with RemoteOnly) leaves this host's own connections
+// alone — the same loopback burst a plain global limit throttles passes
+// in full — so the agent can reconnect to Valkey through a storm.
+func TestIntegrationGlobalRemoteOnly(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	ctx := context.Background()
+	m := sandboxManager(t, sb)
+	mt, err := m.Apply(ctx, RatelimitGlobal, Params{Port: sb.Port, TTL: time.Minute, Rate: Rate{1, "second"}, Burst: 5, RemoteOnly: true})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if rs := nftRuleset(t, sb); !strings.Contains(rs, `iifname != "lo"`) {
+		t.Errorf("ruleset lacks the loopback exemption:\n%s", rs)
+	}
+	if got := burst(t, sb, 50, 700*time.Millisecond); got < 40 {
+		t.Errorf("remote-only global limit 1/s let only %d of 50 loopback connects through", got)
+	}
+	if _, err := m.Revert(ctx, mt.ID); err != nil {
+		t.Fatalf("revert: %v", err)
+	}
+	// The control: without RemoteOnly the same burst is throttled.
+	mt, err = m.Apply(ctx, RatelimitGlobal, Params{Port: sb.Port, TTL: time.Minute, Rate: Rate{1, "second"}, Burst: 5})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if got := burst(t, sb, 50, 700*time.Millisecond); got > 20 {
+		t.Errorf("global limit 1/s burst 5 let %d of 50 connects through", got)
+	}
+	if _, err := m.Revert(ctx, mt.ID); err != nil {
+		t.Fatalf("revert: %v", err)
+	}
+}

@@ -74,9 +74,6 @@ type Manager struct {
 	kernelFn func(ns string) (kernel, error)
 	// scheduleFn replaces scheduleRestore in tests.
 	scheduleFn func(mt *Mitigation)
-	// restoring is the id this manager restores as a restore process
-	// (it must not cancel itself).
-	restoring string
 }
 
 func (m *Manager) kernel(ns string) (kernel, error) {

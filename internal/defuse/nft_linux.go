@@ -151,6 +151,14 @@ func ruleExprs(r nftRule, sets map[string]*nftables.Set) ([]expr.Any, error) {
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0x00}},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}})
 	}
+	if r.NotLoopback {
+		// iifname != "lo": nft compares the whole IFNAMSIZ buffer.
+		name := make([]byte, unix.IFNAMSIZ)
+		copy(name, "lo")
+		ex = append(ex,
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: name})
+	}
 	if r.Limit != nil {
 		lim, err := limitExpr(*r.Limit)
 		if err != nil {

@@ -49,6 +49,8 @@ type nftRule struct {
 	PortDir string // "dport" or "sport"
 	ArmSet  string // tcp PORTDIR @ArmSet
 	SynOnly bool   // tcp flags & (syn|ack) == syn
+	// NotLoopback: iifname != "lo" (only packets from other hosts).
+	NotLoopback bool
 	// SrcSet, when set, is a dynamic set keyed on the source address with
 	// Limit as its per-element statement.
 	SrcSet  string
@@ -105,7 +107,7 @@ func buildNFT(id string, a Action, p Params) (nftSpec, error) {
 		}
 	case RatelimitGlobal:
 		spec.Rules = []nftRule{
-			{Chain: chainPrerouting, PortDir: "dport", ArmSet: arm.Name, SynOnly: true, Limit: &nftLimit{Rate: p.Rate, Burst: p.Burst}, Verdict: "drop", Comment: c},
+			{Chain: chainPrerouting, PortDir: "dport", ArmSet: arm.Name, SynOnly: true, NotLoopback: p.RemoteOnly, Limit: &nftLimit{Rate: p.Rate, Burst: p.Burst}, Verdict: "drop", Comment: c},
 		}
 	case Notrack:
 		spec.Output = true
@@ -163,6 +165,9 @@ func (r nftRule) render() string {
 	b = append(b, fmt.Sprintf("tcp %s @%s", r.PortDir, r.ArmSet))
 	if r.SynOnly {
 		b = append(b, "tcp flags & (syn | ack) == syn")
+	}
+	if r.NotLoopback {
+		b = append(b, `iifname != "lo"`)
 	}
 	if r.Limit != nil {
 		lim := fmt.Sprintf("limit rate over %s burst %d packets", r.Limit.Rate, r.Limit.Burst)

@@ -37,6 +37,16 @@ func TestBuildNFTRender(t *testing.T) {
 			},
 		},
 		{
+			a: RatelimitGlobal, p: Params{Port: 6379, TTL: time.Minute, Rate: Rate{80, "second"}, Burst: 80, RemoteOnly: true},
+			want: []string{
+				"add table inet stormguard",
+				"add chain inet stormguard prerouting { type filter hook prerouting priority -300; policy accept; }",
+				"add set inet stormguard arm-0a1b2c3d { type inet_service; flags timeout; }",
+				"add element inet stormguard arm-0a1b2c3d { 6379 timeout 60s }",
+				`add rule inet stormguard prerouting tcp dport @arm-0a1b2c3d tcp flags & (syn | ack) == syn iifname != "lo" limit rate over 80/second burst 80 packets counter drop comment "stormguard:0a1b2c3d ratelimit-global"`,
+			},
+		},
+		{
 			a: Notrack, p: Params{Port: 6379, TTL: 10 * time.Minute},
 			want: []string{
 				"add table inet stormguard",

@@ -2,8 +2,10 @@ package defuse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -84,24 +86,35 @@ func restoreSecret(args []string) (string, error) {
 }
 
 // RestoreMain runs the restorer (`stormguard defuse restore-due --state
-// FILE --id ID [--password-file F]`) and returns its exit code.
+// FILE --id ID [--at TIME] [--password-file F]`) and returns its exit code.
 func RestoreMain(args []string) int { return restoreMain(args) }
 
-// restoreMain is the re-executed restorer: --state FILE --id ID, the
-// password (if any) on fd 3 or in --password-file.
+// restoreMain is the re-executed restorer: --state FILE --id ID, --at the
+// expiry recorded at apply (RFC 3339; without it, read from the state
+// file), the password (if any) on fd 3 or in --password-file.
 func restoreMain(args []string) int {
-	var state, id string
+	var state, id, atArg string
 	for i := 0; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "--state":
 			state = args[i+1]
 		case "--id":
 			id = args[i+1]
+		case "--at":
+			atArg = args[i+1]
 		}
 	}
 	if state == "" || id == "" {
 		fmt.Fprintln(os.Stderr, "stormguard defuse restore-due: --state and --id are required")
 		return 2
+	}
+	var at time.Time
+	if atArg != "" {
+		var err error
+		if at, err = time.Parse(time.RFC3339Nano, atArg); err != nil {
+			fmt.Fprintln(os.Stderr, "stormguard defuse restore-due: --at: "+err.Error())
+			return 2
+		}
 	}
 	password, err := restoreSecret(args)
 	if err != nil {
@@ -115,7 +128,7 @@ func restoreMain(args []string) int {
 			}
 		}
 	}()
-	if err := RestoreDue(context.Background(), state, id, password); err != nil {
+	if err := restoreDue(context.Background(), state, id, password, at); err != nil {
 		fmt.Fprintln(os.Stderr, time.Now().UTC().Format(time.RFC3339)+" stormguard defuse restore-due "+id+": "+err.Error())
 		return 1
 	}
@@ -129,65 +142,101 @@ func restoreMain(args []string) int {
 // backoff for up to restoreRetryFor, then leaves the entry for the next
 // stormguard run. password is the Valkey password for accept-cap.
 func RestoreDue(ctx context.Context, statePath, id, password string) error {
-	m := &Manager{StatePath: statePath, restoring: id, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	return restoreDue(ctx, statePath, id, password, time.Time{})
+}
+
+// restoreDue is RestoreDue with at, the expiry recorded at apply (zero:
+// read it from the state file). A restore process gets at on its command
+// line, so it sleeps from the moment it starts until the TTL against that
+// absolute wall-clock time, and touches the state file only then.
+func restoreDue(ctx context.Context, statePath, id, password string, at time.Time) error {
+	m := &Manager{StatePath: statePath, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	var prev time.Duration
-	var deadline time.Time
-	for n := 0; ; n++ {
+	var giveUp time.Time
+	for n := 0; ; {
+		if err := sleepUntil(ctx, at); err != nil {
+			return err
+		}
 		if _, err := os.Stat(filepath.Dir(statePath)); err != nil {
 			// The state directory is gone (a test's temporary one):
 			// nothing to restore, and locking would recreate it.
 			return nil
 		}
-		// Under the lock: the manager that spawned us saves our entry
-		// while holding it.
-		st, err := loadStateLocked(statePath)
-		if err != nil {
-			return err
-		}
-		mt, ok := st.find(id)
-		if !ok {
-			return nil
-		}
-		if wait := time.Until(mt.Expires); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
+		later, err := m.restoreOne(ctx, id, password)
+		if err == nil {
+			if later.IsZero() {
+				return nil // restored, or the entry is gone
 			}
+			at = later // not due yet (no --at, or the entry says later)
 			continue
 		}
+		if giveUp.IsZero() {
+			giveUp = time.Now().Add(restoreRetryFor)
+		}
+		m.log().Warn("defuse: restore-due: will retry", "id", id, "err", err)
+		if time.Now().After(giveUp) {
+			return fmt.Errorf("restore %s: giving up after %s, the next stormguard run retries: %w", id, restoreRetryFor, err)
+		}
+		prev = backoff.DefaultGRPC().Delay(n, prev, nil)
+		n++
+		at = time.Now().Add(prev)
+	}
+}
+
+// restoreOne undoes mitigation id and removes its state entry, under the
+// state lock, once it is due; before that it returns when it will be. It
+// handles only id: each mitigation has its own restorer, so another one's
+// slow or unreachable target never delays this one (what has no restorer
+// is left to the next stormguard run, as before), and it reads no other
+// namespace's nftables.
+func (m *Manager) restoreOne(ctx context.Context, id, password string) (time.Time, error) {
+	unlock, err := lockState(m.statePath())
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer unlock()
+	st, err := loadState(m.statePath())
+	if err != nil {
+		return time.Time{}, err
+	}
+	mt, ok := st.find(id)
+	if !ok {
+		return time.Time{}, nil
+	}
+	if m.now().Before(mt.Expires) {
+		return mt.Expires, nil
+	}
+	gone := false
+	if mt.NetNS != "" {
+		// The namespace is gone, and with it its rules and sysctls.
+		_, err := os.Stat(mt.NetNS)
+		gone = errors.Is(err, fs.ErrNotExist)
+	}
+	if !gone {
 		if a, err := addr.Parse(mt.Valkey); err == nil && mt.Valkey != "" {
 			a.Password = password
 			m.Valkey = a
 		}
-		_, err = m.locked(ctx, nil) // expires what is due, ours included
-		if err == nil {
-			st, err = loadState(statePath)
-			if err == nil {
-				if _, still := st.find(id); !still {
-					return nil
-				}
-				err = fmt.Errorf("mitigation %s could not be restored yet", id)
-			}
-		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(restoreRetryFor)
-		}
-		m.log().Warn("defuse: restore-due: will retry", "id", id, "err", err)
-		if time.Now().After(deadline) {
-			return fmt.Errorf("restore %s: giving up after %s, the next stormguard run retries: %w", id, restoreRetryFor, err)
-		}
-		prev = backoff.DefaultGRPC().Delay(n, prev, nil)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(prev):
+		if err := m.undo(ctx, mt); err != nil {
+			return time.Time{}, fmt.Errorf("restore %s (%s): %w", id, mt.Action, err)
 		}
 	}
+	st.remove(id)
+	return time.Time{}, saveState(m.statePath(), st)
 }
 
 // restoreRetryFor bounds how long a restorer retries an unreachable target.
 const restoreRetryFor = 10 * time.Minute
+
+func (st *stateFile) remove(id string) {
+	keep := st.Mitigations[:0]
+	for _, mt := range st.Mitigations {
+		if mt.ID != id {
+			keep = append(keep, mt)
+		}
+	}
+	st.Mitigations = keep
+}
 
 func (st *stateFile) find(id string) (Mitigation, bool) {
 	for _, mt := range st.Mitigations {
@@ -323,7 +372,10 @@ func (m *Manager) spawnRestorer(exe string, mt *Mitigation) (int, error) {
 		return 0, fmt.Errorf("restore process: %w", err)
 	}
 	w.Close()
-	cmd := exec.Command(exe, append(append([]string{}, restoreDueArgs...), "--state", statePath, "--id", mt.ID)...)
+	// --at: the process sleeps until this wall-clock instant from the
+	// moment it starts, without waiting for our state lock first.
+	cmd := exec.Command(exe, append(append([]string{}, restoreDueArgs...), "--state", statePath, "--id", mt.ID,
+		"--at", mt.Expires.UTC().Format(time.RFC3339Nano))...)
 	cmd.Env = append(os.Environ(), restoreEnv+"=1")
 	// Its errors go to a log beside the state file (nobody reads its
 	// stderr once we are gone).
@@ -347,9 +399,6 @@ func (m *Manager) spawnRestorer(exe string, mt *Mitigation) (int, error) {
 // cancelRestore stops mt's scheduled restorer, if any: the mitigation was
 // reverted or restored by someone else.
 func (m *Manager) cancelRestore(mt Mitigation) {
-	if m.restoring == mt.ID {
-		return // we are that restorer
-	}
 	switch {
 	case mt.RestoreUnit != "":
 		_ = exec.Command("systemctl", "stop", restoreUnitName(mt.ID)+".timer", restoreUnitName(mt.ID)+".service").Run()

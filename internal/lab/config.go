@@ -70,7 +70,7 @@ type Config struct {
 	// Cluster (failover scenario with Spawn) runs a 3-shard Valkey
 	// cluster instead of a primary + replica: the cluster itself promotes
 	// the killed primary's replica, and cluster clients (go-redis,
-	// valkey-go) follow the topology.
+	// valkey-go, valkey-glide's ClusterClient) follow the topology.
 	Cluster bool
 	// Period between one client's PINGs (100ms).
 	Period time.Duration

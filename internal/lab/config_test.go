@@ -49,7 +49,7 @@ func TestValidate(t *testing.T) {
 		}, ""},
 		{"cluster needs a cluster client", func(c *Config) {
 			c.Target, c.Spawn, c.Scenario, c.Cluster = "", &Spawn{}, "failover", true
-		}, "go-redis or valkey-go"},
+		}, "go-redis, valkey-go or valkey-glide"},
 		{"cluster over TLS, hosts and auth", func(c *Config) {
 			c.Target, c.Spawn, c.Scenario, c.Strategy, c.Cluster, c.TLS = "", &Spawn{}, "failover", "go-redis", true, true
 			c.Hosts, c.Setup = 3, "auth"

@@ -51,8 +51,12 @@
 // Rust core through cgo; it is built only with the glide build tag (make
 // build-glide), see valkeyglide.go and GLIDEBuiltIn. The Rust core dials by
 // itself on a runtime thread each client starts, so the lab creates each
-// client on a thread inside the namespace (the runtime thread inherits it)
-// and counts its connects from the kernel: the namespace's Tcp ActiveOpens
-// and AttemptFails (kernelDials), which is why the strategy needs a
-// namespace. Result.ConnectsSource says which way a run was counted.
+// client on a thread inside the namespace (the runtime thread inherits it;
+// with client hosts, the instance's host) and counts its connects from the
+// kernel: the namespace's Tcp ActiveOpens and AttemptFails (kernelDials),
+// which is why the strategy needs a namespace. Result.ConnectsSource says
+// which way a run was counted. With TLS GLIDE verifies the server against
+// the run's CA (its root certificates); in the failover scenario the lab
+// moves the service address in the kernel for it (redirectService), and
+// with Cluster it is GLIDE's ClusterClient.
 package lab

@@ -33,10 +33,8 @@ func (failoverScenario) check(c Config) error {
 	switch {
 	case c.Spawn == nil:
 		return bad("Scenario", "the failover {Scenario} starts a replica next to the lab's own server: give {Spawn}")
-	case c.Strategy == GLIDEStrategy:
-		return bad("Strategy", "the failover {Scenario} moves the service address under the lab's dial, which %s does not use", c.Strategy)
-	case c.Cluster && c.Strategy != "go-redis" && c.Strategy != "valkey-go":
-		return bad("Strategy", "{Cluster} needs a cluster client: {Strategy} go-redis or valkey-go, not %s", c.Strategy)
+	case c.Cluster && c.Strategy != "go-redis" && c.Strategy != "valkey-go" && c.Strategy != GLIDEStrategy:
+		return bad("Strategy", "{Cluster} needs a cluster client: {Strategy} go-redis, valkey-go or %s, not %s", GLIDEStrategy, c.Strategy)
 	}
 	return nil
 }

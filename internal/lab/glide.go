@@ -36,22 +36,34 @@ func (glideStrategy) check(c Config) error {
 		return bad("NetNS", "valkey-glide dials from its Rust core, where the lab cannot count dials; it counts them in the "+
 			"kernel counters of the server's network namespace instead: give {NetNS} (the server's, e.g. "+
 			"/proc/PID/ns/net) or {Spawn}")
-	case c.TLS:
-		return bad("TLS", "valkey-glide does not run with {TLS} in the lab yet (it would need the run's CA)")
-	case c.Hosts > 0:
-		return bad("Hosts", "valkey-glide does not run on client hosts yet (its connects are counted in one namespace's kernel counters): leave out {Hosts}")
+	case c.TLS && c.Spawn == nil:
+		// An outside server's TLS settings are a tls.Config here, not
+		// the PEM that GLIDE's Rust core takes as its root certificates.
+		return bad("TLS", "valkey-glide runs with {TLS} only against the run's own server ({Spawn}), whose CA it is given")
 	case c.SourceAddrs > 1:
 		return bad("SourceAddrs", "{SourceAddrs} %d: valkey-glide dials from its own core, always from the address the kernel picks", c.SourceAddrs)
 	}
 	return nil
 }
 
-func (glideStrategy) traits(Config) traits {
-	return traits{connsPerClient: 1, fdsPerInstance: glideFDsPerClient, kernelDials: true, ownSource: true}
+func (glideStrategy) traits(c Config) traits {
+	fds := glideFDsPerClient
+	if c.Cluster {
+		// A connection to each of the cluster's six nodes and a
+		// management connection to each, besides the runtime's own.
+		fds += 2 * (len(clusterPorts) + 1)
+	}
+	return traits{connsPerClient: 1, fdsPerInstance: fds, kernelDials: true, ownSource: true}
 }
 
-func (glideStrategy) instance(ctx context.Context, r *run, _ int) (instance, error) {
-	p, err := newValkeyGlide(ctx, r)
+// instance k's GLIDE client runs in the server's namespace, or with client
+// hosts on host k mod Hosts, as every other strategy's instance k.
+func (glideStrategy) instance(ctx context.Context, r *run, k int) (instance, error) {
+	ns := r.cfg.NetNS
+	if len(r.hostNetNS) > 0 {
+		ns = r.hostNetNS[k%len(r.hostNetNS)]
+	}
+	p, err := newValkeyGlide(ctx, r, ns)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,11 @@ const ConnectsFromKernel = "kernel: delta of Tcp ActiveOpens (attempts) and Tcp 
 	"from /proc/net/snmp of the clients' network namespace (with client hosts: the hosts' namespaces, summed), " +
 	"sampled every 100ms, minus the lab's admin connects"
 
+// connectsFromKernelFailover is added to ConnectsFromKernel when the
+// counted namespace is also the failover scenario's servers'.
+const connectsFromKernelFailover = "; it also counts the connects of the run's other servers there " +
+	"(the replica's replication, the cluster nodes' bus to the killed primary): with --hosts only the clients' are counted"
+
 // ConnectsFromHook is the source of the figures for every other strategy.
 const ConnectsFromHook = "dial hook: every network dial of the clients goes through the lab's counting dialer"
 

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -159,6 +160,21 @@ func TestGlideValidate(t *testing.T) {
 		c.NetNS = "/var/run/netns/x"
 		if err := c.Validate(); err != nil {
 			t.Errorf("built in, with namespace: %v", err)
+		}
+		// TLS, client hosts and the cluster run with the lab's own
+		// server; an outside TLS server's CA is no PEM GLIDE can take.
+		for _, ok := range []Config{
+			{Spawn: &Spawn{}, TLS: true, Hosts: 2, Setup: "auth", Clients: 10, Strategy: GLIDEStrategy, Scenario: "kill"},
+			{Spawn: &Spawn{}, TLS: true, Hosts: 2, Clients: 10, Strategy: GLIDEStrategy, Scenario: "failover"},
+			{Spawn: &Spawn{}, Cluster: true, Clients: 10, Strategy: GLIDEStrategy, Scenario: "failover"},
+		} {
+			if err := ok.withDefaults().Validate(); err != nil {
+				t.Errorf("built in, %+v: %v", ok, err)
+			}
+		}
+		c.TLS, c.TLSConfig = true, &tls.Config{}
+		if err := c.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Spawn") {
+			t.Errorf("built in, TLS to an outside server: err = %v, want a refusal naming Spawn", err)
 		}
 		return
 	}

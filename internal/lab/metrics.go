@@ -237,10 +237,36 @@ func (r *recorder) points(from, to, t0 int64) []Point {
 	out := make([]Point, 0, max(hi-lo+1, 0))
 	for i := lo; i <= hi; i++ {
 		out = append(out, Point{
-			TMS:      (int64(i)*int64(Bucket) - t0) / int64(time.Millisecond),
+			TMS:      floorMS(int64(i)*int64(Bucket) - t0),
 			Connects: r.timeline[i].Load(), ConnectFailures: r.connFails[i].Load(),
 			OKCommands: r.oks[i].Load(), FailedCommands: r.cmdFails[i].Load(),
 		})
+	}
+	return out
+}
+
+// floorMS converts ns to whole milliseconds rounding down, also below 0:
+// a bucket that starts 0.4 ms before t0 starts at -1, not at 0 (it is not
+// after the disruption), and consecutive buckets stay Bucket apart (a
+// division truncating toward 0 gave -10 then 89).
+func floorMS(ns int64) int64 {
+	ms := ns / int64(time.Millisecond)
+	if ns%int64(time.Millisecond) < 0 {
+		ms--
+	}
+	return ms
+}
+
+// recoveredWithin keeps the recovery times within the observation (d
+// after t0): a client that recovered later, while the run waited for its
+// scenario to finish (a restart whose --down outlasts --duration), did not
+// recover within --duration.
+func recoveredWithin(times []time.Duration, d time.Duration) []time.Duration {
+	out := times[:0:0]
+	for _, t := range times {
+		if t <= d {
+			out = append(out, t)
+		}
 	}
 	return out
 }

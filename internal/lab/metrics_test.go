@@ -142,3 +142,41 @@ func TestAddDialsOver(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoveredWithin: a client that recovered after the observation
+// ended (the run waited for a restart whose --down outlasted --duration)
+// does not count, so recovered and time_to_recover_ms mean "within
+// --duration" as the contract says.
+func TestRecoveredWithin(t *testing.T) {
+	times := ms(100, 2000, 6020, 1999)
+	got := recoveredWithin(times, 2*time.Second)
+	if len(got) != 3 {
+		t.Fatalf("kept %v, want the three within 2s", got)
+	}
+	if _, ok := timeToRecover(got, 4, RecoverQuantile); ok {
+		t.Fatal("3 of 4 clients within --duration counted as recovered")
+	}
+	if len(times) != 4 || times[2] != 6020*time.Millisecond {
+		t.Fatalf("input changed: %v", times)
+	}
+}
+
+// TestPointsBucketStarts: timeline buckets are Bucket apart on both sides
+// of t0 and a bucket that starts before t0 has a negative t_ms.
+func TestPointsBucketStarts(t *testing.T) {
+	r := newRecorder(1, 2*time.Second)
+	t0 := int64(1010400 * time.Microsecond) // 1010.4 ms after the start
+	pts := r.points(0, int64(1500*time.Millisecond), t0)
+	for i := 1; i < len(pts); i++ {
+		if d := pts[i].TMS - pts[i-1].TMS; d != Bucket.Milliseconds() {
+			t.Fatalf("t_ms %d then %d: step %d, want %d", pts[i-1].TMS, pts[i].TMS, d, Bucket.Milliseconds())
+		}
+	}
+	// The bucket holding t0 starts at 1000 ms, 10.4 ms before it.
+	if got := pts[10].TMS; got != -11 {
+		t.Fatalf("bucket of t0 t_ms = %d, want -11 (floor of -10.4)", got)
+	}
+	if got := floorMS(-400 * int64(time.Microsecond)); got != -1 {
+		t.Fatalf("floorMS(-0.4ms) = %d, want -1", got)
+	}
+}

@@ -8,4 +8,4 @@ import "context"
 const glideBuiltIn = false
 
 // newValkeyGlide is never reached: Config.Validate refuses the strategy.
-func newValkeyGlide(context.Context, *run) (pinger, error) { return nil, ErrNotBuiltIn }
+func newValkeyGlide(context.Context, *run, string) (pinger, error) { return nil, ErrNotBuiltIn }

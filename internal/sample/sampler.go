@@ -59,8 +59,10 @@ type Sampler struct {
 	// prevSetup holds the previous sample's accept and setup counters,
 	// the base of the next HandshakePending.
 	prevSetup setupCounters
-	// lastPending is the HandshakePending of the last fresh valkey reading.
-	lastPending *uint64
+	// lastPending is the HandshakePending of the last fresh valkey reading;
+	// lastPendingWhy says why it is nil when its counters were there.
+	lastPending    *uint64
+	lastPendingWhy string
 	// kinds caches what each of Sources implements (see kindsLocked).
 	kinds []sourceKind
 	// promptBuf and othersBuf back due's lists and dctx gather's
@@ -120,11 +122,17 @@ func setupOf(s *Sample) setupCounters {
 
 // handshakePending is the number of connections accepted between prev and
 // cur that did not become clients (completed setup) nor were refused at
-// maxclients; false when it cannot be told (a counter missing or reset: a
-// restarted Valkey or eBPF source).
-func handshakePending(prev, cur setupCounters) (uint64, bool) {
-	if !prev.ok || !cur.ok || cur.accepts < prev.accepts || cur.completed < prev.completed || cur.rejected < prev.rejected {
-		return 0, false
+// maxclients. When it cannot be told it returns why (a counter missing or
+// gone back: a restarted Valkey or eBPF source); "" when cur lacks a
+// counter, which its source's errors entry explains.
+func handshakePending(prev, cur setupCounters) (uint64, string) {
+	switch {
+	case !cur.ok:
+		return 0, ""
+	case !prev.ok:
+		return 0, pendingNoInterval
+	case cur.accepts < prev.accepts || cur.completed < prev.completed || cur.rejected < prev.rejected:
+		return 0, pendingReset
 	}
 	acc := cur.accepts - prev.accepts
 	done := (cur.completed - prev.completed) + (cur.rejected - prev.rejected)
@@ -132,10 +140,17 @@ func handshakePending(prev, cur setupCounters) (uint64, bool) {
 		// Setups that completed for connections accepted in the
 		// previous interval (or read a little later than the accept
 		// count) leave nothing pending.
-		return 0, true
+		return 0, "ok"
 	}
-	return acc - done, true
+	return acc - done, "ok"
 }
+
+// Reasons in errors.handshake_pending: the key is derived from two
+// readings, so it can be null although both its sources answered.
+const (
+	pendingNoInterval = "not derived yet: needs two Valkey readings in a row with eBPF accept counts (first reading, or the one before was missing)"
+	pendingReset      = "not derived: a counter went back (Valkey or the eBPF source restarted); derived again from the next reading"
+)
 
 // derive fills the keys computed from this sample and the previous one.
 //
@@ -143,20 +158,33 @@ func handshakePending(prev, cur setupCounters) (uint64, bool) {
 // still while the eBPF accept count moves on, so the sample repeats the
 // value derived at that reading, and the next fresh reading's value spans
 // the time since (the detector divides it by the valkey counters' span).
+// A null value always has its reason in errors (the contract): the
+// sources' own entries, or errors.handshake_pending.
 func (sm *Sampler) derive(s *Sample) {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	if _, carried := s.SourceAgeMS["valkey"]; carried {
 		s.HandshakePending = sm.lastPending
+		if sm.lastPending == nil && sm.lastPendingWhy != "" && s.Errors != nil {
+			s.Errors["handshake_pending"] = sm.lastPendingWhy
+		}
 		return
 	}
 	cur := setupOf(s)
 	prev := sm.prevSetup
 	sm.prevSetup = cur
-	sm.lastPending = nil
-	if n, ok := handshakePending(prev, cur); ok {
+	sm.lastPending, sm.lastPendingWhy = nil, ""
+	n, why := handshakePending(prev, cur)
+	switch why {
+	case "ok":
 		s.HandshakePending = U64(n)
 		sm.lastPending = s.HandshakePending
+	case "":
+	default:
+		sm.lastPendingWhy = why
+		if s.Errors != nil {
+			s.Errors["handshake_pending"] = why
+		}
 	}
 }
 
@@ -551,7 +579,11 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 	}
 	clk := newSleeper()
 	defer clk.close()
+	// The end of ctx and every wake-up interrupt the sleep (see wait).
+	stop := context.AfterFunc(ctx, clk.interrupt)
+	defer stop()
 	ws := newWakes(sm.Interval)
+	ws.notify = clk.interrupt
 	for _, w := range sm.Wakes {
 		go ws.forward(ctx, w)
 	}
@@ -590,12 +622,17 @@ func (sm *Sampler) Run(ctx context.Context, publish func(*Sample)) {
 
 // wait blocks until the next sample is due: at start+next (regular), or
 // at a wake-up — at once when ws says so (atOnce), otherwise no sooner
-// than start+fast. ok is false when ctx ended. The sleeper's expiries may
-// come early or stale (see sleeper), so the time is checked after each.
+// than start+fast. ok is false when ctx ended. The sampler sleeps in its
+// own goroutine (see fdSleeper); a wake-up or the end of ctx interrupts
+// the sleep, and a sleep may also end early or stale, so after each the
+// context, the wake-ups and the time are checked again.
 func (sm *Sampler) wait(ctx context.Context, clk sleeper, ws *wakes, start time.Time, next, fast time.Duration) (regular, atOnce, ok bool) {
 	due := start.Add(next)
 	spaced := false // a wake-up was taken: sample at start+fast
 	for {
+		if ctx.Err() != nil {
+			return false, false, false
+		}
 		target := due
 		if spaced {
 			target = start.Add(fast)
@@ -604,29 +641,21 @@ func (sm *Sampler) wait(ctx context.Context, clk sleeper, ws *wakes, start time.
 		if left <= 0 {
 			return !spaced, false, true
 		}
-		clk.arm(left)
-		if spaced {
+		if !spaced {
 			select {
-			case <-ctx.Done():
-				return false, false, false
-			case <-clk.C():
+			case <-ws.signal:
+				level, now := ws.take(time.Now())
+				if now {
+					return false, true, true
+				}
+				// level 0: already taken with an earlier signal.
+				spaced = level != 0
+				continue
+			default:
 			}
-			continue
 		}
-		select {
-		case <-ctx.Done():
-			return false, false, false
-		case <-clk.C():
-		case <-ws.signal:
-			level, now := ws.take(time.Now())
-			if level == 0 {
-				continue // already taken with an earlier signal
-			}
-			if now {
-				return false, true, true
-			}
-			spaced = true
-		}
+		clk.arm(left)
+		clk.sleep()
 	}
 }
 

@@ -134,22 +134,22 @@ func TestHandshakePending(t *testing.T) {
 		name      string
 		prev, cur setupCounters
 		want      uint64
-		wantOK    bool
+		wantWhy   string
 	}{
-		{"no previous sample", setupCounters{}, c(10, 5, 0), 0, false},
-		{"counter missing now", c(10, 5, 0), setupCounters{}, 0, false},
-		{"every accept became a client", c(100, 90, 0), c(300, 290, 0), 0, true},
-		{"handshakes not finished", c(100, 90, 0), c(3100, 400, 0), 2690, true},
-		{"maxclients rejections are not pending", c(0, 0, 0), c(50, 20, 30), 0, true},
-		{"late setups of the previous interval count as none pending", c(100, 60, 0), c(110, 100, 0), 0, true},
-		{"accept counter reset (eBPF reloaded)", c(100, 90, 0), c(5, 95, 0), 0, false},
-		{"Valkey restarted", c(100, 90, 3), c(120, 4, 0), 0, false},
+		{"no previous sample", setupCounters{}, c(10, 5, 0), 0, pendingNoInterval},
+		{"counter missing now", c(10, 5, 0), setupCounters{}, 0, ""},
+		{"every accept became a client", c(100, 90, 0), c(300, 290, 0), 0, "ok"},
+		{"handshakes not finished", c(100, 90, 0), c(3100, 400, 0), 2690, "ok"},
+		{"maxclients rejections are not pending", c(0, 0, 0), c(50, 20, 30), 0, "ok"},
+		{"late setups of the previous interval count as none pending", c(100, 60, 0), c(110, 100, 0), 0, "ok"},
+		{"accept counter reset (eBPF reloaded)", c(100, 90, 0), c(5, 95, 0), 0, pendingReset},
+		{"Valkey restarted", c(100, 90, 3), c(120, 4, 0), 0, pendingReset},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := handshakePending(tc.prev, tc.cur)
-			if got != tc.want || ok != tc.wantOK {
-				t.Errorf("handshakePending = %d, %v; want %d, %v", got, ok, tc.want, tc.wantOK)
+			got, why := handshakePending(tc.prev, tc.cur)
+			if got != tc.want || why != tc.wantWhy {
+				t.Errorf("handshakePending = %d, %q; want %d, %q", got, why, tc.want, tc.wantWhy)
 			}
 		})
 	}
@@ -175,11 +175,17 @@ func TestSamplerDerivesHandshakePending(t *testing.T) {
 	src := &setupSource{rows: [][3]uint64{{10, 10, 0}, {1010, 110, 0}, {1020, 1020, 0}}}
 	sm := &Sampler{Target: "t", Sources: []Source{src}, Interval: time.Second}
 	var got []*uint64
+	var whys []string
 	for range src.rows {
-		got = append(got, sm.Once(context.Background()).HandshakePending)
+		s := sm.Once(context.Background())
+		got = append(got, s.HandshakePending)
+		whys = append(whys, s.Errors["handshake_pending"])
 	}
-	if got[0] != nil {
-		t.Errorf("first sample: handshake_pending = %d, want null", *got[0])
+	if got[0] != nil || whys[0] != pendingNoInterval {
+		t.Errorf("first sample: handshake_pending = %v, errors.handshake_pending %q; want null with %q", got[0], whys[0], pendingNoInterval)
+	}
+	if whys[1] != "" || whys[2] != "" {
+		t.Errorf("derived samples carry errors.handshake_pending %q, %q; want none", whys[1], whys[2])
 	}
 	if got[1] == nil || *got[1] != 900 {
 		t.Errorf("second sample: handshake_pending = %v, want 900", got[1])

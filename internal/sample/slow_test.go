@@ -106,6 +106,11 @@ func TestHandshakePendingCarried(t *testing.T) {
 		switch {
 		case i < 10 && s.HandshakePending != nil:
 			t.Errorf("sample %d: handshake_pending %d before two valkey readings", i, *s.HandshakePending)
+		case i < 10 && s.Errors["handshake_pending"] != pendingNoInterval:
+			// the contract: a null key has its reason in errors
+			t.Errorf("sample %d (carried %v): errors.handshake_pending %q, want %q", i, carried, s.Errors["handshake_pending"], pendingNoInterval)
+		case i >= 10 && s.Errors["handshake_pending"] != "":
+			t.Errorf("sample %d: errors.handshake_pending %q once derived", i, s.Errors["handshake_pending"])
 		case i >= 10 && (s.HandshakePending == nil || *s.HandshakePending != 20):
 			t.Errorf("sample %d (carried %v): handshake_pending %v, want 20 (over the 100 ms between valkey readings)", i, carried, s.HandshakePending)
 		}

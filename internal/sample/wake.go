@@ -53,6 +53,9 @@ type wakes struct {
 	// pending one is to be sampled at once.
 	signal chan struct{}
 	urgent chan struct{}
+	// notify, when set, is called after each fire (Run: interrupt the
+	// sampler's sleep, which then looks at signal).
+	notify func()
 }
 
 func newWakes(interval time.Duration) *wakes {
@@ -71,6 +74,9 @@ func (ws *wakes) forward(ctx context.Context, w Wake) {
 			return
 		case <-w.C:
 			ws.fire(level)
+			if ws.notify != nil {
+				ws.notify()
+			}
 		}
 	}
 }

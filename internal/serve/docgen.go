@@ -37,5 +37,6 @@ func MetricsMarkdown() string {
 	row("stormguard_target_info", "gauge", "valkey", targetInfoHelp+" Labels: target, role, cluster_node_id.")
 	row("stormguard_top_source_new_connections", "gauge", "agent", topCountHelp)
 	row("stormguard_top_source_share", "gauge", "agent", topShareHelp)
+	row("stormguard_go_*, stormguard_process_*", "various", "agent", "The Go runtime's and the agent process's standard metrics (Prometheus client_golang's Go and process collectors: goroutines, memory, GC, CPU seconds, open fds, …), prefixed with stormguard_ like every other name.")
 	return b.String()
 }

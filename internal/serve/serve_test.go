@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -224,5 +225,53 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// TestHandlerContractShapes: what the contract promises a scraper and an
+// API client, on the real handler: every series on /metrics (the Go and
+// process collectors' too) is named stormguard_*, and the JSON lists are
+// [] rather than null before anything happened.
+func TestHandlerContractShapes(t *testing.T) {
+	h := NewHub([]string{"valkey"}, 10, 10)
+	srv := httptest.NewServer(Handler(h, Options{Version: "t"}))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		name, ok := strings.CutPrefix(line, "# TYPE ")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, " ")
+		names++
+		if !strings.HasPrefix(name, "stormguard_") {
+			t.Errorf("/metrics has %s: every metric name starts with stormguard_", name)
+		}
+	}
+	for _, want := range []string{"stormguard_build_info", "stormguard_go_goroutines", "stormguard_process_cpu_seconds_total"} {
+		if !strings.Contains(string(body), "# TYPE "+want+" ") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if names == 0 {
+		t.Fatalf("no metrics in %q", body)
+	}
+
+	for path, key := range map[string]string{"/api/v1/state": "targets", "/api/v1/events": "events", "/api/v1/samples": "samples"} {
+		var doc map[string]json.RawMessage
+		getJSON(t, srv.URL+path, &doc)
+		if got := string(doc[key]); got != "[]" {
+			t.Errorf("GET %s: %q = %s, want []", path, key, got)
+		}
 	}
 }

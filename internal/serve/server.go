@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stormguard/stormguard/internal/sample"
 )
 
 //go:embed dashboard.html
@@ -60,7 +62,11 @@ func ReadTokenFile(path string) (string, error) {
 func Handler(h *Hub, o Options) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(h, o.Version))
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The contract: every metric name starts with stormguard_, the Go
+	// runtime's and the process's standard series too (stormguard_go_*,
+	// stormguard_process_*).
+	prometheus.WrapRegistererWithPrefix("stormguard_", reg).MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -88,10 +94,18 @@ func Handler(h *Hub, o Options) http.Handler {
 			}
 			since = t
 		}
-		writeJSON(w, map[string]any{"samples": h.Samples(r.URL.Query().Get("target"), since)})
+		samples := h.Samples(r.URL.Query().Get("target"), since)
+		if samples == nil {
+			samples = []*sample.Sample{} // [] rather than null: clients iterate it
+		}
+		writeJSON(w, map[string]any{"samples": samples})
 	})
 	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"events": h.Events()})
+		events := h.Events()
+		if events == nil {
+			events = []json.RawMessage{} // [] rather than null: clients iterate it
+		}
+		writeJSON(w, map[string]any{"events": events})
 	})
 	maxStreams := o.MaxStreams
 	if maxStreams <= 0 {

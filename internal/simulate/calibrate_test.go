@@ -105,3 +105,36 @@ func FuzzParseObservations(f *testing.F) {
 		}
 	})
 }
+
+// TestCalibrateHostSharedWithFleet is the smoke test of the host model:
+// results of a server whose host it shares with a client side that
+// grows with the fleet (known ClientCPU and HostLoad), at one fleet
+// size and two strategies, are fitted; the fit predicts a fleet twice
+// that size within 20% on time to recover. Small fleets: seconds.
+func TestCalibrateHostSharedWithFleet(t *testing.T) {
+	truth := DefaultModel()
+	truth.HostCores, truth.ClientCPU, truth.HostLoad = 2, 200*time.Microsecond, 1
+	f := Fleet{Scenario: "kill", Period: time.Second}
+	mk := func(n int, strategy string) *Result {
+		ff := f
+		ff.Clients, ff.Strategy = n, strategy
+		return run(t, truth, ff)
+	}
+	base := DefaultModel()
+	base.HostCores = 2
+	obs := []Observation{observe(mk(1500, "immediate")), observe(mk(1500, "stormguard"))}
+	fit, err := Calibrate(context.Background(), base, f, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"immediate", "stormguard"} {
+		check := mk(3000, s)
+		ff := f
+		ff.Clients, ff.Strategy = 3000, s
+		pred := run(t, fit.Model, ff)
+		if _, _, rec := Compare(observe(check), pred); math.Abs(rec) > 0.2 {
+			t.Errorf("%s: fitted model (conn %s, client cpu %s, host load %g) predicts ttr %v for 3000 clients, truth %v",
+				s, fit.Model.ConnCost, fit.Model.ClientCPU, fit.Model.HostLoad, ttr(pred), ttr(check))
+		}
+	}
+}

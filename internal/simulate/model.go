@@ -69,6 +69,22 @@ type Model struct {
 	// KILL ran slower. It stretches accept turns and the kill alike.
 	// --calibrate fits it.
 	ClientShare float64 `json:"client_share"`
+	// HostCores, ClientCPU and HostLoad model a host that Valkey shares
+	// with the load generator and other work, whose competition grows
+	// with the fleet (see host.go). HostCores is how many cores they share
+	// (the lab: the machine's; 0: Valkey has its cores to itself, and
+	// ClientShare applies instead). ClientCPU is the client side's CPU
+	// per connected client per Period — its PING round trip, timers and
+	// runtime work for that connection — so a fleet of N connected
+	// clients keeps N·ClientCPU/Period cores busy, and a generator with
+	// queued work (noticing closes, dialling) wants one more core.
+	// HostLoad is the other runnable threads on the host (other
+	// processes: part of the machine's load average). Valkey's main
+	// thread gets its fair share of the cores among all of them.
+	// --calibrate fits ClientCPU and HostLoad.
+	HostCores int           `json:"host_cores"`
+	ClientCPU time.Duration `json:"client_cpu_ns"`
+	HostLoad  float64       `json:"host_load"`
 	// TLSCost is one TLS handshake.
 	TLSCost time.Duration `json:"tls_cost_ns"`
 	// CmdCost is one command of an established client: with N clients
@@ -139,6 +155,8 @@ func (m Model) Validate() error {
 		return fmt.Errorf("%w: client share must be within 0..0.9", ErrConfig)
 	case m.ClientBurst < 0 || m.ClientBurst > 100:
 		return fmt.Errorf("%w: client burst must be within 0..100", ErrConfig)
+	case m.HostCores < 0 || m.HostCores > 1024 || m.ClientCPU < 0 || m.HostLoad < 0 || m.HostLoad > 64:
+		return fmt.Errorf("%w: host cores must be within 0..1024, client CPU not negative, host load within 0..64", ErrConfig)
 	case m.ClientDialRate < 0:
 		return fmt.Errorf("%w: client dial rate must not be negative", ErrConfig)
 	}

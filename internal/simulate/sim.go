@@ -244,6 +244,8 @@ type sim struct {
 	serving   []*sock // first commands served by the turn in progress
 	accepting []*sock // accepted by the turn in progress
 	served    int     // clients whose first command was answered (established load)
+	live      int     // clients holding a working connection (the client side's steady load)
+	share     []float64
 
 	genNext time.Duration // client-side dial pacing
 	// phase: the timeline's buckets start phase before t0 (see Run).
@@ -338,7 +340,7 @@ func (s *sim) warm() error {
 		c.s = &sock{c: c, open: true, connected: true, srv: srvAccepted, replied: true}
 		c.proven = true
 	}
-	s.served = n
+	s.served, s.live = n, n
 	s.now = 0
 	return nil
 }
@@ -503,11 +505,7 @@ func (s *sim) killNext() {
 	}
 	s.at(s.m.RTT/2, evDetect, &s.clients[s.killed], nil)
 	s.killed++
-	d := s.m.KillCost
-	if s.gen.busy {
-		d = time.Duration(float64(d) / (1 - min(s.m.ClientShare, 0.95)))
-	}
-	s.at(d, evKillNext, nil, nil)
+	s.at(s.stretch(s.m.KillCost), evKillNext, nil, nil)
 }
 
 // tcpRTOMin is Linux's TCP_RTO_MIN: the first data retransmit on a
@@ -515,16 +513,18 @@ func (s *sim) killNext() {
 const tcpRTOMin = 200 * time.Millisecond
 
 var (
-	errConnectTimeout = errors.New("connect: i/o timeout")
+	// errConnectTimeout is a timeout as net.Dialer's is (a net.Error
+	// whose Timeout() is true): the dialer tells timeouts from closes.
+	errConnectTimeout = timeoutErr{op: "connect"}
 	errRefused        = fmt.Errorf("connect: %w", syscall.ECONNREFUSED)
-	errPingTimeout    = timeoutErr{}
+	errPingTimeout    = timeoutErr{op: "read"}
 	errEOF            = errors.New("EOF")
 	errReset          = errors.New("read: connection reset by peer")
 )
 
-type timeoutErr struct{}
+type timeoutErr struct{ op string }
 
-func (timeoutErr) Error() string   { return "read: i/o timeout" }
+func (e timeoutErr) Error() string { return e.op + ": i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
@@ -532,6 +532,7 @@ func (timeoutErr) Temporary() bool { return true }
 // a blip): a failed command, the connection closed, a redial.
 func (s *sim) lose(c *client) {
 	s.res.FailedCommands++
+	s.live--
 	err := errEOF
 	if s.f.Scenario == "blip" {
 		err = errPingTimeout
@@ -678,12 +679,9 @@ func (s *sim) turn(n, p int) time.Duration {
 		cost += s.m.TLSCost
 	}
 	work := s.m.CycleCost + time.Duration(n)*cost + time.Duration(p)*s.m.CmdCost
-	u := float64(s.served) * s.m.CmdCost.Seconds() / s.f.Period.Seconds()
-	if s.gen.busy { // the load generator takes its share of the cores
-		u += s.m.ClientShare
-	}
-	u = min(u, 0.95)
-	return time.Duration(float64(work) / (1 - u))
+	u := min(float64(s.served)*s.m.CmdCost.Seconds()/s.f.Period.Seconds(), 0.95)
+	// ... and by the share of the cores the host leaves Valkey (host.go).
+	return s.stretch(time.Duration(float64(work) / (1 - u)))
 }
 
 // cycle ends one loop turn: the commands it served are answered, its
@@ -780,6 +778,7 @@ func (s *sim) reply(k *sock) {
 	k.replied = true
 	c := k.c
 	s.served++
+	s.live++
 	if c.res != nil {
 		c.res.Handshake()
 		if st := s.stableAfter(); st > 0 {

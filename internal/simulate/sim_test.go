@@ -3,6 +3,7 @@ package simulate
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -161,5 +162,56 @@ func TestValidate(t *testing.T) {
 	if _, err := Run(context.Background(), DefaultModel(), Fleet{Clients: 10, Strategy: "stormguard", Scenario: "kill",
 		Dialer: dialer.Options{Rate: -5}}); !errors.Is(err, ErrConfig) {
 		t.Errorf("bad dialer options accepted: %v", err)
+	}
+}
+
+func TestFairShare(t *testing.T) {
+	for _, c := range []struct {
+		cores, gen, load, want float64
+	}{
+		{2, 0, 0, 1},       // Valkey alone
+		{2, 1, 0, 1},       // a busy generator on the other core
+		{2, 1.5, 0.5, 0.5}, // four threads' worth on two cores: Valkey, 1, 0.5, 0.5 -> levels 0.5+0.5+0.5+0.5
+		{2, 2, 1, 0.5},     // Valkey, 1, 1, 1 on two cores
+		{2, 1, 0.2, 0.9},   // Valkey and the generator share 1.8 cores after the small thread
+		{1, 0, 0, 1},
+		{1, 1, 0, 0.5},
+		{2, 50, 60, minShare},
+	} {
+		var buf []float64
+		if got := fairShare(c.cores, c.gen, c.load, &buf); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("fairShare(%g, %g, %g) = %g, want %g", c.cores, c.gen, c.load, got, c.want)
+		}
+	}
+}
+
+// The host model only costs Valkey CPU when the host is oversubscribed:
+// with a client side that fits beside Valkey the storm is the same as on
+// a host of its own; with one that grows with the fleet, the same server
+// recovers a large fleet more slowly.
+func TestHostSharedWithFleet(t *testing.T) {
+	ctx := context.Background()
+	f := Fleet{Clients: 6000, Strategy: "immediate", Scenario: "kill", Period: 3 * time.Second}
+	own, err := Run(ctx, DefaultModel(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := DefaultModel()
+	m.HostCores = 2
+	fits, err := Run(ctx, m, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *fits.TimeToRecoverMS != *own.TimeToRecoverMS || fits.ListenOverflows != own.ListenOverflows {
+		t.Fatalf("2 cores, no other demand: recover %d ms / %d overflows, own host %d ms / %d",
+			*fits.TimeToRecoverMS, fits.ListenOverflows, *own.TimeToRecoverMS, own.ListenOverflows)
+	}
+	m.ClientCPU, m.HostLoad = 400*time.Microsecond, 1
+	shared, err := Run(ctx, m, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !shared.Recovered || *shared.TimeToRecoverMS <= *own.TimeToRecoverMS {
+		t.Fatalf("a busy shared host: recovered %v in %v ms, want slower than %d ms", shared.Recovered, shared.TimeToRecoverMS, *own.TimeToRecoverMS)
 	}
 }

@@ -29,6 +29,9 @@ type ebpfSource struct {
 	mu    sync.Mutex
 	prev  listentrace.Counters
 	prevT time.Time
+	// hist is the last sample's histogram, which the next one shares
+	// while no accept was counted (see fillEBPF).
+	hist *sample.Histogram
 	// shared is a Read taken for the accept-queue source's counts
 	// (kernelCounts) at sharedAt, which this sample's Collect uses
 	// instead of reading the maps again; hasShared says it is unused.
@@ -90,7 +93,7 @@ func (e *ebpfSource) countsOverflows() bool { return e.counting.Load() }
 
 func openEBPF(ctx context.Context, o Options) (sample.Source, error) {
 	if o.NoEBPF || listentrace.Off() {
-		return nil, &Unavailable{Reason: errEBPFOff.Error(), Err: errEBPFOff}
+		return nil, &Unavailable{Err: errEBPFOff}
 	}
 	tr, err := listentrace.Open(ctx, o.Target.NetNS, uint16(o.Target.Port()), o.logger())
 	if err != nil {
@@ -151,16 +154,14 @@ func (e *ebpfSource) Collect(_ context.Context, s *sample.Sample) error {
 	d := listentrace.Delta(e.prev, cur)
 	elapsed := now.Sub(e.prevT)
 	e.prev, e.prevT = cur, now
+	e.hist = fillEBPF(s, cur, d, elapsed, e.hist)
 	e.mu.Unlock()
-	fillEBPF(s, cur, d, elapsed)
 	if e.tr.NoListeners != "" {
 		return &Unavailable{Reason: "listen.overflows_port: " + e.tr.NoListeners}
 	}
 	return nil
 }
 
-// fillEBPF writes the sample's eBPF keys from the cumulative counters cur
-// and the interval's delta d.
 // promBoundsSeconds are listentrace.PromBounds in seconds, shared by every
 // sample's histogram (read only): one slice, not one per sample.
 var promBoundsSeconds = func() []float64 {
@@ -171,33 +172,60 @@ var promBoundsSeconds = func() []float64 {
 	return b
 }()
 
-func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Duration) {
+// ebpfPart holds the values a sample's eBPF keys point to: one allocation
+// per sample instead of one per value.
+type ebpfPart struct {
+	wait                   sample.AcceptWait
+	synRate, p50, p99, max float64
+	accepts, overflows     uint64
+}
+
+// fillEBPF writes the sample's eBPF keys from the cumulative counters cur
+// and the interval's delta d, and returns the sample's histogram. That is
+// prev itself while it holds cur's counts: the histogram is cumulative, so
+// while no accept was counted (every calm sample of an idle server) it has
+// not changed, and samples are read-only once taken; at a 10 ms interval
+// the hub's ten minutes of samples would otherwise hold 60,000 copies.
+func fillEBPF(s *sample.Sample, cur, d listentrace.Counters, elapsed time.Duration, prev *sample.Histogram) *sample.Histogram {
+	// One allocation for the part's values (see ebpfPart).
+	v := &ebpfPart{accepts: cur.Accepts, overflows: cur.Drops}
 	if elapsed > 0 {
-		s.SynRate = sample.F64(float64(d.SYNs) / elapsed.Seconds())
+		v.synRate = float64(d.SYNs) / elapsed.Seconds()
+		s.SynRate = &v.synRate
 	}
-	ms := func(v time.Duration) *float64 { return sample.F64(float64(v.Microseconds()) / 1000) }
-	aw := &sample.AcceptWait{}
+	ms := func(v time.Duration) float64 { return float64(v.Microseconds()) / 1000 }
+	aw := &v.wait
 	if p, ok := listentrace.Quantile(d, 0.5); ok {
-		aw.P50 = ms(p)
+		v.p50 = ms(p)
+		aw.P50 = &v.p50
 	}
 	if p, ok := listentrace.Quantile(d, 0.99); ok {
-		aw.P99 = ms(p)
+		v.p99 = ms(p)
+		aw.P99 = &v.p99
 		mx := d.MaxWait
 		if mx < p {
 			// The longest wait's reset raced a new wait; the
 			// histogram still bounds it from below.
 			mx, _ = listentrace.Quantile(d, 1)
 		}
-		aw.Max = ms(mx)
+		v.max = ms(mx)
+		aw.Max = &v.max
 	}
 	s.AcceptWaitMS = aw
 	if cur.Listeners > 0 {
-		s.PortOverflows = sample.U64(cur.Drops)
+		s.PortOverflows = &v.overflows
 	}
-	s.Accepts = sample.U64(cur.Accepts)
-	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Sum: float64(cur.WaitSumUS) / 1e6, Bounds: promBoundsSeconds}
+	s.Accepts = &v.accepts
+	var count uint64
 	for _, n := range cur.Hist {
-		h.Count += n
+		count += n
 	}
+	sum := float64(cur.WaitSumUS) / 1e6
+	if prev != nil && prev.Count == count && prev.Sum == sum {
+		s.AcceptWaitHist = prev
+		return prev
+	}
+	h := &sample.Histogram{Counts: listentrace.Cumulative(cur), Count: count, Sum: sum, Bounds: promBoundsSeconds}
 	s.AcceptWaitHist = h
+	return h
 }

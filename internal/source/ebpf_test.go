@@ -53,7 +53,7 @@ func TestFillEBPF(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &sample.Sample{}
-			fillEBPF(s, tc.cur, tc.d, tc.elapsed)
+			fillEBPF(s, tc.cur, tc.d, tc.elapsed, nil)
 			if s.SynRate == nil || *s.SynRate != tc.wantRate {
 				t.Fatalf("syn_rate = %v, want %v", s.SynRate, tc.wantRate)
 			}
@@ -128,5 +128,31 @@ func TestTCPSlowOnlyWithPerListenerCount(t *testing.T) {
 	e.counting.Store(false)
 	if p := s.SlowPeriod(); p != 0 {
 		t.Errorf("eBPF stopped counting: SlowPeriod %v, want 0", p)
+	}
+}
+
+// TestFillEBPFSharesUnchangedHistogram: a sample whose counters hold no
+// new accept shares the previous sample's histogram (read-only); one
+// that counted an accept gets a new one with it, and the old one is left
+// as it was.
+func TestFillEBPFSharesUnchangedHistogram(t *testing.T) {
+	var c listentrace.Counters
+	c.Hist[bucketFor(100)]++
+	c.Accepts, c.WaitSumUS = 1, 100
+	s1 := &sample.Sample{}
+	h1 := fillEBPF(s1, c, listentrace.Counters{}, time.Second, nil)
+	s2 := &sample.Sample{}
+	if h2 := fillEBPF(s2, c, listentrace.Counters{}, time.Second, h1); h2 != h1 || s2.AcceptWaitHist != h1 {
+		t.Fatal("no new accept: the histogram was not shared")
+	}
+	c.Hist[bucketFor(5000)]++
+	c.Accepts, c.WaitSumUS = 2, 5100
+	s3 := &sample.Sample{}
+	h3 := fillEBPF(s3, c, listentrace.Counters{}, time.Second, h1)
+	if h3 == h1 || h3.Count != 2 || h3.Sum != 5100e-6 {
+		t.Fatalf("after an accept: histogram %+v (shared %v), want a new one with 2 waits", h3, h3 == h1)
+	}
+	if h1.Count != 1 || s1.AcceptWaitHist.Count != 1 {
+		t.Fatalf("the earlier sample's histogram changed: %+v", h1)
 	}
 }

@@ -364,10 +364,13 @@ type listenq struct {
 	synRecv, established uint64
 	// abandoned counts CLOSE_WAIT children no process owns: queued
 	// connections whose client already closed (listen.abandoned).
-	abandoned    uint64
-	nextCount    time.Time
-	countedAt    time.Time
-	countFailing bool
+	abandoned uint64
+	// abandonedCounted: abandoned holds a count (a full one, or with the
+	// kernel counts one of CLOSE_WAIT alone).
+	abandonedCounted bool
+	nextCount        time.Time
+	countedAt        time.Time
+	countFailing     bool
 	// lastTook is how long the last count took (wall time).
 	lastTook time.Duration
 	// budget is countBudget; tests set 0 to count at every sample.
@@ -641,7 +644,7 @@ func (l *listenq) collConn() (*diagConn, error) {
 // dump's full cost, records the result and spaces the next count by that
 // cost (countSpacing), then closes done. Collect starts it and never
 // starts another while it runs.
-func (l *listenq) runCount(done chan struct{}) {
+func (l *listenq) runCount(done chan struct{}, abandonedOnly bool) {
 	start := time.Now()
 	runtime.LockOSThread()
 	c, err := l.countConn()
@@ -649,8 +652,12 @@ func (l *listenq) runCount(done chan struct{}) {
 	var cost time.Duration
 	if err == nil {
 		t = diagTally{Port: l.port}
+		states := uint32(statesSynRecv | statesEstablished | statesCloseWait)
+		if abandonedOnly {
+			states = statesCloseWait
+		}
 		c0 := threadCPU()
-		err = c.dump(statesSynRecv|statesEstablished|statesCloseWait, &t, start.Add(countTimeout))
+		err = c.dump(states, &t, start.Add(countTimeout))
 		cost = threadCPU() - c0
 	}
 	runtime.UnlockOSThread()
@@ -677,14 +684,71 @@ func (l *listenq) runCount(done chan struct{}) {
 		return
 	}
 	l.countFailing = false
-	l.counted, l.countedAt = true, start
-	l.synRecv = uint64(t.States[tcpSynRecv] + t.States[tcpNewSynRecv])
-	l.established = uint64(t.States[tcpEstablished])
 	// A child in CLOSE_WAIT without an owning socket file is still in the
 	// accept queue: once a process accepts it, it has an inode, and once
 	// that process closes it, it leaves CLOSE_WAIT (LAST_ACK).
-	l.abandoned = uint64(t.Unowned[tcpCloseWait])
+	l.abandoned, l.abandonedCounted = uint64(t.Unowned[tcpCloseWait]), true
+	if !abandonedOnly {
+		l.counted, l.countedAt = true, start
+		l.synRecv = uint64(t.States[tcpSynRecv] + t.States[tcpNewSynRecv])
+		l.established = uint64(t.States[tcpEstablished])
+	}
 	l.nextCount = start.Add(countSpacing(cost, l.budget, countMaxAge))
+}
+
+// countIfDue starts a count in the background when one is due (see
+// runCount) and waits for it a little: only for a count this sample
+// started, at most a quarter of the time left (the rest is margin for a
+// loaded machine's scheduling), and only when that is at least
+// countMinWait and the previous count took less. At a short interval, or
+// with a big established hash, samples never wait for a count at all.
+func (l *listenq) countIfDue(ctx context.Context, deadline time.Time, abandonedOnly bool) {
+	l.cmu.Lock()
+	var started chan struct{}
+	counted := l.counted
+	if abandonedOnly {
+		counted = l.abandonedCounted
+	}
+	if now := time.Now(); l.running == nil && (!counted || !now.Before(l.nextCount)) {
+		l.running = make(chan struct{})
+		started = l.running
+		go l.runCount(started, abandonedOnly)
+	}
+	lastTook := l.lastTook
+	l.cmu.Unlock()
+	if started == nil {
+		return
+	}
+	if wait := time.Until(deadline) / 4; wait >= countMinWait && lastTook < wait {
+		tm := time.NewTimer(wait)
+		select {
+		case <-started:
+		case <-tm.C:
+		case <-ctx.Done():
+		}
+		tm.Stop()
+	}
+}
+
+// abandonedWithKernelCounts gives listen.abandoned while the eBPF programs
+// keep SYN_RECV and ESTABLISHED: an abandoned connection is a child still
+// in an accept queue, so with every queue of the port empty (or no
+// listener, which takes its queue along) it is exactly 0 and nothing is
+// walked, as in every calm sample. With connections queued, a walk of the
+// port's CLOSE_WAIT sockets alone counts them, in the background within
+// the counts' budget like the walk it replaces; false (null) until the
+// first one ends.
+func (l *listenq) abandonedWithKernelCounts(ctx context.Context, lt diagTally, deadline time.Time) (uint64, bool) {
+	if lt.Sockets == 0 || lt.DepthSum == 0 {
+		return 0, true
+	}
+	l.countIfDue(ctx, deadline, true)
+	l.cmu.Lock()
+	defer l.cmu.Unlock()
+	if !l.abandonedCounted {
+		return 0, false
+	}
+	return l.abandoned, true
 }
 
 // countConn returns the count goroutine's socket, dialling it if needed.
@@ -722,6 +786,17 @@ func (l *listenq) countConn() (*diagConn, error) {
 // filled with Sockets 0 and nil depth and limit (DepthMax keeps a peak the
 // poller saw before the socket went), and SynRecv and Established are still
 // reported, since connections outlive their listener.
+// listenPart holds a sample's listen part and the values its pointers
+// point to: one allocation per sample instead of one per value (at a
+// 10 ms interval, 100 samples a second, each kept by the hub for ten
+// minutes).
+type listenPart struct {
+	ls                                             sample.Listen
+	depth, limit, depthTotal, limitTotal, depthMax uint64
+	synRecv, established, abandoned                uint64
+	countsAge                                      float64
+}
+
 func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -749,13 +824,17 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 		l.relearn.Store(true)
 	}
 	pk := l.peak.take()
-	ls := &sample.Listen{Sockets: lt.Sockets, Polls: pk.Polls + 1}
+	// One allocation for the sample's part (every value is its own
+	// pointer in the sample; see listenPart).
+	v := &listenPart{ls: sample.Listen{Sockets: lt.Sockets, Polls: pk.Polls + 1}}
+	ls := &v.ls
 	if lt.Sockets > 0 {
-		ls.Depth, ls.Limit = sample.U64(lt.FullDepth), sample.U64(lt.FullLimit)
-		ls.DepthTotal, ls.LimitTotal = sample.U64(lt.DepthSum), sample.U64(lt.LimitSum)
-		ls.DepthMax = sample.U64(max(lt.FullDepth, pk.Depth))
+		v.depth, v.limit, v.depthTotal, v.limitTotal = lt.FullDepth, lt.FullLimit, lt.DepthSum, lt.LimitSum
+		v.depthMax = max(lt.FullDepth, pk.Depth)
+		ls.Depth, ls.Limit, ls.DepthTotal, ls.LimitTotal, ls.DepthMax = &v.depth, &v.limit, &v.depthTotal, &v.limitTotal, &v.depthMax
 	} else if pk.Seen {
-		ls.DepthMax = sample.U64(pk.Depth)
+		v.depthMax = pk.Depth
+		ls.DepthMax = &v.depthMax
 	}
 	s.Listen = ls
 
@@ -769,8 +848,12 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 				l.log.Info("SYN_RECV/ESTABLISHED counted in the kernel again")
 				l.kernelFailing = false
 			}
-			s.SynRecv, s.Established = sample.U64(synRecv), sample.U64(est)
-			s.CountsAgeMS = sample.F64(0)
+			v.synRecv, v.established = synRecv, est
+			s.SynRecv, s.Established, s.CountsAgeMS = &v.synRecv, &v.established, &v.countsAge
+			if n, ok := l.abandonedWithKernelCounts(ctx, lt, deadline); ok {
+				v.abandoned = n
+				ls.Abandoned = &v.abandoned
+			}
 			if lt.Sockets == 0 {
 				return Unavailablef("no listening socket on port %d", l.port)
 			}
@@ -792,26 +875,7 @@ func (l *listenq) Collect(ctx context.Context, s *sample.Sample) error {
 	// scheduling), and only when that is at least countMinWait and the
 	// previous count took less: at a short interval, or with a big
 	// established hash, samples never wait for a count at all.
-	l.cmu.Lock()
-	var started chan struct{}
-	if now := time.Now(); l.running == nil && (!l.counted || !now.Before(l.nextCount)) {
-		l.running = make(chan struct{})
-		started = l.running
-		go l.runCount(started)
-	}
-	lastTook := l.lastTook
-	l.cmu.Unlock()
-	if started != nil {
-		if wait := time.Until(deadline) / 4; wait >= countMinWait && lastTook < wait {
-			tm := time.NewTimer(wait)
-			select {
-			case <-started:
-			case <-tm.C:
-			case <-ctx.Done():
-			}
-			tm.Stop()
-		}
-	}
+	l.countIfDue(ctx, deadline, false)
 	l.cmu.Lock()
 	if l.counted {
 		s.SynRecv, s.Established = sample.U64(l.synRecv), sample.U64(l.established)

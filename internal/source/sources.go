@@ -67,10 +67,17 @@ const (
 	// nicPeriod: ENA allowance counters are cumulative over the whole
 	// interface; an ethtool statistics query costs ~0.2 ms.
 	nicPeriod = 500 * time.Millisecond
-	// valkeyPeriod: INFO is Valkey's work, on its main thread; below
-	// 100 ms it would add load to Valkey for readings (clients, the
-	// rejection counter) that the kernel's accept queue leads anyway.
-	valkeyPeriod = 100 * time.Millisecond
+	// valkeyPeriod: INFO is Valkey's work, on its main thread, and its
+	// readings (clients, the rejection counter, PING's round trip) are
+	// led by the kernel's: a stalled or refusing Valkey shows first in
+	// the accept queue and the eBPF accept and overflow counts, read
+	// every sample, which end calm or make the pace fast, and then INFO
+	// is read every sample too. While calm it is read as often as at
+	// the default interval: each read is a round trip through the client
+	// library's goroutines (PING, then INFO), about 8 goroutine wake-ups,
+	// which at 10 per second were most of the thread wake-ups left at a
+	// 10 ms interval (docs/benchmarks.md, "Cost").
+	valkeyPeriod = 500 * time.Millisecond
 	// tcpPeriod applies only while the eBPF source counts the watched
 	// listener's own overflows every sample (listen.overflows_port): the
 	// namespace-wide TCP counters are then no longer the drop signal a

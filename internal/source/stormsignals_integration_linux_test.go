@@ -48,10 +48,20 @@ func ssCloseWait(t testing.TB, sb *sandbox.Sandbox) int {
 // (what a client with a short connect timeout does to a slow server), and
 // checks that listen.abandoned counts exactly those, not the queued
 // connections whose client is still there, and falls back to 0 once
-// Valkey accepts and closes them.
+// Valkey accepts and closes them. Both ways the source runs: walking the
+// established hash, and with the eBPF programs keeping SYN_RECV and
+// ESTABLISHED (listen.abandoned was always null then).
 func TestIntegrationListenAbandoned(t *testing.T) {
+	t.Run("walk", func(t *testing.T) { testListenAbandoned(t, false) })
+	t.Run("kernel-counts", func(t *testing.T) { testListenAbandoned(t, true) })
+}
+
+func testListenAbandoned(t *testing.T, kernelCounts bool) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	l := openTestListenq(t, sb, -1)
+	if kernelCounts {
+		l.kernelCounts = openEBPFTest(t, sb).tr.Counts
+	}
 	s := waitSample(t, l, "a first count", func(s *sample.Sample) bool { return s.Listen.Abandoned != nil })
 	if *s.Listen.Abandoned != 0 {
 		t.Fatalf("listen.abandoned = %d before any client left, want 0", *s.Listen.Abandoned)
@@ -88,6 +98,13 @@ func TestIntegrationListenAbandoned(t *testing.T) {
 	waitSample(t, l, "abandoned connections accepted and closed", func(s *sample.Sample) bool {
 		return s.Listen.Abandoned != nil && *s.Listen.Abandoned == 0
 	})
+	if kernelCounts {
+		l.cmu.Lock()
+		defer l.cmu.Unlock()
+		if l.counted {
+			t.Errorf("with the kernel counts a full SYN_RECV/ESTABLISHED walk ran")
+		}
+	}
 }
 
 // dialNS dials 127.0.0.1:port inside the sandbox's namespace.
