@@ -11,6 +11,8 @@
 # Needs root, valkey-server and valkey-benchmark. Knobs (environment):
 #   STORM_CLIENTS (2000) STORM_SOMAXCONN (128) RATE_CLIENTS (50)
 #   RATE_REQUESTS (70000, ~5 s) RATE_DURATION (5s) RATE_ROUNDS (4) STORM_STRATEGIES (all) OUT (bench/out)
+#   RATE_LOCK (a file: each round of part 1 holds flock on it, released
+#   between rounds, e.g. /tmp/stormguard-bench.lock on a shared machine)
 #   ONLY=rate: just part 1
 #  5. the metastable TLS storm (docs/lab.md "A metastable storm"):
 #     META_CLIENTS (1000) TLS clients over META_HOSTS (8) hosts, 250 ms
@@ -129,7 +131,7 @@ fresh() {
 	ip netns add "$NS"
 	ip -n "$NS" link set lo up
 	ip netns exec "$NS" valkey-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \
-		--protected-mode no --maxclients 10000 --logfile "$OUT/rate-valkey.log" &
+		--protected-mode no --maxclients 10000 --logfile "$OUT/rate-valkey.log" 9>&- &
 	VPID=$!
 	for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 }
@@ -151,15 +153,18 @@ sgrate() {
 echo "== generator rate: $RATE_CLIENTS parallel clients, a connection per PING: valkey-benchmark -k 0 -n $RATE_REQUESTS"
 echo "   vs stormguard storm --scenario churn --duration $RATE_DURATION, default (a source address per client, as a"
 echo "   fleet) and --source-addrs 1 (one address, as valkey-benchmark); a fresh namespace and server for each"
-printf '%-6s %-18s %-18s %-7s %-18s %s\n' round valkey-benchmark/s stormguard/s ratio one-source/s ratio
+printf '%-6s %-18s %-18s %-7s %-18s %-7s %s\n' round valkey-benchmark/s stormguard/s ratio one-source/s ratio "load(1m) before after, end UTC"
 for r in $(seq "$RATE_ROUNDS"); do
+	[ -z "${RATE_LOCK:-}" ] || { exec 9>>"$RATE_LOCK"; flock 9; }
+	load=$(cut -d' ' -f1 /proc/loadavg)
 	if [ $((r % 2)) = 1 ]; then
 		vb=$(vbrate); sg=$(sgrate); one=$(sgrate --source-addrs 1)
 	else
 		one=$(sgrate --source-addrs 1); sg=$(sgrate); vb=$(vbrate)
 	fi
-	printf '%-6s %-18s %-18s %-7s %-18s %s\n' "$r" "$vb" "$sg" "$(python3 -c "print('%.2f' % ($sg / $vb))")" \
-		"$one" "$(python3 -c "print('%.2f' % ($one / $vb))")"
+	[ -z "${RATE_LOCK:-}" ] || exec 9>&-
+	printf '%-6s %-18s %-18s %-7s %-18s %-7s %s\n' "$r" "$vb" "$sg" "$(python3 -c "print('%.2f' % ($sg / $vb))")" \
+		"$one" "$(python3 -c "print('%.2f' % ($one / $vb))")" "$load $(cut -d' ' -f1 /proc/loadavg) $(date -u +%T)"
 done
 cleanup
 [ "${ONLY:-}" = rate ] && exit 0

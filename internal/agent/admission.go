@@ -33,8 +33,10 @@ import (
 //     to admissionBackoff of what Valkey completed, but at most by half per
 //     window (the first windows after arming drain connections abandoned
 //     before the limit);
-//   - raises it by admissionGrow while the limit is dropping SYNs and
-//     Valkey finishes what it is given;
+//   - raises it by admissionGrow (admissionGrowCut once it has been cut)
+//     while the limit is dropping SYNs, Valkey finishes what it is given
+//     and its main thread has room (below admissionBusyCPU of a CPU: the
+//     established clients' commands share it);
 //   - never below AutoDefuse.MinRate;
 //   - and raises the per-source limit (ratelimit-syn) by admissionGrow
 //     while it alone drops SYNs and Valkey keeps up: then it, not the
@@ -51,6 +53,12 @@ const (
 	admissionEfficient = 0.75
 	admissionBackoff   = 0.8
 	admissionGrow      = 1.5
+	// admissionGrowCut is the growth once this storm has had a cut: the
+	// rate is near what Valkey can take, probe gently.
+	admissionGrowCut = 1.25
+	// admissionBusyCPU: with Valkey's main thread this busy, the rate
+	// does not grow.
+	admissionBusyCPU = 0.8
 	// admissionDrain: accepting more than this times the rate means
 	// Valkey is draining a queue older than the limit.
 	admissionDrain = 1.2
@@ -96,6 +104,16 @@ type admission struct {
 	peaks []ratePoint
 	// why explains the pending re-sizes.
 	why string
+	// cut says this storm's admission limit has been cut once.
+	cut bool
+}
+
+// grow is the growth factor for the next increase.
+func (ad *admission) grow() float64 {
+	if ad.cut {
+		return admissionGrowCut
+	}
+	return admissionGrow
 }
 
 type ratePoint struct {
@@ -122,6 +140,8 @@ func (ad *admission) limit(a defuse.Action) *limitState {
 type reading struct {
 	acc, ovf, done uint64
 	ovfOK, doneOK  bool
+	// cpu is Valkey's used_cpu_user + used_cpu_sys (seconds), with INFO.
+	cpu float64
 }
 
 // readingOf returns s's reading; ok is false without the kernel's accept
@@ -146,6 +166,9 @@ func readingOf(s *sample.Sample) (r reading, ok bool) {
 	}
 	if _, carried := s.SourceAgeMS["valkey"]; !carried && s.Valkey != nil && s.Valkey.TotalConnectionsReceived != nil {
 		r.done, r.doneOK = *s.Valkey.TotalConnectionsReceived, true
+		if s.Valkey.UsedCPUUser != nil && s.Valkey.UsedCPUSys != nil {
+			r.cpu = *s.Valkey.UsedCPUUser + *s.Valkey.UsedCPUSys
+		}
 	}
 	return r, true
 }
@@ -154,9 +177,12 @@ func readingOf(s *sample.Sample) (r reading, ok bool) {
 type window struct {
 	accRate, doneRate float64
 	doneOK            bool // INFO at both ends
-	overflowed        bool // the accept queue overflowed in it
-	globDropped       bool
-	srcDropped        bool
+	// cpu is the share of one CPU Valkey used (its main thread does the
+	// handshakes and every established client's commands).
+	cpu         float64
+	overflowed  bool // the accept queue overflowed in it
+	globDropped bool
+	srcDropped  bool
 }
 
 // observe feeds one sample to the controller; it closes a window once it
@@ -188,6 +214,7 @@ func (ad *admission) observe(o *AutoDefuse, s *sample.Sample, now time.Time) {
 		globDropped: ad.glob.packets > ad.glob.mark, srcDropped: ad.src.packets > ad.src.mark}
 	if w.doneOK {
 		w.doneRate = float64(r.done-start.done) / dt.Seconds()
+		w.cpu = (r.cpu - start.cpu) / dt.Seconds()
 		ad.peaks = append(ad.peaks, ratePoint{now, w.doneRate})
 	}
 	ad.at, ad.start = now, r
@@ -229,14 +256,21 @@ func (ad *admission) decide(o *AutoDefuse, w window) {
 		glob = max(minRate, admissionBackoff*finished, ad.glob.rate/2)
 	case !w.doneOK:
 		// Growing needs evidence that Valkey finishes what it gets.
+	case w.cpu >= admissionBusyCPU:
+		// Valkey keeps up but has no room left: more handshakes would
+		// come out of the established clients' commands (whose own
+		// timeouts would then start the next storm).
 	case w.globDropped:
-		glob = ad.glob.rate * admissionGrow
-		ad.why += " while the limit dropped SYNs"
+		glob = ad.glob.rate * ad.grow()
+		ad.why += fmt.Sprintf(" (%.0f%% of a CPU) while the limit dropped SYNs", 100*w.cpu)
 	case w.srcDropped && src > 0:
 		// Only the per-source limit holds the fleet back, and Valkey
 		// keeps up: it is the bottleneck, not the server.
-		src = src * admissionGrow
-		ad.why += " while only the per-source limit dropped SYNs"
+		src = src * ad.grow()
+		ad.why += fmt.Sprintf(" (%.0f%% of a CPU) while only the per-source limit dropped SYNs", 100*w.cpu)
+	}
+	if glob < ad.glob.rate {
+		ad.cut = true
 	}
 	ad.glob.want = wantOf(ad.glob.rate, min(admissionMaxRate, glob))
 	ad.src.want = wantOf(ad.src.rate, min(admissionMaxRate, src))

@@ -33,10 +33,14 @@ func TestAdmissionResize(t *testing.T) {
 	ad.glob.armed("g1", 150)
 	ad.src.armed("s1", 20)
 
+	cpu, cpuUsed := 0.0, 0.0
 	step := func(i int, completed, accepted, globDropped, srcDropped uint64) {
 		ad.glob.packets += globDropped
 		ad.src.packets += srcDropped
-		ad.observe(o, admSample(ad.start.done+completed, ad.start.acc+accepted), t0.Add(time.Duration(i)*time.Second))
+		cpuUsed += cpu
+		s := admSample(ad.start.done+completed, ad.start.acc+accepted)
+		s.Valkey.UsedCPUUser, s.Valkey.UsedCPUSys = sample.F64(cpuUsed), sample.F64(0)
+		ad.observe(o, s, t0.Add(time.Duration(i)*time.Second))
 	}
 	check := func(what string, glob, src float64) {
 		t.Helper()
@@ -58,27 +62,33 @@ func TestAdmissionResize(t *testing.T) {
 	// halve, no lower.
 	step(3, 0, 150, 1000, 1000)
 	check("behind", 75, 0)
-	// Keeping up while the admission limit drops SYNs: it grows by half.
+	// Keeping up while the admission limit drops SYNs: it grows, by a
+	// quarter now that it has been cut once.
 	step(4, 74, 75, 5000, 100)
-	check("keeping up, admission limit dropping", 112.5, 0)
+	check("keeping up, admission limit dropping", 93.75, 0)
 	// Keeping up, only the per-source limit dropping: that one grows.
 	step(5, 100, 100, 0, 300)
-	check("keeping up, only the per-source limit dropping", 0, 30)
+	check("keeping up, only the per-source limit dropping", 0, 25)
+	// Keeping up and dropping, but Valkey's main thread 90% busy: hold.
+	cpu = 0.9
+	step(6, 90, 90, 5000, 100)
+	check("keeping up with no CPU left", 0, 0)
+	cpu = 0
 	// Keeping up, nothing dropped: stay.
-	step(6, 60, 60, 0, 0)
+	step(7, 60, 60, 0, 0)
 	check("limits idle", 0, 0)
 	// Behind: 110 accepted, 70 finished: 0.8 × 70 = 56 (above half of
-	// 112.5); the per-source limit is left alone.
-	step(7, 70, 110, 3000, 3000)
-	check("falling behind", 56.25, 0)
+	// 93.75); the per-source limit is left alone.
+	step(8, 70, 110, 3000, 3000)
+	check("falling behind", 56, 0)
 	// Never below the minimum rate (5/s).
 	ad.glob.rate = 8
-	step(8, 0, 8, 100, 100)
+	step(9, 0, 8, 100, 100)
 	check("falling behind near the floor", 5, 0)
-	step(9, 0, 5, 100, 100)
+	step(10, 0, 5, 100, 100)
 	check("at the floor", 0, 0)
 	ad.glob.rate = 6
-	step(10, 0, 6, 100, 100)
+	step(11, 0, 6, 100, 100)
 	check("a change under 25% is not worth a re-arming", 0, 0)
 }
 

@@ -195,7 +195,7 @@ func (a *Agent) autoDefuse(ctx context.Context, t source.Target, st *autoState, 
 		if len(st.armed) > 0 {
 			work = func() { a.maybeDisarm(ctx, t, st, now) }
 		} else {
-			st.first, st.adm.glob.rate, st.adm.src.rate = time.Time{}, 0, 0
+			st.first, st.adm.glob.rate, st.adm.src.rate, st.adm.cut = time.Time{}, 0, 0, false
 		}
 	}
 	if work == nil {
@@ -371,7 +371,7 @@ func (a *Agent) disarm(ctx context.Context, t source.Target, st *autoState, why 
 	armed := st.armed
 	st.armed, st.first, st.packets, st.quietSince = nil, time.Time{}, 0, time.Time{}
 	st.dropped, st.droppedOK = 0, false
-	st.adm.glob, st.adm.src = limitState{}, limitState{}
+	st.adm.glob, st.adm.src, st.adm.cut = limitState{}, limitState{}, false
 	st.mu.Unlock()
 	m := a.manager(t)
 	for _, mt := range armed {
