@@ -163,8 +163,15 @@ func (m Model) Validate() error {
 	return nil
 }
 
-// acceptLimit is the accept queue's capacity.
+// acceptLimit is the accept queue's limit, min(tcp-backlog, somaxconn):
+// sk_max_ack_backlog, what ss and inet_diag report.
 func (m Model) acceptLimit() int { return min(m.Somaxconn, m.TCPBacklog) }
+
+// acceptFull is sk_acceptq_is_full: the kernel tests depth > limit, not
+// ≥, so a queue of limit 128 holds 129 connections before a SYN or a
+// final ACK is dropped (the lab's timelines admit batches of exactly 129
+// at somaxconn 128).
+func (m Model) acceptFull(depth int) bool { return depth > m.acceptLimit() }
 
 // AcceptRate is the model's best-case accept rate with an idle loop:
 // connections per second when every turn accepts its cap.

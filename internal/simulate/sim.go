@@ -610,7 +610,7 @@ func (s *sim) synArrive(k *sock) {
 	case !s.up:
 		s.at(s.m.RTT/2, evRefused, nil, k) // RST
 		return
-	case len(s.acceptQ) >= s.m.acceptLimit():
+	case s.m.acceptFull(len(s.acceptQ)):
 		s.res.ListenOverflows++
 		return
 	case !s.m.Syncookies && s.synq >= s.m.acceptLimit():
@@ -631,7 +631,7 @@ func (s *sim) ackArrive(k *sock) {
 	if s.now < s.blipUntil {
 		return
 	}
-	if len(s.acceptQ) >= s.m.acceptLimit() {
+	if s.m.acceptFull(len(s.acceptQ)) {
 		s.res.ListenOverflows++
 		if s.m.AbortOnOverflow {
 			k.srv = srvGone

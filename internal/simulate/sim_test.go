@@ -215,3 +215,14 @@ func TestHostSharedWithFleet(t *testing.T) {
 		t.Fatalf("a busy shared host: recovered %v in %v ms, want slower than %d ms", shared.Recovered, shared.TimeToRecoverMS, *own.TimeToRecoverMS)
 	}
 }
+
+// TestAcceptQueueHoldsLimitPlusOne: the kernel's sk_acceptq_is_full
+// tests depth > limit, so at somaxconn 128 the 129th connection still
+// gets in (the lab admits batches of 129) and the 130th is dropped.
+func TestAcceptQueueHoldsLimitPlusOne(t *testing.T) {
+	m := DefaultModel().withDefaults()
+	if m.acceptFull(m.acceptLimit()) || !m.acceptFull(m.acceptLimit()+1) {
+		t.Fatalf("limit %d: full at depth %d = %v, at %d = %v; want false, true", m.acceptLimit(),
+			m.acceptLimit(), m.acceptFull(m.acceptLimit()), m.acceptLimit()+1, m.acceptFull(m.acceptLimit()+1))
+	}
+}
