@@ -29,7 +29,9 @@ func keySource(key string) []string {
 			// null without eBPF, or while no listener is known
 			return []string{"ebpf", "listenq"}
 		}
-		return []string{"listenq"}
+		// syn_recv, established, listen.abandoned: errors.counts
+		// while the background count has not finished
+		return []string{"listenq", "counts"}
 	case "accept_wait_ms", "syn_rate":
 		return []string{"ebpf"}
 	case "handshake_pending":

@@ -152,6 +152,25 @@ const (
 	pendingReset      = "not derived: a counter went back (Valkey or the eBPF source restarted); derived again from the next reading"
 )
 
+// countsPending is errors.counts: the listen part came, but a count of the
+// socket hash it runs in the background had not finished.
+const countsPending = "not counted yet: syn_recv, established and listen.abandoned come from a background count of the socket hash that has not finished (counts_age_ms gives its age once it has)"
+
+// noteCounts gives a null syn_recv, established or listen.abandoned its
+// reason (the contract: a null key has one in errors) when the accept-queue
+// source answered without them and said nothing itself.
+func noteCounts(s *Sample) {
+	if s.Listen == nil || s.Errors == nil {
+		return
+	}
+	if _, failed := s.Errors["listenq"]; failed {
+		return
+	}
+	if s.SynRecv == nil || s.Established == nil || s.Listen.Abandoned == nil {
+		s.Errors["counts"] = countsPending
+	}
+}
+
 // derive fills the keys computed from this sample and the previous one.
 //
 // While the valkey part is a carried reading (see Slow) its counters stand
@@ -161,6 +180,7 @@ const (
 // A null value always has its reason in errors (the contract): the
 // sources' own entries, or errors.handshake_pending.
 func (sm *Sampler) derive(s *Sample) {
+	noteCounts(s)
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	if _, carried := s.SourceAgeMS["valkey"]; carried {

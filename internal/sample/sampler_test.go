@@ -293,7 +293,32 @@ func TestSamplerPromptOnlyDeadline(t *testing.T) {
 	// Nothing is left marked running: the next sample reads both again.
 	first.slow = false
 	s = sm.Once(context.Background())
+	delete(s.Errors, "counts") // this fake listen part carries no counts
 	if s.Listen == nil || s.TCP == nil || len(s.Errors) != 0 {
 		t.Errorf("second sample: listen %+v, tcp %+v, errors %v; want both parts", s.Listen, s.TCP, s.Errors)
+	}
+}
+
+// TestNoteCounts: a listen part without the background counts gets its
+// reason in errors.counts; one with them, or a failed source, does not.
+func TestNoteCounts(t *testing.T) {
+	tests := []struct {
+		name string
+		s    Sample
+		want bool
+	}{
+		{"counts there", Sample{Listen: &Listen{Abandoned: U64(0)}, SynRecv: U64(1), Established: U64(2), Errors: map[string]string{}}, false},
+		{"first count running", Sample{Listen: &Listen{}, Errors: map[string]string{}}, true},
+		{"abandoned only missing", Sample{Listen: &Listen{}, SynRecv: U64(1), Established: U64(2), Errors: map[string]string{}}, true},
+		{"source failed", Sample{Listen: &Listen{}, Errors: map[string]string{"listenq": "unavailable: no listening socket on port 1"}}, false},
+		{"no listen part", Sample{Errors: map[string]string{}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			noteCounts(&tc.s)
+			if _, got := tc.s.Errors["counts"]; got != tc.want {
+				t.Errorf("errors.counts set %v, want %v (errors %v)", got, tc.want, tc.s.Errors)
+			}
+		})
 	}
 }
