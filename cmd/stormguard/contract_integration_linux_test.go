@@ -74,17 +74,21 @@ func TestIntegrationSampleContractKeys(t *testing.T) {
 		name string
 		args []string
 		code int
+		// slowOK: on a loaded machine no reading may reach Valkey
+		// within a 10 ms sample's 8 ms deadline, which is exit 2 by
+		// the contract; the lines printed must hold the keys anyway
+		slowOK bool
 	}{
-		{"ebpf", []string{"--valkey", target}, exitOK},
-		{"no ebpf", []string{"--valkey", target, "--ebpf=false"}, exitOK},
+		{"ebpf", []string{"--valkey", target}, exitOK, false},
+		{"no ebpf", []string{"--valkey", target, "--ebpf=false"}, exitOK, false},
 		// a short interval carries the valkey part between readings
-		{"ebpf 10ms", []string{"--valkey", target, "--interval", "10ms"}, exitOK},
-		{"valkey down", []string{"--valkey", "127.0.0.1:1"}, exitUsage},
+		{"ebpf 10ms", []string{"--valkey", target, "--interval", "10ms"}, exitOK, true},
+		{"valkey down", []string{"--valkey", "127.0.0.1:1"}, exitUsage, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"sample", "--netns", sb.NetNS, "--count", "3", "--json"}, tt.args...)
 			out, msg, code, _ := runCLI(t, args...)
-			if code != tt.code {
+			if code != tt.code && !(tt.slowOK && code == exitUsage) {
 				t.Fatalf("exit %d (%s), want %d", code, msg, tt.code)
 			}
 			lines := strings.Split(strings.TrimSpace(out), "\n")
