@@ -9,36 +9,19 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
 )
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // mainProc is this test binary started as the stormguard command (see
 // TestMain), the way outside automation runs it: no terminal, stdin
 // /dev/null.
 type mainProc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *sandboxtest.Buffer
 	done           chan error
 }
 
@@ -48,7 +31,7 @@ func startMain(t *testing.T, args ...string) *mainProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &mainProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &mainProc{stdout: &sandboxtest.Buffer{}, stderr: &sandboxtest.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(exe, args...)
 	p.cmd.Env = append(os.Environ(), "STORMGUARD_TEST_MAIN=1")
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
