@@ -10,7 +10,8 @@ Prints two markdown tables:
      stormguard's recovery / the fastest of the three (target <= 1.5), when the fleets noticed the
      loss (kill only: ms after t0 until 99% of the clients had a failed command), warm-up dials
      / clients (the most of the three) and goodput in the second before t0 / PING rate (the least of
-     the three): 1.00 / 1.00 is a steady fleet;
+     the three): 1.00 / 1.00 is a steady fleet; Valkey's CPU (% of one CPU, baseline to end of the
+     stormguard run: how much of the host the server got);
   2. one row per cell (scenario, clients): the runs' min-max of each figure and how many runs met
      each target and both.
 Nothing is typed in by hand: every figure comes from the JSON.
@@ -92,8 +93,8 @@ def cell(r, s):
 
 def run_table(runs):
     print("| scenario | clients | round | start (UTC), load | immediate | full-jitter | stormguard (peak/s) "
-          "| overflows ÷ | recovery ÷ fastest | noticed 99% (imm / sg, ms) | warm-up / goodput | verdict |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| overflows ÷ | recovery ÷ fastest | noticed 99% (imm / sg, ms) | Valkey CPU % (sg) | warm-up / goodput | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         sg = r["by"]["stormguard"]
         fast = " (fastest)" if r["rec_ratio"] == 1.0 else ""
@@ -103,7 +104,7 @@ def run_table(runs):
         print(f'| {r["scenario"]} | {num(r["clients"])} | {r["round"]} | {r["start"]}, {r["load"]:.1f} '
               f'| {cell(r, "immediate")} | {cell(r, "full-jitter")} '
               f'| {cell(r, "stormguard")} / {num(sg["peak_connects_per_sec"])} '
-              f'| {fmt_ratio(r["ovf_ratio"], 1)} | {fmt_ratio(r["rec_ratio"])}{fast} | {nt} '
+              f'| {fmt_ratio(r["ovf_ratio"], 1)} | {fmt_ratio(r["rec_ratio"])}{fast} | {nt} | {sg["server_cpu_percent"]:.0f} '
               f'| {r["warmup"]:.2f} / {r["goodput"]:.2f} | {verdict} |')
 
 
