@@ -192,6 +192,10 @@ func TestBackoffUsageErrors(t *testing.T) {
 		{"backoff", "--fleet", "100", "--strategy", "grpc"},
 		{"backoff", "--fleet", "100", "--accept-rate", "99999999"},
 		{"backoff", "--fleet", "100", "--period", "0s"},
+		{"backoff", "--fleet", "100", "--accept-rate", "NaN"},
+		{"backoff", "--fleet", "100", "--accept-rate", "Inf"},
+		{"backoff", "--fleet", "100", "--somaxconn", "0"},
+		{"backoff", "--fleet", "2000000"},
 	}
 	for _, args := range tests {
 		_, code, err := runBackoffCLI(t, args...)
