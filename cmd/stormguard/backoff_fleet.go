@@ -182,6 +182,9 @@ func paramsOf(p backoff.Policy) backoff.Params {
 }
 
 func outcome(a simulate.Advice) string {
+	if a.NotSimulated != "" {
+		return "not simulated to the end: " + a.NotSimulated
+	}
 	ttr := "does not recover within 30 s"
 	if a.TimeToRecoverMS != nil {
 		ttr = fmt.Sprintf("recovers in %.1f s", float64(*a.TimeToRecoverMS)/1000)

@@ -306,12 +306,24 @@ func runAdvise(ctx context.Context, out, errOut io.Writer, m simulate.Model, bas
 func writeAdvice(out io.Writer, rows []simulate.Advice) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SETTING\tOVERFLOWS\tRECOVER_MS\tPEAK/S\tCONNECTS\t")
+	var notes []string
 	for _, r := range rows {
+		if r.NotSimulated != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t\n", r.Setting)
+			notes = append(notes, fmt.Sprintf("%s: not simulated to the end: %s (a redial at once after every failed connect)", r.Setting, r.NotSimulated))
+			continue
+		}
 		ttr := "-"
 		if r.TimeToRecoverMS != nil {
 			ttr = fmt.Sprint(*r.TimeToRecoverMS)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t\n", r.Setting, r.ListenOverflows, ttr, r.PeakConnectsPerSec, r.ConnectAttempts)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(out, n)
+	}
+	return nil
 }
