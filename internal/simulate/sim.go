@@ -156,6 +156,8 @@ const (
 	evKillDone           // CLIENT KILL returns: the event loop runs again
 	evGenDone            // the client side finished its job in progress
 	evKillNext           // CLIENT KILL frees its next client
+	evSynDeadline        // the dialer's SYN deadline of an attempt
+	evSynRst             // an abandoned attempt's SYN-ACK was answered by RST
 )
 
 type event struct {
@@ -217,6 +219,11 @@ type client struct {
 	proven   bool
 	recovAt  time.Duration // 0: not yet
 	attempts int
+	// connEnd is when the connect timeout ends the dial in progress (its
+	// redials after abandoned attempts included); redial: the next
+	// connect() is such a redial.
+	connEnd time.Duration
+	redial  bool
 }
 
 type sim struct {
@@ -488,6 +495,15 @@ func (s *sim) handle(e event) {
 		if k.open && !k.connected {
 			s.connectFailed(k, errRefused)
 		}
+	case evSynDeadline:
+		if k.open && !k.connected && k.c.s == k {
+			s.abandon(k)
+		}
+	case evSynRst:
+		if k.srv == srvRequest {
+			k.srv = srvGone
+			s.synq--
+		}
 	}
 }
 
@@ -589,7 +605,33 @@ func (s *sim) dialNow(c *client) {
 	c.s = k
 	c.attempts++
 	s.sendSyn(k)
-	s.at(s.f.ConnectTimeout, evConnTimeout, nil, k)
+	if !c.redial {
+		c.connEnd = s.now + s.f.ConnectTimeout
+	}
+	c.redial = false
+	s.at(max(c.connEnd-s.now, 0), evConnTimeout, nil, k)
+	if c.res != nil && c.res.Deadline > 0 {
+		s.at(c.res.Deadline, evSynDeadline, nil, k)
+	}
+}
+
+// abandon: the dialer's SYN deadline passed without a SYN-ACK; the
+// client closes the SYN_SENT socket and redials when the dialer says,
+// within the same connect timeout. The server keeps what it has of the
+// attempt: its SYN was dropped (the overflow was counted then), or, if
+// it sits in the SYN queue, the SYN-ACK reaches a closed socket and
+// the RST that answers it frees the request. The lab counts the
+// abandoned connect() as a failed dial.
+func (s *sim) abandon(k *sock) {
+	c := k.c
+	k.open = false
+	c.s = nil
+	s.res.ConnectFailures++
+	if k.srv == srvRequest {
+		s.at(s.m.RTT, evSynRst, nil, k)
+	}
+	c.redial = true
+	s.at(c.res.Abandon(), evDial, c, nil)
 }
 
 func (s *sim) sendSyn(k *sock) {
