@@ -27,7 +27,24 @@ var Scenarios = []string{"kill", "restart", "blip"}
 const (
 	MaxClients = 1_000_000
 	maxEvents  = 200_000_000
+	// A run may handle eventsPerClient events per client (at least
+	// minEvents, at most maxEvents) and hold pendingPerClient events per
+	// client (plus minPending) in its queue. A bounded fleet needs far
+	// fewer (< 200 handled per client in every scenario and strategy
+	// with a delay; a few pending): more is a client that retries
+	// faster than the model can follow, such as immediate against
+	// refused connects (a redial every RTT: 2,000 clients made 40 M
+	// connects per simulated second and 16 GB of pending timeouts
+	// before the flat budget stopped them, 150 s later).
+	eventsPerClient  = 2000
+	minEvents        = 20_000_000
+	pendingPerClient = 32
+	minPending       = 1 << 20
 )
+
+// ErrRunaway is wrapped (with ErrConfig) by the error of a run that
+// exceeded its event budget: a strategy that retries in a tight loop.
+var ErrRunaway = errors.New("the strategy retries faster than the model can follow")
 
 // Fleet is the client side of a simulation, with the lab's defaults.
 type Fleet struct {
@@ -51,6 +68,9 @@ type Fleet struct {
 	Period, ConnectTimeout, CommandTimeout, Hold, Down, Blip, Duration time.Duration
 	// Seed of every random draw (1).
 	Seed uint64
+	// pendingMax overrides the run's limit on pending events (tests; 0:
+	// minPending + pendingPerClient per client).
+	pendingMax int
 }
 
 func (f Fleet) withDefaults() Fleet {
@@ -402,6 +422,12 @@ func (s *sim) disrupt() {
 
 func (s *sim) loop() error {
 	end := s.f.Duration
+	n := int64(len(s.clients))
+	budget := min(maxEvents, max(minEvents, eventsPerClient*n))
+	pendingMax := int(minPending + pendingPerClient*n)
+	if s.f.pendingMax > 0 {
+		pendingMax = s.f.pendingMax
+	}
 	for len(s.ev) > 0 {
 		e := heap.Pop(&s.ev).(event)
 		if e.at > end {
@@ -413,8 +439,9 @@ func (s *sim) loop() error {
 			if err := s.ctx.Err(); err != nil {
 				return err
 			}
-			if s.events > maxEvents {
-				return errors.New("simulation: event budget exceeded")
+			if s.events > budget || len(s.ev) > pendingMax {
+				return fmt.Errorf("%w: %w: %s made %d connect attempts in the first %s (%d events, %d pending); give it a delay after a failed connect",
+					ErrConfig, ErrRunaway, s.f.Strategy, s.res.ConnectAttempts, s.now.Round(time.Millisecond), s.events, len(s.ev))
 			}
 		}
 		s.handle(e)
