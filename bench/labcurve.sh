@@ -3,8 +3,10 @@
 # stormguard, a fresh server per strategy, the order rotated by round), one `storm --compare` per
 # bench-lock hold, released between commands so that others can measure.
 #
-#   SG=bin/stormguard OUT=/tmp/labruns/s8 ITEMS="kill:10000:1 kill:15000:1 killhold2s:10000:1" bash bench/labcurve.sh
+#   SG=bin/stormguard OUT=/tmp/labruns/s8 SERVER_CPUS=1 ITEMS="kill:10000:1 kill:15000:1 killhold2s:10000:1" bash bench/labcurve.sh
 #
+# SERVER_CPUS=1 adds --server-cpus 1 to every run (valkey-server on CPU 1, the clients on the others: the
+# setting of section 8d on, docs/lab.md "The lab curve's CPUs"); empty (default) runs unpinned as 8a-8c.
 # ITEMS: scenario:clients:round, scenario one of
 #   kill          --scenario kill --hold 6s
 #   killcpu1      the same with --server-cpus 1 (valkey-server on CPU 1, the clients on the others)
@@ -18,6 +20,7 @@ set -u
 SG=${SG:-bin/stormguard}
 OUT=${OUT:-/tmp/labruns/s8}
 LOCK=${LOCK:-/tmp/stormguard-bench.lock}
+SERVER_CPUS=${SERVER_CPUS:-}
 mkdir -p "$OUT"
 strats=(immediate full-jitter stormguard)
 for item in ${ITEMS:?set ITEMS}; do
@@ -34,6 +37,7 @@ for item in ${ITEMS:?set ITEMS}; do
 	blip5s) extra="--scenario blip --blip 5s --hold 6s" ;;
 	*) echo "labcurve: unknown scenario $sc" >&2; exit 2 ;;
 	esac
+	[ -n "$SERVER_CPUS" ] && extra="$extra --server-cpus $SERVER_CPUS"
 	cmd="$SG storm --spawn --somaxconn 128 --clients $n $extra --period 3s --ramp 500 --warmup-timeout 120s --compare $order --json"
 	echo "$(date -u +%T) queued $sc n=$n round=$round order=$order load $(cut -d' ' -f1-3 /proc/loadavg)"
 	# shellcheck disable=SC2016 # expanded by the inner shell, once it holds the lock
