@@ -304,8 +304,10 @@ func drawIn(a, r, w time.Duration, u float64) time.Duration {
 }
 
 // drawBetween is drawIn restricted to [a, b): the episode's density
-// between the two offsets (b past the end: to the end). Called with mu
-// held.
+// between the two offsets, continued flat past the episode's end (a
+// redial after an abandoned attempt near the end spreads over its whole
+// range instead of crowding into what is left of the episode). Called
+// with mu held.
 func drawBetween(a, b, r, w time.Duration, u float64) time.Duration {
 	rs, ws := r.Seconds(), w.Seconds()
 	cdf := func(x float64) float64 {
@@ -320,8 +322,8 @@ func drawBetween(a, b, r, w time.Duration, u float64) time.Duration {
 		}
 		return p*ws + rs/2
 	}
-	from := min(cdf(max(a.Seconds(), 0)), 1)
-	to := max(min(cdf(max(b.Seconds(), 0)), 1), from)
+	from := cdf(max(a.Seconds(), 0))
+	to := max(cdf(max(b.Seconds(), 0)), from)
 	x := inv(from + u*(to-from))
 	return min(max(time.Duration(x*float64(time.Second)), a), max(b, a))
 }
