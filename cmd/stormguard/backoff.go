@@ -170,6 +170,12 @@ func (o backoffOpts) policy(cmd *cobra.Command) (backoff.Policy, error) {
 		return nil, fmt.Errorf("--outage must not be negative, got %s", o.outage)
 	case cmd.Flags().Changed("outage") && o.clients == 0:
 		return nil, errors.New("--outage needs --clients")
+	// Named here: the package's message shows the unset one of the two
+	// as 0s, though its default applies.
+	case o.base < 0:
+		return nil, fmt.Errorf("--base must not be negative, got %s", o.base)
+	case o.cap < 0:
+		return nil, fmt.Errorf("--cap must not be negative, got %s", o.cap)
 	}
 	if o.strategy == "glide" {
 		switch {
