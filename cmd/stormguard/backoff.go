@@ -95,8 +95,8 @@ Valkey's accept loop) for the libraries' defaults, two full-jitter settings
 and the stormguard dialer at several accept rates, and prints the
 recommended setting with its simulated outcome, the best setting without the
 dialer, and every candidate ranked: recovered without a listen overflow
-first, then overflows under 1% of the fleet, under 10%, then the rest;
-fastest first.
+first, then overflows under 1% of the fleet, under 10%, under one per
+connection, then the rest; fastest first.
 Describe the server with --somaxconn and --tcp-backlog (the accept queue is
 the smaller), --tls, and how fast it accepts: --accept-rate R (an idle
 Valkey's new connections per second; a busy or small host accepts fewer)
