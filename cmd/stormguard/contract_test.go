@@ -160,6 +160,9 @@ func TestContractBadInputOneLine(t *testing.T) {
 		{[]string{"defuse", "apply", "--action", "nope", "--port", "6379", "--ttl", "60s"}, "nope"},
 		{[]string{"defuse", "plan", "--valkey", "bad"}, "bad"},
 		{[]string{"nosuchcommand"}, "nosuchcommand"},
+		// A stray argument is named as one (cobra said "unknown command").
+		{[]string{"sample", "127.0.0.1:6379"}, `unexpected argument "127.0.0.1:6379"`},
+		{[]string{"defuse", "plan", "x"}, `unexpected argument "x"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
