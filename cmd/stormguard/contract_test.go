@@ -151,6 +151,7 @@ func TestContractBadInputOneLine(t *testing.T) {
 		{[]string{"backoff", "--strategy", "nope"}, "nope"},
 		{[]string{"backoff", "--strategy", "glide", "--attempts", "0"}, "--attempts"},
 		{[]string{"storm", "--target", v, "--clients", "0", "--strategy", "immediate"}, "--clients"},
+		{[]string{"storm", "--spawn", "--strategy", "immediate"}, "give --clients N"},
 		{[]string{"storm", "--spawn", "--hosts", "0", "--clients", "5", "--strategy", "immediate"}, "--hosts"},
 		{[]string{"storm", "--spawn", "--hosts", "2", "--rtt", "-1s", "--clients", "5", "--strategy", "immediate"}, "--rtt"},
 		{[]string{"simulate", "--clients", "0", "--strategy", "glide"}, "--clients"},
