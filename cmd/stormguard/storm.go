@@ -50,6 +50,23 @@ func glideNote() string {
 	return "not built in"
 }
 
+// stormCountFlags checks the count flags whose 0 means "not given".
+func stormCountFlags(cmd *cobra.Command, o *stormOpts) error {
+	if !cmd.Flags().Changed("clients") {
+		return errors.New("give --clients N (the fleet size, e.g. --clients 200)")
+	}
+	// Given, 0 is bad input.
+	for _, c := range []struct {
+		flag string
+		v    int
+	}{{"hosts", o.cfg.Hosts}, {"instances", o.cfg.Instances}} {
+		if cmd.Flags().Changed(c.flag) && c.v < 1 {
+			return fmt.Errorf("--%s must be at least 1, got %d", c.flag, c.v)
+		}
+	}
+	return nil
+}
+
 func newStormCmd() *cobra.Command {
 	var o stormOpts
 	cmd := &cobra.Command{
@@ -104,17 +121,8 @@ See docs/lab.md.`,
   stormguard storm --spawn --tls --hosts 2 --setup auth --cluster --scenario failover --strategy valkey-glide --clients 200`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("clients") {
-				return usageErr(errors.New("give --clients N (the fleet size, e.g. --clients 200)"))
-			}
-			// 0 is these flags' "not given"; given, it is bad input.
-			for _, c := range []struct {
-				flag string
-				v    int
-			}{{"hosts", o.cfg.Hosts}, {"instances", o.cfg.Instances}} {
-				if cmd.Flags().Changed(c.flag) && c.v < 1 {
-					return usageErr(fmt.Errorf("--%s must be at least 1, got %d", c.flag, c.v))
-				}
+			if err := stormCountFlags(cmd, &o); err != nil {
+				return usageErr(err)
 			}
 			o.notice = cmd.ErrOrStderr()
 			var errOut io.Writer
