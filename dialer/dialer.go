@@ -113,7 +113,8 @@ type Stats struct {
 	// AbandonedDials counts connect attempts abandoned at their SYN
 	// deadline and redialled (each is also one of Dials).
 	AbandonedDials int
-	// SYNDeadline is the deadline the next connect attempt gets (0: none).
+	// SYNDeadline is the SYN deadline learned for the target (0: none),
+	// which attempts get inside a reconnect episode.
 	SYNDeadline time.Duration
 }
 
@@ -370,7 +371,7 @@ func (d *Dialer) Stats(addr string) Stats {
 	}
 	s := t.stats
 	s.Failures, s.Breaker, s.NextDial, s.Window, s.AcceptRate = t.failures, t.breaker.String(), t.nextDial, d.window(t), d.rate(t)
-	s.SYNDeadline = d.synDeadline(t)
+	s.SYNDeadline = d.learnedDeadline(t)
 	return s
 }
 
