@@ -242,6 +242,11 @@ func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulat
 		m.HostCores = runtime.NumCPU()
 	}
 	got, err := simulate.Calibrate(ctx, m, f, obs)
+	if errors.Is(err, simulate.ErrRunaway) {
+		// A lab result the model cannot follow (immediate on restart
+		// redials every RTT in the model): say what to do instead.
+		return simulate.Fit{}, usageErr(fmt.Errorf("--calibrate %s: %w; calibrate on a kill or blip run, or leave out the results of strategies with no delay after a refused connect", file, err))
+	}
 	if err != nil {
 		return simulate.Fit{}, fmt.Errorf("calibrate: %w", err)
 	}
