@@ -113,7 +113,7 @@ measurements: docs/backoff.md says how far they agreed with the lab.`,
   stormguard backoff --strategy grpc --attempts 12 --seed 7 --json
   stormguard backoff --fleet 20000 --accept-rate 8000
   stormguard backoff --fleet 50000 --calibrate lab.json --strategy glide --factor 1000 --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.fo.check(cmd); err != nil {
 				return usageErr(err)

@@ -66,7 +66,7 @@ cannot be reached is its valkey-not-checked finding).`,
   stormguard check --netns /var/run/netns/blue --valkey 127.0.0.1:6379 --write-sysctl 90-stormguard.conf
   stormguard check                      # every local valkey-server, discovered
   stormguard check --role client        # kernel audit of an application host`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCheck(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},

@@ -77,7 +77,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
   stormguard simulate --clients 20000 --strategy glide --scenario restart --somaxconn 4096 --json
   stormguard storm --spawn --somaxconn 128 --clients 6000 --strategy immediate --scenario kill --json > lab.json
   stormguard simulate --calibrate lab.json --clients 15000 --strategy stormguard --scenario kill`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("accept-rate") && o.calibrate != "" {
 				return usageErr(errors.New("--accept-rate and --calibrate are mutually exclusive"))
