@@ -87,7 +87,7 @@ func (p *mainProc) exit(t *testing.T) int {
 }
 
 // TestTopWithoutTerminalEndsOnSignal: top started by a script (stdin
-// /dev/null, stdout a pipe) shows the target and ends with exit 0 on
+// /dev/null, stdout a pipe) shows the target in plain text and ends with exit 0 on
 // SIGINT and on SIGTERM. It used to exit 2 at once (Bubble Tea could not
 // poll /dev/null for keys), and to hang after SIGTERM.
 func TestTopWithoutTerminalEndsOnSignal(t *testing.T) {
@@ -95,6 +95,11 @@ func TestTopWithoutTerminalEndsOnSignal(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			p := startMain(t, "top", "--valkey", "127.0.0.1:1", "--interval", "50ms")
 			p.waitOutput(t, "127.0.0.1:1")
+			// A pipe gets plain frames, not the full-screen UI's
+			// alternate screen and cursor movement.
+			if out := p.stdout.String(); strings.Contains(out, "\x1b[?1049h") || strings.Contains(out, "\x1b[H") {
+				t.Fatalf("stdout to a pipe holds terminal control sequences: %q", out)
+			}
 			if err := p.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
@@ -146,6 +151,7 @@ func TestContractBadInputOneLine(t *testing.T) {
 		{[]string{"backoff", "--strategy", "nope"}, "nope"},
 		{[]string{"backoff", "--strategy", "glide", "--attempts", "0"}, "--attempts"},
 		{[]string{"storm", "--target", v, "--clients", "0", "--strategy", "immediate"}, "--clients"},
+		{[]string{"storm", "--spawn", "--strategy", "immediate"}, "give --clients N"},
 		{[]string{"storm", "--spawn", "--hosts", "0", "--clients", "5", "--strategy", "immediate"}, "--hosts"},
 		{[]string{"storm", "--spawn", "--hosts", "2", "--rtt", "-1s", "--clients", "5", "--strategy", "immediate"}, "--rtt"},
 		{[]string{"simulate", "--clients", "0", "--strategy", "glide"}, "--clients"},
@@ -155,6 +161,9 @@ func TestContractBadInputOneLine(t *testing.T) {
 		{[]string{"defuse", "apply", "--action", "nope", "--port", "6379", "--ttl", "60s"}, "nope"},
 		{[]string{"defuse", "plan", "--valkey", "bad"}, "bad"},
 		{[]string{"nosuchcommand"}, "nosuchcommand"},
+		// A stray argument is named as one (cobra said "unknown command").
+		{[]string{"sample", "127.0.0.1:6379"}, `unexpected argument "127.0.0.1:6379"`},
+		{[]string{"defuse", "plan", "x"}, `unexpected argument "x"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

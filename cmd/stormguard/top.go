@@ -38,13 +38,16 @@ new connections/s (sparkline) against the learned baseline, accept-queue peak
 vs limit, SYN_RECV, drops, clients vs maxclients, conntrack fill, PING, and
 the latest events.
 
+With stdout not a terminal (a pipe, a file) it prints a plain-text frame
+every --interval, a blank line between frames, until SIGINT or SIGTERM.
+
 With --valkey, top samples the targets itself. With --agent, it reads a
 running 'stormguard watch'. With neither, it uses the local agent at
 ` + defaultAgentURL + ` if one answers, else discovers local Valkey servers.`,
 		Example: `  stormguard top
   stormguard top --valkey 127.0.0.1:6379
   stormguard top --agent http://10.0.0.5:9877 --bearer-token-file token`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(valkey) > 0 && agentURL != "" {
 				return usageErr(fmt.Errorf("give --valkey or --agent, not both"))
@@ -91,6 +94,10 @@ running 'stormguard watch'. With neither, it uses the local agent at
 				}
 				go ag.Run(ctx)
 				feed, from = tui.HubFeed(hub), "local"
+			}
+			if f, ok := cmd.OutOrStdout().(*os.File); !ok || !term.IsTerminal(f.Fd()) {
+				// A pipe or a file gets plain frames, not a full-screen UI.
+				return tui.Print(ctx, tui.New(feed, interval, from), cmd.OutOrStdout())
 			}
 			p := tea.NewProgram(tui.New(feed, interval, from), teaOptions(ctx, cmd.InOrStdin(), cmd.OutOrStdout())...)
 			_, err := p.Run()
