@@ -38,17 +38,20 @@ type Point struct {
 	TMS            int64 `json:"t_ms"`
 	Connects       int64 `json:"connects"`
 	FailedCommands int64 `json:"failed_commands"`
+	OKCommands     int64 `json:"ok_commands"`
 }
 
 // killSpan reads a kill's duration off o's timeline: the time after the
 // disruption by which 99% of the killed clients had seen their
 // connection closed (each close is one failed command, interpolated
-// within its bucket), how many connects the clients made by then, and
-// the kill's burstiness: its busiest bucket's closes over its mean per
-// bucket. ok is false without a usable timeline.
-func killSpan(o Observation) (span time.Duration, dials, burst float64, ok bool) {
+// within its bucket), how many connects the clients made by then, how
+// many other jobs the client side did meanwhile (a finished connect and
+// a read answer per PING answered by then: they wait in the same line,
+// generator.go), and the kill's burstiness: its busiest bucket's closes
+// over its mean per bucket. ok is false without a usable timeline.
+func killSpan(o Observation) (span time.Duration, dials, others, burst float64, ok bool) {
 	if o.Scenario != "kill" || len(o.Points) == 0 {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	killed := float64(o.Clients)
 	if o.KilledClients != nil && *o.KilledClients > 0 {
@@ -62,33 +65,39 @@ func killSpan(o Observation) (span time.Duration, dials, burst float64, ok bool)
 		}
 		f := float64(p.FailedCommands)
 		peak = max(peak, f)
+		ok := 0.0
+		if p.TMS >= 0 { // before t0 the answers are the steady PINGs'
+			ok = float64(p.OKCommands)
+		}
 		if cum+f >= need {
 			frac := (need - cum) / f
 			ms := max(float64(p.TMS)+100*frac, 1)
 			mean := need / max(ms/100, 1)
-			return time.Duration(ms * float64(time.Millisecond)), dials + frac*float64(p.Connects), peak / mean, true
+			return time.Duration(ms * float64(time.Millisecond)), dials + frac*float64(p.Connects), others + 2*frac*ok, peak / mean, true
 		}
 		cum += f
 		dials += float64(p.Connects)
+		others += 2 * ok
 	}
-	return 0, 0, 0, false
+	return 0, 0, 0, 0, false
 }
 
 // fitKill fits the client side's NoticeCost and DialCost to the kills'
-// spreads as the clients saw them: span = clients·NoticeCost +
-// connects·DialCost (the generator does one after another), least
+// spreads as the clients saw them: span = (clients + other jobs)·
+// NoticeCost + connects·DialCost (the generator does one after another;
+// a finished connect and a read answer cost what a notice does), least
 // squares relative to each span, both costs non-negative. ok is false
 // when no observation has a kill timeline (the defaults stay).
 func fitKill(obs []Observation) (notice, dial time.Duration, ok bool) {
 	var a11, a12, a22, b1, b2 float64
 	n := 0
 	for _, o := range obs {
-		span, d, _, good := killSpan(o)
+		span, d, others, _, good := killSpan(o)
 		if !good {
 			continue
 		}
 		w := 1 / (span.Seconds() * span.Seconds())
-		c := float64(o.Clients)
+		c := float64(o.Clients) + others
 		a11 += w * c * c
 		a12 += w * c * d
 		a22 += w * d * d
@@ -315,7 +324,7 @@ func fitHost(m Model, best float64, score func(Model) (float64, error)) (Model, 
 func killBurst(obs []Observation) float64 {
 	var bs []float64
 	for _, o := range obs {
-		if _, _, b, ok := killSpan(o); ok {
+		if _, _, _, b, ok := killSpan(o); ok {
 			bs = append(bs, min(max(b, 1), 5))
 		}
 	}
