@@ -62,13 +62,16 @@ demo: deps build
 corpus:
 	$(GO) run ./internal/corpus/record -out internal/corpus/testdata
 
-## lint: vet, gofmt, and no function over 120 lines without a "funclen:"
-## reason in its doc comment (scripts/funclen; make test checks it too)
+## lint: vet, gofmt, no function over 120 lines without a "funclen:"
+## reason in its doc comment (scripts/funclen), and every relative link and
+## #anchor in README.md and docs/ resolving (scripts/doclinks); make test
+## checks both too, through their TestRepository
 lint:
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) vet -tags glide ./internal/lab/... ./cmd/stormguard/...
 	gofmt -l .
 	$(GO) run ./scripts/funclen
+	$(GO) run ./scripts/doclinks
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s)
 FUZZTIME ?= 20s

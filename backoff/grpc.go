@@ -2,6 +2,7 @@ package backoff
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -67,9 +68,11 @@ func (p GRPC) Validate() error {
 	switch {
 	case p.Initial < 0 || p.Max < 0 || p.MinConnectTimeout < 0:
 		return fmt.Errorf("%w: grpc durations must not be negative", ErrInvalidConfig)
-	case p.Multiplier < 0 || (p.Multiplier > 0 && p.Multiplier < 1):
-		return fmt.Errorf("%w: grpc multiplier %g must be at least 1", ErrInvalidConfig, p.Multiplier)
-	case p.Jitter < 0 || p.Jitter > 1:
+	// Written as !(valid) so that NaN, which fails every comparison, is
+	// rejected (a NaN jitter made every delay the maximum Duration).
+	case !(p.Multiplier == 0 || (p.Multiplier >= 1 && !math.IsInf(p.Multiplier, 1))):
+		return fmt.Errorf("%w: grpc multiplier %g must be a finite number ≥ 1 (0: the default)", ErrInvalidConfig, p.Multiplier)
+	case !(p.Jitter >= 0 && p.Jitter <= 1):
 		return fmt.Errorf("%w: grpc jitter %g must be within 0..1", ErrInvalidConfig, p.Jitter)
 	}
 	q := p.normalized()

@@ -14,10 +14,14 @@ type Fixed struct {
 // DefaultFixedDelay is Fixed's delay when its Delay is zero.
 const DefaultFixedDelay = 100 * time.Millisecond
 
-// Delay implements Policy.
-func (p Fixed) Delay(n int, _ time.Duration, _ Rand) time.Duration {
+// Delay implements Policy. A negative Every (invalid: NewSchedule
+// rejects it) falls back to [FailSafe] instead of a negative delay.
+func (p Fixed) Delay(n int, prev time.Duration, r Rand) time.Duration {
 	if n <= 0 {
 		return 0
+	}
+	if p.Every < 0 {
+		return FailSafe.Delay(n, prev, r)
 	}
 	if p.Every == 0 {
 		return DefaultFixedDelay

@@ -2,6 +2,8 @@ package backoff
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -196,6 +198,100 @@ func TestHugeAttemptsSaturate(t *testing.T) {
 	for _, p := range []Policy{GLIDE{Retries: 10000, Factor: 1000, ExponentBase: 10}, FullJitter{}, DefaultGRPC()} {
 		if d := p.Delay(1<<30, 0, fixedRand(0.5)); d < 0 {
 			t.Errorf("%T Delay(huge) = %s, negative", p, d)
+		}
+	}
+}
+
+// TestEveryPolicyFailsSafe goes through every policy type (and ByName,
+// the CLI's and the lab's constructor): an invalid configuration is an
+// error wrapping ErrInvalidConfig from Validate, NewSchedule and ByName,
+// never a schedule; a Delay called on it anyway is positive and finite
+// at every draw but 0 (FailSafe's full jitter may draw 0 exactly), never 0,
+// negative or the maximum Duration. NaN and ±Inf, which fail every
+// comparison, are invalid too.
+func TestEveryPolicyFailsSafe(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(1)
+	bad := []struct {
+		p      Policy
+		byName string // the ByName spelling when it can express p, else ""
+		params Params
+	}{
+		{Fixed{Every: -time.Second}, "fixed", Params{Delay: -time.Second}},
+		{GLIDE{}, "glide", Params{}},
+		{GLIDE{Retries: -1, Factor: 100, ExponentBase: 2}, "glide", Params{GLIDE: GLIDE{Retries: -1, Factor: 100, ExponentBase: 2}}},
+		{GLIDE{Retries: 5, Factor: -1}, "glide", Params{GLIDE: GLIDE{Retries: 5, Factor: -1}}},
+		{GLIDE{Retries: 5, ExponentBase: -2}, "glide", Params{GLIDE: GLIDE{Retries: 5, ExponentBase: -2}}},
+		{GLIDE{Retries: 5, JitterPercent: -1}, "glide", Params{GLIDE: GLIDE{Retries: 5, JitterPercent: -1}}},
+		{GLIDE{Retries: 5, JitterPercent: 101}, "glide", Params{GLIDE: GLIDE{Retries: 5, JitterPercent: 101}}},
+		{FullJitter{Base: -time.Millisecond}, "full-jitter", Params{Base: -time.Millisecond}},
+		{FullJitter{Cap: -time.Second}, "full-jitter", Params{Cap: -time.Second}},
+		{FullJitter{Base: time.Minute, Cap: time.Second}, "full-jitter", Params{Base: time.Minute, Cap: time.Second}},
+		{EqualJitter{Base: -1}, "equal-jitter", Params{Base: -1}},
+		{EqualJitter{Base: time.Minute, Cap: time.Second}, "equal-jitter", Params{Base: time.Minute, Cap: time.Second}},
+		{DecorrelatedJitter{Cap: -1}, "decorrelated", Params{Cap: -1}},
+		{DecorrelatedJitter{Base: time.Minute, Cap: time.Second}, "decorrelated", Params{Base: time.Minute, Cap: time.Second}},
+		{GRPC{Initial: -time.Second}, "grpc", Params{Base: -time.Second}},
+		{GRPC{Max: -time.Second}, "grpc", Params{Cap: -time.Second}},
+		{GRPC{Initial: 200 * time.Second}, "grpc", Params{Base: 200 * time.Second}},
+		{GRPC{MinConnectTimeout: -1}, "", Params{}},
+		{GRPC{Multiplier: 0.5}, "", Params{}},
+		{GRPC{Multiplier: -2}, "", Params{}},
+		{GRPC{Multiplier: nan}, "", Params{}},
+		{GRPC{Multiplier: inf}, "", Params{}},
+		{GRPC{Jitter: -0.1}, "", Params{}},
+		{GRPC{Jitter: 1.5}, "", Params{}},
+		{GRPC{Jitter: nan}, "", Params{}},
+		{GRPC{Jitter: inf}, "", Params{}},
+	}
+	for _, b := range bad {
+		name := fmt.Sprintf("%T%+v", b.p, b.p)
+		if err := b.p.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Validate() = %v, want ErrInvalidConfig", name, err)
+		}
+		if s, err := NewSchedule(b.p, nil); !errors.Is(err, ErrInvalidConfig) || s != nil {
+			t.Errorf("%s: NewSchedule = %v, %v; want nil, ErrInvalidConfig", name, s, err)
+		}
+		if b.byName != "" {
+			if p, err := ByName(b.byName, b.params); !errors.Is(err, ErrInvalidConfig) || p != nil {
+				t.Errorf("%s: ByName(%q) = %v, %v; want nil, ErrInvalidConfig", name, b.byName, p, err)
+			}
+		}
+		for n := 1; n <= 40; n++ {
+			for _, draw := range []float64{0.001, 0.5, 0.999} {
+				d := b.p.Delay(n, 0, fixedRand(draw))
+				if d <= 0 || d > DefaultJitterCap*3 {
+					t.Errorf("%s: Delay(%d) at draw %g = %s, want within (0, %s] (fail safe)", name, n, draw, d, DefaultJitterCap*3)
+				}
+			}
+		}
+	}
+}
+
+// TestEveryPolicyZeroJitterIsExact: a jitter of 0 means no jitter — the
+// delay does not depend on the draw — for each policy with a jitter
+// parameter (GLIDE.JitterPercent, GRPC.Jitter); the others are checked
+// to be positive and valid at their zero value (their zero fields mean
+// the defaults, never a zero delay after a failure).
+func TestEveryPolicyZeroJitterIsExact(t *testing.T) {
+	for _, p := range []Policy{GLIDE{Retries: 5}, GLIDE{Retries: 3, Factor: 7, ExponentBase: 3}, GRPC{}, GRPC{Initial: time.Second, Multiplier: 2, Max: time.Minute}} {
+		if err := p.Validate(); err != nil {
+			t.Fatalf("%T%+v: %v", p, p, err)
+		}
+		for n := 1; n <= 12; n++ {
+			lo, hi := p.Delay(n, 0, fixedRand(0)), p.Delay(n, 0, fixedRand(0.999))
+			if lo != hi || lo <= 0 {
+				t.Errorf("%T%+v: Delay(%d) = %s at draw 0, %s at draw 0.999; want one positive value", p, p, n, lo, hi)
+			}
+		}
+	}
+	for _, p := range []Policy{Fixed{}, FullJitter{}, EqualJitter{}, DecorrelatedJitter{}, GRPC{}} {
+		if err := p.Validate(); err != nil {
+			t.Errorf("%T zero value: Validate() = %v", p, err)
+		}
+		for n := 1; n <= 12; n++ {
+			if d := p.Delay(n, 0, fixedRand(0.5)); d <= 0 {
+				t.Errorf("%T zero value: Delay(%d) = %s, want > 0", p, n, d)
+			}
 		}
 	}
 }

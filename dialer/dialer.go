@@ -65,6 +65,11 @@ type target struct {
 	floor                 time.Duration
 	congestedIn, raisedIn time.Time
 	cutAt                 time.Time
+	// srtt and rttvar smooth the target's connect times (0: none seen
+	// yet); abandons counts attempts abandoned since the last completed
+	// connect. They set the SYN deadline (syn.go).
+	srtt, rttvar time.Duration
+	abandons     int
 
 	failures  int // consecutive failures since proven health (backoff)
 	prevDelay time.Duration
@@ -105,6 +110,11 @@ type Stats struct {
 	// AcceptRate is the learned admission rate (connections/s) that
 	// sizes the window for a known fleet.
 	AcceptRate float64
+	// AbandonedDials counts connect attempts abandoned at their SYN
+	// deadline and redialled (each is also one of Dials).
+	AbandonedDials int
+	// SYNDeadline is the deadline the next connect attempt gets (0: none).
+	SYNDeadline time.Duration
 }
 
 // New returns a Dialer, or an error wrapping one of the option sentinel
@@ -290,6 +300,13 @@ func (d *Dialer) ramp(t *target) time.Duration {
 // from, so the fleet's remaining dials stay spread to the end. Called with
 // mu held.
 func drawIn(a, r, w time.Duration, u float64) time.Duration {
+	return drawBetween(a, r/2+w, r, w, u)
+}
+
+// drawBetween is drawIn restricted to [a, b): the episode's density
+// between the two offsets (b past the end: to the end). Called with mu
+// held.
+func drawBetween(a, b, r, w time.Duration, u float64) time.Duration {
 	rs, ws := r.Seconds(), w.Seconds()
 	cdf := func(x float64) float64 {
 		if x <= rs && rs > 0 {
@@ -303,9 +320,10 @@ func drawIn(a, r, w time.Duration, u float64) time.Duration {
 		}
 		return p*ws + rs/2
 	}
-	from := cdf(max(a.Seconds(), 0))
-	x := inv(min(from+u*(1-from), 1))
-	return max(time.Duration(x*float64(time.Second)), a)
+	from := min(cdf(max(a.Seconds(), 0)), 1)
+	to := max(min(cdf(max(b.Seconds(), 0)), 1), from)
+	x := inv(from + u*(to-from))
+	return min(max(time.Duration(x*float64(time.Second)), a), max(b, a))
 }
 
 // ObserveClients reports the server's connected_clients (INFO clients)
@@ -350,6 +368,7 @@ func (d *Dialer) Stats(addr string) Stats {
 	}
 	s := t.stats
 	s.Failures, s.Breaker, s.NextDial, s.Window, s.AcceptRate = t.failures, t.breaker.String(), t.nextDial, d.window(t), d.rate(t)
+	s.SYNDeadline = d.synDeadline(t)
 	return s
 }
 
@@ -413,10 +432,9 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 		dctx, cancel = context.WithTimeout(ctx, d.o.DialTimeout)
 		defer cancel()
 	}
-	start := d.o.Now()
-	raw, err := d.o.Dial(dctx, network, addr)
-	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff, started: start}
-	if err := c.dialed(d.o.Now().Sub(start), err); err != nil {
+	raw, first, last, err := d.connect(dctx, t, network, addr)
+	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff, started: first}
+	if err := c.dialed(d.o.Now().Sub(last), err); err != nil {
 		return nil, fmt.Errorf("dialer: dial %s: %w", addr, err)
 	}
 	if tlsCfg == nil {
@@ -502,6 +520,7 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 		return err
 	}
 	d.emit(t, EventConnected, took, nil)
+	d.observeConnect(t, took)
 	if d.o.SlowConnect > 0 && took >= d.o.SlowConnect {
 		c.slow = true
 		t.stats.SlowConnects++

@@ -101,6 +101,12 @@ func TestOptionsErrors(t *testing.T) {
 		{Options{BreakerThreshold: -3}, ErrInvalidBreaker},
 		{Options{HalfOpenProbes: -1}, ErrInvalidBreaker},
 		{Options{Backoff: backoff.GLIDE{JitterPercent: 101}}, ErrInvalidBackoff},
+		{Options{SYNDeadline: -2}, ErrInvalidSYNDeadline},
+		{Options{SYNDeadline: 100 * time.Millisecond}, ErrInvalidSYNDeadline},
+		{Options{SYNDeadline: 2 * time.Second, DialTimeout: 2 * time.Second}, ErrInvalidSYNDeadline},
+		{Options{SYNDeadline: 6 * time.Second}, ErrInvalidSYNDeadline}, // the default DialTimeout is 5s
+		{Options{SYNDeadline: -1}, nil},
+		{Options{SYNDeadline: 300 * time.Millisecond, DialTimeout: -1}, nil},
 		{Options{}, nil},
 		{Options{Rate: -1, BreakerThreshold: -1, StableAfter: -1, FirstConnectWindow: -1, DialTimeout: -1}, nil},
 	}

@@ -57,6 +57,12 @@ const (
 	// dropped and retransmitted (the kernel's first SYN retransmit is at
 	// 1 s), i.e. the server's queues overflowed.
 	DefaultSlowConnect = 900 * time.Millisecond
+	// DefaultSYNDeadline caps the per-attempt SYN deadline at the
+	// kernel's first SYN retransmit (TCP_TIMEOUT_INIT, 1 s): cutting an
+	// attempt later than that gains nothing over the kernel's own
+	// retransmit, so a target whose deadline would be longer (a long
+	// path) gets none.
+	DefaultSYNDeadline = time.Second
 )
 
 // DefaultBackoff returns the target-wide backoff used when Options.Backoff
@@ -84,6 +90,9 @@ var (
 	ErrInvalidBackoff = errors.New("dialer: invalid backoff policy")
 	// ErrInvalidGrowth: WindowGrowth is not within (1, MaxWindowGrowth].
 	ErrInvalidGrowth = errors.New("dialer: WindowGrowth must be > 1 and ≤ 4")
+	// ErrInvalidSYNDeadline: SYNDeadline is neither -1 nor at least
+	// 200ms, or not below an explicit DialTimeout (it could never cut).
+	ErrInvalidSYNDeadline = errors.New("dialer: SYNDeadline must be -1, or at least 200ms and below DialTimeout")
 )
 
 // Errors returned by dials that were not attempted. Each is wrapped with
@@ -166,6 +175,19 @@ type Options struct {
 	// grows the target's window (WindowGrowth), as a failure does; -1
 	// disables.
 	SlowConnect time.Duration
+	// SYNDeadline caps the adaptive deadline of one TCP connect attempt
+	// (DefaultSYNDeadline, 1s). An attempt that has no SYN-ACK within
+	// 200ms + srtt + 4 × rttvar of the target's connect times (RFC 6298's
+	// estimator; 500ms before any connect was seen), doubled after each
+	// attempt abandoned in a row, had its SYN dropped on a full accept
+	// queue: it is abandoned (the socket closed) and dialled again, paced
+	// like a retry in the reconnect window but never later than the
+	// kernel would have retransmitted the SYN (1 s), and it counts as
+	// congestion as a slow connect does. When the deadline would exceed
+	// SYNDeadline (a long path), attempts are not cut. DialTimeout still
+	// bounds the whole connect, redials included. -1 disables; otherwise
+	// at least 200ms and below DialTimeout, else ErrInvalidSYNDeadline.
+	SYNDeadline time.Duration
 	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
 	// jitter 100ms..10s).
 	Backoff backoff.Policy
@@ -293,6 +315,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = DefaultDialTimeout
 	}
+	if err := o.checkSYNDeadline(); err != nil {
+		return o, err
+	}
+	if o.SYNDeadline == 0 {
+		o.SYNDeadline = DefaultSYNDeadline
+	}
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff()
 	}
@@ -307,6 +335,21 @@ func (o Options) withDefaults() (Options, error) {
 		o.Now = time.Now
 	}
 	return o, nil
+}
+
+// checkSYNDeadline validates an explicit SYNDeadline (DialTimeout has
+// its default by then).
+func (o Options) checkSYNDeadline() error {
+	v := o.SYNDeadline
+	switch {
+	case v == 0 || v == -1:
+		return nil
+	case v < synFloor:
+		return fmt.Errorf("%w: %s", ErrInvalidSYNDeadline, v)
+	case o.DialTimeout > 0 && v >= o.DialTimeout:
+		return fmt.Errorf("%w: %s with DialTimeout %s", ErrInvalidSYNDeadline, v, o.DialTimeout)
+	}
+	return nil
 }
 
 // EventKind names a dialer decision.
@@ -328,6 +371,7 @@ const (
 	EventRefused       EventKind = "refused"        // dial refused without I/O (Err)
 	EventSlowConnect   EventKind = "slow_connect"   // connect took ≥ SlowConnect: window grows
 	EventWindow        EventKind = "window"         // the reconnect window changed (Delay = new window)
+	EventSYNTimeout    EventKind = "syn_timeout"    // a connect attempt had no SYN-ACK by its deadline: abandoned, redialled after Delay
 )
 
 // Event is one dialer decision, for logging and metrics.

@@ -17,7 +17,14 @@ type Reservation struct {
 	// before it dials: the backoff, the reconnect window and the rate
 	// limit.
 	Wait time.Duration
-	c    *Conn
+	// Deadline is the SYN deadline of the attempt about to be made (0:
+	// none): if it has not connected Deadline after it was dialled, the
+	// caller closes it and calls Abandon.
+	Deadline time.Duration
+	c        *Conn
+	// end is when DialTimeout ends the whole connect (zero: never);
+	// attempt is when the current attempt is due.
+	end, attempt time.Time
 }
 
 // Reserve decides the next connection attempt to addr at Options.Now():
@@ -36,7 +43,42 @@ func (d *Dialer) Reserve(addr string) (*Reservation, error) {
 	d.emit(t, EventDial, wait, nil)
 	d.mu.Unlock()
 	c := &Conn{d: d, t: t, probe: probe, sniff: false, manual: true, started: d.o.Now().Add(wait)}
-	return &Reservation{Wait: wait, c: c}, nil
+	r := &Reservation{Wait: wait, c: c, attempt: c.started}
+	if d.o.DialTimeout > 0 {
+		r.end = c.started.Add(d.o.DialTimeout)
+	}
+	d.mu.Lock()
+	r.Deadline = d.attemptDeadline(t, c.started, r.end)
+	d.mu.Unlock()
+	return r, nil
+}
+
+// Abandon reports that the caller closed the attempt at its Deadline
+// without a SYN-ACK (its SYN was dropped). It returns how long to wait
+// before dialling again; the redial belongs to the same Reservation
+// (report its outcome with Dialed) and gets a new Deadline. DialTimeout
+// bounds the attempts together, from the first one's start: a wait that
+// would pass that bound is 0.
+func (r *Reservation) Abandon() time.Duration {
+	c := r.c
+	c.mu.Lock()
+	done := c.done
+	c.mu.Unlock()
+	if done {
+		return 0
+	}
+	d, t := c.d, c.t
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	wait := d.abandon(t, r.attempt, c.started)
+	now := d.o.Now()
+	if !r.end.IsZero() && !now.Add(wait).Before(r.end) {
+		wait = 0
+	}
+	r.attempt = now.Add(wait)
+	r.Deadline = d.attemptDeadline(t, r.attempt, r.end)
+	d.emit(t, EventDial, wait, nil)
+	return wait
 }
 
 // Dialed reports the TCP connect's outcome: err != nil is a failed or

@@ -68,8 +68,8 @@ func (o *fleetOpts) check(cmd *cobra.Command) error {
 		return fmt.Errorf("--fleet must be within 1..%d, got %d", simulate.MaxClients, o.fleet)
 	case changed(backoffOnly) != "":
 		return fmt.Errorf("--%s previews one policy; it does not apply with --fleet", changed(backoffOnly))
-	case o.acceptRate < 0:
-		return fmt.Errorf("--accept-rate must not be negative, got %g", o.acceptRate)
+	case !finiteNonNegative(o.acceptRate):
+		return fmt.Errorf("--accept-rate must be a finite number ≥ 0, got %g", o.acceptRate)
 	case o.acceptRate > 0 && o.calibrate != "":
 		return errors.New("--accept-rate and --calibrate are mutually exclusive")
 	case !slices.Contains(simulate.Scenarios, o.scenario):
@@ -182,6 +182,9 @@ func paramsOf(p backoff.Policy) backoff.Params {
 }
 
 func outcome(a simulate.Advice) string {
+	if a.NotSimulated != "" {
+		return "not simulated to the end: " + a.NotSimulated
+	}
 	ttr := "does not recover within 30 s"
 	if a.TimeToRecoverMS != nil {
 		ttr = fmt.Sprintf("recovers in %.1f s", float64(*a.TimeToRecoverMS)/1000)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/stormguard/stormguard/internal/simulate"
 )
 
 // runBackoffCLI returns stdout, the exit code and the error.
@@ -192,6 +194,10 @@ func TestBackoffUsageErrors(t *testing.T) {
 		{"backoff", "--fleet", "100", "--strategy", "grpc"},
 		{"backoff", "--fleet", "100", "--accept-rate", "99999999"},
 		{"backoff", "--fleet", "100", "--period", "0s"},
+		{"backoff", "--fleet", "100", "--accept-rate", "NaN"},
+		{"backoff", "--fleet", "100", "--accept-rate", "Inf"},
+		{"backoff", "--fleet", "100", "--somaxconn", "0"},
+		{"backoff", "--fleet", "2000000"},
 	}
 	for _, args := range tests {
 		_, code, err := runBackoffCLI(t, args...)
@@ -284,5 +290,33 @@ func TestBackoffFleetAdvice(t *testing.T) {
 	text, code, _ := runBackoffCLI(t, "backoff", "--fleet", "300", "--accept-rate", "4000")
 	if code != 0 || !strings.Contains(text, "recommended") || !strings.Contains(text, "every setting, best first") {
 		t.Errorf("text output (exit %d):\n%s", code, text)
+	}
+}
+
+// TestWriteAdviceNotSimulated: a candidate stopped as a runaway (immediate
+// against a restarting server) is a row of dashes with the reason below
+// the table, not a row of zeros that would read as "no overflows".
+func TestWriteAdviceNotSimulated(t *testing.T) {
+	ms := int64(1600)
+	rows := []simulate.Advice{
+		{Setting: "glide", Result: &simulate.Result{Clients: 10, Recovered: true, TimeToRecoverMS: &ms, ConnectAttempts: 40}},
+		{Setting: "immediate", NotSimulated: simulate.ErrRunaway.Error(), Result: &simulate.Result{Clients: 10}},
+	}
+	var b strings.Builder
+	if err := writeAdvice(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	var imm string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasSuffix(strings.TrimSpace(l), "-") && strings.Contains(l, "immediate") {
+			imm = l
+		}
+	}
+	if imm == "" || strings.Contains(imm, " 0 ") || !strings.Contains(out, "immediate: not simulated to the end") {
+		t.Errorf("table:\n%s", out)
+	}
+	if got := outcome(rows[1]); !strings.HasPrefix(got, "not simulated") {
+		t.Errorf("outcome = %q", got)
 	}
 }

@@ -87,7 +87,7 @@ func (p *mainProc) exit(t *testing.T) int {
 }
 
 // TestTopWithoutTerminalEndsOnSignal: top started by a script (stdin
-// /dev/null, stdout a pipe) shows the target and ends with exit 0 on
+// /dev/null, stdout a pipe) shows the target in plain text and ends with exit 0 on
 // SIGINT and on SIGTERM. It used to exit 2 at once (Bubble Tea could not
 // poll /dev/null for keys), and to hang after SIGTERM.
 func TestTopWithoutTerminalEndsOnSignal(t *testing.T) {
@@ -95,6 +95,11 @@ func TestTopWithoutTerminalEndsOnSignal(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			p := startMain(t, "top", "--valkey", "127.0.0.1:1", "--interval", "50ms")
 			p.waitOutput(t, "127.0.0.1:1")
+			// A pipe gets plain frames, not the full-screen UI's
+			// alternate screen and cursor movement.
+			if out := p.stdout.String(); strings.Contains(out, "\x1b[?1049h") || strings.Contains(out, "\x1b[H") {
+				t.Fatalf("stdout to a pipe holds terminal control sequences: %q", out)
+			}
 			if err := p.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}

@@ -102,7 +102,7 @@ func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts
 	enc := json.NewEncoder(out)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
-	var first *sample.Sample
+	var last *sample.Sample
 	// Valkey counts as unreachable only when no sample reached it: at a
 	// short --interval on a busy machine the first sample's connect can
 	// miss its deadline while the rest answer.
@@ -117,13 +117,11 @@ func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts
 			}
 		}
 		s := sm.Once(ctx)
-		if first == nil {
-			first = s
-		}
+		last = s
 		if s.Valkey != nil {
 			reached = true
 		} else if reason, ok := s.Errors["valkey"]; ok {
-			valkeyErr = reason
+			valkeyErr = source.OneShotReason(reason)
 		}
 		if o.json {
 			if err := enc.Encode(s); err != nil {
@@ -133,15 +131,18 @@ func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts
 		}
 		writeRow(out, s)
 	}
-	if table && first != nil && len(first.Errors) > 0 {
-		keys := make([]string, 0, len(first.Errors))
-		for k := range first.Errors {
+	// The footer explains the last row's missing signals: the first one's
+	// would also list what only needs a previous sample (handshake_pending
+	// on every run of --count 2 or more).
+	if table && last != nil && len(last.Errors) > 0 {
+		keys := make([]string, 0, len(last.Errors))
+		for k := range last.Errors {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		fmt.Fprintln(out, "\nunavailable signals:")
 		for _, k := range keys {
-			fmt.Fprintf(out, "  %s: %s\n", k, first.Errors[k])
+			fmt.Fprintf(out, "  %s: %s\n", k, last.Errors[k])
 		}
 	}
 	// The contract: an unreachable Valkey is a connection error (exit 2),

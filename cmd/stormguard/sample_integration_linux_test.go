@@ -40,6 +40,21 @@ func TestIntegrationSampleValkeyAuth(t *testing.T) {
 		if code != exitUsage || !strings.Contains(msg, "requires a password") {
 			t.Fatalf("exit %d, %q; want exit 2 and 'requires a password'", code, msg)
 		}
+		// sample exits: the agent's retry schedule is not its business.
+		if strings.Contains(msg, "retry") || strings.Contains(msg, "unavailable:") {
+			t.Fatalf("%q speaks of retries or unavailability; sample does not retry", msg)
+		}
+		// check and defuse plan say the same (they once printed Valkey's
+		// two-sentence NOAUTH reply without saying where a password goes).
+		for _, args := range [][]string{
+			{"check", "--valkey", target, "--netns", sb.NetNS, "--window", "100ms"},
+			{"defuse", "plan", "--valkey", target, "--netns", sb.NetNS, "--window", "100ms"},
+		} {
+			_, msg, code, _ := runCLI(t, args...)
+			if code != exitUsage || !strings.Contains(msg, "requires a password (give valkey://") || strings.Contains(msg, "\n") {
+				t.Errorf("%s: exit %d, %q; want exit 2 and one line saying a password is required and where it goes", args[0], code, msg)
+			}
+		}
 	})
 	t.Run("unroutable", func(t *testing.T) {
 		// The sandbox has only loopback: no route to 10.0.0.0/8.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -153,10 +154,10 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 		return usageErr(fmt.Errorf("--syncookies must be 0, 1 or 2, got %d", o.syncookies))
 	case o.model.MaxNewConnsPerCycle < 1 || o.model.MaxNewTLSConnsPerCycle < 1:
 		return usageErr(errors.New("--max-new-connections-per-cycle and --max-new-tls-connections-per-cycle must be within 1..1000"))
-	case o.acceptRate < 0:
-		return usageErr(fmt.Errorf("--accept-rate must not be negative, got %g", o.acceptRate))
-	case o.fleetHint < 0 || o.dialerRate < 0:
-		return usageErr(errors.New("--fleet-hint and --dialer-accept-rate must not be negative"))
+	case !finiteNonNegative(o.acceptRate):
+		return usageErr(fmt.Errorf("--accept-rate must be a finite number ≥ 0, got %g", o.acceptRate))
+	case o.fleetHint < 0 || !finiteNonNegative(o.dialerRate):
+		return usageErr(fmt.Errorf("--fleet-hint and --dialer-accept-rate must be finite numbers ≥ 0, got %d and %g", o.fleetHint, o.dialerRate))
 	case (o.fleet.Strategy != "stormguard" || o.advise) && (o.fleetHint != 0 || o.dialerRate != 0 || o.noObserve):
 		return usageErr(errors.New("--fleet-hint, --dialer-accept-rate and --no-observe configure the stormguard strategy's dialer"))
 	}
@@ -205,6 +206,11 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 	writeSimulateTable(out, res, fit)
 	return nil
 }
+
+// finiteNonNegative reports whether v is a usable rate: not NaN (which
+// fails every comparison, so a plain v < 0 lets it through), not
+// infinite, not negative.
+func finiteNonNegative(v float64) bool { return v >= 0 && !math.IsInf(v, 1) }
 
 // withAcceptRate sets m's per-connection cost so that an idle event loop
 // accepts rate connections per second.
@@ -301,12 +307,24 @@ func runAdvise(ctx context.Context, out, errOut io.Writer, m simulate.Model, bas
 func writeAdvice(out io.Writer, rows []simulate.Advice) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SETTING\tOVERFLOWS\tRECOVER_MS\tPEAK/S\tCONNECTS\t")
+	var notes []string
 	for _, r := range rows {
+		if r.NotSimulated != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t\n", r.Setting)
+			notes = append(notes, fmt.Sprintf("%s: not simulated to the end: %s (a redial at once after every failed connect)", r.Setting, r.NotSimulated))
+			continue
+		}
 		ttr := "-"
 		if r.TimeToRecoverMS != nil {
 			ttr = fmt.Sprint(*r.TimeToRecoverMS)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t\n", r.Setting, r.ListenOverflows, ttr, r.PeakConnectsPerSec, r.ConnectAttempts)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(out, n)
+	}
+	return nil
 }

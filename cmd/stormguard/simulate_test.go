@@ -64,6 +64,27 @@ func TestSimulateBadInput(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// --calibrate files a user might pass by mistake: each is one line and
+	// exit 2, before any simulation runs.
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"truncated": `[{"strategy":"immediate","clients":2000,"scenario":"kill"`,
+		"empty":     `[]`,
+		"null":      `null`,
+		"failover":  `{"strategy":"immediate","clients":10,"scenario":"failover","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`,
+		"zero":      `{"strategy":"immediate","clients":0,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`,
+		"negative":  `{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1,"connect_attempts":-4}`,
+		"library":   `[{"strategy":"go-redis","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}]`,
+	} {
+		f := filepath.Join(dir, name+".json")
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := execCLI(t, "simulate", "--clients", "10", "--strategy", "immediate", "--calibrate", f)
+		if r.Code != 2 || !strings.Contains(r.Msg, f) || strings.Contains(r.Msg, "\n") {
+			t.Errorf("--calibrate %s: exit %d, message %q; want 2 and one line naming the file", name, r.Code, r.Msg)
+		}
+	}
 	for _, args := range [][]string{
 		{"simulate", "--clients", "10"},
 		{"simulate", "--clients", "0", "--strategy", "immediate"},
@@ -80,6 +101,15 @@ func TestSimulateBadInput(t *testing.T) {
 		{"simulate", "--clients", "10", "--strategy", "immediate", "--max-new-connections-per-cycle", "0"},
 		{"simulate", "--clients", "10", "--strategy", "immediate", "--nope"},
 		{"simulate", "--clients", "10", "--strategy", "immediate", "--duration", "1h"},
+		// NaN fails every comparison: each float flag must still be refused.
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--accept-rate", "NaN"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--accept-rate", "Inf"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--client-share", "NaN"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--client-burst", "NaN"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--host-load", "NaN"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--client-dial-rate", "NaN"},
+		{"simulate", "--clients", "10", "--strategy", "stormguard", "--dialer-accept-rate", "NaN"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--conn-cost", "-1ms"},
 	} {
 		r := execCLI(t, args...)
 		if r.Code != 2 || r.Msg == "" || strings.Contains(r.Msg, "\n") {

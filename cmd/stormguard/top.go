@@ -38,6 +38,9 @@ new connections/s (sparkline) against the learned baseline, accept-queue peak
 vs limit, SYN_RECV, drops, clients vs maxclients, conntrack fill, PING, and
 the latest events.
 
+With stdout not a terminal (a pipe, a file) it prints a plain-text frame
+every --interval, a blank line between frames, until SIGINT or SIGTERM.
+
 With --valkey, top samples the targets itself. With --agent, it reads a
 running 'stormguard watch'. With neither, it uses the local agent at
 ` + defaultAgentURL + ` if one answers, else discovers local Valkey servers.`,
@@ -91,6 +94,10 @@ running 'stormguard watch'. With neither, it uses the local agent at
 				}
 				go ag.Run(ctx)
 				feed, from = tui.HubFeed(hub), "local"
+			}
+			if f, ok := cmd.OutOrStdout().(*os.File); !ok || !term.IsTerminal(f.Fd()) {
+				// A pipe or a file gets plain frames, not a full-screen UI.
+				return tui.Print(ctx, tui.New(feed, interval, from), cmd.OutOrStdout())
 			}
 			p := tea.NewProgram(tui.New(feed, interval, from), teaOptions(ctx, cmd.InOrStdin(), cmd.OutOrStdout())...)
 			_, err := p.Run()

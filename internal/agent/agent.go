@@ -201,6 +201,9 @@ func (a *Agent) discoverOnce(ctx context.Context) {
 			}
 			ad.User, ad.Password = a.o.User, a.o.Password
 			t := source.Target{Addr: ad, NetNS: s.NetNS}
+			if n := s.Name(hp); n != hp {
+				t.Label = n
+			}
 			// Namespaces are keyed by inode: /proc/PID/ns/net changes with
 			// the PID, the namespace does not.
 			k := fmt.Sprintf("%d|%s", s.NetNSInode, hp)
@@ -246,7 +249,7 @@ func (a *Agent) start(ctx context.Context, k string, t source.Target, why string
 		netns := t.NetNS
 		a.event(ctx, TargetEvent{Time: time.Now(), Type: "target", Target: t.Name(), Action: "added", Reason: why, NetNS: &netns})
 	}
-	a.o.Logger.Info("watching target", "target", t.Addr.String(), "netns", t.NetNS)
+	a.o.Logger.Info("watching target", "target", t.Name(), "addr", t.Addr.String(), "netns", t.NetNS)
 	go func() {
 		defer close(r.done)
 		a.runTarget(rctx, k, t, r)

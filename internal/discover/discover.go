@@ -31,11 +31,37 @@ type Server struct {
 	// namespace's only listener, so the namespace-wide listen-queue
 	// counters are its own.
 	OtherListeners int
+	// NetNSName tells the namespace apart for people when NetNS is set:
+	// its `ip netns` name, else the hostname in the server's root
+	// (a Kubernetes pod's name, a Docker container's id) when it differs
+	// from the scanner's, else "netns:INODE".
+	NetNSName string
 }
 
 // Key identifies a target across scans.
 func (s Server) Key(addr string) string {
 	return fmt.Sprintf("%d/%s", s.NetNSInode, addr)
+}
+
+// Name is the display name of the target at addr (one of Addrs): addr
+// itself, or addr@NetNSName for a loopback address in another namespace.
+// Every container whose Valkey listens on the wildcard address is reached
+// at 127.0.0.1:PORT in its own namespace, so on a node with several such
+// pods addr alone would name them all alike, and the agent's state, metric
+// labels and captures, all keyed by name, would mix them up.
+func (s Server) Name(addr string) string {
+	if s.NetNS == "" {
+		return addr
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return addr
+	}
+	name := s.NetNSName
+	if name == "" {
+		name = fmt.Sprintf("netns:%d", s.NetNSInode)
+	}
+	return addr + "@" + name
 }
 
 // Scanner scans a procfs tree.
@@ -47,6 +73,9 @@ type Scanner struct {
 	// Memo, when set, keeps each server between scans (a rescanning agent
 	// sets it). See Memo.
 	Memo *Memo
+	// NetNSDir is where `ip netns` names namespaces ("/var/run/netns");
+	// tests point it elsewhere.
+	NetNSDir string
 }
 
 // Memo remembers what a scan learnt about each server process so the next
@@ -182,10 +211,37 @@ func (sc Scanner) inspect(proc string, pid int, comm string, self uint64) (Serve
 	}
 	srv.Addrs = clientAddrs(ls, inodes)
 	srv.OtherListeners = otherPorts(ls, inodes)
+	if srv.NetNS != "" {
+		srv.NetNSName = sc.nsName(proc, dir, ino)
+	}
 	if start != "" {
 		sc.Memo.put(pid, memoEntry{start: start, ns: ino, listen: listen, srv: srv})
 	}
 	return srv, nil
+}
+
+// nsName names the namespace ino of the process in dir for people (see
+// Server.NetNSName); "" when nothing better than the inode is known.
+func (sc Scanner) nsName(proc, dir string, ino uint64) string {
+	nsDir := sc.NetNSDir
+	if nsDir == "" {
+		nsDir = "/var/run/netns"
+	}
+	if ents, err := os.ReadDir(nsDir); err == nil {
+		for _, e := range ents {
+			if i, err := nsInode(filepath.Join(nsDir, e.Name())); err == nil && i == ino {
+				return e.Name()
+			}
+		}
+	}
+	host := func(d string) string {
+		b, _ := os.ReadFile(filepath.Join(d, "root", "etc", "hostname"))
+		return strings.TrimSpace(string(b))
+	}
+	if h := host(dir); h != "" && h != host(filepath.Join(proc, "self")) {
+		return h
+	}
+	return ""
 }
 
 // listeners returns the LISTEN sockets of the process's namespace. On the

@@ -66,3 +66,25 @@ func TestIntegrationDiscoverMemo(t *testing.T) {
 		t.Fatalf("after restart %+v (before %+v)", after, first)
 	}
 }
+
+// Two servers on the same loopback address in two namespaces (two pods
+// whose Valkey listens on the wildcard address) get two names.
+func TestIntegrationDiscoverSameAddressTwoNamespaces(t *testing.T) {
+	a := sandboxtest.New(t, sandbox.Options{Port: 7383})
+	b := sandboxtest.New(t, sandbox.Options{Port: 7383})
+	servers, err := discover.Scanner{}.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[int]string{}
+	for _, s := range servers {
+		if (s.PID == a.ValkeyPID() || s.PID == b.ValkeyPID()) && len(s.Addrs) == 1 {
+			names[s.PID] = s.Name(s.Addrs[0])
+		}
+	}
+	for _, sb := range []*sandbox.Sandbox{a, b} {
+		if want := "127.0.0.1:7383@" + sb.Name; names[sb.ValkeyPID()] != want {
+			t.Errorf("pid %d named %q, want %q (all: %v)", sb.ValkeyPID(), names[sb.ValkeyPID()], want, names)
+		}
+	}
+}

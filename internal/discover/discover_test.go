@@ -118,3 +118,55 @@ func TestScanMemo(t *testing.T) {
 		t.Fatalf("after a new listener: %+v", got)
 	}
 }
+
+// Servers in other namespaces reached on loopback are named apart: by the
+// namespace's `ip netns` name, else the hostname in their root (a pod's
+// name), else the namespace inode; the scanner's own namespace and
+// non-loopback addresses keep host:port.
+func TestServerName(t *testing.T) {
+	dir := procFixture(t, tcpHeader+tcpValkey, 1001)
+	nsDir := t.TempDir()
+	sc := Scanner{Proc: dir, NetNSDir: nsDir}
+	scan := func() Server {
+		t.Helper()
+		s, err := sc.Scan()
+		if err != nil || len(s) != 1 {
+			t.Fatalf("scan: %v, %+v", err, s)
+		}
+		return s[0]
+	}
+	s := scan()
+	if want := fmt.Sprintf("127.0.0.1:6379@netns:%d", s.NetNSInode); s.Name("127.0.0.1:6379") != want {
+		t.Errorf("no name known: %q, want %q", s.Name("127.0.0.1:6379"), want)
+	}
+	if got := s.Name("10.0.0.5:6379"); got != "10.0.0.5:6379" {
+		t.Errorf("non-loopback address renamed: %q", got)
+	}
+	write := func(path, text string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "self/root/etc/hostname"), "node-1\n")
+	write(filepath.Join(dir, "100/root/etc/hostname"), "node-1\n")
+	if got := scan().Name("127.0.0.1:6379"); got != fmt.Sprintf("127.0.0.1:6379@netns:%d", s.NetNSInode) {
+		t.Errorf("the host's own hostname names nothing: %q", got)
+	}
+	write(filepath.Join(dir, "100/root/etc/hostname"), "valkey-0\n")
+	if got := scan().Name("127.0.0.1:6379"); got != "127.0.0.1:6379@valkey-0" {
+		t.Errorf("pod hostname: %q", got)
+	}
+	if err := os.Link(filepath.Join(dir, "100/ns/net"), filepath.Join(nsDir, "blue")); err != nil {
+		t.Fatal(err)
+	}
+	if got := scan().Name("127.0.0.1:6379"); got != "127.0.0.1:6379@blue" {
+		t.Errorf("ip netns name: %q", got)
+	}
+	if got := (Server{}).Name("127.0.0.1:6379"); got != "127.0.0.1:6379" {
+		t.Errorf("own namespace: %q", got)
+	}
+}

@@ -123,7 +123,14 @@ func (stormguardStrategy) traits(Config) traits {
 func (stormguardStrategy) instance(_ context.Context, r *run, k int) (instance, error) {
 	// The same connect timeout as every lab strategy
 	// (the dialer's own default is 5s), the warm-up one until the fleet is up.
-	d, err := dialer.New(dialer.Options{Dial: r.timedDial(k), DialTimeout: max(r.cfg.ConnectTimeout, r.cfg.warmupConnectTimeout())})
+	o := dialer.Options{Dial: r.timedDial(k), DialTimeout: max(r.cfg.ConnectTimeout, r.cfg.warmupConnectTimeout())}
+	if r.cfg.TLSConfig != nil {
+		// The lab's Dial includes the TLS handshake, which waits for
+		// Valkey's accept: a SYN deadline would cut connections that are
+		// up. The dialer's adapters run TLS outside Options.Dial.
+		o.SYNDeadline = -1
+	}
+	d, err := dialer.New(o)
 	if err != nil {
 		return nil, fmt.Errorf("stormguard dialer: %w", err)
 	}

@@ -3,6 +3,7 @@ package simulate
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -75,15 +76,22 @@ type Advice struct {
 	Setting    string  `json:"setting"`
 	Dialer     bool    `json:"dialer"`
 	AcceptRate float64 `json:"dialer_accept_rate,omitempty"`
+	// NotSimulated says why the candidate's run was stopped (ErrRunaway:
+	// it retries in a tight loop, e.g. immediate against refused
+	// connects); its Result then holds only what was counted until then.
+	NotSimulated string `json:"not_simulated,omitempty"`
 	*Result
 }
 
 // Class ranks an outcome: 0 recovered without a listen overflow, 1 with
 // overflows under 1% of the clients, 2 under 10%, 3 with more, 4 not
-// recovered. (A kill of a very large fleet keeps Valkey busy long enough
-// that every setting overflows a little; 10% keeps the few from the many.)
+// recovered, 5 not simulated to the end. (A kill of a very large fleet
+// keeps Valkey busy long enough that every setting overflows a little;
+// 10% keeps the few from the many.)
 func (a Advice) Class() int {
 	switch {
+	case a.NotSimulated != "":
+		return 5
 	case !a.Recovered:
 		return 4
 	case a.ListenOverflows > uint64(a.Clients)/10:
@@ -109,11 +117,19 @@ func Advise(ctx context.Context, m Model, base Fleet, cands []Candidate, progres
 		if progress != nil {
 			progress(c.Setting)
 		}
+		a := Advice{Setting: c.Setting, Dialer: c.Dialer, AcceptRate: c.AcceptRate}
 		r, err := Run(ctx, m, f)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrRunaway):
+			// One candidate that spins (immediate on a restart) must
+			// not hide the others' answer.
+			a.NotSimulated = ErrRunaway.Error()
+			r = &Result{Strategy: f.Strategy, Clients: f.Clients, Scenario: f.Scenario, Model: m}
+		case err != nil:
 			return nil, fmt.Errorf("simulate %s: %w", c.Setting, err)
 		}
-		out = append(out, Advice{Setting: c.Setting, Dialer: c.Dialer, AcceptRate: c.AcceptRate, Result: r})
+		a.Result = r
+		out = append(out, a)
 	}
 	ttr := func(a Advice) int64 {
 		if a.TimeToRecoverMS == nil {

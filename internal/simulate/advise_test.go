@@ -2,9 +2,12 @@ package simulate
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/backoff"
 )
 
 func TestRoundRate(t *testing.T) {
@@ -89,5 +92,32 @@ func TestAdviceClass(t *testing.T) {
 		if got := a.Class(); got != tt.want {
 			t.Errorf("%d overflows, recovered %v: class %d, want %d", tt.ovf, tt.recovered, got, tt.want)
 		}
+	}
+}
+
+// TestAdviseRunaway: immediate against a restarting server redials every
+// RTT (the lab's immediate clients do too); the run stops at its event
+// budget with ErrRunaway, in bounded memory, and Advise ranks that
+// candidate last instead of failing the whole comparison.
+func TestAdviseRunaway(t *testing.T) {
+	m := DefaultModel()
+	// A smaller queue limit than the default (1 M events) keeps the test
+	// fast; the default is exercised by the CLI (docs/backoff.md).
+	f := Fleet{Clients: 100, Strategy: "immediate", Scenario: "restart", pendingMax: 20_000}
+	if _, err := Run(context.Background(), m, f); !errors.Is(err, ErrRunaway) || !errors.Is(err, ErrConfig) {
+		t.Fatalf("immediate on restart: %v, want ErrRunaway and ErrConfig", err)
+	}
+	cands := []Candidate{
+		PolicyCandidate("immediate", "immediate", backoff.Params{}),
+		PolicyCandidate("glide", "glide", backoff.Params{GLIDE: backoff.DefaultGLIDE()}),
+	}
+	f.Strategy = ""
+	rows, err := Advise(context.Background(), m, f, cands, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Setting != "glide" || rows[0].NotSimulated != "" || !rows[0].Recovered ||
+		rows[1].Setting != "immediate" || rows[1].NotSimulated == "" || rows[1].Class() != 5 {
+		t.Fatalf("rows %+v, %+v; want glide simulated first, immediate not simulated last", rows[0], rows[1])
 	}
 }

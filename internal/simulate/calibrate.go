@@ -1,8 +1,10 @@
 package simulate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -119,33 +121,68 @@ func fitKill(obs []Observation) (notice, dial time.Duration, ok bool) {
 	return max(sec(k), time.Microsecond), sec(st), true
 }
 
-// ParseObservations reads storm --json output: one object or an array.
+// ParseObservations reads storm --json output: one object or a non-empty
+// array of them (storm --compare). Every result must be usable for a fit:
+// a modelled strategy and scenario, a fleet within 1..MaxClients, a
+// recovery, and counts that are not negative.
 func ParseObservations(b []byte) ([]Observation, error) {
 	var arr []Observation
-	if err := json.Unmarshal(b, &arr); err != nil {
-		var one Observation
-		if err2 := json.Unmarshal(b, &one); err2 != nil {
-			return nil, fmt.Errorf("%w: not a storm --json result: %v", ErrConfig, err2)
+	switch t := bytes.TrimSpace(b); {
+	case len(t) > 0 && t[0] == '[':
+		if err := json.Unmarshal(t, &arr); err != nil {
+			return nil, fmt.Errorf("%w: not a storm --json result (array): %v", ErrConfig, err)
 		}
-		arr = []Observation{one}
+	default:
+		var one *Observation
+		if err := json.Unmarshal(t, &one); err != nil {
+			return nil, fmt.Errorf("%w: not a storm --json result: %v", ErrConfig, err)
+		}
+		if one != nil {
+			arr = []Observation{*one}
+		}
+	}
+	if len(arr) == 0 {
+		return nil, fmt.Errorf("%w: no storm result in it (want one storm --json object or a --compare array)", ErrConfig)
 	}
 	for i, o := range arr {
-		switch {
-		case o.Clients < 1 || o.Clients > MaxClients:
-			return nil, fmt.Errorf("%w: result %d: clients %d out of range", ErrConfig, i, o.Clients)
-		case !slices.Contains(Strategies, o.Strategy):
-			return nil, fmt.Errorf("%w: result %d: strategy %q is not modelled", ErrConfig, i, o.Strategy)
-		case !slices.Contains(Scenarios, o.Scenario):
-			return nil, fmt.Errorf("%w: result %d: scenario %q is not modelled", ErrConfig, i, o.Scenario)
-		case o.TimeToRecoverMS == nil || *o.TimeToRecoverMS <= 0:
-			return nil, fmt.Errorf("%w: result %d: no time_to_recover_ms (the run did not recover): nothing to fit", ErrConfig, i)
-		case o.ListenOverflows == nil:
-			return nil, fmt.Errorf("%w: result %d: no listen_overflows", ErrConfig, i)
-		case o.PeakConnectsPerSec <= 0:
-			return nil, fmt.Errorf("%w: result %d: no peak_connects_per_sec", ErrConfig, i)
+		if err := o.validate(); err != nil {
+			return nil, fmt.Errorf("%w: result %d: %v", ErrConfig, i, err)
 		}
 	}
 	return arr, nil
+}
+
+// validate reports the first thing that makes o unusable for a fit.
+func (o Observation) validate() error {
+	switch {
+	case o.Clients < 1 || o.Clients > MaxClients:
+		return fmt.Errorf("clients %d out of range 1..%d", o.Clients, MaxClients)
+	case !slices.Contains(Strategies, o.Strategy):
+		return fmt.Errorf("strategy %q is not modelled (want one of %v)", o.Strategy, Strategies)
+	case !slices.Contains(Scenarios, o.Scenario):
+		return fmt.Errorf("scenario %q is not modelled (want one of %v)", o.Scenario, Scenarios)
+	case o.TimeToRecoverMS == nil || *o.TimeToRecoverMS <= 0:
+		return errors.New("no time_to_recover_ms (the run did not recover): nothing to fit")
+	case o.ListenOverflows == nil:
+		return errors.New("no listen_overflows")
+	case o.PeakConnectsPerSec <= 0:
+		return errors.New("no peak_connects_per_sec")
+	case o.ConnectAttempts < 0 || o.Hosts < 0 || (o.KilledClients != nil && *o.KilledClients < 0):
+		return errors.New("connect_attempts, hosts and killed_clients must not be negative")
+	}
+	// A negative count in the timeline would make the kill's spread
+	// (killSpan) meaningless: reject it rather than fit to it.
+	for _, n := range o.Timeline {
+		if n < 0 {
+			return errors.New("timeline_100ms has a negative count")
+		}
+	}
+	for _, p := range o.Points {
+		if p.Connects < 0 || p.FailedCommands < 0 || p.OKCommands < 0 {
+			return fmt.Errorf("timeline at t_ms %d has a negative count", p.TMS)
+		}
+	}
+	return nil
 }
 
 // Fit is the outcome of a calibration.

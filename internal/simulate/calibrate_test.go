@@ -78,31 +78,78 @@ func TestCalibrateFromLabFixture(t *testing.T) {
 }
 
 func TestParseObservationsErrors(t *testing.T) {
+	const ok = `"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1`
 	for _, in := range []string{
 		``, `{`, `[]x`, `{"strategy":"immediate","clients":0}`,
 		`{"strategy":"valkey-go","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`,
 		`{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":null,"listen_overflows":1,"peak_connects_per_sec":1}`,
+		// Nothing to fit: an empty --compare array, a JSON null.
+		`[]`, ` null `, `[null]`,
+		// Truncated, or an array with something else in it.
+		`[{` + ok + `}`, `[{` + ok + `}, "x"]`, `[{` + ok + `}, 3]`,
+		// A scenario or fleet the model cannot run.
+		`{"strategy":"immediate","clients":10,"scenario":"failover","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`,
+		`{"strategy":"immediate","clients":2000000,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`,
+		// Negative or non-integer counts, NaN (not JSON).
+		`{` + ok + `,"connect_attempts":-1}`, `{` + ok + `,"hosts":-1}`, `{` + ok + `,"killed_clients":-3}`,
+		`{` + ok + `,"timeline_100ms":[5,-1]}`, `{` + ok + `,"timeline":[{"t_ms":0,"connects":-5,"failed_commands":1}]}`,
+		`{` + ok + `,"timeline":[{"t_ms":0,"connects":5,"failed_commands":-1}]}`,
+		`{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":-1,"peak_connects_per_sec":1}`,
+		`{"strategy":"immediate","clients":10.5,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`,
+		`{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":NaN}`,
+		`{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":-3}`,
 	} {
 		if _, err := ParseObservations([]byte(in)); !errors.Is(err, ErrConfig) {
 			t.Errorf("%q: %v, want ErrConfig", in, err)
 		}
 	}
+	for _, in := range []string{`{` + ok + `}`, ` [{` + ok + `}, {` + ok + `}] `} {
+		if obs, err := ParseObservations([]byte(in)); err != nil || len(obs) == 0 {
+			t.Errorf("%q: %d results, %v", in, len(obs), err)
+		}
+	}
 }
 
+// FuzzParseObservations: whatever the bytes, ParseObservations returns
+// an error or results that a fit can use, and never panics. The seeds
+// include the real lab result in testdata (a --compare array).
 func FuzzParseObservations(f *testing.F) {
 	f.Add([]byte(`{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1}`))
 	f.Add([]byte(`[{"strategy":"stormguard","clients":1,"scenario":"blip"}]`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"strategy":"immediate","clients":10,"scenario":"kill","time_to_recover_ms":5,"listen_overflows":1,"peak_connects_per_sec":1,"timeline":[{"t_ms":-5,"connects":1,"failed_commands":-2}]}`))
+	if b, err := os.ReadFile("testdata/storm_kill_2000.json"); err == nil {
+		f.Add(b)
+		f.Add(b[:len(b)/2]) // truncated
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		obs, err := ParseObservations(b)
-		if err == nil {
-			for _, o := range obs {
-				if o.Clients < 1 || o.TimeToRecoverMS == nil || o.ListenOverflows == nil {
-					t.Fatalf("accepted %+v", o)
+		if err != nil {
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %v does not wrap ErrConfig", err)
+			}
+			return
+		}
+		if len(obs) == 0 {
+			t.Fatal("no error and no results")
+		}
+		for _, o := range obs {
+			if o.Clients < 1 || o.Clients > MaxClients || o.TimeToRecoverMS == nil || *o.TimeToRecoverMS <= 0 ||
+				o.ListenOverflows == nil || o.PeakConnectsPerSec <= 0 || o.ConnectAttempts < 0 || o.Hosts < 0 {
+				t.Fatalf("accepted %+v", o)
+			}
+			for _, p := range o.Points {
+				if p.Connects < 0 || p.FailedCommands < 0 || p.OKCommands < 0 {
+					t.Fatalf("accepted a negative timeline point %+v", p)
 				}
 			}
-			_, _ = json.Marshal(obs)
+			// What Calibrate reads off the timeline is finite.
+			if span, dials, others, burst, ok := killSpan(o); ok && (span < 0 || math.IsNaN(dials) || math.IsNaN(others) || math.IsNaN(burst) || dials < 0 || others < 0) {
+				t.Fatalf("killSpan(%+v) = %v, %g, %g, %g", o, span, dials, others, burst)
+			}
 		}
+		_, _ = json.Marshal(obs)
 	})
 }
 

@@ -3,6 +3,7 @@ package simulate
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -161,14 +162,16 @@ func (m Model) Validate() error {
 		return fmt.Errorf("%w: max-new-(tls-)connections-per-cycle must be within 1..1000", ErrConfig)
 	case m.RTT < 0 || m.CycleCost < 0 || m.ConnCost < 0 || m.TLSCost < 0 || m.CmdCost < 0 || m.KillCost < 0 || m.NoticeCost < 0 || m.DialCost < 0:
 		return fmt.Errorf("%w: RTT and costs must not be negative", ErrConfig)
-	case m.ClientShare < 0 || m.ClientShare > 0.9:
-		return fmt.Errorf("%w: client share must be within 0..0.9", ErrConfig)
-	case m.ClientBurst < 0 || m.ClientBurst > 100:
-		return fmt.Errorf("%w: client burst must be within 0..100", ErrConfig)
-	case m.HostCores < 0 || m.HostCores > 1024 || m.ClientCPU < 0 || m.HostLoad < 0 || m.HostLoad > 64:
+	// The float ranges are written as !(in range) so that NaN, which
+	// fails every comparison, is rejected too.
+	case !(m.ClientShare >= 0 && m.ClientShare <= 0.9):
+		return fmt.Errorf("%w: client share must be within 0..0.9, got %g", ErrConfig, m.ClientShare)
+	case !(m.ClientBurst >= 0 && m.ClientBurst <= 100):
+		return fmt.Errorf("%w: client burst must be within 0..100, got %g", ErrConfig, m.ClientBurst)
+	case m.HostCores < 0 || m.HostCores > 1024 || m.ClientCPU < 0 || !(m.HostLoad >= 0 && m.HostLoad <= 64):
 		return fmt.Errorf("%w: host cores must be within 0..1024, client CPU not negative, host load within 0..64", ErrConfig)
-	case m.ClientDialRate < 0:
-		return fmt.Errorf("%w: client dial rate must not be negative", ErrConfig)
+	case !(m.ClientDialRate >= 0 && !math.IsInf(m.ClientDialRate, 1)):
+		return fmt.Errorf("%w: client dial rate must be a finite number ≥ 0, got %g", ErrConfig, m.ClientDialRate)
 	}
 	return nil
 }

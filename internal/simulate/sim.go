@@ -27,7 +27,24 @@ var Scenarios = []string{"kill", "restart", "blip"}
 const (
 	MaxClients = 1_000_000
 	maxEvents  = 200_000_000
+	// A run may handle eventsPerClient events per client (at least
+	// minEvents, at most maxEvents) and hold pendingPerClient events per
+	// client (plus minPending) in its queue. A bounded fleet needs far
+	// fewer (< 200 handled per client in every scenario and strategy
+	// with a delay; a few pending): more is a client that retries
+	// faster than the model can follow, such as immediate against
+	// refused connects (a redial every RTT: 2,000 clients made 40 M
+	// connects per simulated second and 16 GB of pending timeouts
+	// before the flat budget stopped them, 150 s later).
+	eventsPerClient  = 2000
+	minEvents        = 20_000_000
+	pendingPerClient = 32
+	minPending       = 1 << 20
 )
+
+// ErrRunaway is wrapped (with ErrConfig) by the error of a run that
+// exceeded its event budget: a strategy that retries in a tight loop.
+var ErrRunaway = errors.New("the strategy retries faster than the model can follow")
 
 // Fleet is the client side of a simulation, with the lab's defaults.
 type Fleet struct {
@@ -51,6 +68,9 @@ type Fleet struct {
 	Period, ConnectTimeout, CommandTimeout, Hold, Down, Blip, Duration time.Duration
 	// Seed of every random draw (1).
 	Seed uint64
+	// pendingMax overrides the run's limit on pending events (tests; 0:
+	// minPending + pendingPerClient per client).
+	pendingMax int
 }
 
 func (f Fleet) withDefaults() Fleet {
@@ -156,6 +176,8 @@ const (
 	evKillDone           // CLIENT KILL returns: the event loop runs again
 	evGenDone            // the client side finished its job in progress
 	evKillNext           // CLIENT KILL frees its next client
+	evSynDeadline        // the dialer's SYN deadline of an attempt
+	evSynRst             // an abandoned attempt's SYN-ACK was answered by RST
 	evPingArrive         // the client's first PING (and the ACK it carries) reaches the server
 )
 
@@ -221,6 +243,11 @@ type client struct {
 	proven   bool
 	recovAt  time.Duration // 0: not yet
 	attempts int
+	// connEnd is when the connect timeout ends the dial in progress (its
+	// redials after abandoned attempts included); redial: the next
+	// connect() is such a redial.
+	connEnd time.Duration
+	redial  bool
 }
 
 type sim struct {
@@ -404,6 +431,12 @@ func (s *sim) disrupt() {
 
 func (s *sim) loop() error {
 	end := s.f.Duration
+	n := int64(len(s.clients))
+	budget := min(maxEvents, max(minEvents, eventsPerClient*n))
+	pendingMax := int(minPending + pendingPerClient*n)
+	if s.f.pendingMax > 0 {
+		pendingMax = s.f.pendingMax
+	}
 	for len(s.ev) > 0 {
 		e := heap.Pop(&s.ev).(event)
 		if e.at > end {
@@ -415,8 +448,9 @@ func (s *sim) loop() error {
 			if err := s.ctx.Err(); err != nil {
 				return err
 			}
-			if s.events > maxEvents {
-				return errors.New("simulation: event budget exceeded")
+			if s.events > budget || len(s.ev) > pendingMax {
+				return fmt.Errorf("%w: %w: %s made %d connect attempts in the first %s (%d events, %d pending); give it a delay after a failed connect",
+					ErrConfig, ErrRunaway, s.f.Strategy, s.res.ConnectAttempts, s.now.Round(time.Millisecond), s.events, len(s.ev))
 			}
 		}
 		s.handle(e)
@@ -498,6 +532,15 @@ func (s *sim) handle(e event) {
 	case evRefused:
 		if k.open && !k.connected {
 			s.connectFailed(k, errRefused)
+		}
+	case evSynDeadline:
+		if k.open && !k.connected && k.c.s == k {
+			s.abandon(k)
+		}
+	case evSynRst:
+		if k.srv == srvRequest {
+			k.srv = srvGone
+			s.synq--
 		}
 	}
 }
@@ -606,7 +649,33 @@ func (s *sim) dialNow(c *client) {
 	c.s = k
 	c.attempts++
 	s.sendSyn(k)
-	s.at(s.f.ConnectTimeout, evConnTimeout, nil, k)
+	if !c.redial {
+		c.connEnd = s.now + s.f.ConnectTimeout
+	}
+	c.redial = false
+	s.at(max(c.connEnd-s.now, 0), evConnTimeout, nil, k)
+	if c.res != nil && c.res.Deadline > 0 {
+		s.at(c.res.Deadline, evSynDeadline, nil, k)
+	}
+}
+
+// abandon: the dialer's SYN deadline passed without a SYN-ACK; the
+// client closes the SYN_SENT socket and redials when the dialer says,
+// within the same connect timeout. The server keeps what it has of the
+// attempt: its SYN was dropped (the overflow was counted then), or, if
+// it sits in the SYN queue, the SYN-ACK reaches a closed socket and
+// the RST that answers it frees the request. The lab counts the
+// abandoned connect() as a failed dial.
+func (s *sim) abandon(k *sock) {
+	c := k.c
+	k.open = false
+	c.s = nil
+	s.res.ConnectFailures++
+	if k.srv == srvRequest {
+		s.at(s.m.RTT, evSynRst, nil, k)
+	}
+	c.redial = true
+	s.at(c.res.Abandon(), evDial, c, nil)
 }
 
 func (s *sim) sendSyn(k *sock) {

@@ -157,6 +157,20 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%+v: error %v, want ErrConfig", f, err)
 		}
 	}
+	// NaN fails every comparison: a float field set to it must still be
+	// refused, as must an infinite dial rate.
+	nan := math.NaN()
+	for _, set := range []func(*Model){
+		func(m *Model) { m.ClientShare = nan }, func(m *Model) { m.ClientBurst = nan },
+		func(m *Model) { m.HostLoad = nan }, func(m *Model) { m.ClientDialRate = nan },
+		func(m *Model) { m.ClientDialRate = math.Inf(1) }, func(m *Model) { m.ConnCost = -1 },
+	} {
+		m := DefaultModel()
+		set(&m)
+		if err := m.Validate(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%+v: Validate() = %v, want ErrConfig", m, err)
+		}
+	}
 	m := DefaultModel()
 	m.MaxNewConnsPerCycle = 5000
 	if _, err := Run(context.Background(), m, Fleet{Clients: 10, Strategy: "immediate", Scenario: "kill"}); !errors.Is(err, ErrConfig) {

@@ -68,10 +68,20 @@ type Target struct {
 	// ProcRoot is the procfs mount to read from (default "/proc"); tests
 	// point it at fixtures.
 	ProcRoot string
+	// Label, when set, is the display name instead of host:port: discovery
+	// sets it where host:port alone does not tell two listeners apart
+	// (discover.Server.Name).
+	Label string
 }
 
-// Name is the target's display name, host:port without credentials.
-func (t Target) Name() string { return t.Addr.HostPort() }
+// Name is the target's display name: Label, else host:port without
+// credentials.
+func (t Target) Name() string {
+	if t.Label != "" {
+		return t.Label
+	}
+	return t.Addr.HostPort()
+}
 
 // Port is the listener's TCP port.
 func (t Target) Port() int { return t.Addr.Port }

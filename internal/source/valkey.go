@@ -432,11 +432,31 @@ func (s *valkeySource) downErrLocked() error {
 	}
 	reason := s.down.msg
 	if wait := time.Until(s.nextTry); wait > 0 {
-		reason += "; next retry in " + roundDur(wait).String()
+		reason += retryNext + roundDur(wait).String()
 	} else {
-		reason += "; retrying now"
+		reason += retryNow
 	}
 	return &valkeyDown{reason: reason, cause: s.down}
+}
+
+const (
+	unavailablePrefix = "unavailable: "
+	retryNext         = "; next retry in "
+	retryNow          = "; retrying now"
+)
+
+// OneShotReason turns the Valkey source's errors entry into the reason a
+// command that takes its samples and exits (sample) reports: without the
+// "unavailable: " prefix and the retry schedule, which only a running
+// agent follows.
+func OneShotReason(reason string) string {
+	reason = strings.TrimPrefix(reason, unavailablePrefix)
+	for _, sep := range []string{retryNext, retryNow} {
+		if i := strings.LastIndex(reason, sep); i >= 0 {
+			reason = reason[:i]
+		}
+	}
+	return reason
 }
 
 // startRequest sends PING and INFO in the background and returns at once.

@@ -21,7 +21,7 @@ type valkeyDown struct {
 	cause  error
 }
 
-func (e *valkeyDown) Error() string   { return "unavailable: " + e.reason }
+func (e *valkeyDown) Error() string   { return unavailablePrefix + e.reason }
 func (e *valkeyDown) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
 
 // connectError is why a connection could not be made or was lost, phrased

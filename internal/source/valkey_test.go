@@ -108,6 +108,25 @@ func TestValkeyDownError(t *testing.T) {
 	}
 }
 
+// A command that samples and exits reports the reason without the retry
+// schedule it will not follow.
+func TestOneShotReason(t *testing.T) {
+	for in, want := range map[string]string{
+		"unavailable: connect h:1: connection refused; next retry in 75ms": "connect h:1: connection refused",
+		"unavailable: connect h:1: no answer within 2s; retrying now":      "connect h:1: no answer within 2s",
+		"unavailable: not connected to h:1":                                "not connected to h:1",
+		"stale: no reading this interval":                                  "stale: no reading this interval",
+	} {
+		if got := OneShotReason(in); got != want {
+			t.Errorf("OneShotReason(%q) = %q, want %q", in, got, want)
+		}
+	}
+	err := (&valkeyDown{reason: "connect h:1: refused" + retryNext + "1s"}).Error()
+	if got := OneShotReason(err); got != "connect h:1: refused" {
+		t.Errorf("OneShotReason(valkeyDown) = %q", got)
+	}
+}
+
 func TestLibVersion(t *testing.T) {
 	tests := map[string]string{
 		"":                  "dev",

@@ -30,6 +30,7 @@ type Model struct {
 	lastTime map[string]time.Time
 	err      error
 	source   string
+	plain    bool // Print's frames: no keys are read
 }
 
 // New returns a model polling feed every interval; source names it in the
@@ -114,7 +115,11 @@ func (m Model) View() string {
 		w = 40
 	}
 	var b strings.Builder
-	hdr := fmt.Sprintf("stormguard top — %s — %s — q quits", m.source, time.Now().Format("15:04:05"))
+	quit := "q quits"
+	if m.plain {
+		quit = "Ctrl-C quits"
+	}
+	hdr := fmt.Sprintf("stormguard top — %s — %s — %s", m.source, time.Now().Format("15:04:05"), quit)
 	b.WriteString(bold.Render(clip(hdr, w)) + "\n")
 	if m.err != nil {
 		b.WriteString(stateStyle["storm"].Render(clip("feed error: "+m.err.Error(), w)) + "\n")

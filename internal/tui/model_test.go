@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -84,5 +85,42 @@ func TestSparkline(t *testing.T) {
 	s := sparkline([]float64{0, 1, 2, 4, 8}, 8)
 	if []rune(s)[7] != '█' || []rune(s)[3] != '▁' || len([]rune(s)) != 8 {
 		t.Fatalf("sparkline %q", s)
+	}
+}
+
+// cancelAfter cancels once n frames have been written.
+type cancelAfter struct {
+	b      strings.Builder
+	n      int
+	cancel func()
+}
+
+func (w *cancelAfter) Write(p []byte) (int, error) {
+	w.n--
+	if w.n == 0 {
+		w.cancel()
+	}
+	return w.b.Write(p)
+}
+
+// Print (top with stdout not a terminal) writes plain frames: the targets
+// and their state, no cursor movement or alternate screen, a blank line
+// between frames, and a quit hint that needs no keyboard.
+func TestPrintPlainFrames(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &cancelAfter{n: 2, cancel: cancel}
+	if err := Print(ctx, New(fixedFeed(1), time.Millisecond, "local"), w); err != nil {
+		t.Fatal(err)
+	}
+	out := w.b.String()
+	if strings.Count(out, "stormguard top — local") != 2 || !strings.Contains(out, "\n\nstormguard top") {
+		t.Fatalf("want two frames separated by a blank line:\n%s", out)
+	}
+	if !strings.Contains(out, "127.0.0.1:0379") || !strings.Contains(out, "STORM") || !strings.Contains(out, "Ctrl-C quits") || strings.Contains(out, "q quits") {
+		t.Fatalf("frame lacks the target, its state or the right quit hint:\n%s", out)
+	}
+	if strings.Contains(out, "\x1b[?1049h") || strings.Contains(out, "\x1b[H") {
+		t.Fatalf("plain frames hold terminal control sequences: %q", out)
 	}
 }

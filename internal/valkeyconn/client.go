@@ -102,7 +102,39 @@ func Connect(a addr.Addr, ns string, o Options) (valkey.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return valkey.NewClient(opt)
+	c, err := valkey.NewClient(opt)
+	if err != nil {
+		return nil, describeAuth(err)
+	}
+	return c, nil
+}
+
+// authError is a connect refused for want of a password, with the hint
+// of where one goes; it unwraps to Valkey's reply.
+type authError struct {
+	msg string
+	err error
+}
+
+func (e *authError) Error() string { return e.msg }
+func (e *authError) Unwrap() error { return e.err }
+
+// PasswordHint says where a password for Valkey can come from.
+const PasswordHint = "give valkey://user:pass@host:port, VALKEY_PASSWORD or --password-file"
+
+// describeAuth phrases Valkey's NOAUTH reply (no password given for a
+// server that requires one) for an operator: what to do, and the first
+// clause of Valkey's two-sentence explanation of HELLO's AUTH option.
+func describeAuth(err error) error {
+	var ve *valkey.ValkeyError
+	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Error(), "NOAUTH") {
+		return err
+	}
+	reply := ve.Error()
+	if i := strings.Index(reply, ", "); i > 0 {
+		reply = reply[:i]
+	}
+	return &authError{msg: "Valkey requires a password (" + PasswordHint + "): " + reply, err: err}
 }
 
 // ConnectEndpoint opens one connection to e, as Connect.

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""The lab curve's tables (docs/benchmarks.md section 8) from bench/labcurve.sh's JSON files.
+
+Usage: labcurve_table.py FILE.json...   (files named lab_<scenario>_<clients>_r<round>.json, each with
+its .json.err whose first line is "HH:MM:SS start load L1 L5 L15 ...", as bench/labcurve.sh writes)
+
+Prints two markdown tables:
+  1. one row per run: overflows / ms to recover 99% per strategy (stormguard also its peak connects/s
+     in one 100 ms bucket scaled to a second), immediate's overflows / stormguard's (target >= 10),
+     stormguard's recovery / the fastest of the three (target <= 1.5), when the fleets noticed the
+     loss (kill only: ms after t0 until 99% of the clients had a failed command), warm-up dials
+     / clients (the most of the three) and goodput in the second before t0 / PING rate (the least of
+     the three): 1.00 / 1.00 is a steady fleet; Valkey's CPU (% of one CPU, baseline to end of the
+     stormguard run: how much of the host the server got);
+  2. one row per cell (scenario, clients): the runs' min-max of each figure and how many runs met
+     each target and both.
+Nothing is typed in by hand: every figure comes from the JSON.
+"""
+
+import json
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+
+STRATS = ("immediate", "full-jitter", "stormguard")
+PERIOD_S = 3.0  # --period of the curve: the PING rate is clients / period
+OVERFLOW_TARGET = 10.0
+RECOVERY_TARGET = 1.5
+
+
+def num(x):
+    return f"{x:,}"
+
+
+def ratio(a, b):
+    return math.inf if b == 0 else a / b
+
+
+def fmt_ratio(x, nd=2):
+    return "∞" if math.isinf(x) else f"{x:.{nd}f}"
+
+
+def notice_ms(res):
+    """ms after t0 until 99% of the clients had a failed command (their loss noticed); None if never."""
+    need = 0.99 * res["clients"]
+    total = 0
+    # the whole timeline (it starts ~1 s before t0, when a steady fleet has no failures): a restart's
+    # clients lose their connections at the SIGKILL, before t0 (the old server's exit)
+    for b in res.get("timeline") or []:
+        total += b["failed_commands"]
+        if total >= need:
+            return b["t_ms"] + 100
+    return None
+
+
+def load_run(path):
+    base = os.path.basename(path)
+    m = re.match(r"lab_(\w+?)_(\d+)_r(\d+)\.json$", base)
+    if not m:
+        raise SystemExit(f"{path}: name is not lab_<scenario>_<clients>_r<round>.json")
+    with open(path) as f:
+        rows = json.load(f)
+    with open(path + ".err") as f:
+        first = f.readline().split()
+    by = {r["strategy"]: r for r in rows}
+    missing = [s for s in STRATS if s not in by]
+    if missing:
+        raise SystemExit(f"{path}: no result for {missing}")
+    run = {"scenario": m.group(1), "clients": int(m.group(2)), "round": int(m.group(3)),
+           "start": first[0][:5], "load": float(first[3]), "order": [r["strategy"] for r in rows], "by": by}
+    fastest = min(by[s]["time_to_recover_ms"] for s in STRATS)
+    sg, im = by["stormguard"], by["immediate"]
+    run["ovf_ratio"] = ratio(im["listen_overflows"], sg["listen_overflows"])
+    run["rec_ratio"] = sg["time_to_recover_ms"] / fastest
+    run["recovered"] = all(by[s].get("recovered", True) for s in STRATS)
+    run["met_ovf"] = run["ovf_ratio"] >= OVERFLOW_TARGET
+    run["met_rec"] = run["rec_ratio"] <= RECOVERY_TARGET and sg.get("recovered", True)
+    rate = run["clients"] / PERIOD_S
+    run["warmup"] = max(by[s]["warmup_connect_attempts"] for s in STRATS) / run["clients"]
+    run["goodput"] = min(by[s]["goodput_before"] for s in STRATS) / rate
+    # only a kill's failures are the losses themselves (a restart's and a blip's include failed redials)
+    run["notice"] = {s: notice_ms(by[s]) if run["scenario"].startswith("kill") else None for s in STRATS}
+    return run
+
+
+def cell(r, s):
+    x = r["by"][s]
+    t = num(x["time_to_recover_ms"]) if x.get("recovered", True) else "not recovered"
+    return f'{num(x["listen_overflows"])} / {t}'
+
+
+def run_table(runs):
+    print("| scenario | clients | round | start (UTC), load | immediate | full-jitter | stormguard (peak/s) "
+          "| overflows ÷ | recovery ÷ fastest | noticed 99% (imm / sg, ms) | Valkey CPU % (sg) | warm-up / goodput | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        sg = r["by"]["stormguard"]
+        fast = " (fastest)" if r["rec_ratio"] == 1.0 else ""
+        nt = " / ".join("–" if r["notice"][s] is None else num(r["notice"][s]) for s in ("immediate", "stormguard"))
+        verdict = "met" if r["met_ovf"] and r["met_rec"] else "**not met** (" + ", ".join(
+            w for w, ok in (("overflows", r["met_ovf"]), ("recovery", r["met_rec"])) if not ok) + ")"
+        print(f'| {r["scenario"]} | {num(r["clients"])} | {r["round"]} | {r["start"]}, {r["load"]:.1f} '
+              f'| {cell(r, "immediate")} | {cell(r, "full-jitter")} '
+              f'| {cell(r, "stormguard")} / {num(sg["peak_connects_per_sec"])} '
+              f'| {fmt_ratio(r["ovf_ratio"], 1)} | {fmt_ratio(r["rec_ratio"])}{fast} | {nt} | {sg["server_cpu_percent"]:.0f} '
+              f'| {r["warmup"]:.2f} / {r["goodput"]:.2f} | {verdict} |')
+
+
+def span(vals, f=num):
+    lo, hi = min(vals), max(vals)
+    return f(lo) if lo == hi else f"{f(lo)}–{f(hi)}"
+
+
+def cell_table(runs):
+    cells = defaultdict(list)
+    for r in runs:
+        cells[(r["scenario"], r["clients"])].append(r)
+    print("| scenario | clients | runs | load | immediate overflows / ms | full-jitter overflows / ms "
+          "| stormguard overflows / ms | overflows ÷ | recovery ÷ fastest | met: overflows / recovery / both |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (sc, n), rs in cells.items():
+        def om(s):
+            return (span([r["by"][s]["listen_overflows"] for r in rs]) + " / "
+                    + span([r["by"][s]["time_to_recover_ms"] for r in rs]))
+        k = len(rs)
+        both = sum(r["met_ovf"] and r["met_rec"] for r in rs)
+        print(f'| {sc} | {num(n)} | {k} | {span([r["load"] for r in rs], lambda x: f"{x:.1f}")} '
+              f'| {om("immediate")} | {om("full-jitter")} | {om("stormguard")} '
+              f'| {span([r["ovf_ratio"] for r in rs], lambda x: fmt_ratio(x, 1))} '
+              f'| {span([r["rec_ratio"] for r in rs], fmt_ratio)} '
+              f'| {sum(r["met_ovf"] for r in rs)} / {sum(r["met_rec"] for r in rs)} / **{both} of {k}** |')
+
+
+def main():
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    runs = [load_run(p) for p in sys.argv[1:]]
+    runs.sort(key=lambda r: (r["scenario"] != "kill", r["scenario"], r["clients"], r["round"]))
+    run_table(runs)
+    print()
+    cell_table(runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+package dialer
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+)
+
+// The per-attempt SYN deadline (Options.SYNDeadline). Linux drops a SYN
+// that meets a full accept queue (tcp_conn_request: ListenOverflows) and
+// the client's kernel sends it again only after its initial RTO,
+// TCP_TIMEOUT_INIT, 1 s: a client whose SYN was dropped in a reconnect
+// storm comes back a second late, however idle the server is by then
+// (docs/backoff.md, "The SYN deadline"). The SYN-ACK of a SYN that was
+// not dropped comes within a round trip, so an attempt with no SYN-ACK
+// well past the target's usual connect time has almost surely lost its
+// SYN: abandon it (close the SYN_SENT socket) and dial again at once or
+// at a point of the episode's window, whichever pacing says.
+const (
+	// synFloor is the least deadline: Linux's TCP_RTO_MIN, above the
+	// time a loaded host takes to answer a SYN (softirq backlog,
+	// scheduling) and above a Go runtime's timer slack.
+	synFloor = 200 * time.Millisecond
+	// synAssumedRTT is the connect time assumed before one to the target
+	// was observed: the deadline is then 200 ms + 3 × 100 ms = 500 ms; a
+	// longer path loses that first attempt only (synDeadline), then its
+	// connect is observed.
+	synAssumedRTT = 100 * time.Millisecond
+	// kernelSYNRTO is TCP_TIMEOUT_INIT, when the kernel would send the
+	// SYN again: a redial never waits past it.
+	kernelSYNRTO = time.Second
+)
+
+// observeConnect records a connect that took took into t's smoothed
+// connect time, as TCP estimates its RTO (RFC 6298: srtt and rttvar,
+// gains 1/8 and 1/4). Karn's rule: a connect that took at least the
+// kernel's SYN retransmit time may have been retransmitted and is not a
+// sample — unless it is the first, where a long path is the conservative
+// reading. A completed connect ends a run of abandons. Called with mu
+// held.
+func (d *Dialer) observeConnect(t *target, took time.Duration) {
+	t.abandons = 0
+	switch {
+	case t.srtt == 0:
+		t.srtt, t.rttvar = max(took, time.Microsecond), took/2
+	case took < kernelSYNRTO:
+		dev := t.srtt - took
+		if dev < 0 {
+			dev = -dev
+		}
+		t.rttvar += (dev - t.rttvar) / 4
+		t.srtt += (took - t.srtt) / 8
+	}
+}
+
+// synDeadline is how long t's next connect attempt may wait for its
+// SYN-ACK before it is abandoned: synFloor + srtt + 4 × rttvar of the
+// target's connects (200 ms + 3 × 100 ms before any was observed). 0 (no
+// deadline) when that exceeds Options.SYNDeadline: a path that long is
+// not cut off (its SYN-ACK may come after the kernel's own retransmit).
+// 0 too after an abandon, until a connect completes: the deadline is for
+// the SYN one full accept queue dropped, and a server that answers no
+// SYN at all (a long path never observed, an overload that lasts) gets
+// the kernel's own schedule (1 s, 3 s, …), not a SYN every few hundred
+// ms. And 0 inside an episode of timeouts alone (soft, see markLoss): a
+// server or path that answers nothing (a blip) loses SYNs because it is
+// unreachable, not because its accept queue is full, and a redial adds a
+// SYN to the kernel's retransmits without coming back sooner (simulate's
+// 5 s blip on the busy server: 1,602 overflows with cuts, 235 without).
+// Called with mu held.
+func (d *Dialer) synDeadline(t *target) time.Duration {
+	if d.o.SYNDeadline == -1 || t.abandons > 0 || t.soft && d.inEpisode(t, d.o.Now()) {
+		return 0
+	}
+	srtt, rttvar := t.srtt, t.rttvar
+	if srtt == 0 {
+		srtt, rttvar = synAssumedRTT, synAssumedRTT/2
+	}
+	dl := synFloor + srtt + 4*rttvar
+	if dl > d.o.SYNDeadline {
+		return 0
+	}
+	return dl
+}
+
+// attemptDeadline is synDeadline for an attempt starting at start, 0 when
+// the deadline would not end before end (the dial's overall deadline,
+// zero if none): the last attempt DialTimeout leaves room for is not cut.
+// Called with mu held.
+func (d *Dialer) attemptDeadline(t *target, start, end time.Time) time.Duration {
+	dl := d.synDeadline(t)
+	if dl > 0 && !end.IsZero() && !start.Add(dl).Before(end) {
+		return 0
+	}
+	return dl
+}
+
+// abandon records an attempt started at attempt that was abandoned at
+// now without a SYN-ACK, and returns how long to wait before dialling
+// again. Its SYN was dropped (a full accept queue): the congestion signal
+// a slow connect is, so the learned rate is cut — once per congestion
+// event (see congestion), and the dial's attempts are one event: dial is
+// when its first attempt started, so that an abandon and the same dial's
+// later timeout or slow connect cut once. The redial is paced like a retry in the
+// episode — a point of what is left of the episode's window, drawn from
+// its density as it was before this cut — but never later than the
+// kernel would have sent the SYN again (kernelSYNRTO after started),
+// which is the whole point; outside an episode a uniform point before
+// then. Either way the redials of a fleet's dropped SYNs spread as their
+// dials did, not in a burst. Called with mu held.
+func (d *Dialer) abandon(t *target, attempt, dial time.Time) time.Duration {
+	now := d.o.Now()
+	t.stats.Dials++
+	t.stats.AbandonedDials++
+	t.abandons++
+	gap := max(attempt.Add(kernelSYNRTO).Sub(now), 0)
+	u := d.o.Rand.Float64()
+	wait := time.Duration(u * float64(gap))
+	if w := d.window(t); w > 0 && d.inEpisode(t, now) {
+		a := now.Sub(t.lostAt)
+		wait = drawBetween(a, a+gap, d.ramp(t), w, u) - a
+	}
+	d.emit(t, EventSYNTimeout, wait, nil)
+	d.congestion(t, dial)
+	return wait
+}
+
+// connect makes the TCP connect of one dial: attempts with the target's
+// SYN deadline, each abandoned one followed by a paced redial, all within
+// ctx (which carries DialTimeout, the bound of the whole connect). It
+// returns the connection or the last attempt's error, when the first
+// attempt started and when the last one did.
+func (d *Dialer) connect(ctx context.Context, t *target, network, addr string) (net.Conn, time.Time, time.Time, error) {
+	end, _ := ctx.Deadline()
+	first := d.o.Now()
+	for {
+		start := d.o.Now()
+		d.mu.Lock()
+		dl := d.attemptDeadline(t, start, end)
+		d.mu.Unlock()
+		if dl == 0 {
+			raw, err := d.o.Dial(ctx, network, addr)
+			return raw, first, start, err
+		}
+		actx, cancel := context.WithTimeout(ctx, dl)
+		raw, err := d.o.Dial(actx, network, addr)
+		cut := err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded)
+		cancel()
+		if !cut {
+			return raw, first, start, err
+		}
+		if raw != nil {
+			_ = raw.Close()
+		}
+		d.mu.Lock()
+		wait := d.abandon(t, start, first)
+		d.emit(t, EventDial, wait, nil)
+		d.mu.Unlock()
+		if wait > 0 && sleep(ctx, wait, d.o.Now) != nil && ctx.Err() != nil {
+			return nil, first, start, ctx.Err()
+		}
+		// A wait that does not fit before the deadline is skipped: the
+		// redial goes at once, and is the last attempt.
+	}
+}
