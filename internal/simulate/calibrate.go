@@ -40,20 +40,17 @@ type Point struct {
 	TMS            int64 `json:"t_ms"`
 	Connects       int64 `json:"connects"`
 	FailedCommands int64 `json:"failed_commands"`
-	OKCommands     int64 `json:"ok_commands"`
 }
 
 // killSpan reads a kill's duration off o's timeline: the time after the
 // disruption by which 99% of the killed clients had seen their
 // connection closed (each close is one failed command, interpolated
-// within its bucket), how many connects the clients made by then, how
-// many other jobs the client side did meanwhile (a finished connect and
-// a read answer per PING answered by then: they wait in the same line,
-// generator.go), and the kill's burstiness: its busiest bucket's closes
-// over its mean per bucket. ok is false without a usable timeline.
-func killSpan(o Observation) (span time.Duration, dials, others, burst float64, ok bool) {
+// within its bucket), how many connects the clients made by then, and
+// the kill's burstiness: its busiest bucket's closes over its mean per
+// bucket. ok is false without a usable timeline.
+func killSpan(o Observation) (span time.Duration, dials, burst float64, ok bool) {
 	if o.Scenario != "kill" || len(o.Points) == 0 {
-		return 0, 0, 0, 0, false
+		return 0, 0, 0, false
 	}
 	killed := float64(o.Clients)
 	if o.KilledClients != nil && *o.KilledClients > 0 {
@@ -67,39 +64,37 @@ func killSpan(o Observation) (span time.Duration, dials, others, burst float64, 
 		}
 		f := float64(p.FailedCommands)
 		peak = max(peak, f)
-		ok := 0.0
-		if p.TMS >= 0 { // before t0 the answers are the steady PINGs'
-			ok = float64(p.OKCommands)
-		}
 		if cum+f >= need {
 			frac := (need - cum) / f
 			ms := max(float64(p.TMS)+100*frac, 1)
 			mean := need / max(ms/100, 1)
-			return time.Duration(ms * float64(time.Millisecond)), dials + frac*float64(p.Connects), others + 2*frac*ok, peak / mean, true
+			return time.Duration(ms * float64(time.Millisecond)), dials + frac*float64(p.Connects), peak / mean, true
 		}
 		cum += f
 		dials += float64(p.Connects)
-		others += 2 * ok
 	}
-	return 0, 0, 0, 0, false
+	return 0, 0, 0, false
 }
 
 // fitKill fits the client side's NoticeCost and DialCost to the kills'
-// spreads as the clients saw them: span = (clients + other jobs)·
-// NoticeCost + connects·DialCost (the generator does one after another;
-// a finished connect and a read answer cost what a notice does), least
+// spreads as the clients saw them: span = clients·NoticeCost +
+// connects·DialCost (the generator does one after another; the
+// connects it finishes and the answers it reads wait behind the closes
+// a kill faster than it has queued, so they fall after the spread — the
+// lab's clients record almost no answer until they have noticed every
+// close), least
 // squares relative to each span, both costs non-negative. ok is false
 // when no observation has a kill timeline (the defaults stay).
 func fitKill(obs []Observation) (notice, dial time.Duration, ok bool) {
 	var a11, a12, a22, b1, b2 float64
 	n := 0
 	for _, o := range obs {
-		span, d, others, _, good := killSpan(o)
+		span, d, _, good := killSpan(o)
 		if !good {
 			continue
 		}
 		w := 1 / (span.Seconds() * span.Seconds())
-		c := float64(o.Clients) + others
+		c := float64(o.Clients)
 		a11 += w * c * c
 		a12 += w * c * d
 		a22 += w * d * d
@@ -178,7 +173,7 @@ func (o Observation) validate() error {
 		}
 	}
 	for _, p := range o.Points {
-		if p.Connects < 0 || p.FailedCommands < 0 || p.OKCommands < 0 {
+		if p.Connects < 0 || p.FailedCommands < 0 {
 			return fmt.Errorf("timeline at t_ms %d has a negative count", p.TMS)
 		}
 	}
@@ -281,11 +276,11 @@ var killCostSteps = []float64{0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2}
 
 // fitKillCost fits Valkey's time per client freed by CLIENT KILL within
 // 0.5–1.2× the given one, when an observation is a kill. It is measured
-// directly (38–51 µs per client on the lab's VM at load ~10), but it
-// follows the machine's load: the lab's kills of 6,000–15,000 clients
-// at load 2–5 reached their clients at 33–40 µs each, and the dialer's
-// overflows (its dials during the kill find no accept loop) depend on
-// it. It returns the better model and its score.
+// (Valkey's INFO commandstats: 8–16 µs per client on the lab's VM at
+// load 2–4), and the host model stretches it by Valkey's share of the
+// cores (host.go), but what else ran on the machine varies from run to
+// run, and the dialer's overflows (its dials during the kill find no
+// accept loop) depend on it. It returns the better model and its score.
 func fitKillCost(m Model, obs []Observation, best float64, score func(Model) (float64, error)) (Model, float64, error) {
 	if !slices.ContainsFunc(obs, func(o Observation) bool { return o.Scenario == "kill" }) {
 		return m, best, nil
@@ -361,7 +356,7 @@ func fitHost(m Model, best float64, score func(Model) (float64, error)) (Model, 
 func killBurst(obs []Observation) float64 {
 	var bs []float64
 	for _, o := range obs {
-		if _, _, _, b, ok := killSpan(o); ok {
+		if _, _, b, ok := killSpan(o); ok {
 			bs = append(bs, min(max(b, 1), 5))
 		}
 	}
