@@ -30,8 +30,9 @@
 // recovery's tail, which is why the dialer's window grows by 1.5× and not
 // 2× (a doubling sent the last failed clients to the back of a window
 // twice as long, measured in the storm lab).
-// `stormguard simulate` shows what a policy does to a fleet of a given size
-// against a given server, and `stormguard backoff --clients N` the offered
+// `stormguard backoff --fleet N` answers "which settings recover a fleet of N
+// fastest without overflowing this server?" by simulating them (`stormguard
+// simulate` runs one), and `stormguard backoff --clients N` shows the offered
 // load alone.
 //
 // # Policies

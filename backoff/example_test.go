@@ -1,6 +1,7 @@
 package backoff_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -85,4 +86,30 @@ func ExampleBudget() {
 	fmt.Println("retries allowed:", retries)
 	// Output:
 	// retries allowed: 300
+}
+
+// Policies fail safe: a configuration that cannot describe a schedule is
+// an error when the schedule is made, never a schedule of zero delays,
+// and a jitter of 0 means no jitter at all.
+func ExampleNewSchedule_failSafe() {
+	// GLIDE{} has 0 retries, which released GLIDE underflows on: use
+	// DefaultGLIDE() for GLIDE's defaults.
+	_, err := backoff.NewSchedule(backoff.GLIDE{Factor: 100}, nil)
+	fmt.Println(err)
+	_, err = backoff.NewSchedule(backoff.GLIDE{Retries: 5, JitterPercent: 150}, nil)
+	fmt.Println(errors.Is(err, backoff.ErrInvalidConfig))
+
+	exact, err := backoff.NewSchedule(backoff.GLIDE{Retries: 3, Factor: 100, ExponentBase: 2, JitterPercent: 0}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for range 4 {
+		fmt.Print(exact.Failure(), " ")
+	}
+	fmt.Println()
+	// Output:
+	// backoff: invalid configuration: glide number_of_retries must be at least 1 (released GLIDE underflows on 0)
+	// true
+	// 200ms 400ms 800ms 800ms
 }

@@ -113,7 +113,8 @@ type Stats struct {
 	// AbandonedDials counts connect attempts abandoned at their SYN
 	// deadline and redialled (each is also one of Dials).
 	AbandonedDials int
-	// SYNDeadline is the deadline the next connect attempt gets (0: none).
+	// SYNDeadline is the SYN deadline learned for the target (0: none),
+	// which attempts get inside a reconnect episode.
 	SYNDeadline time.Duration
 }
 
@@ -304,8 +305,10 @@ func drawIn(a, r, w time.Duration, u float64) time.Duration {
 }
 
 // drawBetween is drawIn restricted to [a, b): the episode's density
-// between the two offsets (b past the end: to the end). Called with mu
-// held.
+// between the two offsets, continued flat past the episode's end (a
+// redial after an abandoned attempt near the end spreads over its whole
+// range instead of crowding into what is left of the episode). Called
+// with mu held.
 func drawBetween(a, b, r, w time.Duration, u float64) time.Duration {
 	rs, ws := r.Seconds(), w.Seconds()
 	cdf := func(x float64) float64 {
@@ -320,8 +323,8 @@ func drawBetween(a, b, r, w time.Duration, u float64) time.Duration {
 		}
 		return p*ws + rs/2
 	}
-	from := min(cdf(max(a.Seconds(), 0)), 1)
-	to := max(min(cdf(max(b.Seconds(), 0)), 1), from)
+	from := cdf(max(a.Seconds(), 0))
+	to := max(cdf(max(b.Seconds(), 0)), from)
 	x := inv(from + u*(to-from))
 	return min(max(time.Duration(x*float64(time.Second)), a), max(b, a))
 }
@@ -368,7 +371,7 @@ func (d *Dialer) Stats(addr string) Stats {
 	}
 	s := t.stats
 	s.Failures, s.Breaker, s.NextDial, s.Window, s.AcceptRate = t.failures, t.breaker.String(), t.nextDial, d.window(t), d.rate(t)
-	s.SYNDeadline = d.synDeadline(t)
+	s.SYNDeadline = d.learnedDeadline(t)
 	return s
 }
 

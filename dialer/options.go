@@ -176,14 +176,15 @@ type Options struct {
 	// disables.
 	SlowConnect time.Duration
 	// SYNDeadline caps the adaptive deadline of one TCP connect attempt
-	// (DefaultSYNDeadline, 1s). An attempt that has no SYN-ACK within
-	// 200ms + srtt + 4 × rttvar of the target's connect times (RFC 6298's
-	// estimator; 500ms before any connect was seen), doubled after each
-	// attempt abandoned in a row, had its SYN dropped on a full accept
+	// (DefaultSYNDeadline, 1s). An attempt in a reconnect episode begun
+	// by a close or reset that has no SYN-ACK within 200ms + srtt + 4 ×
+	// rttvar of the target's connect times (RFC 6298's estimator; 500ms
+	// before any connect was seen) had its SYN dropped on a full accept
 	// queue: it is abandoned (the socket closed) and dialled again, paced
 	// like a retry in the reconnect window but never later than the
 	// kernel would have retransmitted the SYN (1 s), and it counts as
-	// congestion as a slow connect does. When the deadline would exceed
+	// congestion as a slow connect does. Once per run: after an abandon,
+	// attempts are not cut until one connects. When the deadline would exceed
 	// SYNDeadline (a long path), attempts are not cut. DialTimeout still
 	// bounds the whole connect, redials included. -1 disables; otherwise
 	// at least 200ms and below DialTimeout, else ErrInvalidSYNDeadline.

@@ -55,22 +55,41 @@ func (d *Dialer) observeConnect(t *target, took time.Duration) {
 }
 
 // synDeadline is how long t's next connect attempt may wait for its
-// SYN-ACK before it is abandoned: synFloor + srtt + 4 × rttvar of the
-// target's connects (200 ms + 3 × 100 ms before any was observed). 0 (no
-// deadline) when that exceeds Options.SYNDeadline: a path that long is
-// not cut off (its SYN-ACK may come after the kernel's own retransmit).
-// 0 too after an abandon, until a connect completes: the deadline is for
-// the SYN one full accept queue dropped, and a server that answers no
-// SYN at all (a long path never observed, an overload that lasts) gets
-// the kernel's own schedule (1 s, 3 s, …), not a SYN every few hundred
-// ms. And 0 inside an episode of timeouts alone (soft, see markLoss): a
-// server or path that answers nothing (a blip) loses SYNs because it is
-// unreachable, not because its accept queue is full, and a redial adds a
-// SYN to the kernel's retransmits without coming back sooner (simulate's
-// 5 s blip on the busy server: 1,602 overflows with cuts, 235 without).
+// SYN-ACK before it is abandoned (learnedDeadline), inside a reconnect
+// episode begun by a close or reset only, and 0 (no deadline) otherwise:
+//
+//   - Outside an episode (a process's first connects, a pool growing)
+//     there is no fleet-wide tail to shorten, and a loaded client host
+//     answers late for its own reasons: in the lab's warm-up at load 5–7
+//     a 500 ms deadline abandoned 865 of 10,000 first connects, and each
+//     abandon's cut slowed the kill that followed (docs/backoff.md).
+//   - In an episode of timeouts alone (soft, see markLoss) a server or
+//     path that answers nothing (a blip) loses SYNs because it is
+//     unreachable, not because its accept queue is full; a redial adds a
+//     SYN to the kernel's retransmits without coming back sooner
+//     (simulate's 5 s blip on the busy server: 1,602 overflows with
+//     cuts, 235 without).
+//   - After an abandon, until a connect completes: the deadline is for
+//     the SYN one full accept queue dropped, and a server that answers
+//     no SYN at all (a long path never observed, an overload that lasts)
+//     gets the kernel's own schedule (1 s, 3 s, …), not a SYN every few
+//     hundred ms.
+//
 // Called with mu held.
 func (d *Dialer) synDeadline(t *target) time.Duration {
-	if d.o.SYNDeadline == -1 || t.abandons > 0 || t.soft && d.inEpisode(t, d.o.Now()) {
+	if t.abandons > 0 || t.soft || !d.inEpisode(t, d.o.Now()) {
+		return 0
+	}
+	return d.learnedDeadline(t)
+}
+
+// learnedDeadline is synFloor + srtt + 4 × rttvar of t's connects
+// (200 ms + 3 × 100 ms before any was observed), or 0 when that exceeds
+// Options.SYNDeadline (or it is -1): a path that long is not cut off, its
+// SYN-ACK may come after the kernel's own retransmit. Called with mu
+// held.
+func (d *Dialer) learnedDeadline(t *target) time.Duration {
+	if d.o.SYNDeadline == -1 {
 		return 0
 	}
 	srtt, rttvar := t.srtt, t.rttvar
@@ -102,27 +121,30 @@ func (d *Dialer) attemptDeadline(t *target, start, end time.Time) time.Duration 
 // a slow connect is, so the learned rate is cut — once per congestion
 // event (see congestion), and the dial's attempts are one event: dial is
 // when its first attempt started, so that an abandon and the same dial's
-// later timeout or slow connect cut once. The redial is paced like a retry in the
-// episode — a point of what is left of the episode's window, drawn from
-// its density as it was before this cut — but never later than the
-// kernel would have sent the SYN again (kernelSYNRTO after started),
+// later timeout or slow connect cut once. The redial is then paced like
+// any retry in the episode — a point of what is left of the episode's
+// (grown) window, drawn from its density — but never later than the
+// kernel would have sent the SYN again (kernelSYNRTO after attempt),
 // which is the whole point; outside an episode a uniform point before
-// then. Either way the redials of a fleet's dropped SYNs spread as their
-// dials did, not in a burst. Called with mu held.
+// then. Either way the redials of a fleet's dropped SYNs spread at least
+// as their dials did, not in a burst. (Drawing from the window as it was
+// before the cut crowded the redials of SYNs dropped near its end into
+// the little that was left of it: in the lab, ~800 redials within 0.3 s
+// into a stalled server.) Called with mu held.
 func (d *Dialer) abandon(t *target, attempt, dial time.Time) time.Duration {
 	now := d.o.Now()
 	t.stats.Dials++
 	t.stats.AbandonedDials++
 	t.abandons++
 	gap := max(attempt.Add(kernelSYNRTO).Sub(now), 0)
+	d.congestion(t, dial)
 	u := d.o.Rand.Float64()
 	wait := time.Duration(u * float64(gap))
 	if w := d.window(t); w > 0 && d.inEpisode(t, now) {
 		a := now.Sub(t.lostAt)
-		wait = drawBetween(a, a+gap, d.ramp(t), w, u) - a
+		wait = drawBetween(a, min(a+gap, d.span(t)), d.ramp(t), w, u) - a
 	}
 	d.emit(t, EventSYNTimeout, wait, nil)
-	d.congestion(t, dial)
 	return wait
 }
 

@@ -23,8 +23,8 @@ func observe(t *testing.T, d *Dialer, clk *fakeClock, addr string, took time.Dur
 			t.Fatal(err)
 		}
 		clk.advance(r.Wait)
-		if r.Deadline > 0 && r.Deadline <= took {
-			t.Fatalf("a %s connect got a deadline of %s: cut off", took, r.Deadline)
+		if dl := d.Stats(addr).SYNDeadline; dl > 0 && dl <= took {
+			t.Fatalf("a %s connect got a deadline of %s: cut off", took, dl)
 		}
 		clk.advance(took)
 		_ = r.Dialed(took, nil)
@@ -41,8 +41,8 @@ func observe(t *testing.T, d *Dialer, clk *fakeClock, addr string, took time.Dur
 func TestSYNDeadlineAdapts(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	d, _ := newClocked(t, Options{})
-	if r, _ := d.Reserve(addr); r.Deadline != 500*time.Millisecond {
-		t.Errorf("nothing observed: deadline %s, want 500ms", r.Deadline)
+	if r, _ := d.Reserve(addr); r.Deadline != 0 || d.Stats(addr).SYNDeadline != 500*time.Millisecond {
+		t.Errorf("outside an episode: deadline %s, want none (learned: %s, want 500ms)", r.Deadline, d.Stats(addr).SYNDeadline)
 	}
 	for _, tt := range []struct {
 		rtt      time.Duration
@@ -68,7 +68,9 @@ func TestSYNDeadlineAdapts(t *testing.T) {
 	// A long path never observed: the first attempt is cut at 500 ms,
 	// the redial is not, and once its connect is seen no attempt is cut.
 	d, clk := newClocked(t, Options{})
+	d.ReportOverload(addr, io.EOF) // an episode, nothing observed
 	r, _ := d.Reserve(addr)
+	clk.advance(r.Wait)
 	if r.Deadline != 500*time.Millisecond {
 		t.Fatalf("first attempt: deadline %s, want 500ms", r.Deadline)
 	}
@@ -142,7 +144,11 @@ func TestSYNDeadlineAbandonPaced(t *testing.T) {
 	// timeout cut once.
 	d, clk = newClocked(t, Options{BreakerThreshold: -1, Backoff: backoff.Immediate{}, DialTimeout: 2 * time.Second})
 	observe(t, d, clk, addr, time.Millisecond, 3)
+	connectHealthy(t, d, clk, addr).Lost(io.EOF)
 	r, _ := d.Reserve(addr)
+	if r.Deadline == 0 {
+		t.Fatal("no deadline in the episode")
+	}
 	clk.advance(r.Wait + r.Deadline)
 	clk.advance(r.Abandon())
 	rate := d.Stats(addr).AcceptRate
@@ -155,6 +161,7 @@ func TestSYNDeadlineAbandonPaced(t *testing.T) {
 	// end after DialTimeout: none.
 	d, clk = newClocked(t, Options{BreakerThreshold: -1, DialTimeout: 300 * time.Millisecond, SYNDeadline: 250 * time.Millisecond})
 	observe(t, d, clk, addr, time.Millisecond, 3)
+	connectHealthy(t, d, clk, addr).Lost(io.EOF)
 	r, _ = d.Reserve(addr)
 	clk.advance(r.Wait + r.Deadline)
 	if w := r.Abandon(); w > 100*time.Millisecond || r.Deadline != 0 {
@@ -162,13 +169,17 @@ func TestSYNDeadlineAbandonPaced(t *testing.T) {
 	}
 }
 
-// TestSYNDeadlineSoftEpisode: in an episode of timeouts alone (a blip),
-// attempts are not cut: the SYNs are lost to the outage, not to a full
-// accept queue.
-func TestSYNDeadlineSoftEpisode(t *testing.T) {
+// TestSYNDeadlineOnlyInEpisodes: attempts are cut only inside a
+// reconnect episode begun by a close or reset — not outside one (first
+// connects, a pool growing), and not in an episode of timeouts alone (a
+// blip: the SYNs are lost to the outage, not to a full accept queue).
+func TestSYNDeadlineOnlyInEpisodes(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	d, clk := newClocked(t, Options{BreakerThreshold: -1})
 	observe(t, d, clk, addr, time.Millisecond, 3)
+	if r, _ := d.Reserve(addr); r.Deadline != 0 {
+		t.Errorf("outside an episode: deadline %s, want none", r.Deadline)
+	}
 	connectHealthy(t, d, clk, addr).Lost(errTimeout{})
 	if r, _ := d.Reserve(addr); r.Deadline != 0 {
 		t.Errorf("timeout episode: deadline %s, want none", r.Deadline)
@@ -206,19 +217,19 @@ func (b *blackholeDial) dial(ctx context.Context, _, _ string) (net.Conn, error)
 func TestSYNDeadlineDialContext(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	bh := &blackholeDial{}
-	d, err := New(Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 3 * time.Second})
+	// A frozen clock: the episode that lose begins never ends (the waits
+	// and the deadlines run on real timers, the episode on Now).
+	frozen := func() time.Time { return time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC) }
+	d, err := New(Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 3 * time.Second,
+		ReconnectWindow: 20 * time.Millisecond, Backoff: backoff.Immediate{}, Now: frozen})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := d.DialContext(context.Background(), "tcp", addr) // observed: ~0
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.Close()
+	lose(t, d, addr) // observed: ~0; an episode begins
 	bh.mu.Lock()
 	bh.n, bh.calls = 1, 0
 	bh.mu.Unlock()
-	c, err = d.DialContext(context.Background(), "tcp", addr)
+	c, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		t.Fatalf("the redial after the abandon: %v", err)
 	}
@@ -227,16 +238,38 @@ func TestSYNDeadlineDialContext(t *testing.T) {
 		t.Errorf("stats %+v: want 1 abandoned of 3 dials, no failure", st)
 	}
 	bh.mu.Lock()
-	bh.n, bh.calls = 100, 0
+	bh.n, bh.calls = 0, 0
 	bh.mu.Unlock()
-	d2, err := New(Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 1500 * time.Millisecond})
+	d2, err := New(Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 1500 * time.Millisecond,
+		ReconnectWindow: 20 * time.Millisecond, Backoff: backoff.Immediate{}, Now: frozen})
 	if err != nil {
 		t.Fatal(err)
 	}
+	lose(t, d2, addr)
+	bh.mu.Lock()
+	bh.n, bh.calls = 100, 0
+	bh.mu.Unlock()
 	if _, err := d2.DialContext(context.Background(), "tcp", addr); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a target that answers nothing: %v, want the DialTimeout's deadline", err)
 	}
 	if st := d2.Stats(addr); st.AbandonedDials != 1 || st.DialFailures != 1 {
 		t.Errorf("stats %+v: want one abandon, then the uncut attempt failing at DialTimeout", st)
+	}
+}
+
+// lose dials addr through d and reads EOF before any reply: overload,
+// which starts a reconnect episode.
+func lose(t *testing.T, d *Dialer, addr string) {
+	t.Helper()
+	c, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read from a closed pipe succeeded")
+	}
+	_ = c.Close()
+	if d.Stats(addr).Overloads != 1 {
+		t.Fatalf("EOF before the handshake: %+v, want one overload", d.Stats(addr))
 	}
 }

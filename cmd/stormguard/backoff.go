@@ -95,8 +95,8 @@ Valkey's accept loop) for the libraries' defaults, two full-jitter settings
 and the stormguard dialer at several accept rates, and prints the
 recommended setting with its simulated outcome, the best setting without the
 dialer, and every candidate ranked: recovered without a listen overflow
-first, then overflows under 1% of the fleet, under 10%, then the rest;
-fastest first.
+first, then overflows under 1% of the fleet, under 10%, under one per
+connection, then the rest; fastest first.
 Describe the server with --somaxconn and --tcp-backlog (the accept queue is
 the smaller), --tls, and how fast it accepts: --accept-rate R (an idle
 Valkey's new connections per second; a busy or small host accepts fewer)
@@ -113,7 +113,7 @@ measurements: docs/backoff.md says how far they agreed with the lab.`,
   stormguard backoff --strategy grpc --attempts 12 --seed 7 --json
   stormguard backoff --fleet 20000 --accept-rate 8000
   stormguard backoff --fleet 50000 --calibrate lab.json --strategy glide --factor 1000 --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.fo.check(cmd); err != nil {
 				return usageErr(err)
@@ -170,6 +170,12 @@ func (o backoffOpts) policy(cmd *cobra.Command) (backoff.Policy, error) {
 		return nil, fmt.Errorf("--outage must not be negative, got %s", o.outage)
 	case cmd.Flags().Changed("outage") && o.clients == 0:
 		return nil, errors.New("--outage needs --clients")
+	// Named here: the package's message shows the unset one of the two
+	// as 0s, though its default applies.
+	case o.base < 0:
+		return nil, fmt.Errorf("--base must not be negative, got %s", o.base)
+	case o.cap < 0:
+		return nil, fmt.Errorf("--cap must not be negative, got %s", o.cap)
 	}
 	if o.strategy == "glide" {
 		switch {

@@ -210,8 +210,10 @@ func writeFleetAdvice(out io.Writer, r fleetAdvice) {
 		verdict = "no setting avoided overflows entirely; this one keeps them under 1% of the fleet and recovers fastest"
 	case 2:
 		verdict = "no setting kept overflows under 1% of the fleet; this one keeps them under 10% and recovers fastest"
-	case 3, 4:
-		verdict = "no setting kept overflows under 10% of the fleet; this one recovers fastest"
+	case 3:
+		verdict = "no setting kept overflows under 10% of the fleet; this one keeps them under one per connection and recovers fastest"
+	case 4, 5, 6:
+		verdict = "no setting kept overflows under one per connection; this one recovers fastest"
 	}
 	fmt.Fprintf(out, "recommended (%s):\n  %s\n", verdict, best.Setting)
 	if best.Dialer && best.AcceptRate > 0 {

@@ -180,6 +180,8 @@ func TestBackoffUsageErrors(t *testing.T) {
 		{"backoff", "--strategy", "full-jitter", "--retries", "3"},
 		{"backoff", "--strategy", "full-jitter", "--base", "2s", "--cap", "1s"},
 		{"backoff", "--strategy", "grpc", "--base", "-1s"},
+		{"backoff", "--strategy", "full-jitter", "--base", "-1s"},
+		{"backoff", "--strategy", "decorrelated", "--cap", "-1s"},
 		{"backoff", "--attempts", "x"},
 		{"backoff", "extra-arg"},
 		{"backoff", "--somaxconn", "128"},
@@ -204,6 +206,9 @@ func TestBackoffUsageErrors(t *testing.T) {
 		if code != 2 || err == nil {
 			t.Errorf("%v: exit %d (%v), want 2", args, code, err)
 			continue
+		}
+		if strings.Contains(err.Error(), "cap 0s") {
+			t.Errorf("%v: %q shows an unset --cap as 0s", args, err)
 		}
 		if msg := oneLine(err.Error()); msg == "" || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: error %q is not one line", args, err)

@@ -66,7 +66,7 @@ cannot be reached is its valkey-not-checked finding).`,
   stormguard check --netns /var/run/netns/blue --valkey 127.0.0.1:6379 --write-sysctl 90-stormguard.conf
   stormguard check                      # every local valkey-server, discovered
   stormguard check --role client        # kernel audit of an application host`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCheck(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
@@ -76,7 +76,7 @@ cannot be reached is its valkey-not-checked finding).`,
 	o.conn.register(f)
 	f.StringVar(&o.netns, "netns", "", "network namespace of the target, e.g. /var/run/netns/NAME or /proc/PID/ns/net")
 	f.StringVar(&o.format, "format", "table", "output format: table, json or markdown")
-	f.StringVar(&o.failOn, "fail-on", "critical", "exit 1 when a finding is at or above this severity: warning or critical")
+	f.StringVar(&o.failOn, "fail-on", "critical", "exit 1 when a finding is at or above this severity: warning or critical (info: any finding that is not ok)")
 	f.StringVar(&o.role, "role", "server", "what this host is: server (runs Valkey) or client (runs applications)")
 	f.StringVar(&o.writeSysctl, "write-sysctl", "", "write a sysctl.d snippet of the recommended kernel settings to this file")
 	f.DurationVar(&o.window, "window", time.Second, "time between the two counter reads")

@@ -151,6 +151,7 @@ func TestContractBadInputOneLine(t *testing.T) {
 		{[]string{"backoff", "--strategy", "nope"}, "nope"},
 		{[]string{"backoff", "--strategy", "glide", "--attempts", "0"}, "--attempts"},
 		{[]string{"storm", "--target", v, "--clients", "0", "--strategy", "immediate"}, "--clients"},
+		{[]string{"storm", "--spawn", "--strategy", "immediate"}, "give --clients N"},
 		{[]string{"storm", "--spawn", "--hosts", "0", "--clients", "5", "--strategy", "immediate"}, "--hosts"},
 		{[]string{"storm", "--spawn", "--hosts", "2", "--rtt", "-1s", "--clients", "5", "--strategy", "immediate"}, "--rtt"},
 		{[]string{"simulate", "--clients", "0", "--strategy", "glide"}, "--clients"},
@@ -160,6 +161,9 @@ func TestContractBadInputOneLine(t *testing.T) {
 		{[]string{"defuse", "apply", "--action", "nope", "--port", "6379", "--ttl", "60s"}, "nope"},
 		{[]string{"defuse", "plan", "--valkey", "bad"}, "bad"},
 		{[]string{"nosuchcommand"}, "nosuchcommand"},
+		// A stray argument is named as one (cobra said "unknown command").
+		{[]string{"sample", "127.0.0.1:6379"}, `unexpected argument "127.0.0.1:6379"`},
+		{[]string{"defuse", "plan", "x"}, `unexpected argument "x"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -97,7 +97,7 @@ Exit codes: 0 success, 1 the mitigation was refused as unsafe or useless here
   stormguard defuse apply --action ratelimit-syn --port 6379 --rate 20/s --ttl 60s
   stormguard defuse list --json
   stormguard defuse revert --all`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usageErr(errors.New("defuse needs a subcommand: plan, apply, list or revert"))
 		},
@@ -161,7 +161,7 @@ cut by the other actions.
   stormguard defuse apply --action accept-cap --valkey 127.0.0.1:6379 --value 100 --ttl 5m
   stormguard defuse apply --action backlog --somaxconn 8192 --syn-backlog 8192 --ttl 1h
   stormguard defuse apply --action kill-idle --valkey 127.0.0.1:6379 --min-idle 300s --yes-kill --ttl 1s`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if action == "" {
 				return usageErr(errors.New("--action is required (ratelimit-syn, ratelimit-global, notrack, accept-cap, backlog, kill-idle)"))
@@ -264,7 +264,7 @@ an "expires" timestamp; nothing at all when none is active.`,
 		Example: `  stormguard defuse list
   stormguard defuse list --json
   stormguard defuse list --netns /var/run/netns/blue`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := o.manager(cmd, 0)
 			if err != nil {
@@ -376,7 +376,7 @@ the risk and the exact 'stormguard defuse apply' command. Nothing is changed.
 		Example: `  stormguard defuse plan --valkey 127.0.0.1:6379
   stormguard defuse plan --valkey 127.0.0.1:6379 --ttl 2m --json
   stormguard defuse plan --netns /var/run/netns/blue --port 6379`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if window <= 0 || ttl <= 0 {
 				return usageErr(errors.New("--window and --ttl must be positive"))

@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes of the contract (docs/contract.md).
@@ -60,4 +63,14 @@ func isSilent(err error) bool {
 func oneLine(s string) string {
 	s = strings.TrimSpace(s)
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+// noArgs rejects positional arguments, as cobra.NoArgs does, but says what
+// they are: cobra calls one an "unknown command", which for `stormguard
+// sample 127.0.0.1:6379` (the address without --valkey) hides the fix.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	return fmt.Errorf("unexpected argument %q: '%s' takes flags only (see '%s --help')", args[0], cmd.CommandPath(), cmd.CommandPath())
 }

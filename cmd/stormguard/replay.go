@@ -54,7 +54,7 @@ line).`,
 		Example: `  stormguard replay --journal /var/lib/stormguard
   stormguard replay --capture capture-20260301T020230.000Z-127.0.0.1_6379.jsonl --config quieter.yaml
   stormguard replay --capture internal/corpus/testdata/benign-deploy-waves.jsonl.gz --json | jq -r .to`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (dir == "") == (capture == "") {
 				return usageErr(fmt.Errorf("give exactly one of --journal DIR or --capture FILE"))

@@ -28,7 +28,7 @@ By default the newest capture in DIR is used; --capture picks another.
 that needs no network to view.`,
 		Example: `  stormguard report --journal /var/lib/stormguard --out storm.html
   stormguard report --journal /var/lib/stormguard --capture capture-20260301T020230.000Z-127.0.0.1_6379.jsonl --out storm.md`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" && !strings.ContainsRune(capture, os.PathSeparator) {
 				return usageErr(fmt.Errorf("--journal DIR is required (the directory given to watch --journal)"))

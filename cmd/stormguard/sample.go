@@ -42,7 +42,7 @@ reason is given under "errors"; the other signals are still printed.`,
 		Example: `  stormguard sample --valkey 127.0.0.1:6379
   stormguard sample --valkey valkey://default:secret@10.0.0.5:6379 --count 10 --interval 200ms --json
   VALKEY_PASSWORD=secret stormguard sample --valkey 127.0.0.1:6379 --netns /var/run/netns/blue --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := resolveTarget(o.valkey, o.conn, o.netns)
 			if err != nil {

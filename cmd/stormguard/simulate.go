@@ -77,7 +77,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
   stormguard simulate --clients 20000 --strategy glide --scenario restart --somaxconn 4096 --json
   stormguard storm --spawn --somaxconn 128 --clients 6000 --strategy immediate --scenario kill --json > lab.json
   stormguard simulate --calibrate lab.json --clients 15000 --strategy stormguard --scenario kill`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("accept-rate") && o.calibrate != "" {
 				return usageErr(errors.New("--accept-rate and --calibrate are mutually exclusive"))
@@ -243,6 +243,11 @@ func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulat
 		m.HostCores = runtime.NumCPU()
 	}
 	got, err := simulate.Calibrate(ctx, m, f, obs)
+	if errors.Is(err, simulate.ErrRunaway) {
+		// A lab result the model cannot follow (immediate on restart
+		// redials every RTT in the model): say what to do instead.
+		return simulate.Fit{}, usageErr(fmt.Errorf("--calibrate %s: %w; calibrate on a kill or blip run, or leave out the results of strategies with no delay after a refused connect", file, err))
+	}
 	if err != nil {
 		return simulate.Fit{}, fmt.Errorf("calibrate: %w", err)
 	}

@@ -50,6 +50,23 @@ func glideNote() string {
 	return "not built in"
 }
 
+// stormCountFlags checks the count flags whose 0 means "not given".
+func stormCountFlags(cmd *cobra.Command, o *stormOpts) error {
+	if !cmd.Flags().Changed("clients") {
+		return errors.New("give --clients N (the fleet size, e.g. --clients 200)")
+	}
+	// Given, 0 is bad input.
+	for _, c := range []struct {
+		flag string
+		v    int
+	}{{"hosts", o.cfg.Hosts}, {"instances", o.cfg.Instances}} {
+		if cmd.Flags().Changed(c.flag) && c.v < 1 {
+			return fmt.Errorf("--%s must be at least 1, got %d", c.flag, c.v)
+		}
+	}
+	return nil
+}
+
 func newStormCmd() *cobra.Command {
 	var o stormOpts
 	cmd := &cobra.Command{
@@ -102,16 +119,10 @@ See docs/lab.md.`,
   stormguard storm --target 10.0.0.5:6379 --netns /var/run/netns/valkey --clients 200 --strategy glide --scenario blip --blip 3s
   stormguard storm --spawn --somaxconn 128 --clients 2000 --scenario kill --compare immediate,stormguard,valkey-go,valkey-glide
   stormguard storm --spawn --tls --hosts 2 --setup auth --cluster --scenario failover --strategy valkey-glide --clients 200`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// 0 is these flags' "not given"; given, it is bad input.
-			for _, c := range []struct {
-				flag string
-				v    int
-			}{{"hosts", o.cfg.Hosts}, {"instances", o.cfg.Instances}} {
-				if cmd.Flags().Changed(c.flag) && c.v < 1 {
-					return usageErr(fmt.Errorf("--%s must be at least 1, got %d", c.flag, c.v))
-				}
+			if err := stormCountFlags(cmd, &o); err != nil {
+				return usageErr(err)
 			}
 			o.notice = cmd.ErrOrStderr()
 			var errOut io.Writer
@@ -142,7 +153,7 @@ See docs/lab.md.`,
 	f.Float64Var(&o.cfg.Ramp, "ramp", 1000, "clients started per second during warm-up")
 	f.DurationVar(&o.cfg.WarmupTimeout, "warmup-timeout", 60*time.Second, "how long every client may take to complete its first PING")
 	f.DurationVar(&o.cfg.Hold, "hold", 6*time.Second, "how long the warmed-up fleet runs before the disruption")
-	f.DurationVar(&o.cfg.Duration, "duration", 30*time.Second, "longest observation after the disruption (churn: its length, default 5s)")
+	f.DurationVar(&o.cfg.Duration, "duration", 30*time.Second, "longest observation after the disruption; for --scenario churn, how long it runs (churn's default: 5s)")
 	f.DurationVar(&o.cfg.Settle, "settle", time.Second, "observation after every client recovered")
 	f.DurationVar(&o.cfg.Blip, "blip", 2*time.Second, "blip: how long packets to the port are dropped")
 	f.DurationVar(&o.cfg.Stall, "stall", 2*time.Second, "slow: how long the server stalls (SIGSTOP with --spawn, else DEBUG SLEEP)")
@@ -166,7 +177,7 @@ See docs/lab.md.`,
 	f.StringVar(&o.spawnOpts.ServerCPUs, "server-cpus", "", "--spawn: pin valkey-server to these CPUs (e.g. 1 or 0-1,3) and the clients to the others")
 	f.IntVar(&o.spawnOpts.TCPBacklog, "tcp-backlog", 0, "--spawn: valkey tcp-backlog (Valkey default 511)")
 	f.IntVar(&o.spawnOpts.Maxclients, "maxclients", 0, "--spawn: valkey maxclients (default: enough for the run)")
-	f.IntVar(&o.syncookies, "syncookies", -1, "--spawn: net.ipv4.tcp_syncookies 0/1/2 (kernel default)")
+	f.IntVar(&o.syncookies, "syncookies", -1, "--spawn: net.ipv4.tcp_syncookies 0, 1 or 2 (-1: leave the kernel's default)")
 	return cmd
 }
 

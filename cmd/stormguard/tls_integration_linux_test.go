@@ -79,3 +79,20 @@ func TestIntegrationTLSClientCertificates(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationTLSToPlaintextPort: valkeys:// to a plaintext Valkey gets
+// no TLS answer (the server waits for the rest of a "command"); sample and
+// check say what that likely means instead of only "no answer".
+func TestIntegrationTLSToPlaintextPort(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{})
+	target := "valkeys://" + sb.Addr() + "?insecure=1"
+	for _, args := range [][]string{
+		{"sample", "--valkey", target, "--netns", sb.NetNS},
+		{"check", "--valkey", target, "--netns", sb.NetNS, "--window", "100ms", "--timeout", "1s"},
+	} {
+		_, msg, code, _ := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(msg, "plaintext port reached with valkeys://") || strings.Contains(msg, "\n") {
+			t.Errorf("%s: exit %d, %q; want exit 2 and one line naming a plaintext port", args[0], code, msg)
+		}
+	}
+}

@@ -47,7 +47,7 @@ running 'stormguard watch'. With neither, it uses the local agent at
 		Example: `  stormguard top
   stormguard top --valkey 127.0.0.1:6379
   stormguard top --agent http://10.0.0.5:9877 --bearer-token-file token`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(valkey) > 0 && agentURL != "" {
 				return usageErr(fmt.Errorf("give --valkey or --agent, not both"))

@@ -84,7 +84,7 @@ SIGHUP re-runs discovery and reopens the events file (for logrotate).`,
   stormguard watch --valkey 127.0.0.1:6379 --events /var/log/stormguard/events.jsonl --journal /var/lib/stormguard
   stormguard watch --valkey valkey://monitor:secret@10.0.0.5:6379 --http 0.0.0.0:9877 --bearer-token-file /etc/stormguard/token
   stormguard watch --alertmanager http://127.0.0.1:9093 --webhook https://hooks.example.com/stormguard`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runWatch(cmd.Context(), cmd.ErrOrStderr(), o)
 		},

@@ -245,7 +245,7 @@ func readNIC(f *Facts) {
 	}
 	if len(nic.Interfaces) == 0 {
 		sort.Strings(tried)
-		where := "no interfaces besides loopback"
+		where := "no interface besides loopback"
 		if len(tried) > 0 {
 			where = "none of " + strings.Join(tried, ", ")
 		}

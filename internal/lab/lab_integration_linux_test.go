@@ -5,6 +5,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"strconv"
@@ -268,5 +269,25 @@ func TestIntegrationSourceAddrs(t *testing.T) {
 		if res.ConnectAttempts < 6 || res.ConnectFailures != 0 {
 			t.Errorf("--source-addrs %d: %d connects, %d failed", tt.asked, res.ConnectAttempts, res.ConnectFailures)
 		}
+	}
+}
+
+// TestIntegrationFleetOverMaxclients: a fleet larger than the target's
+// maxclients is refused before the warm-up, which would otherwise wait
+// --warmup-timeout for clients Valkey refuses; churn clients, which hold
+// no connection between PINGs, are not.
+func TestIntegrationFleetOverMaxclients(t *testing.T) {
+	sb := sandboxtest.New(t, sandbox.Options{ValkeyArgs: []string{"--maxclients", "20"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := Run(ctx, Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: 30, Strategy: "immediate", Scenario: "kill"})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "Clients" || !strings.Contains(err.Error(), "maxclients is 20") {
+		t.Fatalf("err = %v; want a Clients configuration error naming maxclients 20", err)
+	}
+	res := runLab(t, Config{Target: sb.Addr(), NetNS: sb.NetNS, Clients: 30, Strategy: "immediate",
+		Scenario: "churn", Duration: 500 * time.Millisecond})
+	if res.ConnectAttempts < 30 {
+		t.Errorf("churn made %d connections", res.ConnectAttempts)
 	}
 }

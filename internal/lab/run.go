@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valkey-io/valkey-go"
+
 	"github.com/stormguard/stormguard/internal/sandbox"
 	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
@@ -224,11 +226,51 @@ func (r *run) prepare(ctx context.Context) error {
 	if err := r.adm.ping(ctx); err != nil {
 		return fmt.Errorf("%w at %s: %v", ErrUnreachable, cfg.Target, err)
 	}
+	if err := r.checkRoom(ctx); err != nil {
+		return err
+	}
 	if cfg.Scenario == "failover" && cfg.Cluster {
 		return r.startCluster(ctx)
 	}
 	if cfg.Scenario == "failover" {
 		return r.startReplica(ctx)
+	}
+	return nil
+}
+
+// checkRoom refuses a fleet the target's maxclients cannot hold at once:
+// its warm-up waits for every client to complete a PING on a connection it
+// keeps, so it would only end, after --warmup-timeout, with "max number of
+// clients reached". Churn clients hold no connection between PINGs, and a
+// target that does not answer CONFIG GET (ACL) is left to the warm-up.
+func (r *run) checkRoom(ctx context.Context) error {
+	if r.scenario.traits().churn || r.cfg.Cluster {
+		return nil
+	}
+	var maxclients, connected int
+	err := r.adm.do(ctx, adminTimeout, func(ctx context.Context, c valkey.Client) error {
+		m, err := valkeyconn.ConfigGet(ctx, c, "maxclients")
+		if err != nil {
+			return err
+		}
+		if maxclients, err = strconv.Atoi(m["maxclients"]); err != nil {
+			return fmt.Errorf("CONFIG GET maxclients: %q", m["maxclients"])
+		}
+		info, err := valkeyconn.Info(ctx, c, "clients")
+		if err != nil {
+			return err
+		}
+		connected, _ = strconv.Atoi(info["connected_clients"])
+		return nil
+	})
+	if err != nil {
+		r.progress("maxclients not checked: %v", err)
+		return nil
+	}
+	need := r.cfg.Clients * r.strategy.traits(r.cfg).connsPerClient
+	if connected+need > maxclients {
+		return bad("Clients", "{Clients} %d need %d connections at once, but the target's maxclients is %d with %d connected now: the warm-up could never finish (raise maxclients or run fewer clients)",
+			r.cfg.Clients, need, maxclients, connected)
 	}
 	return nil
 }

@@ -83,7 +83,8 @@ func TestAdviceClass(t *testing.T) {
 		recovered bool
 		want      int
 	}{
-		{0, true, 0}, {5, true, 1}, {10, true, 1}, {11, true, 2}, {100, true, 2}, {101, true, 3}, {0, false, 4}, {5000, false, 4},
+		{0, true, 0}, {5, true, 1}, {10, true, 1}, {11, true, 2}, {100, true, 2}, {101, true, 3}, {1000, true, 3},
+		{1001, true, 4}, {580000, true, 4}, {0, false, 5}, {5000, false, 5},
 	} {
 		a := Advice{Result: &Result{Clients: 1000, ListenOverflows: tt.ovf, Recovered: tt.recovered}}
 		if tt.recovered {
@@ -117,7 +118,7 @@ func TestAdviseRunaway(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(rows) != 2 || rows[0].Setting != "glide" || rows[0].NotSimulated != "" || !rows[0].Recovered ||
-		rows[1].Setting != "immediate" || rows[1].NotSimulated == "" || rows[1].Class() != 5 {
+		rows[1].Setting != "immediate" || rows[1].NotSimulated == "" || rows[1].Class() != 6 {
 		t.Fatalf("rows %+v, %+v; want glide simulated first, immediate not simulated last", rows[0], rows[1])
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/dialer"
 )
 
@@ -246,5 +247,35 @@ func TestAcceptQueueHoldsLimitPlusOne(t *testing.T) {
 	if m.acceptFull(m.acceptLimit()) || !m.acceptFull(m.acceptLimit()+1) {
 		t.Fatalf("limit %d: full at depth %d = %v, at %d = %v; want false, true", m.acceptLimit(),
 			m.acceptLimit(), m.acceptFull(m.acceptLimit()), m.acceptLimit()+1, m.acceptFull(m.acceptLimit()+1))
+	}
+}
+
+// TestPolicyDrivesSimulatedTime: the clients' waits are package backoff's
+// schedule, not a copy: one client of an unjittered GLIDE (3 retries,
+// 100 ms × 2^n) against a server down for 2 s is refused at 0 and after
+// waits of 200, 400 and 800 ms (the schedule's first three delays), then
+// waits the schedule's constant tail (800 ms) and connects at ~2.2 s, the
+// first attempt after the server is back.
+func TestPolicyDrivesSimulatedTime(t *testing.T) {
+	g := backoff.GLIDE{Retries: 3, Factor: 100, ExponentBase: 2}
+	sched, err := backoff.NewSchedule(g, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at []time.Duration // when the schedule says each attempt is made
+	for now := time.Duration(0); now < 2*time.Second; now += sched.Failure() {
+		at = append(at, now)
+	}
+	at = append(at, at[len(at)-1]+g.Delay(len(at), 0, nil))
+	r := run(t, DefaultModel(), Fleet{Clients: 1, Strategy: "glide", Scenario: "restart", Down: 2 * time.Second,
+		Policy: backoff.Params{GLIDE: g}})
+	if r.ConnectAttempts != int64(len(at)) || r.ConnectFailures != int64(len(at)-1) {
+		t.Errorf("%d attempts, %d failures; the schedule makes %d attempts at %v", r.ConnectAttempts, r.ConnectFailures, len(at), at)
+	}
+	// Each refusal arrives one RTT after its attempt, the reply one RTT
+	// after the connect: allow 1 ms per attempt.
+	want := at[len(at)-1]
+	if got := ttr(r); got < want || got > want+time.Duration(len(at))*time.Millisecond {
+		t.Errorf("recovered at %s; the schedule's last attempt is at %s (attempts at %v)", got, want, at)
 	}
 }

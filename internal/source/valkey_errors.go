@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valkey-io/valkey-go"
+
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // valkeyDown is the error Collect returns while there is no connection. It
@@ -83,6 +85,9 @@ func describeConnectErr(hostport, user string, tlsOn bool, timeout time.Duration
 		return ce
 	}
 	ce.msg = "connect " + hostport + ": " + describeNetErr(err, timeout)
+	if errors.Is(err, valkeyconn.ErrTLSNoAnswer) {
+		ce.msg += valkeyconn.TLSNoAnswerHint
+	}
 	if tlsOn {
 		// Over TLS a refused client certificate looks the same: with TLS
 		// 1.3 the server checks it after our side of the handshake is

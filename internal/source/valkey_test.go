@@ -15,6 +15,7 @@ import (
 	"github.com/stormguard/stormguard/internal/addr"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 // topRand draws the top of every jitter range.
@@ -76,6 +77,7 @@ func TestDescribeConnectErr(t *testing.T) {
 		{"reset at connect", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNRESET)}, "connect 10.0.0.1:6379: connection reset by peer"},
 		{"server error line then EOF", &serverSaid{line: "ERR max number of clients reached", err: io.EOF}, "connect 10.0.0.1:6379: refused by Valkey: ERR max number of clients reached"},
 		{"tls", fmt.Errorf("TLS handshake: %w", errors.New("x509: certificate signed by unknown authority")), "connect 10.0.0.1:6379: TLS handshake: x509: certificate signed by unknown authority"},
+		{"tls unanswered", fmt.Errorf("TLS handshake: %w: %w", valkeyconn.ErrTLSNoAnswer, os.ErrDeadlineExceeded), "connect 10.0.0.1:6379: no answer within 2s (a plaintext port reached with valkeys://"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

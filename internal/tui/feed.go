@@ -29,7 +29,14 @@ func AgentFeed(base, token string) Feed {
 			return err
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized && token == "":
+			// The agent runs with --bearer-token-file; /healthz, which
+			// top's auto-detection asks, needs no token, the API does.
+			return fmt.Errorf("GET %s: %s: the agent requires a bearer token (give --bearer-token-file with the agent's token)", path, resp.Status)
+		case resp.StatusCode == http.StatusUnauthorized:
+			return fmt.Errorf("GET %s: %s: the agent refused the token of --bearer-token-file", path, resp.Status)
+		case resp.StatusCode != http.StatusOK:
 			return fmt.Errorf("GET %s: %s", path, resp.Status)
 		}
 		return json.NewDecoder(resp.Body).Decode(v)

@@ -3,6 +3,7 @@ package tui
 import (
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,5 +43,25 @@ func TestFeedsGiveTheSameView(t *testing.T) {
 				t.Errorf("view:\n got %s\nwant %s", got, want)
 			}
 		})
+	}
+}
+
+// An agent that requires a token says so through top's feed error: with
+// no token, that --bearer-token-file is needed; with a wrong one, that it
+// was refused.
+func TestAgentFeedTokenErrors(t *testing.T) {
+	h := serve.NewHub(nil, 10, 10)
+	srv := httptest.NewServer(serve.Handler(h, serve.Options{BearerToken: "right"}))
+	defer srv.Close()
+	for token, want := range map[string]string{
+		"":      "requires a bearer token (give --bearer-token-file",
+		"wrong": "refused the token of --bearer-token-file",
+	} {
+		if _, _, err := AgentFeed(srv.URL, token)(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("token %q: err %v, want it to say %q", token, err, want)
+		}
+	}
+	if _, _, err := AgentFeed(srv.URL, "right")(); err != nil {
+		t.Errorf("right token: %v", err)
 	}
 }

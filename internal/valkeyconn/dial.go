@@ -3,8 +3,10 @@ package valkeyconn
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 
 	"github.com/stormguard/stormguard/internal/addr"
@@ -44,10 +46,22 @@ func HandshakeTLS(ctx context.Context, raw net.Conn, cfg *tls.Config) (net.Conn,
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("TLS handshake: %w%s: %w", ErrTLSNoAnswer, TLSNoAnswerHint, err)
+		}
 		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
 	return conn, nil
 }
+
+// ErrTLSNoAnswer is wrapped by a TLS handshake the server did not answer
+// in time.
+var ErrTLSNoAnswer = errors.New("no answer in time")
+
+// TLSNoAnswerHint is the likely cause of a TLS handshake the server never
+// answers: a plaintext Valkey reads the ClientHello as the start of a
+// command and waits for the rest of it.
+const TLSNoAnswerHint = " (a plaintext port reached with valkeys://, or a server too busy to answer)"
 
 // dialCtxFn returns a valkey.ClientOption.DialCtxFn over the TCP dial
 // (DialTCP: inside the target's namespace), then TLS outside (HandshakeTLS),
