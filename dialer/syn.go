@@ -166,8 +166,13 @@ func (d *Dialer) connect(ctx context.Context, t *target, network, addr string) (
 			return raw, first, start, err
 		}
 		actx, cancel := context.WithTimeout(ctx, dl)
+		began := time.Now() // real time, as actx's deadline
 		raw, err := d.o.Dial(actx, network, addr)
-		cut := err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded)
+		// net.Dialer puts actx's deadline on the socket too, and that
+		// timer may end the connect a moment before actx's own says it
+		// expired: a timeout at the deadline is the cut as well.
+		cut := err != nil && ctx.Err() == nil &&
+			(errors.Is(actx.Err(), context.DeadlineExceeded) || isTimeout(err) && time.Since(began) >= dl)
 		cancel()
 		if !cut {
 			return raw, first, start, err

@@ -247,8 +247,14 @@ func restoreByText(mt defuse.Mitigation) string {
 	case defuse.RestoreByKernel:
 		return "the kernel ends it by itself"
 	case defuse.RestoreBySystemdTimer:
+		if mt.RestoreUnit == "" { // a dry run starts none
+			return "restored then by a transient systemd timer, even if stormguard is not running"
+		}
 		return "restored then by the systemd timer " + mt.RestoreUnit + ", even if stormguard is not running"
 	case defuse.RestoreByProcess:
+		if mt.RestorePID == 0 { // a dry run starts none
+			return "restored then by a detached restore process, even if stormguard is killed"
+		}
 		return fmt.Sprintf("restored then by the detached restore process %d, even if stormguard is killed", mt.RestorePID)
 	}
 	return "restored by the next stormguard run after that"

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stormguard/stormguard/internal/defuse"
 )
 
 // runDefuseCLI returns exit code, stdout and the one-line message.
@@ -84,6 +86,24 @@ func TestDefusePlanUnreachableValkey(t *testing.T) {
 		}
 		if strings.Contains(out+msg, "hunter2") {
 			t.Errorf("%v: password shown: %q %q", args, out, msg)
+		}
+	}
+}
+
+// A dry run starts no restore process or timer: its text names none (it
+// said "the detached restore process 0").
+func TestRestoreByTextDryRun(t *testing.T) {
+	for _, tt := range []struct {
+		mt   defuse.Mitigation
+		want string
+	}{
+		{defuse.Mitigation{RestoreBy: defuse.RestoreByProcess}, "by a detached restore process,"},
+		{defuse.Mitigation{RestoreBy: defuse.RestoreByProcess, RestorePID: 4242}, "by the detached restore process 4242,"},
+		{defuse.Mitigation{RestoreBy: defuse.RestoreBySystemdTimer}, "by a transient systemd timer,"},
+		{defuse.Mitigation{RestoreBy: defuse.RestoreBySystemdTimer, RestoreUnit: "stormguard-restore-1.timer"}, "by the systemd timer stormguard-restore-1.timer,"},
+	} {
+		if got := restoreByText(tt.mt); !strings.Contains(got, tt.want) {
+			t.Errorf("restoreByText(%s, pid %d, unit %q) = %q, want it to contain %q", tt.mt.RestoreBy, tt.mt.RestorePID, tt.mt.RestoreUnit, got, tt.want)
 		}
 	}
 }

@@ -142,7 +142,7 @@ func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts
 		sort.Strings(keys)
 		fmt.Fprintln(out, "\nunavailable signals:")
 		for _, k := range keys {
-			fmt.Fprintf(out, "  %s: %s\n", k, last.Errors[k])
+			fmt.Fprintf(out, "  %s: %s\n", k, source.WithoutRetry(last.Errors[k]))
 		}
 	}
 	// The contract: an unreachable Valkey is a connection error (exit 2),

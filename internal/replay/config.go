@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,10 +73,25 @@ func ParseConfig(b []byte, name string) (detect.Config, error) {
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", name, err)
+		return cfg, fmt.Errorf("config %s: %s", name, keyNames(err.Error()))
 	}
 	return cfg, nil
 }
+
+// keyNames writes the Go field names in a detect.Config.Validate message
+// as the file's keys (AcceptHighOccupancy → accept_high_occupancy): the
+// person reading it wrote the keys.
+func keyNames(msg string) string {
+	t := reflect.TypeOf(detect.Config{})
+	return goName.ReplaceAllStringFunc(msg, func(w string) string {
+		if f, ok := t.FieldByName(w); ok && f.IsExported() {
+			return snake(w)
+		}
+		return w
+	})
+}
+
+var goName = regexp.MustCompile(`\b[A-Z][A-Za-z0-9]*\b`)
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
@@ -115,6 +131,9 @@ func setField(f reflect.Value, n *yaml.Node) error {
 		d, err := time.ParseDuration(s)
 		if err != nil {
 			return fmt.Errorf("want a duration such as \"5s\" or \"250ms\", got %q", s)
+		}
+		if d < 0 {
+			return fmt.Errorf("must not be negative, got %s", s)
 		}
 		f.SetInt(int64(d))
 		return nil

@@ -255,7 +255,9 @@ func TestParseConfig(t *testing.T) {
 		{"nested", "new_conn_floor: [1]\n", nil, "want a single value"},
 		{"twice", "new_conn_floor: 1\nnew_conn_floor: 2\n", nil, "line 2: key \"new_conn_floor\" given twice"},
 		{"not a mapping", "- a\n- b\n", nil, "c.yaml line 1: want a mapping"},
-		{"invalid value", "accept_high_occupancy: 2\n", nil, "c.yaml: detector config: AcceptHighOccupancy"},
+		{"invalid value", "accept_high_occupancy: 2\n", nil, "c.yaml: detector config: accept_high_occupancy 2 must be in (0,1]"},
+		{"invalid pair", "baseline_min_buckets: 9\nbaseline_buckets: 3\n", nil, "need 1 <= baseline_min_buckets (9) <= baseline_buckets (3)"},
+		{"negative duration", "surge_quiet: -5s\n", nil, "c.yaml line 1: surge_quiet: must not be negative, got -5s"},
 		{"yaml syntax", "a: [\n", nil, "c.yaml: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

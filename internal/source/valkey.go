@@ -450,7 +450,13 @@ const (
 // "unavailable: " prefix and the retry schedule, which only a running
 // agent follows.
 func OneShotReason(reason string) string {
-	reason = strings.TrimPrefix(reason, unavailablePrefix)
+	return strings.TrimPrefix(WithoutRetry(reason), unavailablePrefix)
+}
+
+// WithoutRetry is an errors entry without the Valkey source's retry
+// schedule ("; next retry in 75ms"), for the footer of a command that
+// exits.
+func WithoutRetry(reason string) string {
 	for _, sep := range []string{retryNext, retryNow} {
 		if i := strings.LastIndex(reason, sep); i >= 0 {
 			reason = reason[:i]

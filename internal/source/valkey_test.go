@@ -123,6 +123,9 @@ func TestOneShotReason(t *testing.T) {
 			t.Errorf("OneShotReason(%q) = %q, want %q", in, got, want)
 		}
 	}
+	if got := WithoutRetry("unavailable: connect h:1: refused; next retry in 3ms"); got != "unavailable: connect h:1: refused" {
+		t.Errorf("WithoutRetry = %q", got)
+	}
 	err := (&valkeyDown{reason: "connect h:1: refused" + retryNext + "1s"}).Error()
 	if got := OneShotReason(err); got != "connect h:1: refused" {
 		t.Errorf("OneShotReason(valkeyDown) = %q", got)
