@@ -2,8 +2,9 @@ package dialer
 
 import (
 	"context"
-	"errors"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -165,14 +166,11 @@ func (d *Dialer) connect(ctx context.Context, t *target, network, addr string) (
 			raw, err := d.o.Dial(ctx, network, addr)
 			return raw, first, start, err
 		}
-		actx, cancel := context.WithTimeout(ctx, dl)
-		began := time.Now() // real time, as actx's deadline
+		actx, cancel := context.WithCancel(ctx)
+		ct := startCutter(cancel, dl)
 		raw, err := d.o.Dial(actx, network, addr)
-		// net.Dialer puts actx's deadline on the socket too, and that
-		// timer may end the connect a moment before actx's own says it
-		// expired: a timeout at the deadline is the cut as well.
-		cut := err != nil && ctx.Err() == nil &&
-			(errors.Is(actx.Err(), context.DeadlineExceeded) || isTimeout(err) && time.Since(began) >= dl)
+		ct.stop()
+		cut := err != nil && ctx.Err() == nil && ct.cut.Load()
 		cancel()
 		if !cut {
 			return raw, first, start, err
@@ -190,4 +188,54 @@ func (d *Dialer) connect(ctx context.Context, t *target, network, addr string) (
 		// A wait that does not fit before the deadline is skipped: the
 		// redial goes at once, and is the last attempt.
 	}
+}
+
+// cutter cancels a connect attempt at its SYN deadline — but only when
+// its timer fires on time. A process starved of CPU (a throttled
+// container, a long GC pause, the lab's 15,000 client goroutines on a
+// loaded host) fires the timer late, and by then the SYN-ACK may have
+// arrived with nobody to notice it: cutting then would close a
+// connection the kernel completed (a wasted accept for the server) and
+// add a redial, in the very stall where the server can least afford it
+// (the lab saw hundreds of abandons per 100 ms after client-side stalls).
+// A late timer looks again after as long as it was late (at most the
+// kernel's SYN retransmit time), giving the runtime time to deliver the
+// connect's completion; only a timer that fires within lateWake of its
+// due time cuts.
+type cutter struct {
+	cancel context.CancelFunc
+	cut    atomic.Bool
+
+	mu    sync.Mutex
+	timer *time.Timer
+	due   time.Time
+}
+
+// startCutter arms a cutter that calls cancel dl from now.
+func startCutter(cancel context.CancelFunc, dl time.Duration) *cutter {
+	c := &cutter{cancel: cancel, due: time.Now().Add(dl)}
+	c.mu.Lock()
+	c.timer = time.AfterFunc(dl, c.fire)
+	c.mu.Unlock()
+	return c
+}
+
+func (c *cutter) fire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if late := time.Since(c.due); late > lateWake {
+		again := min(late, kernelSYNRTO)
+		c.due = time.Now().Add(again)
+		c.timer.Reset(again)
+		return
+	}
+	c.cut.Store(true)
+	c.cancel()
+}
+
+// stop disarms c.
+func (c *cutter) stop() {
+	c.mu.Lock()
+	c.timer.Stop()
+	c.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,5 +272,31 @@ func lose(t *testing.T, d *Dialer, addr string) {
 	_ = c.Close()
 	if d.Stats(addr).Overloads != 1 {
 		t.Fatalf("EOF before the handshake: %+v, want one overload", d.Stats(addr))
+	}
+}
+
+// TestCutterWaitsOutStalls: a deadline timer that fires late (the
+// process was starved, a SYN-ACK may be waiting to be noticed) does not
+// cut; one that fires on time does.
+func TestCutterWaitsOutStalls(t *testing.T) {
+	var canceled atomic.Bool
+	orig := time.Now().Add(-100 * time.Millisecond)
+	c := &cutter{cancel: func() { canceled.Store(true) }, due: orig}
+	c.timer = time.AfterFunc(time.Hour, c.fire)
+	defer c.stop()
+	c.fire() // 100 ms late
+	if c.cut.Load() || canceled.Load() {
+		t.Fatal("cut by a timer that fired 100 ms late")
+	}
+	c.mu.Lock()
+	rearmed := c.due.After(orig.Add(100 * time.Millisecond))
+	c.due = time.Now().Add(time.Hour) // the re-armed timer, on time
+	c.mu.Unlock()
+	if !rearmed {
+		t.Error("the late timer was not re-armed later")
+	}
+	c.fire()
+	if !c.cut.Load() || !canceled.Load() {
+		t.Fatal("a timer on time did not cut")
 	}
 }

@@ -73,7 +73,7 @@ same scenario: run the lab once at one fleet size, then simulate others.
 
 Strategies: ` + strings.Join(simulate.Strategies, ", ") + ` (the client libraries
 are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
-		Example: `  stormguard simulate --clients 100000 --strategy stormguard --scenario kill
+		Example: `  stormguard simulate --clients 100000 --strategy stormguard --scenario kill --period 1s   # 100,000 PINGs/s; at the default 100ms, 1M/s: more than one Valkey serves
   stormguard simulate --clients 20000 --strategy glide --scenario restart --somaxconn 4096 --json
   stormguard storm --spawn --somaxconn 128 --clients 6000 --strategy immediate --scenario kill --json > lab.json
   stormguard simulate --calibrate lab.json --clients 15000 --strategy stormguard --scenario kill`,
