@@ -73,7 +73,7 @@ same scenario: run the lab once at one fleet size, then simulate others.
 
 Strategies: ` + strings.Join(simulate.Strategies, ", ") + ` (the client libraries
 are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
-		Example: `  stormguard simulate --clients 100000 --strategy stormguard --scenario kill
+		Example: `  stormguard simulate --clients 100000 --strategy stormguard --scenario kill --period 1s   # 100,000 PINGs/s; at the default 100ms, 1M/s: more than one Valkey serves
   stormguard simulate --clients 20000 --strategy glide --scenario restart --somaxconn 4096 --json
   stormguard storm --spawn --somaxconn 128 --clients 6000 --strategy immediate --scenario kill --json > lab.json
   stormguard simulate --calibrate lab.json --clients 15000 --strategy stormguard --scenario kill`,
@@ -102,6 +102,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.IntVar(&o.model.MaxNewTLSConnsPerCycle, "max-new-tls-connections-per-cycle", o.model.MaxNewTLSConnsPerCycle, "Valkey's TLS accepts per event-loop turn")
 	f.BoolVar(&o.model.TLS, "tls", false, "every connection is TLS (handshake cost, TLS accept cap)")
 	f.DurationVar(&o.model.RTT, "rtt", o.model.RTT, "network round trip between clients and Valkey")
+	f.IntVar(&o.model.HZ, "hz", o.model.HZ, "CONFIG_HZ of Valkey's host: TCP retransmit timers fire on the timer wheel's ticks (-1: exact timeouts)")
 	f.DurationVar(&o.model.ConnCost, "conn-cost", o.model.ConnCost, "Valkey main-thread time per accepted connection")
 	f.DurationVar(&o.model.KillCost, "kill-cost", o.model.KillCost, "kill: Valkey's time per client freed by CLIENT KILL (the event loop accepts nothing meanwhile)")
 	f.DurationVar(&o.model.NoticeCost, "notice-cost", o.model.NoticeCost, "client side CPU to notice one lost connection, when the fleet is one load generator (0: many hosts)")
