@@ -288,7 +288,7 @@ var killCostSteps = []float64{0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2}
 
 // fitKillCost fits Valkey's time per client freed by CLIENT KILL within
 // 0.5–1.2× the given one, when an observation is a kill. It is measured
-// (Valkey's INFO commandstats: 8–16 µs per client on the lab's VM at
+// (Valkey's INFO commandstats: 7–16 µs per client on the lab's VM at
 // load 2–4), and the host model stretches it by Valkey's share of the
 // cores (host.go), but what else ran on the machine varies from run to
 // run, and the dialer's overflows (its dials during the kill find no

@@ -11,8 +11,9 @@ import (
 // fleet: every connected client costs it a PING round trip per Period
 // (write, netpoll wake-up, read, timer) and runtime work, and while it
 // has queued work (a kill's closes to notice, dials to make) it runs on
-// every core it may (GOMAXPROCS: the host's cores). Linux's scheduler gives every runnable thread a fair share
-// of the cores; Valkey's event loop is one thread, so when the demand
+// every core it may (GOMAXPROCS: the host's cores). Linux's scheduler
+// gives every runnable thread a fair share of the cores; Valkey's event
+// loop is one thread, so when the demand
 // exceeds the cores its accept turns (and a CLIENT KILL) stretch by
 // 1/share. That makes the server's admission capacity fall as the fleet
 // grows, as the lab showed: its Valkey answered 2,800–4,400 PINGs/s
@@ -39,11 +40,10 @@ func (s *sim) valkeyShare() float64 {
 		// GOMAXPROCS, the host's cores by default. So while it has
 		// work, Valkey's thread shares the cores with that many of its
 		// threads, not one: 2/3 of a core on the lab's 2-core host with
-		// nothing else running. (Measured: Valkey's own CLIENT KILL of
-		// 6,000–15,000 idle clients took 8–16 µs each by INFO
-		// commandstats at load 2–4 with a one-thread client side; the
-		// lab's dialer overflows — its dials while the kill holds the
-		// loop — need ~40 µs each with the Go generator beside it.)
+		// nothing else running. (Valkey's own CLIENT KILL of
+		// 6,000–15,000 idle clients took 7–16 µs each by INFO
+		// commandstats at load 1–4 beside a one-thread client side; the
+		// lab's Go generator takes more of the machine than that.)
 		gen = float64(s.m.HostCores)
 	}
 	return fairShare(float64(s.m.HostCores), gen, s.m.HostLoad, &s.share)

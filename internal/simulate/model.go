@@ -53,8 +53,8 @@ type Model struct {
 	ConnCost time.Duration `json:"conn_cost_ns"`
 	// KillCost is Valkey's CPU per client freed by CLIENT KILL (a
 	// kill): the event loop accepts nothing until the command returns.
-	// Measured by Valkey's own INFO commandstats: 8–16 µs per client for
-	// 6,000–15,000 idle clients on the lab's 2-core VM at load 2–4 (the
+	// Measured by Valkey's own INFO commandstats: 7–16 µs per client for
+	// 6,000–15,000 idle clients on the lab's 2-core VM at load 1–4 (the
 	// earlier 38–51 µs were the command's round trip at load ~10, CPU
 	// contention included, which the host model adds: host.go).
 	KillCost time.Duration `json:"kill_cost_ns"`
