@@ -29,7 +29,10 @@ STORMGUARD_FROM (glob: the stormguard rows come only from lab files whose
 name matches it; the model runs this tree's dialer, so use the files made by
 the same dialer code; default every file), HOST_CORES (cores Valkey and
 the load generator shared in the lab; default this machine's), KILL_COST
-(Valkey's CPU per client CLIENT KILL frees, kept as given by the fit; 45us).
+(Valkey's CPU per client CLIENT KILL frees, the centre of the fit's
+0.5-1.2x range; 16us, measured by INFO commandstats), HZ (CONFIG_HZ of the
+lab's host, whose timer wheel batches TCP's retransmits; 250, as on the
+lab's; -1: exact timeouts).
 """
 import fnmatch
 import glob
@@ -103,14 +106,15 @@ def main():
     labdir = os.environ.get("LABDIR") or out
     sg_from = os.environ.get("STORMGUARD_FROM") or "*"
     cores = os.environ.get("HOST_CORES") or str(os.cpu_count() or 1)
-    kill = os.environ.get("KILL_COST") or "45us"
+    kill = os.environ.get("KILL_COST") or "16us"
+    hz = os.environ.get("HZ") or "250"
     lab = {n: load_lab(labdir, scen, n, sg_from) for n in sizes + [cal_n]}
     cal = [r for runs in lab[cal_n].values() for r in runs if usable(r)]
     if not cal:
         sys.exit(f"no usable lab run at {cal_n} clients to calibrate on")
     calfile = f"{out}/calibration_input.json"
     json.dump(cal, open(calfile, "w"))
-    common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--json"]
+    common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--json"]
     fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--clients", cal_n,
                                      "--strategy", "immediate"] + common, capture_output=True, text=True, check=True).stdout)
     m = fit["model"]

@@ -85,14 +85,15 @@
 // server nothing and says it is down for now, not that it admits too
 // slowly. It starts the window again instead, so the clients refused
 // while the server was down spread over a whole window once it is back.
-// In an episode begun by a close or reset, a connect attempt with no
-// SYN-ACK within a deadline learned from the target's connect times
-// (about 200 ms on a LAN; Options.SYNDeadline caps it at 1 s, and a
-// longer path gets none) lost its SYN on a full accept queue: it is
-// abandoned and redialled at a point of what is left of the window,
-// never later than the kernel's own 1 s retransmit, and counts as
-// congestion — so the few clients a well-spread fleet still loses to
-// overflows do not come back a second after everyone else.
+// Opt-in (Options.SYNDeadline, off by default): in an episode begun by
+// a close or reset, a connect attempt with no SYN-ACK within a deadline
+// learned from the target's connect times (about 200 ms on a LAN; a
+// longer path than the cap gets none) lost its SYN on a full accept
+// queue: it is abandoned and redialled at a point of what is left of the
+// window, never later than the kernel's own 1 s retransmit, and counts as
+// congestion. It shortens the tail of the few clients a fleet loses to
+// overflows, but in the lab it kept an overload going (redials come
+// sooner than TCP's own backoff), hence off by default.
 //
 // Share one *Dialer across every client of a process: its per-target state
 // is the point. It holds no package-level state, so tests and libraries

@@ -71,7 +71,7 @@ func TestSYNDeadlineKernel(t *testing.T) {
 	// A frozen clock keeps the test inside the reconnect episode (the
 	// waits and deadlines run on real timers).
 	frozen := func() time.Time { return time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC) }
-	d, err := New(Options{Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, ReconnectWindow: 50 * time.Millisecond,
+	d, err := New(Options{SYNDeadline: time.Second, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, ReconnectWindow: 50 * time.Millisecond,
 		Backoff: backoff.Immediate{}, Now: frozen, DialTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)

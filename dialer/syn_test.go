@@ -41,7 +41,7 @@ func observe(t *testing.T, d *Dialer, clk *fakeClock, addr string, took time.Dur
 // cut off.
 func TestSYNDeadlineAdapts(t *testing.T) {
 	const addr = "10.0.0.5:6379"
-	d, _ := newClocked(t, Options{})
+	d, _ := newClocked(t, Options{SYNDeadline: time.Second})
 	if r, _ := d.Reserve(addr); r.Deadline != 0 || d.Stats(addr).SYNDeadline != 500*time.Millisecond {
 		t.Errorf("outside an episode: deadline %s, want none (learned: %s, want 500ms)", r.Deadline, d.Stats(addr).SYNDeadline)
 	}
@@ -56,7 +56,7 @@ func TestSYNDeadlineAdapts(t *testing.T) {
 		{900 * time.Millisecond, 0, 0},
 		{1500 * time.Millisecond, 0, 0},
 	} {
-		d, clk := newClocked(t, Options{})
+		d, clk := newClocked(t, Options{SYNDeadline: time.Second})
 		// The first connect is the first sample (rttvar = rtt/2).
 		r, _ := d.Reserve(addr)
 		_ = r.Dialed(tt.rtt, nil)
@@ -68,7 +68,7 @@ func TestSYNDeadlineAdapts(t *testing.T) {
 	}
 	// A long path never observed: the first attempt is cut at 500 ms,
 	// the redial is not, and once its connect is seen no attempt is cut.
-	d, clk := newClocked(t, Options{})
+	d, clk := newClocked(t, Options{SYNDeadline: time.Second})
 	d.ReportOverload(addr, io.EOF) // an episode, nothing observed
 	r, _ := d.Reserve(addr)
 	clk.advance(r.Wait)
@@ -89,7 +89,7 @@ func TestSYNDeadlineAdapts(t *testing.T) {
 		t.Errorf("AbandonedDials %d, want 1", st.AbandonedDials)
 	}
 	// Karn: a connect as slow as a retransmitted SYN is no sample.
-	d, clk = newClocked(t, Options{})
+	d, clk = newClocked(t, Options{SYNDeadline: time.Second})
 	observe(t, d, clk, addr, time.Millisecond, 5)
 	r, _ = d.Reserve(addr)
 	_ = r.Dialed(1100*time.Millisecond, nil)
@@ -97,10 +97,12 @@ func TestSYNDeadlineAdapts(t *testing.T) {
 	if got := d.Stats(addr).SYNDeadline; got > 210*time.Millisecond {
 		t.Errorf("after a retransmitted connect: deadline %s, want unchanged (~201ms)", got)
 	}
-	// Off.
-	d, clk = newClocked(t, Options{SYNDeadline: -1})
-	if got := observe(t, d, clk, addr, time.Millisecond, 3); got != 0 {
-		t.Errorf("SYNDeadline -1: deadline %s", got)
+	// Off: -1, and by default.
+	for _, o := range []Options{{SYNDeadline: -1}, {}} {
+		d, clk = newClocked(t, o)
+		if got := observe(t, d, clk, addr, time.Millisecond, 3); got != 0 {
+			t.Errorf("SYNDeadline %s: deadline %s", o.SYNDeadline, got)
+		}
 	}
 }
 
@@ -111,7 +113,7 @@ func TestSYNDeadlineAdapts(t *testing.T) {
 // not at once. DialTimeout bounds the attempts together.
 func TestSYNDeadlineAbandonPaced(t *testing.T) {
 	const addr = "10.0.0.5:6379"
-	d, clk := newClocked(t, Options{FleetSize: 9000, BreakerThreshold: -1, Backoff: backoff.Immediate{}, DialTimeout: 2 * time.Second}) // 3 s window
+	d, clk := newClocked(t, Options{SYNDeadline: time.Second, FleetSize: 9000, BreakerThreshold: -1, Backoff: backoff.Immediate{}, DialTimeout: 2 * time.Second}) // 3 s window
 	observe(t, d, clk, addr, time.Millisecond, 3)
 	connectHealthy(t, d, clk, addr).Lost(io.EOF)
 	var lo, hi time.Duration = time.Hour, 0
@@ -143,7 +145,7 @@ func TestSYNDeadlineAbandonPaced(t *testing.T) {
 	}
 	// One dial is one congestion event: its abandon and its redial's
 	// timeout cut once.
-	d, clk = newClocked(t, Options{BreakerThreshold: -1, Backoff: backoff.Immediate{}, DialTimeout: 2 * time.Second})
+	d, clk = newClocked(t, Options{SYNDeadline: time.Second, BreakerThreshold: -1, Backoff: backoff.Immediate{}, DialTimeout: 2 * time.Second})
 	observe(t, d, clk, addr, time.Millisecond, 3)
 	connectHealthy(t, d, clk, addr).Lost(io.EOF)
 	r, _ := d.Reserve(addr)
@@ -176,7 +178,7 @@ func TestSYNDeadlineAbandonPaced(t *testing.T) {
 // blip: the SYNs are lost to the outage, not to a full accept queue).
 func TestSYNDeadlineOnlyInEpisodes(t *testing.T) {
 	const addr = "10.0.0.5:6379"
-	d, clk := newClocked(t, Options{BreakerThreshold: -1})
+	d, clk := newClocked(t, Options{SYNDeadline: time.Second, BreakerThreshold: -1})
 	observe(t, d, clk, addr, time.Millisecond, 3)
 	if r, _ := d.Reserve(addr); r.Deadline != 0 {
 		t.Errorf("outside an episode: deadline %s, want none", r.Deadline)
@@ -221,7 +223,7 @@ func TestSYNDeadlineDialContext(t *testing.T) {
 	// A frozen clock: the episode that lose begins never ends (the waits
 	// and the deadlines run on real timers, the episode on Now).
 	frozen := func() time.Time { return time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC) }
-	d, err := New(Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 3 * time.Second,
+	d, err := New(Options{SYNDeadline: time.Second, Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 3 * time.Second,
 		ReconnectWindow: 20 * time.Millisecond, Backoff: backoff.Immediate{}, Now: frozen})
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +243,7 @@ func TestSYNDeadlineDialContext(t *testing.T) {
 	bh.mu.Lock()
 	bh.n, bh.calls = 0, 0
 	bh.mu.Unlock()
-	d2, err := New(Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 1500 * time.Millisecond,
+	d2, err := New(Options{SYNDeadline: time.Second, Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 1500 * time.Millisecond,
 		ReconnectWindow: 20 * time.Millisecond, Backoff: backoff.Immediate{}, Now: frozen})
 	if err != nil {
 		t.Fatal(err)

@@ -246,7 +246,7 @@ func runCheck(ctx context.Context, out, errOut io.Writer, o checkOpts) error {
 			t.facts.ValkeyErr = noServer
 		}
 		if t.co.Valkey != nil && t.facts.Valkey == nil && o.agent != "" && strings.Contains(t.facts.ValkeyErr, "max number of clients") {
-			t.facts.Agent = agentFacts(ctx, o.agent, t.co.Valkey.HostPort())
+			t.facts.Agent = agentFacts(ctx, o.agent, t.co.Valkey.HostPort(), t.co.NetNS)
 		}
 		t.fs = checklist.Evaluate(t.facts)
 		if t.co.Valkey != nil {

@@ -38,7 +38,12 @@ namespace's TCP counters, conntrack, NIC allowance counters and Valkey's
 INFO fields read over one reserved connection.
 
 A signal that cannot be read is shown as null (JSON) or "-" (table), and the
-reason is given under "errors"; the other signals are still printed.`,
+reason is given under "errors" (JSON) or "unavailable signals" (after the
+table); the other signals are still printed. The keys: docs/sample.md.
+
+Exit codes: 0 the samples were taken (also with signals unavailable); 2 bad
+flags or address, a missing --netns, or a Valkey that none of the samples
+reached (the kernel part is still printed first; one line on stderr says why).`,
 		Example: `  stormguard sample --valkey 127.0.0.1:6379
   stormguard sample --valkey valkey://default:secret@10.0.0.5:6379 --count 10 --interval 200ms --json
   VALKEY_PASSWORD=secret stormguard sample --valkey 127.0.0.1:6379 --netns /var/run/netns/blue --json`,

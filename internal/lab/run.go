@@ -241,10 +241,12 @@ func (r *run) prepare(ctx context.Context) error {
 // checkRoom refuses a fleet the target's maxclients cannot hold at once:
 // its warm-up waits for every client to complete a PING on a connection it
 // keeps, so it would only end, after --warmup-timeout, with "max number of
-// clients reached". Churn clients hold no connection between PINGs, and a
-// target that does not answer CONFIG GET (ACL) is left to the warm-up.
+// clients reached". Churn clients hold no connection between PINGs, the
+// clients of a shared instance (--instances below --clients) share a
+// library's pool of unknown size, and a target that does not answer
+// CONFIG GET (ACL) is left to the warm-up.
 func (r *run) checkRoom(ctx context.Context) error {
-	if r.scenario.traits().churn || r.cfg.Cluster {
+	if r.scenario.traits().churn || r.cfg.Cluster || r.cfg.Instances != r.cfg.Clients {
 		return nil
 	}
 	var maxclients, connected int

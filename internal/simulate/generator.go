@@ -47,8 +47,25 @@ func (f *fifo) pop() (genJob, bool) {
 
 type genJob struct {
 	c    *client
-	dial bool // a connect(); otherwise noticing a lost connection
+	k    *sock // jobConnected, jobReply: the connection
+	kind uint8
 }
+
+// The client side's jobs. Every one is a goroutine of the lab's load
+// generator running once: noticing a lost connection (read EOF, close),
+// making a connect() (the same goroutine, at once: first in line),
+// finishing a connect (connect() returned: write the PING) and reading
+// the PING's answer (the lab records the client as back then). The last
+// two cost what a notice does (one wake-up, one syscall); they wait in
+// line with the notices, so during a kill's backlog of closes the lab's
+// clients see their answers late, as its timelines show (no answers
+// while the closes are noticed, then thousands at once).
+const (
+	jobNotice uint8 = iota
+	jobDial
+	jobConnected
+	jobReply
+)
 
 // genRunMean is the generator's mean running stretch between stalls:
 // the lab's kills alternated busy and quiet 100 ms buckets.
@@ -58,14 +75,24 @@ const genRunMean = 100 * time.Millisecond
 // loop runs) or make c's connect(), through the generator's queue when
 // it has a cost.
 func (s *sim) clientJob(c *client, dial bool) {
+	j := genJob{c: c, kind: jobNotice}
+	if dial {
+		j.kind = jobDial
+	}
+	s.clientRun(j)
+}
+
+// clientRun runs j now (a fleet on many hosts) or queues it on the
+// load generator.
+func (s *sim) clientRun(j genJob) {
 	if s.m.NoticeCost == 0 && s.m.DialCost == 0 && s.m.ClientBurst <= 1 {
-		s.doJob(genJob{c, dial})
+		s.doJob(j)
 		return
 	}
-	if dial {
-		s.gen.dials.push(genJob{c, dial})
+	if j.kind == jobDial {
+		s.gen.dials.push(j)
 	} else {
-		s.gen.notices.push(genJob{c, dial})
+		s.gen.notices.push(j)
 	}
 	if !s.gen.busy {
 		// An idle generator wakes at once and runs a fresh stretch: it
@@ -77,10 +104,15 @@ func (s *sim) clientJob(c *client, dial bool) {
 }
 
 func (s *sim) doJob(j genJob) {
-	if j.dial {
+	switch j.kind {
+	case jobDial:
 		s.dial(j.c)
-	} else {
+	case jobNotice:
 		s.lose(j.c)
+	case jobConnected:
+		s.sendPing(j.k)
+	case jobReply:
+		s.reply(j.k)
 	}
 }
 
@@ -103,7 +135,7 @@ func (s *sim) genStart() {
 	}
 	g.cur, g.busy = j, true
 	cost := s.m.NoticeCost
-	if j.dial {
+	if j.kind == jobDial {
 		cost = s.m.DialCost
 	}
 	start := s.now

@@ -34,6 +34,11 @@ type Model struct {
 	SynackRetries int `json:"synack_retries"`
 	// RTT is the network round trip (loopback: 50µs).
 	RTT time.Duration `json:"rtt_ns"`
+	// HZ is the Valkey host's CONFIG_HZ: TCP's retransmit timers fire on
+	// the timer wheel's ticks (wheel.go), so retransmits leave in
+	// batches. 250 by default (the lab's host, Debian's and Ubuntu's
+	// kernels); -1: exact timeouts.
+	HZ int `json:"hz"`
 	// MaxNewConnsPerCycle, MaxNewTLSConnsPerCycle: Valkey's
 	// max-new-connections-per-cycle (10) and max-new-tls-connections-per-cycle (1).
 	MaxNewConnsPerCycle    int `json:"max_new_connections_per_cycle"`
@@ -46,10 +51,12 @@ type Model struct {
 	// ConnCost is the cost of one accepted connection (accept, register,
 	// its first command, its close when abandoned).
 	ConnCost time.Duration `json:"conn_cost_ns"`
-	// KillCost is Valkey's time per client freed by CLIENT KILL (a
+	// KillCost is Valkey's CPU per client freed by CLIENT KILL (a
 	// kill): the event loop accepts nothing until the command returns.
-	// Measured directly: 38–51 µs per client for 1,000–10,000 idle
-	// clients on the lab's 2-core VM.
+	// Measured by Valkey's own INFO commandstats: 7–16 µs per client for
+	// 6,000–15,000 idle clients on the lab's 2-core VM at load 1–4 (the
+	// earlier 38–51 µs were the command's round trip at load ~10, CPU
+	// contention included, which the host model adds: host.go).
 	KillCost time.Duration `json:"kill_cost_ns"`
 	// NoticeCost and DialCost are the client side's CPU for noticing a
 	// lost connection and for one connect(), when the fleet is one load
@@ -105,11 +112,11 @@ func DefaultModel() Model {
 	return Model{
 		Somaxconn: 128, TCPBacklog: 511, Syncookies: true,
 		SynRetries: 6, SynLinearTimeouts: 4, SynackRetries: 5,
-		RTT:                 50 * time.Microsecond,
+		RTT: 50 * time.Microsecond, HZ: 250,
 		MaxNewConnsPerCycle: 10, MaxNewTLSConnsPerCycle: 1,
 		CycleCost: 20 * time.Microsecond, ConnCost: 60 * time.Microsecond,
 		TLSCost: 1800 * time.Microsecond, CmdCost: 2 * time.Microsecond,
-		KillCost: 45 * time.Microsecond,
+		KillCost: 16 * time.Microsecond,
 	}
 }
 
@@ -130,6 +137,7 @@ func (m Model) withDefaults() Model {
 	fillI(&m.Somaxconn, d.Somaxconn)
 	fillI(&m.TCPBacklog, d.TCPBacklog)
 	fillI(&m.SynRetries, d.SynRetries)
+	fillI(&m.HZ, d.HZ)
 	fillI(&m.SynackRetries, d.SynackRetries)
 	fillI(&m.MaxNewConnsPerCycle, d.MaxNewConnsPerCycle)
 	fillI(&m.MaxNewTLSConnsPerCycle, d.MaxNewTLSConnsPerCycle)
@@ -146,6 +154,8 @@ func (m Model) Validate() error {
 	switch {
 	case m.Somaxconn < 0 || m.TCPBacklog < 0:
 		return fmt.Errorf("%w: somaxconn and tcp-backlog must not be negative", ErrConfig)
+	case m.HZ < -1 || m.HZ > 10000:
+		return fmt.Errorf("%w: HZ must be within 1..10000 (-1: exact timeouts)", ErrConfig)
 	case m.SynRetries < 0 || m.SynLinearTimeouts < 0 || m.SynackRetries < 0:
 		return fmt.Errorf("%w: SYN and SYN-ACK retries must not be negative", ErrConfig)
 	case m.MaxNewConnsPerCycle < 0 || m.MaxNewConnsPerCycle > 1000 || m.MaxNewTLSConnsPerCycle < 0 || m.MaxNewTLSConnsPerCycle > 1000:

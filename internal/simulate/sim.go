@@ -178,6 +178,7 @@ const (
 	evKillNext           // CLIENT KILL frees its next client
 	evSynDeadline        // the dialer's SYN deadline of an attempt
 	evSynRst             // an abandoned attempt's SYN-ACK was answered by RST
+	evPingArrive         // the client's first PING (and the ACK it carries) reaches the server
 )
 
 type event struct {
@@ -224,7 +225,10 @@ type sock struct {
 	srv         uint8
 	open        bool // the client still holds it
 	connected   bool // the client saw ESTABLISHED
-	replied     bool
+	replied     bool // the client has seen its first PING answered
+	answered    bool // the answer reached the client's socket
+	pingSent    bool // the client has sent its PING
+	pingIn      bool // the PING reached the server's socket
 	tls         bool
 	dataRTO     time.Duration // the client's next data retransmit timeout
 }
@@ -275,9 +279,10 @@ type sim struct {
 	share     []float64
 
 	genNext time.Duration // client-side dial pacing
-	// phase: the timeline's buckets start phase before t0 (see Run).
-	phase time.Duration
-	gen   generator
+	// phase: the timeline's buckets start phase before t0 (see Run);
+	// wheelPhase: where t0 falls on the kernel's timer wheel (wheel.go).
+	phase, wheelPhase time.Duration
+	gen               generator
 
 	res       Result
 	timeline  []int64
@@ -306,7 +311,11 @@ func Run(ctx context.Context, m Model, f Fleet) (*Result, error) {
 	// than a bucket or two (a kill of 1,000–2,000 clients). So the
 	// simulator's buckets start a random phase (0–100 ms, from the seed,
 	// drawn apart from the clients' randomness) before t0, as the lab's do.
-	s.phase = time.Duration(rand.New(rand.NewPCG(f.Seed, 0x6a09e667f3bcc909)).Int64N(int64(lab.Bucket)))
+	phases := rand.New(rand.NewPCG(f.Seed, 0x6a09e667f3bcc909))
+	s.phase = time.Duration(phases.Int64N(int64(lab.Bucket)))
+	// The wheel's coarsest boundaries that matter here are 256 ms apart
+	// (a 4 s SYN retransmit at HZ 250): t0 falls anywhere between them.
+	s.wheelPhase = time.Duration(phases.Int64N(int64(time.Second)))
 	if err := s.warm(); err != nil {
 		return nil, err
 	}
@@ -364,7 +373,7 @@ func (s *sim) warm() error {
 			}
 			c.sched = sc
 		}
-		c.s = &sock{c: c, open: true, connected: true, srv: srvAccepted, replied: true}
+		c.s = &sock{c: c, open: true, connected: true, srv: srvAccepted, replied: true, answered: true, pingSent: true, pingIn: true}
 		c.proven = true
 	}
 	s.served, s.live = n, n
@@ -486,7 +495,7 @@ func (s *sim) handle(e event) {
 		if k.open && k.srv == srvRequest && k.synackTries < s.m.SynackRetries {
 			k.synackTries++
 			s.at(s.m.RTT, evAckArrive, nil, k) // SYN-ACK out, ACK back
-			s.at(s.m.synackRTO(k.synackTries+1), evSynackRetx, nil, k)
+			s.at(s.kernelTimer(s.m.synackRTO(k.synackTries+1)), evSynackRetx, nil, k)
 		} else if k.srv == srvRequest && k.synackTries >= s.m.SynackRetries {
 			k.srv = srvGone
 			s.synq--
@@ -494,9 +503,11 @@ func (s *sim) handle(e event) {
 	case evCycle:
 		s.cycle()
 	case evReply:
-		s.reply(k)
+		s.answer(k)
+	case evPingArrive:
+		s.pingArrive(k)
 	case evPingTimeout:
-		if k.open && !k.replied {
+		if k.open && !k.answered {
 			s.pingFailed(k, errPingTimeout)
 		}
 	case evStable:
@@ -516,7 +527,7 @@ func (s *sim) handle(e event) {
 		if k.open && k.srv == srvRequest && !k.replied {
 			s.at(s.m.RTT/2, evAckArrive, nil, k)
 			k.dataRTO *= 2
-			s.at(k.dataRTO, evDataRetx, nil, k)
+			s.at(s.kernelTimer(k.dataRTO), evDataRetx, nil, k)
 		}
 	case evRefused:
 		if k.open && !k.connected {
@@ -549,6 +560,12 @@ func (s *sim) killNext() {
 	s.at(s.m.RTT/2, evDetect, &s.clients[s.killed], nil)
 	s.killed++
 	s.at(s.stretch(s.m.KillCost), evKillNext, nil, nil)
+}
+
+// kernelTimer is the delay until a kernel timer armed now for d fires
+// (the timer wheel's tick, wheel.go).
+func (s *sim) kernelTimer(d time.Duration) time.Duration {
+	return wheelDelay(s.now, s.wheelPhase, d, s.m.HZ)
 }
 
 // tcpRTOMin is Linux's TCP_RTO_MIN: the first data retransmit on a
@@ -664,7 +681,7 @@ func (s *sim) abandon(k *sock) {
 func (s *sim) sendSyn(k *sock) {
 	s.at(s.m.RTT/2, evSynArrive, nil, k)
 	if k.synTries < s.m.SynRetries {
-		s.at(s.m.synRTO(k.synTries+1), evSynRetx, nil, k)
+		s.at(s.kernelTimer(s.m.synRTO(k.synTries+1)), evSynRetx, nil, k)
 	}
 }
 
@@ -689,7 +706,7 @@ func (s *sim) synArrive(k *sock) {
 	s.synq++
 	s.at(s.m.RTT/2, evEstablished, nil, k)
 	s.at(s.m.RTT, evAckArrive, nil, k)
-	s.at(s.m.synackRTO(1), evSynackRetx, nil, k)
+	s.at(s.kernelTimer(s.m.synackRTO(1)), evSynackRetx, nil, k)
 }
 
 // ackArrive: the final ACK (or a retransmitted SYN-ACK's ACK).
@@ -712,6 +729,10 @@ func (s *sim) ackArrive(k *sock) {
 		return // silently dropped: the SYN-ACK timer resends
 	}
 	k.srv = srvQueued
+	// A connection completed after the client sent its PING has it (the
+	// PING, or its retransmit, carried the completing ACK; a bare ACK to
+	// a SYN-ACK retransmit is followed by the PING's next retransmit).
+	k.pingIn = k.pingIn || k.pingSent
 	s.synq--
 	s.acceptQ = append(s.acceptQ, k)
 	s.kick()
@@ -768,26 +789,74 @@ func (s *sim) cycle() {
 			s.res.AbandonedAccepts++
 			continue
 		}
-		s.pending = append(s.pending, k)
+		if k.pingIn {
+			s.pending = append(s.pending, k)
+		} // else its PING is still on the way: pingArrive queues it
 	}
 	s.accepting = s.accepting[:0]
 	s.loopBusy = false
 	s.kick()
 }
 
-// established: connect() returned; the lab's client sends PING at once.
+// established: the SYN-ACK reached the client's socket: connect() is
+// done, and the client sends PING when its goroutine runs (through the
+// client side's queue, generator.go).
 func (s *sim) established(k *sock) {
 	k.connected = true
+	s.clientRun(genJob{c: k.c, k: k, kind: jobConnected})
+}
+
+// sendPing: the client's connect() returned (it tells its dialer) and it
+// sends its first PING.
+func (s *sim) sendPing(k *sock) {
+	if !k.open || k.c.s != k {
+		return
+	}
 	c := k.c
+	k.pingSent = true
 	if c.res != nil {
 		_ = c.res.Dialed(s.now-k.dialAt, nil)
 	}
 	s.at(s.f.CommandTimeout, evPingTimeout, nil, k)
 	// The PING carries an ACK too: if the final ACK was dropped on a full
-	// accept queue, every retransmit of the PING (RTO 200ms, doubling)
-	// tries again to create the server's socket.
+	// accept queue, the PING (when the client gets to send it) and every
+	// retransmit of it (RTO 200ms, doubling) try again to create the
+	// server's socket.
+	s.at(s.m.RTT/2, evPingArrive, nil, k)
 	k.dataRTO = tcpRTOMin
-	s.at(k.dataRTO, evDataRetx, nil, k)
+	s.at(s.kernelTimer(k.dataRTO), evDataRetx, nil, k)
+}
+
+// pingArrive: the first PING reaches the server: it completes a request
+// socket whose final ACK was dropped (if the accept queue has room), and
+// an accepted connection's first command is served by the next turn.
+func (s *sim) pingArrive(k *sock) {
+	if !k.open {
+		return
+	}
+	if k.pingIn {
+		return // a retransmit got it there first
+	}
+	k.pingIn = true
+	switch k.srv {
+	case srvRequest:
+		s.ackArrive(k)
+	case srvAccepted:
+		if !k.replied && !k.answered {
+			s.pending = append(s.pending, k)
+			s.kick()
+		}
+	}
+}
+
+// answer: the PING's answer reached the client's socket; the client
+// reads it when its goroutine runs.
+func (s *sim) answer(k *sock) {
+	if !k.open || k.answered {
+		return
+	}
+	k.answered = true
+	s.clientRun(genJob{c: k.c, k: k, kind: jobReply})
 }
 
 // connectFailed: connect() returned an error (timeout, refused); the

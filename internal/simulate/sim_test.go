@@ -77,9 +77,12 @@ func TestScenarios(t *testing.T) {
 			Fleet{Clients: 500, Strategy: "full-jitter", Scenario: "blip", Blip: 2 * time.Second},
 			func(t *testing.T, r *Result) {
 				// SYNs sent during the blip are dropped and retransmitted
-				// a second later: nobody is back before it ends.
-				if !r.Recovered || ttr(r) < 2*time.Second || r.ListenOverflows != 0 {
-					t.Errorf("want recovery after the blip and no overflows: ttr %s, overflows %d", ttr(r), r.ListenOverflows)
+				// a second later: nobody is back before it ends. (The
+				// retransmits leave on the timer wheel's ticks, in
+				// batches, so the accept queue may overflow after it, as
+				// the lab's blips do.)
+				if !r.Recovered || ttr(r) < 2*time.Second {
+					t.Errorf("want recovery after the blip: ttr %s, overflows %d", ttr(r), r.ListenOverflows)
 				}
 			}},
 		{"blip with the dialer", nil,
@@ -207,11 +210,16 @@ func TestFairShare(t *testing.T) {
 func TestHostSharedWithFleet(t *testing.T) {
 	ctx := context.Background()
 	f := Fleet{Clients: 6000, Strategy: "immediate", Scenario: "kill", Period: 3 * time.Second}
-	own, err := Run(ctx, DefaultModel(), f)
+	// Exact retransmit timeouts: with the timer wheel's batches the time
+	// to recover moves in steps of the retransmit schedule, which would
+	// hide the server's speed this test is about.
+	base := DefaultModel()
+	base.HZ = -1
+	own, err := Run(ctx, base, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := DefaultModel()
+	m := base
 	m.HostCores = 2
 	fits, err := Run(ctx, m, f)
 	if err != nil {
