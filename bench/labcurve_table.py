@@ -2,7 +2,9 @@
 """The lab curve's tables (docs/benchmarks.md section 8) from bench/labcurve.sh's JSON files.
 
 Usage: labcurve_table.py FILE.json...   (files named lab_<scenario>_<clients>_r<round>.json, each with
-its .json.err whose first line is "HH:MM:SS start load L1 L5 L15 ...", as bench/labcurve.sh writes)
+its .json.err whose first line is "HH:MM:SS start load L1 L5 L15 cmd: ...", as bench/labcurve.sh writes;
+when the command's binary is named sg_<commit> and the files are of more than one commit, the round
+column names it)
 
 Prints two markdown tables:
   1. one row per run: overflows / ms to recover 99% per strategy (stormguard also its peak connects/s
@@ -70,12 +72,18 @@ def load_run(path):
     with open(path) as f:
         rows = json.load(f)
     with open(path + ".err") as f:
-        first = f.readline().split()
+        line = f.readline()
+        first = line.split()
+    # the binary's commit, when it is named sg_<commit> as bench/labcurve.sh's runs here were
+    binary = re.search(r"sg_([0-9a-f]{7,40}) storm", line)
+    scenario = m.group(1)
+    if scenario == "killcpu1":  # docs/lab.md's pinned probe: the kill scenario with --server-cpus 1
+        scenario = "kill"
     by = {r["strategy"]: r for r in rows}
     missing = [s for s in STRATS if s not in by]
     if missing:
         raise SystemExit(f"{path}: no result for {missing}")
-    run = {"scenario": m.group(1), "clients": int(m.group(2)), "round": int(m.group(3)),
+    run = {"scenario": scenario, "binary": binary.group(1) if binary else "", "clients": int(m.group(2)), "round": int(m.group(3)),
            "start": first[0][:5], "load": float(first[3]), "order": [r["strategy"] for r in rows], "by": by}
     fastest = min(by[s]["time_to_recover_ms"] for s in STRATS)
     sg, im = by["stormguard"], by["immediate"]
@@ -101,6 +109,8 @@ def cell(r, s):
 
 
 def run_table(runs):
+    # name the binary per row only when the runs are of more than one
+    show_binary = len({r["binary"] for r in runs}) > 1
     print("| scenario | clients | round | start (UTC), load | immediate | full-jitter | stormguard (peak/s) "
           "| overflows ÷ | recovery ÷ fastest | noticed 99% (imm / sg, ms) | Valkey CPU % (sg) | warm-up / goodput (imm, fj, sg) | verdict |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -111,7 +121,8 @@ def run_table(runs):
         gp = ", ".join(f'{r["goodput_by"][s]:.2f}' for s in STRATS)
         verdict = "met" if r["met_ovf"] and r["met_rec"] else "**not met** (" + ", ".join(
             w for w, ok in (("overflows", r["met_ovf"]), ("recovery", r["met_rec"])) if not ok) + ")"
-        print(f'| {r["scenario"]} | {num(r["clients"])} | {r["round"]} | {r["start"]}, {r["load"]:.1f} '
+        rnd = f'{r["round"]} ({r["binary"]})' if show_binary else str(r["round"])
+        print(f'| {r["scenario"]} | {num(r["clients"])} | {rnd} | {r["start"]}, {r["load"]:.1f} '
               f'| {cell(r, "immediate")} | {cell(r, "full-jitter")} '
               f'| {cell(r, "stormguard")} / {num(sg["peak_connects_per_sec"])} '
               f'| {fmt_ratio(r["ovf_ratio"], 1)} | {fmt_ratio(r["rec_ratio"])}{fast} | {nt} | {sg["server_cpu_percent"]:.0f} '
@@ -149,7 +160,7 @@ def main():
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     runs = [load_run(p) for p in sys.argv[1:]]
-    runs.sort(key=lambda r: (r["scenario"] != "kill", r["scenario"], r["clients"], r["round"]))
+    runs.sort(key=lambda r: (r["scenario"] != "kill", r["scenario"], r["clients"], r["start"]))
     run_table(runs)
     print()
     cell_table(runs)
