@@ -3,27 +3,37 @@
 # stormguard, a fresh server per strategy, the order rotated by round), one `storm --compare` per
 # bench-lock hold, released between commands so that others can measure.
 #
-#   SG=bin/stormguard OUT=/tmp/labruns/s8 SERVER_CPUS=1 ITEMS="kill:10000:1 kill:15000:1 killhold2s:10000:1" bash bench/labcurve.sh
+#   bash bench/labcurve.sh          # make bench: the whole curve of section 8d (~40 min of runs), then its tables
+#   SG=bin/stormguard OUT=/tmp/curve ITEMS="kill:10000:1 kill:15000:1 killhold2s:10000:1" bash bench/labcurve.sh
 #
-# SERVER_CPUS=1 adds --server-cpus 1 to every run (valkey-server on CPU 1, the clients on the others: the
-# setting of section 8d on, docs/lab.md "The lab curve's CPUs"); empty (default) runs unpinned as 8a-8c.
+# SG: the binary (default: built from this tree into OUT). SERVER_CPUS (default 1) adds --server-cpus 1
+# to every run (valkey-server on CPU 1, the clients on the others: the setting of section 8d on, docs/lab.md
+# "The lab curve's CPUs"); SERVER_CPUS= (empty) runs unpinned as 8a-8c. LOCK: the bench lock file.
 # ITEMS: scenario:clients:round, scenario one of
 #   kill          --scenario kill --hold 6s
-#   killcpu1      the same with --server-cpus 1 (valkey-server on CPU 1, the clients on the others)
+#   killcpu1      kill, always pinned (docs/lab.md's probe against unpinned kill runs: SERVER_CPUS=)
 #   killhold2s    --scenario kill --hold 2s
 #   restart       --scenario restart --down 1s --hold 6s
 #   blip5s        --scenario blip --blip 5s --hold 6s
 # Each run writes OUT/lab_<scenario>_<clients>_r<round>.json and .json.err; the .err's first line is the
 # time the command got the lock and the load average then. An existing JSON is not run again.
-# bench/labcurve_table.sh turns the JSON files into the markdown rows of section 8.
+# bench/labcurve_table.py turns the JSON files into the tables of section 8 (it runs at the end).
+# Paths (SG, OUT) are relative to the repository's root.
 set -u
-SG=${SG:-bin/stormguard}
-OUT=${OUT:-/tmp/labruns/s8}
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/out/labcurve}
 LOCK=${LOCK:-/tmp/stormguard-bench.lock}
-SERVER_CPUS=${SERVER_CPUS:-}
+SERVER_CPUS=${SERVER_CPUS-1}
+ITEMS=${ITEMS:-"kill:10000:1 kill:15000:1 killhold2s:10000:1 kill:2000:1 kill:6000:1 restart:10000:1 blip5s:10000:1
+	kill:10000:2 kill:15000:2 restart:15000:1 killhold2s:10000:2 kill:2000:2 kill:6000:2 restart:10000:2
+	kill:10000:3 kill:15000:3 blip5s:10000:2 restart:15000:2"}
 mkdir -p "$OUT"
+if [ -z "${SG:-}" ]; then
+	SG="$OUT/stormguard"
+	go build -o "$SG" ./cmd/stormguard || exit 1
+fi
 strats=(immediate full-jitter stormguard)
-for item in ${ITEMS:?set ITEMS}; do
+for item in $ITEMS; do
 	IFS=: read -r sc n round <<<"$item"
 	k=$(((round - 1) % 3))
 	order=$(IFS=,; echo "${strats[*]:k},${strats[*]:0:k}" | sed 's/,$//')
@@ -31,7 +41,7 @@ for item in ${ITEMS:?set ITEMS}; do
 	[ -s "$f" ] && continue
 	case $sc in
 	kill) extra="--scenario kill --hold 6s" ;;
-	killcpu1) extra="--scenario kill --hold 6s --server-cpus 1" ;;
+	killcpu1) extra="--scenario kill --hold 6s" && [ -z "$SERVER_CPUS" ] && extra="$extra --server-cpus 1" ;;
 	killhold2s) extra="--scenario kill --hold 2s" ;;
 	restart) extra="--scenario restart --down 1s --hold 6s" ;;
 	blip5s) extra="--scenario blip --blip 5s --hold 6s" ;;
@@ -48,3 +58,4 @@ for item in ${ITEMS:?set ITEMS}; do
 	fi
 	echo "$(date -u +%T) done $sc n=$n round=$round load $(cut -d' ' -f1-3 /proc/loadavg)"
 done
+python3 bench/labcurve_table.py "$OUT"/lab_*.json
