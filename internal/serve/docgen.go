@@ -13,7 +13,7 @@ func MetricsMarkdown() string {
 	var b strings.Builder
 	b.WriteString("# Metrics reference\n\n")
 	b.WriteString("Generated from `internal/serve/metrics.go` by `go test ./internal/serve -run TestMetricsDoc -update`; do not edit by hand.\n\n")
-	b.WriteString("Every series carries the label `target` (the Valkey listener, `host:port`). ")
+	b.WriteString("Every series carries the label `target` (the Valkey listener, `host:port`; a discovered one reached on loopback in another network namespace, such as a pod's, is `host:port@NAME`: see [watch.md](watch.md)). ")
 	b.WriteString("TCP and conntrack counters are per **network namespace**, not per port: two listeners in one namespace report the same values. ")
 	b.WriteString("A signal that is unavailable is absent (never 0); `stormguard_source_up` says which source failed.\n\n")
 	b.WriteString("| metric | type | source | meaning |\n|---|---|---|---|\n")
