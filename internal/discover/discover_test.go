@@ -88,14 +88,7 @@ const (
 func TestScanMemo(t *testing.T) {
 	dir := procFixture(t, tcpHeader+tcpValkey, 1001)
 	sc := Scanner{Proc: dir, Memo: &Memo{}}
-	scan := func() Server {
-		t.Helper()
-		s, err := sc.Scan()
-		if err != nil || len(s) != 1 {
-			t.Fatalf("scan: %v, %+v", err, s)
-		}
-		return s[0]
-	}
+	scan := func() Server { return scanOne(t, sc) }
 	first := scan()
 	if !reflect.DeepEqual(first.Addrs, []string{"127.0.0.1:6379"}) || first.OtherListeners != 0 || first.NetNS == "" {
 		t.Fatalf("first scan: %+v", first)
@@ -127,14 +120,7 @@ func TestServerName(t *testing.T) {
 	dir := procFixture(t, tcpHeader+tcpValkey, 1001)
 	nsDir := t.TempDir()
 	sc := Scanner{Proc: dir, NetNSDir: nsDir}
-	scan := func() Server {
-		t.Helper()
-		s, err := sc.Scan()
-		if err != nil || len(s) != 1 {
-			t.Fatalf("scan: %v, %+v", err, s)
-		}
-		return s[0]
-	}
+	scan := func() Server { return scanOne(t, sc) }
 	s := scan()
 	if want := fmt.Sprintf("127.0.0.1:6379@netns:%d", s.NetNSInode); s.Name("127.0.0.1:6379") != want {
 		t.Errorf("no name known: %q, want %q", s.Name("127.0.0.1:6379"), want)
@@ -169,4 +155,14 @@ func TestServerName(t *testing.T) {
 	if got := (Server{}).Name("127.0.0.1:6379"); got != "127.0.0.1:6379" {
 		t.Errorf("own namespace: %q", got)
 	}
+}
+
+// scanOne scans once and wants exactly one server.
+func scanOne(t *testing.T, sc Scanner) Server {
+	t.Helper()
+	s, err := sc.Scan()
+	if err != nil || len(s) != 1 {
+		t.Fatalf("scan: %v, %+v", err, s)
+	}
+	return s[0]
 }

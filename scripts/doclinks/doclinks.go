@@ -111,6 +111,17 @@ type Link struct {
 // blocks and code spans.
 func Links(text string) []Link {
 	var out []Link
+	eachProseLine(text, func(i int, line string) {
+		for _, m := range linkRE.FindAllStringSubmatch(codeRE.ReplaceAllString(line, ""), -1) {
+			out = append(out, Link{Line: i + 1, Target: m[1]})
+		}
+	})
+	return out
+}
+
+// eachProseLine calls fn with the index and text of every line of text
+// outside fenced code blocks (the fence lines themselves excluded).
+func eachProseLine(text string, fn func(i int, line string)) {
 	fence := ""
 	for i, line := range strings.Split(text, "\n") {
 		if f := fenceOf(line); f != "" {
@@ -122,14 +133,10 @@ func Links(text string) []Link {
 			}
 			continue
 		}
-		if fence != "" {
-			continue
-		}
-		for _, m := range linkRE.FindAllStringSubmatch(codeRE.ReplaceAllString(line, ""), -1) {
-			out = append(out, Link{Line: i + 1, Target: m[1]})
+		if fence == "" {
+			fn(i, line)
 		}
 	}
-	return out
 }
 
 // fenceOf returns the fence (``` or ~~~ run) that line opens or closes, or "".
@@ -153,26 +160,13 @@ func fenceOf(line string) string {
 func Anchors(text string) map[string]bool {
 	set := map[string]bool{}
 	seen := map[string]int{}
-	fence := ""
-	for _, line := range strings.Split(text, "\n") {
-		if f := fenceOf(line); f != "" {
-			switch {
-			case fence == "":
-				fence = f
-			case strings.HasPrefix(f, fence):
-				fence = ""
-			}
-			continue
-		}
-		if fence != "" {
-			continue
-		}
+	eachProseLine(text, func(_ int, line string) {
 		for _, m := range anchorRE.FindAllStringSubmatch(line, -1) {
 			set[m[1]] = true
 		}
 		m := headingRE.FindStringSubmatch(line)
 		if m == nil {
-			continue
+			return
 		}
 		s := Slug(m[2])
 		if n := seen[s]; n > 0 {
@@ -181,7 +175,7 @@ func Anchors(text string) map[string]bool {
 			set[s] = true
 		}
 		seen[s]++
-	}
+	})
 	return set
 }
 
