@@ -9,6 +9,8 @@
 # SG: the binary (default: built from this tree into OUT). SERVER_CPUS (default 1) adds --server-cpus 1
 # to every run (valkey-server on CPU 1, the clients on the others: the setting of section 8d on, docs/lab.md
 # "The lab curve's CPUs"); SERVER_CPUS= (empty) runs unpinned as 8a-8c. LOCK: the bench lock file.
+# STRATS (default "immediate full-jitter stormguard"): the strategies compared, e.g. "immediate stormguard"
+# for section 8e's what-if runs of a non-default dialer (SG=a binary built with other defaults).
 # ITEMS: scenario:clients:round, scenario one of
 #   kill          --scenario kill --hold 6s
 #   killcpu1      kill, always pinned (docs/lab.md's probe against unpinned kill runs: SERVER_CPUS=)
@@ -32,10 +34,10 @@ if [ -z "${SG:-}" ]; then
 	SG="$OUT/stormguard"
 	go build -o "$SG" ./cmd/stormguard || exit 1
 fi
-strats=(immediate full-jitter stormguard)
+read -r -a strats <<<"${STRATS:-immediate full-jitter stormguard}"
 for item in $ITEMS; do
 	IFS=: read -r sc n round <<<"$item"
-	k=$(((round - 1) % 3))
+	k=$(((round - 1) % ${#strats[@]}))
 	order=$(IFS=,; echo "${strats[*]:k},${strats[*]:0:k}" | sed 's/,$//')
 	f="$OUT/lab_${sc}_${n}_r${round}.json"
 	[ -s "$f" ] && continue

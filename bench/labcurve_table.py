@@ -3,8 +3,9 @@
 
 Usage: labcurve_table.py FILE.json...   (files named lab_<scenario>_<clients>_r<round>.json, each with
 its .json.err whose first line is "HH:MM:SS start load L1 L5 L15 cmd: ...", as bench/labcurve.sh writes;
-when the command's binary is named sg_<commit> and the files are of more than one commit, the round
-column names it)
+when the command's binary is named sg_<name> (a commit, or a what-if variant such as sg_ar15k) and the
+files are of more than one binary, the round column names it; runs of `--compare immediate,stormguard`
+show "–" for full-jitter, and "the fastest" is then of the two)
 
 Prints two markdown tables:
   1. one row per run: overflows / ms to recover 99% per strategy (stormguard also its peak connects/s
@@ -75,34 +76,37 @@ def load_run(path):
         line = f.readline()
         first = line.split()
     # the binary's commit, when it is named sg_<commit> as bench/labcurve.sh's runs here were
-    binary = re.search(r"sg_([0-9a-f]{7,40}) storm", line)
+    binary = re.search(r"sg_([0-9A-Za-z._-]+) storm", line)
     scenario = m.group(1)
     if scenario == "killcpu1":  # docs/lab.md's pinned probe: the kill scenario with --server-cpus 1
         scenario = "kill"
     by = {r["strategy"]: r for r in rows}
-    missing = [s for s in STRATS if s not in by]
+    missing = [s for s in ("immediate", "stormguard") if s not in by]
     if missing:
         raise SystemExit(f"{path}: no result for {missing}")
+    present = [s for s in STRATS if s in by]
     run = {"scenario": scenario, "binary": binary.group(1) if binary else "", "clients": int(m.group(2)), "round": int(m.group(3)),
            "start": first[0][:5], "load": float(first[3]), "order": [r["strategy"] for r in rows], "by": by}
-    fastest = min(by[s]["time_to_recover_ms"] for s in STRATS)
+    fastest = min(by[s]["time_to_recover_ms"] for s in present)
     sg, im = by["stormguard"], by["immediate"]
     run["ovf_ratio"] = ratio(im["listen_overflows"], sg["listen_overflows"])
     run["rec_ratio"] = sg["time_to_recover_ms"] / fastest
-    run["recovered"] = all(by[s].get("recovered", True) for s in STRATS)
+    run["recovered"] = all(by[s].get("recovered", True) for s in present)
     run["met_ovf"] = run["ovf_ratio"] >= OVERFLOW_TARGET
     run["met_rec"] = run["rec_ratio"] <= RECOVERY_TARGET and sg.get("recovered", True)
     rate = run["clients"] / PERIOD_S
-    run["warmup"] = max(by[s]["warmup_connect_attempts"] for s in STRATS) / run["clients"]
-    run["goodput_by"] = {s: (by[s]["goodput_before"] or 0) / rate for s in STRATS}
+    run["warmup"] = max(by[s]["warmup_connect_attempts"] for s in present) / run["clients"]
+    run["goodput_by"] = {s: (by[s]["goodput_before"] or 0) / rate for s in present}
     run["goodput"] = min(run["goodput_by"].values())
     run["steady"] = run["warmup"] <= STEADY_WARMUP and run["goodput"] >= STEADY_GOODPUT
     # only a kill's failures are the losses themselves (a restart's and a blip's include failed redials)
-    run["notice"] = {s: notice_ms(by[s]) if run["scenario"].startswith("kill") else None for s in STRATS}
+    run["notice"] = {s: notice_ms(by[s]) if run["scenario"].startswith("kill") else None for s in present}
     return run
 
 
 def cell(r, s):
+    if s not in r["by"]:
+        return "–"
     x = r["by"][s]
     t = num(x["time_to_recover_ms"]) if x.get("recovered", True) else "not recovered"
     return f'{num(x["listen_overflows"])} / {t}'
@@ -118,7 +122,7 @@ def run_table(runs):
         sg = r["by"]["stormguard"]
         fast = " (fastest)" if r["rec_ratio"] == 1.0 else ""
         nt = " / ".join("–" if r["notice"][s] is None else num(r["notice"][s]) for s in ("immediate", "stormguard"))
-        gp = ", ".join(f'{r["goodput_by"][s]:.2f}' for s in STRATS)
+        gp = ", ".join(f'{r["goodput_by"][s]:.2f}' if s in r["goodput_by"] else "–" for s in STRATS)
         verdict = "met" if r["met_ovf"] and r["met_rec"] else "**not met** (" + ", ".join(
             w for w, ok in (("overflows", r["met_ovf"]), ("recovery", r["met_rec"])) if not ok) + ")"
         rnd = f'{r["round"]} ({r["binary"]})' if show_binary else str(r["round"])
@@ -143,6 +147,8 @@ def cell_table(runs):
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (sc, n), rs in cells.items():
         def om(s):
+            if any(s not in r["by"] for r in rs):
+                return "–"
             return (span([r["by"][s]["listen_overflows"] for r in rs]) + " / "
                     + span([r["by"][s]["time_to_recover_ms"] for r in rs]))
         k = len(rs)
