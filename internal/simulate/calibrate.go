@@ -9,6 +9,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/lab"
 )
 
 // Observation is what --calibrate reads from a `stormguard storm --json`
@@ -40,6 +42,7 @@ type Point struct {
 	TMS            int64 `json:"t_ms"`
 	Connects       int64 `json:"connects"`
 	FailedCommands int64 `json:"failed_commands"`
+	OKCommands     int64 `json:"ok_commands"`
 }
 
 // killSpan reads a kill's duration off o's timeline: the time after the
@@ -114,6 +117,42 @@ func fitKill(obs []Observation) (notice, dial time.Duration, ok bool) {
 	}
 	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
 	return max(sec(k), time.Microsecond), sec(st), true
+}
+
+// fitAnswer bounds the client side's cost of finishing a connect (writing
+// the first PING) and of reading its answer from the lab's timelines: once
+// a kill's closes are noticed, the lab's clients read the answers of the
+// connections made meanwhile in a burst (10,494 in one 100 ms bucket at
+// 15,000 clients, 4,242 at 6,000, 1,995 at 2,000, with Valkey pinned to its
+// own core), far faster than they noticed closes and dialled (40 µs per
+// client): each of those answers cost at most a bucket over twice the
+// burst (a PING written, an answer read). The tightest bound over the
+// kills is the cost; ok is false without a kill timeline. Before this the
+// model charged a notice's cost for each, which spread the answers over
+// as long as the closes and sent the PINGs that complete a handshake
+// whose final ACK the full accept queue dropped one by one, slower than
+// Valkey frees a slot: none was dropped again, where the lab's come back
+// in waves 200 ms, 400 ms and 800 ms apart (the PING's retransmits).
+func fitAnswer(obs []Observation) (time.Duration, bool) {
+	best := time.Duration(0)
+	for _, o := range obs {
+		if o.Scenario != "kill" {
+			continue
+		}
+		var peak int64
+		for _, p := range o.Points {
+			if p.TMS >= -lab.Bucket.Milliseconds() {
+				peak = max(peak, p.OKCommands)
+			}
+		}
+		if peak <= 0 {
+			continue
+		}
+		if b := lab.Bucket / time.Duration(2*peak); best == 0 || b < best {
+			best = b
+		}
+	}
+	return best, best > 0
 }
 
 // ParseObservations reads storm --json output: one object or a non-empty
@@ -213,6 +252,9 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 		m.ClientBurst = killBurst(obs)
 		b := max(m.ClientBurst, 1)
 		m.NoticeCost, m.DialCost = time.Duration(float64(k)/b), time.Duration(float64(st)/b)
+		if a, ok := fitAnswer(obs); ok && m.AnswerCost == 0 {
+			m.AnswerCost = time.Duration(float64(a) / b)
+		}
 	}
 	runs := 0
 	f = f.withDefaults()

@@ -146,6 +146,12 @@ type Result struct {
 	FailedCommands     int64  `json:"failed_commands"`
 	ListenOverflows    uint64 `json:"listen_overflows"`
 	AbandonedAccepts   int64  `json:"abandoned_accepts"`
+	// ServerCPUMS is Valkey's main-thread CPU from t0 to the end of the
+	// run, in ms: the kill, every accept and first command, and the
+	// established clients' commands (CmdCost each per Period) — what
+	// INFO cpu's used_cpu_*_main_thread counts, and the lab's
+	// server_cpu_percent × its window.
+	ServerCPUMS float64 `json:"server_cpu_ms"`
 	// Timeline is the connects per 100 ms bucket, the first starting a
 	// seeded phase of 0–100 ms before t0 (as the lab's buckets fall
 	// anywhere around its t0); PeakConnectsPerSec is its busiest bucket.
@@ -275,6 +281,12 @@ type sim struct {
 	serving   []*sock // first commands served by the turn in progress
 	accepting []*sock // accepted by the turn in progress
 	served    int     // clients whose first command was answered (established load)
+	// cpu is Valkey's main-thread CPU since t0 (the kill, every loop
+	// turn's work) without the established clients' commands, which
+	// servedArea (clients × seconds served, up to servedAt) adds.
+	cpu        time.Duration
+	servedArea float64
+	servedAt   time.Duration
 	live      int     // clients holding a working connection (the client side's steady load)
 	share     []float64
 
@@ -401,7 +413,7 @@ func (s *sim) stableAfter() time.Duration {
 // clients one after another, about one command's work each), a restart
 // at once; a blip only when the next PING (within one Period) times out.
 func (s *sim) disrupt() {
-	s.served = 0 // the established load is the recovered clients'
+	s.setServed(0) // the established load is the recovered clients'
 	switch s.f.Scenario {
 	case "kill":
 		// CLIENT KILL frees every client in one command, KillCost each:
@@ -411,7 +423,6 @@ func (s *sim) disrupt() {
 		s.killNext()
 	case "restart":
 		s.up = false
-		s.served = 0
 		s.at(s.f.Down, evServerUp, nil, nil)
 	case "blip":
 		s.blipUntil = s.f.Blip
@@ -559,6 +570,7 @@ func (s *sim) killNext() {
 	}
 	s.at(s.m.RTT/2, evDetect, &s.clients[s.killed], nil)
 	s.killed++
+	s.cpu += s.m.KillCost
 	s.at(s.stretch(s.m.KillCost), evKillNext, nil, nil)
 }
 
@@ -769,6 +781,7 @@ func (s *sim) turn(n, p int) time.Duration {
 		cost += s.m.TLSCost
 	}
 	work := s.m.CycleCost + time.Duration(n)*cost + time.Duration(p)*s.m.CmdCost
+	s.cpu += work
 	u := min(float64(s.served)*s.m.CmdCost.Seconds()/s.f.Period.Seconds(), 0.95)
 	// ... and by the share of the cores the host leaves Valkey (host.go).
 	return s.stretch(time.Duration(float64(work) / (1 - u)))
@@ -915,7 +928,7 @@ func (s *sim) reply(k *sock) {
 	}
 	k.replied = true
 	c := k.c
-	s.served++
+	s.setServed(s.served + 1)
 	s.live++
 	if c.res != nil {
 		c.res.Handshake()
@@ -933,8 +946,21 @@ func (s *sim) reply(k *sock) {
 	}
 }
 
+// setServed changes the established load, integrating the old one.
+func (s *sim) setServed(n int) {
+	s.servedArea += float64(s.served) * (s.now - s.servedAt).Seconds()
+	s.served, s.servedAt = n, s.now
+}
+
+// serverCPU is Valkey's main-thread CPU from t0 to now.
+func (s *sim) serverCPU() time.Duration {
+	area := s.servedArea + float64(s.served)*(s.now-s.servedAt).Seconds()
+	return s.cpu + time.Duration(area*float64(s.m.CmdCost)/s.f.Period.Seconds())
+}
+
 func (s *sim) finish() {
 	r := &s.res
+	r.ServerCPUMS = float64(s.serverCPU()) / float64(time.Millisecond)
 	last := len(s.timeline) - 1
 	for last > 0 && s.timeline[last] == 0 {
 		last--
