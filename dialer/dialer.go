@@ -52,9 +52,14 @@ type target struct {
 	// server (or congestion) says more.
 	soft bool
 	// observed is the server's connected_clients last reported through
-	// ObserveClients (0 = none).
+	// ObserveClients or ObserveServer (0 = none).
 	observed int
-	// rate is the learned admission rate (0: AcceptRate): cut by
+	// server is what INFO readings (ObserveServer) told about the
+	// server's load; tls: the target was dialled over TLS
+	// (DialTLSContext), whose admission cost ConnectCost does not cover.
+	server serverState
+	tls    bool
+	// rate is the learned admission rate (0: startRate): cut by
 	// WindowGrowth on congestion, raised by AcceptRate/2 after a clean
 	// episode (AIMD). floor is the smallest window after congestion
 	// (minGrowth, for tiny fleets), cleared by a clean connect.
@@ -116,6 +121,14 @@ type Stats struct {
 	// SYNDeadline is the SYN deadline learned for the target (0: none),
 	// which attempts get inside a reconnect episode.
 	SYNDeadline time.Duration
+	// StartRate is the admission rate the target's episodes start from
+	// until congestion or clean episodes change it: AcceptRate, or the
+	// rate the server's INFO told (ObserveServer).
+	StartRate float64
+	// ServerBusy is the share of the server's main thread busy with
+	// anything but admitting connections, from the last two INFO
+	// readings (-1: not known).
+	ServerBusy float64
 }
 
 // New returns a Dialer, or an error wrapping one of the option sentinel
@@ -136,26 +149,27 @@ func New(o Options) (*Dialer, error) {
 // matter.
 const minGrowth = 100 * time.Millisecond
 
-// rate is t's learned admission rate: AcceptRate until the target's
-// episodes teach otherwise (see congestion and clean), within
-// [AcceptRate / 2^10, MaxAcceptRate]. Called with mu held.
+// rate is t's learned admission rate: the starting rate (AcceptRate, or
+// what the server's INFO told: startRate) until the target's episodes
+// teach otherwise (see congestion and raise), within [AcceptRate / 2^10,
+// MaxAcceptRate]. Called with mu held.
 func (d *Dialer) rate(t *target) float64 {
 	if t.rate == 0 {
-		return d.o.AcceptRate
+		return d.startRate(t)
 	}
 	return t.rate
 }
 
 // window is t's reconnect window: the fleet (FleetSize, or the observed
 // connected_clients) divided by the learned admission rate when the fleet
-// is known, else ReconnectWindow scaled by AcceptRate over the learned
-// rate, at least the floor a congestion signal set, capped at
+// is known, else ReconnectWindow scaled by the starting rate over the
+// learned rate, at least the floor a congestion signal set, capped at
 // MaxReconnectWindow. Called with mu held.
 func (d *Dialer) window(t *target) time.Duration {
 	if d.o.ReconnectWindow == -1 {
 		return 0
 	}
-	scale := d.o.AcceptRate / d.rate(t)
+	scale := d.startRate(t) / d.rate(t)
 	base := time.Duration(float64(d.o.ReconnectWindow) * scale)
 	if fleet := d.fleet(t); fleet > 0 {
 		sized := time.Duration(float64(fleet) / d.rate(t) * float64(time.Second))
@@ -372,6 +386,10 @@ func (d *Dialer) Stats(addr string) Stats {
 	s := t.stats
 	s.Failures, s.Breaker, s.NextDial, s.Window, s.AcceptRate = t.failures, t.breaker.String(), t.nextDial, d.window(t), d.rate(t)
 	s.SYNDeadline = d.learnedDeadline(t)
+	s.StartRate, s.ServerBusy = d.startRate(t), -1
+	if t.server.known {
+		s.ServerBusy = t.server.busy
+	}
 	return s
 }
 
@@ -390,6 +408,11 @@ func (d *Dialer) DialTLSContext(ctx context.Context, network, addr string, cfg *
 }
 
 func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Config) (net.Conn, error) {
+	if tlsCfg != nil {
+		d.mu.Lock()
+		d.target(addr).tls = true
+		d.mu.Unlock()
+	}
 	t, probe, wait, err := d.admit(addr)
 	if err != nil {
 		return nil, err

@@ -62,6 +62,12 @@ type Fleet struct {
 	// loss (the lab reads INFO clients); false leaves the fleet size
 	// unknown.
 	Observe bool
+	// ObserveCPU: with Observe, the instances also read the server's CPU
+	// times (the lab's INFO clients cpu stats) twice before the loss, 2 s
+	// apart, and the dialer starts at the rate the server's headroom
+	// allows (dialer.ObserveServer); the simulated server's main thread is
+	// then busy with the fleet's PINGs, Clients × CmdCost / Period.
+	ObserveCPU bool
 	// Period between PINGs (100ms), ConnectTimeout (2s), CommandTimeout
 	// (1s), Hold before the disruption (6s), Down for restart (1s), Blip
 	// (2s), Duration of the observation (30s).
@@ -375,7 +381,7 @@ func (s *sim) warm() error {
 				r.Stable()
 			}
 			if s.f.Observe {
-				d.ObserveClients(target, n)
+				s.observe(d, n)
 			}
 			c.res = r
 		} else {
@@ -394,6 +400,28 @@ func (s *sim) warm() error {
 }
 
 const target = "valkey:6379"
+
+// observeSpan is how far apart the two INFO readings of ObserveCPU are
+// taken, before the hold.
+const observeSpan = 2 * time.Second
+
+// observe tells d what the lab's instances read from INFO before the
+// loss: connected_clients, and with ObserveCPU two readings of the main
+// thread's CPU, observeSpan apart and ending Hold before the disruption,
+// busy with the fleet's PINGs. Called from warm (s.now = -Hold).
+func (s *sim) observe(d *dialer.Dialer, n int) {
+	if !s.f.ObserveCPU {
+		d.ObserveClients(target, n)
+		return
+	}
+	busy := min(float64(n)*s.m.CmdCost.Seconds()/s.f.Period.Seconds(), 1)
+	now := s.now
+	s.now = now - observeSpan
+	d.ObserveServer(target, dialer.ServerStats{Clients: n, Connections: int64(n)})
+	s.now = now
+	cpu := time.Duration(busy * float64(observeSpan))
+	d.ObserveServer(target, dialer.ServerStats{Clients: n, CPU: cpu, Connections: int64(n)})
+}
 
 // stableAfter is the dialer's StableAfter (-1: at the handshake).
 func (s *sim) stableAfter() time.Duration {
