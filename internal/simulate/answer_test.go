@@ -97,3 +97,23 @@ func TestDroppedDialIsCheap(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorOfServerCPU: a lab result with Valkey's own CPU over its
+// window adds the model's CPU over that window as a fourth term; without
+// it the error is the three figures'.
+func TestErrorOfServerCPU(t *testing.T) {
+	ttrMS, ov := int64(1000), uint64(100)
+	r := &Result{PeakConnectsPerSec: 1000, ListenOverflows: 100, TimeToRecoverMS: &ttrMS, ServerCPUMS: 50,
+		end: time.Second, steady: 0.01}
+	o := Observation{PeakConnectsPerSec: 1000, ListenOverflows: &ov, TimeToRecoverMS: &ttrMS}
+	if e := errorOf(o, r); e != 0 {
+		t.Errorf("error without CPU = %v, want 0", e)
+	}
+	// 3 s window: the model's 50 ms to its end at 1 s, then 2 s at 1% of
+	// a core = 70 ms; the lab's 3.5% × 3 s = 105 ms: |70-105|/105 = 1/3.
+	pct := 3.5
+	o.ServerCPUPercent, o.DurationMS = &pct, 3000
+	if e, want := errorOf(o, r), 1.0/3/4; math.Abs(e-want) > 1e-9 {
+		t.Errorf("error with the lab's CPU = %v, want %v", e, want)
+	}
+}

@@ -158,6 +158,11 @@ type Result struct {
 	// INFO cpu's used_cpu_*_main_thread counts, and the lab's
 	// server_cpu_percent × its window.
 	ServerCPUMS float64 `json:"server_cpu_ms"`
+	// end is when the run ended (every client back, or Duration), and
+	// steady Valkey's share of a core busy with established commands
+	// then: serverCPUAt extends ServerCPUMS past the end.
+	end    time.Duration
+	steady float64
 	// Timeline is the connects per 100 ms bucket, the first starting a
 	// seeded phase of 0–100 ms before t0 (as the lab's buckets fall
 	// anywhere around its t0); PeakConnectsPerSec is its busiest bucket.
@@ -974,6 +979,12 @@ func (s *sim) reply(k *sock) {
 	}
 }
 
+// serverCPUAt is Valkey's main-thread CPU from t0 to t, in ms: the run's,
+// and after its end the established clients' commands.
+func (r *Result) serverCPUAt(t time.Duration) float64 {
+	return r.ServerCPUMS + max(t-r.end, 0).Seconds()*r.steady*1000
+}
+
 // setServed changes the established load, integrating the old one.
 func (s *sim) setServed(n int) {
 	s.servedArea += float64(s.served) * (s.now - s.servedAt).Seconds()
@@ -989,6 +1000,7 @@ func (s *sim) serverCPU() time.Duration {
 func (s *sim) finish() {
 	r := &s.res
 	r.ServerCPUMS = float64(s.serverCPU()) / float64(time.Millisecond)
+	r.end, r.steady = s.now, float64(s.served)*s.m.CmdCost.Seconds()/s.f.Period.Seconds()
 	last := len(s.timeline) - 1
 	for last > 0 && s.timeline[last] == 0 {
 		last--
