@@ -298,8 +298,8 @@ type sim struct {
 	cpu        time.Duration
 	servedArea float64
 	servedAt   time.Duration
-	live      int     // clients holding a working connection (the client side's steady load)
-	share     []float64
+	live       int // clients holding a working connection (the client side's steady load)
+	share      []float64
 
 	genNext time.Duration // client-side dial pacing
 	// phase: the timeline's buckets start phase before t0 (see Run);
