@@ -126,6 +126,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.DurationVar(&o.fleet.Duration, "duration", 30*time.Second, "longest simulated time after the disruption (≤ 10m)")
 	f.Uint64Var(&o.fleet.Seed, "seed", 1, "seed of every random draw")
 	f.BoolVar(&o.noObserve, "no-observe", false, "stormguard: the instances do not know connected_clients (fleet size unknown)")
+	f.BoolVar(&o.fleet.ObserveCPU, "observe-cpu", false, "stormguard: the instances also read the server's CPU times before the loss (INFO clients cpu stats, as the lab's since 2026-12-03) and start at the rate its headroom allows")
 	f.IntVar(&o.fleetHint, "fleet-hint", 0, "stormguard: dialer.Options.FleetSize")
 	f.Float64Var(&o.dialerRate, "dialer-accept-rate", 0, fmt.Sprintf("stormguard: dialer.Options.AcceptRate (default %d)", dialer.DefaultAcceptRate))
 	f.DurationVar(&o.fleet.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")
@@ -159,8 +160,10 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 		return usageErr(fmt.Errorf("--accept-rate must be a finite number ≥ 0, got %g", o.acceptRate))
 	case o.fleetHint < 0 || !finiteNonNegative(o.dialerRate):
 		return usageErr(fmt.Errorf("--fleet-hint and --dialer-accept-rate must be finite numbers ≥ 0, got %d and %g", o.fleetHint, o.dialerRate))
-	case (o.fleet.Strategy != "stormguard" || o.advise) && (o.fleetHint != 0 || o.dialerRate != 0 || o.noObserve):
-		return usageErr(errors.New("--fleet-hint, --dialer-accept-rate and --no-observe configure the stormguard strategy's dialer"))
+	case (o.fleet.Strategy != "stormguard" || o.advise) && (o.fleetHint != 0 || o.dialerRate != 0 || o.noObserve || o.fleet.ObserveCPU):
+		return usageErr(errors.New("--fleet-hint, --dialer-accept-rate, --no-observe and --observe-cpu configure the stormguard strategy's dialer"))
+	case o.noObserve && o.fleet.ObserveCPU:
+		return usageErr(errors.New("--observe-cpu needs the instances to observe (drop --no-observe)"))
 	}
 	m := o.model
 	m.Syncookies = o.syncookies != 0

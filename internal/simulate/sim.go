@@ -406,6 +406,15 @@ func (s *sim) warm() error {
 
 const target = "valkey:6379"
 
+// labInfoCost and labInfoEvery: what one INFO clients cpu stats costs
+// Valkey's main thread (8.5 µs, docs/lab.md, "What the stormguard
+// instances read") and how often a lab instance reads it once it has two
+// readings (10 s ± 20%, internal/lab/clients.go).
+const (
+	labInfoCost  = 8500 * time.Nanosecond
+	labInfoEvery = 10 * time.Second
+)
+
 // observeSpan is how far apart the two INFO readings of ObserveCPU are
 // taken, before the hold.
 const observeSpan = 2 * time.Second
@@ -419,7 +428,10 @@ func (s *sim) observe(d *dialer.Dialer, n int) {
 		d.ObserveClients(target, n)
 		return
 	}
-	busy := min(float64(n)*s.m.CmdCost.Seconds()/s.f.Period.Seconds(), 1)
+	// The main thread's steady work as INFO cpu counts it: the fleet's
+	// PINGs and the instances' own INFO reads (the lab's: one per
+	// instance about every 10 s, 8.5 µs each; internal/lab/clients.go).
+	busy := min(float64(n)*(s.m.CmdCost.Seconds()/s.f.Period.Seconds()+labInfoCost.Seconds()/labInfoEvery.Seconds()), 1)
 	now := s.now
 	s.now = now - observeSpan
 	d.ObserveServer(target, dialer.ServerStats{Clients: n, Connections: int64(n)})
