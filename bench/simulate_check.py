@@ -119,12 +119,12 @@ def main():
     fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--answer-cost", answer, "--clients", cal_n,
                                      "--strategy", "immediate"] + common, capture_output=True, text=True, check=True).stdout)
     m = fit["model"]
-    print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): conn_cost {m['conn_cost_ns']/1000:.1f}us,"
+    print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): cycle_cost {m['cycle_cost_ns']/1000:.1f}us, conn_cost {m['conn_cost_ns']/1000:.1f}us,"
           f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, notice_cost {m['notice_cost_ns']/1000:.0f}us, answer_cost {m['answer_cost_ns']/1000:.1f}us,"
           f" dial_cost {m['dial_cost_ns']/1000:.0f}us, client_burst {m['client_burst']:.2f}, client_share {m['client_share']:.1f},"
           f" host_cores {m['host_cores']}, client_cpu {m['client_cpu_ns']/1000:.0f}us, host_load {m['host_load']:.2f},"
           f" fit error {fit['calibration']['error']:.2f}")
-    mflags = ["--conn-cost", f"{m['conn_cost_ns']}ns", "--cmd-cost", f"{m['cmd_cost_ns']}ns", "--client-dial-rate", str(m["client_dial_rate"]),
+    mflags = ["--cycle-cost", f"{m['cycle_cost_ns']}ns", "--conn-cost", f"{m['conn_cost_ns']}ns", "--cmd-cost", f"{m['cmd_cost_ns']}ns", "--client-dial-rate", str(m["client_dial_rate"]),
               "--kill-cost", f"{m['kill_cost_ns']}ns", "--notice-cost", f"{m['notice_cost_ns']}ns", "--answer-cost", f"{m['answer_cost_ns']}ns", "--dial-cost", f"{m['dial_cost_ns']}ns",
               "--client-burst", str(m["client_burst"]), "--client-share", str(m["client_share"]),
               "--host-cores", str(m["host_cores"]), "--client-cpu", f"{m['client_cpu_ns']}ns", "--host-load", str(m["host_load"])]

@@ -6,9 +6,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -83,6 +85,16 @@ func pings(port, n int) error {
 		}
 		conns, rds = append(conns, c), append(rds, bufio.NewReader(c))
 	}
+	admin, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer admin.Close()
+	adm := bufio.NewReader(admin)
+	s0, err := serverCPU(admin, adm)
+	if err != nil {
+		return err
+	}
 	const rounds = 5
 	errs := make(chan error, n)
 	c0, w0 := processCPU(), time.Now()
@@ -109,8 +121,53 @@ func pings(port, n int) error {
 		default:
 		}
 	}
-	report("ping", "round trips", rounds*n, processCPU()-c0, time.Since(w0))
+	cpu, wall := processCPU()-c0, time.Since(w0)
+	s1, err := serverCPU(admin, adm)
+	if err != nil {
+		return err
+	}
+	report("ping", "round trips", rounds*n, cpu, wall)
+	fmt.Printf("ping: valkey-server's main thread %.2f µs per PING (INFO cpu; one INFO cpu per measurement)\n",
+		(s1-s0).Seconds()*1e6/float64(rounds*n))
 	return nil
+}
+
+// serverCPU reads Valkey's main-thread CPU (used_cpu_sys_main_thread +
+// used_cpu_user_main_thread) with INFO cpu on the admin connection.
+func serverCPU(c net.Conn, rd *bufio.Reader) (time.Duration, error) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("INFO cpu\r\n")); err != nil {
+		return 0, fmt.Errorf("INFO cpu: %w", err)
+	}
+	head, err := rd.ReadString('\n')
+	if err != nil || len(head) < 2 || head[0] != '$' {
+		return 0, fmt.Errorf("INFO cpu: reply %q: %v", head, err)
+	}
+	size, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil || size < 0 || size > 1<<20 {
+		return 0, fmt.Errorf("INFO cpu: reply length %q", head)
+	}
+	body := make([]byte, size+2)
+	if _, err := io.ReadFull(rd, body); err != nil {
+		return 0, fmt.Errorf("INFO cpu: %w", err)
+	}
+	var total float64
+	found := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys_main_thread" || k == "used_cpu_user_main_thread") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu: %s %q", k, v)
+			}
+			total += f
+			found++
+		}
+	}
+	if found != 2 {
+		return 0, errors.New("INFO cpu: no main-thread CPU times (Valkey 7+ has them)")
+	}
+	return time.Duration(total * float64(time.Second)), nil
 }
 
 // dialFull listens on port with the default backlog, never accepts,

@@ -260,9 +260,14 @@ func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulat
 
 // sameHost reports whether every observation's clients ran on Valkey's
 // machine (storm without --hosts).
+// sameHost tells whether the lab's fleet shared Valkey's cores: it ran on
+// Valkey's machine (no --hosts) and Valkey was not pinned to CPUs of its
+// own (--server-cpus, which pins every thread of the lab to the other
+// CPUs: the clients' CPU is then not the server's, as for a fleet on
+// other hosts; docs/lab.md).
 func sameHost(obs []simulate.Observation) bool {
 	for _, o := range obs {
-		if o.Hosts != 0 {
+		if o.Hosts != 0 || o.ServerCPUs != "" {
 			return false
 		}
 	}

@@ -117,3 +117,23 @@ func TestErrorOfServerCPU(t *testing.T) {
 		t.Errorf("error with the lab's CPU = %v, want %v", e, want)
 	}
 }
+
+// TestFitCycleCost: with Valkey's CPU in a lab result, the turn's fixed
+// cost is fitted below the given one (the best of its steps); without,
+// it stays.
+func TestFitCycleCost(t *testing.T) {
+	m := DefaultModel()
+	score := func(t Model) (float64, error) {
+		return math.Abs(float64(t.CycleCost - 5*time.Microsecond)), nil
+	}
+	pct := 5.0
+	withCPU := []Observation{{ServerCPUPercent: &pct, DurationMS: 3000}}
+	got, best, err := fitCycleCost(m, withCPU, 1e12, score)
+	if err != nil || got.CycleCost != 5*time.Microsecond || best != 0 {
+		t.Errorf("fitCycleCost with the lab's CPU: %v (score %v, %v), want 5µs", got.CycleCost, best, err)
+	}
+	got, _, _ = fitCycleCost(m, []Observation{{}}, 1e12, score)
+	if got.CycleCost != m.CycleCost {
+		t.Errorf("fitCycleCost without the lab's CPU: %v, want the given %v", got.CycleCost, m.CycleCost)
+	}
+}

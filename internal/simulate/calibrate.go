@@ -40,6 +40,9 @@ type Observation struct {
 	// add up to, which the fit must reproduce too (see errorOf).
 	ServerCPUPercent *float64 `json:"server_cpu_percent"`
 	DurationMS       int64    `json:"duration_ms"`
+	// ServerCPUs is the CPU list valkey-server was pinned to
+	// (--server-cpus; empty: not pinned): its cores were its own.
+	ServerCPUs string `json:"server_cpus"`
 }
 
 // serverCPU is Valkey's CPU over the lab run's window, in ms (ok false
@@ -307,7 +310,14 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 			if m, best, err = fitKillCost(m, obs, best, score); err != nil {
 				return Fit{}, err
 			}
-			if m, best, err = fitHost(m, best, score); err != nil {
+			// Valkey pinned to CPUs of its own (--server-cpus): no host
+			// to share, nothing to fit there.
+			if !slices.ContainsFunc(obs, func(o Observation) bool { return o.ServerCPUs != "" }) {
+				if m, best, err = fitHost(m, best, score); err != nil {
+					return Fit{}, err
+				}
+			}
+			if m, best, err = fitCycleCost(m, obs, best, score); err != nil {
 				return Fit{}, err
 			}
 		}
@@ -360,6 +370,38 @@ func fitKillCost(m Model, obs []Observation, best float64, score func(Model) (fl
 		if f == 1 || t.KillCost <= 0 {
 			continue
 		}
+		s, err := score(t)
+		if err != nil {
+			return m, best, err
+		}
+		if s < best {
+			best, m = s, t
+		}
+	}
+	return m, best, nil
+}
+
+// cycleCostSteps are fitCycleCost's factors on the given CycleCost.
+var cycleCostSteps = []float64{0.1, 0.25, 0.5}
+
+// fitCycleCost fits an accepting loop turn's fixed cost (CycleCost) below
+// the given one, when an observation has Valkey's own CPU (INFO cpu):
+// how the server's CPU per client differs between a fleet that arrives
+// in bursts (every turn accepts its cap) and one the dialer paces (a
+// turn per connection) is the turn's share. The lab's differ by the
+// dialer instances' INFO reads alone (36–38 µs per client for immediate
+// and full-jitter, 40–55 µs for the dialer, Valkey pinned, 2,000–15,000
+// clients), where the default 20 µs per turn made the model's paced
+// fleet cost twice its bursty one. It returns the better model and its
+// score.
+func fitCycleCost(m Model, obs []Observation, best float64, score func(Model) (float64, error)) (Model, float64, error) {
+	if !slices.ContainsFunc(obs, func(o Observation) bool { _, ok := o.serverCPU(); return ok }) {
+		return m, best, nil
+	}
+	base := m
+	for _, f := range cycleCostSteps {
+		t := base
+		t.CycleCost = max(time.Duration(f*float64(base.CycleCost)), time.Nanosecond)
 		s, err := score(t)
 		if err != nil {
 			return m, best, err
