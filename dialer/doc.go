@@ -68,9 +68,9 @@
 // cpu stats`): connected_clients is the fleet, and two readings' CPU
 // times say how busy the server's main thread is (ρ, leaving out what
 // admitting connections cost). The first wave then comes at
-// Options.ServerShare × (1 − ρ) / Options.ConnectCost — a quarter of
+// Options.ServerShare × (1 − ρ) / Options.ConnectCost — a sixth of
 // what the idle part of the thread could admit at 17 µs a connection,
-// ~14,000/s on a server 5% busy — within [AcceptRate/4, MaxAcceptRate];
+// ~10,000/s on a server 2% busy — within [AcceptRate/4, MaxAcceptRate];
 // without two readings, and over TLS (a handshake costs the server ~30×
 // more), it starts at Options.AcceptRate (5,000/s). An instance with one
 // connection sees one episode, so this is what decides its first wave.

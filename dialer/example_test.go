@@ -43,7 +43,7 @@ func ExampleOptions_fleetSize() {
 // AcceptRate: 12,000 connections come back over a 1 s window.
 func ExampleDialer_ObserveInfo() {
 	now := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
-	d, err := dialer.New(dialer.Options{ConnectCost: 20 * time.Microsecond, Now: func() time.Time { return now }})
+	d, err := dialer.New(dialer.Options{ConnectCost: 20 * time.Microsecond, ServerShare: 0.25, Now: func() time.Time { return now }})
 	if err != nil {
 		fmt.Println(err)
 		return

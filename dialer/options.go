@@ -48,12 +48,13 @@ const (
 	// absorb the fleet's arrival bunching and stalls of the thread (the
 	// teardown of a killed fleet, the clients already back). On the storm
 	// lab's pinned server, fixed starting rates readmitted 15,000 killed
-	// clients with no overflow at 10,000/s and 20,000/s but once with 906
-	// at 15,000/s (a burst of 2,000 dials in 100 ms), and 2,000 clients
-	// with none at 10,000–15,000/s: 0.25 (~14,000/s on a server 5% busy)
-	// stays within what it took (docs/backoff.md, "The server-told
+	// clients with no overflow at 10,000/s (twice) and 20,000/s (once),
+	// but with 906 and 282 at 15,000/s (bursts of ~2,000 dials in 100 ms),
+	// and 2,000 clients with none at 10,000–15,000/s but 3,380 at
+	// 20,000/s: 0.17 (10,000/s at 17 µs on a server 2% busy) is the share
+	// that overflowed in no kill run (docs/backoff.md, "The server-told
 	// starting rate").
-	DefaultServerShare = 0.25
+	DefaultServerShare = 0.17
 	// DefaultMaxAcceptRateFactor: MaxAcceptRate defaults to this many
 	// times AcceptRate.
 	DefaultMaxAcceptRateFactor = 4
@@ -190,7 +191,7 @@ type Options struct {
 	// measured handshake cost). -1: off, AcceptRate always.
 	ConnectCost time.Duration
 	// ServerShare is the share of the server's idle main thread the
-	// server-told starting rate plans to use (DefaultServerShare, 0.25),
+	// server-told starting rate plans to use (DefaultServerShare, 0.17),
 	// within (0, 1].
 	ServerShare float64
 	// MaxReconnectWindow caps the window, however large the fleet or the
