@@ -32,7 +32,8 @@ the load generator shared in the lab; default this machine's), KILL_COST
 (Valkey's CPU per client CLIENT KILL frees, the centre of the fit's
 0.5-1.2x range; 16us, measured by INFO commandstats), HZ (CONFIG_HZ of the
 lab's host, whose timer wheel batches TCP's retransmits; 250, as on the
-lab's; -1: exact timeouts).
+lab's; -1: exact timeouts), ANSWER_COST (the client side's CPU per PING
+written and per answer read; 5us, measured by bench/simulate_clientcost.sh).
 """
 import fnmatch
 import glob

@@ -72,11 +72,12 @@ const (
 // the whole handshake runs on the connecting CPU (the SYN's arrival, the
 // SYN-ACK, the final ACK and the server's new socket), but a SYN that
 // finds the accept queue full is dropped at its arrival: measured on the
-// lab's host (bench/simulate_clientcost.sh, 2026-12-03 02:22 UTC, load
-// 0.3-0.4, client on CPU 0 and valkey-server on CPU 1, three runs of
-// 2,000 and 400 connects) 4.2-4.6 µs per dropped connect against 30-37 µs
-// of the client's CPU per accepted one (its wall time: the handshake's
-// softirq work runs partly in ksoftirqd on the same CPU). So a fleet
+// lab's host (bench/simulate_clientcost.sh, 2026-12-03 02:22 and 02:40
+// UTC, load 0.3 and 3.1, client on CPU 0 and valkey-server on CPU 1, six
+// runs of 2,000 and 400 connects) 4.2-4.6 µs per dropped connect against
+// 30-50 µs of the client's CPU per accepted one (its wall time: the
+// handshake's softirq work runs partly in ksoftirqd on the same CPU;
+// 0.13 is 4.4 over the quiet runs' 34). So a fleet
 // redials faster while the queue is full — during a kill, the lab's
 // busiest 100 ms of connects (1.4-1.6× the rate after it).
 const droppedDialShare = 0.13
