@@ -95,8 +95,10 @@
 // listens: a restart under way) backs off like a failure, but it neither
 // cuts the rate nor counts towards the circuit breaker: it costs the
 // server nothing and says it is down for now, not that it admits too
-// slowly. It starts the window again instead, so the clients refused
-// while the server was down spread over a whole window once it is back.
+// slowly. It starts the window again instead, and the retry comes one
+// whole window after the refusal: each client keeps the phase its first
+// draw gave it, so the fleet retries at the window's rate while the
+// server is down and is back within one window after it returns.
 // Opt-in (Options.SYNDeadline, off by default): in an episode begun by
 // a close or reset, a connect attempt with no SYN-ACK within a deadline
 // learned from the target's connect times (about 200 ms on a LAN; a
