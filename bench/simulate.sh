@@ -35,6 +35,9 @@
 #   LABDIR (where part 3 reads lab files *lab_<scenario>_<N>_r*.json; default OUT)
 #   CALIBRATE_ON (6000: the size whose runs, every strategy, calibrate the model)
 #   SEEDS (5: the model's figure for a cell is the median of this many seeds)
+#   ANSWER_COST (5us: the client side's CPU to write a new connection's
+#   PING and to read its answer, each; measured by
+#   bench/simulate_clientcost.sh, docs/benchmarks.md 11c)
 #   HZ (CONFIG_HZ of the lab's host, 250: its timer wheel batches TCP's
 #   retransmits; see docs/simulate.md) KILL_COST (16us: the centre of the
 #   fit's range for Valkey's CPU per client CLIENT KILL frees)

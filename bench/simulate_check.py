@@ -32,7 +32,8 @@ the load generator shared in the lab; default this machine's), KILL_COST
 (Valkey's CPU per client CLIENT KILL frees, the centre of the fit's
 0.5-1.2x range; 16us, measured by INFO commandstats), HZ (CONFIG_HZ of the
 lab's host, whose timer wheel batches TCP's retransmits; 250, as on the
-lab's; -1: exact timeouts).
+lab's; -1: exact timeouts), ANSWER_COST (the client side's CPU per PING
+written and per answer read; 5us, measured by bench/simulate_clientcost.sh).
 """
 import fnmatch
 import glob
@@ -107,6 +108,7 @@ def main():
     sg_from = os.environ.get("STORMGUARD_FROM") or "*"
     cores = os.environ.get("HOST_CORES") or str(os.cpu_count() or 1)
     kill = os.environ.get("KILL_COST") or "16us"
+    answer = os.environ.get("ANSWER_COST") or "5us"
     hz = os.environ.get("HZ") or "250"
     lab = {n: load_lab(labdir, scen, n, sg_from) for n in sizes + [cal_n]}
     cal = [r for runs in lab[cal_n].values() for r in runs if usable(r)]
@@ -115,16 +117,16 @@ def main():
     calfile = f"{out}/calibration_input.json"
     json.dump(cal, open(calfile, "w"))
     common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--json"]
-    fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--clients", cal_n,
+    fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--answer-cost", answer, "--clients", cal_n,
                                      "--strategy", "immediate"] + common, capture_output=True, text=True, check=True).stdout)
     m = fit["model"]
-    print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): conn_cost {m['conn_cost_ns']/1000:.1f}us,"
-          f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, notice_cost {m['notice_cost_ns']/1000:.0f}us,"
+    print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): cycle_cost {m['cycle_cost_ns']/1000:.1f}us, conn_cost {m['conn_cost_ns']/1000:.1f}us,"
+          f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, notice_cost {m['notice_cost_ns']/1000:.0f}us, answer_cost {m['answer_cost_ns']/1000:.1f}us,"
           f" dial_cost {m['dial_cost_ns']/1000:.0f}us, client_burst {m['client_burst']:.2f}, client_share {m['client_share']:.1f},"
           f" host_cores {m['host_cores']}, client_cpu {m['client_cpu_ns']/1000:.0f}us, host_load {m['host_load']:.2f},"
           f" fit error {fit['calibration']['error']:.2f}")
-    mflags = ["--conn-cost", f"{m['conn_cost_ns']}ns", "--cmd-cost", f"{m['cmd_cost_ns']}ns", "--client-dial-rate", str(m["client_dial_rate"]),
-              "--kill-cost", f"{m['kill_cost_ns']}ns", "--notice-cost", f"{m['notice_cost_ns']}ns", "--dial-cost", f"{m['dial_cost_ns']}ns",
+    mflags = ["--cycle-cost", f"{m['cycle_cost_ns']}ns", "--conn-cost", f"{m['conn_cost_ns']}ns", "--cmd-cost", f"{m['cmd_cost_ns']}ns", "--client-dial-rate", str(m["client_dial_rate"]),
+              "--kill-cost", f"{m['kill_cost_ns']}ns", "--notice-cost", f"{m['notice_cost_ns']}ns", "--answer-cost", f"{m['answer_cost_ns']}ns", "--dial-cost", f"{m['dial_cost_ns']}ns",
               "--client-burst", str(m["client_burst"]), "--client-share", str(m["client_share"]),
               "--host-cores", str(m["host_cores"]), "--client-cpu", f"{m['client_cpu_ns']}ns", "--host-load", str(m["host_load"])]
     print(f"model: median of {seeds} seeds; lab: median of the cell's runs; ratio sim/lab (overflows (x+50)/(y+50));"
@@ -182,6 +184,14 @@ def main():
                 print(f"         {NAMES[i]:<4} lab {med:>8.0f} ({min(labx)}-{max(labx)}, s {sl:4.2f})"
                       f"  sim {('-' if sm is None else f'{sm:.0f}'):>7} ({smin}-{smax})"
                       f"  ratio {rt:5.2f}  h {h:4.2f}  l-o-o {sum(loo)}/{len(loo)}  {v if n != cal_n else '':<5} {needs}")
+            # Valkey's own CPU per client from the disruption on (INFO cpu:
+            # the lab's server_cpu_percent over its window; the model's
+            # main thread to the end of its run): not scored, a check on
+            # the server's costs.
+            labcpu = [r["server_cpu_percent"] / 100 * r["duration_ms"] / int(n) * 1000 for r in ok if r.get("server_cpu_percent") is not None]
+            simcpu = [x["server_cpu_ms"] / int(n) * 1000 for x in sims if x.get("server_cpu_ms") is not None]
+            if labcpu and simcpu:
+                print(f"         cpu  lab {st.median(labcpu):8.1f} us/client (Valkey, INFO cpu)  sim {st.median(simcpu):7.1f}")
     summary(model, labself, verdicts)
 
 

@@ -52,9 +52,14 @@ type target struct {
 	// server (or congestion) says more.
 	soft bool
 	// observed is the server's connected_clients last reported through
-	// ObserveClients (0 = none).
+	// ObserveClients or ObserveServer (0 = none).
 	observed int
-	// rate is the learned admission rate (0: AcceptRate): cut by
+	// server is what INFO readings (ObserveServer) told about the
+	// server's load; tls: the target was dialled over TLS
+	// (DialTLSContext), whose admission cost ConnectCost does not cover.
+	server serverState
+	tls    bool
+	// rate is the learned admission rate (0: startRate): cut by
 	// WindowGrowth on congestion, raised by AcceptRate/2 after a clean
 	// episode (AIMD). floor is the smallest window after congestion
 	// (minGrowth, for tiny fleets), cleared by a clean connect.
@@ -65,6 +70,9 @@ type target struct {
 	floor                 time.Duration
 	congestedIn, raisedIn time.Time
 	cutAt                 time.Time
+	// refusedAt is when a refusal last started the episode again (see
+	// refused).
+	refusedAt time.Time
 	// srtt and rttvar smooth the target's connect times (0: none seen
 	// yet); abandons counts attempts abandoned since the last completed
 	// connect. They set the SYN deadline (syn.go).
@@ -116,6 +124,14 @@ type Stats struct {
 	// SYNDeadline is the SYN deadline learned for the target (0: none),
 	// which attempts get inside a reconnect episode.
 	SYNDeadline time.Duration
+	// StartRate is the admission rate the target's episodes start from
+	// until congestion or clean episodes change it: AcceptRate, or the
+	// rate the server's INFO told (ObserveServer).
+	StartRate float64
+	// ServerBusy is the share of the server's main thread busy with
+	// anything but admitting connections, from the last two INFO
+	// readings (-1: not known).
+	ServerBusy float64
 }
 
 // New returns a Dialer, or an error wrapping one of the option sentinel
@@ -136,26 +152,27 @@ func New(o Options) (*Dialer, error) {
 // matter.
 const minGrowth = 100 * time.Millisecond
 
-// rate is t's learned admission rate: AcceptRate until the target's
-// episodes teach otherwise (see congestion and clean), within
-// [AcceptRate / 2^10, MaxAcceptRate]. Called with mu held.
+// rate is t's learned admission rate: the starting rate (AcceptRate, or
+// what the server's INFO told: startRate) until the target's episodes
+// teach otherwise (see congestion and raise), within [AcceptRate / 2^10,
+// MaxAcceptRate]. Called with mu held.
 func (d *Dialer) rate(t *target) float64 {
 	if t.rate == 0 {
-		return d.o.AcceptRate
+		return d.startRate(t)
 	}
 	return t.rate
 }
 
 // window is t's reconnect window: the fleet (FleetSize, or the observed
 // connected_clients) divided by the learned admission rate when the fleet
-// is known, else ReconnectWindow scaled by AcceptRate over the learned
-// rate, at least the floor a congestion signal set, capped at
+// is known, else ReconnectWindow scaled by the starting rate over the
+// learned rate, at least the floor a congestion signal set, capped at
 // MaxReconnectWindow. Called with mu held.
 func (d *Dialer) window(t *target) time.Duration {
 	if d.o.ReconnectWindow == -1 {
 		return 0
 	}
-	scale := d.o.AcceptRate / d.rate(t)
+	scale := d.startRate(t) / d.rate(t)
 	base := time.Duration(float64(d.o.ReconnectWindow) * scale)
 	if fleet := d.fleet(t); fleet > 0 {
 		sized := time.Duration(float64(fleet) / d.rate(t) * float64(time.Second))
@@ -372,6 +389,10 @@ func (d *Dialer) Stats(addr string) Stats {
 	s := t.stats
 	s.Failures, s.Breaker, s.NextDial, s.Window, s.AcceptRate = t.failures, t.breaker.String(), t.nextDial, d.window(t), d.rate(t)
 	s.SYNDeadline = d.learnedDeadline(t)
+	s.StartRate, s.ServerBusy = d.startRate(t), -1
+	if t.server.known {
+		s.ServerBusy = t.server.busy
+	}
 	return s
 }
 
@@ -390,6 +411,11 @@ func (d *Dialer) DialTLSContext(ctx context.Context, network, addr string, cfg *
 }
 
 func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Config) (net.Conn, error) {
+	if tlsCfg != nil {
+		d.mu.Lock()
+		d.target(addr).tls = true
+		d.mu.Unlock()
+	}
 	t, probe, wait, err := d.admit(addr)
 	if err != nil {
 		return nil, err
@@ -496,8 +522,12 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 		// CLIENT KILL, a blip): land somewhere in what is left of the
 		// window, not all at once. A dial retried after a failure inside
 		// the window draws from the rest of the (grown) window, so the
-		// fleet's remaining dials stay spread evenly to its end.
-		at := t.lostAt.Add(drawIn(now.Sub(t.lostAt), d.ramp(t), w, d.o.Rand.Float64()))
+		// fleet's remaining dials stay spread evenly to its end. After a
+		// refusal the retry comes one whole window later (see refused).
+		at := t.lostAt.Add(w)
+		if !t.lostAt.Equal(t.refusedAt) {
+			at = t.lostAt.Add(drawIn(now.Sub(t.lostAt), d.ramp(t), w, d.o.Rand.Float64()))
+		}
 		wait = max(wait, at.Sub(now))
 	}
 	return t, false, wait, nil
@@ -554,11 +584,21 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 // refused while the server was down into the rest of it (a 10,000-client
 // restart in the lab: 1,793 overflows, 10× fewer than immediate only);
 // restarting it keeps the fleet's density at the window's rate and the
-// episode ends at most one window after the server is back. Called with
-// mu held.
+// episode ends at most one window after the server is back.
+//
+// The retry comes exactly one window after the refusal, not at a uniform
+// point of the new window: a client refused again and again while the
+// server is down then dials once per window, so the fleet's attempts run
+// at the window's rate (N / window) with the phases its first draws gave
+// it, and once the server is back every client comes within one window,
+// at that rate. A uniform point waits half a window on average, so the
+// fleet's attempts ran at twice the rate by the time the server was back:
+// the lab's restarts of 15,000 clients overflowed in that surge (300–551
+// at fixed rates of 10,000–20,000/s, 2026-12-03). Called with mu held.
 func (d *Dialer) refused(t *target, err error) {
 	d.fail(t, EventDialFailed, err, failure{})
 	t.lostAt, t.soft = d.o.Now(), false
+	t.refusedAt = t.lostAt
 }
 
 func (d *Dialer) refuse(t *target) {

@@ -45,9 +45,10 @@
 //
 // A fleet has no coordinator, so each Dialer sizes its reconnect window
 // from what it can know: the fleet's connection count — Options.FleetSize,
-// or better the server's connected_clients passed to ObserveClients while
-// it was healthy — divided by the rate the server admits, and
-// ReconnectWindow (1 s) when the count is unknown. Every instance draws
+// or better the server's connected_clients passed to ObserveInfo or
+// ObserveClients while it was healthy — divided by the rate the server
+// admits (below), and ReconnectWindow (1 s) when the count is unknown.
+// Every instance draws
 // its own point in that window, so N instances arrive at about that rate
 // and the fleet is back in about N/rate. After a close or reset (a
 // restart, failover or CLIENT KILL) the draw's density rises linearly
@@ -62,9 +63,20 @@
 // again over how late it was, so a stall does not turn the window back
 // into a burst.
 //
-// The rate is learned per target, AIMD: it starts at Options.AcceptRate
-// (5,000/s). Every failed, timed-out or rejected connect, and every
-// connect slow enough that its SYN was dropped and retransmitted
+// The rate starts from what the server tells. Read INFO now and then
+// while it is healthy and pass the reply to ObserveInfo (`INFO clients
+// cpu stats`): connected_clients is the fleet, and two readings' CPU
+// times say how busy the server's main thread is (ρ, leaving out what
+// admitting connections cost). The first wave then comes at
+// Options.ServerShare × (1 − ρ) / Options.ConnectCost — a sixth of
+// what the idle part of the thread could admit at 17 µs a connection,
+// ~10,000/s on a server 2% busy — within [AcceptRate/4, MaxAcceptRate];
+// without two readings, and over TLS (a handshake costs the server ~30×
+// more), it starts at Options.AcceptRate (5,000/s). An instance with one
+// connection sees one episode, so this is what decides its first wave.
+//
+// The rate is then learned per target, AIMD. Every failed, timed-out or
+// rejected connect, and every connect slow enough that its SYN was dropped and retransmitted
 // (Options.SlowConnect), divides it by Options.WindowGrowth (1.5) — the
 // window grows by half at once, and the retry lands at a uniform point of
 // what is left of the grown window: exponential backoff with full jitter,
@@ -83,8 +95,10 @@
 // listens: a restart under way) backs off like a failure, but it neither
 // cuts the rate nor counts towards the circuit breaker: it costs the
 // server nothing and says it is down for now, not that it admits too
-// slowly. It starts the window again instead, so the clients refused
-// while the server was down spread over a whole window once it is back.
+// slowly. It starts the window again instead, and the retry comes one
+// whole window after the refusal: each client keeps the phase its first
+// draw gave it, so the fleet retries at the window's rate while the
+// server is down and is back within one window after it returns.
 // Opt-in (Options.SYNDeadline, off by default): in an episode begun by
 // a close or reset, a connect attempt with no SYN-ACK within a deadline
 // learned from the target's connect times (about 200 ms on a LAN; a

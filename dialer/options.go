@@ -32,6 +32,29 @@ const (
 	// quiet host at 10,000 clients, ≥ 10× fewer overflows on the busy
 	// one at 15,000 (docs/backoff.md, "The learned admission rate").
 	DefaultAcceptRate = 5000
+	// DefaultConnectCost is the server's main-thread CPU per connection
+	// it admits over plaintext TCP: accept, client creation, the first
+	// command (PING), and the client's close and free, so it errs high.
+	// Measured 17.3 µs on valkey-server 8.0.1 pinned to one core of the
+	// storm lab's 2-core VM (bench/connectcost.sh: valkey-benchmark -k 0,
+	// 200,000 connections, 2026-12-03); a PING alone cost 4.2 µs, the
+	// teardown of one of 10,000 idle clients by CLIENT KILL 7.9 µs. Over
+	// TLS a connection cost 493 µs (28×; see ConnectCost).
+	DefaultConnectCost = 17 * time.Microsecond
+	// DefaultServerShare is the share of the server's idle main thread a
+	// reconnecting fleet's admissions are planned to use: the starting
+	// rate is ServerShare × (1 − ρ) / ConnectCost. The thread could admit
+	// 1 / ConnectCost (~58,000/s), but the 128-slot accept queue must also
+	// absorb the fleet's arrival bunching and stalls of the thread (the
+	// teardown of a killed fleet, the clients already back). On the storm
+	// lab's pinned server, fixed starting rates readmitted 15,000 killed
+	// clients with no overflow at 10,000/s (twice) and 20,000/s (once),
+	// but with 906 and 282 at 15,000/s (bursts of ~2,000 dials in 100 ms),
+	// and 2,000 clients with none at 10,000–15,000/s but 3,380 at
+	// 20,000/s: 0.17 (10,000/s at 17 µs on a server 2% busy) is the share
+	// that overflowed in no kill run (docs/backoff.md, "The server-told
+	// starting rate").
+	DefaultServerShare = 0.17
 	// DefaultMaxAcceptRateFactor: MaxAcceptRate defaults to this many
 	// times AcceptRate.
 	DefaultMaxAcceptRateFactor = 4
@@ -149,9 +172,28 @@ type Options struct {
 	// With the fleet size unknown, ReconnectWindow is scaled by
 	// AcceptRate over the learned rate.
 	AcceptRate float64
-	// MaxAcceptRate caps the learned admission rate (4 × AcceptRate).
-	// Set it to AcceptRate to keep the rate fixed except for cuts.
+	// MaxAcceptRate caps the learned admission rate and the server-told
+	// starting rate (4 × AcceptRate). Set it to AcceptRate, and
+	// ConnectCost to -1, to keep the rate fixed except for cuts.
 	MaxAcceptRate float64
+	// ConnectCost is the server's CPU time per connection it admits
+	// (DefaultConnectCost, 17µs, measured for plaintext Valkey 8). With
+	// two INFO readings passed to ObserveInfo or ObserveServer, the
+	// target's episodes start at ServerShare × (1 − ρ) / ConnectCost new
+	// connections per second instead of AcceptRate, where ρ is the share
+	// of the server's main thread busy with anything else between the
+	// readings; within [AcceptRate/4, MaxAcceptRate]. Over TLS a
+	// connection costs the server ~30× more (a full handshake: 493µs
+	// measured), far below what AcceptRate assumes, and the lab has not
+	// measured a TLS fleet at a lower rate, so targets dialled with
+	// DialTLSContext keep AcceptRate; a client library that does TLS
+	// itself above DialContext should set ConnectCost to -1 (or to its
+	// measured handshake cost). -1: off, AcceptRate always.
+	ConnectCost time.Duration
+	// ServerShare is the share of the server's idle main thread the
+	// server-told starting rate plans to use (DefaultServerShare, 0.17),
+	// within (0, 1].
+	ServerShare float64
 	// MaxReconnectWindow caps the window, however large the fleet or the
 	// learned growth (30s).
 	MaxReconnectWindow time.Duration
@@ -257,6 +299,7 @@ func (o Options) withDefaults() (Options, error) {
 		{"MaxReconnectWindow", o.MaxReconnectWindow, false},
 		{"SlowConnect", o.SlowConnect, true},
 		{"DisconnectCost", o.DisconnectCost, true},
+		{"ConnectCost", o.ConnectCost, true},
 		{"StableAfter", o.StableAfter, true},
 		{"BreakerOpenFor", o.BreakerOpenFor, false},
 		{"DialTimeout", o.DialTimeout, true},
@@ -302,6 +345,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxReconnectWindow == 0 {
 		o.MaxReconnectWindow = DefaultMaxReconnectWindow
+	}
+	if o.ConnectCost == 0 {
+		o.ConnectCost = DefaultConnectCost
+	}
+	switch {
+	case o.ServerShare == 0:
+		o.ServerShare = DefaultServerShare
+	case !(o.ServerShare > 0 && o.ServerShare <= 1): // also NaN
+		return o, fmt.Errorf("%w: ServerShare %g must be within (0, 1]", ErrInvalidRate, o.ServerShare)
 	}
 	switch {
 	case o.WindowGrowth == 0:

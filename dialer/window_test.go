@@ -624,8 +624,9 @@ func TestRefusedRestartsWindow(t *testing.T) {
 	if w := d.Stats(addr).Window; w != time.Second {
 		t.Fatalf("a refusal changed the window to %s", w)
 	}
-	lo, hi := spreadAfterLoss(t, d, addr, 400)
-	if hi < 900*time.Millisecond || hi >= time.Second || lo > 100*time.Millisecond {
-		t.Errorf("retries after the refusal wait [%s, %s], want spread over a new 1s window", lo, hi)
+	clk.advance(100 * time.Millisecond)
+	lo, hi := spreadAfterLoss(t, d, addr, 50)
+	if lo != 900*time.Millisecond || hi != lo {
+		t.Errorf("retries 100ms after the refusal wait [%s, %s], want one whole 1s window after it: 900ms", lo, hi)
 	}
 }

@@ -106,6 +106,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.DurationVar(&o.model.ConnCost, "conn-cost", o.model.ConnCost, "Valkey main-thread time per accepted connection")
 	f.DurationVar(&o.model.KillCost, "kill-cost", o.model.KillCost, "kill: Valkey's time per client freed by CLIENT KILL (the event loop accepts nothing meanwhile)")
 	f.DurationVar(&o.model.NoticeCost, "notice-cost", o.model.NoticeCost, "client side CPU to notice one lost connection, when the fleet is one load generator (0: many hosts)")
+	f.DurationVar(&o.model.AnswerCost, "answer-cost", o.model.AnswerCost, "client side CPU to write a new connection's first PING and to read its answer, each (0: --notice-cost)")
 	f.DurationVar(&o.model.DialCost, "dial-cost", o.model.DialCost, "client side CPU per connect(), when the fleet is one load generator (0: many hosts)")
 	f.Float64Var(&o.model.ClientShare, "client-share", o.model.ClientShare, "share of Valkey's CPU a load generator on its machine takes while it has work (0..0.9)")
 	f.IntVar(&o.model.HostCores, "host-cores", 0, "cores Valkey shares with the load generator and other work (0: its own; --calibrate on a single-host lab run: this machine's)")
@@ -125,6 +126,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.DurationVar(&o.fleet.Duration, "duration", 30*time.Second, "longest simulated time after the disruption (≤ 10m)")
 	f.Uint64Var(&o.fleet.Seed, "seed", 1, "seed of every random draw")
 	f.BoolVar(&o.noObserve, "no-observe", false, "stormguard: the instances do not know connected_clients (fleet size unknown)")
+	f.BoolVar(&o.fleet.ObserveCPU, "observe-cpu", false, "stormguard: the instances also read the server's CPU times before the loss (INFO clients cpu stats, as the lab's since 2026-12-03) and start at the rate its headroom allows")
 	f.IntVar(&o.fleetHint, "fleet-hint", 0, "stormguard: dialer.Options.FleetSize")
 	f.Float64Var(&o.dialerRate, "dialer-accept-rate", 0, fmt.Sprintf("stormguard: dialer.Options.AcceptRate (default %d)", dialer.DefaultAcceptRate))
 	f.DurationVar(&o.fleet.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")
@@ -158,8 +160,10 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 		return usageErr(fmt.Errorf("--accept-rate must be a finite number ≥ 0, got %g", o.acceptRate))
 	case o.fleetHint < 0 || !finiteNonNegative(o.dialerRate):
 		return usageErr(fmt.Errorf("--fleet-hint and --dialer-accept-rate must be finite numbers ≥ 0, got %d and %g", o.fleetHint, o.dialerRate))
-	case (o.fleet.Strategy != "stormguard" || o.advise) && (o.fleetHint != 0 || o.dialerRate != 0 || o.noObserve):
-		return usageErr(errors.New("--fleet-hint, --dialer-accept-rate and --no-observe configure the stormguard strategy's dialer"))
+	case (o.fleet.Strategy != "stormguard" || o.advise) && (o.fleetHint != 0 || o.dialerRate != 0 || o.noObserve || o.fleet.ObserveCPU):
+		return usageErr(errors.New("--fleet-hint, --dialer-accept-rate, --no-observe and --observe-cpu configure the stormguard strategy's dialer"))
+	case o.noObserve && o.fleet.ObserveCPU:
+		return usageErr(errors.New("--observe-cpu needs the instances to observe (drop --no-observe)"))
 	}
 	m := o.model
 	m.Syncookies = o.syncookies != 0
@@ -256,9 +260,14 @@ func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulat
 
 // sameHost reports whether every observation's clients ran on Valkey's
 // machine (storm without --hosts).
+// sameHost tells whether the lab's fleet shared Valkey's cores: it ran on
+// Valkey's machine (no --hosts) and Valkey was not pinned to CPUs of its
+// own (--server-cpus, which pins every thread of the lab to the other
+// CPUs: the clients' CPU is then not the server's, as for a fleet on
+// other hosts; docs/lab.md).
 func sameHost(obs []simulate.Observation) bool {
 	for _, o := range obs {
-		if o.Hosts != 0 {
+		if o.Hosts != 0 || o.ServerCPUs != "" {
 			return false
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stormguard/stormguard/internal/simulate"
 )
 
 func TestSimulateJSON(t *testing.T) {
@@ -90,6 +92,9 @@ func TestSimulateBadInput(t *testing.T) {
 		{"simulate", "--clients", "0", "--strategy", "immediate"},
 		{"simulate", "--clients", "2000000", "--strategy", "immediate"},
 		{"simulate", "--clients", "10", "--strategy", "valkey-go"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--observe-cpu"},
+		{"simulate", "--clients", "10", "--strategy", "stormguard", "--observe-cpu", "--no-observe"},
+		{"simulate", "--clients", "10", "--strategy", "immediate", "--answer-cost", "-1us"},
 		{"simulate", "--clients", "10", "--strategy", "immediate", "--scenario", "churn"},
 		{"simulate", "--clients", "10", "--strategy", "glide", "--retries", "0"},
 		{"simulate", "--clients", "10", "--strategy", "glide", "--jitter-percent", "150"},
@@ -144,5 +149,19 @@ func TestSimulateAdvise(t *testing.T) {
 	}
 	if r := execCLI(t, "simulate", "--advise", "--strategy", "glide", "--clients", "10"); r.Code != 2 {
 		t.Errorf("--advise with --strategy: exit %d", r.Code)
+	}
+}
+
+// TestSameHostPinned: a lab run with Valkey pinned to CPUs of its own
+// (--server-cpus) did not share its cores with the fleet, one from other
+// hosts neither; an unpinned single-host run did.
+func TestSameHostPinned(t *testing.T) {
+	for _, c := range []struct {
+		o    simulate.Observation
+		want bool
+	}{{simulate.Observation{}, true}, {simulate.Observation{ServerCPUs: "1"}, false}, {simulate.Observation{Hosts: 4}, false}} {
+		if got := sameHost([]simulate.Observation{c.o}); got != c.want {
+			t.Errorf("sameHost(%+v) = %v, want %v", c.o, got, c.want)
+		}
 	}
 }

@@ -129,14 +129,18 @@ func (stormguardStrategy) instance(_ context.Context, r *run, k int) (instance, 
 		// Valkey's accept: a SYN deadline would cut connections that are
 		// up. The dialer's adapters run TLS outside Options.Dial.
 		o.SYNDeadline = -1
+		// Over TLS a connection costs the server ~30× what ConnectCost
+		// (plaintext) assumes, and the dialer does not see this Dial's
+		// TLS: keep AcceptRate, as DialTLSContext would.
+		o.ConnectCost = -1
 	}
 	d, err := dialer.New(o)
 	if err != nil {
 		return nil, fmt.Errorf("stormguard dialer: %w", err)
 	}
 	// The dialer paces; the client itself redials at once. The instance
-	// reads connected_clients now and then, which sizes the dialer's
-	// reconnect window.
+	// reads INFO clients cpu stats now and then: connected_clients sizes
+	// the dialer's reconnect window, the CPU times its starting rate.
 	return rawInstance{r: r, pol: backoff.Immediate{}, dial: d.DialContext, paceDialErrors: true,
 		observe: observer(d, r.cfg.Target, r.cfg.CommandTimeout)}, nil
 }

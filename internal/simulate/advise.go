@@ -59,6 +59,10 @@ func Candidates(m Model) []Candidate {
 		cs = append(cs, Candidate{Setting: fmt.Sprintf("stormguard dialer, AcceptRate %.0f", r), Dialer: true, AcceptRate: r,
 			set: func(f *Fleet) { f.Strategy, f.Observe, f.Dialer.AcceptRate = "stormguard", true, r }})
 	}
+	// The dialer as the lab's instances run it since 2026-12-03: the
+	// starting rate told by the server's CPU (INFO clients cpu stats).
+	cs = append(cs, Candidate{Setting: "stormguard dialer, server-told rate", Dialer: true,
+		set: func(f *Fleet) { f.Strategy, f.Observe, f.ObserveCPU = "stormguard", true, true }})
 	return cs
 }
 
@@ -117,7 +121,7 @@ func Advise(ctx context.Context, m Model, base Fleet, cands []Candidate, progres
 	var out []Advice
 	for _, c := range cands {
 		f := base
-		f.Strategy, f.Policy, f.Dialer, f.Observe = "", backoff.Params{}, dialer.Options{}, false
+		f.Strategy, f.Policy, f.Dialer, f.Observe, f.ObserveCPU = "", backoff.Params{}, dialer.Options{}, false, false
 		c.set(&f)
 		if progress != nil {
 			progress(c.Setting)

@@ -9,6 +9,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/lab"
 )
 
 // Observation is what --calibrate reads from a `stormguard storm --json`
@@ -33,6 +35,23 @@ type Observation struct {
 	// Hosts is the number of client hosts (0: the clients ran on
 	// Valkey's machine, one load generator sharing its cores).
 	Hosts int `json:"hosts"`
+	// ServerCPUPercent is Valkey's own CPU (INFO cpu) from the disruption
+	// to the end of the run, DurationMS long: what the server's costs
+	// add up to, which the fit must reproduce too (see errorOf).
+	ServerCPUPercent *float64 `json:"server_cpu_percent"`
+	DurationMS       int64    `json:"duration_ms"`
+	// ServerCPUs is the CPU list valkey-server was pinned to
+	// (--server-cpus; empty: not pinned): its cores were its own.
+	ServerCPUs string `json:"server_cpus"`
+}
+
+// serverCPU is Valkey's CPU over the lab run's window, in ms (ok false
+// when the result does not say).
+func (o Observation) serverCPU() (float64, bool) {
+	if o.ServerCPUPercent == nil || o.DurationMS <= 0 || !(*o.ServerCPUPercent > 0 && *o.ServerCPUPercent <= 100*1024) {
+		return 0, false
+	}
+	return *o.ServerCPUPercent / 100 * float64(o.DurationMS), true
 }
 
 // Point is one 100 ms bucket of a lab run's "timeline" (the keys used).
@@ -40,6 +59,7 @@ type Point struct {
 	TMS            int64 `json:"t_ms"`
 	Connects       int64 `json:"connects"`
 	FailedCommands int64 `json:"failed_commands"`
+	OKCommands     int64 `json:"ok_commands"`
 }
 
 // killSpan reads a kill's duration off o's timeline: the time after the
@@ -114,6 +134,42 @@ func fitKill(obs []Observation) (notice, dial time.Duration, ok bool) {
 	}
 	sec := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
 	return max(sec(k), time.Microsecond), sec(st), true
+}
+
+// fitAnswer bounds the client side's cost of finishing a connect (writing
+// the first PING) and of reading its answer from the lab's timelines: once
+// a kill's closes are noticed, the lab's clients read the answers of the
+// connections made meanwhile in a burst (10,494 in one 100 ms bucket at
+// 15,000 clients, 4,242 at 6,000, 1,995 at 2,000, with Valkey pinned to its
+// own core), far faster than they noticed closes and dialled (40 µs per
+// client): each of those answers cost at most a bucket over twice the
+// burst (a PING written, an answer read). The tightest bound over the
+// kills is the cost; ok is false without a kill timeline. Before this the
+// model charged a notice's cost for each, which spread the answers over
+// as long as the closes and sent the PINGs that complete a handshake
+// whose final ACK the full accept queue dropped one by one, slower than
+// Valkey frees a slot: none was dropped again, where the lab's come back
+// in waves 200 ms, 400 ms and 800 ms apart (the PING's retransmits).
+func fitAnswer(obs []Observation) (time.Duration, bool) {
+	best := time.Duration(0)
+	for _, o := range obs {
+		if o.Scenario != "kill" {
+			continue
+		}
+		var peak int64
+		for _, p := range o.Points {
+			if p.TMS >= -lab.Bucket.Milliseconds() {
+				peak = max(peak, p.OKCommands)
+			}
+		}
+		if peak <= 0 {
+			continue
+		}
+		if b := lab.Bucket / time.Duration(2*peak); best == 0 || b < best {
+			best = b
+		}
+	}
+	return best, best > 0
 }
 
 // ParseObservations reads storm --json output: one object or a non-empty
@@ -213,6 +269,9 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 		m.ClientBurst = killBurst(obs)
 		b := max(m.ClientBurst, 1)
 		m.NoticeCost, m.DialCost = time.Duration(float64(k)/b), time.Duration(float64(st)/b)
+		if a, ok := fitAnswer(obs); ok && m.AnswerCost == 0 {
+			m.AnswerCost = time.Duration(float64(a) / b)
+		}
 	}
 	runs := 0
 	f = f.withDefaults()
@@ -251,7 +310,14 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 			if m, best, err = fitKillCost(m, obs, best, score); err != nil {
 				return Fit{}, err
 			}
-			if m, best, err = fitHost(m, best, score); err != nil {
+			// Valkey pinned to CPUs of its own (--server-cpus): no host
+			// to share, nothing to fit there.
+			if !slices.ContainsFunc(obs, func(o Observation) bool { return o.ServerCPUs != "" }) {
+				if m, best, err = fitHost(m, best, score); err != nil {
+					return Fit{}, err
+				}
+			}
+			if m, best, err = fitCycleCost(m, obs, best, score); err != nil {
 				return Fit{}, err
 			}
 		}
@@ -304,6 +370,38 @@ func fitKillCost(m Model, obs []Observation, best float64, score func(Model) (fl
 		if f == 1 || t.KillCost <= 0 {
 			continue
 		}
+		s, err := score(t)
+		if err != nil {
+			return m, best, err
+		}
+		if s < best {
+			best, m = s, t
+		}
+	}
+	return m, best, nil
+}
+
+// cycleCostSteps are fitCycleCost's factors on the given CycleCost.
+var cycleCostSteps = []float64{0.1, 0.25, 0.5}
+
+// fitCycleCost fits an accepting loop turn's fixed cost (CycleCost) below
+// the given one, when an observation has Valkey's own CPU (INFO cpu):
+// how the server's CPU per client differs between a fleet that arrives
+// in bursts (every turn accepts its cap) and one the dialer paces (a
+// turn per connection) is the turn's share. The lab's differ by the
+// dialer instances' INFO reads alone (36–38 µs per client for immediate
+// and full-jitter, 40–55 µs for the dialer, Valkey pinned, 2,000–15,000
+// clients), where the default 20 µs per turn made the model's paced
+// fleet cost twice its bursty one. It returns the better model and its
+// score.
+func fitCycleCost(m Model, obs []Observation, best float64, score func(Model) (float64, error)) (Model, float64, error) {
+	if !slices.ContainsFunc(obs, func(o Observation) bool { _, ok := o.serverCPU(); return ok }) {
+		return m, best, nil
+	}
+	base := m
+	for _, f := range cycleCostSteps {
+		t := base
+		t.CycleCost = max(time.Duration(f*float64(base.CycleCost)), time.Nanosecond)
 		s, err := score(t)
 		if err != nil {
 			return m, best, err
@@ -391,6 +489,15 @@ func logSteps(span float64, n int) []float64 {
 // errorOf is the mean relative error of r against o on the three
 // quantities the comparison is about. Overflows get +50 on both sides so
 // that 0 against 3 is not an infinite error.
+//
+// When the lab result has Valkey's own CPU over its window (INFO cpu,
+// server_cpu_percent), the model's server CPU over the same window is a
+// fourth term: the figures alone let the fit trade the server's cost per
+// connection against the client side's pace (with the client side's
+// answers cheap, as measured, the fit at 6,000 clients chose 2.3 µs per
+// accepted connection, Valkey's CPU per reconnecting client 21 µs against
+// the lab's measured 36–39 µs), and the measured CPU pins what the
+// server's work adds up to.
 func errorOf(o Observation, r *Result) float64 {
 	rel := func(sim, obs float64) float64 { return math.Abs(sim-obs) / math.Max(obs, 1) }
 	e := rel(float64(r.PeakConnectsPerSec), float64(o.PeakConnectsPerSec))
@@ -399,6 +506,10 @@ func errorOf(o Observation, r *Result) float64 {
 		e += 1
 	} else {
 		e += rel(float64(*r.TimeToRecoverMS), float64(*o.TimeToRecoverMS))
+	}
+	if cpu, ok := o.serverCPU(); ok {
+		window := time.Duration(o.DurationMS) * time.Millisecond
+		return (e + rel(r.serverCPUAt(window), cpu)) / 4
 	}
 	return e / 3
 }

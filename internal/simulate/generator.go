@@ -67,6 +67,27 @@ const (
 	jobReply
 )
 
+// droppedDialShare is what a connect() whose SYN is dropped costs the
+// client side, as a share of one whose handshake completes. On loopback
+// the whole handshake runs on the connecting CPU (the SYN's arrival, the
+// SYN-ACK, the final ACK and the server's new socket), but a SYN that
+// finds the accept queue full is dropped at its arrival: measured on the
+// lab's host (bench/simulate_clientcost.sh, 2026-12-03 02:22 and 02:40
+// UTC, load 0.3 and 3.1, client on CPU 0 and valkey-server on CPU 1, six
+// runs of 2,000 and 400 connects) 4.2-4.6 µs per dropped connect against
+// 30-50 µs of the client's CPU per accepted one (its wall time: the
+// handshake's softirq work runs partly in ksoftirqd on the same CPU;
+// 0.13 is 4.4 over the quiet runs' 34). So a fleet
+// redials faster while the queue is full — during a kill, the lab's
+// busiest 100 ms of connects (1.4-1.6× the rate after it).
+const droppedDialShare = 0.13
+
+// synDropped tells whether a SYN sent now would be dropped: the accept
+// queue full, the server down or the network blipped.
+func (s *sim) synDropped() bool {
+	return !s.up || s.now < s.blipUntil || s.m.acceptFull(len(s.acceptQ))
+}
+
 // genRunMean is the generator's mean running stretch between stalls:
 // the lab's kills alternated busy and quiet 100 ms buckets.
 const genRunMean = 100 * time.Millisecond
@@ -135,8 +156,13 @@ func (s *sim) genStart() {
 	}
 	g.cur, g.busy = j, true
 	cost := s.m.NoticeCost
-	if j.kind == jobDial {
+	switch {
+	case j.kind == jobDial && s.synDropped():
+		cost = time.Duration(float64(s.m.DialCost) * droppedDialShare)
+	case j.kind == jobDial:
 		cost = s.m.DialCost
+	case (j.kind == jobConnected || j.kind == jobReply) && s.m.AnswerCost > 0:
+		cost = s.m.AnswerCost
 	}
 	start := s.now
 	if b := s.m.ClientBurst; b > 1 {

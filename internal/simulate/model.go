@@ -66,6 +66,10 @@ type Model struct {
 	// --calibrate fits both from the lab's timeline.
 	NoticeCost time.Duration `json:"notice_cost_ns"`
 	DialCost   time.Duration `json:"dial_cost_ns"`
+	// AnswerCost is the client side's CPU for finishing a connect
+	// (writing the first PING) and for reading its answer, each (0: as
+	// NoticeCost).
+	AnswerCost time.Duration `json:"answer_cost_ns"`
 	// ClientBurst is how bursty that client side is: the busiest 100 ms
 	// of its work over its mean (1 or 0: even; the lab's kills were
 	// 1.3–2.9, the generator and Valkey descheduled in turns on a shared
@@ -160,7 +164,7 @@ func (m Model) Validate() error {
 		return fmt.Errorf("%w: SYN and SYN-ACK retries must not be negative", ErrConfig)
 	case m.MaxNewConnsPerCycle < 0 || m.MaxNewConnsPerCycle > 1000 || m.MaxNewTLSConnsPerCycle < 0 || m.MaxNewTLSConnsPerCycle > 1000:
 		return fmt.Errorf("%w: max-new-(tls-)connections-per-cycle must be within 1..1000", ErrConfig)
-	case m.RTT < 0 || m.CycleCost < 0 || m.ConnCost < 0 || m.TLSCost < 0 || m.CmdCost < 0 || m.KillCost < 0 || m.NoticeCost < 0 || m.DialCost < 0:
+	case m.RTT < 0 || m.CycleCost < 0 || m.ConnCost < 0 || m.TLSCost < 0 || m.CmdCost < 0 || m.KillCost < 0 || m.NoticeCost < 0 || m.DialCost < 0 || m.AnswerCost < 0:
 		return fmt.Errorf("%w: RTT and costs must not be negative", ErrConfig)
 	// The float ranges are written as !(in range) so that NaN, which
 	// fails every comparison, is rejected too.

@@ -62,6 +62,12 @@ type Fleet struct {
 	// loss (the lab reads INFO clients); false leaves the fleet size
 	// unknown.
 	Observe bool
+	// ObserveCPU: with Observe, the instances also read the server's CPU
+	// times (the lab's INFO clients cpu stats) twice before the loss, 2 s
+	// apart, and the dialer starts at the rate the server's headroom
+	// allows (dialer.ObserveServer); the simulated server's main thread is
+	// then busy with the fleet's PINGs, Clients × CmdCost / Period.
+	ObserveCPU bool
 	// Period between PINGs (100ms), ConnectTimeout (2s), CommandTimeout
 	// (1s), Hold before the disruption (6s), Down for restart (1s), Blip
 	// (2s), Duration of the observation (30s).
@@ -146,6 +152,17 @@ type Result struct {
 	FailedCommands     int64  `json:"failed_commands"`
 	ListenOverflows    uint64 `json:"listen_overflows"`
 	AbandonedAccepts   int64  `json:"abandoned_accepts"`
+	// ServerCPUMS is Valkey's main-thread CPU from t0 to the end of the
+	// run, in ms: the kill, every accept and first command, and the
+	// established clients' commands (CmdCost each per Period) — what
+	// INFO cpu's used_cpu_*_main_thread counts, and the lab's
+	// server_cpu_percent × its window.
+	ServerCPUMS float64 `json:"server_cpu_ms"`
+	// end is when the run ended (every client back, or Duration), and
+	// steady Valkey's share of a core busy with established commands
+	// then: serverCPUAt extends ServerCPUMS past the end.
+	end    time.Duration
+	steady float64
 	// Timeline is the connects per 100 ms bucket, the first starting a
 	// seeded phase of 0–100 ms before t0 (as the lab's buckets fall
 	// anywhere around its t0); PeakConnectsPerSec is its busiest bucket.
@@ -275,8 +292,14 @@ type sim struct {
 	serving   []*sock // first commands served by the turn in progress
 	accepting []*sock // accepted by the turn in progress
 	served    int     // clients whose first command was answered (established load)
-	live      int     // clients holding a working connection (the client side's steady load)
-	share     []float64
+	// cpu is Valkey's main-thread CPU since t0 (the kill, every loop
+	// turn's work) without the established clients' commands, which
+	// servedArea (clients × seconds served, up to servedAt) adds.
+	cpu        time.Duration
+	servedArea float64
+	servedAt   time.Duration
+	live       int // clients holding a working connection (the client side's steady load)
+	share      []float64
 
 	genNext time.Duration // client-side dial pacing
 	// phase: the timeline's buckets start phase before t0 (see Run);
@@ -363,7 +386,7 @@ func (s *sim) warm() error {
 				r.Stable()
 			}
 			if s.f.Observe {
-				d.ObserveClients(target, n)
+				s.observe(d, n)
 			}
 			c.res = r
 		} else {
@@ -383,6 +406,40 @@ func (s *sim) warm() error {
 
 const target = "valkey:6379"
 
+// labInfoCost and labInfoEvery: what one INFO clients cpu stats costs
+// Valkey's main thread (8.5 µs, docs/lab.md, "What the stormguard
+// instances read") and how often a lab instance reads it once it has two
+// readings (10 s ± 20%, internal/lab/clients.go).
+const (
+	labInfoCost  = 8500 * time.Nanosecond
+	labInfoEvery = 10 * time.Second
+)
+
+// observeSpan is how far apart the two INFO readings of ObserveCPU are
+// taken, before the hold.
+const observeSpan = 2 * time.Second
+
+// observe tells d what the lab's instances read from INFO before the
+// loss: connected_clients, and with ObserveCPU two readings of the main
+// thread's CPU, observeSpan apart and ending Hold before the disruption,
+// busy with the fleet's PINGs. Called from warm (s.now = -Hold).
+func (s *sim) observe(d *dialer.Dialer, n int) {
+	if !s.f.ObserveCPU {
+		d.ObserveClients(target, n)
+		return
+	}
+	// The main thread's steady work as INFO cpu counts it: the fleet's
+	// PINGs and the instances' own INFO reads (the lab's: one per
+	// instance about every 10 s, 8.5 µs each; internal/lab/clients.go).
+	busy := min(float64(n)*(s.m.CmdCost.Seconds()/s.f.Period.Seconds()+labInfoCost.Seconds()/labInfoEvery.Seconds()), 1)
+	now := s.now
+	s.now = now - observeSpan
+	d.ObserveServer(target, dialer.ServerStats{Clients: n, Connections: int64(n)})
+	s.now = now
+	cpu := time.Duration(busy * float64(observeSpan))
+	d.ObserveServer(target, dialer.ServerStats{Clients: n, CPU: cpu, Connections: int64(n)})
+}
+
 // stableAfter is the dialer's StableAfter (-1: at the handshake).
 func (s *sim) stableAfter() time.Duration {
 	switch v := s.f.Dialer.StableAfter; v {
@@ -401,7 +458,7 @@ func (s *sim) stableAfter() time.Duration {
 // clients one after another, about one command's work each), a restart
 // at once; a blip only when the next PING (within one Period) times out.
 func (s *sim) disrupt() {
-	s.served = 0 // the established load is the recovered clients'
+	s.setServed(0) // the established load is the recovered clients'
 	switch s.f.Scenario {
 	case "kill":
 		// CLIENT KILL frees every client in one command, KillCost each:
@@ -411,7 +468,6 @@ func (s *sim) disrupt() {
 		s.killNext()
 	case "restart":
 		s.up = false
-		s.served = 0
 		s.at(s.f.Down, evServerUp, nil, nil)
 	case "blip":
 		s.blipUntil = s.f.Blip
@@ -559,6 +615,7 @@ func (s *sim) killNext() {
 	}
 	s.at(s.m.RTT/2, evDetect, &s.clients[s.killed], nil)
 	s.killed++
+	s.cpu += s.m.KillCost
 	s.at(s.stretch(s.m.KillCost), evKillNext, nil, nil)
 }
 
@@ -769,6 +826,7 @@ func (s *sim) turn(n, p int) time.Duration {
 		cost += s.m.TLSCost
 	}
 	work := s.m.CycleCost + time.Duration(n)*cost + time.Duration(p)*s.m.CmdCost
+	s.cpu += work
 	u := min(float64(s.served)*s.m.CmdCost.Seconds()/s.f.Period.Seconds(), 0.95)
 	// ... and by the share of the cores the host leaves Valkey (host.go).
 	return s.stretch(time.Duration(float64(work) / (1 - u)))
@@ -915,7 +973,7 @@ func (s *sim) reply(k *sock) {
 	}
 	k.replied = true
 	c := k.c
-	s.served++
+	s.setServed(s.served + 1)
 	s.live++
 	if c.res != nil {
 		c.res.Handshake()
@@ -933,8 +991,28 @@ func (s *sim) reply(k *sock) {
 	}
 }
 
+// serverCPUAt is Valkey's main-thread CPU from t0 to t, in ms: the run's,
+// and after its end the established clients' commands.
+func (r *Result) serverCPUAt(t time.Duration) float64 {
+	return r.ServerCPUMS + max(t-r.end, 0).Seconds()*r.steady*1000
+}
+
+// setServed changes the established load, integrating the old one.
+func (s *sim) setServed(n int) {
+	s.servedArea += float64(s.served) * (s.now - s.servedAt).Seconds()
+	s.served, s.servedAt = n, s.now
+}
+
+// serverCPU is Valkey's main-thread CPU from t0 to now.
+func (s *sim) serverCPU() time.Duration {
+	area := s.servedArea + float64(s.served)*(s.now-s.servedAt).Seconds()
+	return s.cpu + time.Duration(area*float64(s.m.CmdCost)/s.f.Period.Seconds())
+}
+
 func (s *sim) finish() {
 	r := &s.res
+	r.ServerCPUMS = float64(s.serverCPU()) / float64(time.Millisecond)
+	r.end, r.steady = s.now, float64(s.served)*s.m.CmdCost.Seconds()/s.f.Period.Seconds()
 	last := len(s.timeline) - 1
 	for last > 0 && s.timeline[last] == 0 {
 		last--

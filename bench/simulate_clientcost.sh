@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The storm lab's client side on this machine (docs/simulate.md, "The
+# client side's CPU"; docs/benchmarks.md 11c): a Go client's CPU per PING
+# round trip on a held connection (the model's --answer-cost is half of
+# it: one wake-up and syscall to write the PING, one to read the answer)
+# and per raw connect() on loopback, accepted or dropped at a full accept
+# queue. valkey-server on CPU 1, the client on CPU 0, as the lab curve's
+# --server-cpus 1, in a namespace of its own; three runs of each. Needs
+# root and valkey-server. LOCK=FILE: hold a bench lock while measuring.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "simulate_clientcost.sh: needs root (network namespace)"; exit 0; }
+command -v valkey-server >/dev/null || { echo "simulate_clientcost.sh: needs valkey-server"; exit 0; }
+OUT=${OUT:-bench/out}
+mkdir -p "$OUT"
+go build -o "$OUT/clientcost" ./bench/clientcost
+NS=sg-clientcost-$$
+PORT=7001
+measure() {
+	ip netns add "$NS"
+	trap 'kill "$vp" 2>/dev/null; wait "$vp" 2>/dev/null; ip netns del "$NS" 2>/dev/null' EXIT
+	ip netns exec "$NS" ip link set lo up
+	ip netns exec "$NS" sysctl -qw net.core.somaxconn=4096
+	taskset -c 1 ip netns exec "$NS" valkey-server --port "$PORT" --save '' --appendonly no --maxclients 20000 --logfile "$OUT/clientcost-valkey.log" &
+	vp=$!
+	for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
+	for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" 2000; done
+	for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialfull $((PORT + 1)) 2000; done
+	for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialok "$PORT" 400; sleep 0.3; done
+	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
+}
+if [ -n "${LOCK:-}" ]; then
+	export -f measure; export NS PORT OUT
+	flock "$LOCK" bash -c measure
+else
+	measure
+fi

@@ -1,0 +1,111 @@
+package dialer_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/dialer"
+	"github.com/stormguard/stormguard/dialer/internal/stormtest"
+	"github.com/stormguard/stormguard/internal/sandbox"
+	"github.com/stormguard/stormguard/internal/sandbox/sandboxtest"
+)
+
+// TestIntegrationObserveInfo: INFO clients cpu stats from a real
+// valkey-server, read twice through a Dialer's connection with PINGs in
+// between, gives a busy share within [0, 1] and a finite starting rate
+// within its bounds, and the window a loss then opens is the server's
+// connected_clients over that rate.
+func TestIntegrationObserveInfo(t *testing.T) {
+	sandboxtest.Require(t)
+	sb := sandboxtest.New(t, sandbox.Options{})
+	nw := stormtest.NewNet(sb)
+	d, err := dialer.New(dialer.Options{Dial: nw.Dial, FirstConnectWindow: -1, Rate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const idle = 40
+	for range idle {
+		c, err := d.DialContext(ctx, "tcp", sb.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	c, err := d.DialContext(ctx, "tcp", sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	first := time.Now()
+	if err := observe(d, sb.Addr(), c, r); err != nil {
+		t.Fatal(err)
+	}
+	// Load between the readings, for a second (the least span the dialer
+	// compares readings over) and at most 20,000 PINGs.
+	for i := 0; i < 20000 && time.Since(first) < 1100*time.Millisecond; i++ {
+		if err := command(c, r, "PING"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for time.Since(first) < 1100*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the span itself, not synchronisation
+	}
+	if err := observe(d, sb.Addr(), c, r); err != nil {
+		t.Fatal(err)
+	}
+	st := d.Stats(sb.Addr())
+	if !(st.ServerBusy >= 0 && st.ServerBusy <= 1) {
+		t.Fatalf("busy share %g not within [0, 1]", st.ServerBusy)
+	}
+	if !(st.StartRate >= dialer.DefaultAcceptRate/4 && st.StartRate <= dialer.DefaultMaxAcceptRateFactor*dialer.DefaultAcceptRate) {
+		t.Fatalf("start rate %g out of bounds", st.StartRate)
+	}
+	want := time.Duration(float64(idle+1) / st.StartRate * float64(time.Second))
+	if diff := st.Window - want; diff < -time.Microsecond || diff > time.Microsecond {
+		t.Errorf("window %s, want %d clients / %.0f/s = %s", st.Window, idle+1, st.StartRate, want)
+	}
+	t.Logf("busy %.4f, start rate %.0f/s, window %s", st.ServerBusy, st.StartRate, st.Window)
+}
+
+// observe reads INFO clients cpu stats on c and passes it to d.
+func observe(d *dialer.Dialer, addr string, c net.Conn, r *bufio.Reader) error {
+	if _, err := io.WriteString(c, "*4\r\n$4\r\nINFO\r\n$7\r\nclients\r\n$3\r\ncpu\r\n$5\r\nstats\r\n"); err != nil {
+		return err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "$")))
+	if err != nil || !strings.HasPrefix(line, "$") {
+		return fmt.Errorf("INFO reply %q", line)
+	}
+	body := make([]byte, n+2)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return err
+	}
+	return d.ObserveInfo(addr, string(body[:n]))
+}
+
+// command sends one inline command and reads a one-line reply.
+func command(c net.Conn, r *bufio.Reader, cmd string) error {
+	if _, err := io.WriteString(c, cmd+"\r\n"); err != nil {
+		return err
+	}
+	line, err := r.ReadString('\n')
+	if err == nil && strings.HasPrefix(line, "-") {
+		err = fmt.Errorf("%s: %s", cmd, strings.TrimSpace(line))
+	}
+	return err
+}

@@ -1,0 +1,182 @@
+package dialer
+
+import (
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseInfo(t *testing.T) {
+	sample, err := os.ReadFile("testdata/info_valkey801.txt") // INFO clients cpu stats, valkey-server 8.0.1
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, info string
+		want       ServerStats
+		err        bool
+	}{
+		{"valkey 8.0.1", string(sample), ServerStats{Clients: 1, CPU: 2114 * time.Microsecond, Connections: 1}, false},
+		{"CRLF and RESP3 prefix", "txt:# Clients\r\nconnected_clients:7\r\n# CPU\r\nused_cpu_sys_main_thread:1.5\r\nused_cpu_user_main_thread:0.25\r\n" +
+			"used_cpu_sys:9\r\nused_cpu_user:9\r\ntotal_connections_received:42\r\n", ServerStats{Clients: 7, CPU: 1750 * time.Millisecond, Connections: 42}, false},
+		{"process CPU without the main thread's", "used_cpu_sys:1\nused_cpu_user:2\n", ServerStats{Clients: -1, CPU: 3 * time.Second, Connections: -1}, false},
+		{"main thread half missing: the process's", "used_cpu_sys:1\nused_cpu_user:2\nused_cpu_sys_main_thread:0.5\n", ServerStats{Clients: -1, CPU: 3 * time.Second, Connections: -1}, false},
+		{"clients only", "connected_clients:15000\n", ServerStats{Clients: 15000, CPU: -1, Connections: -1}, false},
+		{"first of a repeated key", "connected_clients:3\nconnected_clients:4\n", ServerStats{Clients: 3, CPU: -1, Connections: -1}, false},
+		{"bad values are absent", "connected_clients:-3\nused_cpu_sys:NaN\nused_cpu_user:1\ntotal_connections_received:x\n", ServerStats{Clients: -1, CPU: -1, Connections: -1}, true},
+		{"infinite CPU", "connected_clients:1\nused_cpu_sys:+Inf\nused_cpu_user:1\n", ServerStats{Clients: 1, CPU: -1, Connections: -1}, false},
+		{"empty", "", ServerStats{Clients: -1, CPU: -1, Connections: -1}, true},
+		{"error reply", "-NOPERM this user has no permissions to run the 'info' command", ServerStats{Clients: -1, CPU: -1, Connections: -1}, true},
+	} {
+		got, err := ParseInfo(tc.info)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("%s: got %+v, %v; want %+v, error %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// TestServerToldRate: the starting admission rate from two INFO readings,
+// ServerShare × (1 − ρ) / ConnectCost within [AcceptRate/4, MaxAcceptRate],
+// where ρ leaves out the CPU of the connections admitted between them.
+func TestServerToldRate(t *testing.T) {
+	const c = 20 * time.Microsecond // ConnectCost: 50,000/s at 100%
+	for _, tc := range []struct {
+		name      string
+		o         Options
+		span      time.Duration
+		cpu       time.Duration // between the readings
+		conns     int64         // admitted between them
+		wantBusy  float64       // -1: not known
+		wantStart float64
+	}{
+		{"idle server", Options{}, 10 * time.Second, 0, 0, 0, 0.2 * 50000},
+		{"half busy", Options{}, 10 * time.Second, 5 * time.Second, 0, 0.5, 0.2 * 0.5 * 50000},
+		{"admissions are not load", Options{}, 10 * time.Second, 2*time.Second + 50000*c, 50000, 0.2, 0.2 * 0.8 * 50000},
+		{"saturated: minimum headroom, floor AcceptRate/4", Options{}, 10 * time.Second, 10 * time.Second, 0, 1, 3000.0 / 4},
+		{"capped at MaxAcceptRate", Options{ServerShare: 1, MaxAcceptRate: 20000}, 10 * time.Second, 0, 0, 0, 20000},
+		{"readings too close together", Options{}, 500 * time.Millisecond, 0, 0, -1, 3000},
+		{"off", Options{ConnectCost: -1}, 10 * time.Second, 0, 0, -1, 3000},
+	} {
+		if tc.o.ConnectCost == 0 {
+			tc.o.ConnectCost = c
+		}
+		if tc.o.ServerShare == 0 {
+			tc.o.ServerShare = 0.2
+		}
+		d, clk := newClocked(t, tc.o)
+		d.ObserveServer("s", ServerStats{Clients: 100, CPU: time.Second, Connections: 1000})
+		clk.advance(tc.span)
+		d.ObserveServer("s", ServerStats{Clients: 100, CPU: time.Second + tc.cpu, Connections: 1000 + tc.conns})
+		st := d.Stats("s")
+		if math.Abs(st.ServerBusy-tc.wantBusy) > 1e-9 || math.Abs(st.StartRate-tc.wantStart) > 1e-6 || st.AcceptRate != st.StartRate {
+			t.Errorf("%s: busy %g, start %g, rate %g; want busy %g, start %g", tc.name, st.ServerBusy, st.StartRate, st.AcceptRate, tc.wantBusy, tc.wantStart)
+		}
+	}
+}
+
+// TestServerToldWindow: the told rate sizes the window a loss opens; a
+// restarted server (counters back to 0) keeps what was learned; a target
+// dialled over TLS keeps AcceptRate; congestion cuts from the told rate.
+func TestServerToldWindow(t *testing.T) {
+	d, clk := newClocked(t, Options{ConnectCost: 20 * time.Microsecond, ServerShare: 0.2}) // AcceptRate 3000
+	d.ObserveServer("s", ServerStats{Clients: 5000, CPU: 0, Connections: 5000})
+	if w := d.Stats("s").Window; w != 5000*time.Second/3000 {
+		t.Errorf("one reading: window %s, want 5000/3000/s", w)
+	}
+	clk.advance(10 * time.Second)
+	d.ObserveServer("s", ServerStats{Clients: 5000, CPU: 0, Connections: 5000})
+	if w := d.Stats("s").Window; w != 500*time.Millisecond { // 5000 / (0.2 × 50,000/s)
+		t.Errorf("told: window %s, want 500ms", w)
+	}
+	// A restart: counters back to 0. The busy share stays.
+	clk.advance(10 * time.Second)
+	d.ObserveServer("s", ServerStats{Clients: 3, CPU: time.Millisecond, Connections: 3})
+	if st := d.Stats("s"); st.StartRate != 10000 || st.Window != 300*time.Microsecond {
+		t.Errorf("after a restart: start %g, window %s; want 10000, 300µs", st.StartRate, st.Window)
+	}
+	d.ObserveClients("s", 5000)
+	d.ReportOverload("s", nil)
+	if st := d.Stats("s"); math.Abs(st.AcceptRate-10000/1.5) > 1e-6 {
+		t.Errorf("cut: rate %g, want 10000/1.5", st.AcceptRate)
+	}
+
+	tl, clk2 := newClocked(t, Options{ConnectCost: 20 * time.Microsecond})
+	tl.mu.Lock()
+	tl.target("s").tls = true
+	tl.mu.Unlock()
+	tl.ObserveServer("s", ServerStats{Clients: 5000, CPU: 0, Connections: 5000})
+	clk2.advance(10 * time.Second)
+	tl.ObserveServer("s", ServerStats{Clients: 5000, CPU: 0, Connections: 5000})
+	if st := tl.Stats("s"); st.StartRate != 3000 {
+		t.Errorf("TLS: start %g, want AcceptRate 3000", st.StartRate)
+	}
+}
+
+func TestObserveInfo(t *testing.T) {
+	d, clk := newClocked(t, Options{MaxAcceptRate: 1e6})
+	if err := d.ObserveInfo("s", "-ERR unknown command"); err == nil {
+		t.Error("an error reply was accepted")
+	}
+	info := func(cpu string, conns int) string {
+		return strings.Join([]string{"# Clients", "connected_clients:2000", "# CPU", "used_cpu_sys_main_thread:" + cpu,
+			"used_cpu_user_main_thread:0", "# Stats", "total_connections_received:" + strings.Repeat("1", conns)}, "\r\n")
+	}
+	for _, s := range []string{info("1.0", 4), info("1.1", 4)} {
+		if err := d.ObserveInfo("s", s); err != nil {
+			t.Fatal(err)
+		}
+		clk.advance(10 * time.Second)
+	}
+	st := d.Stats("s")
+	want := DefaultServerShare * 0.99 / DefaultConnectCost.Seconds()
+	if math.Abs(st.ServerBusy-0.01) > 1e-9 || math.Abs(st.StartRate-want) > 1e-6 {
+		t.Errorf("busy %g, start %g; want 0.01, %g", st.ServerBusy, st.StartRate, want)
+	}
+}
+
+func TestServerShareOption(t *testing.T) {
+	for _, v := range []float64{-0.1, 1.5, math.NaN(), math.Inf(1)} {
+		if _, err := New(Options{ServerShare: v}); err == nil {
+			t.Errorf("ServerShare %g accepted", v)
+		}
+	}
+	if _, err := New(Options{ConnectCost: -2}); err == nil {
+		t.Error("ConnectCost -2 accepted")
+	}
+}
+
+// FuzzParseInfo: any text parses without panicking into fields that are
+// absent (-1) or within range, and ObserveInfo on it keeps the dialer's
+// rate finite and within its bounds.
+func FuzzParseInfo(f *testing.F) {
+	if b, err := os.ReadFile("testdata/info_valkey801.txt"); err == nil {
+		f.Add(string(b))
+		f.Add(strings.ReplaceAll(string(b), "\n", "\r\n"))
+	}
+	f.Add("connected_clients:1\nused_cpu_sys:1e308\nused_cpu_user:1e308\ntotal_connections_received:9223372036854775807\n")
+	f.Add("txt:used_cpu_sys_main_thread:0.1\nused_cpu_user_main_thread:-0\n")
+	f.Add(":\n::\nconnected_clients:\n")
+	f.Fuzz(func(t *testing.T, info string) {
+		s, err := ParseInfo(info)
+		if s.Clients < -1 || s.CPU < -1 || s.Connections < -1 {
+			t.Fatalf("out of range: %+v", s)
+		}
+		if err == nil && s.Clients < 0 && s.CPU < 0 {
+			t.Fatalf("no field and no error: %+v", s)
+		}
+		d, clk := newClocked(t, Options{})
+		for range 2 {
+			_ = d.ObserveInfo("s", info)
+			clk.advance(2 * time.Second)
+		}
+		if err != nil {
+			return // nothing observed
+		}
+		st := d.Stats("s")
+		if math.IsNaN(st.StartRate) || st.StartRate < 3000.0/4 || st.StartRate > 4*3000 || st.Window < 0 {
+			t.Fatalf("start rate %g, window %s", st.StartRate, st.Window)
+		}
+	})
+}
