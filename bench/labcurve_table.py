@@ -17,7 +17,7 @@ Prints two markdown tables:
      (each strategy's fleet: immediate, full-jitter, stormguard; the stormguard fleet's INFO reads
      count too): 1.00 / 1.00 is a steady fleet, and a run with warm-up above 1.05 or any goodput
      below 0.90 is marked unsteady;
-  2. one row per cell (scenario, clients): the runs' min-max of each figure and how many runs met
+  2. one row per cell (scenario, clients; and binary, when the runs are of more than one): the runs' min-max of each figure and how many runs met
      each target and both, all runs and the steady ones.
 Nothing is typed in by hand: every figure comes from the JSON.
 """
@@ -134,14 +134,17 @@ def run_table(runs):
 
 
 def span(vals, f=num):
-    lo, hi = min(vals), max(vals)
-    return f(lo) if lo == hi else f"{f(lo)}–{f(hi)}"
+    lo, hi = f(min(vals)), f(max(vals))
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def cell_table(runs):
+    # runs of different binaries (what-if variants, or commits) are cells of their own
+    show_binary = len({r["binary"] for r in runs}) > 1
     cells = defaultdict(list)
     for r in runs:
-        cells[(r["scenario"], r["clients"])].append(r)
+        sc = f'{r["scenario"]} ({r["binary"]})' if show_binary else r["scenario"]
+        cells[(sc, r["clients"])].append(r)
     print("| scenario | clients | runs | load | immediate overflows / ms | full-jitter overflows / ms "
           "| stormguard overflows / ms | overflows ÷ | recovery ÷ fastest | met: overflows / recovery / both | steady runs: met both |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
