@@ -35,6 +35,8 @@
 #   LABDIR (where part 3 reads lab files *lab_<scenario>_<N>_r*.json; default OUT)
 #   CALIBRATE_ON (6000: the size whose runs, every strategy, calibrate the model)
 #   SEEDS (5: the model's figure for a cell is the median of this many seeds)
+#   OBSERVE_CPU (1: the lab's stormguard instances read INFO cpu before the loss, as main's
+#   since fa4f4cf: the model's dialer gets --observe-cpu, the server-told starting rate)
 #   ANSWER_COST (5us: the client side's CPU to write a new connection's
 #   PING and to read its answer, each; measured by
 #   bench/simulate_clientcost.sh, docs/benchmarks.md 11c)

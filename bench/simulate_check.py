@@ -33,7 +33,11 @@ the load generator shared in the lab; default this machine's), KILL_COST
 0.5-1.2x range; 16us, measured by INFO commandstats), HZ (CONFIG_HZ of the
 lab's host, whose timer wheel batches TCP's retransmits; 250, as on the
 lab's; -1: exact timeouts), ANSWER_COST (the client side's CPU per PING
-written and per answer read; 5us, measured by bench/simulate_clientcost.sh).
+written and per answer read; 5us, measured by bench/simulate_clientcost.sh),
+OBSERVE_CPU (1: the lab's stormguard instances read INFO clients cpu stats
+before the loss, as main's since fa4f4cf, and start at the server-told
+rate: the model's stormguard rows, in the fit and the check, get
+--observe-cpu; default 0, as the lab files made before).
 """
 import fnmatch
 import glob
@@ -110,6 +114,10 @@ def main():
     kill = os.environ.get("KILL_COST") or "16us"
     answer = os.environ.get("ANSWER_COST") or "5us"
     hz = os.environ.get("HZ") or "250"
+    # The dialer's INFO cpu input: the fit's fleet settings hold it for
+    # its stormguard observations (the command accepts the flag with the
+    # stormguard strategy only; the fit sets each observation's strategy).
+    obs_cpu = ["--observe-cpu"] if os.environ.get("OBSERVE_CPU") == "1" else []
     lab = {n: load_lab(labdir, scen, n, sg_from) for n in sizes + [cal_n]}
     cal = [r for runs in lab[cal_n].values() for r in runs if usable(r)]
     if not cal:
@@ -118,7 +126,7 @@ def main():
     json.dump(cal, open(calfile, "w"))
     common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--json"]
     fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--answer-cost", answer, "--clients", cal_n,
-                                     "--strategy", "immediate"] + common, capture_output=True, text=True, check=True).stdout)
+                                     "--strategy", "stormguard" if obs_cpu else "immediate"] + obs_cpu + common, capture_output=True, text=True, check=True).stdout)
     m = fit["model"]
     print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): cycle_cost {m['cycle_cost_ns']/1000:.1f}us, conn_cost {m['conn_cost_ns']/1000:.1f}us,"
           f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, notice_cost {m['notice_cost_ns']/1000:.0f}us, answer_cost {m['answer_cost_ns']/1000:.1f}us,"
@@ -140,7 +148,7 @@ def main():
                 print(f"{n:>6} {s:<12} {len(runs) - len(ok)} run(s) left out: not steady before the kill or not recovered")
             if not ok:
                 continue
-            sims = [json.loads(subprocess.run([sg, "simulate", "--clients", str(n), "--strategy", s, "--seed", str(seed)] + common + mflags,
+            sims = [json.loads(subprocess.run([sg, "simulate", "--clients", str(n), "--strategy", s, "--seed", str(seed)] + common + mflags + (obs_cpu if s == "stormguard" else []),
                                               capture_output=True, text=True, check=True).stdout) for seed in range(1, seeds + 1)]
             tag = " (calibration size)" if n == cal_n else ""
             print(f"{n:>6} {s:<12} {len(ok)} lab runs{tag}")
