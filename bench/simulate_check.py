@@ -37,7 +37,9 @@ written and per answer read; 5us, measured by bench/simulate_clientcost.sh),
 OBSERVE_CPU (1: the lab's stormguard instances read INFO clients cpu stats
 before the loss, as main's since fa4f4cf, and start at the server-told
 rate: the model's stormguard rows, in the fit and the check, get
---observe-cpu; default 0, as the lab files made before).
+--observe-cpu; default 0, as the lab files made before), CMD_COST (Valkey's
+CPU per command, measured: the fit keeps it instead of fitting it; unset:
+fitted).
 """
 import fnmatch
 import glob
@@ -118,6 +120,9 @@ def main():
     # its stormguard observations (the command accepts the flag with the
     # stormguard strategy only; the fit sets each observation's strategy).
     obs_cpu = ["--observe-cpu"] if os.environ.get("OBSERVE_CPU") == "1" else []
+    # Valkey's CPU per command, measured (bench/simulate_clientcost.sh:
+    # 6.0-6.1 us per PING on the lab's pinned Valkey): the fit keeps it.
+    cmd_cost = ["--cmd-cost", os.environ["CMD_COST"]] if os.environ.get("CMD_COST") else []
     lab = {n: load_lab(labdir, scen, n, sg_from) for n in sizes + [cal_n]}
     cal = [r for runs in lab[cal_n].values() for r in runs if usable(r)]
     if not cal:
@@ -126,7 +131,7 @@ def main():
     json.dump(cal, open(calfile, "w"))
     common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--json"]
     fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--answer-cost", answer, "--clients", cal_n,
-                                     "--strategy", "stormguard" if obs_cpu else "immediate"] + obs_cpu + common, capture_output=True, text=True, check=True).stdout)
+                                     "--strategy", "stormguard" if obs_cpu else "immediate"] + obs_cpu + cmd_cost + common, capture_output=True, text=True, check=True).stdout)
     m = fit["model"]
     print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): cycle_cost {m['cycle_cost_ns']/1000:.1f}us, conn_cost {m['conn_cost_ns']/1000:.1f}us,"
           f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, notice_cost {m['notice_cost_ns']/1000:.0f}us, answer_cost {m['answer_cost_ns']/1000:.1f}us,"

@@ -104,6 +104,10 @@ type Model struct {
 	// each sending a command every Period the loop is N·CmdCost/Period
 	// busy before it accepts anything.
 	CmdCost time.Duration `json:"cmd_cost_ns"`
+	// CmdCostMeasured: CmdCost was measured (INFO commandstats or INFO
+	// cpu per PING, bench/simulate_clientcost.sh: 6.0–6.1 µs on the lab's
+	// pinned Valkey) and Calibrate keeps it instead of fitting it.
+	CmdCostMeasured bool `json:"cmd_cost_measured,omitempty"`
 	// ClientDialRate caps the connect() calls per second of the whole
 	// client side (0: unlimited, a real fleet on many hosts). A load
 	// generator on one machine has such a cap; --calibrate fits it.
