@@ -205,6 +205,12 @@ def main():
             simcpu = [x["server_cpu_ms"] / int(n) * 1000 for x in sims if x.get("server_cpu_ms") is not None]
             if labcpu and simcpu:
                 print(f"         cpu  lab {st.median(labcpu):8.1f} us/client (Valkey, INFO cpu)  sim {st.median(simcpu):7.1f}")
+            # SYNs the model answered with a cookie (TcpExt SyncookiesSent;
+            # not in the lab's JSON: docs/benchmarks.md 11d read the lab's
+            # from its namespaces).
+            cookies = [x.get("syncookies_sent") for x in sims if x.get("syncookies_sent") is not None]
+            if cookies:
+                print(f"         cookies sim {st.median(cookies):.0f} (SYNs answered with a cookie, median)")
     summary(model, labself, verdicts)
 
 
