@@ -35,6 +35,10 @@
 #   LABDIR (where part 3 reads lab files *lab_<scenario>_<N>_r*.json; default OUT)
 #   CALIBRATE_ON (6000: the size whose runs, every strategy, calibrate the model)
 #   SEEDS (5: the model's figure for a cell is the median of this many seeds)
+#   OBSERVE_CPU (1: the lab's stormguard instances read INFO cpu before the loss, as main's
+#   since fa4f4cf: the model's dialer gets --observe-cpu, the server-told starting rate)
+#   CMD_COST (unset: fitted; 6us: Valkey's CPU per PING as bench/simulate_clientcost.sh measured
+#   it on the pinned Valkey, kept by the fit)
 #   ANSWER_COST (5us: the client side's CPU to write a new connection's
 #   PING and to read its answer, each; measured by
 #   bench/simulate_clientcost.sh, docs/benchmarks.md 11c)

@@ -33,7 +33,13 @@ the load generator shared in the lab; default this machine's), KILL_COST
 0.5-1.2x range; 16us, measured by INFO commandstats), HZ (CONFIG_HZ of the
 lab's host, whose timer wheel batches TCP's retransmits; 250, as on the
 lab's; -1: exact timeouts), ANSWER_COST (the client side's CPU per PING
-written and per answer read; 5us, measured by bench/simulate_clientcost.sh).
+written and per answer read; 5us, measured by bench/simulate_clientcost.sh),
+OBSERVE_CPU (1: the lab's stormguard instances read INFO clients cpu stats
+before the loss, as main's since fa4f4cf, and start at the server-told
+rate: the model's stormguard rows, in the fit and the check, get
+--observe-cpu; default 0, as the lab files made before), CMD_COST (Valkey's
+CPU per command, measured: the fit keeps it instead of fitting it; unset:
+fitted).
 """
 import fnmatch
 import glob
@@ -110,6 +116,13 @@ def main():
     kill = os.environ.get("KILL_COST") or "16us"
     answer = os.environ.get("ANSWER_COST") or "5us"
     hz = os.environ.get("HZ") or "250"
+    # The dialer's INFO cpu input: the fit's fleet settings hold it for
+    # its stormguard observations (the command accepts the flag with the
+    # stormguard strategy only; the fit sets each observation's strategy).
+    obs_cpu = ["--observe-cpu"] if os.environ.get("OBSERVE_CPU") == "1" else []
+    # Valkey's CPU per command, measured (bench/simulate_clientcost.sh:
+    # 6.0-6.1 us per PING on the lab's pinned Valkey): the fit keeps it.
+    cmd_cost = ["--cmd-cost", os.environ["CMD_COST"]] if os.environ.get("CMD_COST") else []
     lab = {n: load_lab(labdir, scen, n, sg_from) for n in sizes + [cal_n]}
     cal = [r for runs in lab[cal_n].values() for r in runs if usable(r)]
     if not cal:
@@ -118,7 +131,7 @@ def main():
     json.dump(cal, open(calfile, "w"))
     common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--json"]
     fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--answer-cost", answer, "--clients", cal_n,
-                                     "--strategy", "immediate"] + common, capture_output=True, text=True, check=True).stdout)
+                                     "--strategy", "stormguard" if obs_cpu else "immediate"] + obs_cpu + cmd_cost + common, capture_output=True, text=True, check=True).stdout)
     m = fit["model"]
     print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): cycle_cost {m['cycle_cost_ns']/1000:.1f}us, conn_cost {m['conn_cost_ns']/1000:.1f}us,"
           f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, notice_cost {m['notice_cost_ns']/1000:.0f}us, answer_cost {m['answer_cost_ns']/1000:.1f}us,"
@@ -140,7 +153,7 @@ def main():
                 print(f"{n:>6} {s:<12} {len(runs) - len(ok)} run(s) left out: not steady before the kill or not recovered")
             if not ok:
                 continue
-            sims = [json.loads(subprocess.run([sg, "simulate", "--clients", str(n), "--strategy", s, "--seed", str(seed)] + common + mflags,
+            sims = [json.loads(subprocess.run([sg, "simulate", "--clients", str(n), "--strategy", s, "--seed", str(seed)] + common + mflags + (obs_cpu if s == "stormguard" else []),
                                               capture_output=True, text=True, check=True).stdout) for seed in range(1, seeds + 1)]
             tag = " (calibration size)" if n == cal_n else ""
             print(f"{n:>6} {s:<12} {len(ok)} lab runs{tag}")
@@ -192,6 +205,12 @@ def main():
             simcpu = [x["server_cpu_ms"] / int(n) * 1000 for x in sims if x.get("server_cpu_ms") is not None]
             if labcpu and simcpu:
                 print(f"         cpu  lab {st.median(labcpu):8.1f} us/client (Valkey, INFO cpu)  sim {st.median(simcpu):7.1f}")
+            # SYNs the model answered with a cookie (TcpExt SyncookiesSent;
+            # not in the lab's JSON: docs/benchmarks.md 11d read the lab's
+            # from its namespaces).
+            cookies = [x.get("syncookies_sent") for x in sims if x.get("syncookies_sent") is not None]
+            if cookies:
+                print(f"         cookies sim {st.median(cookies):.0f} (SYNs answered with a cookie, median)")
     summary(model, labself, verdicts)
 
 

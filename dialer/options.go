@@ -184,11 +184,12 @@ type Options struct {
 	// of the server's main thread busy with anything else between the
 	// readings; within [AcceptRate/4, MaxAcceptRate]. Over TLS a
 	// connection costs the server ~30× more (a full handshake: 493µs
-	// measured), far below what AcceptRate assumes, and the lab has not
-	// measured a TLS fleet at a lower rate, so targets dialled with
-	// DialTLSContext keep AcceptRate; a client library that does TLS
-	// itself above DialContext should set ConnectCost to -1 (or to its
-	// measured handshake cost). -1: off, AcceptRate always.
+	// measured), so the rate this would give (~350/s) is far below
+	// AcceptRate, and the lab has not measured a TLS fleet at such a
+	// rate: targets dialled with DialTLSContext keep AcceptRate; a client
+	// library that does TLS itself above DialContext should set
+	// ConnectCost to -1 (or to its measured handshake cost, which starts
+	// it at AcceptRate/4). -1: off, AcceptRate always.
 	ConnectCost time.Duration
 	// ServerShare is the share of the server's idle main thread the
 	// server-told starting rate plans to use (DefaultServerShare, 0.17),

@@ -82,6 +82,9 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 			if cmd.Flags().Changed("accept-rate") && o.calibrate != "" {
 				return usageErr(errors.New("--accept-rate and --calibrate are mutually exclusive"))
 			}
+			// A --cmd-cost given with --calibrate is a measurement:
+			// the fit keeps it.
+			o.model.CmdCostMeasured = cmd.Flags().Changed("cmd-cost") && o.calibrate != ""
 			return runSimulate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
@@ -114,7 +117,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.Float64Var(&o.model.HostLoad, "host-load", 0, "with --host-cores: other runnable threads on Valkey's host")
 	f.Float64Var(&o.model.ClientBurst, "client-burst", o.model.ClientBurst, "how bursty that client side is: its busiest 100 ms over its mean (1 or 0: even)")
 	f.DurationVar(&o.model.TLSCost, "tls-cost", o.model.TLSCost, "Valkey main-thread time per TLS handshake")
-	f.DurationVar(&o.model.CmdCost, "cmd-cost", o.model.CmdCost, "Valkey main-thread time per command of a connected client")
+	f.DurationVar(&o.model.CmdCost, "cmd-cost", o.model.CmdCost, "Valkey main-thread time per command of a connected client (with --calibrate: measured, kept by the fit)")
 	f.DurationVar(&o.model.CycleCost, "cycle-cost", o.model.CycleCost, "fixed time of an event-loop turn")
 	f.Float64Var(&o.model.ClientDialRate, "client-dial-rate", 0, "connect() calls/s the whole client side can make (0: unlimited; a lab generator has a ceiling)")
 	f.DurationVar(&o.fleet.Period, "period", 100*time.Millisecond, "time between one client's PINGs")

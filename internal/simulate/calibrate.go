@@ -322,8 +322,12 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 			}
 		}
 		bc, bm := conn, cmd
+		cmdSteps := logSteps(span, 5)
+		if m.CmdCostMeasured {
+			cmdSteps = []float64{1} // measured: only ConnCost is fitted
+		}
 		for _, fc := range logSteps(span, 7) {
-			for _, fm := range logSteps(span, 5) {
+			for _, fm := range cmdSteps {
 				t := m
 				t.ConnCost = time.Duration(float64(conn) * fc)
 				t.CmdCost = time.Duration(float64(cmd) * fm)

@@ -198,3 +198,21 @@ func TestCalibrateHostSharedWithFleet(t *testing.T) {
 		}
 	}
 }
+
+// TestCalibrateKeepsMeasuredCmdCost: a CmdCost marked measured is kept by
+// the fit (only ConnCost and the rest move); unmarked it is fitted.
+func TestCalibrateKeepsMeasuredCmdCost(t *testing.T) {
+	truth := DefaultModel()
+	truth.ConnCost = 150 * time.Microsecond
+	f := Fleet{Strategy: "full-jitter", Scenario: "restart", Clients: 1500}
+	obs := []Observation{observe(run(t, truth, f))}
+	base := DefaultModel()
+	base.CmdCost, base.CmdCostMeasured = 6*time.Microsecond, true
+	fit, err := Calibrate(context.Background(), base, f, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fit.Model.CmdCost != base.CmdCost {
+		t.Errorf("measured CmdCost %v fitted to %v, want kept", base.CmdCost, fit.Model.CmdCost)
+	}
+}

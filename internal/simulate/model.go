@@ -19,8 +19,9 @@ type Model struct {
 	// min(TCPBacklog, Somaxconn) connections.
 	Somaxconn  int `json:"somaxconn"`
 	TCPBacklog int `json:"tcp_backlog"`
-	// Syncookies: with cookies (1, the default) a full SYN queue never
-	// drops a SYN; without, SYNs beyond the listen backlog are dropped.
+	// Syncookies: with cookies (1, the default) a SYN that finds the SYN
+	// queue full is answered with a cookie and leaves no request socket
+	// (no SYN-ACK retransmits); without, it is dropped.
 	Syncookies bool `json:"syncookies"`
 	// AbortOnOverflow (tcp_abort_on_overflow): a final ACK that finds the
 	// accept queue full resets the connection instead of being dropped.
@@ -103,6 +104,10 @@ type Model struct {
 	// each sending a command every Period the loop is N·CmdCost/Period
 	// busy before it accepts anything.
 	CmdCost time.Duration `json:"cmd_cost_ns"`
+	// CmdCostMeasured: CmdCost was measured (INFO commandstats or INFO
+	// cpu per PING, bench/simulate_clientcost.sh: 6.0–6.1 µs on the lab's
+	// pinned Valkey) and Calibrate keeps it instead of fitting it.
+	CmdCostMeasured bool `json:"cmd_cost_measured,omitempty"`
 	// ClientDialRate caps the connect() calls per second of the whole
 	// client side (0: unlimited, a real fleet on many hosts). A load
 	// generator on one machine has such a cap; --calibrate fits it.
@@ -183,6 +188,12 @@ func (m Model) Validate() error {
 // acceptLimit is the accept queue's limit, min(tcp-backlog, somaxconn):
 // sk_max_ack_backlog, what ss and inet_diag report.
 func (m Model) acceptLimit() int { return min(m.Somaxconn, m.TCPBacklog) }
+
+// synqFull is inet_csk_reqsk_queue_is_full: more request sockets than
+// the accept queue's limit (qlen > sk_max_ack_backlog since Linux 6.13,
+// commit 3479c7549fb1, backported to the stable kernels; ≥ before). With
+// cookies a SYN that finds it full is answered with a cookie instead.
+func (m Model) synqFull(qlen int) bool { return qlen > m.acceptLimit() }
 
 // acceptFull is sk_acceptq_is_full: the kernel tests depth > limit, not
 // ≥, so a queue of limit 128 holds 129 connections before a SYN or a

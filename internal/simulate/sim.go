@@ -151,7 +151,10 @@ type Result struct {
 	RecoverP50MS       *int64 `json:"recover_p50_ms"`
 	FailedCommands     int64  `json:"failed_commands"`
 	ListenOverflows    uint64 `json:"listen_overflows"`
-	AbandonedAccepts   int64  `json:"abandoned_accepts"`
+	// SyncookiesSent counts the SYNs answered with a cookie because the
+	// SYN queue was full (TcpExt SyncookiesSent).
+	SyncookiesSent   uint64 `json:"syncookies_sent"`
+	AbandonedAccepts int64  `json:"abandoned_accepts"`
 	// ServerCPUMS is Valkey's main-thread CPU from t0 to the end of the
 	// run, in ms: the kill, every accept and first command, and the
 	// established clients' commands (CmdCost each per Period) — what
@@ -228,6 +231,7 @@ func (h *eventHeap) Pop() any {
 const (
 	srvNone     = iota // no request (SYN not arrived or dropped)
 	srvRequest         // SYN answered, final ACK pending or dropped
+	srvCookie          // SYN answered with a cookie: the server keeps nothing
 	srvQueued          // in the accept queue
 	srvAccepted        // accepted by Valkey
 	srvGone            // reset or given up
@@ -580,7 +584,7 @@ func (s *sim) handle(e event) {
 	case evGenDone:
 		s.genDone()
 	case evDataRetx:
-		if k.open && k.srv == srvRequest && !k.replied {
+		if k.open && (k.srv == srvRequest || k.srv == srvCookie) && !k.replied {
 			s.at(s.m.RTT/2, evAckArrive, nil, k)
 			k.dataRTO *= 2
 			s.at(s.kernelTimer(k.dataRTO), evDataRetx, nil, k)
@@ -742,33 +746,52 @@ func (s *sim) sendSyn(k *sock) {
 	}
 }
 
-// synArrive is tcp_conn_request.
+// synArrive is tcp_conn_request, in its order: a full SYN queue
+// (inet_csk_reqsk_queue_is_full) first — without cookies the SYN is
+// dropped there, with cookies it is answered with one (want_cookie) —
+// then a full accept queue drops it (LISTENOVERFLOWS) either way. A
+// cookie's SYN-ACK leaves no request socket (reqsk_free once sent): no
+// SYN queue entry and no SYN-ACK timer; the connection exists on the
+// server only once an ACK carrying the cookie finds room
+// (cookie_v4_check).
 func (s *sim) synArrive(k *sock) {
 	if !k.open || k.connected || k.srv != srvNone {
 		return
 	}
+	cookie := false
 	switch {
 	case s.now < s.blipUntil:
 		return // dropped by the blip
 	case !s.up:
 		s.at(s.m.RTT/2, evRefused, nil, k) // RST
 		return
+	case s.m.synqFull(s.synq) && !s.m.Syncookies:
+		return // SYN queue full, no cookies: dropped (TCPReqQFullDrop)
 	case s.m.acceptFull(len(s.acceptQ)):
 		s.res.ListenOverflows++
 		return
-	case !s.m.Syncookies && s.synq >= s.m.acceptLimit():
-		return // SYN queue full, no cookies: dropped (TCPReqQFullDrop)
+	case s.m.synqFull(s.synq):
+		cookie = true
+	}
+	s.at(s.m.RTT/2, evEstablished, nil, k)
+	s.at(s.m.RTT, evAckArrive, nil, k)
+	if cookie {
+		k.srv = srvCookie
+		s.res.SyncookiesSent++
+		return
 	}
 	k.srv = srvRequest
 	s.synq++
-	s.at(s.m.RTT/2, evEstablished, nil, k)
-	s.at(s.m.RTT, evAckArrive, nil, k)
 	s.at(s.kernelTimer(s.m.synackRTO(1)), evSynackRetx, nil, k)
 }
 
-// ackArrive: the final ACK (or a retransmitted SYN-ACK's ACK).
+// ackArrive: the final ACK (or a retransmitted SYN-ACK's ACK, or a data
+// segment's). With a cookie there is no request to keep: an ACK that
+// finds the accept queue full is dropped (tcp_v4_syn_recv_sock counts
+// the overflow; cookie_v4_check sends no reset, abort_on_overflow or
+// not) and only the client's next data retransmit tries again.
 func (s *sim) ackArrive(k *sock) {
-	if k.srv != srvRequest {
+	if k.srv != srvRequest && k.srv != srvCookie {
 		return
 	}
 	if s.now < s.blipUntil {
@@ -776,21 +799,23 @@ func (s *sim) ackArrive(k *sock) {
 	}
 	if s.m.acceptFull(len(s.acceptQ)) {
 		s.res.ListenOverflows++
-		if s.m.AbortOnOverflow {
+		if s.m.AbortOnOverflow && k.srv == srvRequest {
 			k.srv = srvGone
 			s.synq--
 			if k.open && k.connected && !k.replied {
 				s.pingFailed(k, errReset)
 			}
 		}
-		return // silently dropped: the SYN-ACK timer resends
+		return // silently dropped: the SYN-ACK timer (no cookie) or the client's data retransmits resend
 	}
-	k.srv = srvQueued
 	// A connection completed after the client sent its PING has it (the
 	// PING, or its retransmit, carried the completing ACK; a bare ACK to
 	// a SYN-ACK retransmit is followed by the PING's next retransmit).
 	k.pingIn = k.pingIn || k.pingSent
-	s.synq--
+	if k.srv == srvRequest {
+		s.synq--
+	}
+	k.srv = srvQueued
 	s.acceptQ = append(s.acceptQ, k)
 	s.kick()
 }
@@ -897,7 +922,7 @@ func (s *sim) pingArrive(k *sock) {
 	}
 	k.pingIn = true
 	switch k.srv {
-	case srvRequest:
+	case srvRequest, srvCookie:
 		s.ackArrive(k)
 	case srvAccepted:
 		if !k.replied && !k.answered {
