@@ -7,6 +7,9 @@
 # queue. valkey-server on CPU 1, the client on CPU 0, as the lab curve's
 # --server-cpus 1, in a namespace of its own; three runs of each. Needs
 # root and valkey-server. LOCK=FILE: hold a bench lock while measuring.
+# PING_SIZES ("2000": held connections of the PING runs; more sizes show
+# how the client side's cost per job grows with the fleet), ONLY=ping:
+# just the PING runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "simulate_clientcost.sh: needs root (network namespace)"; exit 0; }
@@ -14,6 +17,7 @@ command -v valkey-server >/dev/null || { echo "simulate_clientcost.sh: needs val
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
 go build -o "$OUT/clientcost" ./bench/clientcost
+PING_SIZES=${PING_SIZES:-2000}
 NS=sg-clientcost-$$
 PORT=7001
 measure() {
@@ -25,13 +29,17 @@ measure() {
 	vp=$!
 	for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
-	for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" 2000; done
-	for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialfull $((PORT + 1)) 2000; done
-	for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialok "$PORT" 400; sleep 0.3; done
+	for n in $PING_SIZES; do
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" "$n"; done
+	done
+	if [ "${ONLY:-}" != ping ]; then
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialfull $((PORT + 1)) 2000; done
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialok "$PORT" 400; sleep 0.3; done
+	fi
 	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 }
 if [ -n "${LOCK:-}" ]; then
-	export -f measure; export NS PORT OUT
+	export -f measure; export NS PORT OUT PING_SIZES ONLY
 	flock "$LOCK" bash -c measure
 else
 	measure
