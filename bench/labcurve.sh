@@ -3,7 +3,7 @@
 # stormguard, a fresh server per strategy, the order rotated by round), one `storm --compare` per
 # bench-lock hold, released between commands so that others can measure.
 #
-#   bash bench/labcurve.sh          # make bench: the whole curve of section 8d (~40 min of runs), then its tables
+#   bash bench/labcurve.sh          # make bench: the whole curve of sections 8d-8e (~40 min of runs), then its tables
 #   SG=bin/stormguard OUT=/tmp/curve ITEMS="kill:10000:1 kill:15000:1 killhold2s:10000:1" bash bench/labcurve.sh
 #
 # SG: the binary (default: built from this tree into OUT). SERVER_CPUS (default 1) adds --server-cpus 1
