@@ -367,11 +367,20 @@ func fitKillCost(m Model, obs []Observation, best float64, score func(Model) (fl
 	if !slices.ContainsFunc(obs, func(o Observation) bool { return o.Scenario == "kill" }) {
 		return m, best, nil
 	}
-	base := m
-	for _, f := range killCostSteps {
-		t := base
+	return tryScaled(m, best, killCostSteps, score, func(t *Model, base Model, f float64) bool {
 		t.KillCost = time.Duration(f * float64(base.KillCost))
-		if f == 1 || t.KillCost <= 0 {
+		return f != 1 && t.KillCost > 0
+	})
+}
+
+// tryScaled scores the model with one of its costs scaled by each of
+// steps in turn (set scales it on the copy t of base and says whether
+// the step is worth a score) and returns the best-scoring model.
+func tryScaled(m Model, best float64, steps []float64, score func(Model) (float64, error), set func(t *Model, base Model, f float64) bool) (Model, float64, error) {
+	base := m
+	for _, f := range steps {
+		t := base
+		if !set(&t, base, f) {
 			continue
 		}
 		s, err := score(t)
@@ -402,19 +411,10 @@ func fitCycleCost(m Model, obs []Observation, best float64, score func(Model) (f
 	if !slices.ContainsFunc(obs, func(o Observation) bool { _, ok := o.serverCPU(); return ok }) {
 		return m, best, nil
 	}
-	base := m
-	for _, f := range cycleCostSteps {
-		t := base
+	return tryScaled(m, best, cycleCostSteps, score, func(t *Model, base Model, f float64) bool {
 		t.CycleCost = max(time.Duration(f*float64(base.CycleCost)), time.Nanosecond)
-		s, err := score(t)
-		if err != nil {
-			return m, best, err
-		}
-		if s < best {
-			best, m = s, t
-		}
-	}
-	return m, best, nil
+		return true
+	})
 }
 
 // clientCPUSteps and hostLoadSteps are fitHost's grid: the client
