@@ -14,6 +14,7 @@ import (
 	"github.com/stormguard/stormguard/internal/netns"
 	"github.com/stormguard/stormguard/internal/sample"
 	"github.com/stormguard/stormguard/internal/source"
+	"github.com/stormguard/stormguard/internal/valkeyconn"
 )
 
 type sampleOpts struct {
@@ -153,6 +154,13 @@ func runSample(ctx context.Context, out io.Writer, t source.Target, o sampleOpts
 	// The contract: an unreachable Valkey is a connection error (exit 2),
 	// though the kernel signals were printed.
 	if !reached && valkeyErr != "" {
+		if t.Addr.TLS && sample.MissedDeadline(valkeyErr) {
+			// Which deadline fires first, the sample's or the TLS
+			// handshake's own (whose error carries the hint), is a race
+			// on a busy machine: a TLS target that never answered gets
+			// the same hint either way.
+			valkeyErr += valkeyconn.TLSNoAnswerHint
+		}
 		return usageErr(fmt.Errorf("%w at %s: %s", errValkeyUnreachable, t.Addr, valkeyErr))
 	}
 	return nil

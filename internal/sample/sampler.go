@@ -3,6 +3,7 @@ package sample
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -425,9 +426,19 @@ func (sm *Sampler) collectOne(ctx context.Context, src Source) result {
 	return result{name: src.Name(), part: part, err: err, took: took}
 }
 
+// timeoutPrefix starts the error recorded for a source that missed the
+// sample's deadline.
+const timeoutPrefix = "timeout: "
+
 // timeoutReason is the error recorded for a source that missed deadline.
 func timeoutReason(deadline time.Duration) string {
-	return fmt.Sprintf("timeout: no answer within %s", deadline)
+	return fmt.Sprintf("%sno answer within %s", timeoutPrefix, deadline)
+}
+
+// MissedDeadline reports whether reason is the sampler's own "no answer
+// within the sample's deadline", as opposed to an error the source gave.
+func MissedDeadline(reason string) bool {
+	return strings.HasPrefix(reason, timeoutPrefix)
 }
 
 // record merges one answer into s and keeps a slow source's answer for
