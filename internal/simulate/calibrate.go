@@ -43,6 +43,10 @@ type Observation struct {
 	// ServerCPUs is the CPU list valkey-server was pinned to
 	// (--server-cpus; empty: not pinned): its cores were its own.
 	ServerCPUs string `json:"server_cpus"`
+	// Somaxconn and TCPBacklog are the lab server's accept-queue settings
+	// (storm --spawn records them; nil in other results and older files).
+	Somaxconn  *int `json:"somaxconn"`
+	TCPBacklog *int `json:"tcp_backlog"`
 }
 
 // serverCPU is Valkey's CPU over the lab run's window, in ms (ok false
