@@ -9,7 +9,9 @@
 # root and valkey-server. LOCK=FILE: hold a bench lock while measuring.
 # PING_SIZES ("2000": held connections of the PING runs; more sizes show
 # how the client side's cost per job grows with the fleet), ONLY=ping:
-# just the PING runs.
+# just the PING runs; ONLY=dials: the lab client's own dial (net.Dialer)
+# accepted against refused (a restart's redials), a raw connect()
+# refused, and a loopback handshake split at its final ACK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "simulate_clientcost.sh: needs root (network namespace)"; exit 0; }
@@ -32,9 +34,17 @@ measure() {
 	for n in $PING_SIZES; do
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" "$n"; done
 	done
-	if [ "${ONLY:-}" != ping ]; then
+	if [ "${ONLY:-}" != ping ] && [ "${ONLY:-}" != dials ]; then
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialfull $((PORT + 1)) 2000; done
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialok "$PORT" 400; sleep 0.3; done
+	fi
+	if [ "${ONLY:-}" = dials ]; then
+		# The lab client's own dial (net.Dialer) accepted and refused,
+		# a raw connect() refused, and a loopback handshake split at its
+		# final ACK (TCP_DEFER_ACCEPT).
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" godial "$PORT" 2000; sleep 0.3; done
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialrefused $((PORT + 2000)) 2000; done
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" handshake $((PORT + 3000)) 2000; sleep 0.3; done
 	fi
 	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 }

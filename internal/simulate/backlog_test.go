@@ -49,3 +49,21 @@ func TestSynRetransmitWaitsForClientCPU(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedDialCost: while a restarting server refuses connects, a
+// fleet that redials at once is paced by what a refused dial costs the
+// client side (refusedDialShare of an accepted one, measured with the
+// lab client's own dial), not by a raw connect()'s 0.13.
+func TestRefusedDialCost(t *testing.T) {
+	m := DefaultModel()
+	m.NoticeCost, m.AnswerCost, m.DialCost, m.ClientBurst = time.Microsecond, time.Microsecond, 16*time.Microsecond, 1
+	r := run(t, m, Fleet{Clients: 2000, Strategy: "immediate", Scenario: "restart", Down: time.Second, Period: 3 * time.Second})
+	want := float64(time.Second) / (refusedDialShare * float64(m.DialCost))
+	if got := float64(r.PeakConnectsPerSec); got < 0.8*want || got > 1.15*want {
+		t.Errorf("peak %g connects/s while the server is down, want ~%.0f (one refused dial per %.1f µs of the client side)",
+			got, want, refusedDialShare*16)
+	}
+	if !r.Recovered {
+		t.Errorf("not recovered")
+	}
+}
