@@ -11,6 +11,11 @@
 # "The lab curve's CPUs"); SERVER_CPUS= (empty) runs unpinned as 8a-8c. LOCK: the bench lock file.
 # STRATS (default "immediate full-jitter stormguard"): the strategies compared, e.g. "immediate stormguard"
 # for section 8e's what-if runs of a non-default dialer (SG=a binary built with other defaults).
+# BUSY=K (default 0): a busy host. K processes spinning on the CPU (a shell loop, nice 0, not pinned,
+# so they compete with the clients and with valkey-server as a neighbour's busy processes would) start
+# just before each `storm` command, inside its lock hold, and are killed right after it; each is also
+# bounded by `timeout BUSY_MAX` (default 900 s). The .err's last line then says the load at the end
+# and the CPU seconds the spinners got (section 8f).
 # ITEMS: scenario:clients:round, scenario one of
 #   kill          --scenario kill --hold 6s
 #   killcpu1      kill, always pinned (docs/lab.md's probe against unpinned kill runs: SERVER_CPUS=)
@@ -26,6 +31,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out/labcurve}
 LOCK=${LOCK:-/tmp/stormguard-bench.lock}
 SERVER_CPUS=${SERVER_CPUS-1}
+BUSY=${BUSY:-0}
+BUSY_MAX=${BUSY_MAX:-900}
 ITEMS=${ITEMS:-"kill:10000:1 kill:15000:1 killhold2s:10000:1 kill:2000:1 kill:6000:1 restart:10000:1 blip5s:10000:1
 	kill:10000:2 kill:15000:2 restart:15000:1 killhold2s:10000:2 kill:2000:2 kill:6000:2 restart:10000:2
 	kill:10000:3 kill:15000:3 blip5s:10000:2 restart:15000:2"}
@@ -53,7 +60,24 @@ for item in $ITEMS; do
 	cmd="$SG storm --spawn --somaxconn 128 --clients $n $extra --period 3s --ramp 500 --warmup-timeout 120s --compare $order --json"
 	echo "$(date -u +%T) queued $sc n=$n round=$round order=$order load $(cut -d' ' -f1-3 /proc/loadavg)"
 	# shellcheck disable=SC2016 # expanded by the inner shell, once it holds the lock
-	if flock "$LOCK" bash -c 'echo "$(date -u +%T) start load $(cut -d" " -f1-3 /proc/loadavg) cmd: $0" >&2; exec $0' "$cmd" >"$f.tmp" 2>"$f.err"; then
+	if flock "$LOCK" bash -c 'echo "$(date -u +%T) start load $(cut -d" " -f1-3 /proc/loadavg) cmd: $0" >&2
+		[ "$1" -gt 0 ] || exec $0
+		spin=()
+		for _ in $(seq "$1"); do timeout "$2" bash -c "while :; do :; done" & spin+=($!); done
+		t=$(date +%s.%N)
+		$0
+		rc=$?
+		# the spinners CPU (utime + stime of the loops under timeout) before they are stopped
+		cpu=0
+		for p in "${spin[@]}"; do
+			for c in $(cat /proc/"$p"/task/"$p"/children 2>/dev/null); do
+				cpu=$((cpu + $(cut -d" " -f14,15 /proc/"$c"/stat 2>/dev/null | tr " " +)))
+			done
+		done
+		kill "${spin[@]}" 2>/dev/null
+		wait "${spin[@]}" 2>/dev/null
+		echo "$(date -u +%T) end load $(cut -d" " -f1-3 /proc/loadavg) busy $1 spinners got $(echo "scale=1; $cpu / $(getconf CLK_TCK)" | bc) CPU-s in $(echo "$(date +%s.%N) - $t" | bc | cut -d. -f1) s" >&2
+		exit $rc' "$cmd" "$BUSY" "$BUSY_MAX" >"$f.tmp" 2>"$f.err"; then
 		mv "$f.tmp" "$f"
 	else
 		echo "  failed: $(tail -2 "$f.err")"
