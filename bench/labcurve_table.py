@@ -7,7 +7,8 @@ when the command's binary is named sg_<name> (a commit, or a what-if variant suc
 files are of more than one binary, the round column names it; runs of `--compare immediate,stormguard`
 show "–" for full-jitter, and "the fastest" is then of the two; runs on a busy host (bench/labcurve.sh
 BUSY=K: the .err's last line "HH:MM:SS end load L1 L5 L15 busy K spinners got C CPU-s in W s") show the
-load at the end and the spinners' CPU seconds, and are cells of their own)
+load at the end and the spinners' CPU seconds, and are cells of their own; where the .err has its
+lines "valkey-server I of N: ran R s, waited W s on the run queue", the stormguard run's are shown too)
 
 Prints two markdown tables:
   1. one row per run: overflows / ms to recover 99% per strategy (stormguard also its peak connects/s
@@ -79,7 +80,11 @@ def load_run(path):
     line = lines[0] if lines else ""
     first = line.split()
     busy = None
+    sched = []  # per valkey-server (one per strategy, in the run's order): seconds its main thread ran, waited
     for ln in lines[1:]:
+        v = re.match(r"valkey-server \d+ of \d+: ran (\S+) s, waited (\S+) s on the run queue", ln)
+        if v:
+            sched.append((float(v.group(1)), float(v.group(2))))
         b = re.match(r"\S+ end load (\S+) \S+ \S+ busy (\d+) spinners got (\S+) CPU-s in (\d+) s", ln)
         if b:
             busy = {"end_load": float(b.group(1)), "k": int(b.group(2)), "cpu": float(b.group(3)), "wall": int(b.group(4))}
@@ -94,7 +99,7 @@ def load_run(path):
         raise SystemExit(f"{path}: no result for {missing}")
     present = [s for s in STRATS if s in by]
     run = {"scenario": scenario, "binary": binary.group(1) if binary else "", "clients": int(m.group(2)), "round": int(m.group(3)),
-           "start": first[0][:5], "load": float(first[3]), "busy": busy, "order": [r["strategy"] for r in rows], "by": by}
+           "start": first[0][:5], "load": float(first[3]), "busy": busy, "sched": sched, "order": [r["strategy"] for r in rows], "by": by}
     fastest = min(by[s]["time_to_recover_ms"] for s in present)
     sg, im = by["stormguard"], by["immediate"]
     run["ovf_ratio"] = ratio(im["listen_overflows"], sg["listen_overflows"])
@@ -121,11 +126,17 @@ def cell(r, s):
 
 
 def load_text(r):
-    """the load at the start; on a busy host also at the end and the spinners' CPU seconds of K x wall"""
+    """the load at the start; on a busy host also at the end and the spinners' CPU seconds of K x wall;
+    when the .err has the servers' schedstat lines, the seconds the stormguard run's Valkey main thread
+    ran and waited on the run queue"""
+    t = f'{r["load"]:.1f}'
     b = r["busy"]
-    if not b:
-        return f'{r["load"]:.1f}'
-    return f'{r["load"]:.1f} → {b["end_load"]:.1f} (busy {b["k"]}: {b["cpu"]:.0f} of {b["k"] * b["wall"]} CPU-s)'
+    if b:
+        t += f' → {b["end_load"]:.1f} (busy {b["k"]}: {b["cpu"]:.0f} of {b["k"] * b["wall"]} CPU-s)'
+    if len(r["sched"]) == len(r["order"]):
+        ran, waited = r["sched"][r["order"].index("stormguard")]
+        t += f'; sg Valkey ran {ran:.1f} s, waited {waited:.1f} s'
+    return t
 
 
 def run_table(runs):
