@@ -155,7 +155,10 @@ def main():
         sys.exit(f"no usable {cal_scen} lab run at {cal_n} clients to calibrate on")
     calfile = f"{out}/calibration_input.json"
     json.dump(cal, open(calfile, "w"))
-    common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--json"]
+    # The lab host's net.core.netdev_max_backlog (clients and Valkey on
+    # one loopback): a timer tick's retransmits beyond it are dropped.
+    backlog = os.environ.get("NETDEV_BACKLOG") or "1000"
+    common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--netdev-backlog", backlog, "--json"]
     cal_common = ["--scenario", cal_scen] + common[2:]
     fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--answer-cost", answer, "--clients", cal_n,
                                      "--strategy", "stormguard" if obs_cpu else "immediate"] + obs_cpu + cmd_cost + cal_common, capture_output=True, text=True, check=True).stdout)

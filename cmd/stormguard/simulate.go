@@ -112,6 +112,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.IntVar(&o.model.MaxNewTLSConnsPerCycle, "max-new-tls-connections-per-cycle", o.model.MaxNewTLSConnsPerCycle, "Valkey's TLS accepts per event-loop turn")
 	f.BoolVar(&o.model.TLS, "tls", false, "every connection is TLS (handshake cost, TLS accept cap)")
 	f.DurationVar(&o.model.RTT, "rtt", o.model.RTT, "network round trip between clients and Valkey")
+	f.IntVar(&o.model.NetdevBacklog, "netdev-backlog", 0, "clients and Valkey on one loopback (the lab): net.core.netdev_max_backlog, the retransmits one timer tick may send before the rest are dropped (0: no limit, a fleet on many hosts)")
 	f.IntVar(&o.model.HZ, "hz", o.model.HZ, "CONFIG_HZ of Valkey's host: TCP retransmit timers fire on the timer wheel's ticks (-1: exact timeouts)")
 	f.DurationVar(&o.model.ConnCost, "conn-cost", o.model.ConnCost, "Valkey main-thread time per accepted connection")
 	f.DurationVar(&o.model.KillCost, "kill-cost", o.model.KillCost, "kill: Valkey's time per client freed by CLIENT KILL (the event loop accepts nothing meanwhile)")

@@ -59,12 +59,15 @@ type genJob struct {
 // two cost what a notice does (one wake-up, one syscall); they wait in
 // line with the notices, so during a kill's backlog of closes the lab's
 // clients see their answers late, as its timelines show (no answers
-// while the closes are noticed, then thousands at once).
+// while the closes are noticed, then thousands at once). A SYN
+// retransmit (jobSynRetx) waits with the connects and costs what one
+// does: on loopback its handshake runs in the connecting CPU's softirq.
 const (
 	jobNotice uint8 = iota
 	jobDial
 	jobConnected
 	jobReply
+	jobSynRetx
 )
 
 // droppedDialShare is what a connect() whose SYN is dropped costs the
@@ -110,7 +113,7 @@ func (s *sim) clientRun(j genJob) {
 		s.doJob(j)
 		return
 	}
-	if j.kind == jobDial {
+	if j.kind == jobDial || j.kind == jobSynRetx {
 		s.gen.dials.push(j)
 	} else {
 		s.gen.notices.push(j)
@@ -134,6 +137,8 @@ func (s *sim) doJob(j genJob) {
 		s.sendPing(j.k)
 	case jobReply:
 		s.reply(j.k)
+	case jobSynRetx:
+		s.synRetx(j.k)
 	}
 }
 
@@ -157,9 +162,9 @@ func (s *sim) genStart() {
 	g.cur, g.busy = j, true
 	cost := s.m.NoticeCost
 	switch {
-	case j.kind == jobDial && s.synDropped():
+	case (j.kind == jobDial || j.kind == jobSynRetx) && s.synDropped():
 		cost = time.Duration(float64(s.m.DialCost) * droppedDialShare)
-	case j.kind == jobDial:
+	case j.kind == jobDial || j.kind == jobSynRetx:
 		cost = s.m.DialCost
 	case (j.kind == jobConnected || j.kind == jobReply) && s.m.AnswerCost > 0:
 		cost = s.m.AnswerCost

@@ -165,6 +165,10 @@ type Result struct {
 	// SYN queue was full (TcpExt SyncookiesSent).
 	SyncookiesSent   uint64 `json:"syncookies_sent"`
 	AbandonedAccepts int64  `json:"abandoned_accepts"`
+	// BacklogDrops counts the retransmitted segments the client host's
+	// loopback backlog dropped (Model.NetdevBacklog; softnet_stat's
+	// "dropped" column).
+	BacklogDrops int64 `json:"backlog_drops"`
 	// ServerCPUMS is Valkey's main-thread CPU from t0 to the end of the
 	// run, in ms: the kill, every accept and first command, and the
 	// established clients' commands (CmdCost each per Period) — what
@@ -316,6 +320,10 @@ type sim struct {
 	share      []float64
 
 	genNext time.Duration // client-side dial pacing
+	// tickAt, tickSegs: the retransmit timers' tick now firing and the
+	// segments they sent into the loopback backlog (tickSegment).
+	tickAt   time.Duration
+	tickSegs int
 	// phase: the timeline's buckets start phase before t0 (see Run);
 	// wheelPhase: where t0 falls on the kernel's timer wheel (wheel.go).
 	phase, wheelPhase time.Duration
@@ -551,8 +559,7 @@ func (s *sim) handle(e event) {
 		s.synArrive(k)
 	case evSynRetx:
 		if k.open && !k.connected {
-			k.synTries++
-			s.sendSyn(k)
+			s.synRetxTimer(k)
 		}
 	case evConnTimeout:
 		if k.open && !k.connected {
@@ -569,7 +576,9 @@ func (s *sim) handle(e event) {
 	case evSynackRetx:
 		if k.open && k.srv == srvRequest && k.synackTries < s.m.SynackRetries {
 			k.synackTries++
-			s.at(s.m.RTT, evAckArrive, nil, k) // SYN-ACK out, ACK back
+			if s.tickSegment() { // the listener's timers fire on the same CPU's wheel
+				s.at(s.m.RTT, evAckArrive, nil, k) // SYN-ACK out, ACK back
+			}
 			s.at(s.kernelTimer(s.m.synackRTO(k.synackTries+1)), evSynackRetx, nil, k)
 		} else if k.srv == srvRequest && k.synackTries >= s.m.SynackRetries {
 			k.srv = srvGone
@@ -600,7 +609,9 @@ func (s *sim) handle(e event) {
 		s.genDone()
 	case evDataRetx:
 		if k.open && (k.srv == srvRequest || k.srv == srvCookie) && !k.replied {
-			s.at(s.m.RTT/2, evAckArrive, nil, k)
+			if s.tickSegment() {
+				s.at(s.m.RTT/2, evAckArrive, nil, k)
+			}
 			k.dataRTO *= 2
 			s.at(s.kernelTimer(k.dataRTO), evDataRetx, nil, k)
 		}
@@ -756,9 +767,56 @@ func (s *sim) abandon(k *sock) {
 
 func (s *sim) sendSyn(k *sock) {
 	s.at(s.m.RTT/2, evSynArrive, nil, k)
+	s.armSynRetx(k)
+}
+
+// armSynRetx arms the SYN's next retransmit timer, if it has one left.
+func (s *sim) armSynRetx(k *sock) {
 	if k.synTries < s.m.SynRetries {
 		s.at(s.kernelTimer(s.m.synRTO(k.synTries+1)), evSynRetx, nil, k)
 	}
+}
+
+// synRetxTimer: the client's SYN retransmit timer fired. The timer
+// re-arms itself and sends the SYN into the CPU's backlog, where a
+// tick's retransmits beyond NetdevBacklog are dropped (tickSegment); a
+// SYN that is not goes through the client side's CPU (synRetx).
+func (s *sim) synRetxTimer(k *sock) {
+	k.synTries++
+	s.armSynRetx(k)
+	if s.tickSegment() {
+		s.clientRun(genJob{c: k.c, k: k, kind: jobSynRetx})
+	}
+}
+
+// synRetx: the client side's CPU got to a retransmitted SYN: it reaches
+// the server (generator.go: on loopback the retransmit's handshake runs
+// in the connecting CPU's softirq, as a connect()'s does, ahead of the
+// goroutines).
+func (s *sim) synRetx(k *sock) {
+	if k.open && !k.connected {
+		s.at(s.m.RTT/2, evSynArrive, nil, k)
+	}
+}
+
+// tickSegment counts a segment a retransmit timer sends now and tells
+// whether the loopback backlog takes it: the timers of one tick of the
+// wheel fire together (the model's kernelTimer gives them one instant)
+// and NET_RX drains the backlog only after them, so beyond
+// NetdevBacklog (0: no limit) of one tick's segments are dropped.
+func (s *sim) tickSegment() bool {
+	if s.m.NetdevBacklog <= 0 {
+		return true
+	}
+	if s.now != s.tickAt {
+		s.tickAt, s.tickSegs = s.now, 0
+	}
+	s.tickSegs++
+	if s.tickSegs > s.m.NetdevBacklog {
+		s.res.BacklogDrops++
+		return false
+	}
+	return true
 }
 
 // synArrive is tcp_conn_request, in its order: a full SYN queue
