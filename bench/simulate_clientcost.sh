@@ -37,7 +37,7 @@ measure() {
 		[ "${ONLY:-}" = synwave ] && break
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" "$n"; done
 	done
-	if [ "${ONLY:-}" != ping ] && [ "${ONLY:-}" != dials ]; then
+	if [ "${ONLY:-}" != ping ] && [ "${ONLY:-}" != dials ] && [ "${ONLY:-}" != synwave ]; then
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialfull $((PORT + 1)) 2000; done
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialok "$PORT" 400; sleep 0.3; done
 	fi
