@@ -25,7 +25,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) != 3 {
-		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial|synwave PORT N")
+		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial|synwave|startgap PORT N")
 	}
 	port, err := strconv.Atoi(args[1])
 	if err != nil || port < 1 || port > 65535 {
@@ -48,6 +48,8 @@ func run(args []string) error {
 		return goDials(port, n)
 	case "synwave":
 		return synWave(port, n)
+	case "startgap":
+		return startGap(port, time.Duration(n)*time.Millisecond)
 	case "dialok":
 		cpu, wall, fds, err := connects(port, n)
 		defer closeAll(fds)
@@ -436,4 +438,35 @@ func softnetDropped() ([]int64, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// startGap probes port (where a valkey-server is about to start) with
+// dials 100 µs apart for up to limit: the first that connects marks the
+// kernel's listening socket (a restarted server's accept queue takes
+// handshakes from then on), and its PING's answer marks Valkey's event
+// loop running. It prints the gap: the time a restarting server's queue
+// of somaxconn + 1 fills while nothing accepts.
+func startGap(port int, limit time.Duration) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) {
+		c, err := net.DialTimeout("tcp", addr, 50*time.Millisecond)
+		if err != nil {
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		defer c.Close()
+		listening := time.Now()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return fmt.Errorf("startgap: write: %w", err)
+		}
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			return fmt.Errorf("startgap: read: %w", err)
+		}
+		fmt.Printf("startgap: first connect to the listening port -> its PING answered: %.2f ms\n",
+			float64(time.Since(listening).Microseconds())/1000)
+		return nil
+	}
+	return fmt.Errorf("startgap: nothing listened on %s within %s", addr, limit)
 }
