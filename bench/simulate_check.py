@@ -39,7 +39,7 @@ before the loss, as main's since fa4f4cf, and start at the server-told
 rate: the model's stormguard rows, in the fit and the check, get
 --observe-cpu; default 0, as the lab files made before), CMD_COST (Valkey's
 CPU per command, measured: the fit keeps it instead of fitting it; unset:
-fitted), CAL_SCENARIO / CAL_LABDIR / CAL_STORMGUARD_FROM (the calibration
+fitted), CONN_COST (the same for Valkey's CPU per accepted connection), CAL_SCENARIO / CAL_LABDIR / CAL_STORMGUARD_FROM (the calibration
 runs' scenario, directory and stormguard files, when not the checked
 ones': calibrated on a kill, checked on restarts).
 
@@ -144,6 +144,9 @@ def main():
     # Valkey's CPU per command, measured (bench/simulate_clientcost.sh:
     # 6.0-6.1 us per PING on the lab's pinned Valkey): the fit keeps it.
     cmd_cost = ["--cmd-cost", os.environ["CMD_COST"]] if os.environ.get("CMD_COST") else []
+    # Valkey's CPU per accepted connection, measured (bench/simulate_clientcost.sh
+    # ONLY=accepts: 7.3-8.0 us on the lab's pinned Valkey): the fit keeps it.
+    cmd_cost += ["--conn-cost", os.environ["CONN_COST"]] if os.environ.get("CONN_COST") else []
     # The calibration's runs may be another scenario's (CAL_SCENARIO,
     # CAL_LABDIR): calibrated on a kill, checked on restarts.
     cal_scen = os.environ.get("CAL_SCENARIO") or scen

@@ -117,6 +117,11 @@ type Model struct {
 	// cpu per PING, bench/simulate_clientcost.sh: 6.0–6.1 µs on the lab's
 	// pinned Valkey) and Calibrate keeps it instead of fitting it.
 	CmdCostMeasured bool `json:"cmd_cost_measured,omitempty"`
+	// ConnCostMeasured: ConnCost was measured (Valkey's INFO cpu per
+	// accepted connection, bench/simulate_clientcost.sh ONLY=accepts:
+	// 7.3–8.0 µs on the lab's pinned Valkey, fresh or after a kill) and
+	// Calibrate keeps it instead of fitting it.
+	ConnCostMeasured bool `json:"conn_cost_measured,omitempty"`
 	// ClientDialRate caps the connect() calls per second of the whole
 	// client side (0: unlimited, a real fleet on many hosts). A load
 	// generator on one machine has such a cap; --calibrate fits it.
