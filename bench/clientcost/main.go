@@ -25,7 +25,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) != 3 {
-		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial PORT N")
+		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial|synwave|startgap PORT N")
 	}
 	port, err := strconv.Atoi(args[1])
 	if err != nil || port < 1 || port > 65535 {
@@ -46,6 +46,10 @@ func run(args []string) error {
 		return handshake(port, n)
 	case "godial":
 		return goDials(port, n)
+	case "synwave":
+		return synWave(port, n)
+	case "startgap":
+		return startGap(port, time.Duration(n)*time.Millisecond)
 	case "dialok":
 		cpu, wall, fds, err := connects(port, n)
 		defer closeAll(fds)
@@ -369,4 +373,100 @@ func goDials(port, n int) error {
 		report("godial", what, n, cpu, wall)
 	}
 	return nil
+}
+
+// synWave fills a listener's accept queue (never accepting), makes n
+// connects whose SYNs the full queue drops, all within a few ms, and
+// waits 1.5 s: their first retransmits fire together on one tick of the
+// timer wheel (~1 s later) and go into this CPU's loopback backlog before
+// NET_RX drains it. It prints the CPUs' softnet_stat "dropped" counts
+// over the wait: with n above net.core.netdev_max_backlog, the tick's
+// SYNs beyond it are dropped there (simulate's --netdev-backlog).
+func synWave(port, n int) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer l.Close()
+	_, _, fill, err := connects(port, 4200)
+	defer closeAll(fill)
+	if err != nil {
+		return err
+	}
+	time.Sleep(200 * time.Millisecond)
+	before, err := softnetDropped()
+	if err != nil {
+		return err
+	}
+	_, wall, fds, err := connects(port, n)
+	defer closeAll(fds)
+	if err != nil {
+		return err
+	}
+	time.Sleep(1500 * time.Millisecond)
+	after, err := softnetDropped()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("synwave: %d SYNs dropped at a full accept queue within %v; softnet_stat dropped over the next 1.5 s:", n, wall.Round(time.Microsecond))
+	for i := range after {
+		if i < len(before) {
+			fmt.Printf(" cpu%d +%d", i, after[i]-before[i])
+		}
+	}
+	fmt.Println()
+	return nil
+}
+
+// softnetDropped reads /proc/net/softnet_stat's second column (packets
+// dropped because the CPU's backlog was full), one per CPU.
+func softnetDropped() ([]int64, error) {
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		return nil, fmt.Errorf("softnet_stat: %w", err)
+	}
+	var out []int64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("softnet_stat: %q: %w", f[1], err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// startGap probes port (where a valkey-server is about to start) with
+// dials 100 µs apart for up to limit: the first that connects marks the
+// kernel's listening socket (a restarted server's accept queue takes
+// handshakes from then on), and its PING's answer marks Valkey's event
+// loop running. It prints the gap: the time a restarting server's queue
+// of somaxconn + 1 fills while nothing accepts.
+func startGap(port int, limit time.Duration) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) {
+		c, err := net.DialTimeout("tcp", addr, 50*time.Millisecond)
+		if err != nil {
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		defer c.Close()
+		listening := time.Now()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return fmt.Errorf("startgap: write: %w", err)
+		}
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			return fmt.Errorf("startgap: read: %w", err)
+		}
+		fmt.Printf("startgap: first connect to the listening port -> its PING answered: %.2f ms\n",
+			float64(time.Since(listening).Microseconds())/1000)
+		return nil
+	}
+	return fmt.Errorf("startgap: nothing listened on %s within %s", addr, limit)
 }
