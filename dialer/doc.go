@@ -98,7 +98,13 @@
 // slowly. It starts the window again instead, and the retry comes one
 // whole window after the refusal: each client keeps the phase its first
 // draw gave it, so the fleet retries at the window's rate while the
-// server is down and is back within one window after it returns.
+// server is down and is back within one window after it returns. With
+// the server-told rate (two INFO readings, plaintext), that window is
+// sized at twice the rate, at most MaxAcceptRate: a refusal says the
+// server is a new process, with no lost fleet to tear down and no
+// clients to serve yet, so the allowance the kill's window keeps for
+// those (and the old server's ρ) no longer applies; only the refused
+// clients' retries, which land after its return, take it.
 // Opt-in (Options.SYNDeadline, off by default): in an episode begun by
 // a close or reset, a connect attempt with no SYN-ACK within a deadline
 // learned from the target's connect times (about 200 ms on a LAN; a
