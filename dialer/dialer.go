@@ -627,8 +627,8 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 // refused records a connect refused by the server's kernel (a reset to
 // the SYN: nothing listens, e.g. a restart under way). It is a failure:
 // the target backs off (the backoff policy's exponential full jitter),
-// and the retry still lands in what is left of the episode's window. But
-// it is not congestion and does not count towards the breaker: a refusal
+// and the retry comes as below. But it is not congestion and does not
+// count towards the breaker: a refusal
 // costs the server nothing (no accept queue, no Valkey CPU) and says it
 // is down for now, not that it admits too slowly or fails the clients it
 // admits. Growing the window on it sent a restarting fleet's refused
@@ -647,15 +647,27 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 // restarting it keeps the fleet's density at the window's rate and the
 // episode ends at most one window after the server is back.
 //
-// The retry comes exactly one window after the refusal, not at a uniform
-// point of the new window: a client refused again and again while the
-// server is down then dials once per window, so the fleet's attempts run
-// at the window's rate (N / window) with the phases its first draws gave
-// it, and once the server is back every client comes within one window,
-// at that rate. A uniform point waits half a window on average, so the
-// fleet's attempts ran at twice the rate by the time the server was back:
-// the lab's restarts of 15,000 clients overflowed in that surge (300–551
-// at fixed rates of 10,000–20,000/s, 2026-12-03). Called with mu held.
+// The retry keeps the client's place in the fleet. A client refused
+// again and again while the server is down retries exactly one window
+// after each refusal, not at a uniform point of the new window: the
+// fleet's attempts then run at the window's rate (N / window) with the
+// phases its first draws gave it. A uniform point waits half a window
+// on average, so the fleet's attempts ran at twice the rate by the time
+// the server was back: the lab's restarts of 15,000 clients overflowed in
+// that surge (300–551 at fixed rates of 10,000–20,000/s, 2026-12-03).
+//
+// A client refused for the first time while its episode's draws are
+// still coming (the server went down during the reconnect window, or
+// with the fleet: a restart) retries after those draws end, at the place
+// its draw had among them: the episode's end plus its draw's share of
+// the episode (drawShare) times the restarted window. The clients that
+// draw after the server is back then come at the rate they drew, and the
+// refused ones follow in their order instead of adding to that rate:
+// one window after the refusal, as before, put the refused clients of
+// the ramp's first half on top of the last draws. In the flat part of an
+// episode at the learned rate the two are the same time. The restarted
+// window is sized at restartFactor × the server-told rate (fleetRate):
+// the refused clients come back to a new process. Called with mu held.
 func (d *Dialer) refused(t *target, err error) {
 	now := d.o.Now()
 	// The first refusal inside an episode whose draws are still to come:
