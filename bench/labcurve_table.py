@@ -5,7 +5,10 @@ Usage: labcurve_table.py FILE.json...   (files named lab_<scenario>_<clients>_r<
 its .json.err whose first line is "HH:MM:SS start load L1 L5 L15 cmd: ...", as bench/labcurve.sh writes;
 when the command's binary is named sg_<name> (a commit, or a what-if variant such as sg_ar15k) and the
 files are of more than one binary, the round column names it; runs of `--compare immediate,stormguard`
-show "–" for full-jitter, and "the fastest" is then of the two)
+show "–" for full-jitter, and "the fastest" is then of the two; runs on a busy host (bench/labcurve.sh
+BUSY=K: the .err's last line "HH:MM:SS end load L1 L5 L15 busy K spinners got C CPU-s in W s") show the
+load at the end and the spinners' CPU seconds, and are cells of their own; where the .err has its
+lines "valkey-server I of N: ran R s, waited W s on the run queue", the stormguard run's are shown too)
 
 Prints two markdown tables:
   1. one row per run: overflows / ms to recover 99% per strategy (stormguard also its peak connects/s
@@ -73,8 +76,18 @@ def load_run(path):
     with open(path) as f:
         rows = json.load(f)
     with open(path + ".err") as f:
-        line = f.readline()
-        first = line.split()
+        lines = f.read().splitlines()
+    line = lines[0] if lines else ""
+    first = line.split()
+    busy = None
+    sched = []  # per valkey-server (one per strategy, in the run's order): seconds its main thread ran, waited
+    for ln in lines[1:]:
+        v = re.match(r"valkey-server \d+ of \d+: ran (\S+) s, waited (\S+) s on the run queue", ln)
+        if v:
+            sched.append((float(v.group(1)), float(v.group(2))))
+        b = re.match(r"\S+ end load (\S+) \S+ \S+ busy (\d+) spinners got (\S+) CPU-s in (\d+) s", ln)
+        if b:
+            busy = {"end_load": float(b.group(1)), "k": int(b.group(2)), "cpu": float(b.group(3)), "wall": int(b.group(4))}
     # the binary's commit, when it is named sg_<commit> as bench/labcurve.sh's runs here were
     binary = re.search(r"sg_([0-9A-Za-z._-]+) storm", line)
     scenario = m.group(1)
@@ -86,7 +99,7 @@ def load_run(path):
         raise SystemExit(f"{path}: no result for {missing}")
     present = [s for s in STRATS if s in by]
     run = {"scenario": scenario, "binary": binary.group(1) if binary else "", "clients": int(m.group(2)), "round": int(m.group(3)),
-           "start": first[0][:5], "load": float(first[3]), "order": [r["strategy"] for r in rows], "by": by}
+           "start": first[0][:5], "load": float(first[3]), "busy": busy, "sched": sched, "order": [r["strategy"] for r in rows], "by": by}
     fastest = min(by[s]["time_to_recover_ms"] for s in present)
     sg, im = by["stormguard"], by["immediate"]
     run["ovf_ratio"] = ratio(im["listen_overflows"], sg["listen_overflows"])
@@ -112,6 +125,20 @@ def cell(r, s):
     return f'{num(x["listen_overflows"])} / {t}'
 
 
+def load_text(r):
+    """the load at the start; on a busy host also at the end and the spinners' CPU seconds of K x wall;
+    when the .err has the servers' schedstat lines, the seconds the stormguard run's Valkey main thread
+    ran and waited on the run queue"""
+    t = f'{r["load"]:.1f}'
+    b = r["busy"]
+    if b:
+        t += f' → {b["end_load"]:.1f} (busy {b["k"]}: {b["cpu"]:.0f} of {b["k"] * b["wall"]} CPU-s)'
+    if len(r["sched"]) == len(r["order"]):
+        ran, waited = r["sched"][r["order"].index("stormguard")]
+        t += f'; sg Valkey ran {ran:.1f} s, waited {waited:.1f} s'
+    return t
+
+
 def run_table(runs):
     # name the binary per row only when the runs are of more than one
     show_binary = len({r["binary"] for r in runs}) > 1
@@ -126,7 +153,7 @@ def run_table(runs):
         verdict = "met" if r["met_ovf"] and r["met_rec"] else "**not met** (" + ", ".join(
             w for w, ok in (("overflows", r["met_ovf"]), ("recovery", r["met_rec"])) if not ok) + ")"
         rnd = f'{r["round"]} ({r["binary"]})' if show_binary else str(r["round"])
-        print(f'| {r["scenario"]} | {num(r["clients"])} | {rnd} | {r["start"]}, {r["load"]:.1f} '
+        print(f'| {r["scenario"]} | {num(r["clients"])} | {rnd} | {r["start"]}, {load_text(r)} '
               f'| {cell(r, "immediate")} | {cell(r, "full-jitter")} '
               f'| {cell(r, "stormguard")} / {num(sg["peak_connects_per_sec"])} '
               f'| {fmt_ratio(r["ovf_ratio"], 1)} | {fmt_ratio(r["rec_ratio"])}{fast} | {nt} | {sg["server_cpu_percent"]:.0f} '
@@ -144,6 +171,8 @@ def cell_table(runs):
     cells = defaultdict(list)
     for r in runs:
         sc = f'{r["scenario"]} ({r["binary"]})' if show_binary else r["scenario"]
+        if r["busy"]:
+            sc += f' busy {r["busy"]["k"]}'
         cells[(sc, r["clients"])].append(r)
     print("| scenario | clients | runs | load | immediate overflows / ms | full-jitter overflows / ms "
           "| stormguard overflows / ms | overflows ÷ | recovery ÷ fastest | met: overflows / recovery / both | steady runs: met both |")
@@ -157,7 +186,10 @@ def cell_table(runs):
         k = len(rs)
         st = [r for r in rs if r["steady"]]
         both = sum(r["met_ovf"] and r["met_rec"] for r in rs)
-        print(f'| {sc} | {num(n)} | {k} | {span([r["load"] for r in rs], lambda x: f"{x:.1f}")} '
+        load = span([r["load"] for r in rs], lambda x: f"{x:.1f}")
+        if all(r["busy"] for r in rs):
+            load += " → " + span([r["busy"]["end_load"] for r in rs], lambda x: f"{x:.1f}")
+        print(f'| {sc} | {num(n)} | {k} | {load} '
               f'| {om("immediate")} | {om("full-jitter")} | {om("stormguard")} '
               f'| {span([r["ovf_ratio"] for r in rs], lambda x: fmt_ratio(x, 1))} '
               f'| {span([r["rec_ratio"] for r in rs], fmt_ratio)} '

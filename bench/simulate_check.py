@@ -39,7 +39,17 @@ before the loss, as main's since fa4f4cf, and start at the server-told
 rate: the model's stormguard rows, in the fit and the check, get
 --observe-cpu; default 0, as the lab files made before), CMD_COST (Valkey's
 CPU per command, measured: the fit keeps it instead of fitting it; unset:
-fitted).
+fitted), CAL_SCENARIO / CAL_LABDIR / CAL_STORMGUARD_FROM (the calibration
+runs' scenario, directory and stormguard files, when not the checked
+ones': calibrated on a kill, checked on restarts).
+
+The model's figure for a cell is the median over max(SEEDS, runs) seeds
+rounded up to a multiple of the lab runs: seed i counts its connects on
+lab run (i mod runs)'s own 100 ms grid (simulate --bucket-phase; the
+lab's buckets start with its recorder, and where t0 falls in them moves
+the peak of a short burst). Every lab run's figure is printed with the
+model's median over it ("runs (sim/run)"), next to the cell's median,
+range and spread: the verdict compares medians and says so.
 """
 import fnmatch
 import glob
@@ -69,6 +79,17 @@ def load_lab(labdir, scen, n, sg_from):
             r["_file"] = os.path.basename(f)
             rows.setdefault(r["strategy"], []).append(r)
     return rows
+
+
+def phase_ms(r):
+    """How long before t0 the lab run's 100 ms buckets start (its first
+    timeline point's t_ms, modulo 100; 100 for 0): the model counts its
+    connects on the same grid (simulate --bucket-phase). None without a
+    timeline."""
+    pts = r.get("timeline") or []
+    if not pts:
+        return None
+    return ((-pts[0]["t_ms"]) % 100) or 100
 
 
 def steady(r):
@@ -123,17 +144,26 @@ def main():
     # Valkey's CPU per command, measured (bench/simulate_clientcost.sh:
     # 6.0-6.1 us per PING on the lab's pinned Valkey): the fit keeps it.
     cmd_cost = ["--cmd-cost", os.environ["CMD_COST"]] if os.environ.get("CMD_COST") else []
-    lab = {n: load_lab(labdir, scen, n, sg_from) for n in sizes + [cal_n]}
-    cal = [r for runs in lab[cal_n].values() for r in runs if usable(r)]
+    # The calibration's runs may be another scenario's (CAL_SCENARIO,
+    # CAL_LABDIR): calibrated on a kill, checked on restarts.
+    cal_scen = os.environ.get("CAL_SCENARIO") or scen
+    cal_dir = os.environ.get("CAL_LABDIR") or labdir
+    lab = {n: load_lab(labdir, scen, n, sg_from) for n in sizes}
+    cal_lab = load_lab(cal_dir, cal_scen, cal_n, os.environ.get("CAL_STORMGUARD_FROM") or sg_from)
+    cal = [r for runs in cal_lab.values() for r in runs if usable(r)]
     if not cal:
-        sys.exit(f"no usable lab run at {cal_n} clients to calibrate on")
+        sys.exit(f"no usable {cal_scen} lab run at {cal_n} clients to calibrate on")
     calfile = f"{out}/calibration_input.json"
     json.dump(cal, open(calfile, "w"))
-    common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--json"]
+    # The lab host's net.core.netdev_max_backlog (clients and Valkey on
+    # one loopback): a timer tick's retransmits beyond it are dropped.
+    backlog = os.environ.get("NETDEV_BACKLOG") or "1000"
+    common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--netdev-backlog", backlog, "--json"]
+    cal_common = ["--scenario", cal_scen] + common[2:]
     fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--answer-cost", answer, "--clients", cal_n,
-                                     "--strategy", "stormguard" if obs_cpu else "immediate"] + obs_cpu + cmd_cost + common, capture_output=True, text=True, check=True).stdout)
+                                     "--strategy", "stormguard" if obs_cpu else "immediate"] + obs_cpu + cmd_cost + cal_common, capture_output=True, text=True, check=True).stdout)
     m = fit["model"]
-    print(f"calibrated on {len(cal)} lab runs at {cal_n} clients (every strategy): cycle_cost {m['cycle_cost_ns']/1000:.1f}us, conn_cost {m['conn_cost_ns']/1000:.1f}us,"
+    print(f"calibrated on {len(cal)} {cal_scen} lab runs at {cal_n} clients (every strategy): cycle_cost {m['cycle_cost_ns']/1000:.1f}us, conn_cost {m['conn_cost_ns']/1000:.1f}us,"
           f" cmd_cost {m['cmd_cost_ns']/1000:.1f}us, kill_cost {m['kill_cost_ns']/1000:.0f}us, notice_cost {m['notice_cost_ns']/1000:.0f}us, answer_cost {m['answer_cost_ns']/1000:.1f}us,"
           f" dial_cost {m['dial_cost_ns']/1000:.0f}us, client_burst {m['client_burst']:.2f}, client_share {m['client_share']:.1f},"
           f" host_cores {m['host_cores']}, client_cpu {m['client_cpu_ns']/1000:.0f}us, host_load {m['host_load']:.2f},"
@@ -142,7 +172,7 @@ def main():
               "--kill-cost", f"{m['kill_cost_ns']}ns", "--notice-cost", f"{m['notice_cost_ns']}ns", "--answer-cost", f"{m['answer_cost_ns']}ns", "--dial-cost", f"{m['dial_cost_ns']}ns",
               "--client-burst", str(m["client_burst"]), "--client-share", str(m["client_share"]),
               "--host-cores", str(m["host_cores"]), "--client-cpu", f"{m['client_cpu_ns']}ns", "--host-load", str(m["host_load"])]
-    print(f"model: median of {seeds} seeds; lab: median of the cell's runs; ratio sim/lab (overflows (x+50)/(y+50));"
+    print(f"model: median of >= {seeds} seeds (each on a lab run's bucket grid); lab: median of the cell's runs; ratio sim/lab (overflows (x+50)/(y+50));"
           " s: sd of ln(lab runs); h: 95% half-width of ln(ratio) from the lab's and the model's spread;"
           " verdict met / MISS (beyond the noise) / noise (undecided; n: lab runs for +-20%)")
     model, labself, verdicts = {}, {}, {}
@@ -153,9 +183,26 @@ def main():
                 print(f"{n:>6} {s:<12} {len(runs) - len(ok)} run(s) left out: not steady before the kill or not recovered")
             if not ok:
                 continue
-            sims = [json.loads(subprocess.run([sg, "simulate", "--clients", str(n), "--strategy", s, "--seed", str(seed)] + common + mflags + (obs_cpu if s == "stormguard" else []),
-                                              capture_output=True, text=True, check=True).stdout) for seed in range(1, seeds + 1)]
-            tag = " (calibration size)" if n == cal_n else ""
+            # The model's figure is the median over seeds; seed i counts
+            # its connects on lab run (i mod runs)'s bucket grid, so every
+            # run's grid is used (runs x ceil(SEEDS/runs) seeds).
+            phases = [phase_ms(r) for r in ok]
+            nsim = len(ok) * math.ceil(seeds / len(ok))
+            sims = []
+            for seed in range(1, nsim + 1):
+                ph = phases[(seed - 1) % len(ok)]
+                pf = ["--bucket-phase", f"{ph}ms"] if ph else []
+                cmd = [sg, "simulate", "--clients", str(n), "--strategy", s, "--seed", str(seed)] + common + mflags + pf + (obs_cpu if s == "stormguard" else [])
+                p = subprocess.run(cmd, capture_output=True, text=True)
+                if p.returncode != 0:
+                    sims = None
+                    print(f"{n:>6} {s:<12} not simulated: {p.stderr.strip()[:200]}")
+                    break
+                sims.append(json.loads(p.stdout))
+            if sims is None:
+                continue
+            is_cal = n == cal_n and cal_scen == scen
+            tag = " (calibration size)" if is_cal else ""
             print(f"{n:>6} {s:<12} {len(ok)} lab runs{tag}")
             for i, k in enumerate(KEYS):
                 labx = [r[k] for r in ok]
@@ -184,7 +231,7 @@ def main():
                     for j, r in enumerate(ok):
                         others = st.median(o[k] for jj, o in enumerate(ok) if jj != j)
                         loo.append(ok20(ratio(k, r[k], others)))
-                if n != cal_n:
+                if not is_cal:
                     t = model.setdefault((s, NAMES[i]), [0, 0])
                     t[0] += ok20(rt)
                     t[1] += 1
@@ -196,7 +243,12 @@ def main():
                 smax = max((x for x in simx if x is not None), default=None)
                 print(f"         {NAMES[i]:<4} lab {med:>8.0f} ({min(labx)}-{max(labx)}, s {sl:4.2f})"
                       f"  sim {('-' if sm is None else f'{sm:.0f}'):>7} ({smin}-{smax})"
-                      f"  ratio {rt:5.2f}  h {h:4.2f}  l-o-o {sum(loo)}/{len(loo)}  {v if n != cal_n else '':<5} {needs}")
+                      f"  ratio {rt:5.2f}  h {h:4.2f}  l-o-o {sum(loo)}/{len(loo)}  {v if not is_cal else '':<5} {needs}")
+                # Every lab run's own figure and the model's median
+                # against it: the verdict compares medians, the runs show
+                # what that median hides.
+                per = "  ".join(f"{x}({ratio(k, sm, x):.2f})" for x in labx)
+                print(f"              runs (sim/run): {per}")
             # Valkey's own CPU per client from the disruption on (INFO cpu:
             # the lab's server_cpu_percent over its window; the model's
             # main thread to the end of its run): not scored, a check on

@@ -9,7 +9,12 @@
 # root and valkey-server. LOCK=FILE: hold a bench lock while measuring.
 # PING_SIZES ("2000": held connections of the PING runs; more sizes show
 # how the client side's cost per job grows with the fleet), ONLY=ping:
-# just the PING runs.
+# just the PING runs; ONLY=dials: the lab client's own dial (net.Dialer)
+# accepted against refused (a restart's redials), a raw connect()
+# refused, and a loopback handshake split at its final ACK; ONLY=synwave:
+# a wave of SYN retransmits on one timer tick against the loopback
+# backlog (softnet_stat drops); ONLY=startgap: how long a starting
+# valkey-server listens before its event loop runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "simulate_clientcost.sh: needs root (network namespace)"; exit 0; }
@@ -30,11 +35,46 @@ measure() {
 	for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 	for n in $PING_SIZES; do
+		{ [ "${ONLY:-}" = synwave ] || [ "${ONLY:-}" = startgap ]; } && break
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" "$n"; done
 	done
-	if [ "${ONLY:-}" != ping ]; then
+	if [ "${ONLY:-}" != ping ] && [ "${ONLY:-}" != dials ] && [ "${ONLY:-}" != synwave ] && [ "${ONLY:-}" != startgap ]; then
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialfull $((PORT + 1)) 2000; done
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialok "$PORT" 400; sleep 0.3; done
+	fi
+	if [ "${ONLY:-}" = startgap ]; then
+		# A restart: a prober dials the port 100 us apart while a second
+		# valkey-server (the lab's flags, CPU 1) starts: from its first
+		# connect (the kernel listens) to its PING's answer (the event
+		# loop runs) the accept queue takes handshakes nobody accepts.
+		for _ in 1 2 3 4 5; do
+			ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" startgap $((PORT + 500)) 5000 &
+			pp=$!
+			sleep 0.3
+			taskset -c 1 ip netns exec "$NS" valkey-server --port $((PORT + 500)) --bind 127.0.0.1 --save '' --appendonly no \
+				--daemonize no --protected-mode no --logfile "$OUT/clientcost-valkey2.log" &
+			sp=$!
+			wait "$pp" || true
+			kill "$sp"; wait "$sp" 2>/dev/null || true
+		done
+		echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
+		return 0
+	fi
+	if [ "${ONLY:-}" = synwave ]; then
+		# n SYNs dropped at a full accept queue within a few ms retransmit
+		# on one timer tick ~1 s later: softnet_stat's drops beyond the
+		# loopback backlog (net.core.netdev_max_backlog).
+		for n in 500 2000 3000; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" synwave $((PORT + 400 + n / 100)) "$n"; done
+		echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
+		return 0
+	fi
+	if [ "${ONLY:-}" = dials ]; then
+		# The lab client's own dial (net.Dialer) accepted and refused,
+		# a raw connect() refused, and a loopback handshake split at its
+		# final ACK (TCP_DEFER_ACCEPT).
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" godial "$PORT" 2000; sleep 0.3; done
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialrefused $((PORT + 2000)) 2000; done
+		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" handshake $((PORT + 3000)) 2000; sleep 0.3; done
 	fi
 	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 }

@@ -25,7 +25,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) != 3 {
-		return errors.New("usage: clientcost ping|dialfull|dialok PORT N")
+		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial|synwave|startgap PORT N")
 	}
 	port, err := strconv.Atoi(args[1])
 	if err != nil || port < 1 || port > 65535 {
@@ -40,6 +40,16 @@ func run(args []string) error {
 		return pings(port, n)
 	case "dialfull":
 		return dialFull(port, n)
+	case "dialrefused":
+		return dialRefused(port, n)
+	case "handshake":
+		return handshake(port, n)
+	case "godial":
+		return goDials(port, n)
+	case "synwave":
+		return synWave(port, n)
+	case "startgap":
+		return startGap(port, time.Duration(n)*time.Millisecond)
 	case "dialok":
 		cpu, wall, fds, err := connects(port, n)
 		defer closeAll(fds)
@@ -216,4 +226,247 @@ func closeAll(fds []int) {
 	for _, fd := range fds {
 		_ = syscall.Close(fd)
 	}
+}
+
+// dialRefused makes n connects to port, where nothing listens: on
+// loopback the SYN is answered by a RST on the connecting CPU, as a
+// restarting server's port answers a fleet's redials.
+func dialRefused(port, n int) error {
+	sa := &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
+	refused := 0
+	c0, w0 := processCPU(), time.Now()
+	for range n {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		err = syscall.Connect(fd, sa)
+		if errors.Is(err, syscall.EINPROGRESS) {
+			// The RST came back in the same syscall's softirq: the
+			// socket's error says so.
+			v, gerr := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ERROR)
+			if gerr == nil {
+				err = syscall.Errno(v)
+			}
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			refused++
+		}
+		_ = syscall.Close(fd)
+	}
+	cpu, wall := processCPU()-c0, time.Since(w0)
+	if refused != n {
+		return fmt.Errorf("dialrefused: %d of %d connects refused (is something listening on %d?)", refused, n, port)
+	}
+	report("dialrefused", "connects refused", n, cpu, wall)
+	return nil
+}
+
+// handshake splits a loopback handshake's cost on the connecting CPU:
+// n connects to a listener with TCP_DEFER_ACCEPT (the final ACK is
+// dropped, the request kept: SYN, SYN-ACK, ACK) and then a PING written
+// on each (the data segment creates the server's socket, as a PING does
+// after its final ACK was dropped at a full accept queue), against n
+// connects to a plain listener (the whole handshake) and a PING on each
+// (data only). Neither listener accepts (backlog 4096: somaxconn must
+// allow n).
+func handshake(port, n int) error {
+	var cost [4]time.Duration
+	var wall [4]time.Duration
+	for i, deferAccept := range []bool{true, false} {
+		l, err := listen(port+i, deferAccept)
+		if err != nil {
+			return err
+		}
+		c, w, fds, err := connects(port+i, n)
+		if err != nil {
+			closeAll(fds)
+			_ = syscall.Close(l)
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // every handshake's ACK is in
+		c2, w2, err := writePing(fds)
+		closeAll(fds)
+		_ = syscall.Close(l)
+		if err != nil {
+			return err
+		}
+		cost[2*i], wall[2*i], cost[2*i+1], wall[2*i+1] = c, w, c2, w2
+	}
+	report("handshake", "connects, final ACK dropped (TCP_DEFER_ACCEPT)", n, cost[0], wall[0])
+	report("handshake", "PINGs that create the server's socket", n, cost[1], wall[1])
+	report("handshake", "connects, whole handshake", n, cost[2], wall[2])
+	report("handshake", "PINGs on established connections", n, cost[3], wall[3])
+	return nil
+}
+
+// listen opens a listening socket on 127.0.0.1:port with backlog 4096,
+// with TCP_DEFER_ACCEPT (5 s) if deferAccept.
+func listen(port int, deferAccept bool) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("socket: %w", err)
+	}
+	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if deferAccept {
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, 5); err != nil {
+			_ = syscall.Close(fd)
+			return 0, fmt.Errorf("TCP_DEFER_ACCEPT: %w", err)
+		}
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		_ = syscall.Close(fd)
+		return 0, fmt.Errorf("bind: %w", err)
+	}
+	if err := syscall.Listen(fd, 4096); err != nil {
+		_ = syscall.Close(fd)
+		return 0, fmt.Errorf("listen: %w", err)
+	}
+	return fd, nil
+}
+
+// writePing writes a PING on every fd and returns the CPU and wall time.
+func writePing(fds []int) (cpu, wall time.Duration, err error) {
+	ping := []byte("PING\r\n")
+	c0, w0 := processCPU(), time.Now()
+	for _, fd := range fds {
+		if _, err := syscall.Write(fd, ping); err != nil {
+			return 0, 0, fmt.Errorf("write: %w", err)
+		}
+	}
+	return processCPU() - c0, time.Since(w0), nil
+}
+
+// goDials times the lab client's own dial (net.Dialer, as its raw
+// clients redial) n times one after another: to port (a server that
+// accepts: the connection is closed at once) and to port+1000, where
+// nothing listens (refused, as a restarting server's port answers). The
+// ratio of the two is what the model's refused dial costs the client
+// side against an accepted one.
+func goDials(port, n int) error {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	for _, p := range []int{port, port + 1000} {
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		refused := 0
+		c0, w0 := processCPU(), time.Now()
+		for range n {
+			c, err := d.Dial("tcp", addr)
+			if err == nil {
+				_ = c.Close()
+				continue
+			}
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				return fmt.Errorf("dial %s: %w", addr, err)
+			}
+			refused++
+		}
+		cpu, wall := processCPU()-c0, time.Since(w0)
+		what := "net.Dialer dials accepted (closed at once)"
+		if p != port {
+			what = "net.Dialer dials refused"
+			if refused != n {
+				return fmt.Errorf("godial: %d of %d dials to %s refused", refused, n, addr)
+			}
+		} else if refused != 0 {
+			return fmt.Errorf("godial: %d dials to %s refused (is the server up?)", refused, addr)
+		}
+		report("godial", what, n, cpu, wall)
+	}
+	return nil
+}
+
+// synWave fills a listener's accept queue (never accepting), makes n
+// connects whose SYNs the full queue drops, all within a few ms, and
+// waits 1.5 s: their first retransmits fire together on one tick of the
+// timer wheel (~1 s later) and go into this CPU's loopback backlog before
+// NET_RX drains it. It prints the CPUs' softnet_stat "dropped" counts
+// over the wait: with n above net.core.netdev_max_backlog, the tick's
+// SYNs beyond it are dropped there (simulate's --netdev-backlog).
+func synWave(port, n int) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer l.Close()
+	_, _, fill, err := connects(port, 4200)
+	defer closeAll(fill)
+	if err != nil {
+		return err
+	}
+	time.Sleep(200 * time.Millisecond)
+	before, err := softnetDropped()
+	if err != nil {
+		return err
+	}
+	_, wall, fds, err := connects(port, n)
+	defer closeAll(fds)
+	if err != nil {
+		return err
+	}
+	time.Sleep(1500 * time.Millisecond)
+	after, err := softnetDropped()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("synwave: %d SYNs dropped at a full accept queue within %v; softnet_stat dropped over the next 1.5 s:", n, wall.Round(time.Microsecond))
+	for i := range after {
+		if i < len(before) {
+			fmt.Printf(" cpu%d +%d", i, after[i]-before[i])
+		}
+	}
+	fmt.Println()
+	return nil
+}
+
+// softnetDropped reads /proc/net/softnet_stat's second column (packets
+// dropped because the CPU's backlog was full), one per CPU.
+func softnetDropped() ([]int64, error) {
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		return nil, fmt.Errorf("softnet_stat: %w", err)
+	}
+	var out []int64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("softnet_stat: %q: %w", f[1], err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// startGap probes port (where a valkey-server is about to start) with
+// dials 100 µs apart for up to limit: the first that connects marks the
+// kernel's listening socket (a restarted server's accept queue takes
+// handshakes from then on), and its PING's answer marks Valkey's event
+// loop running. It prints the gap: the time a restarting server's queue
+// of somaxconn + 1 fills while nothing accepts.
+func startGap(port int, limit time.Duration) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) {
+		c, err := net.DialTimeout("tcp", addr, 50*time.Millisecond)
+		if err != nil {
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		defer c.Close()
+		listening := time.Now()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return fmt.Errorf("startgap: write: %w", err)
+		}
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			return fmt.Errorf("startgap: read: %w", err)
+		}
+		fmt.Printf("startgap: first connect to the listening port -> its PING answered: %.2f ms\n",
+			float64(time.Since(listening).Microseconds())/1000)
+		return nil
+	}
+	return fmt.Errorf("startgap: nothing listened on %s within %s", addr, limit)
 }

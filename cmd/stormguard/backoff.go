@@ -101,7 +101,8 @@ Describe the server with --somaxconn and --tcp-backlog (the accept queue is
 the smaller), --tls, and how fast it accepts: --accept-rate R (an idle
 Valkey's new connections per second; a busy or small host accepts fewer)
 or, better, --calibrate FILE with a "stormguard storm --json" result
-measured against it. --strategy and policy flags add your own policy to the
+measured against it (a --spawn result's own somaxconn and tcp-backlog are
+used unless you give --somaxconn or --tcp-backlog). --strategy and policy flags add your own policy to the
 comparison ("yours"). --json prints one object: fleet, scenario,
 recommended, best_policy, yours, advice (every candidate with the storm
 keys), model, calibration. Simulated figures are a model's, not

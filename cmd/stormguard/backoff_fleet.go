@@ -118,7 +118,8 @@ func runBackoffFleet(ctx context.Context, cmd *cobra.Command, out, errOut io.Wri
 	}
 	var fit *simulate.Fit
 	if fo.calibrate != "" {
-		got, err := calibrateFrom(ctx, errOut, fo.calibrate, m, f)
+		queueGiven := cmd.Flags().Changed("somaxconn") || cmd.Flags().Changed("tcp-backlog")
+		got, err := calibrateFrom(ctx, errOut, fo.calibrate, m, f, queueGiven)
 		if err != nil {
 			return err
 		}

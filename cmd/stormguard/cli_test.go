@@ -10,6 +10,8 @@ import (
 // cliResult is what one in-process run of the CLI produced.
 type cliResult struct {
 	Stdout string
+	// Stderr is what the command wrote to stderr (progress, notes).
+	Stderr string
 	// Msg is the one-line message main would print on stderr.
 	Msg  string
 	Code int
@@ -29,16 +31,23 @@ const hangBound = 20 * time.Second
 // bound.
 func execCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
+	return execCLIWithin(t, 30*time.Second, args...)
+}
+
+// execCLIWithin is execCLI bounded by d: for commands whose work grows
+// with the machine's load (a calibration runs hundreds of simulations).
+func execCLIWithin(t *testing.T, d time.Duration, args ...string) cliResult {
+	t.Helper()
 	root := newRootCmd()
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
 	root.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	t0 := time.Now()
 	err := root.ExecuteContext(ctx)
-	r := cliResult{Stdout: out.String(), Code: exitCode(err), Err: err, Took: time.Since(t0)}
+	r := cliResult{Stdout: out.String(), Stderr: errb.String(), Code: exitCode(err), Err: err, Took: time.Since(t0)}
 	if err != nil {
 		r.Msg = oneLine(err.Error())
 	}

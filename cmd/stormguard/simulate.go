@@ -31,6 +31,9 @@ type simulateOpts struct {
 	dialerRate float64
 	syncookies int
 	advise     bool
+	// queueGiven: --somaxconn or --tcp-backlog was set (with --calibrate
+	// they describe the server to predict, not the lab's).
+	queueGiven bool
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -70,6 +73,9 @@ per-connection cost so that an idle loop accepts R connections/s.
 --calibrate FILE fits the costs (server and load generator) to a
 "stormguard storm --json" result (one object or a --compare array) of the
 same scenario: run the lab once at one fleet size, then simulate others.
+The fit uses the accept queue a --spawn result records (somaxconn,
+tcp_backlog), and so does the prediction unless --somaxconn or
+--tcp-backlog is given.
 
 Strategies: ` + strings.Join(simulate.Strategies, ", ") + ` (the client libraries
 are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
@@ -85,6 +91,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 			// A --cmd-cost given with --calibrate is a measurement:
 			// the fit keeps it.
 			o.model.CmdCostMeasured = cmd.Flags().Changed("cmd-cost") && o.calibrate != ""
+			o.queueGiven = cmd.Flags().Changed("somaxconn") || cmd.Flags().Changed("tcp-backlog")
 			return runSimulate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
@@ -105,6 +112,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.IntVar(&o.model.MaxNewTLSConnsPerCycle, "max-new-tls-connections-per-cycle", o.model.MaxNewTLSConnsPerCycle, "Valkey's TLS accepts per event-loop turn")
 	f.BoolVar(&o.model.TLS, "tls", false, "every connection is TLS (handshake cost, TLS accept cap)")
 	f.DurationVar(&o.model.RTT, "rtt", o.model.RTT, "network round trip between clients and Valkey")
+	f.IntVar(&o.model.NetdevBacklog, "netdev-backlog", 0, "clients and Valkey on one loopback (the lab): net.core.netdev_max_backlog, the retransmits one timer tick may send before the rest are dropped (0: no limit, a fleet on many hosts)")
 	f.IntVar(&o.model.HZ, "hz", o.model.HZ, "CONFIG_HZ of Valkey's host: TCP retransmit timers fire on the timer wheel's ticks (-1: exact timeouts)")
 	f.DurationVar(&o.model.ConnCost, "conn-cost", o.model.ConnCost, "Valkey main-thread time per accepted connection")
 	f.DurationVar(&o.model.KillCost, "kill-cost", o.model.KillCost, "kill: Valkey's time per client freed by CLIENT KILL (the event loop accepts nothing meanwhile)")
@@ -128,6 +136,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.DurationVar(&o.fleet.Blip, "blip", 2*time.Second, "blip: how long packets to the port are dropped")
 	f.DurationVar(&o.fleet.Duration, "duration", 30*time.Second, "longest simulated time after the disruption (≤ 10m)")
 	f.Uint64Var(&o.fleet.Seed, "seed", 1, "seed of every random draw")
+	f.DurationVar(&o.fleet.BucketPhase, "bucket-phase", 0, "how long before the disruption the first 100ms bucket of the timeline starts, within (0, 100ms] (a lab run's: minus its first timeline t_ms modulo 100); 0: drawn from --seed")
 	f.BoolVar(&o.noObserve, "no-observe", false, "stormguard: the instances do not know connected_clients (fleet size unknown)")
 	f.BoolVar(&o.fleet.ObserveCPU, "observe-cpu", false, "stormguard: the instances also read the server's CPU times before the loss (INFO clients cpu stats, as the lab's since 2026-12-03) and start at the rate its headroom allows")
 	f.IntVar(&o.fleetHint, "fleet-hint", 0, "stormguard: dialer.Options.FleetSize")
@@ -191,7 +200,7 @@ func runSimulate(ctx context.Context, out, errOut io.Writer, o simulateOpts) err
 	}
 	var fit *simulate.Fit
 	if o.calibrate != "" {
-		got, err := calibrateFrom(ctx, errOut, o.calibrate, m, f)
+		got, err := calibrateFrom(ctx, errOut, o.calibrate, m, f, o.queueGiven)
 		if err != nil {
 			return err
 		}
@@ -232,8 +241,12 @@ func withAcceptRate(m simulate.Model, rate float64) (simulate.Model, error) {
 }
 
 // calibrateFrom fits m's costs to the storm --json result in file (f: the
-// fleet settings the lab ran with).
-func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulate.Model, f simulate.Fleet) (simulate.Fit, error) {
+// fleet settings the lab ran with). The fit runs the model with the lab
+// server's accept queue when the file records it (storm --spawn): a fit
+// with another queue than the lab's would put its overflows down to the
+// wrong costs. The returned model keeps the file's queue too unless
+// queueGiven (--somaxconn or --tcp-backlog set): then m's.
+func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulate.Model, f simulate.Fleet, queueGiven bool) (simulate.Fit, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return simulate.Fit{}, usageErr(fmt.Errorf("--calibrate: %w", err))
@@ -243,6 +256,19 @@ func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulat
 		return simulate.Fit{}, usageErr(fmt.Errorf("--calibrate %s: %w", file, err))
 	}
 	fmt.Fprintf(errOut, "calibrating on %d lab result(s) from %s…\n", len(obs), file)
+	somaxconn, backlog, recorded, err := labQueue(obs)
+	if err != nil {
+		return simulate.Fit{}, usageErr(fmt.Errorf("--calibrate %s: %w", file, err))
+	}
+	want := m
+	if recorded {
+		m.Somaxconn, m.TCPBacklog = somaxconn, backlog
+		fmt.Fprintf(errOut, "the lab's server ran with somaxconn %d and tcp-backlog %d (accept queue %d): the fit uses them\n",
+			somaxconn, backlog, min(somaxconn, backlog))
+	} else {
+		fmt.Fprintf(errOut, "%s does not say the lab server's somaxconn and tcp-backlog (storm --spawn records them): the fit assumes %d and %d\n",
+			file, m.Somaxconn, m.TCPBacklog)
+	}
 	f.Dialer, f.Seed = dialer.Options{}, 1
 	if m.HostCores == 0 && sameHost(obs) {
 		// The lab's fleet ran on this machine, next to Valkey: they
@@ -258,7 +284,30 @@ func calibrateFrom(ctx context.Context, errOut io.Writer, file string, m simulat
 	if err != nil {
 		return simulate.Fit{}, fmt.Errorf("calibrate: %w", err)
 	}
+	if queueGiven {
+		got.Model.Somaxconn, got.Model.TCPBacklog = want.Somaxconn, want.TCPBacklog
+	}
 	return got, nil
+}
+
+// labQueue is the accept-queue settings the lab results record (ok false
+// when none does); results that record different ones are an error: one
+// fit is one server.
+func labQueue(obs []simulate.Observation) (somaxconn, backlog int, ok bool, err error) {
+	for _, o := range obs {
+		if o.Somaxconn == nil || o.TCPBacklog == nil {
+			continue
+		}
+		s, b := *o.Somaxconn, *o.TCPBacklog
+		if s < 1 || b < 1 {
+			return 0, 0, false, fmt.Errorf("somaxconn %d and tcp_backlog %d must be at least 1", s, b)
+		}
+		if ok && (s != somaxconn || b != backlog) {
+			return 0, 0, false, fmt.Errorf("the results ran with different accept queues (somaxconn %d, tcp-backlog %d and somaxconn %d, tcp-backlog %d): calibrate on runs of one server", somaxconn, backlog, s, b)
+		}
+		somaxconn, backlog, ok = s, b, true
+	}
+	return somaxconn, backlog, ok, nil
 }
 
 // sameHost reports whether every observation's clients ran on Valkey's

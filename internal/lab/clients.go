@@ -26,6 +26,12 @@ type rawConn struct {
 	c      net.Conn
 	r      *bufio.Reader
 	proven bool // a PING succeeded on it
+	// owed counts replies the server still owes to commands whose wait
+	// ran out (a stormguard instance's INFO read, see observer): the
+	// next reads take them first, as a pipelined client (valkey-go)
+	// matches replies to commands in order, instead of mistaking a late
+	// reply for unsolicited data and redialling.
+	owed int
 }
 
 func (r *run) open(ctx context.Context, dial DialFunc) (*rawConn, error) {
@@ -73,6 +79,16 @@ func (rc *rawConn) idle(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
+	if rc.owed > 0 {
+		// A late reply may arrive while idle: take it.
+		until := time.Now().Add(d)
+		if err := rc.takeOwed(ctx, until); err != nil {
+			return err
+		}
+		if d = time.Until(until); d <= 0 {
+			return ctx.Err()
+		}
+	}
 	// Wait on the connection under the dialer's (stormguard), whose
 	// Read would take an idle deadline for a lost connection.
 	w := rc.c
@@ -113,11 +129,68 @@ func (rc *rawConn) idle(ctx context.Context, d time.Duration) error {
 	return err
 }
 
-// ping sends one PING and waits for +PONG.
+// takeOwed consumes the replies still owed (rawConn.owed) that arrive by
+// until; those that do not stay owed (the next PING reads them first). A
+// TLS connection is left to the PING: its socket's bytes may be a session
+// ticket rather than a reply (see tlsIdle).
+func (rc *rawConn) takeOwed(ctx context.Context, until time.Time) error {
+	nc := netConnOf(rc.c)
+	if isTLS(nc) {
+		return nil
+	}
+	for rc.owed > 0 {
+		err := waitReadable(ctx, nc, until)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// The reply has begun to arrive; its rest is on the way.
+		_ = rc.c.SetReadDeadline(time.Now().Add(owedReadTimeout))
+		if _, err := readReply(rc.r); err != nil {
+			return err
+		}
+		rc.owed--
+	}
+	return nil
+}
+
+// owedReadTimeout bounds reading the rest of a late reply whose first
+// bytes have arrived.
+const owedReadTimeout = time.Second
+
+// netConnOf is the connection beneath c's wrappers (the dialer's Conn,
+// TLS): whose socket holds the bytes.
+func netConnOf(c net.Conn) net.Conn {
+	for {
+		switch w := c.(type) {
+		case *dialer.Conn:
+			c = w.Conn
+		case *tls.Conn:
+			return w
+		default:
+			return c
+		}
+	}
+}
+
+func isTLS(c net.Conn) bool {
+	_, ok := c.(*tls.Conn)
+	return ok
+}
+
+// ping sends one PING and waits for +PONG, after the replies still owed
+// to earlier commands (rawConn.owed).
 func (rc *rawConn) ping(timeout time.Duration) error {
 	_ = rc.c.SetDeadline(time.Now().Add(timeout))
 	if _, err := rc.c.Write(pingCmd); err != nil {
 		return err
+	}
+	for ; rc.owed > 0; rc.owed-- {
+		if _, err := readReply(rc.r); err != nil {
+			return err
+		}
 	}
 	line, err := rc.r.ReadSlice('\n')
 	if err != nil {
@@ -327,6 +400,23 @@ func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawC
 		if _, err := rc.c.Write(appendCommand(nil, "INFO", "clients", "cpu", "stats")); err != nil {
 			return
 		}
+		// Wait for the reply on the socket, not through the dialer's
+		// Conn (which takes a read that times out for a lost
+		// connection) nor the reader (a timed-out read may lose a
+		// partial reply): an application that reads INFO now and then
+		// keeps its connection when the reply is late, and takes the
+		// reply when it comes (rawConn.owed).
+		// (TLS reads as before: bytes on its socket may be a session
+		// ticket, see tlsIdle.)
+		if nc := netConnOf(rc.c); !isTLS(nc) {
+			if err := waitReadable(context.Background(), nc, time.Now().Add(timeout)); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					rc.owed++
+				}
+				return
+			}
+			_ = rc.c.SetDeadline(time.Now().Add(timeout))
+		}
 		rp, err := readReply(rc.r)
 		if err != nil || rp.kind != '$' {
 			return
@@ -359,18 +449,38 @@ func warmupRetry(n int) time.Duration {
 // for the next PING's read, and the wait runs out its time.
 func tlsIdle(ctx context.Context, c *tls.Conn, d time.Duration) error {
 	until := time.Now().Add(d)
-	sc, ok := c.NetConn().(syscall.Conn)
-	if !ok {
+	err := waitReadable(ctx, c.NetConn(), until)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
 		if !sleepCtx(ctx, d) {
 			return ctx.Err()
 		}
 		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil
+	case err != nil:
+		return err
+	}
+	// Data waits: the next PING reads it.
+	if !sleepCtx(ctx, time.Until(until)) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// waitReadable waits, consuming nothing (MSG_PEEK), until nc's socket has
+// bytes to read (nil), its peer closed it (io.EOF), until passes
+// (os.ErrDeadlineExceeded) or ctx ends (ctx's error).
+// errors.ErrUnsupported: nc has no socket to watch.
+func waitReadable(ctx context.Context, nc net.Conn, until time.Time) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return errors.ErrUnsupported
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
 		return err
 	}
-	nc := c.NetConn()
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	_ = nc.SetReadDeadline(until)
@@ -385,18 +495,12 @@ func tlsIdle(ctx context.Context, c *tls.Conn, d time.Duration) error {
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil
 	case err != nil:
 		return err
 	case rerr != nil:
 		return rerr
 	case n == 0:
 		return io.EOF
-	}
-	// Data waits: the next PING reads it.
-	if !sleepCtx(ctx, time.Until(until)) {
-		return ctx.Err()
 	}
 	return nil
 }

@@ -105,3 +105,40 @@ func TestIntegrationGoodput(t *testing.T) {
 		t.Errorf("timeline shows %d failed commands and %d connects for %d killed clients", failed, connects, clients)
 	}
 }
+
+// TestIntegrationSpawnQueue: a spawned server's result says the accept
+// queue it ran with (somaxconn as its namespace has it, tcp-backlog as
+// passed or Valkey's default), which simulate --calibrate fits with.
+func TestIntegrationSpawnQueue(t *testing.T) {
+	sandboxtest.Require(t)
+	for _, tc := range []struct {
+		name                  string
+		spawn                 Spawn
+		somaxconn, tcpBacklog int
+	}{
+		{"set", Spawn{Somaxconn: 64, TCPBacklog: 100}, 64, 100},
+		{"valkey default backlog", Spawn{Somaxconn: 128}, 128, valkeyTCPBacklog},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := tc.spawn
+			r, err := newRun(Config{Spawn: &sp, Clients: 1, Strategy: "immediate", Scenario: "kill"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.close()
+			if err := r.prepare(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if r.res.Somaxconn == nil || *r.res.Somaxconn != tc.somaxconn || r.res.TCPBacklog == nil || *r.res.TCPBacklog != tc.tcpBacklog {
+				t.Errorf("somaxconn %v, tcp_backlog %v; want %d, %d", derefInt(r.res.Somaxconn), derefInt(r.res.TCPBacklog), tc.somaxconn, tc.tcpBacklog)
+			}
+		})
+	}
+}
+
+func derefInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}

@@ -86,6 +86,12 @@ type Result struct {
 	// clients were pinned to (ServerCPUs), if any.
 	ServerCPUs string `json:"server_cpus,omitempty"`
 	ClientCPUs string `json:"client_cpus,omitempty"`
+	// Somaxconn and TCPBacklog are the spawned server's net.core.somaxconn
+	// (read in its namespace) and tcp-backlog (Spawn.TCPBacklog or
+	// Valkey's default, 511): its accept queue holds the smaller. Absent
+	// without Spawn. simulate --calibrate fits the lab run with them.
+	Somaxconn  *int `json:"somaxconn,omitempty"`
+	TCPBacklog *int `json:"tcp_backlog,omitempty"`
 	// TimelinePoints is the run per 100ms bucket from a second before the
 	// disruption to the end.
 	TimelinePoints []Point `json:"timeline"`

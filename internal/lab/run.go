@@ -58,7 +58,10 @@ type run struct {
 	sb          *sandbox.Sandbox // the run's own server (Spawn)
 	// serverCPUs and clientCPUs are the pinning (Spawn.ServerCPUs).
 	serverCPUs, clientCPUs string
-	tls                    *runTLS // the run's certificates (Spawn with TLS)
+	// somaxconn and tcpBacklog are the spawned server's accept-queue
+	// settings (0: not spawned), recorded for simulate --calibrate.
+	somaxconn, tcpBacklog int
+	tls                   *runTLS // the run's certificates (Spawn with TLS)
 	// aclPath is the run's ACL file (Spawn with Setup auth), which the
 	// failover scenario's other servers load too.
 	aclPath string
@@ -208,6 +211,9 @@ func (r *run) prepare(ctx context.Context) error {
 		Instances: cfg.Instances, SourceAddrs: max(sources, 1), Target: cfg.Target, Errors: map[string]string{},
 		Hosts: cfg.Hosts, HostAddrs: r.hostAddrs, LossPercent: cfg.Loss, Setup: cfg.Setup, TLS: cfg.TLSConfig != nil,
 		ServerCPUs: r.serverCPUs, ClientCPUs: r.clientCPUs}
+	if r.somaxconn > 0 {
+		r.res.Somaxconn, r.res.TCPBacklog = &r.somaxconn, &r.tcpBacklog
+	}
 	if cfg.Strategy == GLIDEStrategy && cfg.Setup == "none" {
 		r.res.Setup = "hello (valkey-glide always sends HELLO 3 and CLIENT SETINFO)"
 	}

@@ -90,6 +90,9 @@ func (r *run) spawn(ctx context.Context) error {
 	}
 	r.onClose(func() { _ = sb.Close() })
 	r.sb = sb
+	if err := r.recordQueue(sb, sp.TCPBacklog); err != nil {
+		return err
+	}
 	r.cfg.Target, r.cfg.NetNS = sb.Addr(), sb.NetNS
 	if r.cfg.Hosts > 0 {
 		if err := r.addHosts(ctx, sb); err != nil {
@@ -117,6 +120,28 @@ func (r *run) spawn(ctx context.Context) error {
 		}
 		return sb.StartValkey(ctx)
 	}
+	return nil
+}
+
+// valkeyTCPBacklog is valkey-server's default tcp-backlog (valkey.conf).
+const valkeyTCPBacklog = 511
+
+// recordQueue notes the spawned server's accept-queue settings for the
+// result: somaxconn as its namespace has it, tcp-backlog as passed (or
+// Valkey's default).
+func (r *run) recordQueue(sb *sandbox.Sandbox, backlog int) error {
+	v, err := sb.Sysctl("net.core.somaxconn")
+	if err != nil {
+		return fmt.Errorf("spawn: read somaxconn: %w", err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return fmt.Errorf("spawn: somaxconn in the server's namespace is %q", v)
+	}
+	if backlog <= 0 {
+		backlog = valkeyTCPBacklog
+	}
+	r.somaxconn, r.tcpBacklog = n, backlog
 	return nil
 }
 

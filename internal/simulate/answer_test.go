@@ -72,8 +72,10 @@ func TestServerCPU(t *testing.T) {
 
 // TestDroppedDialIsCheap: the client side's connect() costs DialCost
 // when its SYN finds room, droppedDialShare of it when the accept queue
-// is full or the server is down (the SYN is dropped at its arrival; on
-// loopback the rest of the handshake would run on the client's CPU).
+// is full (the SYN is dropped at its arrival; on loopback the rest of
+// the handshake would run on the client's CPU), refusedDialShare when
+// the server is down (the lab client's dial pays its socket, connect,
+// error and close).
 func TestDroppedDialIsCheap(t *testing.T) {
 	m := DefaultModel().withDefaults()
 	m.DialCost = 100 * time.Microsecond
@@ -87,11 +89,12 @@ func TestDroppedDialIsCheap(t *testing.T) {
 		return s.ev[0].at
 	}
 	full := time.Duration(float64(m.DialCost) * droppedDialShare)
+	refused := time.Duration(float64(m.DialCost) * refusedDialShare)
 	for _, c := range []struct {
 		queued int
 		up     bool
 		want   time.Duration
-	}{{0, true, m.DialCost}, {m.acceptLimit(), true, m.DialCost}, {m.acceptLimit() + 1, true, full}, {0, false, full}} {
+	}{{0, true, m.DialCost}, {m.acceptLimit(), true, m.DialCost}, {m.acceptLimit() + 1, true, full}, {0, false, refused}} {
 		if got := cost(c.queued, c.up); got != c.want {
 			t.Errorf("dial with %d queued (server up %v) costs %v, want %v", c.queued, c.up, got, c.want)
 		}

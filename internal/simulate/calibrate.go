@@ -43,6 +43,10 @@ type Observation struct {
 	// ServerCPUs is the CPU list valkey-server was pinned to
 	// (--server-cpus; empty: not pinned): its cores were its own.
 	ServerCPUs string `json:"server_cpus"`
+	// Somaxconn and TCPBacklog are the lab server's accept-queue settings
+	// (storm --spawn records them; nil in other results and older files).
+	Somaxconn  *int `json:"somaxconn"`
+	TCPBacklog *int `json:"tcp_backlog"`
 }
 
 // serverCPU is Valkey's CPU over the lab run's window, in ms (ok false
@@ -52,6 +56,26 @@ func (o Observation) serverCPU() (float64, bool) {
 		return 0, false
 	}
 	return *o.ServerCPUPercent / 100 * float64(o.DurationMS), true
+}
+
+// bucketPhase is how long before the disruption o's 100 ms buckets
+// start (Fleet.BucketPhase, within (0, 100 ms]), read off its timeline's
+// first point; 0 (a seeded draw) without one. The lab's buckets start
+// with its recorder, and where the disruption falls among them is not
+// uniform: an immediate or full-jitter kill of the lab curve came 3–50
+// ms after a bucket's start in all of session 9's runs (the warm-up ends
+// with the ramp, a whole number of buckets after the recorder's start,
+// then the hold and the baseline reads take a few ms), so the model
+// counts its connects on the run's own grid.
+func (o Observation) bucketPhase() time.Duration {
+	if len(o.Points) == 0 {
+		return 0
+	}
+	ms := ((-o.Points[0].TMS)%100 + 100) % 100
+	if ms == 0 {
+		ms = 100
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // Point is one 100 ms bucket of a lab run's "timeline" (the keys used).
@@ -280,10 +304,11 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 		for _, o := range obs {
 			ff := f
 			ff.Clients, ff.Strategy, ff.Scenario = o.Clients, o.Strategy, o.Scenario
+			ff.BucketPhase = o.bucketPhase()
 			// Several seeds per observation: where the storm falls on the
-			// timer wheel's ticks and the lab's buckets (both seeded)
-			// moves a small fleet's figures by a retransmit wave; a fit
-			// to one seed's draw would fit that draw.
+			// timer wheel's ticks (seeded) moves a small fleet's figures
+			// by a retransmit wave; a fit to one seed's draw would fit
+			// that draw. The buckets are the run's own (bucketPhase).
 			for i := range uint64(calibrateSeeds) {
 				ff.Seed = f.Seed + i
 				r, err := Run(ctx, m, ff)

@@ -59,12 +59,15 @@ type genJob struct {
 // two cost what a notice does (one wake-up, one syscall); they wait in
 // line with the notices, so during a kill's backlog of closes the lab's
 // clients see their answers late, as its timelines show (no answers
-// while the closes are noticed, then thousands at once).
+// while the closes are noticed, then thousands at once). A SYN
+// retransmit (jobSynRetx) waits with the connects and costs what one
+// does: on loopback its handshake runs in the connecting CPU's softirq.
 const (
 	jobNotice uint8 = iota
 	jobDial
 	jobConnected
 	jobReply
+	jobSynRetx
 )
 
 // droppedDialShare is what a connect() whose SYN is dropped costs the
@@ -81,6 +84,20 @@ const (
 // redials faster while the queue is full — during a kill, the lab's
 // busiest 100 ms of connects (1.4-1.6× the rate after it).
 const droppedDialShare = 0.13
+
+// refusedDialShare is what a dial to a server that is down (the RST
+// answers the SYN: connect() fails with ECONNREFUSED) costs the client
+// side, as a share of one that is accepted. The lab client's own dial
+// (net.Dialer) pays its socket, connect, error and close either way:
+// measured on the lab's host (bench/simulate_clientcost.sh ONLY=dials,
+// client on CPU 0, valkey-server on CPU 1, 2026-12-03 06:36 UTC, load
+// 5.7-6.1, three runs of 2,000 of each) 9.8-11.6 µs of the client's CPU
+// per refused dial against 18.7-20.1 µs per accepted one: 0.51-0.58,
+// 0.52 the median. Until 2026-12-03 07:00 UTC a refused dial cost what a
+// raw connect() to a full queue does (0.13; a raw connect() refused:
+// 5.9-6.2 µs), and the model's immediate clients redialled a restarting
+// server 5.7x faster than the lab's (473,000/s against 77,570-88,950/s).
+const refusedDialShare = 0.52
 
 // synDropped tells whether a SYN sent now would be dropped: the accept
 // queue full, the server down or the network blipped.
@@ -110,7 +127,7 @@ func (s *sim) clientRun(j genJob) {
 		s.doJob(j)
 		return
 	}
-	if j.kind == jobDial {
+	if j.kind == jobDial || j.kind == jobSynRetx {
 		s.gen.dials.push(j)
 	} else {
 		s.gen.notices.push(j)
@@ -134,6 +151,8 @@ func (s *sim) doJob(j genJob) {
 		s.sendPing(j.k)
 	case jobReply:
 		s.reply(j.k)
+	case jobSynRetx:
+		s.synRetx(j.k)
 	}
 }
 
@@ -157,9 +176,11 @@ func (s *sim) genStart() {
 	g.cur, g.busy = j, true
 	cost := s.m.NoticeCost
 	switch {
-	case j.kind == jobDial && s.synDropped():
+	case j.kind == jobDial && !s.up:
+		cost = time.Duration(float64(s.m.DialCost) * refusedDialShare)
+	case (j.kind == jobDial || j.kind == jobSynRetx) && s.synDropped():
 		cost = time.Duration(float64(s.m.DialCost) * droppedDialShare)
-	case j.kind == jobDial:
+	case j.kind == jobDial || j.kind == jobSynRetx:
 		cost = s.m.DialCost
 	case (j.kind == jobConnected || j.kind == jobReply) && s.m.AnswerCost > 0:
 		cost = s.m.AnswerCost

@@ -33,6 +33,15 @@ type Model struct {
 	// SynackRetries: the server's SYN-ACK retransmits after a dropped final
 	// ACK (tcp_synack_retries 5: 1, 2, 4, 8, 16 s apart).
 	SynackRetries int `json:"synack_retries"`
+	// NetdevBacklog is the client host's net.core.netdev_max_backlog
+	// when clients and Valkey share a loopback (the lab; 0: no limit, a
+	// fleet on many hosts): a retransmit timer that fires sends its
+	// segment into the CPU's backlog, and the timer softirq runs every
+	// timer of the tick before NET_RX gets to the backlog, so a tick's
+	// retransmits beyond this many are dropped (softnet_stat "dropped";
+	// no ListenOverflows): a SYN lost so waits for its next retransmit,
+	// 1 s later, and reaches the 2 s connect timeout.
+	NetdevBacklog int `json:"netdev_backlog"`
 	// RTT is the network round trip (loopback: 50µs).
 	RTT time.Duration `json:"rtt_ns"`
 	// HZ is the Valkey host's CONFIG_HZ: TCP's retransmit timers fire on
@@ -165,6 +174,8 @@ func (m Model) Validate() error {
 		return fmt.Errorf("%w: somaxconn and tcp-backlog must not be negative", ErrConfig)
 	case m.HZ < -1 || m.HZ > 10000:
 		return fmt.Errorf("%w: HZ must be within 1..10000 (-1: exact timeouts)", ErrConfig)
+	case m.NetdevBacklog < 0:
+		return fmt.Errorf("%w: netdev backlog must not be negative", ErrConfig)
 	case m.SynRetries < 0 || m.SynLinearTimeouts < 0 || m.SynackRetries < 0:
 		return fmt.Errorf("%w: SYN and SYN-ACK retries must not be negative", ErrConfig)
 	case m.MaxNewConnsPerCycle < 0 || m.MaxNewConnsPerCycle > 1000 || m.MaxNewTLSConnsPerCycle < 0 || m.MaxNewTLSConnsPerCycle > 1000:

@@ -74,6 +74,13 @@ type Fleet struct {
 	Period, ConnectTimeout, CommandTimeout, Hold, Down, Blip, Duration time.Duration
 	// Seed of every random draw (1).
 	Seed uint64
+	// BucketPhase is how long before t0 the timeline's first 100 ms
+	// bucket starts, within (0, 100 ms]; 0: a seeded draw. A lab run's
+	// JSON says where its buckets fell (the first "timeline" point's
+	// t_ms): the busiest bucket of a burst shorter than a bucket or two
+	// (a kill of 2,000 clients) depends on it, so a check against that
+	// run counts the model's connects on the same grid.
+	BucketPhase time.Duration
 	// pendingMax overrides the run's limit on pending events (tests; 0:
 	// minPending + pendingPerClient per client).
 	pendingMax int
@@ -116,6 +123,9 @@ func (f Fleet) Validate() error {
 	if f.Duration > 10*time.Minute {
 		return fmt.Errorf("%w: --duration must be at most 10m", ErrConfig)
 	}
+	if f.BucketPhase < 0 || f.BucketPhase > lab.Bucket {
+		return fmt.Errorf("%w: the bucket phase must be within 0..%s, got %s", ErrConfig, lab.Bucket, f.BucketPhase)
+	}
 	if _, err := f.policy(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
@@ -155,6 +165,10 @@ type Result struct {
 	// SYN queue was full (TcpExt SyncookiesSent).
 	SyncookiesSent   uint64 `json:"syncookies_sent"`
 	AbandonedAccepts int64  `json:"abandoned_accepts"`
+	// BacklogDrops counts the retransmitted segments the client host's
+	// loopback backlog dropped (Model.NetdevBacklog; softnet_stat's
+	// "dropped" column).
+	BacklogDrops int64 `json:"backlog_drops"`
 	// ServerCPUMS is Valkey's main-thread CPU from t0 to the end of the
 	// run, in ms: the kill, every accept and first command, and the
 	// established clients' commands (CmdCost each per Period) — what
@@ -306,6 +320,10 @@ type sim struct {
 	share      []float64
 
 	genNext time.Duration // client-side dial pacing
+	// tickAt, tickSegs: the retransmit timers' tick now firing and the
+	// segments they sent into the loopback backlog (tickSegment).
+	tickAt   time.Duration
+	tickSegs int
 	// phase: the timeline's buckets start phase before t0 (see Run);
 	// wheelPhase: where t0 falls on the kernel's timer wheel (wheel.go).
 	phase, wheelPhase time.Duration
@@ -338,8 +356,13 @@ func Run(ctx context.Context, m Model, f Fleet) (*Result, error) {
 	// than a bucket or two (a kill of 1,000–2,000 clients). So the
 	// simulator's buckets start a random phase (0–100 ms, from the seed,
 	// drawn apart from the clients' randomness) before t0, as the lab's do.
+	// A given phase (a lab run's own) replaces the draw; the draw is
+	// made anyway, so the wheel's phase is the seed's either way.
 	phases := rand.New(rand.NewPCG(f.Seed, 0x6a09e667f3bcc909))
 	s.phase = time.Duration(phases.Int64N(int64(lab.Bucket)))
+	if f.BucketPhase > 0 {
+		s.phase = f.BucketPhase
+	}
 	// The wheel's coarsest boundaries that matter here are 256 ms apart
 	// (a 4 s SYN retransmit at HZ 250): t0 falls anywhere between them.
 	s.wheelPhase = time.Duration(phases.Int64N(int64(time.Second)))
@@ -536,8 +559,7 @@ func (s *sim) handle(e event) {
 		s.synArrive(k)
 	case evSynRetx:
 		if k.open && !k.connected {
-			k.synTries++
-			s.sendSyn(k)
+			s.synRetxTimer(k)
 		}
 	case evConnTimeout:
 		if k.open && !k.connected {
@@ -554,7 +576,9 @@ func (s *sim) handle(e event) {
 	case evSynackRetx:
 		if k.open && k.srv == srvRequest && k.synackTries < s.m.SynackRetries {
 			k.synackTries++
-			s.at(s.m.RTT, evAckArrive, nil, k) // SYN-ACK out, ACK back
+			if s.tickSegment() { // the listener's timers fire on the same CPU's wheel
+				s.at(s.m.RTT, evAckArrive, nil, k) // SYN-ACK out, ACK back
+			}
 			s.at(s.kernelTimer(s.m.synackRTO(k.synackTries+1)), evSynackRetx, nil, k)
 		} else if k.srv == srvRequest && k.synackTries >= s.m.SynackRetries {
 			k.srv = srvGone
@@ -585,7 +609,9 @@ func (s *sim) handle(e event) {
 		s.genDone()
 	case evDataRetx:
 		if k.open && (k.srv == srvRequest || k.srv == srvCookie) && !k.replied {
-			s.at(s.m.RTT/2, evAckArrive, nil, k)
+			if s.tickSegment() {
+				s.at(s.m.RTT/2, evAckArrive, nil, k)
+			}
 			k.dataRTO *= 2
 			s.at(s.kernelTimer(k.dataRTO), evDataRetx, nil, k)
 		}
@@ -741,9 +767,56 @@ func (s *sim) abandon(k *sock) {
 
 func (s *sim) sendSyn(k *sock) {
 	s.at(s.m.RTT/2, evSynArrive, nil, k)
+	s.armSynRetx(k)
+}
+
+// armSynRetx arms the SYN's next retransmit timer, if it has one left.
+func (s *sim) armSynRetx(k *sock) {
 	if k.synTries < s.m.SynRetries {
 		s.at(s.kernelTimer(s.m.synRTO(k.synTries+1)), evSynRetx, nil, k)
 	}
+}
+
+// synRetxTimer: the client's SYN retransmit timer fired. The timer
+// re-arms itself and sends the SYN into the CPU's backlog, where a
+// tick's retransmits beyond NetdevBacklog are dropped (tickSegment); a
+// SYN that is not goes through the client side's CPU (synRetx).
+func (s *sim) synRetxTimer(k *sock) {
+	k.synTries++
+	s.armSynRetx(k)
+	if s.tickSegment() {
+		s.clientRun(genJob{c: k.c, k: k, kind: jobSynRetx})
+	}
+}
+
+// synRetx: the client side's CPU got to a retransmitted SYN: it reaches
+// the server (generator.go: on loopback the retransmit's handshake runs
+// in the connecting CPU's softirq, as a connect()'s does, ahead of the
+// goroutines).
+func (s *sim) synRetx(k *sock) {
+	if k.open && !k.connected {
+		s.at(s.m.RTT/2, evSynArrive, nil, k)
+	}
+}
+
+// tickSegment counts a segment a retransmit timer sends now and tells
+// whether the loopback backlog takes it: the timers of one tick of the
+// wheel fire together (the model's kernelTimer gives them one instant)
+// and NET_RX drains the backlog only after them, so beyond
+// NetdevBacklog (0: no limit) of one tick's segments are dropped.
+func (s *sim) tickSegment() bool {
+	if s.m.NetdevBacklog <= 0 {
+		return true
+	}
+	if s.now != s.tickAt {
+		s.tickAt, s.tickSegs = s.now, 0
+	}
+	s.tickSegs++
+	if s.tickSegs > s.m.NetdevBacklog {
+		s.res.BacklogDrops++
+		return false
+	}
+	return true
 }
 
 // synArrive is tcp_conn_request, in its order: a full SYN queue
