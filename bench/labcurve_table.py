@@ -8,7 +8,8 @@ files are of more than one binary, the round column names it; runs of `--compare
 show "–" for full-jitter, and "the fastest" is then of the two; runs on a busy host (bench/labcurve.sh
 BUSY=K: the .err's last line "HH:MM:SS end load L1 L5 L15 busy K spinners got C CPU-s in W s") show the
 load at the end and the spinners' CPU seconds, and are cells of their own; where the .err has its
-lines "valkey-server I of N: ran R s, waited W s on the run queue", the stormguard run's are shown too)
+lines "valkey-server I of N: ran R s, waited W s on the run queue", the stormguard run's are shown too,
+a restart's two servers summed)
 
 Prints two markdown tables:
   1. one row per run: overflows / ms to recover 99% per strategy (stormguard also its peak connects/s
@@ -133,8 +134,11 @@ def load_text(r):
     b = r["busy"]
     if b:
         t += f' → {b["end_load"]:.1f} (busy {b["k"]}: {b["cpu"]:.0f} of {b["k"] * b["wall"]} CPU-s)'
-    if len(r["sched"]) == len(r["order"]):
-        ran, waited = r["sched"][r["order"].index("stormguard")]
+    k = len(r["sched"]) // len(r["order"]) if len(r["sched"]) % len(r["order"]) == 0 else 0
+    if k:
+        # one server per strategy; a restart's two (the killed one, then the restarted one): summed
+        i = r["order"].index("stormguard") * k
+        ran, waited = (sum(x) for x in zip(*r["sched"][i:i + k]))
         t += f'; sg Valkey ran {ran:.1f} s, waited {waited:.1f} s'
     return t
 
