@@ -14,7 +14,11 @@
 # refused, and a loopback handshake split at its final ACK; ONLY=synwave:
 # a wave of SYN retransmits on one timer tick against the loopback
 # backlog (softnet_stat drops); ONLY=startgap: how long a starting
-# valkey-server listens before its event loop runs.
+# valkey-server listens before its event loop runs; ONLY=accepts:
+# valkey-server's CPU per accepted connection, per first PING and per
+# client killed, on a server as it started (a restart) and again after
+# CLIENT KILL freed that many clients (a kill's redials); ACCEPT_N
+# (10000) connections, three fresh servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "simulate_clientcost.sh: needs root (network namespace)"; exit 0; }
@@ -35,9 +39,22 @@ measure() {
 	for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 	for n in $PING_SIZES; do
-		{ [ "${ONLY:-}" = synwave ] || [ "${ONLY:-}" = startgap ]; } && break
+		{ [ "${ONLY:-}" = synwave ] || [ "${ONLY:-}" = startgap ] || [ "${ONLY:-}" = accepts ]; } && break
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" "$n"; done
 	done
+	if [ "${ONLY:-}" = accepts ]; then
+		ulimit -n "$(ulimit -Hn)" # the client (Go raises its own soft limit too)
+		for i in 1 2 3; do
+			taskset -c 1 ip netns exec "$NS" valkey-server --port $((PORT + 600 + i)) --bind 127.0.0.1 --save '' --appendonly no \
+				--daemonize no --protected-mode no --maxclients 20000 --logfile "$OUT/clientcost-valkey3.log" &
+			sp=$!
+			for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p $((PORT + 600 + i)) ping >/dev/null 2>&1 && break; sleep 0.1; done
+			ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" accepts $((PORT + 600 + i)) "${ACCEPT_N:-10000}" || true
+			kill "$sp"; wait "$sp" 2>/dev/null || true
+		done
+		echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
+		return 0
+	fi
 	if [ "${ONLY:-}" != ping ] && [ "${ONLY:-}" != dials ] && [ "${ONLY:-}" != synwave ] && [ "${ONLY:-}" != startgap ]; then
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialfull $((PORT + 1)) 2000; done
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" dialok "$PORT" 400; sleep 0.3; done
@@ -79,7 +96,7 @@ measure() {
 	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 }
 if [ -n "${LOCK:-}" ]; then
-	export -f measure; export NS PORT OUT PING_SIZES ONLY
+	export -f measure; export NS PORT OUT PING_SIZES ONLY ACCEPT_N
 	flock "$LOCK" bash -c measure
 else
 	measure

@@ -25,7 +25,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) != 3 {
-		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial|synwave|startgap PORT N")
+		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial|synwave|startgap|accepts PORT N")
 	}
 	port, err := strconv.Atoi(args[1])
 	if err != nil || port < 1 || port > 65535 {
@@ -50,6 +50,8 @@ func run(args []string) error {
 		return synWave(port, n)
 	case "startgap":
 		return startGap(port, time.Duration(n)*time.Millisecond)
+	case "accepts":
+		return acceptRounds(port, n)
 	case "dialok":
 		cpu, wall, fds, err := connects(port, n)
 		defer closeAll(fds)
@@ -469,4 +471,146 @@ func startGap(port int, limit time.Duration) error {
 		return nil
 	}
 	return fmt.Errorf("startgap: nothing listened on %s within %s", addr, limit)
+}
+
+// acceptRounds measures valkey-server's main-thread CPU (INFO cpu) per
+// connection it accepts, per first PING on a new connection, and per
+// client CLIENT KILL frees, twice: on the server as it started (a
+// restart's fresh process) and again after the kill freed the first
+// round's clients (a kill's redials, into memory the server has used
+// before). The connects come in raw bursts of acceptBatch, so that the
+// event loop accepts up to its per-turn cap, as in a storm.
+func acceptRounds(port, n int) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	admin, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("accepts: dial: %w", err)
+	}
+	defer admin.Close()
+	adm := bufio.NewReader(admin)
+	for _, round := range []string{"fresh", "after kill"} {
+		c0, err := serverCPU(admin, adm)
+		if err != nil {
+			return err
+		}
+		var fds []int
+		for len(fds) < n {
+			_, _, b, err := connects(port, min(acceptBatch, n-len(fds)))
+			fds = append(fds, b...)
+			if err != nil {
+				closeAll(fds)
+				return err
+			}
+			if err := waitInfo(admin, adm, "clients", "connected_clients", int64(len(fds)+1)); err != nil {
+				closeAll(fds)
+				return err
+			}
+		}
+		c1, err := serverCPU(admin, adm)
+		if err == nil {
+			err = firstPings(admin, adm, fds)
+		}
+		var c2, c3 time.Duration
+		if err == nil {
+			c2, err = serverCPU(admin, adm)
+		}
+		if err == nil {
+			err = command(admin, adm, "CLIENT KILL TYPE normal")
+		}
+		if err == nil {
+			c3, err = serverCPU(admin, adm)
+		}
+		closeAll(fds)
+		if err != nil {
+			return err
+		}
+		us := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(n) }
+		fmt.Printf("accepts (%s): %d connections: valkey-server main thread %.2f µs per accept, %.2f µs per first PING, %.2f µs per client killed (INFO cpu; INFO polls included)\n",
+			round, n, us(c1-c0), us(c2-c1), us(c3-c2))
+	}
+	return nil
+}
+
+// acceptBatch is how many raw connects acceptRounds makes at once: well
+// inside the measurement namespace's somaxconn (4096), so none is dropped.
+const acceptBatch = 1000
+
+// firstPings writes one inline PING on every raw connection and waits
+// until the server has processed them all.
+func firstPings(admin net.Conn, adm *bufio.Reader, fds []int) error {
+	before, err := infoField(admin, adm, "stats", "total_commands_processed")
+	if err != nil {
+		return err
+	}
+	for _, fd := range fds {
+		if _, err := syscall.Write(fd, []byte("PING\r\n")); err != nil {
+			return fmt.Errorf("accepts: write PING: %w", err)
+		}
+	}
+	// + 1: the INFO stats of this wait's first poll counts as well.
+	return waitInfo(admin, adm, "stats", "total_commands_processed", before+int64(len(fds))+1)
+}
+
+// waitInfo polls INFO section every 2 ms until field reaches want (10 s
+// at most).
+func waitInfo(admin net.Conn, adm *bufio.Reader, section, field string, want int64) error {
+	end := time.Now().Add(10 * time.Second)
+	for {
+		v, err := infoField(admin, adm, section, field)
+		if err != nil || v >= want {
+			return err
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("accepts: %s %d, want %d within 10 s", field, v, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// infoField reads one integer field of INFO section.
+func infoField(admin net.Conn, adm *bufio.Reader, section, field string) (int64, error) {
+	body, err := bulk(admin, adm, "INFO "+section)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == field {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("INFO %s: no %s", section, field)
+}
+
+// bulk sends an inline command whose reply is a bulk string and returns it.
+func bulk(c net.Conn, rd *bufio.Reader, cmd string) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", fmt.Errorf("%s: %w", cmd, err)
+	}
+	head, err := rd.ReadString('\n')
+	if err != nil || len(head) < 2 || head[0] != '$' {
+		return "", fmt.Errorf("%s: reply %q: %v", cmd, head, err)
+	}
+	size, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil || size < 0 || size > 1<<20 {
+		return "", fmt.Errorf("%s: reply length %q", cmd, head)
+	}
+	body := make([]byte, size+2)
+	if _, err := io.ReadFull(rd, body); err != nil {
+		return "", fmt.Errorf("%s: %w", cmd, err)
+	}
+	return string(body), nil
+}
+
+// command sends an inline command and reads its one-line reply.
+func command(c net.Conn, rd *bufio.Reader, cmd string) error {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	line, err := rd.ReadString('\n')
+	if err != nil || strings.HasPrefix(line, "-") {
+		return fmt.Errorf("%s: reply %q: %v", cmd, line, err)
+	}
+	return nil
 }

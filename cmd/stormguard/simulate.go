@@ -88,9 +88,10 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 			if cmd.Flags().Changed("accept-rate") && o.calibrate != "" {
 				return usageErr(errors.New("--accept-rate and --calibrate are mutually exclusive"))
 			}
-			// A --cmd-cost given with --calibrate is a measurement:
-			// the fit keeps it.
+			// A --cmd-cost or --conn-cost given with --calibrate is a
+			// measurement: the fit keeps it.
 			o.model.CmdCostMeasured = cmd.Flags().Changed("cmd-cost") && o.calibrate != ""
+			o.model.ConnCostMeasured = cmd.Flags().Changed("conn-cost") && o.calibrate != ""
 			o.queueGiven = cmd.Flags().Changed("somaxconn") || cmd.Flags().Changed("tcp-backlog")
 			return runSimulate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
@@ -114,11 +115,12 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.DurationVar(&o.model.RTT, "rtt", o.model.RTT, "network round trip between clients and Valkey")
 	f.IntVar(&o.model.NetdevBacklog, "netdev-backlog", 0, "clients and Valkey on one loopback (the lab): net.core.netdev_max_backlog, the retransmits one timer tick may send before the rest are dropped (0: no limit, a fleet on many hosts)")
 	f.IntVar(&o.model.HZ, "hz", o.model.HZ, "CONFIG_HZ of Valkey's host: TCP retransmit timers fire on the timer wheel's ticks (-1: exact timeouts)")
-	f.DurationVar(&o.model.ConnCost, "conn-cost", o.model.ConnCost, "Valkey main-thread time per accepted connection")
+	f.DurationVar(&o.model.ConnCost, "conn-cost", o.model.ConnCost, "Valkey main-thread time per accepted connection (with --calibrate: measured, kept by the fit)")
 	f.DurationVar(&o.model.KillCost, "kill-cost", o.model.KillCost, "kill: Valkey's time per client freed by CLIENT KILL (the event loop accepts nothing meanwhile)")
 	f.DurationVar(&o.model.NoticeCost, "notice-cost", o.model.NoticeCost, "client side CPU to notice one lost connection, when the fleet is one load generator (0: many hosts)")
 	f.DurationVar(&o.model.AnswerCost, "answer-cost", o.model.AnswerCost, "client side CPU to write a new connection's first PING and to read its answer, each (0: --notice-cost)")
 	f.DurationVar(&o.model.DialCost, "dial-cost", o.model.DialCost, "client side CPU per connect(), when the fleet is one load generator (0: many hosts)")
+	f.DurationVar(&o.model.RefusedDialCost, "refused-dial-cost", 0, "client side CPU per dial a down server refuses, measured (0: 0.52 of --dial-cost)")
 	f.Float64Var(&o.model.ClientShare, "client-share", o.model.ClientShare, "share of Valkey's CPU a load generator on its machine takes while it has work (0..0.9)")
 	f.IntVar(&o.model.HostCores, "host-cores", 0, "cores Valkey shares with the load generator and other work (0: its own; --calibrate on a single-host lab run: this machine's)")
 	f.DurationVar(&o.model.ClientCPU, "client-cpu", 0, "with --host-cores: the client side's CPU per connected client per --period")

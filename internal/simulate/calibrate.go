@@ -325,7 +325,8 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 	if err != nil {
 		return Fit{}, err
 	}
-	// Coarse to fine over log-spaced costs; after the coarse round, the
+	// Coarse to fine over log-spaced costs (a measured one is kept:
+	// CmdCostMeasured, ConnCostMeasured); after the coarse round, the
 	// share of Valkey's CPU a load generator takes (when there is one).
 	conn, cmd := m.ConnCost, max(m.CmdCost, 100*time.Nanosecond)
 	for round, span := range []float64{8, 2.5, 1.3} {
@@ -347,11 +348,14 @@ func Calibrate(ctx context.Context, base Model, f Fleet, obs []Observation) (Fit
 			}
 		}
 		bc, bm := conn, cmd
-		cmdSteps := logSteps(span, 5)
+		cmdSteps, connSteps := logSteps(span, 5), logSteps(span, 7)
 		if m.CmdCostMeasured {
-			cmdSteps = []float64{1} // measured: only ConnCost is fitted
+			cmdSteps = []float64{1} // measured: kept
 		}
-		for _, fc := range logSteps(span, 7) {
+		if m.ConnCostMeasured {
+			connSteps = []float64{1} // measured: kept
+		}
+		for _, fc := range connSteps {
 			for _, fm := range cmdSteps {
 				t := m
 				t.ConnCost = time.Duration(float64(conn) * fc)

@@ -216,3 +216,21 @@ func TestCalibrateKeepsMeasuredCmdCost(t *testing.T) {
 		t.Errorf("measured CmdCost %v fitted to %v, want kept", base.CmdCost, fit.Model.CmdCost)
 	}
 }
+
+// TestCalibrateKeepsMeasuredConnCost: a ConnCost marked measured is kept
+// by the fit, even when the truth's differs (the rest moves instead).
+func TestCalibrateKeepsMeasuredConnCost(t *testing.T) {
+	truth := DefaultModel()
+	truth.ConnCost = 150 * time.Microsecond
+	f := Fleet{Strategy: "full-jitter", Scenario: "restart", Clients: 1500}
+	obs := []Observation{observe(run(t, truth, f))}
+	base := DefaultModel()
+	base.ConnCost, base.ConnCostMeasured = 8*time.Microsecond, true
+	fit, err := Calibrate(context.Background(), base, f, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fit.Model.ConnCost != base.ConnCost {
+		t.Errorf("measured ConnCost %v fitted to %v, want kept", base.ConnCost, fit.Model.ConnCost)
+	}
+}
