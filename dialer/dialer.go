@@ -684,9 +684,14 @@ func (d *Dialer) refused(t *target, err error) {
 	t.lostAt, t.soft = now, false
 	t.refusedAt = now
 	w := d.window(t) // the restarted episode's (fleetRate)
-	t.retryAt = now.Add(w)
 	if first {
 		t.retryAt = end.Add(time.Duration(rank * float64(w)))
+		return
+	}
+	// Another refusal (the server is still down, or another connection
+	// of the process was refused) never brings the retry forward.
+	if next := now.Add(w); next.After(t.retryAt) {
+		t.retryAt = next
 	}
 }
 

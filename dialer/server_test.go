@@ -325,3 +325,30 @@ func TestRefusedRetryAfterDraws(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedRetryNotForward: a second connection of the process refused
+// later in the same outage does not bring the first one's retry (placed
+// after the episode's draws) forward.
+func TestRefusedRetryNotForward(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	d, clk := newClocked(t, Options{FleetSize: 3000, DisconnectCost: -1, BreakerThreshold: -1, Backoff: backoff.Immediate{},
+		ConnectCost: 20 * time.Microsecond, MaxAcceptRate: 1e6})
+	for range 2 {
+		d.ObserveServer(addr, ServerStats{Clients: 8500, CPU: 0, Connections: 8500})
+		clk.advance(10 * time.Second)
+	}
+	connectHealthy(t, d, clk, addr).Lost(io.EOF)
+	clk.advance(100 * time.Millisecond)
+	r1, _ := d.Reserve(addr)
+	_ = r1.Dialed(time.Millisecond, refused) // retry at 1 s + 0.1 × 2/3 s from the loss
+	clk.advance(10 * time.Millisecond)
+	r2, _ := d.Reserve(addr)
+	_ = r2.Dialed(time.Millisecond, refused) // alone it would retry 2/3 s after this refusal
+	lo, hi := spreadAfterLoss(t, d, addr, 5)
+	rank, wr := 0.1, d.Stats(addr).Window // the restarted window, 8,500 / 12,750/s
+	want := time.Second + time.Duration(rank*float64(wr)) - 110*time.Millisecond
+	if lo != hi || lo < want-time.Microsecond || lo > want+time.Microsecond {
+		t.Errorf("retries wait [%s, %s], want the first refusal's %s", lo, hi, want)
+	}
+}
