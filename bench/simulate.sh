@@ -40,6 +40,8 @@
 #   CMD_COST (unset: fitted; 6us: Valkey's CPU per PING as bench/simulate_clientcost.sh measured
 #   it on the pinned Valkey, kept by the fit) CONN_COST (unset: fitted; 7.6us: Valkey's CPU per
 #   accepted connection, bench/simulate_clientcost.sh ONLY=accepts, kept by the fit)
+#   REFUSED_DIAL_COST (unset: 0.52 of the fitted dial cost; 10us: the lab client's net.Dialer
+#   refused, bench/simulate_clientcost.sh ONLY=dials, 9.8-11.6us)
 #   ANSWER_COST (5us: the client side's CPU to write a new connection's
 #   PING and to read its answer, each; measured by
 #   bench/simulate_clientcost.sh, docs/benchmarks.md 11c)

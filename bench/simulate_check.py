@@ -39,7 +39,9 @@ before the loss, as main's since fa4f4cf, and start at the server-told
 rate: the model's stormguard rows, in the fit and the check, get
 --observe-cpu; default 0, as the lab files made before), CMD_COST (Valkey's
 CPU per command, measured: the fit keeps it instead of fitting it; unset:
-fitted), CONN_COST (the same for Valkey's CPU per accepted connection), CAL_SCENARIO / CAL_LABDIR / CAL_STORMGUARD_FROM (the calibration
+fitted), CONN_COST (the same for Valkey's CPU per accepted connection),
+REFUSED_DIAL_COST (the client side's CPU per dial a down server refuses,
+measured; unset: 0.52 of the fitted dial cost), CAL_SCENARIO / CAL_LABDIR / CAL_STORMGUARD_FROM (the calibration
 runs' scenario, directory and stormguard files, when not the checked
 ones': calibrated on a kill, checked on restarts).
 
@@ -162,6 +164,11 @@ def main():
     # one loopback): a timer tick's retransmits beyond it are dropped.
     backlog = os.environ.get("NETDEV_BACKLOG") or "1000"
     common = ["--scenario", scen, "--hold", hold, "--period", period, "--somaxconn", "128", "--hz", hz, "--netdev-backlog", backlog, "--json"]
+    # The client side's CPU per dial a restarting server refuses, measured
+    # (bench/simulate_clientcost.sh ONLY=dials: the lab client's net.Dialer,
+    # 9.8-11.6 us): no kill has one to fit.
+    if os.environ.get("REFUSED_DIAL_COST"):
+        common += ["--refused-dial-cost", os.environ["REFUSED_DIAL_COST"]]
     cal_common = ["--scenario", cal_scen] + common[2:]
     fit = json.loads(subprocess.run([sg, "simulate", "--calibrate", calfile, "--host-cores", cores, "--kill-cost", kill, "--answer-cost", answer, "--clients", cal_n,
                                      "--strategy", "stormguard" if obs_cpu else "immediate"] + obs_cpu + cmd_cost + cal_common, capture_output=True, text=True, check=True).stdout)

@@ -70,9 +70,9 @@ type target struct {
 	floor                 time.Duration
 	congestedIn, raisedIn time.Time
 	cutAt                 time.Time
-	// refusedAt is when a refusal last started the episode again (see
-	// refused).
-	refusedAt time.Time
+	// refusedAt is when a refusal last started the episode again, and
+	// retryAt when its retry is due (see refused).
+	refusedAt, retryAt time.Time
 	// srtt and rttvar smooth the target's connect times (0: none seen
 	// yet); abandons counts attempts abandoned since the last completed
 	// connect. They set the SYN deadline (syn.go).
@@ -175,12 +175,50 @@ func (d *Dialer) window(t *target) time.Duration {
 	scale := d.startRate(t) / d.rate(t)
 	base := time.Duration(float64(d.o.ReconnectWindow) * scale)
 	if fleet := d.fleet(t); fleet > 0 {
-		sized := time.Duration(float64(fleet) / d.rate(t) * float64(time.Second))
+		sized := time.Duration(float64(fleet) / d.fleetRate(t) * float64(time.Second))
 		if !t.soft || sized < base {
 			base = sized
 		}
 	}
 	return min(max(base, t.floor), d.o.MaxReconnectWindow)
+}
+
+// restartFactor: an episode a refused connect started again (see
+// refused) spreads the fleet at this many times the learned rate, when
+// that rate is the one the server told (see fleetRate).
+const restartFactor = 1.5
+
+// restarted: t's episode was started again by a refused connect. Called
+// with mu held.
+func (d *Dialer) restarted(t *target) bool {
+	return !t.refusedAt.IsZero() && t.lostAt.Equal(t.refusedAt)
+}
+
+// fleetRate is the rate a fleet-sized window spreads the fleet at: the
+// learned rate, or restartFactor times it (at most MaxAcceptRate) in an
+// episode a refused connect started again, when the rate is the one the
+// server told (two INFO readings, plaintext, ConnectCost not -1).
+//
+// A refusal says nothing listens: the server the refused clients come
+// back to is a new process. It has no lost fleet to tear down and no
+// clients to serve yet: its thread only admits. The starting rate's
+// share (ServerShare, 0.17) was set by kill runs, where the dials meet
+// the killed fleet's teardown and the bursts it leaves; the lab's pinned
+// server took a killed fleet of 15,000 at fixed starting rates of
+// 15,000/s (906 and 282 overflows) and 20,000/s (0 and 83) even with
+// it. 1.5 (~15,000/s there) is the middle of that, for a server with
+// less to do. The refused clients' retries take it only after the
+// episode's own draws have ended (see refused), so it is not added to
+// the rate of clients still drawing from the kill-shaped window. Cuts
+// apply to it as to the learned rate (it is a multiple of it); a TLS
+// target keeps the learned rate (a handshake costs a new server ~30×
+// more). Called with mu held.
+func (d *Dialer) fleetRate(t *target) float64 {
+	r := d.rate(t)
+	if !d.restarted(t) || !d.serverTold(t) {
+		return r
+	}
+	return max(min(r*restartFactor, d.o.MaxAcceptRate), r)
 }
 
 // fleet is the fleet's connection count as far as t knows: the observed
@@ -287,9 +325,15 @@ func (d *Dialer) inEpisode(t *target, now time.Time) bool {
 }
 
 // span is how long t's episode lasts from its first loss: the window plus
-// half the ramp (see ramp). Called with mu held.
+// half the ramp (see ramp); for an episode a refusal started again, the
+// refused client's retry (which may come later than one window after
+// the refusal, see refused) plus half the ramp. Called with mu held.
 func (d *Dialer) span(t *target) time.Duration {
-	return d.window(t) + d.ramp(t)/2
+	w := d.window(t)
+	if d.restarted(t) {
+		w = max(w, t.retryAt.Sub(t.lostAt))
+	}
+	return w + d.ramp(t)/2
 }
 
 // ramp is how long after the episode's first loss the dials' density
@@ -319,6 +363,23 @@ func (d *Dialer) ramp(t *target) time.Duration {
 // mu held.
 func drawIn(a, r, w time.Duration, u float64) time.Duration {
 	return drawBetween(a, r/2+w, r, w, u)
+}
+
+// drawShare is the share of an episode's draws (density rising over the
+// ramp r, then flat to r/2 + w) that fall before offset a. Called with mu
+// held.
+func drawShare(a, r, w time.Duration) float64 {
+	if w <= 0 {
+		return 1
+	}
+	x, rs, ws := a.Seconds(), r.Seconds(), w.Seconds()
+	switch {
+	case x <= 0:
+		return 0
+	case x <= rs:
+		return x * x / (2 * rs * ws)
+	}
+	return min((x-rs/2)/ws, 1)
 }
 
 // drawBetween is drawIn restricted to [a, b): the episode's density
@@ -523,9 +584,9 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 		// window, not all at once. A dial retried after a failure inside
 		// the window draws from the rest of the (grown) window, so the
 		// fleet's remaining dials stay spread evenly to its end. After a
-		// refusal the retry comes one whole window later (see refused).
-		at := t.lostAt.Add(w)
-		if !t.lostAt.Equal(t.refusedAt) {
+		// refusal the retry comes when refused set it.
+		at := t.retryAt
+		if !d.restarted(t) {
 			at = t.lostAt.Add(drawIn(now.Sub(t.lostAt), d.ramp(t), w, d.o.Rand.Float64()))
 		}
 		wait = max(wait, at.Sub(now))
@@ -566,8 +627,8 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 // refused records a connect refused by the server's kernel (a reset to
 // the SYN: nothing listens, e.g. a restart under way). It is a failure:
 // the target backs off (the backoff policy's exponential full jitter),
-// and the retry still lands in what is left of the episode's window. But
-// it is not congestion and does not count towards the breaker: a refusal
+// and the retry comes as below. But it is not congestion and does not
+// count towards the breaker: a refusal
 // costs the server nothing (no accept queue, no Valkey CPU) and says it
 // is down for now, not that it admits too slowly or fails the clients it
 // admits. Growing the window on it sent a restarting fleet's refused
@@ -586,19 +647,52 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 // restarting it keeps the fleet's density at the window's rate and the
 // episode ends at most one window after the server is back.
 //
-// The retry comes exactly one window after the refusal, not at a uniform
-// point of the new window: a client refused again and again while the
-// server is down then dials once per window, so the fleet's attempts run
-// at the window's rate (N / window) with the phases its first draws gave
-// it, and once the server is back every client comes within one window,
-// at that rate. A uniform point waits half a window on average, so the
-// fleet's attempts ran at twice the rate by the time the server was back:
-// the lab's restarts of 15,000 clients overflowed in that surge (300–551
-// at fixed rates of 10,000–20,000/s, 2026-12-03). Called with mu held.
+// The retry keeps the client's place in the fleet. A client refused
+// again and again while the server is down retries exactly one window
+// after each refusal, not at a uniform point of the new window: the
+// fleet's attempts then run at the window's rate (N / window) with the
+// phases its first draws gave it. A uniform point waits half a window
+// on average, so the fleet's attempts ran at twice the rate by the time
+// the server was back: the lab's restarts of 15,000 clients overflowed in
+// that surge (300–551 at fixed rates of 10,000–20,000/s, 2026-12-03).
+//
+// A client refused for the first time while its episode's draws are
+// still coming (the server went down during the reconnect window, or
+// with the fleet: a restart) retries after those draws end, at the place
+// its draw had among them: the episode's end plus its draw's share of
+// the episode (drawShare) times the restarted window. The clients that
+// draw after the server is back then come at the rate they drew, and the
+// refused ones follow in their order instead of adding to that rate:
+// one window after the refusal, as before, put the refused clients of
+// the ramp's first half on top of the last draws. In the flat part of an
+// episode at the learned rate the two are the same time. The restarted
+// window is sized at restartFactor × the server-told rate (fleetRate):
+// the refused clients come back to a new process. Called with mu held.
 func (d *Dialer) refused(t *target, err error) {
+	now := d.o.Now()
+	// The first refusal inside an episode whose draws are still to come:
+	// where this client's draw fell among the fleet's (the share of the
+	// episode's density before now), and when the draws end.
+	first := !d.restarted(t) && d.inEpisode(t, now)
+	var rank float64
+	var end time.Time
+	if first {
+		rank = drawShare(now.Sub(t.lostAt), d.ramp(t), d.window(t))
+		end = t.lostAt.Add(d.span(t))
+	}
 	d.fail(t, EventDialFailed, err, failure{})
-	t.lostAt, t.soft = d.o.Now(), false
-	t.refusedAt = t.lostAt
+	t.lostAt, t.soft = now, false
+	t.refusedAt = now
+	w := d.window(t) // the restarted episode's (fleetRate)
+	if first {
+		t.retryAt = end.Add(time.Duration(rank * float64(w)))
+		return
+	}
+	// Another refusal (the server is still down, or another connection
+	// of the process was refused) never brings the retry forward.
+	if next := now.Add(w); next.After(t.retryAt) {
+		t.retryAt = next
+	}
 }
 
 func (d *Dialer) refuse(t *target) {

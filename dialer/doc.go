@@ -95,10 +95,18 @@
 // listens: a restart under way) backs off like a failure, but it neither
 // cuts the rate nor counts towards the circuit breaker: it costs the
 // server nothing and says it is down for now, not that it admits too
-// slowly. It starts the window again instead, and the retry comes one
-// whole window after the refusal: each client keeps the phase its first
-// draw gave it, so the fleet retries at the window's rate while the
-// server is down and is back within one window after it returns.
+// slowly. It starts the window again instead, and the retry keeps the
+// client's place in the fleet: a client refused while its episode's
+// draws are still coming retries after they end, at the place its draw
+// had among them, and one refused again retries one window after the
+// refusal. So the fleet retries at the window's rate while the server is
+// down, and once it is back the clients that were never refused come
+// first, at the rate they drew, and the refused ones follow in order
+// instead of adding to it. With the server-told rate (two INFO
+// readings, plaintext) the refused clients' window is sized at 1.5 × the
+// rate (at most MaxAcceptRate): a refusal says the server is a new
+// process, with no lost fleet to tear down and no clients yet, which
+// the kill-tested share leaves room for.
 // Opt-in (Options.SYNDeadline, off by default): in an episode begun by
 // a close or reset, a connect attempt with no SYN-ACK within a deadline
 // learned from the target's connect times (about 200 ms on a LAN; a

@@ -172,8 +172,9 @@ type Options struct {
 	// With the fleet size unknown, ReconnectWindow is scaled by
 	// AcceptRate over the learned rate.
 	AcceptRate float64
-	// MaxAcceptRate caps the learned admission rate and the server-told
-	// starting rate (4 × AcceptRate). Set it to AcceptRate, and
+	// MaxAcceptRate caps the learned admission rate, the server-told
+	// starting rate and the faster rate of an episode a refused connect
+	// started again (4 × AcceptRate). Set it to AcceptRate, and
 	// ConnectCost to -1, to keep the rate fixed except for cuts.
 	MaxAcceptRate float64
 	// ConnectCost is the server's CPU time per connection it admits

@@ -181,7 +181,7 @@ const minHeadroom = 0.05
 // AcceptRate before that, when ConnectCost is -1 and for a target dialled
 // over TLS (see Options.ConnectCost). Called with mu held.
 func (d *Dialer) startRate(t *target) float64 {
-	if !t.server.known || d.o.ConnectCost == -1 || t.tls {
+	if !d.serverTold(t) {
 		return d.o.AcceptRate
 	}
 	r := d.o.ServerShare * max(1-t.server.busy, minHeadroom) / d.o.ConnectCost.Seconds()
@@ -189,4 +189,10 @@ func (d *Dialer) startRate(t *target) float64 {
 		return d.o.AcceptRate
 	}
 	return min(max(r, d.o.AcceptRate/4), d.o.MaxAcceptRate)
+}
+
+// serverTold: t's starting rate is the one the server's INFO told (two
+// readings, ConnectCost not -1, not TLS). Called with mu held.
+func (d *Dialer) serverTold(t *target) bool {
+	return t.server.known && d.o.ConnectCost != -1 && !t.tls
 }

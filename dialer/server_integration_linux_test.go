@@ -78,6 +78,68 @@ func TestIntegrationObserveInfo(t *testing.T) {
 	t.Logf("busy %.4f, start rate %.0f/s, window %s", st.ServerBusy, st.StartRate, st.Window)
 }
 
+// TestIntegrationRestartWindow: after two INFO readings of a real
+// valkey-server, a dial that its kernel refuses (the server was killed)
+// restarts the episode with the window sized at 1.5 × the server-told
+// rate (the refused clients come back to a new process), and once a new
+// server listens the next dial connects.
+func TestIntegrationRestartWindow(t *testing.T) {
+	sandboxtest.Require(t)
+	sb := sandboxtest.New(t, sandbox.Options{})
+	nw := stormtest.NewNet(sb)
+	d, err := dialer.New(dialer.Options{Dial: nw.Dial, FirstConnectWindow: -1, Rate: -1, BreakerThreshold: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	first := time.Now()
+	if err := observe(d, sb.Addr(), c, r); err != nil {
+		t.Fatal(err)
+	}
+	for time.Since(first) < 1100*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the span the dialer compares readings over, not synchronisation
+	}
+	if err := observe(d, sb.Addr(), c, r); err != nil {
+		t.Fatal(err)
+	}
+	before := d.Stats(sb.Addr())
+	if before.ServerBusy < 0 {
+		t.Fatal("two INFO readings told no busy share")
+	}
+	if err := sb.StopValkey(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if _, err := d.DialContext(ctx, "tcp", sb.Addr()); err == nil {
+		t.Fatal("dial to a stopped server connected")
+	}
+	st := d.Stats(sb.Addr())
+	if st.DialFailures != 1 || st.Breaker != "closed" {
+		t.Fatalf("after the refusal: %d dial failures, breaker %s; want 1, closed", st.DialFailures, st.Breaker)
+	}
+	restart := min(before.StartRate*1.5, dialer.DefaultMaxAcceptRateFactor*dialer.DefaultAcceptRate)
+	clients := float64(before.Window) * before.AcceptRate / float64(time.Second)
+	want := time.Duration(clients / restart * float64(time.Second))
+	if diff := st.Window - want; diff < -time.Microsecond || diff > time.Microsecond {
+		t.Errorf("window after the refusal %s, want %.0f clients / %.0f/s = %s (before it: %s)", st.Window, clients, restart, want, before.Window)
+	}
+	if err := sb.StartValkey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := d.DialContext(ctx, "tcp", sb.Addr())
+	if err != nil {
+		t.Fatalf("dial after the restart: %v", err)
+	}
+	_ = c2.Close()
+}
+
 // observe reads INFO clients cpu stats on c and passes it to d.
 func observe(d *dialer.Dialer, addr string, c net.Conn, r *bufio.Reader) error {
 	if _, err := io.WriteString(c, "*4\r\n$4\r\nINFO\r\n$7\r\nclients\r\n$3\r\ncpu\r\n$5\r\nstats\r\n"); err != nil {

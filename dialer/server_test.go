@@ -1,11 +1,16 @@
 package dialer
 
 import (
+	"fmt"
+	"io"
 	"math"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/backoff"
 )
 
 func TestParseInfo(t *testing.T) {
@@ -179,4 +184,171 @@ func FuzzParseInfo(f *testing.F) {
 			t.Fatalf("start rate %g, window %s", st.StartRate, st.Window)
 		}
 	})
+}
+
+// TestRestartWindow: an episode a refused connect started again (the
+// server is a new process) spreads the fleet at restartFactor times the
+// server-told rate, at most MaxAcceptRate; without the server-told rate
+// (no INFO, TLS, ConnectCost -1), before a refusal and after the episode
+// the window is the learned rate's, and a cut inside the restarted
+// episode applies to the faster rate.
+func TestRestartWindow(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	per := func(rate float64) time.Duration { return time.Duration(8500 / rate * float64(time.Second)) } // as window()
+	// 0.17 / 20µs = 8,500/s on an idle server: 8,500 clients, 1 s.
+	told := Options{ConnectCost: 20 * time.Microsecond, MaxAcceptRate: 1e6, BreakerThreshold: -1, Backoff: backoff.Immediate{}}
+	tests := []struct {
+		name   string
+		o      Options
+		tls    bool
+		noInfo bool // connected_clients only: no CPU readings
+		refuse bool
+		then   string // "", "cut" (an overload after the refusal), "new episode" (healthy, then lost again)
+		want   time.Duration
+	}{
+		{name: "loss, no refusal: the learned rate", o: told, want: time.Second},
+		{name: "refused: 1.5 x the server-told rate", o: told, refuse: true, want: per(8500 * restartFactor)},
+		{name: "refused: at most MaxAcceptRate", o: func() Options { o := told; o.MaxAcceptRate = 10000; return o }(), refuse: true, want: per(10000)},
+		{name: "refused, then an overload cuts the faster rate", o: told, refuse: true, then: "cut", want: per(8500 * restartFactor / 1.5)},
+		// The clean reconnect raised the learned rate by AcceptRate/2.
+		{name: "refused, then a new episode: the learned rate again", o: told, refuse: true, then: "new episode", want: per(8500 + 1500)},
+		{name: "refused over TLS: AcceptRate", o: told, tls: true, refuse: true, want: per(3000)},
+		{name: "refused without CPU readings: AcceptRate", o: told, noInfo: true, refuse: true, want: per(3000)},
+		{name: "refused, ConnectCost -1: AcceptRate", o: func() Options { o := told; o.ConnectCost = -1; return o }(), refuse: true, want: per(3000)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, clk := newClocked(t, tc.o)
+			if tc.tls {
+				d.mu.Lock()
+				d.target(addr).tls = true
+				d.mu.Unlock()
+			}
+			for range 2 {
+				if tc.noInfo {
+					d.ObserveClients(addr, 8500)
+				} else {
+					d.ObserveServer(addr, ServerStats{Clients: 8500, CPU: 0, Connections: 8500})
+				}
+				clk.advance(10 * time.Second)
+			}
+			connectHealthy(t, d, clk, addr).Lost(io.EOF)
+			if tc.refuse {
+				r, err := d.Reserve(addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				clk.advance(r.Wait)
+				_ = r.Dialed(time.Millisecond, refused)
+			}
+			switch tc.then {
+			case "cut":
+				d.ReportOverload(addr, nil)
+			case "new episode":
+				r, _ := d.Reserve(addr)
+				clk.advance(r.Wait)
+				r = connectHealthy(t, d, clk, addr)
+				clk.advance(time.Minute)
+				r.Lost(io.EOF)
+			}
+			if got := d.Stats(addr).Window; got != tc.want {
+				t.Errorf("window %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRefusedRetryAfterDraws: a client refused for the first time inside
+// an episode retries after the episode's own draws end, at the place its
+// draw had among them, spread over the restarted episode's window: in a
+// flat episode at the learned rate that is exactly one window after the
+// refusal (the fleet keeps its phases); at the restart rate the refused
+// clients come after the episode's end, faster, in their order; a second
+// refusal retries one restarted window after it.
+func TestRefusedRetryAfterDraws(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	ms := time.Millisecond
+	tests := []struct {
+		name   string
+		info   bool          // two INFO readings: the restart rate (1.5 x 8,500/s)
+		ramp   time.Duration // DisconnectCost (-1: none)
+		at     time.Duration // the refusal's offset from the loss
+		second bool          // refused again at the retry
+		want   time.Duration // the retry's offset from the refusal
+	}{
+		// 3,000 clients at 3,000/s: a 1 s window, no ramp.
+		{name: "flat, learned rate: one window later", ramp: -1, at: 300 * ms, want: time.Second},
+		{name: "flat, learned rate, late draw: one window later", ramp: -1, at: 900 * ms, want: time.Second},
+		// 8,500 clients at 8,500/s (1 s), restart window 1/1.5 s: the
+		// episode ends at 1 s, the retry 0.3 × 0.667 s after that.
+		{name: "flat, restart rate: after the draws, faster", info: true, ramp: -1, at: 300 * ms, want: 700*ms + 200*ms},
+		{name: "flat, restart rate, late draw", info: true, ramp: -1, at: 900 * ms, want: 100*ms + 600*ms},
+		{name: "restart rate, second refusal: one restarted window", info: true, ramp: -1, at: 300 * ms, second: true, want: time.Second * 2 / 3},
+		// 3,000 clients, ramp 3,000 × 100µs = 0.3 s: the episode ends at
+		// 1.15 s; a refusal at 0.15 s in the ramp has a share of
+		// 0.15²/(2 × 0.3 × 1) = 0.0375 of the draws.
+		{name: "in the ramp, learned rate", ramp: 100 * time.Microsecond, at: 150 * ms, want: 1000*ms + 37500*time.Microsecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{FleetSize: 3000, DisconnectCost: tc.ramp, BreakerThreshold: -1, Backoff: backoff.Immediate{}}
+			if tc.info {
+				o.ConnectCost, o.MaxAcceptRate = 20*time.Microsecond, 1e6
+			}
+			d, clk := newClocked(t, o)
+			if tc.info {
+				for range 2 {
+					d.ObserveServer(addr, ServerStats{Clients: 8500, CPU: 0, Connections: 8500})
+					clk.advance(10 * time.Second)
+				}
+			}
+			connectHealthy(t, d, clk, addr).Lost(io.EOF)
+			clk.advance(tc.at)
+			// A dial of the episode, made at the refusal's offset (the
+			// caller dials when it likes; Reserve's Wait is not taken).
+			r, err := d.Reserve(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = r.Dialed(time.Millisecond, refused)
+			if tc.second {
+				r, _ := d.Reserve(addr)
+				clk.advance(r.Wait)
+				_ = r.Dialed(time.Millisecond, refused)
+			}
+			lo, hi := spreadAfterLoss(t, d, addr, 20)
+			if lo != hi || lo < tc.want-time.Microsecond || lo > tc.want+time.Microsecond {
+				t.Errorf("retries wait [%s, %s] after the refusal, want %s", lo, hi, tc.want)
+			}
+		})
+	}
+}
+
+// TestRefusedRetryNotForward: a second connection of the process refused
+// later in the same outage does not bring the first one's retry (placed
+// after the episode's draws) forward.
+func TestRefusedRetryNotForward(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	d, clk := newClocked(t, Options{FleetSize: 3000, DisconnectCost: -1, BreakerThreshold: -1, Backoff: backoff.Immediate{},
+		ConnectCost: 20 * time.Microsecond, MaxAcceptRate: 1e6})
+	for range 2 {
+		d.ObserveServer(addr, ServerStats{Clients: 8500, CPU: 0, Connections: 8500})
+		clk.advance(10 * time.Second)
+	}
+	connectHealthy(t, d, clk, addr).Lost(io.EOF)
+	clk.advance(100 * time.Millisecond)
+	r1, _ := d.Reserve(addr)
+	_ = r1.Dialed(time.Millisecond, refused) // retry at 1 s + 0.1 × 2/3 s from the loss
+	clk.advance(10 * time.Millisecond)
+	r2, _ := d.Reserve(addr)
+	_ = r2.Dialed(time.Millisecond, refused) // alone it would retry 2/3 s after this refusal
+	lo, hi := spreadAfterLoss(t, d, addr, 5)
+	rank, wr := 0.1, d.Stats(addr).Window // the restarted window, 8,500 / 12,750/s
+	want := time.Second + time.Duration(rank*float64(wr)) - 110*time.Millisecond
+	if lo != hi || lo < want-time.Microsecond || lo > want+time.Microsecond {
+		t.Errorf("retries wait [%s, %s], want the first refusal's %s", lo, hi, want)
+	}
 }

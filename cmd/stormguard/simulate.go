@@ -120,6 +120,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.DurationVar(&o.model.NoticeCost, "notice-cost", o.model.NoticeCost, "client side CPU to notice one lost connection, when the fleet is one load generator (0: many hosts)")
 	f.DurationVar(&o.model.AnswerCost, "answer-cost", o.model.AnswerCost, "client side CPU to write a new connection's first PING and to read its answer, each (0: --notice-cost)")
 	f.DurationVar(&o.model.DialCost, "dial-cost", o.model.DialCost, "client side CPU per connect(), when the fleet is one load generator (0: many hosts)")
+	f.DurationVar(&o.model.RefusedDialCost, "refused-dial-cost", 0, "client side CPU per dial a down server refuses, measured (0: 0.52 of --dial-cost)")
 	f.Float64Var(&o.model.ClientShare, "client-share", o.model.ClientShare, "share of Valkey's CPU a load generator on its machine takes while it has work (0..0.9)")
 	f.IntVar(&o.model.HostCores, "host-cores", 0, "cores Valkey shares with the load generator and other work (0: its own; --calibrate on a single-host lab run: this machine's)")
 	f.DurationVar(&o.model.ClientCPU, "client-cpu", 0, "with --host-cores: the client side's CPU per connected client per --period")

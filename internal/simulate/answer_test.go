@@ -99,6 +99,15 @@ func TestDroppedDialIsCheap(t *testing.T) {
 			t.Errorf("dial with %d queued (server up %v) costs %v, want %v", c.queued, c.up, got, c.want)
 		}
 	}
+	// A measured RefusedDialCost replaces the share for refused dials
+	// only.
+	m.RefusedDialCost = 70 * time.Microsecond
+	if got := cost(0, false); got != m.RefusedDialCost {
+		t.Errorf("refused dial with RefusedDialCost %v costs %v", m.RefusedDialCost, got)
+	}
+	if got := cost(0, true); got != m.DialCost {
+		t.Errorf("accepted dial with RefusedDialCost set costs %v, want DialCost %v", got, m.DialCost)
+	}
 }
 
 // TestErrorOfServerCPU: a lab result with Valkey's own CPU over its

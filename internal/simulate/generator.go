@@ -176,6 +176,8 @@ func (s *sim) genStart() {
 	g.cur, g.busy = j, true
 	cost := s.m.NoticeCost
 	switch {
+	case j.kind == jobDial && !s.up && s.m.RefusedDialCost > 0:
+		cost = s.m.RefusedDialCost
 	case j.kind == jobDial && !s.up:
 		cost = time.Duration(float64(s.m.DialCost) * refusedDialShare)
 	case (j.kind == jobDial || j.kind == jobSynRetx) && s.synDropped():

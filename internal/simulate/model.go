@@ -76,6 +76,13 @@ type Model struct {
 	// --calibrate fits both from the lab's timeline.
 	NoticeCost time.Duration `json:"notice_cost_ns"`
 	DialCost   time.Duration `json:"dial_cost_ns"`
+	// RefusedDialCost is the client side's CPU for a dial a down server
+	// refuses (a restart), measured on its own (bench/simulate_clientcost.sh
+	// ONLY=dials: the lab client's net.Dialer refused, 9.8–11.6 µs on the
+	// lab's host, a tight loop, so a running cost as DialCost is). 0:
+	// refusedDialShare of DialCost. The kill a fit reads has no refused
+	// dial, so no fit sets it.
+	RefusedDialCost time.Duration `json:"refused_dial_cost_ns,omitempty"`
 	// AnswerCost is the client side's CPU for finishing a connect
 	// (writing the first PING) and for reading its answer, each (0: as
 	// NoticeCost).
@@ -185,7 +192,7 @@ func (m Model) Validate() error {
 		return fmt.Errorf("%w: SYN and SYN-ACK retries must not be negative", ErrConfig)
 	case m.MaxNewConnsPerCycle < 0 || m.MaxNewConnsPerCycle > 1000 || m.MaxNewTLSConnsPerCycle < 0 || m.MaxNewTLSConnsPerCycle > 1000:
 		return fmt.Errorf("%w: max-new-(tls-)connections-per-cycle must be within 1..1000", ErrConfig)
-	case m.RTT < 0 || m.CycleCost < 0 || m.ConnCost < 0 || m.TLSCost < 0 || m.CmdCost < 0 || m.KillCost < 0 || m.NoticeCost < 0 || m.DialCost < 0 || m.AnswerCost < 0:
+	case m.RTT < 0 || m.CycleCost < 0 || m.ConnCost < 0 || m.TLSCost < 0 || m.CmdCost < 0 || m.KillCost < 0 || m.NoticeCost < 0 || m.DialCost < 0 || m.RefusedDialCost < 0 || m.AnswerCost < 0:
 		return fmt.Errorf("%w: RTT and costs must not be negative", ErrConfig)
 	// The float ranges are written as !(in range) so that NaN, which
 	// fails every comparison, is rejected too.

@@ -184,8 +184,15 @@ type Result struct {
 	// seeded phase of 0–100 ms before t0 (as the lab's buckets fall
 	// anywhere around its t0); PeakConnectsPerSec is its busiest bucket.
 	Timeline []int64 `json:"timeline_100ms"`
-	Events   int64   `json:"events"`
-	Model    Model   `json:"model"`
+	// FailedTimeline and RecoveredTimeline are the failed commands (a
+	// lost connection noticed, a first PING failed) and the clients back
+	// (their first PING after t0 answered) per bucket of Timeline's grid:
+	// the lab's timeline has both, and a restart's notices wait behind
+	// the redials on a one-core client side (docs/benchmarks.md 11f).
+	FailedTimeline    []int64 `json:"failed_commands_100ms"`
+	RecoveredTimeline []int64 `json:"recovered_100ms"`
+	Events            int64   `json:"events"`
+	Model             Model   `json:"model"`
 }
 
 // Event kinds.
@@ -329,10 +336,12 @@ type sim struct {
 	phase, wheelPhase time.Duration
 	gen               generator
 
-	res       Result
-	timeline  []int64
-	recovered []time.Duration
-	events    int64
+	res      Result
+	timeline []int64
+	// failedTL and backTL: Result.FailedTimeline and RecoveredTimeline.
+	failedTL, backTL []int64
+	recovered        []time.Duration
+	events           int64
 }
 
 // Run simulates one storm.
@@ -350,6 +359,7 @@ func Run(ctx context.Context, m Model, f Fleet) (*Result, error) {
 		epoch: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), pol: pol, sg: f.Strategy == "stormguard", up: true}
 	s.res = Result{Strategy: f.Strategy, Clients: f.Clients, Scenario: f.Scenario, Model: m}
 	s.timeline = make([]int64, int((f.Duration+time.Second)/lab.Bucket)+1)
+	s.failedTL, s.backTL = make([]int64, len(s.timeline)), make([]int64, len(s.timeline))
 	// The lab counts connects in 100 ms buckets that start when its
 	// recorder did, not at t0: a storm's busiest bucket (the peak connect
 	// rate) depends on where the buckets fall, most for a burst shorter
@@ -679,6 +689,7 @@ func (timeoutErr) Temporary() bool { return true }
 // a blip): a failed command, the connection closed, a redial.
 func (s *sim) lose(c *client) {
 	s.res.FailedCommands++
+	s.count(s.failedTL)
 	s.live--
 	err := errEOF
 	if s.f.Scenario == "blip" {
@@ -726,12 +737,26 @@ func (s *sim) dial(c *client) {
 	s.dialNow(c)
 }
 
+// count adds one to tl's bucket of now (the connects' grid).
+func (s *sim) count(tl []int64) {
+	if b := int((s.now + s.phase) / lab.Bucket); b >= 0 && b < len(tl) {
+		tl[b]++
+	}
+}
+
+// trimZeros is tl without its trailing zero buckets.
+func trimZeros(tl []int64) []int64 {
+	last := len(tl) - 1
+	for last >= 0 && tl[last] == 0 {
+		last--
+	}
+	return tl[:last+1]
+}
+
 // dialNow makes the connect attempt: counted, SYN out, timeout armed.
 func (s *sim) dialNow(c *client) {
 	s.res.ConnectAttempts++
-	if b := int((s.now + s.phase) / lab.Bucket); b >= 0 && b < len(s.timeline) {
-		s.timeline[b]++
-	}
+	s.count(s.timeline)
 	k := &sock{c: c, dialAt: s.now, open: true, tls: s.m.TLS}
 	c.s = k
 	c.attempts++
@@ -1041,6 +1066,7 @@ func (s *sim) connectFailed(k *sock, err error) {
 func (s *sim) pingFailed(k *sock, err error) {
 	c := k.c
 	s.res.FailedCommands++
+	s.count(s.failedTL)
 	k.open = false
 	if k.srv == srvRequest {
 		k.srv = srvGone
@@ -1086,6 +1112,7 @@ func (s *sim) reply(k *sock) {
 	if c.recovAt == 0 {
 		c.recovAt = s.now
 		s.recovered = append(s.recovered, s.now)
+		s.count(s.backTL)
 	}
 }
 
@@ -1116,6 +1143,7 @@ func (s *sim) finish() {
 		last--
 	}
 	r.Timeline = s.timeline[:last+1]
+	r.FailedTimeline, r.RecoveredTimeline = trimZeros(s.failedTL), trimZeros(s.backTL)
 	var peak int64
 	for _, v := range r.Timeline {
 		peak = max(peak, v*int64(time.Second/lab.Bucket))

@@ -279,3 +279,24 @@ func TestPolicyDrivesSimulatedTime(t *testing.T) {
 		t.Errorf("recovered at %s; the schedule's last attempt is at %s (attempts at %v)", got, want, at)
 	}
 }
+
+// TestFailedAndRecoveredTimelines: the per-bucket failed commands and
+// clients back add up to the run's totals (the lab's timeline has both).
+func TestFailedAndRecoveredTimelines(t *testing.T) {
+	m := DefaultModel()
+	m.NoticeCost, m.AnswerCost, m.DialCost = 10*time.Microsecond, 5*time.Microsecond, 16*time.Microsecond
+	r := run(t, m, Fleet{Clients: 2000, Strategy: "immediate", Scenario: "restart", Down: time.Second, Period: 3 * time.Second})
+	var failed, back int64
+	for _, v := range r.FailedTimeline {
+		failed += v
+	}
+	for _, v := range r.RecoveredTimeline {
+		back += v
+	}
+	if failed != r.FailedCommands || back != int64(r.RecoveredClients) {
+		t.Errorf("timelines add up to %d failed, %d back; totals %d, %d", failed, back, r.FailedCommands, r.RecoveredClients)
+	}
+	if len(r.FailedTimeline) == 0 || r.FailedTimeline[0] == 0 {
+		t.Errorf("no failed command in the restart's first bucket: %v", r.FailedTimeline)
+	}
+}
