@@ -199,38 +199,32 @@ func TestCalibrateHostSharedWithFleet(t *testing.T) {
 	}
 }
 
-// TestCalibrateKeepsMeasuredCmdCost: a CmdCost marked measured is kept by
-// the fit (only ConnCost and the rest move); unmarked it is fitted.
-func TestCalibrateKeepsMeasuredCmdCost(t *testing.T) {
+// TestCalibrateKeepsMeasuredCosts: a CmdCost or ConnCost marked measured
+// is kept by the fit, even when the truth's differs (the rest moves
+// instead).
+func TestCalibrateKeepsMeasuredCosts(t *testing.T) {
 	truth := DefaultModel()
 	truth.ConnCost = 150 * time.Microsecond
 	f := Fleet{Strategy: "full-jitter", Scenario: "restart", Clients: 1500}
 	obs := []Observation{observe(run(t, truth, f))}
-	base := DefaultModel()
-	base.CmdCost, base.CmdCostMeasured = 6*time.Microsecond, true
-	fit, err := Calibrate(context.Background(), base, f, obs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fit.Model.CmdCost != base.CmdCost {
-		t.Errorf("measured CmdCost %v fitted to %v, want kept", base.CmdCost, fit.Model.CmdCost)
-	}
-}
-
-// TestCalibrateKeepsMeasuredConnCost: a ConnCost marked measured is kept
-// by the fit, even when the truth's differs (the rest moves instead).
-func TestCalibrateKeepsMeasuredConnCost(t *testing.T) {
-	truth := DefaultModel()
-	truth.ConnCost = 150 * time.Microsecond
-	f := Fleet{Strategy: "full-jitter", Scenario: "restart", Clients: 1500}
-	obs := []Observation{observe(run(t, truth, f))}
-	base := DefaultModel()
-	base.ConnCost, base.ConnCostMeasured = 8*time.Microsecond, true
-	fit, err := Calibrate(context.Background(), base, f, obs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fit.Model.ConnCost != base.ConnCost {
-		t.Errorf("measured ConnCost %v fitted to %v, want kept", base.ConnCost, fit.Model.ConnCost)
+	for _, tc := range []struct {
+		name string
+		mark func(*Model)
+		cost func(Model) time.Duration
+	}{
+		{"CmdCost", func(m *Model) { m.CmdCost, m.CmdCostMeasured = 6*time.Microsecond, true }, func(m Model) time.Duration { return m.CmdCost }},
+		{"ConnCost", func(m *Model) { m.ConnCost, m.ConnCostMeasured = 8*time.Microsecond, true }, func(m Model) time.Duration { return m.ConnCost }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := DefaultModel()
+			tc.mark(&base)
+			fit, err := Calibrate(context.Background(), base, f, obs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := tc.cost(fit.Model), tc.cost(base); got != want {
+				t.Errorf("measured %s %v fitted to %v, want kept", tc.name, want, got)
+			}
+		})
 	}
 }
