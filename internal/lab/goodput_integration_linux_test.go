@@ -130,15 +130,8 @@ func TestIntegrationSpawnQueue(t *testing.T) {
 				t.Fatal(err)
 			}
 			if r.res.Somaxconn == nil || *r.res.Somaxconn != tc.somaxconn || r.res.TCPBacklog == nil || *r.res.TCPBacklog != tc.tcpBacklog {
-				t.Errorf("somaxconn %v, tcp_backlog %v; want %d, %d", derefInt(r.res.Somaxconn), derefInt(r.res.TCPBacklog), tc.somaxconn, tc.tcpBacklog)
+				t.Errorf("somaxconn %v, tcp_backlog %v; want %d, %d", deref(r.res.Somaxconn), deref(r.res.TCPBacklog), tc.somaxconn, tc.tcpBacklog)
 			}
 		})
 	}
-}
-
-func derefInt(p *int) any {
-	if p == nil {
-		return nil
-	}
-	return *p
 }

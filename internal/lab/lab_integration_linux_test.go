@@ -66,18 +66,12 @@ func runLab(t *testing.T, c Config) *Result {
 	}
 	t.Logf("%s/%s: attempts %d failures %d peak %d/s ttr %v overflows %v failed cmds %d rejected %v",
 		res.Strategy, res.Scenario, res.ConnectAttempts, res.ConnectFailures, res.PeakConnectsPerSec,
-		deref(res.TimeToRecoverMS), derefU(res.ListenOverflows), res.FailedCommands, derefU(res.RejectedConnections))
+		deref(res.TimeToRecoverMS), deref(res.ListenOverflows), res.FailedCommands, deref(res.RejectedConnections))
 	return res
 }
 
-func deref(p *int64) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-func derefU(p *uint64) any {
+// deref is *p for printing, nil when p is.
+func deref[T any](p *T) any {
 	if p == nil {
 		return nil
 	}
@@ -106,7 +100,7 @@ func checkRecovered(t *testing.T, res *Result, clients int) {
 		t.Errorf("%s: listen_overflows unavailable: %v", res.Strategy, res.Errors)
 	}
 	if res.ConnectionsReceived == nil || *res.ConnectionsReceived < uint64(conns) {
-		t.Errorf("%s: Valkey saw %v new connections, want ≥ %d", res.Strategy, derefU(res.ConnectionsReceived), conns)
+		t.Errorf("%s: Valkey saw %v new connections, want ≥ %d", res.Strategy, deref(res.ConnectionsReceived), conns)
 	}
 	if res.PeakConnectsPerSec <= 0 || len(res.Timeline) == 0 {
 		t.Errorf("%s: empty connect timeline", res.Strategy)

@@ -41,7 +41,7 @@ func TestIntegrationGlideKill(t *testing.T) {
 	// must equal Valkey's total_connections_received delta.
 	if res.ConnectionsReceived == nil || res.ConnectAttempts-res.ConnectFailures != int64(*res.ConnectionsReceived) {
 		t.Errorf("kernel: %d connects, %d failed; Valkey received %v", res.ConnectAttempts, res.ConnectFailures,
-			derefU(res.ConnectionsReceived))
+			deref(res.ConnectionsReceived))
 	}
 	if !strings.HasPrefix(res.ConnectsSource, "kernel:") || !strings.Contains(res.ConnectsSource, sb.NetNS) {
 		t.Errorf("connects_source %q does not name the kernel counters of %s", res.ConnectsSource, sb.NetNS)
