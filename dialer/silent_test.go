@@ -12,12 +12,13 @@ import (
 	"github.com/stormguard/stormguard/backoff"
 )
 
-// silentAt is t's silentDeadline for an attempt starting now, with no
-// overall deadline.
+// silentAt is t's silentDeadline for an attempt starting now, with
+// the default DialTimeout's overall deadline.
 func silentAt(d *Dialer, addr string) time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.silentDeadline(d.target(addr), d.o.Now(), time.Time{})
+	now := d.o.Now()
+	return d.silentDeadline(d.target(addr), now, now.Add(DefaultDialTimeout))
 }
 
 // TestSilentDeadlineOnlyInEpisodesOfTimeouts: an attempt gets the cut
@@ -140,6 +141,9 @@ func TestSilentDeadlineBounds(t *testing.T) {
 	if dl := d.silentDeadline(tg, now, now.Add(2*time.Second)); dl != silentCut {
 		t.Errorf("overall deadline in 2 s: cut at %s, want %s", dl, silentCut)
 	}
+	if dl := d.silentDeadline(tg, now, time.Time{}); dl != 0 {
+		t.Errorf("no overall deadline: cut at %s, want none (nothing to hold the dial to)", dl)
+	}
 	d.mu.Unlock()
 	d, clk = newClocked(t, Options{BreakerThreshold: -1, ReconnectWindow: -1})
 	connectHealthy(t, d, clk, addr).Lost(errTimeout{})
@@ -149,17 +153,16 @@ func TestSilentDeadlineBounds(t *testing.T) {
 }
 
 // TestSilentCutDialContext: in an episode of timeouts, DialContext
-// cuts an attempt that gets no answer and fails with a timeout (counted
-// in SilentCuts and DialFailures, one network dial), instead of letting
-// it run to DialTimeout; the failure keeps the episode one of timeouts.
-// In an episode begun by a close the same silent target is dialled
-// uncut until DialTimeout, as before.
+// cuts an attempt that gets no answer (one network dial, counted in
+// SilentCuts) and fails it at DialTimeout, as the uncut attempt would
+// have failed; the failure keeps the episode one of timeouts. In an
+// episode begun by a close the same silent target's attempt is not cut.
 func TestSilentCutDialContext(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	bh := &blackholeDial{}
 	// A frozen clock keeps the episode going; the cut runs on real timers.
 	frozen := func() time.Time { return time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC) }
-	opts := Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 30 * time.Second,
+	opts := Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 1500 * time.Millisecond,
 		ReconnectWindow: 20 * time.Millisecond, Backoff: backoff.Immediate{}, Now: frozen, StableAfter: -1}
 	d, err := New(opts)
 	if err != nil {
@@ -176,18 +179,18 @@ func TestSilentCutDialContext(t *testing.T) {
 	bh.n, bh.calls = 100, 0
 	bh.mu.Unlock()
 	_, err = d.DialContext(context.Background(), "tcp", addr)
-	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("silent target in an episode of timeouts: %v, want the cut's timeout, not DialTimeout's", err)
-	}
-	if !isTimeout(err) {
-		t.Errorf("the cut's error %v is not a timeout", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !isTimeout(err) {
+		t.Fatalf("silent target in an episode of timeouts: %v, want DialTimeout's deadline", err)
 	}
 	st := d.Stats(addr)
 	if st.SilentCuts != 1 || st.DialFailures != 1 || st.AbandonedDials != 0 {
 		t.Errorf("stats %+v: want one silent cut, one failed dial, no abandon", st)
 	}
-	if bh.calls != 1 {
-		t.Errorf("%d network dials, want 1 (the cut is not redialled inside the call)", bh.calls)
+	bh.mu.Lock()
+	calls := bh.calls
+	bh.mu.Unlock()
+	if calls != 1 {
+		t.Errorf("%d network dials, want 1 (the cut is not redialled inside the call)", calls)
 	}
 	d.mu.Lock()
 	soft := d.target(addr).soft
@@ -196,8 +199,7 @@ func TestSilentCutDialContext(t *testing.T) {
 		t.Error("the cut turned the episode of timeouts into one of closes")
 	}
 
-	// An episode begun by a close (a kill): the attempt runs to DialTimeout.
-	opts.DialTimeout = 1500 * time.Millisecond
+	// An episode begun by a close (a kill): the attempt runs uncut.
 	bh.mu.Lock()
 	bh.n, bh.calls = 0, 0
 	bh.mu.Unlock()
