@@ -76,7 +76,7 @@ func (d *Dialer) observeConnect(t *target, took time.Duration) {
 //     unreachable, not because its accept queue is full; a redial adds a
 //     SYN to the kernel's retransmits without coming back sooner
 //     (simulate's 5 s blip on the busy server: 1,602 overflows with
-//     cuts, 235 without).
+//     cuts, 235 without). There silentDeadline cuts without a redial.
 //   - After an abandon, until a connect completes: the deadline is for
 //     the SYN one full accept queue dropped, and a server that answers
 //     no SYN at all (a long path never observed, an overload that lasts)
@@ -207,9 +207,11 @@ func (d *Dialer) abandon(t *target, attempt, dial time.Time) time.Duration {
 
 // connect makes the TCP connect of one dial: attempts with the target's
 // SYN deadline, each abandoned one followed by a paced redial, all within
-// ctx (which carries DialTimeout, the bound of the whole connect). It
-// returns the connection or the last attempt's error, when the first
-// attempt started and when the last one did.
+// ctx (which carries DialTimeout, the bound of the whole connect); in an
+// episode of timeouts instead one attempt, cut at silentDeadline and
+// then held to ctx's end (no redial). It returns the connection or the
+// last attempt's error, when the first attempt started and when the last
+// one did.
 func (d *Dialer) connect(ctx context.Context, t *target, network, addr string) (net.Conn, time.Time, time.Time, error) {
 	end, _ := ctx.Deadline()
 	first := d.o.Now()
