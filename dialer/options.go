@@ -88,6 +88,12 @@ const (
 	// the kernel's retransmit time come sooner than TCP's own backoff and
 	// kept an overload going (docs/backoff.md, "The SYN deadline").
 	DefaultSYNDeadline time.Duration = -1
+	// DefaultSilentCut: in an episode of timeouts a connect attempt with
+	// no SYN-ACK this long after it started is cut, 200 ms before the
+	// kernel's first SYN retransmit (1 s), and the dial fails at
+	// DialTimeout as the uncut attempt would have (docs/backoff.md, "An
+	// episode of timeouts").
+	DefaultSilentCut = 800 * time.Millisecond
 )
 
 // DefaultBackoff returns the target-wide backoff used when Options.Backoff
@@ -118,6 +124,9 @@ var (
 	// ErrInvalidSYNDeadline: SYNDeadline is neither -1 nor at least
 	// 200ms, or not below an explicit DialTimeout (it could never cut).
 	ErrInvalidSYNDeadline = errors.New("dialer: SYNDeadline must be -1, or at least 200ms and below DialTimeout")
+	// ErrInvalidSilentCut: SilentCut is neither -1 nor within [200ms,
+	// 1s): at 1 s or later the kernel has sent the SYN again.
+	ErrInvalidSilentCut = errors.New("dialer: SilentCut must be -1, or at least 200ms and below 1s")
 )
 
 // Errors returned by dials that were not attempted. Each is wrapped with
@@ -238,6 +247,18 @@ type Options struct {
 	// otherwise at least 200ms and below DialTimeout, else
 	// ErrInvalidSYNDeadline.
 	SYNDeadline time.Duration
+	// SilentCut is how long a connect attempt in an episode of timeouts
+	// (a blip: the server answers nothing) may wait for its SYN-ACK
+	// (DefaultSilentCut, 800ms): then it is cut, before the kernel sends
+	// its SYN again at 1 s, and the dial fails at DialTimeout as the
+	// uncut attempt would have. The fleet's SYNs are then the ones its
+	// windows placed, not retransmits the kernel fires in batches when
+	// the blip ends. Not in an episode begun by a close, reset or
+	// refusal; not for a path whose connects take longer than it allows.
+	// -1 off (use it when Dial does more than the TCP connect, e.g. a
+	// TLS handshake); otherwise within [200ms, 1s), else
+	// ErrInvalidSilentCut.
+	SilentCut time.Duration
 	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
 	// jitter 100ms..10s).
 	Backoff backoff.Policy
@@ -380,6 +401,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SYNDeadline == 0 {
 		o.SYNDeadline = DefaultSYNDeadline
+	}
+	switch v := o.SilentCut; {
+	case v == 0:
+		o.SilentCut = DefaultSilentCut
+	case v != -1 && (v < synFloor || v >= kernelSYNRTO):
+		return o, fmt.Errorf("%w: %s", ErrInvalidSilentCut, v)
 	}
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff()

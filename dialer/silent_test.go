@@ -34,8 +34,8 @@ func TestSilentDeadlineOnlyInEpisodesOfTimeouts(t *testing.T) {
 		t.Errorf("first connect: cut at %s, want none", dl)
 	}
 	connectHealthy(t, d, clk, addr).Lost(errTimeout{})
-	if dl := silentAt(d, addr); dl != silentCut {
-		t.Errorf("episode of timeouts: cut at %s, want %s", dl, silentCut)
+	if dl := silentAt(d, addr); dl != DefaultSilentCut {
+		t.Errorf("episode of timeouts: cut at %s, want %s", dl, DefaultSilentCut)
 	}
 	// A failed attempt (a timed-out connect) inside it keeps it soft, and
 	// once the episode is over its failures still say "unreachable".
@@ -43,14 +43,14 @@ func TestSilentDeadlineOnlyInEpisodesOfTimeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.advance(r.Wait + silentCut)
-	_ = r.Dialed(silentCut, os.ErrDeadlineExceeded)
+	clk.advance(r.Wait + DefaultSilentCut)
+	_ = r.Dialed(DefaultSilentCut, os.ErrDeadlineExceeded)
 	clk.advance(time.Minute)
 	if d.inEpisode(d.target(addr), clk.Now()) {
 		t.Fatal("still in the episode a minute later")
 	}
-	if dl := silentAt(d, addr); dl != silentCut {
-		t.Errorf("after the episode of timeouts, failures not reset: cut at %s, want %s", dl, silentCut)
+	if dl := silentAt(d, addr); dl != DefaultSilentCut {
+		t.Errorf("after the episode of timeouts, failures not reset: cut at %s, want %s", dl, DefaultSilentCut)
 	}
 	// A healthy connection resets the failures: outside an episode again.
 	connectHealthy(t, d, clk, addr)
@@ -103,17 +103,17 @@ func TestSilentDeadlineOnlyInEpisodesOfTimeouts(t *testing.T) {
 // dial's overall deadline comes first, none without episodes
 // (ReconnectWindow -1); and the cut is below the kernel's retransmit.
 func TestSilentDeadlineBounds(t *testing.T) {
-	if silentCut >= kernelSYNRTO || silentCut <= synFloor+synAssumedRTT+4*synAssumedRTT/2 {
-		t.Fatalf("silentCut %s: want below the kernel's %s and above a never-observed path's %s", silentCut, kernelSYNRTO, synFloor+synAssumedRTT+4*synAssumedRTT/2)
+	if DefaultSilentCut >= kernelSYNRTO || DefaultSilentCut <= synFloor+synAssumedRTT+4*synAssumedRTT/2 {
+		t.Fatalf("DefaultSilentCut %s: want below the kernel's %s and above a never-observed path's %s", DefaultSilentCut, kernelSYNRTO, synFloor+synAssumedRTT+4*synAssumedRTT/2)
 	}
 	const addr = "10.0.0.5:6379"
 	for _, tt := range []struct {
 		took time.Duration
 		want time.Duration
 	}{
-		{time.Millisecond, silentCut},
-		{100 * time.Millisecond, silentCut}, // 200 + 100 + 4 × 50 = 500 ms
-		{300 * time.Millisecond, 0},         // 200 + 300 + 4 × 150 > 800 ms
+		{time.Millisecond, DefaultSilentCut},
+		{100 * time.Millisecond, DefaultSilentCut}, // 200 + 100 + 4 × 50 = 500 ms
+		{300 * time.Millisecond, 0},                // 200 + 300 + 4 × 150 > 800 ms
 		{900 * time.Millisecond, 0},
 	} {
 		d, clk := newClocked(t, Options{BreakerThreshold: -1})
@@ -135,11 +135,11 @@ func TestSilentDeadlineBounds(t *testing.T) {
 	d.mu.Lock()
 	tg := d.target(addr)
 	now := clk.Now()
-	if dl := d.silentDeadline(tg, now, now.Add(silentCut)); dl != 0 {
+	if dl := d.silentDeadline(tg, now, now.Add(DefaultSilentCut)); dl != 0 {
 		t.Errorf("overall deadline at the cut: cut at %s, want none (DialTimeout decides)", dl)
 	}
-	if dl := d.silentDeadline(tg, now, now.Add(2*time.Second)); dl != silentCut {
-		t.Errorf("overall deadline in 2 s: cut at %s, want %s", dl, silentCut)
+	if dl := d.silentDeadline(tg, now, now.Add(2*time.Second)); dl != DefaultSilentCut {
+		t.Errorf("overall deadline in 2 s: cut at %s, want %s", dl, DefaultSilentCut)
 	}
 	if dl := d.silentDeadline(tg, now, time.Time{}); dl != 0 {
 		t.Errorf("no overall deadline: cut at %s, want none (nothing to hold the dial to)", dl)
@@ -149,6 +149,16 @@ func TestSilentDeadlineBounds(t *testing.T) {
 	connectHealthy(t, d, clk, addr).Lost(errTimeout{})
 	if dl := silentAt(d, addr); dl != 0 {
 		t.Errorf("ReconnectWindow -1: cut at %s, want none", dl)
+	}
+	d, clk = newClocked(t, Options{BreakerThreshold: -1, SilentCut: -1})
+	connectHealthy(t, d, clk, addr).Lost(errTimeout{})
+	if dl := silentAt(d, addr); dl != 0 {
+		t.Errorf("SilentCut -1: cut at %s, want none", dl)
+	}
+	d, clk = newClocked(t, Options{BreakerThreshold: -1, SilentCut: 300 * time.Millisecond})
+	connectHealthy(t, d, clk, addr).Lost(errTimeout{})
+	if dl := silentAt(d, addr); dl != 300*time.Millisecond {
+		t.Errorf("SilentCut 300ms: cut at %s, want 300ms", dl)
 	}
 }
 

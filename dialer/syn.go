@@ -32,12 +32,6 @@ const (
 	// kernelSYNRTO is TCP_TIMEOUT_INIT, when the kernel would send the
 	// SYN again: a redial never waits past it.
 	kernelSYNRTO = time.Second
-	// silentCut is the deadline of a connect attempt in an episode of
-	// timeouts (silentDeadline): far enough below kernelSYNRTO that the
-	// cut comes before the kernel's own retransmit even when the
-	// process's timers run late by as much as respread tolerates many
-	// times over.
-	silentCut = kernelSYNRTO - 200*time.Millisecond
 )
 
 // observeConnect records a connect that took took into t's smoothed
@@ -126,7 +120,8 @@ func (d *Dialer) attemptDeadline(t *target, start, end time.Time) time.Duration 
 // silentDeadline is the deadline of t's next connect attempt, starting
 // at start, in an episode of timeouts alone (soft, see markLoss; or after
 // one, while its failures have not been reset by a healthy connection):
-// silentCut, below the kernel's first SYN retransmit (kernelSYNRTO). An
+// Options.SilentCut (800 ms), below the kernel's first SYN retransmit
+// (kernelSYNRTO, 1 s; 200 ms of margin for timers that run late). An
 // attempt with no SYN-ACK by then is cut (its socket closed, so the
 // kernel never sends its SYN again) and the dial then fails at its own
 // deadline (end, DialTimeout), as the uncut attempt would have: the
@@ -149,27 +144,29 @@ func (d *Dialer) attemptDeadline(t *target, start, end time.Time) time.Duration 
 // fleet dial ~1.7× as fast and overflowed more (1,383 in one run).
 //
 // None when the path's connects take too long for the cut (synFloor +
-// srtt + 4 × rttvar, as learnedDeadline, at least silentCut: the SYN-ACK
+// srtt + 4 × rttvar, as learnedDeadline, at least the cut: the SYN-ACK
 // could come after it), without an overall deadline or when the cut
-// would not end before it (end), with ReconnectWindow -1 (no episodes),
+// would not end before it (end), with SilentCut -1 (a Dial that does
+// more than the TCP connect), with ReconnectWindow -1 (no episodes),
 // or when SYNDeadline's learned deadline applies instead (never in a
 // soft episode). Reserve does not apply it (its callers run their own
 // connect timeouts). Called with mu held.
 func (d *Dialer) silentDeadline(t *target, start, end time.Time) time.Duration {
-	if d.o.ReconnectWindow == -1 || !t.soft || !d.inEpisode(t, start) && t.failures == 0 {
+	cut := d.o.SilentCut
+	if cut == -1 || d.o.ReconnectWindow == -1 || !t.soft || !d.inEpisode(t, start) && t.failures == 0 {
 		return 0
 	}
 	srtt, rttvar := t.srtt, t.rttvar
 	if srtt == 0 {
 		srtt, rttvar = synAssumedRTT, synAssumedRTT/2
 	}
-	if synFloor+srtt+4*rttvar >= silentCut {
+	if synFloor+srtt+4*rttvar >= cut {
 		return 0
 	}
-	if end.IsZero() || !start.Add(silentCut).Before(end) {
+	if end.IsZero() || !start.Add(cut).Before(end) {
 		return 0
 	}
-	return silentCut
+	return cut
 }
 
 // abandon records an attempt started at attempt that was abandoned at
