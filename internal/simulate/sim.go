@@ -505,7 +505,8 @@ func (s *sim) stableAfter() time.Duration {
 // connection between PINGs, as a library's reader does: a kill is noticed
 // when the server's close reaches the client (CLIENT KILL frees the
 // clients one after another, about one command's work each), a restart
-// at once; a blip only when the next PING (within one Period) times out.
+// as the killed server's exit closes each connection (restart: before
+// t0); a blip only when the next PING (within one Period) times out.
 func (s *sim) disrupt() {
 	s.setServed(0) // the established load is the recovered clients'
 	switch s.f.Scenario {
@@ -698,7 +699,9 @@ func (s *sim) killNext() {
 func (s *sim) restart() {
 	e := time.Duration(len(s.clients)) * s.m.ExitCost
 	s.now = -e
-	s.lead = int((e + lab.Bucket - 1) / lab.Bucket)
+	if e > s.phase { // enough whole buckets before the grid's first to hold the exit
+		s.lead = int((e - s.phase + lab.Bucket - 1) / lab.Bucket)
+	}
 	s.loopBusy = true
 	s.exitNext()
 	s.at(e, evListenClose, nil, nil)
