@@ -402,11 +402,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SYNDeadline == 0 {
 		o.SYNDeadline = DefaultSYNDeadline
 	}
-	switch v := o.SilentCut; {
-	case v == 0:
+	if err := o.checkSilentCut(); err != nil {
+		return o, err
+	}
+	if o.SilentCut == 0 {
 		o.SilentCut = DefaultSilentCut
-	case v != -1 && (v < synFloor || v >= kernelSYNRTO):
-		return o, fmt.Errorf("%w: %s", ErrInvalidSilentCut, v)
 	}
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff()
@@ -435,6 +435,16 @@ func (o Options) checkSYNDeadline() error {
 		return fmt.Errorf("%w: %s", ErrInvalidSYNDeadline, v)
 	case o.DialTimeout > 0 && v >= o.DialTimeout:
 		return fmt.Errorf("%w: %s with DialTimeout %s", ErrInvalidSYNDeadline, v, o.DialTimeout)
+	}
+	return nil
+}
+
+// checkSilentCut validates an explicit SilentCut: at 1 s or later the
+// kernel has sent the SYN again, below 200 ms a loaded host's SYN-ACK
+// may not have come.
+func (o Options) checkSilentCut() error {
+	if v := o.SilentCut; v != 0 && v != -1 && (v < synFloor || v >= kernelSYNRTO) {
+		return fmt.Errorf("%w: %s", ErrInvalidSilentCut, v)
 	}
 	return nil
 }
