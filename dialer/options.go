@@ -331,22 +331,8 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("%w: %s %s", ErrInvalidDuration, d.name, d.v)
 		}
 	}
-	switch {
-	case o.BreakerThreshold == -1:
-		if o.BreakerOpenFor != 0 || o.HalfOpenProbes != 0 {
-			return o, ErrBreakerDisabled
-		}
-	case o.BreakerThreshold < 0 || o.HalfOpenProbes < 0:
-		return o, ErrInvalidBreaker
-	}
-	if o.BreakerThreshold == 0 {
-		o.BreakerThreshold = DefaultBreakerThreshold
-	}
-	if o.BreakerOpenFor == 0 {
-		o.BreakerOpenFor = DefaultBreakerOpenFor
-	}
-	if o.HalfOpenProbes == 0 {
-		o.HalfOpenProbes = DefaultHalfOpenProbes
+	if err := o.breakerDefaults(); err != nil {
+		return o, err
 	}
 	if o.FirstConnectWindow == 0 {
 		o.FirstConnectWindow = DefaultFirstConnectWindow
@@ -422,6 +408,29 @@ func (o Options) withDefaults() (Options, error) {
 		o.Now = time.Now
 	}
 	return o, nil
+}
+
+// breakerDefaults validates the breaker's settings and fills their
+// defaults.
+func (o *Options) breakerDefaults() error {
+	switch {
+	case o.BreakerThreshold == -1:
+		if o.BreakerOpenFor != 0 || o.HalfOpenProbes != 0 {
+			return ErrBreakerDisabled
+		}
+	case o.BreakerThreshold < 0 || o.HalfOpenProbes < 0:
+		return ErrInvalidBreaker
+	}
+	if o.BreakerThreshold == 0 {
+		o.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if o.BreakerOpenFor == 0 {
+		o.BreakerOpenFor = DefaultBreakerOpenFor
+	}
+	if o.HalfOpenProbes == 0 {
+		o.HalfOpenProbes = DefaultHalfOpenProbes
+	}
+	return nil
 }
 
 // checkSYNDeadline validates an explicit SYNDeadline (DialTimeout has
