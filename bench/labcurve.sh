@@ -11,6 +11,9 @@
 # "The lab curve's CPUs"); SERVER_CPUS= (empty) runs unpinned as 8a-8c. LOCK: the bench lock file.
 # STRATS (default "immediate full-jitter stormguard"): the strategies compared, e.g. "immediate stormguard"
 # for section 8e's what-if runs of a non-default dialer (SG=a binary built with other defaults).
+# INSTANCES=K (default: unset, one instance per client): adds --instances K, the clients split over K
+# application instances that each share one dialer (a pooled process), e.g. INSTANCES=150 for 15,000
+# clients in pools of 100. Output files then carry _iK in their name.
 # BUSY=K (default 0): a busy host. K processes spinning on the CPU (a shell loop, nice 0, not pinned,
 # so they compete with the clients and with valkey-server as a neighbour's busy processes would) start
 # just before each `storm` command, inside its lock hold, and are killed right after it; each is also
@@ -33,6 +36,7 @@ OUT=${OUT:-bench/out/labcurve}
 LOCK=${LOCK:-/tmp/stormguard-bench.lock}
 SERVER_CPUS=${SERVER_CPUS-1}
 BUSY=${BUSY:-0}
+INSTANCES=${INSTANCES:-}
 BUSY_MAX=${BUSY_MAX:-900}
 ITEMS=${ITEMS:-"kill:10000:1 kill:15000:1 killhold2s:10000:1 kill:2000:1 kill:6000:1 restart:10000:1 blip5s:10000:1
 	kill:10000:2 kill:15000:2 restart:15000:1 killhold2s:10000:2 kill:2000:2 kill:6000:2 restart:10000:2
@@ -86,7 +90,7 @@ for item in $ITEMS; do
 	IFS=: read -r sc n round <<<"$item"
 	k=$(((round - 1) % ${#strats[@]}))
 	order=$(IFS=,; echo "${strats[*]:k},${strats[*]:0:k}" | sed 's/,$//')
-	f="$OUT/lab_${sc}_${n}_r${round}.json"
+	f="$OUT/lab_${sc}_${n}${INSTANCES:+_i$INSTANCES}_r${round}.json"
 	[ -s "$f" ] && continue
 	case $sc in
 	kill) extra="--scenario kill --hold 6s" ;;
@@ -97,6 +101,7 @@ for item in $ITEMS; do
 	*) echo "labcurve: unknown scenario $sc" >&2; exit 2 ;;
 	esac
 	[ -n "$SERVER_CPUS" ] && extra="$extra --server-cpus $SERVER_CPUS"
+	[ -n "$INSTANCES" ] && extra="$extra --instances $INSTANCES"
 	cmd="$SG storm --spawn --somaxconn 128 --clients $n $extra --period 3s --ramp 500 --warmup-timeout 120s --compare $order --json"
 	echo "$(date -u +%T) queued $sc n=$n round=$round order=$order load $(cut -d' ' -f1-3 /proc/loadavg)"
 	if flock "$LOCK" bash -c "$inner" "$cmd" "$BUSY" "$BUSY_MAX" >"$f.tmp" 2>"$f.err"; then

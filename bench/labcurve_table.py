@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The lab curve's tables (docs/benchmarks.md section 8) from bench/labcurve.sh's JSON files.
 
-Usage: labcurve_table.py FILE.json...   (files named lab_<scenario>_<clients>_r<round>.json, each with
+Usage: labcurve_table.py FILE.json...   (files named lab_<scenario>_<clients>[_i<instances>]_r<round>.json, each with
 its .json.err whose first line is "HH:MM:SS start load L1 L5 L15 cmd: ...", as bench/labcurve.sh writes;
 when the command's binary is named sg_<name> (a commit, or a what-if variant such as sg_ar15k) and the
 files are of more than one binary, the round column names it; runs of `--compare immediate,stormguard`
@@ -71,9 +71,9 @@ def notice_ms(res):
 
 def load_run(path):
     base = os.path.basename(path)
-    m = re.match(r"lab_(\w+?)_(\d+)_r(\d+)\.json$", base)
+    m = re.match(r"lab_(\w+?)_(\d+)(?:_i(\d+))?_r(\d+)\.json$", base)
     if not m:
-        raise SystemExit(f"{path}: name is not lab_<scenario>_<clients>_r<round>.json")
+        raise SystemExit(f"{path}: name is not lab_<scenario>_<clients>[_i<instances>]_r<round>.json")
     with open(path) as f:
         rows = json.load(f)
     with open(path + ".err") as f:
@@ -99,7 +99,8 @@ def load_run(path):
     if missing:
         raise SystemExit(f"{path}: no result for {missing}")
     present = [s for s in STRATS if s in by]
-    run = {"scenario": scenario, "binary": binary.group(1) if binary else "", "clients": int(m.group(2)), "round": int(m.group(3)),
+    run = {"scenario": scenario, "binary": binary.group(1) if binary else "", "clients": int(m.group(2)), "round": int(m.group(4)),
+           "instances": int(m.group(3)) if m.group(3) else 0,
            "start": first[0][:5], "load": float(first[3]), "busy": busy, "sched": sched, "order": [r["strategy"] for r in rows], "by": by}
     fastest = min(by[s]["time_to_recover_ms"] for s in present)
     sg, im = by["stormguard"], by["immediate"]
@@ -157,7 +158,8 @@ def run_table(runs):
         verdict = "met" if r["met_ovf"] and r["met_rec"] else "**not met** (" + ", ".join(
             w for w, ok in (("overflows", r["met_ovf"]), ("recovery", r["met_rec"])) if not ok) + ")"
         rnd = f'{r["round"]} ({r["binary"]})' if show_binary else str(r["round"])
-        print(f'| {r["scenario"]} | {num(r["clients"])} | {rnd} | {r["start"]}, {load_text(r)} '
+        sc = r["scenario"] + (f' in {r["instances"]} instances' if r["instances"] else "")
+        print(f'| {sc} | {num(r["clients"])} | {rnd} | {r["start"]}, {load_text(r)} '
               f'| {cell(r, "immediate")} | {cell(r, "full-jitter")} '
               f'| {cell(r, "stormguard")} / {num(sg["peak_connects_per_sec"])} '
               f'| {fmt_ratio(r["ovf_ratio"], 1)} | {fmt_ratio(r["rec_ratio"])}{fast} | {nt} | {sg["server_cpu_percent"]:.0f} '
@@ -177,6 +179,8 @@ def cell_table(runs):
         sc = f'{r["scenario"]} ({r["binary"]})' if show_binary else r["scenario"]
         if r["busy"]:
             sc += f' busy {r["busy"]["k"]}'
+        if r["instances"]:
+            sc += f' in {r["instances"]} instances'
         cells[(sc, r["clients"])].append(r)
     print("| scenario | clients | runs | load | immediate overflows / ms | full-jitter overflows / ms "
           "| stormguard overflows / ms | overflows ÷ | recovery ÷ fastest | met: overflows / recovery / both | steady runs: met both |")

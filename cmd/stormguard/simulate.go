@@ -117,6 +117,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.IntVar(&o.model.HZ, "hz", o.model.HZ, "CONFIG_HZ of Valkey's host: TCP retransmit timers fire on the timer wheel's ticks (-1: exact timeouts)")
 	f.DurationVar(&o.model.ConnCost, "conn-cost", o.model.ConnCost, "Valkey main-thread time per accepted connection (with --calibrate: measured, kept by the fit)")
 	f.DurationVar(&o.model.KillCost, "kill-cost", o.model.KillCost, "kill: Valkey's time per client freed by CLIENT KILL (the event loop accepts nothing meanwhile)")
+	f.DurationVar(&o.model.ExitCost, "exit-cost", o.model.ExitCost, "restart: how long the killed server's exit takes per client connection; its listener takes SYNs that nothing accepts until the last close")
 	f.DurationVar(&o.model.NoticeCost, "notice-cost", o.model.NoticeCost, "client side CPU to notice one lost connection, when the fleet is one load generator (0: many hosts)")
 	f.DurationVar(&o.model.AnswerCost, "answer-cost", o.model.AnswerCost, "client side CPU to write a new connection's first PING and to read its answer, each (0: --notice-cost)")
 	f.DurationVar(&o.model.DialCost, "dial-cost", o.model.DialCost, "client side CPU per connect(), when the fleet is one load generator (0: many hosts)")

@@ -102,7 +102,7 @@ const refusedDialShare = 0.52
 // synDropped tells whether a SYN sent now would be dropped: the accept
 // queue full, the server down or the network blipped.
 func (s *sim) synDropped() bool {
-	return !s.up || s.now < s.blipUntil || s.m.acceptFull(len(s.acceptQ))
+	return !s.up || s.blipped() || s.m.acceptFull(len(s.acceptQ))
 }
 
 // genRunMean is the generator's mean running stretch between stalls:

@@ -220,6 +220,9 @@ const (
 	evSynDeadline        // the dialer's SYN deadline of an attempt
 	evSynRst             // an abandoned attempt's SYN-ACK was answered by RST
 	evPingArrive         // the client's first PING (and the ACK it carries) reaches the server
+	evExitNext           // restart: the dying server's exit closes its next client connection
+	evListenClose        // restart: the exit closes the listener last
+	evReset              // a RST from a closed listener reaches a client that saw ESTABLISHED
 )
 
 type event struct {
@@ -272,7 +275,10 @@ type sock struct {
 	pingSent    bool // the client has sent its PING
 	pingIn      bool // the PING reached the server's socket
 	tls         bool
-	dataRTO     time.Duration // the client's next data retransmit timeout
+	// lgen is the listener generation (sim.listenGen) that answered the
+	// SYN: a restart's old listener's requests die with it.
+	lgen    uint8
+	dataRTO time.Duration // the client's next data retransmit timeout
 }
 
 // client is one application instance with one connection.
@@ -308,11 +314,14 @@ type sim struct {
 
 	// server
 	up        bool
-	blipUntil time.Duration
+	blipUntil time.Duration // a blip drops every packet from 0 to here
 	acceptQ   []*sock
 	synq      int // request socks pending
 	loopBusy  bool
-	killed    int     // clients CLIENT KILL has freed so far (kill)
+	killed    int // clients CLIENT KILL (or a restart's exit) has freed so far
+	// listenGen counts the listeners a restart closed: the request
+	// sockets of an older one are reset, not completed.
+	listenGen uint8
 	pending   []*sock // accepted, first command not yet served
 	serving   []*sock // first commands served by the turn in progress
 	accepting []*sock // accepted by the turn in progress
@@ -334,7 +343,10 @@ type sim struct {
 	// phase: the timeline's buckets start phase before t0 (see Run);
 	// wheelPhase: where t0 falls on the kernel's timer wheel (wheel.go).
 	phase, wheelPhase time.Duration
-	gen               generator
+	// lead is how many 100 ms buckets the timeline has before the
+	// seeded phase: a restart's exit runs before t0 (see disrupt).
+	lead int
+	gen  generator
 
 	res      Result
 	timeline []int64
@@ -493,7 +505,8 @@ func (s *sim) stableAfter() time.Duration {
 // connection between PINGs, as a library's reader does: a kill is noticed
 // when the server's close reaches the client (CLIENT KILL frees the
 // clients one after another, about one command's work each), a restart
-// at once; a blip only when the next PING (within one Period) times out.
+// as the killed server's exit closes each connection (restart: before
+// t0); a blip only when the next PING (within one Period) times out.
 func (s *sim) disrupt() {
 	s.setServed(0) // the established load is the recovered clients'
 	switch s.f.Scenario {
@@ -504,8 +517,8 @@ func (s *sim) disrupt() {
 		s.loopBusy = true
 		s.killNext()
 	case "restart":
-		s.up = false
-		s.at(s.f.Down, evServerUp, nil, nil)
+		s.restart()
+		return // each client notices its close as the exit reaches it
 	case "blip":
 		s.blipUntil = s.f.Blip
 	}
@@ -584,6 +597,9 @@ func (s *sim) handle(e event) {
 			s.ackArrive(k)
 		}
 	case evSynackRetx:
+		if k.lgen != s.listenGen {
+			return // the listener is gone: reqsk_timer_handler drops the request
+		}
 		if k.open && k.srv == srvRequest && k.synackTries < s.m.SynackRetries {
 			k.synackTries++
 			if s.tickSegment() { // the listener's timers fire on the same CPU's wheel
@@ -610,6 +626,18 @@ func (s *sim) handle(e event) {
 		}
 	case evServerUp:
 		s.up = true
+		s.loopBusy = false
+		s.kick()
+	case evExitNext:
+		s.exitNext()
+	case evListenClose:
+		s.listenClose()
+	case evReset:
+		if k.open && k.connected && !k.replied {
+			s.pingFailed(k, errReset)
+		} else if k.open && !k.connected {
+			s.connectFailed(k, errRefused)
+		}
 	case evKillNext:
 		s.killNext()
 	case evKillDone:
@@ -634,10 +662,7 @@ func (s *sim) handle(e event) {
 			s.abandon(k)
 		}
 	case evSynRst:
-		if k.srv == srvRequest {
-			k.srv = srvGone
-			s.synq--
-		}
+		s.dropRequest(k)
 	}
 }
 
@@ -658,6 +683,85 @@ func (s *sim) killNext() {
 	s.cpu += s.m.KillCost
 	s.at(s.stretch(s.m.KillCost), evKillNext, nil, nil)
 }
+
+// restart: the server is SIGKILLed. Its exit closes the client
+// connections one after another, ExitCost each, and the listener last
+// (measured: a SYN sent during the exit is not refused before the last
+// close), and the dead process accepts nothing: the SYNs of clients that
+// noticed their close and redialled fill the accept queue, the rest
+// overflow. The lab marks t0 when the exit is over (it waits for the
+// process) and restarts the server Down later; so the exit runs from
+// -clients·ExitCost to 0 here, on extra timeline buckets before the
+// grid's (the lab's timeline starts before the disruption too). The
+// exit is the kernel's work on the dead server's CPU: not Valkey's
+// main-thread CPU (Result.ServerCPUMS counts the new server's), and not
+// stretched by the host model (measured on the lab's pinned server).
+func (s *sim) restart() {
+	e := time.Duration(len(s.clients)) * s.m.ExitCost
+	s.now = -e
+	if e > s.phase { // enough whole buckets before the grid's first to hold the exit
+		s.lead = int((e - s.phase + lab.Bucket - 1) / lab.Bucket)
+	}
+	s.loopBusy = true
+	s.exitNext()
+	s.at(e, evListenClose, nil, nil)
+	s.at(e+s.f.Down, evServerUp, nil, nil)
+}
+
+// exitNext: the dying server's exit closes its next client connection
+// (the close reaches the client half an RTT later).
+func (s *sim) exitNext() {
+	if s.killed == len(s.clients) {
+		return
+	}
+	s.at(s.m.RTT/2, evDetect, &s.clients[s.killed], nil)
+	s.killed++
+	s.at(s.m.ExitCost, evExitNext, nil, nil)
+}
+
+// listenClose: the exit closes the listener (inet_csk_listen_stop): the
+// connections in its accept queue are reset, and its request sockets
+// die with it (a segment for one is answered by RST: listenGen). Then
+// SYNs are refused until the server is back.
+func (s *sim) listenClose() {
+	s.up = false
+	s.listenGen++
+	s.synq = 0
+	for _, k := range s.acceptQ {
+		s.reset(k)
+	}
+	s.acceptQ = nil
+}
+
+// reset: the server side of k is gone and answers with RST: a client
+// that saw ESTABLISHED sees its connection reset.
+func (s *sim) reset(k *sock) {
+	s.unrequest(k)
+	k.srv = srvGone
+	if k.open {
+		s.at(s.m.RTT/2, evReset, nil, k)
+	}
+}
+
+// dropRequest: the server forgets k's request socket, if it has one.
+func (s *sim) dropRequest(k *sock) {
+	if k.srv == srvRequest {
+		s.unrequest(k)
+		k.srv = srvGone
+	}
+}
+
+// unrequest takes k's request socket out of the SYN queue, if it is in
+// the current listener's.
+func (s *sim) unrequest(k *sock) {
+	if k.srv == srvRequest && k.lgen == s.listenGen {
+		s.synq--
+	}
+}
+
+// blipped tells whether a blip drops packets now (a restart's exit
+// runs before 0, when nothing is blipped).
+func (s *sim) blipped() bool { return s.now >= 0 && s.now < s.blipUntil }
 
 // kernelTimer is the delay until a kernel timer armed now for d fires
 // (the timer wheel's tick, wheel.go).
@@ -739,7 +843,12 @@ func (s *sim) dial(c *client) {
 
 // count adds one to tl's bucket of now (the connects' grid).
 func (s *sim) count(tl []int64) {
-	if b := int((s.now + s.phase) / lab.Bucket); b >= 0 && b < len(tl) {
+	t := s.now + s.phase
+	b := int(t / lab.Bucket)
+	if t < 0 && t%lab.Bucket != 0 {
+		b-- // floor: a restart's exit runs before t0
+	}
+	if b += s.lead; b >= 0 && b < len(tl) {
 		tl[b]++
 	}
 }
@@ -858,7 +967,7 @@ func (s *sim) synArrive(k *sock) {
 	}
 	cookie := false
 	switch {
-	case s.now < s.blipUntil:
+	case s.blipped():
 		return // dropped by the blip
 	case !s.up:
 		s.at(s.m.RTT/2, evRefused, nil, k) // RST
@@ -868,11 +977,13 @@ func (s *sim) synArrive(k *sock) {
 	case s.m.acceptFull(len(s.acceptQ)):
 		s.res.ListenOverflows++
 		return
+
 	case s.m.synqFull(s.synq):
 		cookie = true
 	}
 	s.at(s.m.RTT/2, evEstablished, nil, k)
 	s.at(s.m.RTT, evAckArrive, nil, k)
+	k.lgen = s.listenGen
 	if cookie {
 		k.srv = srvCookie
 		s.res.SyncookiesSent++
@@ -892,7 +1003,11 @@ func (s *sim) ackArrive(k *sock) {
 	if k.srv != srvRequest && k.srv != srvCookie {
 		return
 	}
-	if s.now < s.blipUntil {
+	if s.blipped() {
+		return
+	}
+	if k.lgen != s.listenGen {
+		s.reset(k) // the listener that answered the SYN is gone: RST
 		return
 	}
 	if s.m.acceptFull(len(s.acceptQ)) {
@@ -1046,10 +1161,7 @@ func (s *sim) connectFailed(k *sock, err error) {
 	c := k.c
 	k.open = false
 	s.res.ConnectFailures++
-	if k.srv == srvRequest {
-		k.srv = srvGone
-		s.synq--
-	}
+	s.dropRequest(k)
 	if c.s == k {
 		c.s = nil
 	}
@@ -1068,10 +1180,7 @@ func (s *sim) pingFailed(k *sock, err error) {
 	s.res.FailedCommands++
 	s.count(s.failedTL)
 	k.open = false
-	if k.srv == srvRequest {
-		k.srv = srvGone
-		s.synq--
-	}
+	s.dropRequest(k)
 	if c.s == k {
 		c.s = nil
 	}

@@ -38,6 +38,9 @@ func wheelDelay(now, phase, d time.Duration, hz int) time.Duration {
 	}
 	jiffy := time.Second / time.Duration(hz)
 	clk := int64((now + phase) / jiffy)
+	if now+phase < 0 && (now+phase)%jiffy != 0 {
+		clk-- // floor: a restart's exit runs before t0 (sim.restart)
+	}
 	delta := int64((d + jiffy - 1) / jiffy) // the timeout in whole jiffies, as TCP arms it
 	expires := clk + delta
 	lvl := 0
