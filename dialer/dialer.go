@@ -132,6 +132,10 @@ type Stats struct {
 	// AbandonedDials counts connect attempts abandoned at their SYN
 	// deadline and redialled (each is also one of Dials).
 	AbandonedDials int
+	// SilentCuts counts connect attempts cut without a SYN-ACK before the
+	// kernel's SYN retransmit in an episode of timeouts (each is also one
+	// of DialFailures; see "An episode of timeouts" in docs/backoff.md).
+	SilentCuts int
 	// SYNDeadline is the SYN deadline learned for the target (0: none),
 	// which attempts get inside a reconnect episode.
 	SYNDeadline time.Duration

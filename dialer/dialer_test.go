@@ -105,6 +105,9 @@ func TestOptionsErrors(t *testing.T) {
 		{Options{SYNDeadline: 100 * time.Millisecond}, ErrInvalidSYNDeadline},
 		{Options{SYNDeadline: 2 * time.Second, DialTimeout: 2 * time.Second}, ErrInvalidSYNDeadline},
 		{Options{SYNDeadline: 6 * time.Second}, ErrInvalidSYNDeadline}, // the default DialTimeout is 5s
+		{Options{SilentCut: -2}, ErrInvalidSilentCut},
+		{Options{SilentCut: 100 * time.Millisecond}, ErrInvalidSilentCut},
+		{Options{SilentCut: time.Second}, ErrInvalidSilentCut}, // the kernel has retransmitted by then
 		{Options{SYNDeadline: -1}, nil},
 		{Options{SYNDeadline: 300 * time.Millisecond, DialTimeout: -1}, nil},
 		{Options{}, nil},

@@ -112,6 +112,16 @@
 // rate (at most MaxAcceptRate): a refusal says the server is a new
 // process, with no lost fleet to tear down and no clients yet, which
 // the kill-tested share leaves room for.
+// In an episode of timeouts (or after one, until a connection proves
+// healthy) a connect attempt with no SYN-ACK 800 ms after it started is
+// cut, before the kernel's own SYN retransmit at 1 s, and the dial then
+// fails at its DialTimeout as before: the same pace, one SYN per attempt
+// instead of the kernel's two. In a network blip the kernel fires a
+// fleet's retransmit timers together, so after the blip the retransmits
+// arrived in batches of 100–200 SYNs on a 128-slot accept queue; with the
+// cut every SYN the fleet sends is one its windows placed. Not in an
+// episode begun by a close, reset or refusal, not for a path whose
+// connects take too long for the cut, not through Reserve.
 // Opt-in (Options.SYNDeadline, off by default): in an episode begun by
 // a close or reset, a connect attempt with no SYN-ACK within a deadline
 // learned from the target's connect times (about 200 ms on a LAN; a

@@ -88,6 +88,12 @@ const (
 	// the kernel's retransmit time come sooner than TCP's own backoff and
 	// kept an overload going (docs/backoff.md, "The SYN deadline").
 	DefaultSYNDeadline time.Duration = -1
+	// DefaultSilentCut: in an episode of timeouts a connect attempt with
+	// no SYN-ACK this long after it started is cut, 200 ms before the
+	// kernel's first SYN retransmit (1 s), and the dial fails at
+	// DialTimeout as the uncut attempt would have (docs/backoff.md, "An
+	// episode of timeouts").
+	DefaultSilentCut = 800 * time.Millisecond
 )
 
 // DefaultBackoff returns the target-wide backoff used when Options.Backoff
@@ -118,6 +124,9 @@ var (
 	// ErrInvalidSYNDeadline: SYNDeadline is neither -1 nor at least
 	// 200ms, or not below an explicit DialTimeout (it could never cut).
 	ErrInvalidSYNDeadline = errors.New("dialer: SYNDeadline must be -1, or at least 200ms and below DialTimeout")
+	// ErrInvalidSilentCut: SilentCut is neither -1 nor within [200ms,
+	// 1s): at 1 s or later the kernel has sent the SYN again.
+	ErrInvalidSilentCut = errors.New("dialer: SilentCut must be -1, or at least 200ms and below 1s")
 )
 
 // Errors returned by dials that were not attempted. Each is wrapped with
@@ -251,6 +260,18 @@ type Options struct {
 	// otherwise at least 200ms and below DialTimeout, else
 	// ErrInvalidSYNDeadline.
 	SYNDeadline time.Duration
+	// SilentCut is how long a connect attempt in an episode of timeouts
+	// (a blip: the server answers nothing) may wait for its SYN-ACK
+	// (DefaultSilentCut, 800ms): then it is cut, before the kernel sends
+	// its SYN again at 1 s, and the dial fails at DialTimeout as the
+	// uncut attempt would have. The fleet's SYNs are then the ones its
+	// windows placed, not retransmits the kernel fires in batches when
+	// the blip ends. Not in an episode begun by a close, reset or
+	// refusal; not for a path whose connects take longer than it allows.
+	// -1 off (use it when Dial does more than the TCP connect, e.g. a
+	// TLS handshake); otherwise within [200ms, 1s), else
+	// ErrInvalidSilentCut.
+	SilentCut time.Duration
 	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
 	// jitter 100ms..10s).
 	Backoff backoff.Policy
@@ -323,22 +344,8 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("%w: %s %s", ErrInvalidDuration, d.name, d.v)
 		}
 	}
-	switch {
-	case o.BreakerThreshold == -1:
-		if o.BreakerOpenFor != 0 || o.HalfOpenProbes != 0 {
-			return o, ErrBreakerDisabled
-		}
-	case o.BreakerThreshold < 0 || o.HalfOpenProbes < 0:
-		return o, ErrInvalidBreaker
-	}
-	if o.BreakerThreshold == 0 {
-		o.BreakerThreshold = DefaultBreakerThreshold
-	}
-	if o.BreakerOpenFor == 0 {
-		o.BreakerOpenFor = DefaultBreakerOpenFor
-	}
-	if o.HalfOpenProbes == 0 {
-		o.HalfOpenProbes = DefaultHalfOpenProbes
+	if err := o.breakerDefaults(); err != nil {
+		return o, err
 	}
 	if o.FirstConnectWindow == 0 {
 		o.FirstConnectWindow = DefaultFirstConnectWindow
@@ -394,6 +401,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SYNDeadline == 0 {
 		o.SYNDeadline = DefaultSYNDeadline
 	}
+	if err := o.checkSilentCut(); err != nil {
+		return o, err
+	}
+	if o.SilentCut == 0 {
+		o.SilentCut = DefaultSilentCut
+	}
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff()
 	}
@@ -410,6 +423,29 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
+// breakerDefaults validates the breaker's settings and fills their
+// defaults.
+func (o *Options) breakerDefaults() error {
+	switch {
+	case o.BreakerThreshold == -1:
+		if o.BreakerOpenFor != 0 || o.HalfOpenProbes != 0 {
+			return ErrBreakerDisabled
+		}
+	case o.BreakerThreshold < 0 || o.HalfOpenProbes < 0:
+		return ErrInvalidBreaker
+	}
+	if o.BreakerThreshold == 0 {
+		o.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if o.BreakerOpenFor == 0 {
+		o.BreakerOpenFor = DefaultBreakerOpenFor
+	}
+	if o.HalfOpenProbes == 0 {
+		o.HalfOpenProbes = DefaultHalfOpenProbes
+	}
+	return nil
+}
+
 // checkSYNDeadline validates an explicit SYNDeadline (DialTimeout has
 // its default by then).
 func (o Options) checkSYNDeadline() error {
@@ -421,6 +457,16 @@ func (o Options) checkSYNDeadline() error {
 		return fmt.Errorf("%w: %s", ErrInvalidSYNDeadline, v)
 	case o.DialTimeout > 0 && v >= o.DialTimeout:
 		return fmt.Errorf("%w: %s with DialTimeout %s", ErrInvalidSYNDeadline, v, o.DialTimeout)
+	}
+	return nil
+}
+
+// checkSilentCut validates an explicit SilentCut: at 1 s or later the
+// kernel has sent the SYN again, below 200 ms a loaded host's SYN-ACK
+// may not have come.
+func (o Options) checkSilentCut() error {
+	if v := o.SilentCut; v != 0 && v != -1 && (v < synFloor || v >= kernelSYNRTO) {
+		return fmt.Errorf("%w: %s", ErrInvalidSilentCut, v)
 	}
 	return nil
 }

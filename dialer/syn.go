@@ -2,6 +2,7 @@ package dialer
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,7 @@ func (d *Dialer) observeConnect(t *target, took time.Duration) {
 //     unreachable, not because its accept queue is full; a redial adds a
 //     SYN to the kernel's retransmits without coming back sooner
 //     (simulate's 5 s blip on the busy server: 1,602 overflows with
-//     cuts, 235 without).
+//     cuts, 235 without). There silentDeadline cuts without a redial.
 //   - After an abandon, until a connect completes: the deadline is for
 //     the SYN one full accept queue dropped, and a server that answers
 //     no SYN at all (a long path never observed, an overload that lasts)
@@ -116,6 +117,58 @@ func (d *Dialer) attemptDeadline(t *target, start, end time.Time) time.Duration 
 	return dl
 }
 
+// silentDeadline is the deadline of t's next connect attempt, starting
+// at start, in an episode of timeouts alone (soft, see markLoss; or after
+// one, while its failures have not been reset by a healthy connection):
+// Options.SilentCut (800 ms), below the kernel's first SYN retransmit
+// (kernelSYNRTO, 1 s; 200 ms of margin for timers that run late). An
+// attempt with no SYN-ACK by then is cut (its socket closed, so the
+// kernel never sends its SYN again) and the dial then fails at its own
+// deadline (end, DialTimeout), as the uncut attempt would have: the
+// fleet keeps the pace the window and the backoff give it, and sends
+// one SYN per attempt instead of the kernel's two. Every SYN the fleet
+// sends during an outage is then one its dialers placed in their
+// windows.
+//
+// Why: in a blip (the server unreachable) each connect's SYN is dropped
+// and the kernel sends it again 1 s later; Linux fires the retransmit
+// timers of a whole fleet's sockets together, at the timer wheel's
+// granularity (~30 ms for a 1 s timer at HZ 250), so when the blip ends
+// the retransmits of the dials made in its last second arrive in batches
+// of 100–200 SYNs at once, on top of the window's own dials — more than a
+// 128-slot accept queue holds. In the lab's 5 s blip at 10,000 clients
+// every listen overflow of the dialer's fleet (258 in one run) fell in a
+// 10 ms slot where such a batch landed, none where only the window's
+// dials did (docs/backoff.md, "An episode of timeouts"). Failing at the
+// cut instead (the next attempt drawn from the window at once) made the
+// fleet dial ~1.7× as fast and overflowed more (1,383 in one run).
+//
+// None when the path's connects take too long for the cut (synFloor +
+// srtt + 4 × rttvar, as learnedDeadline, at least the cut: the SYN-ACK
+// could come after it), without an overall deadline or when the cut
+// would not end before it (end), with SilentCut -1 (a Dial that does
+// more than the TCP connect), with ReconnectWindow -1 (no episodes),
+// or when SYNDeadline's learned deadline applies instead (never in a
+// soft episode). Reserve does not apply it (its callers run their own
+// connect timeouts). Called with mu held.
+func (d *Dialer) silentDeadline(t *target, start, end time.Time) time.Duration {
+	cut := d.o.SilentCut
+	if cut == -1 || d.o.ReconnectWindow == -1 || !t.soft || !d.inEpisode(t, start) && t.failures == 0 {
+		return 0
+	}
+	srtt, rttvar := t.srtt, t.rttvar
+	if srtt == 0 {
+		srtt, rttvar = synAssumedRTT, synAssumedRTT/2
+	}
+	if synFloor+srtt+4*rttvar >= cut {
+		return 0
+	}
+	if end.IsZero() || !start.Add(cut).Before(end) {
+		return 0
+	}
+	return cut
+}
+
 // abandon records an attempt started at attempt that was abandoned at
 // now without a SYN-ACK, and returns how long to wait before dialling
 // again. Its SYN was dropped (a full accept queue): the congestion signal
@@ -151,9 +204,11 @@ func (d *Dialer) abandon(t *target, attempt, dial time.Time) time.Duration {
 
 // connect makes the TCP connect of one dial: attempts with the target's
 // SYN deadline, each abandoned one followed by a paced redial, all within
-// ctx (which carries DialTimeout, the bound of the whole connect). It
-// returns the connection or the last attempt's error, when the first
-// attempt started and when the last one did.
+// ctx (which carries DialTimeout, the bound of the whole connect); in an
+// episode of timeouts instead one attempt, cut at silentDeadline and
+// then held to ctx's end (no redial). It returns the connection or the
+// last attempt's error, when the first attempt started and when the last
+// one did.
 func (d *Dialer) connect(ctx context.Context, t *target, network, addr string) (net.Conn, time.Time, time.Time, error) {
 	end, _ := ctx.Deadline()
 	first := d.o.Now()
@@ -161,6 +216,11 @@ func (d *Dialer) connect(ctx context.Context, t *target, network, addr string) (
 		start := d.o.Now()
 		d.mu.Lock()
 		dl := d.attemptDeadline(t, start, end)
+		silent := false
+		if dl == 0 {
+			dl = d.silentDeadline(t, start, end)
+			silent = dl > 0
+		}
 		d.mu.Unlock()
 		if dl == 0 {
 			raw, err := d.o.Dial(ctx, network, addr)
@@ -177,6 +237,15 @@ func (d *Dialer) connect(ctx context.Context, t *target, network, addr string) (
 		}
 		if raw != nil {
 			_ = raw.Close()
+		}
+		if silent {
+			d.mu.Lock()
+			t.stats.SilentCuts++
+			d.mu.Unlock()
+			// Held to the dial's deadline, as the uncut attempt would
+			// have been: the same pace, one SYN fewer (see silentDeadline).
+			<-ctx.Done()
+			return nil, first, start, fmt.Errorf("no SYN-ACK within %s in an episode of timeouts, cut before the kernel's SYN retransmit: %w", dl, ctx.Err())
 		}
 		d.mu.Lock()
 		wait := d.abandon(t, start, first)

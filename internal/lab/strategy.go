@@ -129,6 +129,9 @@ func (stormguardStrategy) instance(_ context.Context, r *run, k int) (instance, 
 		// Valkey's accept: a SYN deadline would cut connections that are
 		// up. The dialer's adapters run TLS outside Options.Dial.
 		o.SYNDeadline = -1
+		// Likewise the silent cut of an episode of timeouts: a TLS
+		// handshake slower than the cut would be cut mid-way.
+		o.SilentCut = -1
 		// Over TLS a connection costs the server ~30× what ConnectCost
 		// (plaintext) assumes, and the dialer does not see this Dial's
 		// TLS: keep AcceptRate, as DialTLSContext would.

@@ -4,12 +4,18 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/dialer"
@@ -246,4 +252,48 @@ func CheckCut(t testing.TB, lib string, plain, guarded int64) {
 	if guarded*3 > plain {
 		t.Errorf("dialer cut dials only from %d to %d; want at least 3×", plain, guarded)
 	}
+}
+
+// Blackhole drops every TCP packet to the sandbox's Valkey port in its
+// namespace (an nftables input-hook rule, which sees loopback traffic
+// too), as the lab's blip scenario does: established connections and
+// new SYNs get no answer. The returned func removes the rule; the
+// sandbox's namespace takes it along anyway.
+func Blackhole(t testing.TB, sb *sandbox.Sandbox) (remove func()) {
+	t.Helper()
+	ns, err := os.Open(sb.NetNS)
+	if err != nil {
+		t.Fatalf("open %s: %v", sb.NetNS, err)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	if err != nil {
+		ns.Close()
+		t.Fatalf("nftables in %s: %v", sb.Name, err)
+	}
+	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "stormtest_blackhole"})
+	ch := c.AddChain(&nftables.Chain{Name: "drop", Table: tbl, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(uint16(sb.Port))},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
+	if err := c.Flush(); err != nil {
+		ns.Close()
+		t.Fatalf("add the drop rule in %s: %v", sb.Name, err)
+	}
+	var once sync.Once
+	remove = func() {
+		once.Do(func() {
+			defer ns.Close()
+			c.DelTable(tbl)
+			if err := c.Flush(); err != nil {
+				t.Errorf("remove the drop rule in %s: %v", sb.Name, err)
+			}
+		})
+	}
+	t.Cleanup(remove)
+	return remove
 }
