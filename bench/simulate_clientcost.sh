@@ -13,7 +13,10 @@
 # accepted against refused (a restart's redials), a raw connect()
 # refused, and a loopback handshake split at its final ACK; ONLY=synwave:
 # a wave of SYN retransmits on one timer tick against the loopback
-# backlog (softnet_stat drops); ONLY=startgap: how long a starting
+# backlog (softnet_stat drops); ONLY=synbatch: whether the kernel
+# answers one tick's SYN retransmits as a batch (every SYN before any
+# final ACK: all connects complete, 129 queued) or one handshake at a time
+# (129 complete); ONLY=startgap: how long a starting
 # valkey-server listens before its event loop runs; ONLY=accepts:
 # valkey-server's CPU per accepted connection, per first PING and per
 # client killed, on a server as it started (a restart) and again after
@@ -39,7 +42,7 @@ measure() {
 	for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 	for n in $PING_SIZES; do
-		{ [ "${ONLY:-}" = synwave ] || [ "${ONLY:-}" = startgap ] || [ "${ONLY:-}" = accepts ]; } && break
+		{ [ "${ONLY:-}" = synwave ] || [ "${ONLY:-}" = synbatch ] || [ "${ONLY:-}" = startgap ] || [ "${ONLY:-}" = accepts ]; } && break
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" "$n"; done
 	done
 	if [ "${ONLY:-}" = accepts ]; then
@@ -52,6 +55,13 @@ measure() {
 			ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" accepts $((PORT + 600 + i)) "${ACCEPT_N:-10000}" || true
 			kill "$sp"; wait "$sp" 2>/dev/null || true
 		done
+		echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
+		return 0
+	fi
+	if [ "${ONLY:-}" = synbatch ]; then
+		for n in 300 500 800; do for r in 1 2; do
+			ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" synbatch $((PORT + 700 + n / 100 + 10 * r)) "$n"
+		done; done
 		echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 		return 0
 	fi
