@@ -27,14 +27,26 @@ func TestIntegrationSilentCut(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	nw := stormtest.NewNet(sb)
 	// DialTimeout well above the cut, so that a cut delayed by a loaded
-	// machine (the cutter waits out late timers) still comes first.
+	// machine (the cutter waits out late timers, looking again after as
+	// long as it was late) still comes first.
 	d, err := dialer.New(dialer.Options{Dial: nw.Dial, FirstConnectWindow: -1, Rate: -1, BreakerThreshold: -1,
-		StableAfter: -1, ReconnectWindow: 10 * time.Millisecond, DialTimeout: 6 * time.Second})
+		StableAfter: -1, ReconnectWindow: 10 * time.Millisecond, DialTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// Connects the dialer learns loopback's connect time from: the cut
+	// needs 200 ms + srtt + 4 × rttvar below it, and a single first
+	// sample slowed by a loaded machine (rttvar = half of it) could
+	// rule the cut out; 30 samples bring the estimate down to loopback's.
+	for range 30 {
+		w, err := d.DialContext(ctx, "tcp", sb.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = w.Close()
+	}
 	c, err := d.DialContext(ctx, "tcp", sb.Addr())
 	if err != nil {
 		t.Fatal(err)
