@@ -31,6 +31,10 @@ type Conn struct {
 	d     *Dialer
 	t     *target
 	probe bool // holds a half-open probe slot until the handshake
+	// credit: the dial took one of the target's credits (credit.go)
+	// instead of a rate-limit token; settleCredit gives it back if the
+	// connection is not admitted.
+	credit bool
 
 	// slow: the connect took at least SlowConnect. Set once before the
 	// Conn is shared.
@@ -223,6 +227,7 @@ func (c *Conn) overload(err error) {
 	c.d.mu.Lock()
 	c.t.stats.Overloads++
 	c.d.failLocked(c.t, EventOverload, err, c.takeProbe(), c.started)
+	c.settleCredit()
 	c.d.mu.Unlock()
 }
 
@@ -232,6 +237,7 @@ func (c *Conn) lost(err error) {
 	}
 	c.d.mu.Lock()
 	c.d.failLocked(c.t, EventConnLost, err, c.takeProbe(), c.started)
+	c.settleCredit()
 	c.d.mu.Unlock()
 }
 
@@ -252,6 +258,7 @@ func (c *Conn) lostYoung(err error) {
 	d, t := c.d, c.t
 	d.mu.Lock()
 	d.fail(t, EventConnLost, err, failure{probe: c.takeProbe(), grow: d.inEpisode(t, d.o.Now()), breaker: true, started: c.started})
+	c.settleCredit()
 	d.mu.Unlock()
 }
 
@@ -372,6 +379,7 @@ func (c *Conn) lostStable(err error) {
 	d, t := c.d, c.t
 	d.mu.Lock()
 	d.markLoss(t, d.o.Now(), err)
+	d.grantCredit(t)
 	d.emit(t, EventConnLost, 0, err)
 	d.mu.Unlock()
 }

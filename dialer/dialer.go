@@ -79,6 +79,13 @@ type target struct {
 	srtt, rttvar time.Duration
 	abandons     int
 
+	// credits is how many of the target's connections lost in the
+	// current reconnect episode have not been redialled yet: a dial
+	// admitted inside the episode takes one instead of a rate-limit
+	// token (see takeCredit). Cleared when an episode starts or is found
+	// over.
+	credits int
+
 	failures  int // consecutive failures since proven health (backoff)
 	prevDelay time.Duration
 	nextDial  time.Time
@@ -118,6 +125,10 @@ type Stats struct {
 	// AcceptRate is the learned admission rate (connections/s) that
 	// sizes the window for a known fleet.
 	AcceptRate float64
+	// CreditDials counts dials that replaced a connection lost in a
+	// reconnect episode and so took a credit instead of a rate-limit
+	// token (see Options.Rate).
+	CreditDials int
 	// AbandonedDials counts connect attempts abandoned at their SYN
 	// deadline and redialled (each is also one of Dials).
 	AbandonedDials int
@@ -314,6 +325,7 @@ func (d *Dialer) markLoss(t *target, now time.Time, err error) {
 	soft := isTimeout(err)
 	if !d.inEpisode(t, now) {
 		t.lostAt, t.soft = now, soft
+		t.credits = 0 // the last episode's expire with it
 		return
 	}
 	if !soft {
@@ -485,12 +497,16 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 	if err != nil {
 		return nil, err
 	}
+	credit := d.takeCredit(t)
 	release := func() {
+		d.mu.Lock()
 		if probe {
-			d.mu.Lock()
 			t.probes--
-			d.mu.Unlock()
 		}
+		if credit {
+			d.refundCredit(t)
+		}
+		d.mu.Unlock()
 	}
 	if wait > 0 {
 		due := d.o.Now().Add(wait)
@@ -504,7 +520,7 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 		d.respread(ctx, d.o.Now().Sub(due))
 	}
 	waited := wait
-	if t.limiter != nil {
+	if t.limiter != nil && !credit {
 		r := t.limiter.ReserveN(d.o.Now(), 1)
 		if dl := r.Delay(); dl > 0 {
 			if err := sleep(ctx, dl, d.o.Now); err != nil {
@@ -527,7 +543,7 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 		defer cancel()
 	}
 	raw, first, last, err := d.connect(dctx, t, network, addr)
-	c := &Conn{Conn: raw, d: d, t: t, probe: probe, sniff: !d.o.DisableSniff, started: first}
+	c := &Conn{Conn: raw, d: d, t: t, probe: probe, credit: credit, sniff: !d.o.DisableSniff, started: first}
 	if err := c.dialed(d.o.Now().Sub(last), err); err != nil {
 		return nil, fmt.Errorf("dialer: dial %s: %w", addr, err)
 	}
@@ -611,10 +627,12 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 		c.done = true
 		if isRefused(err) && !c.probe {
 			d.refused(t, err)
+			c.settleCredit()
 			return err
 		}
 		d.failLocked(t, EventDialFailed, err, c.probe, c.started)
 		c.probe = false
+		c.settleCredit()
 		return err
 	}
 	d.emit(t, EventConnected, took, nil)

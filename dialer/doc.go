@@ -12,6 +12,11 @@
 //   - Rate limit: a token bucket per target on NEW connections, shared by
 //     every client in the process that uses the same *Dialer
 //     (golang.org/x/time/rate). Pools fill slowly instead of all at once.
+//     Redials that replace connections lost in a reconnect episode are
+//     not growth: each lost connection gives the target a credit, and a
+//     dial inside the episode takes a credit instead of a token, so a
+//     pool that a failover closed comes back at the window's pace, not
+//     at 20 a second (see Options.Rate).
 //   - Jittered first connect: dials during the first FirstConnectWindow
 //     after a target is first seen are spread uniformly over that window,
 //     so a fleet started together does not arrive together.

@@ -150,9 +150,22 @@ var (
 // default.
 type Options struct {
 	// Rate is the number of new connections per second allowed per target
-	// across the process (20). -1 means unlimited.
+	// across the process (20): a token bucket that keeps a pool from
+	// growing all at once. -1 means unlimited.
+	//
+	// A dial that replaces a connection lost in the current reconnect
+	// episode takes a credit instead of a token: every loss of a
+	// connection the server had admitted gives the target one credit,
+	// a credited dial that fails before the server admits it gives it
+	// back, and unused credits expire with the episode. Those redials are
+	// already paced by the reconnect window, sized for the whole fleet;
+	// the bucket held a pool of 100 that a kill closed to 20 redials a
+	// second, ~4.5 s whatever the server admits. Dials beyond the lost
+	// connections (the pool growing) and all dials outside an episode
+	// (or with ReconnectWindow -1) still take tokens.
 	Rate float64
-	// Burst is how many new connections may start at once per target (10).
+	// Burst is how many new connections may start at once per target (10);
+	// redials on credits (see Rate) neither need nor use its tokens.
 	Burst int
 	// FirstConnectWindow spreads dials made during this long after a
 	// target is first seen uniformly over the window (1s); -1 disables.

@@ -35,14 +35,15 @@ func (d *Dialer) Reserve(addr string) (*Reservation, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.limiter != nil {
+	credit := d.takeCredit(t)
+	if t.limiter != nil && !credit {
 		r := t.limiter.ReserveN(d.o.Now().Add(wait), 1)
 		wait += r.DelayFrom(d.o.Now().Add(wait))
 	}
 	d.mu.Lock()
 	d.emit(t, EventDial, wait, nil)
 	d.mu.Unlock()
-	c := &Conn{d: d, t: t, probe: probe, sniff: false, manual: true, started: d.o.Now().Add(wait)}
+	c := &Conn{d: d, t: t, probe: probe, credit: credit, sniff: false, manual: true, started: d.o.Now().Add(wait)}
 	r := &Reservation{Wait: wait, c: c, attempt: c.started}
 	if d.o.DialTimeout > 0 {
 		r.end = c.started.Add(d.o.DialTimeout)

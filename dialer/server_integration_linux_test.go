@@ -3,6 +3,7 @@ package dialer_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -170,4 +171,90 @@ func command(c net.Conn, r *bufio.Reader, cmd string) error {
 		err = fmt.Errorf("%s: %s", cmd, strings.TrimSpace(line))
 	}
 	return err
+}
+
+// TestIntegrationPoolRedialsOnCredits: a process with a pool of
+// connections to a real valkey-server that CLIENT KILL closes at once
+// redials every one of them without waiting for the token bucket — each
+// loss gave the target a credit — while growing the pool past what it
+// lost still waits for a token. The bucket is set so that no token comes
+// during the test (burst = the pool, then one per 100 s): without credits
+// every redial would fail at once with ErrRateLimited.
+func TestIntegrationPoolRedialsOnCredits(t *testing.T) {
+	sandboxtest.Require(t)
+	sb := sandboxtest.New(t, sandbox.Options{})
+	nw := stormtest.NewNet(sb)
+	const pool = 20
+	d, err := dialer.New(dialer.Options{
+		Dial: nw.Dial, FirstConnectWindow: -1, Rate: 0.01, Burst: pool,
+		StableAfter: -1, BreakerThreshold: -1,
+		// The fleet is unknown: the episode lasts ReconnectWindow, and
+		// every redial waits a point of it.
+		ReconnectWindow: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dialPing := func() (net.Conn, error) {
+		c, err := d.DialContext(ctx, "tcp", sb.Addr())
+		if err != nil {
+			return nil, err
+		}
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		if err := command(c, bufio.NewReader(c), "PING"); err != nil { // the handshake: stable at once
+			_ = c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	conns := make([]net.Conn, pool)
+	for i := range conns {
+		if conns[i], err = dialPing(); err != nil {
+			t.Fatalf("filling the pool: %v", err)
+		}
+	}
+	admin, err := nw.Dial(ctx, "tcp", sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	_ = admin.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := command(admin, bufio.NewReader(admin), "CLIENT KILL TYPE normal"); err != nil {
+		t.Fatal(err)
+	}
+	// Like a pool: each connection's loss (EOF on its read) is followed
+	// by its redial.
+	errs := make(chan error, pool)
+	for _, c := range conns {
+		go func() {
+			_, err := c.Read(make([]byte, 16))
+			_ = c.Close()
+			if err == nil {
+				errs <- errors.New("a killed connection read data")
+				return
+			}
+			nc, err := dialPing()
+			if err == nil {
+				_ = nc.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range pool {
+		if err := <-errs; err != nil {
+			t.Errorf("redial after the kill: %v", err)
+		}
+	}
+	if st := d.Stats(sb.Addr()); st.CreditDials != pool {
+		t.Errorf("CreditDials %d, want %d (one per lost connection)", st.CreditDials, pool)
+	}
+	// Growth past the lost pool: no credit left, no token for 100 s.
+	if c, err := d.DialContext(ctx, "tcp", sb.Addr()); !errors.Is(err, dialer.ErrRateLimited) {
+		if c != nil {
+			_ = c.Close()
+		}
+		t.Errorf("growing the pool past what it lost: %v, want ErrRateLimited", err)
+	}
 }
