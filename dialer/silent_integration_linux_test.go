@@ -27,9 +27,13 @@ func TestIntegrationSilentCut(t *testing.T) {
 	sb := sandboxtest.New(t, sandbox.Options{})
 	nw := stormtest.NewNet(sb)
 	// DialTimeout well above the cut, so that a cut delayed by a loaded
-	// machine (the cutter waits out late timers) still comes first.
+	// machine (the cutter waits out late timers) still comes first. The
+	// cut applies to attempts inside the episode of timeouts: a window of
+	// 2 s with every draw at its earliest point (firstDraw) redials at
+	// once and well inside it, however late a loaded machine gets to the
+	// redial (a 10 ms window was over before some redials began).
 	d, err := dialer.New(dialer.Options{Dial: nw.Dial, FirstConnectWindow: -1, Rate: -1, BreakerThreshold: -1,
-		StableAfter: -1, ReconnectWindow: 10 * time.Millisecond, DialTimeout: 6 * time.Second})
+		StableAfter: -1, ReconnectWindow: 2 * time.Second, DialTimeout: 6 * time.Second, Rand: firstDraw{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +102,12 @@ func TestIntegrationSilentCut(t *testing.T) {
 		t.Errorf("after the kill: stats %+v, want no silent cut and one failed dial", st)
 	}
 }
+
+// firstDraw is a jitter source whose every draw is the earliest point
+// (0): waits inside a window or a backoff end at once.
+type firstDraw struct{}
+
+func (firstDraw) Float64() float64 { return 0 }
 
 // isTimeout: err is a timeout (a context deadline, or net.Dialer's i/o
 // timeout when the socket's own deadline ended the connect first).
