@@ -210,20 +210,7 @@ func TestSilentCutDialContext(t *testing.T) {
 	}
 
 	// An episode begun by a close (a kill): the attempt runs uncut.
-	bh.mu.Lock()
-	bh.n, bh.calls = 0, 0
-	bh.mu.Unlock()
-	d2, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lose(t, d2, addr)
-	bh.mu.Lock()
-	bh.n, bh.calls = 100, 0
-	bh.mu.Unlock()
-	if _, err := d2.DialContext(context.Background(), "tcp", addr); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("episode of closes: %v, want DialTimeout's deadline", err)
-	}
+	d2 := dialIntoSilence(t, bh, opts, addr)
 	if st := d2.Stats(addr); st.SilentCuts != 0 || st.DialFailures != 1 {
 		t.Errorf("episode of closes: stats %+v, want no silent cut and one failed dial", st)
 	}

@@ -240,24 +240,34 @@ func TestSYNDeadlineDialContext(t *testing.T) {
 	if st := d.Stats(addr); st.AbandonedDials != 1 || st.Dials != 3 || st.DialFailures != 0 {
 		t.Errorf("stats %+v: want 1 abandoned of 3 dials, no failure", st)
 	}
-	bh.mu.Lock()
-	bh.n, bh.calls = 0, 0
-	bh.mu.Unlock()
-	d2, err := New(Options{SYNDeadline: time.Second, Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 1500 * time.Millisecond,
-		ReconnectWindow: 20 * time.Millisecond, Backoff: backoff.Immediate{}, Now: frozen})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lose(t, d2, addr)
-	bh.mu.Lock()
-	bh.n, bh.calls = 100, 0
-	bh.mu.Unlock()
-	if _, err := d2.DialContext(context.Background(), "tcp", addr); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("a target that answers nothing: %v, want the DialTimeout's deadline", err)
-	}
+	d2 := dialIntoSilence(t, bh, Options{SYNDeadline: time.Second, Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1,
+		DialTimeout: 1500 * time.Millisecond, ReconnectWindow: 20 * time.Millisecond, Backoff: backoff.Immediate{}, Now: frozen}, addr)
 	if st := d2.Stats(addr); st.AbandonedDials != 1 || st.DialFailures != 1 {
 		t.Errorf("stats %+v: want one abandon, then the uncut attempt failing at DialTimeout", st)
 	}
+}
+
+// dialIntoSilence makes a Dialer with opts (whose Dial is bh's), starts
+// a reconnect episode of closes (lose), and then dials a target that
+// answers nothing: the dial must fail at DialTimeout's deadline. The
+// caller checks the Stats of how it got there.
+func dialIntoSilence(t *testing.T, bh *blackholeDial, opts Options, addr string) *Dialer {
+	t.Helper()
+	bh.mu.Lock()
+	bh.n, bh.calls = 0, 0
+	bh.mu.Unlock()
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lose(t, d, addr)
+	bh.mu.Lock()
+	bh.n, bh.calls = 100, 0
+	bh.mu.Unlock()
+	if _, err := d.DialContext(context.Background(), "tcp", addr); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a target that answers nothing after a close: %v, want DialTimeout's deadline", err)
+	}
+	return d
 }
 
 // lose dials addr through d and reads EOF before any reply: overload,
