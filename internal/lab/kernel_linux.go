@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormguard/stormguard/internal/procnet"
+	"github.com/stormguard/stormguard/internal/sandbox"
 )
 
 // readNetstat reads /proc/net/netstat of the namespace (procnet.ReadFile).
@@ -31,38 +31,16 @@ func readNetstat(nsPath string) (map[string]map[string]uint64, error) {
 const labTable = "stormguard_lab"
 
 // blackhole drops every TCP packet to port in the namespace until the
-// returned function is called. It uses an input-hook chain, which sees
-// loopback traffic too.
-func blackhole(ctx context.Context, nsPath string, port int) (func() error, error) {
-	ns, err := os.Open(nsPath)
+// returned function is called (sandbox.Blackhole, in the lab's own
+// table).
+func blackhole(_ context.Context, nsPath string, port int) (func() error, error) {
+	remove, err := sandbox.Blackhole(nsPath, port, labTable, "blip")
 	if err != nil {
-		return nil, fmt.Errorf("blip: open network namespace %s: %w", nsPath, err)
-	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
-	if err != nil {
-		ns.Close()
-		return nil, fmt.Errorf("blip: nftables: %w", err)
-	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: labTable}
-	c.AddTable(t)
-	ch := c.AddChain(&nftables.Chain{Name: "blip", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
-	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(uint16(port))},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	}})
-	if err := c.Flush(); err != nil {
-		ns.Close()
-		return nil, fmt.Errorf("blip: add drop rule for port %s: %w", strconv.Itoa(port), err)
+		return nil, fmt.Errorf("blip: %w", err)
 	}
 	return func() error {
-		defer ns.Close()
-		c.DelTable(t)
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("blip: remove table %s: %w", labTable, err)
+		if err := remove(); err != nil {
+			return fmt.Errorf("blip: %w", err)
 		}
 		return nil
 	}, nil

@@ -4,18 +4,12 @@ import (
 	"bufio"
 	"context"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
-	"github.com/google/nftables/expr"
-	"golang.org/x/sys/unix"
 
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/dialer"
@@ -261,35 +255,14 @@ func CheckCut(t testing.TB, lib string, plain, guarded int64) {
 // sandbox's namespace takes it along anyway.
 func Blackhole(t testing.TB, sb *sandbox.Sandbox) (remove func()) {
 	t.Helper()
-	ns, err := os.Open(sb.NetNS)
+	del, err := sandbox.Blackhole(sb.NetNS, sb.Port, "stormtest_blackhole", "drop")
 	if err != nil {
-		t.Fatalf("open %s: %v", sb.NetNS, err)
-	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
-	if err != nil {
-		ns.Close()
-		t.Fatalf("nftables in %s: %v", sb.Name, err)
-	}
-	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "stormtest_blackhole"})
-	ch := c.AddChain(&nftables.Chain{Name: "drop", Table: tbl, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
-	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(uint16(sb.Port))},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	}})
-	if err := c.Flush(); err != nil {
-		ns.Close()
-		t.Fatalf("add the drop rule in %s: %v", sb.Name, err)
+		t.Fatalf("blackhole in %s: %v", sb.Name, err)
 	}
 	var once sync.Once
 	remove = func() {
 		once.Do(func() {
-			defer ns.Close()
-			c.DelTable(tbl)
-			if err := c.Flush(); err != nil {
+			if err := del(); err != nil {
 				t.Errorf("remove the drop rule in %s: %v", sb.Name, err)
 			}
 		})
