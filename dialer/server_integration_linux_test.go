@@ -188,9 +188,11 @@ func TestIntegrationPoolRedialsOnCredits(t *testing.T) {
 	d, err := dialer.New(dialer.Options{
 		Dial: nw.Dial, FirstConnectWindow: -1, Rate: 0.01, Burst: pool,
 		StableAfter: -1, BreakerThreshold: -1,
-		// The fleet is unknown: the episode lasts ReconnectWindow, and
-		// every redial waits a point of it.
-		ReconnectWindow: 2 * time.Second,
+		// The fleet is unknown: the episode lasts ReconnectWindow. A long
+		// one, with every draw at its earliest point (firstDraw), keeps
+		// all 20 losses and redials inside one episode however late a
+		// loaded machine runs them, and the redials go at once.
+		ReconnectWindow: 20 * time.Second, Rand: firstDraw{},
 	})
 	if err != nil {
 		t.Fatal(err)
