@@ -171,8 +171,10 @@ func TestSilentCutDialContext(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	bh := &blackholeDial{}
 	// A frozen clock keeps the episode going; the cut runs on real timers.
+	// DialTimeout well above the cut (800 ms), so that a cut timer a
+	// loaded machine runs late still comes before the dial's deadline.
 	frozen := func() time.Time { return time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC) }
-	opts := Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 1500 * time.Millisecond,
+	opts := Options{Dial: bh.dial, Rate: -1, FirstConnectWindow: -1, BreakerThreshold: -1, DialTimeout: 3 * time.Second,
 		ReconnectWindow: 20 * time.Millisecond, Backoff: backoff.Immediate{}, Now: frozen, StableAfter: -1}
 	d, err := New(opts)
 	if err != nil {
