@@ -8,6 +8,10 @@
 // pairs on a bridge, with private addresses in 10.77.0.0/16 that exist only
 // inside those namespaces and no default route.
 //
+// Blackhole drops every TCP packet to a namespace's port (an nftables
+// rule on the input hook, which sees loopback too): the lab's blip and
+// the dialer's blip tests.
+//
 // Everything a Sandbox creates is removed by Close: the valkey-server
 // process group, the namespace and the scratch directory. Namespaces are
 // named sg-<pid>-<n>, so New also removes leftovers of processes that died
