@@ -10,7 +10,9 @@
 # prints every pause >= 1 ms in the answers with the answers before it (the server's descriptors:
 # its base ones + that many, +- 64) and its main thread's state, wchan and schedstat meanwhile.
 # GROWN=1: the server through bench/fdtable/valkey-server (the table sized for 16,384 before any
-# thread exists): the control, no doubling. Needs root and valkey-server.
+# thread exists): the control, no doubling. BUSY=1: a busy loop on CPU 0 (the clients' CPU) meanwhile,
+# as a fleet that keeps its CPU saturated does (the grace period waits for every CPU's quiescent state).
+# Needs root and valkey-server.
 #
 #   LOCK=/tmp/stormguard-bench.lock RUNS=5 N=10000 bash bench/fdtable_stall.sh
 #   LOCK=/tmp/stormguard-bench.lock RUNS=3 GROWN=1 bash bench/fdtable_stall.sh
@@ -21,7 +23,7 @@ command -v valkey-server >/dev/null || { echo "fdtable_stall.sh: needs valkey-se
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
 go build -o "$OUT/clientcost" ./bench/clientcost
-export OUT RUNS=${RUNS:-5} N=${N:-10000} GROWN=${GROWN:-} NS=sg-fdstall-$$ PORT=7101
+export OUT RUNS=${RUNS:-5} N=${N:-10000} GROWN=${GROWN:-} BUSY=${BUSY:-} NS=sg-fdstall-$$ PORT=7101
 SERVER=valkey-server
 [ -n "$GROWN" ] && SERVER="$PWD/bench/fdtable/valkey-server"
 export SERVER
@@ -41,7 +43,10 @@ measure() {
 		for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 		sleep 0.5 # its background threads are up
 		echo "server $vp: $(grep -c . /proc/$vp/task/*/comm 2>/dev/null | wc -l) threads, $(grep FDSize /proc/$vp/status)"
+		bp=
+		if [ -n "${BUSY:-}" ]; then taskset -c 0 timeout 20 sh -c 'while :; do :; done' & bp=$!; fi
 		VALKEY_PID=$vp ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" fdstall "$port" "$N" || true
+		[ -n "$bp" ] && { kill "$bp"; wait "$bp" 2>/dev/null || true; }
 		kill "$vp"; wait "$vp" 2>/dev/null || true
 		vp=
 	done
