@@ -652,8 +652,9 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 
 // refused records a connect refused by the server's kernel (a reset to
 // the SYN: nothing listens, e.g. a restart under way). It is a failure:
-// the target backs off (the backoff policy's exponential full jitter),
-// and the retry comes as below. But it is not congestion and does not
+// the target backs off (the backoff policy's delay, but at most half of
+// how long the target has been refusing: refusedBound), and the retry
+// comes no sooner than below. But it is not congestion and does not
 // count towards the breaker: a refusal
 // costs the server nothing (no accept queue, no Valkey CPU) and says it
 // is down for now, not that it admits too slowly or fails the clients it
@@ -847,32 +848,33 @@ func sleep(ctx context.Context, d time.Duration, now func() time.Time) error {
 	}
 }
 
-// refusedPace bounds a refused client's backoff by how long the server
-// has been refusing: the retry after a refusal is due at most this
-// fraction of the refusals' duration so far after it (see refusedBound).
+// refusedPace bounds a refused client's backoff by how long the target
+// has been refusing (see refusedBound).
 const refusedPace = 0.5
 
 // refusedBound is the longest backoff delay after a refusal when the
-// target has been refused for refusing (since its first refusal since it
-// last proved healthy): refusedPace × refusing.
+// target has been refusing for the duration refusing: refusedPace ×
+// refusing, counted from its first refusal after it last proved healthy
+// (refusingSince).
 //
 // A refusal is a failure for the backoff policy, whose delay doubles per
 // failure (DefaultBackoff: full jitter from 100 ms up to 10 s). While a
-// server restarts, a client refused every restarted window (0.13 s at
-// 2,000 lab clients) met 5–7 refusals in a 1 s outage and drew its next
-// dial from up to 1.6–6.4 s: the lab's fleet of 2,000 came back thinly
-// until 2.5–2.8 s, 2.2–2.5× `immediate`'s 1.1 s (docs/benchmarks.md 8m).
-// Bounded by half the time refused so far, a client is back at most half
-// the outage after the server is (a 1 s outage costs ≤ 0.5 s), while in
-// a long outage the bound grows by half per attempt and passes the
-// policy's cap (10 s) after 20 s of refusals: from then on the policy
-// alone paces the client, as before. The bound only brings the backoff's
-// retry forward, never the window's (retryAt): the refused fleet still
-// comes back at most at the restarted window's rate, and a client never
-// tries a down server more often than once per window. A refusal costs
-// the server nothing (no accept queue, no Valkey CPU); the retries cost
-// the client ~log(outage/window)/log(1+refusedPace) attempts before the
-// policy takes over. Called with mu held.
+// server restarts, a client is refused once per restarted window (0.13 s
+// at 2,000 lab clients), 4.4 times on average in a 1 s outage in
+// simulate, and after its 4th–6th refusal drew its next dial from up to
+// 0.8–3.2 s: the lab's fleet of 2,000 came back thinly until 2.5–2.8 s,
+// 2.2–2.5× `immediate`'s 1.1 s (docs/benchmarks.md 8m). Bounded by half
+// the time refused so far, a client is back at most half the outage
+// after the server is (a 1 s outage costs ≤ 0.5 s), while in a long
+// outage the bound grows by half per attempt and passes the policy's cap
+// (10 s) after 20 s of refusals: from then on the policy alone paces the
+// client, as before (60 s refused: at most 29 attempts against 25
+// without the bound, TestRefusedBackoffBoundedByOutage). The bound only
+// brings the backoff's retry forward, never the window's (retryAt): the
+// refused fleet still comes back at most at the restarted window's rate,
+// and a client never tries a down server more often than once per
+// window. A refusal costs the server nothing (no accept queue, no Valkey
+// CPU). Called with mu held.
 func refusedBound(refusing time.Duration) time.Duration {
 	return time.Duration(refusedPace * float64(refusing))
 }
