@@ -710,7 +710,8 @@ func (d *Dialer) refused(t *target, err error) {
 	if t.refusingSince.IsZero() {
 		t.refusingSince = now
 	}
-	d.fail(t, EventDialFailed, err, failure{bounded: true, bound: refusedBound(now.Sub(t.refusingSince))})
+	bound := refusedBound(now.Sub(t.refusingSince), d.restartedWindow(t, now))
+	d.fail(t, EventDialFailed, err, failure{bounded: true, bound: bound})
 	t.lostAt, t.soft = now, false
 	t.refusedAt = now
 	w := d.window(t) // the restarted episode's (fleetRate)
@@ -852,29 +853,54 @@ func sleep(ctx context.Context, d time.Duration, now func() time.Time) error {
 // has been refusing (see refusedBound).
 const refusedPace = 0.5
 
+// refusedWindows: the refused backoff's bound is never less than this
+// many restarted windows (see refusedBound).
+const refusedWindows = 2
+
 // refusedBound is the longest backoff delay after a refusal when the
-// target has been refusing for the duration refusing: refusedPace ×
-// refusing, counted from its first refusal after it last proved healthy
-// (refusingSince).
+// target has been refusing for the duration refusing (counted from its
+// first refusal after it last proved healthy: refusingSince) and its
+// restarted window is window: refusedPace × refusing, at least
+// refusedWindows × window.
 //
 // A refusal is a failure for the backoff policy, whose delay doubles per
 // failure (DefaultBackoff: full jitter from 100 ms up to 10 s). While a
 // server restarts, a client is refused once per restarted window (0.13 s
 // at 2,000 lab clients), 4.4 times on average in a 1 s outage in
 // simulate, and after its 4th–6th refusal drew its next dial from up to
-// 0.8–3.2 s: the lab's fleet of 2,000 came back thinly until 2.5–2.8 s,
-// 2.2–2.5× `immediate`'s 1.1 s (docs/benchmarks.md 8m). Bounded by half
-// the time refused so far, a client is back at most half the outage
-// after the server is (a 1 s outage costs ≤ 0.5 s), while in a long
-// outage the bound grows by half per attempt and passes the policy's cap
-// (10 s) after 20 s of refusals: from then on the policy alone paces the
-// client, as before (60 s refused: at most 29 attempts against 25
-// without the bound, TestRefusedBackoffBoundedByOutage). The bound only
-// brings the backoff's retry forward, never the window's (retryAt): the
-// refused fleet still comes back at most at the restarted window's rate,
-// and a client never tries a down server more often than once per
-// window. A refusal costs the server nothing (no accept queue, no Valkey
-// CPU). Called with mu held.
-func refusedBound(refusing time.Duration) time.Duration {
-	return time.Duration(refusedPace * float64(refusing))
+// 0.8–3.2 s: the lab's fleet of 2,000 came back thinly until 2.6–3.0 s,
+// 2.2–2.5× `immediate`'s 1.1 s (docs/benchmarks.md 8m, 8n). Bounded by
+// half the time refused so far, a client is back at most half the
+// outage after the server is (a 1 s outage costs ≤ 0.5 s: the lab's
+// 2,000 back in 1.43–1.45 s), while in a long outage the bound grows by
+// half per attempt and passes the policy's cap (10 s) after 20 s of
+// refusals: from then on the policy alone paces the client, as before
+// (60 s refused: at most 29 attempts against 25 without the bound,
+// TestRefusedBackoffBoundedByOutage).
+//
+// The bound only brings the policy's retry forward, never the window's
+// (retryAt, one window after the refusal), and never to less than two
+// windows after the refusal. The window spreads the refused fleet's
+// return at its rate; a retry the policy drew later than that thins the
+// return, and bringing it forward thickens it again. Bounded by half the
+// time refused alone, the lab's restarts of 6,000 (a 0.4 s window) moved
+// 130 of their 10,213 refused retries forward by 66 ms on average, and
+// overflowed in 5 of 5 runs (33–134; main's dialer 0 in the same
+// minutes); with two windows the bound moves nothing at 4,000 clients and
+// more in a 1 s outage (simulate: the same figures as main's), and
+// at 2,000 it is half the time refused from 0.27 s of refusals on. A
+// refusal costs the server nothing (no accept queue, no Valkey CPU).
+// Called with mu held.
+func refusedBound(refusing, window time.Duration) time.Duration {
+	return max(time.Duration(refusedPace*float64(refusing)), refusedWindows*window)
+}
+
+// restartedWindow is the window t's episode has once a refusal at now
+// has started it again (see refused): the same fleet at the restarted
+// episode's rate. Called with mu held.
+func (d *Dialer) restartedWindow(t *target, now time.Time) time.Duration {
+	lost, ref, soft := t.lostAt, t.refusedAt, t.soft
+	defer func() { t.lostAt, t.refusedAt, t.soft = lost, ref, soft }()
+	t.lostAt, t.refusedAt, t.soft = now, now, false
+	return d.window(t)
 }

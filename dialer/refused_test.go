@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stormguard/stormguard/backoff"
 )
 
 // outageRun is what one client did in a refusing outage: the offsets
@@ -55,8 +57,8 @@ func refusedOutage(t *testing.T, d *Dialer, clk *fakeClock, addr string, down ti
 }
 
 // TestRefusedBackoffBoundedByOutage: a client refused again and again
-// while the server restarts is back at most half the outage (or one
-// window, if longer) after the server is, whatever the backoff policy's
+// while the server restarts is back at most half the outage (or two
+// windows, if longer) after the server is, whatever the backoff policy's
 // exponential delay has grown to; it never retries sooner than one
 // window after a refusal; and in a long outage its attempts still thin
 // out towards the policy's cap. 300 clients at 3,000/s: a 0.1 s window
@@ -118,6 +120,40 @@ func TestRefusedBackoffBoundedByOutage(t *testing.T) {
 				t.Errorf("a client tried the down server %d times, want at most %d", most, tc.maxAttempts)
 			}
 			t.Logf("last client back %s after the server; most attempts %d", late, most)
+		})
+	}
+}
+
+// TestRefusedBoundTwoWindows: with a policy that would wait 10 s after
+// every failure, a client refused again and again retries exactly at the
+// bound: two restarted windows after each refusal while half the time
+// refused is shorter, then half the time refused after it. So a retry
+// the bound brings forward never comes sooner than two windows after its
+// refusal (the window's own retry comes after one).
+func TestRefusedBoundTwoWindows(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	tests := []struct {
+		name  string
+		fleet int // at 3,000/s
+	}{
+		{name: "0.1 s window", fleet: 300},
+		{name: "0.4 s window", fleet: 1200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, clk := newClocked(t, Options{FleetSize: tc.fleet, BreakerThreshold: -1, Backoff: backoff.Fixed{Every: 10 * time.Second}})
+			run := refusedOutage(t, d, clk, addr, 5*time.Second)
+			first := run.refused[0]
+			for i, at := range run.refused[1:] {
+				prev := run.refused[i]
+				want := max((prev-first)/2, 2*run.window)
+				if got := at - prev; got < want-time.Millisecond || got > want+time.Millisecond {
+					t.Fatalf("refusal %d at %s (refusing for %s): retry %s later, want %s", i+1, prev, prev-first, got, want)
+				}
+			}
+			if late := run.back - 5*time.Second; late > 2500*time.Millisecond {
+				t.Errorf("back %s after a 5 s outage ended, want at most half of it", late)
+			}
 		})
 	}
 }
