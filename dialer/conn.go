@@ -340,6 +340,7 @@ func (c *Conn) markStable() {
 	d, t := c.d, c.t
 	d.mu.Lock()
 	t.failures, t.prevDelay, t.nextDial = 0, 0, time.Time{}
+	t.refusingSince = time.Time{}
 	if !c.slow {
 		d.raise(t)
 	}

@@ -97,10 +97,12 @@
 // lost matters: an episode of timeouts alone (as likely a loaded server
 // answering late as an outage) keeps ReconnectWindow until failures grow
 // it or the server closes a connection. A refused connect (nothing
-// listens: a restart under way) backs off like a failure, but it neither
-// cuts the rate nor counts towards the circuit breaker: it costs the
-// server nothing and says it is down for now, not that it admits too
-// slowly. It starts the window again instead, and the retry keeps the
+// listens: a restart under way) backs off like a failure, but for at
+// most half of how long the target has been refusing (a 1 s outage costs
+// a client at most 0.5 s after the return; a long one still reaches the
+// policy's cap), and it neither cuts the rate nor counts towards the
+// circuit breaker: it costs the server nothing and says it is down for
+// now, not that it admits too slowly. It starts the window again instead, and the retry keeps the
 // client's place in the fleet: a client refused while its episode's
 // draws are still coming retries after they end, at the place its draw
 // had among them, and one refused again retries one window after the

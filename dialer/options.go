@@ -273,7 +273,11 @@ type Options struct {
 	// ErrInvalidSilentCut.
 	SilentCut time.Duration
 	// Backoff is the target-wide reconnect policy (DefaultBackoff(): full
-	// jitter 100ms..10s).
+	// jitter 100ms..10s). After a refused connect (nothing listens: a
+	// restart) its delay is at most half of how long the target has been
+	// refusing, so a client is back at most half the outage after the
+	// server is; a long outage still reaches the policy's cap (see
+	// docs/backoff.md, "A refused client's backoff").
 	Backoff backoff.Policy
 	// StableAfter is how long a connection must stay up after its
 	// handshake before the target's backoff resets (5s); -1 resets at the
