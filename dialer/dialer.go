@@ -872,7 +872,7 @@ const refusedWindows = 2
 // 2.2–2.5× `immediate`'s 1.1 s (docs/benchmarks.md 8m, 8n). Bounded by
 // half the time refused so far, a client is back at most half the
 // outage after the server is (a 1 s outage costs ≤ 0.5 s: the lab's
-// 2,000 back in 1.43–1.45 s), while in a long outage the bound grows by
+// 2,000 back in 1.48–1.52 s), while in a long outage the bound grows by
 // half per attempt and passes the policy's cap (10 s) after 20 s of
 // refusals: from then on the policy alone paces the client, as before
 // (60 s refused: at most 29 attempts against 25 without the bound,
