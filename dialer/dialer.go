@@ -188,14 +188,21 @@ func (d *Dialer) rate(t *target) float64 {
 // learned rate, at least the floor a congestion signal set, capped at
 // MaxReconnectWindow. Called with mu held.
 func (d *Dialer) window(t *target) time.Duration {
+	return d.windowAs(t, d.restarted(t), t.soft)
+}
+
+// windowAs is t's window for an episode that a refusal started again or
+// not (restarted) and that timeouts alone began or not (soft); window
+// passes t's own. Called with mu held.
+func (d *Dialer) windowAs(t *target, restarted, soft bool) time.Duration {
 	if d.o.ReconnectWindow == -1 {
 		return 0
 	}
 	scale := d.startRate(t) / d.rate(t)
 	base := time.Duration(float64(d.o.ReconnectWindow) * scale)
 	if fleet := d.fleet(t); fleet > 0 {
-		sized := time.Duration(float64(fleet) / d.fleetRate(t) * float64(time.Second))
-		if !t.soft || sized < base {
+		sized := time.Duration(float64(fleet) / d.fleetRate(t, restarted) * float64(time.Second))
+		if !soft || sized < base {
 			base = sized
 		}
 	}
@@ -215,7 +222,7 @@ func (d *Dialer) restarted(t *target) bool {
 
 // fleetRate is the rate a fleet-sized window spreads the fleet at: the
 // learned rate, or restartFactor times it (at most MaxAcceptRate) in an
-// episode a refused connect started again, when the rate is the one the
+// episode a refused connect started again (restarted), when the rate is the one the
 // server told (two INFO readings, plaintext, ConnectCost not -1).
 //
 // A refusal says nothing listens: the server the refused clients come
@@ -232,9 +239,9 @@ func (d *Dialer) restarted(t *target) bool {
 // apply to it as to the learned rate (it is a multiple of it); a TLS
 // target keeps the learned rate (a handshake costs a new server ~30×
 // more). Called with mu held.
-func (d *Dialer) fleetRate(t *target) float64 {
+func (d *Dialer) fleetRate(t *target, restarted bool) float64 {
 	r := d.rate(t)
-	if !d.restarted(t) || !d.serverTold(t) {
+	if !restarted || !d.serverTold(t) {
 		return r
 	}
 	return max(min(r*restartFactor, d.o.MaxAcceptRate), r)
@@ -710,8 +717,15 @@ func (d *Dialer) refused(t *target, err error) {
 	if t.refusingSince.IsZero() {
 		t.refusingSince = now
 	}
-	bound := refusedBound(now.Sub(t.refusingSince), d.restartedWindow(t, now))
-	d.fail(t, EventDialFailed, err, failure{bounded: true, bound: bound})
+	// The bound's floor is the restarted window: with no window
+	// (ReconnectWindow -1) it would be half of a few microseconds of
+	// refusals, a refused client retrying at once, so the policy alone
+	// paces it, as before the bound.
+	f := failure{}
+	if w := d.windowAs(t, true, false); w > 0 {
+		f.bounded, f.bound = true, refusedBound(now.Sub(t.refusingSince), w)
+	}
+	d.fail(t, EventDialFailed, err, f)
 	t.lostAt, t.soft = now, false
 	t.refusedAt = now
 	w := d.window(t) // the restarted episode's (fleetRate)
@@ -893,14 +907,4 @@ const refusedWindows = 2
 // (no accept queue, no Valkey CPU). Called with mu held.
 func refusedBound(refusing, window time.Duration) time.Duration {
 	return max(time.Duration(refusedPace*float64(refusing)), refusedWindows*window)
-}
-
-// restartedWindow is the window t's episode has once a refusal at now
-// has started it again (see refused): the same fleet at the restarted
-// episode's rate. Called with mu held.
-func (d *Dialer) restartedWindow(t *target, now time.Time) time.Duration {
-	lost, ref, soft := t.lostAt, t.refusedAt, t.soft
-	defer func() { t.lostAt, t.refusedAt, t.soft = lost, ref, soft }()
-	t.lostAt, t.refusedAt, t.soft = now, now, false
-	return d.window(t)
 }

@@ -102,8 +102,8 @@
 // a client at most 0.5 s after the return; a long one still reaches the
 // policy's cap), and it neither cuts the rate nor counts towards the
 // circuit breaker: it costs the server nothing and says it is down for
-// now, not that it admits too slowly. It starts the window again instead, and the retry keeps the
-// client's place in the fleet: a client refused while its episode's
+// now, not that it admits too slowly. It starts the window again
+// instead, and the retry keeps the client's place in the fleet: a client refused while its episode's
 // draws are still coming retries after they end, at the place its draw
 // had among them, and one refused again retries one window after the
 // refusal. So the fleet retries at the window's rate while the server is

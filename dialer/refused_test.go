@@ -157,3 +157,22 @@ func TestRefusedBoundTwoWindows(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedNoWindowPolicyAlone: with the window off (ReconnectWindow
+// -1) the bound has no floor to stand on, so a refused client is paced
+// by the backoff policy alone: a fixed 1 s policy retries 1 s after
+// every refusal, never sooner (half of the time refused would send the
+// first retry at once).
+func TestRefusedNoWindowPolicyAlone(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	d, clk := newClocked(t, Options{ReconnectWindow: -1, BreakerThreshold: -1, Backoff: backoff.Fixed{Every: time.Second}})
+	run := refusedOutage(t, d, clk, addr, 5*time.Second)
+	if len(run.refused) < 2 {
+		t.Fatalf("refused %d times in a 5 s outage, want several", len(run.refused))
+	}
+	for i, at := range append(run.refused[1:], run.back) {
+		if got := at - run.refused[i]; got != time.Second {
+			t.Fatalf("attempt %d came %s after the refusal before it, want the policy's 1 s", i+1, got)
+		}
+	}
+}
