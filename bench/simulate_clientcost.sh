@@ -21,7 +21,10 @@
 # valkey-server's CPU per accepted connection, per first PING and per
 # client killed, on a server as it started (a restart) and again after
 # CLIENT KILL freed that many clients (a kill's redials); ACCEPT_N
-# (10000) connections, three fresh servers.
+# (10000) connections, three fresh servers; ONLY=labdial: the lab's own
+# dial (lab.NewDialer: socket factory, poller, 2 s timeout) from 2,000
+# and 4,000 goroutines released together, refused, dropped at a full
+# accept queue and accepted (docs/benchmarks.md 11i).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "simulate_clientcost.sh: needs root (network namespace)"; exit 0; }
@@ -42,7 +45,7 @@ measure() {
 	for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 	for n in $PING_SIZES; do
-		{ [ "${ONLY:-}" = synwave ] || [ "${ONLY:-}" = synbatch ] || [ "${ONLY:-}" = startgap ] || [ "${ONLY:-}" = accepts ]; } && break
+		{ [ "${ONLY:-}" = synwave ] || [ "${ONLY:-}" = synbatch ] || [ "${ONLY:-}" = startgap ] || [ "${ONLY:-}" = accepts ] || [ "${ONLY:-}" = labdial ]; } && break
 		for _ in 1 2 3; do ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" ping "$PORT" "$n"; done
 	done
 	if [ "${ONLY:-}" = accepts ]; then
@@ -54,6 +57,14 @@ measure() {
 			for _ in $(seq 50); do ip netns exec "$NS" valkey-cli -p $((PORT + 600 + i)) ping >/dev/null 2>&1 && break; sleep 0.1; done
 			ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" accepts $((PORT + 600 + i)) "${ACCEPT_N:-10000}" || true
 			kill "$sp"; wait "$sp" 2>/dev/null || true
+		done
+		echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
+		return 0
+	fi
+	if [ "${ONLY:-}" = labdial ]; then
+		for n in 2000 2000 2000 4000 4000; do
+			ip netns exec "$NS" taskset -c 0 "$OUT/clientcost" labdial $((PORT + 800)) "$n"
+			sleep 0.3
 		done
 		echo "load after: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%T) UTC"
 		return 0

@@ -11,4 +11,5 @@
 //	clientcost ping PORT N       # N connections to valkey-server at 127.0.0.1:PORT, 5 rounds of PINGs
 //	clientcost dialfull PORT N   # N connects to a listener of its own that never accepts
 //	clientcost dialok PORT N     # N connects to valkey-server (N below its backlog)
+//	clientcost labdial PORT N    # the lab's own dial from N goroutines: refused (PORT), dropped (PORT+1, full), accepted (PORT+2)
 package main

@@ -25,7 +25,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) != 3 {
-		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial|synwave|synbatch|startgap|accepts|fdstall PORT N")
+		return errors.New("usage: clientcost ping|dialfull|dialok|dialrefused|handshake|godial|synwave|synbatch|startgap|accepts|fdstall|labdial PORT N")
 	}
 	port, err := strconv.Atoi(args[1])
 	if err != nil || port < 1 || port > 65535 {
@@ -56,6 +56,8 @@ func run(args []string) error {
 		return acceptRounds(port, n)
 	case "fdstall":
 		return fdStall(port, n)
+	case "labdial":
+		return labDials(port, n)
 	case "dialok":
 		cpu, wall, fds, err := connects(port, n)
 		defer closeAll(fds)
