@@ -149,7 +149,8 @@ type Stats struct {
 	StartRate float64
 	// ServerBusy is the share of the server's main thread busy with
 	// anything but admitting connections, from the last two INFO
-	// readings (-1: not known).
+	// readings, or from one over the server's uptime until there were
+	// two (-1: not known).
 	ServerBusy float64
 }
 
@@ -223,7 +224,7 @@ func (d *Dialer) restarted(t *target) bool {
 // fleetRate is the rate a fleet-sized window spreads the fleet at: the
 // learned rate, or restartFactor times it (at most MaxAcceptRate) in an
 // episode a refused connect started again (restarted), when the rate is the one the
-// server told (two INFO readings, plaintext, ConnectCost not -1).
+// server told (INFO readings, plaintext, ConnectCost not -1).
 //
 // A refusal says nothing listens: the server the refused clients come
 // back to is a new process. It has no lost fleet to tear down and no

@@ -69,14 +69,17 @@
 // into a burst.
 //
 // The rate starts from what the server tells. Read INFO now and then
-// while it is healthy and pass the reply to ObserveInfo (`INFO clients
-// cpu stats`): connected_clients is the fleet, and two readings' CPU
-// times say how busy the server's main thread is (ρ, leaving out what
-// admitting connections cost). The first wave then comes at
+// while it is healthy and pass the reply to ObserveInfo (`INFO server
+// clients cpu stats`): connected_clients is the fleet, and two readings'
+// CPU times say how busy the server's main thread is (ρ, leaving out what
+// admitting connections cost) — until there are two, one reading's CPU
+// time over uptime_in_seconds says how busy it has been since it
+// started, so an instance that has just connected knows too. The first
+// wave then comes at
 // Options.ServerShare × (1 − ρ) / Options.ConnectCost — a sixth of
 // what the idle part of the thread could admit at 17 µs a connection,
 // ~10,000/s on a server 2% busy — within [AcceptRate/4, MaxAcceptRate];
-// without two readings, and over TLS (a handshake costs the server ~30×
+// without such readings, and over TLS (a handshake costs the server ~30×
 // more), it starts at Options.AcceptRate (5,000/s). An instance with one
 // connection sees one episode, so this is what decides its first wave.
 //

@@ -201,11 +201,12 @@ type Options struct {
 	MaxAcceptRate float64
 	// ConnectCost is the server's CPU time per connection it admits
 	// (DefaultConnectCost, 17µs, measured for plaintext Valkey 8). With
-	// two INFO readings passed to ObserveInfo or ObserveServer, the
-	// target's episodes start at ServerShare × (1 − ρ) / ConnectCost new
-	// connections per second instead of AcceptRate, where ρ is the share
-	// of the server's main thread busy with anything else between the
-	// readings; within [AcceptRate/4, MaxAcceptRate]. Over TLS a
+	// two INFO readings passed to ObserveInfo or ObserveServer (or one
+	// that has the server's uptime), the target's episodes start at
+	// ServerShare × (1 − ρ) / ConnectCost new connections per second
+	// instead of AcceptRate, where ρ is the share of the server's main
+	// thread busy with anything else between the readings (since it
+	// started); within [AcceptRate/4, MaxAcceptRate]. Over TLS a
 	// connection costs the server ~30× more (a full handshake: 493µs
 	// measured), so the rate this would give (~350/s) is far below
 	// AcceptRate, and the lab has not measured a TLS fleet at such a

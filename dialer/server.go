@@ -10,8 +10,8 @@ import (
 )
 
 // ServerStats is what the dialer uses from one INFO reply of the server
-// (sections clients, cpu and stats: `INFO clients cpu stats`, or INFO
-// with no argument). Fields the reply did not hold are -1.
+// (sections server, clients, cpu and stats: `INFO server clients cpu
+// stats`, or INFO with no argument). Fields the reply did not hold are -1.
 type ServerStats struct {
 	// Clients is connected_clients: the fleet's connection count, which
 	// sizes the reconnect window (as ObserveClients).
@@ -25,6 +25,12 @@ type ServerStats struct {
 	// server admitted since it started. Its change between two readings
 	// takes the CPU they cost out of the busy time.
 	Connections int64
+	// Uptime is uptime_in_seconds (section server): how long the server
+	// has run. With CPU and Connections it tells the busy share over the
+	// server's life from one reading, until two readings tell it over
+	// their span (see ObserveServer). Below 2 s (0 included, as in a
+	// ServerStats built without it) it is not used.
+	Uptime time.Duration
 }
 
 // ErrInfo: ParseInfo found none of the fields the dialer uses.
@@ -37,8 +43,8 @@ var ErrInfo = errors.New("dialer: INFO reply has neither connected_clients nor C
 // connected_clients and the CPU times is ErrInfo.
 func ParseInfo(info string) (ServerStats, error) {
 	info = strings.TrimPrefix(info, "txt:")
-	s := ServerStats{Clients: -1, CPU: -1, Connections: -1}
-	var sys, user, sysMain, userMain float64 = -1, -1, -1, -1
+	s := ServerStats{Clients: -1, CPU: -1, Connections: -1, Uptime: -1}
+	var sys, user, sysMain, userMain, uptime float64 = -1, -1, -1, -1, -1
 	for len(info) > 0 {
 		line, rest, _ := strings.Cut(info, "\n")
 		info = rest
@@ -63,7 +69,12 @@ func ParseInfo(info string) (ServerStats, error) {
 			sysMain = firstSeconds(sysMain, v)
 		case "used_cpu_user_main_thread":
 			userMain = firstSeconds(userMain, v)
+		case "uptime_in_seconds":
+			uptime = firstSeconds(uptime, v)
 		}
+	}
+	if uptime >= 0 {
+		s.Uptime = seconds(uptime)
 	}
 	switch {
 	case sysMain >= 0 && userMain >= 0:
@@ -77,11 +88,11 @@ func ParseInfo(info string) (ServerStats, error) {
 	return s, nil
 }
 
-// maxInfoSeconds bounds a CPU time read from INFO (about 100 years), far
-// above any real one and within time.Duration.
+// maxInfoSeconds bounds a CPU time or uptime read from INFO (about 100
+// years), far above any real one and within time.Duration.
 const maxInfoSeconds = 3e9
 
-// firstSeconds parses v as seconds of CPU unless cur already holds a
+// firstSeconds parses v as seconds (of CPU, of uptime) unless cur already holds a
 // value (the first of a repeated key wins); -1 when it does not parse.
 func firstSeconds(cur float64, v string) float64 {
 	if cur >= 0 {
@@ -104,10 +115,12 @@ type serverState struct {
 	last   ServerStats
 	lastAt time.Time
 	// busy is the share of the server's main thread used by everything
-	// but admitting connections between the last two readings at least
-	// minInfoSpan apart; known says there were two.
-	busy  float64
-	known bool
+	// but admitting connections: between the last two readings at least
+	// minInfoSpan apart, or, until there were two, over the server's
+	// uptime as one reading told it (lifetime); known says there is one.
+	busy     float64
+	known    bool
+	lifetime bool
 }
 
 // minInfoSpan is the shortest time between two INFO readings the busy
@@ -115,11 +128,20 @@ type serverState struct {
 // short span is one burst of commands, not the server's load.
 const minInfoSpan = time.Second
 
+// uptimeError is how far uptime_in_seconds may be from the time the
+// server has run: it is the difference of two whole-second clocks (now
+// and the start), so within ±1 s. One reading's share is taken over its
+// uptime less this, which is less than the time the server ran: the life
+// then reads as busy as it was or busier, never idler. A reading tells
+// the life's share from an uptime of minInfoSpan + uptimeError (2 s) on.
+const uptimeError = time.Second
+
 // ObserveInfo parses an INFO reply from addr's server (see ParseInfo;
-// `INFO clients cpu stats` holds all it uses) and passes it to
-// ObserveServer. Read it while the target is healthy, now and then: two
-// readings some seconds apart tell how busy the server is, and a later
-// loss then starts at the rate the server can take (docs/backoff.md).
+// `INFO server clients cpu stats` holds all it uses) and passes it to
+// ObserveServer. Read it while the target is healthy, now and then: one
+// reading tells how busy the server has been since it started, two
+// some seconds apart how busy it is now, and a later loss then starts at
+// the rate the server can take (docs/backoff.md).
 func (d *Dialer) ObserveInfo(addr, info string) error {
 	s, err := ParseInfo(info)
 	if err != nil {
@@ -135,8 +157,12 @@ func (d *Dialer) ObserveInfo(addr, info string) error {
 // the one it is compared with gives the share of the main thread the
 // server spent on anything but admitting connections (ρ); the target's
 // starting admission rate is then ServerShare × (1 − ρ) / ConnectCost
-// (see startRate) instead of AcceptRate. A reading whose counters went
-// back (a restarted server) is the baseline for the next one.
+// (see startRate) instead of AcceptRate. Until there are two such
+// readings, one with an Uptime of 2 s or more gives ρ over the server's
+// life: its CPU less its connections' cost, over its uptime less a
+// second (uptime_in_seconds is whole seconds).
+// A reading whose counters or uptime went back (a restarted server) is
+// the baseline for the next one.
 func (d *Dialer) ObserveServer(addr string, s ServerStats) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -148,25 +174,55 @@ func (d *Dialer) ObserveServer(addr string, s ServerStats) {
 		return
 	}
 	now, sv := d.o.Now(), &t.server
-	if sv.lastAt.IsZero() || s.CPU < sv.last.CPU || s.Connections < sv.last.Connections || now.Before(sv.lastAt) {
+	if sv.lastAt.IsZero() || restarted(sv.last, s) || now.Before(sv.lastAt) {
 		// The first reading, or a restarted server: a new baseline. A
-		// busy share already known stays (the load is the fleet's).
+		// busy share already known from two readings stays (the load is
+		// the fleet's).
 		sv.last, sv.lastAt = s, now
+		d.observeLifetime(t, s)
 		return
 	}
 	span := now.Sub(sv.lastAt)
 	if span < minInfoSpan {
+		d.observeLifetime(t, s)
 		return
 	}
 	admitted := time.Duration(s.Connections-sv.last.Connections) * d.o.ConnectCost
-	sv.busy, sv.known = busyShare(s.CPU-sv.last.CPU-admitted, span), true
+	sv.busy, sv.known, sv.lifetime = busyShare((s.CPU-sv.last.CPU-admitted).Seconds(), span.Seconds()), true, false
 	sv.last, sv.lastAt = s, now
 	d.emit(t, EventWindow, d.window(t), nil)
 }
 
-// busyShare is cpu over span within [0, 1].
-func busyShare(cpu, span time.Duration) float64 {
-	return min(max(float64(cpu)/float64(span), 0), 1)
+// restarted: reading s is of a server that started again since last (its
+// counters or its uptime went back).
+func restarted(last, s ServerStats) bool {
+	return s.CPU < last.CPU || s.Connections < last.Connections || s.Uptime > 0 && s.Uptime < last.Uptime
+}
+
+// observeLifetime takes t's busy share from one reading, s, over the
+// server's uptime, while no two readings told it: an instance that has
+// just connected (a new process, a client back from a failover) would
+// otherwise start its first wave at AcceptRate, with a window up to
+// twice its fleet's (docs/backoff.md, "One reading"). The life's share
+// errs busy where the server started with work (loading its data) and
+// where uptime_in_seconds is rounded down; it errs idle where the
+// server was quieter before than now, which the span of the next
+// reading corrects. Called with mu held.
+func (d *Dialer) observeLifetime(t *target, s ServerStats) {
+	sv := &t.server
+	span := s.Uptime - uptimeError
+	if sv.known && !sv.lifetime || span < minInfoSpan {
+		return
+	}
+	// In float seconds: Connections × ConnectCost may not fit a Duration.
+	cpu := s.CPU.Seconds() - float64(s.Connections)*d.o.ConnectCost.Seconds()
+	sv.busy, sv.known, sv.lifetime = busyShare(cpu, span.Seconds()), true, true
+	d.emit(t, EventWindow, d.window(t), nil)
+}
+
+// busyShare is cpu over span (seconds, span > 0) within [0, 1].
+func busyShare(cpu, span float64) float64 {
+	return min(max(cpu/span, 0), 1)
 }
 
 // minHeadroom: a server reported busier than this share is taken to have
@@ -176,10 +232,11 @@ func busyShare(cpu, span time.Duration) float64 {
 const minHeadroom = 0.05
 
 // startRate is the admission rate t's episodes start from before any was
-// learned: ServerShare × (1 − ρ) / ConnectCost once two INFO readings gave
-// the server's busy share ρ, within [AcceptRate/4, MaxAcceptRate];
-// AcceptRate before that, when ConnectCost is -1 and for a target dialled
-// over TLS (see Options.ConnectCost). Called with mu held.
+// learned: ServerShare × (1 − ρ) / ConnectCost once INFO readings gave
+// the server's busy share ρ (two, or one with the server's uptime),
+// within [AcceptRate/4, MaxAcceptRate]; AcceptRate before that, when
+// ConnectCost is -1 and for a target dialled over TLS (see
+// Options.ConnectCost). Called with mu held.
 func (d *Dialer) startRate(t *target) float64 {
 	if !d.serverTold(t) {
 		return d.o.AcceptRate
@@ -192,7 +249,8 @@ func (d *Dialer) startRate(t *target) float64 {
 }
 
 // serverTold: t's starting rate is the one the server's INFO told (two
-// readings, ConnectCost not -1, not TLS). Called with mu held.
+// readings or one with uptime, ConnectCost not -1, not TLS). Called with
+// mu held.
 func (d *Dialer) serverTold(t *target) bool {
 	return t.server.known && d.o.ConnectCost != -1 && !t.tls
 }

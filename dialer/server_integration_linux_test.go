@@ -79,6 +79,62 @@ func TestIntegrationObserveInfo(t *testing.T) {
 	t.Logf("busy %.4f, start rate %.0f/s, window %s", st.ServerBusy, st.StartRate, st.Window)
 }
 
+// TestIntegrationObserveInfoOneReading: one INFO server clients cpu
+// stats reply of a real valkey-server that reports 2 s of uptime or more
+// tells the busy share over its life (its uptime_in_seconds), so a
+// dialer that has read INFO once starts at the server-told rate.
+func TestIntegrationObserveInfoOneReading(t *testing.T) {
+	sandboxtest.Require(t)
+	sb := sandboxtest.New(t, sandbox.Options{})
+	nw := stormtest.NewNet(sb)
+	d, err := dialer.New(dialer.Options{Dial: nw.Dial, FirstConnectWindow: -1, Rate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	// Poll (not observed) until the server reports 2 s of uptime (the
+	// least the dialer takes), at most ~10 s.
+	var info string
+	for i := 0; ; i++ {
+		if info, err = readInfo(c, r, "server", "clients", "cpu", "stats"); err != nil {
+			t.Fatal(err)
+		}
+		s, err := dialer.ParseInfo(info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Uptime >= 2*time.Second && s.CPU >= 0 && s.Connections >= 1 {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("no uptime of 2 s after %d readings: %+v", i, s)
+		}
+		time.Sleep(50 * time.Millisecond) // the server's clock, polled
+	}
+	if st := d.Stats(sb.Addr()); st.ServerBusy != -1 {
+		t.Fatalf("busy share %g before any reading", st.ServerBusy)
+	}
+	if err := d.ObserveInfo(sb.Addr(), info); err != nil {
+		t.Fatal(err)
+	}
+	st := d.Stats(sb.Addr())
+	if !(st.ServerBusy >= 0 && st.ServerBusy <= 1) {
+		t.Fatalf("one reading with uptime: busy share %g, want within [0, 1]", st.ServerBusy)
+	}
+	if !(st.StartRate >= dialer.DefaultAcceptRate/4 && st.StartRate <= dialer.DefaultMaxAcceptRateFactor*dialer.DefaultAcceptRate) {
+		t.Fatalf("start rate %g out of bounds", st.StartRate)
+	}
+	t.Logf("busy %.4f, start rate %.0f/s, window %s", st.ServerBusy, st.StartRate, st.Window)
+}
+
 // TestIntegrationRestartWindow: after two INFO readings of a real
 // valkey-server, a dial that its kernel refuses (the server was killed)
 // restarts the episode with the window sized at 1.5 × the server-told
@@ -143,22 +199,35 @@ func TestIntegrationRestartWindow(t *testing.T) {
 
 // observe reads INFO clients cpu stats on c and passes it to d.
 func observe(d *dialer.Dialer, addr string, c net.Conn, r *bufio.Reader) error {
-	if _, err := io.WriteString(c, "*4\r\n$4\r\nINFO\r\n$7\r\nclients\r\n$3\r\ncpu\r\n$5\r\nstats\r\n"); err != nil {
-		return err
-	}
-	line, err := r.ReadString('\n')
+	info, err := readInfo(c, r, "clients", "cpu", "stats")
 	if err != nil {
 		return err
 	}
+	return d.ObserveInfo(addr, info)
+}
+
+// readInfo sends INFO with sections on c and returns the reply's text.
+func readInfo(c net.Conn, r *bufio.Reader, sections ...string) (string, error) {
+	cmd := fmt.Sprintf("*%d\r\n$4\r\nINFO\r\n", len(sections)+1)
+	for _, s := range sections {
+		cmd += fmt.Sprintf("$%d\r\n%s\r\n", len(s), s)
+	}
+	if _, err := io.WriteString(c, cmd); err != nil {
+		return "", err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
 	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "$")))
 	if err != nil || !strings.HasPrefix(line, "$") {
-		return fmt.Errorf("INFO reply %q", line)
+		return "", fmt.Errorf("INFO reply %q", line)
 	}
 	body := make([]byte, n+2)
 	if _, err := io.ReadFull(r, body); err != nil {
-		return err
+		return "", err
 	}
-	return d.ObserveInfo(addr, string(body[:n]))
+	return string(body[:n]), nil
 }
 
 // command sends one inline command and reads a one-line reply.

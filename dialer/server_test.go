@@ -18,22 +18,35 @@ func TestParseInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// INFO server clients cpu stats, valkey-server 8.0.1 (valkey-cli, LF;
+	// its executable path replaced)
+	withServer, err := os.ReadFile("testdata/info_server_valkey801.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, info string
 		want       ServerStats
 		err        bool
 	}{
-		{"valkey 8.0.1", string(sample), ServerStats{Clients: 1, CPU: 2114 * time.Microsecond, Connections: 1}, false},
+		{"valkey 8.0.1", string(sample), ServerStats{Clients: 1, CPU: 2114 * time.Microsecond, Connections: 1, Uptime: -1}, false},
 		{"CRLF and RESP3 prefix", "txt:# Clients\r\nconnected_clients:7\r\n# CPU\r\nused_cpu_sys_main_thread:1.5\r\nused_cpu_user_main_thread:0.25\r\n" +
-			"used_cpu_sys:9\r\nused_cpu_user:9\r\ntotal_connections_received:42\r\n", ServerStats{Clients: 7, CPU: 1750 * time.Millisecond, Connections: 42}, false},
-		{"process CPU without the main thread's", "used_cpu_sys:1\nused_cpu_user:2\n", ServerStats{Clients: -1, CPU: 3 * time.Second, Connections: -1}, false},
-		{"main thread half missing: the process's", "used_cpu_sys:1\nused_cpu_user:2\nused_cpu_sys_main_thread:0.5\n", ServerStats{Clients: -1, CPU: 3 * time.Second, Connections: -1}, false},
-		{"clients only", "connected_clients:15000\n", ServerStats{Clients: 15000, CPU: -1, Connections: -1}, false},
-		{"first of a repeated key", "connected_clients:3\nconnected_clients:4\n", ServerStats{Clients: 3, CPU: -1, Connections: -1}, false},
-		{"bad values are absent", "connected_clients:-3\nused_cpu_sys:NaN\nused_cpu_user:1\ntotal_connections_received:x\n", ServerStats{Clients: -1, CPU: -1, Connections: -1}, true},
-		{"infinite CPU", "connected_clients:1\nused_cpu_sys:+Inf\nused_cpu_user:1\n", ServerStats{Clients: 1, CPU: -1, Connections: -1}, false},
-		{"empty", "", ServerStats{Clients: -1, CPU: -1, Connections: -1}, true},
-		{"error reply", "-NOPERM this user has no permissions to run the 'info' command", ServerStats{Clients: -1, CPU: -1, Connections: -1}, true},
+			"used_cpu_sys:9\r\nused_cpu_user:9\r\ntotal_connections_received:42\r\n", ServerStats{Clients: 7, CPU: 1750 * time.Millisecond, Connections: 42, Uptime: -1}, false},
+		{"process CPU without the main thread's", "used_cpu_sys:1\nused_cpu_user:2\n", ServerStats{Clients: -1, CPU: 3 * time.Second, Connections: -1, Uptime: -1}, false},
+		{"main thread half missing: the process's", "used_cpu_sys:1\nused_cpu_user:2\nused_cpu_sys_main_thread:0.5\n", ServerStats{Clients: -1, CPU: 3 * time.Second, Connections: -1, Uptime: -1}, false},
+		{"clients only", "connected_clients:15000\n", ServerStats{Clients: 15000, CPU: -1, Connections: -1, Uptime: -1}, false},
+		{"first of a repeated key", "connected_clients:3\nconnected_clients:4\n", ServerStats{Clients: 3, CPU: -1, Connections: -1, Uptime: -1}, false},
+		{"bad values are absent", "connected_clients:-3\nused_cpu_sys:NaN\nused_cpu_user:1\ntotal_connections_received:x\n", ServerStats{Clients: -1, CPU: -1, Connections: -1, Uptime: -1}, true},
+		{"infinite CPU", "connected_clients:1\nused_cpu_sys:+Inf\nused_cpu_user:1\n", ServerStats{Clients: 1, CPU: -1, Connections: -1, Uptime: -1}, false},
+		{"empty", "", ServerStats{Clients: -1, CPU: -1, Connections: -1, Uptime: -1}, true},
+		{"with the server section", string(withServer),
+			ServerStats{Clients: 1, CPU: 30142 * time.Microsecond, Connections: 2, Uptime: 3 * time.Second}, false},
+		{"uptime", "connected_clients:2\nuptime_in_seconds:86400\nuptime_in_seconds:5\n", ServerStats{Clients: 2, CPU: -1, Connections: -1, Uptime: 24 * time.Hour}, false},
+		{"bad uptimes are absent", "connected_clients:2\nuptime_in_seconds:-1\n", ServerStats{Clients: 2, CPU: -1, Connections: -1, Uptime: -1}, false},
+		{"uptime NaN", "connected_clients:2\nuptime_in_seconds:NaN\n", ServerStats{Clients: 2, CPU: -1, Connections: -1, Uptime: -1}, false},
+		{"uptime beyond a Duration", "connected_clients:2\nuptime_in_seconds:1e12\n", ServerStats{Clients: 2, CPU: -1, Connections: -1, Uptime: -1}, false},
+		{"uptime alone is no reply", "uptime_in_seconds:5\n", ServerStats{Clients: -1, CPU: -1, Connections: -1, Uptime: 5 * time.Second}, true},
+		{"error reply", "-NOPERM this user has no permissions to run the 'info' command", ServerStats{Clients: -1, CPU: -1, Connections: -1, Uptime: -1}, true},
 	} {
 		got, err := ParseInfo(tc.info)
 		if (err != nil) != tc.err || got != tc.want {
@@ -119,6 +132,110 @@ func TestServerToldWindow(t *testing.T) {
 	}
 }
 
+// TestServerToldLifetime: until two readings tell the busy share, one
+// reading with the server's uptime (2 s or more) tells it over the
+// server's life: (CPU − Connections × ConnectCost) / (Uptime − 1 s), within
+// [0, 1] (uptime_in_seconds is within a second of the time it ran).
+// Without a usable uptime the target keeps AcceptRate.
+func TestServerToldLifetime(t *testing.T) {
+	const c = 20 * time.Microsecond // ConnectCost: 50,000/s at 100%
+	for _, tc := range []struct {
+		name      string
+		o         Options
+		s         ServerStats
+		wantBusy  float64 // -1: not known
+		wantStart float64
+	}{
+		{"2% busy over 100 s", Options{}, ServerStats{Clients: 100, CPU: 3 * time.Second, Connections: 50000, Uptime: 101 * time.Second}, 0.02, 0.2 * 0.98 * 50000},
+		{"2 s of uptime is enough: 1 s for sure", Options{}, ServerStats{Clients: 100, CPU: 500 * time.Millisecond, Connections: 0, Uptime: 2 * time.Second}, 0.5, 0.2 * 0.5 * 50000},
+		{"admissions above the CPU: idle", Options{}, ServerStats{Clients: 100, CPU: time.Second, Connections: 1e6, Uptime: time.Minute}, 0, 0.2 * 50000},
+		{"connections beyond a Duration's cost", Options{}, ServerStats{Clients: 100, CPU: time.Second, Connections: math.MaxInt64, Uptime: time.Minute}, 0, 0.2 * 50000},
+		{"busier than its uptime: saturated", Options{}, ServerStats{Clients: 100, CPU: time.Hour, Connections: 0, Uptime: time.Minute}, 1, 3000.0 / 4},
+		{"no uptime (ParseInfo's -1)", Options{}, ServerStats{Clients: 100, CPU: time.Second, Connections: 100, Uptime: -1}, -1, 3000},
+		{"uptime 0 (a ServerStats built without it)", Options{}, ServerStats{Clients: 100, CPU: time.Second, Connections: 100}, -1, 3000},
+		{"uptime 1 s: maybe a few ms", Options{}, ServerStats{Clients: 100, CPU: 0, Connections: 100, Uptime: time.Second}, -1, 3000},
+		{"no CPU", Options{}, ServerStats{Clients: 100, CPU: -1, Connections: 100, Uptime: time.Minute}, -1, 3000},
+		{"no connections", Options{}, ServerStats{Clients: 100, CPU: time.Second, Connections: -1, Uptime: time.Minute}, -1, 3000},
+		{"off", Options{ConnectCost: -1}, ServerStats{Clients: 100, CPU: 0, Connections: 0, Uptime: time.Minute}, -1, 3000},
+	} {
+		if tc.o.ConnectCost == 0 {
+			tc.o.ConnectCost = c
+		}
+		tc.o.ServerShare = 0.2
+		d, _ := newClocked(t, tc.o)
+		d.ObserveServer("s", tc.s)
+		st := d.Stats("s")
+		if math.Abs(st.ServerBusy-tc.wantBusy) > 1e-9 || math.Abs(st.StartRate-tc.wantStart) > 1e-6 || st.AcceptRate != st.StartRate {
+			t.Errorf("%s: busy %g, start %g, rate %g; want busy %g, start %g", tc.name, st.ServerBusy, st.StartRate, st.AcceptRate, tc.wantBusy, tc.wantStart)
+		}
+		want := time.Duration(100 / tc.wantStart * float64(time.Second))
+		if diff := st.Window - want; diff < -time.Microsecond || diff > time.Microsecond {
+			t.Errorf("%s: window %s, want 100 clients / %g/s", tc.name, st.Window, tc.wantStart)
+		}
+	}
+}
+
+// TestServerToldLifetimeReplaced: a span of two readings replaces the
+// share one reading told over the server's life, and from then on a
+// reading's uptime changes nothing; an uptime that went back is a
+// restarted server, a new baseline (the span is not taken across it).
+func TestServerToldLifetimeReplaced(t *testing.T) {
+	d, clk := newClocked(t, Options{ConnectCost: 20 * time.Microsecond, ServerShare: 0.2})
+	busy := func() float64 { return d.Stats("s").ServerBusy }
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 50 * time.Second, Connections: 0, Uptime: 101 * time.Second})
+	if b := busy(); b != 0.5 {
+		t.Fatalf("one reading: busy %g, want 0.5 over the server's life", b)
+	}
+	// A reading under minInfoSpan later: still the life's share, now the newer reading's.
+	clk.advance(500 * time.Millisecond)
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 60 * time.Second, Connections: 0, Uptime: 101 * time.Second})
+	if b := busy(); b != 0.6 {
+		t.Fatalf("a second reading 0.5 s later: busy %g, want 0.6 over the server's life", b)
+	}
+	// 10 s after the first: the span (0.1 s of CPU in 10 s) replaces it.
+	clk.advance(9500 * time.Millisecond)
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 50*time.Second + 100*time.Millisecond, Connections: 0, Uptime: 110 * time.Second})
+	if b := busy(); math.Abs(b-0.01) > 1e-9 {
+		t.Fatalf("span of 10 s: busy %g, want 0.01", b)
+	}
+	// A reading too soon after with a busy life does not undo the span.
+	clk.advance(100 * time.Millisecond)
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 80 * time.Second, Connections: 0, Uptime: 110 * time.Second})
+	if b := busy(); math.Abs(b-0.01) > 1e-9 {
+		t.Fatalf("a busy life after a span: busy %g, want the span's 0.01", b)
+	}
+	// The uptime went back while the counters rose: a restart, a new
+	// baseline; the span's share stays and the next span is from it.
+	clk.advance(10 * time.Second)
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 90 * time.Second, Connections: 20, Uptime: 5 * time.Second})
+	if b := busy(); math.Abs(b-0.01) > 1e-9 {
+		t.Fatalf("restart by uptime: busy %g, want the span's 0.01 kept", b)
+	}
+	clk.advance(10 * time.Second)
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 92 * time.Second, Connections: 20, Uptime: 15 * time.Second})
+	if b := busy(); math.Abs(b-0.2) > 1e-9 {
+		t.Fatalf("span after the restart: busy %g, want 0.2 (2 s of CPU in 10 s)", b)
+	}
+}
+
+// TestServerToldLifetimeRestart: while the share is the life's, the
+// first reading of a restarted server tells the new server's life, once
+// it reports 2 s.
+func TestServerToldLifetimeRestart(t *testing.T) {
+	d, clk := newClocked(t, Options{ConnectCost: 20 * time.Microsecond, ServerShare: 0.2})
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 50 * time.Second, Connections: 0, Uptime: 101 * time.Second})
+	clk.advance(2 * time.Second)
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 0, Connections: 0, Uptime: 0}) // just started: the CPU went back
+	if b := d.Stats("s").ServerBusy; b != 0.5 {
+		t.Fatalf("restarted server at uptime 0: busy %g, want the old life's 0.5 kept", b)
+	}
+	clk.advance(500 * time.Millisecond)
+	d.ObserveServer("s", ServerStats{Clients: 10, CPU: 200 * time.Millisecond, Connections: 0, Uptime: 3 * time.Second})
+	if b := d.Stats("s").ServerBusy; math.Abs(b-0.1) > 1e-9 {
+		t.Fatalf("restarted server at 3 s: busy %g, want its life's 0.1 (0.2 s of CPU over 2 s)", b)
+	}
+}
+
 func TestObserveInfo(t *testing.T) {
 	d, clk := newClocked(t, Options{MaxAcceptRate: 1e6})
 	if err := d.ObserveInfo("s", "-ERR unknown command"); err == nil {
@@ -163,9 +280,14 @@ func FuzzParseInfo(f *testing.F) {
 	f.Add("connected_clients:1\nused_cpu_sys:1e308\nused_cpu_user:1e308\ntotal_connections_received:9223372036854775807\n")
 	f.Add("txt:used_cpu_sys_main_thread:0.1\nused_cpu_user_main_thread:-0\n")
 	f.Add(":\n::\nconnected_clients:\n")
+	if b, err := os.ReadFile("testdata/info_server_valkey801.txt"); err == nil {
+		f.Add(string(b))
+	}
+	f.Add("connected_clients:1\nused_cpu_sys:1\nused_cpu_user:0\ntotal_connections_received:1\nuptime_in_seconds:1\n")
+	f.Add("connected_clients:1\nused_cpu_sys:3e9\nused_cpu_user:0\ntotal_connections_received:0\nuptime_in_seconds:3e9\n")
 	f.Fuzz(func(t *testing.T, info string) {
 		s, err := ParseInfo(info)
-		if s.Clients < -1 || s.CPU < -1 || s.Connections < -1 {
+		if s.Clients < -1 || s.CPU < -1 || s.Connections < -1 || s.Uptime < -1 || s.Uptime > maxInfoSeconds*time.Second {
 			t.Fatalf("out of range: %+v", s)
 		}
 		if err == nil && s.Clients < 0 && s.CPU < 0 {

@@ -221,7 +221,7 @@ func writeFleetAdvice(out io.Writer, r fleetAdvice) {
 	if best.Dialer && best.AcceptRate > 0 {
 		fmt.Fprintf(out, "  dialer.Options{AcceptRate: %.0f} with the fleet size known: FleetSize %d, or\n  d.ObserveClients(addr, connected_clients) from INFO clients while healthy\n", best.AcceptRate, r.Fleet)
 	} else if best.Dialer && strings.Contains(best.Setting, "server-told") {
-		fmt.Fprintf(out, "  the default dialer.Options with d.ObserveInfo(addr, reply) of INFO clients cpu stats while healthy (twice, a second or more apart)\n")
+		fmt.Fprintf(out, "  the default dialer.Options with d.ObserveInfo(addr, reply) of INFO server clients cpu stats while healthy (one reading tells the server's load over its uptime; a later one, a second or more apart, its load now)\n")
 	}
 	fmt.Fprintf(out, "  simulated: %s\n", outcome(best))
 	if r.BestPolicy != nil {

@@ -141,7 +141,7 @@ are not modelled). 100,000 clients take a few seconds. See docs/simulate.md.`,
 	f.Uint64Var(&o.fleet.Seed, "seed", 1, "seed of every random draw")
 	f.DurationVar(&o.fleet.BucketPhase, "bucket-phase", 0, "how long before the disruption the first 100ms bucket of the timeline starts, within (0, 100ms] (a lab run's: minus its first timeline t_ms modulo 100); 0: drawn from --seed")
 	f.BoolVar(&o.noObserve, "no-observe", false, "stormguard: the instances do not know connected_clients (fleet size unknown)")
-	f.BoolVar(&o.fleet.ObserveCPU, "observe-cpu", false, "stormguard: the instances also read the server's CPU times before the loss (INFO clients cpu stats, as the lab's since 2026-12-03) and start at the rate its headroom allows")
+	f.BoolVar(&o.fleet.ObserveCPU, "observe-cpu", false, "stormguard: the instances also read the server's CPU times before the loss (INFO clients cpu stats twice; the lab's read INFO server clients cpu stats) and start at the rate its headroom allows")
 	f.IntVar(&o.fleetHint, "fleet-hint", 0, "stormguard: dialer.Options.FleetSize")
 	f.Float64Var(&o.dialerRate, "dialer-accept-rate", 0, fmt.Sprintf("stormguard: dialer.Options.AcceptRate (default %d)", dialer.DefaultAcceptRate))
 	f.DurationVar(&o.fleet.Policy.Delay, "delay", 100*time.Millisecond, "fixed: delay after each failure")

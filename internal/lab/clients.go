@@ -364,10 +364,10 @@ func (r *run) poolClient(ctx context.Context, id int, dial DialFunc) {
 // has two readings: every 10 s, ± 20% so that the fleet's reads do not
 // line up. observeFirst is the least time between its first two
 // readings (the dialer compares readings at least a second apart). At
-// 15,000 instances that is 1,500 reads/s of INFO clients cpu stats, 8.5 µs
-// of the server's main thread each (1.3% of it; docs/lab.md, "What the
-// stormguard instances read"): less than the INFO clients after nearly
-// every PING (every 2 s) that the instances sent before.
+// 15,000 instances that is 1,500 reads/s of INFO server clients cpu
+// stats, ~9.5 µs of the server's main thread each (1.4% of it; docs/lab.md,
+// "What the stormguard instances read"): less than the INFO clients after
+// nearly every PING (every 2 s) that the instances sent before.
 const (
 	observeEvery = 10 * time.Second
 	observeFirst = time.Second
@@ -375,11 +375,12 @@ const (
 
 // observer returns an observe hook for one stormguard instance: after a
 // successful PING, at its first and next PING at least observeFirst later
-// and then about every observeEvery, it asks the server INFO clients cpu
-// stats on that connection and hands the reply to the dialer
+// and then about every observeEvery, it asks the server INFO server
+// clients cpu stats on that connection and hands the reply to the dialer
 // (ObserveInfo): connected_clients sizes the reconnect window for the
-// next loss, two readings' CPU times the rate it starts at ("what the
-// server tells"), as an application that reads INFO now and then would.
+// next loss, the CPU times the rate it starts at ("what the server
+// tells": from the first reading over the server's uptime, then over the
+// span of two), as an application that reads INFO now and then would.
 func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawConn) {
 	var mu sync.Mutex
 	var last time.Time
@@ -397,7 +398,7 @@ func observer(d *dialer.Dialer, target string, timeout time.Duration) func(*rawC
 		}
 		mu.Unlock()
 		_ = rc.c.SetDeadline(time.Now().Add(timeout))
-		if _, err := rc.c.Write(appendCommand(nil, "INFO", "clients", "cpu", "stats")); err != nil {
+		if _, err := rc.c.Write(appendCommand(nil, "INFO", "server", "clients", "cpu", "stats")); err != nil {
 			return
 		}
 		// Wait for the reply on the socket, not through the dialer's

@@ -142,8 +142,9 @@ func (stormguardStrategy) instance(_ context.Context, r *run, k int) (instance, 
 		return nil, fmt.Errorf("stormguard dialer: %w", err)
 	}
 	// The dialer paces; the client itself redials at once. The instance
-	// reads INFO clients cpu stats now and then: connected_clients sizes
-	// the dialer's reconnect window, the CPU times its starting rate.
+	// reads INFO server clients cpu stats now and then: connected_clients
+	// sizes the dialer's reconnect window, the CPU times (over the
+	// server's uptime, then between readings) its starting rate.
 	return rawInstance{r: r, pol: backoff.Immediate{}, dial: d.DialContext, paceDialErrors: true,
 		observe: observer(d, r.cfg.Target, r.cfg.CommandTimeout)}, nil
 }

@@ -60,7 +60,8 @@ func Candidates(m Model) []Candidate {
 			set: func(f *Fleet) { f.Strategy, f.Observe, f.Dialer.AcceptRate = "stormguard", true, r }})
 	}
 	// The dialer as the lab's instances run it since 2026-12-03: the
-	// starting rate told by the server's CPU (INFO clients cpu stats).
+	// starting rate told by the server's CPU (INFO server clients cpu
+	// stats).
 	cs = append(cs, Candidate{Setting: "stormguard dialer, server-told rate", Dialer: true,
 		set: func(f *Fleet) { f.Strategy, f.Observe, f.ObserveCPU = "stormguard", true, true }})
 	return cs
