@@ -24,15 +24,7 @@ import (
 // within its bounds, and the window a loss then opens is the server's
 // connected_clients over that rate.
 func TestIntegrationObserveInfo(t *testing.T) {
-	sandboxtest.Require(t)
-	sb := sandboxtest.New(t, sandbox.Options{})
-	nw := stormtest.NewNet(sb)
-	d, err := dialer.New(dialer.Options{Dial: nw.Dial, FirstConnectWindow: -1, Rate: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	sb, d, ctx := infoServer(t, dialer.Options{})
 	const idle = 40
 	for range idle {
 		c, err := d.DialContext(ctx, "tcp", sb.Addr())
@@ -41,13 +33,7 @@ func TestIntegrationObserveInfo(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	c, err := d.DialContext(ctx, "tcp", sb.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
+	c, r := infoConn(ctx, t, d, sb.Addr())
 	first := time.Now()
 	if err := observe(d, sb.Addr(), c, r); err != nil {
 		t.Fatal(err)
@@ -84,26 +70,13 @@ func TestIntegrationObserveInfo(t *testing.T) {
 // tells the busy share over its life (its uptime_in_seconds), so a
 // dialer that has read INFO once starts at the server-told rate.
 func TestIntegrationObserveInfoOneReading(t *testing.T) {
-	sandboxtest.Require(t)
-	sb := sandboxtest.New(t, sandbox.Options{})
-	nw := stormtest.NewNet(sb)
-	d, err := dialer.New(dialer.Options{Dial: nw.Dial, FirstConnectWindow: -1, Rate: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := d.DialContext(ctx, "tcp", sb.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
+	sb, d, ctx := infoServer(t, dialer.Options{})
+	c, r := infoConn(ctx, t, d, sb.Addr())
 	// Poll (not observed) until the server reports 2 s of uptime (the
 	// least the dialer takes), at most ~10 s.
 	var info string
 	for i := 0; ; i++ {
+		var err error
 		if info, err = readInfo(c, r, "server", "clients", "cpu", "stats"); err != nil {
 			t.Fatal(err)
 		}
@@ -141,21 +114,8 @@ func TestIntegrationObserveInfoOneReading(t *testing.T) {
 // rate (the refused clients come back to a new process), and once a new
 // server listens the next dial connects.
 func TestIntegrationRestartWindow(t *testing.T) {
-	sandboxtest.Require(t)
-	sb := sandboxtest.New(t, sandbox.Options{})
-	nw := stormtest.NewNet(sb)
-	d, err := dialer.New(dialer.Options{Dial: nw.Dial, FirstConnectWindow: -1, Rate: -1, BreakerThreshold: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := d.DialContext(ctx, "tcp", sb.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
+	sb, d, ctx := infoServer(t, dialer.Options{BreakerThreshold: -1})
+	c, r := infoConn(ctx, t, d, sb.Addr())
 	first := time.Now()
 	if err := observe(d, sb.Addr(), c, r); err != nil {
 		t.Fatal(err)
@@ -195,6 +155,37 @@ func TestIntegrationRestartWindow(t *testing.T) {
 		t.Fatalf("dial after the restart: %v", err)
 	}
 	_ = c2.Close()
+}
+
+// infoServer starts a real valkey-server in a sandbox of the test's own
+// and returns it with a Dialer for it (o with the sandbox's Dial, no
+// first-connect window and no rate limit) and a context that ends with
+// the test, 30 s at most.
+func infoServer(t *testing.T, o dialer.Options) (*sandbox.Sandbox, *dialer.Dialer, context.Context) {
+	t.Helper()
+	sandboxtest.Require(t)
+	sb := sandboxtest.New(t, sandbox.Options{})
+	o.Dial, o.FirstConnectWindow, o.Rate = stormtest.NewNet(sb).Dial, -1, -1
+	d, err := dialer.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return sb, d, ctx
+}
+
+// infoConn dials addr through d and returns the connection, closed when
+// the test ends, with a 20 s deadline and a reader on it.
+func infoConn(ctx context.Context, t *testing.T, d *dialer.Dialer, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c, bufio.NewReader(c)
 }
 
 // observe reads INFO clients cpu stats on c and passes it to d.
