@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -115,7 +116,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if !watching {
 		if err != nil {
-			c.lostStable(err)
+			c.lostStable(err, c.noticedLate(err))
 		}
 		return n, err
 	}
@@ -201,8 +202,21 @@ func (c *Conn) observe(p []byte, err error) string {
 		c.lostBeforeHandshake(err)
 		return ""
 	}
-	c.lostYoung(err)
+	c.lostYoung(err, c.noticedLate(err))
 	return ""
+}
+
+// noticedLate is how long before this Read's err the kernel had the
+// server's close (see closedAgo): a process slow to read — 15,000
+// client goroutines on two cores, a GC pause — notices a CLIENT KILL or
+// failover up to a second after it happened, and its reconnect episode
+// starts at the close, not at the notice (see markLoss). 0 for anything
+// but EOF (a reset or timeout leaves no mark).
+func (c *Conn) noticedLate(err error) time.Duration {
+	if !errors.Is(err, io.EOF) {
+		return 0
+	}
+	return closedAgo(c.Conn)
 }
 
 // lostBeforeHandshake: EOF, reset or timeout before any reply is how an
@@ -251,13 +265,13 @@ func (c *Conn) lost(err error) {
 // fleet's recovery time: a kill 2 s after a fleet started took 1.5× as
 // long to recover as the same kill 6 s after. Failures inside the
 // episode (its redials) still grow it.
-func (c *Conn) lostYoung(err error) {
+func (c *Conn) lostYoung(err error, ago time.Duration) {
 	if !c.finish() {
 		return
 	}
 	d, t := c.d, c.t
 	d.mu.Lock()
-	d.fail(t, EventConnLost, err, failure{probe: c.takeProbe(), grow: d.inEpisode(t, d.o.Now()), breaker: true, started: c.started})
+	d.fail(t, EventConnLost, err, failure{probe: c.takeProbe(), grow: d.inEpisode(t, d.o.Now()), breaker: true, started: c.started, ago: ago})
 	c.settleCredit()
 	d.mu.Unlock()
 }
@@ -354,7 +368,7 @@ func (c *Conn) markStable() {
 func (c *Conn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err != nil {
-		c.lostStable(err)
+		c.lostStable(err, 0)
 	}
 	return n, err
 }
@@ -365,8 +379,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 // failure, so the backoff stays reset — but every client of the server
 // loses its connection in the same instant, so the target's next dials
 // are spread over the reconnect window instead of all going at once.
-// However old the connection was, the window applies.
-func (c *Conn) lostStable(err error) {
+// However old the connection was, the window applies. ago is how long
+// before now the kernel had the server's close (0: unknown; see
+// markLoss).
+func (c *Conn) lostStable(err error, ago time.Duration) {
 	if errors.Is(err, net.ErrClosed) {
 		return
 	}
@@ -379,7 +395,7 @@ func (c *Conn) lostStable(err error) {
 	c.mu.Unlock()
 	d, t := c.d, c.t
 	d.mu.Lock()
-	d.markLoss(t, d.o.Now(), err)
+	d.markLoss(t, d.o.Now(), err, ago)
 	d.grantCredit(t)
 	d.emit(t, EventConnLost, 0, err)
 	d.mu.Unlock()

@@ -120,9 +120,9 @@ func (r *Reservation) Lost(err error) {
 	c.mu.Unlock()
 	switch {
 	case stable:
-		c.lostStable(err)
+		c.lostStable(err, 0)
 	case handshook:
-		c.lostYoung(err)
+		c.lostYoung(err, 0)
 	default:
 		c.overload(err)
 	}

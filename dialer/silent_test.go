@@ -185,7 +185,7 @@ func TestSilentCutDialContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.(*Conn).MarkHandshake() // stable at once (StableAfter -1)
-	c.(*Conn).lostStable(errTimeout{})
+	c.(*Conn).lostStable(errTimeout{}, 0)
 	_ = c.Close()
 	bh.mu.Lock()
 	bh.n, bh.calls = 100, 0
