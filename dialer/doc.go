@@ -66,7 +66,14 @@
 // switch that turns it off for young connections. A dial whose wait ended
 // late (a CPU-starved process fires every due timer at once) is spread
 // again over how late it was, so a stall does not turn the window back
-// into a burst.
+// into a burst. For the same reason the window starts when the server's
+// close reached this host, not when the process read the EOF: on Linux
+// the Conn reads the FIN's age from TCP_INFO (tcpi_last_ack_recv in
+// CLOSE_WAIT), and a process that read it late draws from what is left of
+// the window (at most half of it is dated back), so the fleet's last
+// dials come at the window's end and not the slowest reader's lag after
+// it (Stats.NoticeLag; Reservation.LostAgo for sockets the dialer does
+// not own).
 //
 // The rate starts from what the server tells. Read INFO now and then
 // while it is healthy and pass the reply to ObserveInfo (`INFO server

@@ -24,6 +24,7 @@ func TestLossDatedBackToClose(t *testing.T) {
 		lag time.Duration
 	}{
 		{"noticed at once", false, 0, 0},
+		{"a negative ago is none", false, -time.Second, 0},
 		{"noticed 500ms late", false, 500 * time.Millisecond, 500 * time.Millisecond},
 		{"young connection noticed 500ms late", true, 500 * time.Millisecond, 500 * time.Millisecond},
 		{"noticed 5s late: at most half the episode", false, 5 * time.Second, window / 2},
@@ -37,12 +38,10 @@ func TestLossDatedBackToClose(t *testing.T) {
 			clk.advance(r.Wait)
 			_ = r.Dialed(time.Millisecond, nil)
 			r.Handshake()
-			if tt.young {
-				r.c.lostYoung(io.EOF, tt.ago)
-			} else {
+			if !tt.young {
 				r.Stable()
-				r.c.lostStable(io.EOF, tt.ago)
 			}
+			r.LostAgo(io.EOF, tt.ago)
 			if got := d.Stats(addr).NoticeLag; got != tt.lag {
 				t.Errorf("NoticeLag = %s, want %s", got, tt.lag)
 			}
@@ -58,9 +57,9 @@ func TestLossDatedBackToClose(t *testing.T) {
 		d, clk := newClocked(t, Options{FleetSize: 6000, BreakerThreshold: -1})
 		a := connectHealthy(t, d, clk, addr)
 		b := connectHealthy(t, d, clk, addr)
-		a.c.lostStable(io.EOF, 0)
+		a.LostAgo(io.EOF, 0)
 		clk.advance(100 * time.Millisecond)
-		b.c.lostStable(io.EOF, 800*time.Millisecond)
+		b.LostAgo(io.EOF, 800*time.Millisecond)
 		if got := d.Stats(addr).NoticeLag; got != 0 {
 			t.Errorf("NoticeLag = %s after a second loss in the episode, want the first's 0", got)
 		}
@@ -73,8 +72,8 @@ func TestLossDatedBackToClose(t *testing.T) {
 	t.Run("a timeout is not dated back", func(t *testing.T) {
 		d, clk := newClocked(t, Options{FleetSize: 6000, BreakerThreshold: -1})
 		r := connectHealthy(t, d, clk, addr)
+		r.Lost(errTimeout{})
 		c := r.c
-		c.lostStable(errTimeout{}, 0)
 		if got := d.Stats(addr).NoticeLag; got != 0 {
 			t.Errorf("NoticeLag = %s after a timeout, want 0", got)
 		}

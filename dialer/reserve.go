@@ -110,19 +110,29 @@ func (r *Reservation) Overloaded(err error) {
 // Lost reports that the connection ended by the server's side or by a
 // timeout: before its handshake that is overload, before Stable a
 // failure, after it a loss that spreads the next dials over the window.
-func (r *Reservation) Lost(err error) {
+func (r *Reservation) Lost(err error) { r.LostAgo(err, 0) }
+
+// LostAgo is Lost for a connection whose end reached this host ago
+// before the caller noticed it: a library that reads its socket's
+// TCP_INFO after an EOF (what the Dialer's own Conn does: the server's
+// FIN is tcpi_last_ack_recv ago in CLOSE_WAIT), or a simulation. The
+// reconnect episode the loss starts is dated back by ago, at most half
+// the episode, so a process that read the EOF late does not add its lag
+// to the fleet's window. ago 0 is Lost.
+func (r *Reservation) LostAgo(err error, ago time.Duration) {
 	if err == nil {
 		err = errors.New("connection lost")
 	}
+	ago = max(ago, 0)
 	c := r.c
 	c.mu.Lock()
 	handshook, stable := c.handshook, c.stable
 	c.mu.Unlock()
 	switch {
 	case stable:
-		c.lostStable(err, 0)
+		c.lostStable(err, ago)
 	case handshook:
-		c.lostYoung(err, 0)
+		c.lostYoung(err, ago)
 	default:
 		c.overload(err)
 	}

@@ -299,6 +299,10 @@ type client struct {
 	// connect() is such a redial.
 	connEnd time.Duration
 	redial  bool
+	// closedAt is when the server's close of c's connection reached c's
+	// host (a kill's or exit's evDetect): the dialer dates the loss back
+	// to it (Reservation.LostAgo), as its Conn does from TCP_INFO.
+	closedAt time.Duration
 }
 
 type sim struct {
@@ -576,6 +580,7 @@ func (s *sim) handle(e event) {
 	c, k := e.c, e.s
 	switch e.kind {
 	case evDetect:
+		c.closedAt = s.now
 		s.clientJob(c, false)
 	case evStep:
 		s.step(c)
@@ -800,12 +805,12 @@ func (s *sim) lose(c *client) {
 	s.res.FailedCommands++
 	s.count(s.failedTL)
 	s.live--
-	err := errEOF
+	err, ago := error(errEOF), s.now-c.closedAt
 	if s.f.Scenario == "blip" {
-		err = errPingTimeout
+		err, ago = errPingTimeout, 0 // a timeout leaves the kernel no close to date
 	}
 	if c.res != nil {
-		c.res.Lost(err)
+		c.res.LostAgo(err, ago)
 		c.res = nil
 	}
 	c.s.open = false
