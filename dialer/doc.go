@@ -70,7 +70,7 @@
 // close reached this host, not when the process read the EOF: on Linux
 // the Conn reads the FIN's age from TCP_INFO (tcpi_last_ack_recv in
 // CLOSE_WAIT), and a process that read it late draws from what is left of
-// the window (at most half of it is dated back), so the fleet's last
+// the window (at most a quarter of it is dated back), so the fleet's last
 // dials come at the window's end and not the slowest reader's lag after
 // it (Stats.NoticeLag; Reservation.LostAgo for sockets the dialer does
 // not own).

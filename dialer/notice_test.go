@@ -8,8 +8,8 @@ import (
 )
 
 // TestLossDatedBackToClose: a loss the kernel had ago before this
-// process read it starts the episode ago earlier (at most half the
-// episode), so a late reader draws from what is left of the window
+// process read it starts the episode ago earlier (at most a quarter of
+// the episode), so a late reader draws from what is left of the window
 // and the fleet still ends with it; a loss inside an episode under
 // way, a reset or a timeout (ago 0) moves nothing.
 func TestLossDatedBackToClose(t *testing.T) {
@@ -25,9 +25,9 @@ func TestLossDatedBackToClose(t *testing.T) {
 	}{
 		{"noticed at once", false, 0, 0},
 		{"a negative ago is none", false, -time.Second, 0},
-		{"noticed 500ms late", false, 500 * time.Millisecond, 500 * time.Millisecond},
-		{"young connection noticed 500ms late", true, 500 * time.Millisecond, 500 * time.Millisecond},
-		{"noticed 5s late: at most half the episode", false, 5 * time.Second, window / 2},
+		{"noticed 400ms late", false, 400 * time.Millisecond, 400 * time.Millisecond},
+		{"young connection noticed 400ms late", true, 400 * time.Millisecond, 400 * time.Millisecond},
+		{"noticed 5s late: at most a quarter of the episode", false, 5 * time.Second, window / 4},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			d, clk := newClocked(t, Options{FleetSize: 6000, BreakerThreshold: -1})

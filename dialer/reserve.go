@@ -116,8 +116,8 @@ func (r *Reservation) Lost(err error) { r.LostAgo(err, 0) }
 // before the caller noticed it: a library that reads its socket's
 // TCP_INFO after an EOF (what the Dialer's own Conn does: the server's
 // FIN is tcpi_last_ack_recv ago in CLOSE_WAIT), or a simulation. The
-// reconnect episode the loss starts is dated back by ago, at most half
-// the episode, so a process that read the EOF late does not add its lag
+// reconnect episode the loss starts is dated back by ago, at most a
+// quarter of the episode, so a process that read the EOF late does not add its lag
 // to the fleet's window. ago 0 is Lost.
 func (r *Reservation) LostAgo(err error, ago time.Duration) {
 	if err == nil {
