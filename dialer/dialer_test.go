@@ -75,6 +75,20 @@ func handshake(t *testing.T, c net.Conn) (string, error) {
 	return bufio.NewReader(c).ReadString('\n')
 }
 
+// dialWith makes a Dialer with o and dials addr through it once.
+func dialWith(t *testing.T, o Options, addr string) (*Dialer, net.Conn) {
+	t.Helper()
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, c
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -176,14 +190,7 @@ func TestMaxClientsBacksOffTarget(t *testing.T) {
 	o.OnEvent = func(e Event) { mu.Lock(); seen = append(seen, e.Kind); mu.Unlock() }
 	// A Rand at 0.99 makes the full-jitter delay ~9.9s.
 	o.Rand = fixedRand(0.99)
-	d, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := d.DialContext(context.Background(), "tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, c := dialWith(t, o, addr)
 	if line, err := handshake(t, c); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("reply %q, %v; want ErrOverloaded in place of the rejection", line, err)
 	}
@@ -542,14 +549,7 @@ func TestReconnectSpreadAfterStableLoss(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	d, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := d.DialContext(context.Background(), "tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, c := dialWith(t, o, addr)
 	if _, err := handshake(t, c); err != nil {
 		t.Fatal(err)
 	}
@@ -615,14 +615,7 @@ func TestFirstReplyHeldBack(t *testing.T) {
 			})
 			o := quick()
 			o.BreakerThreshold = -1
-			d, err := New(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := d.DialContext(context.Background(), "tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			d, c := dialWith(t, o, addr)
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 			got, err := io.ReadAll(c)

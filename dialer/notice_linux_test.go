@@ -3,7 +3,6 @@
 package dialer
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -94,14 +93,7 @@ func TestDialerDatesLossToClose(t *testing.T) {
 	o := quick()
 	o.ReconnectWindow, o.FleetSize, o.AcceptRate, o.DisconnectCost = 0, 4000, 2000, -1 // a 2 s window
 	o.ConnectCost = -1
-	d, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := d.DialContext(context.Background(), "tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, c := dialWith(t, o, addr)
 	defer c.Close()
 	if line, err := handshake(t, c); err != nil || line != "+OK\r\n" {
 		t.Fatalf("handshake: %q %v", line, err)
