@@ -119,11 +119,9 @@
 // refusal. So the fleet retries at the window's rate while the server is
 // down, and once it is back the clients that were never refused come
 // first, at the rate they drew, and the refused ones follow in order
-// instead of adding to it. With the server-told rate (two INFO
-// readings, plaintext) the refused clients' window is sized at 1.5 × the
-// rate (at most MaxAcceptRate): a refusal says the server is a new
-// process, with no lost fleet to tear down and no clients yet, which
-// the kill-tested share leaves room for.
+// instead of adding to it, at the same learned rate as a killed fleet:
+// a new process has no lost fleet to tear down, but it stalls as its
+// descriptor table doubles while the fleet returns.
 // In an episode of timeouts (or after one, until a connection proves
 // healthy) a connect attempt with no SYN-ACK 800 ms after it started is
 // cut, before the kernel's own SYN retransmit at 1 s, and the dial then

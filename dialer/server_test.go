@@ -308,9 +308,14 @@ func FuzzParseInfo(f *testing.F) {
 	})
 }
 
+// rule15 is the restart factor the rule's tests run at (the default, 1,
+// leaves the learned rate, which shows nothing of the rule).
+const rule15 = 1.5
+
 // TestRestartWindow: an episode a refused connect started again (the
 // server is a new process) spreads the fleet at restartFactor times the
-// server-told rate, at most MaxAcceptRate; without the server-told rate
+// server-told rate, at most MaxAcceptRate (by default 1: the learned
+// rate); without the server-told rate
 // (no INFO, TLS, ConnectCost -1), before a refusal and after the episode
 // the window is the learned rate's, and a cut inside the restarted
 // episode applies to the faster rate.
@@ -327,12 +332,14 @@ func TestRestartWindow(t *testing.T) {
 		noInfo bool // connected_clients only: no CPU readings
 		refuse bool
 		then   string // "", "cut" (an overload after the refusal), "new episode" (healthy, then lost again)
+		dflt   bool   // the default restart factor, not rule15
 		want   time.Duration
 	}{
 		{name: "loss, no refusal: the learned rate", o: told, want: time.Second},
-		{name: "refused: 1.5 x the server-told rate", o: told, refuse: true, want: per(8500 * restartFactor)},
+		{name: "refused, default factor: the learned rate", o: told, refuse: true, dflt: true, want: time.Second},
+		{name: "refused: 1.5 x the server-told rate", o: told, refuse: true, want: per(8500 * 1.5)},
 		{name: "refused: at most MaxAcceptRate", o: func() Options { o := told; o.MaxAcceptRate = 10000; return o }(), refuse: true, want: per(10000)},
-		{name: "refused, then an overload cuts the faster rate", o: told, refuse: true, then: "cut", want: per(8500 * restartFactor / 1.5)},
+		{name: "refused, then an overload cuts the faster rate", o: told, refuse: true, then: "cut", want: per(8500 * 1.5 / 1.5)},
 		// The clean reconnect raised the learned rate by AcceptRate/2.
 		{name: "refused, then a new episode: the learned rate again", o: told, refuse: true, then: "new episode", want: per(8500 + 1500)},
 		{name: "refused over TLS: AcceptRate", o: told, tls: true, refuse: true, want: per(3000)},
@@ -342,6 +349,9 @@ func TestRestartWindow(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d, clk := newClocked(t, tc.o)
+			if !tc.dflt {
+				d.restartFactor = rule15
+			}
 			if tc.tls {
 				d.mu.Lock()
 				d.target(addr).tls = true
@@ -394,10 +404,11 @@ func TestRefusedRetryAfterDraws(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {
 		name   string
-		info   bool          // two INFO readings: the restart rate (1.5 x 8,500/s)
+		info   bool          // two INFO readings: the restart rate (rule15 x 8,500/s, unless dflt)
 		ramp   time.Duration // DisconnectCost (-1: none)
 		at     time.Duration // the refusal's offset from the loss
 		second bool          // refused again at the retry
+		dflt   bool          // the default restart factor (1), not rule15
 		want   time.Duration // the retry's offset from the refusal
 	}{
 		// 3,000 clients at 3,000/s: a 1 s window, no ramp.
@@ -408,6 +419,8 @@ func TestRefusedRetryAfterDraws(t *testing.T) {
 		{name: "flat, restart rate: after the draws, faster", info: true, ramp: -1, at: 300 * ms, want: 700*ms + 200*ms},
 		{name: "flat, restart rate, late draw", info: true, ramp: -1, at: 900 * ms, want: 100*ms + 600*ms},
 		{name: "restart rate, second refusal: one restarted window", info: true, ramp: -1, at: 300 * ms, second: true, want: time.Second * 2 / 3},
+		// The default factor: the restarted window is the learned one.
+		{name: "flat, server-told rate, default factor: one window later", info: true, ramp: -1, at: 300 * ms, dflt: true, want: time.Second},
 		// 3,000 clients, ramp 3,000 × 100µs = 0.3 s: the episode ends at
 		// 1.15 s; a refusal at 0.15 s in the ramp has a share of
 		// 0.15²/(2 × 0.3 × 1) = 0.0375 of the draws.
@@ -420,6 +433,9 @@ func TestRefusedRetryAfterDraws(t *testing.T) {
 				o.ConnectCost, o.MaxAcceptRate = 20*time.Microsecond, 1e6
 			}
 			d, clk := newClocked(t, o)
+			if !tc.dflt {
+				d.restartFactor = rule15
+			}
 			if tc.info {
 				for range 2 {
 					d.ObserveServer(addr, ServerStats{Clients: 8500, CPU: 0, Connections: 8500})
@@ -456,6 +472,7 @@ func TestRefusedRetryNotForward(t *testing.T) {
 	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
 	d, clk := newClocked(t, Options{FleetSize: 3000, DisconnectCost: -1, BreakerThreshold: -1, Backoff: backoff.Immediate{},
 		ConnectCost: 20 * time.Microsecond, MaxAcceptRate: 1e6})
+	d.restartFactor = rule15
 	for range 2 {
 		d.ObserveServer(addr, ServerStats{Clients: 8500, CPU: 0, Connections: 8500})
 		clk.advance(10 * time.Second)
