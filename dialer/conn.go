@@ -46,6 +46,11 @@ type Conn struct {
 	// started is when the dial started (for a Reservation: when it is
 	// due). Set once before the Conn is shared.
 	started time.Time
+	// admitted is when the dialer admitted the dial (see fail).
+	admitted time.Time
+	// drawnIn is the episode whose window the dial drew its time from
+	// (see admit, refused). Set once before the Conn is shared.
+	drawnIn time.Time
 
 	mu        sync.Mutex
 	sniff     bool
@@ -240,7 +245,7 @@ func (c *Conn) overload(err error) {
 	}
 	c.d.mu.Lock()
 	c.t.stats.Overloads++
-	c.d.failLocked(c.t, EventOverload, err, c.takeProbe(), c.started)
+	c.d.failLocked(c.t, EventOverload, err, c.takeProbe(), c.started, c.admitted)
 	c.settleCredit()
 	c.d.mu.Unlock()
 }
@@ -250,7 +255,7 @@ func (c *Conn) lost(err error) {
 		return
 	}
 	c.d.mu.Lock()
-	c.d.failLocked(c.t, EventConnLost, err, c.takeProbe(), c.started)
+	c.d.failLocked(c.t, EventConnLost, err, c.takeProbe(), c.started, c.admitted)
 	c.settleCredit()
 	c.d.mu.Unlock()
 }
@@ -271,7 +276,7 @@ func (c *Conn) lostYoung(err error, ago time.Duration) {
 	}
 	d, t := c.d, c.t
 	d.mu.Lock()
-	d.fail(t, EventConnLost, err, failure{probe: c.takeProbe(), grow: d.inEpisode(t, d.o.Now()), breaker: true, started: c.started, ago: ago})
+	d.fail(t, EventConnLost, err, failure{probe: c.takeProbe(), grow: d.inEpisode(t, d.o.Now()), breaker: true, started: c.started, admitted: c.admitted, ago: ago})
 	c.settleCredit()
 	d.mu.Unlock()
 }

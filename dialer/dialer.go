@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,6 +82,13 @@ type target struct {
 	// refusedBound).
 	refusedAt, retryAt time.Time
 	refusingSince      time.Time
+	// retries are the retry times of refused dials that no dial has
+	// taken yet, ascending (see refused, admit): a pool's connections
+	// each keep their own. drawn is the episode the first refusal started
+	// again, whose draws the refused dials of a pool still place
+	// themselves among.
+	retries []time.Time
+	drawn   episodeDraws
 	// srtt and rttvar smooth the target's connect times (0: none seen
 	// yet); abandons counts attempts abandoned since the last completed
 	// connect. They set the SYN deadline (syn.go).
@@ -94,9 +102,10 @@ type target struct {
 	// over.
 	credits int
 
-	failures  int // consecutive failures since proven health (backoff)
+	failures  int // consecutive failures since proven health (backoff; see fail)
 	prevDelay time.Duration
 	nextDial  time.Time
+	failedAt  time.Time // when a failure last counted (see fail)
 
 	breaker    breakerState
 	brFailures int // consecutive failures since the last handshake (breaker)
@@ -120,7 +129,8 @@ type Stats struct {
 	Refused int
 	// Healthy counts connections that proved healthy (backoff resets).
 	Healthy int
-	// Failures is the current consecutive-failure count.
+	// Failures is the current consecutive-failure count the backoff
+	// policy sees: failures of attempts admitted together count once.
 	Failures int
 	// Breaker is "closed", "open" or "half-open".
 	Breaker string
@@ -380,6 +390,7 @@ func (d *Dialer) markLoss(t *target, now time.Time, err error, ago time.Duration
 	if !d.inEpisode(t, now) {
 		t.lostAt, t.soft = now, soft
 		t.credits = 0 // the last episode's expire with it
+		t.retries = nil
 		t.stats.NoticeLag = 0
 		if ago > 0 {
 			ago = min(ago, time.Duration(lateNoticeShare*float64(d.span(t))))
@@ -553,7 +564,8 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 		d.target(addr).tls = true
 		d.mu.Unlock()
 	}
-	t, probe, wait, err := d.admit(addr)
+	admitted := d.o.Now()
+	t, probe, wait, drawnIn, err := d.admit(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -603,7 +615,7 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 		defer cancel()
 	}
 	raw, first, last, err := d.connect(dctx, t, network, addr)
-	c := &Conn{Conn: raw, d: d, t: t, probe: probe, credit: credit, sniff: !d.o.DisableSniff, started: first}
+	c := &Conn{Conn: raw, d: d, t: t, probe: probe, credit: credit, sniff: !d.o.DisableSniff, started: first, admitted: admitted, drawnIn: drawnIn}
 	if err := c.dialed(d.o.Now().Sub(last), err); err != nil {
 		return nil, fmt.Errorf("dialer: dial %s: %w", addr, err)
 	}
@@ -622,8 +634,10 @@ func (d *Dialer) dial(ctx context.Context, network, addr string, tlsCfg *tls.Con
 	return c, nil
 }
 
-// admit applies the breaker and computes how long the dial must wait.
-func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, err error) {
+// admit applies the breaker and computes how long the dial must wait;
+// drawnIn is the episode (its lostAt) whose window the dial drew its
+// time from, zero if none.
+func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, drawnIn time.Time, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t = d.target(addr)
@@ -634,7 +648,7 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 				t.stats.Refused++
 				err := fmt.Errorf("%w: %s for another %s", ErrCircuitOpen, addr, t.openUntil.Sub(now).Round(time.Millisecond))
 				d.emit(t, EventRefused, 0, err)
-				return nil, false, 0, err
+				return nil, false, 0, time.Time{}, err
 			}
 			t.breaker = breakerHalfOpen
 			d.emit(t, EventBreakerHalf, 0, nil)
@@ -644,11 +658,11 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 				t.stats.Refused++
 				err := fmt.Errorf("%w: %s: half-open, %d probe(s) in flight", ErrCircuitOpen, addr, t.probes)
 				d.emit(t, EventRefused, 0, err)
-				return nil, false, 0, err
+				return nil, false, 0, time.Time{}, err
 			}
 			// A probe ignores the backoff: the open period was its wait.
 			t.probes++
-			return t, true, 0, nil
+			return t, true, 0, time.Time{}, nil
 		}
 	}
 	if now.Before(t.nextDial) {
@@ -665,13 +679,21 @@ func (d *Dialer) admit(addr string) (t *target, probe bool, wait time.Duration, 
 		// the window draws from the rest of the (grown) window, so the
 		// fleet's remaining dials stay spread evenly to its end. After a
 		// refusal the retry comes when refused set it.
+		// A pool's redials take the refused dials' retry times in
+		// order, each once; a dial finding none takes the latest.
 		at := t.retryAt
-		if !d.restarted(t) {
+		switch {
+		case !d.restarted(t):
 			at = t.lostAt.Add(drawIn(now.Sub(t.lostAt), d.ramp(t), w, d.o.Rand.Float64()))
+			drawnIn = t.lostAt
+		case len(t.retries) > 0:
+			at, t.retries = t.retries[0], t.retries[1:]
 		}
 		wait = max(wait, at.Sub(now))
+	} else {
+		t.retries = nil // the episode is over
 	}
-	return t, false, wait, nil
+	return t, false, wait, drawnIn, nil
 }
 
 // dialed records the outcome of c's TCP connect, which took took: a
@@ -686,11 +708,11 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 		t.stats.DialFailures++
 		c.done = true
 		if isRefused(err) && !c.probe {
-			d.refused(t, err)
+			d.refused(t, err, c)
 			c.settleCredit()
 			return err
 		}
-		d.failLocked(t, EventDialFailed, err, c.probe, c.started)
+		d.failLocked(t, EventDialFailed, err, c.probe, c.started, c.admitted)
 		c.probe = false
 		c.settleCredit()
 		return err
@@ -750,18 +772,27 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 // the ramp's first half on top of the last draws. In the flat part of an
 // episode at the learned rate the two are the same time. The restarted
 // window is sized by fleetRate: the refused clients come back to a new
-// process. Called with mu held.
-func (d *Dialer) refused(t *target, err error) {
+// process. c is the refused dial's Conn. Called with mu held.
+func (d *Dialer) refused(t *target, err error, c *Conn) {
+	drawnIn := c.drawnIn
 	now := d.o.Now()
 	// The first refusal inside an episode whose draws are still to come:
 	// where this client's draw fell among the fleet's (the share of the
-	// episode's density before now), and when the draws end.
+	// episode's density before now), and when the draws end. Another
+	// connection of the process (a pool) refused on its draw in the same
+	// episode places itself among those draws as well, as a client alone
+	// would: one retry time for the pool put its connections refused
+	// early behind its last refusal, all at once.
 	first := !d.restarted(t) && d.inEpisode(t, now)
 	var rank float64
 	var end time.Time
-	if first {
-		rank = drawShare(now.Sub(t.lostAt), d.ramp(t), d.window(t))
-		end = t.lostAt.Add(d.span(t))
+	switch {
+	case first:
+		t.drawn = episodeDraws{lostAt: t.lostAt, end: t.lostAt.Add(d.span(t)), ramp: d.ramp(t), window: d.window(t)}
+		fallthrough
+	case d.restarted(t) && !drawnIn.IsZero() && drawnIn.Equal(t.drawn.lostAt) && now.Before(t.drawn.end):
+		rank = drawShare(now.Sub(t.drawn.lostAt), t.drawn.ramp, t.drawn.window)
+		end = t.drawn.end
 	}
 	if t.refusingSince.IsZero() {
 		t.refusingSince = now
@@ -770,7 +801,7 @@ func (d *Dialer) refused(t *target, err error) {
 	// (ReconnectWindow -1) it would be half of a few microseconds of
 	// refusals, a refused client retrying at once, so the policy alone
 	// paces it, as before the bound.
-	f := failure{}
+	f := failure{started: c.started, admitted: c.admitted}
 	if w := d.windowAs(t, true, false); w > 0 {
 		f.bounded, f.bound = true, refusedBound(now.Sub(t.refusingSince), w)
 	}
@@ -778,15 +809,41 @@ func (d *Dialer) refused(t *target, err error) {
 	t.lostAt, t.soft = now, false
 	t.refusedAt = now
 	w := d.window(t) // the restarted episode's (fleetRate)
-	if first {
-		t.retryAt = end.Add(time.Duration(rank * float64(w)))
-		return
+	var at time.Time
+	switch {
+	case first:
+		at = end.Add(time.Duration(rank * float64(w)))
+		t.retryAt, t.retries = at, t.retries[:0]
+	case !end.IsZero():
+		at = end.Add(time.Duration(rank * float64(w)))
+		if at.After(t.retryAt) {
+			t.retryAt = at
+		}
+	default:
+		// Refused again (the server is still down, or a dial that did
+		// not draw in the episode): one restarted window later, never
+		// before the retries already placed.
+		at = now.Add(w)
+		if at.Before(t.retryAt) {
+			at = t.retryAt
+		}
+		t.retryAt = at
 	}
-	// Another refusal (the server is still down, or another connection
-	// of the process was refused) never brings the retry forward.
-	if next := now.Add(w); next.After(t.retryAt) {
-		t.retryAt = next
+	if len(t.retries) < maxRetries {
+		i, _ := slices.BinarySearchFunc(t.retries, at, time.Time.Compare)
+		t.retries = slices.Insert(t.retries, i, at)
 	}
+}
+
+// maxRetries bounds the retry times a target keeps (see refused): far
+// above any pool; the dials beyond take the latest.
+const maxRetries = 4096
+
+// episodeDraws is an episode's draws as the first refusal in it found
+// them: when it began and its draws end, its ramp and window.
+type episodeDraws struct {
+	lostAt, end  time.Time
+	ramp, window time.Duration
 }
 
 func (d *Dialer) refuse(t *target) {
@@ -798,8 +855,8 @@ func (d *Dialer) refuse(t *target) {
 
 // failLocked records one failure of target t: the whole target backs off,
 // the window grows and the breaker counts it. Called with mu held.
-func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool, started time.Time) {
-	d.fail(t, kind, err, failure{probe: probe, grow: true, breaker: true, started: started})
+func (d *Dialer) failLocked(t *target, kind EventKind, err error, probe bool, started, admitted time.Time) {
+	d.fail(t, kind, err, failure{probe: probe, grow: true, breaker: true, started: started, admitted: admitted})
 }
 
 // failure says how a failure counts.
@@ -808,8 +865,10 @@ type failure struct {
 	grow    bool // a congestion signal: grow the window (see Conn.lostYoung)
 	breaker bool // counts towards opening the breaker (see refused)
 	// started is when the failed attempt's dial started (zero: unknown);
-	// see congestion.
-	started time.Time
+	// see congestion. admitted is when the dialer admitted it (Reserve,
+	// DialContext), which may be long before it started (its draw in
+	// the window); see fail.
+	started, admitted time.Time
 	// bounded: the backoff delay is at most bound (a refusal: see
 	// refusedBound).
 	bounded bool
@@ -820,23 +879,43 @@ type failure struct {
 }
 
 // fail records one failure of target t. Called with mu held.
+//
+// The backoff counts a failure, and draws a delay for it, and the
+// breaker counts it, only when the failed attempt was admitted (Reserve,
+// DialContext) after the last counted failure: attempts admitted together and failing one after the
+// other are one failure of the target, as congestion cuts once per
+// event. A pool's 100 connections lost together draw their dials in the
+// window at once; refused one by one while the server restarted, they
+// counted 100 failures: the policy's delay reached its cap (10 s) in one
+// outage, and since the whole target waits for the latest delay drawn
+// (nextDial), every client of the process waited about as long as the
+// longest of those draws (lab, 60 processes of 100 clients, restart:
+// whole processes back 2.5–9 s after the server; docs/backoff.md,
+// "Pools"). The breaker's threshold met the same pool's 100 young
+// connections lost together and opened for BreakerOpenFor. One client's
+// successive attempts are each admitted after its previous failure, so
+// each still counts. No attempt (a ReportOverload) always counts.
 func (d *Dialer) fail(t *target, kind EventKind, err error, f failure) {
 	now := d.o.Now()
-	t.failures++
+	counts := f.admitted.IsZero() || !f.admitted.Before(t.failedAt)
 	d.markLoss(t, now, err, f.ago)
 	if f.grow {
 		d.congestion(t, f.started)
 	}
-	delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
-	if f.bounded {
-		delay = min(delay, f.bound)
-	}
-	t.prevDelay = delay
-	if next := now.Add(delay); next.After(t.nextDial) {
-		t.nextDial = next
-	}
 	d.emit(t, kind, 0, err)
-	d.emit(t, EventBackoff, delay, nil)
+	if counts {
+		t.failures++
+		t.failedAt = now
+		delay := d.o.Backoff.Delay(t.failures, t.prevDelay, d.o.Rand)
+		if f.bounded {
+			delay = min(delay, f.bound)
+		}
+		t.prevDelay = delay
+		if next := now.Add(delay); next.After(t.nextDial) {
+			t.nextDial = next
+		}
+		d.emit(t, EventBackoff, delay, nil)
+	}
 	if d.o.BreakerThreshold == -1 {
 		return
 	}
@@ -847,7 +926,7 @@ func (d *Dialer) fail(t *target, kind EventKind, err error, f failure) {
 		d.emit(t, EventBreakerOpen, d.o.BreakerOpenFor, err)
 		return
 	}
-	if !f.breaker {
+	if !f.breaker || !counts {
 		return
 	}
 	t.brFailures++
@@ -869,7 +948,7 @@ func (d *Dialer) ReportOverload(addr string, err error) {
 	defer d.mu.Unlock()
 	t := d.target(addr)
 	t.stats.Overloads++
-	d.failLocked(t, EventOverload, err, false, time.Time{})
+	d.failLocked(t, EventOverload, err, false, time.Time{}, time.Time{})
 }
 
 // lateWake is how late a timer may fire before respread spreads the dial

@@ -122,6 +122,10 @@
 // instead of adding to it, at the same learned rate as a killed fleet:
 // a new process has no lost fleet to tear down, but it stalls as its
 // descriptor table doubles while the fleet returns.
+// A pool behaves as that many clients alone: each of its refused
+// connections keeps its own retry time, and the failures of attempts in
+// flight together count once for the backoff policy, as a congestion
+// event cuts the rate once.
 // In an episode of timeouts (or after one, until a connection proves
 // healthy) a connect attempt with no SYN-ACK 800 ms after it started is
 // cut, before the kernel's own SYN retransmit at 1 s, and the dial then

@@ -31,7 +31,8 @@ type Reservation struct {
 // ErrCircuitOpen when the breaker refuses it, else a Reservation whose
 // Wait says when to dial. Unlike DialContext it never sleeps.
 func (d *Dialer) Reserve(addr string) (*Reservation, error) {
-	t, probe, wait, err := d.admit(addr)
+	admitted := d.o.Now()
+	t, probe, wait, drawnIn, err := d.admit(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +44,7 @@ func (d *Dialer) Reserve(addr string) (*Reservation, error) {
 	d.mu.Lock()
 	d.emit(t, EventDial, wait, nil)
 	d.mu.Unlock()
-	c := &Conn{d: d, t: t, probe: probe, credit: credit, sniff: false, manual: true, started: d.o.Now().Add(wait)}
+	c := &Conn{d: d, t: t, probe: probe, credit: credit, sniff: false, manual: true, started: d.o.Now().Add(wait), admitted: admitted, drawnIn: drawnIn}
 	r := &Reservation{Wait: wait, c: c, attempt: c.started}
 	if d.o.DialTimeout > 0 {
 		r.end = c.started.Add(d.o.DialTimeout)

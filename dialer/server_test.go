@@ -1,10 +1,12 @@
 package dialer
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -489,5 +491,67 @@ func TestRefusedRetryNotForward(t *testing.T) {
 	want := time.Second + time.Duration(rank*float64(wr)) - 110*time.Millisecond
 	if lo != hi || lo < want-time.Microsecond || lo > want+time.Microsecond {
 		t.Errorf("retries wait [%s, %s], want the first refusal's %s", lo, hi, want)
+	}
+}
+
+// TestPoolRefusedRetriesKeepPlaces: the connections of one pool (one
+// Dialer) lost together and refused at their draws (a restart) each
+// retry at their own place after the episode's draws, as clients alone
+// would, not all at the pool's last refusal plus a window; the refusals
+// count one failure for the backoff; a redial finding no refused dial's
+// retry time left takes the latest.
+func TestPoolRefusedRetriesKeepPlaces(t *testing.T) {
+	const addr, n = "10.0.0.5:6379", 8
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	// 3,000 clients at 3,000/s: a 1 s window, no ramp, and a restarted
+	// window of 1 s: a dial refused at a retries at 1 s + a.
+	d, clk := newClocked(t, Options{FleetSize: 3000, DisconnectCost: -1, BreakerThreshold: -1, Backoff: backoff.Immediate{}})
+	conns := make([]*Reservation, n)
+	for i := range conns {
+		conns[i] = connectHealthy(t, d, clk, addr)
+	}
+	for _, c := range conns {
+		c.Lost(io.EOF)
+	}
+	lost := clk.now
+	draws := make([]*Reservation, n)
+	for i := range draws {
+		r, err := d.Reserve(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		draws[i] = r
+	}
+	slices.SortFunc(draws, func(a, b *Reservation) int { return cmp.Compare(a.Wait, b.Wait) })
+	var want []time.Duration // from the loss
+	for _, r := range draws {
+		clk.now = lost.Add(r.Wait) // each dials at its draw, refused
+		_ = r.Dialed(time.Millisecond, refused)
+		want = append(want, time.Second+r.Wait)
+	}
+	if want[0] == want[n-1] {
+		t.Fatalf("the pool's %d draws were all at %s", n, draws[0].Wait)
+	}
+	// Admitted together, refused one after the other: one failure for
+	// the backoff, as one client's refusal would be.
+	if st := d.Stats(addr); st.Failures != 1 || st.DialFailures != n {
+		t.Errorf("the pool's %d refused draws: %d backoff failures, %d dial failures; want 1, %d", n, st.Failures, st.DialFailures, n)
+	}
+	var got []time.Duration
+	for range n + 1 {
+		r, err := d.Reserve(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, clk.now.Sub(lost)+r.Wait)
+		r.Close()
+	}
+	for i := range n {
+		if diff := got[i] - want[i]; diff < -time.Microsecond || diff > time.Microsecond {
+			t.Errorf("redial %d retries %s after the loss, want %s (its refusal's place; all: %v)", i, got[i], want[i], got)
+		}
+	}
+	if got[n] != got[n-1] {
+		t.Errorf("a redial beyond the refused dials retries %s after the loss, want the latest, %s", got[n], got[n-1])
 	}
 }

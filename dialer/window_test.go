@@ -630,3 +630,86 @@ func TestRefusedRestartsWindow(t *testing.T) {
 		t.Errorf("retries 100ms after the refusal wait [%s, %s], want one whole 1s window after it: 900ms", lo, hi)
 	}
 }
+
+// TestOneBackoffPerFailureEvent: the failures of attempts that were all
+// dialled before the target's last counted failure (a pool's connections
+// refused or reset together) count once for the backoff; an attempt
+// dialled after it that fails counts again, as each of one client's
+// successive attempts does.
+func TestOneBackoffPerFailureEvent(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{name: "refused", err: refused},
+		{name: "reset", err: errors.New("connection reset")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1})
+			pool := make([]*Reservation, 8)
+			for i := range pool {
+				r, err := d.Reserve(addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pool[i] = r
+			}
+			clk.advance(10 * time.Millisecond)
+			for _, r := range pool {
+				_ = r.Dialed(time.Millisecond, tc.err)
+				clk.advance(time.Millisecond)
+			}
+			if st := d.Stats(addr); st.Failures != 1 || st.DialFailures != 8 {
+				t.Fatalf("8 simultaneous dials failed: %d backoff failures, %d dial failures; want 1, 8", st.Failures, st.DialFailures)
+			}
+			r, _ := d.Reserve(addr) // dialled after the counted failure
+			clk.advance(r.Wait)
+			_ = r.Dialed(time.Millisecond, tc.err)
+			if st := d.Stats(addr); st.Failures != 2 {
+				t.Errorf("a dial made after the failure failed: %d backoff failures, want 2", st.Failures)
+			}
+			d.ReportOverload(addr, nil) // no attempt to date: always counts
+			if st := d.Stats(addr); st.Failures != 3 {
+				t.Errorf("after ReportOverload: %d backoff failures, want 3", st.Failures)
+			}
+		})
+	}
+}
+
+// TestBreakerOneFailurePerEvent: the breaker counts failures as the
+// backoff does: a pool's 8 dials admitted together and reset count one,
+// so the circuit stays closed; BreakerThreshold (5) failures of dials
+// admitted one after the other open it.
+func TestBreakerOneFailurePerEvent(t *testing.T) {
+	const addr = "10.0.0.5:6379"
+	reset := errors.New("connection reset")
+	d, clk := newClocked(t, Options{FleetSize: 3000, Backoff: backoff.Immediate{}})
+	pool := make([]*Reservation, 8)
+	for i := range pool {
+		r, err := d.Reserve(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool[i] = r
+	}
+	for _, r := range pool {
+		clk.advance(time.Millisecond)
+		_ = r.Dialed(time.Millisecond, reset)
+	}
+	if st := d.Stats(addr); st.Breaker != "closed" {
+		t.Fatalf("after 8 pooled dials admitted together failed: breaker %s, want closed", st.Breaker)
+	}
+	for i := 2; i <= DefaultBreakerThreshold; i++ {
+		r, err := d.Reserve(addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		clk.advance(r.Wait + time.Millisecond)
+		_ = r.Dialed(time.Millisecond, reset)
+	}
+	if st := d.Stats(addr); st.Breaker != "open" {
+		t.Errorf("after %d failures of dials admitted one after the other: breaker %s, want open", DefaultBreakerThreshold, st.Breaker)
+	}
+}
