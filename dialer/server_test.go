@@ -514,14 +514,7 @@ func TestPoolRefusedRetriesKeepPlaces(t *testing.T) {
 		c.Lost(io.EOF)
 	}
 	lost := clk.now
-	draws := make([]*Reservation, n)
-	for i := range draws {
-		r, err := d.Reserve(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		draws[i] = r
-	}
+	draws, _ := reserveAll(t, d, addr, n)
 	slices.SortFunc(draws, func(a, b *Reservation) int { return cmp.Compare(a.Wait, b.Wait) })
 	var want []time.Duration // from the loss
 	for _, r := range draws {

@@ -580,14 +580,7 @@ func TestRespreadLateWake(t *testing.T) {
 func TestOneCutPerCongestionEvent(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1, Backoff: backoff.Immediate{}})
-	pool := make([]*Reservation, 8)
-	for i := range pool {
-		r, err := d.Reserve(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool[i] = r
-	}
+	pool, _ := reserveAll(t, d, addr, 8)
 	clk.advance(10 * time.Millisecond)
 	for _, r := range pool {
 		_ = r.Dialed(2*time.Second, errTimeout{})
@@ -648,14 +641,7 @@ func TestOneBackoffPerFailureEvent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, clk := newClocked(t, Options{FleetSize: 3000, BreakerThreshold: -1})
-			pool := make([]*Reservation, 8)
-			for i := range pool {
-				r, err := d.Reserve(addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pool[i] = r
-			}
+			pool, _ := reserveAll(t, d, addr, 8)
 			clk.advance(10 * time.Millisecond)
 			for _, r := range pool {
 				_ = r.Dialed(time.Millisecond, tc.err)
@@ -686,14 +672,7 @@ func TestBreakerOneFailurePerEvent(t *testing.T) {
 	const addr = "10.0.0.5:6379"
 	reset := errors.New("connection reset")
 	d, clk := newClocked(t, Options{FleetSize: 3000, Backoff: backoff.Immediate{}})
-	pool := make([]*Reservation, 8)
-	for i := range pool {
-		r, err := d.Reserve(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool[i] = r
-	}
+	pool, _ := reserveAll(t, d, addr, 8)
 	for _, r := range pool {
 		clk.advance(time.Millisecond)
 		_ = r.Dialed(time.Millisecond, reset)
