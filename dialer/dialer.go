@@ -880,9 +880,9 @@ type failure struct {
 
 // fail records one failure of target t. Called with mu held.
 //
-// The backoff counts a failure, and draws a delay for it, and the
-// breaker counts it, only when the failed attempt was admitted (Reserve,
-// DialContext) after the last counted failure: attempts admitted together and failing one after the
+// The backoff counts a failure, and draws a delay for it, only when the
+// failed attempt was admitted (Reserve, DialContext) after the last
+// counted failure: attempts admitted together and failing one after the
 // other are one failure of the target, as congestion cuts once per
 // event. A pool's 100 connections lost together draw their dials in the
 // window at once; refused one by one while the server restarted, they
@@ -891,10 +891,12 @@ type failure struct {
 // (nextDial), every client of the process waited about as long as the
 // longest of those draws (lab, 60 processes of 100 clients, restart:
 // whole processes back 2.5–9 s after the server; docs/backoff.md,
-// "Pools"). The breaker's threshold met the same pool's 100 young
-// connections lost together and opened for BreakerOpenFor. One client's
-// successive attempts are each admitted after its previous failure, so
-// each still counts. No attempt (a ReportOverload) always counts.
+// "Pools"). One client's successive attempts are each admitted after its
+// previous failure, so each still counts. No attempt (a ReportOverload)
+// always counts. The breaker still counts every failure: counting it
+// once per event as well let a pooled fleet through a 5 s blip reconnect
+// without ever opening the circuit, and ~2% of it had not recovered 30 s
+// later in 2 of 2 lab runs (docs/benchmarks.md 8w).
 func (d *Dialer) fail(t *target, kind EventKind, err error, f failure) {
 	now := d.o.Now()
 	counts := f.admitted.IsZero() || !f.admitted.Before(t.failedAt)
@@ -926,7 +928,7 @@ func (d *Dialer) fail(t *target, kind EventKind, err error, f failure) {
 		d.emit(t, EventBreakerOpen, d.o.BreakerOpenFor, err)
 		return
 	}
-	if !f.breaker || !counts {
+	if !f.breaker {
 		return
 	}
 	t.brFailures++

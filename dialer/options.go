@@ -285,9 +285,7 @@ type Options struct {
 	// handshake.
 	StableAfter time.Duration
 	// BreakerThreshold is the number of consecutive failures that opens
-	// the target's circuit (5); -1 disables the breaker. Failures of
-	// attempts admitted together (a pool's connections lost at once)
-	// count as one, as for the backoff.
+	// the target's circuit (5); -1 disables the breaker.
 	BreakerThreshold int
 	// BreakerOpenFor is how long an open circuit refuses dials before it
 	// lets probes through (5s).

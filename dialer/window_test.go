@@ -663,32 +663,3 @@ func TestOneBackoffPerFailureEvent(t *testing.T) {
 		})
 	}
 }
-
-// TestBreakerOneFailurePerEvent: the breaker counts failures as the
-// backoff does: a pool's 8 dials admitted together and reset count one,
-// so the circuit stays closed; BreakerThreshold (5) failures of dials
-// admitted one after the other open it.
-func TestBreakerOneFailurePerEvent(t *testing.T) {
-	const addr = "10.0.0.5:6379"
-	reset := errors.New("connection reset")
-	d, clk := newClocked(t, Options{FleetSize: 3000, Backoff: backoff.Immediate{}})
-	pool, _ := reserveAll(t, d, addr, 8)
-	for _, r := range pool {
-		clk.advance(time.Millisecond)
-		_ = r.Dialed(time.Millisecond, reset)
-	}
-	if st := d.Stats(addr); st.Breaker != "closed" {
-		t.Fatalf("after 8 pooled dials admitted together failed: breaker %s, want closed", st.Breaker)
-	}
-	for i := 2; i <= DefaultBreakerThreshold; i++ {
-		r, err := d.Reserve(addr)
-		if err != nil {
-			t.Fatalf("dial %d: %v", i, err)
-		}
-		clk.advance(r.Wait + time.Millisecond)
-		_ = r.Dialed(time.Millisecond, reset)
-	}
-	if st := d.Stats(addr); st.Breaker != "open" {
-		t.Errorf("after %d failures of dials admitted one after the other: breaker %s, want open", DefaultBreakerThreshold, st.Breaker)
-	}
-}
