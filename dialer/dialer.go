@@ -774,7 +774,6 @@ func (c *Conn) dialed(took time.Duration, err error) error {
 // window is sized by fleetRate: the refused clients come back to a new
 // process. c is the refused dial's Conn. Called with mu held.
 func (d *Dialer) refused(t *target, err error, c *Conn) {
-	drawnIn := c.drawnIn
 	now := d.o.Now()
 	// The first refusal inside an episode whose draws are still to come:
 	// where this client's draw fell among the fleet's (the share of the
@@ -790,7 +789,7 @@ func (d *Dialer) refused(t *target, err error, c *Conn) {
 	case first:
 		t.drawn = episodeDraws{lostAt: t.lostAt, end: t.lostAt.Add(d.span(t)), ramp: d.ramp(t), window: d.window(t)}
 		fallthrough
-	case d.restarted(t) && !drawnIn.IsZero() && drawnIn.Equal(t.drawn.lostAt) && now.Before(t.drawn.end):
+	case d.restarted(t) && !c.drawnIn.IsZero() && c.drawnIn.Equal(t.drawn.lostAt) && now.Before(t.drawn.end):
 		rank = drawShare(now.Sub(t.drawn.lostAt), t.drawn.ramp, t.drawn.window)
 		end = t.drawn.end
 	}
@@ -809,24 +808,19 @@ func (d *Dialer) refused(t *target, err error, c *Conn) {
 	t.lostAt, t.soft = now, false
 	t.refusedAt = now
 	w := d.window(t) // the restarted episode's (fleetRate)
-	var at time.Time
-	switch {
-	case first:
+	// Placed among the episode's draws, or (refused again: the server is
+	// still down, or a dial that did not draw in the episode) one
+	// restarted window later, never before the retries already placed.
+	at := now.Add(w)
+	if !end.IsZero() {
 		at = end.Add(time.Duration(rank * float64(w)))
-		t.retryAt, t.retries = at, t.retries[:0]
-	case !end.IsZero():
-		at = end.Add(time.Duration(rank * float64(w)))
-		if at.After(t.retryAt) {
-			t.retryAt = at
-		}
-	default:
-		// Refused again (the server is still down, or a dial that did
-		// not draw in the episode): one restarted window later, never
-		// before the retries already placed.
-		at = now.Add(w)
-		if at.Before(t.retryAt) {
-			at = t.retryAt
-		}
+	} else if at.Before(t.retryAt) {
+		at = t.retryAt
+	}
+	if first {
+		t.retries = t.retries[:0]
+	}
+	if first || at.After(t.retryAt) {
 		t.retryAt = at
 	}
 	if len(t.retries) < maxRetries {
